@@ -1,0 +1,296 @@
+//! The lbmethods: how a member is chosen among the candidates of a pick.
+//!
+//! The pick ([`BalancerSnapshot::pick`](crate::BalancerSnapshot::pick)) works out which
+//! members may take the request (lbsets, hot spares, hot standbys, drain, retry windows,
+//! members already tried) and hands them, in Apache's order, to the lbmethod as
+//! [`Candidates`]. The lbmethod chooses one.
+//!
+//! | Apache `lbmethod=` | type | rule |
+//! | --- | --- | --- |
+//! | `byrequests` (default) | [`ByRequests`] | smooth weighted round robin on `lbstatus`, exactly Apache's |
+//! | `bytraffic` | [`ByTraffic`] | least bytes (sent + read) per load factor |
+//! | `bybusyness` | [`ByBusyness`] | fewest requests in flight; ties by the byrequests score |
+//!
+//! Write your own by implementing [`LbMethod`] and using [`LbMethodKind::Custom`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::ParamError;
+use crate::member::{Member, MemberId};
+use crate::sync::{Arc, Ordering};
+
+mod busyness;
+mod requests;
+mod traffic;
+
+pub use busyness::ByBusyness;
+pub use requests::ByRequests;
+pub use traffic::ByTraffic;
+
+/// A load-balancing method.
+///
+/// `choose` is called once per balanced pick with the candidates in Apache's evaluation
+/// order (the set's usable regular members in configuration order, then the spares that
+/// replace unusable members; or the set's hot standbys). It may update member state (the
+/// built-in methods keep `lbstatus` as Apache does). Ties should go to the earlier
+/// candidate, as in Apache.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Instant;
+/// use proxy_balancer_core::lbmethod::{Candidates, LbMethod};
+/// use proxy_balancer_core::{BalancerParams, BalancerStore, LbMethodKind, Member, MemberParams, PickRequest};
+///
+/// /// Always the first candidate: a primary/backup pair without weights.
+/// #[derive(Debug)]
+/// struct First;
+///
+/// impl LbMethod for First {
+///     fn name(&self) -> &str {
+///         "first"
+///     }
+///     fn choose<'a>(&self, mut candidates: Candidates<'a>) -> Option<&'a Member> {
+///         candidates.next()
+///     }
+/// }
+///
+/// let mut params = BalancerParams::new("pair");
+/// params.lb_method = LbMethodKind::Custom(Arc::new(First));
+/// let members = [MemberParams::new("http://primary")?, MemberParams::new("http://backup")?];
+/// let now = Instant::now();
+/// let store = BalancerStore::new(params, members, now)?;
+/// assert_eq!(store.pick(&PickRequest::new(), now)?.member().url(), "http://primary");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait LbMethod: fmt::Debug + Send + Sync + 'static {
+    /// The method's name, as `lbmethod=` would give it.
+    fn name(&self) -> &str;
+
+    /// Chooses one of the candidates, or none.
+    fn choose<'a>(&self, candidates: Candidates<'a>) -> Option<&'a Member>;
+
+    /// Called after a sticky pick sent a request to `chosen` without balancing. The default
+    /// does Apache's accounting (every usable member's `lbstatus` grows by its load factor and
+    /// the chosen member's shrinks by the total), so that byrequests and bybusyness make up
+    /// for sticky traffic later.
+    fn account_sticky(&self, members: &[Member], chosen: &Member) {
+        account_sticky_lbstatus(members, chosen);
+    }
+}
+
+/// Apache's sticky accounting (mod_proxy_balancer, "no lbmethod update hook").
+pub(crate) fn account_sticky_lbstatus(members: &[Member], chosen: &Member) {
+    let mut total = 0;
+    for m in members {
+        if m.is_usable() {
+            let lbf = m.lbf();
+            m.state()
+                .lbstatus_atomic()
+                .fetch_add(lbf, Ordering::Relaxed);
+            total += lbf;
+        }
+    }
+    chosen
+        .state()
+        .lbstatus_atomic()
+        .fetch_sub(total, Ordering::Relaxed);
+}
+
+/// The lbmethod of a balancer: one of Apache's, or your own.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum LbMethodKind {
+    /// `lbmethod=byrequests` (the default).
+    #[default]
+    ByRequests,
+    /// `lbmethod=bytraffic`.
+    ByTraffic,
+    /// `lbmethod=bybusyness`.
+    ByBusyness,
+    /// A user-defined method.
+    Custom(Arc<dyn LbMethod>),
+}
+
+impl LbMethodKind {
+    /// The method's name (`byrequests`, `bytraffic`, `bybusyness` or the custom name).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::ByRequests => "byrequests",
+            Self::ByTraffic => "bytraffic",
+            Self::ByBusyness => "bybusyness",
+            Self::Custom(m) => m.name(),
+        }
+    }
+
+    pub(crate) fn choose<'a>(&self, candidates: Candidates<'a>) -> Option<&'a Member> {
+        match self {
+            Self::ByRequests => ByRequests.choose(candidates),
+            Self::ByTraffic => ByTraffic.choose(candidates),
+            Self::ByBusyness => ByBusyness.choose(candidates),
+            Self::Custom(m) => m.choose(candidates),
+        }
+    }
+
+    pub(crate) fn account_sticky(&self, members: &[Member], chosen: &Member) {
+        match self {
+            Self::Custom(m) => m.account_sticky(members, chosen),
+            _ => account_sticky_lbstatus(members, chosen),
+        }
+    }
+}
+
+impl PartialEq for LbMethodKind {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Custom(a), Self::Custom(b)) => Arc::ptr_eq(a, b),
+            (Self::Custom(_), _) | (_, Self::Custom(_)) => false,
+            _ => self.name() == other.name(),
+        }
+    }
+}
+
+impl fmt::Debug for LbMethodKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Custom(m) => f.debug_tuple("Custom").field(m).finish(),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+impl fmt::Display for LbMethodKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for LbMethodKind {
+    type Err = ParamError;
+
+    /// Parses Apache's `lbmethod=` names (case-insensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "byrequests" => Ok(Self::ByRequests),
+            "bytraffic" => Ok(Self::ByTraffic),
+            "bybusyness" => Ok(Self::ByBusyness),
+            "heartbeat" => Err(ParamError::invalid(
+                "lbmethod",
+                s,
+                "heartbeat is not supported yet; use byrequests, bytraffic or bybusyness",
+            )),
+            _ => Err(ParamError::invalid(
+                "lbmethod",
+                s,
+                "unknown lbmethod; expected byrequests, bytraffic or bybusyness",
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    Regular,
+    Spares { left: usize },
+    Standby,
+}
+
+/// The members that may take a balanced request, in Apache's evaluation order.
+///
+/// An iterator that can be cloned to walk the candidates more than once (as bybusyness
+/// does). Each member's usability is read again as it is yielded, so a member that fails
+/// while a pick is in progress is not chosen.
+#[derive(Clone)]
+pub struct Candidates<'a> {
+    members: &'a [Member],
+    indices: &'a [u32],
+    pos: usize,
+    phase: Phase,
+    spare_limit: usize,
+    tried: &'a [MemberId],
+}
+
+impl<'a> Candidates<'a> {
+    pub(crate) fn regular(
+        members: &'a [Member],
+        indices: &'a [u32],
+        spare_limit: usize,
+        tried: &'a [MemberId],
+    ) -> Self {
+        Self {
+            members,
+            indices,
+            pos: 0,
+            phase: Phase::Regular,
+            spare_limit,
+            tried,
+        }
+    }
+
+    pub(crate) fn standby(
+        members: &'a [Member],
+        indices: &'a [u32],
+        tried: &'a [MemberId],
+    ) -> Self {
+        Self {
+            members,
+            indices,
+            pos: 0,
+            phase: Phase::Standby,
+            spare_limit: 0,
+            tried,
+        }
+    }
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = &'a Member;
+
+    fn next(&mut self) -> Option<&'a Member> {
+        use crate::flags::StatusFlags as F;
+        loop {
+            let Some(&index) = self.indices.get(self.pos) else {
+                match self.phase {
+                    Phase::Regular if self.spare_limit > 0 => {
+                        self.phase = Phase::Spares {
+                            left: self.spare_limit,
+                        };
+                        self.pos = 0;
+                        continue;
+                    }
+                    _ => return None,
+                }
+            };
+            self.pos += 1;
+            let member = &self.members[index as usize];
+            let flags = member.flags();
+            if !flags.is_usable() || flags.contains(F::DRAIN) {
+                continue;
+            }
+            let wanted = match self.phase {
+                Phase::Regular => !flags.intersects(F::HOT_SPARE.union(F::HOT_STANDBY)),
+                Phase::Spares { .. } => flags.contains(F::HOT_SPARE),
+                Phase::Standby => flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE),
+            };
+            if !wanted || self.tried.contains(&member.id()) {
+                continue;
+            }
+            if let Phase::Spares { left } = &mut self.phase {
+                if *left == 0 {
+                    return None;
+                }
+                *left -= 1;
+            }
+            return Some(member);
+        }
+    }
+}
+
+impl fmt::Debug for Candidates<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.clone().map(Member::id))
+            .finish()
+    }
+}

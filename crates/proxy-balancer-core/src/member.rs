@@ -1,0 +1,408 @@
+//! Members: their identity, parameters and shared per-member state.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::flags::{AtomicFlags, StatusFlags};
+use crate::params::MemberParams;
+use crate::sync::{Arc, AtomicI64, AtomicU64, Ordering};
+
+/// A member's identity within one balancer store. It stays the same when the member's
+/// parameters change and is never reused for another member.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct MemberId(pub(crate) u32);
+
+impl MemberId {
+    /// The id as a number (its position in the order members were added).
+    #[must_use]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The per-member state that every snapshot shares: status flags and counters.
+///
+/// It lives in its own `Arc`, kept when the balancer is reconfigured, so changing a load
+/// factor or adding a member never resets another member's counters nor loses a request in
+/// flight. Every field is an atomic: reading and updating never takes a lock.
+///
+/// # Apache
+///
+/// The fields of `proxy_worker_shared` that change while serving: `status`, `lbstatus`,
+/// `busy`, `elected`, `transferred`, `read`, `error_time`, `retries`.
+pub struct MemberState {
+    flags: AtomicFlags,
+    lbstatus: AtomicI64,
+    busy: AtomicU64,
+    elected: AtomicU64,
+    transferred: AtomicU64,
+    read: AtomicU64,
+    /// Nanoseconds since `epoch` plus one; 0 means "never in error".
+    error_time: AtomicU64,
+    retries: AtomicU64,
+    epoch: Instant,
+}
+
+impl MemberState {
+    pub(crate) fn new(flags: StatusFlags, epoch: Instant) -> Self {
+        Self {
+            flags: AtomicFlags::new(flags),
+            lbstatus: AtomicI64::new(0),
+            busy: AtomicU64::new(0),
+            elected: AtomicU64::new(0),
+            transferred: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            error_time: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            epoch,
+        }
+    }
+
+    /// The current status flags.
+    #[must_use]
+    pub fn flags(&self) -> StatusFlags {
+        self.flags.load()
+    }
+
+    /// Sets flags (as the manager's `w_status_X=1` does); returns the flags before.
+    ///
+    /// Setting [`StatusFlags::IN_ERROR`] this way records no error time, so the member is
+    /// retried on its next selection, as an initial `status=+E` is in Apache.
+    pub fn insert_flags(&self, flags: StatusFlags) -> StatusFlags {
+        self.flags.insert(flags)
+    }
+
+    /// Clears flags (as the manager's `w_status_X=0` does); returns the flags before.
+    pub fn remove_flags(&self, flags: StatusFlags) -> StatusFlags {
+        self.flags.remove(flags)
+    }
+
+    /// Whether the member may receive requests now (none of `D`, `S`, `E`, `C`). An `E`
+    /// member whose retry window has passed is not usable until [`Self::try_recover`]
+    /// clears the flag, as in Apache.
+    #[must_use]
+    pub fn is_usable(&self) -> bool {
+        self.flags().is_usable()
+    }
+
+    /// Puts the member in error at `now` (Apache: `E` set, `error_time = now`), unless it
+    /// ignores errors (`+I`). Returns whether it is now in error.
+    ///
+    /// A member whose retry failed is re-armed by this: its window starts again at `now`.
+    pub fn mark_error(&self, now: Instant) -> bool {
+        if self.flags().contains(StatusFlags::IGNORE_ERRORS) {
+            return false;
+        }
+        self.error_time.store(self.encode(now), Ordering::Release);
+        self.flags.insert(StatusFlags::IN_ERROR);
+        true
+    }
+
+    /// Apache's `try_recover`: clears `E` when `retry` has passed since the error (or the
+    /// member ignores errors), unless the member is stopped. Returns whether the member is
+    /// usable afterwards. `D`, `S` and `C` are never cleared here.
+    pub fn try_recover(&self, retry: Duration, now: Instant) -> bool {
+        let flags = self.flags();
+        if flags.contains(StatusFlags::IN_ERROR) && !flags.contains(StatusFlags::STOPPED) {
+            let due = flags.contains(StatusFlags::IGNORE_ERRORS)
+                || self.error_time().map_or(true, |at| now > at + retry);
+            if due {
+                self.clear_error();
+            }
+        }
+        self.is_usable()
+    }
+
+    /// Clears `E`, counting a retry if it was set.
+    pub(crate) fn clear_error(&self) {
+        let before = self.flags.remove(StatusFlags::IN_ERROR);
+        if before.contains(StatusFlags::IN_ERROR) {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the member was last put in error, if ever.
+    #[must_use]
+    pub fn error_time(&self) -> Option<Instant> {
+        match self.error_time.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.epoch + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    fn encode(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos)
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// Requests assigned to the member and not finished yet.
+    #[must_use]
+    pub fn busy(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Times the member was chosen (sticky or balanced).
+    #[must_use]
+    pub fn elected(&self) -> u64 {
+        self.elected.load(Ordering::Relaxed)
+    }
+
+    /// The byrequests/bybusyness score (Apache's `lbstatus`).
+    #[must_use]
+    pub fn lbstatus(&self) -> i64 {
+        self.lbstatus.load(Ordering::Relaxed)
+    }
+
+    /// Bytes sent to the member (request line, headers and body), for bytraffic.
+    #[must_use]
+    pub fn transferred(&self) -> u64 {
+        self.transferred.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from the member (status line without CRLF, and body), for bytraffic.
+    #[must_use]
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    /// Times `E` was cleared by a retry or a forced recovery.
+    #[must_use]
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Counts bytes sent to the member.
+    pub fn add_transferred(&self, bytes: u64) {
+        self.transferred.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts bytes read from the member.
+    pub fn add_read(&self, bytes: u64) {
+        self.read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {
+        &self.lbstatus
+    }
+
+    pub(crate) fn set_lbstatus(&self, value: i64) {
+        self.lbstatus.store(value, Ordering::Relaxed);
+    }
+
+    pub(crate) fn elect(&self) {
+        self.elected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn busy_inc(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn busy_dec(&self) {
+        self.busy.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for MemberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberState")
+            .field("flags", &self.flags())
+            .field("lbstatus", &self.lbstatus())
+            .field("busy", &self.busy())
+            .field("elected", &self.elected())
+            .field("transferred", &self.transferred())
+            .field("read", &self.read())
+            .field("error_time", &self.error_time())
+            .field("retries", &self.retries())
+            .finish()
+    }
+}
+
+struct MemberInner {
+    id: MemberId,
+    params: MemberParams,
+    state: Arc<MemberState>,
+}
+
+/// One member of a balancer as a snapshot sees it: its id, its parameters (immutable in
+/// this snapshot) and its shared [`MemberState`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Member(Arc<MemberInner>);
+
+impl Member {
+    pub(crate) fn new(id: MemberId, params: MemberParams, state: Arc<MemberState>) -> Self {
+        Self(Arc::new(MemberInner { id, params, state }))
+    }
+
+    /// The member's id.
+    #[must_use]
+    pub fn id(&self) -> MemberId {
+        self.0.id
+    }
+
+    /// The member's parameters in this snapshot.
+    #[must_use]
+    pub fn params(&self) -> &MemberParams {
+        &self.0.params
+    }
+
+    /// The member's shared state and counters.
+    #[must_use]
+    pub fn state(&self) -> &MemberState {
+        &self.0.state
+    }
+
+    pub(crate) fn state_arc(&self) -> &Arc<MemberState> {
+        &self.0.state
+    }
+
+    /// The member URL (Apache's worker name).
+    #[must_use]
+    pub fn url(&self) -> &str {
+        self.0.params.url.as_str()
+    }
+
+    /// The member's `route`, if any.
+    #[must_use]
+    pub fn route(&self) -> Option<&str> {
+        self.0.params.route.as_ref().map(crate::Route::as_str)
+    }
+
+    /// The ×100 load factor.
+    #[must_use]
+    pub fn lbf(&self) -> i64 {
+        i64::from(self.0.params.load_factor.lbf())
+    }
+
+    /// The current status flags.
+    #[must_use]
+    pub fn flags(&self) -> StatusFlags {
+        self.0.state.flags()
+    }
+
+    /// Whether the member may receive requests now.
+    #[must_use]
+    pub fn is_usable(&self) -> bool {
+        self.0.state.is_usable()
+    }
+
+    /// [`MemberState::try_recover`] with this member's `retry`.
+    pub fn try_recover(&self, now: Instant) -> bool {
+        self.0.state.try_recover(self.0.params.retry, now)
+    }
+
+    /// [`MemberState::mark_error`].
+    pub fn mark_error(&self, now: Instant) -> bool {
+        self.0.state.mark_error(now)
+    }
+
+    /// Counts one more request in flight on this member until the guard is dropped.
+    pub fn begin_request(&self) -> BusyGuard {
+        self.0.state.busy_inc();
+        BusyGuard(self.clone())
+    }
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.0.id)
+            .field("url", &self.url())
+            .field("route", &self.route())
+            .field("flags", &self.flags())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request in flight on a member (Apache's `busy`). Dropping it releases the count, so
+/// a request that is cancelled, fails or ends always gives it back.
+#[must_use = "the request counts as busy only while the guard lives"]
+pub struct BusyGuard(Member);
+
+impl BusyGuard {
+    /// The member the request is on.
+    #[must_use]
+    pub fn member(&self) -> &Member {
+        &self.0
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0 .0.state.busy_dec();
+    }
+}
+
+impl fmt::Debug for BusyGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BusyGuard").field(&self.0.id()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[expect(clippy::disallowed_methods, reason = "tests need a starting instant")]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn retry_window() {
+        let t0 = t0();
+        let s = MemberState::new(StatusFlags::EMPTY, t0);
+        let retry = Duration::from_secs(10);
+        assert!(s.mark_error(t0 + Duration::from_secs(1)));
+        assert!(!s.try_recover(retry, t0 + Duration::from_secs(5)));
+        assert!(
+            !s.try_recover(retry, t0 + Duration::from_secs(11)),
+            "strictly after"
+        );
+        assert!(s.try_recover(retry, t0 + Duration::from_millis(11_001)));
+        assert_eq!(s.retries(), 1);
+        // a failed retry re-arms the window
+        assert!(s.mark_error(t0 + Duration::from_secs(12)));
+        assert!(!s.try_recover(retry, t0 + Duration::from_secs(20)));
+        assert!(s.try_recover(retry, t0 + Duration::from_secs(23)));
+        assert_eq!(s.retries(), 2);
+    }
+
+    #[test]
+    fn ignore_errors_and_stopped() {
+        let t0 = t0();
+        let i = MemberState::new(StatusFlags::IGNORE_ERRORS, t0);
+        assert!(!i.mark_error(t0));
+        assert!(i.is_usable());
+        let s = MemberState::new(StatusFlags::STOPPED | StatusFlags::IN_ERROR, t0);
+        assert!(!s.try_recover(Duration::ZERO, t0 + Duration::from_secs(100)));
+        assert!(s.flags().contains(StatusFlags::IN_ERROR));
+        // an initial +E has no error time: cleared by the first retry check
+        let e = MemberState::new(StatusFlags::IN_ERROR, t0);
+        assert!(e.try_recover(Duration::from_secs(60), t0));
+    }
+
+    #[test]
+    fn busy_guard_releases() {
+        let t0 = t0();
+        let m = Member::new(
+            MemberId(0),
+            MemberParams::new("http://a").unwrap(),
+            Arc::new(MemberState::new(StatusFlags::EMPTY, t0)),
+        );
+        let g1 = m.begin_request();
+        let g2 = m.begin_request();
+        assert_eq!(m.state().busy(), 2);
+        drop(g1);
+        assert_eq!(g2.member().state().busy(), 1);
+        drop(g2);
+        assert_eq!(m.state().busy(), 0);
+    }
+}

@@ -1,0 +1,1010 @@
+//! Member and balancer parameters, with Apache's names, defaults and validation.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::ParamError;
+use crate::flags::StatusFlags;
+use crate::lbmethod::LbMethodKind;
+
+/// Routes, redirects and sticky session names are shorter than this, as in Apache
+/// (`PROXY_WORKER_MAX_ROUTE_SIZE`), whose shared memory slots are 64 bytes with a NUL.
+const MAX_NAME_LEN: usize = 63;
+
+/// A member's `loadfactor`, kept ×100 as Apache keeps it (`lbf`): 1.0 is 100, 2.25 is 225.
+///
+/// # Apache
+///
+/// `loadfactor`: a decimal from 1 to 100, default 1. Apache stores `int(value * 100)`,
+/// truncating, and so do we: the ratios of byrequests are exact on these integers.
+///
+/// One deliberate difference: Apache computes `int(atof(value) * 100)` in binary floating
+/// point, so `65.32` becomes 6531 there (and the manager shows `65.31`); we read the decimal
+/// exactly and keep 6532.
+///
+/// ```
+/// use proxy_balancer_core::LoadFactor;
+///
+/// let lf: LoadFactor = "2.25".parse()?;
+/// assert_eq!(lf.lbf(), 225);
+/// assert_eq!(lf.to_string(), "2.25");
+/// assert!("0".parse::<LoadFactor>().is_err());
+/// assert!("101".parse::<LoadFactor>().is_err());
+/// # Ok::<(), proxy_balancer_core::ParamError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LoadFactor(u32);
+
+impl LoadFactor {
+    /// Load factor 1, Apache's default.
+    pub const ONE: Self = Self(100);
+
+    /// A load factor from its ×100 integer form (`lbf`), 100 to 10000.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::InvalidValue`] outside 100..=10000.
+    pub fn from_lbf(lbf: u32) -> Result<Self, ParamError> {
+        if (100..=10_000).contains(&lbf) {
+            Ok(Self(lbf))
+        } else {
+            Err(ParamError::invalid(
+                "loadfactor",
+                format!("{}", f64::from(lbf) / 100.0),
+                "must be a number between 1 and 100",
+            ))
+        }
+    }
+
+    /// A load factor from its decimal form, truncated to hundredths as Apache does.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::InvalidValue`] outside 1.0..=100.0 or not finite.
+    pub fn new(value: f64) -> Result<Self, ParamError> {
+        // The small bias undoes binary rounding (65.32 * 100 = 6531.999…), see `FromStr`.
+        let scaled = (value * 100.0 + 1e-6).floor();
+        if !scaled.is_finite() || !(100.0..=10_000.0).contains(&scaled) {
+            return Err(ParamError::invalid(
+                "loadfactor",
+                value.to_string(),
+                "must be a number between 1 and 100",
+            ));
+        }
+        // Truncation as Apache's `(int)(atof(val) * 100.0)`; the range check above bounds it.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "range checked above"
+        )]
+        Ok(Self(scaled as u32))
+    }
+
+    /// The ×100 integer form Apache calls `lbfactor`.
+    #[must_use]
+    pub const fn lbf(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for LoadFactor {
+    fn default() -> Self {
+        Self::ONE
+    }
+}
+
+impl FromStr for LoadFactor {
+    type Err = ParamError;
+
+    /// Parses a decimal such as `2.25`, keeping hundredths exactly; further digits are
+    /// truncated, as Apache truncates.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ParamError::invalid(
+                "loadfactor",
+                s,
+                "must be a decimal number between 1 and 100",
+            )
+        };
+        let t = s.trim();
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
+            return Err(bad());
+        }
+        let whole = whole.trim_start_matches('0');
+        if whole.len() > 3 {
+            return Err(ParamError::invalid(
+                "loadfactor",
+                s,
+                "must be a number between 1 and 100",
+            ));
+        }
+        let mut lbf: u32 = whole.parse().unwrap_or(0) * 100;
+        let mut frac_digits = frac.bytes().chain(std::iter::repeat(b'0'));
+        for scale in [10, 1] {
+            let d = frac_digits.next().map_or(0, |b| u32::from(b - b'0'));
+            lbf += d * scale;
+        }
+        Self::from_lbf(lbf)
+            .map_err(|_| ParamError::invalid("loadfactor", s, "must be a number between 1 and 100"))
+    }
+}
+
+impl fmt::Display for LoadFactor {
+    /// Writes the decimal form as the manager shows it: `1`, `2.25`, `2.5`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, frac) = (self.0 / 100, self.0 % 100);
+        match frac {
+            0 => write!(f, "{whole}"),
+            f10 if f10 % 10 == 0 => write!(f, "{whole}.{}", f10 / 10),
+            _ => write!(f, "{whole}.{frac:02}"),
+        }
+    }
+}
+
+impl fmt::Debug for LoadFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LoadFactor({self})")
+    }
+}
+
+/// A member's `lbset`, 0 to 99: lower sets are tried first.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug)]
+pub struct LbSet(u8);
+
+impl LbSet {
+    /// The highest set Apache accepts.
+    pub const MAX: u8 = 99;
+
+    /// An lbset.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::InvalidValue`] above 99.
+    pub fn new(set: u8) -> Result<Self, ParamError> {
+        if set <= Self::MAX {
+            Ok(Self(set))
+        } else {
+            Err(ParamError::invalid(
+                "lbset",
+                set.to_string(),
+                "must be between 0 and 99",
+            ))
+        }
+    }
+
+    /// The set number.
+    #[must_use]
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl FromStr for LbSet {
+    type Err = ParamError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().parse::<u8>() {
+            Ok(n) if n <= Self::MAX => Ok(Self(n)),
+            _ => Err(ParamError::invalid("lbset", s, "must be between 0 and 99")),
+        }
+    }
+}
+
+impl fmt::Display for LbSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A member route (`route=`) or redirect route (`redirect=`): 1 to 63 visible characters.
+///
+/// ```
+/// use proxy_balancer_core::Route;
+///
+/// assert_eq!(Route::new("node1")?.as_str(), "node1");
+/// assert!(Route::new(&"x".repeat(64)).is_err());
+/// # Ok::<(), proxy_balancer_core::ParamError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route(Box<str>);
+
+impl Route {
+    /// A route.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::InvalidValue`] (naming `route`) if empty, 64 characters or longer, or
+    /// holding whitespace or control characters.
+    pub fn new(route: &str) -> Result<Self, ParamError> {
+        Self::named("route", route)
+    }
+
+    fn named(param: &'static str, value: &str) -> Result<Self, ParamError> {
+        if value.is_empty() {
+            return Err(ParamError::invalid(param, value, "must not be empty"));
+        }
+        if value.len() > MAX_NAME_LEN {
+            return Err(ParamError::invalid(
+                param,
+                value,
+                "must be shorter than 64 characters",
+            ));
+        }
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ParamError::invalid(
+                param,
+                value,
+                "must not contain whitespace or control characters",
+            ));
+        }
+        Ok(Self(value.into()))
+    }
+
+    /// The route text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Route({:?})", &*self.0)
+    }
+}
+
+/// A member URL: `http` or `https`, a host, an optional port and path.
+///
+/// The scheme and host are lower-cased and a trailing `/` is removed (Apache's docs ask for
+/// member URLs without one), so `HTTP://Example:80/` and `http://example:80` are the same
+/// member.
+///
+/// ```
+/// use proxy_balancer_core::MemberUrl;
+///
+/// let url = MemberUrl::new("HTTP://Backend-1:8080/app/")?;
+/// assert_eq!(url.as_str(), "http://backend-1:8080/app");
+/// assert_eq!(url.authority(), "backend-1:8080");
+/// assert!(MemberUrl::new("ftp://files").is_err());
+/// # Ok::<(), proxy_balancer_core::ParamError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberUrl {
+    url: Box<str>,
+    /// Byte range of the authority within `url`.
+    authority: (usize, usize),
+}
+
+impl MemberUrl {
+    /// Parses and normalises a member URL.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::InvalidValue`] (naming `url`) if the scheme is not `http`/`https`, the
+    /// host is missing, the port is not a number up to 65535, or the URL holds whitespace,
+    /// control characters, a query or a fragment.
+    pub fn new(url: &str) -> Result<Self, ParamError> {
+        let bad = |reason: &'static str| ParamError::invalid("url", url, reason);
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("must not contain whitespace or control characters"));
+        }
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(bad("must start with http:// or https://"));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("the scheme must be http or https"));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(bad("must not have a query or a fragment"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(bad("must not carry user information"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let Some((host, after)) = v6.split_once(']') else {
+                return Err(bad("an IPv6 host must be closed with ]"));
+            };
+            if host.is_empty()
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            {
+                return Err(bad("the IPv6 host is not valid"));
+            }
+            match after {
+                "" => (authority, None),
+                p => match p.strip_prefix(':') {
+                    Some(port) => (&authority[..authority.len() - p.len()], Some(port)),
+                    None => return Err(bad("unexpected text after the IPv6 host")),
+                },
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("the host is missing"));
+        }
+        if !host.starts_with('[')
+            && !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err(bad("the host has characters a host name cannot have"));
+        }
+        if let Some(port) = port {
+            if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("the port must be a number from 0 to 65535"));
+            }
+            if port.parse::<u32>().map_or(true, |p| p > 65_535) {
+                return Err(bad("the port must be a number from 0 to 65535"));
+            }
+        }
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let mut normal = String::with_capacity(url.len());
+        normal.push_str(&scheme);
+        normal.push_str("://");
+        let start = normal.len();
+        normal.push_str(&authority.to_ascii_lowercase());
+        let end = normal.len();
+        normal.push_str(path);
+        Ok(Self {
+            url: normal.into(),
+            authority: (start, end),
+        })
+    }
+
+    /// The normalised URL.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// `http` or `https`.
+    #[must_use]
+    pub fn scheme(&self) -> &str {
+        &self.url[..self.authority.0 - 3]
+    }
+
+    /// `host[:port]`.
+    #[must_use]
+    pub fn authority(&self) -> &str {
+        &self.url[self.authority.0..self.authority.1]
+    }
+
+    /// The path prefix (empty or starting with `/`, without a trailing `/`).
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.url[self.authority.1..]
+    }
+}
+
+impl FromStr for MemberUrl {
+    type Err = ParamError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for MemberUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl fmt::Debug for MemberUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MemberUrl({:?})", &*self.url)
+    }
+}
+
+fn parse_on_off(param: &'static str, value: &str) -> Result<bool, ParamError> {
+    if value.eq_ignore_ascii_case("on") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("off") {
+        Ok(false)
+    } else {
+        Err(ParamError::invalid(param, value, "must be On or Off"))
+    }
+}
+
+fn parse_seconds(param: &'static str, value: &str) -> Result<Duration, ParamError> {
+    match value.trim().parse::<u32>() {
+        Ok(s) => Ok(Duration::from_secs(u64::from(s))),
+        Err(_) => Err(ParamError::invalid(
+            param,
+            value,
+            "must be a whole number of seconds",
+        )),
+    }
+}
+
+/// The parameters of one balancer member (`BalancerMember url key=value ...`).
+///
+/// Every field is an already validated type, so the struct can be edited freely.
+///
+/// ```
+/// use proxy_balancer_core::{LoadFactor, MemberParams, Route};
+///
+/// let mut member = MemberParams::new("http://10.0.0.1:8080")?
+///     .with_route(Route::new("node1")?)
+///     .with_load_factor(LoadFactor::new(2.0)?);
+/// member.set("status", "+H")?; // Apache syntax
+/// member.set("retry", "5")?;
+/// assert_eq!(member.load_factor.lbf(), 200);
+/// assert!(member.set("lbset", "100").is_err());
+/// # Ok::<(), proxy_balancer_core::ParamError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub struct MemberParams {
+    /// The member's URL (the `BalancerMember` argument).
+    pub url: MemberUrl,
+    /// `route`: the member's route, matched against the session route.
+    pub route: Option<Route>,
+    /// `redirect`: where sticky requests go when this member is unusable.
+    pub redirect: Option<Route>,
+    /// `loadfactor` (default 1).
+    pub load_factor: LoadFactor,
+    /// `lbset` (default 0).
+    pub lb_set: LbSet,
+    /// `retry`: how long a member in error waits before it is tried again (default 60 s;
+    /// zero retries at once).
+    pub retry: Duration,
+    /// `status`: the initial status flags.
+    pub status: StatusFlags,
+}
+
+impl MemberParams {
+    /// Apache's default `retry`: 60 seconds.
+    pub const DEFAULT_RETRY: Duration = Duration::from_secs(60);
+
+    /// A member with Apache's defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError`] naming `url` if the URL is not valid (see [`MemberUrl::new`]).
+    pub fn new(url: &str) -> Result<Self, ParamError> {
+        Ok(Self::from_url(MemberUrl::new(url)?))
+    }
+
+    /// A member with Apache's defaults from a parsed URL.
+    #[must_use]
+    pub const fn from_url(url: MemberUrl) -> Self {
+        Self {
+            url,
+            route: None,
+            redirect: None,
+            load_factor: LoadFactor::ONE,
+            lb_set: LbSet(0),
+            retry: Self::DEFAULT_RETRY,
+            status: StatusFlags::EMPTY,
+        }
+    }
+
+    /// Sets `route`.
+    #[must_use]
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// Sets `redirect`.
+    #[must_use]
+    pub fn with_redirect(mut self, redirect: Route) -> Self {
+        self.redirect = Some(redirect);
+        self
+    }
+
+    /// Sets `loadfactor`.
+    #[must_use]
+    pub const fn with_load_factor(mut self, load_factor: LoadFactor) -> Self {
+        self.load_factor = load_factor;
+        self
+    }
+
+    /// Sets `lbset`.
+    #[must_use]
+    pub const fn with_lb_set(mut self, lb_set: LbSet) -> Self {
+        self.lb_set = lb_set;
+        self
+    }
+
+    /// Sets `retry`.
+    #[must_use]
+    pub const fn with_retry(mut self, retry: Duration) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the initial `status` flags.
+    #[must_use]
+    pub const fn with_status(mut self, status: StatusFlags) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Sets one parameter from its Apache name and text, as on a `BalancerMember` line.
+    /// `status` is applied on top of the current flags, as Apache does.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::UnknownParameter`] for a name this type does not model,
+    /// [`ParamError::InvalidValue`] for a bad value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ParamError> {
+        match key.to_ascii_lowercase().as_str() {
+            "loadfactor" => self.load_factor = value.parse()?,
+            "lbset" => self.lb_set = value.parse()?,
+            "route" if value.is_empty() => self.route = None,
+            "route" => self.route = Some(Route::named("route", value)?),
+            "redirect" if value.is_empty() => self.redirect = None,
+            "redirect" => self.redirect = Some(Route::named("redirect", value)?),
+            "retry" => self.retry = parse_seconds("retry", value)?,
+            "status" => self.status.apply(value)?,
+            _ => {
+                return Err(ParamError::UnknownParameter {
+                    param: key.to_owned(),
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `stickysession`: the cookie name and the URL parameter name of the session route.
+///
+/// ```
+/// use proxy_balancer_core::StickySession;
+///
+/// let s: StickySession = "JSESSIONID|jsessionid".parse()?;
+/// assert_eq!((s.cookie(), s.url_param()), ("JSESSIONID", "jsessionid"));
+/// let s: StickySession = "ROUTEID".parse()?;
+/// assert_eq!((s.cookie(), s.url_param()), ("ROUTEID", "ROUTEID"));
+/// # Ok::<(), proxy_balancer_core::ParamError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StickySession {
+    cookie: Box<str>,
+    url_param: Box<str>,
+}
+
+impl StickySession {
+    /// Names used for both the cookie and the URL parameter.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::InvalidValue`] (naming `stickysession`) for an empty name, one of 64
+    /// characters or more, or one holding whitespace, control characters, `=`, `;`, `,`.
+    pub fn new(name: &str) -> Result<Self, ParamError> {
+        Self::with_names(name, name)
+    }
+
+    /// Different names for the cookie and the URL parameter (`COOKIE|param`).
+    ///
+    /// # Errors
+    ///
+    /// As [`StickySession::new`].
+    pub fn with_names(cookie: &str, url_param: &str) -> Result<Self, ParamError> {
+        for name in [cookie, url_param] {
+            let full = if cookie == url_param {
+                cookie.to_owned()
+            } else {
+                format!("{cookie}|{url_param}")
+            };
+            if name.is_empty() {
+                return Err(ParamError::invalid(
+                    "stickysession",
+                    full,
+                    "a name is empty",
+                ));
+            }
+            if full.len() > MAX_NAME_LEN {
+                return Err(ParamError::invalid(
+                    "stickysession",
+                    full,
+                    "must be shorter than 64 characters",
+                ));
+            }
+            if name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '=' | ';' | ',' | '|'))
+            {
+                return Err(ParamError::invalid(
+                    "stickysession",
+                    full,
+                    "names must not contain whitespace, control characters, =, ;, , or |",
+                ));
+            }
+        }
+        Ok(Self {
+            cookie: cookie.into(),
+            url_param: url_param.into(),
+        })
+    }
+
+    /// The cookie name (case-sensitive).
+    #[must_use]
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+
+    /// The URL parameter name.
+    #[must_use]
+    pub fn url_param(&self) -> &str {
+        &self.url_param
+    }
+}
+
+impl FromStr for StickySession {
+    type Err = ParamError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('|') {
+            Some((cookie, param)) => Self::with_names(cookie, param),
+            None => Self::new(s),
+        }
+    }
+}
+
+impl fmt::Display for StickySession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cookie == self.url_param {
+            f.write_str(&self.cookie)
+        } else {
+            write!(f, "{}|{}", self.cookie, self.url_param)
+        }
+    }
+}
+
+impl fmt::Debug for StickySession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StickySession({self})")
+    }
+}
+
+/// The balancer-manager nonce (`nonce=`).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub enum Nonce {
+    /// A random nonce made when the balancer starts (Apache's default, a UUID).
+    #[default]
+    Auto,
+    /// `nonce=None`: no nonce check (as Apache's docs say; see DESIGN.md on where we differ).
+    Disabled,
+    /// A fixed nonce from the configuration.
+    Fixed(String),
+}
+
+/// The parameters of a balancer (`ProxySet balancer://name key=value ...`).
+///
+/// ```
+/// use proxy_balancer_core::{BalancerParams, LbMethodKind};
+///
+/// let mut params = BalancerParams::new("balancer://MyCluster");
+/// params.set("lbmethod", "bybusyness")?;
+/// params.set("stickysession", "JSESSIONID|jsessionid")?;
+/// params.set("failonstatus", "500, 503")?;
+/// assert_eq!(params.name, "balancer://mycluster");
+/// assert_eq!(params.lb_method, LbMethodKind::ByBusyness);
+/// assert_eq!(params.fail_on_status, vec![500, 503]);
+/// assert!(params.set("growth", "0").is_err());
+/// # Ok::<(), proxy_balancer_core::ParamError>(())
+/// ```
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
+pub struct BalancerParams {
+    /// The balancer's name, lower-cased as Apache does (`balancer://mycluster`).
+    pub name: String,
+    /// `lbmethod` (default byrequests).
+    pub lb_method: LbMethodKind,
+    /// `maxattempts`: failover attempts after the first try. `None` is Apache's default:
+    /// members − 1, or no failover with one member.
+    pub max_attempts: Option<u32>,
+    /// `nofailover`: a sticky request whose member is unusable gets 503 instead of another
+    /// member (default Off).
+    pub no_failover: bool,
+    /// `stickysession`: where the session route is read from (default none).
+    pub sticky_session: Option<StickySession>,
+    /// `stickysessionsep`: the separator before the route in the session value; `None` is
+    /// `Off` (the whole value is the route). Default `.`.
+    pub sticky_session_sep: Option<char>,
+    /// `scolonpathdelim`: `;` also ends the URL session parameter (default Off).
+    pub scolon_path_delim: bool,
+    /// `timeout`: how long a request waits for a usable member before the 503 (default 0:
+    /// no wait).
+    pub timeout: Duration,
+    /// `failonstatus`: statuses that put the member in error.
+    pub fail_on_status: Vec<u16>,
+    /// `failontimeout`: a backend read timeout puts the member in error (default Off).
+    pub fail_on_timeout: bool,
+    /// `nonce`: the balancer-manager nonce.
+    pub nonce: Nonce,
+    /// `growth`: how many members the manager may add (default 0).
+    pub growth: u8,
+    /// `forcerecovery`: when every member is in error, retry them all at once (default On).
+    pub force_recovery: bool,
+}
+
+impl BalancerParams {
+    /// A balancer with Apache's defaults. A name without a scheme gets `balancer://`.
+    #[must_use]
+    pub fn new(name: &str) -> Self {
+        let lower = name.to_ascii_lowercase();
+        let name = if lower.starts_with("balancer://") {
+            lower
+        } else {
+            format!("balancer://{lower}")
+        };
+        Self {
+            name,
+            lb_method: LbMethodKind::ByRequests,
+            max_attempts: None,
+            no_failover: false,
+            sticky_session: None,
+            sticky_session_sep: Some('.'),
+            scolon_path_delim: false,
+            timeout: Duration::ZERO,
+            fail_on_status: Vec::new(),
+            fail_on_timeout: false,
+            nonce: Nonce::Auto,
+            growth: 0,
+            force_recovery: true,
+        }
+    }
+
+    /// Sets one parameter from its Apache name and text, as on a `ProxySet` line.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError::UnknownParameter`] for a name that is not a balancer parameter,
+    /// [`ParamError::InvalidValue`] for a bad value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ParamError> {
+        match key.to_ascii_lowercase().as_str() {
+            "lbmethod" => self.lb_method = value.parse()?,
+            "maxattempts" => {
+                let n = value.trim().parse::<u32>().map_err(|_| {
+                    ParamError::invalid("maxattempts", value, "must be a whole number, 0 or more")
+                })?;
+                self.max_attempts = Some(n);
+            }
+            "nofailover" => self.no_failover = parse_on_off("nofailover", value)?,
+            "stickysession" => self.sticky_session = Some(value.parse()?),
+            "stickysessionsep" => {
+                let mut chars = value.chars();
+                self.sticky_session_sep = match (chars.next(), chars.next()) {
+                    _ if value.eq_ignore_ascii_case("off") => None,
+                    (Some(c), None) if !c.is_control() && !c.is_whitespace() => Some(c),
+                    _ => {
+                        return Err(ParamError::invalid(
+                            "stickysessionsep",
+                            value,
+                            "must be one character or Off",
+                        ))
+                    }
+                };
+            }
+            "scolonpathdelim" => {
+                self.scolon_path_delim = parse_on_off("scolonpathdelim", value)?;
+            }
+            "timeout" => self.timeout = parse_seconds("timeout", value)?,
+            "failonstatus" => {
+                let mut codes = Vec::new();
+                for code in value.split([',', ' ']).filter(|c| !c.is_empty()) {
+                    match code.parse::<u16>() {
+                        Ok(c) if (100..=599).contains(&c) => codes.push(c),
+                        _ => {
+                            return Err(ParamError::invalid(
+                                "failonstatus",
+                                value,
+                                format!("{code:?} is not a status code from 100 to 599"),
+                            ))
+                        }
+                    }
+                }
+                if codes.is_empty() {
+                    return Err(ParamError::invalid(
+                        "failonstatus",
+                        value,
+                        "expected status codes separated by commas",
+                    ));
+                }
+                self.fail_on_status = codes;
+            }
+            "failontimeout" => self.fail_on_timeout = parse_on_off("failontimeout", value)?,
+            "nonce" => {
+                self.nonce = if value.eq_ignore_ascii_case("none") {
+                    Nonce::Disabled
+                } else if value.is_empty()
+                    || value.len() > 36
+                    || !value.chars().all(|c| c.is_ascii_graphic())
+                {
+                    return Err(ParamError::invalid(
+                        "nonce",
+                        value,
+                        "must be None or 1 to 36 visible ASCII characters",
+                    ));
+                } else {
+                    Nonce::Fixed(value.to_owned())
+                };
+            }
+            "growth" => {
+                self.growth = match value.trim().parse::<u8>() {
+                    Ok(n) if (1..=100).contains(&n) => n,
+                    _ => {
+                        return Err(ParamError::invalid(
+                            "growth",
+                            value,
+                            "must be a number from 1 to 100",
+                        ))
+                    }
+                };
+            }
+            "forcerecovery" => self.force_recovery = parse_on_off("forcerecovery", value)?,
+            _ => {
+                return Err(ParamError::UnknownParameter {
+                    param: key.to_owned(),
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_factor_parsing() {
+        for (text, lbf) in [
+            ("1", 100),
+            ("2.25", 225),
+            ("100", 10_000),
+            ("1.5", 150),
+            ("3", 300),
+        ] {
+            assert_eq!(text.parse::<LoadFactor>().unwrap().lbf(), lbf, "{text}");
+        }
+        for bad in [
+            "0", "101", "0.99", "-1", "", "abc", "2x", "1..2", ".", "nan", "inf",
+        ] {
+            let err = bad.parse::<LoadFactor>().unwrap_err();
+            assert_eq!(err.param(), "loadfactor");
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+        assert_eq!(LoadFactor::from_lbf(225).unwrap().to_string(), "2.25");
+        assert_eq!(LoadFactor::from_lbf(250).unwrap().to_string(), "2.5");
+        assert_eq!(LoadFactor::from_lbf(205).unwrap().to_string(), "2.05");
+        assert!(LoadFactor::from_lbf(99).is_err());
+        assert_eq!(
+            "2.259".parse::<LoadFactor>().unwrap().lbf(),
+            225,
+            "truncated"
+        );
+        assert_eq!("007".parse::<LoadFactor>().unwrap().lbf(), 700);
+        assert_eq!(
+            ".5".parse::<LoadFactor>().map_err(|e| e.param().to_owned()),
+            Err("loadfactor".into())
+        );
+    }
+
+    #[test]
+    fn load_factor_reads_decimals_exactly_unlike_apache() {
+        // Apache: (int)(atof("65.32") * 100.0) == 6531. We keep the decimal the operator wrote.
+        assert_eq!("65.32".parse::<LoadFactor>().unwrap().lbf(), 6532);
+        assert_eq!(LoadFactor::new(65.32).unwrap().lbf(), 6532);
+        for lbf in 100..=10_000 {
+            let lf = LoadFactor::from_lbf(lbf).unwrap();
+            assert_eq!(lf.to_string().parse::<LoadFactor>().unwrap(), lf);
+        }
+    }
+
+    #[test]
+    fn lbset_and_route() {
+        assert_eq!("99".parse::<LbSet>().unwrap().get(), 99);
+        let err = "100".parse::<LbSet>().unwrap_err();
+        assert!(err.to_string().contains("lbset") && err.to_string().contains("100"));
+        assert!(LbSet::new(100).is_err());
+        assert!(Route::new(&"a".repeat(63)).is_ok());
+        let err = Route::new(&"a".repeat(64)).unwrap_err();
+        assert_eq!(err.param(), "route");
+        assert!(Route::new("a b").is_err());
+    }
+
+    #[test]
+    fn member_urls() {
+        let u = MemberUrl::new("http://127.0.0.1:8001").unwrap();
+        assert_eq!(
+            (u.scheme(), u.authority(), u.path()),
+            ("http", "127.0.0.1:8001", "")
+        );
+        let u = MemberUrl::new("https://[::1]:8443/x/").unwrap();
+        assert_eq!(
+            (u.scheme(), u.authority(), u.path()),
+            ("https", "[::1]:8443", "/x")
+        );
+        for bad in [
+            "ftp://a",
+            "http://",
+            "http://:80",
+            "http://a:99999",
+            "http://a:x",
+            "a:80",
+            "http://a b",
+            "http://a/?q",
+            "http://u@a",
+            "ajp://a:8009",
+            "http://[::1",
+        ] {
+            let err = MemberUrl::new(bad).unwrap_err();
+            assert_eq!(err.param(), "url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn member_set() {
+        let mut m = MemberParams::new("http://a").unwrap();
+        m.set("loadfactor", "2.25").unwrap();
+        m.set("LbSet", "3").unwrap();
+        m.set("route", "n1").unwrap();
+        m.set("redirect", "n2").unwrap();
+        m.set("retry", "0").unwrap();
+        m.set("status", "+H-D").unwrap();
+        assert_eq!(m.load_factor.lbf(), 225);
+        assert_eq!(m.lb_set.get(), 3);
+        assert_eq!(m.route.as_ref().unwrap().as_str(), "n1");
+        assert_eq!(m.retry, Duration::ZERO);
+        assert_eq!(m.status, StatusFlags::HOT_STANDBY);
+        assert!(matches!(
+            m.set("bogus", "1"),
+            Err(ParamError::UnknownParameter { .. })
+        ));
+        let err = m.set("status", "Q").unwrap_err();
+        assert!(err.to_string().contains("status"));
+        assert!(m.set("retry", "500ms").is_err());
+        assert!(m.set("route", &"r".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn balancer_set() {
+        let mut b = BalancerParams::new("Cluster");
+        assert_eq!(b.name, "balancer://cluster");
+        assert!(b.force_recovery);
+        assert_eq!(b.sticky_session_sep, Some('.'));
+        b.set("stickysessionsep", "Off").unwrap();
+        assert_eq!(b.sticky_session_sep, None);
+        b.set("stickysessionsep", "!").unwrap();
+        assert_eq!(b.sticky_session_sep, Some('!'));
+        assert!(b.set("stickysessionsep", "ab").is_err());
+        b.set("nofailover", "On").unwrap();
+        b.set("forcerecovery", "off").unwrap();
+        b.set("maxattempts", "0").unwrap();
+        b.set("timeout", "2").unwrap();
+        b.set("nonce", "None").unwrap();
+        b.set("growth", "4").unwrap();
+        assert!(b.no_failover && !b.force_recovery);
+        assert_eq!(b.max_attempts, Some(0));
+        assert_eq!(b.nonce, Nonce::Disabled);
+        assert!(b.set("failonstatus", "500,99").is_err());
+        assert!(b.set("growth", "101").is_err());
+        assert!(b.set("nofailover", "yes").is_err());
+        assert!(b.set("stickysession", &"s".repeat(64)).is_err());
+        assert!(b.set("stickysession", "a|").is_err());
+        assert!(b.set("lbmethod", "roundrobin").is_err());
+        assert!(b.set("nonce", &"n".repeat(37)).is_err());
+    }
+}

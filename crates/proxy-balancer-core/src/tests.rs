@@ -1,0 +1,641 @@
+//! Behaviour tests of the pick against Apache's observed results (APACHE-ALGORITHMS.md).
+
+use std::time::{Duration, Instant};
+
+use crate::{
+    BalancerParams, BalancerStore, LbMethodKind, MemberId, MemberParams, PickError, PickRequest,
+    StatusFlags,
+};
+
+/// Some instant to start from: the code under test takes `now` as an argument and never
+/// reads the clock itself.
+#[expect(clippy::disallowed_methods, reason = "tests need a starting instant")]
+fn t0() -> Instant {
+    Instant::now()
+}
+
+/// A member named by a letter, with Apache-style `key=value` parameters.
+pub(crate) fn member(name: char, params: &[(&str, &str)]) -> MemberParams {
+    let mut m = MemberParams::new(&format!("http://{name}")).unwrap();
+    for (k, v) in params {
+        m.set(k, v).unwrap();
+    }
+    m
+}
+
+pub(crate) fn store(
+    members: Vec<MemberParams>,
+    params: &[(&str, &str)],
+    now: Instant,
+) -> BalancerStore {
+    let mut b = BalancerParams::new("test");
+    for (k, v) in params {
+        b.set(k, v).unwrap();
+    }
+    BalancerStore::new(b, members, now).unwrap()
+}
+
+fn name_of(url: &str) -> char {
+    url.chars().last().unwrap().to_ascii_uppercase()
+}
+
+/// The letters of `n` picks without route.
+fn picks(s: &BalancerStore, n: usize, now: Instant) -> String {
+    (0..n)
+        .map(|_| match s.pick(&PickRequest::new(), now) {
+            Ok(p) => name_of(p.member().url()),
+            Err(_) => '-',
+        })
+        .collect()
+}
+
+fn lf(v: &str) -> [(&str, &str); 1] {
+    [("loadfactor", v)]
+}
+
+#[test]
+fn byrequests_golden_1_2_3() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &lf("1")),
+            member('b', &lf("2")),
+            member('c', &lf("3")),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 12, now), "CBACBCCBACBC");
+    let all = picks(&s, 600, now);
+    let count = |c| all.chars().filter(|&x| x == c).count();
+    assert_eq!((count('A'), count('B'), count('C')), (100, 200, 300));
+    for m in s.snapshot().members() {
+        assert_eq!(
+            m.state().lbstatus(),
+            0,
+            "a full cycle brings lbstatus back to 0"
+        );
+    }
+}
+
+#[test]
+fn byrequests_golden_others() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[]),
+            member('b', &[]),
+            member('c', &[]),
+            member('d', &lf("2")),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 10, now), "DABCDDABCD");
+
+    let s = store(
+        vec![member('a', &[]), member('b', &[]), member('c', &[])],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 6, now), "ABCABC");
+
+    let q = lf("25");
+    let s = store(
+        vec![
+            member('a', &q),
+            member('b', &[("loadfactor", "25"), ("status", "D")]),
+            member('c', &q),
+            member('d', &q),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 9, now), "ACDACDACD");
+
+    let s = store(
+        vec![member('a', &lf("1")), member('b', &lf("2.25"))],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 12, now), "BABBABBBABBA");
+    let all = picks(&s, 130 * 4 - 12, now);
+    let a = all.chars().filter(|&x| x == 'A').count() + 4;
+    assert_eq!(a, 160, "40 per 130");
+}
+
+#[test]
+fn bytraffic_golden() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('d', &lf("1")),
+            member('e', &lf("2")),
+            member('f', &lf("3")),
+        ],
+        &[("lbmethod", "bytraffic")],
+        now,
+    );
+    let mut order = String::new();
+    for _ in 0..300 {
+        let p = s.pick(&PickRequest::new(), now).unwrap();
+        // A 190-byte request and a 1000-byte body (status line 15 bytes): the counts Apache
+        // 2.4.71 would make for the observed run.
+        p.member().state().add_transferred(190);
+        p.member().state().add_read(1015);
+        order.push(name_of(p.member().url()));
+    }
+    assert_eq!(&order[..12], "DEFFEFDEFFEF");
+    let count = |c| order.chars().filter(|&x| x == c).count();
+    assert_eq!((count('D'), count('E'), count('F')), (50, 100, 150));
+}
+
+#[test]
+fn bytraffic_unequal_costs() {
+    // Apache observed 234/59/7 for per-request costs 305, 1205 and 10205 bytes.
+    let now = t0();
+    let s = store(
+        vec![member('a', &[]), member('b', &[]), member('c', &[])],
+        &[("lbmethod", "bytraffic")],
+        now,
+    );
+    let mut counts = [0; 3];
+    for _ in 0..300 {
+        let p = s.pick(&PickRequest::new(), now).unwrap();
+        let i = (name_of(p.member().url()) as u8 - b'A') as usize;
+        let cost = [305, 1205, 10205][i];
+        p.member().state().add_transferred(190);
+        p.member().state().add_read(cost - 190);
+        counts[i] += 1;
+    }
+    assert_eq!(counts, [234, 59, 7]);
+}
+
+#[test]
+fn bybusyness_least_busy_then_round() {
+    let now = t0();
+    let s = store(
+        vec![member('a', &[]), member('b', &[]), member('c', &[])],
+        &[("lbmethod", "bybusyness")],
+        now,
+    );
+    // Sequential with nothing in flight: a round robin.
+    assert_eq!(picks(&s, 6, now), "ABCABC");
+    // Hold requests on A and B: C wins until it is as busy.
+    let a = s.pick(&PickRequest::new(), now).unwrap();
+    let b = s.pick(&PickRequest::new(), now).unwrap();
+    assert_eq!(name_of(a.member().url()), 'A');
+    assert_eq!(name_of(b.member().url()), 'B');
+    let c = s.pick(&PickRequest::new(), now).unwrap();
+    assert_eq!(name_of(c.member().url()), 'C');
+    drop((a, b, c));
+}
+
+#[test]
+fn bybusyness_no_burst_after_slow_member() {
+    // DESIGN.md "Where we differ": Apache lets a member skipped while busy pile up credit and
+    // then sends it a burst; here only tied members take part in the round.
+    let now = t0();
+    let s = store(
+        vec![member('a', &[]), member('b', &[]), member('c', &[])],
+        &[("lbmethod", "bybusyness")],
+        now,
+    );
+    // C is slow: one request stays on it while 300 others go to A and B.
+    let slow = loop {
+        let p = s.pick(&PickRequest::new(), now).unwrap();
+        if name_of(p.member().url()) == 'C' {
+            break p;
+        }
+    };
+    for _ in 0..300 {
+        let p = s.pick(&PickRequest::new(), now).unwrap();
+        assert_ne!(name_of(p.member().url()), 'C');
+    }
+    drop(slow);
+    let after = picks(&s, 30, now);
+    let longest_c_run = after.split(|c| c != 'C').map(str::len).max().unwrap_or(0);
+    assert!(longest_c_run <= 1, "burst to the slow member: {after}");
+    assert_eq!(after.chars().filter(|&c| c == 'C').count(), 10, "{after}");
+}
+
+#[test]
+fn lbsets_lowest_first_and_standby_before_next_set() {
+    // Observed: A0, B0, H0(+H), C1, D1; A and B down → H only; H down too → C and D.
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[]),
+            member('b', &[]),
+            member('h', &[("status", "+H")]),
+            member('c', &[("lbset", "1")]),
+            member('d', &[("lbset", "1")]),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 4, now), "ABAB");
+    let snap = s.snapshot();
+    let m = |i: usize| snap.members()[i].state();
+    m(0).insert_flags(StatusFlags::DISABLED);
+    m(1).insert_flags(StatusFlags::DISABLED);
+    assert_eq!(picks(&s, 4, now), "HHHH");
+    m(2).insert_flags(StatusFlags::STOPPED);
+    assert_eq!(picks(&s, 4, now), "CDCD");
+    // lbset order does not depend on config order
+    let s = store(
+        vec![
+            member('c', &[("lbset", "2")]),
+            member('a', &[("lbset", "1")]),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 3, now), "AAA");
+}
+
+#[test]
+fn hot_spares_replace_one_for_one() {
+    // Observed: A, B, R1(+R), R2(+R), H(+H).
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[]),
+            member('b', &[]),
+            member('1', &[("status", "+R")]),
+            member('2', &[("status", "+R")]),
+            member('h', &[("status", "+H")]),
+        ],
+        &[],
+        now,
+    );
+    let snap = s.snapshot();
+    let st = |i: usize| snap.members()[i].state();
+    let set = |counts: &str| {
+        let mut v: Vec<char> = counts.chars().collect();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter().collect::<String>()
+    };
+    assert_eq!(set(&picks(&s, 8, now)), "AB");
+    st(0).insert_flags(StatusFlags::DISABLED);
+    assert_eq!(set(&picks(&s, 8, now)), "1B");
+    st(1).insert_flags(StatusFlags::DISABLED);
+    assert_eq!(set(&picks(&s, 8, now)), "12");
+    st(2).insert_flags(StatusFlags::DISABLED);
+    assert_eq!(set(&picks(&s, 8, now)), "2");
+    st(3).insert_flags(StatusFlags::DISABLED);
+    assert_eq!(set(&picks(&s, 8, now)), "H");
+    st(4).insert_flags(StatusFlags::DISABLED);
+    assert!(matches!(
+        s.pick(&PickRequest::new(), now),
+        Err(PickError::AllUnusable)
+    ));
+}
+
+#[test]
+fn drain_only_for_its_sticky_requests() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[("route", "a"), ("status", "N")]),
+            member('b', &[("route", "b")]),
+        ],
+        &[("stickysession", "ROUTEID")],
+        now,
+    );
+    assert_eq!(picks(&s, 4, now), "BBBB");
+    let p = s.pick(&PickRequest::new().with_route("a"), now).unwrap();
+    assert_eq!(name_of(p.member().url()), 'A');
+    assert!(p.is_sticky() && !p.route_changed());
+}
+
+#[test]
+fn retry_window_and_rearm() {
+    let t0 = t0();
+    let s = store(
+        vec![member('a', &[("retry", "10")]), member('b', &[])],
+        &[("forcerecovery", "Off")],
+        t0,
+    );
+    let a = s.snapshot().members()[0].clone();
+    a.mark_error(t0);
+    assert_eq!(picks(&s, 3, t0 + Duration::from_secs(5)), "BBB");
+    // Past the window: A is retried (E cleared) and used.
+    let later = t0 + Duration::from_secs(11);
+    assert!(picks(&s, 2, later).contains('A'));
+    assert!(a.is_usable());
+    assert_eq!(a.state().retries(), 1);
+    // The retry failed: the window starts again.
+    a.mark_error(later);
+    assert_eq!(picks(&s, 3, later + Duration::from_secs(9)), "BBB");
+    assert!(picks(&s, 2, later + Duration::from_secs(11)).contains('A'));
+}
+
+#[test]
+fn retry_zero_always_retries() {
+    let t0 = t0();
+    let s = store(
+        vec![member('a', &[("retry", "0")]), member('b', &[])],
+        &[],
+        t0,
+    );
+    let a = s.snapshot().members()[0].clone();
+    a.mark_error(t0);
+    assert!(picks(&s, 2, t0 + Duration::from_millis(1)).contains('A'));
+}
+
+#[test]
+fn stopped_is_never_retried() {
+    let t0 = t0();
+    let s = store(
+        vec![member('a', &[("status", "S")]), member('b', &[])],
+        &[],
+        t0,
+    );
+    let a = s.snapshot().members()[0].clone();
+    a.mark_error(t0);
+    assert_eq!(picks(&s, 4, t0 + Duration::from_secs(3600)), "BBBB");
+}
+
+#[test]
+fn force_recovery_on_and_off() {
+    let t0 = t0();
+    let members = || {
+        vec![
+            member('a', &[("retry", "10")]),
+            member('b', &[("retry", "10")]),
+        ]
+    };
+    let on = store(members(), &[], t0);
+    for m in on.snapshot().members() {
+        m.mark_error(t0);
+    }
+    // Every member in error: forcerecovery=On clears them all, retry ignored.
+    let p = on
+        .pick(&PickRequest::new(), t0 + Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(name_of(p.member().url()), 'A');
+    assert!(on.snapshot().members().iter().all(|m| m.is_usable()));
+
+    let off = store(members(), &[("forcerecovery", "Off")], t0);
+    for m in off.snapshot().members() {
+        m.mark_error(t0);
+    }
+    assert_eq!(
+        off.pick(&PickRequest::new(), t0 + Duration::from_secs(1))
+            .unwrap_err(),
+        PickError::AllUnusable
+    );
+    assert!(off
+        .pick(&PickRequest::new(), t0 + Duration::from_secs(11))
+        .is_ok());
+
+    // Disabled (not in error) members are not force-recovered.
+    let dis = store(vec![member('a', &[("status", "D")])], &[], t0);
+    assert_eq!(
+        dis.pick(&PickRequest::new(), t0).unwrap_err(),
+        PickError::AllUnusable
+    );
+    // One member without E stops the forcing.
+    let mixed = store(members(), &[], t0);
+    mixed.snapshot().members()[0].mark_error(t0);
+    mixed.snapshot().members()[1]
+        .state()
+        .insert_flags(StatusFlags::DISABLED);
+    assert_eq!(
+        mixed
+            .pick(&PickRequest::new(), t0 + Duration::from_secs(1))
+            .unwrap_err(),
+        PickError::AllUnusable
+    );
+}
+
+#[test]
+fn sticky_routes_redirect_and_nofailover() {
+    let now = t0();
+    let members = || {
+        vec![
+            member('a', &[("route", "a"), ("redirect", "b")]),
+            member('b', &[("route", "b")]),
+            member('c', &[("route", "c")]),
+        ]
+    };
+    let s = store(members(), &[("stickysession", "ROUTEID")], now);
+    let snap = s.snapshot();
+    for _ in 0..5 {
+        let p = s.pick(&PickRequest::new().with_route("c"), now).unwrap();
+        assert_eq!(name_of(p.member().url()), 'C');
+        assert!(p.is_sticky() && !p.route_changed());
+    }
+    // Unknown route: balanced, route changed.
+    let p = s.pick(&PickRequest::new().with_route("zz"), now).unwrap();
+    assert!(!p.is_sticky() && p.route_changed());
+    drop(p);
+    // A disabled: its sticky requests follow redirect=b; plain requests are balanced.
+    snap.members()[0]
+        .state()
+        .insert_flags(StatusFlags::DISABLED);
+    for _ in 0..3 {
+        let p = s.pick(&PickRequest::new().with_route("a"), now).unwrap();
+        assert_eq!(name_of(p.member().url()), 'B');
+        assert!(p.is_sticky() && p.route_changed());
+    }
+    assert!(picks(&s, 6, now).contains('C'));
+    // B down too: nofailover=Off balances to C.
+    snap.members()[1]
+        .state()
+        .insert_flags(StatusFlags::DISABLED);
+    let p = s.pick(&PickRequest::new().with_route("b"), now).unwrap();
+    assert_eq!(name_of(p.member().url()), 'C');
+    assert!(!p.is_sticky() && p.route_changed());
+
+    // nofailover=On: 503 for a known route whose member is unusable; unknown routes balance.
+    let s = store(
+        members(),
+        &[("stickysession", "ROUTEID"), ("nofailover", "On")],
+        now,
+    );
+    s.snapshot().members()[2]
+        .state()
+        .insert_flags(StatusFlags::HC_FAILED);
+    let err = s
+        .pick(&PickRequest::new().with_route("c"), now)
+        .unwrap_err();
+    assert_eq!(err, PickError::RouteUnusable { route: "c".into() });
+    assert_eq!(err.apache_id(), "AH01167");
+    assert!(s.pick(&PickRequest::new().with_route("nope"), now).is_ok());
+}
+
+#[test]
+fn sticky_to_standby_with_same_route() {
+    // Observed: A(+D, route a) plus H(+H, route a) with cookie .a gave H.
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[("route", "a"), ("status", "D")]),
+            member('b', &[("route", "b")]),
+            member('h', &[("route", "a"), ("status", "+H")]),
+        ],
+        &[("stickysession", "ROUTEID")],
+        now,
+    );
+    let p = s.pick(&PickRequest::new().with_route("a"), now).unwrap();
+    assert_eq!(name_of(p.member().url()), 'H');
+}
+
+#[test]
+fn sticky_accounting_is_compensated() {
+    // Observed: after 4 sticky requests to B, lbstatus A +400 and B −400; the next 4
+    // non-sticky requests all go to A.
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[("route", "a")]),
+            member('b', &[("route", "b")]),
+        ],
+        &[("stickysession", "ROUTEID")],
+        now,
+    );
+    for _ in 0..4 {
+        drop(s.pick(&PickRequest::new().with_route("b"), now).unwrap());
+    }
+    let snap = s.snapshot();
+    assert_eq!(snap.members()[0].state().lbstatus(), 400);
+    assert_eq!(snap.members()[1].state().lbstatus(), -400);
+    assert_eq!(picks(&s, 4, now), "AAAA");
+}
+
+#[test]
+fn tried_members_are_skipped_and_spares_step_in() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[]),
+            member('b', &[]),
+            member('r', &[("status", "R")]),
+        ],
+        &[],
+        now,
+    );
+    let snap = s.snapshot();
+    let a = snap.members()[0].id();
+    let b = snap.members()[1].id();
+    let p = s.pick(&PickRequest::new().with_tried(&[a]), now).unwrap();
+    assert!(matches!(name_of(p.member().url()), 'B' | 'R'));
+    let p = s
+        .pick(&PickRequest::new().with_tried(&[a, b]), now)
+        .unwrap();
+    assert_eq!(name_of(p.member().url()), 'R');
+    let r = snap.members()[2].id();
+    assert_eq!(
+        s.pick(&PickRequest::new().with_tried(&[a, b, r]), now)
+            .unwrap_err(),
+        PickError::AllUnusable
+    );
+}
+
+#[test]
+fn empty_balancer_and_max_attempts() {
+    let now = t0();
+    let s = store(vec![], &[], now);
+    assert_eq!(
+        s.pick(&PickRequest::new(), now).unwrap_err(),
+        PickError::Empty
+    );
+    assert_eq!(s.snapshot().max_attempts(), 0);
+    let s = store(vec![member('a', &[])], &[], now);
+    assert_eq!(s.snapshot().max_attempts(), 0, "one member: one try");
+    let s = store(
+        vec![
+            member('a', &[]),
+            member('b', &[("status", "H")]),
+            member('c', &[("status", "D")]),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(
+        s.snapshot().max_attempts(),
+        2,
+        "members - 1, counting all members"
+    );
+    s.update_params(|p| p.max_attempts = Some(0));
+    assert_eq!(s.snapshot().max_attempts(), 0);
+}
+
+#[test]
+fn reconfiguration_keeps_counters() {
+    let now = t0();
+    let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+    let held = s.pick(&PickRequest::new(), now).unwrap();
+    let a = held.member().id();
+    assert_eq!(picks(&s, 3, now), "BAB");
+    let c = s.add_member(member('c', &[])).unwrap();
+    s.update_member(a, |m| m.set("loadfactor", "2"))
+        .unwrap()
+        .unwrap();
+    let snap = s.snapshot();
+    let a_state = snap.member(a).unwrap().state();
+    assert_eq!(a_state.elected(), 2);
+    assert_eq!(
+        a_state.busy(),
+        1,
+        "in-flight accounting survives the new snapshot"
+    );
+    // Apache: a new load factor sets every lbstatus to its own lbf.
+    assert_eq!(a_state.lbstatus(), 200);
+    drop(held);
+    assert_eq!(s.snapshot().member(a).unwrap().state().busy(), 0);
+    assert!(s.snapshot().member(c).is_some());
+    assert!(matches!(
+        s.add_member(member('c', &[])),
+        Err(crate::ConfigError::DuplicateMember { .. })
+    ));
+    s.remove_member(c).unwrap();
+    assert!(matches!(
+        s.remove_member(c),
+        Err(crate::ConfigError::UnknownMember { .. })
+    ));
+    assert!(s.update_member(MemberId(99), |_| ()).is_err());
+    // Changing the lbmethod resets lbstatus.
+    s.update_params(|p| p.lb_method = LbMethodKind::ByBusyness);
+    assert!(s
+        .snapshot()
+        .members()
+        .iter()
+        .all(|m| m.state().lbstatus() == 0));
+}
+
+#[test]
+fn duplicate_urls_are_rejected() {
+    let now = t0();
+    let err = BalancerStore::new(
+        BalancerParams::new("x"),
+        [
+            MemberParams::new("http://a:80").unwrap(),
+            MemberParams::new("HTTP://A:80/").unwrap(),
+        ],
+        now,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("http://a:80"), "{err}");
+}
+
+#[test]
+fn custom_lbmethod() {
+    #[derive(Debug)]
+    struct Last;
+    impl crate::LbMethod for Last {
+        fn name(&self) -> &str {
+            "last"
+        }
+        fn choose<'a>(&self, c: crate::lbmethod::Candidates<'a>) -> Option<&'a crate::Member> {
+            c.last()
+        }
+    }
+    let now = t0();
+    let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+    s.update_params(|p| p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(Last)));
+    assert_eq!(picks(&s, 3, now), "BBB");
+}
