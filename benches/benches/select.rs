@@ -1,0 +1,235 @@
+//! The cost of one balanced pick: `BalancerStore::pick` for each lbmethod at 3, 16, 128 and
+//! 1024 members, on 1 thread and on 2 threads sharing one store.
+//!
+//! Measured in the same run, so that figures can be read as ratios:
+//! - `baseline/naive_scan_busy/128`: the least of 128 `AtomicU64` busy counters in a `Vec`,
+//!   what a naive bybusyness costs before any bookkeeping;
+//! - `baseline/atomic_fetch_add` and `baseline/arcswap_load`: machine speed, the two
+//!   operations every pick is built from;
+//! - with `--features peers`: tower's `p2c::Balance` per request and pingora's
+//!   `LoadBalancer<RoundRobin>::select` (and its bare `Weighted<RoundRobin>` selector).
+//!
+//! A pick includes dropping the `Picked` (the busy count's release). Members have load
+//! factors 1, 2, 3, 1, 2, 3, …; no traffic is recorded, so bytraffic's scores stay tied and
+//! it always chooses the first member (its cost is the scan, which is the same either way).
+//! The 2-thread figures are wall time per pick across both threads: perfect scaling would
+//! halve the 1-thread figure.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use benches::run_on_threads;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+use proxy_balancer_core::{
+    BalancerParams, BalancerStore, LbMethodKind, LoadFactor, MemberParams, PickRequest,
+};
+
+/// Member counts: a small pool, a typical one, a large one and a very large one (where an
+/// O(N) pick shows).
+const SIZES: [usize; 4] = [3, 16, 128, 1024];
+/// The size the naive-scan baseline is measured at (the bybusyness comparison).
+const SCAN_SIZE: usize = 128;
+/// Kept short: the machine is small and shared, and only ratios within one run matter.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// See [`WARM_UP`].
+const MEASUREMENT: Duration = Duration::from_secs(2);
+
+fn configure<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<'_, M>) {
+    group.warm_up_time(WARM_UP).measurement_time(MEASUREMENT);
+}
+
+/// `http://10.0.x.y:80`, distinct for up to 65536 members. Nothing is ever sent there.
+fn member_url(i: usize) -> String {
+    format!("http://10.0.{}.{}:80", i / 256, i % 256)
+}
+
+/// The clock is read once, at setup; every pick gets the same `now`.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "benchmarks read the clock once at setup and pass `now` in, as the core expects"
+)]
+fn setup_now() -> Instant {
+    Instant::now()
+}
+
+fn build_store(lb_method: LbMethodKind, n: usize, now: Instant) -> BalancerStore {
+    let mut params = BalancerParams::new("bench");
+    params.lb_method = lb_method;
+    let members = (0..n).map(|i| {
+        let lf = LoadFactor::new(1.0 + (i % 3) as f64).expect("invariant: 1, 2 and 3 are valid");
+        MemberParams::new(&member_url(i))
+            .expect("invariant: the bench URLs are valid")
+            .with_load_factor(lf)
+    });
+    let store = BalancerStore::new(params, members, now).expect("invariant: URLs are distinct");
+    assert!(
+        store.pick(&PickRequest::new(), now).is_ok(),
+        "every bench member is usable"
+    );
+    store
+}
+
+fn pick(c: &mut Criterion) {
+    let now = setup_now();
+    for lb_method in [
+        LbMethodKind::ByRequests,
+        LbMethodKind::ByTraffic,
+        LbMethodKind::ByBusyness,
+    ] {
+        let mut group = c.benchmark_group(format!("pick/{}", lb_method.name()));
+        configure(&mut group);
+        for n in SIZES {
+            let store = build_store(lb_method.clone(), n, now);
+            let one_pick = || drop(black_box(store.pick(&PickRequest::new(), now)));
+            group.bench_function(BenchmarkId::new("1thread", n), |b| b.iter(one_pick));
+            group.bench_function(BenchmarkId::new("2threads", n), |b| {
+                b.iter_custom(|iters| run_on_threads(2, iters, one_pick));
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Index of the least of `counters`, the first on a tie.
+fn least_busy(counters: &[AtomicU64]) -> usize {
+    let mut best = 0;
+    let mut least = u64::MAX;
+    for (i, counter) in counters.iter().enumerate() {
+        let busy = counter.load(Ordering::Relaxed);
+        if busy < least {
+            least = busy;
+            best = i;
+        }
+    }
+    best
+}
+
+fn baseline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("baseline");
+    configure(&mut group);
+
+    let counters: Vec<AtomicU64> = (0..SCAN_SIZE as u64)
+        .map(|i| AtomicU64::new(i % 3))
+        .collect();
+    group.bench_function(BenchmarkId::new("naive_scan_busy", SCAN_SIZE), |b| {
+        b.iter(|| least_busy(black_box(&counters)));
+    });
+
+    let counter = AtomicU64::new(0);
+    group.bench_function("atomic_fetch_add", |b| {
+        b.iter(|| black_box(&counter).fetch_add(1, Ordering::Relaxed));
+    });
+
+    let cell = ArcSwap::from_pointee(7_u64);
+    group.bench_function("arcswap_load", |b| b.iter(|| **black_box(&cell).load()));
+
+    group.finish();
+}
+
+#[cfg(feature = "peers")]
+mod peers {
+    //! tower's p2c balancer and pingora's round robin over the same member counts.
+
+    use std::collections::BTreeSet;
+    use std::convert::Infallible;
+    use std::future::{ready, Ready};
+    use std::hint::black_box;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use criterion::{BenchmarkId, Criterion};
+    use futures::task::noop_waker_ref;
+    use futures::FutureExt;
+    use pingora_load_balancing::selection::{BackendIter, BackendSelection, RoundRobin};
+    use pingora_load_balancing::{Backend, LoadBalancer};
+    use tower::balance::p2c::Balance;
+    use tower::discover::ServiceList;
+    use tower::load::{CompleteOnResponse, PendingRequests};
+    use tower::util::ServiceFn;
+    use tower::{service_fn, Service};
+
+    use super::{configure, SIZES};
+
+    type Reply = fn(()) -> Ready<Result<(), Infallible>>;
+    type TowerMember = PendingRequests<ServiceFn<Reply>>;
+
+    fn reply((): ()) -> Ready<Result<(), Infallible>> {
+        ready(Ok(()))
+    }
+
+    fn tower_balance(n: usize) -> Balance<ServiceList<Vec<TowerMember>>, ()> {
+        let members: Vec<TowerMember> = (0..n)
+            .map(|_| {
+                PendingRequests::new(service_fn(reply as Reply), CompleteOnResponse::default())
+            })
+            .collect();
+        Balance::new(ServiceList::new::<()>(members))
+    }
+
+    /// `10.0.x.y:80`: parsed as socket addresses, so no name is ever resolved.
+    fn addr(i: usize) -> String {
+        format!("10.0.{}.{}:80", i / 256, i % 256)
+    }
+
+    pub(super) fn tower_p2c(c: &mut Criterion) {
+        let mut group = c.benchmark_group("peer/tower_p2c");
+        configure(&mut group);
+        let mut cx = Context::from_waker(noop_waker_ref());
+        for n in SIZES {
+            let mut balance = tower_balance(n);
+            // The first poll discovers every member.
+            assert!(matches!(balance.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+            assert_eq!(balance.len(), n, "every member is discovered and ready");
+            group.bench_function(BenchmarkId::new("poll_ready_call", n), |b| {
+                b.iter(|| {
+                    let ready = balance.poll_ready(&mut cx);
+                    assert!(
+                        matches!(ready, Poll::Ready(Ok(()))),
+                        "members are always ready"
+                    );
+                    black_box(balance.call(()).now_or_never())
+                });
+            });
+        }
+        group.finish();
+    }
+
+    pub(super) fn pingora_round_robin(c: &mut Criterion) {
+        let mut group = c.benchmark_group("peer/pingora_rr");
+        configure(&mut group);
+        for n in SIZES {
+            let addrs: Vec<String> = (0..n).map(addr).collect();
+
+            let lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().map(String::as_str))
+                .expect("invariant: socket addresses need no lookup");
+            assert!(lb.select(b"", 256).is_some());
+            group.bench_function(BenchmarkId::new("lb_select", n), |b| {
+                b.iter(|| black_box(lb.select(b"", 256)));
+            });
+
+            let backends: BTreeSet<Backend> = addrs
+                .iter()
+                .map(|a| Backend::new(a).expect("invariant: valid socket address"))
+                .collect();
+            let selector = Arc::new(RoundRobin::build(&backends));
+            group.bench_function(BenchmarkId::new("weighted_iter_next", n), |b| {
+                b.iter(|| black_box(selector.iter(b"").next().is_some()));
+            });
+        }
+        group.finish();
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    baseline(&mut c);
+    pick(&mut c);
+    #[cfg(feature = "peers")]
+    {
+        peers::pingora_round_robin(&mut c);
+        peers::tower_p2c(&mut c);
+    }
+    c.final_summary();
+}
