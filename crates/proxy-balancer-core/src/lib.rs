@@ -49,6 +49,7 @@ mod flags;
 pub mod lbmethod;
 mod member;
 mod params;
+mod schedule;
 mod snapshot;
 mod store;
 mod sync;

@@ -47,10 +47,18 @@ pub struct MemberState {
     error_time: AtomicU64,
     retries: AtomicU64,
     epoch: Instant,
+    /// The balancer's change counter, bumped on every flag change of any of its members, so
+    /// that a pick can tell in one load whether the set of usable members may have changed.
+    changes: Arc<AtomicU64>,
 }
 
 impl MemberState {
+    #[cfg(test)]
     pub(crate) fn new(flags: StatusFlags, epoch: Instant) -> Self {
+        Self::new_in(flags, epoch, Arc::new(AtomicU64::new(0)))
+    }
+
+    pub(crate) fn new_in(flags: StatusFlags, epoch: Instant, changes: Arc<AtomicU64>) -> Self {
         Self {
             flags: AtomicFlags::new(flags),
             lbstatus: AtomicI64::new(0),
@@ -61,6 +69,7 @@ impl MemberState {
             error_time: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             epoch,
+            changes,
         }
     }
 
@@ -75,12 +84,22 @@ impl MemberState {
     /// Setting [`StatusFlags::IN_ERROR`] this way records no error time, so the member is
     /// retried on its next selection, as an initial `status=+E` is in Apache.
     pub fn insert_flags(&self, flags: StatusFlags) -> StatusFlags {
-        self.flags.insert(flags)
+        let before = self.flags.insert(flags);
+        self.note_change(before, before.union(flags));
+        before
     }
 
     /// Clears flags (as the manager's `w_status_X=0` does); returns the flags before.
     pub fn remove_flags(&self, flags: StatusFlags) -> StatusFlags {
-        self.flags.remove(flags)
+        let before = self.flags.remove(flags);
+        self.note_change(before, before.difference(flags));
+        before
+    }
+
+    fn note_change(&self, before: StatusFlags, after: StatusFlags) {
+        if before != after {
+            self.changes.fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Whether the member may receive requests now (none of `D`, `S`, `E`, `C`). An `E`
@@ -101,6 +120,8 @@ impl MemberState {
         }
         self.error_time.store(self.encode(now), Ordering::Release);
         self.flags.insert(StatusFlags::IN_ERROR);
+        // Also when E was set already: the retry window moved.
+        self.changes.fetch_add(1, Ordering::Release);
         true
     }
 
@@ -124,6 +145,7 @@ impl MemberState {
         let before = self.flags.remove(StatusFlags::IN_ERROR);
         if before.contains(StatusFlags::IN_ERROR) {
             self.retries.fetch_add(1, Ordering::Relaxed);
+            self.changes.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -133,6 +155,26 @@ impl MemberState {
         match self.error_time.load(Ordering::Acquire) {
             0 => None,
             n => Some(self.epoch + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// The end of the retry window in nanoseconds since the epoch, for a member in error
+    /// that may be retried: `Some(0)` when it may be retried at once, `None` when it is not
+    /// in error or is stopped.
+    pub(crate) fn retry_deadline_nanos(&self, retry: Duration) -> Option<u64> {
+        let flags = self.flags();
+        if !flags.contains(StatusFlags::IN_ERROR) || flags.contains(StatusFlags::STOPPED) {
+            return None;
+        }
+        if flags.contains(StatusFlags::IGNORE_ERRORS) {
+            return Some(0);
+        }
+        match self.error_time.load(Ordering::Acquire) {
+            0 => Some(0),
+            n => {
+                let retry = u64::try_from(retry.as_nanos()).unwrap_or(u64::MAX);
+                Some((n - 1).saturating_add(retry))
+            }
         }
     }
 
@@ -156,6 +198,11 @@ impl MemberState {
     }
 
     /// The byrequests/bybusyness score (Apache's `lbstatus`).
+    ///
+    /// With byrequests, steady traffic is served from a precomputed cycle whose picks are
+    /// added here when the cycle ends (on a sticky pick, a flag change, a reconfiguration, or
+    /// [`BalancerStore::settle`](crate::BalancerStore::settle)); settle first to read the
+    /// value Apache would show.
     #[must_use]
     pub fn lbstatus(&self) -> i64 {
         self.lbstatus.load(Ordering::Relaxed)

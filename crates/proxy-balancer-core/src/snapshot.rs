@@ -6,8 +6,30 @@ use std::time::Instant;
 use crate::error::PickError;
 use crate::flags::StatusFlags;
 use crate::lbmethod::Candidates;
+use crate::lbmethod::LbMethodKind;
 use crate::member::{BusyGuard, Member, MemberId};
 use crate::params::{BalancerParams, LbSet};
+use crate::schedule::Schedule;
+use crate::sync::{Arc, AtomicU64, Ordering};
+
+/// What every snapshot of one store shares: the epoch of error times and the counter of
+/// flag changes.
+#[derive(Clone, Debug)]
+pub(crate) struct Shared {
+    pub(crate) epoch: Instant,
+    pub(crate) changes: Arc<AtomicU64>,
+}
+
+/// How a set takes part in a balanced pick.
+enum SetPlan {
+    /// Its usable regular members plus up to `spare_limit` spares; its standbys if that
+    /// yields nothing.
+    Regular { spare_limit: usize, standbys: bool },
+    /// Only its standbys.
+    Standby,
+    /// Nothing usable.
+    Nothing,
+}
 
 /// What a pick needs to know about the request.
 #[derive(Clone, Copy, Debug, Default)]
@@ -91,10 +113,13 @@ pub struct BalancerSnapshot {
     members: Box<[Member]>,
     /// The lbsets in ascending order, each with its members' indices in config order.
     sets: Box<[(LbSet, Box<[u32]>)]>,
+    shared: Shared,
+    /// The byrequests cycle, for balancers using byrequests.
+    schedule: Option<Schedule>,
 }
 
 impl BalancerSnapshot {
-    pub(crate) fn new(params: BalancerParams, members: Vec<Member>) -> Self {
+    pub(crate) fn new(params: BalancerParams, members: Vec<Member>, shared: Shared) -> Self {
         let mut set_ids: Vec<LbSet> = members.iter().map(|m| m.params().lb_set).collect();
         set_ids.sort_unstable();
         set_ids.dedup();
@@ -110,11 +135,45 @@ impl BalancerSnapshot {
                 (set, indices)
             })
             .collect();
+        let schedule = matches!(params.lb_method, LbMethodKind::ByRequests).then(Schedule::new);
         Self {
             params,
             members: members.into_boxed_slice(),
             sets,
+            shared,
+            schedule,
         }
+    }
+
+    /// Ends this snapshot's byrequests cycle for good, folding its picks into `lbstatus`.
+    /// Called by the store once a newer snapshot has replaced this one.
+    pub(crate) fn retire(&self) {
+        if let Some(s) = &self.schedule {
+            s.retire(&self.members);
+        }
+    }
+
+    /// Folds the picks of the byrequests fast path into the members' `lbstatus`.
+    ///
+    /// With byrequests, steady traffic is served from a precomputed cycle (see
+    /// [`MemberState::lbstatus`](crate::MemberState::lbstatus)) whose picks reach the
+    /// `lbstatus` counters only when the cycle ends. Call this before reading `lbstatus`
+    /// for display; picks are not affected.
+    pub fn settle(&self) {
+        if let Some(s) = &self.schedule {
+            s.deactivate(&self.members);
+        }
+    }
+
+    /// Whether the byrequests fast path is serving picks now.
+    #[cfg(test)]
+    pub(crate) fn fast_path_active(&self) -> bool {
+        self.schedule.as_ref().is_some_and(Schedule::is_active)
+    }
+
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.shared.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
     }
 
     /// The balancer's parameters.
@@ -176,17 +235,25 @@ impl BalancerSnapshot {
         if self.members.is_empty() {
             return Err(PickError::Empty);
         }
+        let route = request.route.filter(|r| !r.is_empty());
+        let plain = route.is_none() && request.tried.is_empty();
+        let changes = self.shared.changes.load(Ordering::Acquire);
+        if let Some(schedule) = &self.schedule {
+            if plain {
+                if let Some(member) = schedule.try_pick(&self.members, changes, self.nanos(now)) {
+                    return Ok(self.chosen(member, false, self.params.sticky_session.is_some()));
+                }
+            } else {
+                schedule.reset_streak();
+            }
+            schedule.deactivate(&self.members);
+        }
         self.force_recovery(now);
-        if let Some(route) = request.route.filter(|r| !r.is_empty()) {
+        if let Some(route) = route {
             if let Some((member, redirected)) = self.find_route_member(route, request.tried, now, 1)
             {
                 self.params.lb_method.account_sticky(&self.members, member);
-                member.state().elect();
-                return Ok(Picked {
-                    busy: member.begin_request(),
-                    sticky: true,
-                    route_changed: redirected,
-                });
+                return Ok(self.chosen(member, true, redirected));
             }
             if self.params.no_failover && self.members.iter().any(|m| m.route() == Some(route)) {
                 return Err(PickError::RouteUnusable {
@@ -197,12 +264,50 @@ impl BalancerSnapshot {
         let member = self
             .balance(request.tried, now)
             .ok_or(PickError::AllUnusable)?;
+        if let (Some(schedule), true) = (&self.schedule, plain) {
+            schedule.note_scan_pick(&self.members, || self.plain_candidates(now), changes);
+        }
+        Ok(self.chosen(member, false, self.params.sticky_session.is_some()))
+    }
+
+    fn chosen(&self, member: &Member, sticky: bool, route_changed: bool) -> Picked {
         member.state().elect();
-        Ok(Picked {
+        Picked {
             busy: member.begin_request(),
-            sticky: false,
-            route_changed: self.params.sticky_session.is_some(),
-        })
+            sticky,
+            route_changed,
+        }
+    }
+
+    /// The candidates of a plain balanced pick (no route, nothing tried) as member indices,
+    /// and the earliest end of a retry window: what a byrequests cycle is built from.
+    fn plain_candidates(&self, now: Instant) -> Option<(Vec<u32>, u64)> {
+        let mut candidates = None;
+        for (_, indices) in self.sets.iter() {
+            match self.plan_set(indices, &[], now) {
+                SetPlan::Regular { spare_limit, .. } => {
+                    candidates = Some(Candidates::regular(
+                        &self.members,
+                        indices,
+                        spare_limit,
+                        &[],
+                    ));
+                    break;
+                }
+                SetPlan::Standby => {
+                    candidates = Some(Candidates::standby(&self.members, indices, &[]));
+                    break;
+                }
+                SetPlan::Nothing => {}
+            }
+        }
+        let deadline = self
+            .members
+            .iter()
+            .filter_map(|m| m.state().retry_deadline_nanos(m.params().retry))
+            .min()
+            .unwrap_or(u64::MAX);
+        Some((candidates?.into_indices(), deadline))
     }
 
     /// Apache's `force_recovery`: when every member is in error and `forcerecovery` is On,
@@ -262,37 +367,22 @@ impl BalancerSnapshot {
     /// Apache's `find_best_worker`: lbsets in ascending order; in each, regular members and
     /// spares, else standbys.
     fn balance<'s>(&'s self, tried: &'s [MemberId], now: Instant) -> Option<&'s Member> {
-        use StatusFlags as F;
         for (_, indices) in self.sets.iter() {
-            let (mut regular, mut unusable, mut spares, mut standbys) =
-                (0usize, 0usize, 0usize, 0usize);
-            for &i in indices.iter() {
-                let m = &self.members[i as usize];
-                let flags = m.flags();
-                if flags.contains(F::DRAIN) {
-                    if !flags.intersects(F::HOT_SPARE | F::HOT_STANDBY) {
-                        unusable += 1;
-                    }
-                    continue;
-                }
-                let usable = (flags.is_usable() || m.try_recover(now)) && !tried.contains(&m.id());
-                if flags.contains(F::HOT_SPARE) {
-                    spares += usize::from(usable);
-                } else if flags.contains(F::HOT_STANDBY) {
-                    standbys += usize::from(usable);
-                } else if usable {
-                    regular += 1;
-                } else {
-                    unusable += 1;
-                }
-            }
-            if regular + spares.min(unusable) > 0 {
-                let candidates = Candidates::regular(&self.members, indices, unusable, tried);
+            let (spare_limit, standbys) = match self.plan_set(indices, tried, now) {
+                SetPlan::Regular {
+                    spare_limit,
+                    standbys,
+                } => (Some(spare_limit), standbys),
+                SetPlan::Standby => (None, true),
+                SetPlan::Nothing => continue,
+            };
+            if let Some(spare_limit) = spare_limit {
+                let candidates = Candidates::regular(&self.members, indices, spare_limit, tried);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }
             }
-            if standbys > 0 {
+            if standbys {
                 let candidates = Candidates::standby(&self.members, indices, tried);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
@@ -300,6 +390,44 @@ impl BalancerSnapshot {
             }
         }
         None
+    }
+
+    /// Scans one lbset as Apache does (retrying members in error whose window has passed)
+    /// and says which of its members may take a balanced request.
+    fn plan_set(&self, indices: &[u32], tried: &[MemberId], now: Instant) -> SetPlan {
+        use StatusFlags as F;
+        let (mut regular, mut unusable, mut spares, mut standbys) =
+            (0usize, 0usize, 0usize, 0usize);
+        for &i in indices {
+            let m = &self.members[i as usize];
+            let flags = m.flags();
+            if flags.contains(F::DRAIN) {
+                if !flags.intersects(F::HOT_SPARE | F::HOT_STANDBY) {
+                    unusable += 1;
+                }
+                continue;
+            }
+            let usable = (flags.is_usable() || m.try_recover(now)) && !tried.contains(&m.id());
+            if flags.contains(F::HOT_SPARE) {
+                spares += usize::from(usable);
+            } else if flags.contains(F::HOT_STANDBY) {
+                standbys += usize::from(usable);
+            } else if usable {
+                regular += 1;
+            } else {
+                unusable += 1;
+            }
+        }
+        if regular + spares.min(unusable) > 0 {
+            SetPlan::Regular {
+                spare_limit: unusable,
+                standbys: standbys > 0,
+            }
+        } else if standbys > 0 {
+            SetPlan::Standby
+        } else {
+            SetPlan::Nothing
+        }
     }
 }
 

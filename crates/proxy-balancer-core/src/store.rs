@@ -5,8 +5,8 @@ use std::time::Instant;
 use crate::error::{ConfigError, PickError};
 use crate::member::{Member, MemberId, MemberState};
 use crate::params::{BalancerParams, MemberParams};
-use crate::snapshot::{BalancerSnapshot, PickRequest, Picked};
-use crate::sync::{Arc, SnapshotCell, WriterLock};
+use crate::snapshot::{BalancerSnapshot, PickRequest, Picked, Shared};
+use crate::sync::{Arc, AtomicU64, SnapshotCell, WriterLock};
 
 /// The state of one balancer, shared by every request and every editor.
 ///
@@ -45,6 +45,7 @@ pub struct BalancerStore {
     /// Written only under `writer`.
     next_id: parking_lot::Mutex<u32>,
     epoch: Instant,
+    changes: Arc<AtomicU64>,
 }
 
 impl BalancerStore {
@@ -59,6 +60,7 @@ impl BalancerStore {
         members: impl IntoIterator<Item = MemberParams>,
         now: Instant,
     ) -> Result<Self, ConfigError> {
+        let changes = Arc::new(AtomicU64::new(0));
         let mut built: Vec<Member> = Vec::new();
         for (i, params) in members.into_iter().enumerate() {
             if built.iter().any(|m| m.params().url == params.url) {
@@ -67,15 +69,24 @@ impl BalancerStore {
                 });
             }
             let id = MemberId(u32::try_from(i).unwrap_or(u32::MAX));
-            let state = Arc::new(MemberState::new(params.status, now));
+            let state = Arc::new(MemberState::new_in(
+                params.status,
+                now,
+                Arc::clone(&changes),
+            ));
             built.push(Member::new(id, params, state));
         }
         let next = u32::try_from(built.len()).unwrap_or(u32::MAX);
+        let shared = Shared {
+            epoch: now,
+            changes: Arc::clone(&changes),
+        };
         Ok(Self {
-            current: SnapshotCell::new(Arc::new(BalancerSnapshot::new(params, built))),
+            current: SnapshotCell::new(Arc::new(BalancerSnapshot::new(params, built, shared))),
             writer: WriterLock::default(),
             next_id: parking_lot::Mutex::new(next),
             epoch: now,
+            changes,
         })
     }
 
@@ -115,8 +126,16 @@ impl BalancerStore {
         let mut params = current.params().clone();
         let mut members = current.members().to_vec();
         let out = edit(&current, &mut params, &mut members)?;
+        let shared = Shared {
+            epoch: self.epoch,
+            changes: Arc::clone(&self.changes),
+        };
         self.current
-            .store(Arc::new(BalancerSnapshot::new(params, members)));
+            .store(Arc::new(BalancerSnapshot::new(params, members, shared)));
+        // Picks still running on the old snapshot see its cycle ended and scan; its picks
+        // are in `lbstatus` from here on.
+        current.retire();
+        self.changes.fetch_add(1, crate::sync::Ordering::Release);
         Ok(out)
     }
 
@@ -136,7 +155,11 @@ impl BalancerStore {
             let mut next = self.next_id.lock();
             let id = MemberId(*next);
             *next = next.saturating_add(1);
-            let state = Arc::new(MemberState::new(params.status, self.epoch));
+            let state = Arc::new(MemberState::new_in(
+                params.status,
+                self.epoch,
+                Arc::clone(&self.changes),
+            ));
             members.push(Member::new(id, params, state));
             Ok(id)
         })
@@ -179,12 +202,15 @@ impl BalancerStore {
             }
             let lf_changed = params.load_factor != old.params().load_factor;
             members[index] = Member::new(id, params, Arc::clone(old.state_arc()));
+            Ok((out, lf_changed))
+        })
+        .map(|(out, lf_changed)| {
             if lf_changed {
-                for m in members.iter() {
+                for m in self.current.load().members() {
                     m.state().set_lbstatus(m.lbf());
                 }
             }
-            Ok(out)
+            out
         })
     }
 
@@ -209,25 +235,33 @@ impl BalancerStore {
     ///
     /// Changing the lbmethod resets every member's `lbstatus` to 0.
     pub fn update_params<T>(&self, edit: impl FnOnce(&mut BalancerParams) -> T) -> T {
-        let result = self.write(|current, params, members| {
+        let result = self.write(|current, params, _| {
             let out = edit(params);
-            if params.lb_method != current.params().lb_method {
-                for m in members.iter() {
-                    m.state().set_lbstatus(0);
-                }
-            }
-            Ok(out)
+            Ok((out, params.lb_method != current.params().lb_method))
         });
         match result {
-            Ok(out) => out,
+            Ok((out, method_changed)) => {
+                if method_changed {
+                    self.reset_lb();
+                }
+                out
+            }
             Err(_) => unreachable!("invariant: editing parameters cannot fail"),
         }
+    }
+
+    /// [`BalancerSnapshot::settle`] on the current snapshot: folds the byrequests fast
+    /// path's picks into `lbstatus`, e.g. before showing it.
+    pub fn settle(&self) {
+        self.current.load().settle();
     }
 
     /// Resets every member's `lbstatus` to 0, starting the lbmethod's cycle afresh (the
     /// manager's reset). Busy counts are left alone: they count requests still in flight.
     pub fn reset_lb(&self) {
-        for m in self.current.load().members() {
+        let current = self.current.load();
+        current.settle();
+        for m in current.members() {
             m.state().set_lbstatus(0);
         }
     }

@@ -7,13 +7,13 @@
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
+    atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering},
     Arc,
 };
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
+    atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering},
     Arc,
 };
 

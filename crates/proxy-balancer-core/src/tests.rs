@@ -69,6 +69,7 @@ fn byrequests_golden_1_2_3() {
     let all = picks(&s, 600, now);
     let count = |c| all.chars().filter(|&x| x == c).count();
     assert_eq!((count('A'), count('B'), count('C')), (100, 200, 300));
+    s.settle();
     for m in s.snapshot().members() {
         assert_eq!(
             m.state().lbstatus(),
@@ -638,4 +639,73 @@ fn custom_lbmethod() {
     let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
     s.update_params(|p| p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(Last)));
     assert_eq!(picks(&s, 3, now), "BBB");
+}
+
+#[test]
+fn byrequests_fast_path_engages_and_steps_aside() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[("route", "a"), ("loadfactor", "1")]),
+            member('b', &[("route", "b"), ("loadfactor", "2")]),
+            member('c', &[("route", "c"), ("loadfactor", "3")]),
+        ],
+        &[("stickysession", "ROUTEID")],
+        now,
+    );
+    let all = picks(&s, 60, now);
+    assert_eq!(all, "CBACBC".repeat(10));
+    assert!(
+        s.snapshot().fast_path_active(),
+        "steady byrequests traffic uses the cycle"
+    );
+    // A sticky pick folds the cycle into lbstatus and scans, as Apache would.
+    let p = s.pick(&PickRequest::new().with_route("a"), now).unwrap();
+    assert_eq!(name_of(p.member().url()), 'A');
+    assert!(!s.snapshot().fast_path_active());
+    drop(p);
+    // A flag change is seen by the very next pick, fast path or not.
+    let all = picks(&s, 40, now);
+    assert!(s.snapshot().fast_path_active(), "{all}");
+    s.snapshot().members()[2]
+        .state()
+        .insert_flags(StatusFlags::DISABLED);
+    assert!(!picks(&s, 40, now).contains('C'));
+    s.snapshot().members()[2]
+        .state()
+        .remove_flags(StatusFlags::DISABLED);
+    assert!(picks(&s, 6, now).contains('C'));
+    // A reconfiguration starts a new snapshot; the old cycle's picks are kept.
+    let before: u64 = s
+        .snapshot()
+        .members()
+        .iter()
+        .map(|m| m.state().elected())
+        .sum();
+    let id = s.snapshot().members()[0].id();
+    s.update_member(id, |m| m.lb_set = crate::LbSet::new(0).unwrap())
+        .unwrap();
+    let after: u64 = s
+        .snapshot()
+        .members()
+        .iter()
+        .map(|m| m.state().elected())
+        .sum();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn fast_path_respects_retry_windows() {
+    let t = t0();
+    let s = store(
+        vec![member('a', &[("retry", "10")]), member('b', &[])],
+        &[],
+        t,
+    );
+    s.snapshot().members()[0].mark_error(t);
+    assert_eq!(picks(&s, 40, t + Duration::from_secs(1)), "B".repeat(40));
+    assert!(s.snapshot().fast_path_active());
+    // Once the window has passed, the next pick retries A (Apache's lazy retry).
+    let later = t + Duration::from_secs(11);
+    assert_eq!(&picks(&s, 2, later), "AB");
 }

@@ -71,15 +71,17 @@ fn snapshot_replacement_loses_no_update() {
     let now = t0();
     let s = store(&[1, 2, 3], now);
     let stop = AtomicBool::new(false);
-    let threads = 3;
-    let per_thread = 20_000u64;
-    thread::scope(|scope| {
-        let pickers: Vec<_> = (0..threads)
+    let writer_rounds = 2_000u32;
+    let picked: u64 = thread::scope(|scope| {
+        let pickers: Vec<_> = (0..3)
             .map(|_| {
                 let s = &s;
+                let stop = &stop;
                 scope.spawn(move || {
                     let mut held = Vec::new();
-                    for n in 0..per_thread {
+                    let mut n = 0u64;
+                    // Pick while the writer swaps snapshots (bounded: the writer stops).
+                    while !stop.load(Ordering::Relaxed) || n < 1_000 {
                         let p = s.pick(&PickRequest::new(), now).unwrap();
                         p.member().state().add_transferred(1);
                         // Keep a few requests in flight across snapshot swaps.
@@ -89,17 +91,17 @@ fn snapshot_replacement_loses_no_update() {
                                 drop(held.remove(0));
                             }
                         }
+                        n += 1;
                     }
+                    n
                 })
             })
             .collect();
         let writer = scope.spawn(|| {
             let ids: Vec<_> = s.snapshot().members().iter().map(|m| m.id()).collect();
-            let mut rounds = 0u32;
-            while !stop.load(Ordering::Relaxed) && rounds < 100_000 {
-                rounds += 1;
-                let id = ids[rounds as usize % ids.len()];
-                let lf = 1 + rounds % 5;
+            for round in 0..writer_rounds {
+                let id = ids[round as usize % ids.len()];
+                let lf = 1 + round % 5;
                 s.update_member(id, |m| {
                     m.load_factor = LoadFactor::from_lbf(lf * 100).unwrap();
                 })
@@ -107,27 +109,23 @@ fn snapshot_replacement_loses_no_update() {
                 // Disabled extra members come and go; they are never picked.
                 let extra = s
                     .add_member(
-                        MemberParams::new(&format!("http://extra{rounds}"))
+                        MemberParams::new(&format!("http://extra{round}"))
                             .unwrap()
                             .with_status(StatusFlags::DISABLED),
                     )
                     .unwrap();
                 s.remove_member(extra).unwrap();
             }
-            rounds
+            stop.store(true, Ordering::Relaxed);
         });
-        for p in pickers {
-            p.join().unwrap();
-        }
-        stop.store(true, Ordering::Relaxed);
-        let rounds = writer.join().unwrap();
-        assert!(rounds > 0);
+        writer.join().unwrap();
+        pickers.into_iter().map(|p| p.join().unwrap()).sum()
     });
     let snap = s.snapshot();
     let elected: u64 = snap.members().iter().map(|m| m.state().elected()).sum();
     let transferred: u64 = snap.members().iter().map(|m| m.state().transferred()).sum();
-    assert_eq!(elected, threads * per_thread);
-    assert_eq!(transferred, threads * per_thread);
+    assert_eq!(elected, picked);
+    assert_eq!(transferred, picked);
     assert!(snap.members().iter().all(|m| m.state().busy() == 0));
     assert_eq!(snap.members().len(), 3);
 }
@@ -159,4 +157,73 @@ fn concurrent_flag_changes_are_seen_by_the_next_pick() {
         flipper.join().unwrap();
         picker.join().unwrap();
     });
+}
+
+#[test]
+fn fast_path_and_scans_under_churn_keep_lbstatus_balanced() {
+    // Every byrequests decision and every sticky accounting adds as much to some members'
+    // lbstatus as it takes from the chosen one, so their sum stays 0 whatever the
+    // interleaving, as long as no update is lost (the fast path's picks included).
+    let now = t0();
+    let members = (0..5).map(|i| {
+        MemberParams::new(&format!("http://m{i}"))
+            .unwrap()
+            .with_load_factor(LoadFactor::from_lbf(100 * (1 + i % 3)).unwrap())
+            .with_route(proxy_balancer_core::Route::new(&format!("r{i}")).unwrap())
+            .with_retry(std::time::Duration::ZERO)
+    });
+    let s = BalancerStore::new(BalancerParams::new("churn"), members, now).unwrap();
+    let picks_per_thread = 30_000u64;
+    let done = AtomicBool::new(false);
+    let succeeded: u64 = thread::scope(|scope| {
+        let pickers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let s = &s;
+                scope.spawn(move || {
+                    let mut ok = 0u64;
+                    for n in 0..picks_per_thread {
+                        let route = format!("r{}", n % 5);
+                        let request = if n % 97 == t {
+                            PickRequest::new().with_route(&route)
+                        } else {
+                            PickRequest::new()
+                        };
+                        if s.pick(&request, now).is_ok() {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let flipper = scope.spawn(|| {
+            let snap = s.snapshot();
+            let mut n = 0usize;
+            while !done.load(Ordering::Relaxed) && n < 1_000_000 {
+                let m = &snap.members()[n % 5];
+                match n % 3 {
+                    0 => {
+                        m.state().insert_flags(StatusFlags::DISABLED);
+                        m.state().remove_flags(StatusFlags::DISABLED);
+                    }
+                    1 => {
+                        m.mark_error(now);
+                    }
+                    _ => thread::yield_now(),
+                }
+                n += 1;
+            }
+        });
+        let total = pickers.into_iter().map(|p| p.join().unwrap()).sum();
+        done.store(true, Ordering::Relaxed);
+        flipper.join().unwrap();
+        total
+    });
+    s.settle();
+    let snap = s.snapshot();
+    let sum: i64 = snap.members().iter().map(|m| m.state().lbstatus()).sum();
+    let elected: u64 = snap.members().iter().map(|m| m.state().elected()).sum();
+    assert_eq!(sum, 0, "{snap:?}");
+    assert_eq!(elected, succeeded);
+    assert!(snap.members().iter().all(|m| m.state().busy() == 0));
 }

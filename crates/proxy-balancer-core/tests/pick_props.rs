@@ -137,6 +137,7 @@ proptest! {
         for (c, s) in counts.iter().zip(&specs) {
             prop_assert_eq!(*c, u64::from(s.lbf) / g);
         }
+        store.settle();
         for m in store.snapshot().members() {
             prop_assert_eq!(m.state().lbstatus(), 0);
         }

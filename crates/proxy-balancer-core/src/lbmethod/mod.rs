@@ -244,10 +244,13 @@ impl<'a> Candidates<'a> {
     }
 }
 
-impl<'a> Iterator for Candidates<'a> {
-    type Item = &'a Member;
+impl Candidates<'_> {
+    /// The candidates' positions in the snapshot's member list.
+    pub(crate) fn into_indices(mut self) -> Vec<u32> {
+        std::iter::from_fn(|| self.next_index()).collect()
+    }
 
-    fn next(&mut self) -> Option<&'a Member> {
+    fn next_index(&mut self) -> Option<u32> {
         use crate::flags::StatusFlags as F;
         loop {
             let Some(&index) = self.indices.get(self.pos) else {
@@ -282,8 +285,17 @@ impl<'a> Iterator for Candidates<'a> {
                 }
                 *left -= 1;
             }
-            return Some(member);
+            return Some(index);
         }
+    }
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = &'a Member;
+
+    fn next(&mut self) -> Option<&'a Member> {
+        let index = self.next_index()?;
+        Some(&self.members[index as usize])
     }
 }
 
