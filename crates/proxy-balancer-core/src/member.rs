@@ -26,6 +26,12 @@ impl fmt::Display for MemberId {
     }
 }
 
+/// Bits of `busy` in the packed counter: 16 million requests in flight on one member. Past
+/// that the count would carry into `elected`, which is a statistic only.
+const BUSY_BITS: u32 = 24;
+const BUSY_MASK: u64 = (1 << BUSY_BITS) - 1;
+const ELECTED_ONE: u64 = 1 << BUSY_BITS;
+
 /// The per-member state that every snapshot shares: status flags and counters.
 ///
 /// It lives in its own `Arc`, kept when the balancer is reconfigured, so changing a load
@@ -39,8 +45,9 @@ impl fmt::Display for MemberId {
 pub struct MemberState {
     flags: AtomicFlags,
     lbstatus: AtomicI64,
-    busy: AtomicU64,
-    elected: AtomicU64,
+    /// `busy` in the low [`BUSY_BITS`] bits, `elected` above: a pick counts both with one
+    /// atomic addition.
+    busy_elected: AtomicU64,
     transferred: AtomicU64,
     read: AtomicU64,
     /// Nanoseconds since `epoch` plus one; 0 means "never in error".
@@ -62,8 +69,7 @@ impl MemberState {
         Self {
             flags: AtomicFlags::new(flags),
             lbstatus: AtomicI64::new(0),
-            busy: AtomicU64::new(0),
-            elected: AtomicU64::new(0),
+            busy_elected: AtomicU64::new(0),
             transferred: AtomicU64::new(0),
             read: AtomicU64::new(0),
             error_time: AtomicU64::new(0),
@@ -188,13 +194,13 @@ impl MemberState {
     /// Requests assigned to the member and not finished yet.
     #[must_use]
     pub fn busy(&self) -> u64 {
-        self.busy.load(Ordering::Relaxed)
+        self.busy_elected.load(Ordering::Relaxed) & BUSY_MASK
     }
 
     /// Times the member was chosen (sticky or balanced).
     #[must_use]
     pub fn elected(&self) -> u64 {
-        self.elected.load(Ordering::Relaxed)
+        self.busy_elected.load(Ordering::Relaxed) >> BUSY_BITS
     }
 
     /// The byrequests/bybusyness score (Apache's `lbstatus`).
@@ -244,16 +250,17 @@ impl MemberState {
         self.lbstatus.store(value, Ordering::Relaxed);
     }
 
-    pub(crate) fn elect(&self) {
-        self.elected.fetch_add(1, Ordering::Relaxed);
+    fn elect_and_busy_inc(&self) {
+        self.busy_elected
+            .fetch_add(ELECTED_ONE | 1, Ordering::Relaxed);
     }
 
     fn busy_inc(&self) {
-        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.busy_elected.fetch_add(1, Ordering::Relaxed);
     }
 
     fn busy_dec(&self) {
-        self.busy.fetch_sub(1, Ordering::Release);
+        self.busy_elected.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -269,6 +276,25 @@ impl fmt::Debug for MemberState {
             .field("error_time", &self.error_time())
             .field("retries", &self.retries())
             .finish()
+    }
+}
+
+/// What a scan reads of a member, kept in one contiguous array per snapshot so that a pick
+/// touches one pointer per member instead of two.
+#[derive(Debug)]
+pub(crate) struct Hot {
+    pub(crate) state: Arc<MemberState>,
+    pub(crate) lbf: i64,
+    pub(crate) id: MemberId,
+}
+
+impl Hot {
+    pub(crate) fn of(member: &Member) -> Self {
+        Self {
+            state: Arc::clone(&member.0.state),
+            lbf: member.lbf(),
+            id: member.id(),
+        }
     }
 }
 
@@ -353,6 +379,12 @@ impl Member {
     /// Counts one more request in flight on this member until the guard is dropped.
     pub fn begin_request(&self) -> BusyGuard {
         self.0.state.busy_inc();
+        BusyGuard(self.clone())
+    }
+
+    /// Counts the member as elected and one more request in flight on it.
+    pub(crate) fn elect(&self) -> BusyGuard {
+        self.0.state.elect_and_busy_inc();
         BusyGuard(self.clone())
     }
 }

@@ -19,7 +19,7 @@
 //! published), so a reader that raced a rebuild sees a changed generation and falls back to
 //! the scan.
 
-use crate::member::Member;
+use crate::member::Hot;
 use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 const ACTIVE: u64 = 1 << 63;
@@ -32,11 +32,17 @@ const CURSOR_LIMIT: u64 = 1 << 47;
 /// Longest cycle kept: 4096 slots (16 KiB) covers integer load factors over hundreds of
 /// members; longer cycles (many decimal factors) keep the scan.
 pub(crate) const MAX_PERIOD: usize = 4096;
-/// Upper bound on the work of one build (cycle length × candidates), about a millisecond.
-const MAX_BUILD_WORK: usize = 1 << 20;
+/// Upper bound on the work of one build (cycle length × candidates): a few milliseconds,
+/// done once per stable member set, after enough scans to pay for it.
+const MAX_BUILD_WORK: usize = 1 << 23;
 /// Plain picks in a row, with no flag change or sticky pick between them, before a cycle
-/// is built: a balancer whose members flap keeps scanning instead of rebuilding.
+/// is built: a balancer whose members flap keeps scanning instead of rebuilding. A long
+/// cycle needs a longer streak (see [`BUILD_COST_RATIO`]).
 const STREAK_TO_BUILD: u32 = 32;
+/// A cycle of P picks over N candidates costs about P × N steps to build, P / 8 scans'
+/// worth: it is built only after P / 8 scans in a row, so building never costs more than
+/// an eighth of the scanning it replaces.
+const BUILD_COST_RATIO: u32 = 8;
 
 /// The candidates of the active cycle and their load factors, for the deactivation.
 #[derive(Debug, Default)]
@@ -56,6 +62,10 @@ pub(crate) struct Schedule {
     /// Nanoseconds since the epoch after which a member in error may be retried.
     deadline: AtomicU64,
     streak: AtomicU32,
+    /// The streak a build needs (grows for long cycles; `u32::MAX`: never worth it),
+    /// valid while the balancer's change counter is `needed_changes`.
+    streak_needed: AtomicU32,
+    needed_changes: AtomicU64,
     /// Set when the snapshot is replaced: no more cycles are built on it.
     retired: AtomicBool,
     order: Box<[AtomicU32]>,
@@ -71,6 +81,8 @@ impl Schedule {
             changes_at_build: AtomicU64::new(u64::MAX),
             deadline: AtomicU64::new(0),
             streak: AtomicU32::new(0),
+            streak_needed: AtomicU32::new(STREAK_TO_BUILD),
+            needed_changes: AtomicU64::new(u64::MAX),
             retired: AtomicBool::new(false),
             order: (0..MAX_PERIOD).map(|_| AtomicU32::new(0)).collect(),
             cycle: parking_lot::Mutex::new(Cycle::default()),
@@ -79,12 +91,7 @@ impl Schedule {
 
     /// A pick from the active cycle, if there is one and nothing changed since it was
     /// built. `changes` is the balancer's change counter now, `now_nanos` the time.
-    pub(crate) fn try_pick<'m>(
-        &self,
-        members: &'m [Member],
-        changes: u64,
-        now_nanos: u64,
-    ) -> Option<&'m Member> {
+    pub(crate) fn try_pick(&self, hot: &[Hot], changes: u64, now_nanos: u64) -> Option<u32> {
         if self.word.load(Ordering::Relaxed) & ACTIVE == 0
             || self.changes_at_build.load(Ordering::Relaxed) != changes
             || now_nanos > self.deadline.load(Ordering::Relaxed)
@@ -104,10 +111,9 @@ impl Schedule {
             // Rebuilt while we read: this slot was counted as a pick of the old cycle.
             return None;
         }
-        let member = members.get(usize::try_from(index).ok()?)?;
-        let flags = member.flags();
+        let flags = hot.get(usize::try_from(index).ok()?)?.state.flags();
         if flags.is_usable() && !flags.contains(crate::StatusFlags::DRAIN) {
-            Some(member)
+            Some(index)
         } else {
             None
         }
@@ -130,7 +136,7 @@ impl Schedule {
     /// `lbstatus`. If another thread holds the claim (building or deactivating), returns at
     /// once: the caller's scan then works on `lbstatus` as it is, which only changes the
     /// order of additions, never their sum.
-    pub(crate) fn deactivate(&self, members: &[Member]) {
+    pub(crate) fn deactivate(&self, members: &[Hot]) {
         if !self.is_active() || !self.try_claim() {
             return;
         }
@@ -140,7 +146,7 @@ impl Schedule {
 
     /// For a snapshot that is being replaced: deactivates the cycle for good, waiting for
     /// the claim if needed (a writer may wait; a pick never does).
-    pub(crate) fn retire(&self, members: &[Member]) {
+    pub(crate) fn retire(&self, members: &[Hot]) {
         let mut spins = 0u32;
         while !self.try_claim() {
             spins = spins.saturating_add(1);
@@ -155,7 +161,7 @@ impl Schedule {
         self.release_claim();
     }
 
-    fn deactivate_claimed(&self, members: &[Member]) {
+    fn deactivate_claimed(&self, members: &[Hot]) {
         let w = self.word.fetch_and(!ACTIVE, Ordering::AcqRel);
         if w & ACTIVE != 0 {
             self.streak.store(0, Ordering::Relaxed);
@@ -175,7 +181,7 @@ impl Schedule {
             for (&(index, lbf), count) in cycle.candidates.iter().zip(counts) {
                 if let Some(m) = members.get(index as usize) {
                     let delta = taken * lbf - cycle.total * count;
-                    m.state()
+                    m.state
                         .lbstatus_atomic()
                         .fetch_add(delta, Ordering::Relaxed);
                 }
@@ -191,11 +197,23 @@ impl Schedule {
     /// retry window among the members in error.
     pub(crate) fn note_scan_pick(
         &self,
-        members: &[Member],
+        members: &[Hot],
         candidates: impl FnOnce() -> Option<(Vec<u32>, u64)>,
         changes: u64,
     ) {
-        if self.streak.fetch_add(1, Ordering::Relaxed) + 1 < STREAK_TO_BUILD || self.is_active() {
+        let needed = if self.needed_changes.load(Ordering::Relaxed) == changes {
+            self.streak_needed.load(Ordering::Relaxed)
+        } else {
+            STREAK_TO_BUILD
+        };
+        if needed == u32::MAX || self.is_active() {
+            return;
+        }
+        let streak = self
+            .streak
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if streak < needed {
             return;
         }
         if !self.try_claim() {
@@ -203,22 +221,24 @@ impl Schedule {
         }
         if !self.is_active() && !self.retired.load(Ordering::Relaxed) {
             if let Some((candidates, deadline)) = candidates() {
-                self.build(members, &candidates, changes, deadline);
+                self.build(members, &candidates, changes, deadline, streak);
             }
         }
-        self.streak.store(0, Ordering::Relaxed);
+        if self.is_active() {
+            self.streak.store(0, Ordering::Relaxed);
+        }
         self.release_claim();
     }
 
-    fn build(&self, members: &[Member], candidates: &[u32], changes: u64, deadline: u64) {
+    fn build(&self, members: &[Hot], candidates: &[u32], changes: u64, deadline: u64, streak: u32) {
         let mut lbf = Vec::with_capacity(candidates.len());
         let mut state = Vec::with_capacity(candidates.len());
         for &i in candidates {
             let Some(m) = members.get(i as usize) else {
                 return;
             };
-            lbf.push(m.lbf());
-            state.push(m.state().lbstatus());
+            lbf.push(m.lbf);
+            state.push(m.state.lbstatus());
         }
         let total: i64 = lbf.iter().sum();
         let gcd = lbf.iter().fold(0, |g, &l| gcd(g, l));
@@ -229,6 +249,16 @@ impl Schedule {
             return;
         };
         if period > MAX_PERIOD || period.saturating_mul(candidates.len()) > MAX_BUILD_WORK {
+            // Never worth it for this set: stop trying until the set changes.
+            self.set_needed(u32::MAX, changes);
+            return;
+        }
+        let needed = u32::try_from(period)
+            .unwrap_or(u32::MAX)
+            .div_ceil(BUILD_COST_RATIO)
+            .max(STREAK_TO_BUILD);
+        if streak < needed {
+            self.set_needed(needed, changes);
             return;
         }
         // Seqlock: a new generation, not active, before the table is rewritten.
@@ -262,6 +292,11 @@ impl Schedule {
         self.changes_at_build.store(changes, Ordering::Relaxed);
         self.deadline.store(deadline, Ordering::Relaxed);
         self.word.store(ACTIVE | gen_bits, Ordering::Release);
+    }
+
+    fn set_needed(&self, needed: u32, changes: u64) {
+        self.streak_needed.store(needed, Ordering::Relaxed);
+        self.needed_changes.store(changes, Ordering::Relaxed);
     }
 
     fn try_claim(&self) -> bool {

@@ -7,7 +7,7 @@ use crate::error::PickError;
 use crate::flags::StatusFlags;
 use crate::lbmethod::Candidates;
 use crate::lbmethod::LbMethodKind;
-use crate::member::{BusyGuard, Member, MemberId};
+use crate::member::{BusyGuard, Hot, Member, MemberId};
 use crate::params::{BalancerParams, LbSet};
 use crate::schedule::Schedule;
 use crate::sync::{Arc, AtomicU64, Ordering};
@@ -111,6 +111,8 @@ impl Picked {
 pub struct BalancerSnapshot {
     params: BalancerParams,
     members: Box<[Member]>,
+    /// What scans read, one entry per member, in the same order.
+    hot: Box<[Hot]>,
     /// The lbsets in ascending order, each with its members' indices in config order.
     sets: Box<[(LbSet, Box<[u32]>)]>,
     shared: Shared,
@@ -138,6 +140,7 @@ impl BalancerSnapshot {
         let schedule = matches!(params.lb_method, LbMethodKind::ByRequests).then(Schedule::new);
         Self {
             params,
+            hot: members.iter().map(Hot::of).collect(),
             members: members.into_boxed_slice(),
             sets,
             shared,
@@ -149,7 +152,7 @@ impl BalancerSnapshot {
     /// Called by the store once a newer snapshot has replaced this one.
     pub(crate) fn retire(&self) {
         if let Some(s) = &self.schedule {
-            s.retire(&self.members);
+            s.retire(&self.hot);
         }
     }
 
@@ -161,7 +164,7 @@ impl BalancerSnapshot {
     /// for display; picks are not affected.
     pub fn settle(&self) {
         if let Some(s) = &self.schedule {
-            s.deactivate(&self.members);
+            s.deactivate(&self.hot);
         }
     }
 
@@ -240,13 +243,14 @@ impl BalancerSnapshot {
         let changes = self.shared.changes.load(Ordering::Acquire);
         if let Some(schedule) = &self.schedule {
             if plain {
-                if let Some(member) = schedule.try_pick(&self.members, changes, self.nanos(now)) {
+                if let Some(index) = schedule.try_pick(&self.hot, changes, self.nanos(now)) {
+                    let member = &self.members[index as usize];
                     return Ok(self.chosen(member, false, self.params.sticky_session.is_some()));
                 }
             } else {
                 schedule.reset_streak();
             }
-            schedule.deactivate(&self.members);
+            schedule.deactivate(&self.hot);
         }
         self.force_recovery(now);
         if let Some(route) = route {
@@ -265,15 +269,14 @@ impl BalancerSnapshot {
             .balance(request.tried, now)
             .ok_or(PickError::AllUnusable)?;
         if let (Some(schedule), true) = (&self.schedule, plain) {
-            schedule.note_scan_pick(&self.members, || self.plain_candidates(now), changes);
+            schedule.note_scan_pick(&self.hot, || self.plain_candidates(now), changes);
         }
         Ok(self.chosen(member, false, self.params.sticky_session.is_some()))
     }
 
     fn chosen(&self, member: &Member, sticky: bool, route_changed: bool) -> Picked {
-        member.state().elect();
         Picked {
-            busy: member.begin_request(),
+            busy: member.elect(),
             sticky,
             route_changed,
         }
@@ -287,7 +290,7 @@ impl BalancerSnapshot {
             match self.plan_set(indices, &[], now) {
                 SetPlan::Regular { spare_limit, .. } => {
                     candidates = Some(Candidates::regular(
-                        &self.members,
+                        (&self.members, &self.hot),
                         indices,
                         spare_limit,
                         &[],
@@ -295,7 +298,11 @@ impl BalancerSnapshot {
                     break;
                 }
                 SetPlan::Standby => {
-                    candidates = Some(Candidates::standby(&self.members, indices, &[]));
+                    candidates = Some(Candidates::standby(
+                        (&self.members, &self.hot),
+                        indices,
+                        &[],
+                    ));
                     break;
                 }
                 SetPlan::Nothing => {}
@@ -313,17 +320,18 @@ impl BalancerSnapshot {
     /// Apache's `force_recovery`: when every member is in error and `forcerecovery` is On,
     /// clear all their errors so the request tries them again, whatever their `retry`.
     fn force_recovery(&self, now: Instant) {
-        for m in self.members.iter() {
-            if !m.flags().contains(StatusFlags::IN_ERROR) || m.try_recover(now) {
+        for (hot, m) in self.hot.iter().zip(self.members.iter()) {
+            if !hot.state.flags().contains(StatusFlags::IN_ERROR) {
                 return;
             }
-            if !m.flags().contains(StatusFlags::IN_ERROR) {
+            m.try_recover(now);
+            if !hot.state.flags().contains(StatusFlags::IN_ERROR) {
                 return;
             }
         }
         if self.params.force_recovery {
-            for m in self.members.iter() {
-                m.state().clear_error();
+            for hot in self.hot.iter() {
+                hot.state.clear_error();
             }
         }
     }
@@ -377,13 +385,14 @@ impl BalancerSnapshot {
                 SetPlan::Nothing => continue,
             };
             if let Some(spare_limit) = spare_limit {
-                let candidates = Candidates::regular(&self.members, indices, spare_limit, tried);
+                let candidates =
+                    Candidates::regular((&self.members, &self.hot), indices, spare_limit, tried);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }
             }
             if standbys {
-                let candidates = Candidates::standby(&self.members, indices, tried);
+                let candidates = Candidates::standby((&self.members, &self.hot), indices, tried);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }
@@ -399,15 +408,16 @@ impl BalancerSnapshot {
         let (mut regular, mut unusable, mut spares, mut standbys) =
             (0usize, 0usize, 0usize, 0usize);
         for &i in indices {
-            let m = &self.members[i as usize];
-            let flags = m.flags();
+            let hot = &self.hot[i as usize];
+            let flags = hot.state.flags();
             if flags.contains(F::DRAIN) {
                 if !flags.intersects(F::HOT_SPARE | F::HOT_STANDBY) {
                     unusable += 1;
                 }
                 continue;
             }
-            let usable = (flags.is_usable() || m.try_recover(now)) && !tried.contains(&m.id());
+            let usable = (flags.is_usable() || self.members[i as usize].try_recover(now))
+                && (tried.is_empty() || !tried.contains(&hot.id));
             if flags.contains(F::HOT_SPARE) {
                 spares += usize::from(usable);
             } else if flags.contains(F::HOT_STANDBY) {

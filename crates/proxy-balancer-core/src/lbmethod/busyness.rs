@@ -1,5 +1,5 @@
 use crate::lbmethod::{Candidates, LbMethod};
-use crate::member::Member;
+use crate::member::{Hot, Member};
 use crate::sync::Ordering;
 
 /// `lbmethod=bybusyness`: the candidate with the fewest requests in flight; ties are
@@ -23,38 +23,41 @@ impl LbMethod for ByBusyness {
 
     fn choose<'a>(&self, candidates: Candidates<'a>) -> Option<&'a Member> {
         // Pass 1: the lowest busy count (and a fallback should counts move under us).
-        let mut least: Option<(&'a Member, u64)> = None;
-        for m in candidates.clone() {
-            let busy = m.state().busy();
+        let mut least: Option<(u32, u64)> = None;
+        let mut scan = candidates.clone();
+        while let Some((index, hot)) = scan.next_hot() {
+            let busy = hot.state.busy();
             if least.map_or(true, |(_, b)| busy < b) {
-                least = Some((m, busy));
+                least = Some((index, busy));
             }
         }
         let (fallback, min_busy) = least?;
         // Pass 2: a byrequests round among the members tied on that count.
-        let mut best: Option<(&'a Member, i64)> = None;
+        let mut best: Option<(u32, &Hot, i64)> = None;
         let mut total = 0;
-        for m in candidates.filter(|m| m.state().busy() == min_busy) {
-            let lbf = m.lbf();
-            let score = m
-                .state()
+        let mut scan = candidates.clone();
+        while let Some((index, hot)) = scan.next_hot() {
+            if hot.state.busy() != min_busy {
+                continue;
+            }
+            let score = hot
+                .state
                 .lbstatus_atomic()
-                .fetch_add(lbf, Ordering::Relaxed)
-                + lbf;
-            total += lbf;
-            if best.map_or(true, |(_, b)| score > b) {
-                best = Some((m, score));
+                .fetch_add(hot.lbf, Ordering::Relaxed)
+                + hot.lbf;
+            total += hot.lbf;
+            if best.map_or(true, |(_, _, b)| score > b) {
+                best = Some((index, hot, score));
             }
         }
         match best {
-            Some((chosen, _)) => {
-                chosen
-                    .state()
+            Some((index, hot, _)) => {
+                hot.state
                     .lbstatus_atomic()
                     .fetch_sub(total, Ordering::Relaxed);
-                Some(chosen)
+                Some(candidates.member(index))
             }
-            None => Some(fallback),
+            None => Some(candidates.member(fallback)),
         }
     }
 }

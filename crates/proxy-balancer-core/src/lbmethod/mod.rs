@@ -17,7 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ParamError;
-use crate::member::{Member, MemberId};
+use crate::member::{Hot, Member, MemberId};
 use crate::sync::{Arc, Ordering};
 
 mod busyness;
@@ -204,6 +204,7 @@ enum Phase {
 #[derive(Clone)]
 pub struct Candidates<'a> {
     members: &'a [Member],
+    hot: &'a [Hot],
     indices: &'a [u32],
     pos: usize,
     phase: Phase,
@@ -213,13 +214,14 @@ pub struct Candidates<'a> {
 
 impl<'a> Candidates<'a> {
     pub(crate) fn regular(
-        members: &'a [Member],
+        (members, hot): (&'a [Member], &'a [Hot]),
         indices: &'a [u32],
         spare_limit: usize,
         tried: &'a [MemberId],
     ) -> Self {
         Self {
             members,
+            hot,
             indices,
             pos: 0,
             phase: Phase::Regular,
@@ -229,12 +231,13 @@ impl<'a> Candidates<'a> {
     }
 
     pub(crate) fn standby(
-        members: &'a [Member],
+        (members, hot): (&'a [Member], &'a [Hot]),
         indices: &'a [u32],
         tried: &'a [MemberId],
     ) -> Self {
         Self {
             members,
+            hot,
             indices,
             pos: 0,
             phase: Phase::Standby,
@@ -244,7 +247,19 @@ impl<'a> Candidates<'a> {
     }
 }
 
-impl Candidates<'_> {
+impl<'a> Candidates<'a> {
+    /// The next candidate's position and hot state (for the built-in methods: no pointer
+    /// chase through the member's parameters).
+    pub(crate) fn next_hot(&mut self) -> Option<(u32, &'a Hot)> {
+        let index = self.next_index()?;
+        Some((index, &self.hot[index as usize]))
+    }
+
+    /// The member at a position yielded by [`Candidates::next_hot`].
+    pub(crate) fn member(&self, index: u32) -> &'a Member {
+        &self.members[index as usize]
+    }
+
     /// The candidates' positions in the snapshot's member list.
     pub(crate) fn into_indices(mut self) -> Vec<u32> {
         std::iter::from_fn(|| self.next_index()).collect()
@@ -266,8 +281,8 @@ impl Candidates<'_> {
                 }
             };
             self.pos += 1;
-            let member = &self.members[index as usize];
-            let flags = member.flags();
+            let hot = &self.hot[index as usize];
+            let flags = hot.state.flags();
             if !flags.is_usable() || flags.contains(F::DRAIN) {
                 continue;
             }
@@ -276,7 +291,7 @@ impl Candidates<'_> {
                 Phase::Spares { .. } => flags.contains(F::HOT_SPARE),
                 Phase::Standby => flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE),
             };
-            if !wanted || self.tried.contains(&member.id()) {
+            if !wanted || (!self.tried.is_empty() && self.tried.contains(&hot.id)) {
                 continue;
             }
             if let Phase::Spares { left } = &mut self.phase {

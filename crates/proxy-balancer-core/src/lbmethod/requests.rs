@@ -1,5 +1,5 @@
 use crate::lbmethod::{Candidates, LbMethod};
-use crate::member::Member;
+use crate::member::{Hot, Member};
 use crate::sync::Ordering;
 
 /// `lbmethod=byrequests`: Apache's weighted request counting (a smooth weighted round
@@ -20,26 +20,24 @@ impl LbMethod for ByRequests {
         "byrequests"
     }
 
-    fn choose<'a>(&self, candidates: Candidates<'a>) -> Option<&'a Member> {
-        let mut best: Option<(&'a Member, i64)> = None;
+    fn choose<'a>(&self, mut candidates: Candidates<'a>) -> Option<&'a Member> {
+        let mut best: Option<(u32, &Hot, i64)> = None;
         let mut total = 0;
-        for m in candidates {
-            let lbf = m.lbf();
-            let score = m
-                .state()
+        while let Some((index, hot)) = candidates.next_hot() {
+            let score = hot
+                .state
                 .lbstatus_atomic()
-                .fetch_add(lbf, Ordering::Relaxed)
-                + lbf;
-            total += lbf;
-            if best.map_or(true, |(_, b)| score > b) {
-                best = Some((m, score));
+                .fetch_add(hot.lbf, Ordering::Relaxed)
+                + hot.lbf;
+            total += hot.lbf;
+            if best.map_or(true, |(_, _, b)| score > b) {
+                best = Some((index, hot, score));
             }
         }
-        let (chosen, _) = best?;
-        chosen
-            .state()
+        let (index, hot, _) = best?;
+        hot.state
             .lbstatus_atomic()
             .fetch_sub(total, Ordering::Relaxed);
-        Some(chosen)
+        Some(candidates.member(index))
     }
 }

@@ -16,16 +16,15 @@ impl LbMethod for ByTraffic {
         "bytraffic"
     }
 
-    fn choose<'a>(&self, candidates: Candidates<'a>) -> Option<&'a Member> {
-        let mut best: Option<(&'a Member, u64)> = None;
-        for m in candidates {
-            let lbf = m.lbf().unsigned_abs();
-            let state = m.state();
-            let traffic = state.transferred() / lbf + state.read() / lbf;
+    fn choose<'a>(&self, mut candidates: Candidates<'a>) -> Option<&'a Member> {
+        let mut best: Option<(u32, u64)> = None;
+        while let Some((index, hot)) = candidates.next_hot() {
+            let lbf = hot.lbf.unsigned_abs().max(1);
+            let traffic = hot.state.transferred() / lbf + hot.state.read() / lbf;
             if best.map_or(true, |(_, b)| traffic < b) {
-                best = Some((m, traffic));
+                best = Some((index, traffic));
             }
         }
-        best.map(|(m, _)| m)
+        best.map(|(index, _)| candidates.member(index))
     }
 }
