@@ -54,7 +54,9 @@ mod snapshot;
 mod store;
 mod sync;
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_schedule;
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 pub use error::{ConfigError, ParamError, PickError};

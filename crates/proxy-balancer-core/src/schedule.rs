@@ -18,6 +18,14 @@
 //! table follows the seqlock pattern (generation bumped, fence, table written, word
 //! published), so a reader that raced a rebuild sees a changed generation and falls back to
 //! the scan.
+//!
+//! One race costs a pick's worth of `lbstatus`: a pick that took a slot and then finds the
+//! slot's member just became unusable (or the table rebuilt under it) falls back to the
+//! scan, and its slot stays counted. It needs a flag change or a full rebuild within the
+//! few nanoseconds of one pick, and skews the weights by one pick per occurrence, within
+//! the "off by at most the number of concurrent pickers" that concurrent picks allow.
+//!
+//! The loom models in `loom_schedule.rs` check these protocols.
 
 use crate::member::Hot;
 use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -38,7 +46,11 @@ const MAX_BUILD_WORK: usize = 1 << 23;
 /// Plain picks in a row, with no flag change or sticky pick between them, before a cycle
 /// is built: a balancer whose members flap keeps scanning instead of rebuilding. A long
 /// cycle needs a longer streak (see [`BUILD_COST_RATIO`]).
+#[cfg(not(loom))]
 const STREAK_TO_BUILD: u32 = 32;
+/// Short under loom, so a model reaches the fast path in a few operations.
+#[cfg(loom)]
+const STREAK_TO_BUILD: u32 = 2;
 /// A cycle of P picks over N candidates costs about P × N steps to build, P / 8 scans'
 /// worth: it is built only after P / 8 scans in a row, so building never costs more than
 /// an eighth of the scanning it replaces.
@@ -151,9 +163,9 @@ impl Schedule {
         while !self.try_claim() {
             spins = spins.saturating_add(1);
             if spins < 64 {
-                std::hint::spin_loop();
+                crate::sync::spin_loop();
             } else {
-                std::thread::yield_now();
+                crate::sync::yield_now();
             }
         }
         self.retired.store(true, Ordering::Relaxed);

@@ -17,6 +17,12 @@ pub(crate) use loom::sync::{
     Arc,
 };
 
+#[cfg(not(loom))]
+pub(crate) use std::{hint::spin_loop, thread::yield_now};
+
+#[cfg(loom)]
+pub(crate) use loom::{hint::spin_loop, thread::yield_now};
+
 /// A mutex for writers that must serialise (reconfiguration). Never taken on the pick path.
 #[cfg(not(loom))]
 #[derive(Debug, Default)]

@@ -15,10 +15,11 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::error::ParamError;
 use crate::member::{Hot, Member, MemberId};
-use crate::sync::{Arc, Ordering};
+use crate::sync::Ordering;
 
 mod busyness;
 mod requests;

@@ -1,0 +1,120 @@
+//! loom models of the shared-state protocol: the byrequests cycle (slots taken with
+//! `fetch_add`, ended with `fetch_and`, folded into `lbstatus` by addition) against
+//! concurrent picks, settles, sticky picks and flag changes.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p proxy-balancer-core --release --lib loom`.
+//! Under loom the snapshot cell is a `RwLock<Arc<_>>` (loom cannot see inside arc-swap), so
+//! these check our protocol, not arc-swap.
+
+use std::time::Instant;
+
+use loom::thread;
+
+use crate::sync::Arc;
+use crate::{BalancerParams, BalancerStore, MemberParams, PickRequest, Route, StatusFlags};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(f);
+}
+
+/// Two equal members with routes `r0`, `r1`; a few plain picks so the cycle is active.
+fn warm_store(now: Instant) -> (Arc<BalancerStore>, u64) {
+    let members = (0..2).map(|i| {
+        MemberParams::new(&format!("http://m{i}"))
+            .expect("valid url")
+            .with_route(Route::new(&format!("r{i}")).expect("valid route"))
+    });
+    let store = BalancerStore::new(BalancerParams::new("loom"), members, now).expect("valid");
+    let mut picks = 0;
+    for _ in 0..3 {
+        drop(
+            store
+                .pick(&PickRequest::new(), now)
+                .expect("usable members"),
+        );
+        picks += 1;
+    }
+    assert!(store.snapshot().fast_path_active());
+    (Arc::new(store), picks)
+}
+
+/// With both members always candidates, byrequests' bookkeeping gives, for each member,
+/// `lbstatus = picks × lbf − total × elected`: no pick lost, none counted twice.
+fn check_accounting(store: &BalancerStore) {
+    store.settle();
+    let snap = store.snapshot();
+    let picks: u64 = snap.members().iter().map(|m| m.state().elected()).sum();
+    for m in snap.members() {
+        let expected = i64::try_from(picks).expect("small") * 100
+            - 200 * i64::try_from(m.state().elected()).expect("small");
+        assert_eq!(m.state().lbstatus(), expected, "{snap:?}");
+        assert_eq!(m.state().busy(), 0);
+    }
+}
+
+#[test]
+fn loom_fast_picks_race_settle() {
+    #[expect(clippy::disallowed_methods, reason = "the model needs some instant")]
+    let now = Instant::now();
+    model(move || {
+        let (store, _) = warm_store(now);
+        let s1 = Arc::clone(&store);
+        let picker = thread::spawn(move || {
+            for _ in 0..2 {
+                drop(s1.pick(&PickRequest::new(), now).expect("usable members"));
+            }
+        });
+        store.settle();
+        drop(
+            store
+                .pick(&PickRequest::new(), now)
+                .expect("usable members"),
+        );
+        picker.join().expect("no panic");
+        check_accounting(&store);
+    });
+}
+
+#[test]
+fn loom_fast_picks_race_sticky_picks() {
+    #[expect(clippy::disallowed_methods, reason = "the model needs some instant")]
+    let now = Instant::now();
+    model(move || {
+        let (store, _) = warm_store(now);
+        let s1 = Arc::clone(&store);
+        let picker = thread::spawn(move || {
+            for _ in 0..2 {
+                drop(s1.pick(&PickRequest::new(), now).expect("usable members"));
+            }
+        });
+        let sticky = store
+            .pick(&PickRequest::new().with_route("r1"), now)
+            .expect("r1 is usable");
+        assert_eq!(sticky.member().route(), Some("r1"));
+        drop(sticky);
+        picker.join().expect("no panic");
+        check_accounting(&store);
+    });
+}
+
+#[test]
+fn loom_disabled_member_is_not_picked_after_the_flag_is_set() {
+    #[expect(clippy::disallowed_methods, reason = "the model needs some instant")]
+    let now = Instant::now();
+    model(move || {
+        let (store, _) = warm_store(now);
+        let s1 = Arc::clone(&store);
+        let picker = thread::spawn(move || {
+            drop(s1.pick(&PickRequest::new(), now).expect("usable members"));
+        });
+        let b = store.snapshot().members()[1].clone();
+        b.state().insert_flags(StatusFlags::DISABLED);
+        for _ in 0..2 {
+            let p = store.pick(&PickRequest::new(), now).expect("m0 is usable");
+            assert_ne!(p.member().id(), b.id(), "picked a disabled member");
+        }
+        picker.join().expect("no panic");
+    });
+}
