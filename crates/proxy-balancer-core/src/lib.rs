@@ -56,7 +56,7 @@ mod sync;
 
 #[cfg(all(test, loom))]
 mod loom_schedule;
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests;
 
 pub use error::{ConfigError, ParamError, PickError};

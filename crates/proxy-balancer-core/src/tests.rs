@@ -1,4 +1,6 @@
 //! Behaviour tests of the pick against Apache's observed results (APACHE-ALGORITHMS.md).
+// Under loom only the loom models run.
+#![cfg(not(loom))]
 
 use std::time::{Duration, Instant};
 
