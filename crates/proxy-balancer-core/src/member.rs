@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::flags::{AtomicFlags, StatusFlags};
 use crate::params::MemberParams;
-use crate::sync::{Arc, AtomicI64, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicI64, AtomicU64, CachePadded, Ordering};
 
 /// A member's identity within one balancer store. It stays the same when the member's
 /// parameters change and is never reused for another member.
@@ -32,6 +32,22 @@ const BUSY_BITS: u32 = 24;
 const BUSY_MASK: u64 = (1 << BUSY_BITS) - 1;
 const ELECTED_ONE: u64 = 1 << BUSY_BITS;
 
+/// What every pick on a member updates.
+#[derive(Debug, Default)]
+struct Load {
+    /// `busy` in the low [`BUSY_BITS`] bits, `elected` above: a pick counts both with one
+    /// atomic addition.
+    busy_elected: AtomicU64,
+    lbstatus: AtomicI64,
+}
+
+/// Bytes to and from a member, updated as requests and responses flow.
+#[derive(Debug, Default)]
+struct Traffic {
+    transferred: AtomicU64,
+    read: AtomicU64,
+}
+
 /// The per-member state that every snapshot shares: status flags and counters.
 ///
 /// It lives in its own `Arc`, kept when the balancer is reconfigured, so changing a load
@@ -43,13 +59,11 @@ const ELECTED_ONE: u64 = 1 << BUSY_BITS;
 /// The fields of `proxy_worker_shared` that change while serving: `status`, `lbstatus`,
 /// `busy`, `elected`, `transferred`, `read`, `error_time`, `retries`.
 pub struct MemberState {
+    /// Read by every pick, written rarely; the counters below are each on lines of their
+    /// own so that their updates do not slow down these reads.
     flags: AtomicFlags,
-    lbstatus: AtomicI64,
-    /// `busy` in the low [`BUSY_BITS`] bits, `elected` above: a pick counts both with one
-    /// atomic addition.
-    busy_elected: AtomicU64,
-    transferred: AtomicU64,
-    read: AtomicU64,
+    load: CachePadded<Load>,
+    traffic: CachePadded<Traffic>,
     /// Nanoseconds since `epoch` plus one; 0 means "never in error".
     error_time: AtomicU64,
     retries: AtomicU64,
@@ -68,10 +82,8 @@ impl MemberState {
     pub(crate) fn new_in(flags: StatusFlags, epoch: Instant, changes: Arc<AtomicU64>) -> Self {
         Self {
             flags: AtomicFlags::new(flags),
-            lbstatus: AtomicI64::new(0),
-            busy_elected: AtomicU64::new(0),
-            transferred: AtomicU64::new(0),
-            read: AtomicU64::new(0),
+            load: CachePadded(Load::default()),
+            traffic: CachePadded(Traffic::default()),
             error_time: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             epoch,
@@ -194,13 +206,13 @@ impl MemberState {
     /// Requests assigned to the member and not finished yet.
     #[must_use]
     pub fn busy(&self) -> u64 {
-        self.busy_elected.load(Ordering::Relaxed) & BUSY_MASK
+        self.load.busy_elected.load(Ordering::Relaxed) & BUSY_MASK
     }
 
     /// Times the member was chosen (sticky or balanced).
     #[must_use]
     pub fn elected(&self) -> u64 {
-        self.busy_elected.load(Ordering::Relaxed) >> BUSY_BITS
+        self.load.busy_elected.load(Ordering::Relaxed) >> BUSY_BITS
     }
 
     /// The byrequests/bybusyness score (Apache's `lbstatus`).
@@ -211,19 +223,19 @@ impl MemberState {
     /// value Apache would show.
     #[must_use]
     pub fn lbstatus(&self) -> i64 {
-        self.lbstatus.load(Ordering::Relaxed)
+        self.load.lbstatus.load(Ordering::Relaxed)
     }
 
     /// Bytes sent to the member (request line, headers and body), for bytraffic.
     #[must_use]
     pub fn transferred(&self) -> u64 {
-        self.transferred.load(Ordering::Relaxed)
+        self.traffic.transferred.load(Ordering::Relaxed)
     }
 
     /// Bytes read from the member (status line without CRLF, and body), for bytraffic.
     #[must_use]
     pub fn read(&self) -> u64 {
-        self.read.load(Ordering::Relaxed)
+        self.traffic.read.load(Ordering::Relaxed)
     }
 
     /// Times `E` was cleared by a retry or a forced recovery.
@@ -234,33 +246,34 @@ impl MemberState {
 
     /// Counts bytes sent to the member.
     pub fn add_transferred(&self, bytes: u64) {
-        self.transferred.fetch_add(bytes, Ordering::Relaxed);
+        self.traffic.transferred.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts bytes read from the member.
     pub fn add_read(&self, bytes: u64) {
-        self.read.fetch_add(bytes, Ordering::Relaxed);
+        self.traffic.read.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {
-        &self.lbstatus
+        &self.load.lbstatus
     }
 
     pub(crate) fn set_lbstatus(&self, value: i64) {
-        self.lbstatus.store(value, Ordering::Relaxed);
+        self.load.lbstatus.store(value, Ordering::Relaxed);
     }
 
     fn elect_and_busy_inc(&self) {
-        self.busy_elected
+        self.load
+            .busy_elected
             .fetch_add(ELECTED_ONE | 1, Ordering::Relaxed);
     }
 
     fn busy_inc(&self) {
-        self.busy_elected.fetch_add(1, Ordering::Relaxed);
+        self.load.busy_elected.fetch_add(1, Ordering::Relaxed);
     }
 
     fn busy_dec(&self) {
-        self.busy_elected.fetch_sub(1, Ordering::Release);
+        self.load.busy_elected.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -298,6 +311,13 @@ impl Hot {
     }
 }
 
+/// Aligned so that the `Arc`'s reference counts, updated by every pick that keeps the member,
+/// are not on the lines that hold what picks read.
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), repr(align(128)))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    repr(align(64))
+)]
 struct MemberInner {
     id: MemberId,
     params: MemberParams,

@@ -28,7 +28,7 @@
 //! The loom models in `loom_schedule.rs` check these protocols.
 
 use crate::member::Hot;
-use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, CachePadded, Ordering};
 
 const ACTIVE: u64 = 1 << 63;
 const GEN_SHIFT: u32 = 48;
@@ -66,14 +66,18 @@ struct Cycle {
 
 /// A byrequests cycle for one snapshot. See the module docs.
 pub(crate) struct Schedule {
-    word: AtomicU64,
+    /// Written by every pick: on lines of its own, away from what picks only read.
+    word: CachePadded<AtomicU64>,
+    /// Read by every pick, written when a cycle starts or ends: whether one is active.
+    active_hint: AtomicBool,
     /// Held by whoever builds or deactivates; a pick never waits for it.
     claim: AtomicBool,
     period: AtomicU32,
     changes_at_build: AtomicU64,
     /// Nanoseconds since the epoch after which a member in error may be retried.
     deadline: AtomicU64,
-    streak: AtomicU32,
+    /// Written by every scanning pick.
+    streak: CachePadded<AtomicU32>,
     /// The streak a build needs (grows for long cycles; `u32::MAX`: never worth it),
     /// valid while the balancer's change counter is `needed_changes`.
     streak_needed: AtomicU32,
@@ -87,12 +91,13 @@ pub(crate) struct Schedule {
 impl Schedule {
     pub(crate) fn new() -> Self {
         Self {
-            word: AtomicU64::new(0),
+            word: CachePadded(AtomicU64::new(0)),
+            active_hint: AtomicBool::new(false),
             claim: AtomicBool::new(false),
             period: AtomicU32::new(1),
             changes_at_build: AtomicU64::new(u64::MAX),
             deadline: AtomicU64::new(0),
-            streak: AtomicU32::new(0),
+            streak: CachePadded(AtomicU32::new(0)),
             streak_needed: AtomicU32::new(STREAK_TO_BUILD),
             needed_changes: AtomicU64::new(u64::MAX),
             retired: AtomicBool::new(false),
@@ -104,7 +109,7 @@ impl Schedule {
     /// A pick from the active cycle, if there is one and nothing changed since it was
     /// built. `changes` is the balancer's change counter now, `now_nanos` the time.
     pub(crate) fn try_pick(&self, hot: &[Hot], changes: u64, now_nanos: u64) -> Option<u32> {
-        if self.word.load(Ordering::Relaxed) & ACTIVE == 0
+        if !self.active_hint.load(Ordering::Relaxed)
             || self.changes_at_build.load(Ordering::Relaxed) != changes
             || now_nanos > self.deadline.load(Ordering::Relaxed)
         {
@@ -131,9 +136,9 @@ impl Schedule {
         }
     }
 
-    /// Whether a cycle is active (a cheap check before [`Schedule::deactivate`]).
+    /// Whether a cycle is active (a cheap check: the word itself decides).
     pub(crate) fn is_active(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & ACTIVE != 0
+        self.active_hint.load(Ordering::Relaxed)
     }
 
     /// Restarts the count of plain picks: the caller is about to do something a cycle does
@@ -174,6 +179,7 @@ impl Schedule {
     }
 
     fn deactivate_claimed(&self, members: &[Hot]) {
+        self.active_hint.store(false, Ordering::Relaxed);
         let w = self.word.fetch_and(!ACTIVE, Ordering::AcqRel);
         if w & ACTIVE != 0 {
             self.streak.store(0, Ordering::Relaxed);
@@ -304,6 +310,7 @@ impl Schedule {
         self.changes_at_build.store(changes, Ordering::Relaxed);
         self.deadline.store(deadline, Ordering::Relaxed);
         self.word.store(ACTIVE | gen_bits, Ordering::Release);
+        self.active_hint.store(true, Ordering::Relaxed);
     }
 
     fn set_needed(&self, needed: u32, changes: u64) {
