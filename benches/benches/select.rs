@@ -40,9 +40,9 @@ fn configure<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<
     group.warm_up_time(WARM_UP).measurement_time(MEASUREMENT);
 }
 
-/// `http://10.0.x.y:80`, distinct for up to 65536 members. Nothing is ever sent there.
+/// `http://127.0.x.y:80` (loopback), distinct for up to 65536 members. Nothing is sent.
 fn member_url(i: usize) -> String {
-    format!("http://10.0.{}.{}:80", i / 256, i % 256)
+    format!("http://127.0.{}.{}:80", i / 256, i % 256)
 }
 
 /// The clock is read once, at setup; every pick gets the same `now`.

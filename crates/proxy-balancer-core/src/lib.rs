@@ -39,6 +39,49 @@
 //! | worker shared memory (`lbstatus`, `busy`, `elected` …) | [`MemberState`] |
 //! | `find_best_worker`, `find_session_route` | [`BalancerSnapshot::pick`] |
 //!
+//! # The pick
+//!
+//! [`BalancerSnapshot::pick`] follows mod_proxy_balancer step by step: forced recovery when
+//! every member is in error (`forcerecovery`); the session route, if the caller found one
+//! (its member if usable, else the member its `redirect` names; `nofailover=On` turns an
+//! unusable route member into [`PickError::RouteUnusable`]); otherwise the lowest lbset that
+//! has a usable member, where hot spares (`+R`) replace unusable members one for one and hot
+//! standbys (`+H`) serve only when nothing else in the set can; draining members (`+N`) are
+//! reached only through their route; a member in error (`E`) is retried once `retry` has
+//! passed since its error. The lbmethod ([`lbmethod`]) chooses among the candidates.
+//!
+//! # Shared state and speed
+//!
+//! A [`BalancerStore`] holds one [`arc_swap`] snapshot of the balancer; a pick is one
+//! snapshot load plus atomic operations, and never takes a lock. Each member's flags and
+//! counters ([`MemberState`]) live in their own `Arc`, shared by every snapshot, so editing
+//! the configuration never resets a counter or loses a request in flight. What every pick
+//! writes is kept on cache lines of its own.
+//!
+//! byrequests does not scan the members for steady traffic: while the candidates stay the
+//! same, Apache's picks repeat with a period of `sum(lbf) / gcd(lbf)`, so the snapshot works
+//! out that cycle once and then hands out its slots with one atomic increment, at the same
+//! cost for 3 members as for 1024. A sticky pick, a flag change, a retry window ending or a
+//! reconfiguration folds the cycle's picks into `lbstatus` and goes back to Apache's scan
+//! until the members are steady again; a test runs the two side by side with a plain model
+//! of Apache's algorithm and checks they agree pick for pick. Figures are in the
+//! repository's `benches/README.md`.
+//!
+//! # Where we differ from Apache, on purpose
+//!
+//! - bybusyness does not let a member skipped while busy pile up round-robin credit (Apache
+//!   then sends it a burst): see [`lbmethod::ByBusyness`].
+//! - `loadfactor=65.32` is read as the decimal it is (6532 hundredths); Apache's floating
+//!   point makes it 6531. See [`LoadFactor`].
+//! - Members already tried by a request ([`PickRequest::tried`]) are not picked again for it,
+//!   and count as unusable so a hot spare can step in; Apache may pick a member it just
+//!   tried if that member does not enter the error state (`+I`).
+//!
+//! # Testing the concurrency
+//!
+//! Besides real-thread stress tests, the shared-state protocol has loom models; run them
+//! with `RUSTFLAGS="--cfg loom" cargo test -p proxy-balancer-core --release --lib loom`.
+//!
 //! [proxy-balancer]: https://docs.rs/proxy-balancer
 
 #![doc(test(attr(deny(warnings))))]

@@ -40,6 +40,20 @@ fn warm_store(now: Instant) -> (Arc<BalancerStore>, u64) {
     (Arc::new(store), picks)
 }
 
+/// A thread making `n` plain picks on `store`.
+fn spawn_picker(store: &Arc<BalancerStore>, n: usize, now: Instant) -> thread::JoinHandle<()> {
+    let store = Arc::clone(store);
+    thread::spawn(move || {
+        for _ in 0..n {
+            drop(
+                store
+                    .pick(&PickRequest::new(), now)
+                    .expect("usable members"),
+            );
+        }
+    })
+}
+
 /// With both members always candidates, byrequests' bookkeeping gives, for each member,
 /// `lbstatus = picks × lbf − total × elected`: no pick lost, none counted twice.
 fn check_accounting(store: &BalancerStore) {
@@ -60,12 +74,7 @@ fn loom_fast_picks_race_settle() {
     let now = Instant::now();
     model(move || {
         let (store, _) = warm_store(now);
-        let s1 = Arc::clone(&store);
-        let picker = thread::spawn(move || {
-            for _ in 0..2 {
-                drop(s1.pick(&PickRequest::new(), now).expect("usable members"));
-            }
-        });
+        let picker = spawn_picker(&store, 2, now);
         store.settle();
         drop(
             store
@@ -83,12 +92,7 @@ fn loom_fast_picks_race_sticky_picks() {
     let now = Instant::now();
     model(move || {
         let (store, _) = warm_store(now);
-        let s1 = Arc::clone(&store);
-        let picker = thread::spawn(move || {
-            for _ in 0..2 {
-                drop(s1.pick(&PickRequest::new(), now).expect("usable members"));
-            }
-        });
+        let picker = spawn_picker(&store, 2, now);
         let sticky = store
             .pick(&PickRequest::new().with_route("r1"), now)
             .expect("r1 is usable");
@@ -105,10 +109,7 @@ fn loom_disabled_member_is_not_picked_after_the_flag_is_set() {
     let now = Instant::now();
     model(move || {
         let (store, _) = warm_store(now);
-        let s1 = Arc::clone(&store);
-        let picker = thread::spawn(move || {
-            drop(s1.pick(&PickRequest::new(), now).expect("usable members"));
-        });
+        let picker = spawn_picker(&store, 1, now);
         let b = store.snapshot().members()[1].clone();
         b.state().insert_flags(StatusFlags::DISABLED);
         for _ in 0..2 {

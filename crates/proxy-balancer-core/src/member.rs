@@ -32,18 +32,16 @@ const BUSY_BITS: u32 = 24;
 const BUSY_MASK: u64 = (1 << BUSY_BITS) - 1;
 const ELECTED_ONE: u64 = 1 << BUSY_BITS;
 
-/// What every pick on a member updates.
+/// What a pick reads and writes of a member, together on one cache line (a pick that
+/// writes `busy` has the line anyway, and a scan reads flags and counters in one go), on
+/// lines of its own so that neighbouring members never share them.
 #[derive(Debug, Default)]
 struct Load {
+    flags: AtomicFlags,
     /// `busy` in the low [`BUSY_BITS`] bits, `elected` above: a pick counts both with one
     /// atomic addition.
     busy_elected: AtomicU64,
     lbstatus: AtomicI64,
-}
-
-/// Bytes to and from a member, updated as requests and responses flow.
-#[derive(Debug, Default)]
-struct Traffic {
     transferred: AtomicU64,
     read: AtomicU64,
 }
@@ -59,11 +57,7 @@ struct Traffic {
 /// The fields of `proxy_worker_shared` that change while serving: `status`, `lbstatus`,
 /// `busy`, `elected`, `transferred`, `read`, `error_time`, `retries`.
 pub struct MemberState {
-    /// Read by every pick, written rarely; the counters below are each on lines of their
-    /// own so that their updates do not slow down these reads.
-    flags: AtomicFlags,
     load: CachePadded<Load>,
-    traffic: CachePadded<Traffic>,
     /// Nanoseconds since `epoch` plus one; 0 means "never in error".
     error_time: AtomicU64,
     retries: AtomicU64,
@@ -81,9 +75,10 @@ impl MemberState {
 
     pub(crate) fn new_in(flags: StatusFlags, epoch: Instant, changes: Arc<AtomicU64>) -> Self {
         Self {
-            flags: AtomicFlags::new(flags),
-            load: CachePadded(Load::default()),
-            traffic: CachePadded(Traffic::default()),
+            load: CachePadded(Load {
+                flags: AtomicFlags::new(flags),
+                ..Load::default()
+            }),
             error_time: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             epoch,
@@ -94,7 +89,7 @@ impl MemberState {
     /// The current status flags.
     #[must_use]
     pub fn flags(&self) -> StatusFlags {
-        self.flags.load()
+        self.load.flags.load()
     }
 
     /// Sets flags (as the manager's `w_status_X=1` does); returns the flags before.
@@ -102,14 +97,14 @@ impl MemberState {
     /// Setting [`StatusFlags::IN_ERROR`] this way records no error time, so the member is
     /// retried on its next selection, as an initial `status=+E` is in Apache.
     pub fn insert_flags(&self, flags: StatusFlags) -> StatusFlags {
-        let before = self.flags.insert(flags);
+        let before = self.load.flags.insert(flags);
         self.note_change(before, before.union(flags));
         before
     }
 
     /// Clears flags (as the manager's `w_status_X=0` does); returns the flags before.
     pub fn remove_flags(&self, flags: StatusFlags) -> StatusFlags {
-        let before = self.flags.remove(flags);
+        let before = self.load.flags.remove(flags);
         self.note_change(before, before.difference(flags));
         before
     }
@@ -137,7 +132,7 @@ impl MemberState {
             return false;
         }
         self.error_time.store(self.encode(now), Ordering::Release);
-        self.flags.insert(StatusFlags::IN_ERROR);
+        self.load.flags.insert(StatusFlags::IN_ERROR);
         // Also when E was set already: the retry window moved.
         self.changes.fetch_add(1, Ordering::Release);
         true
@@ -160,7 +155,7 @@ impl MemberState {
 
     /// Clears `E`, counting a retry if it was set.
     pub(crate) fn clear_error(&self) {
-        let before = self.flags.remove(StatusFlags::IN_ERROR);
+        let before = self.load.flags.remove(StatusFlags::IN_ERROR);
         if before.contains(StatusFlags::IN_ERROR) {
             self.retries.fetch_add(1, Ordering::Relaxed);
             self.changes.fetch_add(1, Ordering::Release);
@@ -229,13 +224,13 @@ impl MemberState {
     /// Bytes sent to the member (request line, headers and body), for bytraffic.
     #[must_use]
     pub fn transferred(&self) -> u64 {
-        self.traffic.transferred.load(Ordering::Relaxed)
+        self.load.transferred.load(Ordering::Relaxed)
     }
 
     /// Bytes read from the member (status line without CRLF, and body), for bytraffic.
     #[must_use]
     pub fn read(&self) -> u64 {
-        self.traffic.read.load(Ordering::Relaxed)
+        self.load.read.load(Ordering::Relaxed)
     }
 
     /// Times `E` was cleared by a retry or a forced recovery.
@@ -246,12 +241,12 @@ impl MemberState {
 
     /// Counts bytes sent to the member.
     pub fn add_transferred(&self, bytes: u64) {
-        self.traffic.transferred.fetch_add(bytes, Ordering::Relaxed);
+        self.load.transferred.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts bytes read from the member.
     pub fn add_read(&self, bytes: u64) {
-        self.traffic.read.fetch_add(bytes, Ordering::Relaxed);
+        self.load.read.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {

@@ -242,9 +242,10 @@ impl Schedule {
                 self.build(members, &candidates, changes, deadline, streak);
             }
         }
-        if self.is_active() {
-            self.streak.store(0, Ordering::Relaxed);
-        }
+        // Built or not, the next attempt needs a new streak: a build that failed (a start
+        // state off the cycle, or one torn by concurrent scans) must not be retried on
+        // every pick.
+        self.streak.store(0, Ordering::Relaxed);
         self.release_claim();
     }
 

@@ -1,6 +1,5 @@
 use crate::lbmethod::{Candidates, LbMethod};
-use crate::member::{Hot, Member};
-use crate::sync::Ordering;
+use crate::member::Member;
 
 /// `lbmethod=bybusyness`: the candidate with the fewest requests in flight; ties are
 /// broken by the byrequests score.
@@ -33,31 +32,9 @@ impl LbMethod for ByBusyness {
         }
         let (fallback, min_busy) = least?;
         // Pass 2: a byrequests round among the members tied on that count.
-        let mut best: Option<(u32, &Hot, i64)> = None;
-        let mut total = 0;
-        let mut scan = candidates.clone();
-        while let Some((index, hot)) = scan.next_hot() {
-            if hot.state.busy() != min_busy {
-                continue;
-            }
-            let score = hot
-                .state
-                .lbstatus_atomic()
-                .fetch_add(hot.lbf, Ordering::Relaxed)
-                + hot.lbf;
-            total += hot.lbf;
-            if best.map_or(true, |(_, _, b)| score > b) {
-                best = Some((index, hot, score));
-            }
-        }
-        match best {
-            Some((index, hot, _)) => {
-                hot.state
-                    .lbstatus_atomic()
-                    .fetch_sub(total, Ordering::Relaxed);
-                Some(candidates.member(index))
-            }
-            None => Some(candidates.member(fallback)),
-        }
+        let mut tied = candidates.clone();
+        let index = super::requests::round(&mut tied, |hot| hot.state.busy() == min_busy)
+            .unwrap_or(fallback);
+        Some(candidates.member(index))
     }
 }

@@ -21,23 +21,34 @@ impl LbMethod for ByRequests {
     }
 
     fn choose<'a>(&self, mut candidates: Candidates<'a>) -> Option<&'a Member> {
-        let mut best: Option<(u32, &Hot, i64)> = None;
-        let mut total = 0;
-        while let Some((index, hot)) = candidates.next_hot() {
-            let score = hot
-                .state
-                .lbstatus_atomic()
-                .fetch_add(hot.lbf, Ordering::Relaxed)
-                + hot.lbf;
-            total += hot.lbf;
-            if best.map_or(true, |(_, _, b)| score > b) {
-                best = Some((index, hot, score));
-            }
-        }
-        let (index, hot, _) = best?;
-        hot.state
-            .lbstatus_atomic()
-            .fetch_sub(total, Ordering::Relaxed);
+        let index = round(&mut candidates, |_| true)?;
         Some(candidates.member(index))
     }
+}
+
+/// One byrequests decision among the candidates that `keep` admits: each one's `lbstatus`
+/// grows by its load factor, the highest (the earliest on a tie) wins and gives back the
+/// total. Returns the winner's position.
+pub(crate) fn round(candidates: &mut Candidates<'_>, keep: impl Fn(&Hot) -> bool) -> Option<u32> {
+    let mut best: Option<(u32, &Hot, i64)> = None;
+    let mut total = 0;
+    while let Some((index, hot)) = candidates.next_hot() {
+        if !keep(hot) {
+            continue;
+        }
+        let score = hot
+            .state
+            .lbstatus_atomic()
+            .fetch_add(hot.lbf, Ordering::Relaxed)
+            + hot.lbf;
+        total += hot.lbf;
+        if best.map_or(true, |(_, _, b)| score > b) {
+            best = Some((index, hot, score));
+        }
+    }
+    let (index, hot, _) = best?;
+    hot.state
+        .lbstatus_atomic()
+        .fetch_sub(total, Ordering::Relaxed);
+    Some(index)
 }
