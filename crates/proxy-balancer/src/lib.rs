@@ -63,6 +63,8 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod proxy_pass;
+
 pub use proxy_balancer_core as core;
 pub use proxy_balancer_core::{
     lbmethod, BalancerParams, BalancerSnapshot, BalancerStore, BusyGuard, ConfigError, LbMethod,

@@ -1,0 +1,1 @@
+//! ProxyPass-style path mapping and proxy header handling (work in progress).
