@@ -72,6 +72,7 @@ impl<'a> PickRequest<'a> {
 #[must_use = "dropping the pick releases the member's busy count at once"]
 pub struct Picked {
     busy: BusyGuard,
+    position: usize,
     sticky: bool,
     route_changed: bool,
 }
@@ -81,6 +82,13 @@ impl Picked {
     #[must_use]
     pub fn member(&self) -> &Member {
         self.busy.member()
+    }
+
+    /// The chosen member's position in the snapshot that made the pick
+    /// ([`BalancerSnapshot::members`]), e.g. to find a service kept beside each member.
+    #[must_use]
+    pub const fn position(&self) -> usize {
+        self.position
     }
 
     /// Whether the member was found through the session route (a sticky hit, possibly
@@ -244,8 +252,8 @@ impl BalancerSnapshot {
         if let Some(schedule) = &self.schedule {
             if plain {
                 if let Some(index) = schedule.try_pick(&self.hot, changes, self.nanos(now)) {
-                    let member = &self.members[index as usize];
-                    return Ok(self.chosen(member, false, self.params.sticky_session.is_some()));
+                    let sticky_configured = self.params.sticky_session.is_some();
+                    return Ok(self.chosen_at(index as usize, false, sticky_configured));
                 }
             } else {
                 schedule.reset_streak();
@@ -275,8 +283,17 @@ impl BalancerSnapshot {
     }
 
     fn chosen(&self, member: &Member, sticky: bool, route_changed: bool) -> Picked {
+        let position = self
+            .members
+            .binary_search_by_key(&member.id(), Member::id)
+            .expect("invariant: a picked member is in its snapshot");
+        self.chosen_at(position, sticky, route_changed)
+    }
+
+    fn chosen_at(&self, position: usize, sticky: bool, route_changed: bool) -> Picked {
         Picked {
-            busy: member.elect(),
+            busy: self.members[position].elect(),
+            position,
             sticky,
             route_changed,
         }

@@ -45,7 +45,11 @@ fn name_of(url: &str) -> char {
 fn picks(s: &BalancerStore, n: usize, now: Instant) -> String {
     (0..n)
         .map(|_| match s.pick(&PickRequest::new(), now) {
-            Ok(p) => name_of(p.member().url()),
+            Ok(p) => {
+                let snapshot = s.snapshot();
+                assert_eq!(snapshot.members()[p.position()].id(), p.member().id());
+                name_of(p.member().url())
+            }
             Err(_) => '-',
         })
         .collect()
