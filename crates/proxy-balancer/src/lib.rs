@@ -63,7 +63,12 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod balancer;
+pub mod error;
 pub mod proxy_pass;
+
+pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
+pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
 
 pub use proxy_balancer_core as core;
 pub use proxy_balancer_core::{

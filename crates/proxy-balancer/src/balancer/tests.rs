@@ -1,0 +1,439 @@
+//! The balancer service over in-process members (no sockets): failover, busy accounting,
+//! failonstatus, timeouts, waiting for a member, byte counts.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use proxy_balancer_core::{BalancerParams, BalancerStore, Member, MemberParams, StatusFlags};
+use tower::{service_fn, ServiceExt};
+
+use super::{Balancer, BalancerInfo, BalancerOptions, ReplayBody, SessionRoute};
+use crate::error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Ok,
+    Status(u16),
+    Refuse,
+    ReadThenRefuse,
+    Timeout,
+    Hang,
+}
+
+#[derive(Clone, Default)]
+struct Backends {
+    modes: Arc<parking_lot::Mutex<HashMap<String, Mode>>>,
+    /// (member, body received) per request that reached a member.
+    seen: Arc<parking_lot::Mutex<Vec<(String, Bytes)>>>,
+}
+
+impl Backends {
+    fn set(&self, url: &str, mode: Mode) {
+        self.modes.lock().insert(url.to_owned(), mode);
+    }
+
+    fn make(
+        &self,
+    ) -> impl Fn(
+        &Member,
+    ) -> tower::util::BoxCloneSyncService<
+        Request<ReplayBody<Full<Bytes>>>,
+        Response<Full<Bytes>>,
+        BoxError,
+    > + Clone {
+        let backends = self.clone();
+        move |member: &Member| {
+            let url = member.url().to_owned();
+            let backends = backends.clone();
+            tower::util::BoxCloneSyncService::new(service_fn(
+                move |request: Request<ReplayBody<Full<Bytes>>>| {
+                    let url = url.clone();
+                    let backends = backends.clone();
+                    async move {
+                        let mode = backends.modes.lock().get(&url).copied().unwrap_or(Mode::Ok);
+                        match mode {
+                            Mode::Refuse => return Err(Error::connect("refused").into()),
+                            Mode::Timeout => return Err(Error::timeout("slow").into()),
+                            Mode::Hang => std::future::pending::<()>().await,
+                            _ => {}
+                        }
+                        let body = request.into_body().collect().await?.to_bytes();
+                        backends.seen.lock().push((url.clone(), body.clone()));
+                        match mode {
+                            Mode::ReadThenRefuse => Err(Error::connect("refused late").into()),
+                            Mode::Status(code) => {
+                                let mut r = Response::new(Full::new(Bytes::from(url)));
+                                *r.status_mut() = StatusCode::from_u16(code)?;
+                                Ok(r)
+                            }
+                            _ => Ok(Response::new(Full::new(Bytes::from(url)))),
+                        }
+                    }
+                },
+            ))
+        }
+    }
+}
+
+fn store(n: usize, params: &[(&str, &str)]) -> Arc<BalancerStore> {
+    let mut b = BalancerParams::new("test");
+    for (k, v) in params {
+        b.set(k, v).unwrap();
+    }
+    let members = (0..n).map(|i| {
+        MemberParams::new(&format!("http://m{i}"))
+            .unwrap()
+            .with_route(proxy_balancer_core::Route::new(&format!("r{i}")).unwrap())
+    });
+    Arc::new(BalancerStore::new(b, members, tokio::time::Instant::now().into_std()).unwrap())
+}
+
+fn get() -> Request<Full<Bytes>> {
+    Request::new(Full::new(Bytes::new()))
+}
+
+fn post(body: &'static str) -> Request<Full<Bytes>> {
+    let mut r = Request::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.method_mut() = http::Method::POST;
+    r
+}
+
+async fn body_text<B: http_body::Body>(response: Response<B>) -> String
+where
+    B::Error: std::fmt::Debug,
+{
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn busy_total(store: &BalancerStore) -> u64 {
+    store
+        .snapshot()
+        .members()
+        .iter()
+        .map(|m| m.state().busy())
+        .sum()
+}
+
+#[tokio::test]
+async fn balances_and_reports_balancer_info() {
+    let backends = Backends::default();
+    let store = store(3, &[("stickysession", "ROUTEID")]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        let response = balancer.clone().oneshot(get()).await.unwrap();
+        let info = response
+            .extensions()
+            .get::<BalancerInfo>()
+            .cloned()
+            .unwrap();
+        assert_eq!(info.balancer_name(), "balancer://test");
+        assert!(
+            info.route_changed(),
+            "balanced requests of a sticky balancer"
+        );
+        assert_eq!(info.session_route(), None);
+        order.push(body_text(response).await);
+    }
+    assert_eq!(order, ["http://m0", "http://m1", "http://m2"].repeat(2));
+    assert_eq!(busy_total(&store), 0);
+
+    // A request carrying a route sticks to it; the route did not change.
+    let mut request = get();
+    request.extensions_mut().insert(SessionRoute {
+        sticky_name: "ROUTEID".into(),
+        route: "r2".into(),
+    });
+    let response = balancer.clone().oneshot(request).await.unwrap();
+    let info = response
+        .extensions()
+        .get::<BalancerInfo>()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            info.worker_name(),
+            info.worker_route(),
+            info.session_route()
+        ),
+        ("http://m2", "r2", Some("r2"))
+    );
+    assert_eq!(info.session_sticky(), Some("ROUTEID"));
+    assert!(!info.route_changed());
+}
+
+#[tokio::test]
+async fn busy_is_released_when_the_body_ends_or_is_dropped() {
+    let backends = Backends::default();
+    let store = store(2, &[]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let held = balancer.clone().oneshot(get()).await.unwrap();
+    assert_eq!(busy_total(&store), 1, "busy while the body is in flight");
+    let read = balancer.clone().oneshot(get()).await.unwrap();
+    assert_eq!(busy_total(&store), 2);
+    body_text(read).await;
+    assert_eq!(busy_total(&store), 1, "released at the end of the body");
+    drop(held);
+    assert_eq!(busy_total(&store), 0, "released when the body is dropped");
+    // A request cancelled while its member works (the client went away) releases too.
+    backends.set("http://m0", Mode::Hang);
+    backends.set("http://m1", Mode::Hang);
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(20), balancer.clone().oneshot(get())).await;
+    assert!(cancelled.is_err(), "the member never answers");
+    assert_eq!(busy_total(&store), 0);
+}
+
+#[tokio::test]
+async fn connect_failure_fails_over_and_replays_the_body() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    let store = store(3, &[]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let response = balancer.clone().oneshot(post("hello")).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    assert_eq!(
+        backends.seen.lock().last().cloned(),
+        Some(("http://m1".to_owned(), Bytes::from_static(b"hello")))
+    );
+    let m0 = store.snapshot().members()[0].clone();
+    assert!(
+        m0.flags().contains(StatusFlags::IN_ERROR),
+        "m0 put in error"
+    );
+    // Later requests avoid m0 during its retry window.
+    for _ in 0..4 {
+        let r = balancer.clone().oneshot(get()).await.unwrap();
+        assert_ne!(body_text(r).await, "http://m0");
+    }
+    assert_eq!(busy_total(&store), 0);
+}
+
+#[tokio::test]
+async fn a_body_read_before_the_failure_is_sent_again_whole() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::ReadThenRefuse);
+    let store = store(2, &[]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let response = balancer.oneshot(post("payload")).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    let seen = backends.seen.lock().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|(_, body)| body == "payload"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_replay_limit_is_not_sent_again() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::ReadThenRefuse);
+    let store = store(2, &[]);
+    let mut options = BalancerOptions::default();
+    options.replay_limit = 4;
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options);
+    let error = balancer.oneshot(post("more than four")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connect);
+    assert_eq!(backends.seen.lock().len(), 1, "not replayed");
+    assert_eq!(busy_total(&store), 0);
+}
+
+#[tokio::test]
+async fn max_attempts_bounds_the_tries() {
+    let backends = Backends::default();
+    for i in 0..3 {
+        backends.set(&format!("http://m{i}"), Mode::Refuse);
+    }
+    // maxattempts=1: two tries, then the error (m2 is never tried).
+    let store1 = store(3, &[("maxattempts", "1"), ("forcerecovery", "Off")]);
+    let balancer = Balancer::new(Arc::clone(&store1), backends.make());
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connect);
+    assert_eq!(error.status(), 503);
+    assert_eq!(error.apache_id(), Some("AH01114"));
+    let in_error = store1
+        .snapshot()
+        .members()
+        .iter()
+        .filter(|m| m.flags().contains(StatusFlags::IN_ERROR))
+        .count();
+    assert_eq!(in_error, 2);
+    // Default maxattempts (members − 1): every member tried once.
+    let store2 = store(3, &[("forcerecovery", "Off")]);
+    let balancer = Balancer::new(Arc::clone(&store2), backends.make());
+    assert!(balancer.clone().oneshot(get()).await.is_err());
+    assert!(store2
+        .snapshot()
+        .members()
+        .iter()
+        .all(|m| m.flags().contains(StatusFlags::IN_ERROR)));
+    // Now nothing is usable: 503 at once (AH01170), with Retry-After from the retry window.
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoMember);
+    assert_eq!(error.apache_id(), Some("AH01170"));
+    assert!(error
+        .retry_after()
+        .is_some_and(|d| d <= Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn ignore_errors_member_fails_over_but_stays_in_service() {
+    // DESIGN.md: Apache answers 503 for a refused +I member; we fail over.
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    let store = store(2, &[]);
+    store.snapshot().members()[0]
+        .state()
+        .insert_flags(StatusFlags::IGNORE_ERRORS);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    assert!(store.snapshot().members()[0].is_usable());
+}
+
+#[tokio::test]
+async fn failonstatus_puts_the_member_in_error_and_passes_the_response() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Status(500));
+    let store = store(2, &[("failonstatus", "500,503")]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let response = balancer.clone().oneshot(get()).await.unwrap();
+    assert_eq!(
+        response.status(),
+        500,
+        "the client gets the member's answer, as Apache"
+    );
+    assert!(store.snapshot().members()[0]
+        .flags()
+        .contains(StatusFlags::IN_ERROR));
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+}
+
+#[tokio::test]
+async fn timeouts_answer_504_and_failontimeout_marks_the_member() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Timeout);
+    let plain = store(2, &[]);
+    let error = Balancer::new(Arc::clone(&plain), backends.make())
+        .oneshot(get())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.status()),
+        (ErrorKind::Timeout, StatusCode::GATEWAY_TIMEOUT)
+    );
+    assert!(
+        plain.snapshot().members()[0].is_usable(),
+        "no failontimeout: stays usable"
+    );
+
+    let marking = store(2, &[("failontimeout", "On")]);
+    let error = Balancer::new(Arc::clone(&marking), backends.make())
+        .oneshot(get())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert!(!marking.snapshot().members()[0].is_usable());
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_up_to_the_balancer_timeout_for_a_member() {
+    let backends = Backends::default();
+    let store = store(1, &[("timeout", "2")]);
+    let member = store.snapshot().members()[0].clone();
+    member.state().insert_flags(StatusFlags::DISABLED);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let started = tokio::time::Instant::now();
+    let error = balancer.clone().oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoMember);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
+        "{waited:?}"
+    );
+    // A member enabled during the wait serves the waiting request.
+    let waiting = tokio::spawn(balancer.oneshot(get()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    member.state().remove_flags(StatusFlags::DISABLED);
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn counts_bytes_as_apache_does() {
+    let backends = Backends::default();
+    let store = store(1, &[("lbmethod", "bytraffic")]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let mut request = post("0123456789");
+    *request.uri_mut() = "/path?q=1".parse().unwrap();
+    request
+        .headers_mut()
+        .insert("x-test", http::HeaderValue::from_static("abc"));
+    let response = balancer.oneshot(request).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m0");
+    let state = store.snapshot().members()[0].clone();
+    // "POST /path?q=1 HTTP/1.1\r\n" (25) + "x-test: abc\r\n" (13) + "\r\n" (2) + body 10.
+    assert_eq!(state.state().transferred(), 25 + 13 + 2 + 10);
+    // "HTTP/1.1 200 OK" (15) + body "http://m0" (9).
+    assert_eq!(state.state().read(), 15 + 9);
+}
+
+#[tokio::test]
+async fn new_members_get_traffic() {
+    let backends = Backends::default();
+    let store = store(1, &[]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    assert_eq!(
+        body_text(balancer.clone().oneshot(get()).await.unwrap()).await,
+        "http://m0"
+    );
+    store
+        .add_member(MemberParams::new("http://m9").unwrap())
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(body_text(balancer.clone().oneshot(get()).await.unwrap()).await);
+    }
+    assert!(seen.contains(&"http://m9".to_owned()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn error_response_layer_answers_apache_statuses() {
+    let backends = Backends::default();
+    let store = store(1, &[("stickysession", "ROUTEID"), ("nofailover", "On")]);
+    store.snapshot().members()[0]
+        .state()
+        .insert_flags(StatusFlags::DISABLED);
+    let service = tower::ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .service(Balancer::new(Arc::clone(&store), backends.make()));
+    let response = service.clone().oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key(http::header::RETRY_AFTER));
+    let mut request = get();
+    request.extensions_mut().insert(SessionRoute {
+        sticky_name: "ROUTEID".into(),
+        route: "r0".into(),
+    });
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()[http::header::CONNECTION], "close");
+}
+
+#[test]
+fn the_balancer_is_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    type Make = fn(
+        &Member,
+    ) -> tower::util::BoxCloneSyncService<
+        Request<ReplayBody<Full<Bytes>>>,
+        Response<Full<Bytes>>,
+        Infallible,
+    >;
+    check::<Balancer<Make>>();
+}

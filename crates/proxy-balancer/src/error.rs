@@ -1,0 +1,429 @@
+//! The crate's error, returned by the [`Balancer`](crate::balancer::Balancer) service, and
+//! [`ErrorResponseLayer`](crate::error::ErrorResponseLayer), which turns it into the
+//! response Apache would send.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+use pin_project_lite::pin_project;
+use proxy_balancer_core::PickError;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// A boxed error, as tower middleware pass them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong, in the terms Apache's status codes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No member can take the request (all unusable, or the balancer is empty): 503.
+    NoMember,
+    /// The request's session route names an unusable member and `nofailover=On`: 503 with
+    /// `Connection: close` (Apache's AH01167).
+    RouteUnavailable,
+    /// The member could not be reached (refused, reset before the request was written,
+    /// connect timeout), and no other member could take the request: 503, as Apache.
+    Connect,
+    /// The member did not answer in time: 504 (Apache answers 502; see DESIGN.md).
+    Timeout,
+    /// The member failed in another way (closed early, answered garbage): 502.
+    Upstream,
+}
+
+impl ErrorKind {
+    /// The status Apache (or, where we differ on purpose, we) answer for this kind.
+    #[must_use]
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::NoMember | Self::RouteUnavailable | Self::Connect => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// The error of the balancer's services.
+///
+/// Opaque, in the hyper way: [`Error::kind`] says what happened, [`Error::member`] which
+/// member it happened on, and [`std::error::Error::source`] keeps the member service's own
+/// error. An `Error` returned by a member service is passed through as it is.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    member: Option<String>,
+    apache_id: Option<&'static str>,
+    retry_after: Option<Duration>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, source: Option<BoxError>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                member: None,
+                apache_id: None,
+                retry_after: None,
+                source,
+            }),
+        }
+    }
+
+    /// A member could not be reached. Return this from a member service (or an error whose
+    /// source is one) to make the balancer fail over.
+    pub fn connect(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Connect, Some(source.into()))
+    }
+
+    /// A member did not answer in time.
+    pub fn timeout(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Timeout, Some(source.into()))
+    }
+
+    /// A member failed in another way.
+    pub fn upstream(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Upstream, Some(source.into()))
+    }
+
+    pub(crate) fn from_pick(error: PickError, retry_after: Option<Duration>) -> Self {
+        let kind = match error {
+            PickError::RouteUnusable { .. } => ErrorKind::RouteUnavailable,
+            _ => ErrorKind::NoMember,
+        };
+        let apache_id = error.apache_id();
+        let mut e = Self::new(kind, Some(Box::new(error)));
+        e.inner.apache_id = Some(apache_id);
+        e.inner.retry_after = retry_after;
+        e
+    }
+
+    /// Classifies a member service's error: ours as they are; hyper-util's connect errors
+    /// and I/O errors that mean "not connected" as [`ErrorKind::Connect`]; a timer's elapsed
+    /// as [`ErrorKind::Timeout`]; the rest as [`ErrorKind::Upstream`].
+    pub(crate) fn from_member(error: BoxError) -> Self {
+        let error = match error.downcast::<Self>() {
+            Ok(ours) => return *ours,
+            Err(other) => other,
+        };
+        let kind = classify(&*error);
+        Self::new(kind, Some(error))
+    }
+
+    pub(crate) fn with_member(mut self, url: &str, apache_id: Option<&'static str>) -> Self {
+        if self.inner.member.is_none() {
+            self.inner.member = Some(url.to_owned());
+        }
+        if apache_id.is_some() {
+            self.inner.apache_id = apache_id;
+        }
+        self
+    }
+
+    /// What went wrong.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The URL of the member the error happened on, if any.
+    #[must_use]
+    pub fn member(&self) -> Option<&str> {
+        self.inner.member.as_deref()
+    }
+
+    /// Apache's log message id for this case, where Apache has one (`AH01170`, `AH01167`,
+    /// `AH01114` …), so operators can search for the ids they know.
+    #[must_use]
+    pub fn apache_id(&self) -> Option<&'static str> {
+        self.inner.apache_id
+    }
+
+    /// Whether another try could succeed: no member now, a connect failure.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::NoMember | ErrorKind::Connect)
+    }
+
+    /// The status to answer with ([`ErrorKind::status`]).
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.inner.kind.status()
+    }
+
+    /// For a 503: how long until a member may be tried again, if known.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+}
+
+fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            return ours.kind();
+        }
+        if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if client.is_connect() {
+                return ErrorKind::Connect;
+            }
+        }
+        if e.is::<tokio::time::error::Elapsed>() {
+            return ErrorKind::Timeout;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as Io;
+            match io.kind() {
+                Io::ConnectionRefused | Io::AddrNotAvailable | Io::NotConnected => {
+                    return ErrorKind::Connect
+                }
+                Io::TimedOut => return ErrorKind::Timeout,
+                _ => {}
+            }
+        }
+        current = e.source();
+    }
+    ErrorKind::Upstream
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("proxy_balancer::Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(member) = &self.inner.member {
+            d.field("member", member);
+        }
+        if let Some(id) = self.inner.apache_id {
+            d.field("apache_id", &id);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.inner.kind {
+            ErrorKind::NoMember => "no member can take the request",
+            ErrorKind::RouteUnavailable => "the session's member is unavailable",
+            ErrorKind::Connect => "could not connect to the member",
+            ErrorKind::Timeout => "the member did not answer in time",
+            ErrorKind::Upstream => "the member failed",
+        };
+        f.write_str(what)?;
+        if let Some(member) = &self.inner.member {
+            write!(f, " {member}")?;
+        }
+        if let Some(id) = self.inner.apache_id {
+            write!(f, " ({id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The response Apache would send for an error: 503 (with `Retry-After` when known, and
+/// `Connection: close` for AH01167), 502 or 504, with a short plain-text body. Errors that
+/// are not ours answer 502.
+#[must_use]
+pub fn error_response(error: &(dyn std::error::Error + 'static)) -> Response<Full<Bytes>> {
+    let ours = error.downcast_ref::<Error>();
+    let status = ours.map_or(StatusCode::BAD_GATEWAY, Error::status);
+    let body = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("error")
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(e) = ours {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let secs = e.retry_after().map_or(1, |d| d.as_secs().max(1));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if e.kind() == ErrorKind::RouteUnavailable {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+    response
+}
+
+/// A [`Layer`] that turns the errors of the service it wraps into responses
+/// ([`error_response`]), so that services which must not fail (axum's, which are
+/// `Infallible`) answer 503/502/504 instead of dropping the connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorResponseLayer;
+
+impl ErrorResponseLayer {
+    /// The layer.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self
+    }
+}
+
+impl<S> Layer<S> for ErrorResponseLayer {
+    type Service = ErrorResponse<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorResponse { inner }
+    }
+}
+
+/// The service of [`ErrorResponseLayer`].
+#[derive(Debug, Clone)]
+pub struct ErrorResponse<S> {
+    inner: S,
+}
+
+impl<S> ErrorResponse<S> {
+    /// Wraps `inner`.
+    pub const fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req, B> Service<Req> for ErrorResponse<S>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<Either<B, Full<Bytes>>>;
+    type Error = Infallible;
+    type Future = ErrorResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The balancer is always ready; a service that fails here would fail the call too.
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        ErrorResponseFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`ErrorResponse`].
+    pub struct ErrorResponseFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> fmt::Debug for ErrorResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorResponseFuture")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ErrorResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Either<B, Full<Bytes>>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
+            Ok(response) => response.map(Either::Left),
+            Err(error) => {
+                let error: BoxError = error.into();
+                tracing::debug!(error = %error, "answering an error response");
+                error_response(&*error).map(Either::Right)
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_apache_statuses() {
+        assert_eq!(ErrorKind::NoMember.status(), 503);
+        assert_eq!(ErrorKind::Connect.status(), 503);
+        assert_eq!(ErrorKind::Timeout.status(), 504);
+        assert_eq!(ErrorKind::Upstream.status(), 502);
+    }
+
+    #[test]
+    fn classification_walks_the_source_chain() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            Error::from_member(Box::new(refused)).kind(),
+            ErrorKind::Connect
+        );
+        let ours = Error::timeout("slow");
+        let passed = Error::from_member(Box::new(ours));
+        assert_eq!(passed.kind(), ErrorKind::Timeout);
+        let other = std::io::Error::other("garbage");
+        assert_eq!(
+            Error::from_member(Box::new(other)).kind(),
+            ErrorKind::Upstream
+        );
+    }
+
+    #[test]
+    fn responses() {
+        let e = Error::from_pick(
+            PickError::RouteUnusable { route: "a".into() },
+            Some(Duration::from_secs(7)),
+        );
+        let r = error_response(&e);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::CONNECTION], "close");
+        assert_eq!(r.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(e.apache_id(), Some("AH01167"));
+        let r = error_response(&std::io::Error::other("x"));
+        assert_eq!(r.status(), 502);
+    }
+}
