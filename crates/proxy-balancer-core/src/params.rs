@@ -423,6 +423,32 @@ fn parse_on_off(param: &'static str, value: &str) -> Result<bool, ParamError> {
     }
 }
 
+/// An Apache time value: a whole number in seconds, or with an `ms` suffix in milliseconds;
+/// at least 1 ms.
+fn parse_time(param: &'static str, value: &str) -> Result<Duration, ParamError> {
+    let v = value.trim();
+    let (digits, unit_ms) = match v.strip_suffix("ms") {
+        Some(d) => (d, true),
+        None => (v.strip_suffix('s').unwrap_or(v), false),
+    };
+    let n = digits.trim().parse::<u64>().map_err(|_| {
+        ParamError::invalid(
+            param,
+            value,
+            "must be a whole number of seconds, or of ms with `ms`",
+        )
+    })?;
+    let t = if unit_ms {
+        Duration::from_millis(n)
+    } else {
+        Duration::from_secs(n)
+    };
+    if t.is_zero() {
+        return Err(ParamError::invalid(param, value, "must be at least 1 ms"));
+    }
+    Ok(t)
+}
+
 fn parse_seconds(param: &'static str, value: &str) -> Result<Duration, ParamError> {
     match value.trim().parse::<u32>() {
         Ok(s) => Ok(Duration::from_secs(u64::from(s))),
@@ -468,6 +494,18 @@ pub struct MemberParams {
     pub retry: Duration,
     /// `status`: the initial status flags.
     pub status: StatusFlags,
+    /// `connectiontimeout`: how long to wait for a connection (default: `timeout`).
+    pub connection_timeout: Option<Duration>,
+    /// `timeout`: how long to wait for the member's answer (default: the server's).
+    pub timeout: Option<Duration>,
+    /// `max`: the most connections kept to the member (default: no limit of ours).
+    pub max: Option<u32>,
+    /// `ttl`: how long an idle connection is kept (default: the client's).
+    pub ttl: Option<Duration>,
+    /// `disablereuse`: a new connection for every request (default Off).
+    pub disable_reuse: bool,
+    /// `keepalive`: TCP keep-alive probes on member connections (default Off).
+    pub keepalive: bool,
 }
 
 impl MemberParams {
@@ -494,6 +532,12 @@ impl MemberParams {
             lb_set: LbSet(0),
             retry: Self::DEFAULT_RETRY,
             status: StatusFlags::EMPTY,
+            connection_timeout: None,
+            timeout: None,
+            max: None,
+            ttl: None,
+            disable_reuse: false,
+            keepalive: false,
         }
     }
 
@@ -556,6 +600,40 @@ impl MemberParams {
             "redirect" => self.redirect = Some(Route::named("redirect", value)?),
             "retry" => self.retry = parse_seconds("retry", value)?,
             "status" => self.status.apply(value)?,
+            "connectiontimeout" => {
+                self.connection_timeout = Some(parse_time("connectiontimeout", value)?);
+            }
+            "timeout" => {
+                let t = parse_seconds("timeout", value)?;
+                if t.is_zero() {
+                    return Err(ParamError::invalid(
+                        "timeout",
+                        value,
+                        "must be at least 1 second",
+                    ));
+                }
+                self.timeout = Some(t);
+            }
+            "max" => {
+                let n = value.trim().parse::<u32>().map_err(|_| {
+                    ParamError::invalid("max", value, "must be a whole number, 0 or more")
+                })?;
+                self.max = Some(n);
+            }
+            "ttl" => {
+                let t = parse_seconds("ttl", value)?;
+                if t.is_zero() {
+                    return Err(ParamError::invalid(
+                        "ttl",
+                        value,
+                        "must be at least 1 second",
+                    ));
+                }
+                self.ttl = Some(t);
+            }
+            "disablereuse" => self.disable_reuse = parse_on_off("disablereuse", value)?,
+            "enablereuse" => self.disable_reuse = !parse_on_off("enablereuse", value)?,
+            "keepalive" => self.keepalive = parse_on_off("keepalive", value)?,
             _ => {
                 return Err(ParamError::UnknownParameter {
                     param: key.to_owned(),
@@ -976,6 +1054,24 @@ mod tests {
         let err = m.set("status", "Q").unwrap_err();
         assert!(err.to_string().contains("status"));
         assert!(m.set("retry", "500ms").is_err());
+        m.set("connectiontimeout", "250ms").unwrap();
+        assert_eq!(m.connection_timeout, Some(Duration::from_millis(250)));
+        m.set("connectiontimeout", "3").unwrap();
+        assert_eq!(m.connection_timeout, Some(Duration::from_secs(3)));
+        assert!(m.set("connectiontimeout", "0").is_err());
+        m.set("timeout", "5").unwrap();
+        assert!(m.set("timeout", "0").is_err());
+        m.set("max", "10").unwrap();
+        m.set("ttl", "30").unwrap();
+        m.set("disablereuse", "On").unwrap();
+        assert!(m.disable_reuse);
+        m.set("enablereuse", "On").unwrap();
+        assert!(!m.disable_reuse);
+        m.set("keepalive", "on").unwrap();
+        assert_eq!(
+            (m.max, m.ttl, m.keepalive),
+            (Some(10), Some(Duration::from_secs(30)), true)
+        );
         assert!(m.set("route", &"r".repeat(64)).is_err());
     }
 

@@ -1,0 +1,61 @@
+//! Loopback test kit for `proxy-balancer`: programmable HTTP backends, a small client and
+//! tracing setup, used by the balancer's integration tests, the examples and the benches.
+//!
+//! - [`TestBackend`]: a real hyper HTTP/1.1 server on `127.0.0.1:0`. By default it answers
+//!   every request with `200`, header `X-Backend: <name>` and body `<name>`. Its status, delay,
+//!   body, extra headers, `/health` answer and failure [`Mode`] can be changed while it runs;
+//!   it counts hits and open connections and records the requests it received. It can be
+//!   stopped (connections are then refused) and restarted on the same port.
+//! - [`TestClient`]: a keep-alive hyper-util client whose every request is bounded by a
+//!   timeout, returning a fully read [`TestResponse`].
+//! - [`init_tracing`]: installs a test-friendly `tracing` subscriber once.
+//!
+//! Nothing here talks to anything but `127.0.0.1`, and every server task stops when its
+//! [`TestBackend`] is stopped or dropped.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use proxy_balancer_test::{Mode, TestBackend, TestClient};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), proxy_balancer_test::BoxError> {
+//! proxy_balancer_test::init_tracing();
+//! let backend = TestBackend::start("alpha").await?;
+//! let client = TestClient::new().with_timeout(Duration::from_secs(2));
+//!
+//! let response = client.get(&backend.url()).await?;
+//! assert_eq!(response.status, 200);
+//! assert_eq!(response.text(), "alpha");
+//! assert_eq!(response.headers["x-backend"], "alpha");
+//!
+//! // Make the backend fail: it reads the request, then resets the connection.
+//! backend.set_mode(Mode::Reset);
+//! assert!(client.get(&backend.url()).await.is_err());
+//! assert_eq!(backend.hits(), 2);
+//!
+//! // Take it down and bring it back on the same port.
+//! backend.stop().await;
+//! backend.restart().await?;
+//! backend.set_mode(Mode::Normal);
+//! assert_eq!(client.get(&backend.url()).await?.status, 200);
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod backend;
+mod client;
+mod shared_stream;
+mod trace;
+
+pub use backend::{Mode, RecordedRequest, TestBackend, TestBackendBuilder};
+pub use client::{TestClient, TestResponse};
+pub use trace::init_tracing;
+
+/// The boxed error type returned by [`TestClient`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
