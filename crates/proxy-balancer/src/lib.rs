@@ -64,6 +64,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod balancer;
+pub mod client;
 pub mod error;
 pub mod proxy_pass;
 

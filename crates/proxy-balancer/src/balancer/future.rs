@@ -280,6 +280,23 @@ where
                                         "failed to make connection to backend"
                                     );
                                 }
+                                ErrorKind::Upstream
+                                    if this.shared.options.retry_idempotent
+                                        && is_idempotent(&this.template.method) =>
+                                {
+                                    this.tried.push(member.id());
+                                    let left = this.attempts_left.get_or_insert(0);
+                                    if *left > 0 && this.template.body.can_replay() {
+                                        *left -= 1;
+                                        tracing::info!(
+                                            member = member.url(),
+                                            error = %error,
+                                            "retrying an idempotent request on another member"
+                                        );
+                                        this.state.set(State::Pick);
+                                        continue;
+                                    }
+                                }
                                 ErrorKind::Timeout
                                     if params.fail_on_timeout && member.mark_error(now()) =>
                                 {
@@ -302,6 +319,20 @@ where
             }
         }
     }
+}
+
+/// RFC 9110 §9.2.2: methods whose intended effect is the same when repeated.
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 /// How long until the first member in error may be retried, for `Retry-After`.

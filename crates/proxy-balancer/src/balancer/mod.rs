@@ -177,6 +177,11 @@ pub struct BalancerOptions {
     /// after the first one failed while reading it (default 64 KiB). A body that was never
     /// read (the connection failed first) can always be sent again.
     pub replay_limit: usize,
+    /// Beyond Apache (off by default): an idempotent request (RFC 9110 §9.2.2: GET, HEAD,
+    /// OPTIONS, TRACE, PUT, DELETE) whose member failed after the request was sent (the
+    /// connection closed or was reset before an answer) goes to another member, within
+    /// `maxattempts`, if its body is still at hand. POST and PATCH are never sent twice.
+    pub retry_idempotent: bool,
 }
 
 impl Default for BalancerOptions {
@@ -184,7 +189,24 @@ impl Default for BalancerOptions {
         Self {
             // Enough for typical form and JSON bodies; larger ones stream without a copy.
             replay_limit: 64 * 1024,
+            retry_idempotent: false,
         }
+    }
+}
+
+impl BalancerOptions {
+    /// Sets [`BalancerOptions::replay_limit`].
+    #[must_use]
+    pub const fn replay_limit(mut self, bytes: usize) -> Self {
+        self.replay_limit = bytes;
+        self
+    }
+
+    /// Sets [`BalancerOptions::retry_idempotent`].
+    #[must_use]
+    pub const fn retry_idempotent(mut self, retry: bool) -> Self {
+        self.retry_idempotent = retry;
+        self
     }
 }
 

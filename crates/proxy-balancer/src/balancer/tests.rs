@@ -23,7 +23,14 @@ enum Mode {
     ReadThenRefuse,
     Timeout,
     Hang,
+    Broken,
 }
+
+type TestMember = tower::util::BoxCloneSyncService<
+    Request<ReplayBody<Full<Bytes>>>,
+    Response<Full<Bytes>>,
+    BoxError,
+>;
 
 #[derive(Clone, Default)]
 struct Backends {
@@ -37,15 +44,7 @@ impl Backends {
         self.modes.lock().insert(url.to_owned(), mode);
     }
 
-    fn make(
-        &self,
-    ) -> impl Fn(
-        &Member,
-    ) -> tower::util::BoxCloneSyncService<
-        Request<ReplayBody<Full<Bytes>>>,
-        Response<Full<Bytes>>,
-        BoxError,
-    > + Clone {
+    fn make(&self) -> impl Fn(&Member) -> TestMember + Clone {
         let backends = self.clone();
         move |member: &Member| {
             let url = member.url().to_owned();
@@ -60,10 +59,13 @@ impl Backends {
                             Mode::Refuse => return Err(Error::connect("refused").into()),
                             Mode::Timeout => return Err(Error::timeout("slow").into()),
                             Mode::Hang => std::future::pending::<()>().await,
+                            Mode::Broken => {
+                                return Err(Box::new(std::io::Error::other("closed early")).into())
+                            }
                             _ => {}
                         }
                         let body = request.into_body().collect().await?.to_bytes();
-                        backends.seen.lock().push((url.clone(), body.clone()));
+                        backends.seen.lock().push((url.clone(), body));
                         match mode {
                             Mode::ReadThenRefuse => Err(Error::connect("refused late").into()),
                             Mode::Status(code) => {
@@ -233,8 +235,7 @@ async fn a_body_over_the_replay_limit_is_not_sent_again() {
     let backends = Backends::default();
     backends.set("http://m0", Mode::ReadThenRefuse);
     let store = store(2, &[]);
-    let mut options = BalancerOptions::default();
-    options.replay_limit = 4;
+    let options = BalancerOptions::default().replay_limit(4);
     let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options);
     let error = balancer.oneshot(post("more than four")).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Connect);
@@ -339,6 +340,30 @@ async fn timeouts_answer_504_and_failontimeout_marks_the_member() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);
     assert!(!marking.snapshot().members()[0].is_usable());
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_retried_only_when_asked() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Broken);
+    let store = store(2, &[]);
+    // Default: as Apache, a failure after sending is the client's 502.
+    let plain = Balancer::new(Arc::clone(&store), backends.make());
+    let error = plain.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Upstream);
+    // Opted in: a GET goes to the next member; a POST is never sent twice.
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let retrying = Balancer::with_options(Arc::clone(&store), backends.make(), options);
+    store.reset_lb();
+    let response = retrying.clone().oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    store.reset_lb();
+    let error = retrying.oneshot(post("x")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Upstream);
+    assert!(
+        store.snapshot().members()[0].is_usable(),
+        "not a member failure"
+    );
 }
 
 #[tokio::test(start_paused = true)]
