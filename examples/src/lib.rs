@@ -1,1 +1,135 @@
-//! Examples package: see the `[[example]]` targets.
+//! Code the examples share, kept in a library so that tests can run it: the reverse
+//! proxy's server and its embedded demo (backends on loopback and a balancer over them).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use proxy_balancer::balancer::BalancerOptions;
+use proxy_balancer::client::MakeHttpMember;
+use proxy_balancer::error::ErrorResponse;
+use proxy_balancer::{Balancer, BalancerParams, BalancerStore, ErrorResponseLayer, MemberParams};
+use proxy_balancer_test::TestBackend;
+use tokio::net::TcpListener;
+
+/// A boxed error, what the examples return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The service a proxy serves: the balancer over HTTP members, with errors turned into
+/// Apache's responses.
+pub type ProxyService = ErrorResponse<Balancer<MakeHttpMember<Incoming>>>;
+
+/// How long connections may take to finish after a shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Starts `n` demo backends on 127.0.0.1 (named `backend-1` …).
+///
+/// # Errors
+///
+/// If a loopback port cannot be bound.
+pub async fn start_demo_backends(n: usize) -> std::io::Result<Vec<TestBackend>> {
+    let mut backends = Vec::with_capacity(n);
+    for i in 1..=n {
+        backends.push(TestBackend::start(format!("backend-{i}")).await?);
+    }
+    Ok(backends)
+}
+
+/// The embedded default balancer: `balancer://demo` over the given backends, routes
+/// `node1` …, sticky on `ROUTEID`, members retried after 5 s.
+///
+/// # Errors
+///
+/// If a backend URL is not a valid member URL (never for loopback backends).
+pub fn demo_store(backends: &[TestBackend]) -> Result<Arc<BalancerStore>, BoxError> {
+    let mut params = BalancerParams::new("balancer://demo");
+    params.set("stickysession", "ROUTEID")?;
+    let mut members = Vec::with_capacity(backends.len());
+    for (i, backend) in backends.iter().enumerate() {
+        let mut member = MemberParams::new(&backend.url())?;
+        member.set("route", &format!("node{}", i + 1))?;
+        member.set("retry", "5")?;
+        member.set("connectiontimeout", "1")?;
+        members.push(member);
+    }
+    let now = tokio::time::Instant::now().into_std();
+    Ok(Arc::new(BalancerStore::new(params, members, now)?))
+}
+
+/// The proxy service over a store: the balancer with the built-in HTTP client, idempotent
+/// requests retried on another member, errors answered as Apache does.
+#[must_use]
+pub fn proxy_service(store: Arc<BalancerStore>) -> ProxyService {
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let balancer = Balancer::with_options(store, MakeHttpMember::new(), options);
+    tower::ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .service(balancer)
+}
+
+/// Serves `service` on `listener` (HTTP/1.1 and HTTP/2) until `shutdown` completes, then
+/// lets open connections finish for up to 5 seconds.
+///
+/// # Errors
+///
+/// Never today; the signature leaves room for fatal listener errors.
+pub async fn serve(
+    listener: TcpListener,
+    service: ProxyService,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BoxError> {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait a little, go on.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let hyper_service = TowerToHyperService::new(service.clone());
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), hyper_service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN:?}; closing");
+    }
+    Ok(())
+}
+
+/// Binds `listen` and returns the listener with its actual address (port 0 picks one).
+///
+/// # Errors
+///
+/// If the address cannot be bound.
+pub async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}

@@ -1,5 +1,5 @@
 //! The crate's error, returned by the [`Balancer`](crate::balancer::Balancer) service, and
-//! [`ErrorResponseLayer`](crate::error::ErrorResponseLayer), which turns it into the
+//! [`ErrorResponseLayer`], which turns it into the
 //! response Apache would send.
 
 use std::convert::Infallible;

@@ -1,0 +1,63 @@
+//! The reverse proxy's embedded demo, served on loopback and driven by a real client.
+
+use std::time::Duration;
+
+use examples::{bind, demo_store, proxy_service, serve, start_demo_backends};
+use proxy_balancer_test::TestClient;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_balances_fails_over_and_stops_cleanly() {
+    let backends = start_demo_backends(3).await.expect("loopback ports");
+    let store = demo_store(&backends).expect("valid demo");
+    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("a loopback port");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, proxy_service(store), async {
+        let _ = stopped.await;
+    }));
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+    let url = format!("http://{addr}/hello");
+
+    let mut names = Vec::new();
+    for _ in 0..6 {
+        let response = client.get(&url).await.expect("an answer");
+        assert_eq!(response.status, 200);
+        names.push(
+            response
+                .header("x-backend")
+                .expect("set by the backend")
+                .to_owned(),
+        );
+    }
+    assert_eq!(names, ["backend-1", "backend-2", "backend-3"].repeat(2));
+    // The backends see the path.
+    assert_eq!(
+        backends[0]
+            .last_request()
+            .expect("one request")
+            .path_and_query,
+        "/hello"
+    );
+
+    // A backend goes away: no client-visible error.
+    backends[1].stop().await;
+    for _ in 0..6 {
+        let response = client.get(&url).await.expect("an answer");
+        assert_eq!(response.status, 200);
+        assert_ne!(response.header("x-backend"), Some("backend-2"));
+    }
+    // All gone: Apache's 503 with Retry-After.
+    backends[0].stop().await;
+    backends[2].stop().await;
+    let response = client.get(&url).await.expect("an answer");
+    assert_eq!(response.status, 503);
+    assert!(response.header("retry-after").is_some());
+
+    stop.send(()).expect("the server is running");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stops within the drain bound")
+        .expect("no panic")
+        .expect("no error");
+}
