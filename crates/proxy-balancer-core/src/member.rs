@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::flags::{AtomicFlags, StatusFlags};
 use crate::params::MemberParams;
-use crate::sync::{Arc, AtomicI64, AtomicU64, CachePadded, Ordering};
+use crate::sync::{Arc, AtomicI64, AtomicU32, AtomicU64, CachePadded, Ordering};
 
 /// A member's identity within one balancer store. It stays the same when the member's
 /// parameters change and is never reused for another member.
@@ -61,6 +61,8 @@ pub struct MemberState {
     /// Nanoseconds since `epoch` plus one; 0 means "never in error".
     error_time: AtomicU64,
     retries: AtomicU64,
+    /// Errors in a row (reset by a success), for the growing retry window.
+    failures: AtomicU32,
     epoch: Instant,
     /// The balancer's change counter, bumped on every flag change of any of its members, so
     /// that a pick can tell in one load whether the set of usable members may have changed.
@@ -81,6 +83,7 @@ impl MemberState {
             }),
             error_time: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
             epoch,
             changes,
         }
@@ -132,6 +135,7 @@ impl MemberState {
             return false;
         }
         self.error_time.store(self.encode(now), Ordering::Release);
+        self.failures.fetch_add(1, Ordering::Relaxed);
         self.load.flags.insert(StatusFlags::IN_ERROR);
         // Also when E was set already: the retry window moved.
         self.changes.fetch_add(1, Ordering::Release);
@@ -151,6 +155,35 @@ impl MemberState {
             }
         }
         self.is_usable()
+    }
+
+    /// Notes a request the member answered: its run of errors ends, so a growing retry
+    /// window starts again from `retry`.
+    pub fn note_success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Errors in a row since the member last answered.
+    #[must_use]
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The retry window after the current run of errors: `retry` as Apache, or, with a
+    /// `retry_max`, `retry` doubled for each error in a row after the first, up to
+    /// `retry_max`.
+    #[must_use]
+    pub fn retry_window(&self, retry: Duration, retry_max: Option<Duration>) -> Duration {
+        let Some(max) = retry_max else {
+            return retry;
+        };
+        let doublings = self.consecutive_failures().saturating_sub(1).min(32);
+        retry
+            .checked_mul(1 << doublings)
+            .unwrap_or(Duration::MAX)
+            .min(max.max(retry))
     }
 
     /// Clears `E`, counting a retry if it was set.
@@ -381,9 +414,17 @@ impl Member {
         self.0.state.is_usable()
     }
 
-    /// [`MemberState::try_recover`] with this member's `retry`.
+    /// [`MemberState::try_recover`] with this member's retry window (`retry`, grown up to
+    /// `retry_max` if set).
     pub fn try_recover(&self, now: Instant) -> bool {
-        self.0.state.try_recover(self.0.params.retry, now)
+        self.0.state.try_recover(self.retry_window(), now)
+    }
+
+    /// The member's current retry window: see [`MemberState::retry_window`].
+    #[must_use]
+    pub fn retry_window(&self) -> Duration {
+        let params = &self.0.params;
+        self.0.state.retry_window(params.retry, params.retry_max)
     }
 
     /// [`MemberState::mark_error`].
@@ -467,6 +508,39 @@ mod tests {
         assert!(!s.try_recover(retry, t0 + Duration::from_secs(20)));
         assert!(s.try_recover(retry, t0 + Duration::from_secs(23)));
         assert_eq!(s.retries(), 2);
+    }
+
+    #[test]
+    fn growing_retry_window() {
+        let t0 = t0();
+        let s = MemberState::new(StatusFlags::EMPTY, t0);
+        let (retry, max) = (Duration::from_secs(10), Some(Duration::from_secs(60)));
+        let secs = Duration::from_secs;
+        assert_eq!(
+            s.retry_window(retry, None),
+            secs(10),
+            "Apache's fixed window by default"
+        );
+        let mut now = t0;
+        for expected in [10, 20, 40, 60, 60] {
+            s.mark_error(now);
+            assert_eq!(s.retry_window(retry, max), secs(expected));
+            assert!(!s.try_recover(s.retry_window(retry, max), now + secs(expected)));
+            now += secs(expected) + Duration::from_millis(1);
+            assert!(
+                s.try_recover(s.retry_window(retry, max), now),
+                "retried after {expected}s"
+            );
+        }
+        assert_eq!(s.retry_window(retry, None), secs(10));
+        s.note_success();
+        assert_eq!(s.consecutive_failures(), 0);
+        s.mark_error(now);
+        assert_eq!(
+            s.retry_window(retry, max),
+            secs(10),
+            "a success starts over"
+        );
     }
 
     #[test]

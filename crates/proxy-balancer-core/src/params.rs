@@ -492,6 +492,10 @@ pub struct MemberParams {
     /// `retry`: how long a member in error waits before it is tried again (default 60 s;
     /// zero retries at once).
     pub retry: Duration,
+    /// Beyond Apache (default `None`: Apache's fixed window): with a `retry_max`, the retry
+    /// window doubles for each error in a row after the first (`retry`, 2×, 4× …) up to
+    /// `retry_max`, and starts over once the member answers.
+    pub retry_max: Option<Duration>,
     /// `status`: the initial status flags.
     pub status: StatusFlags,
     /// `connectiontimeout`: how long to wait for a connection (default: `timeout`).
@@ -531,6 +535,7 @@ impl MemberParams {
             load_factor: LoadFactor::ONE,
             lb_set: LbSet(0),
             retry: Self::DEFAULT_RETRY,
+            retry_max: None,
             status: StatusFlags::EMPTY,
             connection_timeout: None,
             timeout: None,
@@ -573,6 +578,13 @@ impl MemberParams {
     #[must_use]
     pub const fn with_retry(mut self, retry: Duration) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Sets [`MemberParams::retry_max`]: a retry window that grows on repeated errors.
+    #[must_use]
+    pub const fn with_retry_max(mut self, retry_max: Duration) -> Self {
+        self.retry_max = Some(retry_max);
         self
     }
 

@@ -328,7 +328,7 @@ impl BalancerSnapshot {
         let deadline = self
             .members
             .iter()
-            .filter_map(|m| m.state().retry_deadline_nanos(m.params().retry))
+            .filter_map(|m| m.state().retry_deadline_nanos(m.retry_window()))
             .min()
             .unwrap_or(u64::MAX);
         Some((candidates?.into_indices(), deadline))

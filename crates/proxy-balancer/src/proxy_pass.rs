@@ -1,1 +1,0 @@
-//! ProxyPass-style path mapping and proxy header handling (work in progress).

@@ -1,0 +1,267 @@
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+
+use super::mapping::is_valid_authority;
+
+/// The hop-by-hop headers a proxy never forwards (RFC 9110 section 7.6.1, and the ones
+/// Apache's mod_proxy drops), in lowercase.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    // Non-standard, sent by some old clients and proxies; Apache removes it too.
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
+
+/// How [`prepare_request_headers`] sets `Host` and the `X-Forwarded-*` headers.
+///
+/// [`Default`] is Apache's default: `ProxyPreserveHost Off`, `ProxyAddHeaders On`, and no
+/// server name, which leaves out `X-Forwarded-Server` (Apache always sends its
+/// `ServerName` there; we do not guess one).
+///
+/// ```
+/// use proxy_balancer::proxy_pass::ForwardedHeaders;
+///
+/// let opts = ForwardedHeaders::new()
+///     .with_preserve_host(true)
+///     .with_server_name("proxy1.example.com");
+/// assert!(opts.preserve_host());
+/// assert!(opts.add_headers());
+/// assert_eq!(opts.server_name(), Some("proxy1.example.com"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedHeaders {
+    preserve_host: bool,
+    add_headers: bool,
+    server_name: Option<String>,
+}
+
+// ===== impl ForwardedHeaders =====
+
+impl ForwardedHeaders {
+    /// Apache's defaults: the member's authority as `Host`, `X-Forwarded-For` and
+    /// `X-Forwarded-Host` added, no `X-Forwarded-Server`.
+    pub const fn new() -> Self {
+        Self {
+            preserve_host: false,
+            add_headers: true,
+            server_name: None,
+        }
+    }
+
+    /// Keep the client's `Host` (`true`) or send the member's authority (`false`, the
+    /// default).
+    ///
+    /// # Apache
+    ///
+    /// `ProxyPreserveHost On|Off`.
+    #[must_use]
+    pub fn with_preserve_host(mut self, preserve_host: bool) -> Self {
+        self.preserve_host = preserve_host;
+        self
+    }
+
+    /// Add the `X-Forwarded-*` headers (`true`, the default) or not.
+    ///
+    /// # Apache
+    ///
+    /// `ProxyAddHeaders On|Off`.
+    #[must_use]
+    pub fn with_add_headers(mut self, add_headers: bool) -> Self {
+        self.add_headers = add_headers;
+        self
+    }
+
+    /// The name of this proxy, sent as `X-Forwarded-Server` (and used as `Host` when
+    /// `preserve_host` is on but the client sent none). A name that is not a valid header
+    /// value is not sent.
+    ///
+    /// # Apache
+    ///
+    /// `ServerName`.
+    #[must_use]
+    pub fn with_server_name(mut self, server_name: impl Into<String>) -> Self {
+        self.server_name = Some(server_name.into());
+        self
+    }
+
+    /// Whether the client's `Host` is kept (Apache's `ProxyPreserveHost`).
+    pub const fn preserve_host(&self) -> bool {
+        self.preserve_host
+    }
+
+    /// Whether the `X-Forwarded-*` headers are added (Apache's `ProxyAddHeaders`).
+    pub const fn add_headers(&self) -> bool {
+        self.add_headers
+    }
+
+    /// The name sent as `X-Forwarded-Server` (Apache's `ServerName`), if any.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+}
+
+impl Default for ForwardedHeaders {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// ===== free functions =====
+
+/// Whether `name` is a hop-by-hop header that [`strip_hop_by_hop`] always removes
+/// (`Connection`, `Keep-Alive`, `Proxy-Authenticate`, `Proxy-Authorization`,
+/// `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Removes the hop-by-hop headers: every header named in a `Connection` value, then the
+/// fixed list of [`is_hop_by_hop`]. For requests and responses alike.
+///
+/// `Connection` values are split at commas and whitespace, as Apache does; tokens that are
+/// not header names are ignored, and values need not be UTF-8.
+///
+/// Because `Upgrade` and `Connection` go, a WebSocket or `h2c` upgrade must be handled
+/// before calling this (Apache needs `upgrade=` or mod_proxy_wstunnel for the same reason).
+///
+/// # Apache
+///
+/// `ap_proxy_clear_connection` and the hop-by-hop filter of mod_proxy_http.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|value| {
+            value
+                .as_bytes()
+                .split(|b| *b == b',' || b.is_ascii_whitespace())
+        })
+        .filter(|token| !token.is_empty())
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Prepares the headers of a request for the hop to a member.
+///
+/// In this order:
+/// 1. remembers the client's `Host`;
+/// 2. [`strip_hop_by_hop`]; a client cannot remove the headers added below by naming them
+///    in `Connection`, and `Host` comes back in step 4 even if `Connection` named it;
+/// 3. when [`add_headers`](ForwardedHeaders::add_headers) is on: appends `client_ip` to
+///    `X-Forwarded-For`, the client's `Host` to `X-Forwarded-Host`, and the server name
+///    (if set) to `X-Forwarded-Server`. Appending joins any existing values into one with
+///    `", "`, as Apache's `apr_table_mergen` does; a missing `client_ip` or `Host` adds
+///    nothing;
+/// 4. sets `Host`: with [`preserve_host`](ForwardedHeaders::preserve_host) off, to
+///    `member_authority` (`127.0.0.1:8001`) minus any `user@` and a `:80` port, as Apache
+///    leaves out port 80 (an authority that does not parse counts as invalid); with it on, to the client's `Host`, or when there was none, to
+///    the server name, or else to the member's authority. A value that is not a valid
+///    header value removes `Host`, letting the HTTP client derive it from the URI.
+///
+/// For HTTP/2 requests, whose authority is in the URI rather than `Host`, insert a `Host`
+/// built from the URI's authority before calling this.
+///
+/// # Apache
+///
+/// `ProxyPreserveHost`, `ProxyAddHeaders` and the request side of mod_proxy_http
+/// (`ap_proxy_create_hdrbrgd`).
+pub fn prepare_request_headers(
+    headers: &mut HeaderMap,
+    opts: &ForwardedHeaders,
+    client_ip: Option<IpAddr>,
+    member_authority: &str,
+) {
+    let client_host = headers.get(HOST).cloned();
+    strip_hop_by_hop(headers);
+
+    if opts.add_headers {
+        if let Some(ip) = client_ip {
+            append_merged(headers, X_FORWARDED_FOR, ip.to_string().as_bytes());
+        }
+        if let Some(host) = &client_host {
+            append_merged(headers, X_FORWARDED_HOST, host.as_bytes());
+        }
+        if let Some(name) = opts.server_name() {
+            append_merged(headers, X_FORWARDED_SERVER, name.as_bytes());
+        }
+    }
+
+    let member_host = || {
+        let host = member_host(member_authority);
+        is_valid_authority(host)
+            .then(|| HeaderValue::from_str(host).ok())
+            .flatten()
+    };
+    let host = if opts.preserve_host {
+        client_host
+            .or_else(|| {
+                opts.server_name()
+                    .and_then(|n| HeaderValue::from_str(n).ok())
+            })
+            .or_else(member_host)
+    } else {
+        member_host()
+    };
+    match host {
+        Some(host) => {
+            headers.insert(HOST, host);
+        }
+        None => {
+            tracing::debug!(
+                member_authority,
+                "no valid Host for the member; Host removed"
+            );
+            headers.remove(HOST);
+        }
+    }
+}
+
+/// The `Host` Apache sends to a member: its authority without userinfo, and without the
+/// port when that port is 80.
+fn member_host(authority: &str) -> &str {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    host_port.strip_suffix(":80").unwrap_or(host_port)
+}
+
+/// Appends `value` to the header `name`, joining existing values into one with `", "`.
+fn append_merged(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
+    let Ok(ours) = HeaderValue::from_bytes(value) else {
+        tracing::debug!(header = %name, "value is not a valid header value; not added");
+        return;
+    };
+    let mut merged = Vec::new();
+    for existing in headers.get_all(&name) {
+        let existing = existing.as_bytes();
+        if existing.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        merged.extend_from_slice(existing);
+        merged.extend_from_slice(b", ");
+    }
+    if merged.is_empty() {
+        headers.insert(name, ours);
+        return;
+    }
+    merged.extend_from_slice(value);
+    // Existing values and ours are valid header bytes, so the join is too; should it not
+    // be, our value alone is still right.
+    let merged = HeaderValue::from_bytes(&merged).unwrap_or(ours);
+    headers.insert(name, merged);
+}
