@@ -67,6 +67,7 @@ pub mod balancer;
 pub mod client;
 pub mod error;
 pub mod proxy_pass;
+pub mod retry_window;
 
 pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};

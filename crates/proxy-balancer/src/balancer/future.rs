@@ -15,13 +15,14 @@ use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::{BalancedBody, BalancerInfo, MakeMember, ReplayBody, SessionRoute, Shared, View};
+use super::{BalancedBody, BalancerInfo, MakeMember, ReplayBody, SessionRoute, Shared};
 use crate::error::{BoxError, Error, ErrorKind};
+use crate::retry_window::RetryWindow;
 
 /// Apache waits for a usable member in 100 steps of `timeout / 100`.
 const WAIT_STEPS: u32 = 100;
 
-type MemberService<M> = <M as MakeMember>::Service;
+type MemberService<M> = RetryWindow<<M as MakeMember>::Service>;
 
 /// What a request keeps to build each attempt.
 struct Template<B> {
@@ -91,7 +92,6 @@ pin_project! {
         tried: Vec<MemberId>,
         attempts_left: Option<u32>,
         waits_left: u32,
-        view: Option<Arc<View<MemberService<M>>>>,
         #[pin]
         state: State<Oneshot<MemberService<M>, Request<ReplayBody<B>>>>,
     }
@@ -123,7 +123,6 @@ where
             tried: Vec::new(),
             attempts_left: None,
             waits_left: WAIT_STEPS,
-            view: None,
             state: State::Pick,
         }
     }
@@ -186,7 +185,6 @@ where
                                 .state()
                                 .add_transferred(this.template.head_len);
                             let service = view.services[picked.position()].clone();
-                            *this.view = Some(Arc::clone(&view));
                             this.state.set(State::Call {
                                 call: service.oneshot(request),
                                 picked: Some(picked),
@@ -224,8 +222,6 @@ where
                 StateProj::Call { call, picked } => {
                     let result = ready!(call.poll(cx));
                     let picked = picked.take().expect("invariant: polled once after ready");
-                    let view = this.view.take().expect("invariant: set with the call");
-                    let params = view.snapshot.params();
                     let member = picked.member().clone();
                     match result {
                         Ok(response) => {
@@ -234,16 +230,6 @@ where
                             let reason = parts.status.canonical_reason().unwrap_or("");
                             let status_line = "HTTP/1.1 000 ".len() + reason.len();
                             member.state().add_read(status_line as u64);
-                            if params.fail_on_status.contains(&parts.status.as_u16())
-                                && member.mark_error(now())
-                            {
-                                tracing::warn!(
-                                    apache_id = "AH01174",
-                                    member = member.url(),
-                                    status = parts.status.as_u16(),
-                                    "forcing worker into error state: status in failonstatus"
-                                );
-                            }
                             parts.extensions.insert(BalancerInfo {
                                 balancer_name: Arc::clone(&this.shared.name),
                                 member,
@@ -259,14 +245,7 @@ where
                             drop(picked);
                             match error.kind() {
                                 ErrorKind::Connect => {
-                                    if member.mark_error(now()) {
-                                        tracing::error!(
-                                            apache_id = "AH00959",
-                                            member = member.url(),
-                                            retry = ?member.params().retry,
-                                            "disabling worker: connect failed"
-                                        );
-                                    }
+                                    // The member's RetryWindow has put it in error.
                                     this.tried.push(member.id());
                                     let left = this.attempts_left.get_or_insert(0);
                                     if *left > 0 && this.template.body.can_replay() {
@@ -296,15 +275,6 @@ where
                                         this.state.set(State::Pick);
                                         continue;
                                     }
-                                }
-                                ErrorKind::Timeout
-                                    if params.fail_on_timeout && member.mark_error(now()) =>
-                                {
-                                    tracing::warn!(
-                                        apache_id = "AH02460",
-                                        member = member.url(),
-                                        "forcing worker into error state: timeout"
-                                    );
                                 }
                                 _ => {}
                             }

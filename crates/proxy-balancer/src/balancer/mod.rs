@@ -22,7 +22,9 @@
 //!   values.
 //!
 //! Members are any tower services, one per member, made by a [`MakeMember`] (a closure
-//! `Fn(&Member) -> S` is one). The balancer is always ready, cheap to clone, and safe to
+//! `Fn(&Member) -> S` is one); the balancer wraps each in a
+//! [`RetryWindow`](crate::retry_window::RetryWindow), which judges its outcomes and drives
+//! its error state. The balancer is always ready, cheap to clone, and safe to
 //! clone between `poll_ready` and `call`: no `Buffer` is needed.
 //!
 //! # Example
@@ -80,6 +82,7 @@ pub use self::body::{BalancedBody, ReplayBody};
 pub use self::future::ResponseFuture;
 pub use self::layer::BalancerLayer;
 use crate::error::BoxError;
+use crate::retry_window::{OutcomeRules, RetryWindow};
 
 /// Makes the service that sends requests to one member. A closure `Fn(&Member) -> S` is a
 /// `MakeMember`; the balancer calls it once per member (again when a member is added or its
@@ -219,7 +222,7 @@ pub(crate) struct View<S> {
 pub(crate) struct Shared<M: MakeMember> {
     pub(crate) store: Arc<BalancerStore>,
     make: M,
-    view: ArcSwap<View<M::Service>>,
+    view: ArcSwap<View<RetryWindow<M::Service>>>,
     rebuild: parking_lot::Mutex<()>,
     pub(crate) options: BalancerOptions,
     pub(crate) name: Arc<str>,
@@ -229,7 +232,7 @@ impl<M: MakeMember> Shared<M> {
     /// The current snapshot and its member services: one load, plus a rebuild when the
     /// store has a newer snapshot (new members get services; others keep theirs unless
     /// their parameters changed).
-    pub(crate) fn view(&self) -> Arc<View<M::Service>> {
+    pub(crate) fn view(&self) -> Arc<View<RetryWindow<M::Service>>> {
         let view = self.view.load_full();
         if Arc::ptr_eq(&view.snapshot, &self.store.load()) {
             return view;
@@ -240,16 +243,19 @@ impl<M: MakeMember> Shared<M> {
         if Arc::ptr_eq(&view.snapshot, &snapshot) {
             return view;
         }
+        let rules = Arc::new(OutcomeRules::from_params(snapshot.params()));
         let services = snapshot
             .members()
             .iter()
             .map(|m| {
                 let old = view.snapshot.members();
-                old.binary_search_by_key(&m.id(), Member::id)
+                let inner = old
+                    .binary_search_by_key(&m.id(), Member::id)
                     .ok()
                     .filter(|&i| old[i].params() == m.params())
-                    .and_then(|i| view.services.get(i).cloned())
-                    .unwrap_or_else(|| self.make.make_member(m))
+                    .and_then(|i| view.services.get(i))
+                    .map_or_else(|| self.make.make_member(m), |s| s.get_ref().clone());
+                RetryWindow::new(inner, m.clone(), Arc::clone(&rules))
             })
             .collect();
         let fresh = Arc::new(View { snapshot, services });
@@ -273,10 +279,11 @@ impl<M: MakeMember> Balancer<M> {
     /// [`Balancer::new`] with options.
     pub fn with_options(store: Arc<BalancerStore>, make: M, options: BalancerOptions) -> Self {
         let snapshot = store.snapshot();
+        let rules = Arc::new(OutcomeRules::from_params(snapshot.params()));
         let services = snapshot
             .members()
             .iter()
-            .map(|m| make.make_member(m))
+            .map(|m| RetryWindow::new(make.make_member(m), m.clone(), Arc::clone(&rules)))
             .collect();
         let name = Arc::from(snapshot.params().name.as_str());
         Self {

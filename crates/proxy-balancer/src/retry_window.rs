@@ -1,0 +1,296 @@
+//! Retry windows: Apache's judgement of one member's outcomes, driving its error state.
+//!
+//! [`RetryWindow`] wraps the service of one member. After each request it decides, as
+//! mod_proxy does, whether the member goes to the error state (`E`) for its `retry` window:
+//!
+//! | outcome | Apache | here |
+//! | --- | --- | --- |
+//! | connect failure (refused, connect timeout) | `E`, AH00959 | `E`, event with `apache_id = "AH00959"` |
+//! | status in `failonstatus` | `E`, AH01174; the client gets the response | same |
+//! | read timeout with `failontimeout=On` | `E`, AH02460 | same |
+//! | the member ignores errors (`+I`) | never `E` | never `E` |
+//! | an answer | — | the run of errors ends ([`MemberState::note_success`](proxy_balancer_core::MemberState::note_success)) |
+//!
+//! The window itself is the member's `retry` (Apache's fixed window), or, with
+//! [`MemberParams::retry_max`](proxy_balancer_core::MemberParams::retry_max), a window that
+//! doubles with each error in a row. A member in error is tried again by the first pick
+//! after its window.
+//!
+//! The [`Balancer`](crate::Balancer) wraps every member's service in a `RetryWindow`
+//! itself; use the layer directly for a member service used outside a balancer.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//!
+//! use http::{Request, Response, StatusCode};
+//! use proxy_balancer::retry_window::{OutcomeRules, RetryWindowLayer};
+//! use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, StatusFlags};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # #[expect(clippy::disallowed_methods, reason = "doc example")]
+//! # let now = Instant::now();
+//! let store = BalancerStore::new(BalancerParams::new("x"), [MemberParams::new("http://a")?], now)?;
+//! let member = store.snapshot().members()[0].clone();
+//! let rules = OutcomeRules::new().fail_on_status([503]);
+//! let service = ServiceBuilder::new()
+//!     .layer(RetryWindowLayer::new(member.clone(), Arc::new(rules)))
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         let mut r = Response::new(());
+//!         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+//!         Ok::<_, Infallible>(r)
+//!     }));
+//! let response = service.oneshot(Request::new(())).await?;
+//! assert_eq!(response.status(), 503); // passed on, as Apache does
+//! assert!(member.flags().contains(StatusFlags::IN_ERROR)); // and the member is in error
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::Response;
+use pin_project_lite::pin_project;
+use proxy_balancer_core::{BalancerParams, Member};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{BoxError, Error, ErrorKind};
+
+/// The balancer parameters that judge outcomes: `failonstatus` and `failontimeout`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutcomeRules {
+    /// `failonstatus`: statuses that put the member in error.
+    pub fail_on_status: Vec<u16>,
+    /// `failontimeout`: a read timeout puts the member in error.
+    pub fail_on_timeout: bool,
+}
+
+impl OutcomeRules {
+    /// No `failonstatus`, `failontimeout=Off`: only connect failures count.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            fail_on_status: Vec::new(),
+            fail_on_timeout: false,
+        }
+    }
+
+    /// The rules of a balancer.
+    #[must_use]
+    pub fn from_params(params: &BalancerParams) -> Self {
+        Self {
+            fail_on_status: params.fail_on_status.clone(),
+            fail_on_timeout: params.fail_on_timeout,
+        }
+    }
+
+    /// Sets `failonstatus`.
+    #[must_use]
+    pub fn fail_on_status(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.fail_on_status = statuses.into_iter().collect();
+        self
+    }
+
+    /// Sets `failontimeout`.
+    #[must_use]
+    pub const fn fail_on_timeout(mut self, on: bool) -> Self {
+        self.fail_on_timeout = on;
+        self
+    }
+}
+
+/// Wraps one member's service in a [`RetryWindow`]. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct RetryWindowLayer {
+    member: Member,
+    rules: Arc<OutcomeRules>,
+}
+
+impl RetryWindowLayer {
+    /// A layer for `member`, judging outcomes by `rules`.
+    #[must_use]
+    pub const fn new(member: Member, rules: Arc<OutcomeRules>) -> Self {
+        Self { member, rules }
+    }
+}
+
+impl<S> Layer<S> for RetryWindowLayer {
+    type Service = RetryWindow<S>;
+    fn layer(&self, inner: S) -> RetryWindow<S> {
+        RetryWindow::new(inner, self.member.clone(), Arc::clone(&self.rules))
+    }
+}
+
+/// One member's service, whose outcomes drive the member's error state. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct RetryWindow<S> {
+    inner: S,
+    member: Member,
+    rules: Arc<OutcomeRules>,
+}
+
+impl<S> RetryWindow<S> {
+    /// Wraps `inner`, the service of `member`.
+    pub const fn new(inner: S, member: Member, rules: Arc<OutcomeRules>) -> Self {
+        Self {
+            inner,
+            member,
+            rules,
+        }
+    }
+
+    /// The member whose outcomes this judges.
+    pub const fn member(&self) -> &Member {
+        &self.member
+    }
+
+    /// The rules it judges by.
+    pub fn rules(&self) -> &Arc<OutcomeRules> {
+        &self.rules
+    }
+
+    /// The wrapped service.
+    pub const fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> fmt::Debug for RetryWindow<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryWindow")
+            .field("member", &self.member.url())
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, B> Service<Req> for RetryWindow<S>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<B>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| self.judge(Error::from_member(e.into())))
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        ResponseFuture {
+            inner: self.inner.call(request),
+            member: self.member.clone(),
+            rules: Arc::clone(&self.rules),
+        }
+    }
+}
+
+impl<S> RetryWindow<S> {
+    fn judge(&self, error: Error) -> Error {
+        judge_error(&self.member, &self.rules, error)
+    }
+}
+
+/// The clock, through tokio so that paused-clock tests drive it.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
+    match error.kind() {
+        ErrorKind::Connect if member.mark_error(now()) => {
+            tracing::error!(
+                apache_id = "AH00959",
+                member = member.url(),
+                retry = ?member.retry_window(),
+                "disabling worker: connect failed"
+            );
+        }
+        ErrorKind::Timeout if rules.fail_on_timeout && member.mark_error(now()) => {
+            tracing::warn!(
+                apache_id = "AH02460",
+                member = member.url(),
+                "forcing worker into error state: timeout (failontimeout)"
+            );
+        }
+        _ => {}
+    }
+    let id = matches!(error.kind(), ErrorKind::Connect).then_some("AH01114");
+    error.with_member(member.url(), id)
+}
+
+pin_project! {
+    /// The future of [`RetryWindow`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        member: Member,
+        rules: Arc<OutcomeRules>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("member", &self.member.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<B>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        Poll::Ready(match ready!(this.inner.poll(cx)) {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if this.rules.fail_on_status.contains(&status) {
+                    if this.member.mark_error(now()) {
+                        tracing::warn!(
+                            apache_id = "AH01174",
+                            member = this.member.url(),
+                            status,
+                            "forcing worker into error state: status in failonstatus"
+                        );
+                    }
+                } else {
+                    this.member.state().note_success();
+                }
+                Ok(response)
+            }
+            Err(error) => Err(judge_error(
+                this.member,
+                this.rules,
+                Error::from_member(error.into()),
+            )),
+        })
+    }
+}
