@@ -2,43 +2,84 @@
 //! flags, sticky sessions with failover, health checks, retry windows and the
 //! balancer-manager, as tower Layers and Services.
 //!
-//! This is the crate to depend on. Today it re-exports the foundation,
-//! [`proxy-balancer-core`](proxy_balancer_core): the members of a balancer with Apache's
-//! parameters and status flags, the lock-free shared store, and the pick with Apache's
-//! lbmethods. The tower `Balancer` service, the sticky-route layer, health probes, the
-//! balancer-manager and the Apache config reader build on it.
+//! This is the crate to depend on. It holds the tower parts and re-exports the foundation,
+//! [`proxy-balancer-core`](proxy_balancer_core) (members with Apache's parameters and status
+//! flags, the lock-free shared store, the pick with Apache's lbmethods).
+//!
+//! | module | what | Apache |
+//! | --- | --- | --- |
+//! | [`balancer`] | the [`Balancer`] service: pick, forward, fail over, account | mod_proxy_balancer + mod_proxy |
+//! | [`retry_window`] | a member's outcomes drive its error state and `retry` window | `retry`, `failonstatus`, `failontimeout`, `+I` |
+//! | [`client`] | the pooled HTTP member client | worker `connectiontimeout`, `timeout`, `max`, `ttl`, `disablereuse`, `keepalive` |
+//! | [`proxy_pass`] | path mapping and proxy headers | `ProxyPass`, `ProxyPassReverse`, `X-Forwarded-*`, `ProxyPreserveHost` |
+//! | [`error`] | the crate [`Error`] and [`ErrorResponseLayer`] | 503 / 502 / 504 answers |
+//!
+//! Sticky-session extraction, health probes, the balancer-manager and the Apache config
+//! reader are on their way (see the README's status table).
 //!
 //! # Quick start
 //!
+//! A balancer over two members; here the members are in-process services, so the example
+//! runs without sockets. Over real backends, use [`client::MakeHttpMember`] instead of the
+//! closure (see `examples/reverse_proxy.rs`).
+//!
 //! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
 //! use std::time::Instant;
-//! use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, PickRequest};
 //!
-//! let mut balancer = BalancerParams::new("balancer://mycluster");
-//! balancer.set("stickysession", "ROUTEID")?;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Empty, Full};
+//! use proxy_balancer::balancer::ReplayBody;
+//! use proxy_balancer::{
+//!     Balancer, BalancerInfo, BalancerParams, BalancerStore, ErrorResponseLayer, Member,
+//!     MemberParams,
+//! };
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let mut params = BalancerParams::new("balancer://mycluster");
+//! params.set("lbmethod", "byrequests")?;
 //! let mut members = Vec::new();
-//! for (url, route) in [("http://127.0.0.1:8001", "node1"), ("http://127.0.0.1:8002", "node2")] {
+//! for (url, lf) in [("http://node1", "1"), ("http://node2", "2")] {
 //!     let mut m = MemberParams::new(url)?;
-//!     m.set("route", route)?;
+//!     m.set("loadfactor", lf)?;
 //!     members.push(m);
 //! }
-//! let now = Instant::now();
-//! let store = BalancerStore::new(balancer, members, now)?;
+//! # #[expect(clippy::disallowed_methods, reason = "doc example")]
+//! let store = Arc::new(BalancerStore::new(params, members, Instant::now())?);
 //!
-//! // A request carrying the route `node2` (e.g. `ROUTEID=.node2`) sticks to its member.
-//! let picked = store.pick(&PickRequest::new().with_route("node2"), now)?;
-//! assert_eq!(picked.member().url(), "http://127.0.0.1:8002");
-//! assert!(picked.is_sticky());
+//! let service = ServiceBuilder::new()
+//!     .layer(ErrorResponseLayer::new()) // errors become Apache's 503/502/504
+//!     .service(Balancer::new(Arc::clone(&store), |member: &Member| {
+//!         let name = member.url().to_owned();
+//!         service_fn(move |_req: Request<ReplayBody<Empty<Bytes>>>| {
+//!             let name = name.clone();
+//!             async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name)))) }
+//!         })
+//!     }));
 //!
-//! // When that member fails, the next pick fails over and flags the route change.
-//! picked.member().mark_error(now);
-//! drop(picked);
-//! let picked = store.pick(&PickRequest::new().with_route("node2"), now)?;
-//! assert_eq!(picked.member().url(), "http://127.0.0.1:8001");
-//! assert!(picked.route_changed());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let mut answers = Vec::new();
+//! for _ in 0..3 {
+//!     let response = service.clone().oneshot(Request::new(Empty::<Bytes>::new())).await?;
+//!     let info = response.extensions().get::<BalancerInfo>().cloned().expect("always set");
+//!     assert_eq!(info.balancer_name(), "balancer://mycluster");
+//!     answers.push(response.into_body().collect().await?.to_bytes());
+//! }
+//! // byrequests with load factors 1 and 2: node2, node1, node2 — Apache's order.
+//! assert_eq!(answers, ["http://node2", "http://node1", "http://node2"]);
+//!
+//! // Disable node2 as the balancer-manager would: the very next request avoids it.
+//! store.snapshot().members()[1].state().insert_flags(proxy_balancer::StatusFlags::DISABLED);
+//! let response = service.oneshot(Request::new(Empty::<Bytes>::new())).await?;
+//! assert_eq!(response.into_body().collect().await?.to_bytes(), "http://node1");
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! Features: none yet; everything above is in the default build.
 //!
 //! # From Apache to Rust
 //!
@@ -55,10 +96,16 @@
 //! | `maxattempts`, `nofailover`, `forcerecovery`, `stickysession` … | fields of [`BalancerParams`] |
 //! | worker shared memory (`busy`, `elected`, `lbstatus` …) | [`MemberState`] |
 //!
+//! | `ProxyPass / balancer://name/` | [`Balancer`] (with [`proxy_pass::ProxyPass`] for prefixes) |
+//! | `failonstatus`, `failontimeout`, `retry` | [`retry_window`] |
+//! | `BALANCER_*` environment variables | [`BalancerInfo`] response extension |
+//!
 //! # Examples
 //!
-//! `cargo run --release --example schedule -- 1 2 3` prints the pick order for load factors
-//! 1, 2 and 3 (`C B A C B C`, as Apache's).
+//! In the repository's `examples/`:
+//! - `cargo run --release --example reverse-proxy`: a reverse proxy over demo backends;
+//! - `cargo run --release --example schedule -- 1 2 3`: the pick order for load factors
+//!   1, 2 and 3 (`C B A C B C`, as Apache's).
 
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
