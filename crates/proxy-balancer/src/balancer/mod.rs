@@ -23,7 +23,7 @@
 //!
 //! Members are any tower services, one per member, made by a [`MakeMember`] (a closure
 //! `Fn(&Member) -> S` is one); the balancer wraps each in a
-//! [`RetryWindow`](crate::retry_window::RetryWindow), which judges its outcomes and drives
+//! [`RetryWindow`], which judges its outcomes and drives
 //! its error state. The balancer is always ready, cheap to clone, and safe to
 //! clone between `poll_ready` and `call`: no `Buffer` is needed.
 //!
