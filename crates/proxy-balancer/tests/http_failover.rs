@@ -164,3 +164,64 @@ async fn all_members_down_is_a_503_and_forcerecovery_retries_them() {
     let error = get(&balancer).await.expect_err("still in the retry window");
     assert!(error.contains("NoMember"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_backends_are_502s_or_failovers_and_never_leak_busy() {
+    use proxy_balancer_test::Mode;
+    let (backends, store, retrying) = setup(2, "60").await;
+    let apache_like = Balancer::new(Arc::clone(&store), MakeHttpMember::new());
+    for mode in [Mode::Garbage, Mode::CloseWithoutResponse, Mode::Reset] {
+        backends[0].set_mode(mode);
+        // As Apache: a POST whose member answers garbage or nothing is a 502.
+        let mut errors = 0;
+        for _ in 0..4 {
+            let request = Request::post("/form")
+                .body(Full::new(Bytes::from_static(b"a=1")))
+                .expect("valid");
+            match tokio::time::timeout(BOUND, apache_like.clone().oneshot(request))
+                .await
+                .expect("bounded")
+            {
+                Ok(response) => assert_eq!(response.status(), 200),
+                Err(e) => {
+                    assert_eq!(e.status(), 502, "{mode:?}: {e}");
+                    errors += 1;
+                }
+            }
+        }
+        assert!(errors > 0, "{mode:?}: the broken member was picked");
+        // With idempotent retries on, GETs go to the healthy member instead.
+        for _ in 0..4 {
+            assert_eq!(get(&retrying).await.as_deref(), Ok("backend-1"), "{mode:?}");
+        }
+        assert_eq!(busy(&store), 0, "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_response_releases_busy() {
+    let (backends, store, balancer) = setup(1, "60").await;
+    backends[0].set_body_size(4 << 20);
+    let request = Request::get("/big")
+        .body(Full::new(Bytes::new()))
+        .expect("valid");
+    let response = tokio::time::timeout(BOUND, balancer.oneshot(request))
+        .await
+        .expect("bounded")
+        .expect("an answer");
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(BOUND, body.frame())
+        .await
+        .expect("bounded")
+        .expect("a frame")
+        .expect("no error");
+    assert!(first.is_data());
+    assert_eq!(busy(&store), 1, "busy while the body streams");
+    drop(body);
+    assert_eq!(busy(&store), 0, "released when the client goes away");
+    let read = store.snapshot().members()[0].state().read();
+    assert!(
+        read > 15 && read < 4 << 20,
+        "only what was read is counted: {read}"
+    );
+}

@@ -225,6 +225,27 @@ where
                     let member = picked.member().clone();
                     match result {
                         Ok(response) => {
+                            // Beyond Apache, opted in: an idempotent request whose member
+                            // answered a failonstatus status goes to another member.
+                            let failed_status = this.shared.options.retry_idempotent
+                                && is_idempotent(&this.template.method)
+                                && snapshot_fails_on(this.shared, response.status());
+                            if failed_status {
+                                let left = this.attempts_left.get_or_insert(0);
+                                if *left > 0 && this.template.body.can_replay() {
+                                    *left -= 1;
+                                    this.tried.push(member.id());
+                                    tracing::info!(
+                                        member = member.url(),
+                                        status = response.status().as_u16(),
+                                        "retrying an idempotent request on another member"
+                                    );
+                                    drop(response);
+                                    drop(picked);
+                                    this.state.set(State::Pick);
+                                    continue;
+                                }
+                            }
                             let (mut parts, body) = response.into_parts();
                             // Apache counts the status line without its CRLF.
                             let reason = parts.status.canonical_reason().unwrap_or("");
@@ -289,6 +310,16 @@ where
             }
         }
     }
+}
+
+/// Whether the balancer's `failonstatus` lists `status`.
+fn snapshot_fails_on<M: MakeMember>(shared: &Shared<M>, status: http::StatusCode) -> bool {
+    shared
+        .store
+        .load()
+        .params()
+        .fail_on_status
+        .contains(&status.as_u16())
 }
 
 /// RFC 9110 §9.2.2: methods whose intended effect is the same when repeated.

@@ -366,6 +366,45 @@ async fn idempotent_requests_are_retried_only_when_asked() {
     );
 }
 
+#[tokio::test]
+async fn idempotent_requests_retry_a_failonstatus_answer_when_asked() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Status(503));
+    let store = store(2, &[("failonstatus", "503")]);
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options);
+    let response = balancer.clone().oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(body_text(response).await, "http://m1");
+    assert!(
+        !store.snapshot().members()[0].is_usable(),
+        "m0 put in error"
+    );
+    // A POST gets the member's answer, as in Apache.
+    store.snapshot().members()[0]
+        .state()
+        .remove_flags(StatusFlags::IN_ERROR);
+    store.reset_lb();
+    let response = balancer.oneshot(post("x")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(busy_total(&store), 1, "the 503's body is still held");
+    drop(response);
+    assert_eq!(busy_total(&store), 0);
+}
+
+#[tokio::test]
+async fn max_attempts_zero_means_one_try() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    let store = store(2, &[("maxattempts", "0")]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let error = balancer.clone().oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connect);
+    // The next request goes to m1 (m0 is in error now).
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+}
+
 #[tokio::test(start_paused = true)]
 async fn waits_up_to_the_balancer_timeout_for_a_member() {
     let backends = Backends::default();
