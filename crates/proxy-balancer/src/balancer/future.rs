@@ -205,6 +205,13 @@ where
                                 continue;
                             }
                             let retry_after = earliest_retry(snapshot, now);
+                            if retry_after.is_some() {
+                                tracing::debug!(
+                                    apache_id = "AH00933",
+                                    balancer = %snapshot.params().name,
+                                    "members in error: too soon to retry"
+                                );
+                            }
                             tracing::warn!(
                                 apache_id = error.apache_id(),
                                 balancer = %snapshot.params().name,

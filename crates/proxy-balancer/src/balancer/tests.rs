@@ -24,6 +24,7 @@ enum Mode {
     Timeout,
     Hang,
     Broken,
+    ReadThenBroken,
 }
 
 type TestMember = tower::util::BoxCloneSyncService<
@@ -68,6 +69,9 @@ impl Backends {
                         backends.seen.lock().push((url.clone(), body));
                         match mode {
                             Mode::ReadThenRefuse => Err(Error::connect("refused late").into()),
+                            Mode::ReadThenBroken => {
+                                Err(Box::new(std::io::Error::other("reset mid-request")).into())
+                            }
                             Mode::Status(code) => {
                                 let mut r = Response::new(Full::new(Bytes::from(url)));
                                 *r.status_mut() = StatusCode::from_u16(code)?;
@@ -390,6 +394,45 @@ async fn idempotent_requests_retry_a_failonstatus_answer_when_asked() {
     assert_eq!(busy_total(&store), 1, "the 503's body is still held");
     drop(response);
     assert_eq!(busy_total(&store), 0);
+}
+
+#[tokio::test]
+async fn put_is_replayed_only_when_opted_in_and_under_the_limit() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::ReadThenBroken);
+    let put = |body: &'static str| {
+        let mut r = post(body);
+        *r.method_mut() = http::Method::PUT;
+        r
+    };
+    let store = store(2, &[]);
+    let options = BalancerOptions::default()
+        .retry_idempotent(true)
+        .replay_limit(8);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options);
+    let response = balancer.clone().oneshot(put("small")).await.unwrap();
+    assert_eq!(
+        body_text(response).await,
+        "http://m1",
+        "replayed under the limit"
+    );
+    store.reset_lb();
+    let error = balancer
+        .oneshot(put("larger than eight"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Upstream,
+        "over the limit: not replayed"
+    );
+    let seen: Vec<_> = backends
+        .seen
+        .lock()
+        .iter()
+        .map(|(m, _)| m.clone())
+        .collect();
+    assert_eq!(seen, ["http://m0", "http://m1", "http://m0"]);
 }
 
 #[tokio::test]
