@@ -14,6 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use proxy_balancer::balancer::BalancerOptions;
 use proxy_balancer::client::MakeHttpMember;
 use proxy_balancer::error::ErrorResponse;
+use proxy_balancer::proxy_pass::{prepare_request_headers, strip_hop_by_hop, ForwardedHeaders};
 use proxy_balancer::{Balancer, BalancerParams, BalancerStore, ErrorResponseLayer, MemberParams};
 use proxy_balancer_test::TestBackend;
 use tokio::net::TcpListener;
@@ -99,7 +100,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let hyper_service = TowerToHyperService::new(service.clone());
+                let hyper_service = TowerToHyperService::new(forwarding(service.clone(), peer));
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), hyper_service)
                     .into_owned();
@@ -121,6 +122,32 @@ pub async fn serve(
         tracing::warn!("connections still open after {DRAIN:?}; closing");
     }
     Ok(())
+}
+
+/// The hop to the member as mod_proxy makes it: hop-by-hop headers removed both ways,
+/// `X-Forwarded-For`/`-Host` added, and `Host` left for the member client to set to the
+/// member's (`ProxyPreserveHost Off`).
+fn forwarding(
+    service: ProxyService,
+    peer: SocketAddr,
+) -> impl tower::Service<
+    http::Request<Incoming>,
+    Response = <ProxyService as tower::Service<http::Request<Incoming>>>::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    use tower::ServiceExt;
+    let forwarded = ForwardedHeaders::new();
+    service
+        .map_request(move |mut request: http::Request<Incoming>| {
+            // An empty member authority removes Host; the member client sets the member's.
+            prepare_request_headers(request.headers_mut(), &forwarded, Some(peer.ip()), "");
+            request
+        })
+        .map_response(|mut response: http::Response<_>| {
+            strip_hop_by_hop(response.headers_mut());
+            response
+        })
 }
 
 /// Binds `listen` and returns the listener with its actual address (port 0 picks one).

@@ -1,0 +1,98 @@
+//! The axum-app example, served on loopback and driven by a real client: the app's own
+//! route, balancing and failover through the router's fallback, and Apache's 503.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use examples::{bind, demo_store, start_demo_backends};
+use http::Request;
+use http_body_util::Full;
+use proxy_balancer_test::TestClient;
+
+#[expect(
+    dead_code,
+    reason = "the example's `main` and its arguments are not used here"
+)]
+#[path = "../axum_app.rs"]
+mod axum_app;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_answers_its_route_and_balances_the_rest() {
+    let backends = start_demo_backends(3).await.expect("loopback ports");
+    let store = demo_store(&backends).expect("valid demo");
+    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("a loopback port");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(axum_app::serve(listener, store, async {
+        let _ = stopped.await;
+    }));
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+
+    // The app's own route: no backend sees it.
+    let response = client
+        .get(&format!("http://{addr}/hello"))
+        .await
+        .expect("an answer");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), axum_app::HELLO);
+    assert!(response.header("x-backend").is_none());
+    assert!(backends.iter().all(|b| b.hits() == 0));
+
+    // Everything else is balanced, path and query untouched.
+    let url = format!("http://{addr}/api/items?page=2");
+    let mut names = Vec::new();
+    for _ in 0..6 {
+        let response = client.get(&url).await.expect("an answer");
+        assert_eq!(response.status, 200);
+        names.push(
+            response
+                .header("x-backend")
+                .expect("set by the backend")
+                .to_owned(),
+        );
+    }
+    assert_eq!(names, ["backend-1", "backend-2", "backend-3"].repeat(2));
+    let seen = backends[0].last_request().expect("one request");
+    assert_eq!(seen.path_and_query, "/api/items?page=2");
+
+    // A request body goes through axum's body type to the member.
+    let post = Request::post(format!("http://{addr}/submit"))
+        .body(Full::new(Bytes::from_static(b"name=value")))
+        .expect("a valid request");
+    let response = client.request(post).await.expect("an answer");
+    assert_eq!(response.status, 200);
+    let backend = backends
+        .iter()
+        .find(|b| Some(b.name()) == response.header("x-backend"))
+        .expect("one of ours answered");
+    assert_eq!(backend.last_request().expect("the post").body, "name=value");
+
+    // A backend goes away: no client-visible error, and it gets nothing more.
+    backends[1].stop().await;
+    for _ in 0..6 {
+        let response = client.get(&url).await.expect("an answer");
+        assert_eq!(response.status, 200);
+        assert_ne!(response.header("x-backend"), Some("backend-2"));
+    }
+
+    // All gone: Apache's 503 with Retry-After, through the app; its own route still works.
+    backends[0].stop().await;
+    backends[2].stop().await;
+    let response = client.get(&url).await.expect("an answer");
+    assert_eq!(response.status, 503);
+    assert!(response.header("retry-after").is_some());
+    let response = client
+        .get(&format!("http://{addr}/hello"))
+        .await
+        .expect("an answer");
+    assert_eq!(response.status, 200);
+
+    stop.send(()).expect("the server is running");
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stops within the bound")
+        .expect("no panic")
+        .expect("no error");
+}
