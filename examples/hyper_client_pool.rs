@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Uri};
 use http::{header, Request, Response};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
@@ -27,6 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use proxy_balancer::balancer::{BalancerOptions, ReplayBody};
+use proxy_balancer::client::member_uri;
 use proxy_balancer::{Balancer, BalancerInfo, BoxError, Error, Member};
 use tower::{Service, ServiceExt};
 
@@ -47,9 +47,8 @@ pub(crate) fn user_client() -> UserClient {
 /// One member's service: the request goes to the member's URL (its path prefixed) through
 /// the shared `client`.
 ///
-/// Failures the balancer should fail over on are returned as [`Error::connect`]; anything
-/// else as [`Error::upstream`] (a 502). With hyper-util's client, returning its error boxed
-/// would do as well: the balancer recognises hyper-util's connect errors by itself.
+/// [`Error::classify`] tells the balancer which failures to fail over on (connect errors)
+/// and which are 502s (the rest).
 pub(crate) fn member_service<B>(
     client: &UserClient,
     member: &Member,
@@ -59,32 +58,18 @@ where
     B::Error: Into<BoxError>,
 {
     let client = client.clone();
-    let base = member.params().url.clone();
+    let member = member.clone();
     tower::service_fn(move |mut request: Request<ReplayBody<B>>| {
         let client = client.clone();
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or("/", PathAndQuery::as_str);
-        let uri = format!(
-            "{}://{}{}{target}",
-            base.scheme(),
-            base.authority(),
-            base.path()
-        );
+        let target = member_uri(&member, request.uri());
         async move {
-            *request.uri_mut() = uri.parse::<Uri>().map_err(Error::upstream)?;
+            *request.uri_mut() = target?;
             // `ProxyPreserveHost Off`: the client sets the member's own `Host` from the URI.
             request.headers_mut().remove(header::HOST);
             // The balancer's replayable body is boxed into the client's body type.
             let request = request.map(BodyExt::boxed);
-            client.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    Error::connect(e)
-                } else {
-                    Error::upstream(e)
-                }
-            })
+            // Connect failures make the balancer fail over; the rest are 502s.
+            client.request(request).await.map_err(Error::classify)
         }
     })
 }

@@ -180,18 +180,40 @@ impl<B> HttpMember<B> {
             .authority
             .clone()
             .ok_or("the member URL has no valid authority")?;
-        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let path_and_query: PathAndQuery = if self.base_path.is_empty() {
-            path.parse()?
-        } else {
-            format!("{}{path}", self.base_path).parse()?
-        };
-        Ok(Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(authority)
-            .path_and_query(path_and_query)
-            .build()?)
+        join(self.scheme.clone(), authority, &self.base_path, uri)
     }
+}
+
+/// The URI a request for `uri` goes to on `member`: the member's scheme and authority, its
+/// path prefix, then `uri`'s path and query (`http://10.0.0.1:8080/app` and `/x?y` give
+/// `http://10.0.0.1:8080/app/x?y`). For member services of your own.
+///
+/// # Errors
+///
+/// [`ErrorKind::Upstream`](crate::ErrorKind::Upstream) if the result is not a valid URI.
+pub fn member_uri(member: &Member, uri: &Uri) -> Result<Uri, Error> {
+    let url = &member.params().url;
+    let scheme = if url.scheme() == "https" {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    let authority: Authority = url.authority().parse().map_err(Error::upstream)?;
+    join(scheme, authority, url.path(), uri).map_err(Error::upstream)
+}
+
+fn join(scheme: Scheme, authority: Authority, base_path: &str, uri: &Uri) -> Result<Uri, BoxError> {
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let path_and_query: PathAndQuery = if base_path.is_empty() {
+        path.parse()?
+    } else {
+        format!("{base_path}{path}").parse()?
+    };
+    Ok(Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()?)
 }
 
 impl<B> Service<Request<ReplayBody<B>>> for HttpMember<B>
@@ -271,5 +293,34 @@ impl Future for HttpMemberFuture {
             Ok(Err(e)) => Err(Error::from_member(Box::new(e))),
             Err(elapsed) => Err(Error::timeout(elapsed)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
+
+    #[test]
+    fn member_uris() {
+        let store = BalancerStore::new(
+            BalancerParams::new("t"),
+            [
+                MemberParams::new("http://10.0.0.1:8080/app").unwrap(),
+                MemberParams::new("http://b").unwrap(),
+            ],
+            tokio::time::Instant::now().into_std(),
+        )
+        .unwrap();
+        let snapshot = store.snapshot();
+        let [a, b] = [&snapshot.members()[0], &snapshot.members()[1]];
+        let uri: Uri = "/x?y=1".parse().unwrap();
+        assert_eq!(
+            member_uri(a, &uri).unwrap(),
+            "http://10.0.0.1:8080/app/x?y=1"
+        );
+        assert_eq!(member_uri(b, &uri).unwrap(), "http://b/x?y=1");
+        let absolute: Uri = "http://front/z".parse().unwrap();
+        assert_eq!(member_uri(b, &absolute).unwrap(), "http://b/z");
     }
 }

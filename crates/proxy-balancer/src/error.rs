@@ -110,9 +110,15 @@ impl Error {
         e
     }
 
-    /// Classifies a member service's error: ours as they are; hyper-util's connect errors
-    /// and I/O errors that mean "not connected" as [`ErrorKind::Connect`]; a timer's elapsed
-    /// as [`ErrorKind::Timeout`]; the rest as [`ErrorKind::Upstream`].
+    /// Classifies a member service's error as the balancer does: ours as they are;
+    /// hyper-util's connect errors and I/O errors that mean "not connected" as
+    /// [`ErrorKind::Connect`] (the balancer fails over); a timer's elapsed as
+    /// [`ErrorKind::Timeout`]; the rest as [`ErrorKind::Upstream`]. The whole source chain
+    /// is looked at.
+    pub fn classify(error: impl Into<BoxError>) -> Self {
+        Self::from_member(error.into())
+    }
+
     pub(crate) fn from_member(error: BoxError) -> Self {
         let error = match error.downcast::<Self>() {
             Ok(ours) => return *ours,
