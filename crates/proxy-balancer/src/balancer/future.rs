@@ -237,21 +237,18 @@ where
                             let failed_status = this.shared.options.retry_idempotent
                                 && is_idempotent(&this.template.method)
                                 && snapshot_fails_on(this.shared, response.status());
-                            if failed_status {
-                                let left = this.attempts_left.get_or_insert(0);
-                                if *left > 0 && this.template.body.can_replay() {
-                                    *left -= 1;
-                                    this.tried.push(member.id());
-                                    tracing::info!(
-                                        member = member.url(),
-                                        status = response.status().as_u16(),
-                                        "retrying an idempotent request on another member"
-                                    );
-                                    drop(response);
-                                    drop(picked);
-                                    this.state.set(State::Pick);
-                                    continue;
-                                }
+                            if failed_status
+                                && try_again(this.tried, this.attempts_left, this.template, &member)
+                            {
+                                tracing::info!(
+                                    member = member.url(),
+                                    status = response.status().as_u16(),
+                                    "retrying an idempotent request on another member"
+                                );
+                                drop(response);
+                                drop(picked);
+                                this.state.set(State::Pick);
+                                continue;
                             }
                             let (mut parts, body) = response.into_parts();
                             // Apache counts the status line without its CRLF.
@@ -274,10 +271,12 @@ where
                             match error.kind() {
                                 ErrorKind::Connect => {
                                     // The member's RetryWindow has put it in error.
-                                    this.tried.push(member.id());
-                                    let left = this.attempts_left.get_or_insert(0);
-                                    if *left > 0 && this.template.body.can_replay() {
-                                        *left -= 1;
+                                    if try_again(
+                                        this.tried,
+                                        this.attempts_left,
+                                        this.template,
+                                        &member,
+                                    ) {
                                         this.state.set(State::Pick);
                                         continue;
                                     }
@@ -291,10 +290,12 @@ where
                                     if this.shared.options.retry_idempotent
                                         && is_idempotent(&this.template.method) =>
                                 {
-                                    this.tried.push(member.id());
-                                    let left = this.attempts_left.get_or_insert(0);
-                                    if *left > 0 && this.template.body.can_replay() {
-                                        *left -= 1;
+                                    if try_again(
+                                        this.tried,
+                                        this.attempts_left,
+                                        this.template,
+                                        &member,
+                                    ) {
                                         tracing::info!(
                                             member = member.url(),
                                             error = %error,
@@ -316,6 +317,24 @@ where
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
+    }
+}
+
+/// After a failed try on `member`: notes it as tried and says whether another try may
+/// follow (attempts left, and the body can be sent again); if so, counts the attempt.
+fn try_again<B>(
+    tried: &mut Vec<MemberId>,
+    attempts_left: &mut Option<u32>,
+    template: &Template<B>,
+    member: &proxy_balancer_core::Member,
+) -> bool {
+    tried.push(member.id());
+    let left = attempts_left.get_or_insert(0);
+    if *left > 0 && template.body.can_replay() {
+        *left -= 1;
+        true
+    } else {
+        false
     }
 }
 
