@@ -288,22 +288,21 @@ where
                                 }
                                 ErrorKind::Upstream
                                     if this.shared.options.retry_idempotent
-                                        && is_idempotent(&this.template.method) =>
+                                        && is_idempotent(&this.template.method)
+                                        && try_again(
+                                            this.tried,
+                                            this.attempts_left,
+                                            this.template,
+                                            &member,
+                                        ) =>
                                 {
-                                    if try_again(
-                                        this.tried,
-                                        this.attempts_left,
-                                        this.template,
-                                        &member,
-                                    ) {
-                                        tracing::info!(
-                                            member = member.url(),
-                                            error = %error,
-                                            "retrying an idempotent request on another member"
-                                        );
-                                        this.state.set(State::Pick);
-                                        continue;
-                                    }
+                                    tracing::info!(
+                                        member = member.url(),
+                                        error = %error,
+                                        "retrying an idempotent request on another member"
+                                    );
+                                    this.state.set(State::Pick);
+                                    continue;
                                 }
                                 _ => {}
                             }
