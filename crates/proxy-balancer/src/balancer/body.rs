@@ -36,7 +36,8 @@ struct Replay<B> {
 /// attempt replays the kept bytes, then goes on reading. A body that was never read (the
 /// connection failed first) can always be sent again; one read past the limit cannot.
 pub struct ReplayBody<B> {
-    shared: Arc<parking_lot::Mutex<Replay<B>>>,
+    /// `None` for a body that is empty from the start (most GETs): nothing to keep, no lock.
+    shared: Option<Arc<parking_lot::Mutex<Replay<B>>>>,
     attempt: u64,
     /// Chunks of `shared.chunks` replayed so far by this copy.
     replayed: usize,
@@ -53,8 +54,18 @@ where
     pub(crate) fn new(body: B, limit: usize) -> Self {
         let hint = body.size_hint();
         let ended = body.is_end_stream();
+        if ended {
+            return Self {
+                shared: None,
+                attempt: 0,
+                replayed: 0,
+                trailers_sent: false,
+                hint,
+                member: None,
+            };
+        }
         Self {
-            shared: Arc::new(parking_lot::Mutex::new(Replay {
+            shared: Some(Arc::new(parking_lot::Mutex::new(Replay {
                 body: (!ended).then(|| Box::pin(body)),
                 chunks: Vec::new(),
                 len: 0,
@@ -63,7 +74,7 @@ where
                 trailers: None,
                 ended,
                 current: 0,
-            })),
+            }))),
             attempt: 0,
             replayed: 0,
             trailers_sent: false,
@@ -77,13 +88,23 @@ impl<B> ReplayBody<B> {
     /// A copy for the next attempt, counting what it sends to `member`; `None` if the body
     /// cannot be sent again.
     pub(crate) fn next_attempt(&self, member: &Member) -> Option<Self> {
-        let mut shared = self.shared.lock();
+        let Some(shared_arc) = &self.shared else {
+            return Some(Self {
+                shared: None,
+                attempt: 0,
+                replayed: 0,
+                trailers_sent: false,
+                hint: self.hint,
+                member: None,
+            });
+        };
+        let mut shared = shared_arc.lock();
         if shared.overflowed {
             return None;
         }
         shared.current += 1;
         Some(Self {
-            shared: Arc::clone(&self.shared),
+            shared: Some(Arc::clone(shared_arc)),
             attempt: shared.current,
             replayed: 0,
             trailers_sent: false,
@@ -94,7 +115,7 @@ impl<B> ReplayBody<B> {
 
     /// Whether what was read so far is kept (the body can be sent again).
     pub(crate) fn can_replay(&self) -> bool {
-        !self.shared.lock().overflowed
+        self.shared.as_ref().map_or(true, |s| !s.lock().overflowed)
     }
 }
 
@@ -111,7 +132,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let mut shared = this.shared.lock();
+        let Some(shared) = &this.shared else {
+            return Poll::Ready(None);
+        };
+        let mut shared = shared.lock();
         if shared.current != this.attempt {
             return Poll::Ready(Some(Err(
                 "request body taken over by a later attempt".into()
@@ -175,7 +199,10 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        let shared = self.shared.lock();
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let shared = shared.lock();
         shared.current == self.attempt
             && shared.ended
             && self.replayed >= shared.chunks.len()

@@ -232,16 +232,17 @@ impl<M: MakeMember> Shared<M> {
     /// The current snapshot and its member services: one load, plus a rebuild when the
     /// store has a newer snapshot (new members get services; others keep theirs unless
     /// their parameters changed).
-    pub(crate) fn view(&self) -> Arc<View<RetryWindow<M::Service>>> {
-        let view = self.view.load_full();
+    pub(crate) fn view(&self) -> arc_swap::Guard<Arc<View<RetryWindow<M::Service>>>> {
+        let view = self.view.load();
         if Arc::ptr_eq(&view.snapshot, &self.store.load()) {
             return view;
         }
+        drop(view);
         let _serialised = self.rebuild.lock();
         let view = self.view.load_full();
         let snapshot = self.store.snapshot();
         if Arc::ptr_eq(&view.snapshot, &snapshot) {
-            return view;
+            return self.view.load();
         }
         let rules = Arc::new(OutcomeRules::from_params(snapshot.params()));
         let services = snapshot
@@ -258,9 +259,8 @@ impl<M: MakeMember> Shared<M> {
                 RetryWindow::new(inner, m.clone(), Arc::clone(&rules))
             })
             .collect();
-        let fresh = Arc::new(View { snapshot, services });
-        self.view.store(Arc::clone(&fresh));
-        fresh
+        self.view.store(Arc::new(View { snapshot, services }));
+        self.view.load()
     }
 }
 
