@@ -115,6 +115,7 @@ pub mod client;
 pub mod error;
 pub mod proxy_pass;
 pub mod retry_window;
+pub mod sticky_route;
 
 pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};

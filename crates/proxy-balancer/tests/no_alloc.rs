@@ -1,0 +1,61 @@
+//! The hot paths allocate nothing: finding (or not finding) a session route, and a byrequests
+//! pick of the core. Counted with an instrumented global allocator, in a test binary of its
+//! own so that nothing else runs while it counts.
+
+use std::alloc::System;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderValue, Uri};
+use proxy_balancer::sticky_route::RouteExtractor;
+use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, PickRequest};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+#[test]
+fn route_extraction_and_picks_do_not_allocate() {
+    let mut params = BalancerParams::new("alloc");
+    params
+        .set("stickysession", "JSESSIONID|jsessionid")
+        .expect("valid");
+    let extractor = RouteExtractor::from_params(&params).expect("sticky");
+    let mut with_route = HeaderMap::new();
+    with_route.insert(
+        header::COOKIE,
+        HeaderValue::from_static("a=1; b=2; JSESSIONID=6736BCF34.node1; c=3; d=4"),
+    );
+    let mut without_route = HeaderMap::new();
+    without_route.insert(
+        header::COOKIE,
+        HeaderValue::from_static("a=1; b=2; c=3; d=4; e=5"),
+    );
+    let uri: Uri = "/app/page?x=1&y=2".parse().expect("valid");
+    let uri_with_route: Uri = "/app;jsessionid=A.node2/page".parse().expect("valid");
+
+    let now = tokio::time::Instant::now().into_std();
+    let members = (0..16).map(|i| MemberParams::new(&format!("http://m{i}")).expect("valid"));
+    let store = Arc::new(BalancerStore::new(params.clone(), members, now).expect("valid"));
+    // Warm up: the byrequests cycle is built after a streak of plain picks.
+    for _ in 0..64 {
+        drop(store.pick(&PickRequest::new(), now).expect("usable"));
+    }
+
+    let region = Region::new(GLOBAL);
+    for _ in 0..100 {
+        assert!(extractor.extract(&uri, &without_route).is_none());
+        assert_eq!(
+            extractor.extract(&uri, &with_route).map(|f| f.route),
+            Some("node1")
+        );
+        assert_eq!(
+            extractor
+                .extract(&uri_with_route, &with_route)
+                .map(|f| f.route),
+            Some("node2")
+        );
+        drop(store.pick(&PickRequest::new(), now).expect("usable"));
+    }
+    let stats = region.change();
+    assert_eq!(stats.allocations, 0, "{stats:?}");
+}
