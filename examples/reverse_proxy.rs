@@ -68,6 +68,7 @@ async fn main() -> Result<(), Report> {
         )?;
     }
     writeln!(out, "try:  curl -i http://{addr}/")?;
+    writeln!(out, "      curl -i --cookie ROUTEID=.node2 http://{addr}/")?;
     writeln!(out, "Ctrl-C stops it.")?;
     drop(out);
 

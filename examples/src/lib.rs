@@ -15,6 +15,7 @@ use proxy_balancer::balancer::BalancerOptions;
 use proxy_balancer::client::MakeHttpMember;
 use proxy_balancer::error::ErrorResponse;
 use proxy_balancer::proxy_pass::{prepare_request_headers, strip_hop_by_hop, ForwardedHeaders};
+use proxy_balancer::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
 use proxy_balancer::{Balancer, BalancerParams, BalancerStore, ErrorResponseLayer, MemberParams};
 use proxy_balancer_test::TestBackend;
 use tokio::net::TcpListener;
@@ -22,9 +23,9 @@ use tokio::net::TcpListener;
 /// A boxed error, what the examples return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The service a proxy serves: the balancer over HTTP members, with errors turned into
-/// Apache's responses.
-pub type ProxyService = ErrorResponse<Balancer<MakeHttpMember<Incoming>>>;
+/// The service a proxy serves: sticky routes, the balancer over HTTP members, and errors
+/// turned into Apache's responses.
+pub type ProxyService = ErrorResponse<StickyRoute<Balancer<MakeHttpMember<Incoming>>>>;
 
 /// How long connections may take to finish after a shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -63,14 +64,17 @@ pub fn demo_store(backends: &[TestBackend]) -> Result<Arc<BalancerStore>, BoxErr
     Ok(Arc::new(BalancerStore::new(params, members, now)?))
 }
 
-/// The proxy service over a store: the balancer with the built-in HTTP client, idempotent
-/// requests retried on another member, errors answered as Apache does.
+/// The proxy service over a store: the session route read from the request (and the route
+/// cookie set when it changes, as Apache's `Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED`),
+/// the balancer with the built-in HTTP client, idempotent requests retried on another
+/// member, errors answered as Apache does.
 #[must_use]
 pub fn proxy_service(store: Arc<BalancerStore>) -> ProxyService {
     let options = BalancerOptions::default().retry_idempotent(true);
-    let balancer = Balancer::with_options(store, MakeHttpMember::new(), options);
+    let balancer = Balancer::with_options(Arc::clone(&store), MakeHttpMember::new(), options);
     tower::ServiceBuilder::new()
         .layer(ErrorResponseLayer::new())
+        .layer(StickyRouteLayer::new(store).with_cookie(RouteCookie::new()))
         .service(balancer)
 }
 

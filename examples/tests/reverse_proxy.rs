@@ -40,6 +40,24 @@ async fn the_demo_balances_fails_over_and_stops_cleanly() {
         "/hello"
     );
 
+    // The first visit got its route cookie; a request with it sticks and gets none.
+    let sticky = http::Request::get(&url)
+        .header(http::header::COOKIE, "ROUTEID=.node3")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("valid");
+    for _ in 0..3 {
+        let response = client.request(sticky.clone()).await.expect("an answer");
+        assert_eq!(response.header("x-backend"), Some("backend-3"));
+        assert_eq!(response.header("set-cookie"), None);
+    }
+    let fresh = client.get(&url).await.expect("an answer");
+    assert!(
+        fresh
+            .header("set-cookie")
+            .is_some_and(|c| c.starts_with("ROUTEID=.node")),
+        "a balanced request gets its route cookie"
+    );
+
     // A backend goes away: no client-visible error.
     backends[1].stop().await;
     for _ in 0..6 {
