@@ -1,0 +1,181 @@
+//! What a configuration says, directive by directive, with where each thing was written.
+//!
+//! Values are kept as written (unquoted); they were checked when the text was parsed, and
+//! [`Config::balancers`] turns them into the core's types.
+
+use std::time::Duration;
+
+/// A place in the configuration text: 1-based line and column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    /// The line, from 1.
+    pub line: u32,
+    /// The column (in characters), from 1.
+    pub column: u32,
+}
+
+/// One `key=value` parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// The key as written (Apache's keys are case-insensitive).
+    pub key: String,
+    /// The value, unquoted.
+    pub value: String,
+    /// Where the key starts.
+    pub span: Span,
+}
+
+/// A `BalancerMember url key=value …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberConfig {
+    /// The member URL as written.
+    pub url: String,
+    /// Its parameters in order (worker parameters, `loadfactor`, and the `hc*` ones).
+    pub params: Vec<Param>,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
+/// A balancer: its `<Proxy "balancer://name">` block, the `ProxySet`s and `ProxyPass`
+/// parameters that apply to it, and its members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalancerConfig {
+    /// `balancer://name`, lower-cased as Apache does.
+    pub name: String,
+    /// Balancer parameters in the order they were given (`ProxySet`, `ProxyPass … key=value`).
+    pub params: Vec<Param>,
+    /// The members in configuration order.
+    pub members: Vec<MemberConfig>,
+    /// Where the balancer was first defined.
+    pub span: Span,
+}
+
+/// Where a `ProxyPass` sends requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyTarget {
+    /// `balancer://name/sub`: a balancer (lower-cased name) and the path after it.
+    Balancer {
+        /// `balancer://name`.
+        name: String,
+        /// The path after the name (`/sub`, or empty).
+        path: String,
+    },
+    /// A plain backend URL (a worker of its own).
+    Url(String),
+    /// `ProxyPass path !`: not proxied.
+    Exclude,
+}
+
+/// A `ProxyPass path target key=value …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyPassConfig {
+    /// The front path prefix.
+    pub path: String,
+    /// Where it goes.
+    pub target: ProxyTarget,
+    /// Its parameters (balancer parameters for a balancer target).
+    pub params: Vec<Param>,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
+/// A `ProxyPassReverse path url`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyPassReverseConfig {
+    /// The front path prefix.
+    pub path: String,
+    /// The backend URL (or `balancer://name/sub`).
+    pub target: String,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
+/// A `ProxyHCTemplate name key=value …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HcTemplate {
+    /// The template's name.
+    pub name: String,
+    /// Its `hc*` parameters.
+    pub params: Vec<Param>,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
+/// A `ProxyHCExpr name {expression}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HcExpr {
+    /// The expression's name.
+    pub name: String,
+    /// The expression between the braces, as written.
+    pub expr: String,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
+/// A `Header [always] add|set|append NAME "value" [env=VAR]` directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderDirective {
+    /// `always` was given.
+    pub always: bool,
+    /// `add`, `set` or `append`, lower-cased.
+    pub action: String,
+    /// The header name as written.
+    pub name: String,
+    /// The value as written, with its `%{VAR}e` references.
+    pub value: String,
+    /// The `env=VAR` condition, if any (`!VAR` negations kept as written).
+    pub env: Option<String>,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
+/// A `<Location "/path">` block with `SetHandler balancer-manager`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagerLocation {
+    /// The location path.
+    pub path: String,
+    /// Each `Require …` line inside, without the word `Require` (e.g. `ip 127.0.0.1`).
+    pub requires: Vec<String>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// A directive that was read but is not about balancing (`LoadModule`, `Listen` …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The directive's name as written.
+    pub directive: String,
+    /// Where it starts.
+    pub span: Span,
+}
+
+/// Everything a configuration says about balancing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The balancers, in the order they were first defined.
+    pub balancers: Vec<BalancerConfig>,
+    /// The `ProxyPass` directives in order.
+    pub proxy_passes: Vec<ProxyPassConfig>,
+    /// The `ProxyPassReverse` directives in order.
+    pub proxy_pass_reverses: Vec<ProxyPassReverseConfig>,
+    /// The `ProxyHCTemplate`s.
+    pub hc_templates: Vec<HcTemplate>,
+    /// The `ProxyHCExpr`s.
+    pub hc_exprs: Vec<HcExpr>,
+    /// The `Header` directives.
+    pub headers: Vec<HeaderDirective>,
+    /// The balancer-manager locations.
+    pub manager_locations: Vec<ManagerLocation>,
+    /// `BalancerGrowth`.
+    pub balancer_growth: Option<u32>,
+    /// `BalancerPersist`.
+    pub balancer_persist: Option<bool>,
+    /// `BalancerInherit`.
+    pub balancer_inherit: Option<bool>,
+    /// `ProxyTimeout`.
+    pub proxy_timeout: Option<Duration>,
+    /// Directives that are not about balancing, skipped.
+    pub skipped: Vec<Skipped>,
+}
