@@ -1,0 +1,195 @@
+//! Apache syntax back from a [`Config`].
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+use crate::ast::{Config, Param, ProxyTarget, Span};
+
+/// A word as Apache reads it back: quoted when it is empty or holds blanks or quotes.
+fn word(s: &str) -> Cow<'_, str> {
+    let plain = !s.is_empty()
+        && !s.starts_with(['"', '\'', '<'])
+        && !s.chars().any(|c| c.is_whitespace() || c == '"')
+        && !s.ends_with('\\');
+    if plain {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(quoted(s))
+    }
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\\\""))
+}
+
+fn params(out: &mut String, params: &[Param]) {
+    for p in params {
+        out.push(' ');
+        out.push_str(&word(&format!("{}={}", p.key, p.value)));
+    }
+}
+
+/// The balancer parameters that did not come from a `ProxyPass` (those are written there).
+fn own_params<'a>(config: &Config, name: &str, all: &'a [Param]) -> Vec<&'a Param> {
+    let mut own: Vec<Option<&Param>> = all.iter().map(Some).collect();
+    let from_passes = config
+        .proxy_passes
+        .iter()
+        .filter(|pp| matches!(&pp.target, ProxyTarget::Balancer { name: n, .. } if n == name));
+    let from_passes: Vec<&Param> = from_passes.flat_map(|pp| &pp.params).collect();
+    for p in from_passes.iter().rev() {
+        if let Some(slot) = own
+            .iter_mut()
+            .rev()
+            .find(|slot| slot.is_some_and(|o| o.key == p.key && o.value == p.value))
+        {
+            *slot = None;
+        }
+    }
+    own.into_iter().flatten().collect()
+}
+
+impl Config {
+    /// Writes the configuration back in Apache syntax.
+    ///
+    /// Global directives come first, then `ProxyHCExpr` and `ProxyHCTemplate` (Apache needs
+    /// them before their use), the `<Proxy>` blocks with their members and a `ProxySet` for
+    /// the balancer parameters not given on a `ProxyPass`, the `ProxyPass`,
+    /// `ProxyPassReverse` and `Header` directives, and the manager locations. Skipped
+    /// directives are not written. [`parse`](crate::parse) reads the text back to the same
+    /// configuration (see [`Config::without_spans`]).
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(t) = self.proxy_timeout {
+            let _ = writeln!(out, "ProxyTimeout {}", t.as_secs());
+        }
+        if let Some(n) = self.balancer_growth {
+            let _ = writeln!(out, "BalancerGrowth {n}");
+        }
+        let on_off = |b: bool| if b { "On" } else { "Off" };
+        if let Some(b) = self.balancer_persist {
+            let _ = writeln!(out, "BalancerPersist {}", on_off(b));
+        }
+        if let Some(b) = self.balancer_inherit {
+            let _ = writeln!(out, "BalancerInherit {}", on_off(b));
+        }
+        for e in &self.hc_exprs {
+            let _ = writeln!(out, "ProxyHCExpr {} {{{}}}", word(&e.name), e.expr);
+        }
+        for t in &self.hc_templates {
+            out.push_str("ProxyHCTemplate ");
+            out.push_str(&word(&t.name));
+            params(&mut out, &t.params);
+            out.push('\n');
+        }
+        for b in &self.balancers {
+            let _ = writeln!(out, "<Proxy {}>", quoted(&b.name));
+            for m in &b.members {
+                out.push_str("    BalancerMember ");
+                out.push_str(&word(&m.url));
+                params(&mut out, &m.params);
+                out.push('\n');
+            }
+            let own = own_params(self, &b.name, &b.params);
+            if !own.is_empty() {
+                out.push_str("    ProxySet");
+                for p in own {
+                    params(&mut out, std::slice::from_ref(p));
+                }
+                out.push('\n');
+            }
+            out.push_str("</Proxy>\n");
+        }
+        for pp in &self.proxy_passes {
+            out.push_str("ProxyPass ");
+            out.push_str(&word(&pp.path));
+            out.push(' ');
+            match &pp.target {
+                ProxyTarget::Balancer { name, path } => {
+                    out.push_str(&word(&format!("{name}{path}")));
+                }
+                ProxyTarget::Url(url) => out.push_str(&word(url)),
+                ProxyTarget::Exclude => out.push('!'),
+            }
+            params(&mut out, &pp.params);
+            out.push('\n');
+        }
+        for r in &self.proxy_pass_reverses {
+            let _ = writeln!(
+                out,
+                "ProxyPassReverse {} {}",
+                word(&r.path),
+                word(&r.target)
+            );
+        }
+        for h in &self.headers {
+            out.push_str("Header ");
+            if h.always {
+                out.push_str("always ");
+            }
+            let _ = write!(out, "{} {} {}", h.action, word(&h.name), quoted(&h.value));
+            if let Some(env) = &h.env {
+                out.push(' ');
+                out.push_str(&word(&format!("env={env}")));
+            }
+            out.push('\n');
+        }
+        for l in &self.manager_locations {
+            let _ = writeln!(out, "<Location {}>", quoted(&l.path));
+            out.push_str("    SetHandler balancer-manager\n");
+            for r in &l.requires {
+                let _ = writeln!(out, "    Require {r}");
+            }
+            out.push_str("</Location>\n");
+        }
+        out
+    }
+
+    /// A copy with every [`Span`] set to its default, to compare configurations by content.
+    ///
+    /// ```
+    /// use proxy_balancer_apache_config::parse;
+    ///
+    /// let a = parse("<Proxy balancer://x>\nBalancerMember http://a:80\n</Proxy>")?;
+    /// let b = parse("\n\n<Proxy balancer://X>\n  BalancerMember http://a:80\n</Proxy>")?;
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.without_spans(), b.without_spans());
+    /// # Ok::<(), proxy_balancer_apache_config::ParseErrors>(())
+    /// ```
+    #[must_use]
+    pub fn without_spans(&self) -> Self {
+        let z = Span::default();
+        let mut c = self.clone();
+        let zero_params = |ps: &mut Vec<Param>| ps.iter_mut().for_each(|p| p.span = z);
+        for b in &mut c.balancers {
+            b.span = z;
+            zero_params(&mut b.params);
+            for m in &mut b.members {
+                m.span = z;
+                zero_params(&mut m.params);
+            }
+        }
+        for p in &mut c.proxy_passes {
+            p.span = z;
+            zero_params(&mut p.params);
+        }
+        c.proxy_pass_reverses.iter_mut().for_each(|r| r.span = z);
+        for t in &mut c.hc_templates {
+            t.span = z;
+            zero_params(&mut t.params);
+        }
+        c.hc_exprs.iter_mut().for_each(|e| e.span = z);
+        c.headers.iter_mut().for_each(|h| h.span = z);
+        c.manager_locations.iter_mut().for_each(|l| l.span = z);
+        c.skipped.iter_mut().for_each(|s| s.span = z);
+        c
+    }
+}
+
+impl fmt::Display for Config {
+    /// The same text as [`Config::render`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
+}

@@ -1,0 +1,240 @@
+//! Every kind of parse error, with its line, column and hint.
+
+use proxy_balancer_apache_config::{parse, ParseError, ParseErrorKind, Span};
+
+fn errors(text: &str) -> Vec<ParseError> {
+    parse(text).expect_err("an error").into_vec()
+}
+
+fn one(text: &str) -> ParseError {
+    let mut e = errors(text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    e.remove(0)
+}
+
+fn at(line: u32, column: u32) -> Span {
+    Span { line, column }
+}
+
+const HEAD: &str = "<Proxy balancer://app>\n";
+
+#[test]
+fn unknown_parameter_with_did_you_mean_at_line_12_column_30() {
+    let text = format!(
+        "{}<Proxy balancer://app>\n    BalancerMember http://a:80 hcpath=/health\n</Proxy>\n",
+        "# filler\n".repeat(10)
+    );
+    let e = one(&text);
+    assert_eq!(e.kind, ParseErrorKind::UnknownParameter);
+    assert_eq!(e.span, at(12, 32));
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"hcuri\"?"));
+    let text = format!(
+        "{}<Proxy balancer://app>\nBalancerMember http://a:8080 hcpath=/health\n</Proxy>\n",
+        "\n".repeat(10)
+    );
+    assert_eq!(
+        one(&text).to_string(),
+        "line 12, column 30: unknown parameter \"hcpath\" (did you mean \"hcuri\"?)"
+    );
+}
+
+#[test]
+fn did_you_mean_cases() {
+    let e = one(&format!(
+        "{HEAD}BalancerMember http://a loadfacter=2\n</Proxy>"
+    ));
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"loadfactor\"?"));
+    assert_eq!(e.span, at(2, 25));
+    let e = one(&format!("{HEAD}ProxySet stickysesion=JSESSIONID\n</Proxy>"));
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"stickysession\"?"));
+    assert_eq!(e.span, at(2, 10));
+    let e = one(&format!("{HEAD}ProxySet loadfactor=2\n</Proxy>"));
+    assert!(e.hint.unwrap().contains("member parameter"));
+    let e = one(&format!(
+        "{HEAD}BalancerMember http://a nofailover=On\n</Proxy>"
+    ));
+    assert!(e.hint.unwrap().contains("balancer parameter"));
+    let e = one(&format!("{HEAD}  BalancerMembr http://a\n</Proxy>"));
+    assert_eq!(e.kind, ParseErrorKind::UnknownDirective);
+    assert_eq!(e.span, at(2, 3));
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"BalancerMember\"?"));
+    let e = one("ProxyPas / balancer://app\n<Proxy balancer://app>\n</Proxy>");
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"ProxyPass\"?"));
+    let e = one("ProxyHCTemplate t hcpath=/x");
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"hcuri\"?"));
+    let e = one(&format!(
+        "{HEAD}BalancerMember http://a zzzzzzzz=1\n</Proxy>"
+    ));
+    assert_eq!(e.hint, None);
+}
+
+#[test]
+fn invalid_values() {
+    let text = format!(
+        "{HEAD}BalancerMember http://a loadfactor=0 lbset=100 retry=500ms hcmethod=POST \
+         hcinterval=50ms hcuri={} iobuffersize=100 flushwait=2000 status=Q\n</Proxy>",
+        "u".repeat(64)
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 9, "{e:#?}");
+    assert!(e.iter().all(|e| e.kind == ParseErrorKind::InvalidValue));
+    assert_eq!(e[0].span, at(2, 25));
+    assert!(e[0].message.contains("loadfactor"), "{}", e[0]);
+    assert!(e[4].message.contains("100ms"), "{}", e[4]);
+    let e = errors(&format!(
+        "{HEAD}ProxySet growth=0 maxattempts=-1 failonstatus=99 lbmethod=roundrobin nonce={}\n</Proxy>",
+        "n".repeat(37)
+    ));
+    assert_eq!(e.len(), 5);
+    let e = errors("BalancerGrowth 1001\nBalancerPersist maybe\nProxyTimeout 0\nBalancerInherit");
+    assert_eq!(e.len(), 4);
+    assert_eq!(e[0].span, at(1, 16));
+    assert_eq!(e[3].kind, ParseErrorKind::Syntax);
+    let e = one("ProxyPass /x http://a:80 mapping=other");
+    assert_eq!(e.span, at(1, 26));
+    let e = one(&format!("{HEAD}BalancerMember nohost\n</Proxy>"));
+    assert_eq!((e.kind, e.span), (ParseErrorKind::InvalidValue, at(2, 16)));
+    let e = one("ProxyPass /x nowhere");
+    assert_eq!(e.span, at(1, 14));
+}
+
+#[test]
+fn member_outside_balancer() {
+    let e = one("\n  BalancerMember http://a:80");
+    assert_eq!(e.kind, ParseErrorKind::MemberOutsideBalancer);
+    assert_eq!(e.span, at(2, 3));
+    let e = one("<Proxy *>\nBalancerMember http://a:80\n</Proxy>");
+    assert_eq!(e.kind, ParseErrorKind::MemberOutsideBalancer);
+    assert!(parse("BalancerMember balancer://x http://a:80").is_ok());
+}
+
+#[test]
+fn undefined_balancer_template_and_expr() {
+    let e = one("ProxyPass / balancer://nowhere/ lbmethod=bybusyness");
+    assert_eq!(e.kind, ParseErrorKind::UndefinedBalancer);
+    assert_eq!(e.span, at(1, 13));
+    assert_eq!(
+        e.to_string(),
+        "line 1, column 13: balancer \"balancer://nowhere\" is not defined \
+         (add a <Proxy \"balancer://nowhere\"> block with BalancerMember lines)"
+    );
+    // Defined after the ProxyPass: fine, as in Apache.
+    assert!(parse("ProxyPass / balancer://later/\n<Proxy balancer://LATER>\n</Proxy>").is_ok());
+    let e = one(&format!(
+        "{HEAD}BalancerMember http://a hctemplate=nope\n</Proxy>"
+    ));
+    assert_eq!(
+        (e.kind, e.span),
+        (ParseErrorKind::UndefinedTemplate, at(2, 25))
+    );
+    let e = one(&format!(
+        "{HEAD}BalancerMember http://a hcexpr=ok\n</Proxy>\nProxyHCExpr ok {{%{{REQUEST_STATUS}} =~ /^2/}}"
+    ));
+    assert_eq!(e.kind, ParseErrorKind::UndefinedExpr);
+    assert!(e.hint.unwrap().contains("defined later, on line 4"));
+    let e = one("ProxyHCTemplate t hcexpr=missing");
+    assert_eq!((e.kind, e.span), (ParseErrorKind::UndefinedExpr, at(1, 19)));
+}
+
+#[test]
+fn syntax_and_blocks() {
+    let e = one(&format!("{HEAD}BalancerMember \"http://a\n</Proxy>"));
+    assert_eq!((e.kind, e.span), (ParseErrorKind::Syntax, at(2, 16)));
+    let e = one("<Proxy balancer://x>\nBalancerMember http://a");
+    assert_eq!((e.kind, e.span), (ParseErrorKind::UnclosedBlock, at(1, 1)));
+    let e = one("</Proxy>");
+    assert_eq!(e.kind, ParseErrorKind::UnmatchedClose);
+    let e = errors("<VirtualHost *:80>\n<Proxy balancer://x>\n</VirtualHost>\n</Proxy>");
+    assert!(e
+        .iter()
+        .any(|e| (e.kind, e.span) == (ParseErrorKind::UnmatchedClose, at(3, 1))));
+    let e = errors("<Proxy balancer://x\n</Proxy>");
+    assert_eq!((e[0].kind, e[0].span), (ParseErrorKind::Syntax, at(1, 1)));
+    let e = one(&format!("{HEAD}BalancerMember http://a route\n</Proxy>"));
+    assert_eq!((e.kind, e.span), (ParseErrorKind::Syntax, at(2, 25)));
+    let e = one("ProxySet lbmethod=byrequests");
+    assert_eq!(e.kind, ParseErrorKind::Syntax);
+    let e = one("ProxyHCExpr broken no braces");
+    assert_eq!((e.kind, e.span), (ParseErrorKind::Syntax, at(1, 20)));
+    let e = one(&format!(
+        "{HEAD}BalancerMember http://a\nBalancerMember HTTP://A/\n</Proxy>"
+    ));
+    assert_eq!(
+        (e.kind, e.span),
+        (ParseErrorKind::DuplicateMember, at(3, 16))
+    );
+}
+
+#[test]
+fn all_errors_are_reported_in_text_order() {
+    let text = "ProxyPass / balancer://x/\nBalancerMember http://a\n<Proxy balancer://y>\n\
+                BalancerMember http://b loadfacter=1 lbset=x\n</Proxy>";
+    let e = errors(text);
+    let lines: Vec<u32> = e.iter().map(|e| e.span.line).collect();
+    assert_eq!(lines, [1, 2, 4, 4]);
+    let all = parse(text).unwrap_err().to_string();
+    assert_eq!(all.lines().count(), 4);
+}
+
+#[test]
+fn apache_syntax_details() {
+    let c = parse(
+        "<proxy 'balancer://Mixed/'>\n\
+         \tbalancermember \"http://a:80\" \"secret=a b\" ROUTE=x \\\n\
+         \t  LoadFactor=2\n\
+         </PROXY>\n\
+         Header always append Via \"lb \\\"one\\\"\"\n\
+         Header unset Server\n\
+         Header set X-A \"1\" expr=%{REQUEST_STATUS}\n\
+         proxypass / balancer://MIXED/Sub\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.balancers[0].name, "balancer://mixed");
+    let m = &c.balancers[0].members[0];
+    assert_eq!(m.params[0].value, "a b");
+    assert_eq!(m.params[2].span, at(3, 4));
+    assert_eq!(c.headers.len(), 1);
+    assert_eq!(c.headers[0].value, "lb \"one\"");
+    assert_eq!(c.skipped.len(), 2);
+    assert_eq!(
+        c.proxy_passes[0].target,
+        proxy_balancer_apache_config::ProxyTarget::Balancer {
+            name: "balancer://mixed".into(),
+            path: "/Sub".into()
+        }
+    );
+}
+
+#[test]
+fn errors_stop_at_one_hundred() {
+    let text = format!(
+        "{HEAD}BalancerMember http://a {}\n</Proxy>",
+        "zz=1 ".repeat(500)
+    );
+    assert_eq!(parse(&text).unwrap_err().len(), 100);
+}
+
+#[test]
+fn core_conversion_errors() {
+    let c = parse("<Proxy balancer://x>\nBalancerMember ajp://a:8009\n</Proxy>").unwrap();
+    let e = c.balancers().unwrap_err();
+    assert_eq!(e.errors()[0].span, at(2, 1));
+}
+
+#[test]
+fn no_panic_and_linear_time_on_large_inputs() {
+    for text in [
+        "<".repeat(1 << 20),
+        "\"".repeat(1 << 20),
+        "\\\n".repeat(1 << 19),
+        format!(
+            "BalancerMember balancer://x http://a {}",
+            "k=v ".repeat(1 << 18)
+        ),
+        "<Proxy balancer://x>\n".repeat(1 << 15),
+        format!("ProxyHCExpr x {{{}}}", "}".repeat(1 << 20)),
+        "{\u{0}é\u{202e}\r\n".repeat(1 << 17),
+    ] {
+        let _ = parse(&text);
+    }
+}

@@ -1,0 +1,270 @@
+//! `parse(config.render()) == config` for generated configurations (spans aside).
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proxy_balancer_apache_config::{
+    parse, BalancerConfig, Config, HcExpr, HcTemplate, HeaderDirective, ManagerLocation,
+    MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, Span,
+};
+
+fn param(key: &str, value: String) -> Param {
+    Param {
+        key: key.to_owned(),
+        value,
+        span: Span::default(),
+    }
+}
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_-]{0,10}"
+}
+
+fn member_param(templates: usize, exprs: usize) -> impl Strategy<Value = Param> {
+    prop_oneof![
+        (1u32..100, 0u32..100).prop_map(|(w, f)| param("loadfactor", format!("{w}.{f:02}"))),
+        (0u8..=99).prop_map(|n| param("lbset", n.to_string())),
+        "[A-Za-z0-9.-]{1,20}".prop_map(|r| param("route", r)),
+        "[A-Za-z0-9.-]{1,20}".prop_map(|r| param("Redirect", r)),
+        (0u32..1000).prop_map(|n| param("retry", n.to_string())),
+        prop::sample::select(vec!["+H", "D", "-H+D+S", "s-e", "+R", "N"])
+            .prop_map(|s| param("status", s.to_owned())),
+        (1u32..1000).prop_map(|n| param("connectiontimeout", format!("{n}ms"))),
+        (1u32..1000).prop_map(|n| param("timeout", n.to_string())),
+        prop::sample::select(vec!["On", "off"]).prop_map(|v| param("keepalive", v.to_owned())),
+        prop::sample::select(vec!["TCP", "get", "HEAD11", "OPTIONS"])
+            .prop_map(|v| param("hcmethod", v.to_owned())),
+        (100u32..100_000).prop_map(|n| param("hcinterval", format!("{n}ms"))),
+        (0u32..10).prop_map(|n| param("hcfails", n.to_string())),
+        "/[a-z /\"?=&]{0,30}".prop_map(|u| param("hcuri", u)),
+        (512u32..100_000).prop_map(|n| param("iobuffersize", n.to_string())),
+        "[a-z0-9 ]{1,20}".prop_map(|s| param("secret", s)),
+        (0..templates.max(1)).prop_map(move |i| if templates > 0 {
+            param("hctemplate", format!("t{i}"))
+        } else {
+            param("hcpasses", i.to_string())
+        }),
+        (0..exprs.max(1)).prop_map(move |i| if exprs > 0 {
+            param("hcexpr", format!("e{i}"))
+        } else {
+            param("min", i.to_string())
+        }),
+    ]
+}
+
+fn balancer_param() -> impl Strategy<Value = Param> {
+    prop_oneof![
+        prop::sample::select(vec!["byrequests", "bytraffic", "bybusyness"])
+            .prop_map(|v| param("lbmethod", v.to_owned())),
+        (0u32..10).prop_map(|n| param("maxattempts", n.to_string())),
+        prop::sample::select(vec!["On", "Off"]).prop_map(|v| param("nofailover", v.to_owned())),
+        ("[A-Z]{1,10}", prop::option::of("[a-z]{1,10}")).prop_map(|(c, u)| param(
+            "stickysession",
+            match u {
+                Some(u) => format!("{c}|{u}"),
+                None => c,
+            }
+        )),
+        prop::sample::select(vec![".", "~", "Off"])
+            .prop_map(|v| param("stickysessionsep", v.to_owned())),
+        prop::collection::vec(100u16..600, 1..4).prop_map(|codes| param(
+            "failonstatus",
+            codes
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        (1u8..=100).prop_map(|n| param("growth", n.to_string())),
+        "[a-z0-9]{1,36}".prop_map(|v| param("nonce", v)),
+    ]
+}
+
+fn url() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["http", "https"]),
+        "[a-z][a-z0-9.-]{0,12}",
+        1u16..,
+        "(/[a-z0-9]{1,5}){0,2}",
+    )
+        .prop_map(|(s, h, p, path)| format!("{s}://{h}:{p}{path}"))
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (0usize..3, 0usize..3).prop_flat_map(|(nt, ne)| {
+        let exprs = prop::collection::vec(
+            "[a-zA-Z0-9%{}_ =~/^'\"()!-]{1,40}"
+                .prop_map(|s| s.trim().to_owned())
+                .prop_filter("non-empty", |s| !s.is_empty()),
+            ne,
+        );
+        let templates = prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![
+                    prop::sample::select(vec!["TCP", "GET"])
+                        .prop_map(|v| param("hcmethod", v.to_owned())),
+                    (0u32..10).prop_map(|n| param("hcpasses", n.to_string())),
+                    (1u32..100).prop_map(|n| param("hcinterval", n.to_string())),
+                ],
+                0..4,
+            ),
+            nt,
+        );
+        let balancers = prop::collection::btree_map(
+            name(),
+            (
+                prop::collection::vec(
+                    (url(), prop::collection::vec(member_param(nt, ne), 0..5)),
+                    0..4,
+                ),
+                prop::collection::vec(balancer_param(), 0..4),
+                prop::collection::vec(
+                    (
+                        "/[a-z]{0,6}",
+                        "(/[a-z]{1,4})?",
+                        prop::collection::vec(balancer_param(), 0..3),
+                    ),
+                    0..3,
+                ),
+            ),
+            0..4,
+        );
+        let others = (
+            prop::collection::vec(
+                prop_oneof![
+                    ("/[a-z]{0,6}", url()).prop_map(|(p, u)| (p, ProxyTarget::Url(u))),
+                    "/[a-z]{0,6}".prop_map(|p| (p, ProxyTarget::Exclude)),
+                ],
+                0..3,
+            ),
+            prop::collection::vec(("/[a-z]{0,6}", url()), 0..3),
+            prop::collection::vec(
+                (
+                    any::<bool>(),
+                    prop::sample::select(vec!["add", "set", "append"]),
+                    "[A-Za-z-]{1,12}",
+                    "[ -~]{0,40}".prop_filter("no trailing backslash", |v| !v.ends_with('\\')),
+                    prop::option::of("!?[A-Z_]{1,12}"),
+                ),
+                0..3,
+            ),
+            prop::collection::vec(
+                (
+                    "/[a-z-]{1,12}",
+                    prop::collection::vec("(ip|host) [a-z0-9./]{1,12}", 0..3),
+                ),
+                0..2,
+            ),
+            (
+                prop::option::of(0u32..=1000),
+                prop::option::of(any::<bool>()),
+                prop::option::of(any::<bool>()),
+                prop::option::of(1u64..10_000),
+            ),
+        );
+        (exprs, templates, balancers, others).prop_map(
+            |(exprs, templates, balancers, (plain, reverses, headers, locations, globals))| {
+                let mut c = Config::default();
+                c.hc_exprs = exprs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, expr)| HcExpr {
+                        name: format!("e{i}"),
+                        expr,
+                        span: Span::default(),
+                    })
+                    .collect();
+                c.hc_templates = templates
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, params)| HcTemplate {
+                        name: format!("t{i}"),
+                        params,
+                        span: Span::default(),
+                    })
+                    .collect();
+                for (n, (members, own, passes)) in balancers {
+                    let name = format!("balancer://{n}");
+                    let mut seen = std::collections::HashSet::new();
+                    let members = members
+                        .into_iter()
+                        .filter(|(u, _)| seen.insert(u.clone()))
+                        .map(|(url, params)| MemberConfig {
+                            url,
+                            params,
+                            span: Span::default(),
+                        })
+                        .collect();
+                    let mut params = own;
+                    for (path, sub, pp) in passes {
+                        params.extend(pp.iter().cloned());
+                        c.proxy_passes.push(ProxyPassConfig {
+                            path,
+                            target: ProxyTarget::Balancer {
+                                name: name.clone(),
+                                path: sub,
+                            },
+                            params: pp,
+                            span: Span::default(),
+                        });
+                    }
+                    c.balancers.push(BalancerConfig {
+                        name,
+                        params,
+                        members,
+                        span: Span::default(),
+                    });
+                }
+                for (path, target) in plain {
+                    c.proxy_passes.push(ProxyPassConfig {
+                        path,
+                        target,
+                        params: Vec::new(),
+                        span: Span::default(),
+                    });
+                }
+                c.proxy_pass_reverses = reverses
+                    .into_iter()
+                    .map(|(path, target)| ProxyPassReverseConfig {
+                        path,
+                        target,
+                        span: Span::default(),
+                    })
+                    .collect();
+                c.headers = headers
+                    .into_iter()
+                    .map(|(always, action, name, value, env)| HeaderDirective {
+                        always,
+                        action: action.to_owned(),
+                        name,
+                        value,
+                        env,
+                        span: Span::default(),
+                    })
+                    .collect();
+                c.manager_locations = locations
+                    .into_iter()
+                    .map(|(path, requires)| ManagerLocation {
+                        path,
+                        requires,
+                        span: Span::default(),
+                    })
+                    .collect();
+                (c.balancer_growth, c.balancer_persist, c.balancer_inherit) =
+                    (globals.0, globals.1, globals.2);
+                c.proxy_timeout = globals.3.map(Duration::from_secs);
+                c
+            },
+        )
+    })
+}
+
+proptest! {
+    #[test]
+    fn parse_render_round_trip(config in config()) {
+        let text = config.render();
+        let parsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(parsed.without_spans(), config, "{}", text);
+        prop_assert_eq!(format!("{parsed}"), text);
+    }
+}
