@@ -77,6 +77,7 @@
 
 pub mod ast;
 mod convert;
+pub mod doctor;
 mod error;
 pub mod keys;
 mod lexer;
