@@ -1,20 +1,30 @@
-//! A reverse proxy with Apache's balancer semantics.
+//! A reverse proxy with Apache's balancer semantics, configured in Apache's syntax.
 //!
 //! ```text
 //! cargo run --release --example reverse-proxy
 //! cargo run --release --example reverse-proxy -- --listen 127.0.0.1:9000 --backends 5
+//! cargo run --release --example reverse-proxy -- --config balancers.conf
+//! cargo run --release --example reverse-proxy -- --check balancers.conf [--format json]
 //! ```
 //!
-//! Without a configuration it starts demo backends on 127.0.0.1 (random ports), a balancer
-//! over them (`balancer://demo`, byrequests, sticky on `ROUTEID`), and listens on
-//! 127.0.0.1:8080. Ctrl-C stops it, letting open requests finish.
+//! Without `--config` it starts demo backends on 127.0.0.1 (random ports) and serves the
+//! embedded default configuration over them (printed at start: `balancer://demo`,
+//! byrequests, sticky on `ROUTEID` with the route cookie), on 127.0.0.1:8080. With
+//! `--config FILE` it serves the balancers and `ProxyPass` lines of an Apache httpd
+//! configuration (`Listen` lines are not used: `--listen` picks the address). `--check FILE`
+//! reports what in a configuration will hurt (exit status 0 clean, 1 warnings, 2 errors).
+//! Ctrl-C stops it, letting open requests finish.
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use examples::{bind, demo_store, proxy_service, serve, start_demo_backends, BoxError};
+use clap::{Parser, ValueEnum};
+use examples::site::Site;
+use examples::{bind, demo_config, serve, start_demo_backends, BoxError};
+use proxy_balancer_apache_config::{doctor, parse};
 
 /// A reverse proxy with Apache httpd's mod_proxy_balancer semantics.
 #[derive(Debug, Parser)]
@@ -23,12 +33,29 @@ struct Args {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve this Apache httpd configuration instead of the embedded demo.
+    #[arg(long, value_name = "FILE", conflicts_with = "check")]
+    config: Option<PathBuf>,
+    /// Check this Apache httpd configuration and exit (0 clean, 1 warnings, 2 errors).
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+    /// Output of --check.
+    #[arg(long, value_enum, default_value_t = Format::Text, requires = "check")]
+    format: Format,
     /// How many demo backends to start (the embedded default configuration).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     backends: u16,
     /// Stop after this many seconds instead of waiting for Ctrl-C (for scripts).
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
 }
 
 /// Shows an error's message (not its `Debug` form) when `main` returns it.
@@ -46,26 +73,120 @@ impl std::fmt::Debug for Report {
     }
 }
 
+fn read(path: &PathBuf) -> Result<String, BoxError> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
+}
+
+/// `--check`: the parser's errors, or the doctor's findings; the exit status says which.
+fn check(path: &PathBuf, format: Format) -> Result<ExitCode, BoxError> {
+    let text = read(path)?;
+    let mut out = std::io::stdout().lock();
+    match parse(&text) {
+        Err(errors) => {
+            match format {
+                Format::Text => {
+                    for e in errors.iter() {
+                        writeln!(out, "{}: error: {e}", path.display())?;
+                    }
+                }
+                Format::Json => {
+                    let items: Vec<String> = errors
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{{\"severity\":\"error\",\"rule\":\"parse\",\"line\":{},\"column\":{},\"what\":{}}}",
+                                e.span.line,
+                                e.span.column,
+                                json_string(&e.to_string())
+                            )
+                        })
+                        .collect();
+                    writeln!(out, "[{}]", items.join(","))?;
+                }
+            }
+            Ok(ExitCode::from(2))
+        }
+        Ok(config) => {
+            let findings = doctor::check(&config);
+            match format {
+                Format::Text => {
+                    for f in &findings {
+                        writeln!(out, "{}: {f}", path.display())?;
+                    }
+                    if findings.is_empty() {
+                        writeln!(out, "{}: no problem found", path.display())?;
+                    }
+                }
+                Format::Json => writeln!(out, "{}", doctor::to_json(&findings))?,
+            }
+            let code = doctor::exit_code(&findings);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)))
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Report> {
+async fn main() -> Result<ExitCode, Report> {
     let args = Args::parse();
-    let backends = start_demo_backends(usize::from(args.backends)).await?;
-    let store = demo_store(&backends)?;
+    if let Some(path) = &args.check {
+        return Ok(check(path, args.format)?);
+    }
+    // The demo backends live as long as the proxy.
+    let (text, origin, _backends) = match &args.config {
+        Some(path) => (read(path)?, path.display().to_string(), Vec::new()),
+        None => {
+            let backends = start_demo_backends(usize::from(args.backends)).await?;
+            (
+                demo_config(&backends),
+                "the embedded default".to_owned(),
+                backends,
+            )
+        }
+    };
+    let config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
+    let site = Site::from_config(&config)?;
     let (listener, addr) = bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
 
     let mut out = std::io::stdout().lock();
-    writeln!(out, "proxy-balancer listening on http://{addr}/")?;
-    writeln!(out, "balancer://demo (byrequests, stickysession=ROUTEID):")?;
-    for (backend, member) in backends.iter().zip(store.snapshot().members()) {
-        writeln!(
-            out,
-            "  {}  route={}  ({})",
-            member.url(),
-            member.route().unwrap_or(""),
-            backend.name()
-        )?;
+    writeln!(
+        out,
+        "proxy-balancer listening on http://{addr}/, serving {origin}:"
+    )?;
+    if args.config.is_none() {
+        for line in text.lines() {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    for store in site.stores() {
+        let snapshot = store.snapshot();
+        let params = snapshot.params();
+        writeln!(out, "{} ({}):", params.name, params.lb_method)?;
+        for member in snapshot.members() {
+            writeln!(
+                out,
+                "  {}  route={}  {}",
+                member.url(),
+                member.route().unwrap_or(""),
+                member.flags().label()
+            )?;
+        }
     }
     writeln!(out, "try:  curl -i http://{addr}/")?;
     writeln!(out, "      curl -i --cookie ROUTEID=.node2 http://{addr}/")?;
@@ -84,6 +205,6 @@ async fn main() -> Result<(), Report> {
             }
         }
     };
-    serve(listener, proxy_service(store), shutdown).await?;
-    Ok(())
+    serve(listener, site, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }

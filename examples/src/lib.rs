@@ -1,5 +1,8 @@
 //! Code the examples share, kept in a library so that tests can run it: the reverse
-//! proxy's server and its embedded demo (backends on loopback and a balancer over them).
+//! proxy's server, the site it builds from an Apache configuration, and its embedded demo
+//! (backends on loopback and an Apache-style configuration over them).
+
+pub mod site;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +44,32 @@ pub async fn start_demo_backends(n: usize) -> std::io::Result<Vec<TestBackend>> 
         backends.push(TestBackend::start(format!("backend-{i}")).await?);
     }
     Ok(backends)
+}
+
+/// The embedded default configuration, in Apache httpd's syntax, over the given demo
+/// backends: what `reverse-proxy` serves without `--config`.
+#[must_use]
+pub fn demo_config(backends: &[TestBackend]) -> String {
+    let mut text = String::from(
+        "# The reverse-proxy example's embedded default, in Apache httpd's syntax.\n\
+         # Give your own with --config FILE; check one with --check FILE.\n\
+         <Proxy \"balancer://demo\">\n",
+    );
+    for (i, backend) in backends.iter().enumerate() {
+        text.push_str(&format!(
+            "    BalancerMember \"{}\" route=node{} retry=5 connectiontimeout=1\n",
+            backend.url(),
+            i + 1
+        ));
+    }
+    text.push_str(
+        "    ProxySet lbmethod=byrequests stickysession=ROUTEID\n\
+         </Proxy>\n\
+         ProxyPass        \"/\" \"balancer://demo/\"\n\
+         ProxyPassReverse \"/\" \"balancer://demo/\"\n\
+         Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED\n",
+    );
+    text
 }
 
 /// The embedded default balancer: `balancer://demo` over the given backends, routes
@@ -86,9 +115,10 @@ pub fn proxy_service(store: Arc<BalancerStore>) -> ProxyService {
 /// Never today; the signature leaves room for fatal listener errors.
 pub async fn serve(
     listener: TcpListener,
-    service: ProxyService,
+    service: impl Into<site::Site>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BoxError> {
+    let service: site::Site = service.into();
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -132,11 +162,11 @@ pub async fn serve(
 /// `X-Forwarded-For`/`-Host` added, and `Host` left for the member client to set to the
 /// member's (`ProxyPreserveHost Off`).
 fn forwarding(
-    service: ProxyService,
+    service: site::Site,
     peer: SocketAddr,
 ) -> impl tower::Service<
     http::Request<Incoming>,
-    Response = <ProxyService as tower::Service<http::Request<Incoming>>>::Response,
+    Response = http::Response<site::ProxyBody>,
     Error = std::convert::Infallible,
     Future = impl Send,
 > + Clone {

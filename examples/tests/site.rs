@@ -1,0 +1,92 @@
+//! The reverse proxy built from Apache configuration text: two balancers behind ProxyPass
+//! prefixes, an exclusion, the route cookie, served on loopback.
+
+use std::time::Duration;
+
+use examples::site::Site;
+use examples::{bind, serve, start_demo_backends};
+use proxy_balancer_apache_config::parse;
+use proxy_balancer_test::TestClient;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_with_two_balancers_is_served_by_prefix() {
+    let backends = start_demo_backends(4).await.expect("loopback ports");
+    let text = format!(
+        r#"
+# shop and api, as an operator would write them
+LoadModule proxy_module modules/mod_proxy.so
+Listen 80
+<Proxy "balancer://shop">
+    BalancerMember "{}" route=s1
+    BalancerMember "{}" route=s2
+    ProxySet stickysession=SHOPID
+</Proxy>
+<Proxy balancer://api>
+    BalancerMember {} loadfactor=1
+    BalancerMember {} loadfactor=3
+</Proxy>
+ProxyPass /shop/static !
+ProxyPass /shop balancer://shop/shop
+ProxyPass /api  balancer://api/v2 maxattempts=1
+Header add Set-Cookie "SHOPID=.%{{BALANCER_WORKER_ROUTE}}e; path=/shop" env=BALANCER_ROUTE_CHANGED
+"#,
+        backends[0].url(),
+        backends[1].url(),
+        backends[2].url(),
+        backends[3].url()
+    );
+    let config = parse(&text).expect("a valid config");
+    let site = Site::from_config(&config).expect("buildable");
+    assert_eq!(site.stores().len(), 2);
+    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("a loopback port");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, site, async {
+        let _ = stopped.await;
+    }));
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+
+    // /shop goes to the shop balancer, sticky with its cookie.
+    let r = client
+        .get(&format!("http://{addr}/shop/cart"))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-backend"), Some("backend-1"));
+    assert_eq!(r.header("set-cookie"), Some("SHOPID=.s1; Path=/shop"));
+    assert_eq!(
+        backends[0].last_request().expect("seen").path_and_query,
+        "/shop/cart"
+    );
+    // /api is mapped onto /v2 of the api balancer, 1:3 by load factor.
+    let mut api = Vec::new();
+    for _ in 0..4 {
+        let r = client
+            .get(&format!("http://{addr}/api/items?x=1"))
+            .await
+            .expect("an answer");
+        api.push(r.header("x-backend").unwrap_or("-").to_owned());
+        assert_eq!(r.header("set-cookie"), None, "no stickysession on api");
+    }
+    assert_eq!(api.iter().filter(|b| *b == "backend-4").count(), 3);
+    assert_eq!(
+        backends[3].last_request().expect("seen").path_and_query,
+        "/v2/items?x=1"
+    );
+    // Excluded and unmatched paths are 404s from the proxy itself.
+    for path in ["/shop/static/logo.png", "/elsewhere"] {
+        let r = client
+            .get(&format!("http://{addr}{path}"))
+            .await
+            .expect("an answer");
+        assert_eq!(r.status, 404, "{path}");
+    }
+
+    stop.send(()).expect("running");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stops")
+        .expect("no panic")
+        .expect("no error");
+}
