@@ -11,12 +11,12 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use proxy_balancer::balancer::{BalancedBody, BalancerOptions};
+use proxy_balancer::balancer::{BalancedBody, BalancerInfo, BalancerOptions};
 use proxy_balancer::client::MakeHttpMember;
 use proxy_balancer::proxy_pass::ProxyPass;
 use proxy_balancer::sticky_route::{RouteCookie, StickyRouteLayer};
 use proxy_balancer::{Balancer, BalancerStore, ErrorResponseLayer};
-use proxy_balancer_apache_config::{Config, ProxyTarget};
+use proxy_balancer_apache_config::{Config, HeaderDirective, ProxyTarget};
 use tower::{Service, ServiceExt};
 
 use crate::{BoxError, ProxyService};
@@ -40,6 +40,8 @@ struct Route {
 pub struct Site {
     routes: Arc<[Route]>,
     stores: Arc<[Arc<BalancerStore>]>,
+    /// `Header` directives filled from the `BALANCER_*` values of each response.
+    headers: Arc<[HeaderDirective]>,
 }
 
 impl std::fmt::Debug for Site {
@@ -97,9 +99,16 @@ impl Site {
                 target,
             });
         }
+        let headers: Vec<HeaderDirective> = config
+            .headers
+            .iter()
+            .filter(|h| !is_route_cookie(h))
+            .cloned()
+            .collect();
         Ok(Self {
             routes: routes.into(),
             stores: stores.into(),
+            headers: headers.into(),
         })
     }
 
@@ -125,14 +134,90 @@ pub fn stack(store: Arc<BalancerStore>, cookie: Option<RouteCookie>) -> ProxySer
         .service(balancer)
 }
 
+/// Whether a `Header` directive is Apache's documented route-cookie recipe (served by the
+/// sticky layer's [`RouteCookie`]).
+fn is_route_cookie(h: &HeaderDirective) -> bool {
+    h.name.eq_ignore_ascii_case("set-cookie")
+        && h.env.as_deref() == Some("BALANCER_ROUTE_CHANGED")
+        && h.value.contains("%{BALANCER_WORKER_ROUTE}e")
+}
+
+/// The value of one of Apache's `BALANCER_*` variables for a response; `None` when unset.
+fn balancer_var<'a>(info: &'a BalancerInfo, name: &str) -> Option<&'a str> {
+    match name {
+        "BALANCER_NAME" => Some(info.balancer_name()),
+        "BALANCER_WORKER_NAME" => Some(info.worker_name()),
+        "BALANCER_WORKER_ROUTE" => Some(info.worker_route()),
+        "BALANCER_SESSION_STICKY" => info.session_sticky(),
+        "BALANCER_SESSION_ROUTE" => info.session_route(),
+        "BALANCER_ROUTE_CHANGED" => info.route_changed().then_some("1"),
+        _ => None,
+    }
+}
+
+/// Fills `%{VAR}e` references from the `BALANCER_*` values (`(null)` when unset, as Apache
+/// prints them).
+fn fill(template: &str, info: &BalancerInfo) -> String {
+    let mut value = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("%{") {
+        value.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}e") else {
+            value.push_str(&rest[start..]);
+            return value;
+        };
+        value.push_str(balancer_var(info, &after[..end]).unwrap_or("(null)"));
+        rest = &after[end + 2..];
+    }
+    value.push_str(rest);
+    value
+}
+
+/// mod_headers on the response: each directive whose `env=` condition holds (`env=!VAR`:
+/// does not hold) is applied with its value filled.
+fn apply_headers(directives: &[HeaderDirective], response: &mut Response<ProxyBody>) {
+    let Some(info) = response.extensions().get::<BalancerInfo>().cloned() else {
+        return;
+    };
+    for h in directives {
+        let applies = match h.env.as_deref() {
+            None => true,
+            Some(cond) => match cond.strip_prefix('!') {
+                Some(var) => balancer_var(&info, var).is_none(),
+                None => balancer_var(&info, cond).is_some(),
+            },
+        };
+        if !applies {
+            continue;
+        }
+        let filled = fill(&h.value, &info);
+        let Ok(name) = http::HeaderName::from_bytes(h.name.as_bytes()) else {
+            continue;
+        };
+        let headers = response.headers_mut();
+        let value = match (
+            h.action.as_str(),
+            headers.get(&name).and_then(|v| v.to_str().ok()),
+        ) {
+            ("append", Some(old)) => format!("{old}, {filled}"),
+            _ => filled,
+        };
+        let Ok(value) = http::HeaderValue::from_str(&value) else {
+            continue;
+        };
+        if h.action == "add" {
+            headers.append(name, value);
+        } else {
+            headers.insert(name, value);
+        }
+    }
+}
+
 /// The route cookie of Apache's documented recipe, if the configuration has it.
 fn route_cookie(config: &Config) -> Option<RouteCookie> {
     config.headers.iter().find_map(|h| {
-        let conditional = h
-            .env
-            .as_deref()
-            .is_some_and(|e| e == "BALANCER_ROUTE_CHANGED");
-        if !h.name.eq_ignore_ascii_case("set-cookie") || !conditional {
+        if !is_route_cookie(h) {
             return None;
         }
         let (pair, attributes) = h.value.split_once(';').unwrap_or((&h.value, ""));
@@ -189,7 +274,12 @@ impl Service<Request<Incoming>> for Site {
             }
         }
         let service = service.clone();
-        Box::pin(async move { service.oneshot(request).await })
+        let headers = Arc::clone(&self.headers);
+        Box::pin(async move {
+            let mut response = service.oneshot(request).await?;
+            apply_headers(&headers, &mut response);
+            Ok(response)
+        })
     }
 }
 
@@ -204,6 +294,7 @@ impl From<ProxyService> for Site {
             }]
             .into(),
             stores: Vec::new().into(),
+            headers: Vec::new().into(),
         }
     }
 }

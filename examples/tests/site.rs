@@ -29,6 +29,8 @@ ProxyPass /shop/static !
 ProxyPass /shop balancer://shop/shop
 ProxyPass /api  balancer://api/v2 maxattempts=1
 Header add Set-Cookie "SHOPID=.%{{BALANCER_WORKER_ROUTE}}e; path=/shop" env=BALANCER_ROUTE_CHANGED
+Header always set X-Balancer "%{{BALANCER_NAME}}e %{{BALANCER_WORKER_ROUTE}}e %{{BALANCER_SESSION_ROUTE}}e"
+Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
 "#,
         backends[0].url(),
         backends[1].url(),
@@ -55,6 +57,18 @@ Header add Set-Cookie "SHOPID=.%{{BALANCER_WORKER_ROUTE}}e; path=/shop" env=BALA
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-backend"), Some("backend-1"));
     assert_eq!(r.header("set-cookie"), Some("SHOPID=.s1; Path=/shop"));
+    // Headers filled from the BALANCER_* values, `(null)` when unset, as Apache prints.
+    assert_eq!(r.header("x-balancer"), Some("balancer://shop s1 (null)"));
+    assert_eq!(r.header("x-route-changed"), Some("yes"));
+    let sticky = http::Request::get(format!("http://{addr}/shop/cart"))
+        .header(http::header::COOKIE, "SHOPID=.s2")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("valid");
+    let r = client.request(sticky).await.expect("an answer");
+    assert_eq!(r.header("x-backend"), Some("backend-2"));
+    assert_eq!(r.header("x-balancer"), Some("balancer://shop s2 s2"));
+    assert_eq!(r.header("x-route-changed"), None, "the route held");
+    assert_eq!(r.header("set-cookie"), None);
     assert_eq!(
         backends[0].last_request().expect("seen").path_and_query,
         "/shop/cart"
