@@ -41,21 +41,34 @@ fn route_extraction_and_picks_do_not_allocate() {
         drop(store.pick(&PickRequest::new(), now).expect("usable"));
     }
 
-    let region = Region::new(GLOBAL);
-    for _ in 0..100 {
-        assert!(extractor.extract(&uri, &without_route).is_none());
-        assert_eq!(
-            extractor.extract(&uri, &with_route).map(|f| f.route),
-            Some("node1")
-        );
-        assert_eq!(
-            extractor
-                .extract(&uri_with_route, &with_route)
-                .map(|f| f.route),
-            Some("node2")
-        );
-        drop(store.pick(&PickRequest::new(), now).expect("usable"));
+    // The allocator is global: the test harness's own threads may allocate while we count.
+    // A per-call allocation would show in every round (100 calls each); noise does not.
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let region = Region::new(GLOBAL);
+        for _ in 0..100 {
+            assert!(extractor.extract(&uri, &without_route).is_none());
+            assert_eq!(
+                extractor.extract(&uri, &with_route).map(|f| f.route),
+                Some("node1")
+            );
+            assert_eq!(
+                extractor
+                    .extract(&uri_with_route, &with_route)
+                    .map(|f| f.route),
+                Some("node2")
+            );
+            drop(store.pick(&PickRequest::new(), now).expect("usable"));
+        }
+        counts.push(region.change().allocations);
     }
-    let stats = region.change();
-    assert_eq!(stats.allocations, 0, "{stats:?}");
+    assert_eq!(
+        counts.iter().min(),
+        Some(&0),
+        "allocations per round: {counts:?}"
+    );
+    assert!(
+        counts.iter().all(|&c| c < 100),
+        "allocations per round: {counts:?}"
+    );
 }
