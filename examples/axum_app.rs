@@ -32,7 +32,7 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
-use examples::{bind, demo_store, start_demo_backends, BoxError};
+use examples::{bind, demo_store, shutdown_signal, start_demo_backends, BoxError};
 use proxy_balancer::balancer::BalancerOptions;
 use proxy_balancer::client::MakeHttpMember;
 use proxy_balancer::{Balancer, BalancerStore, ErrorResponseLayer};
@@ -102,17 +102,6 @@ async fn main() -> Result<(), BoxError> {
     writeln!(out, "Ctrl-C stops it.")?;
     drop(out);
 
-    let run_for = args.run_for.map(Duration::from_secs);
-    let shutdown = async move {
-        match run_for {
-            Some(d) => tokio::time::sleep(d).await,
-            None => {
-                if let Err(error) = tokio::signal::ctrl_c().await {
-                    tracing::warn!(%error, "cannot wait for Ctrl-C; running until killed");
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    };
+    let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
     serve(listener, store, shutdown).await
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use examples::site::Site;
-use examples::{bind, demo_config, serve, start_demo_backends, BoxError};
+use examples::{bind, demo_config, serve, shutdown_signal, start_demo_backends, BoxError, Report};
 use proxy_balancer_apache_config::{doctor, parse};
 
 /// A reverse proxy with Apache httpd's mod_proxy_balancer semantics.
@@ -56,21 +56,6 @@ enum Format {
     Text,
     /// For programs.
     Json,
-}
-
-/// Shows an error's message (not its `Debug` form) when `main` returns it.
-struct Report(BoxError);
-
-impl<E: Into<BoxError>> From<E> for Report {
-    fn from(e: E) -> Self {
-        Self(e.into())
-    }
-}
-
-impl std::fmt::Debug for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
 }
 
 fn read(path: &PathBuf) -> Result<String, BoxError> {
@@ -193,18 +178,7 @@ async fn main() -> Result<ExitCode, Report> {
     writeln!(out, "Ctrl-C stops it.")?;
     drop(out);
 
-    let run_for = args.run_for.map(Duration::from_secs);
-    let shutdown = async move {
-        match run_for {
-            Some(d) => tokio::time::sleep(d).await,
-            None => {
-                if let Err(error) = tokio::signal::ctrl_c().await {
-                    tracing::warn!(%error, "cannot wait for Ctrl-C; running until killed");
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    };
+    let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
     serve(listener, site, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -12,24 +12,8 @@
 use std::io::Write;
 use std::time::Instant;
 
+use examples::Report;
 use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, PickRequest, StatusFlags};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Shows an error's message (not its `Debug` form) when `main` returns it.
-struct Report(BoxError);
-
-impl<E: Into<BoxError>> From<E> for Report {
-    fn from(e: E) -> Self {
-        Self(e.into())
-    }
-}
-
-impl std::fmt::Debug for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 const USAGE: &str =
     "usage: schedule [--lbmethod NAME] [--picks N] [--disable LETTER]... LOADFACTOR...";

@@ -30,6 +30,35 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// turned into Apache's responses.
 pub type ProxyService = ErrorResponse<StickyRoute<Balancer<MakeHttpMember<Incoming>>>>;
 
+/// What an example's `main` returns on error: shows the error's message, not its `Debug`.
+pub struct Report(BoxError);
+
+impl<E: Into<BoxError>> From<E> for Report {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Completes after `run_for` if given, else at Ctrl-C (or never, if Ctrl-C cannot be
+/// watched): when a server example stops.
+pub async fn shutdown_signal(run_for: Option<Duration>) {
+    match run_for {
+        Some(d) => tokio::time::sleep(d).await,
+        None => {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::warn!(%error, "cannot wait for Ctrl-C; running until killed");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// How long connections may take to finish after a shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(5);
 
