@@ -1,0 +1,1 @@
+//! `hcexpr` conditions (the ProxyHCExpr equivalent): work in progress.

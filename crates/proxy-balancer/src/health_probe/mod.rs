@@ -1,0 +1,3 @@
+//! Health probes (mod_proxy_hcheck): work in progress.
+
+pub mod expr;
