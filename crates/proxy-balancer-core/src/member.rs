@@ -44,6 +44,10 @@ struct Load {
     lbstatus: AtomicI64,
     transferred: AtomicU64,
     read: AtomicU64,
+    /// The last load report (heartbeat): `ready` in the high 32 bits, `busy` in the low.
+    reported: AtomicU64,
+    /// When `reported` was written: nanoseconds since `epoch` plus one; 0 means "never".
+    reported_at: AtomicU64,
 }
 
 /// The per-member state that every snapshot shares: status flags and counters.
@@ -282,6 +286,53 @@ impl MemberState {
         self.load.read.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Records a load report (Apache's heartbeat: `ready` idle slots, `busy` slots serving)
+    /// received at `now`, replacing the previous one. Used by `lbmethod=heartbeat`
+    /// ([`Heartbeat`](crate::lbmethod::Heartbeat)).
+    ///
+    /// # Apache
+    ///
+    /// What mod_heartmonitor stores for each origin server from its `v=1&ready=N&busy=M`
+    /// datagrams.
+    pub fn report_load(&self, ready: u32, busy: u32, now: Instant) {
+        let packed = (u64::from(ready) << 32) | u64::from(busy);
+        self.load.reported.store(packed, Ordering::Relaxed);
+        self.load
+            .reported_at
+            .store(self.encode(now), Ordering::Release);
+    }
+
+    /// The last load report, if the member ever sent one
+    /// ([`MemberState::report_load`]).
+    #[must_use]
+    pub fn load_report(&self) -> Option<LoadReport> {
+        let at = self.load.reported_at.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let packed = self.load.reported.load(Ordering::Relaxed);
+        Some(LoadReport {
+            ready: (packed >> 32) as u32,
+            busy: packed as u32,
+            seen: self.epoch + Duration::from_nanos(at - 1),
+        })
+    }
+
+    /// The `ready` count of a report at most `max_age` old at `now`, for the heartbeat scan
+    /// (no `Instant` arithmetic beyond one subtraction).
+    pub(crate) fn fresh_ready(&self, now: Instant, max_age: Duration) -> Option<u32> {
+        let at = self.load.reported_at.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let now = self.encode(now);
+        let max_age = u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX);
+        if now.saturating_sub(at) > max_age {
+            return None;
+        }
+        Some((self.load.reported.load(Ordering::Relaxed) >> 32) as u32)
+    }
+
     pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {
         &self.load.lbstatus
     }
@@ -316,7 +367,45 @@ impl fmt::Debug for MemberState {
             .field("read", &self.read())
             .field("error_time", &self.error_time())
             .field("retries", &self.retries())
+            .field("load_report", &self.load_report())
             .finish()
+    }
+}
+
+/// A member's last load report: what Apache's mod_heartmonitor keeps for an origin server.
+///
+/// See [`MemberState::report_load`] and [`MemberState::load_report`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadReport {
+    ready: u32,
+    busy: u32,
+    seen: Instant,
+}
+
+impl LoadReport {
+    /// Idle slots the member reported (mod_heartbeat's `ready`).
+    #[must_use]
+    pub const fn ready(&self) -> u32 {
+        self.ready
+    }
+
+    /// Slots serving requests the member reported (mod_heartbeat's `busy`); not the
+    /// balancer's own [`MemberState::busy`] count.
+    #[must_use]
+    pub const fn busy(&self) -> u32 {
+        self.busy
+    }
+
+    /// When the report was received.
+    #[must_use]
+    pub const fn seen(&self) -> Instant {
+        self.seen
+    }
+
+    /// How old the report is at `now` (zero if `now` is earlier).
+    #[must_use]
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.seen)
     }
 }
 

@@ -311,6 +311,7 @@ impl BalancerSnapshot {
                         indices,
                         spare_limit,
                         &[],
+                        now,
                     ));
                     break;
                 }
@@ -319,6 +320,7 @@ impl BalancerSnapshot {
                         (&self.members, &self.hot),
                         indices,
                         &[],
+                        now,
                     ));
                     break;
                 }
@@ -402,14 +404,20 @@ impl BalancerSnapshot {
                 SetPlan::Nothing => continue,
             };
             if let Some(spare_limit) = spare_limit {
-                let candidates =
-                    Candidates::regular((&self.members, &self.hot), indices, spare_limit, tried);
+                let candidates = Candidates::regular(
+                    (&self.members, &self.hot),
+                    indices,
+                    spare_limit,
+                    tried,
+                    now,
+                );
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }
             }
             if standbys {
-                let candidates = Candidates::standby((&self.members, &self.hot), indices, tried);
+                let candidates =
+                    Candidates::standby((&self.members, &self.hot), indices, tried, now);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }

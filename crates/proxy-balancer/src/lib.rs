@@ -114,6 +114,7 @@ pub mod balancer;
 pub mod client;
 pub mod error;
 pub mod health_probe;
+pub mod heartbeat;
 pub mod proxy_pass;
 pub mod retry_window;
 pub mod sticky_route;

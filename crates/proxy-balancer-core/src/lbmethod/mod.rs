@@ -10,22 +10,27 @@
 //! | `byrequests` (default) | [`ByRequests`] | smooth weighted round robin on `lbstatus`, exactly Apache's |
 //! | `bytraffic` | [`ByTraffic`] | least bytes (sent + read) per load factor |
 //! | `bybusyness` | [`ByBusyness`] | fewest requests in flight; ties by the byrequests score |
+//! | `heartbeat` | [`Heartbeat`] | smooth weighted round robin on the members' reported `ready` slots; byrequests without fresh reports |
 //!
 //! Write your own by implementing [`LbMethod`] and using [`LbMethodKind::Custom`].
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::ParamError;
 use crate::member::{Hot, Member, MemberId};
 use crate::sync::Ordering;
 
 mod busyness;
+mod heartbeat;
 mod requests;
 mod traffic;
 
+pub use crate::member::LoadReport;
 pub use busyness::ByBusyness;
+pub use heartbeat::Heartbeat;
 pub use requests::ByRequests;
 pub use traffic::ByTraffic;
 
@@ -109,18 +114,22 @@ pub enum LbMethodKind {
     ByTraffic,
     /// `lbmethod=bybusyness`.
     ByBusyness,
+    /// `lbmethod=heartbeat`, with its report age limit.
+    Heartbeat(Heartbeat),
     /// A user-defined method.
     Custom(Arc<dyn LbMethod>),
 }
 
 impl LbMethodKind {
-    /// The method's name (`byrequests`, `bytraffic`, `bybusyness` or the custom name).
+    /// The method's name (`byrequests`, `bytraffic`, `bybusyness`, `heartbeat` or the
+    /// custom name).
     #[must_use]
     pub fn name(&self) -> &str {
         match self {
             Self::ByRequests => "byrequests",
             Self::ByTraffic => "bytraffic",
             Self::ByBusyness => "bybusyness",
+            Self::Heartbeat(_) => "heartbeat",
             Self::Custom(m) => m.name(),
         }
     }
@@ -130,6 +139,7 @@ impl LbMethodKind {
             Self::ByRequests => ByRequests.choose(candidates),
             Self::ByTraffic => ByTraffic.choose(candidates),
             Self::ByBusyness => ByBusyness.choose(candidates),
+            Self::Heartbeat(m) => m.choose(candidates),
             Self::Custom(m) => m.choose(candidates),
         }
     }
@@ -137,6 +147,7 @@ impl LbMethodKind {
     pub(crate) fn account_sticky(&self, members: &[Member], chosen: &Member) {
         match self {
             Self::Custom(m) => m.account_sticky(members, chosen),
+            Self::Heartbeat(m) => m.account_sticky(members, chosen),
             _ => account_sticky_lbstatus(members, chosen),
         }
     }
@@ -146,6 +157,7 @@ impl PartialEq for LbMethodKind {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Custom(a), Self::Custom(b)) => Arc::ptr_eq(a, b),
+            (Self::Heartbeat(a), Self::Heartbeat(b)) => a == b,
             (Self::Custom(_), _) | (_, Self::Custom(_)) => false,
             _ => self.name() == other.name(),
         }
@@ -156,6 +168,7 @@ impl fmt::Debug for LbMethodKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Custom(m) => f.debug_tuple("Custom").field(m).finish(),
+            Self::Heartbeat(m) => f.debug_tuple("Heartbeat").field(m).finish(),
             _ => f.write_str(self.name()),
         }
     }
@@ -170,21 +183,18 @@ impl fmt::Display for LbMethodKind {
 impl FromStr for LbMethodKind {
     type Err = ParamError;
 
-    /// Parses Apache's `lbmethod=` names (case-insensitive).
+    /// Parses Apache's `lbmethod=` names (case-insensitive). `heartbeat` gets the default
+    /// report age limit ([`Heartbeat::new`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "byrequests" => Ok(Self::ByRequests),
             "bytraffic" => Ok(Self::ByTraffic),
             "bybusyness" => Ok(Self::ByBusyness),
-            "heartbeat" => Err(ParamError::invalid(
-                "lbmethod",
-                s,
-                "heartbeat is not supported yet; use byrequests, bytraffic or bybusyness",
-            )),
+            "heartbeat" => Ok(Self::Heartbeat(Heartbeat::new())),
             _ => Err(ParamError::invalid(
                 "lbmethod",
                 s,
-                "unknown lbmethod; expected byrequests, bytraffic or bybusyness",
+                "unknown lbmethod; expected byrequests, bytraffic, bybusyness or heartbeat",
             )),
         }
     }
@@ -211,6 +221,7 @@ pub struct Candidates<'a> {
     phase: Phase,
     spare_limit: usize,
     tried: &'a [MemberId],
+    now: Instant,
 }
 
 impl<'a> Candidates<'a> {
@@ -219,6 +230,7 @@ impl<'a> Candidates<'a> {
         indices: &'a [u32],
         spare_limit: usize,
         tried: &'a [MemberId],
+        now: Instant,
     ) -> Self {
         Self {
             members,
@@ -228,6 +240,7 @@ impl<'a> Candidates<'a> {
             phase: Phase::Regular,
             spare_limit,
             tried,
+            now,
         }
     }
 
@@ -235,6 +248,7 @@ impl<'a> Candidates<'a> {
         (members, hot): (&'a [Member], &'a [Hot]),
         indices: &'a [u32],
         tried: &'a [MemberId],
+        now: Instant,
     ) -> Self {
         Self {
             members,
@@ -244,7 +258,16 @@ impl<'a> Candidates<'a> {
             phase: Phase::Standby,
             spare_limit: 0,
             tried,
+            now,
         }
+    }
+
+    /// The time of the pick (the `now` given to
+    /// [`BalancerSnapshot::pick`](crate::BalancerSnapshot::pick)), for methods that weigh
+    /// time, such as [`Heartbeat`] with its report age limit.
+    #[must_use]
+    pub const fn now(&self) -> Instant {
+        self.now
     }
 }
 
