@@ -1,0 +1,564 @@
+//! What to probe and how: [`ProbeMethod`], [`ProbeConfig`], [`Condition`] and the named
+//! conditions and templates of [`ProbeDefinitions`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use crate::core::MemberParams;
+
+use super::expr::HcExpr;
+
+/// Apache's `hcinterval` default: 30 seconds.
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Apache refuses a shorter `hcinterval` ("Interval must be a positive value greater than
+/// 100ms"); its watchdog runs every 100 ms, so a shorter period could not be kept anyway.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Probe timeout when the member sets neither `connectiontimeout` nor `timeout`. Apache
+/// falls back to the server's `Timeout` (60 s); a health check that takes that long is a
+/// failed one, and a shorter bound frees the probe slot for other members.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How much of a response body a body condition sees: enough for any status page, small
+/// enough that a huge body never costs more than this per probe.
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// The valid `hcmethod` values, for error messages.
+const METHOD_NAMES: &str = "None, TCP, OPTIONS, HEAD, GET, OPTIONS11, HEAD11, GET11";
+
+/// How a member is probed (`hcmethod`).
+///
+/// # Apache
+///
+/// `hcmethod=TCP|OPTIONS|HEAD|GET|OPTIONS11|HEAD11|GET11`, case-insensitive; `None` (the
+/// default) means no probe and is handled by [`ProbeMethod::from_apache`]. The plain HTTP
+/// forms send HTTP/1.0, the `11` forms HTTP/1.1 with `Connection: close`.
+///
+/// ```
+/// use proxy_balancer::health_probe::ProbeMethod;
+///
+/// assert_eq!("get11".parse::<ProbeMethod>()?, ProbeMethod::Get11);
+/// assert_eq!(ProbeMethod::from_apache("None")?, None);
+/// assert!("CPING".parse::<ProbeMethod>().is_err());
+/// # Ok::<(), proxy_balancer::health_probe::ProbeConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProbeMethod {
+    /// `TCP`: connect, then close. Passes when the connection is accepted.
+    Tcp,
+    /// `OPTIONS`: `OPTIONS * HTTP/1.0`.
+    Options,
+    /// `HEAD`: `HEAD <uri> HTTP/1.0`.
+    Head,
+    /// `GET`: `GET <uri> HTTP/1.0`.
+    Get,
+    /// `OPTIONS11`: `OPTIONS * HTTP/1.1`.
+    Options11,
+    /// `HEAD11`: `HEAD <uri> HTTP/1.1`.
+    Head11,
+    /// `GET11`: `GET <uri> HTTP/1.1`.
+    Get11,
+}
+
+impl ProbeMethod {
+    /// Parses an `hcmethod` value as Apache does (case-insensitive); `None` gives
+    /// `Ok(None)`: no probe.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeConfigError::UnknownMethod`], listing the valid names, for anything else
+    /// (also `CPING` and `PROVIDER`, which Apache accepts only with other modules).
+    pub fn from_apache(value: &str) -> Result<Option<Self>, ProbeConfigError> {
+        let method = match value.trim().to_ascii_lowercase().as_str() {
+            "none" => return Ok(None),
+            "tcp" => Self::Tcp,
+            "options" => Self::Options,
+            "head" => Self::Head,
+            "get" => Self::Get,
+            "options11" => Self::Options11,
+            "head11" => Self::Head11,
+            "get11" => Self::Get11,
+            _ => {
+                return Err(ProbeConfigError::UnknownMethod {
+                    value: value.to_owned(),
+                })
+            }
+        };
+        Ok(Some(method))
+    }
+
+    /// Apache's name of the method (`TCP`, `GET11` …).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Options => "OPTIONS",
+            Self::Head => "HEAD",
+            Self::Get => "GET",
+            Self::Options11 => "OPTIONS11",
+            Self::Head11 => "HEAD11",
+            Self::Get11 => "GET11",
+        }
+    }
+
+    /// The HTTP method sent, `None` for [`ProbeMethod::Tcp`].
+    #[must_use]
+    pub const fn http_method(self) -> Option<&'static str> {
+        match self {
+            Self::Tcp => None,
+            Self::Options | Self::Options11 => Some("OPTIONS"),
+            Self::Head | Self::Head11 => Some("HEAD"),
+            Self::Get | Self::Get11 => Some("GET"),
+        }
+    }
+
+    /// Whether the request is HTTP/1.1 (the `11` forms).
+    #[must_use]
+    pub const fn is_http11(self) -> bool {
+        matches!(self, Self::Options11 | Self::Head11 | Self::Get11)
+    }
+
+    /// Whether the response carries no body (`HEAD`).
+    pub(crate) const fn is_head(self) -> bool {
+        matches!(self, Self::Head | Self::Head11)
+    }
+}
+
+impl FromStr for ProbeMethod {
+    type Err = ProbeConfigError;
+
+    /// Parses one of the seven probing methods; `None` is refused here (it means "no
+    /// probe"; see [`ProbeMethod::from_apache`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_apache(s)?.ok_or_else(|| ProbeConfigError::UnknownMethod {
+            value: s.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ProbeMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ===== Condition =====
+
+/// What a response must look like for an HTTP probe to pass.
+///
+/// # Apache
+///
+/// Without `hcexpr`, a status from 200 to 399 passes ([`Condition::Default`]); with
+/// `hcexpr=name`, the `ProxyHCExpr name {...}` expression decides ([`Condition::Expr`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Condition {
+    /// A status from 200 to 399 passes (Apache's default).
+    #[default]
+    Default,
+    /// An `hcexpr` condition on status, headers and body.
+    Expr(HcExpr),
+}
+
+impl Condition {
+    /// Whether the condition reads the response body (only then is it read).
+    #[must_use]
+    pub fn uses_body(&self) -> bool {
+        match self {
+            Self::Default => false,
+            Self::Expr(expr) => expr.uses_body(),
+        }
+    }
+
+    /// Whether a response with this status, headers and body passes.
+    #[must_use]
+    pub fn passes(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> bool {
+        match self {
+            Self::Default => (200..400).contains(&status),
+            Self::Expr(expr) => expr.eval(&super::expr::ProbeResponse {
+                status,
+                headers,
+                body,
+            }),
+        }
+    }
+}
+
+impl From<HcExpr> for Condition {
+    fn from(expr: HcExpr) -> Self {
+        Self::Expr(expr)
+    }
+}
+
+// ===== ProbeDefinitions =====
+
+/// Named conditions and templates that `hcexpr=` and `hctemplate=` refer to.
+///
+/// # Apache
+///
+/// `ProxyHCExpr name {expr}` is [`with_expr`](Self::with_expr); `ProxyHCTemplate name
+/// k=v …` is [`with_template`](Self::with_template).
+///
+/// ```
+/// use proxy_balancer::health_probe::{Condition, ProbeConfig, ProbeDefinitions, ProbeMethod};
+///
+/// let defs = ProbeDefinitions::new()
+///     .with_expr("status_ok", Condition::Default)
+///     .with_template("web", [("hcmethod", "GET"), ("hcuri", "/health"), ("hcfails", "2")]);
+/// let config = ProbeConfig::from_params(&[("hctemplate", "web"), ("hcinterval", "5")], &defs)?
+///     .expect("hcmethod is set by the template");
+/// assert_eq!(config.method, ProbeMethod::Get);
+/// assert_eq!((config.fails, config.interval.as_secs()), (2, 5));
+/// # Ok::<(), proxy_balancer::health_probe::ProbeConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ProbeDefinitions {
+    exprs: HashMap<String, Condition>,
+    templates: HashMap<String, Vec<(String, String)>>,
+}
+
+impl ProbeDefinitions {
+    /// No conditions, no templates.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Defines a named condition (`ProxyHCExpr name {...}`), replacing one of that name.
+    #[must_use]
+    pub fn with_expr(mut self, name: impl Into<String>, condition: impl Into<Condition>) -> Self {
+        self.exprs.insert(name.into(), condition.into());
+        self
+    }
+
+    /// Defines a named parameter set (`ProxyHCTemplate name k=v …`), replacing one of that
+    /// name. Its keys are checked when a member uses it.
+    #[must_use]
+    pub fn with_template<K, V>(
+        mut self,
+        name: impl Into<String>,
+        params: impl IntoIterator<Item = (K, V)>,
+    ) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let params = params
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.templates.insert(name.into(), params);
+        self
+    }
+
+    /// The condition named `name`, if defined.
+    #[must_use]
+    pub fn expr(&self, name: &str) -> Option<&Condition> {
+        self.exprs.get(name)
+    }
+
+    /// The parameters of the template named `name`, if defined.
+    #[must_use]
+    pub fn template(&self, name: &str) -> Option<&[(String, String)]> {
+        self.templates.get(name).map(Vec::as_slice)
+    }
+}
+
+// ===== ProbeConfig =====
+
+/// How one member is probed: the member's `hc*` parameters.
+///
+/// Build it with [`ProbeConfig::new`] and set fields, or from Apache's `hc*` parameters with
+/// [`ProbeConfig::from_params`]. See the [module docs](super).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use proxy_balancer::health_probe::{ProbeConfig, ProbeMethod};
+///
+/// let mut config = ProbeConfig::new(ProbeMethod::Get);
+/// config.uri = "/health".into();
+/// config.interval = Duration::from_secs(5);
+/// config.fails = 3;
+/// assert_eq!(config.passes, 1);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProbeConfig {
+    /// `hcmethod`: how to probe.
+    pub method: ProbeMethod,
+    /// `hcuri`: appended to the member URL's path, as is (`health` without a slash is sent
+    /// as `health`, as Apache does). Empty: the member's path, or `/`.
+    pub uri: String,
+    /// `hcinterval`: the pause between the end of one probe and the start of the next
+    /// (default 30 s; shorter than 100 ms is taken as 100 ms).
+    pub interval: Duration,
+    /// `hcpasses`: passes in a row that bring a failed member back (default 1; 0 acts as 1).
+    pub passes: u32,
+    /// `hcfails`: failures in a row that take a member out (default 1; 0 acts as 1).
+    pub fails: u32,
+    /// Bound on a whole probe: connect, request and response (default 5 s; see
+    /// [`ProbeConfig::with_member_timeouts`]).
+    pub timeout: Duration,
+    /// `hcexpr`: what a response must look like to pass (default: status 200 to 399).
+    pub condition: Condition,
+    /// How many body bytes a body condition sees at most (default 64 KiB).
+    pub body_limit: usize,
+}
+
+impl ProbeConfig {
+    /// A config with `method` and Apache's defaults for the rest.
+    #[must_use]
+    pub fn new(method: ProbeMethod) -> Self {
+        Self {
+            method,
+            uri: String::new(),
+            interval: DEFAULT_INTERVAL,
+            passes: 1,
+            fails: 1,
+            timeout: DEFAULT_TIMEOUT,
+            condition: Condition::Default,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Reads Apache's `hc*` parameters of a `BalancerMember` line: `hcmethod`, `hcuri`,
+    /// `hcinterval` (seconds, or with a unit: `200ms`, `2s`, `1mi`, `1h`), `hcpasses`,
+    /// `hcfails`, `hcexpr` and `hctemplate` (resolved through `defs`, applied where it
+    /// stands: later parameters override the template's, as in Apache). Keys are
+    /// case-insensitive. Returns `Ok(None)` when the method is `None` or not given: no
+    /// probe, as Apache's default.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeConfigError`] for an unknown key, method, condition or template, or a bad
+    /// value (an `hcinterval` under 100 ms among them).
+    pub fn from_params(
+        params: &[(&str, &str)],
+        defs: &ProbeDefinitions,
+    ) -> Result<Option<Self>, ProbeConfigError> {
+        let mut config = Self::new(ProbeMethod::Tcp);
+        let mut method = None;
+        for (key, value) in params {
+            config.apply(key, value, defs, &mut method, true)?;
+        }
+        Ok(method.map(|m| {
+            config.method = m;
+            config
+        }))
+    }
+
+    fn apply(
+        &mut self,
+        key: &str,
+        value: &str,
+        defs: &ProbeDefinitions,
+        method: &mut Option<ProbeMethod>,
+        allow_template: bool,
+    ) -> Result<(), ProbeConfigError> {
+        match key.trim().to_ascii_lowercase().as_str() {
+            "hcmethod" => *method = ProbeMethod::from_apache(value)?,
+            "hcuri" => {
+                // Apache keeps hcuri in a 64-byte field.
+                if value.len() >= 64 {
+                    return Err(invalid("hcuri", value, "must be shorter than 64 bytes"));
+                }
+                if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(invalid(
+                        "hcuri",
+                        value,
+                        "must not contain whitespace or control characters",
+                    ));
+                }
+                value.clone_into(&mut self.uri);
+            }
+            "hcinterval" => self.interval = parse_interval(value)?,
+            "hcpasses" => self.passes = parse_count("hcpasses", value)?,
+            "hcfails" => self.fails = parse_count("hcfails", value)?,
+            "hcexpr" => {
+                self.condition =
+                    defs.expr(value)
+                        .cloned()
+                        .ok_or_else(|| ProbeConfigError::UnknownExpr {
+                            name: value.to_owned(),
+                        })?;
+            }
+            "hctemplate" if allow_template => {
+                let template =
+                    defs.template(value)
+                        .ok_or_else(|| ProbeConfigError::UnknownTemplate {
+                            name: value.to_owned(),
+                        })?;
+                for (k, v) in template {
+                    self.apply(k, v, defs, method, false)?;
+                }
+            }
+            _ => {
+                return Err(ProbeConfigError::UnknownParameter {
+                    param: key.to_owned(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the probe timeout from the member's parameters: for a TCP probe its
+    /// `connectiontimeout` (else `timeout`), for an HTTP probe its `timeout` (else
+    /// `connectiontimeout`); when neither is set, the current value stays (default 5 s).
+    ///
+    /// # Apache
+    ///
+    /// mod_proxy_hcheck connects with the worker's connection timeout and reads with its
+    /// `timeout`.
+    #[must_use]
+    pub fn with_member_timeouts(mut self, member: &MemberParams) -> Self {
+        let t = if self.method == ProbeMethod::Tcp {
+            member.connection_timeout.or(member.timeout)
+        } else {
+            member.timeout.or(member.connection_timeout)
+        };
+        if let Some(t) = t {
+            self.timeout = t;
+        }
+        self
+    }
+
+    /// `hcpasses` as used: at least 1.
+    pub(crate) fn passes_needed(&self) -> u32 {
+        self.passes.max(1)
+    }
+
+    /// `hcfails` as used: at least 1.
+    pub(crate) fn fails_needed(&self) -> u32 {
+        self.fails.max(1)
+    }
+
+    /// `hcinterval` as used: at least 100 ms.
+    pub(crate) fn effective_interval(&self) -> Duration {
+        self.interval.max(MIN_INTERVAL)
+    }
+}
+
+fn invalid(param: &'static str, value: &str, reason: &'static str) -> ProbeConfigError {
+    ProbeConfigError::InvalidValue {
+        param,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+/// `hcpasses`/`hcfails`: a whole number, 0 or more (Apache's `atoi`, minus its silence on
+/// garbage).
+fn parse_count(param: &'static str, value: &str) -> Result<u32, ProbeConfigError> {
+    value
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| invalid(param, value, "must be a whole number, 0 or more"))
+}
+
+/// Apache's `ap_timeout_parameter_parse` with the default unit seconds: `30`, `30s`,
+/// `200ms`, `2mi`, `1h`; at least 100 ms.
+fn parse_interval(value: &str) -> Result<Duration, ProbeConfigError> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let bad = || {
+        invalid(
+            "hcinterval",
+            value,
+            "must be a whole number of seconds, or with a unit: ms, s, mi, h",
+        )
+    };
+    let n = digits.parse::<u64>().map_err(|_| bad())?;
+    let t = match unit.to_ascii_lowercase().as_str() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "mi" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if t < MIN_INTERVAL {
+        return Err(ProbeConfigError::IntervalTooShort {
+            value: value.to_owned(),
+        });
+    }
+    Ok(t)
+}
+
+// ===== ProbeConfigError =====
+
+/// A bad `hc*` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProbeConfigError {
+    /// `hcmethod` names no method.
+    UnknownMethod {
+        /// The value given.
+        value: String,
+    },
+    /// A parameter that is not one of the `hc*` parameters.
+    UnknownParameter {
+        /// The key given.
+        param: String,
+    },
+    /// A value that does not parse.
+    InvalidValue {
+        /// The parameter's Apache name.
+        param: &'static str,
+        /// The value given.
+        value: String,
+        /// What a valid value looks like.
+        reason: &'static str,
+    },
+    /// `hcinterval` under 100 ms.
+    IntervalTooShort {
+        /// The value given.
+        value: String,
+    },
+    /// `hcexpr` names no defined condition.
+    UnknownExpr {
+        /// The name given.
+        name: String,
+    },
+    /// `hctemplate` names no defined template.
+    UnknownTemplate {
+        /// The name given.
+        name: String,
+    },
+}
+
+impl fmt::Display for ProbeConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownMethod { value } => {
+                write!(f, "unknown hcmethod `{value}`; valid: {METHOD_NAMES}")
+            }
+            Self::UnknownParameter { param } => {
+                write!(f, "unknown health check parameter `{param}`")
+            }
+            Self::InvalidValue {
+                param,
+                value,
+                reason,
+            } => write!(f, "invalid {param} `{value}`: {reason}"),
+            Self::IntervalTooShort { value } => write!(
+                f,
+                "invalid hcinterval `{value}`: interval must be a positive value greater than 100ms"
+            ),
+            Self::UnknownExpr { name } => {
+                write!(f, "unknown health check condition expr: {name}")
+            }
+            Self::UnknownTemplate { name } => {
+                write!(f, "unknown health check template: {name}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProbeConfigError {}
