@@ -190,8 +190,9 @@ impl MemberState {
             .min(max.max(retry))
     }
 
-    /// Clears `E`, counting a retry if it was set.
-    pub(crate) fn clear_error(&self) {
+    /// Clears `E` now, whatever the retry window, counting a retry if it was set (as a
+    /// passing health check or a forced recovery does in Apache).
+    pub fn clear_error(&self) {
         let before = self.load.flags.remove(StatusFlags::IN_ERROR);
         if before.contains(StatusFlags::IN_ERROR) {
             self.retries.fetch_add(1, Ordering::Relaxed);

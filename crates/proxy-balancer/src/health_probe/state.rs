@@ -54,7 +54,9 @@ impl Runs {
                 return Transition::None;
             }
             self.passes = 0;
-            state.remove_flags(StatusFlags::HC_FAILED | StatusFlags::IN_ERROR);
+            // Clearing E this way counts a retry, as Apache's recovery does.
+            state.clear_error();
+            state.remove_flags(StatusFlags::HC_FAILED);
             state.note_success();
             Transition::Enabled
         } else {
