@@ -1,6 +1,7 @@
 //! The proxy built from an Apache configuration: one balancer stack per `balancer://`, and
 //! requests routed to them by `ProxyPass` prefix.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,9 +14,11 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use proxy_balancer::balancer::{BalancedBody, BalancerInfo, BalancerOptions};
 use proxy_balancer::client::MakeHttpMember;
+use proxy_balancer::health_probe::expr::HcExpr;
+use proxy_balancer::health_probe::{HealthProbe, ProbeConfig, ProbeDefinitions};
 use proxy_balancer::proxy_pass::ProxyPass;
 use proxy_balancer::sticky_route::{RouteCookie, StickyRouteLayer};
-use proxy_balancer::{Balancer, BalancerStore, ErrorResponseLayer};
+use proxy_balancer::{Balancer, BalancerStore, ErrorResponseLayer, MemberUrl};
 use proxy_balancer_apache_config::{Config, HeaderDirective, ProxyTarget};
 use tower::{Service, ServiceExt};
 
@@ -38,6 +41,8 @@ struct Route {
 /// exclusions and unmatched paths answer 404.
 #[derive(Clone)]
 pub struct Site {
+    /// The health probes of the configuration's members; they stop with the last clone.
+    probes: Arc<[HealthProbe]>,
     routes: Arc<[Route]>,
     stores: Arc<[Arc<BalancerStore>]>,
     /// `Header` directives filled from the `BALANCER_*` values of each response.
@@ -47,6 +52,7 @@ pub struct Site {
 impl std::fmt::Debug for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Site")
+            .field("probes", &self.probes.len())
             .field("routes", &self.routes.len())
             .field("balancers", &self.stores.len())
             .finish()
@@ -99,6 +105,7 @@ impl Site {
                 target,
             });
         }
+        let probes = spawn_probes(config, &stores)?;
         let headers: Vec<HeaderDirective> = config
             .headers
             .iter()
@@ -106,6 +113,7 @@ impl Site {
             .cloned()
             .collect();
         Ok(Self {
+            probes: probes.into(),
             routes: routes.into(),
             stores: stores.into(),
             headers: headers.into(),
@@ -117,6 +125,81 @@ impl Site {
     pub fn stores(&self) -> &[Arc<BalancerStore>] {
         &self.stores
     }
+
+    /// The health probes running for the site's balancers (one per balancer with probed
+    /// members).
+    #[must_use]
+    pub fn probes(&self) -> &[HealthProbe] {
+        &self.probes
+    }
+}
+
+/// Starts the health probes the configuration asks for: each member's `hc*` parameters,
+/// with its `ProxyHCTemplate`s and `ProxyHCExpr`s.
+///
+/// # Errors
+///
+/// If an expression does not parse or a member's `hc*` parameters are invalid.
+fn spawn_probes(
+    config: &Config,
+    stores: &[Arc<BalancerStore>],
+) -> Result<Vec<HealthProbe>, BoxError> {
+    let mut defs = ProbeDefinitions::new();
+    for e in &config.hc_exprs {
+        let expr = HcExpr::parse(&e.expr)
+            .map_err(|err| format!("line {}: ProxyHCExpr {}: {err}", e.span.line, e.name))?;
+        defs = defs.with_expr(e.name.clone(), expr);
+    }
+    for t in &config.hc_templates {
+        defs = defs.with_template(
+            t.name.clone(),
+            t.params.iter().map(|p| (p.key.clone(), p.value.clone())),
+        );
+    }
+    // Each member's hc* parameters, by normalised URL.
+    let mut per_member: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for balancer in &config.balancers {
+        for member in &balancer.members {
+            let hc: Vec<(String, String)> = member
+                .params
+                .iter()
+                .filter(|p| p.key.to_ascii_lowercase().starts_with("hc"))
+                .map(|p| (p.key.clone(), p.value.clone()))
+                .collect();
+            if hc.is_empty() {
+                continue;
+            }
+            let url = MemberUrl::new(&member.url)?.to_string();
+            // Check now, so that a bad value is an error at start rather than no probe.
+            let pairs: Vec<(&str, &str)> =
+                hc.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ProbeConfig::from_params(&pairs, &defs)
+                .map_err(|err| format!("line {}: {}: {err}", member.span.line, member.url))?;
+            per_member.insert(url, hc);
+        }
+    }
+    let per_member = Arc::new(per_member);
+    let defs = Arc::new(defs);
+    let mut probes = Vec::new();
+    for store in stores {
+        let probed = store
+            .snapshot()
+            .members()
+            .iter()
+            .any(|m| per_member.contains_key(m.url()));
+        if !probed {
+            continue;
+        }
+        let (per_member, defs) = (Arc::clone(&per_member), Arc::clone(&defs));
+        probes.push(HealthProbe::spawn(Arc::clone(store), move |member| {
+            let hc = per_member.get(member.url())?;
+            let pairs: Vec<(&str, &str)> =
+                hc.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let config = ProbeConfig::from_params(&pairs, &defs).ok().flatten()?;
+            Some(config.with_member_timeouts(member.params()))
+        }));
+    }
+    Ok(probes)
 }
 
 /// The stack of one balancer: errors as Apache answers them, sticky routes (and the route
@@ -288,6 +371,7 @@ impl From<ProxyService> for Site {
     fn from(service: ProxyService) -> Self {
         let pass = ProxyPass::new("/", "balancer://default/").expect("invariant: a valid mapping");
         Self {
+            probes: Vec::new().into(),
             routes: vec![Route {
                 pass,
                 target: Target::Balancer(service),

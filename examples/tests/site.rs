@@ -104,3 +104,49 @@ Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
         .expect("no panic")
         .expect("no error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_from_the_config_take_a_failing_member_out_and_back() {
+    use proxy_balancer::StatusFlags;
+    let backends = start_demo_backends(2).await.expect("loopback ports");
+    let text = format!(
+        r#"
+ProxyHCExpr ok234 {{%{{REQUEST_STATUS}} =~ /^[234]/}}
+ProxyHCTemplate quick hcmethod=GET hcuri=/health hcinterval=100ms hcpasses=1 hcfails=1
+<Proxy balancer://app>
+    BalancerMember {} hctemplate=quick
+    BalancerMember {} hctemplate=quick hcexpr=ok234
+</Proxy>
+ProxyPass / balancer://app/
+"#,
+        backends[0].url(),
+        backends[1].url()
+    );
+    let config = parse(&text).expect("a valid config");
+    let site = Site::from_config(&config).expect("buildable");
+    assert_eq!(site.probes().len(), 1);
+    let store = std::sync::Arc::clone(&site.stores()[0]);
+    let first = store.snapshot().members()[0].clone();
+    let second = store.snapshot().members()[1].clone();
+
+    // /health answers 500 on the first backend: its probe fails, it gets HcFl.
+    backends[0].set_health_status(500);
+    // A 404 passes the second member's ok234 condition.
+    backends[1].set_health_status(404);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !first.flags().contains(StatusFlags::HC_FAILED) {
+        assert!(tokio::time::Instant::now() < deadline, "never marked HcFl");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(second.is_usable(), "404 passes ok234: {:?}", second.flags());
+    assert_eq!(first.flags().label().to_string(), "Init HcFl ");
+
+    // Back to 200: the probe clears HcFl.
+    backends[0].set_health_status(200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !first.is_usable() {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(site);
+}
