@@ -86,7 +86,7 @@ pub fn demo_config(backends: &[TestBackend]) -> String {
     );
     for (i, backend) in backends.iter().enumerate() {
         text.push_str(&format!(
-            "    BalancerMember \"{}\" route=node{} retry=5 connectiontimeout=1\n",
+            "    BalancerMember \"{}\" route=node{} retry=5 connectiontimeout=1 hcmethod=GET hcuri=/health hcinterval=2\n",
             backend.url(),
             i + 1
         ));

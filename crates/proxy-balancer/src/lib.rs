@@ -13,9 +13,12 @@
 //! | [`client`] | the pooled HTTP member client | worker `connectiontimeout`, `timeout`, `max`, `ttl`, `disablereuse`, `keepalive` |
 //! | [`proxy_pass`] | path mapping and proxy headers | `ProxyPass`, `ProxyPassReverse`, `X-Forwarded-*`, `ProxyPreserveHost` |
 //! | [`error`] | the crate [`Error`] and [`ErrorResponseLayer`] | 503 / 502 / 504 answers |
+//! | [`sticky_route`] | session routes from cookies and URLs, the route cookie | `stickysession`, `stickysessionsep`, `scolonpathdelim`, `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` |
+//! | [`health_probe`] | background health checks driving `+C` | mod_proxy_hcheck: `hcmethod`, `hcuri`, `hcinterval`, `hcpasses`, `hcfails`, `ProxyHCTemplate`, `ProxyHCExpr` |
+//! | [`heartbeat`] | load reports for `lbmethod=heartbeat` | mod_heartbeat / mod_heartmonitor |
 //!
-//! Sticky-session extraction, health probes, the balancer-manager and the Apache config
-//! reader are on their way (see the README's status table).
+//! The balancer-manager is on its way (see the README's status table); the Apache
+//! configuration reader and its check are the `proxy-balancer-apache-config` crate.
 //!
 //! # Quick start
 //!
@@ -121,6 +124,8 @@ pub mod sticky_route;
 
 pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
+pub use health_probe::HealthProbe;
+pub use sticky_route::{StickyRoute, StickyRouteLayer};
 
 pub use proxy_balancer_core as core;
 pub use proxy_balancer_core::{
