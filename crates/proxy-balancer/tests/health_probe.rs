@@ -595,3 +595,41 @@ async fn many_members_probe_spread_over_the_interval_within_the_bound() {
     );
     probe.shutdown().await;
 }
+
+/// The schedule under tokio's paused clock: probes of a refused port (which fail at once,
+/// without waiting on a real timer) come one interval apart, and `hcfails` of them in a row
+/// set `C` after about `fails` intervals, the first one jittered within one interval.
+#[tokio::test(start_paused = true)]
+async fn probes_follow_the_interval_on_a_paused_clock() {
+    // Port 1 on loopback: nothing listens there, connecting is refused at once.
+    let store = store_of(&["http://127.0.0.1:1".to_owned()]);
+    let probe = HealthProbe::spawn(Arc::clone(&store), |_| {
+        let mut c = config(ProbeMethod::Tcp, 10_000, 3, 1);
+        c.timeout = Duration::from_secs(1);
+        Some(c)
+    });
+    let id = store.snapshot().members()[0].id();
+    let probes = |probe: &HealthProbe| probe.member(id).map_or(0, |h| h.probes);
+
+    // Within the first interval: at most the jittered first probe.
+    tokio::time::sleep(Duration::from_millis(9_900)).await;
+    assert!(
+        probes(&probe) <= 1,
+        "{} probes in the first interval",
+        probes(&probe)
+    );
+    // After four intervals: three or four probes, never more (one per interval).
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let n = probes(&probe);
+    assert!(
+        (3..=4).contains(&n),
+        "{n} probes in 40 s at a 10 s interval"
+    );
+    assert!(
+        store.snapshot().members()[0]
+            .flags()
+            .contains(StatusFlags::HC_FAILED),
+        "three failures in a row set C"
+    );
+    probe.shutdown().await;
+}
