@@ -1,0 +1,1 @@
+//! Edits: Apache query API (work in progress).

@@ -1,0 +1,4 @@
+//! Apache's balancer-manager for proxy-balancer (work in progress).
+
+pub mod edit;
+pub mod render;

@@ -1,0 +1,1 @@
+//! Rendering: HTML, XML, JSON, metrics (work in progress).
