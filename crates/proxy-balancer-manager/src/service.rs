@@ -1,0 +1,609 @@
+//! The balancer-manager as a tower [`Service`].
+
+use std::collections::hash_map::RandomState;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use proxy_balancer_core::{BalancerStore, Member, Nonce};
+use tower_service::Service;
+
+use crate::edit::{nonce_matches, parse_form, parse_query, Edit, Form, GrowthSlots};
+use crate::render::{self, BalancerView, HealthView, View};
+
+/// The most a change request's body may hold (Apache reads 1 KiB; forms with every field
+/// of a member fit in well under this).
+const FORM_LIMIT: usize = 16 * 1024;
+
+/// The client's address, put in the request extensions by the server, so that the access
+/// rule can check it. Without it every request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Health facts of a member, for the page (see [`HealthView`]).
+pub type HealthFn = Arc<dyn Fn(&Member) -> Option<HealthView> + Send + Sync>;
+
+struct Managed {
+    store: Arc<BalancerStore>,
+    /// The generated nonce, used when the balancer's `nonce` is `Auto`.
+    auto_nonce: String,
+    /// The configured members, to count the `growth` slots the manager has used.
+    slots: GrowthSlots,
+    health: Option<HealthFn>,
+}
+
+impl Managed {
+    fn effective_nonce(&self) -> &str {
+        match &self.store.snapshot().params().nonce {
+            Nonce::Disabled => "",
+            Nonce::Fixed(_) | Nonce::Auto => &self.auto_nonce,
+            _ => &self.auto_nonce,
+        }
+    }
+
+    fn name(&self) -> String {
+        self.store.snapshot().params().name.clone()
+    }
+}
+
+struct Inner {
+    mount: String,
+    balancers: Vec<Managed>,
+    allow: Vec<(IpAddr, u8)>,
+    unavailable: Arc<dyn Fn(&str) -> u64 + Send + Sync>,
+    server: String,
+    changes: AtomicU64,
+}
+
+/// Apache's balancer-manager: the status page (`GET mount`), its query API (`POST mount`,
+/// with the nonce), `?xml=1`, a JSON view and API (`mount/api`) and Prometheus metrics
+/// (`mount/metrics`). See the [crate docs](crate).
+#[derive(Clone)]
+pub struct BalancerManager {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for BalancerManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BalancerManager")
+            .field("mount", &self.inner.mount)
+            .field("balancers", &self.inner.balancers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`BalancerManager`].
+#[must_use]
+pub struct BalancerManagerBuilder {
+    mount: String,
+    balancers: Vec<Managed>,
+    allow: Vec<(IpAddr, u8)>,
+    unavailable: Arc<dyn Fn(&str) -> u64 + Send + Sync>,
+}
+
+impl fmt::Debug for BalancerManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BalancerManagerBuilder")
+            .field("mount", &self.mount)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random-enough nonce: 128 bits from the process's random hash keys, as a UUID-shaped
+/// string (Apache uses a UUID).
+fn generate_nonce(salt: usize) -> String {
+    let mut parts = [0u64; 2];
+    for (i, part) in parts.iter_mut().enumerate() {
+        let mut h = RandomState::new().build_hasher();
+        h.write_usize(salt);
+        h.write_usize(i);
+        *part = h.finish();
+    }
+    let hex = format!("{:016x}{:016x}", parts[0], parts[1]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+impl BalancerManagerBuilder {
+    /// Manages this balancer.
+    pub fn balancer(mut self, store: Arc<BalancerStore>) -> Self {
+        self.push(store, None);
+        self
+    }
+
+    /// Manages this balancer, showing health facts from `health` (e.g. its probes).
+    pub fn balancer_with_health(mut self, store: Arc<BalancerStore>, health: HealthFn) -> Self {
+        self.push(store, Some(health));
+        self
+    }
+
+    fn push(&mut self, store: Arc<BalancerStore>, health: Option<HealthFn>) {
+        let auto_nonce = match &store.snapshot().params().nonce {
+            Nonce::Fixed(n) => n.clone(),
+            _ => generate_nonce(self.balancers.len()),
+        };
+        let slots = GrowthSlots::of(&store);
+        self.balancers.push(Managed {
+            store,
+            auto_nonce,
+            slots,
+            health,
+        });
+    }
+
+    /// Admits clients from this network (`Require ip 10.0.0.0/8`). The default, with no
+    /// network given, admits loopback only.
+    pub fn allow(mut self, addr: IpAddr, prefix: u8) -> Self {
+        self.allow.push((addr, prefix));
+        self
+    }
+
+    /// Where the count of 503s answered per balancer comes from, for the metrics.
+    pub fn unavailable_counter(mut self, counter: Arc<dyn Fn(&str) -> u64 + Send + Sync>) -> Self {
+        self.unavailable = counter;
+        self
+    }
+
+    /// The manager.
+    #[must_use]
+    pub fn build(self) -> BalancerManager {
+        BalancerManager {
+            inner: Arc::new(Inner {
+                mount: self.mount,
+                balancers: self.balancers,
+                allow: self.allow,
+                unavailable: self.unavailable,
+                server: format!("proxy-balancer {}", env!("CARGO_PKG_VERSION")),
+                changes: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl BalancerManager {
+    /// A manager served at `mount` (e.g. `/balancer-manager`).
+    pub fn builder(mount: &str) -> BalancerManagerBuilder {
+        BalancerManagerBuilder {
+            mount: mount.trim_end_matches('/').to_owned(),
+            balancers: Vec::new(),
+            allow: Vec::new(),
+            unavailable: Arc::new(|_| 0),
+        }
+    }
+
+    /// Where the manager is served.
+    #[must_use]
+    pub fn mount(&self) -> &str {
+        &self.inner.mount
+    }
+
+    /// The nonce a change to `balancer` (name with or without `balancer://`) must carry; empty
+    /// with `nonce=None`.
+    #[must_use]
+    pub fn nonce(&self, balancer: &str) -> Option<String> {
+        self.find(balancer).map(|m| m.effective_nonce().to_owned())
+    }
+
+    /// Changes applied so far.
+    #[must_use]
+    pub fn changes(&self) -> u64 {
+        self.inner.changes.load(Ordering::Relaxed)
+    }
+
+    fn find(&self, balancer: &str) -> Option<&Managed> {
+        let wanted = balancer.to_ascii_lowercase();
+        let wanted = wanted.strip_prefix("balancer://").unwrap_or(&wanted);
+        self.inner.balancers.iter().find(|m| {
+            let name = m.name();
+            name.strip_prefix("balancer://").unwrap_or(&name) == wanted
+        })
+    }
+
+    fn allowed(&self, peer: Option<IpAddr>) -> bool {
+        let Some(ip) = peer else {
+            return false;
+        };
+        if self.inner.allow.is_empty() {
+            return ip.is_loopback();
+        }
+        self.inner
+            .allow
+            .iter()
+            .any(|&(net, prefix)| in_network(ip, net, prefix))
+    }
+
+    fn page(
+        &self,
+        form: &Form,
+        status: StatusCode,
+        message: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        let snapshots: Vec<_> = self
+            .inner
+            .balancers
+            .iter()
+            .map(|m| m.store.snapshot())
+            .collect();
+        let no_health = |_: &Member| None;
+        let views: Vec<BalancerView<'_>> = self
+            .inner
+            .balancers
+            .iter()
+            .zip(&snapshots)
+            .map(|(m, snapshot)| BalancerView {
+                snapshot,
+                nonce: m.effective_nonce(),
+                added: m.slots.used(snapshot),
+                health: m.health.as_deref().unwrap_or(&no_health),
+            })
+            .collect();
+        let view = View {
+            balancers: &views,
+            mount: &self.inner.mount,
+            server: &self.inner.server,
+        };
+        let (body, content_type) = if form.xml() {
+            (render::xml(&view), "text/xml; charset=utf-8")
+        } else {
+            let selected = form.b().zip(form.w());
+            let mut html = render::html(&view, selected, None);
+            if let Some(message) = message {
+                html = html.replacen(
+                    "<body>",
+                    &format!("<body><p><strong>{}</strong></p>", escape(message)),
+                    1,
+                );
+            }
+            (html, "text/html; charset=utf-8")
+        };
+        respond(status, content_type, body)
+    }
+
+    fn json(&self, wanted: Kind) -> Response<Full<Bytes>> {
+        let snapshots: Vec<_> = self
+            .inner
+            .balancers
+            .iter()
+            .map(|m| m.store.snapshot())
+            .collect();
+        let no_health = |_: &Member| None;
+        let views: Vec<BalancerView<'_>> = self
+            .inner
+            .balancers
+            .iter()
+            .zip(&snapshots)
+            .map(|(m, snapshot)| BalancerView {
+                snapshot,
+                nonce: m.effective_nonce(),
+                added: m.slots.used(snapshot),
+                health: m.health.as_deref().unwrap_or(&no_health),
+            })
+            .collect();
+        let view = View {
+            balancers: &views,
+            mount: &self.inner.mount,
+            server: &self.inner.server,
+        };
+        match wanted {
+            Kind::Json => respond(
+                StatusCode::OK,
+                "application/json",
+                render::json_with_unavailable(&view, &*self.inner.unavailable),
+            ),
+            Kind::Metrics => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                render::prometheus(&view, &*self.inner.unavailable),
+            ),
+        }
+    }
+
+    /// Applies a form's changes: nonce first, then all of them or none.
+    fn change(&self, form: &Form) -> Result<String, (StatusCode, String)> {
+        let name = form.b().ok_or((
+            StatusCode::BAD_REQUEST,
+            "missing b (the balancer)".to_owned(),
+        ))?;
+        let managed = self
+            .find(name)
+            .ok_or((StatusCode::NOT_FOUND, format!("no balancer {name:?}")))?;
+        let params_nonce = managed.store.snapshot().params().nonce.clone();
+        if !nonce_matches(&params_nonce, form.nonce(), &managed.auto_nonce) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "the nonce is missing or wrong: reload the page and try again".to_owned(),
+            ));
+        }
+        let edit = Edit::from_form(form).map_err(|e| (e.status(), e.to_string()))?;
+        let applied = edit
+            .apply(&managed.store, managed.slots)
+            .map_err(|e| (e.status(), e.to_string()))?;
+        self.inner.changes.fetch_add(1, Ordering::Relaxed);
+        Ok(format!("{applied:?}"))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Json,
+    Metrics,
+}
+
+fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let bits = u32::from(prefix.min(32));
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let bits = u32::from(prefix.min(128));
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V4(_)) => a
+            .to_ipv4_mapped()
+            .is_some_and(|a4| in_network(IpAddr::V4(a4), net, prefix)),
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body.into() + "\n")
+}
+
+/// An `Origin` or `Referer` that is present must name this server (the `Host` header):
+/// browsers always send `Origin` on cross-site posts; curl and scripts send neither.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    for name in [header::ORIGIN, header::REFERER] {
+        let Some(value) = headers.get(&name) else {
+            continue;
+        };
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        let authority = value
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if host.as_deref() != Some(authority.as_str()) {
+            return false;
+        }
+    }
+    true
+}
+
+impl<B> Service<Request<B>> for BalancerManager
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let manager = self.clone();
+        Box::pin(async move { Ok(manager.handle(request).await) })
+    }
+}
+
+impl BalancerManager {
+    async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+        if !self.allowed(peer) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "the balancer-manager is not open to this client",
+            );
+        }
+        let path = request.uri().path().to_owned();
+        let Some(rest) = path.strip_prefix(&self.inner.mount) else {
+            return text(StatusCode::NOT_FOUND, "not the balancer-manager");
+        };
+        let sub = rest.trim_end_matches('/');
+        let method = request.method().clone();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        match (method, sub) {
+            (Method::GET | Method::HEAD, "" | "/api" | "/metrics") => {
+                let form = match parse_query(&query) {
+                    Ok(form) => form,
+                    Err(e) => return text(e.status(), e.to_string()),
+                };
+                if form.has_changes() {
+                    let host = request
+                        .headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("localhost");
+                    let mount = &self.inner.mount;
+                    let mut response = text(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        format!(
+                            "changes need a POST with the balancer's nonce; Apache would ignore this GET silently.\n\
+                             curl -X POST --data '{query}' 'http://{host}{mount}'\n\
+                             (get the nonce from the page or from GET {mount}/api)"
+                        ),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                    return response;
+                }
+                match sub {
+                    "/api" => self.json(Kind::Json),
+                    "/metrics" => self.json(Kind::Metrics),
+                    _ => self.page(&form, StatusCode::OK, None),
+                }
+            }
+            (Method::POST, "" | "/api") => {
+                if !same_origin(request.headers()) {
+                    return text(
+                        StatusCode::FORBIDDEN,
+                        "the Origin or Referer names another site: change refused",
+                    );
+                }
+                let body = match Limited::new(request.into_body(), FORM_LIMIT)
+                    .collect()
+                    .await
+                {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => {
+                        return text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("the form is larger than {FORM_LIMIT} bytes"),
+                        )
+                    }
+                };
+                let form = match parse_form(&body) {
+                    Ok(form) => form,
+                    Err(e) => return text(e.status(), e.to_string()),
+                };
+                let result = self.change(&form);
+                match (sub, result) {
+                    ("/api", Ok(applied)) => respond(
+                        StatusCode::OK,
+                        "application/json",
+                        format!("{{\"ok\":true,\"applied\":{}}}", json_string(&applied)),
+                    ),
+                    ("/api", Err((status, message))) => respond(
+                        status,
+                        "application/json",
+                        format!("{{\"ok\":false,\"error\":{}}}", json_string(&message)),
+                    ),
+                    (_, Ok(_)) => self.page(&form, StatusCode::OK, Some("changes applied")),
+                    (_, Err((status, message))) => self.page(&form, status, Some(&message)),
+                }
+            }
+            (_, "" | "/api" | "/metrics") => {
+                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                response
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "no such page in the balancer-manager",
+            ),
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_network(ip("10.1.2.3"), ip("10.0.0.0"), 8));
+        assert!(!in_network(ip("11.1.2.3"), ip("10.0.0.0"), 8));
+        assert!(in_network(ip("::ffff:10.1.2.3"), ip("10.0.0.0"), 8));
+        assert!(in_network(ip("fe80::1"), ip("fe80::"), 10));
+        assert!(in_network(ip("1.2.3.4"), ip("0.0.0.0"), 0));
+    }
+
+    #[test]
+    fn origins() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("proxy:8080"));
+        assert!(same_origin(&h), "no Origin, no Referer: curl");
+        h.insert(
+            header::REFERER,
+            HeaderValue::from_static("http://proxy:8080/balancer-manager?b=x"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&h));
+    }
+
+    #[test]
+    fn nonces_look_like_uuids_and_differ() {
+        let (a, b) = (generate_nonce(0), generate_nonce(0));
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,228 @@
+//! The balancer-manager Service end to end (in process): page, query API with the nonce,
+//! the GET guidance, origin and access checks, XML, JSON, metrics, adding members.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams, StatusFlags};
+use proxy_balancer_manager::{BalancerManager, PeerAddr};
+use tower::ServiceExt;
+
+const MEMBER: &str = "http%3A%2F%2F127.0.0.1%3A8001";
+
+fn setup(balancer: &[(&str, &str)]) -> (Arc<BalancerStore>, BalancerManager) {
+    let mut params = BalancerParams::new("app");
+    for (k, v) in balancer {
+        params.set(k, v).expect("valid");
+    }
+    let members = ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]
+        .map(|u| MemberParams::new(u).expect("valid"));
+    let now = tokio::time::Instant::now().into_std();
+    let store = Arc::new(BalancerStore::new(params, members, now).expect("valid"));
+    let manager = BalancerManager::builder("/balancer-manager")
+        .balancer(Arc::clone(&store))
+        .build();
+    (store, manager)
+}
+
+async fn send(
+    manager: &BalancerManager,
+    method: &str,
+    uri: &str,
+    body: &str,
+    peer: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, Response<()>) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "proxy:8080")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("valid");
+    for (k, v) in headers {
+        let name = header::HeaderName::from_bytes(k.as_bytes()).expect("valid name");
+        request
+            .headers_mut()
+            .insert(name, v.parse().expect("valid header"));
+    }
+    if let Some(peer) = peer {
+        let addr: SocketAddr = peer.parse().expect("an address");
+        request.extensions_mut().insert(PeerAddr(addr));
+    }
+    let response = manager.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let text =
+        String::from_utf8_lossy(&body.collect().await.expect("full").to_bytes()).into_owned();
+    (parts.status, text, Response::from_parts(parts, ()))
+}
+
+const LOCAL: Option<&str> = Some("127.0.0.1:50000");
+
+#[tokio::test]
+async fn the_page_and_its_views() {
+    let (_, manager) = setup(&[]);
+    let (status, page, r) = send(&manager, "GET", "/balancer-manager", "", LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert!(r.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        page.contains("http://127.0.0.1:8001") && page.contains("Init Ok"),
+        "{page:.300}"
+    );
+    let (status, xml, _) = send(&manager, "GET", "/balancer-manager?xml=1", "", LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        xml.contains("<httpd:balancer>") && xml.contains("balancer://app"),
+        "{xml:.300}"
+    );
+    let (status, json, _) = send(&manager, "GET", "/balancer-manager/api", "", LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        json.starts_with('{') && json.contains("127.0.0.1:8002"),
+        "{json:.300}"
+    );
+    let (status, metrics, _) =
+        send(&manager, "GET", "/balancer-manager/metrics", "", LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("proxy_balancer_member_elected_total"),
+        "{metrics:.300}"
+    );
+    let (status, _, _) = send(&manager, "PUT", "/balancer-manager", "", LOCAL, &[]).await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn changes_need_a_post_with_the_nonce() {
+    let (store, manager) = setup(&[]);
+    let nonce = manager.nonce("app").expect("managed");
+    let member = || store.snapshot().members()[0].clone();
+    // The troubleshooting guides' GET: refused with the curl line that works.
+    let uri = format!("/balancer-manager?b=app&w={MEMBER}&w_status_D=1&nonce={nonce}");
+    let (status, body, _) = send(&manager, "GET", &uri, "", LOCAL, &[]).await;
+    assert_eq!(status, 405);
+    assert!(body.contains("curl -X POST"), "{body}");
+    assert!(member().is_usable());
+    // No nonce, a wrong nonce: 403, nothing changed.
+    for form in [
+        format!("b=app&w={MEMBER}&w_status_D=1"),
+        format!("b=app&w={MEMBER}&w_status_D=1&nonce=wrong"),
+    ] {
+        let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+        assert_eq!(status, 403, "{form}");
+        assert!(member().is_usable());
+    }
+    // The right nonce: applied, and seen by the very next pick.
+    let form = format!("b=app&w={MEMBER}&w_status_D=1&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert!(member().flags().contains(StatusFlags::DISABLED));
+    // Re-enabled with w_status_D=0, through the JSON API.
+    let form = format!("b=app&w={MEMBER}&w_status_D=0&nonce={nonce}");
+    let (status, body, _) =
+        send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ok\":true"));
+    assert!(member().is_usable());
+    // All or nothing: a valid w_lf with an invalid w_ls changes nothing.
+    let form = format!("b=app&w={MEMBER}&w_lf=3&w_ls=100&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(member().params().load_factor.lbf(), 100);
+}
+
+#[tokio::test]
+async fn origin_and_access_rules() {
+    let (store, manager) = setup(&[]);
+    let nonce = manager.nonce("app").expect("managed");
+    let form = format!("b=app&w={MEMBER}&w_status_D=1&nonce={nonce}");
+    // Another site's form: refused.
+    let (status, _, _) = send(
+        &manager,
+        "POST",
+        "/balancer-manager",
+        &form,
+        LOCAL,
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(store.snapshot().members()[0].is_usable());
+    // The page's own form (Referer names this server): applied.
+    let (status, _, _) = send(
+        &manager,
+        "POST",
+        "/balancer-manager",
+        &form,
+        LOCAL,
+        &[("referer", "http://proxy:8080/balancer-manager?b=app")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Not loopback, or no peer known: 403 by default.
+    let (status, _, _) = send(
+        &manager,
+        "GET",
+        "/balancer-manager",
+        "",
+        Some("10.1.2.3:5000"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = send(&manager, "GET", "/balancer-manager", "", None, &[]).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn nonce_none_turns_the_check_off() {
+    let (store, manager) = setup(&[("nonce", "None")]);
+    let form = format!("b=app&w={MEMBER}&w_status_D=1");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert!(!store.snapshot().members()[0].is_usable());
+}
+
+#[tokio::test]
+async fn adding_members_needs_growth() {
+    let (_, manager) = setup(&[]);
+    let nonce = manager.nonce("app").expect("managed");
+    let form = format!("b=app&b_wyes=1&b_nwrkr=http%3A%2F%2F127.0.0.1%3A8003&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 400, "no growth: no free slot");
+    let (store, manager) = setup(&[("growth", "1")]);
+    let nonce = manager.nonce("app").expect("managed");
+    let form = format!("b=app&b_wyes=1&b_nwrkr=http%3A%2F%2F127.0.0.1%3A8003&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    let snapshot = store.snapshot();
+    assert_eq!(snapshot.members().len(), 3);
+    assert!(
+        snapshot.members()[2]
+            .flags()
+            .contains(StatusFlags::DISABLED),
+        "starts disabled"
+    );
+    // The slot is used: a second add is refused.
+    let form = format!("b=app&b_wyes=1&b_nwrkr=http%3A%2F%2F127.0.0.1%3A8004&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 400);
+    drop(store);
+}
+
+#[tokio::test]
+async fn what_is_shown_is_escaped() {
+    let (_, manager) = setup(&[]);
+    let nonce = manager.nonce("app").expect("managed");
+    let form = format!("b=app&w={MEMBER}&w_wr=%3Cscript%3E&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    let (_, page, _) = send(&manager, "GET", "/balancer-manager", "", LOCAL, &[]).await;
+    assert!(!page.contains("<script>"));
+    assert!(page.contains("&lt;script&gt;"));
+}
