@@ -17,7 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use proxy_balancer::balancer::BalancerOptions;
 use proxy_balancer::client::MakeHttpMember;
 use proxy_balancer::error::ErrorResponse;
-use proxy_balancer::proxy_pass::{prepare_request_headers, strip_hop_by_hop, ForwardedHeaders};
+use proxy_balancer::proxy_pass::strip_hop_by_hop;
 use proxy_balancer::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
 use proxy_balancer::{Balancer, BalancerParams, BalancerStore, ErrorResponseLayer, MemberParams};
 use proxy_balancer_test::TestBackend;
@@ -96,7 +96,11 @@ pub fn demo_config(backends: &[TestBackend]) -> String {
          </Proxy>\n\
          ProxyPass        \"/\" \"balancer://demo/\"\n\
          ProxyPassReverse \"/\" \"balancer://demo/\"\n\
-         Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED\n",
+         Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED\n\
+         <Location \"/balancer-manager\">\n\
+         \x20   SetHandler balancer-manager\n\
+         \x20   Require ip 127.0.0.1 ::1\n\
+         </Location>\n",
     );
     text
 }
@@ -187,9 +191,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// The hop to the member as mod_proxy makes it: hop-by-hop headers removed both ways,
-/// `X-Forwarded-For`/`-Host` added, and `Host` left for the member client to set to the
-/// member's (`ProxyPreserveHost Off`).
+/// What every request gets before the site routes it: the client's address (for the
+/// balancer-manager's access rule and `X-Forwarded-For`), and hop-by-hop headers removed
+/// from the response.
 fn forwarding(
     service: site::Site,
     peer: SocketAddr,
@@ -200,11 +204,12 @@ fn forwarding(
     Future = impl Send,
 > + Clone {
     use tower::ServiceExt;
-    let forwarded = ForwardedHeaders::new();
     service
         .map_request(move |mut request: http::Request<Incoming>| {
-            // An empty member authority removes Host; the member client sets the member's.
-            prepare_request_headers(request.headers_mut(), &forwarded, Some(peer.ip()), "");
+            // For the balancer-manager's access rule and the proxy headers of balanced routes.
+            request
+                .extensions_mut()
+                .insert(proxy_balancer_manager::PeerAddr(peer));
             request
         })
         .map_response(|mut response: http::Response<_>| {

@@ -16,10 +16,12 @@ use proxy_balancer::balancer::{BalancedBody, BalancerInfo, BalancerOptions};
 use proxy_balancer::client::MakeHttpMember;
 use proxy_balancer::health_probe::expr::HcExpr;
 use proxy_balancer::health_probe::{HealthProbe, ProbeConfig, ProbeDefinitions};
-use proxy_balancer::proxy_pass::ProxyPass;
+use proxy_balancer::proxy_pass::{prepare_request_headers, ForwardedHeaders, ProxyPass};
 use proxy_balancer::sticky_route::{RouteCookie, StickyRouteLayer};
-use proxy_balancer::{Balancer, BalancerStore, ErrorResponseLayer, MemberUrl};
+use proxy_balancer::{Balancer, BalancerStore, ErrorResponseLayer, Member, MemberUrl};
 use proxy_balancer_apache_config::{Config, HeaderDirective, ProxyTarget};
+use proxy_balancer_manager::render::HealthView;
+use proxy_balancer_manager::{BalancerManager, HealthFn};
 use tower::{Service, ServiceExt};
 
 use crate::{BoxError, ProxyService};
@@ -41,6 +43,8 @@ struct Route {
 /// exclusions and unmatched paths answer 404.
 #[derive(Clone)]
 pub struct Site {
+    /// The balancer-manager and where it is mounted, if the configuration has one.
+    manager: Option<BalancerManager>,
     /// The health probes of the configuration's members; they stop with the last clone.
     probes: Arc<[HealthProbe]>,
     routes: Arc<[Route]>,
@@ -105,7 +109,8 @@ impl Site {
                 target,
             });
         }
-        let probes = spawn_probes(config, &stores)?;
+        let (probes, health) = spawn_probes(config, &stores)?;
+        let manager = manager(config, &stores, &health)?;
         let headers: Vec<HeaderDirective> = config
             .headers
             .iter()
@@ -113,6 +118,7 @@ impl Site {
             .cloned()
             .collect();
         Ok(Self {
+            manager,
             probes: probes.into(),
             routes: routes.into(),
             stores: stores.into(),
@@ -124,6 +130,12 @@ impl Site {
     #[must_use]
     pub fn stores(&self) -> &[Arc<BalancerStore>] {
         &self.stores
+    }
+
+    /// The balancer-manager, if the configuration mounts one.
+    #[must_use]
+    pub fn manager(&self) -> Option<&BalancerManager> {
+        self.manager.as_ref()
     }
 
     /// The health probes running for the site's balancers (one per balancer with probed
@@ -143,7 +155,7 @@ impl Site {
 fn spawn_probes(
     config: &Config,
     stores: &[Arc<BalancerStore>],
-) -> Result<Vec<HealthProbe>, BoxError> {
+) -> Result<(Vec<HealthProbe>, Vec<Option<HealthFn>>), BoxError> {
     let mut defs = ProbeDefinitions::new();
     for e in &config.hc_exprs {
         let expr = HcExpr::parse(&e.expr)
@@ -180,7 +192,18 @@ fn spawn_probes(
     }
     let per_member = Arc::new(per_member);
     let defs = Arc::new(defs);
+    let probe_config = {
+        let (per_member, defs) = (Arc::clone(&per_member), Arc::clone(&defs));
+        Arc::new(move |member: &Member| {
+            let hc = per_member.get(member.url())?;
+            let pairs: Vec<(&str, &str)> =
+                hc.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let config = ProbeConfig::from_params(&pairs, &defs).ok().flatten()?;
+            Some(config.with_member_timeouts(member.params()))
+        })
+    };
     let mut probes = Vec::new();
+    let mut health: Vec<Option<HealthFn>> = Vec::new();
     for store in stores {
         let probed = store
             .snapshot()
@@ -188,18 +211,80 @@ fn spawn_probes(
             .iter()
             .any(|m| per_member.contains_key(m.url()));
         if !probed {
+            health.push(None);
             continue;
         }
-        let (per_member, defs) = (Arc::clone(&per_member), Arc::clone(&defs));
-        probes.push(HealthProbe::spawn(Arc::clone(store), move |member| {
-            let hc = per_member.get(member.url())?;
-            let pairs: Vec<(&str, &str)> =
-                hc.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let config = ProbeConfig::from_params(&pairs, &defs).ok().flatten()?;
-            Some(config.with_member_timeouts(member.params()))
-        }));
+        let configs = Arc::clone(&probe_config);
+        let probe = HealthProbe::spawn(Arc::clone(store), move |member| configs(member));
+        let monitor = probe.monitor();
+        let configs = Arc::clone(&probe_config);
+        health.push(Some(Arc::new(move |member: &Member| {
+            let config = configs(member)?;
+            Some(HealthView {
+                method: format!("{:?}", config.method).to_ascii_uppercase(),
+                uri: config.uri.clone(),
+                interval_ms: u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX),
+                passes: config.passes,
+                fails: config.fails,
+                expr: None,
+                last_passed: monitor.member(member.id()).and_then(|h| h.last_passed()),
+            })
+        })));
+        probes.push(probe);
     }
-    Ok(probes)
+    Ok((probes, health))
+}
+
+/// The balancer-manager of the configuration's first `<Location …> SetHandler
+/// balancer-manager`, admitting the networks of its `Require ip …` lines (loopback when it
+/// has none; everyone with `Require all granted`).
+fn manager(
+    config: &Config,
+    stores: &[Arc<BalancerStore>],
+    health: &[Option<HealthFn>],
+) -> Result<Option<BalancerManager>, BoxError> {
+    let Some(location) = config.manager_locations.first() else {
+        return Ok(None);
+    };
+    let mut builder = BalancerManager::builder(&location.path);
+    for require in &location.requires {
+        let mut words = require.split_whitespace();
+        match words.next().map(str::to_ascii_lowercase).as_deref() {
+            Some("ip") => {
+                for net in words {
+                    let (addr, prefix) = match net.split_once('/') {
+                        Some((a, p)) => (a, p.parse::<u8>().ok()),
+                        None => (net, None),
+                    };
+                    let addr: std::net::IpAddr = addr.parse().map_err(|_| {
+                        format!(
+                            "line {}: Require ip {net}: not an address",
+                            location.span.line
+                        )
+                    })?;
+                    let prefix = prefix.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+                    builder = builder.allow(addr, prefix);
+                }
+            }
+            Some("all")
+                if words
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("granted")) =>
+            {
+                builder = builder
+                    .allow(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
+                    .allow(std::net::Ipv6Addr::UNSPECIFIED.into(), 0);
+            }
+            _ => {}
+        }
+    }
+    for (store, health) in stores.iter().zip(health) {
+        builder = match health {
+            Some(h) => builder.balancer_with_health(Arc::clone(store), Arc::clone(h)),
+            None => builder.balancer(Arc::clone(store)),
+        };
+    }
+    Ok(Some(builder.build()))
 }
 
 /// The stack of one balancer: errors as Apache answers them, sticky routes (and the route
@@ -339,6 +424,19 @@ impl Service<Request<Incoming>> for Site {
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         let path = request.uri().path().to_owned();
+        if let Some(manager) = &self.manager {
+            let mount = manager.mount();
+            let under = path
+                .strip_prefix(mount)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if under {
+                let manager = manager.clone();
+                return Box::pin(async move {
+                    let response = manager.oneshot(request).await?;
+                    Ok(response.map(Either::Right))
+                });
+            }
+        }
         let Some(route) = self.routes.iter().find(|r| r.pass.matches(&path)) else {
             return Box::pin(async { Ok(not_found()) });
         };
@@ -356,6 +454,14 @@ impl Service<Request<Incoming>> for Site {
                 *request.uri_mut() = uri;
             }
         }
+        // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
+        // X-Forwarded-For/-Host added, and Host left for the member client to set to the
+        // member's (ProxyPreserveHost Off; an empty member authority removes it).
+        let peer = request
+            .extensions()
+            .get::<proxy_balancer_manager::PeerAddr>()
+            .map(|p| p.0.ip());
+        prepare_request_headers(request.headers_mut(), &ForwardedHeaders::new(), peer, "");
         let service = service.clone();
         let headers = Arc::clone(&self.headers);
         Box::pin(async move {
@@ -371,6 +477,7 @@ impl From<ProxyService> for Site {
     fn from(service: ProxyService) -> Self {
         let pass = ProxyPass::new("/", "balancer://default/").expect("invariant: a valid mapping");
         Self {
+            manager: None,
             probes: Vec::new().into(),
             routes: vec![Route {
                 pass,

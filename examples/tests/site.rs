@@ -150,3 +150,92 @@ ProxyPass / balancer://app/
     }
     drop(site);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_re_enables_a_member_with_a_post() {
+    use examples::demo_config;
+    let backends = start_demo_backends(2).await.expect("loopback ports");
+    let config = parse(&demo_config(&backends)).expect("the demo parses");
+    let site = Site::from_config(&config).expect("buildable");
+    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("a loopback port");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, site, async {
+        let _ = stopped.await;
+    }));
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+    let manager = format!("http://{addr}/balancer-manager");
+
+    let api = client
+        .get(&format!("{manager}/api"))
+        .await
+        .expect("an answer");
+    assert_eq!(api.status, 200);
+    let json = api.text().into_owned();
+    let nonce = json
+        .split("\"nonce\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the nonce in the JSON view")
+        .to_owned();
+    let member = backends[1].url().replace(':', "%3A").replace('/', "%2F");
+    let post = |form: String| {
+        http::Request::post(&manager)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(http_body_util::Full::new(bytes::Bytes::from(form)))
+            .expect("valid")
+    };
+
+    // Disable backend-2 through the manager: the next requests all go to backend-1.
+    let r = client
+        .request(post(format!(
+            "b=demo&w={member}&w_status_D=1&nonce={nonce}"
+        )))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for _ in 0..4 {
+        let r = client
+            .get(&format!("http://{addr}/"))
+            .await
+            .expect("an answer");
+        assert_eq!(r.header("x-backend"), Some("backend-1"));
+    }
+    // The fix the guides give, as a GET: refused with the curl line that works.
+    let r = client
+        .get(&format!(
+            "{manager}?b=demo&w={member}&w_status_D=0&nonce={nonce}"
+        ))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 405);
+    assert!(r.text().contains("curl -X POST"));
+    // Re-enabled with a POST: backend-2 serves again.
+    let r = client
+        .request(post(format!(
+            "b=demo&w={member}&w_status_D=0&nonce={nonce}"
+        )))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = client
+            .get(&format!("http://{addr}/"))
+            .await
+            .expect("an answer");
+        seen.push(r.header("x-backend").unwrap_or("-").to_owned());
+    }
+    assert!(seen.iter().any(|b| b == "backend-2"), "{seen:?}");
+
+    stop.send(()).expect("running");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stops")
+        .expect("no panic")
+        .expect("no error");
+}
