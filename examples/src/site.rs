@@ -278,6 +278,16 @@ fn manager(
             _ => {}
         }
     }
+    let counted: Vec<Arc<BalancerStore>> = stores.to_vec();
+    builder = builder.unavailable_counter(Arc::new(move |name: &str| {
+        counted
+            .iter()
+            .find(|s| {
+                let full = s.snapshot().params().name.clone();
+                full == name || full.strip_prefix("balancer://") == Some(name)
+            })
+            .map_or(0, |s| s.unavailable())
+    }));
     for (store, health) in stores.iter().zip(health) {
         builder = match health {
             Some(h) => builder.balancer_with_health(Arc::clone(store), Arc::clone(h)),

@@ -46,6 +46,8 @@ pub struct BalancerStore {
     next_id: parking_lot::Mutex<u32>,
     epoch: Instant,
     changes: Arc<AtomicU64>,
+    /// Requests answered 503 because no member could take them (for metrics).
+    unavailable: AtomicU64,
 }
 
 impl BalancerStore {
@@ -87,6 +89,7 @@ impl BalancerStore {
             next_id: parking_lot::Mutex::new(next),
             epoch: now,
             changes,
+            unavailable: AtomicU64::new(0),
         })
     }
 
@@ -248,6 +251,19 @@ impl BalancerStore {
             }
             Err(_) => unreachable!("invariant: editing parameters cannot fail"),
         }
+    }
+
+    /// Counts a request answered 503 because no member could take it (the balancer service
+    /// calls this).
+    pub fn note_unavailable(&self) {
+        self.unavailable
+            .fetch_add(1, crate::sync::Ordering::Relaxed);
+    }
+
+    /// Requests answered 503 because no member could take them.
+    #[must_use]
+    pub fn unavailable(&self) -> u64 {
+        self.unavailable.load(crate::sync::Ordering::Relaxed)
     }
 
     /// [`BalancerSnapshot::settle`] on the current snapshot: folds the byrequests fast

@@ -304,7 +304,7 @@ impl fmt::Debug for Form {
 }
 
 fn is_selector(key: &str) -> bool {
-    ["b", "w", "nonce", "xml"]
+    ["b", "w", "nonce", "xml", "refresh"]
         .iter()
         .any(|s| key.eq_ignore_ascii_case(s))
 }

@@ -57,6 +57,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod edit;
+mod persist;
 pub mod render;
 mod service;
 

@@ -19,6 +19,8 @@ use proxy_balancer_core::{BalancerStore, Member, Nonce};
 use tower_service::Service;
 
 use crate::edit::{nonce_matches, parse_form, parse_query, Edit, Form, GrowthSlots};
+use crate::persist;
+
 use crate::render::{self, BalancerView, HealthView, View};
 
 /// The most a change request's body may hold (Apache reads 1 KiB; forms with every field
@@ -57,6 +59,12 @@ impl Managed {
 }
 
 struct Inner {
+    /// Where edits are saved (`BalancerPersist`), if anywhere.
+    persist: Option<std::path::PathBuf>,
+    /// What could not be applied from the saved file at start.
+    persist_report: Vec<String>,
+    /// Saves are serialised.
+    saving: parking_lot::Mutex<()>,
     mount: String,
     balancers: Vec<Managed>,
     allow: Vec<(IpAddr, u8)>,
@@ -85,6 +93,7 @@ impl fmt::Debug for BalancerManager {
 /// Builds a [`BalancerManager`].
 #[must_use]
 pub struct BalancerManagerBuilder {
+    persist: Option<std::path::PathBuf>,
     mount: String,
     balancers: Vec<Managed>,
     allow: Vec<(IpAddr, u8)>,
@@ -160,11 +169,42 @@ impl BalancerManagerBuilder {
         self
     }
 
-    /// The manager.
+    /// `BalancerPersist On`: every change is saved to `path` (atomically), and the saved
+    /// state is applied again when the manager is built.
+    pub fn persist(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.persist = Some(path.into());
+        self
+    }
+
+    /// The manager. With [`persist`](Self::persist), the saved state is applied first; what
+    /// could not be applied is in [`BalancerManager::persist_report`].
     #[must_use]
     pub fn build(self) -> BalancerManager {
+        let mut persist_report = Vec::new();
+        if let Some(path) = &self.persist {
+            let balancers = &self.balancers;
+            persist_report = persist::load(path, &mut |b, edit| {
+                let wanted = b
+                    .strip_prefix("balancer://")
+                    .unwrap_or(b)
+                    .to_ascii_lowercase();
+                let managed = balancers
+                    .iter()
+                    .find(|m| {
+                        let name = m.name();
+                        name.strip_prefix("balancer://").unwrap_or(&name) == wanted
+                    })
+                    .ok_or_else(|| format!("no balancer {b:?}"))?;
+                edit.apply(&managed.store, managed.slots)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        }
         BalancerManager {
             inner: Arc::new(Inner {
+                persist: self.persist,
+                persist_report,
+                saving: parking_lot::Mutex::new(()),
                 mount: self.mount,
                 balancers: self.balancers,
                 allow: self.allow,
@@ -180,6 +220,7 @@ impl BalancerManager {
     /// A manager served at `mount` (e.g. `/balancer-manager`).
     pub fn builder(mount: &str) -> BalancerManagerBuilder {
         BalancerManagerBuilder {
+            persist: None,
             mount: mount.trim_end_matches('/').to_owned(),
             balancers: Vec::new(),
             allow: Vec::new(),
@@ -204,6 +245,25 @@ impl BalancerManager {
     #[must_use]
     pub fn changes(&self) -> u64 {
         self.inner.changes.load(Ordering::Relaxed)
+    }
+
+    /// What could not be applied from the persisted file at start (empty if all was).
+    #[must_use]
+    pub fn persist_report(&self) -> &[String] {
+        &self.inner.persist_report
+    }
+
+    /// Saves the state of every balancer to the persist file, if there is one.
+    fn save(&self) -> Result<(), String> {
+        let Some(path) = &self.inner.persist else {
+            return Ok(());
+        };
+        let _serialised = self.inner.saving.lock();
+        let mut text = String::from("# proxy-balancer balancer-manager state (BalancerPersist)\n");
+        for m in &self.inner.balancers {
+            persist::lines(&m.store.snapshot(), m.slots, &mut text);
+        }
+        persist::save(path, &text).map_err(|e| format!("cannot save {}: {e}", path.display()))
     }
 
     fn find(&self, balancer: &str) -> Option<&Managed> {
@@ -262,7 +322,12 @@ impl BalancerManager {
             (render::xml(&view), "text/xml; charset=utf-8")
         } else {
             let selected = form.b().zip(form.w());
-            let mut html = render::html(&view, selected, None);
+            // `?refresh=N`: the page reloads itself every N seconds (at least 1).
+            let refresh = form
+                .get("refresh")
+                .and_then(|r| r.parse::<u32>().ok())
+                .map(|r| r.max(1));
+            let mut html = render::html(&view, selected, refresh);
             if let Some(message) = message {
                 html = html.replacen(
                     "<body>",
@@ -335,6 +400,12 @@ impl BalancerManager {
             .apply(&managed.store, managed.slots)
             .map_err(|e| (e.status(), e.to_string()))?;
         self.inner.changes.fetch_add(1, Ordering::Relaxed);
+        self.save().map_err(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("applied, but {e}"),
+            )
+        })?;
         Ok(format!("{applied:?}"))
     }
 }

@@ -226,3 +226,61 @@ async fn what_is_shown_is_escaped() {
     assert!(!page.contains("<script>"));
     assert!(page.contains("&lt;script&gt;"));
 }
+
+#[tokio::test]
+async fn edits_persist_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("pb-persist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let file = dir.join("state");
+    let _ = std::fs::remove_file(&file);
+    let build = |store: &Arc<BalancerStore>| {
+        BalancerManager::builder("/balancer-manager")
+            .balancer(Arc::clone(store))
+            .persist(&file)
+            .build()
+    };
+    let fresh = || {
+        let mut params = BalancerParams::new("app");
+        params.set("growth", "2").expect("valid");
+        let members = ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]
+            .map(|u| MemberParams::new(u).expect("valid"));
+        let now = tokio::time::Instant::now().into_std();
+        Arc::new(BalancerStore::new(params, members, now).expect("valid"))
+    };
+
+    let store = fresh();
+    let manager = build(&store);
+    assert!(manager.persist_report().is_empty());
+    let nonce = manager.nonce("app").expect("managed");
+    for form in [
+        format!("b=app&w={MEMBER}&w_status_D=1&w_lf=2.5&w_wr=node1&nonce={nonce}"),
+        format!("b=app&b_lbm=bybusyness&b_ss=ROUTEID&nonce={nonce}"),
+        format!("b=app&b_wyes=1&b_nwrkr=http%3A%2F%2F127.0.0.1%3A8003&nonce={nonce}"),
+    ] {
+        let (status, body, _) =
+            send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(file.exists());
+
+    // A restart: the configuration's store is built afresh; the saved edits come back.
+    let store = fresh();
+    let manager = build(&store);
+    assert_eq!(manager.persist_report(), [] as [String; 0]);
+    let snapshot = store.snapshot();
+    assert_eq!(snapshot.params().lb_method.name(), "bybusyness");
+    assert_eq!(
+        snapshot
+            .params()
+            .sticky_session
+            .as_ref()
+            .map(|s| s.cookie().to_owned()),
+        Some("ROUTEID".to_owned())
+    );
+    let first = &snapshot.members()[0];
+    assert!(first.flags().contains(StatusFlags::DISABLED));
+    assert_eq!(first.params().load_factor.lbf(), 250);
+    assert_eq!(first.route(), Some("node1"));
+    assert_eq!(snapshot.members().len(), 3, "the added member is back");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -218,6 +218,7 @@ where
                                 "{error}"
                             );
                             this.state.set(State::Done);
+                            this.shared.store.note_unavailable();
                             return Poll::Ready(Err(Error::from_pick(error, retry_after)));
                         }
                     }
@@ -307,6 +308,10 @@ where
                                 _ => {}
                             }
                             this.state.set(State::Done);
+                            if error.kind() == ErrorKind::Connect {
+                                // No member could be reached: Apache's 503.
+                                this.shared.store.note_unavailable();
+                            }
                             let id =
                                 matches!(error.kind(), ErrorKind::Connect).then_some("AH01114");
                             return Poll::Ready(Err(error.with_member(member.url(), id)));

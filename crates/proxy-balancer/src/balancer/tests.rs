@@ -280,6 +280,7 @@ async fn max_attempts_bounds_the_tries() {
     let error = balancer.oneshot(get()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NoMember);
     assert_eq!(error.apache_id(), Some("AH01170"));
+    assert_eq!(store2.unavailable(), 2, "two 503s counted for metrics");
     assert!(error
         .retry_after()
         .is_some_and(|d| d <= Duration::from_secs(60)));
