@@ -56,9 +56,11 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod access;
 pub mod edit;
 mod persist;
 pub mod render;
 mod service;
 
+pub use access::{Access, AccessLayer};
 pub use service::{BalancerManager, BalancerManagerBuilder, HealthFn, PeerAddr};

@@ -163,6 +163,13 @@ impl BalancerManagerBuilder {
         self
     }
 
+    /// Admits every client: for a manager behind an access rule of your own (an
+    /// [`AccessLayer`](crate::AccessLayer) or anything else), which then replaces this one.
+    pub fn allow_all(self) -> Self {
+        self.allow(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
+            .allow(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
+    }
+
     /// Where the count of 503s answered per balancer comes from, for the metrics.
     pub fn unavailable_counter(mut self, counter: Arc<dyn Fn(&str) -> u64 + Send + Sync>) -> Self {
         self.unavailable = counter;
@@ -277,7 +284,8 @@ impl BalancerManager {
 
     fn allowed(&self, peer: Option<IpAddr>) -> bool {
         let Some(ip) = peer else {
-            return false;
+            // Without the client's address only a rule that admits everyone admits it.
+            return self.inner.allow.iter().any(|&(_, prefix)| prefix == 0);
         };
         if self.inner.allow.is_empty() {
             return ip.is_loopback();
@@ -416,7 +424,7 @@ enum Kind {
     Metrics,
 }
 
-fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+pub(crate) fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let bits = u32::from(prefix.min(32));
@@ -585,7 +593,7 @@ impl BalancerManager {
                     Ok(collected) => collected.to_bytes(),
                     Err(_) => {
                         return text(
-                            StatusCode::PAYLOAD_TOO_LARGE,
+                            StatusCode::BAD_REQUEST,
                             format!("the form is larger than {FORM_LIMIT} bytes"),
                         )
                     }

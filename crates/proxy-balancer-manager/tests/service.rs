@@ -284,3 +284,37 @@ async fn edits_persist_across_restarts() {
     assert_eq!(snapshot.members().len(), 3, "the added member is back");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_access_rule_is_a_replaceable_layer() {
+    use proxy_balancer_manager::AccessLayer;
+    let members = [MemberParams::new("http://127.0.0.1:8001").expect("valid")];
+    let now = tokio::time::Instant::now().into_std();
+    let store =
+        Arc::new(BalancerStore::new(BalancerParams::new("app"), members, now).expect("valid"));
+    // The manager admits everyone; the layer admits 10.0.0.0/8 only.
+    let manager = BalancerManager::builder("/balancer-manager")
+        .balancer(store)
+        .allow_all()
+        .build();
+    let guarded = tower::ServiceBuilder::new()
+        .layer(AccessLayer::networks([(
+            "10.0.0.0".parse().expect("an address"),
+            8,
+        )]))
+        .service(manager);
+    for (peer, expected) in [
+        ("10.1.2.3:1", 200),
+        ("127.0.0.1:1", 403),
+        ("192.0.2.1:1", 403),
+    ] {
+        let mut request = Request::get("/balancer-manager")
+            .body(Full::new(Bytes::new()))
+            .expect("valid");
+        request
+            .extensions_mut()
+            .insert(PeerAddr(peer.parse().expect("an address")));
+        let response = guarded.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), expected, "{peer}");
+    }
+}
