@@ -404,6 +404,10 @@ impl BalancerManager {
             ));
         }
         let edit = Edit::from_form(form).map_err(|e| (e.status(), e.to_string()))?;
+        health_unchanged(managed, &edit)
+            .map_err(|field| (StatusCode::BAD_REQUEST, format!(
+                "{field}: health-check settings cannot be changed at run time yet; change them in the configuration"
+            )))?;
         let applied = edit
             .apply(&managed.store, managed.slots)
             .map_err(|e| (e.status(), e.to_string()))?;
@@ -416,6 +420,75 @@ impl BalancerManager {
         })?;
         Ok(format!("{applied:?}"))
     }
+}
+
+fn update_text(update: &crate::edit::Update<String>) -> &str {
+    match update {
+        crate::edit::Update::Set(v) => v,
+        crate::edit::Update::Clear => "",
+    }
+}
+
+/// The page's member form sends the health-check fields back as they are shown; a value
+/// that differs asks for a change that running probes cannot take yet (say which field).
+fn health_unchanged(managed: &Managed, edit: &Edit) -> Result<(), &'static str> {
+    if edit.health.is_empty() {
+        return Ok(());
+    }
+    let current = edit
+        .member_url
+        .as_deref()
+        .and_then(|url| managed.store.snapshot().member_by_url(url).cloned())
+        .and_then(|member| managed.health.as_ref().and_then(|h| h(&member)));
+    let h = &edit.health;
+    let Some(view) = current else {
+        // No probe for this member: only "none" and empty values can be asked for.
+        if h.method
+            .is_some_and(|m| !m.as_str().eq_ignore_ascii_case("NONE"))
+        {
+            return Err("w_hm");
+        }
+        if h.interval.is_some() {
+            return Err("w_hi");
+        }
+        if h.passes.is_some() || h.fails.is_some() {
+            return Err("w_hp/w_hf");
+        }
+        if h.uri.as_ref().is_some_and(|u| !update_text(u).is_empty()) {
+            return Err("w_hu");
+        }
+        if h.expr.as_ref().is_some_and(|e| !update_text(e).is_empty()) {
+            return Err("w_he");
+        }
+        return Ok(());
+    };
+    if h.method
+        .is_some_and(|m| !m.as_str().eq_ignore_ascii_case(&view.method))
+    {
+        return Err("w_hm");
+    }
+    if h.interval
+        .is_some_and(|d| d.as_millis() != u128::from(view.interval_ms))
+    {
+        return Err("w_hi");
+    }
+    if h.passes.is_some_and(|p| p != view.passes) {
+        return Err("w_hp");
+    }
+    if h.fails.is_some_and(|f| f != view.fails) {
+        return Err("w_hf");
+    }
+    if let Some(uri) = &h.uri {
+        if update_text(uri) != view.uri {
+            return Err("w_hu");
+        }
+    }
+    if let Some(expr) = &h.expr {
+        if update_text(expr) != view.expr.as_deref().unwrap_or("") {
+            return Err("w_he");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]

@@ -318,3 +318,19 @@ async fn the_access_rule_is_a_replaceable_layer() {
         assert_eq!(response.status(), expected, "{peer}");
     }
 }
+
+#[tokio::test]
+async fn health_settings_cannot_change_at_run_time_yet() {
+    let (store, manager) = setup(&[]);
+    let nonce = manager.nonce("app").expect("managed");
+    let form = format!("b=app&w={MEMBER}&w_hm=GET&w_hi=500&nonce={nonce}");
+    let (status, body, _) =
+        send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("cannot be changed at run time"), "{body}");
+    // All or nothing: the status change in the same form was not applied either.
+    let form = format!("b=app&w={MEMBER}&w_status_D=1&w_hi=500&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 400);
+    assert!(store.snapshot().members()[0].is_usable());
+}
