@@ -230,7 +230,7 @@ const HC_METHODS: [&str; 8] = [
 // Escaping and small formatters
 
 /// Escapes text for HTML and XML content and quoted attribute values: `& < > " '`.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -260,7 +260,7 @@ fn url_encode(s: &str) -> String {
 
 /// A JSON string literal. `<`, `>` and `&` are written as `\u00XX` too, so the document is
 /// safe to embed in HTML.
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -296,6 +296,28 @@ impl BalancerManager {
             .any(|&(net, prefix)| in_network(ip, net, prefix))
     }
 
+    /// What the renderers read of each balancer: its snapshot (kept by the caller), nonce,
+    /// used growth slots and health facts.
+    fn views<'a>(
+        &'a self,
+        snapshots: &'a [Arc<proxy_balancer_core::BalancerSnapshot>],
+    ) -> Vec<BalancerView<'a>> {
+        self.inner
+            .balancers
+            .iter()
+            .zip(snapshots)
+            .map(|(m, snapshot)| BalancerView {
+                snapshot,
+                nonce: m.effective_nonce(),
+                added: m.slots.used(snapshot),
+                health: match &m.health {
+                    Some(h) => &**h,
+                    None => &no_health,
+                },
+            })
+            .collect()
+    }
+
     fn page(
         &self,
         form: &Form,
@@ -308,19 +330,7 @@ impl BalancerManager {
             .iter()
             .map(|m| m.store.snapshot())
             .collect();
-        let no_health = |_: &Member| None;
-        let views: Vec<BalancerView<'_>> = self
-            .inner
-            .balancers
-            .iter()
-            .zip(&snapshots)
-            .map(|(m, snapshot)| BalancerView {
-                snapshot,
-                nonce: m.effective_nonce(),
-                added: m.slots.used(snapshot),
-                health: m.health.as_deref().unwrap_or(&no_health),
-            })
-            .collect();
+        let views = self.views(&snapshots);
         let view = View {
             balancers: &views,
             mount: &self.inner.mount,
@@ -339,7 +349,7 @@ impl BalancerManager {
             if let Some(message) = message {
                 html = html.replacen(
                     "<body>",
-                    &format!("<body><p><strong>{}</strong></p>", escape(message)),
+                    &format!("<body><p><strong>{}</strong></p>", render::esc(message)),
                     1,
                 );
             }
@@ -355,19 +365,7 @@ impl BalancerManager {
             .iter()
             .map(|m| m.store.snapshot())
             .collect();
-        let no_health = |_: &Member| None;
-        let views: Vec<BalancerView<'_>> = self
-            .inner
-            .balancers
-            .iter()
-            .zip(&snapshots)
-            .map(|(m, snapshot)| BalancerView {
-                snapshot,
-                nonce: m.effective_nonce(),
-                added: m.slots.used(snapshot),
-                health: m.health.as_deref().unwrap_or(&no_health),
-            })
-            .collect();
+        let views = self.views(&snapshots);
         let view = View {
             balancers: &views,
             mount: &self.inner.mount,
@@ -491,6 +489,11 @@ fn health_unchanged(managed: &Managed, edit: &Edit) -> Result<(), &'static str> 
     Ok(())
 }
 
+/// Health facts for a balancer without probes.
+fn no_health(_: &Member) -> Option<HealthView> {
+    None
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Json,
@@ -522,21 +525,6 @@ pub(crate) fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
             .is_some_and(|a4| in_network(IpAddr::V4(a4), net, prefix)),
         (IpAddr::V4(_), IpAddr::V6(_)) => false,
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -680,12 +668,12 @@ impl BalancerManager {
                     ("/api", Ok(applied)) => respond(
                         StatusCode::OK,
                         "application/json",
-                        format!("{{\"ok\":true,\"applied\":{}}}", json_string(&applied)),
+                        format!("{{\"ok\":true,\"applied\":{}}}", render::json_str(&applied)),
                     ),
                     ("/api", Err((status, message))) => respond(
                         status,
                         "application/json",
-                        format!("{{\"ok\":false,\"error\":{}}}", json_string(&message)),
+                        format!("{{\"ok\":false,\"error\":{}}}", render::json_str(&message)),
                     ),
                     (_, Ok(_)) => self.page(&form, StatusCode::OK, Some("changes applied")),
                     (_, Err((status, message))) => self.page(&form, status, Some(&message)),
@@ -704,21 +692,6 @@ impl BalancerManager {
             ),
         }
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
