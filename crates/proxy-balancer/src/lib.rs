@@ -114,6 +114,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod balancer;
+mod builder;
 pub mod client;
 pub mod error;
 pub mod health_probe;
@@ -123,6 +124,7 @@ pub mod retry_window;
 pub mod sticky_route;
 
 pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
+pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
 pub use health_probe::HealthProbe;
 pub use sticky_route::{StickyRoute, StickyRouteLayer};
