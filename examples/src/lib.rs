@@ -218,6 +218,47 @@ fn forwarding(
         })
 }
 
+/// A site served on a loopback port chosen by the system, for tests and tools; see
+/// [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), BoxError>>,
+}
+
+/// Serves `site` on 127.0.0.1 at a port the system picks.
+///
+/// # Errors
+///
+/// If no loopback port can be bound.
+pub async fn start(site: impl Into<site::Site>) -> Result<Running, BoxError> {
+    let (listener, addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, site.into(), async {
+        let _ = stopped.await;
+    }));
+    Ok(Running { addr, stop, task })
+}
+
+impl Running {
+    /// Stops serving and waits for open connections to finish (bounded by the drain time
+    /// plus a margin).
+    ///
+    /// # Errors
+    ///
+    /// If the server failed, panicked, or did not stop in time.
+    pub async fn stop(self) -> Result<(), BoxError> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(DRAIN + Duration::from_secs(5), self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(format!("the server task failed: {join}").into()),
+            Err(_) => Err("the server did not stop in time".into()),
+        }
+    }
+}
+
 /// Binds `listen` and returns the listener with its actual address (port 0 picks one).
 ///
 /// # Errors

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use examples::site::Site;
-use examples::{bind, demo_config, serve, start_demo_backends};
+use examples::{demo_config, start_demo_backends};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use proxy_balancer_apache_config::parse;
@@ -170,13 +170,8 @@ async fn a_member_is_disabled_through_the_manager_page_in_chromium() {
     let backends = start_demo_backends(2).await.expect("loopback ports");
     let config = parse(&demo_config(&backends)).expect("the demo parses");
     let site = Site::from_config(&config).expect("buildable");
-    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("a loopback port");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, site, async {
-        let _ = stopped.await;
-    }));
+    let running = examples::start(site).await.expect("a loopback port");
+    let addr = running.addr;
 
     let driver = Driver::start(&chromedriver).await;
     let mut builder = ClientBuilder::new(HttpConnector::new());
@@ -219,12 +214,7 @@ async fn a_member_is_disabled_through_the_manager_page_in_chromium() {
     assert!(written > 1000, "{} is only {written} bytes", path.display());
     eprintln!("screenshot: {}", path.display());
 
-    stop.send(()).expect("running");
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("stops")
-        .expect("no panic")
-        .expect("no error");
+    running.stop().await.expect("stops cleanly");
 }
 
 /// Opens the manager, checks both members are `Init Ok`, follows `member`'s link, sets its

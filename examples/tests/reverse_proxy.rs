@@ -2,20 +2,17 @@
 
 use std::time::Duration;
 
-use examples::{bind, demo_store, proxy_service, serve, start_demo_backends};
+use examples::{demo_store, proxy_service, start_demo_backends};
 use proxy_balancer_test::TestClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_balances_fails_over_and_stops_cleanly() {
     let backends = start_demo_backends(3).await.expect("loopback ports");
     let store = demo_store(&backends).expect("valid demo");
-    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
+    let running = examples::start(proxy_service(store))
         .await
         .expect("a loopback port");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, proxy_service(store), async {
-        let _ = stopped.await;
-    }));
+    let addr = running.addr;
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let url = format!("http://{addr}/hello");
 
@@ -72,10 +69,5 @@ async fn the_demo_balances_fails_over_and_stops_cleanly() {
     assert_eq!(response.status, 503);
     assert!(response.header("retry-after").is_some());
 
-    stop.send(()).expect("the server is running");
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("stops within the drain bound")
-        .expect("no panic")
-        .expect("no error");
+    running.stop().await.expect("stops cleanly");
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use examples::site::Site;
-use examples::{bind, serve, start_demo_backends};
+use examples::start_demo_backends;
 use proxy_balancer_apache_config::parse;
 use proxy_balancer_test::TestClient;
 
@@ -40,13 +40,8 @@ Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
     let config = parse(&text).expect("a valid config");
     let site = Site::from_config(&config).expect("buildable");
     assert_eq!(site.stores().len(), 2);
-    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("a loopback port");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, site, async {
-        let _ = stopped.await;
-    }));
+    let running = examples::start(site).await.expect("a loopback port");
+    let addr = running.addr;
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
 
     // /shop goes to the shop balancer, sticky with its cookie.
@@ -97,12 +92,7 @@ Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
         assert_eq!(r.status, 404, "{path}");
     }
 
-    stop.send(()).expect("running");
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("stops")
-        .expect("no panic")
-        .expect("no error");
+    running.stop().await.expect("stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,13 +147,8 @@ async fn the_manager_re_enables_a_member_with_a_post() {
     let backends = start_demo_backends(2).await.expect("loopback ports");
     let config = parse(&demo_config(&backends)).expect("the demo parses");
     let site = Site::from_config(&config).expect("buildable");
-    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("a loopback port");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, site, async {
-        let _ = stopped.await;
-    }));
+    let running = examples::start(site).await.expect("a loopback port");
+    let addr = running.addr;
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let manager = format!("http://{addr}/balancer-manager");
 
@@ -232,10 +217,5 @@ async fn the_manager_re_enables_a_member_with_a_post() {
     }
     assert!(seen.iter().any(|b| b == "backend-2"), "{seen:?}");
 
-    stop.send(()).expect("running");
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("stops")
-        .expect("no panic")
-        .expect("no error");
+    running.stop().await.expect("stops cleanly");
 }
