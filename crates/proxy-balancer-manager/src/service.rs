@@ -296,6 +296,23 @@ impl BalancerManager {
             .any(|&(net, prefix)| in_network(ip, net, prefix))
     }
 
+    /// Runs `f` over what the renderers read: each balancer's current snapshot, nonce, used
+    /// growth slots and health facts.
+    fn with_view<R>(&self, f: impl FnOnce(&View<'_>) -> R) -> R {
+        let snapshots: Vec<_> = self
+            .inner
+            .balancers
+            .iter()
+            .map(|m| m.store.snapshot())
+            .collect();
+        let views = self.views(&snapshots);
+        f(&View {
+            balancers: &views,
+            mount: &self.inner.mount,
+            server: &self.inner.server,
+        })
+    }
+
     /// What the renderers read of each balancer: its snapshot (kept by the caller), nonce,
     /// used growth slots and health facts.
     fn views<'a>(
@@ -324,65 +341,43 @@ impl BalancerManager {
         status: StatusCode,
         message: Option<&str>,
     ) -> Response<Full<Bytes>> {
-        let snapshots: Vec<_> = self
-            .inner
-            .balancers
-            .iter()
-            .map(|m| m.store.snapshot())
-            .collect();
-        let views = self.views(&snapshots);
-        let view = View {
-            balancers: &views,
-            mount: &self.inner.mount,
-            server: &self.inner.server,
-        };
-        let (body, content_type) = if form.xml() {
-            (render::xml(&view), "text/xml; charset=utf-8")
-        } else {
-            let selected = form.b().zip(form.w());
-            // `?refresh=N`: the page reloads itself every N seconds (at least 1).
-            let refresh = form
-                .get("refresh")
-                .and_then(|r| r.parse::<u32>().ok())
-                .map(|r| r.max(1));
-            let mut html = render::html(&view, selected, refresh);
-            if let Some(message) = message {
-                html = html.replacen(
-                    "<body>",
-                    &format!("<body><p><strong>{}</strong></p>", render::esc(message)),
-                    1,
-                );
+        let (body, content_type) = self.with_view(|view| {
+            if form.xml() {
+                (render::xml(view), "text/xml; charset=utf-8")
+            } else {
+                let selected = form.b().zip(form.w());
+                // `?refresh=N`: the page reloads itself every N seconds (at least 1).
+                let refresh = form
+                    .get("refresh")
+                    .and_then(|r| r.parse::<u32>().ok())
+                    .map(|r| r.max(1));
+                let mut html = render::html(view, selected, refresh);
+                if let Some(message) = message {
+                    html = html.replacen(
+                        "<body>",
+                        &format!("<body><p><strong>{}</strong></p>", render::esc(message)),
+                        1,
+                    );
+                }
+                (html, "text/html; charset=utf-8")
             }
-            (html, "text/html; charset=utf-8")
-        };
+        });
         respond(status, content_type, body)
     }
 
     fn json(&self, wanted: Kind) -> Response<Full<Bytes>> {
-        let snapshots: Vec<_> = self
-            .inner
-            .balancers
-            .iter()
-            .map(|m| m.store.snapshot())
-            .collect();
-        let views = self.views(&snapshots);
-        let view = View {
-            balancers: &views,
-            mount: &self.inner.mount,
-            server: &self.inner.server,
-        };
-        match wanted {
+        self.with_view(|view| match wanted {
             Kind::Json => respond(
                 StatusCode::OK,
                 "application/json",
-                render::json_with_unavailable(&view, &*self.inner.unavailable),
+                render::json_with_unavailable(view, &*self.inner.unavailable),
             ),
             Kind::Metrics => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                render::prometheus(&view, &*self.inner.unavailable),
+                render::prometheus(view, &*self.inner.unavailable),
             ),
-        }
+        })
     }
 
     /// Applies a form's changes: nonce first, then all of them or none.
