@@ -1,26 +1,15 @@
-//! Fuzzes `MemberParams::set` and `BalancerParams::set` with `key=value` text: never a panic.
+//! Fuzz target `member_params`: the property is [`proxy_balancer_fuzz::member_params`]'s.
 #![cfg_attr(fuzzing, no_main)]
 
-use proxy_balancer_core::{BalancerParams, MemberParams, MemberUrl};
-
-fn check(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let _ = MemberUrl::new(text);
-    let mut member = MemberParams::new("http://fuzz").expect("a valid url");
-    let mut balancer = BalancerParams::new("fuzz");
-    for pair in text.split_whitespace() {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let _ = member.set(key, value);
-        let _ = balancer.set(key, value);
-    }
-}
-
 #[cfg(fuzzing)]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| check(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| proxy_balancer_fuzz::member_params(data));
 
+/// On stable: runs the target's seeds and past crashes.
 #[cfg(not(fuzzing))]
 fn main() {
-    check(b"loadfactor=2.25 lbset=3 route=a status=+H-D stickysession=A|b");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match proxy_balancer_fuzz::run_seeds(&root, "member_params") {
+        Ok(n) => eprintln!("member_params: {n} inputs passed"),
+        Err(failures) => panic!("{}", failures.join("\n")),
+    }
 }

@@ -1,24 +1,15 @@
-//! Fuzzes the `status=` parser: it never panics, and what it accepts renders back the same.
+//! Fuzz target `status_flags`: the property is [`proxy_balancer_fuzz::status_flags`]'s.
 #![cfg_attr(fuzzing, no_main)]
 
-use proxy_balancer_core::StatusFlags;
-
-fn check(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(flags) = text.parse::<StatusFlags>() {
-            let again: StatusFlags = flags.to_string().parse().expect("rendered flags parse");
-            assert_eq!(again, flags);
-            let _ = flags.label().to_string();
-        }
-    }
-}
-
 #[cfg(fuzzing)]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| check(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| proxy_balancer_fuzz::status_flags(data));
 
+/// On stable: runs the target's seeds and past crashes.
 #[cfg(not(fuzzing))]
 fn main() {
-    for seed in ["", "D", "+H-D", "-H+D+S", "s-e", "X", "+-+-"] {
-        check(seed.as_bytes());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match proxy_balancer_fuzz::run_seeds(&root, "status_flags") {
+        Ok(n) => eprintln!("status_flags: {n} inputs passed"),
+        Err(failures) => panic!("{}", failures.join("\n")),
     }
 }
