@@ -633,3 +633,48 @@ async fn probes_follow_the_interval_on_a_paused_clock() {
     );
     probe.shutdown().await;
 }
+
+/// Beyond Apache: sticky traffic during a member's health outage does not leave it behind
+/// its peers in byrequests when it comes back (the probe resets lbstatus on ENABLING).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_from_a_health_outage_is_not_starved_by_sticky_debt() {
+    use proxy_balancer::core::PickRequest;
+    let backends = [backend("a").await, backend("b").await, backend("c").await];
+    let mut params = BalancerParams::new("balancer://debt");
+    params.set("stickysession", "ROUTEID").expect("valid");
+    let members = backends.iter().map(|b| {
+        let mut m = MemberParams::new(&b.url()).expect("a loopback url");
+        m.set("route", b.name()).expect("valid");
+        m
+    });
+    let store = Arc::new(
+        BalancerStore::new(params, members, Instant::now().into_std()).expect("distinct members"),
+    );
+    let probe = HealthProbe::spawn(Arc::clone(&store), |_| {
+        Some(config(ProbeMethod::Get, 50, 1, 1))
+    });
+    backends[2].set_health_status(500);
+    wait_for("C on c", || flags(&store, 2).contains(StatusFlags::HC_FAILED)).await;
+    // 1000 sessions stuck to a while c is out: Apache's accounting adds b's load factor to
+    // its lbstatus on each of them, and not c's.
+    let now = Instant::now().into_std();
+    for _ in 0..1000 {
+        let picked = store
+            .pick(&PickRequest::new().with_route("a"), now)
+            .expect("a is usable");
+        assert_eq!(picked.member().route(), Some("a"));
+    }
+    backends[2].set_health_status(200);
+    wait_for("c usable again", || store.snapshot().members()[2].is_usable()).await;
+    // The next balanced round takes c: one of the next three picks (Apache: pick 335).
+    let routes: Vec<String> = (0..3)
+        .map(|_| {
+            let picked = store
+                .pick(&PickRequest::new(), Instant::now().into_std())
+                .expect("usable members");
+            picked.member().route().unwrap_or("-").to_owned()
+        })
+        .collect();
+    assert!(routes.iter().any(|r| r == "c"), "{routes:?}");
+    probe.shutdown().await;
+}

@@ -414,6 +414,15 @@ where
                 "health check ENABLING {worker}"
             ),
         }
+        if matches!(transition, Transition::Enabled) {
+            // Beyond Apache: a member back from a health outage starts level with its peers.
+            // While it was out, every sticky request added the usable members' load factors
+            // to their lbstatus and not to its own, so Apache's byrequests/bytraffic would
+            // pass it over until that gap was worked off (seconds of balanced traffic after
+            // a busy outage). The balancer-manager resets lbstatus the same way when it
+            // enables a member.
+            self.store.reset_lb();
+        }
         if let Some(health) = self.shared.health.lock().get_mut(&id) {
             health.note(outcome, transition, at.into_std());
         }
