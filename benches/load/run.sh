@@ -77,9 +77,11 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
-    [[ -f "$WORK/apache/httpd.pid" ]] && kill "$(cat "$WORK/apache/httpd.pid")" 2>/dev/null || true
-    [[ -f "$WORK/backends/nginx.pid" ]] && kill "$(cat "$WORK/backends/nginx.pid")" 2>/dev/null || true
-    [[ -f "$WORK/nginx/nginx.pid" ]] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
+    # The daemons, by their pid files (HAProxy and nginx fork; Apache's parent stops its
+    # children).
+    for f in apache/httpd.pid haproxy/haproxy.pid nginx/nginx.pid backends/nginx.pid; do
+        [[ -f "$WORK/$f" ]] && kill "$(cat "$WORK/$f")" 2>/dev/null || true
+    done
     sleep 0.5
     rm -rf "$WORK"
 }

@@ -654,7 +654,10 @@ async fn a_member_back_from_a_health_outage_is_not_starved_by_sticky_debt() {
         Some(config(ProbeMethod::Get, 50, 1, 1))
     });
     backends[2].set_health_status(500);
-    wait_for("C on c", || flags(&store, 2).contains(StatusFlags::HC_FAILED)).await;
+    wait_for("C on c", || {
+        flags(&store, 2).contains(StatusFlags::HC_FAILED)
+    })
+    .await;
     // 1000 sessions stuck to a while c is out: Apache's accounting adds b's load factor to
     // its lbstatus on each of them, and not c's.
     let now = Instant::now().into_std();
@@ -665,7 +668,10 @@ async fn a_member_back_from_a_health_outage_is_not_starved_by_sticky_debt() {
         assert_eq!(picked.member().route(), Some("a"));
     }
     backends[2].set_health_status(200);
-    wait_for("c usable again", || store.snapshot().members()[2].is_usable()).await;
+    wait_for("c usable again", || {
+        store.snapshot().members()[2].is_usable()
+    })
+    .await;
     // The next balanced round takes c: one of the next three picks (Apache: pick 335).
     let routes: Vec<String> = (0..3)
         .map(|_| {
