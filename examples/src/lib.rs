@@ -167,6 +167,11 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Answers go out as soon as they are written (as HAProxy, nginx and Apache
+                // do): no waiting on Nagle for the ack of the previous answer.
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+                }
                 let hyper_service = TowerToHyperService::new(forwarding(service.clone(), peer));
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), hyper_service)

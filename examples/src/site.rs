@@ -433,10 +433,11 @@ impl Service<Request<Incoming>> for Site {
     }
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        let path = request.uri().path().to_owned();
         if let Some(manager) = &self.manager {
             let mount = manager.mount();
-            let under = path
+            let under = request
+                .uri()
+                .path()
                 .strip_prefix(mount)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
             if under {
@@ -447,14 +448,17 @@ impl Service<Request<Incoming>> for Site {
                 });
             }
         }
-        let Some(route) = self.routes.iter().find(|r| r.pass.matches(&path)) else {
+        let path = request.uri().path();
+        let Some(route) = self.routes.iter().find(|r| r.pass.matches(path)) else {
             return Box::pin(async { Ok(not_found()) });
         };
         let Target::Balancer(service) = &route.target else {
             return Box::pin(async { Ok(not_found()) });
         };
-        // The member sees the backend path of the ProxyPass mapping.
-        if let Ok(mapped) = route.pass.map_path(&path) {
+        // The member sees the backend path of the ProxyPass mapping (most often the same
+        // path: then the URI is kept as it is).
+        let mapped = route.pass.map_path(path).ok().filter(|m| m != path);
+        if let Some(mapped) = mapped {
             let query = request
                 .uri()
                 .query()
