@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use proxy_balancer::balancer::{BalancedBody, BalancerInfo, BalancerOptions};
-use proxy_balancer::client::MakeHttpMember;
+use proxy_balancer::client::{MakeHttpMember, MemberBody};
 use proxy_balancer::health_probe::expr::HcExpr;
 use proxy_balancer::health_probe::{HealthProbe, ProbeConfig, ProbeDefinitions};
 use proxy_balancer::proxy_pass::{prepare_request_headers, ForwardedHeaders, ProxyPass};
@@ -27,7 +27,7 @@ use tower::{Service, ServiceExt};
 use crate::{BoxError, ProxyService};
 
 /// The body of the proxy's responses: a member's, or one the proxy wrote.
-pub type ProxyBody = Either<BalancedBody<Incoming>, Full<Bytes>>;
+pub type ProxyBody = Either<BalancedBody<MemberBody>, Full<Bytes>>;
 
 enum Target {
     Balancer(ProxyService),

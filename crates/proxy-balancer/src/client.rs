@@ -1,5 +1,11 @@
-//! The built-in member client: a pooled HTTP/1.1 client per member (hyper-util's), set up
-//! from the member's Apache parameters.
+//! The built-in member client: a pool of HTTP/1.1 connections per member (hyper's
+//! connection-level client), set up from the member's Apache parameters.
+//!
+//! The pool is a stack of idle connections behind a mutex that no request holds across an
+//! `await`: a request takes the most recently used one, or opens a new connection, and the
+//! connection goes back once its response has been read to the end ([`MemberBody`]). A request whose pooled connection turns out closed before the request went out
+//! (the member closed an idle keep-alive connection) is sent again on a new connection;
+//! once written, it is not (the balancer decides on retries).
 //!
 //! | Apache worker parameter | here |
 //! | --- | --- |
@@ -21,14 +27,17 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
+use http::HeaderValue;
 use http::{header, Request, Response, Uri};
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use pin_project_lite::pin_project;
 use proxy_balancer_core::Member;
+use std::sync::Arc;
+use tokio::net::TcpStream;
 use tower_service::Service;
 
 use crate::balancer::{MakeMember, ReplayBody};
@@ -102,9 +111,11 @@ where
 
 /// The pooled HTTP client of one member. See the [module docs](self).
 pub struct HttpMember<B> {
-    client: Client<HttpConnector, ReplayBody<B>>,
+    pool: Arc<Pool<ReplayBody<B>>>,
     scheme: Scheme,
     authority: Option<Authority>,
+    /// `Host` for the member: its authority, without the port when it is 80.
+    host: Option<HeaderValue>,
     base_path: String,
     timeout: Duration,
     preserve_host: bool,
@@ -113,9 +124,10 @@ pub struct HttpMember<B> {
 impl<B> Clone for HttpMember<B> {
     fn clone(&self) -> Self {
         Self {
-            client: self.client.clone(),
+            pool: Arc::clone(&self.pool),
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
+            host: self.host.clone(),
             base_path: self.base_path.clone(),
             timeout: self.timeout,
             preserve_host: self.preserve_host,
@@ -129,6 +141,7 @@ impl<B> fmt::Debug for HttpMember<B> {
             .field("authority", &self.authority)
             .field("base_path", &self.base_path)
             .field("timeout", &self.timeout)
+            .field("idle", &self.pool.idle.lock().len())
             .finish_non_exhaustive()
     }
 }
@@ -142,31 +155,44 @@ where
     #[must_use]
     pub fn new(member: &Member, preserve_host: bool) -> Self {
         let params = member.params();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(params.connection_timeout.or(params.timeout));
-        if params.keepalive {
-            connector.set_keepalive(Some(KEEPALIVE_INTERVAL));
-        }
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_timer(TokioTimer::new());
-        if let Some(ttl) = params.ttl {
-            builder.pool_idle_timeout(ttl);
-        }
-        if params.disable_reuse {
-            builder.pool_max_idle_per_host(0);
-        } else if let Some(max) = params.max {
-            builder.pool_max_idle_per_host(max as usize);
-        }
         let url = &params.url;
+        let authority: Option<Authority> = url.authority().parse().ok();
+        let (host, port) = authority.as_ref().map_or((String::new(), 80), |a| {
+            let host = a.host();
+            // `[::1]` in a URL is `::1` to connect to.
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            (host.to_owned(), a.port_u16().unwrap_or(80))
+        });
+        let host_header = authority.as_ref().and_then(|a| {
+            let text = a.as_str();
+            let text = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
+            HeaderValue::from_str(text.strip_suffix(":80").unwrap_or(text)).ok()
+        });
+        let max_idle = if params.disable_reuse {
+            0
+        } else {
+            params.max.map_or(usize::MAX, |max| max as usize)
+        };
         Self {
-            client: builder.build(connector),
+            pool: Arc::new(Pool {
+                idle: Mutex::new(Vec::new()),
+                max_idle,
+                ttl: params.ttl,
+                connect_timeout: params.connection_timeout.or(params.timeout),
+                keepalive: params.keepalive,
+                host,
+                port,
+            }),
             scheme: if url.scheme() == "https" {
                 Scheme::HTTPS
             } else {
                 Scheme::HTTP
             },
-            authority: url.authority().parse().ok(),
+            authority,
+            host: host_header,
             base_path: url.path().to_owned(),
             timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
             preserve_host,
@@ -174,13 +200,223 @@ where
     }
 }
 
+/// A member's connections: the idle ones (and those still reading a response), most
+/// recently used last.
+struct Pool<B> {
+    idle: Mutex<Vec<Pooled<B>>>,
+    /// `max`; 0 with `disablereuse=On`.
+    max_idle: usize,
+    ttl: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    keepalive: bool,
+    host: String,
+    port: u16,
+}
+
+struct Pooled<B> {
+    sender: SendRequest<B>,
+    since: tokio::time::Instant,
+}
+
+impl<B> Pool<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// The most recently used idle connection: one that can take a request now if there is
+    /// one (closed and expired ones are dropped on the way), else one whose last response
+    /// was read to the end and whose connection is about to say it is ready again.
+    fn checkout(&self) -> Option<(SendRequest<B>, bool)> {
+        let mut idle = self.idle.lock();
+        let now = self.ttl.map(|_| tokio::time::Instant::now());
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let entry = &idle[i];
+            let expired = match (self.ttl, now) {
+                (Some(ttl), Some(now)) => now.saturating_duration_since(entry.since) > ttl,
+                _ => false,
+            };
+            if entry.sender.is_closed() || expired {
+                drop(idle.swap_remove(i));
+            } else if entry.sender.is_ready() {
+                return Some((idle.swap_remove(i).sender, true));
+            }
+        }
+        idle.pop().map(|entry| (entry.sender, false))
+    }
+
+    /// Keeps `sender` for the next requests (its response read to the end), unless the pool
+    /// is full or the connection closed.
+    fn checkin(&self, sender: SendRequest<B>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            idle.push(Pooled {
+                sender,
+                since: tokio::time::Instant::now(),
+            });
+        }
+    }
+
+    /// A pooled connection ready for a request, if the pool has one.
+    async fn pooled(&self) -> Option<SendRequest<B>> {
+        while let Some((mut sender, ready)) = self.checkout() {
+            if ready || sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// A new connection to the member (bounded by `connectiontimeout`), its protocol task
+    /// spawned.
+    async fn connect(&self) -> Result<SendRequest<B>, Error> {
+        let connecting = TcpStream::connect((self.host.as_str(), self.port));
+        let stream = match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connecting)
+                .await
+                .map_err(Error::connect)?,
+            None => connecting.await,
+        }
+        .map_err(Error::connect)?;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a member connection");
+        }
+        if self.keepalive {
+            let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_INTERVAL);
+            if let Err(error) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                tracing::debug!(%error, "cannot set TCP keep-alive on a member connection");
+            }
+        }
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(Error::upstream)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "member connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends `request` on a pooled connection, or on a new one when none is idle or the
+    /// pooled one was closed before the request went out. The connection comes back with
+    /// the response, to be returned when its body has been read.
+    async fn send(self: Arc<Self>, mut request: Request<B>) -> Result<Response<MemberBody>, Error> {
+        if let Some(mut sender) = self.pooled().await {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.wrap(response, sender)),
+                Err(mut failed) => match failed.take_message() {
+                    // Not written: the connection was gone; a new one below.
+                    Some(unsent) => request = unsent,
+                    None => return Err(Error::from_member(Box::new(failed.into_error()))),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok(self.wrap(response, sender)),
+            Err(failed) => Err(Error::from_member(Box::new(failed.into_error()))),
+        }
+    }
+
+    /// The response with a body that returns the connection to the pool at its end.
+    fn wrap(
+        self: &Arc<Self>,
+        response: Response<Incoming>,
+        sender: SendRequest<B>,
+    ) -> Response<MemberBody> {
+        if response.body().is_end_stream() {
+            self.checkin(sender);
+            return response.map(|inner| MemberBody {
+                inner,
+                release: None,
+            });
+        }
+        let pool = Arc::clone(self);
+        let release: Release = Box::new(move || pool.checkin(sender));
+        response.map(|inner| MemberBody {
+            inner,
+            release: Some(release),
+        })
+    }
+}
+
+/// Returns a connection to its pool.
+type Release = Box<dyn FnOnce() + Send + Sync>;
+
+pin_project! {
+    /// The body of a member's answer through [`HttpMember`]: hyper's, which returns its
+    /// connection to the member's pool once read to the end (a body dropped before its end
+    /// closes the connection instead).
+    pub struct MemberBody {
+        #[pin]
+        inner: Incoming,
+        release: Option<Release>,
+    }
+}
+
+impl fmt::Debug for MemberBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberBody")
+            .field("inner", &self.inner)
+            .field("pooled", &self.release.is_some())
+            .finish()
+    }
+}
+
+impl Body for MemberBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let frame = ready!(inner.as_mut().poll_frame(cx));
+        match &frame {
+            Some(Ok(_)) if !inner.is_end_stream() => {}
+            // The end (a server may stop polling once `is_end_stream` says so).
+            Some(Ok(_)) | None => {
+                if let Some(release) = this.release.take() {
+                    release();
+                }
+            }
+            // The connection cannot be reused.
+            Some(Err(_)) => drop(this.release.take()),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 impl<B> HttpMember<B> {
-    fn member_uri(&self, uri: &Uri) -> Result<Uri, BoxError> {
-        let authority = self
-            .authority
-            .clone()
-            .ok_or("the member URL has no valid authority")?;
-        join(self.scheme.clone(), authority, &self.base_path, uri)
+    /// The request target on the member, in origin form: its path prefix, then `uri`'s path
+    /// and query (`uri` itself when the member has no prefix and `uri` is in origin form).
+    fn member_target(&self, uri: Uri) -> Result<Uri, BoxError> {
+        if self.base_path.is_empty() && uri.scheme().is_none() && uri.authority().is_none() {
+            return Ok(uri);
+        }
+        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let target: PathAndQuery = if self.base_path.is_empty() {
+            path.parse()?
+        } else {
+            format!("{}{path}", self.base_path).parse()?
+        };
+        Ok(Uri::from(target))
     }
 }
 
@@ -221,7 +457,7 @@ where
     B: Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<MemberBody>;
     type Error = Error;
     type Future = HttpMemberFuture;
 
@@ -235,29 +471,38 @@ where
                 "https members need a TLS connector, which the built-in client lacks",
             ));
         }
-        match self.member_uri(request.uri()) {
-            Ok(uri) => *request.uri_mut() = uri,
+        let uri = std::mem::take(request.uri_mut());
+        match self.member_target(uri) {
+            Ok(target) => *request.uri_mut() = target,
             Err(e) => return HttpMemberFuture::failed(Error::upstream(e)),
         }
-        if !self.preserve_host {
-            // hyper-util sets Host from the URI when there is none.
-            request.headers_mut().remove(header::HOST);
+        let Some(host) = &self.host else {
+            return HttpMemberFuture::failed(Error::upstream(
+                "the member URL has no valid authority",
+            ));
+        };
+        if !self.preserve_host || !request.headers().contains_key(header::HOST) {
+            request.headers_mut().insert(header::HOST, host.clone());
         }
+        let sending = Arc::clone(&self.pool).send(request);
         HttpMemberFuture {
             inner: Some(tokio::time::timeout(
                 self.timeout,
-                self.client.request(request),
+                Box::pin(sending) as Sending,
             )),
             failed: None,
         }
     }
 }
 
+/// The boxed send of one request.
+type Sending = Pin<Box<dyn Future<Output = Result<Response<MemberBody>, Error>> + Send>>;
+
 pin_project! {
     /// The future of [`HttpMember`].
     pub struct HttpMemberFuture {
         #[pin]
-        inner: Option<tokio::time::Timeout<hyper_util::client::legacy::ResponseFuture>>,
+        inner: Option<tokio::time::Timeout<Sending>>,
         failed: Option<Error>,
     }
 }
@@ -278,7 +523,7 @@ impl fmt::Debug for HttpMemberFuture {
 }
 
 impl Future for HttpMemberFuture {
-    type Output = Result<Response<Incoming>, Error>;
+    type Output = Result<Response<MemberBody>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -289,8 +534,7 @@ impl Future for HttpMemberFuture {
                 .unwrap_or_else(|| Error::upstream("polled after completion"))));
         };
         Poll::Ready(match ready!(inner.poll(cx)) {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(Error::from_member(Box::new(e))),
+            Ok(result) => result,
             Err(elapsed) => Err(Error::timeout(elapsed)),
         })
     }

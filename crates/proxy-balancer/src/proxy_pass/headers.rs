@@ -144,26 +144,58 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 ///
 /// `ap_proxy_clear_connection` and the hop-by-hop filter of mod_proxy_http.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over their few names instead of nine removals.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the message's few names: which of the fixed list are present (most
+    // messages carry none, or only `Connection`).
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|value| {
-            value
+    if present & 1 != 0 {
+        // Names in `Connection` other than the fixed ones (`Connection: keep-alive` needs
+        // no allocation).
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|value| {
+                value
+                    .as_bytes()
+                    .split(|b| *b == b',' || b.is_ascii_whitespace())
+            })
+            .filter(|token| !token.is_empty())
+            .filter(|token| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token))
+            })
+            .filter_map(|token| HeaderName::from_bytes(token).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        // The fixed names that `Connection` listed go below, whether present or not.
+        for value in headers.get_all(CONNECTION) {
+            for token in value
                 .as_bytes()
                 .split(|b| *b == b',' || b.is_ascii_whitespace())
-        })
-        .filter(|token| !token.is_empty())
-        .filter_map(|token| HeaderName::from_bytes(token).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+            {
+                if let Some(i) = HOP_BY_HOP
+                    .iter()
+                    .position(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token))
+                {
+                    present |= 1 << i;
+                }
+            }
+        }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 

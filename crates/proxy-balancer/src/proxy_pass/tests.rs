@@ -856,6 +856,68 @@ fn strip_hop_by_hop_ignores_odd_connection_values() {
     assert!(headers.contains_key("x-b"));
 }
 
+/// The plain definition: remove every header a `Connection` value names, then the fixed list.
+fn strip_reference(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',' || b.is_ascii_whitespace())
+        })
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn strip_hop_by_hop_matches_the_plain_definition(
+        names in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "connection", "keep-alive", "te", "upgrade", "trailer", "proxy-connection",
+                "transfer-encoding", "x-a", "x-b", "accept", "host",
+            ]),
+            0..8,
+        ),
+        connection in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "Keep-Alive", "close", "x-a", "X-B", "TE", "upgrade", "", " ", ",", "b@d",
+                "Proxy-Connection", "host",
+            ]),
+            0..5,
+        ),
+    ) {
+        let mut headers = HeaderMap::new();
+        for name in &names {
+            headers.append(*name, HeaderValue::from_static("v"));
+        }
+        if !connection.is_empty() {
+            let value = connection.join(", ");
+            headers.append(CONNECTION, HeaderValue::from_str(&value).expect("visible ASCII"));
+        }
+        let mut expected = headers.clone();
+        strip_reference(&mut expected);
+        strip_hop_by_hop(&mut headers);
+        proptest::prop_assert_eq!(headers, expected);
+    }
+}
+
 #[test]
 fn is_hop_by_hop_names() {
     for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE] {
