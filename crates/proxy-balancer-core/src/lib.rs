@@ -79,8 +79,49 @@
 //!
 //! # Testing the concurrency
 //!
-//! Besides real-thread stress tests, the shared-state protocol has loom models; run them
-//! with `RUSTFLAGS="--cfg loom" cargo test -p proxy-balancer-core --release --lib loom`.
+//! The shared state is checked two ways. [loom] models run a few threads through every
+//! interleaving (up to three preemptions) and every weak-memory outcome loom knows of,
+//! through the crate's `sync` shim. loom cannot see inside [`arc_swap`], so under
+//! `cfg(loom)` the snapshot cell is a loom `RwLock<Arc<_>>` with the same surface: the
+//! models check this crate's protocol, not arc-swap. They cover
+//!
+//! - flag transitions (`loom_flags`): the manager, a health probe and failing requests
+//!   setting and clearing flags at once lose no flag, and `mark_error`, `try_recover` and
+//!   `clear_error` keep the retry rules (an error is published with its time, one retry is
+//!   counted per recovery, a stopped member is never made usable);
+//! - counters (`loom_counters`): the packed `busy`/`elected` word, the byte counters and the
+//!   `lbstatus` rounds of byrequests and bybusyness lose no update and come back to rest;
+//! - snapshot replacement (`loom_snapshot`): readers see whole snapshots, member state
+//!   carries over to the new snapshot, concurrent writers lose no edit, and picks made on a
+//!   snapshot being retired are all accounted for;
+//! - the byrequests cycle (`loom_schedule`) against picks, settles, sticky picks and flag
+//!   changes.
+//!
+//! Run them in release mode, in a target directory of their own (the `--cfg loom` flag
+//! would otherwise rebuild the normal target every time):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p proxy-balancer-core --release --lib loom
+//! ```
+//!
+//! On two cores the models take about 30 s, plus about a minute for the first build. To see
+//! the steps of a failing interleaving, run that one model with `LOOM_LOG=trace
+//! LOOM_LOCATION=1`.
+//!
+//! Real-thread stress tests (`tests/concurrency.rs`) run with the normal test suite, bounded
+//! in iterations and time (a few seconds in a debug build): concurrent picks keep
+//! byrequests' weights; snapshot swaps under load lose no count; and flag churn from a
+//! manager and a probe, failing requests and reconfigurations, all against four picking
+//! threads, keep `busy`, `elected`, byte and `lbstatus` totals exact and never pick a
+//! member whose disabling flag the picking thread had seen; and threads hammering one
+//! member's flags never lose each other's changes.
+//!
+//! ```text
+//! cargo test -p proxy-balancer-core --test concurrency
+//! ```
+//!
+//! [loom]: https://docs.rs/loom
 //!
 //! [proxy-balancer]: https://docs.rs/proxy-balancer
 
@@ -98,7 +139,15 @@ mod store;
 mod sync;
 
 #[cfg(all(test, loom))]
+mod loom_counters;
+#[cfg(all(test, loom))]
+mod loom_flags;
+#[cfg(all(test, loom))]
 mod loom_schedule;
+#[cfg(all(test, loom))]
+mod loom_snapshot;
+#[cfg(all(test, loom))]
+mod loom_support;
 #[cfg(test)]
 mod tests;
 

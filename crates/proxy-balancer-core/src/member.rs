@@ -152,10 +152,20 @@ impl MemberState {
     pub fn try_recover(&self, retry: Duration, now: Instant) -> bool {
         let flags = self.flags();
         if flags.contains(StatusFlags::IN_ERROR) && !flags.contains(StatusFlags::STOPPED) {
+            let seen = self.error_time.load(Ordering::Acquire);
             let due = flags.contains(StatusFlags::IGNORE_ERRORS)
-                || self.error_time().map_or(true, |at| now > at + retry);
+                || seen == 0
+                || now > self.epoch + Duration::from_nanos(seen - 1) + retry;
             if due {
                 self.clear_error();
+                // An error marked since `seen` was read (a request still in flight on the
+                // member failed meanwhile) has its own window: put its `E` back.
+                // `mark_error` stores the time before it sets `E`, so if our clear came
+                // after that `E`, this load sees the new time. (Apache has the same race,
+                // unsynchronised; found by the loom model `retry_races_a_new_error`.)
+                if self.error_time.load(Ordering::Acquire) != seen {
+                    self.insert_flags(StatusFlags::IN_ERROR);
+                }
             }
         }
         self.is_usable()

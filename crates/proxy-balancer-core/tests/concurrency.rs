@@ -1,14 +1,16 @@
 //! Real-thread stress tests of the shared state: concurrent picks keep byrequests' weights,
-//! and replacing snapshots under load loses no counter update.
+//! replacing snapshots under load loses no counter update, and flag churn from a manager
+//! and a probe, errors and reconfigurations all at once keep every invariant.
 #![expect(clippy::unwrap_used, reason = "test helpers unwrap like tests do")]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use proxy_balancer_core::{
-    BalancerParams, BalancerStore, LoadFactor, MemberParams, PickRequest, StatusFlags,
+    BalancerParams, BalancerStore, LoadFactor, Member, MemberParams, PickRequest, Route,
+    StatusFlags,
 };
 
 /// Some instant to start from: the code under test takes `now` as an argument and never
@@ -226,4 +228,306 @@ fn fast_path_and_scans_under_churn_keep_lbstatus_balanced() {
     assert_eq!(sum, 0, "{snap:?}");
     assert_eq!(elected, succeeded);
     assert!(snap.members().iter().all(|m| m.state().busy() == 0));
+}
+
+/// A flag that one thread sets and clears on one member, with a counter that is odd while
+/// the flag is set: a thread that reads an odd count and then the same count again after a
+/// pick knows the flag was set for the whole pick. No other thread changes this flag, so
+/// each change finds it as the owner left it: a flag dropped or brought back by someone
+/// else's write to the same word (a lost update) is caught at the owner's next change.
+struct Toggle {
+    member: Member,
+    flag: StatusFlags,
+    count: AtomicU64,
+}
+
+impl Toggle {
+    fn new(member: Member, flag: StatusFlags) -> Self {
+        Self {
+            member,
+            flag,
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets the flag, then makes the count odd.
+    fn set(&self) {
+        let before = self.member.state().insert_flags(self.flag);
+        assert!(!before.contains(self.flag), "{:?} came back", self.flag);
+        self.count.fetch_add(1, Ordering::Release);
+    }
+
+    /// Makes the count even, then clears the flag.
+    fn clear(&self) {
+        self.count.fetch_add(1, Ordering::Release);
+        let before = self.member.state().remove_flags(self.flag);
+        assert!(before.contains(self.flag), "{:?} was lost", self.flag);
+    }
+
+    /// The count now: odd means the flag is set and stays set until the count changes.
+    fn observe(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// Busy-waits for `spins` spin-loop hints between two flag changes: a thread that yields
+/// instead may be off the CPU for milliseconds when every core is busy, and then hardly
+/// ever writes the flags word at the same time as another thread.
+fn hold(spins: u64) {
+    for _ in 0..spins {
+        std::hint::spin_loop();
+    }
+}
+
+/// The wall clock, only to bound how long the stress test runs.
+#[expect(clippy::disallowed_methods, reason = "bounds the test's running time")]
+fn wall_clock() -> Instant {
+    Instant::now()
+}
+
+#[test]
+fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
+    // How long the threads run at most (each loop also has a count bound), and how many
+    // requests each picker keeps in flight: enough to span snapshot swaps and flag changes.
+    const RUN_FOR: Duration = Duration::from_millis(1500);
+    const MAX_PICKS: u64 = 400_000;
+    const MAX_EDITS: u64 = 20_000;
+    const MAX_TOGGLES: u64 = 5_000_000;
+    const IN_FLIGHT: usize = 8;
+
+    let t0 = t0();
+    // Errors are marked at t0 and picks happen at t1: with retry=0 a member in error is
+    // retried by the next pick that scans, so members keep going in and out of error.
+    let t1 = t0 + Duration::from_secs(1);
+    let members = (0..4u32).map(|i| {
+        MemberParams::new(&format!("http://m{i}"))
+            .unwrap()
+            .with_load_factor(LoadFactor::from_lbf(100 * (1 + i % 3)).unwrap())
+            .with_route(Route::new(&format!("r{i}")).unwrap())
+            .with_retry(Duration::ZERO)
+    });
+    let s = BalancerStore::new(BalancerParams::new("churn"), members, t0).unwrap();
+    let original = s.snapshot();
+    let ids: Vec<_> = original.members().iter().map(Member::id).collect();
+    // The manager disables and enables m0; the probe fails and passes m0's health check,
+    // faster: two threads writing the same flags word, with requests putting m0 in error
+    // and picks retrying it.
+    let toggles = [
+        Toggle::new(original.members()[0].clone(), StatusFlags::DISABLED),
+        Toggle::new(original.members()[0].clone(), StatusFlags::HC_FAILED),
+    ];
+    let stop = AtomicBool::new(false);
+    let started = wall_clock();
+
+    let (picked, transferred, avoided) = thread::scope(|scope| {
+        let pickers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (s, ids, toggles, stop) = (&s, &ids, &toggles, &stop);
+                scope.spawn(move || {
+                    let (mut picked, mut transferred, mut avoided) = (0u64, 0u64, 0u64);
+                    let mut held = std::collections::VecDeque::new();
+                    for n in 0..MAX_PICKS {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let route = format!("r{}", n % 4);
+                        let tried = [ids[(n % 4) as usize]];
+                        let request = match (n + t) % 16 {
+                            0 => PickRequest::new().with_route(&route),
+                            1 => PickRequest::new().with_tried(&tried),
+                            _ => PickRequest::new(),
+                        };
+                        let seen = toggles.each_ref().map(Toggle::observe);
+                        let snap = s.snapshot();
+                        let Ok(p) = snap.pick(&request, t1) else {
+                            continue;
+                        };
+                        assert_eq!(snap.members()[p.position()].id(), p.member().id());
+                        for (toggle, seen) in toggles.iter().zip(seen) {
+                            if seen % 2 == 1 && toggle.observe() == seen {
+                                assert_ne!(
+                                    p.member().id(),
+                                    toggle.member.id(),
+                                    "picked with {:?} set",
+                                    toggle.flag
+                                );
+                                avoided += 1;
+                            }
+                        }
+                        picked += 1;
+                        let bytes = 1 + n % 5;
+                        p.member().state().add_transferred(bytes);
+                        transferred += bytes;
+                        if n % 41 == t {
+                            // The request failed: the member goes in error (retried at t1).
+                            p.member().mark_error(t0);
+                        }
+                        held.push_back(p);
+                        if held.len() > IN_FLIGHT {
+                            drop(held.pop_front());
+                        }
+                    }
+                    (picked, transferred, avoided)
+                })
+            })
+            .collect();
+        let manager = scope.spawn(|| {
+            for n in 0..MAX_TOGGLES {
+                if n % 64 == 0 && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Long enough in each state for whole picks to run in it.
+                toggles[0].set();
+                hold(n % 1024);
+                toggles[0].clear();
+                hold(n % 1024);
+                if n % 3 == 0 {
+                    original.members()[1]
+                        .state()
+                        .insert_flags(StatusFlags::DRAIN);
+                    original.members()[1]
+                        .state()
+                        .remove_flags(StatusFlags::DRAIN);
+                }
+            }
+        });
+        let probe = scope.spawn(|| {
+            for n in 0..MAX_TOGGLES {
+                if n % 64 == 0 && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Short: frequent writes to the word the manager writes too.
+                toggles[1].set();
+                hold(n % 32);
+                toggles[1].clear();
+                hold(n % 32);
+                // A passing check clears errors.
+                original.members()[(n % 4) as usize].state().clear_error();
+            }
+        });
+        // Two writers, each editing its own members and adding and removing its own extra
+        // members, check that each of their edits is in the next snapshot: a write lost
+        // to the other writer's would not be.
+        let writers: Vec<_> = (0..2usize)
+            .map(|w| {
+                let (s, ids, stop) = (&s, &ids, &stop);
+                scope.spawn(move || {
+                    for n in 0..MAX_EDITS {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        // No load factor change here: it resets lbstatus (as Apache's manager
+                        // does), which would void the lbstatus check below.
+                        let id = ids[2 * w + usize::from(n % 2 == 1)];
+                        let timeout = Some(Duration::from_secs(1 + n % 7));
+                        s.update_member(id, |m| m.timeout = timeout).unwrap();
+                        assert_eq!(s.snapshot().member(id).unwrap().params().timeout, timeout);
+                        let extra = s
+                            .add_member(
+                                MemberParams::new(&format!("http://extra{w}-{n}"))
+                                    .unwrap()
+                                    .with_status(StatusFlags::DISABLED),
+                            )
+                            .unwrap();
+                        assert!(s.snapshot().member(extra).is_some());
+                        if w == 0 {
+                            let attempts = u32::try_from(n % 3).unwrap();
+                            s.update_params(|p| p.max_attempts = Some(attempts));
+                        }
+                        s.remove_member(extra).unwrap();
+                        assert!(s.snapshot().member(extra).is_none());
+                    }
+                })
+            })
+            .collect();
+        while wall_clock().duration_since(started) < RUN_FOR
+            && !pickers.iter().all(thread::ScopedJoinHandle::is_finished)
+        {
+            // Off the CPU: the other threads need both cores.
+            thread::park_timeout(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+        manager.join().unwrap();
+        probe.join().unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+        pickers
+            .into_iter()
+            .map(|p| p.join().unwrap())
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    });
+
+    s.settle();
+    let snap = s.snapshot();
+    assert_eq!(snap.members().len(), 4, "the extras were all removed");
+    for (before, after) in original.members().iter().zip(snap.members()) {
+        assert!(
+            std::ptr::eq(before.state(), after.state()),
+            "state carried over"
+        );
+        assert_eq!(after.state().busy(), 0, "{after:?}");
+        // Every D, C and N set was cleared again; a lost clear (or a clear that wrote back
+        // flags read earlier) would leave one behind.
+        let left = StatusFlags::DISABLED | StatusFlags::HC_FAILED | StatusFlags::DRAIN;
+        assert!(!after.flags().intersects(left), "{after:?}");
+    }
+    let elected: u64 = snap.members().iter().map(|m| m.state().elected()).sum();
+    let bytes: u64 = snap.members().iter().map(|m| m.state().transferred()).sum();
+    let lbstatus: i64 = snap.members().iter().map(|m| m.state().lbstatus()).sum();
+    assert_eq!(elected, picked);
+    assert_eq!(bytes, transferred);
+    // Every round, sticky accounting and cycle fold adds as much as it takes away.
+    assert_eq!(lbstatus, 0, "{snap:?}");
+    assert!(picked > 1_000, "too few picks to mean anything: {picked}");
+    assert!(avoided > 0, "no pick ran while a flag was known to be set");
+    assert!(started.elapsed() < Duration::from_secs(3), "over budget");
+}
+
+#[test]
+fn flag_owners_never_lose_their_flags() {
+    // Three threads writing one member's flags word as fast as they can: the manager owns
+    // D, the probe owns C, and requests put the member in error while picks retry it and a
+    // passing check clears it. With only these threads, two cores run two of them at once
+    // nearly all the time, so a lost update (a flag change written back over another) would
+    // be caught within a few thousand changes by the owners' checks in `Toggle`.
+    const CHANGES: u64 = 200_000;
+    let t0 = t0();
+    let s = store(&[1], t0);
+    let member = s.snapshot().members()[0].clone();
+    let toggles = [
+        Toggle::new(member.clone(), StatusFlags::DISABLED),
+        Toggle::new(member.clone(), StatusFlags::HC_FAILED),
+    ];
+    let later = t0 + Duration::from_secs(3600);
+    thread::scope(|scope| {
+        for toggle in &toggles {
+            scope.spawn(move || {
+                for n in 0..CHANGES {
+                    toggle.set();
+                    hold(n % 8);
+                    toggle.clear();
+                    hold(n % 8);
+                }
+            });
+        }
+        scope.spawn(|| {
+            for n in 0..CHANGES {
+                match n % 3 {
+                    0 => {
+                        member.mark_error(t0);
+                    }
+                    1 => {
+                        member.try_recover(later);
+                    }
+                    _ => member.state().clear_error(),
+                }
+            }
+        });
+    });
+    let flags = member.flags();
+    assert!(
+        flags.difference(StatusFlags::IN_ERROR).is_empty(),
+        "{flags:?}"
+    );
 }
