@@ -184,14 +184,20 @@ EOF
     wait_port "${PORT[haproxy]}"
 }
 
+# The BalancerMember lines Apache and ours share: routes, health checks every 2 s.
+balancer_members() {
+    local i=0
+    for p in "${BACKEND_PORTS[@]}"; do
+        i=$((i + 1))
+        echo "    BalancerMember \"http://127.0.0.1:$p\" route=node$i hcmethod=GET hcuri=/health hcinterval=2"
+    done
+}
+
 start_apache() {
     mkdir -p "$WORK/apache"
     chmod 755 "$WORK" "$WORK/apache"
-    local members="" i=0
-    for p in "${BACKEND_PORTS[@]}"; do
-        i=$((i + 1))
-        members+="    BalancerMember \"http://127.0.0.1:$p\" route=node$i hcmethod=GET hcuri=/health hcinterval=2"$'\n'
-    done
+    local members
+    members=$(balancer_members)
     local modules=/usr/lib/apache2/modules
     cat >"$WORK/apache/httpd.conf" <<EOF
 ServerRoot "$WORK/apache"
@@ -222,7 +228,8 @@ MaxConnectionsPerChild 0
 KeepAlive On
 MaxKeepAliveRequests 0
 <Proxy "balancer://bench">
-$members    ProxySet lbmethod=byrequests stickysession=ROUTEID
+$members
+    ProxySet lbmethod=byrequests stickysession=ROUTEID
 </Proxy>
 ProxyPass "/" "balancer://bench/"
 Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
@@ -233,14 +240,12 @@ EOF
 
 start_ours() {
     mkdir -p "$WORK/ours"
-    local members="" i=0
-    for p in "${BACKEND_PORTS[@]}"; do
-        i=$((i + 1))
-        members+="    BalancerMember \"http://127.0.0.1:$p\" route=node$i hcmethod=GET hcuri=/health hcinterval=2"$'\n'
-    done
+    local members
+    members=$(balancer_members)
     cat >"$WORK/ours/balancers.conf" <<EOF
 <Proxy "balancer://bench">
-$members    ProxySet lbmethod=byrequests stickysession=ROUTEID
+$members
+    ProxySet lbmethod=byrequests stickysession=ROUTEID
 </Proxy>
 ProxyPass "/" "balancer://bench/"
 Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
