@@ -16,8 +16,9 @@
 # ratios against HAProxy.
 #
 # Every proxy does what ours does with the embedded default: round robin (Apache's
-# byrequests), a sticky cookie set on the response, and active health checks of the backends
-# every 2 s, except nginx, whose open-source build has neither (noted in the table). Each
+# byrequests), X-Forwarded-For and X-Forwarded-Host to the backends, a sticky cookie set on
+# the response, and active health checks of the backends every 2 s, except nginx, whose
+# open-source build has neither of the last two (noted in the table). Each
 # proxy runs one worker (nginx worker_processes 1, HAProxy nbthread 1, Apache one event-MPM
 # process, ours TOKIO_WORKER_THREADS=1) on its one CPU.
 #
@@ -145,6 +146,9 @@ $servers
             proxy_pass http://backends;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # What Apache and ours add (ProxyAddHeaders On).
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$http_host;
         }
     }
 }
@@ -178,6 +182,9 @@ backend be
     balance roundrobin
     cookie ROUTEID insert indirect nocache
     option httpchk GET /health
+    # What Apache and ours add (ProxyAddHeaders On).
+    option forwardfor
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
 $servers
 EOF
     taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy/haproxy.cfg" -D -p "$WORK/haproxy/haproxy.pid"
@@ -349,6 +356,8 @@ for n in ["ours", "haproxy", "nginx", "apache"]:
     ratio = lambda a, b: f"{a / b:.2f}×" if base and b else "-"
     print(f"| {n} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {cpu:.1f} | {err:.0f} | "
           f"{ratio(rps, base[0]) if base else '-'} | {ratio(p99, base[2]) if base else '-'} | {ratio(cpu, base[3]) if base else '-'} |")
+if "nginx" in med:
+    print("\nnginx (open source) sets no sticky cookie and has no active health checks.")
 if "ours" in med and "apache" in med:
     print(f"\nours vs Apache httpd: {med['ours'][0] / med['apache'][0]:.2f}× req/s")
 EOF

@@ -317,7 +317,9 @@ where
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: the connect and handshake futures are large and rarely needed; keeping
+        // them out of this future keeps every request's state small.
+        let mut sender = Box::pin(self.connect()).await?;
         match sender.try_send_request(request).await {
             Ok(response) => Ok(self.wrap(response, sender)),
             Err(failed) => Err(Error::from_member(Box::new(failed.into_error()))),
