@@ -191,7 +191,8 @@ impl RouteCookie {
             value.push(sep);
         }
         value.push_str(route);
-        let _ = write!(value, "; Path={}", self.path.as_deref().unwrap_or("/"));
+        value.push_str("; Path=");
+        value.push_str(self.path.as_deref().unwrap_or("/"));
         if let Some(age) = self.max_age {
             let _ = write!(value, "; Max-Age={}", age.as_secs());
         }
@@ -208,7 +209,8 @@ impl RouteCookie {
                 SameSite::None => "; SameSite=None",
             });
         }
-        HeaderValue::from_str(&value).ok()
+        // The String's buffer becomes the header's bytes: no second copy.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
     }
 }
 
