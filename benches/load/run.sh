@@ -20,7 +20,7 @@
 # the response, and active health checks of the backends every 2 s, except nginx, whose
 # open-source build has neither of the last two (noted in the table). Each
 # proxy runs one worker (nginx worker_processes 1, HAProxy nbthread 1, Apache one event-MPM
-# process, ours TOKIO_WORKER_THREADS=1) on its one CPU.
+# process, ours --threads 1) on its one CPU.
 #
 # Nothing leaves loopback. All files live in a temporary directory, removed at the end.
 # This is a benchmark, not a test: CI only checks `bash -n benches/load/run.sh`.
@@ -257,7 +257,7 @@ $members
 ProxyPass "/" "balancer://bench/"
 Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
 EOF
-    TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$OURS" \
+    taskset -c "$PROXY_CPU" "$OURS" --threads 1 \
         --config "$WORK/ours/balancers.conf" --listen "127.0.0.1:${PORT[ours]}" \
         >"$WORK/ours/out.log" 2>&1 &
     PIDS+=($!)
