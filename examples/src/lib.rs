@@ -172,7 +172,7 @@ pub async fn serve(
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
-                let hyper_service = TowerToHyperService::new(forwarding(service.clone(), peer));
+                let hyper_service = TowerToHyperService::new(forwarding(&service, peer));
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), hyper_service)
                     .into_owned();
@@ -200,7 +200,7 @@ pub async fn serve(
 /// balancer-manager's access rule and `X-Forwarded-For`), and hop-by-hop headers removed
 /// from the response.
 fn forwarding(
-    service: site::Site,
+    service: &site::Site,
     peer: SocketAddr,
 ) -> impl tower::Service<
     http::Request<Incoming>,
@@ -209,14 +209,9 @@ fn forwarding(
     Future = impl Send,
 > + Clone {
     use tower::ServiceExt;
+    // The client's address, for the balancer-manager's access rule and the proxy headers.
     service
-        .map_request(move |mut request: http::Request<Incoming>| {
-            // For the balancer-manager's access rule and the proxy headers of balanced routes.
-            request
-                .extensions_mut()
-                .insert(proxy_balancer_manager::PeerAddr(peer));
-            request
-        })
+        .for_peer(peer)
         .map_response(|mut response: http::Response<_>| {
             strip_hop_by_hop(response.headers_mut());
             response

@@ -51,6 +51,9 @@ pub struct Site {
     stores: Arc<[Arc<BalancerStore>]>,
     /// `Header` directives filled from the `BALANCER_*` values of each response.
     headers: Arc<[HeaderDirective]>,
+    /// The client of the connection this clone serves, if the server said
+    /// ([`Site::for_peer`]); else read from the request's `PeerAddr`.
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Site {
@@ -123,7 +126,18 @@ impl Site {
             routes: routes.into(),
             stores: stores.into(),
             headers: headers.into(),
+            peer: None,
         })
+    }
+
+    /// This site for one client connection: the client's address goes into
+    /// `X-Forwarded-For` and, for the balancer-manager, into the request as `PeerAddr`
+    /// (for its access rule), without an extension on every proxied request.
+    #[must_use]
+    pub fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
+        let mut site = self.clone();
+        site.peer = Some(peer);
+        site
     }
 
     /// The balancers of the site.
@@ -441,6 +455,11 @@ impl Service<Request<Incoming>> for Site {
                 .strip_prefix(mount)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
             if under {
+                if let Some(peer) = self.peer {
+                    request
+                        .extensions_mut()
+                        .insert(proxy_balancer_manager::PeerAddr(peer));
+                }
                 let manager = manager.clone();
                 return Box::pin(async move {
                     let response = manager.oneshot(request).await?;
@@ -471,10 +490,15 @@ impl Service<Request<Incoming>> for Site {
         // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
         // X-Forwarded-For/-Host added, and Host left for the member client to set to the
         // member's (ProxyPreserveHost Off; an empty member authority removes it).
-        let peer = request
-            .extensions()
-            .get::<proxy_balancer_manager::PeerAddr>()
-            .map(|p| p.0.ip());
+        let peer = self
+            .peer
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<proxy_balancer_manager::PeerAddr>()
+                    .map(|p| p.0)
+            })
+            .map(|p| p.ip());
         prepare_request_headers(request.headers_mut(), &ForwardedHeaders::new(), peer, "");
         let service = service.clone();
         let headers = Arc::clone(&self.headers);
@@ -500,6 +524,7 @@ impl From<ProxyService> for Site {
             .into(),
             stores: Vec::new().into(),
             headers: Vec::new().into(),
+            peer: None,
         }
     }
 }

@@ -64,9 +64,13 @@ Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
     assert_eq!(r.header("x-balancer"), Some("balancer://shop s2 s2"));
     assert_eq!(r.header("x-route-changed"), None, "the route held");
     assert_eq!(r.header("set-cookie"), None);
+    let seen = backends[0].last_request().expect("seen");
+    assert_eq!(seen.path_and_query, "/shop/cart");
+    // The client's address and the Host it asked for, as mod_proxy adds them.
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(
-        backends[0].last_request().expect("seen").path_and_query,
-        "/shop/cart"
+        seen.header("x-forwarded-host"),
+        Some(addr.to_string().as_str())
     );
     // /api is mapped onto /v2 of the api balancer, 1:3 by load factor.
     let mut api = Vec::new();
