@@ -10,8 +10,9 @@ use super::mapping::is_valid_authority;
 
 /// The hop-by-hop headers a proxy never forwards (RFC 9110 section 7.6.1, and the ones
 /// Apache's mod_proxy drops), as header names: removing by name skips parsing the text of
-/// each one on every request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// each one on every request. A `static`, not a `const`: a `const` array would be built and
+/// dropped at every use.
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     PROXY_AUTHENTICATE,
@@ -128,7 +129,27 @@ impl Default for ForwardedHeaders {
 /// (`Connection`, `Keep-Alive`, `Proxy-Authenticate`, `Proxy-Authorization`,
 /// `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    hop_index(name.as_str().as_bytes()).is_some()
+}
+
+/// The position in [`HOP_BY_HOP`] of a lowercase header name, or of a `Connection` token in
+/// any case.
+fn hop_index(name: &[u8]) -> Option<usize> {
+    // Lengths first: most names are of none of these lengths.
+    let candidates: &[usize] = match name.len() {
+        2 => &[5],
+        7 => &[6, 8],
+        10 => &[0, 1],
+        16 => &[4],
+        17 => &[7],
+        18 => &[2],
+        19 => &[3],
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(|&i| HOP_BY_HOP[i].as_str().as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Removes the hop-by-hop headers: every header named in a `Connection` value, then the
@@ -148,7 +169,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // messages carry none, or only `Connection`).
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_index(name.as_str().as_bytes()) {
             present |= 1 << i;
         }
     }
@@ -166,12 +187,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                     .as_bytes()
                     .split(|b| *b == b',' || b.is_ascii_whitespace())
             })
-            .filter(|token| !token.is_empty())
-            .filter(|token| {
-                !HOP_BY_HOP
-                    .iter()
-                    .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token))
-            })
+            .filter(|token| !token.is_empty() && hop_index(token).is_none())
             .filter_map(|token| HeaderName::from_bytes(token).ok())
             .collect();
         for name in named {
@@ -183,10 +199,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .as_bytes()
                 .split(|b| *b == b',' || b.is_ascii_whitespace())
             {
-                if let Some(i) = HOP_BY_HOP
-                    .iter()
-                    .position(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token))
-                {
+                if let Some(i) = hop_index(token) {
                     present |= 1 << i;
                 }
             }
@@ -315,4 +328,28 @@ fn append_merged(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
     // be, our value alone is still right.
     let merged = HeaderValue::from_bytes(&merged).unwrap_or(ours);
     headers.insert(name, merged);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hop_index, HOP_BY_HOP};
+
+    #[test]
+    fn hop_index_finds_every_name_in_any_case_and_nothing_else() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(name.as_str().as_bytes()), Some(i), "{name}");
+            let upper = name.as_str().to_ascii_uppercase();
+            assert_eq!(hop_index(upper.as_bytes()), Some(i), "{upper}");
+        }
+        for other in [
+            "host",
+            "tee",
+            "trailers",
+            "content-length",
+            "keep_alive",
+            "",
+        ] {
+            assert_eq!(hop_index(other.as_bytes()), None, "{other}");
+        }
+    }
 }
