@@ -336,28 +336,5 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-# Medians per proxy, and ratios against HAProxy.
-python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNECTIONS" <<'EOF'
-import statistics, sys
-path, rounds, duration, conns = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-rows = {}
-for line in open(path):
-    name, rps, p50, p99, cpu, errors = line.split()
-    rows.setdefault(name, []).append((float(rps), float(p50), float(p99), float(cpu), int(errors)))
-med = {n: [statistics.median(col) for col in zip(*v)] for n, v in rows.items()}
-base = med.get("haproxy")
-print(f"\nmedians of {rounds} interleaved rounds, wrk -t1 -c{conns} -d{duration}s, proxy on 1 CPU")
-print(f"| proxy | req/s | p50 µs | p99 µs | CPU µs/req | errors | req/s vs HAProxy | p99 vs HAProxy | CPU/req vs HAProxy |")
-print(f"|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for n in ["ours", "haproxy", "nginx", "apache"]:
-    if n not in med:
-        continue
-    rps, p50, p99, cpu, err = med[n]
-    ratio = lambda a, b: f"{a / b:.2f}×" if base and b else "-"
-    print(f"| {n} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {cpu:.1f} | {err:.0f} | "
-          f"{ratio(rps, base[0]) if base else '-'} | {ratio(p99, base[2]) if base else '-'} | {ratio(cpu, base[3]) if base else '-'} |")
-if "nginx" in med:
-    print("\nnginx (open source) sets no sticky cookie and has no active health checks.")
-if "ours" in med and "apache" in med:
-    print(f"\nours vs Apache httpd: {med['ours'][0] / med['apache'][0]:.2f}× req/s")
-EOF
+# Medians per proxy, and ratios against HAProxy (see summary.py).
+python3 "$HERE/summary.py" "$WORK/results" "$ROUNDS" "$DURATION" "$CONNECTIONS"

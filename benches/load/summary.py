@@ -1,0 +1,50 @@
+"""The load benchmark's table, from run.sh's results file.
+
+    python3 summary.py RESULTS ROUNDS DURATION CONNECTIONS
+
+RESULTS has one line per measurement, in the order run: `name req/s p50_us p99_us cpu_us_per_req
+errors`. Each figure in the table is the median over the rounds; each ratio against HAProxy is
+the median over the rounds of the ratio within a round (the runs of one round are seconds
+apart, so a machine that slows down between rounds does not skew the comparison).
+"""
+
+import statistics
+import sys
+
+
+def main() -> None:
+    path, rounds, duration, conns = sys.argv[1:5]
+    rows: dict[str, list[tuple[float, ...]]] = {}
+    with open(path, encoding="utf-8") as results:
+        for line in results:
+            name, rps, p50, p99, cpu, errors = line.split()
+            rows.setdefault(name, []).append(
+                (float(rps), float(p50), float(p99), float(cpu), float(errors))
+            )
+    base = rows.get("haproxy")
+
+    def ratio(name: str, col: int) -> str:
+        if not base or name not in rows:
+            return "-"
+        paired = [r[col] / b[col] for r, b in zip(rows[name], base) if b[col]]
+        return f"{statistics.median(paired):.2f}×" if paired else "-"
+
+    print(f"\nmedians of {rounds} interleaved rounds, wrk -t1 -c{conns} -d{duration}s, proxy on 1 CPU")
+    print("| proxy | req/s | p50 µs | p99 µs | CPU µs/req | errors | req/s vs HAProxy "
+          "| p99 vs HAProxy | CPU/req vs HAProxy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in ["ours", "haproxy", "nginx", "apache"]:
+        if name not in rows:
+            continue
+        rps, p50, p99, cpu, errors = (statistics.median(c) for c in zip(*rows[name]))
+        print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {cpu:.1f} | {errors:.0f} "
+              f"| {ratio(name, 0)} | {ratio(name, 2)} | {ratio(name, 3)} |")
+    if "nginx" in rows:
+        print("\nnginx (open source) sets no sticky cookie and has no active health checks.")
+    if "ours" in rows and "apache" in rows:
+        paired = [o[0] / a[0] for o, a in zip(rows["ours"], rows["apache"])]
+        print(f"\nours vs Apache httpd: {statistics.median(paired):.2f}× req/s")
+
+
+if __name__ == "__main__":
+    main()
