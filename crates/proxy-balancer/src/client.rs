@@ -46,6 +46,9 @@ use crate::error::{BoxError, Error};
 /// Without a `timeout`, how long to wait for a member's answer: Apache's default
 /// `ProxyTimeout` (the server `Timeout`, 60 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a pooled connection that finished its last response may take to be ready for
+/// the next request before it is dropped for a new one.
+const READY_WAIT: Duration = Duration::from_secs(1);
 /// Interval of TCP keep-alive probes with `keepalive=On` (the kernel's default is hours).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -200,7 +203,7 @@ where
     }
 }
 
-/// A member's connections: the idle ones (and those still reading a response), most
+/// A member's idle connections (each with its last response read to the end), most
 /// recently used last.
 struct Pool<B> {
     idle: Mutex<Vec<Pooled<B>>>,
@@ -262,10 +265,15 @@ where
         }
     }
 
-    /// A pooled connection ready for a request, if the pool has one.
+    /// A pooled connection ready for a request, if the pool has one. One whose connection
+    /// has not said it is ready yet gets [`READY_WAIT`] to do so (it has finished its last
+    /// response, so it takes microseconds unless the connection is going away).
     async fn pooled(&self) -> Option<SendRequest<B>> {
         while let Some((mut sender, ready)) = self.checkout() {
-            if ready || sender.ready().await.is_ok() {
+            if ready {
+                return Some(sender);
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
                 return Some(sender);
             }
         }
