@@ -235,7 +235,7 @@ fn spawn_probes(
         health.push(Some(Arc::new(move |member: &Member| {
             let config = configs(member)?;
             Some(HealthView {
-                method: format!("{:?}", config.method).to_ascii_uppercase(),
+                method: config.method.as_str().to_owned(),
                 uri: config.uri.clone(),
                 interval_ms: u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX),
                 passes: config.passes,

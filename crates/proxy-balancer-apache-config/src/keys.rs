@@ -65,18 +65,6 @@ pub const BALANCER_KEYS: &[&str] = &[
     "forcerecovery",
 ];
 
-/// The health-check methods `hcmethod` accepts (case-insensitive).
-pub const HC_METHODS: &[&str] = &[
-    "NONE",
-    "TCP",
-    "OPTIONS",
-    "HEAD",
-    "GET",
-    "OPTIONS11",
-    "HEAD11",
-    "GET11",
-];
-
 /// Names operators write for a parameter that has another name; edit distance misses these.
 const ALIASES: &[(&str, &str)] = &[
     ("hcpath", "hcuri"),
@@ -194,16 +182,13 @@ pub(crate) fn check_extra(key: &str, value: &str) -> Result<(), String> {
         }
     };
     match key {
-        "hcmethod" => {
-            if HC_METHODS.iter().any(|m| m.eq_ignore_ascii_case(v)) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "unknown method; expected one of {}",
-                    HC_METHODS.join(", ")
-                ))
-            }
-        }
+        "hcmethod" => match v.parse::<proxy_balancer_core::HcMethod>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "unknown method; expected one of {}",
+                proxy_balancer_core::HcMethod::NAMES
+            )),
+        },
         "hcinterval" => match parse_time(v, false) {
             Some(t) if t >= Duration::from_millis(100) => Ok(()),
             Some(_) => Err("must be at least 100ms".to_owned()),

@@ -130,6 +130,7 @@
 
 mod error;
 mod flags;
+mod hcmethod;
 pub mod lbmethod;
 mod member;
 mod params;
@@ -153,6 +154,7 @@ mod tests;
 
 pub use error::{ConfigError, ParamError, PickError};
 pub use flags::{StatusFlags, StatusLabel};
+pub use hcmethod::HcMethod;
 pub use lbmethod::{LbMethod, LbMethodKind};
 pub use member::{BusyGuard, Member, MemberId, MemberState};
 pub use params::{

@@ -486,65 +486,9 @@ impl<T> Update<T> {
     }
 }
 
-/// A health-check method (`w_hm`, Apache's `hcmethod`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HcMethod {
-    /// `NONE`: no health check.
-    None,
-    /// `TCP`: connect only.
-    Tcp,
-    /// `OPTIONS`, HTTP/1.0.
-    Options,
-    /// `HEAD`, HTTP/1.0.
-    Head,
-    /// `GET`, HTTP/1.0.
-    Get,
-    /// `OPTIONS11`, HTTP/1.1.
-    Options11,
-    /// `HEAD11`, HTTP/1.1.
-    Head11,
-    /// `GET11`, HTTP/1.1.
-    Get11,
-}
-
-impl HcMethod {
-    /// Apache's name (`NONE`, `TCP`, `GET11` …), which `hcmethod=` parsers accept.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "NONE",
-            Self::Tcp => "TCP",
-            Self::Options => "OPTIONS",
-            Self::Head => "HEAD",
-            Self::Get => "GET",
-            Self::Options11 => "OPTIONS11",
-            Self::Head11 => "HEAD11",
-            Self::Get11 => "GET11",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        let all = [
-            Self::None,
-            Self::Tcp,
-            Self::Options,
-            Self::Head,
-            Self::Get,
-            Self::Options11,
-            Self::Head11,
-            Self::Get11,
-        ];
-        all.into_iter()
-            .find(|m| m.as_str().eq_ignore_ascii_case(value.trim()))
-    }
-}
-
-impl fmt::Display for HcMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A health-check method (`w_hm`, Apache's `hcmethod`): the core's, shared with the probes
+/// and the configuration reader.
+pub use proxy_balancer_core::HcMethod;
 
 /// Member parameter changes: `w_lf`, `w_ls`, `w_wr`, `w_rr` and `w_status_X`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -783,12 +727,8 @@ impl Edit {
                 }
             }
             "w_hm" => {
-                let method = HcMethod::parse(value).ok_or_else(|| {
-                    EditError::invalid(
-                        param,
-                        value,
-                        "expected NONE, TCP, OPTIONS, HEAD, GET, OPTIONS11, HEAD11 or GET11",
-                    )
+                let method: HcMethod = value.parse().map_err(|_| {
+                    EditError::invalid(param, value, format!("expected one of {}", HcMethod::NAMES))
                 })?;
                 self.health.method = Some(method);
             }

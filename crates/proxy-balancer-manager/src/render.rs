@@ -44,7 +44,7 @@
 
 use std::fmt::Write as _;
 
-use proxy_balancer_core::{BalancerSnapshot, Member, StatusFlags};
+use proxy_balancer_core::{BalancerSnapshot, HcMethod, Member, StatusFlags};
 
 #[cfg(test)]
 #[path = "render_tests.rs"]
@@ -213,18 +213,6 @@ const LETTERS: [char; 8] = ['I', 'N', 'D', 'S', 'E', 'H', 'R', 'C'];
 
 /// The lbmethods offered by the balancer form.
 const LB_METHODS: [&str; 4] = ["byrequests", "bytraffic", "bybusyness", "heartbeat"];
-
-/// The health-check methods offered by the member form (Apache's names).
-const HC_METHODS: [&str; 8] = [
-    "NONE",
-    "TCP",
-    "OPTIONS",
-    "HEAD",
-    "GET",
-    "OPTIONS11",
-    "HEAD11",
-    "GET11",
-];
 
 // ---------------------------------------------------------------------------------------------
 // Escaping and small formatters
@@ -693,9 +681,10 @@ fn html_member_form(o: &mut String, b: &BalancerView<'_>, m: &Member, mount: &st
     o.push_str("</tr></table></td></tr>\n");
     if let Some(h) = (b.health)(m) {
         o.push_str("<tr><td><label for=\"w_hm\">HC Method:</label></td><td><select name=\"w_hm\" id=\"w_hm\">\n");
-        let known = HC_METHODS.iter().any(|x| x.eq_ignore_ascii_case(&h.method));
+        let names = HcMethod::ALL.map(HcMethod::as_str);
+        let known = names.iter().any(|x| x.eq_ignore_ascii_case(&h.method));
         let extra = (!known).then_some(h.method.as_str());
-        for name in HC_METHODS.iter().copied().chain(extra) {
+        for name in names.into_iter().chain(extra) {
             let sel = if name.eq_ignore_ascii_case(&h.method) {
                 " selected"
             } else {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::core::MemberParams;
+use crate::core::{HcMethod, MemberParams};
 
 use super::expr::HcExpr;
 
@@ -27,9 +27,6 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of a response body a body condition sees: enough for any status page, small
 /// enough that a huge body never costs more than this per probe.
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
-
-/// The valid `hcmethod` values, for error messages.
-const METHOD_NAMES: &str = "None, TCP, OPTIONS, HEAD, GET, OPTIONS11, HEAD11, GET11";
 
 /// How a member is probed (`hcmethod`).
 ///
@@ -75,36 +72,45 @@ impl ProbeMethod {
     /// [`ProbeConfigError::UnknownMethod`], listing the valid names, for anything else
     /// (also `CPING` and `PROVIDER`, which Apache accepts only with other modules).
     pub fn from_apache(value: &str) -> Result<Option<Self>, ProbeConfigError> {
-        let method = match value.trim().to_ascii_lowercase().as_str() {
-            "none" => return Ok(None),
-            "tcp" => Self::Tcp,
-            "options" => Self::Options,
-            "head" => Self::Head,
-            "get" => Self::Get,
-            "options11" => Self::Options11,
-            "head11" => Self::Head11,
-            "get11" => Self::Get11,
-            _ => {
-                return Err(ProbeConfigError::UnknownMethod {
-                    value: value.to_owned(),
-                })
-            }
-        };
-        Ok(Some(method))
+        let method: HcMethod = value.parse().map_err(|_| ProbeConfigError::UnknownMethod {
+            value: value.to_owned(),
+        })?;
+        Ok(Self::from_hc_method(method))
+    }
+
+    /// The probe of an `hcmethod`; `None` for [`HcMethod::None`] (no probe).
+    #[must_use]
+    pub const fn from_hc_method(method: HcMethod) -> Option<Self> {
+        Some(match method {
+            HcMethod::Tcp => Self::Tcp,
+            HcMethod::Options => Self::Options,
+            HcMethod::Head => Self::Head,
+            HcMethod::Get => Self::Get,
+            HcMethod::Options11 => Self::Options11,
+            HcMethod::Head11 => Self::Head11,
+            HcMethod::Get11 => Self::Get11,
+            _ => return None,
+        })
+    }
+
+    /// The `hcmethod` this probe is.
+    #[must_use]
+    pub const fn hc_method(self) -> HcMethod {
+        match self {
+            Self::Tcp => HcMethod::Tcp,
+            Self::Options => HcMethod::Options,
+            Self::Head => HcMethod::Head,
+            Self::Get => HcMethod::Get,
+            Self::Options11 => HcMethod::Options11,
+            Self::Head11 => HcMethod::Head11,
+            Self::Get11 => HcMethod::Get11,
+        }
     }
 
     /// Apache's name of the method (`TCP`, `GET11` …).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Tcp => "TCP",
-            Self::Options => "OPTIONS",
-            Self::Head => "HEAD",
-            Self::Get => "GET",
-            Self::Options11 => "OPTIONS11",
-            Self::Head11 => "HEAD11",
-            Self::Get11 => "GET11",
-        }
+        self.hc_method().as_str()
     }
 
     /// The HTTP method sent, `None` for [`ProbeMethod::Tcp`].
@@ -537,7 +543,7 @@ impl fmt::Display for ProbeConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownMethod { value } => {
-                write!(f, "unknown hcmethod `{value}`; valid: {METHOD_NAMES}")
+                write!(f, "unknown hcmethod `{value}`; valid: {}", HcMethod::NAMES)
             }
             Self::UnknownParameter { param } => {
                 write!(f, "unknown health check parameter `{param}`")
