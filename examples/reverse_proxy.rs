@@ -78,20 +78,7 @@ fn check(path: &PathBuf, format: Format) -> Result<ExitCode, BoxError> {
                         writeln!(out, "{}: error: {e}", path.display())?;
                     }
                 }
-                Format::Json => {
-                    let items: Vec<String> = errors
-                        .iter()
-                        .map(|e| {
-                            format!(
-                                "{{\"severity\":\"error\",\"rule\":\"parse\",\"line\":{},\"column\":{},\"what\":{}}}",
-                                e.span.line,
-                                e.span.column,
-                                json_string(&e.to_string())
-                            )
-                        })
-                        .collect();
-                    writeln!(out, "[{}]", items.join(","))?;
-                }
+                Format::Json => writeln!(out, "{}", errors.to_json())?,
             }
             Ok(ExitCode::from(2))
         }
@@ -112,21 +99,6 @@ fn check(path: &PathBuf, format: Format) -> Result<ExitCode, BoxError> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)))
         }
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A request through the proxy makes a few dozen small allocations (hyper, http, tokio);

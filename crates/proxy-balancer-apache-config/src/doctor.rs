@@ -215,6 +215,7 @@ pub fn exit_code(findings: &[Finding]) -> i32 {
 /// );
 /// ```
 pub fn to_json(findings: &[Finding]) -> String {
+    use crate::json::json_string;
     let mut out = String::from("[");
     for (i, f) in findings.iter().enumerate() {
         if i > 0 {
@@ -238,26 +239,6 @@ pub fn to_json(findings: &[Finding]) -> String {
     }
     out.push(']');
     out
-}
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 // ---------------------------------------------------------------------------------------------

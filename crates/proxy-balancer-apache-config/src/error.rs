@@ -119,6 +119,26 @@ impl ParseErrors {
     pub fn into_vec(self) -> Vec<ParseError> {
         self.0
     }
+
+    /// The errors as a JSON array in the shape of [`doctor::to_json`](crate::doctor::to_json)'s
+    /// findings: `{"severity":"error","rule":"parse","line":…,"column":…,"what":…}` each.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("[");
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{{\"severity\":\"error\",\"rule\":\"parse\",\"line\":{},\"column\":{},\"what\":",
+                e.span.line, e.span.column
+            ));
+            crate::json::json_string(&mut out, &e.to_string());
+            out.push('}');
+        }
+        out.push(']');
+        out
+    }
 }
 
 impl IntoIterator for ParseErrors {

@@ -79,6 +79,7 @@ pub mod ast;
 mod convert;
 pub mod doctor;
 mod error;
+mod json;
 pub mod keys;
 mod lexer;
 mod parser;

@@ -238,3 +238,21 @@ fn no_panic_and_linear_time_on_large_inputs() {
         let _ = parse(&text);
     }
 }
+
+#[test]
+fn parse_errors_as_json_in_the_doctors_shape() {
+    let errors = parse("<Proxy \"balancer://x\">\nBalancerMember http://a loadfacter=2\nBalancerMember http://b retry=x\n</Proxy>\n")
+        .expect_err("two mistakes");
+    let json = errors.to_json();
+    assert!(
+        json.starts_with("[{\"severity\":\"error\",\"rule\":\"parse\",\"line\":2,\"column\":"),
+        "{json}"
+    );
+    assert!(json.contains("\"line\":3,"), "{json}");
+    assert!(
+        json.contains("(did you mean \\\"loadfactor\\\"?)"),
+        "{json}"
+    );
+    assert_eq!(json.matches("{\"severity\"").count(), errors.len());
+    assert!(json.ends_with("}]"));
+}
