@@ -176,34 +176,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
+    // The names `Connection` lists: fixed ones join the mask, others are collected (no
+    // allocation for the usual `Connection: keep-alive`).
+    let mut named = Vec::new();
     if present & 1 != 0 {
-        // Names in `Connection` other than the fixed ones (`Connection: keep-alive` needs
-        // no allocation).
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|value| {
-                value
-                    .as_bytes()
-                    .split(|b| *b == b',' || b.is_ascii_whitespace())
-            })
-            .filter(|token| !token.is_empty() && hop_index(token).is_none())
-            .filter_map(|token| HeaderName::from_bytes(token).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-        // The fixed names that `Connection` listed go below, whether present or not.
         for value in headers.get_all(CONNECTION) {
-            for token in value
+            let tokens = value
                 .as_bytes()
                 .split(|b| *b == b',' || b.is_ascii_whitespace())
-            {
-                if let Some(i) = hop_index(token) {
-                    present |= 1 << i;
+                .filter(|token| !token.is_empty());
+            for token in tokens {
+                match hop_index(token) {
+                    Some(i) => present |= 1 << i,
+                    None => named.extend(HeaderName::from_bytes(token).ok()),
                 }
             }
         }
+    }
+    for name in named {
+        headers.remove(name);
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << i) != 0 {
