@@ -275,10 +275,13 @@ pub fn prepare_request_headers(
             headers.insert(HOST, host);
         }
         None => {
-            tracing::debug!(
-                member_authority,
-                "no valid Host for the member; Host removed"
-            );
+            // An empty authority is the caller leaving Host to the member client: no news.
+            if !member_authority.is_empty() {
+                tracing::debug!(
+                    member_authority,
+                    "no valid Host for the member; Host removed"
+                );
+            }
             headers.remove(HOST);
         }
     }
