@@ -115,6 +115,13 @@ where
 /// The pooled HTTP client of one member. See the [module docs](self).
 pub struct HttpMember<B> {
     pool: Arc<Pool<ReplayBody<B>>>,
+    /// Shared by the clones (the balancer clones the member's service per request).
+    target: Arc<Target>,
+}
+
+/// Where and how a member's requests go.
+#[derive(Debug)]
+struct Target {
     scheme: Scheme,
     authority: Option<Authority>,
     /// `Host` for the member: its authority, without the port when it is 80.
@@ -128,12 +135,7 @@ impl<B> Clone for HttpMember<B> {
     fn clone(&self) -> Self {
         Self {
             pool: Arc::clone(&self.pool),
-            scheme: self.scheme.clone(),
-            authority: self.authority.clone(),
-            host: self.host.clone(),
-            base_path: self.base_path.clone(),
-            timeout: self.timeout,
-            preserve_host: self.preserve_host,
+            target: Arc::clone(&self.target),
         }
     }
 }
@@ -141,9 +143,9 @@ impl<B> Clone for HttpMember<B> {
 impl<B> fmt::Debug for HttpMember<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpMember")
-            .field("authority", &self.authority)
-            .field("base_path", &self.base_path)
-            .field("timeout", &self.timeout)
+            .field("authority", &self.target.authority)
+            .field("base_path", &self.target.base_path)
+            .field("timeout", &self.target.timeout)
             .field("idle", &self.pool.idle.lock().len())
             .finish_non_exhaustive()
     }
@@ -189,16 +191,18 @@ where
                 host,
                 port,
             }),
-            scheme: if url.scheme() == "https" {
-                Scheme::HTTPS
-            } else {
-                Scheme::HTTP
-            },
-            authority,
-            host: host_header,
-            base_path: url.path().to_owned(),
-            timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            preserve_host,
+            target: Arc::new(Target {
+                scheme: if url.scheme() == "https" {
+                    Scheme::HTTPS
+                } else {
+                    Scheme::HTTP
+                },
+                authority,
+                host: host_header,
+                base_path: url.path().to_owned(),
+                timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                preserve_host,
+            }),
         }
     }
 }
@@ -417,14 +421,14 @@ impl<B> HttpMember<B> {
     /// The request target on the member, in origin form: its path prefix, then `uri`'s path
     /// and query (`uri` itself when the member has no prefix and `uri` is in origin form).
     fn member_target(&self, uri: Uri) -> Result<Uri, BoxError> {
-        if self.base_path.is_empty() && uri.scheme().is_none() && uri.authority().is_none() {
+        if self.target.base_path.is_empty() && uri.scheme().is_none() && uri.authority().is_none() {
             return Ok(uri);
         }
         let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let target: PathAndQuery = if self.base_path.is_empty() {
+        let target: PathAndQuery = if self.target.base_path.is_empty() {
             path.parse()?
         } else {
-            format!("{}{path}", self.base_path).parse()?
+            format!("{}{path}", self.target.base_path).parse()?
         };
         Ok(Uri::from(target))
     }
@@ -476,7 +480,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
-        if self.scheme == Scheme::HTTPS {
+        if self.target.scheme == Scheme::HTTPS {
             return HttpMemberFuture::failed(Error::upstream(
                 "https members need a TLS connector, which the built-in client lacks",
             ));
@@ -486,18 +490,18 @@ where
             Ok(target) => *request.uri_mut() = target,
             Err(e) => return HttpMemberFuture::failed(Error::upstream(e)),
         }
-        let Some(host) = &self.host else {
+        let Some(host) = &self.target.host else {
             return HttpMemberFuture::failed(Error::upstream(
                 "the member URL has no valid authority",
             ));
         };
-        if !self.preserve_host || !request.headers().contains_key(header::HOST) {
+        if !self.target.preserve_host || !request.headers().contains_key(header::HOST) {
             request.headers_mut().insert(header::HOST, host.clone());
         }
         let sending = Arc::clone(&self.pool).send(request);
         HttpMemberFuture {
             inner: Some(tokio::time::timeout(
-                self.timeout,
+                self.target.timeout,
                 Box::pin(sending) as Sending,
             )),
             failed: None,
