@@ -334,3 +334,111 @@ async fn health_settings_cannot_change_at_run_time_yet() {
     assert_eq!(status, 400);
     assert!(store.snapshot().members()[0].is_usable());
 }
+
+/// Two or more balancers under one manager, each with its own nonce settings.
+fn setup_many(
+    balancers: &[(&str, &[(&str, &str)], &str)],
+) -> (Vec<Arc<BalancerStore>>, BalancerManager) {
+    let now = tokio::time::Instant::now().into_std();
+    let mut builder = BalancerManager::builder("/balancer-manager");
+    let mut stores = Vec::new();
+    for (name, settings, member) in balancers {
+        let mut params = BalancerParams::new(name);
+        for (k, v) in *settings {
+            params.set(k, v).expect("valid");
+        }
+        let members = [MemberParams::new(member).expect("valid")];
+        let store = Arc::new(BalancerStore::new(params, members, now).expect("valid"));
+        builder = builder.balancer(Arc::clone(&store));
+        stores.push(store);
+    }
+    (stores, builder.build())
+}
+
+/// A nonce is the nonce of one balancer: the other managed balancer's nonce (generated or
+/// fixed), or a balancer with checks off beside it, never lets a change through.
+#[tokio::test]
+async fn a_nonce_opens_only_its_own_balancer() {
+    for (label, app, web) in [
+        ("generated nonces", &[][..], &[][..]),
+        (
+            "fixed nonces",
+            &[("nonce", "app-s3cret")][..],
+            &[("nonce", "web-s3cret")][..],
+        ),
+    ] {
+        let (stores, manager) = setup_many(&[
+            ("app", app, "http://127.0.0.1:8001"),
+            ("web", web, "http://127.0.0.1:8002"),
+        ]);
+        let disabled = |i: usize| {
+            stores[i].snapshot().members()[0]
+                .flags()
+                .contains(StatusFlags::DISABLED)
+        };
+        let app_nonce = manager.nonce("app").expect("managed");
+        let web_nonce = manager.nonce("web").expect("managed");
+        assert!(!app_nonce.is_empty() && !web_nonce.is_empty(), "{label}");
+        assert_ne!(
+            app_nonce, web_nonce,
+            "{label}: each balancer has its own nonce"
+        );
+        let targets = [
+            (
+                "app",
+                0,
+                "http%3A%2F%2F127.0.0.1%3A8001",
+                &app_nonce,
+                &web_nonce,
+            ),
+            (
+                "web",
+                1,
+                "http%3A%2F%2F127.0.0.1%3A8002",
+                &web_nonce,
+                &app_nonce,
+            ),
+        ];
+        // Swapped: each balancer's edit carries the other's nonce. Refused, nothing changed,
+        // on the page's endpoint and on the JSON API.
+        for (b, _, w, _, other) in targets {
+            for mount in ["/balancer-manager", "/balancer-manager/api"] {
+                let form = format!("b={b}&w={w}&w_status_D=1&nonce={other}");
+                let (status, body, _) = send(&manager, "POST", mount, &form, LOCAL, &[]).await;
+                assert_eq!(
+                    status, 403,
+                    "{label}: {b} with the other nonce at {mount}: {body}"
+                );
+                assert!(
+                    !disabled(0) && !disabled(1),
+                    "{label}: {b} changed by {mount}"
+                );
+            }
+        }
+        // Its own nonce: applied to that balancer only.
+        for (b, i, w, own, _) in targets {
+            let form = format!("b={b}&w={w}&w_status_D=1&nonce={own}");
+            let (status, body, _) =
+                send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+            assert_eq!(status, 200, "{label}: {b} with its own nonce: {body}");
+            assert!(disabled(i), "{label}: {b} applied");
+        }
+    }
+
+    // A balancer with checks off (nonce=None) beside one with a nonce opens only itself.
+    let (stores, manager) = setup_many(&[
+        ("open", &[("nonce", "None")], "http://127.0.0.1:8001"),
+        ("app", &[], "http://127.0.0.1:8002"),
+    ]);
+    let w = "http%3A%2F%2F127.0.0.1%3A8002";
+    for nonce in ["", "&nonce=", "&nonce=x"] {
+        let form = format!("b=app&w={w}&w_status_D=1{nonce}");
+        let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+        assert_eq!(status, 403, "{form}");
+        assert!(stores[1].snapshot().members()[0].is_usable(), "{form}");
+    }
+    let form = "b=open&w=http%3A%2F%2F127.0.0.1%3A8001&w_status_D=1";
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", form, LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert!(!stores[0].snapshot().members()[0].is_usable());
+}
