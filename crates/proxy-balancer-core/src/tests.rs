@@ -543,6 +543,43 @@ fn tried_members_are_skipped_and_spares_step_in() {
 }
 
 #[test]
+fn a_tried_route_member_is_not_picked_again() {
+    // A `+I` member stays usable after a failed try; the retry of a sticky request must
+    // still leave it (through `redirect` if it names one, else balanced), or every attempt
+    // would go back to it until `maxattempts` runs out.
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &[("route", "a"), ("status", "+I")]),
+            member('b', &[("route", "b")]),
+            member('c', &[("route", "c"), ("redirect", "b"), ("status", "+I")]),
+        ],
+        &[("stickysession", "ROUTEID")],
+        now,
+    );
+    let snap = s.snapshot();
+    let [a, c] = [snap.members()[0].id(), snap.members()[2].id()];
+    let p = s
+        .pick(&PickRequest::new().with_route("a").with_tried(&[a]), now)
+        .unwrap();
+    assert_ne!(name_of(p.member().url()), 'A');
+    assert!(!p.is_sticky() && p.route_changed());
+    drop(p);
+    let p = s
+        .pick(&PickRequest::new().with_route("c").with_tried(&[c]), now)
+        .unwrap();
+    assert_eq!(name_of(p.member().url()), 'B', "c's redirect");
+    assert!(p.is_sticky() && p.route_changed());
+    drop(p);
+    // A redirect to a tried member is not followed either.
+    let b = snap.members()[1].id();
+    let p = s
+        .pick(&PickRequest::new().with_route("c").with_tried(&[c, b]), now)
+        .unwrap();
+    assert_eq!(name_of(p.member().url()), 'A');
+}
+
+#[test]
 fn empty_balancer_and_max_attempts() {
     let now = t0();
     let s = store(vec![], &[], now);

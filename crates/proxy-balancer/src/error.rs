@@ -272,7 +272,12 @@ pub fn error_response(error: &(dyn std::error::Error + 'static)) -> Response<Ful
     );
     if let Some(e) = ours {
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            let secs = e.retry_after().map_or(1, |d| d.as_secs().max(1));
+            // Rounded up: a client told 2 s for a window that ends in 2.4 s would come
+            // back too early and get another 503.
+            let secs = e.retry_after().map_or(1, |d| {
+                let whole = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+                whole.max(1)
+            });
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if e.kind() == ErrorKind::RouteUnavailable {

@@ -184,6 +184,8 @@ where
                                 .member()
                                 .state()
                                 .add_transferred(this.template.head_len);
+                            // The next attempt's pick may wait its own `timeout`.
+                            *this.waits_left = WAIT_STEPS;
                             let service = view.services[picked.position()].clone();
                             this.state.set(State::Call {
                                 call: service.oneshot(request),
@@ -191,11 +193,18 @@ where
                             });
                         }
                         Err(error) => {
+                            // Apache waits in each attempt's pick, the first and every
+                            // retry alike (observed: a refused member, then 2.0 s of
+                            // waiting with `timeout=2`); a wait is useless only when every
+                            // member was tried, as a tried member is never picked again.
                             let timeout = snapshot.params().timeout;
-                            let may_wait = this.tried.is_empty()
-                                && !timeout.is_zero()
+                            let may_wait = !timeout.is_zero()
                                 && *this.waits_left > 0
-                                && !matches!(error, PickError::RouteUnusable { .. });
+                                && !matches!(error, PickError::RouteUnusable { .. })
+                                && snapshot
+                                    .members()
+                                    .iter()
+                                    .any(|m| !this.tried.contains(&m.id()));
                             if may_wait {
                                 *this.waits_left -= 1;
                                 let step = timeout / WAIT_STEPS;

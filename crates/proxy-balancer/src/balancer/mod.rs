@@ -11,7 +11,8 @@
 //!   connect timeout) goes to the error state and the request goes to the next pick, up to
 //!   `maxattempts` more tries, never to a member it already tried;
 //! - with no usable member the answer is 503 (after waiting up to the balancer `timeout`
-//!   for one, as Apache does), with `Retry-After`;
+//!   for one, as Apache does, in the first attempt's pick and in each retry's), with
+//!   `Retry-After` rounded up to whole seconds;
 //! - a status in `failonstatus` puts the member in error; the client still gets that
 //!   response, as in Apache;
 //! - a member's read timeout is a 504 (Apache answers 502; see DESIGN.md), and with

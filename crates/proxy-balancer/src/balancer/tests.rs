@@ -99,6 +99,32 @@ fn store(n: usize, params: &[(&str, &str)]) -> Arc<BalancerStore> {
     Arc::new(BalancerStore::new(b, members, tokio::time::Instant::now().into_std()).unwrap())
 }
 
+/// Members `http://m0`… with routes `r0`… and their own `key=value` parameters.
+fn store_of(members: &[&[(&str, &str)]], params: &[(&str, &str)]) -> Arc<BalancerStore> {
+    let mut b = BalancerParams::new("test");
+    for (k, v) in params {
+        b.set(k, v).unwrap();
+    }
+    let members = members.iter().enumerate().map(|(i, own)| {
+        let mut m = MemberParams::new(&format!("http://m{i}"))
+            .unwrap()
+            .with_route(proxy_balancer_core::Route::new(&format!("r{i}")).unwrap());
+        for (k, v) in *own {
+            m.set(k, v).unwrap();
+        }
+        m
+    });
+    Arc::new(BalancerStore::new(b, members, tokio::time::Instant::now().into_std()).unwrap())
+}
+
+fn with_route(mut request: Request<Full<Bytes>>, route: &str) -> Request<Full<Bytes>> {
+    request.extensions_mut().insert(SessionRoute {
+        sticky_name: "ROUTEID".into(),
+        route: route.into(),
+    });
+    request
+}
+
 fn get() -> Request<Full<Bytes>> {
     Request::new(Full::new(Bytes::new()))
 }
@@ -248,6 +274,71 @@ async fn a_body_over_the_replay_limit_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn a_body_of_exactly_the_replay_limit_is_sent_again() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::ReadThenRefuse);
+    let options = BalancerOptions::default().replay_limit(8);
+    let balancer = Balancer::with_options(store(2, &[]), backends.make(), options.clone());
+    let response = balancer.clone().oneshot(post("12345678")).await.unwrap();
+    assert_eq!(
+        body_text(response).await,
+        "http://m1",
+        "8 bytes fit a limit of 8"
+    );
+    let seen = backends.seen.lock().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|(_, body)| body == "12345678"), "{seen:?}");
+    // One byte more is past the limit.
+    let over = Balancer::with_options(store(2, &[]), backends.make(), options);
+    let error = over.oneshot(post("123456789")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connect);
+    assert_eq!(backends.seen.lock().len(), 3, "not replayed");
+}
+
+/// A request body fed by the test through a channel; it ends when the sender is dropped.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|data| Ok(http_body::Frame::data(data))))
+    }
+}
+
+#[tokio::test]
+async fn a_failed_attempts_body_copy_reads_nothing_more() {
+    // A member service may still hold (and poll) the body of an attempt that failed; once
+    // the next attempt has its copy, the old one must get nothing, or the two would split
+    // the client's body between them.
+    let store = store(2, &[]);
+    let member = store.snapshot().members()[0].clone();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(Bytes::from_static(b"one")).await.unwrap();
+    let original = ReplayBody::new(ChannelBody(rx), 1024);
+    let mut first = original.next_attempt(&member).unwrap();
+    let frame = first.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "one");
+    let mut second = original.next_attempt(&member).unwrap();
+    tx.send(Bytes::from_static(b"two")).await.unwrap();
+    let stale = first.frame().await.unwrap();
+    assert!(stale.is_err(), "the failed attempt's copy is cut off");
+    // The new attempt replays what was read, then reads on.
+    let mut got = Vec::new();
+    drop(tx);
+    while let Some(frame) = second.frame().await {
+        got.push(frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(got, ["one", "two"]);
+}
+
+#[tokio::test]
 async fn max_attempts_bounds_the_tries() {
     let backends = Backends::default();
     for i in 0..3 {
@@ -286,6 +377,37 @@ async fn max_attempts_bounds_the_tries() {
         .is_some_and(|d| d <= Duration::from_secs(60)));
 }
 
+#[tokio::test(start_paused = true)]
+async fn retry_after_says_when_the_first_member_may_be_retried() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    backends.set("http://m1", Mode::Refuse);
+    let store = store_of(
+        &[&[("retry", "5")], &[("retry", "9")]],
+        &[("forcerecovery", "Off")],
+    );
+    let service = tower::ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .service(Balancer::new(Arc::clone(&store), backends.make()));
+    let response = service.clone().oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 503, "both members refused");
+    tokio::time::advance(Duration::from_millis(2400)).await;
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoMember);
+    assert_eq!(error.retry_after(), Some(Duration::from_millis(2600)));
+    // The header rounds up, so a client that waits that long finds m0 retryable.
+    let response = service.clone().oneshot(get()).await.unwrap();
+    assert_eq!(response.headers()[http::header::RETRY_AFTER], "3");
+    // Apache retries a member once `retry` has passed (strictly): at 5.1 s m0 is tried
+    // and refused again, and its window starts over; m1's ends at 9 s.
+    tokio::time::advance(Duration::from_millis(2700)).await;
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.retry_after(), Some(Duration::from_millis(3900)));
+    assert_eq!(backends.seen.lock().len(), 0);
+}
+
 #[tokio::test]
 async fn ignore_errors_member_fails_over_but_stays_in_service() {
     // DESIGN.md: Apache answers 503 for a refused +I member; we fail over.
@@ -297,6 +419,43 @@ async fn ignore_errors_member_fails_over_but_stays_in_service() {
         .insert_flags(StatusFlags::IGNORE_ERRORS);
     let balancer = Balancer::new(Arc::clone(&store), backends.make());
     let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    assert!(store.snapshot().members()[0].is_usable());
+}
+
+#[tokio::test]
+async fn a_refusing_ignore_errors_member_is_not_tried_twice() {
+    // m0 ignores errors (+I), so a refused connection leaves it usable; with loadfactor 10
+    // against 1 byrequests would pick it again at once. The retry must go to m1: a member
+    // already tried is never picked again for the same request.
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    let store = store_of(&[&[("loadfactor", "10"), ("status", "+I")], &[]], &[]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    for _ in 0..3 {
+        let response = balancer.clone().oneshot(get()).await.unwrap();
+        assert_eq!(body_text(response).await, "http://m1");
+    }
+    assert!(store.snapshot().members()[0].is_usable());
+    assert_eq!(busy_total(&store), 0);
+}
+
+#[tokio::test]
+async fn a_sticky_request_leaves_its_refusing_ignore_errors_member() {
+    // The session route names m0, which refuses but stays usable (+I): the retry must not
+    // follow the route back to it.
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    let store = store_of(&[&[("status", "+I")], &[]], &[("stickysession", "ROUTEID")]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let response = balancer.oneshot(with_route(get(), "r0")).await.unwrap();
+    let info = response
+        .extensions()
+        .get::<BalancerInfo>()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.worker_name(), "http://m1");
+    assert!(info.route_changed(), "the client gets m1's route");
     assert_eq!(body_text(response).await, "http://m1");
     assert!(store.snapshot().members()[0].is_usable());
 }
@@ -470,6 +629,52 @@ async fn waits_up_to_the_balancer_timeout_for_a_member() {
     member.state().remove_flags(StatusFlags::DISABLED);
     let response = waiting.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_the_balancer_timeout_too() {
+    // Observed on Apache 2.4: m0 refuses, m1 is disabled, `timeout=2`: the retry's pick
+    // waits 2 s (100 steps of 20 ms) before the 503, as the first attempt's would.
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    let store = store(2, &[("timeout", "2"), ("forcerecovery", "Off")]);
+    let m1 = store.snapshot().members()[1].clone();
+    m1.state().insert_flags(StatusFlags::DISABLED);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let started = tokio::time::Instant::now();
+    let error = balancer.clone().oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoMember);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
+        "{waited:?}"
+    );
+    // A member enabled while the retry waits serves it.
+    store.snapshot().members()[0]
+        .state()
+        .remove_flags(StatusFlags::IN_ERROR);
+    store.reset_lb();
+    let waiting = tokio::spawn(balancer.clone().oneshot(get()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    m1.state().remove_flags(StatusFlags::DISABLED);
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    // With every member tried there is nothing to wait for (a tried member is never
+    // picked again): the 503 comes at once, though attempts are left.
+    backends.set("http://m1", Mode::Refuse);
+    let all_tried = store_of(
+        &[&[], &[]],
+        &[
+            ("timeout", "2"),
+            ("forcerecovery", "Off"),
+            ("maxattempts", "3"),
+        ],
+    );
+    let balancer = Balancer::new(all_tried, backends.make());
+    let started = tokio::time::Instant::now();
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoMember);
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test]
