@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::shared_stream::SharedStream;
@@ -41,7 +41,8 @@ const MAX_RECORDED: usize = 4096;
 /// Listen backlog: a burst of concurrent test connections must not be refused.
 const BACKLOG: u32 = 1024;
 
-/// How often [`TestBackend::restart`] tries to bind the old port before giving up, and how
+/// How often [`TestBackend::restart`] (or [`TestBackend::bring_up`]) tries to bind the old
+/// port of a backend that gave it back with [`TestBackend::stop`] before giving up, and how
 /// long it waits between tries: together about one second, long enough for the kernel to
 /// release a just-closed listener, short enough to fail a test quickly.
 const REBIND_ATTEMPTS: u32 = 50;
@@ -68,6 +69,10 @@ pub enum Mode {
     Reset,
     /// Write bytes that are not HTTP (`"NOT HTTP\r\n\r\n"`), then close the connection.
     Garbage,
+    /// Never answer: the request is read (and counted), then nothing is written and the
+    /// connection stays open until the client closes it or the backend stops. For client
+    /// timeouts.
+    Hang,
 }
 
 /// One request a [`TestBackend`] received, as recorded for assertions.
@@ -149,6 +154,10 @@ struct Shared {
     health_hits: AtomicU64,
     open_connections: AtomicUsize,
     requests: Mutex<VecDeque<RecordedRequest>>,
+    /// `true` while responses are held ([`TestBackend::hold_responses`]).
+    hold: watch::Sender<bool>,
+    /// How many requests wait for [`TestBackend::release_responses`] right now.
+    held: AtomicUsize,
 }
 
 /// A running server task and the means to stop it.
@@ -165,9 +174,19 @@ struct Running {
 /// status and body (default `200`, `OK`). Connections are kept alive.
 ///
 /// All setters take `&self` and apply to the next request head that arrives, on any
-/// connection. Counters and settings survive [`stop`](Self::stop) and
-/// [`restart`](Self::restart). Dropping the backend stops its server task and closes every
-/// connection it holds.
+/// connection. Counters and settings survive [`take_down`](Self::take_down),
+/// [`stop`](Self::stop) and their way back up. Dropping the backend stops its server task,
+/// closes every connection it holds and gives its port back.
+///
+/// # Down and up again
+///
+/// [`take_down`](Self::take_down) closes the listener and every connection but keeps the
+/// port: connecting is refused (as by a stopped server), and no other socket can take the
+/// port meanwhile, so [`bring_up`](Self::bring_up) serves on it again without a race. Use
+/// this pair whenever the backend comes back. [`stop`](Self::stop) gives the port back; a
+/// later [`restart`](Self::restart) must win it again against every other socket that binds
+/// a random port meanwhile (other tests in the same process do), so keep `stop` for a backend
+/// that stays down.
 ///
 /// # Example
 ///
@@ -193,6 +212,9 @@ pub struct TestBackend {
     shared: Arc<Shared>,
     addr: SocketAddr,
     running: Mutex<Option<Running>>,
+    /// While taken down: a bound socket that does not listen, keeping the port (connects to
+    /// it are refused).
+    held_port: Mutex<Option<TcpSocket>>,
 }
 
 /// Builds a [`TestBackend`] with non-default behaviour from the start.
@@ -281,6 +303,8 @@ impl TestBackendBuilder {
             health_hits: AtomicU64::new(0),
             open_connections: AtomicUsize::new(0),
             requests: Mutex::new(VecDeque::new()),
+            hold: watch::Sender::new(false),
+            held: AtomicUsize::new(0),
         });
         let running = spawn_server(listener, Arc::clone(&shared));
         tracing::debug!(name = %shared.name, %addr, "test backend started");
@@ -288,6 +312,7 @@ impl TestBackendBuilder {
             shared,
             addr,
             running: Mutex::new(Some(running)),
+            held_port: Mutex::new(None),
         })
     }
 }
@@ -318,7 +343,8 @@ impl TestBackend {
         &self.shared.name
     }
 
-    /// The address the backend listens on (the same across [`restart`](Self::restart)).
+    /// The address the backend listens on (the same across [`bring_up`](Self::bring_up) and
+    /// [`restart`](Self::restart)).
     #[must_use]
     pub const fn addr(&self) -> SocketAddr {
         self.addr
@@ -428,21 +454,132 @@ impl TestBackend {
         self.shared.requests.lock().clear();
     }
 
+    /// Holds every request from now on: it is read and recorded (counted in
+    /// [`hits`](Self::hits)), then waits, before the delay and the mode, until
+    /// [`release_responses`](Self::release_responses). For tests that need requests in flight
+    /// at the same time whatever the machine's speed.
+    pub fn hold_responses(&self) {
+        self.shared.hold.send_replace(true);
+    }
+
+    /// Lets every held request go on, and the next ones through without waiting.
+    pub fn release_responses(&self) {
+        self.shared.hold.send_replace(false);
+    }
+
+    /// How many requests are held right now (see [`hold_responses`](Self::hold_responses)).
+    #[must_use]
+    pub fn held_responses(&self) -> usize {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
     /// How many TCP connections to this backend are open right now.
     #[must_use]
     pub fn open_connections(&self) -> usize {
         self.shared.open_connections.load(Ordering::SeqCst)
     }
 
-    /// Whether the backend is accepting connections (started and not stopped).
+    /// Whether the backend is accepting connections (started, and neither stopped nor taken
+    /// down).
     #[must_use]
     pub fn is_running(&self) -> bool {
         self.running.lock().is_some()
     }
 
-    /// Closes the listener and every open connection, and waits until they are closed.
-    /// Afterwards connecting to [`addr`](Self::addr) is refused. Does nothing if stopped.
+    /// Takes the backend down without giving its port back: closes the listener and every
+    /// open connection and waits until they are closed. Afterwards connecting to
+    /// [`addr`](Self::addr) is refused, as after [`stop`](Self::stop), but the port stays
+    /// bound (by a socket that does not listen) until [`bring_up`](Self::bring_up), so no
+    /// other socket can take it meanwhile. Does nothing if the backend is down or stopped.
+    ///
+    /// On a platform without `SO_REUSEPORT` this is [`stop`](Self::stop), port given back.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be held; the backend then still runs.
+    pub async fn take_down(&self) -> io::Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        let SocketAddr::V4(addr) = self.addr else {
+            return Err(io::Error::other("invariant: test backends bind IPv4"));
+        };
+        // Bound while the listener still has the port: there is no moment without an owner.
+        let held = hold_port(addr)?;
+        *self.held_port.lock() = held;
+        self.shut().await;
+        tracing::debug!(name = %self.shared.name, addr = %self.addr, "test backend taken down");
+        Ok(())
+    }
+
+    /// Serves again on the same address, with the same behaviour and counters, after
+    /// [`take_down`](Self::take_down) (the port was kept: binding it cannot fail for another
+    /// socket having taken it) or [`stop`](Self::stop) (the port was given back: see
+    /// [`restart`](Self::restart)). Does nothing if the backend runs.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be bound again.
+    pub async fn bring_up(&self) -> io::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let SocketAddr::V4(addr) = self.addr else {
+            return Err(io::Error::other("invariant: test backends bind IPv4"));
+        };
+        let held = self.held_port.lock().take();
+        let listener = if held.is_some() {
+            // The held socket shares the port with a listener that sets `SO_REUSEPORT` too.
+            bind(addr)?
+        } else {
+            rebind(addr).await?
+        };
+        // The listener has the port now.
+        drop(held);
+        let running = spawn_server(listener, Arc::clone(&self.shared));
+        if let Some(old) = self.running.lock().replace(running) {
+            // Only reachable if two calls raced: keep the newest server.
+            old.task.abort();
+        }
+        tracing::debug!(name = %self.shared.name, %addr, "test backend up again");
+        Ok(())
+    }
+
+    /// Closes the listener and every open connection, waits until they are closed, and gives
+    /// the port back. Afterwards connecting to [`addr`](Self::addr) is refused. Does nothing
+    /// if stopped (but gives back a port kept by [`take_down`](Self::take_down)).
+    ///
+    /// For a backend that comes back later, prefer [`take_down`](Self::take_down): see
+    /// [`restart`](Self::restart).
     pub async fn stop(&self) {
+        self.shut().await;
+        drop(self.held_port.lock().take());
+        tracing::debug!(name = %self.shared.name, addr = %self.addr, "test backend stopped");
+    }
+
+    /// Brings the backend down and up again on the same address, with the same behaviour and
+    /// counters: a running backend is [taken down](Self::take_down), keeping its port, then
+    /// [brought up](Self::bring_up); one taken down is brought up.
+    ///
+    /// After [`stop`](Self::stop) the port was given back, and this binds it again, retrying
+    /// for about a second: that fails if another socket took the port meanwhile, which any
+    /// test binding `127.0.0.1:0` or opening a connection in the same process may do. Use
+    /// [`take_down`](Self::take_down) and [`bring_up`](Self::bring_up) instead of `stop` and
+    /// `restart` for a backend that comes back.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be bound again, e.g. because another socket took it meanwhile.
+    pub async fn restart(&self) -> io::Result<()> {
+        if let Err(e) = self.take_down().await {
+            tracing::debug!(name = %self.shared.name, error = %e, "cannot hold the port; stopping");
+            self.shut().await;
+        }
+        self.bring_up().await
+    }
+
+    /// Stops the server task: closes the listener and every connection.
+    async fn shut(&self) {
         let running = self.running.lock().take();
         let Some(Running { shutdown, mut task }) = running else {
             return;
@@ -454,39 +591,6 @@ impl TestBackend {
             task.abort();
             let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
         }
-        tracing::debug!(name = %self.shared.name, addr = %self.addr, "test backend stopped");
-    }
-
-    /// Stops the backend if it runs, then binds the same address again (retrying for about a
-    /// second) and serves with the same behaviour and counters.
-    ///
-    /// # Errors
-    ///
-    /// If the port cannot be bound again, e.g. because another socket took it meanwhile.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.stop().await;
-        let SocketAddr::V4(addr) = self.addr else {
-            return Err(io::Error::other("invariant: test backends bind IPv4"));
-        };
-        let mut attempt = 1;
-        let listener = loop {
-            match bind(addr) {
-                Ok(listener) => break listener,
-                Err(e) if attempt < REBIND_ATTEMPTS => {
-                    tracing::debug!(%addr, attempt, error = %e, "rebinding test backend");
-                    attempt += 1;
-                    tokio::time::sleep(REBIND_PAUSE).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        let running = spawn_server(listener, Arc::clone(&self.shared));
-        if let Some(old) = self.running.lock().replace(running) {
-            // Only reachable if two restarts raced: keep the newest server.
-            old.task.abort();
-        }
-        tracing::debug!(name = %self.shared.name, %addr, "test backend restarted");
-        Ok(())
     }
 }
 
@@ -496,6 +600,7 @@ impl fmt::Debug for TestBackend {
             .field("name", &self.shared.name)
             .field("addr", &self.addr)
             .field("running", &self.is_running())
+            .field("port_held", &self.held_port.lock().is_some())
             .field("hits", &self.hits())
             .field("open_connections", &self.open_connections())
             .finish_non_exhaustive()
@@ -515,12 +620,72 @@ impl Drop for TestBackend {
 // ===== server =====
 
 /// Creates a listener on `addr` with `SO_REUSEADDR`, so a restart can rebind the port while
-/// old connections linger in `TIME_WAIT`.
+/// old connections linger in `TIME_WAIT`, and `SO_REUSEPORT` where there is one, so that
+/// [`hold_port`] can share the port with it.
 fn bind(addr: SocketAddrV4) -> io::Result<TcpListener> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
+    set_reuseport(&socket)?;
     socket.bind(addr.into())?;
     socket.listen(BACKLOG)
+}
+
+/// [`bind`], retrying for about a second while the port is in use.
+async fn rebind(addr: SocketAddrV4) -> io::Result<TcpListener> {
+    let mut attempt = 1;
+    loop {
+        match bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if attempt < REBIND_ATTEMPTS => {
+                tracing::debug!(%addr, attempt, error = %e, "rebinding test backend");
+                attempt += 1;
+                tokio::time::sleep(REBIND_PAUSE).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A socket bound to the port of a running listener on `addr` (whose `SO_REUSEPORT` it
+/// shares) that never listens: once the listener closes, the port stays taken (only a socket
+/// with `SO_REUSEPORT` of the same user may bind it, as [`bind`] does) while connects to it
+/// are refused, no listener being there. `None` where there is no `SO_REUSEPORT`.
+fn hold_port(addr: SocketAddrV4) -> io::Result<Option<TcpSocket>> {
+    let socket = TcpSocket::new_v4()?;
+    if !set_reuseport(&socket)? {
+        return Ok(None);
+    }
+    socket.bind(addr.into())?;
+    Ok(Some(socket))
+}
+
+/// Sets `SO_REUSEPORT`; whether the platform has it.
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "solaris",
+        target_os = "illumos",
+        target_os = "cygwin",
+        target_os = "nuttx"
+    ))
+))]
+fn set_reuseport(socket: &TcpSocket) -> io::Result<bool> {
+    socket.set_reuseport(true)?;
+    Ok(true)
+}
+
+/// Sets `SO_REUSEPORT`; whether the platform has it.
+#[cfg(not(all(
+    unix,
+    not(any(
+        target_os = "solaris",
+        target_os = "illumos",
+        target_os = "cygwin",
+        target_os = "nuttx"
+    ))
+)))]
+fn set_reuseport(_socket: &TcpSocket) -> io::Result<bool> {
+    Ok(false)
 }
 
 fn spawn_server(listener: TcpListener, shared: Arc<Shared>) -> Running {
@@ -608,7 +773,8 @@ async fn serve_connection(
         return;
     };
     match mode {
-        Mode::Normal | Mode::CloseWithoutResponse => {}
+        // `Hang` never gets here: its request future stays pending.
+        Mode::Normal | Mode::CloseWithoutResponse | Mode::Hang => {}
         Mode::Reset => {
             if let Err(e) = stream.set_zero_linger() {
                 tracing::warn!(%peer, error = %e, "test backend could not set SO_LINGER 0");
@@ -659,10 +825,16 @@ async fn handle(
         });
     }
 
+    wait_while_held(&shared).await;
+
     if !behaviour.delay.is_zero() {
         tokio::time::sleep(behaviour.delay).await;
     }
 
+    if behaviour.mode == Mode::Hang {
+        // Read, never answered; the connection stays open until the client or a stop ends it.
+        return std::future::pending().await;
+    }
     if behaviour.mode != Mode::Normal {
         // Errors only if the connection task is gone, which ends this future anyway.
         let _ = fail.send(behaviour.mode).await;
@@ -691,6 +863,33 @@ async fn handle(
         .entry(CONTENT_TYPE)
         .or_insert(HeaderValue::from_static("text/plain"));
     Ok(response)
+}
+
+/// Waits while responses are held ([`TestBackend::hold_responses`]), counted in `held`.
+async fn wait_while_held(shared: &Shared) {
+    let mut hold = shared.hold.subscribe();
+    if !*hold.borrow_and_update() {
+        return;
+    }
+    let _held = HeldGuard::new(shared);
+    // An error means the sender is gone, which it is not while `shared` lives.
+    let _ = hold.wait_for(|held| !held).await;
+}
+
+/// Counts a held request for as long as it waits (also if its connection is closed).
+struct HeldGuard<'a>(&'a Shared);
+
+impl<'a> HeldGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[track_caller]

@@ -4,8 +4,9 @@
 //! - [`TestBackend`]: a real hyper HTTP/1.1 server on `127.0.0.1:0`. By default it answers
 //!   every request with `200`, header `X-Backend: <name>` and body `<name>`. Its status, delay,
 //!   body, extra headers, `/health` answer and failure [`Mode`] can be changed while it runs;
-//!   it counts hits and open connections and records the requests it received. It can be
-//!   stopped (connections are then refused) and restarted on the same port.
+//!   it counts hits and open connections and records the requests it received. It can hold
+//!   every response until the test releases them, and be taken down (connections are then
+//!   refused, the port kept) and brought up again on the same port.
 //! - [`TestClient`]: a keep-alive hyper-util client whose every request is bounded by a
 //!   timeout, returning a fully read [`TestResponse`].
 //! - [`init_tracing`]: installs a test-friendly `tracing` subscriber once.
@@ -36,9 +37,9 @@
 //! assert!(client.get(&backend.url()).await.is_err());
 //! assert_eq!(backend.hits(), 2);
 //!
-//! // Take it down and bring it back on the same port.
-//! backend.stop().await;
-//! backend.restart().await?;
+//! // Take it down (refused, the port kept) and bring it back on the same port.
+//! backend.take_down().await?;
+//! backend.bring_up().await?;
 //! backend.set_mode(Mode::Normal);
 //! assert_eq!(client.get(&backend.url()).await?.status, 200);
 //! # Ok(())

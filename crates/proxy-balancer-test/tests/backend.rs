@@ -315,6 +315,153 @@ async fn stop_refuses_connections_and_restart_serves_again() {
     assert_eq!(backend.hits(), 3);
 }
 
+/// Whether another socket (with `SO_REUSEADDR`, as test listeners have) can bind `addr`.
+fn port_is_free(addr: SocketAddr) -> bool {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(addr).is_ok()
+}
+
+#[tokio::test]
+async fn take_down_refuses_connections_keeps_the_port_and_bring_up_serves_again() {
+    init_tracing();
+    let backend = TestBackend::start("b").await.unwrap();
+    let addr = backend.addr();
+    let client = TestClient::new();
+    backend.set_status(202);
+    assert_eq!(client.get(&backend.url()).await.unwrap().status, 202);
+    let mut idle = connect(addr).await.unwrap();
+    eventually("two connections are open", || {
+        backend.open_connections() == 2
+    })
+    .await;
+
+    backend.take_down().await.unwrap();
+    assert!(!backend.is_running());
+    assert_eq!(backend.open_connections(), 0);
+    // Refused, exactly as a stopped server: a member connect failure for the balancer.
+    let error = connect(addr).await.unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+    let error = client.get(&backend.url()).await.unwrap_err();
+    let hyper_client = error
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .unwrap_or_else(|| panic!("{}", chain(&error)));
+    assert!(hyper_client.is_connect(), "{}", chain(&error));
+    // The open connections were closed: EOF or reset, no hang.
+    let mut buf = Vec::new();
+    let read = timeout(WAIT, idle.read_to_end(&mut buf)).await.unwrap();
+    assert!(read.is_err() || buf.is_empty(), "{read:?} {buf:?}");
+    // Nobody else can take the port meanwhile.
+    assert!(!port_is_free(addr), "the port is kept while down");
+    let other = tokio::net::TcpListener::bind(addr).await;
+    assert!(other.is_err(), "{other:?}");
+    backend.take_down().await.unwrap(); // twice is fine
+
+    backend.bring_up().await.unwrap();
+    assert!(backend.is_running());
+    assert_eq!(backend.addr(), addr);
+    let response = client.get(&backend.url()).await.unwrap();
+    assert_eq!(response.status, 202, "behaviour kept");
+    assert_eq!(backend.hits(), 2, "counters kept");
+    backend.bring_up().await.unwrap(); // up already: nothing happens
+    assert_eq!(client.get(&backend.url()).await.unwrap().status, 202);
+
+    // `stop` after `take_down` gives the port back.
+    backend.take_down().await.unwrap();
+    backend.stop().await;
+    assert!(port_is_free(addr), "stop gives the port back");
+}
+
+#[tokio::test]
+async fn restart_of_a_running_backend_keeps_its_port_throughout() {
+    init_tracing();
+    let backend = TestBackend::start("b").await.unwrap();
+    let client = TestClient::new();
+    for round in 0..20 {
+        backend.restart().await.unwrap();
+        assert_eq!(
+            client.get(&backend.url()).await.unwrap().status,
+            200,
+            "{round}"
+        );
+    }
+    assert_eq!(backend.hits(), 20);
+}
+
+#[tokio::test]
+async fn hang_reads_the_request_and_never_answers() {
+    init_tracing();
+    let backend = TestBackend::builder("b")
+        .mode(Mode::Hang)
+        .start()
+        .await
+        .unwrap();
+    let client = TestClient::new().with_timeout(Duration::from_millis(300));
+
+    let error = client.get(&backend.url()).await.unwrap_err();
+    assert!(
+        error.is::<tokio::time::error::Elapsed>(),
+        "{}",
+        chain(&error)
+    );
+    assert_eq!(backend.hits(), 1, "the request was read");
+    // A raw connection: the request is read, nothing comes back, the connection stays open.
+    let mut stream = connect(backend.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the request is read", || backend.hits() == 2).await;
+    let mut byte = [0_u8; 1];
+    let read = timeout(Duration::from_millis(300), stream.read(&mut byte)).await;
+    assert!(read.is_err(), "no answer, no close: {read:?}");
+
+    backend.set_mode(Mode::Normal);
+    assert_eq!(client.get(&backend.url()).await.unwrap().status, 200);
+    // Stopping closes the hanging connection.
+    backend.stop().await;
+    let read = timeout(WAIT, stream.read(&mut byte)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_responses_wait_for_the_release() {
+    init_tracing();
+    let backend = TestBackend::start("b").await.unwrap();
+    let client = TestClient::new();
+    backend.hold_responses();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let client = client.clone();
+        let url = backend.url();
+        tasks.spawn(async move { client.get(&url).await });
+    }
+    eventually("three requests are held", || {
+        backend.held_responses() == 3 && backend.hits() == 3
+    })
+    .await;
+    assert_eq!(
+        backend.open_connections(),
+        3,
+        "one connection per request in flight"
+    );
+    assert!(
+        tasks.try_join_next().is_none(),
+        "nothing answered while held"
+    );
+
+    backend.release_responses();
+    let mut answered = 0;
+    while let Some(joined) = timeout(WAIT, tasks.join_next()).await.unwrap() {
+        assert_eq!(joined.unwrap().unwrap().status, 200);
+        answered += 1;
+    }
+    assert_eq!(answered, 3);
+    assert_eq!(backend.held_responses(), 0);
+    // Released: the next ones go through at once.
+    assert_eq!(client.get(&backend.url()).await.unwrap().status, 200);
+}
+
 #[tokio::test]
 async fn stop_closes_open_connections() {
     init_tracing();
