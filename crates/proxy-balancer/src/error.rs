@@ -423,6 +423,203 @@ mod tests {
         );
     }
 
+    /// A user's own error type, as a hand-written member client would return: its
+    /// `source()` is what really went wrong.
+    #[derive(Debug)]
+    struct Wrapper {
+        what: &'static str,
+        source: BoxError,
+    }
+
+    impl Wrapper {
+        fn around(what: &'static str, source: impl Into<BoxError>) -> Self {
+            Self {
+                what,
+                source: source.into(),
+            }
+        }
+    }
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.what)
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.source)
+        }
+    }
+
+    fn io(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::from(kind)
+    }
+
+    /// The walk goes below the top: a refused connection one or two wrappers deep (and
+    /// behind a `Box<dyn Error>` or an `io::Error::other`) is a connect error, which is what
+    /// makes the balancer fail over; timeouts and our own errors are found the same way.
+    #[test]
+    fn classify_finds_a_refused_connection_under_wrappers() {
+        use std::io::ErrorKind as Io;
+        let cases: Vec<(&str, BoxError, ErrorKind)> = vec![
+            (
+                "one wrapper",
+                Box::new(Wrapper::around("send", io(Io::ConnectionRefused))),
+                ErrorKind::Connect,
+            ),
+            (
+                "two wrappers",
+                Box::new(Wrapper::around(
+                    "my client",
+                    Wrapper::around("send", io(Io::ConnectionRefused)),
+                )),
+                ErrorKind::Connect,
+            ),
+            (
+                "a wrapper over a boxed wrapper",
+                Box::new(Wrapper::around(
+                    "my client",
+                    Box::new(Wrapper::around("dial", io(Io::AddrNotAvailable))) as BoxError,
+                )),
+                ErrorKind::Connect,
+            ),
+            (
+                // io::Error's own source() skips the error it wraps and gives that error's
+                // source: the refused connection here.
+                "io::Error::other over a wrapper",
+                Box::new(std::io::Error::other(Wrapper::around(
+                    "dial",
+                    io(Io::ConnectionRefused),
+                ))),
+                ErrorKind::Connect,
+            ),
+            (
+                "a timed-out read under a wrapper",
+                Box::new(Wrapper::around("read", io(Io::TimedOut))),
+                ErrorKind::Timeout,
+            ),
+            (
+                "our own error two levels down",
+                Box::new(Wrapper::around(
+                    "my client",
+                    Wrapper::around("pool", Error::timeout("slow")),
+                )),
+                ErrorKind::Timeout,
+            ),
+            (
+                "nothing known anywhere",
+                Box::new(Wrapper::around(
+                    "my client",
+                    Wrapper::around("read", io(Io::UnexpectedEof)),
+                )),
+                ErrorKind::Upstream,
+            ),
+        ];
+        for (what, error, kind) in cases {
+            let classified = Error::classify(error);
+            assert_eq!(classified.kind(), kind, "{what}");
+            assert_eq!(
+                classified.is_retryable(),
+                kind == ErrorKind::Connect,
+                "{what}"
+            );
+            assert!(
+                std::error::Error::source(&classified).is_some(),
+                "{what}: the member's error is kept as the source"
+            );
+        }
+    }
+
+    /// A socket bound to a loopback port but not listening: a connect to it is refused, and
+    /// nobody else can take the port while it is held.
+    fn refusing_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        (socket, addr)
+    }
+
+    /// hyper-util's connect error from a real refused connect, wrapped in the user's own
+    /// error: still a connect error.
+    #[tokio::test]
+    async fn classify_finds_hyper_utils_connect_error_under_a_wrapper() {
+        let (_held, addr) = refusing_port();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let uri: http::Uri = format!("http://{addr}/").parse().unwrap();
+        let failed = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+            .await
+            .expect("a refused connect answers at once")
+            .expect_err("nothing listens");
+        assert!(failed.is_connect(), "{failed:?}");
+        assert_eq!(
+            Error::classify(Wrapper::around(
+                "my client",
+                Wrapper::around("send", failed)
+            ))
+            .kind(),
+            ErrorKind::Connect
+        );
+    }
+
+    /// At the service level: a member service (a user's own client) whose error wraps a
+    /// refused connection makes the balancer fail over to the next member, even for a POST
+    /// (which an upstream failure never retries).
+    #[tokio::test]
+    async fn a_wrapped_refusal_fails_over() {
+        use crate::balancer::{Balancer, ReplayBody};
+        use proxy_balancer_core::{BalancerParams, BalancerStore, Member, MemberParams};
+        use std::sync::Arc;
+        use tower::ServiceExt;
+
+        let members = ["http://m0", "http://m1"].map(|u| MemberParams::new(u).unwrap());
+        let store = Arc::new(
+            BalancerStore::new(
+                BalancerParams::new("wrapped"),
+                members,
+                tokio::time::Instant::now().into_std(),
+            )
+            .unwrap(),
+        );
+        let make = |member: &Member| {
+            let url = member.url().to_owned();
+            tower::service_fn(move |_: http::Request<ReplayBody<Full<Bytes>>>| {
+                let url = url.clone();
+                async move {
+                    if url == "http://m0" {
+                        let refused = io(std::io::ErrorKind::ConnectionRefused);
+                        let e: BoxError = Box::new(Wrapper::around(
+                            "my client",
+                            Wrapper::around("connect", refused),
+                        ));
+                        return Err(e);
+                    }
+                    Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(url))))
+                }
+            })
+        };
+        let balancer = Balancer::new(Arc::clone(&store), make);
+        let mut request = http::Request::new(Full::new(Bytes::from_static(b"form")));
+        *request.method_mut() = http::Method::POST;
+        let response = tokio::time::timeout(Duration::from_secs(5), balancer.oneshot(request))
+            .await
+            .unwrap()
+            .expect("failed over to m1");
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, "http://m1");
+        let m0 = store.snapshot().members()[0].clone();
+        assert!(
+            m0.flags()
+                .contains(proxy_balancer_core::StatusFlags::IN_ERROR),
+            "m0 put in error"
+        );
+    }
+
     #[test]
     fn responses() {
         let e = Error::from_pick(
