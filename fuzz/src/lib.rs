@@ -300,20 +300,24 @@ pub fn seed_dirs(root: &Path, target: &str) -> Vec<PathBuf> {
 ///
 /// # Errors
 ///
-/// The inputs that broke the target's property, or a seed directory that cannot be read.
+/// The inputs that broke the target's property, or a seed directory that is missing, empty or
+/// cannot be read (a missing `fuzz/regressions/<target>/` is fine: no crash found yet).
 pub fn run_seeds(root: &Path, target: &str) -> Result<usize, Vec<String>> {
     let mut inputs: Vec<(String, Vec<u8>)> = generated(target);
     let mut failures = Vec::new();
+    let regressions = root.join("fuzz/regressions").join(target);
     for dir in seed_dirs(root, target) {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            // No crash found yet: no regressions directory.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.ends_with(target) => continue,
+            // No crash found yet for this target: no regressions directory. A missing seeds
+            // directory is a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == regressions => continue,
             Err(e) => {
                 failures.push(format!("{}: {e}", dir.display()));
                 continue;
             }
         };
+        let mut files = 0;
         for entry in entries.flatten() {
             let path = entry.path();
             match std::fs::read(&path) {
@@ -327,9 +331,13 @@ pub fn run_seeds(root: &Path, target: &str) -> Result<usize, Vec<String>> {
                         }
                     }
                     inputs.push((path.display().to_string(), data));
+                    files += 1;
                 }
                 Err(e) => failures.push(format!("{}: {e}", path.display())),
             }
+        }
+        if files == 0 && dir != regressions {
+            failures.push(format!("{}: no inputs", dir.display()));
         }
     }
     for (name, data) in &inputs {
