@@ -4,7 +4,7 @@
 #![expect(clippy::unwrap_used, reason = "test helpers unwrap like tests do")]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -279,21 +279,24 @@ fn hold(spins: u64) {
     }
 }
 
-/// The wall clock, only to bound how long the stress test runs.
-#[expect(clippy::disallowed_methods, reason = "bounds the test's running time")]
-fn wall_clock() -> Instant {
-    Instant::now()
-}
-
 #[test]
 fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
-    // How long the threads run at most (each loop also has a count bound), and how many
-    // requests each picker keeps in flight: enough to span snapshot swaps and flag changes.
-    const RUN_FOR: Duration = Duration::from_millis(1500);
-    const MAX_PICKS: u64 = 400_000;
+    // The work: each picker makes PICKS picks, and the test lasts as long as that takes on
+    // the machine at hand; no wall-clock bound. The churn (flag toggles, edits) runs until
+    // every picker is done, each of its loops with a count bound of its own. 400 000 picks
+    // is what release builds made within the old 1.5 s run (about 0.5 s on 2 cores); an
+    // unoptimized build makes a quarter of them (about 2 s). Each picker keeps IN_FLIGHT
+    // requests in flight: enough to span snapshot swaps and flag changes.
+    const PICKS: u64 = if cfg!(debug_assertions) {
+        100_000
+    } else {
+        400_000
+    };
     const MAX_EDITS: u64 = 20_000;
     const MAX_TOGGLES: u64 = 5_000_000;
     const IN_FLIGHT: usize = 8;
+    // The four pickers, the manager, the probe and the two writers.
+    const THREADS: usize = 8;
 
     let t0 = t0();
     // Errors are marked at t0 and picks happen at t1: with retry=0 a member in error is
@@ -317,19 +320,19 @@ fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
         Toggle::new(original.members()[0].clone(), StatusFlags::HC_FAILED),
     ];
     let stop = AtomicBool::new(false);
-    let started = wall_clock();
+    // Every thread starts its work once all have started: the churn overlaps the picks
+    // from the first one, however the threads are scheduled.
+    let start = Barrier::new(THREADS);
 
     let (picked, transferred, avoided) = thread::scope(|scope| {
         let pickers: Vec<_> = (0..4u64)
             .map(|t| {
-                let (s, ids, toggles, stop) = (&s, &ids, &toggles, &stop);
+                let (s, ids, toggles, start) = (&s, &ids, &toggles, &start);
                 scope.spawn(move || {
                     let (mut picked, mut transferred, mut avoided) = (0u64, 0u64, 0u64);
                     let mut held = std::collections::VecDeque::new();
-                    for n in 0..MAX_PICKS {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
+                    start.wait();
+                    for n in 0..PICKS {
                         let route = format!("r{}", n % 4);
                         let tried = [ids[(n % 4) as usize]];
                         let request = match (n + t) % 16 {
@@ -372,6 +375,7 @@ fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
             })
             .collect();
         let manager = scope.spawn(|| {
+            start.wait();
             for n in 0..MAX_TOGGLES {
                 if n % 64 == 0 && stop.load(Ordering::Relaxed) {
                     break;
@@ -392,6 +396,7 @@ fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
             }
         });
         let probe = scope.spawn(|| {
+            start.wait();
             for n in 0..MAX_TOGGLES {
                 if n % 64 == 0 && stop.load(Ordering::Relaxed) {
                     break;
@@ -410,8 +415,9 @@ fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
         // to the other writer's would not be.
         let writers: Vec<_> = (0..2usize)
             .map(|w| {
-                let (s, ids, stop) = (&s, &ids, &stop);
+                let (s, ids, stop, start) = (&s, &ids, &stop, &start);
                 scope.spawn(move || {
+                    start.wait();
                     for n in 0..MAX_EDITS {
                         if stop.load(Ordering::Relaxed) {
                             break;
@@ -440,12 +446,9 @@ fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
                 })
             })
             .collect();
-        while wall_clock().duration_since(started) < RUN_FOR
-            && !pickers.iter().all(thread::ScopedJoinHandle::is_finished)
-        {
-            // Off the CPU: the other threads need both cores.
-            thread::park_timeout(Duration::from_millis(10));
-        }
+        // The picks are the work; the churn stops once they are all done (or a picker
+        // failed: its panic is raised below, after the churn has stopped).
+        let pickers: Vec<_> = pickers.into_iter().map(|p| p.join()).collect();
         stop.store(true, Ordering::Relaxed);
         manager.join().unwrap();
         probe.join().unwrap();
@@ -454,9 +457,13 @@ fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
         }
         pickers
             .into_iter()
-            .map(|p| p.join().unwrap())
+            .map(Result::unwrap)
             .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     });
+    eprintln!(
+        "{picked} of {} picks made, {avoided} while a flag was known to be set",
+        4 * PICKS
+    );
 
     s.settle();
     let snap = s.snapshot();
@@ -481,7 +488,6 @@ fn flag_churn_errors_and_reconfiguration_under_picks_keep_invariants() {
     assert_eq!(lbstatus, 0, "{snap:?}");
     assert!(picked > 1_000, "too few picks to mean anything: {picked}");
     assert!(avoided > 0, "no pick ran while a flag was known to be set");
-    assert!(started.elapsed() < Duration::from_secs(3), "over budget");
 }
 
 #[test]
