@@ -1,5 +1,9 @@
 //! The balancer over real loopback backends through the built-in HTTP member client:
 //! members killed and restarted under sequential and concurrent load.
+//!
+//! A member that comes back is taken down with `TestBackend::take_down` (connections refused,
+//! the port kept) rather than stopped, so no other test's socket can take its port before it
+//! is brought up again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +86,7 @@ async fn a_killed_member_costs_no_request_and_comes_back() {
     let mut errors = Vec::new();
     for i in 0..300 {
         if i == 100 {
-            backends[1].stop().await;
+            backends[1].take_down().await.expect("hold the port");
         }
         if let Err(e) = get(&balancer).await {
             errors.push((i, e));
@@ -97,7 +101,7 @@ async fn a_killed_member_costs_no_request_and_comes_back() {
     );
 
     // Back up, and once its retry window (1 s) has passed, it is used again.
-    backends[1].restart().await.expect("same port again");
+    backends[1].bring_up().await.expect("the kept port");
     let hits_before = backends[1].hits();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..30 {
@@ -146,21 +150,20 @@ async fn concurrent_clients_see_no_error_when_a_member_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_members_down_is_a_503_and_forcerecovery_retries_them() {
     let (backends, store, balancer) = setup(2, "60").await;
-    for b in &backends {
-        b.stop().await;
-    }
+    backends[0].take_down().await.expect("hold the port");
+    backends[1].stop().await;
     let error = get(&balancer).await.expect_err("nobody answers");
     assert!(error.contains("Connect"), "{error}");
     // forcerecovery=On (the default): the next request tries them all again, and a
     // member that came back serves it at once, whatever its retry.
-    backends[0].restart().await.expect("same port again");
+    backends[0].bring_up().await.expect("the kept port");
     assert_eq!(get(&balancer).await.as_deref(), Ok("backend-0"));
     // forcerecovery=Off: a 503 at once until the retry window passes.
     store.update_params(|p| p.force_recovery = false);
-    backends[0].stop().await;
+    backends[0].take_down().await.expect("hold the port");
     let _ = get(&balancer).await;
     let _ = get(&balancer).await;
-    backends[0].restart().await.expect("same port again");
+    backends[0].bring_up().await.expect("the kept port");
     let error = get(&balancer).await.expect_err("still in the retry window");
     assert!(error.contains("NoMember"), "{error}");
 }
