@@ -100,20 +100,27 @@ async fn disablereuse_opens_a_connection_per_request_and_closes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_caps_the_idle_connections_kept() {
     let b = backend().await;
-    b.set_delay(Duration::from_millis(200));
+    // Every response waits until all five requests have arrived: five in flight at once,
+    // whatever the machine's speed, need five connections; afterwards two stay.
+    b.hold_responses();
     let c = client(&b.url(), &[("max", "2")], false);
-    // Five at once need five connections; afterwards two stay.
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..5 {
         let c = c.clone();
         tasks.spawn(async move { get(&c, None).await });
     }
-    while let Some(status) = tasks.join_next().await {
-        assert_eq!(status.expect("no panic"), 200);
-    }
+    wait_until("five requests held", || b.held_responses() == 5).await;
+    assert_eq!(b.open_connections(), 5);
+    b.release_responses();
+    let joined = timeout(BOUND, async {
+        while let Some(status) = tasks.join_next().await {
+            assert_eq!(status.expect("no panic"), 200);
+        }
+    })
+    .await;
+    assert!(joined.is_ok(), "the released requests finish");
     assert_eq!(connections(&b).len(), 5);
     wait_until("all but 2 closed", || b.open_connections() <= 2).await;
-    b.set_delay(Duration::ZERO);
     b.reset_counters();
     for _ in 0..4 {
         assert_eq!(get(&c, None).await, 200);
@@ -141,8 +148,10 @@ async fn a_member_that_closed_its_idle_connections_gets_the_request_on_a_new_one
     let b = backend().await;
     let c = client(&b.url(), &[("keepalive", "On")], false);
     assert_eq!(get(&c, None).await, 200);
-    // The member goes away and comes back: the pooled connection is closed.
-    b.restart().await.expect("same port");
+    // The member goes away (keeping its port) and comes back: the pooled connection is
+    // closed.
+    b.take_down().await.expect("hold the port");
+    b.bring_up().await.expect("the kept port");
     for _ in 0..3 {
         assert_eq!(get(&c, None).await, 200, "no error for the closed idle one");
     }
