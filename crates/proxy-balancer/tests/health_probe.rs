@@ -1,5 +1,12 @@
 //! Health probes over real loopback backends: flags set and cleared, the exact requests
 //! Apache sends, conditions, templates, consecutive counts, recovery time and shutdown.
+//!
+//! Every test that asserts when something happens runs on tokio's paused clock
+//! (`start_paused`): time moves only when every task waits on a timer, and then straight to
+//! the next deadline. A probe's loopback connect, write and read are ready as soon as the
+//! peer (a task of the same runtime) has acted, so a probe takes no time on that clock and
+//! the schedule is exact: a bound there is the behaviour's, with no slack for the machine.
+//! The other tests assert flags, counts and bytes, never durations.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -76,6 +83,11 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) -> Duration {
 
 fn flags(store: &BalancerStore, i: usize) -> StatusFlags {
     store.snapshot().members()[i].flags()
+}
+
+/// How long after `from` the std instant `at` (as the monitor records them) is.
+fn since(from: Instant, at: Option<std::time::Instant>) -> Duration {
+    at.expect("recorded") - from.into_std()
 }
 
 async fn answered_by(balancer: &Balancer<MakeHttpMember<Full<Bytes>>>) -> String {
@@ -212,31 +224,55 @@ async fn failing_health_sets_c_and_the_member_is_not_picked_then_passes_clear_it
     probe.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the paused clock: `hcpasses` passes clear an `E` that `retry=60` would keep for a
+/// minute, at the time the probe schedule says.
+#[tokio::test(start_paused = true)]
 async fn passing_probes_clear_an_error_set_by_traffic() {
+    const INTERVAL_MS: u64 = 100;
+    const INTERVAL: Duration = Duration::from_millis(INTERVAL_MS);
+    const PASSES: u32 = 2;
     let a = backend("a").await;
     let store = store_of(&[a.url()]);
     let member = store.snapshot().members()[0].clone();
     member.mark_error(Instant::now().into_std());
     assert!(!member.is_usable(), "retry=60 keeps it in E");
+    let started = Instant::now();
     let probe = HealthProbe::spawn(Arc::clone(&store), |_| {
-        Some(config(ProbeMethod::Get, 100, 1, 2))
+        Some(config(ProbeMethod::Get, INTERVAL_MS, 1, PASSES))
     });
-    let took = wait_for("E cleared", || member.is_usable()).await;
-    eprintln!("E set by traffic cleared by 2 passes after {took:?} (retry=60)");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    wait_for("E cleared", || member.is_usable()).await;
+    let health = probe.member(member.id()).expect("probed");
+    let took = since(started, health.last_change);
+    eprintln!("E set by traffic cleared by {PASSES} passes after {took:?} (retry=60)");
+    assert_eq!(
+        (health.probes, health.passes, health.enabled),
+        (2, 2, 1),
+        "cleared by the second pass"
+    );
+    // The first probe comes within one interval (its jitter), the second one interval
+    // after it.
+    assert!(
+        took >= INTERVAL * (PASSES - 1) && took < INTERVAL * PASSES,
+        "{took:?}"
+    );
     assert!(!member.flags().contains(StatusFlags::HC_FAILED));
     probe.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the paused clock: a probe starts one interval after the previous one ended, so after
+/// the listener closes `hcfails` refused connects set `C` within `hcfails` intervals, and
+/// after it is back `hcpasses` passes clear it within `hcpasses` intervals; each count of
+/// intervals includes the wait for the first probe after the change (at most one).
+#[tokio::test(start_paused = true)]
 async fn tcp_probe_of_a_stopped_backend_sets_c_and_recovery_is_bounded() {
     const INTERVAL_MS: u64 = 200;
+    const INTERVAL: Duration = Duration::from_millis(INTERVAL_MS);
+    const FAILS: u32 = 2;
     const PASSES: u32 = 2;
     let a = backend("a").await;
     let store = store_of(&[a.url()]);
     let probe = HealthProbe::spawn(Arc::clone(&store), |m| {
-        Some(config(ProbeMethod::Tcp, INTERVAL_MS, 2, PASSES).with_member_timeouts(m.params()))
+        Some(config(ProbeMethod::Tcp, INTERVAL_MS, FAILS, PASSES).with_member_timeouts(m.params()))
     });
     let monitor = probe.monitor();
     let id = store.snapshot().members()[0].id();
@@ -246,22 +282,42 @@ async fn tcp_probe_of_a_stopped_backend_sets_c_and_recovery_is_bounded() {
     .await;
     assert_eq!(a.hits(), 0, "TCP probes send no request");
 
+    // The listener closes somewhere between these two instants.
+    let stopping = Instant::now();
     a.stop().await;
-    let down = wait_for("C", || flags(&store, 0).contains(StatusFlags::HC_FAILED)).await;
-    eprintln!("TCP 2/2 at 200ms: C {down:?} after the listener closed");
-    let failure = monitor
-        .member(id)
-        .and_then(|h| h.last)
-        .and_then(|o| o.failure());
-    assert_eq!(failure, Some(ProbeFailure::Connect));
-
-    a.restart().await.expect("rebind");
-    let up = wait_for("usable", || store.snapshot().members()[0].is_usable()).await;
-    eprintln!("TCP 2/2 at 200ms: usable {up:?} after the listener came back");
-    let bound = Duration::from_millis(INTERVAL_MS * u64::from(PASSES) + INTERVAL_MS);
+    let stopped = Instant::now();
+    wait_for("C", || flags(&store, 0).contains(StatusFlags::HC_FAILED)).await;
+    let health = monitor.member(id).expect("probed");
+    let (earliest, down) = (
+        since(stopping, health.last_change),
+        since(stopped, health.last_change),
+    );
+    eprintln!("TCP {FAILS}/{PASSES} at {INTERVAL:?}: C {down:?} after the listener closed");
+    assert_eq!(
+        health.last.and_then(|o| o.failure()),
+        Some(ProbeFailure::Connect)
+    );
+    assert_eq!(health.disabled, 1);
     assert!(
-        up <= bound,
-        "recovery {up:?} > interval × passes + interval = {bound:?}"
+        earliest >= INTERVAL * (FAILS - 1) && down <= INTERVAL * FAILS,
+        "C {down:?} after the close: not within {FAILS} intervals of {INTERVAL:?}"
+    );
+
+    let restarting = Instant::now();
+    a.restart().await.expect("rebind");
+    let restarted = Instant::now();
+    wait_for("usable", || store.snapshot().members()[0].is_usable()).await;
+    let health = monitor.member(id).expect("probed");
+    let (earliest, up) = (
+        since(restarting, health.last_change),
+        since(restarted, health.last_change),
+    );
+    eprintln!("TCP {FAILS}/{PASSES} at {INTERVAL:?}: usable {up:?} after the listener came back");
+    assert_eq!(health.enabled, 1);
+    assert_eq!(health.last_passed(), Some(true));
+    assert!(
+        earliest >= INTERVAL * (PASSES - 1) && up <= INTERVAL * PASSES,
+        "recovery {up:?}: not within {PASSES} intervals of {INTERVAL:?}"
     );
     probe.shutdown().await;
 }
@@ -429,7 +485,8 @@ async fn the_exact_bytes_apache_sends() {
     }
 }
 
-#[tokio::test]
+/// On the paused clock, so that the hang ends exactly at the probe's timeout.
+#[tokio::test(start_paused = true)]
 async fn garbage_and_hangs_fail_without_panicking() {
     let a = backend("a").await;
     let url = MemberUrl::new(&a.url()).expect("url");
@@ -457,14 +514,17 @@ async fn garbage_and_hangs_fail_without_panicking() {
     let outcome = timeout(BOUND, c.probe(&url)).await.expect("bounded");
     assert_eq!(outcome.failure(), Some(ProbeFailure::Timeout));
     let took = started.elapsed();
+    // The probe ends when its timeout expires: the timer's resolution is 1 ms.
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        took >= c.timeout && took <= c.timeout + Duration::from_millis(1),
         "{took:?}"
     );
     hold.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the paused clock, so that every probe's result is seen before the next one (polled
+/// every 5 ms, probed every 100 ms).
+#[tokio::test(start_paused = true)]
 async fn counts_are_consecutive_not_cumulative() {
     // DESIGN.md "Where we differ": with hcfails=2, P F P F P F P F never disables (Apache
     // 2.4.71 would, its counter being cumulative); then F F does.
@@ -501,7 +561,8 @@ async fn counts_are_consecutive_not_cumulative() {
     probe.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the paused clock: "no probe after shutdown" is checked over exactly four intervals.
+#[tokio::test(start_paused = true)]
 async fn shutdown_and_drop_end_every_task() {
     let a = backend("a").await;
     let store = store_of(&[a.url()]);
@@ -529,7 +590,9 @@ async fn shutdown_and_drop_end_every_task() {
     assert_eq!(a.health_hits(), hits, "no probe after drop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the paused clock: time moves only when every task waits on a timer, so once the
+/// supervisor has forgotten a removed member, no probe of it is in flight.
+#[tokio::test(start_paused = true)]
 async fn reconfiguration_is_followed_and_stopped_members_are_skipped() {
     let a = backend("a").await;
     let b = backend("b").await;
@@ -549,8 +612,10 @@ async fn reconfiguration_is_followed_and_stopped_members_are_skipped() {
     wait_for("b probed once added", || b.health_hits() >= 2).await;
 
     store.remove_member(b_id).expect("removed");
-    // Let a probe in flight finish, then b must see no more.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The supervisor forgets b within its 100 ms tick, and starts no probe of it after; a
+    // probe of b in flight at the removal ended before the clock moved on to that tick.
+    // Then b must see no more.
+    wait_for("b forgotten", || probe.member(b_id).is_none()).await;
     let hits = b.health_hits();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(b.health_hits(), hits, "a removed member is not probed");
@@ -559,24 +624,30 @@ async fn reconfiguration_is_followed_and_stopped_members_are_skipped() {
     probe.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the paused clock: each member's first probe comes at its jitter, within the first
+/// interval, and the jitters spread the members over it.
+#[tokio::test(start_paused = true)]
 async fn many_members_probe_spread_over_the_interval_within_the_bound() {
+    const INTERVAL: Duration = Duration::from_secs(1);
     let mut peers = Vec::new();
     for _ in 0..8 {
         peers.push(Scripted::start(&[], 200, "").await);
     }
     let urls: Vec<String> = peers.iter().map(|p| p.url.clone()).collect();
     let store = store_of(&urls);
+    let started = Instant::now();
     let probe = HealthProbe::builder(Arc::clone(&store))
         .concurrency(2)
         .spawn(|_| Some(config(ProbeMethod::Get, 1000, 1, 1)));
     let monitor = probe.monitor();
-    let started = Instant::now();
+    // When each member's first probe ended, as the monitor recorded it: a member's second
+    // probe comes a whole interval later, long after the next poll.
     let mut firsts = Vec::new();
     wait_for("every member probed once", || {
         for (id, h) in monitor.members() {
             if h.probes >= 1 && !firsts.iter().any(|(i, _)| *i == id) {
-                firsts.push((id, started.elapsed()));
+                assert_eq!(h.probes, 1, "a second probe before the first was seen");
+                firsts.push((id, since(started, h.last_probe)));
             }
         }
         firsts.len() == peers.len()
@@ -584,11 +655,8 @@ async fn many_members_probe_spread_over_the_interval_within_the_bound() {
     .await;
     let last = firsts.iter().map(|(_, t)| *t).max().expect("eight");
     let first = firsts.iter().map(|(_, t)| *t).min().expect("eight");
-    eprintln!("first probes of 8 members over 1s spread from {first:?} to {last:?}");
-    assert!(
-        last <= Duration::from_millis(1200),
-        "within one interval: {last:?}"
-    );
+    eprintln!("first probes of 8 members over {INTERVAL:?} spread from {first:?} to {last:?}");
+    assert!(last < INTERVAL, "within one interval: {last:?}");
     assert!(
         last - first >= Duration::from_millis(100),
         "not in lockstep"
