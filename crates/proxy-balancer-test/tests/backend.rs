@@ -317,8 +317,8 @@ async fn stop_refuses_connections_and_restart_serves_again() {
 
 /// Whether another socket (with `SO_REUSEADDR`, as test listeners have) can bind `addr`.
 fn port_is_free(addr: SocketAddr) -> bool {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_reuseaddr(true).unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
     socket.bind(addr).is_ok()
 }
 
