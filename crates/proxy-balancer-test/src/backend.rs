@@ -630,11 +630,11 @@ fn bind(addr: SocketAddrV4) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// [`bind`], retrying for about a second while the port is in use.
+/// [`bind`] of a port that was given back, retrying for about a second while it is in use.
 async fn rebind(addr: SocketAddrV4) -> io::Result<TcpListener> {
     let mut attempt = 1;
     loop {
-        match bind(addr) {
+        match bind_exclusive(addr) {
             Ok(listener) => return Ok(listener),
             Err(e) if attempt < REBIND_ATTEMPTS => {
                 tracing::debug!(%addr, attempt, error = %e, "rebinding test backend");
@@ -644,6 +644,18 @@ async fn rebind(addr: SocketAddrV4) -> io::Result<TcpListener> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// [`bind`], failing while any other socket has the port: first binds it without
+/// `SO_REUSEPORT`. Without that check, the listener of another backend that took the port
+/// meanwhile (with `SO_REUSEPORT`, as [`bind`] sets it) would share it with this one, and the
+/// kernel would spread the connections over both.
+fn bind_exclusive(addr: SocketAddrV4) -> io::Result<TcpListener> {
+    let probe = TcpSocket::new_v4()?;
+    probe.set_reuseaddr(true)?;
+    probe.bind(addr.into())?;
+    drop(probe);
+    bind(addr)
 }
 
 /// A socket bound to the port of a running listener on `addr` (whose `SO_REUSEPORT` it

@@ -373,6 +373,25 @@ async fn take_down_refuses_connections_keeps_the_port_and_bring_up_serves_again(
 }
 
 #[tokio::test]
+async fn restart_after_stop_never_shares_the_port_with_the_socket_that_took_it() {
+    init_tracing();
+    let backend = TestBackend::start("b").await.unwrap();
+    let addr = backend.addr();
+    backend.stop().await;
+    // Another backend takes the port meanwhile, with the same socket options.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.set_reuseaddr(true).unwrap();
+    #[cfg(target_os = "linux")]
+    other.set_reuseport(true).unwrap();
+    other.bind(addr).unwrap();
+    let _other = other.listen(16).unwrap();
+
+    let error = backend.restart().await.unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::AddrInUse, "{error}");
+    assert!(!backend.is_running());
+}
+
+#[tokio::test]
 async fn restart_of_a_running_backend_keeps_its_port_throughout() {
     init_tracing();
     let backend = TestBackend::start("b").await.unwrap();
