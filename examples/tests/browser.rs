@@ -3,9 +3,13 @@
 //! form, the next requests avoid it, and a screenshot of the page is saved to
 //! `target/browser/balancer-manager.png`.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without them
-//! the test prints a notice and passes without running.
+//! Needs Debian's `chromium` and `chromium-driver` (`apt-get install chromium chromium-driver`;
+//! `.ci/run` installs them), found on `PATH`. Without them the test is SKIPPED: it passes
+//! without running and says so on stderr, past libtest's capture (its name ends in
+//! `or_skipped_without_it`). With `PROXY_BALANCER_REQUIRE_TEST_DEPS=1` (CI sets it) a missing
+//! prerequisite fails the test instead, naming what is missing and how to install it.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +22,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use proxy_balancer_apache_config::parse;
 use proxy_balancer_test::TestClient;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+/// Set to `1` to make a missing prerequisite fail the test instead of skipping it.
+const REQUIRE_DEPS: &str = "PROXY_BALANCER_REQUIRE_TEST_DEPS";
 
 /// The whole browser part, however it ends: a hung browser fails the test, never blocks it.
 const BROWSER_BUDGET: Duration = Duration::from_secs(90);
@@ -30,6 +35,27 @@ fn on_path(name: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     })
+}
+
+/// The Chromium binary and chromedriver, found on `PATH`; or what is missing, with its
+/// Debian package.
+fn prerequisites() -> Result<(PathBuf, PathBuf), Vec<&'static str>> {
+    let chromium = on_path("chromium");
+    let chromedriver = on_path("chromedriver");
+    match (chromium, chromedriver) {
+        (Some(chromium), Some(chromedriver)) => Ok((chromium, chromedriver)),
+        (chromium, chromedriver) => Err([
+            chromium
+                .is_none()
+                .then_some("chromium (Debian package chromium)"),
+            chromedriver
+                .is_none()
+                .then_some("chromedriver (Debian package chromium-driver)"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()),
+    }
 }
 
 /// A loopback port free a moment ago.
@@ -108,7 +134,10 @@ impl Drop for Driver {
 }
 
 /// The capabilities for Debian's Chromium, headless, with what this closed network needs.
-fn chromium_capabilities(profile: &Path) -> serde_json::Map<String, serde_json::Value> {
+fn chromium_capabilities(
+    chromium: &Path,
+    profile: &Path,
+) -> serde_json::Map<String, serde_json::Value> {
     let args = [
         "--headless",
         "--no-sandbox",
@@ -126,7 +155,7 @@ fn chromium_capabilities(profile: &Path) -> serde_json::Map<String, serde_json::
     .collect::<Vec<_>>();
     let caps = serde_json::json!({
         "browserName": "chrome",
-        "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        "goog:chromeOptions": { "binary": chromium, "args": args },
     });
     match caps {
         serde_json::Value::Object(map) => map,
@@ -150,22 +179,33 @@ fn screenshot_dir() -> PathBuf {
         .join("browser")
 }
 
+/// In Chromium: the manager page lists the members, a member is disabled through its form,
+/// the next requests avoid it. SKIPPED (passes without running, with a line on stderr) when
+/// chromium or chromedriver is missing, unless `PROXY_BALANCER_REQUIRE_TEST_DEPS=1`: then it
+/// fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_is_disabled_through_the_manager_page_in_chromium() {
-    let Some(chromedriver) = on_path("chromedriver") else {
-        eprintln!(
-            "NOTICE: chromedriver is not installed (Debian package chromium-driver); \
-             skipping the browser test"
-        );
-        return;
+async fn a_member_is_disabled_through_the_manager_page_in_chromium_or_skipped_without_it() {
+    let (chromium, chromedriver) = match prerequisites() {
+        Ok(found) => found,
+        Err(missing) => {
+            let what = format!(
+                "{} not found on PATH; install with `apt-get install chromium chromium-driver`",
+                missing.join(" and ")
+            );
+            let required = std::env::var_os(REQUIRE_DEPS).is_some_and(|v| v == "1");
+            assert!(
+                !required,
+                "{REQUIRE_DEPS}=1 and the browser test cannot run: {what}"
+            );
+            // libtest captures eprintln! of a passing test; stderr written to directly shows.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: the browser test did not run and passes anyway: {what} \
+                 (set {REQUIRE_DEPS}=1 to fail instead)"
+            );
+            return;
+        }
     };
-    if !Path::new(CHROMIUM).is_file() {
-        eprintln!(
-            "NOTICE: {CHROMIUM} is not installed (Debian package chromium); \
-             skipping the browser test"
-        );
-        return;
-    }
 
     let backends = start_demo_backends(2).await.expect("loopback ports");
     let config = parse(&demo_config(&backends)).expect("the demo parses");
@@ -175,7 +215,7 @@ async fn a_member_is_disabled_through_the_manager_page_in_chromium() {
 
     let driver = Driver::start(&chromedriver).await;
     let mut builder = ClientBuilder::new(HttpConnector::new());
-    builder.capabilities(chromium_capabilities(&driver.profile));
+    builder.capabilities(chromium_capabilities(&chromium, &driver.profile));
     let browser = tokio::time::timeout(Duration::from_secs(30), builder.connect(&driver.url()))
         .await
         .expect("a WebDriver session within 30 s")
