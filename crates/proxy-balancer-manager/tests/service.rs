@@ -335,10 +335,11 @@ async fn health_settings_cannot_change_at_run_time_yet() {
     assert!(store.snapshot().members()[0].is_usable());
 }
 
+/// A balancer to manage: its name, its `key=value` settings and its one member's URL.
+type BalancerSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 /// Two or more balancers under one manager, each with its own nonce settings.
-fn setup_many(
-    balancers: &[(&str, &[(&str, &str)], &str)],
-) -> (Vec<Arc<BalancerStore>>, BalancerManager) {
+fn setup_many(balancers: &[BalancerSpec<'_>]) -> (Vec<Arc<BalancerStore>>, BalancerManager) {
     let now = tokio::time::Instant::now().into_std();
     let mut builder = BalancerManager::builder("/balancer-manager");
     let mut stores = Vec::new();
