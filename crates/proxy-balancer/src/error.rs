@@ -190,6 +190,7 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         if e.is::<tokio::time::error::Elapsed>() {
             return ErrorKind::Timeout;
         }
+        let mut wrapped = None;
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as Io;
             match io.kind() {
@@ -199,8 +200,14 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
                 Io::TimedOut => return ErrorKind::Timeout,
                 _ => {}
             }
+            // `io::Error::other(inner)`'s `source()` is `inner.source()`, skipping `inner`
+            // itself: look at `inner` first.
+            wrapped = io.get_ref();
         }
-        current = e.source();
+        current = match wrapped {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
     }
     ErrorKind::Upstream
 }
@@ -492,6 +499,19 @@ mod tests {
                     "dial",
                     io(Io::ConnectionRefused),
                 ))),
+                ErrorKind::Connect,
+            ),
+            (
+                "io::Error::other over a refused io::Error",
+                Box::new(std::io::Error::other(io(Io::ConnectionRefused))),
+                ErrorKind::Connect,
+            ),
+            (
+                "a wrapper over io::Error::other over a refused io::Error",
+                Box::new(Wrapper::around(
+                    "my client",
+                    std::io::Error::other(io(Io::ConnectionRefused)),
+                )),
                 ErrorKind::Connect,
             ),
             (
