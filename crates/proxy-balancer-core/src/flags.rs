@@ -336,6 +336,34 @@ mod tests {
     }
 
     #[test]
+    fn bits_sets_and_formatting() {
+        let f = StatusFlags::DISABLED | StatusFlags::HOT_STANDBY;
+        assert_eq!(f.bits(), (1 << 2) | (1 << 5));
+        assert_eq!(StatusFlags::from_bits_truncate(f.bits()), f);
+        // Unknown bits are dropped, known ones kept.
+        assert_eq!(
+            StatusFlags::from_bits_truncate(0xffff_ff00 | (1 << 4)),
+            StatusFlags::IN_ERROR
+        );
+        assert!(StatusFlags::EMPTY.is_empty());
+        assert!(!StatusFlags::IGNORE_ERRORS.is_empty());
+        let mut g = StatusFlags::STOPPED;
+        g |= StatusFlags::IGNORE_ERRORS;
+        assert_eq!(g, StatusFlags::STOPPED | StatusFlags::IGNORE_ERRORS);
+        // In Apache's display order, one flag at a time.
+        let all = StatusFlags::from_bits_truncate(ALL_BITS);
+        let letters: String = all.iter().map(|f| f.to_string()).collect();
+        assert_eq!(letters, "INDSEHRC");
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            [StatusFlags::DISABLED, StatusFlags::HOT_STANDBY]
+        );
+        assert_eq!(StatusFlags::EMPTY.iter().count(), 0);
+        assert_eq!(format!("{f:?}"), "StatusFlags(DH)");
+        assert_eq!(format!("{:?}", f.label()), "\"Init Dis Stby \"");
+    }
+
+    #[test]
     fn atomic_transitions() {
         let a = AtomicFlags::new(StatusFlags::HOT_STANDBY);
         assert!(!a

@@ -685,6 +685,103 @@ fn custom_lbmethod() {
 }
 
 #[test]
+fn sticky_accounting_per_lbmethod() {
+    // Apache: a sticky pick does the byrequests bookkeeping unless the lbmethod has its own
+    // hook. A custom method gets Apache's by default and can replace it; heartbeat does none
+    // (a member's reports already show the sticky traffic it serves; see Heartbeat's docs).
+    #[derive(Debug)]
+    struct Plain;
+    impl crate::LbMethod for Plain {
+        fn name(&self) -> &str {
+            "plain"
+        }
+        fn choose<'a>(&self, mut c: crate::lbmethod::Candidates<'a>) -> Option<&'a crate::Member> {
+            c.next()
+        }
+    }
+    #[derive(Debug)]
+    struct Silent;
+    impl crate::LbMethod for Silent {
+        fn name(&self) -> &str {
+            "silent"
+        }
+        fn choose<'a>(&self, mut c: crate::lbmethod::Candidates<'a>) -> Option<&'a crate::Member> {
+            c.next()
+        }
+        fn account_sticky(&self, _: &[crate::Member], _: &crate::Member) {}
+    }
+    let now = t0();
+    let lbstatus = |method: LbMethodKind| {
+        let s = store(
+            vec![
+                member('a', &[("route", "a")]),
+                member('b', &[("route", "b"), ("loadfactor", "2")]),
+            ],
+            &[("stickysession", "ROUTEID")],
+            now,
+        );
+        s.update_params(|p| p.lb_method = method);
+        drop(s.pick(&PickRequest::new().with_route("b"), now).unwrap());
+        let snap = s.snapshot();
+        [0, 1].map(|i| snap.members()[i].state().lbstatus())
+    };
+    // lbstatus: a +100, b +200 then −300.
+    assert_eq!(lbstatus(LbMethodKind::ByRequests), [100, -100]);
+    assert_eq!(
+        lbstatus(LbMethodKind::Custom(std::sync::Arc::new(Plain))),
+        [100, -100]
+    );
+    assert_eq!(
+        lbstatus(LbMethodKind::Custom(std::sync::Arc::new(Silent))),
+        [0, 0]
+    );
+    assert_eq!(lbstatus("heartbeat".parse().unwrap()), [0, 0]);
+}
+
+#[test]
+fn lbmethod_names_equality_and_debug() {
+    #[derive(Debug)]
+    struct Named(&'static str);
+    impl crate::LbMethod for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn choose<'a>(&self, mut c: crate::lbmethod::Candidates<'a>) -> Option<&'a crate::Member> {
+            c.next()
+        }
+    }
+    for (text, kind) in [
+        ("byrequests", LbMethodKind::ByRequests),
+        ("ByTraffic", LbMethodKind::ByTraffic),
+        ("BYBUSYNESS", LbMethodKind::ByBusyness),
+    ] {
+        assert_eq!(text.parse::<LbMethodKind>().unwrap(), kind, "{text}");
+    }
+    assert!("roundrobin".parse::<LbMethodKind>().is_err());
+    let custom: std::sync::Arc<dyn crate::LbMethod> = std::sync::Arc::new(Named("byrequests"));
+    let same = LbMethodKind::Custom(std::sync::Arc::clone(&custom));
+    assert_eq!(same, LbMethodKind::Custom(custom), "the same method");
+    assert_ne!(
+        same,
+        LbMethodKind::Custom(std::sync::Arc::new(Named("byrequests"))),
+        "another instance"
+    );
+    assert_ne!(
+        same,
+        LbMethodKind::ByRequests,
+        "a custom method is never a built-in one"
+    );
+    assert_ne!(LbMethodKind::ByRequests, same);
+    assert_eq!(format!("{:?}", LbMethodKind::ByBusyness), "bybusyness");
+    assert_eq!(format!("{same:?}"), "Custom(Named(\"byrequests\"))");
+    let heartbeat: LbMethodKind = "heartbeat".parse().unwrap();
+    assert!(
+        format!("{heartbeat:?}").starts_with("Heartbeat(Heartbeat"),
+        "{heartbeat:?}"
+    );
+}
+
+#[test]
 fn byrequests_fast_path_engages_and_steps_aside() {
     let now = t0();
     let s = store(
