@@ -9,22 +9,25 @@
 //!    `failonstatus=500` and idempotent retries hide every fault), and every failure is
 //!    recorded with its time and message;
 //! 2. every member's `busy` count is back to 0 at the end;
-//! 3. after its fault is lifted, each member serves clients again within a stated bound
-//!    (see [`recovery_bound`]), and at the end every member is usable and served traffic in
-//!    the last, calm phase;
+//! 3. after its fault is lifted, each member comes back within the probe rounds its recovery
+//!    needs and serves clients again at once (see [`Recovery`]), and at the end every member
+//!    is usable and served traffic in the last, calm phase;
 //! 4. nothing leaks: the runtime's alive tasks return to the baseline taken before the proxy
 //!    started, the backends' open connections return to 0, and the proxy stops without
 //!    waiting for a lingering inbound connection.
 //!
-//! A recovery is measured from the clients' side: from the lift to the first 200 that the
-//! member's backend serves to a client (so its `hits()` grew, and the answer got through).
-//! The sticky clients keep the cookie of their home member rather than adopting the
+//! A recovery is checked in the units of the mechanisms behind it, not in milliseconds, so
+//! that a slow machine (slower probes, slower requests) cannot fail it: the member must be
+//! usable again before more of its probes have ended since the lift than `hcpasses` passes in
+//! a row need; then the first request its sticky client sends must be served by it (the
+//! sticky clients keep the cookie of their home member rather than adopting the
 //! `Set-Cookie` of a failover, so a member is used again as soon as the balancer may pick
-//! it. Cookie-less (balanced) traffic must come back too, within one more [`SLACK`]: in
-//! Apache it can lag by seconds, because its sticky accounting adds every usable member's
-//! load factor to its `lbstatus` on each sticky request, so a member that was out comes back
-//! behind its peers by the sticky requests it missed; here the health probe resets
-//! `lbstatus` when it enables a member, as the balancer-manager does.
+//! it); and cookie-less (balanced) traffic must reach it again within a few rounds of
+//! `byrequests` ([`BALANCED_WITHIN`]). In Apache that last one can lag by seconds, because
+//! its sticky accounting adds every usable member's load factor to its `lbstatus` on each
+//! sticky request, so a member that was out comes back behind its peers by the sticky
+//! requests it missed; here the health probe resets `lbstatus` when it enables a member, as
+//! the balancer-manager does. The summary prints the times too.
 //!
 //! It runs about 15 s of load (plus a second of set-up and teardown) and prints a summary:
 //! requests served, per-member hits, failover attempts and the recovery times. Set
@@ -39,6 +42,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use examples::site::Site;
 use http_body_util::Full;
+use proxy_balancer::health_probe::HealthMonitor;
 use proxy_balancer::{BalancerStore, Member};
 use proxy_balancer_apache_config::parse;
 use proxy_balancer_test::{Mode, TestBackend, TestClient};
@@ -80,17 +84,25 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A member whose fault was lifted this long ago counts as healthy for the script's
 /// invariant: more than its retry window (1 s) and its probe recovery (0.3 s).
 const SETTLE: Duration = Duration::from_millis(1_500);
-/// How long a recovery watcher waits before giving up (and failing the test): well past the
-/// largest bound, and short enough that the last watchers end with the load.
-const WATCH_LIMIT: Duration = Duration::from_secs(2);
 /// How long the teardown may take to get back to the baseline (tasks, connections, busy).
 const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
-/// Scheduling slack for a loaded 2-core machine (other builds running): timer wheel
-/// granularity, the probes' loopback round trips and the next request's, each delayed by a
-/// busy runtime. On such a machine the probe-bound recoveries take 100–220 ms (two passes
-/// one `hcinterval` apart, plus the phase of the last failed probe) and a client is served
-/// a few ms after the member is usable; see the summary.
+/// How long the proxy of [`examples::start`] waits for open connections when it stops (its
+/// `DRAIN`).
+const PROXY_DRAIN: Duration = Duration::from_secs(5);
+/// The script's margin for a probe round trip and a client's next request, in planning
+/// when each member is back (see [`recovery_bound`]). No assertion uses it: on an idle
+/// 2-core machine the probe-bound recoveries take 100–220 ms (two passes one `hcinterval`
+/// apart, plus the phase of the last failed probe) and a client is served a few ms after
+/// the member is usable; see the summary.
 const SLACK: Duration = Duration::from_millis(200);
+/// How many cookie-less requests sent after a member is usable again may go to other
+/// members before one reaches it. `byrequests` gives a member its load factor's share of all
+/// picks, sticky ones included (Apache's sticky accounting counts them as picks): at the
+/// script's widest weighting (3 + 1 + 1 + 1) one pick in 6. Its sticky client sends one
+/// request in 8, which leaves it one in 24 of all requests: one in 12 of the cookie-less
+/// ones. 64 is five such rounds; a member left behind by the sticky requests it missed
+/// (Apache's lag, see the module docs) waits for hundreds.
+const BALANCED_WITHIN: usize = 64;
 
 // ===== the script =====
 
@@ -250,10 +262,12 @@ fn check_script(steps: &[Step]) {
     );
     assert!(last + recovery_bound(Fault::Kill) <= CALM_FROM);
     assert!(CALM_FROM + Duration::from_secs(1) <= LOAD);
-    assert!(last + WATCH_LIMIT <= LOAD + Duration::from_millis(100));
 }
 
-/// How soon after a fault is lifted the member must serve a client again.
+/// How soon after a fault is lifted the member is expected to serve a client again, for
+/// planning the script (recoveries must not overlap a slow member, and all must be over by
+/// [`CALM_FROM`]); the test checks recoveries in probes and requests instead (see
+/// [`Recovery`]).
 ///
 /// - A member re-enabled by the manager (`D` cleared) is usable at once: only the next
 ///   request stands between, [`SLACK`].
@@ -303,11 +317,44 @@ struct Observed {
     served: Vec<AtomicU64>,
     /// Of those, the ones to clients without a cookie (balanced by `byrequests`).
     served_balanced: Vec<AtomicU64>,
+    /// By client: when its request in flight was sent, in µs since `origin`; [`IDLE`] while
+    /// it has none.
+    in_flight: Vec<AtomicU64>,
     failures: Mutex<Vec<Failure>>,
+}
+
+/// A client without a request in flight, in [`Observed::in_flight`].
+const IDLE: u64 = u64::MAX;
+
+impl Observed {
+    /// Microseconds since `origin`, as [`Observed::in_flight`] counts.
+    fn micros(&self, t: Instant) -> u64 {
+        u64::try_from((t - self.origin).as_micros()).unwrap_or(IDLE - 1)
+    }
+
+    /// Whether every client request sent before `t` has been answered: then every effect
+    /// of a fault lifted at `t` on the proxy (an error marked on its member by one of these
+    /// requests, which the proxy does before it answers) has happened.
+    fn answered_all_sent_before(&self, t: Instant) -> bool {
+        let t = self.micros(t);
+        self.in_flight.iter().all(|c| c.load(Ordering::SeqCst) >= t)
+    }
+}
+
+/// One request of a client, in the order sent.
+#[derive(Debug)]
+struct Sent {
+    at: Instant,
+    answered: Instant,
+    /// The member (by position) whose backend served it; `None`: it failed.
+    served: Option<usize>,
 }
 
 #[derive(Debug, Default)]
 struct ClientStats {
+    id: usize,
+    /// Every request, in the order sent.
+    log: Vec<Sent>,
     ok: u64,
     /// Sticky requests answered by their home member.
     sticky_home: u64,
@@ -336,7 +383,10 @@ async fn client(
     let client = TestClient::new().with_timeout(CLIENT_TIMEOUT);
     let home = (id < STICKY_CLIENTS).then_some(id % MEMBERS);
     let cookie = home.map(|m| format!("ROUTEID=.n{}", m + 1));
-    let mut stats = ClientStats::default();
+    let mut stats = ClientStats {
+        id,
+        ..ClientStats::default()
+    };
     let mut seq = 0;
     while Instant::now() < until && seq < MAX_REQUESTS_PER_CLIENT {
         seq += 1;
@@ -348,6 +398,7 @@ async fn client(
             .body(Full::new(Bytes::new()))
             .expect("a valid request");
         let sent = Instant::now();
+        observed.in_flight[id].store(observed.micros(sent), Ordering::SeqCst);
         let outcome = match client.request(request).await {
             Err(e) => Err(chain(&*e)),
             Ok(r) => {
@@ -362,6 +413,12 @@ async fn client(
                 }
             }
         };
+        observed.in_flight[id].store(IDLE, Ordering::SeqCst);
+        stats.log.push(Sent {
+            at: sent,
+            answered: Instant::now(),
+            served: outcome.as_ref().ok().copied(),
+        });
         match outcome {
             Ok(i) => {
                 observed.served[i].fetch_add(1, Ordering::SeqCst);
@@ -436,61 +493,183 @@ impl Manager {
     }
 }
 
-/// One lifted fault and how long until its member served a client again.
+/// One lifted fault and how its member came back.
+///
+/// The fault's last effects on the proxy come a little after the lift: requests that reached
+/// the backend before it may still mark the member in error (`E`) when their answers (a
+/// 500, a reset) get back to the proxy. So the watcher first waits until every client
+/// request sent before the lift has been answered (`quiet_at`), and looks from there.
+///
+/// What is checked, by [`Recovery::check`]:
+/// - `probes_while_down` ≤ `hcpasses`: a member held down by its probes (`C`) or by errors
+///   (`E`) is usable again once `hcpasses` probes in a row have passed; one more probe may
+///   end with the fault's result (it was in flight at the lift), so it is never seen down
+///   once `hcpasses` + 1 probes have ended since `quiet_at`. A member re-enabled by the
+///   manager (whose answer comes after the change) or only slowed is never seen down.
+/// - The first request its sticky client sent after the member was seen usable was served
+///   by it: its route leads there as soon as the balancer may pick it.
+/// - Of the cookie-less requests sent after that, one of the first [`BALANCED_WITHIN`]
+///   reached it.
+///
+/// None of these depends on how fast the machine is: slower probes or requests only move
+/// the moment they happen.
 #[derive(Debug)]
 struct Recovery {
     member: usize,
     fault: Fault,
     /// Since the start of the load.
     lifted_at: Duration,
-    /// When the member was usable again (flags clear); `None`: not within
-    /// [`WATCH_LIMIT`].
-    usable: Option<Duration>,
-    /// When it served a client again; `None`: not within [`WATCH_LIMIT`].
-    took: Option<Duration>,
-    /// When it served a client without a cookie again (a `byrequests` pick, not the route
-    /// of a sticky client): for the summary only, see the test's docs.
-    balanced: Option<Duration>,
+    lifted: Instant,
+    /// When every client request sent before the lift had been answered; `None`: not before
+    /// the load ended.
+    quiet_at: Option<Instant>,
+    /// When the watcher first saw the member usable after `quiet_at` (flags clear); `None`:
+    /// not before the load ended.
+    usable_at: Option<Instant>,
+    /// The most probes of the member that had ended since `quiet_at` while it was still
+    /// seen down.
+    probes_while_down: u64,
+    /// Filled in from the clients' logs after the load.
+    clients: ClientView,
 }
 
-/// Waits until backend `member` serves a client response counted after `baseline` (all
-/// clients, balanced clients), and notes when the member became usable.
+/// What the clients' logs say about a recovery.
+#[derive(Debug, Default)]
+struct ClientView {
+    /// The first request of the member's sticky client sent after it was usable: when it
+    /// was answered, and by whom. `None`: none was sent before the load ended.
+    home: Option<(Instant, Option<usize>)>,
+    /// When the member first served any client after the lift (for the summary).
+    served: Option<Instant>,
+    /// How many cookie-less requests sent after the member was usable went elsewhere
+    /// before one reached it, and when that one was answered; `None`: none reached it.
+    balanced: Option<(usize, Instant)>,
+}
+
+impl Recovery {
+    /// Reads the clients' logs (see [`ClientView`]).
+    fn read_logs(&mut self, stats: &[ClientStats]) {
+        let Some(usable_at) = self.usable_at else {
+            return;
+        };
+        let m = self.member;
+        let home = stats
+            .iter()
+            .find(|s| s.id < STICKY_CLIENTS && s.id % MEMBERS == m)
+            .expect("every member has a sticky client");
+        self.clients.home = home
+            .log
+            .iter()
+            .find(|r| r.at >= usable_at)
+            .map(|r| (r.answered, r.served));
+        self.clients.served = stats
+            .iter()
+            .flat_map(|s| &s.log)
+            .filter(|r| r.served == Some(m) && r.answered >= self.lifted)
+            .map(|r| r.answered)
+            .min();
+        let mut balanced: Vec<&Sent> = stats
+            .iter()
+            .filter(|s| s.id >= STICKY_CLIENTS)
+            .flat_map(|s| &s.log)
+            .filter(|r| r.at >= usable_at)
+            .collect();
+        balanced.sort_by_key(|r| r.at);
+        self.clients.balanced = balanced
+            .iter()
+            .position(|r| r.served == Some(m))
+            .map(|i| (i, balanced[i].answered));
+    }
+
+    /// What went wrong, if anything (see the type's docs).
+    fn check(&self) -> Option<String> {
+        let what = format!(
+            "n{} after {:?} was lifted at {:.2} s",
+            self.member + 1,
+            self.fault,
+            self.lifted_at.as_secs_f64()
+        );
+        if self.quiet_at.is_none() {
+            return Some(format!(
+                "{what}: requests sent before the lift were still unanswered at the end"
+            ));
+        }
+        if self.usable_at.is_none() {
+            return Some(format!("{what}: never usable again"));
+        }
+        let probes_allowed = match self.fault {
+            Fault::Disabled | Fault::Slow => 0,
+            _ => u64::from(HC_PASSES),
+        };
+        if self.probes_while_down > probes_allowed {
+            return Some(format!(
+                "{what}: still down after {} of its probes had ended (at most {probes_allowed})",
+                self.probes_while_down
+            ));
+        }
+        match self.clients.home {
+            None => return Some(format!("{what}: its sticky client sent nothing after")),
+            Some((_, served)) if served != Some(self.member) => {
+                return Some(format!(
+                    "{what}: its sticky client's first request after it was usable was served \
+                     by {}",
+                    served.map_or_else(|| "no one".to_owned(), |i| format!("n{}", i + 1))
+                ));
+            }
+            Some(_) => {}
+        }
+        match self.clients.balanced {
+            Some((before, _)) if before < BALANCED_WITHIN => None,
+            Some((before, _)) => Some(format!(
+                "{what}: {before} cookie-less requests went elsewhere before one reached it \
+                 (at most {BALANCED_WITHIN})"
+            )),
+            None => Some(format!("{what}: no cookie-less request reached it")),
+        }
+    }
+}
+
+/// Waits until the fault lifted for `recovery` has no effect left (see [`Recovery`]), then
+/// until its member is usable, counting its probes that end meanwhile; or until the load
+/// ends.
 async fn watch(
     observed: Arc<Observed>,
+    monitor: HealthMonitor,
     state: Member,
-    member: usize,
-    fault: Fault,
-    baseline: (u64, u64),
-    lifted: Instant,
+    mut recovery: Recovery,
 ) -> Recovery {
-    let lifted_at = lifted - observed.origin;
-    let (mut usable, mut took, mut balanced) = (None, None, None);
-    while lifted.elapsed() <= WATCH_LIMIT {
-        let elapsed = lifted.elapsed();
-        if usable.is_none() && state.is_usable() {
-            usable = Some(elapsed);
+    let until = observed.origin + LOAD;
+    let probes = || monitor.member(state.id()).map_or(0, |h| h.probes);
+    // Each loop is bounded by the load's end; the count bounds are for the loops' sake
+    // (2 ms sleeps).
+    for _ in 0..LOAD.as_millis() {
+        if observed.answered_all_sent_before(recovery.lifted) {
+            recovery.quiet_at = Some(Instant::now());
+            break;
         }
-        if took.is_none() && observed.served[member].load(Ordering::SeqCst) > baseline.0 {
-            took = Some(elapsed);
+        if Instant::now() >= until {
+            return recovery;
         }
-        if balanced.is_none()
-            && observed.served_balanced[member].load(Ordering::SeqCst) > baseline.1
-        {
-            balanced = Some(elapsed);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Read after the quiet point: a probe that ends in between is not counted (in the
+    // member's favour).
+    let probes_at_quiet = probes();
+    for _ in 0..LOAD.as_millis() {
+        // The count first: a probe changes the flags before it is counted, so the flags
+        // read next reflect every probe counted here.
+        let ended = probes() - probes_at_quiet;
+        if state.is_usable() {
+            recovery.usable_at = Some(Instant::now());
+            break;
         }
-        if took.is_some() && balanced.is_some() {
+        recovery.probes_while_down = ended;
+        if Instant::now() >= until {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    Recovery {
-        member,
-        fault,
-        lifted_at,
-        usable,
-        took,
-        balanced,
-    }
+    recovery
 }
 
 async fn apply(fault: Fault, backend: &TestBackend, manager: &Manager) -> Result<(), String> {
@@ -539,6 +718,7 @@ struct Driven {
 async fn drive(
     steps: &[Step],
     store: &BalancerStore,
+    monitor: &HealthMonitor,
     backends: &[TestBackend],
     manager: &Manager,
     observed: &Arc<Observed>,
@@ -558,19 +738,24 @@ async fn drive(
             }
             Change::Lift(fault) => {
                 active[s.member].retain(|f| *f != fault);
-                let baseline = (
-                    observed.served[s.member].load(Ordering::SeqCst),
-                    observed.served_balanced[s.member].load(Ordering::SeqCst),
-                );
                 let result = lift(fault, backend, manager).await;
                 if result.is_ok() && active[s.member].is_empty() {
+                    let lifted = Instant::now();
+                    let recovery = Recovery {
+                        member: s.member,
+                        fault,
+                        lifted_at: lifted - observed.origin,
+                        lifted,
+                        quiet_at: None,
+                        usable_at: None,
+                        probes_while_down: 0,
+                        clients: ClientView::default(),
+                    };
                     driven.watchers.spawn(watch(
                         Arc::clone(observed),
+                        monitor.clone(),
                         store.snapshot().members()[s.member].clone(),
-                        s.member,
-                        fault,
-                        baseline,
-                        Instant::now(),
+                        recovery,
                     ));
                 }
                 result
@@ -668,6 +853,7 @@ async fn every_request_is_served_while_members_fail_and_recover() {
     let urls: Vec<String> = members(&store).iter().map(|m| m.url().to_owned()).collect();
     let expected: Vec<String> = backends.iter().map(TestBackend::url).collect();
     assert_eq!(urls, expected, "members in backend order");
+    let monitor = site.probes()[0].monitor();
     let running = examples::start(site).await.expect("a loopback port");
     let addr = running.addr;
     let manager = Manager::connect(addr).await;
@@ -677,6 +863,7 @@ async fn every_request_is_served_while_members_fail_and_recover() {
         names: backends.iter().map(|b| b.name().to_owned()).collect(),
         served: (0..MEMBERS).map(|_| AtomicU64::new(0)).collect(),
         served_balanced: (0..MEMBERS).map(|_| AtomicU64::new(0)).collect(),
+        in_flight: (0..CLIENTS).map(|_| AtomicU64::new(IDLE)).collect(),
         failures: Mutex::new(Vec::new()),
     });
     let until = observed.origin + LOAD;
@@ -685,7 +872,7 @@ async fn every_request_is_served_while_members_fail_and_recover() {
         clients.spawn(client(id, addr, Arc::clone(&observed), until));
     }
 
-    let mut driven = drive(&steps, &store, &backends, &manager, &observed).await;
+    let mut driven = drive(&steps, &store, &monitor, &backends, &manager, &observed).await;
     drop(manager);
 
     // The calm phase: every member must serve clients in it.
@@ -704,7 +891,9 @@ async fn every_request_is_served_while_members_fail_and_recover() {
     let load_time = observed.origin.elapsed();
     let mut recoveries = Vec::new();
     while let Some(r) = driven.watchers.join_next().await {
-        recoveries.push(r.expect("a watcher does not panic"));
+        let mut r = r.expect("a watcher does not panic");
+        r.read_logs(&stats);
+        recoveries.push(r);
     }
     recoveries.sort_by_key(|r| (r.lifted_at, r.member));
     let served_now = counts(&observed.served);
@@ -745,6 +934,7 @@ async fn every_request_is_served_while_members_fail_and_recover() {
     let ms = |t: Option<Duration>| {
         t.map_or_else(|| "never".to_owned(), |t| format!("{} ms", t.as_millis()))
     };
+    let since = |from: Instant, t: Option<Instant>| t.map(|t| t.saturating_duration_since(from));
     let mut summary = String::new();
     let _ = writeln!(
         summary,
@@ -783,17 +973,27 @@ async fn every_request_is_served_while_members_fail_and_recover() {
         );
     }
     for r in &recoveries {
+        let c = &r.clients;
         let _ = writeln!(
             summary,
-            "  recovery n{} after {:?} lifted at {:.2} s: usable {}, serving {} (bound {} ms), \
-             first balanced request {}",
+            "  recovery n{} after {:?} lifted at {:.2} s: quiet {}, usable {} ({} probes ended \
+             while down), serving {} (planned {} ms), sticky client's next request {} by {}, \
+             first balanced request {} after {} elsewhere",
             r.member + 1,
             r.fault,
             r.lifted_at.as_secs_f64(),
-            ms(r.usable),
-            ms(r.took),
+            ms(since(r.lifted, r.quiet_at)),
+            ms(since(r.lifted, r.usable_at)),
+            r.probes_while_down,
+            ms(since(r.lifted, c.served)),
             recovery_bound(r.fault).as_millis(),
-            ms(r.balanced),
+            ms(since(r.lifted, c.home.map(|h| h.0))),
+            c.home
+                .and_then(|h| h.1)
+                .map_or_else(|| "no one".to_owned(), |i| format!("n{}", i + 1)),
+            ms(since(r.lifted, c.balanced.map(|b| b.1))),
+            c.balanced
+                .map_or_else(|| "-".to_owned(), |b| b.0.to_string()),
         );
     }
     let _ = writeln!(
@@ -840,7 +1040,8 @@ async fn every_request_is_served_while_members_fail_and_recover() {
         busy_after_stop, [0; MEMBERS],
         "busy after the proxy stopped"
     );
-    // 3. Every member back in use within its bound, and in use at the end.
+    // 3. Every member back in use within the probes and requests its recovery needs, and
+    // in use at the end.
     for m in 0..MEMBERS {
         assert!(
             recoveries.iter().any(|r| r.member == m),
@@ -848,33 +1049,8 @@ async fn every_request_is_served_while_members_fail_and_recover() {
             m + 1
         );
     }
-    for r in &recoveries {
-        let bound = recovery_bound(r.fault);
-        assert!(
-            r.took.is_some_and(|t| t <= bound),
-            "n{} not back within {} ms after {:?} was lifted at {:.2} s: usable after {}, \
-             serving after {}",
-            r.member + 1,
-            bound.as_millis(),
-            r.fault,
-            r.lifted_at.as_secs_f64(),
-            ms(r.usable),
-            ms(r.took),
-        );
-    }
-    for r in &recoveries {
-        let bound = recovery_bound(r.fault) + SLACK;
-        assert!(
-            r.balanced.is_some_and(|t| t <= bound),
-            "n{} took no balanced (cookie-less) request within {} ms after {:?} was lifted at \
-             {:.2} s: first balanced request {}",
-            r.member + 1,
-            bound.as_millis(),
-            r.fault,
-            r.lifted_at.as_secs_f64(),
-            ms(r.balanced),
-        );
-    }
+    let wrong: Vec<String> = recoveries.iter().filter_map(Recovery::check).collect();
+    assert!(wrong.is_empty(), "recoveries: {wrong:#?}");
     assert_eq!(
         usable, [true; MEMBERS],
         "usable at the end (flags {flags:?})"
@@ -886,9 +1062,10 @@ async fn every_request_is_served_while_members_fail_and_recover() {
             m + 1
         );
     }
-    // 4. Nothing leaked.
+    // 4. Nothing leaked. The proxy waits up to its drain time for open connections to
+    // finish: stopping sooner means none lingered.
     assert!(
-        stop_took < Duration::from_secs(2),
+        stop_took < PROXY_DRAIN,
         "the proxy took {stop_took:?} to stop: an inbound connection lingered"
     );
     assert!(
