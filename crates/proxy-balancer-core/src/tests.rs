@@ -835,6 +835,107 @@ fn byrequests_fast_path_engages_and_steps_aside() {
 }
 
 #[test]
+fn a_replaced_snapshot_hands_its_partial_cycle_to_the_next() {
+    // Two picks into a cycle of lf 1,2,3 (`CBACBC`), a reconfiguration that keeps lbstatus
+    // replaces the snapshot: the next picks go on where the cycle was, as Apache's scan
+    // would, because the old cycle's picks were folded into lbstatus.
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &lf("1")),
+            member('b', &lf("2")),
+            member('c', &lf("3")),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(picks(&s, 60, now), "CBACBC".repeat(10));
+    assert!(s.snapshot().fast_path_active());
+    assert_eq!(picks(&s, 2, now), "CB");
+    let id = s.snapshot().members()[0].id();
+    s.update_member(id, |m| m.lb_set = crate::LbSet::new(0).unwrap())
+        .unwrap();
+    assert_eq!(picks(&s, 10, now), "ACBC".to_owned() + "CBACBC");
+}
+
+#[test]
+fn route_lookup_prefers_regular_members_and_ends_redirect_cycles() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('h', &[("route", "a"), ("status", "+H")]),
+            member('a', &[("route", "a")]),
+            member('x', &[("route", "x"), ("redirect", "y"), ("status", "D")]),
+            member('y', &[("route", "y"), ("redirect", "x"), ("status", "D")]),
+            member('z', &[("route", "z")]),
+        ],
+        &[("stickysession", "ROUTEID")],
+        now,
+    );
+    // A usable regular member of the route wins over a standby listed before it.
+    let p = s.pick(&PickRequest::new().with_route("a"), now).unwrap();
+    assert_eq!(name_of(p.member().url()), 'A');
+    drop(p);
+    // x and y redirect to each other and both are disabled: the lookup ends, and the
+    // request is balanced.
+    let p = s.pick(&PickRequest::new().with_route("x"), now).unwrap();
+    assert!(!p.is_sticky() && p.route_changed());
+    assert!(matches!(name_of(p.member().url()), 'A' | 'Z'));
+}
+
+#[test]
+fn standbys_take_over_when_the_lbmethod_declines_the_regular_members() {
+    // A custom method may decline every candidate it is given; the regular members' set
+    // then falls back to its standbys, as when no regular member is usable.
+    #[derive(Debug)]
+    struct StandbyOnly;
+    impl crate::LbMethod for StandbyOnly {
+        fn name(&self) -> &str {
+            "standby-only"
+        }
+        fn choose<'a>(&self, mut c: crate::lbmethod::Candidates<'a>) -> Option<&'a crate::Member> {
+            c.find(|m| m.flags().contains(StatusFlags::HOT_STANDBY))
+        }
+    }
+    let now = t0();
+    let s = store(
+        vec![member('a', &[]), member('h', &[("status", "+H")])],
+        &[],
+        now,
+    );
+    s.update_params(|p| p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(StandbyOnly)));
+    assert_eq!(picks(&s, 2, now), "HH");
+    // Without a standby, nothing.
+    let s = store(vec![member('a', &[])], &[], now);
+    s.update_params(|p| p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(StandbyOnly)));
+    assert_eq!(picks(&s, 1, now), "-");
+}
+
+#[test]
+fn members_by_url_and_debug() {
+    let now = t0();
+    let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+    let snap = s.snapshot();
+    assert_eq!(
+        snap.member_by_url("http://b").map(|m| m.url()),
+        Some("http://b")
+    );
+    assert_eq!(
+        snap.member_by_url("HTTP://A/").map(|m| m.url()),
+        Some("http://a")
+    );
+    assert!(snap.member_by_url("http://c").is_none());
+    assert!(snap.member_by_url("not a url").is_none());
+    let text = format!("{snap:?}");
+    assert!(
+        text.starts_with("BalancerSnapshot {")
+            && text.contains("byrequests")
+            && text.contains("http://b"),
+        "{text}"
+    );
+}
+
+#[test]
 fn fast_path_respects_retry_windows() {
     let t = t0();
     let s = store(
