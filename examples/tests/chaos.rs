@@ -109,8 +109,8 @@ const BALANCED_WITHIN: usize = 64;
 /// What the driver does to a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
-    /// The backend stops (connections refused, open ones closed); lifted by a restart on
-    /// the same port.
+    /// The backend stops (connections refused, open ones closed) but keeps its port, so no
+    /// other socket takes it meanwhile; lifted by serving on it again.
     Kill,
     /// The backend answers 500, in `failonstatus`: the member goes to `E` and the request
     /// to another member.
@@ -674,7 +674,10 @@ async fn watch(
 
 async fn apply(fault: Fault, backend: &TestBackend, manager: &Manager) -> Result<(), String> {
     match fault {
-        Fault::Kill => backend.stop().await,
+        Fault::Kill => backend
+            .take_down()
+            .await
+            .map_err(|e| format!("take down {}: {e}", backend.name()))?,
         Fault::Status500 => backend.set_status(500),
         Fault::Reset => backend.set_mode(Mode::Reset),
         Fault::CloseWithoutResponse => backend.set_mode(Mode::CloseWithoutResponse),
@@ -689,9 +692,9 @@ async fn apply(fault: Fault, backend: &TestBackend, manager: &Manager) -> Result
 async fn lift(fault: Fault, backend: &TestBackend, manager: &Manager) -> Result<(), String> {
     match fault {
         Fault::Kill => backend
-            .restart()
+            .bring_up()
             .await
-            .map_err(|e| format!("restart {}: {e}", backend.name()))?,
+            .map_err(|e| format!("bring up {}: {e}", backend.name()))?,
         Fault::Status500 => backend.set_status(200),
         Fault::Reset | Fault::CloseWithoutResponse | Fault::Garbage => {
             backend.set_mode(Mode::Normal);

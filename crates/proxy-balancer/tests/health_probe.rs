@@ -282,9 +282,10 @@ async fn tcp_probe_of_a_stopped_backend_sets_c_and_recovery_is_bounded() {
     .await;
     assert_eq!(a.hits(), 0, "TCP probes send no request");
 
-    // The listener closes somewhere between these two instants.
+    // The listener closes somewhere between these two instants; the port stays the
+    // backend's (connects are refused), so no other test's socket can take it meanwhile.
     let stopping = Instant::now();
-    a.stop().await;
+    a.take_down().await.expect("the port held");
     let stopped = Instant::now();
     wait_for("C", || flags(&store, 0).contains(StatusFlags::HC_FAILED)).await;
     let health = monitor.member(id).expect("probed");
@@ -304,7 +305,7 @@ async fn tcp_probe_of_a_stopped_backend_sets_c_and_recovery_is_bounded() {
     );
 
     let restarting = Instant::now();
-    a.restart().await.expect("rebind");
+    a.bring_up().await.expect("the held port bound again");
     let restarted = Instant::now();
     wait_for("usable", || store.snapshot().members()[0].is_usable()).await;
     let health = monitor.member(id).expect("probed");
