@@ -836,26 +836,31 @@ fn byrequests_fast_path_engages_and_steps_aside() {
 
 #[test]
 fn a_replaced_snapshot_hands_its_partial_cycle_to_the_next() {
-    // Two picks into a cycle of lf 1,2,3 (`CBACBC`), a reconfiguration that keeps lbstatus
+    // `k` picks into a cycle of lf 1,2,3 (`CBACBC`), a reconfiguration that keeps lbstatus
     // replaces the snapshot: the next picks go on where the cycle was, as Apache's scan
-    // would, because the old cycle's picks were folded into lbstatus.
+    // would, because the old cycle's picks were folded into lbstatus. Every `k`, so that
+    // no offset can line up with where the cycle happened to start.
     let now = t0();
-    let s = store(
-        vec![
-            member('a', &lf("1")),
-            member('b', &lf("2")),
-            member('c', &lf("3")),
-        ],
-        &[],
-        now,
-    );
-    assert_eq!(picks(&s, 60, now), "CBACBC".repeat(10));
-    assert!(s.snapshot().fast_path_active());
-    assert_eq!(picks(&s, 2, now), "CB");
-    let id = s.snapshot().members()[0].id();
-    s.update_member(id, |m| m.lb_set = crate::LbSet::new(0).unwrap())
-        .unwrap();
-    assert_eq!(picks(&s, 10, now), "ACBC".to_owned() + "CBACBC");
+    let cycle = "CBACBC";
+    for k in 1..cycle.len() {
+        let s = store(
+            vec![
+                member('a', &lf("1")),
+                member('b', &lf("2")),
+                member('c', &lf("3")),
+            ],
+            &[],
+            now,
+        );
+        assert_eq!(picks(&s, 60, now), cycle.repeat(10));
+        assert!(s.snapshot().fast_path_active());
+        assert_eq!(picks(&s, k, now), cycle[..k]);
+        let id = s.snapshot().members()[0].id();
+        s.update_member(id, |m| m.lb_set = crate::LbSet::new(0).unwrap())
+            .unwrap();
+        let expected = cycle[k..].to_owned() + cycle;
+        assert_eq!(picks(&s, expected.len(), now), expected, "after {k} picks");
+    }
 }
 
 #[test]
