@@ -773,6 +773,16 @@ fn lbmethod_names_equality_and_debug() {
     );
     assert_ne!(LbMethodKind::ByRequests, same);
     assert_eq!(format!("{:?}", LbMethodKind::ByBusyness), "bybusyness");
+    // The built-in methods name themselves as `lbmethod=` does, also through the trait.
+    use crate::LbMethod as _;
+    assert_eq!(
+        [
+            crate::lbmethod::ByRequests.name(),
+            crate::lbmethod::ByTraffic.name(),
+            crate::lbmethod::ByBusyness.name()
+        ],
+        ["byrequests", "bytraffic", "bybusyness"]
+    );
     assert_eq!(format!("{same:?}"), "Custom(Named(\"byrequests\"))");
     let heartbeat: LbMethodKind = "heartbeat".parse().unwrap();
     assert!(
@@ -914,6 +924,15 @@ fn standbys_take_over_when_the_lbmethod_declines_the_regular_members() {
     let s = store(vec![member('a', &[])], &[], now);
     s.update_params(|p| p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(StandbyOnly)));
     assert_eq!(picks(&s, 1, now), "-");
+}
+
+#[test]
+fn unavailable_counts_the_503s() {
+    let s = store(vec![member('a', &[])], &[], t0());
+    assert_eq!(s.unavailable(), 0);
+    s.note_unavailable();
+    s.note_unavailable();
+    assert_eq!(s.unavailable(), 2);
 }
 
 #[test]
