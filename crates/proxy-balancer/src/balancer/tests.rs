@@ -608,15 +608,28 @@ async fn max_attempts_zero_means_one_try() {
     assert_eq!(body_text(response).await, "http://m1");
 }
 
+/// Awaits `future` for at most 10 s of the paused clock: a wait that never ends fails the
+/// test at once instead of hanging it.
+async fn paused_bound<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("the balancer's wait ends within its timeout")
+}
+
 #[tokio::test(start_paused = true)]
 async fn waits_up_to_the_balancer_timeout_for_a_member() {
     let backends = Backends::default();
     let store = store(1, &[("timeout", "2")]);
     let member = store.snapshot().members()[0].clone();
     member.state().insert_flags(StatusFlags::DISABLED);
-    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let mut balancer = Balancer::new(Arc::clone(&store), backends.make());
     let started = tokio::time::Instant::now();
-    let error = balancer.clone().oneshot(get()).await.unwrap_err();
+    let future = tower::Service::call(&mut balancer, get());
+    assert!(
+        format!("{future:?}").starts_with("ResponseFuture"),
+        "{future:?}"
+    );
+    let error = paused_bound(future).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NoMember);
     let waited = started.elapsed();
     assert!(
@@ -642,7 +655,9 @@ async fn a_retry_waits_the_balancer_timeout_too() {
     m1.state().insert_flags(StatusFlags::DISABLED);
     let balancer = Balancer::new(Arc::clone(&store), backends.make());
     let started = tokio::time::Instant::now();
-    let error = balancer.clone().oneshot(get()).await.unwrap_err();
+    let error = paused_bound(balancer.clone().oneshot(get()))
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NoMember);
     let waited = started.elapsed();
     assert!(
@@ -672,7 +687,7 @@ async fn a_retry_waits_the_balancer_timeout_too() {
     );
     let balancer = Balancer::new(all_tried, backends.make());
     let started = tokio::time::Instant::now();
-    let error = balancer.oneshot(get()).await.unwrap_err();
+    let error = paused_bound(balancer.oneshot(get())).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NoMember);
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
