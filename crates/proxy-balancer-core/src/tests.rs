@@ -949,6 +949,9 @@ fn members_by_url_and_debug() {
         Some("http://a")
     );
     assert!(snap.member_by_url("http://c").is_none());
+    let ids: Vec<_> = snap.members().iter().map(|m| m.id()).collect();
+    assert_eq!(ids.iter().map(|id| id.get()).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(ids[1].to_string(), "#1");
     assert!(snap.member_by_url("not a url").is_none());
     let text = format!("{snap:?}");
     assert!(

@@ -544,6 +544,19 @@ async fn idempotent_requests_retry_a_failonstatus_answer_when_asked() {
         !store.snapshot().members()[0].is_usable(),
         "m0 put in error"
     );
+    // A status that failonstatus does not list is the client's answer, retried nowhere.
+    let unlisted = Backends::default();
+    unlisted.set("http://m0", Mode::Status(500));
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let balancer500 = Balancer::with_options(
+        store_of(&[&[], &[]], &[("failonstatus", "503")]),
+        unlisted.make(),
+        options,
+    );
+    let response = balancer500.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(body_text(response).await, "http://m0");
+    assert_eq!(unlisted.seen.lock().len(), 1, "m1 never asked");
     // A POST gets the member's answer, as in Apache.
     store.snapshot().members()[0]
         .state()
