@@ -340,6 +340,55 @@ fn retry_window_and_rearm() {
 }
 
 #[test]
+fn the_retry_window_ends_to_the_nanosecond() {
+    // Apache retries once `now > error_time + retry`: at exactly the end, not yet; one
+    // nanosecond later, yes; through the plain pick's fast path and the scan alike.
+    let start = t0();
+    let error_at = start + Duration::from_millis(1500);
+    let end = error_at + Duration::from_secs(10);
+    let ns = Duration::from_nanos(1);
+    for fast_path in [true, false] {
+        let s = store(
+            vec![member('a', &[("retry", "10")]), member('b', &[])],
+            &[("forcerecovery", "Off")],
+            start,
+        );
+        let a = s.snapshot().members()[0].clone();
+        assert_eq!(a.state().error_time(), None);
+        a.mark_error(error_at);
+        assert_eq!(a.state().error_time(), Some(error_at));
+        let route = if fast_path { None } else { Some("x") };
+        let pick = |now| {
+            let request = PickRequest::new();
+            let request = match route {
+                Some(r) => request.with_route(r),
+                None => request,
+            };
+            name_of(s.pick(&request, now).unwrap().member().url())
+        };
+        // Enough picks for the fast path to engage (when the request allows it).
+        for _ in 0..64 {
+            assert_eq!(pick(end - ns), 'B');
+        }
+        assert_eq!((pick(end), pick(end)), ('B', 'B'), "fast path: {fast_path}");
+        assert!(
+            [pick(end + ns), pick(end + ns)].contains(&'A'),
+            "fast path: {fast_path}"
+        );
+        assert!(a.is_usable());
+    }
+    // The member's own rule, directly.
+    let s = store(vec![member('a', &[])], &[], start);
+    let snap = s.snapshot();
+    let state = snap.members()[0].state();
+    state.mark_error(error_at);
+    let retry = Duration::from_secs(10);
+    assert!(!state.try_recover(retry, end));
+    assert!(state.try_recover(retry, end + ns));
+    assert!(format!("{state:?}").starts_with("MemberState"), "{state:?}");
+}
+
+#[test]
 fn retry_zero_always_retries() {
     let t0 = t0();
     let s = store(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use proxy_balancer_core::{BalancerParams, BalancerStore, Member, MemberParams, StatusFlags};
 use tower::{service_fn, ServiceExt};
@@ -296,7 +297,7 @@ async fn a_body_of_exactly_the_replay_limit_is_sent_again() {
 }
 
 /// A request body fed by the test through a channel; it ends when the sender is dropped.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+struct ChannelBody(tokio::sync::mpsc::Receiver<http_body::Frame<Bytes>>);
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
@@ -306,10 +307,96 @@ impl http_body::Body for ChannelBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|data| Ok(http_body::Frame::data(data))))
+        self.0.poll_recv(cx).map(|frame| frame.map(Ok))
     }
+}
+
+fn data(text: &'static str) -> http_body::Frame<Bytes> {
+    http_body::Frame::data(Bytes::from_static(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn a_body_read_in_chunks_past_the_limit_cannot_be_sent_again() {
+    let store = store(1, &[]);
+    let member = store.snapshot().members()[0].clone();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    for chunk in ["abcd", "efgh", "ijkl"] {
+        tx.send(data(chunk)).await.unwrap();
+    }
+    drop(tx);
+    let original = ReplayBody::new(ChannelBody(rx), 8);
+    let mut first = original.next_attempt(&member).unwrap();
+    let mut read = 0;
+    while let Some(frame) = first.frame().await {
+        read += frame.unwrap().into_data().unwrap().len();
+    }
+    assert_eq!(read, 12, "the first attempt gets the whole body");
+    assert!(
+        !original.can_replay(),
+        "12 bytes in three chunks are past a limit of 8"
+    );
+    assert!(original.next_attempt(&member).is_none());
+}
+
+#[tokio::test]
+async fn a_later_attempt_replays_the_trailers_and_ends_where_the_first_did() {
+    let store = store(1, &[]);
+    let member = store.snapshot().members()[0].clone();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", http::HeaderValue::from_static("42"));
+    tx.send(data("payload")).await.unwrap();
+    tx.send(http_body::Frame::trailers(trailers.clone()))
+        .await
+        .unwrap();
+    drop(tx);
+    let original = ReplayBody::new(ChannelBody(rx), 1024);
+    assert_eq!(original.size_hint().exact(), None, "a streamed body");
+    async fn read_all<B: http_body::Body<Data = Bytes> + Unpin>(
+        body: &mut B,
+    ) -> (Vec<Bytes>, Option<http::HeaderMap>)
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let (mut chunks, mut trailers) = (Vec::new(), None);
+        while let Some(frame) = body.frame().await {
+            match frame.unwrap().into_data() {
+                Ok(chunk) => chunks.push(chunk),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        (chunks, trailers)
+    }
+    let mut first = original.next_attempt(&member).unwrap();
+    assert!(!first.is_end_stream());
+    let (chunks, got) = read_all(&mut first).await;
+    assert_eq!(
+        (chunks, got.as_ref()),
+        (vec![Bytes::from("payload")], Some(&trailers))
+    );
+    assert!(first.is_end_stream(), "read to the end");
+    let mut second = original.next_attempt(&member).unwrap();
+    assert!(
+        !second.is_end_stream(),
+        "the replay has a chunk and trailers to send"
+    );
+    assert!(
+        !first.is_end_stream(),
+        "a stale copy is not at its end: it is cut off"
+    );
+    let (chunks, got) = read_all(&mut second).await;
+    assert_eq!(
+        (chunks, got.as_ref()),
+        (vec![Bytes::from("payload")], Some(&trailers))
+    );
+    assert!(second.is_end_stream());
+    // A body known to be empty is at its end from the start; a sized one says its size.
+    let empty = ReplayBody::new(Full::new(Bytes::new()), 1024);
+    assert!(empty.next_attempt(&member).unwrap().is_end_stream());
+    let sized = ReplayBody::new(Full::new(Bytes::from_static(b"12345")), 1024);
+    let copy = sized.next_attempt(&member).unwrap();
+    assert_eq!(copy.size_hint().exact(), Some(5));
+    assert!(!copy.is_end_stream());
 }
 
 #[tokio::test]
@@ -320,13 +407,13 @@ async fn a_failed_attempts_body_copy_reads_nothing_more() {
     let store = store(2, &[]);
     let member = store.snapshot().members()[0].clone();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(Bytes::from_static(b"one")).await.unwrap();
+    tx.send(data("one")).await.unwrap();
     let original = ReplayBody::new(ChannelBody(rx), 1024);
     let mut first = original.next_attempt(&member).unwrap();
     let frame = first.frame().await.unwrap().unwrap();
     assert_eq!(frame.into_data().unwrap(), "one");
     let mut second = original.next_attempt(&member).unwrap();
-    tx.send(Bytes::from_static(b"two")).await.unwrap();
+    tx.send(data("two")).await.unwrap();
     let stale = first.frame().await.unwrap();
     assert!(stale.is_err(), "the failed attempt's copy is cut off");
     // The new attempt replays what was read, then reads on.
