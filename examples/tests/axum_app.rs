@@ -69,7 +69,10 @@ async fn the_app_answers_its_route_and_balances_the_rest() {
     assert_eq!(backend.last_request().expect("the post").body, "name=value");
 
     // A backend goes away: no client-visible error, and it gets nothing more.
-    backends[1].stop().await;
+    backends[1]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     for _ in 0..6 {
         let response = client.get(&url).await.expect("an answer");
         assert_eq!(response.status, 200);
@@ -77,8 +80,14 @@ async fn the_app_answers_its_route_and_balances_the_rest() {
     }
 
     // All gone: Apache's 503 with Retry-After, through the app; its own route still works.
-    backends[0].stop().await;
-    backends[2].stop().await;
+    backends[0]
+        .take_down()
+        .await
+        .expect("the port is held while down");
+    backends[2]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     let response = client.get(&url).await.expect("an answer");
     assert_eq!(response.status, 503);
     assert!(response.header("retry-after").is_some());

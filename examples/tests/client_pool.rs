@@ -54,7 +54,10 @@ async fn members_made_from_the_users_client_balance_and_fail_over() {
     assert_eq!(seen.header("host"), Some(&*backends[2].addr().to_string()));
 
     // A backend goes away: the connect failure is classified, the request fails over.
-    backends[1].stop().await;
+    backends[1]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     for _ in 0..6 {
         let (_, backend) = get(&balancer).await.expect("in time").expect("an answer");
         assert_ne!(backend, "backend-2");
@@ -66,8 +69,14 @@ async fn members_made_from_the_users_client_balance_and_fail_over() {
     );
 
     // All gone: the balancer's error, which ErrorResponseLayer answers with Apache's 503.
-    backends[0].stop().await;
-    backends[2].stop().await;
+    backends[0]
+        .take_down()
+        .await
+        .expect("the port is held while down");
+    backends[2]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     let request = || {
         Request::get("/a")
             .body(Empty::<Bytes>::new())

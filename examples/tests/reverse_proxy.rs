@@ -56,15 +56,24 @@ async fn the_demo_balances_fails_over_and_stops_cleanly() {
     );
 
     // A backend goes away: no client-visible error.
-    backends[1].stop().await;
+    backends[1]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     for _ in 0..6 {
         let response = client.get(&url).await.expect("an answer");
         assert_eq!(response.status, 200);
         assert_ne!(response.header("x-backend"), Some("backend-2"));
     }
     // All gone: Apache's 503 with Retry-After.
-    backends[0].stop().await;
-    backends[2].stop().await;
+    backends[0]
+        .take_down()
+        .await
+        .expect("the port is held while down");
+    backends[2]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     let response = client.get(&url).await.expect("an answer");
     assert_eq!(response.status, 503);
     assert!(response.header("retry-after").is_some());

@@ -131,7 +131,10 @@ async fn concurrent_clients_see_no_error_when_a_member_dies() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    backends[2].stop().await;
+    backends[2]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     let mut errors = Vec::new();
     for task in tasks {
         errors.extend(
@@ -151,7 +154,10 @@ async fn concurrent_clients_see_no_error_when_a_member_dies() {
 async fn all_members_down_is_a_503_and_forcerecovery_retries_them() {
     let (backends, store, balancer) = setup(2, "60").await;
     backends[0].take_down().await.expect("hold the port");
-    backends[1].stop().await;
+    backends[1]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     let error = get(&balancer).await.expect_err("nobody answers");
     assert!(error.contains("Connect"), "{error}");
     // forcerecovery=On (the default): the next request tries them all again, and a

@@ -215,7 +215,10 @@ async fn a_down_member_fails_over_or_answers_503_with_nofailover() {
         Some(RouteCookie::new()),
     )
     .await;
-    s.backends[1].stop().await;
+    s.backends[1]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     let r = send(&s.proxy, "/", &["ROUTEID=.node2"]).await;
     assert_eq!(backend(&r), "node1", "nofailover=Off: failover");
     assert_eq!(
@@ -232,7 +235,10 @@ async fn a_down_member_fails_over_or_answers_503_with_nofailover() {
         None,
     )
     .await;
-    s.backends[1].stop().await;
+    s.backends[1]
+        .take_down()
+        .await
+        .expect("the port is held while down");
     let r = send(&s.proxy, "/", &["ROUTEID=.node2"]).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "nofailover=On");
     assert_eq!(r.headers()[header::CONNECTION], "close");
