@@ -812,6 +812,25 @@ async fn counts_bytes_as_apache_does() {
 }
 
 #[tokio::test]
+async fn the_response_body_passes_its_size_and_end_through() {
+    let backends = Backends::default();
+    let store = store(1, &[]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let mut body = balancer.oneshot(get()).await.unwrap().into_body();
+    assert!(format!("{body:?}").starts_with("BalancedBody"), "{body:?}");
+    assert_eq!(body.size_hint().exact(), Some("http://m0".len() as u64));
+    assert!(!body.is_end_stream());
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "http://m0");
+    assert!(body.is_end_stream());
+    let replay = ReplayBody::new(Full::new(Bytes::from_static(b"x")), 8);
+    assert!(
+        format!("{replay:?}").starts_with("ReplayBody"),
+        "{replay:?}"
+    );
+}
+
+#[tokio::test]
 async fn new_members_get_traffic() {
     let backends = Backends::default();
     let store = store(1, &[]);
