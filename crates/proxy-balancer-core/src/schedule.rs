@@ -141,6 +141,13 @@ impl Schedule {
         self.active_hint.load(Ordering::Relaxed)
     }
 
+    /// Whether [`try_pick`](Self::try_pick) can serve picks now: the hint and the word
+    /// both say the cycle is active (for tests, which must see the cycle really serve).
+    #[cfg(test)]
+    pub(crate) fn is_serving(&self) -> bool {
+        self.is_active() && self.word.load(Ordering::Relaxed) & ACTIVE != 0
+    }
+
     /// Restarts the count of plain picks: the caller is about to do something a cycle does
     /// not model (a sticky pick, a pick that skips members).
     pub(crate) fn reset_streak(&self) {

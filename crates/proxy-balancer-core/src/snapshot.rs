@@ -179,7 +179,7 @@ impl BalancerSnapshot {
     /// Whether the byrequests fast path is serving picks now.
     #[cfg(test)]
     pub(crate) fn fast_path_active(&self) -> bool {
-        self.schedule.as_ref().is_some_and(Schedule::is_active)
+        self.schedule.as_ref().is_some_and(Schedule::is_serving)
     }
 
     fn nanos(&self, now: Instant) -> u64 {
