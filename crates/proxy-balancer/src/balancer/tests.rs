@@ -359,13 +359,16 @@ async fn a_later_attempt_replays_the_trailers_and_ends_where_the_first_did() {
         B::Error: std::fmt::Debug,
     {
         let (mut chunks, mut trailers) = (Vec::new(), None);
-        while let Some(frame) = body.frame().await {
+        for _ in 0..16 {
+            let Some(frame) = body.frame().await else {
+                return (chunks, trailers);
+            };
             match frame.unwrap().into_data() {
                 Ok(chunk) => chunks.push(chunk),
                 Err(frame) => trailers = frame.into_trailers().ok(),
             }
         }
-        (chunks, trailers)
+        panic!("a body of one chunk and trailers is still sending after 16 frames")
     }
     let mut first = original.next_attempt(&member).unwrap();
     assert!(!first.is_end_stream());
