@@ -159,6 +159,12 @@ enum Op {
     Error(usize),
     Advance(u64),
     Settle,
+    /// Moves a member to another lbset: a new snapshot, lbstatus kept (the old snapshot's
+    /// byrequests cycle is folded into it).
+    MoveSet(usize, u8),
+    /// Gives a member another load factor: a new snapshot, and Apache sets every member's
+    /// lbstatus to its own load factor.
+    SetFactor(usize, u32),
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -179,6 +185,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (0usize..6).prop_map(Op::Error),
         2 => (0u64..=12).prop_map(Op::Advance),
         1 => Just(Op::Settle),
+        1 => ((0usize..6), (0u8..=1)).prop_map(|(i, set)| Op::MoveSet(i, set)),
+        1 => ((0usize..6), (1u32..=4)).prop_map(|(i, lf)| Op::SetFactor(i, lf)),
     ]
 }
 
@@ -234,6 +242,7 @@ proptest! {
         };
         let n = members.len();
         let snapshot = store.snapshot();
+        // Member states live on across snapshots: the first snapshot's are every later one's.
         let state = |i: usize| snapshot.members()[i].state();
         let mut secs = 0u64;
         let mut picks = 0usize;
@@ -280,6 +289,25 @@ proptest! {
                     }
                 }
                 Op::Advance(s) => secs += s,
+                Op::MoveSet(i, set) => {
+                    let id = snapshot.members()[i % n].id();
+                    store
+                        .update_member(id, |m| m.lb_set = LbSet::new(set).unwrap())
+                        .unwrap();
+                    model.members[i % n].set = set;
+                }
+                Op::SetFactor(i, lf) => {
+                    let id = snapshot.members()[i % n].id();
+                    let lbf = LoadFactor::from_lbf(lf * 100).unwrap();
+                    store.update_member(id, |m| m.load_factor = lbf).unwrap();
+                    let changed = model.members[i % n].lbf != i64::from(lf) * 100;
+                    model.members[i % n].lbf = i64::from(lf) * 100;
+                    if changed {
+                        for m in &mut model.members {
+                            m.lbstatus = m.lbf;
+                        }
+                    }
+                }
                 Op::Settle => {
                     store.settle();
                     for i in 0..n {
