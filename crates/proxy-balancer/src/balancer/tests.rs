@@ -834,6 +834,52 @@ async fn the_response_body_passes_its_size_and_end_through() {
 }
 
 #[tokio::test]
+async fn member_services_are_kept_across_snapshots_until_their_parameters_change() {
+    // A member's service (its connection pool, for the built-in client) is made once and
+    // reused by later snapshots; only a member whose parameters changed gets a new one.
+    let made = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let backends = Backends::default();
+    let make = {
+        let made = Arc::clone(&made);
+        let inner = backends.make();
+        move |member: &Member| {
+            made.lock().push(member.url().to_owned());
+            inner(member)
+        }
+    };
+    let store = store(2, &[]);
+    let balancer = Balancer::new(Arc::clone(&store), make);
+    assert!(
+        format!("{balancer:?}").starts_with("Balancer"),
+        "{balancer:?}"
+    );
+    for _ in 0..2 {
+        body_text(balancer.clone().oneshot(get()).await.unwrap()).await;
+    }
+    assert_eq!(*made.lock(), ["http://m0", "http://m1"]);
+    store
+        .add_member(MemberParams::new("http://m2").unwrap())
+        .unwrap();
+    body_text(balancer.clone().oneshot(get()).await.unwrap()).await;
+    assert_eq!(
+        made.lock()[2..],
+        ["http://m2"],
+        "only the new member's service is made"
+    );
+    let m1 = store.snapshot().members()[1].id();
+    store
+        .update_member(m1, |m| m.set("timeout", "5"))
+        .unwrap()
+        .unwrap();
+    body_text(balancer.oneshot(get()).await.unwrap()).await;
+    assert_eq!(
+        made.lock()[3..],
+        ["http://m1"],
+        "m1's parameters changed: a new service"
+    );
+}
+
+#[tokio::test]
 async fn new_members_get_traffic() {
     let backends = Backends::default();
     let store = store(1, &[]);
