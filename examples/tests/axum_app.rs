@@ -80,14 +80,12 @@ async fn the_app_answers_its_route_and_balances_the_rest() {
     }
 
     // All gone: Apache's 503 with Retry-After, through the app; its own route still works.
-    backends[0]
-        .take_down()
-        .await
-        .expect("the port is held while down");
-    backends[2]
-        .take_down()
-        .await
-        .expect("the port is held while down");
+    for backend in [&backends[0], &backends[2]] {
+        backend
+            .take_down()
+            .await
+            .expect("the port is held while down");
+    }
     let response = client.get(&url).await.expect("an answer");
     assert_eq!(response.status, 503);
     assert!(response.header("retry-after").is_some());

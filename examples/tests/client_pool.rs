@@ -69,14 +69,12 @@ async fn members_made_from_the_users_client_balance_and_fail_over() {
     );
 
     // All gone: the balancer's error, which ErrorResponseLayer answers with Apache's 503.
-    backends[0]
-        .take_down()
-        .await
-        .expect("the port is held while down");
-    backends[2]
-        .take_down()
-        .await
-        .expect("the port is held while down");
+    for backend in [&backends[0], &backends[2]] {
+        backend
+            .take_down()
+            .await
+            .expect("the port is held while down");
+    }
     let request = || {
         Request::get("/a")
             .body(Empty::<Bytes>::new())

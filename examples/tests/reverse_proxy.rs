@@ -66,14 +66,12 @@ async fn the_demo_balances_fails_over_and_stops_cleanly() {
         assert_ne!(response.header("x-backend"), Some("backend-2"));
     }
     // All gone: Apache's 503 with Retry-After.
-    backends[0]
-        .take_down()
-        .await
-        .expect("the port is held while down");
-    backends[2]
-        .take_down()
-        .await
-        .expect("the port is held while down");
+    for backend in [&backends[0], &backends[2]] {
+        backend
+            .take_down()
+            .await
+            .expect("the port is held while down");
+    }
     let response = client.get(&url).await.expect("an answer");
     assert_eq!(response.status, 503);
     assert!(response.header("retry-after").is_some());
