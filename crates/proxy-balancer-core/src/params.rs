@@ -959,6 +959,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn balancer_switches_and_status_lists() {
+        let mut b = BalancerParams::new("x");
+        b.set("failonstatus", "500, 503").unwrap();
+        assert_eq!(b.fail_on_status, [500, 503]);
+        b.set("FailOnTimeout", "On").unwrap();
+        assert!(b.fail_on_timeout);
+        b.set("scolonpathdelim", "on").unwrap();
+        assert!(b.scolon_path_delim);
+        b.set("scolonpathdelim", "Off").unwrap();
+        assert!(!b.scolon_path_delim);
+    }
+
+    #[test]
+    fn sticky_session_names_and_text() {
+        let one: StickySession = "JSESSIONID".parse().unwrap();
+        assert_eq!(
+            (one.cookie(), one.url_param()),
+            ("JSESSIONID", "JSESSIONID")
+        );
+        assert_eq!(one.to_string(), "JSESSIONID");
+        let two: StickySession = "JSESSIONID|jsessionid".parse().unwrap();
+        assert_eq!(
+            (two.cookie(), two.url_param()),
+            ("JSESSIONID", "jsessionid")
+        );
+        assert_eq!(two.to_string(), "JSESSIONID|jsessionid");
+        assert_eq!(format!("{two:?}"), "StickySession(JSESSIONID|jsessionid)");
+        for bad in ["|x", "x|", "a b", "a|b;c", &"n".repeat(64)] {
+            assert!(bad.parse::<StickySession>().is_err(), "{bad:?}");
+        }
+        // The length limit counts the whole `cookie|param` text.
+        let half = "n".repeat(31);
+        assert!(format!("{half}|{half}").parse::<StickySession>().is_ok());
+        assert!(format!("{half}|{half}nn").parse::<StickySession>().is_err());
+    }
+
+    #[test]
+    fn value_texts() {
+        let lf = |s: &str| s.parse::<LoadFactor>();
+        assert_eq!(lf("2").unwrap().to_string(), "2");
+        assert_eq!(lf("2.5").unwrap().to_string(), "2.5");
+        assert_eq!(lf("2.25").unwrap().to_string(), "2.25");
+        assert_eq!(lf("100").unwrap().to_string(), "100");
+        assert_eq!(format!("{:?}", lf("1.5").unwrap()), "LoadFactor(1.5)");
+        assert!(lf(".").is_err() && lf("").is_err() && lf("1.x").is_err());
+        assert_eq!("3".parse::<LbSet>().unwrap().to_string(), "3");
+        let route = Route::new("node1").unwrap();
+        assert_eq!(route.to_string(), "node1");
+        assert_eq!(format!("{route:?}"), "Route(\"node1\")");
+        let url = MemberUrl::new("http://a:8080/app").unwrap();
+        assert!(format!("{url:?}").contains("http://a:8080/app"), "{url:?}");
+        // An empty route or redirect clears it.
+        let mut m = MemberParams::new("http://a").unwrap();
+        m.set("route", "n1").unwrap();
+        m.set("redirect", "n2").unwrap();
+        m.set("route", "").unwrap();
+        m.set("redirect", "").unwrap();
+        assert_eq!((m.route.as_ref(), m.redirect.as_ref()), (None, None));
+    }
+
+    #[test]
     fn load_factor_parsing() {
         for (text, lbf) in [
             ("1", 100),
