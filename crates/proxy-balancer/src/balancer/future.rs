@@ -89,9 +89,7 @@ pin_project! {
         shared: Arc<Shared<M>>,
         template: Template<B>,
         route: Option<SessionRoute>,
-        tried: Vec<MemberId>,
-        attempts_left: Option<u32>,
-        waits_left: u32,
+        attempts: Attempts,
         #[pin]
         state: State<Oneshot<MemberService<M>, Request<ReplayBody<B>>>>,
     }
@@ -120,9 +118,11 @@ where
             shared,
             template,
             route,
-            tried: Vec::new(),
-            attempts_left: None,
-            waits_left: WAIT_STEPS,
+            attempts: Attempts {
+                tried: Vec::new(),
+                left: None,
+                waits_left: WAIT_STEPS,
+            },
             state: State::Pick,
         }
     }
@@ -135,7 +135,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("tried", &self.tried)
+            .field("tried", &self.attempts.tried)
             .finish_non_exhaustive()
     }
 }
@@ -163,15 +163,15 @@ where
                     let view = this.shared.view();
                     let snapshot = &view.snapshot;
                     let now = now();
-                    let request = PickRequest::new().with_tried(this.tried);
+                    let attempts = &mut *this.attempts;
+                    let request = PickRequest::new().with_tried(&attempts.tried);
                     let request = match this.route {
                         Some(session) => request.with_route(&session.route),
                         None => request,
                     };
                     match snapshot.pick(&request, now) {
                         Ok(picked) => {
-                            this.attempts_left
-                                .get_or_insert_with(|| snapshot.max_attempts());
+                            attempts.left.get_or_insert_with(|| snapshot.max_attempts());
                             let Some(request) = this.template.attempt(&picked) else {
                                 // The body was read past the replay limit by an earlier try.
                                 this.state.set(State::Done);
@@ -184,8 +184,6 @@ where
                                 .member()
                                 .state()
                                 .add_transferred(this.template.head_len);
-                            // The next attempt's pick may wait its own `timeout`.
-                            *this.waits_left = WAIT_STEPS;
                             let service = view.services[picked.position()].clone();
                             this.state.set(State::Call {
                                 call: service.oneshot(request),
@@ -199,14 +197,14 @@ where
                             // member was tried, as a tried member is never picked again.
                             let timeout = snapshot.params().timeout;
                             let may_wait = !timeout.is_zero()
-                                && *this.waits_left > 0
+                                && attempts.waits_left > 0
                                 && !matches!(error, PickError::RouteUnusable { .. })
                                 && snapshot
                                     .members()
                                     .iter()
-                                    .any(|m| !this.tried.contains(&m.id()));
+                                    .any(|m| !attempts.tried.contains(&m.id()));
                             if may_wait {
-                                *this.waits_left -= 1;
+                                attempts.waits_left -= 1;
                                 let step = timeout / WAIT_STEPS;
                                 this.state.set(State::Wait {
                                     sleep: tokio::time::sleep(step.max(Duration::from_millis(1))),
@@ -247,9 +245,7 @@ where
                             let failed_status = this.shared.options.retry_idempotent
                                 && is_idempotent(&this.template.method)
                                 && snapshot_fails_on(this.shared, response.status());
-                            if failed_status
-                                && try_again(this.tried, this.attempts_left, this.template, &member)
-                            {
+                            if failed_status && this.attempts.try_again(this.template, &member) {
                                 tracing::info!(
                                     member = member.url(),
                                     status = response.status().as_u16(),
@@ -281,12 +277,7 @@ where
                             match error.kind() {
                                 ErrorKind::Connect => {
                                     // The member's RetryWindow has put it in error.
-                                    if try_again(
-                                        this.tried,
-                                        this.attempts_left,
-                                        this.template,
-                                        &member,
-                                    ) {
+                                    if this.attempts.try_again(this.template, &member) {
                                         this.state.set(State::Pick);
                                         continue;
                                     }
@@ -299,12 +290,7 @@ where
                                 ErrorKind::Upstream
                                     if this.shared.options.retry_idempotent
                                         && is_idempotent(&this.template.method)
-                                        && try_again(
-                                            this.tried,
-                                            this.attempts_left,
-                                            this.template,
-                                            &member,
-                                        ) =>
+                                        && this.attempts.try_again(this.template, &member) =>
                                 {
                                     tracing::info!(
                                         member = member.url(),
@@ -333,21 +319,32 @@ where
     }
 }
 
-/// After a failed try on `member`: notes it as tried and says whether another try may
-/// follow (attempts left, and the body can be sent again); if so, counts the attempt.
-fn try_again<B>(
-    tried: &mut Vec<MemberId>,
-    attempts_left: &mut Option<u32>,
-    template: &Template<B>,
-    member: &proxy_balancer_core::Member,
-) -> bool {
-    tried.push(member.id());
-    let left = attempts_left.get_or_insert(0);
-    if *left > 0 && template.body.can_replay() {
-        *left -= 1;
-        true
-    } else {
-        false
+/// A request's tries: the members tried, the tries left (`maxattempts`, known at the first
+/// pick) and the waits for a usable member left to the current try's pick.
+struct Attempts {
+    tried: Vec<MemberId>,
+    left: Option<u32>,
+    waits_left: u32,
+}
+
+impl Attempts {
+    /// After a failed try on `member`: notes it as tried and says whether another try may
+    /// follow (tries left, and the body can be sent again); if so, counts it, and its pick
+    /// may wait the balancer `timeout` afresh, as Apache's does in every try.
+    fn try_again<B>(
+        &mut self,
+        template: &Template<B>,
+        member: &proxy_balancer_core::Member,
+    ) -> bool {
+        self.tried.push(member.id());
+        let left = self.left.get_or_insert(0);
+        if *left > 0 && template.body.can_replay() {
+            *left -= 1;
+            self.waits_left = WAIT_STEPS;
+            true
+        } else {
+            false
+        }
     }
 }
 
