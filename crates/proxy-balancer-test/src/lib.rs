@@ -50,11 +50,13 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod backend;
+mod body;
 mod client;
 mod shared_stream;
 mod trace;
 
 pub use backend::{Mode, RecordedRequest, TestBackend, TestBackendBuilder};
+pub use body::ChannelBody;
 pub use client::{TestClient, TestResponse};
 pub use trace::init_tracing;
 

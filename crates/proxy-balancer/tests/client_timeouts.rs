@@ -5,26 +5,22 @@
 //! Each test measures against the limit it pins: it needs the limit to have run (at least
 //! that long) and ends far sooner than without it, whatever the machine's speed.
 
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use proxy_balancer::client::MakeHttpMember;
 use proxy_balancer::{
     Balancer, BalancerParams, BalancerStore, ErrorKind, MemberParams, StatusFlags,
 };
-use proxy_balancer_test::{Mode, TestBackend};
+use proxy_balancer_test::{ChannelBody, Mode, TestBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tower::ServiceExt;
 
@@ -71,28 +67,17 @@ fn empty() -> Full<Bytes> {
     Full::new(Bytes::new())
 }
 
-/// A request body fed through a channel: it ends when its sender is gone (`None`: empty).
-struct ChannelBody(Option<mpsc::Receiver<Bytes>>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match &mut self.0 {
-            Some(rx) => rx
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|c| Ok(Frame::data(c)))),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_none()
-    }
+/// The whole body of `response`, bounded.
+async fn read_body<B>(response: http::Response<B>) -> Bytes
+where
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    timeout(BOUND, response.into_body().collect())
+        .await
+        .expect("bounded")
+        .expect("a body")
+        .to_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,11 +155,7 @@ async fn a_connect_that_cannot_complete_fails_over_after_connectiontimeout() {
     let elapsed = started.elapsed();
 
     assert_eq!(response.status(), 200);
-    let body = timeout(BOUND, response.into_body().collect())
-        .await
-        .expect("bounded")
-        .expect("a body")
-        .to_bytes();
+    let body = read_body(response).await;
     assert_eq!(body, "healthy");
     assert_eq!(healthy.hits(), 1);
     let first = store.snapshot().members()[0].clone();
@@ -247,27 +228,21 @@ async fn a_pooled_connection_that_never_becomes_ready_is_replaced() {
 
     // A POST whose body never ends: its answer comes early, the connection goes back to the
     // pool, but it cannot take another request while the body is still being sent.
-    let (_body_tx, body_rx) = mpsc::channel::<Bytes>(1);
-    let request = Request::post("/upload")
-        .body(ChannelBody(Some(body_rx)))
-        .expect("valid");
+    let (_body_tx, body) = ChannelBody::new(1);
+    let request = Request::post("/upload").body(body).expect("valid");
     let response = timeout(BOUND, client.clone().oneshot(request))
         .await
         .expect("bounded")
         .expect("the early answer");
     assert_eq!(response.status(), 200);
-    let body = timeout(BOUND, response.into_body().collect())
-        .await
-        .expect("bounded")
-        .expect("a body")
-        .to_bytes();
+    let body = read_body(response).await;
     assert_eq!(body, "ok");
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 
     // The next request waits for that connection at most the ready wait (1 s), then goes
     // out on a new one.
     let request = Request::get("/next")
-        .body(ChannelBody(None))
+        .body(ChannelBody::empty())
         .expect("valid");
     let started = Instant::now();
     let response = timeout(BOUND, client.oneshot(request))

@@ -11,6 +11,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use proxy_balancer_core::{BalancerParams, BalancerStore, Member, MemberParams, StatusFlags};
+use proxy_balancer_test::ChannelBody;
 use tower::{service_fn, ServiceExt};
 
 use super::{Balancer, BalancerInfo, BalancerOptions, ReplayBody, SessionRoute};
@@ -296,21 +297,6 @@ async fn a_body_of_exactly_the_replay_limit_is_sent_again() {
     assert_eq!(backends.seen.lock().len(), 3, "not replayed");
 }
 
-/// A request body fed by the test through a channel; it ends when the sender is dropped.
-struct ChannelBody(tokio::sync::mpsc::Receiver<http_body::Frame<Bytes>>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|frame| frame.map(Ok))
-    }
-}
-
 fn data(text: &'static str) -> http_body::Frame<Bytes> {
     http_body::Frame::data(Bytes::from_static(text.as_bytes()))
 }
@@ -319,12 +305,12 @@ fn data(text: &'static str) -> http_body::Frame<Bytes> {
 async fn a_body_read_in_chunks_past_the_limit_cannot_be_sent_again() {
     let store = store(1, &[]);
     let member = store.snapshot().members()[0].clone();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (tx, body) = ChannelBody::new(4);
     for chunk in ["abcd", "efgh", "ijkl"] {
         tx.send(data(chunk)).await.unwrap();
     }
     drop(tx);
-    let original = ReplayBody::new(ChannelBody(rx), 8);
+    let original = ReplayBody::new(body, 8);
     let mut first = original.next_attempt(&member).unwrap();
     let mut read = 0;
     while let Some(frame) = first.frame().await {
@@ -342,7 +328,7 @@ async fn a_body_read_in_chunks_past_the_limit_cannot_be_sent_again() {
 async fn a_later_attempt_replays_the_trailers_and_ends_where_the_first_did() {
     let store = store(1, &[]);
     let member = store.snapshot().members()[0].clone();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (tx, body) = ChannelBody::new(4);
     let mut trailers = http::HeaderMap::new();
     trailers.insert("x-checksum", http::HeaderValue::from_static("42"));
     tx.send(data("payload")).await.unwrap();
@@ -350,7 +336,7 @@ async fn a_later_attempt_replays_the_trailers_and_ends_where_the_first_did() {
         .await
         .unwrap();
     drop(tx);
-    let original = ReplayBody::new(ChannelBody(rx), 1024);
+    let original = ReplayBody::new(body, 1024);
     assert_eq!(original.size_hint().exact(), None, "a streamed body");
     async fn read_all<B: http_body::Body<Data = Bytes> + Unpin>(
         body: &mut B,
@@ -409,9 +395,9 @@ async fn a_failed_attempts_body_copy_reads_nothing_more() {
     // the client's body between them.
     let store = store(2, &[]);
     let member = store.snapshot().members()[0].clone();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (tx, body) = ChannelBody::new(4);
     tx.send(data("one")).await.unwrap();
-    let original = ReplayBody::new(ChannelBody(rx), 1024);
+    let original = ReplayBody::new(body, 1024);
     let mut first = original.next_attempt(&member).unwrap();
     let frame = first.frame().await.unwrap().unwrap();
     assert_eq!(frame.into_data().unwrap(), "one");
