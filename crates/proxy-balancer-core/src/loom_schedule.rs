@@ -29,15 +29,20 @@ fn warm_store(now: Instant) -> (Arc<BalancerStore>, u64) {
     let store = BalancerStore::new(BalancerParams::new("loom"), members, now).expect("valid");
     let mut picks = 0;
     for _ in 0..3 {
-        drop(
-            store
-                .pick(&PickRequest::new(), now)
-                .expect("usable members"),
-        );
+        plain_pick(&store, now);
         picks += 1;
     }
     assert!(store.snapshot().fast_path_active());
     (Arc::new(store), picks)
+}
+
+/// One plain pick on `store`, its busy count released at once.
+fn plain_pick(store: &BalancerStore, now: Instant) {
+    drop(
+        store
+            .pick(&PickRequest::new(), now)
+            .expect("usable members"),
+    );
 }
 
 /// A thread making `n` plain picks on `store`.
@@ -45,11 +50,7 @@ fn spawn_picker(store: &Arc<BalancerStore>, n: usize, now: Instant) -> thread::J
     let store = Arc::clone(store);
     thread::spawn(move || {
         for _ in 0..n {
-            drop(
-                store
-                    .pick(&PickRequest::new(), now)
-                    .expect("usable members"),
-            );
+            plain_pick(&store, now);
         }
     })
 }
@@ -76,11 +77,7 @@ fn loom_fast_picks_race_settle() {
         let (store, _) = warm_store(now);
         let picker = spawn_picker(&store, 2, now);
         store.settle();
-        drop(
-            store
-                .pick(&PickRequest::new(), now)
-                .expect("usable members"),
-        );
+        plain_pick(&store, now);
         picker.join().expect("no panic");
         check_accounting(&store);
     });
@@ -142,11 +139,7 @@ fn loom_fast_pick_races_a_rebuild() {
                 .expect("r1 is usable"),
         );
         for _ in 0..2 {
-            drop(
-                store
-                    .pick(&PickRequest::new(), now)
-                    .expect("usable members"),
-            );
+            plain_pick(&store, now);
         }
         picker.join().expect("no panic");
         check_accounting(&store);
