@@ -7,7 +7,8 @@
 //! `.ci/run` installs them), found on `PATH`. Without them the test is SKIPPED: it passes
 //! without running and says so on stderr, past libtest's capture (its name ends in
 //! `or_skipped_without_it`). With `PROXY_BALANCER_REQUIRE_TEST_DEPS=1` (CI sets it) a missing
-//! prerequisite fails the test instead, naming what is missing and how to install it.
+//! prerequisite fails the test instead, naming what is missing and how to install it. Any
+//! other value than `0` or `1` fails the test: a misspelt setting must not pass for `0`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -185,6 +186,11 @@ fn screenshot_dir() -> PathBuf {
 /// fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_is_disabled_through_the_manager_page_in_chromium_or_skipped_without_it() {
+    let required = match std::env::var(REQUIRE_DEPS).as_deref() {
+        Ok("1") => true,
+        Ok("0") | Err(std::env::VarError::NotPresent) => false,
+        other => panic!("{REQUIRE_DEPS} must be 0 or 1, not {other:?}"),
+    };
     let (chromium, chromedriver) = match prerequisites() {
         Ok(found) => found,
         Err(missing) => {
@@ -192,7 +198,6 @@ async fn a_member_is_disabled_through_the_manager_page_in_chromium_or_skipped_wi
                 "{} not found on PATH; install with `apt-get install chromium chromium-driver`",
                 missing.join(" and ")
             );
-            let required = std::env::var_os(REQUIRE_DEPS).is_some_and(|v| v == "1");
             assert!(
                 !required,
                 "{REQUIRE_DEPS}=1 and the browser test cannot run: {what}"
