@@ -22,9 +22,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use examples::site::Site;
-use examples::{bind, demo_config, serve, shutdown_signal, start_demo_backends, BoxError, Report};
-use proxy_balancer_apache_config::{doctor, parse};
+use examples::{bind, demo_config, shutdown_signal, start_demo_backends, BoxError, Report};
+use proxy_balancer::apache_config::{doctor, parse};
+use proxy_balancer::server::Server;
+use proxy_balancer::site::Site;
 
 /// A reverse proxy with Apache httpd's mod_proxy_balancer semantics.
 #[derive(Debug, Parser)]
@@ -179,6 +180,6 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     drop(out);
 
     let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
-    serve(listener, site, shutdown).await?;
+    Server::new().serve(listener, site, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

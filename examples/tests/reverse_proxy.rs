@@ -2,17 +2,23 @@
 
 use std::time::Duration;
 
-use examples::{demo_store, proxy_service, start_demo_backends};
+use examples::{demo_store, start_demo_backends};
+use proxy_balancer::server::Server;
+use proxy_balancer::site::Site;
+use proxy_balancer::sticky_route::RouteCookie;
 use proxy_balancer_test::TestClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_balances_fails_over_and_stops_cleanly() {
     let backends = start_demo_backends(3).await.expect("loopback ports");
     let store = demo_store(&backends).expect("valid demo");
-    let running = examples::start(proxy_service(store))
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a loopback port");
-    let addr = running.addr;
+    let running = Server::new()
+        .spawn(listener, Site::single(store, Some(RouteCookie::new())))
+        .expect("listening");
+    let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let url = format!("http://{addr}/hello");
 
@@ -76,5 +82,5 @@ async fn the_demo_balances_fails_over_and_stops_cleanly() {
     assert_eq!(response.status, 503);
     assert!(response.header("retry-after").is_some());
 
-    running.stop().await.expect("stops cleanly");
+    running.shutdown().await.expect("stops cleanly");
 }

@@ -52,12 +52,14 @@
 mod backend;
 mod body;
 mod client;
+mod demo;
 mod shared_stream;
 mod trace;
 
 pub use backend::{Mode, RecordedRequest, TestBackend, TestBackendBuilder};
 pub use body::ChannelBody;
 pub use client::{TestClient, TestResponse};
+pub use demo::{demo_config, start_demo_backends};
 pub use trace::init_tracing;
 
 /// The boxed error type returned by [`TestClient`].

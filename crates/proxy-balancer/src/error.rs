@@ -182,6 +182,9 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         if let Some(ours) = e.downcast_ref::<Error>() {
             return ours.kind();
         }
+        // hyper-util's pooled client, which users wrap as members (built with the
+        // `http-client` feature, which depends on it).
+        #[cfg(feature = "http-client")]
         if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             if client.is_connect() {
                 return ErrorKind::Connect;

@@ -115,17 +115,42 @@
 
 pub mod balancer;
 mod builder;
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod client;
 pub mod error;
+#[cfg(feature = "health-probe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "health-probe")))]
 pub mod health_probe;
+#[cfg(feature = "heartbeat")]
+#[cfg_attr(docsrs, doc(cfg(feature = "heartbeat")))]
 pub mod heartbeat;
 pub mod proxy_pass;
 pub mod retry_window;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
+#[cfg(feature = "site")]
+#[cfg_attr(docsrs, doc(cfg(feature = "site")))]
+pub mod site;
 pub mod sticky_route;
+
+/// The balancer-manager: Apache's status page, its XML and JSON views, and member edits
+/// (the `proxy-balancer-manager` crate).
+#[cfg(feature = "manager")]
+#[cfg_attr(docsrs, doc(cfg(feature = "manager")))]
+pub use proxy_balancer_manager as manager;
+
+/// The Apache httpd configuration reader and its check (the
+/// `proxy-balancer-apache-config` crate).
+#[cfg(feature = "apache-config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "apache-config")))]
+pub use proxy_balancer_apache_config as apache_config;
 
 pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
 pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
+#[cfg(feature = "health-probe")]
 pub use health_probe::HealthProbe;
 pub use sticky_route::{StickyRoute, StickyRouteLayer};
 
@@ -133,5 +158,6 @@ pub use proxy_balancer_core as core;
 pub use proxy_balancer_core::{
     lbmethod, BalancerParams, BalancerSnapshot, BalancerStore, BusyGuard, ConfigError, LbMethod,
     LbMethodKind, LbSet, LoadFactor, Member, MemberId, MemberParams, MemberState, MemberUrl, Nonce,
-    ParamError, PickError, PickRequest, Picked, Route, StatusFlags, StatusLabel, StickySession,
+    ParamError, PeerAddr, PickError, PickRequest, Picked, Route, StatusFlags, StatusLabel,
+    StickySession,
 };

@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use examples::site::Site;
-use examples::{demo_config, start_demo_backends};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use proxy_balancer_apache_config::parse;
+use proxy_balancer::apache_config::parse;
+use proxy_balancer::server::Server;
+use proxy_balancer::site::Site;
 use proxy_balancer_test::TestClient;
+use proxy_balancer_test::{demo_config, start_demo_backends};
 
 /// Set to `1` to make a missing prerequisite fail the test instead of skipping it.
 const REQUIRE_DEPS: &str = "PROXY_BALANCER_REQUIRE_TEST_DEPS";
@@ -174,7 +175,7 @@ fn member_row<'a>(source: &'a str, url: &str) -> Option<&'a str> {
 fn screenshot_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
             PathBuf::from,
         )
         .join("browser")
@@ -215,8 +216,11 @@ async fn a_member_is_disabled_through_the_manager_page_in_chromium_or_skipped_wi
     let backends = start_demo_backends(2).await.expect("loopback ports");
     let config = parse(&demo_config(&backends)).expect("the demo parses");
     let site = Site::from_config(&config).expect("buildable");
-    let running = examples::start(site).await.expect("a loopback port");
-    let addr = running.addr;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let running = Server::new().spawn(listener, site).expect("listening");
+    let addr = running.local_addr();
 
     let driver = Driver::start(&chromedriver).await;
     let mut builder = ClientBuilder::new(HttpConnector::new());
@@ -259,7 +263,7 @@ async fn a_member_is_disabled_through_the_manager_page_in_chromium_or_skipped_wi
     assert!(written > 1000, "{} is only {written} bytes", path.display());
     eprintln!("screenshot: {}", path.display());
 
-    running.stop().await.expect("stops cleanly");
+    running.shutdown().await.expect("stops cleanly");
 }
 
 /// Opens the manager, checks both members are `Init Ok`, follows `member`'s link, sets its

@@ -1,4 +1,4 @@
-//! The chaos suite (issue #8): the reverse proxy of [`examples::site`], built from Apache
+//! The chaos suite (issue #8): the reverse proxy of [`proxy_balancer::site`], built from Apache
 //! configuration text, under steady concurrent load while a scripted driver kills, slows,
 //! breaks, health-fails and disables its members through their test controls and the
 //! balancer-manager, always leaving at least one member healthy.
@@ -40,11 +40,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use examples::site::Site;
 use http_body_util::Full;
+use proxy_balancer::apache_config::parse;
 use proxy_balancer::health_probe::HealthMonitor;
+use proxy_balancer::server::Server;
+use proxy_balancer::site::Site;
 use proxy_balancer::{BalancerStore, Member};
-use proxy_balancer_apache_config::parse;
 use proxy_balancer_test::{Mode, TestBackend, TestClient};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -86,7 +87,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const SETTLE: Duration = Duration::from_millis(1_500);
 /// How long the teardown may take to get back to the baseline (tasks, connections, busy).
 const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
-/// How long the proxy of [`examples::start`] waits for open connections when it stops (its
+/// How long the proxy of [`Server`] waits for open connections when it stops (its
 /// `DRAIN`).
 const PROXY_DRAIN: Duration = Duration::from_secs(5);
 /// The script's margin for a probe round trip and a client's next request, in planning
@@ -845,7 +846,7 @@ async fn every_request_is_served_while_members_fail_and_recover() {
     check_script(&steps);
 
     // The backends first: their tasks are part of the baseline.
-    let backends = examples::start_demo_backends(MEMBERS)
+    let backends = proxy_balancer_test::start_demo_backends(MEMBERS)
         .await
         .expect("loopback ports");
     let baseline_tasks = alive_tasks();
@@ -857,8 +858,11 @@ async fn every_request_is_served_while_members_fail_and_recover() {
     let expected: Vec<String> = backends.iter().map(TestBackend::url).collect();
     assert_eq!(urls, expected, "members in backend order");
     let monitor = site.probes()[0].monitor();
-    let running = examples::start(site).await.expect("a loopback port");
-    let addr = running.addr;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let running = Server::new().spawn(listener, site).expect("listening");
+    let addr = running.local_addr();
     let manager = Manager::connect(addr).await;
 
     let observed = Arc::new(Observed {
@@ -913,7 +917,7 @@ async fn every_request_is_served_while_members_fail_and_recover() {
 
     // Stop the proxy; the clients are gone, so no inbound connection should hold it up.
     let stopping = Instant::now();
-    running.stop().await.expect("the proxy stops cleanly");
+    running.shutdown().await.expect("the proxy stops cleanly");
     let stop_took = stopping.elapsed();
     // The site (its balancer, member clients and health probes) went with the server task.
     let (tasks_back, tasks_took) = settle(TEARDOWN_LIMIT, || alive_tasks() <= baseline_tasks).await;

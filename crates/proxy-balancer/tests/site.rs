@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use examples::site::Site;
-use examples::start_demo_backends;
-use proxy_balancer_apache_config::parse;
+use proxy_balancer::apache_config::parse;
+use proxy_balancer::server::Server;
+use proxy_balancer::site::Site;
+use proxy_balancer_test::start_demo_backends;
 use proxy_balancer_test::TestClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,8 +41,11 @@ Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
     let config = parse(&text).expect("a valid config");
     let site = Site::from_config(&config).expect("buildable");
     assert_eq!(site.stores().len(), 2);
-    let running = examples::start(site).await.expect("a loopback port");
-    let addr = running.addr;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let running = Server::new().spawn(listener, site).expect("listening");
+    let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
 
     // /shop goes to the shop balancer, sticky with its cookie.
@@ -96,7 +100,7 @@ Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
         assert_eq!(r.status, 404, "{path}");
     }
 
-    running.stop().await.expect("stops cleanly");
+    running.shutdown().await.expect("stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,12 +151,15 @@ ProxyPass / balancer://app/
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manager_re_enables_a_member_with_a_post() {
-    use examples::demo_config;
+    use proxy_balancer_test::demo_config;
     let backends = start_demo_backends(2).await.expect("loopback ports");
     let config = parse(&demo_config(&backends)).expect("the demo parses");
     let site = Site::from_config(&config).expect("buildable");
-    let running = examples::start(site).await.expect("a loopback port");
-    let addr = running.addr;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let running = Server::new().spawn(listener, site).expect("listening");
+    let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let manager = format!("http://{addr}/balancer-manager");
 
@@ -221,5 +228,5 @@ async fn the_manager_re_enables_a_member_with_a_post() {
     }
     assert!(seen.iter().any(|b| b == "backend-2"), "{seen:?}");
 
-    running.stop().await.expect("stops cleanly");
+    running.shutdown().await.expect("stops cleanly");
 }

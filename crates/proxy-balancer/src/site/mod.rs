@@ -1,0 +1,331 @@
+//! The reverse proxy an Apache httpd configuration describes, as one tower service.
+//!
+//! [`Site::from_config`] builds, from a parsed [`Config`](crate::apache_config::Config):
+//! one balancer stack per `<Proxy balancer://…>` (the [`Balancer`] over the built-in
+//! [`MakeHttpMember`] client, sticky routes with the route cookie of Apache's documented
+//! `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` recipe, errors answered as Apache
+//! does), the `ProxyPass` routes to them (first match, Apache's segment rule; `!`
+//! exclusions answer 404), the other `Header` directives filled from the `BALANCER_*`
+//! values, the health probes of members with `hc*` parameters (stopped when the last clone
+//! of the site is dropped), and the balancer-manager of `<Location …> SetHandler
+//! balancer-manager`.
+//!
+//! Serve it with [`Server`](crate::server::Server), which puts the client's
+//! [`PeerAddr`](crate::PeerAddr) in each request (for `X-Forwarded-For` and the manager's
+//! `Require ip` rule).
+//!
+//! # Example
+//!
+//! ```
+//! use proxy_balancer::apache_config::parse;
+//! use proxy_balancer::server::Server;
+//! use proxy_balancer::site::Site;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let config = parse(
+//!     r#"
+//!     <Proxy "balancer://app">
+//!         BalancerMember "http://127.0.0.1:8001" route=n1
+//!         BalancerMember "http://127.0.0.1:8002" route=n2
+//!         ProxySet stickysession=ROUTEID
+//!     </Proxy>
+//!     ProxyPass        "/" "balancer://app/"
+//!     ProxyPassReverse "/" "balancer://app/"
+//!     "#,
+//! )?;
+//! let site = Site::from_config(&config)?;
+//! assert_eq!(site.stores().len(), 1);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = Server::new().spawn(listener, site)?;
+//! // ... serves http://{server.local_addr()}/ until:
+//! server.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+pub mod future;
+mod headers;
+mod wiring;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tower::util::Oneshot;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use crate::apache_config::{Config, HeaderDirective, ProxyTarget};
+use crate::balancer::{BalancedBody, BalancerOptions};
+use crate::client::{MakeHttpMember, MemberBody};
+use crate::health_probe::HealthProbe;
+use crate::manager::BalancerManager;
+use crate::proxy_pass::{prepare_request_headers, ForwardedHeaders, ProxyPass};
+use crate::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
+use crate::{Balancer, BalancerStore, ErrorResponseLayer, PeerAddr};
+
+pub use self::error::SiteError;
+pub use self::future::ResponseFuture;
+use self::headers::{is_route_cookie, route_cookie};
+
+/// The stack of one balancer: sticky routes, the balancer over the built-in HTTP client,
+/// and errors turned into Apache's responses.
+pub type ProxyService =
+    crate::error::ErrorResponse<StickyRoute<Balancer<MakeHttpMember<Incoming>>>>;
+
+/// The body of the site's responses: a member's, or one the proxy wrote (errors, 404, the
+/// balancer-manager's pages).
+pub type ProxyBody = Either<BalancedBody<MemberBody>, Full<Bytes>>;
+
+enum Target {
+    Balancer(ProxyService),
+    Excluded,
+}
+
+struct Route {
+    pass: ProxyPass,
+    target: Target,
+}
+
+/// The reverse proxy of an Apache configuration, as one tower service; see the
+/// [module docs](self).
+///
+/// Cloning is cheap (the parts are shared); the health probes stop when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct Site {
+    /// The balancer-manager and where it is mounted, if the configuration has one.
+    manager: Option<BalancerManager>,
+    /// The health probes of the configuration's members; they stop with the last clone.
+    probes: Arc<[HealthProbe]>,
+    routes: Arc<[Route]>,
+    stores: Arc<[Arc<BalancerStore>]>,
+    /// `Header` directives filled from the `BALANCER_*` values of each response.
+    headers: Arc<[HeaderDirective]>,
+    /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
+    forwarded: Arc<ForwardedHeaders>,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("probes", &self.probes.len())
+            .field("routes", &self.routes.len())
+            .field("balancers", &self.stores.len())
+            .field(
+                "manager",
+                &self.manager.as_ref().map(BalancerManager::mount),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== impl Site =====
+
+impl Site {
+    /// Builds the site a configuration describes (see the [module docs](self)) and starts
+    /// its health probes (so: inside a tokio runtime).
+    ///
+    /// # Errors
+    ///
+    /// If a parameter is invalid, a `ProxyPass` names a balancer that is not defined, a
+    /// health check or the manager's `<Location>` is invalid. Each error names its line.
+    pub fn from_config(config: &Config) -> Result<Self, SiteError> {
+        let now = tokio::time::Instant::now().into_std();
+        let mut stores = Vec::new();
+        for (params, members) in config.balancers().map_err(SiteError::Params)? {
+            let name = params.name.clone();
+            let store = BalancerStore::new(params, members, now)
+                .map_err(|source| SiteError::Balancer { name, source })?;
+            stores.push(Arc::new(store));
+        }
+        let cookie = route_cookie(config);
+        let mut routes = Vec::new();
+        for pass in &config.proxy_passes {
+            let line = pass.span.line;
+            let mapping = |backend: &str| {
+                ProxyPass::new(&pass.path, backend)
+                    .map_err(|source| SiteError::Mapping { line, source })
+            };
+            let route = match &pass.target {
+                ProxyTarget::Balancer { name, path } => {
+                    let store = stores
+                        .iter()
+                        .find(|s| s.snapshot().params().name == *name)
+                        .ok_or_else(|| SiteError::ProxyPass {
+                            line,
+                            reason: format!(
+                                "ProxyPass {} {name}{path}: {name} is not defined (no <Proxy \"{name}\"> or BalancerMember for it)",
+                                pass.path
+                            ),
+                        })?;
+                    Route {
+                        pass: mapping(&format!("{name}{path}"))?,
+                        target: Target::Balancer(stack(Arc::clone(store), cookie.clone())),
+                    }
+                }
+                ProxyTarget::Exclude => Route {
+                    pass: mapping("balancer://excluded/")?,
+                    target: Target::Excluded,
+                },
+                ProxyTarget::Url(url) => {
+                    return Err(SiteError::ProxyPass {
+                        line,
+                        reason: format!(
+                            "ProxyPass {} {url}: a plain URL target is not served yet; put the URL in a <Proxy balancer://…> as a BalancerMember",
+                            pass.path
+                        ),
+                    })
+                }
+                _ => {
+                    return Err(SiteError::ProxyPass {
+                        line,
+                        reason: format!("ProxyPass {}: this target is not served", pass.path),
+                    })
+                }
+            };
+            routes.push(route);
+        }
+        let (probes, health) = wiring::spawn_probes(config, &stores)?;
+        let manager = wiring::manager(config, &stores, &health)?;
+        let headers: Vec<HeaderDirective> = config
+            .headers
+            .iter()
+            .filter(|h| !is_route_cookie(h))
+            .cloned()
+            .collect();
+        Ok(Self {
+            manager,
+            probes: probes.into(),
+            routes: routes.into(),
+            stores: stores.into(),
+            headers: headers.into(),
+            forwarded: Arc::new(ForwardedHeaders::new()),
+        })
+    }
+
+    /// A site serving everything (`ProxyPass "/"`) through one balancer stack (see
+    /// [`stack`]): no manager, no probes, no `Header` directives.
+    #[must_use]
+    pub fn single(store: Arc<BalancerStore>, cookie: Option<RouteCookie>) -> Self {
+        // The mapping `/` → `/`: every path goes to the members unchanged.
+        let target = Target::Balancer(stack(Arc::clone(&store), cookie));
+        let routes: Vec<Route> = match ProxyPass::new("/", "balancer://default/") {
+            Ok(pass) => vec![Route { pass, target }],
+            // Never: the mapping is a constant.
+            Err(_) => Vec::new(),
+        };
+        Self {
+            manager: None,
+            probes: Vec::new().into(),
+            routes: routes.into(),
+            stores: vec![store].into(),
+            headers: Vec::new().into(),
+            forwarded: Arc::new(ForwardedHeaders::new()),
+        }
+    }
+
+    /// The balancers of the site.
+    #[must_use]
+    pub fn stores(&self) -> &[Arc<BalancerStore>] {
+        &self.stores
+    }
+
+    /// The balancer-manager, if the configuration mounts one.
+    #[must_use]
+    pub fn manager(&self) -> Option<&BalancerManager> {
+        self.manager.as_ref()
+    }
+
+    /// The health probes running for the site's balancers (one per balancer with probed
+    /// members).
+    #[must_use]
+    pub fn probes(&self) -> &[HealthProbe] {
+        &self.probes
+    }
+
+    /// Whether a path is the manager's (its mount, or under it).
+    fn is_manager_path(&self, path: &str) -> Option<&BalancerManager> {
+        let manager = self.manager.as_ref()?;
+        path.strip_prefix(manager.mount())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            .then_some(manager)
+    }
+}
+
+/// The stack of one balancer: errors as Apache answers them, sticky routes (and the route
+/// cookie if given), the balancer over the built-in client with idempotent requests retried
+/// on another member.
+#[must_use]
+pub fn stack(store: Arc<BalancerStore>, cookie: Option<RouteCookie>) -> ProxyService {
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let balancer = Balancer::with_options(Arc::clone(&store), MakeHttpMember::new(), options);
+    let mut sticky = StickyRouteLayer::new(store);
+    if let Some(cookie) = cookie {
+        sticky = sticky.with_cookie(cookie);
+    }
+    tower::ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(sticky)
+        .service(balancer)
+}
+
+fn not_found() -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        b"404 Not Found\n",
+    ))));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+impl Service<Request<Incoming>> for Site {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        if let Some(manager) = self.is_manager_path(request.uri().path()) {
+            return ResponseFuture::manager(manager.clone().oneshot(request));
+        }
+        let path = request.uri().path();
+        let Some(route) = self.routes.iter().find(|r| r.pass.matches(path)) else {
+            return ResponseFuture::ready(not_found());
+        };
+        let Target::Balancer(service) = &route.target else {
+            return ResponseFuture::ready(not_found());
+        };
+        // The member sees the backend path of the ProxyPass mapping (most often the same
+        // path: then the URI is kept as it is).
+        let mapped = route.pass.map_path(path).ok().filter(|m| m != path);
+        if let Some(mapped) = mapped {
+            let query = request
+                .uri()
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            if let Ok(uri) = format!("{mapped}{query}").parse::<Uri>() {
+                *request.uri_mut() = uri;
+            }
+        }
+        // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
+        // X-Forwarded-For/-Host added, and Host left for the member client to set to the
+        // member's (ProxyPreserveHost Off; an empty member authority removes it).
+        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+        prepare_request_headers(request.headers_mut(), &self.forwarded, peer, "");
+        ResponseFuture::proxy(service.clone().oneshot(request), Arc::clone(&self.headers))
+    }
+}
+
+/// What a [`Site`] route forwards to: the stack's request future.
+type ProxyOneshot = Oneshot<ProxyService, Request<Incoming>>;
