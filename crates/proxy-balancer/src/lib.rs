@@ -16,9 +16,10 @@
 //! | [`sticky_route`] | session routes from cookies and URLs, the route cookie | `stickysession`, `stickysessionsep`, `scolonpathdelim`, `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` |
 //! | [`health_probe`] | background health checks driving `+C` | mod_proxy_hcheck: `hcmethod`, `hcuri`, `hcinterval`, `hcpasses`, `hcfails`, `ProxyHCTemplate`, `ProxyHCExpr` |
 //! | [`heartbeat`] | load reports for `lbmethod=heartbeat` | mod_heartbeat / mod_heartmonitor |
-//!
-//! The balancer-manager is on its way (see the README's status table); the Apache
-//! configuration reader and its check are the `proxy-balancer-apache-config` crate.
+//! | [`server`] | serving a service over HTTP/1.1 and h2c, client address, graceful stop | the server itself |
+//! | [`site`] | the whole reverse proxy of an Apache configuration as one service | httpd.conf |
+//! | [`manager`] | the balancer-manager (re-export of `proxy-balancer-manager`) | `SetHandler balancer-manager` |
+//! | [`apache_config`] | the configuration reader and `--check` (re-export of `proxy-balancer-apache-config`) | httpd.conf syntax |
 //!
 //! # Quick start
 //!
@@ -82,7 +83,21 @@
 //! # }
 //! ```
 //!
-//! Features: none yet; everything above is in the default build.
+//! # Features
+//!
+//! | feature | what it adds | default |
+//! | --- | --- | --- |
+//! | `http-client` | [`client::MakeHttpMember`], the built-in pooled HTTP/1.1 member client (hyper's client side) | yes |
+//! | `health-probe` | [`health_probe`] (regex, for `ProxyHCExpr`) | |
+//! | `heartbeat` | [`heartbeat`] | |
+//! | `manager` | [`manager`] | |
+//! | `apache-config` | [`apache_config`] | |
+//! | `server` | [`server`] (hyper's server side, h2) | |
+//! | `site` | [`site`]; enables all of the above but `heartbeat` | |
+//! | `full` | everything | |
+//!
+//! Without features the crate is the balancer, sticky routes, retry windows, proxy headers
+//! and error answers over any tower member service, e.g. a `hyper-util` client of your own.
 //!
 //! # From Apache to Rust
 //!
@@ -98,7 +113,6 @@
 //! | `lbmethod=byrequests\|bytraffic\|bybusyness` | [`LbMethodKind`] |
 //! | `maxattempts`, `nofailover`, `forcerecovery`, `stickysession` … | fields of [`BalancerParams`] |
 //! | worker shared memory (`busy`, `elected`, `lbstatus` …) | [`MemberState`] |
-//!
 //! | `ProxyPass / balancer://name/` | [`Balancer`] (with [`proxy_pass::ProxyPass`] for prefixes) |
 //! | `failonstatus`, `failontimeout`, `retry` | [`retry_window`] |
 //! | `BALANCER_*` environment variables | [`BalancerInfo`] response extension |
@@ -106,7 +120,8 @@
 //! # Examples
 //!
 //! In the repository's `examples/`:
-//! - `cargo run --release --example reverse-proxy`: a reverse proxy over demo backends;
+//! - `cargo run --release --example reverse-proxy`: a reverse proxy over demo backends
+//!   ([`site`] and [`server`] with argument parsing around them);
 //! - `cargo run --release --example schedule -- 1 2 3`: the pick order for load factors
 //!   1, 2 and 3 (`C B A C B C`, as Apache's).
 

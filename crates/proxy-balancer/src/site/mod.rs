@@ -1,6 +1,6 @@
 //! The reverse proxy an Apache httpd configuration describes, as one tower service.
 //!
-//! [`Site::from_config`] builds, from a parsed [`Config`](crate::apache_config::Config):
+//! [`Site::from_config`] builds, from a parsed [`Config`]:
 //! one balancer stack per `<Proxy balancer://…>` (the [`Balancer`] over the built-in
 //! [`MakeHttpMember`] client, sticky routes with the route cookie of Apache's documented
 //! `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` recipe, errors answered as Apache
@@ -11,7 +11,7 @@
 //! balancer-manager`.
 //!
 //! Serve it with [`Server`](crate::server::Server), which puts the client's
-//! [`PeerAddr`](crate::PeerAddr) in each request (for `X-Forwarded-For` and the manager's
+//! [`PeerAddr`] in each request (for `X-Forwarded-For` and the manager's
 //! `Require ip` rule).
 //!
 //! # Example
