@@ -14,6 +14,7 @@ use tower::util::Oneshot;
 
 use super::{headers::apply_headers, ProxyBody, ProxyOneshot};
 use crate::apache_config::HeaderDirective;
+use crate::proxy_pass::strip_hop_by_hop;
 use crate::manager::BalancerManager;
 
 type ManagerOneshot = Oneshot<BalancerManager, Request<Incoming>>;
@@ -80,6 +81,8 @@ impl Future for ResponseFuture {
         match self.project().kind.project() {
             KindProj::Proxy { inner, headers } => {
                 let mut response = ready!(inner.poll(cx))?;
+                // The member's hop-by-hop headers end at the proxy.
+                strip_hop_by_hop(response.headers_mut());
                 apply_headers(headers, &mut response);
                 Poll::Ready(Ok(response))
             }
