@@ -4,7 +4,10 @@
 //! blocks with `BalancerMember` and `ProxySet`, `ProxyPass`/`ProxyPassReverse`,
 //! `ProxyHCTemplate`/`ProxyHCExpr`, `BalancerGrowth`/`BalancerPersist`/`BalancerInherit`,
 //! `ProxyTimeout`, `Header … %{BALANCER_…}e` response headers and balancer-manager
-//! `<Location>`s, through `<VirtualHost>` and `<IfModule>` blocks. Every other directive
+//! `<Location>`s, through `<VirtualHost>` and `<IfModule>` blocks; and, in server context,
+//! what a reverse proxy site applies to each request: `ProxyPreserveHost`,
+//! `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
+//! `ServerName`. Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
 //! be given. Every parameter is checked as Apache checks it at start-up, and every mistake is
 //! reported with its line and column and, for near misses, a "did you mean".

@@ -55,7 +55,8 @@ impl Config {
     /// Global directives come first, then `ProxyHCExpr` and `ProxyHCTemplate` (Apache needs
     /// them before their use), the `<Proxy>` blocks with their members and a `ProxySet` for
     /// the balancer parameters not given on a `ProxyPass`, the `ProxyPass`,
-    /// `ProxyPassReverse` and `Header` directives, and the manager locations. Skipped
+    /// `ProxyPassReverse`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
+    /// `Header` directives, and the manager locations. Skipped
     /// directives are not written. [`parse`](crate::parse) reads the text back to the same
     /// configuration (see [`Config::without_spans`]).
     #[must_use]
@@ -73,6 +74,25 @@ impl Config {
         }
         if let Some(b) = self.balancer_inherit {
             let _ = writeln!(out, "BalancerInherit {}", on_off(b));
+        }
+        if let Some(s) = &self.server_name {
+            out.push_str("ServerName ");
+            let mut text = String::new();
+            if let Some(scheme) = &s.scheme {
+                let _ = write!(text, "{scheme}://");
+            }
+            text.push_str(&s.host);
+            if let Some(port) = s.port {
+                let _ = write!(text, ":{port}");
+            }
+            out.push_str(&word(&text));
+            out.push('\n');
+        }
+        if let Some(b) = self.proxy_preserve_host {
+            let _ = writeln!(out, "ProxyPreserveHost {}", on_off(b));
+        }
+        if let Some(b) = self.proxy_add_headers {
+            let _ = writeln!(out, "ProxyAddHeaders {}", on_off(b));
         }
         for e in &self.hc_exprs {
             let _ = writeln!(out, "ProxyHCExpr {} {{{}}}", word(&e.name), e.expr);
@@ -122,6 +142,24 @@ impl Config {
                 word(&r.path),
                 word(&r.target)
             );
+        }
+        for (directive, rewrites) in [
+            (
+                "ProxyPassReverseCookieDomain",
+                &self.proxy_pass_reverse_cookie_domains,
+            ),
+            (
+                "ProxyPassReverseCookiePath",
+                &self.proxy_pass_reverse_cookie_paths,
+            ),
+        ] {
+            for r in rewrites {
+                let _ = write!(out, "{directive} {} {}", word(&r.internal), word(&r.public));
+                if r.interpolate {
+                    out.push_str(" interpolate");
+                }
+                out.push('\n');
+            }
         }
         for h in &self.headers {
             out.push_str("Header ");
@@ -175,6 +213,13 @@ impl Config {
             zero_params(&mut p.params);
         }
         c.proxy_pass_reverses.iter_mut().for_each(|r| r.span = z);
+        c.proxy_pass_reverse_cookie_domains
+            .iter_mut()
+            .chain(&mut c.proxy_pass_reverse_cookie_paths)
+            .for_each(|r| r.span = z);
+        if let Some(s) = &mut c.server_name {
+            s.span = z;
+        }
         for t in &mut c.hc_templates {
             t.span = z;
             zero_params(&mut t.params);
