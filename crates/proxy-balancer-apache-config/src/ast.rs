@@ -122,7 +122,8 @@ pub struct CookieRewrite {
 pub struct ServerName {
     /// The scheme before `://`, lower-cased, if one was given (`https`).
     pub scheme: Option<String>,
-    /// The host name or address as written (an IPv6 address keeps its brackets).
+    /// The host name or address as written (an IPv6 address keeps its brackets; Apache 2.4
+    /// refuses those as a wildcard pattern, this parser takes them).
     pub host: String,
     /// The port after `:`, if one was given (1 to 65535).
     pub port: Option<u16>,
@@ -233,6 +234,7 @@ pub struct Config {
     /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
     /// `ProxyPassReverseCookiePath` and `ServerName` are read in server context only: written
     /// inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block they are checked (outside
-    /// `<Location>`) and listed here, not applied to the whole server.
+    /// `<Location>`) and listed here, not applied to the whole server (`ServerName` in a
+    /// `<Proxy>` block is an error, as in Apache).
     pub skipped: Vec<Skipped>,
 }

@@ -634,6 +634,12 @@ impl Parser {
                 Ok(())
             }
             "servername" => {
+                if in_proxy != InProxy::Outside {
+                    return Err(syntax(span, "ServerName is not allowed in a <Proxy> block")
+                        .with_hint(Some(
+                            "move it to the server or <VirtualHost> it names".to_owned(),
+                        )));
+                }
                 let v = one_arg(span, "ServerName", &args)?;
                 let server_name = server_name(span, v)?;
                 self.server_setting(&name.text, span, |c| c.server_name = Some(server_name));

@@ -235,7 +235,13 @@ fn outside_server_context_they_are_checked_and_skipped() {
     let e = one_error("<VirtualHost *:80>\nProxyPreserveHost Maybe\n</VirtualHost>");
     assert_eq!(e.span, at(2, 19));
     let e = one_error("<Proxy balancer://x>\nServerName a:0\n</Proxy>");
-    assert_eq!(e.span, at(2, 12));
+    assert_eq!(e.span, at(2, 1));
+    // As in Apache: "ServerName not allowed in <Proxy> context".
+    assert_eq!(
+        e.to_string(),
+        "line 2, column 1: ServerName is not allowed in a <Proxy> block \
+         (move it to the server or <VirtualHost> it names)"
+    );
 }
 
 #[test]
