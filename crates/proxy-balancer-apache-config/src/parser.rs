@@ -187,10 +187,13 @@ pub(crate) fn url_key(url: &str) -> String {
     key
 }
 
+/// An unknown parameter. `other_hint` says where the key is known (a balancer key on a
+/// member…); it comes before a "did you mean": `lbmethod` on a plain `ProxyPass` is a
+/// balancer parameter in the wrong place, not a typo of `hcmethod`.
 fn unknown_param(p: &Param, candidates: &[&str], other_hint: Option<String>) -> ParseError {
-    let hint = keys::did_you_mean(&p.key, candidates)
-        .map(|k| format!("did you mean \"{k}\"?"))
-        .or(other_hint);
+    let hint = other_hint.or_else(|| {
+        keys::did_you_mean(&p.key, candidates).map(|k| format!("did you mean \"{k}\"?"))
+    });
     ParseError::new(
         p.span,
         ParseErrorKind::UnknownParameter,
