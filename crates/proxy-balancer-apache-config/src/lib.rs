@@ -14,7 +14,9 @@
 //!
 //! [`Config::balancers`] turns the result into the core's
 //! [`BalancerParams`](proxy_balancer_core::BalancerParams) and
-//! [`MemberParams`](proxy_balancer_core::MemberParams); [`Config::render`] writes Apache
+//! [`MemberParams`](proxy_balancer_core::MemberParams), and
+//! [`Config::url_worker_balancer`] does the same for a `ProxyPass` to a plain URL (a balancer
+//! of one member); [`Config::render`] writes Apache
 //! syntax back; [`doctor`] finds the misconfigurations that cause outages.
 //!
 //! ```

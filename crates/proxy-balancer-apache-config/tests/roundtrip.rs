@@ -182,8 +182,17 @@ fn config() -> impl Strategy<Value = Config> {
         let others = (
             prop::collection::vec(
                 prop_oneof![
-                    ("/[a-z]{0,6}", url()).prop_map(|(p, u)| (p, ProxyTarget::Url(u))),
-                    "/[a-z]{0,6}".prop_map(|p| (p, ProxyTarget::Exclude)),
+                    (
+                        "/[a-z]{0,6}",
+                        url(),
+                        prop::collection::vec(member_param(nt, ne), 0..4)
+                    )
+                        .prop_map(|(p, u, params)| (
+                            p,
+                            ProxyTarget::Url(u),
+                            params
+                        )),
+                    "/[a-z]{0,6}".prop_map(|p| (p, ProxyTarget::Exclude, Vec::new())),
                 ],
                 0..3,
             ),
@@ -278,11 +287,11 @@ fn config() -> impl Strategy<Value = Config> {
                         span: Span::default(),
                     });
                 }
-                for (path, target) in plain {
+                for (path, target, params) in plain {
                     c.proxy_passes.push(ProxyPassConfig {
                         path,
                         target,
-                        params: Vec::new(),
+                        params,
                         span: Span::default(),
                     });
                 }
@@ -328,6 +337,13 @@ proptest! {
         let text = config.render();
         let parsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(parsed.without_spans(), config, "{}", text);
-        prop_assert_eq!(format!("{parsed}"), text);
+        prop_assert_eq!(format!("{parsed}"), text.as_str());
+        // Every plain-url ProxyPass converts to a one-member balancer.
+        for pass in parsed.proxy_passes.iter().filter(|p| matches!(p.target, ProxyTarget::Url(_))) {
+            let (_, members) = parsed
+                .url_worker_balancer(pass)
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(members.len(), 1);
+        }
     }
 }
