@@ -5,12 +5,26 @@ use std::fmt::{self, Write as _};
 
 use crate::ast::{Config, Param, ProxyTarget, Span};
 
-/// A word as Apache reads it back: quoted when it is empty or holds blanks or quotes.
+/// A word as Apache reads it back: quoted when it is empty, holds blanks or starts with a
+/// quote (or `<`).
+///
+/// A word ending in `\` is quoted too, although that cannot be read back either (`\"` is an
+/// escaped quote): unquoted at the end of a line it would join the next line instead, which is
+/// worse than an error. Use [`inner_word`] for a word that another follows on its line.
 fn word(s: &str) -> Cow<'_, str> {
-    let plain = !s.is_empty()
-        && !s.starts_with(['"', '\'', '<'])
-        && !s.chars().any(|c| c.is_whitespace() || c == '"')
-        && !s.ends_with('\\');
+    if s.ends_with('\\') {
+        Cow::Owned(quoted(s))
+    } else {
+        inner_word(s)
+    }
+}
+
+/// A word that another word follows on its line: as [`word`], but a word ending in `\` is
+/// written as it is, which reads back (only a `\` at the end of a line continues it).
+fn inner_word(s: &str) -> Cow<'_, str> {
+    // Apache reads an unquoted word up to the next blank, quotes inside it included.
+    let plain =
+        !s.is_empty() && !s.starts_with(['"', '\'', '<']) && !s.chars().any(char::is_whitespace);
     if plain {
         Cow::Borrowed(s)
     } else {
@@ -22,10 +36,17 @@ fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\\\""))
 }
 
-fn params(out: &mut String, params: &[Param]) {
-    for p in params {
+/// ` key=value …`, ending its line.
+fn params<'a>(out: &mut String, params: impl IntoIterator<Item = &'a Param>) {
+    let mut params = params.into_iter().peekable();
+    while let Some(p) = params.next() {
         out.push(' ');
-        out.push_str(&word(&format!("{}={}", p.key, p.value)));
+        let text = format!("{}={}", p.key, p.value);
+        if params.peek().is_some() {
+            out.push_str(&inner_word(&text));
+        } else {
+            out.push_str(&word(&text));
+        }
     }
 }
 
@@ -99,7 +120,11 @@ impl Config {
         }
         for t in &self.hc_templates {
             out.push_str("ProxyHCTemplate ");
-            out.push_str(&word(&t.name));
+            out.push_str(&if t.params.is_empty() {
+                word(&t.name)
+            } else {
+                inner_word(&t.name)
+            });
             params(&mut out, &t.params);
             out.push('\n');
         }
@@ -107,29 +132,36 @@ impl Config {
             let _ = writeln!(out, "<Proxy {}>", quoted(&b.name));
             for m in &b.members {
                 out.push_str("    BalancerMember ");
-                out.push_str(&word(&m.url));
+                out.push_str(&if m.params.is_empty() {
+                    word(&m.url)
+                } else {
+                    inner_word(&m.url)
+                });
                 params(&mut out, &m.params);
                 out.push('\n');
             }
             let own = own_params(self, &b.name, &b.params);
             if !own.is_empty() {
                 out.push_str("    ProxySet");
-                for p in own {
-                    params(&mut out, std::slice::from_ref(p));
-                }
+                params(&mut out, own);
                 out.push('\n');
             }
             out.push_str("</Proxy>\n");
         }
         for pp in &self.proxy_passes {
+            let target_word = if pp.params.is_empty() {
+                word
+            } else {
+                inner_word
+            };
             out.push_str("ProxyPass ");
-            out.push_str(&word(&pp.path));
+            out.push_str(&inner_word(&pp.path));
             out.push(' ');
             match &pp.target {
                 ProxyTarget::Balancer { name, path } => {
-                    out.push_str(&word(&format!("{name}{path}")));
+                    out.push_str(&target_word(&format!("{name}{path}")));
                 }
-                ProxyTarget::Url(url) => out.push_str(&word(url)),
+                ProxyTarget::Url(url) => out.push_str(&target_word(url)),
                 ProxyTarget::Exclude => out.push('!'),
             }
             params(&mut out, &pp.params);
@@ -139,7 +171,7 @@ impl Config {
             let _ = writeln!(
                 out,
                 "ProxyPassReverse {} {}",
-                word(&r.path),
+                inner_word(&r.path),
                 word(&r.target)
             );
         }
@@ -154,9 +186,11 @@ impl Config {
             ),
         ] {
             for r in rewrites {
-                let _ = write!(out, "{directive} {} {}", word(&r.internal), word(&r.public));
+                let _ = write!(out, "{directive} {} ", inner_word(&r.internal));
                 if r.interpolate {
-                    out.push_str(" interpolate");
+                    let _ = write!(out, "{} interpolate", inner_word(&r.public));
+                } else {
+                    out.push_str(&word(&r.public));
                 }
                 out.push('\n');
             }
@@ -166,7 +200,13 @@ impl Config {
             if h.always {
                 out.push_str("always ");
             }
-            let _ = write!(out, "{} {} {}", h.action, word(&h.name), quoted(&h.value));
+            let _ = write!(
+                out,
+                "{} {} {}",
+                h.action,
+                inner_word(&h.name),
+                quoted(&h.value)
+            );
             if let Some(env) = &h.env {
                 out.push(' ');
                 out.push_str(&word(&format!("env={env}")));
