@@ -99,6 +99,8 @@ pub struct ProxyPassReverseConfig {
 ///
 /// mod_proxy's `ProxyPassReverseCookieDomain` and `ProxyPassReverseCookiePath`: a cookie
 /// attribute equal to (domain) or starting with (path) `internal` is rewritten to `public`.
+/// Apache takes any third word as `interpolate`; here a third word other than `interpolate`
+/// (any case) is an error, being most likely a mistake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CookieRewrite {
     /// The backend's value (`internal-domain`, `internal-path`), as written.
@@ -118,12 +120,14 @@ pub struct CookieRewrite {
 ///
 /// core's `ServerName`. mod_proxy sends `host` as `X-Forwarded-Server` (with
 /// `ProxyAddHeaders On`), and Apache builds self-referential URLs from all three parts.
+/// Checked as Apache does (no `*` or `?` wildcard: that is `ServerAlias`; a port from 1 to
+/// 65535), except that the port must be all digits (Apache's `atoi` reads `80x` as 80) and
+/// a bracketed IPv6 address is taken (Apache refuses it as a wildcard pattern).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerName {
     /// The scheme before `://`, lower-cased, if one was given (`https`).
     pub scheme: Option<String>,
-    /// The host name or address as written (an IPv6 address keeps its brackets; Apache 2.4
-    /// refuses those as a wildcard pattern, this parser takes them).
+    /// The host name or address as written (an IPv6 address keeps its brackets).
     pub host: String,
     /// The port after `:`, if one was given (1 to 65535).
     pub port: Option<u16>,

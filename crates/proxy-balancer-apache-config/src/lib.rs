@@ -76,7 +76,11 @@
 //!   key is a worker parameter. `ProxySet url` applies to the member with that URL.
 //! * `hctemplate=` and `hcexpr=` must name a `ProxyHCTemplate`/`ProxyHCExpr` written before.
 //! * `<Location>` blocks other than the balancer manager and blocks such as `<Directory>`
-//!   are skipped; `<VirtualHost>` and `<If…>` blocks are read as if top-level.
+//!   are skipped; `<VirtualHost>` and `<If…>` blocks are read as if top-level, except that
+//!   `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
+//!   `ProxyPassReverseCookiePath` and `ServerName` apply to the whole server only outside
+//!   `<VirtualHost>` and `<Proxy>` blocks (elsewhere they are checked and listed in
+//!   [`Config::skipped`]).
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
