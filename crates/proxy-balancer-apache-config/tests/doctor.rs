@@ -699,3 +699,15 @@ fn values_are_read_as_the_core_reads_them() {
     set_param(&mut c.balancers[0].members[1], "hcmethod", "POST");
     assert_eq!(only(&c, "no-health-check").len(), 1);
 }
+
+/// The site directives are known to the parser, so `--check` reads them without an
+/// "unknown directive", and they bring no finding of their own.
+#[test]
+fn site_directives_are_known() {
+    let text = format!(
+        "{CLEAN}ServerName www.example.com\nProxyPreserveHost On\nProxyAddHeaders Off\n\
+         ProxyPassReverseCookieDomain backend.internal www.example.com\n\
+         ProxyPassReverseCookiePath /app /\n"
+    );
+    assert_eq!(rules_of(&text), vec![]);
+}
