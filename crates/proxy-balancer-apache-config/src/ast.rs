@@ -91,6 +91,50 @@ pub struct ProxyPassReverseConfig {
     pub span: Span,
 }
 
+/// A `ProxyPassReverseCookieDomain internal public [interpolate]` or
+/// `ProxyPassReverseCookiePath internal public [interpolate]`: how to rewrite the `domain=`
+/// or `path=` of the `Set-Cookie` headers a backend sends.
+///
+/// # Apache
+///
+/// mod_proxy's `ProxyPassReverseCookieDomain` and `ProxyPassReverseCookiePath`: a cookie
+/// attribute equal to (domain) or starting with (path) `internal` is rewritten to `public`.
+/// Apache takes any third word as `interpolate`; here a third word other than `interpolate`
+/// (any case) is an error, being most likely a mistake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieRewrite {
+    /// The backend's value (`internal-domain`, `internal-path`), as written.
+    pub internal: String,
+    /// The value clients see (`public-domain`, `public-path`), as written.
+    pub public: String,
+    /// The third argument `interpolate` was given (`${VAR}` in the values is replaced from
+    /// the environment when `ProxyPassInterpolateEnv On`).
+    pub interpolate: bool,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
+/// A `ServerName [scheme://]host[:port]`: the name the server gives itself.
+///
+/// # Apache
+///
+/// core's `ServerName`. mod_proxy sends `host` as `X-Forwarded-Server` (with
+/// `ProxyAddHeaders On`), and Apache builds self-referential URLs from all three parts.
+/// Checked as Apache does (no `*` or `?` wildcard: that is `ServerAlias`; a port from 1 to
+/// 65535), except that the port must be all digits (Apache's `atoi` reads `80x` as 80) and
+/// a bracketed IPv6 address is taken (Apache refuses it as a wildcard pattern).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerName {
+    /// The scheme before `://`, lower-cased, if one was given (`https`).
+    pub scheme: Option<String>,
+    /// The host name or address as written (an IPv6 address keeps its brackets).
+    pub host: String,
+    /// The port after `:`, if one was given (1 to 65535).
+    pub port: Option<u16>,
+    /// Where the directive starts.
+    pub span: Span,
+}
+
 /// A `ProxyHCTemplate name key=value …`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HcTemplate {
@@ -176,6 +220,25 @@ pub struct Config {
     pub balancer_inherit: Option<bool>,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
+    /// `ProxyPreserveHost On|Off`: send the client's `Host` header to the backend instead
+    /// of the backend URL's host. `None` when not given (Apache's default is Off).
+    pub proxy_preserve_host: Option<bool>,
+    /// `ProxyAddHeaders On|Off`: add `X-Forwarded-For`, `X-Forwarded-Host` and
+    /// `X-Forwarded-Server` to proxied requests. `None` when not given (Apache's default is
+    /// On).
+    pub proxy_add_headers: Option<bool>,
+    /// The `ProxyPassReverseCookieDomain` directives in order.
+    pub proxy_pass_reverse_cookie_domains: Vec<CookieRewrite>,
+    /// The `ProxyPassReverseCookiePath` directives in order.
+    pub proxy_pass_reverse_cookie_paths: Vec<CookieRewrite>,
+    /// `ServerName`, the last one given (as in Apache).
+    pub server_name: Option<ServerName>,
     /// Directives that are not about balancing, skipped.
+    ///
+    /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
+    /// `ProxyPassReverseCookiePath` and `ServerName` are read in server context only: written
+    /// inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block they are checked (outside
+    /// `<Location>`) and listed here, not applied to the whole server (`ServerName` in a
+    /// `<Proxy>` block is an error, as in Apache).
     pub skipped: Vec<Skipped>,
 }

@@ -25,8 +25,14 @@
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
-//! with a "did you mean", so a [`Config`] only holds known keys. Values the doctor cannot read
-//! (`retry=soon`) are left to the parser too: the rule that needs them skips them.
+//! with a "did you mean", so a [`Config`] only holds known keys. Values are read with the
+//! core's own parsers ([`StatusFlags`], [`StickySession`], [`Route`], [`HcMethod`],
+//! [`MemberParams::set`], [`BalancerParams::set`]), so the doctor sees what the balancer will
+//! run; values they refuse (`retry=soon`) are left to the parser too: the rule that needs
+//! them skips them.
+//!
+//! Each rule is one function, named after its id, whose doc says which Apache behaviour it
+//! checks.
 //!
 //! ```
 //! use proxy_balancer_apache_config::doctor::{check, exit_code, to_json, Severity};
@@ -48,8 +54,12 @@
 //! # Ok::<(), proxy_balancer_apache_config::ParseErrors>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
+
+use proxy_balancer_core::{
+    BalancerParams, HcMethod, MemberParams, Nonce, Route, StatusFlags, StickySession,
+};
 
 use crate::ast::{BalancerConfig, Config, HeaderDirective, MemberConfig, Param, ProxyTarget, Span};
 
@@ -153,13 +163,13 @@ impl fmt::Display for Finding {
 pub fn check(config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     for balancer in &config.balancers {
-        check_balancer(config, balancer, &mut out);
+        balancer_rules(config, balancer, &mut out);
     }
-    check_route_cookies(config, &mut out);
-    check_managers(config, &mut out);
-    check_proxy_passes(config, &mut out);
+    route_cookie_mismatch(config, &mut out);
+    manager_without_require(config, &mut out);
+    proxypass_trailing_slash(config, &mut out);
     for t in &config.hc_templates {
-        check_hcuri(&format!("ProxyHCTemplate {}", t.name), &t.params, &mut out);
+        hcuri_relative(&format!("ProxyHCTemplate {}", t.name), &t.params, &mut out);
     }
     out.sort_by_key(|f| f.span);
     out
@@ -242,7 +252,10 @@ pub fn to_json(findings: &[Finding]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading parameter values leniently.
+// Reading parameter values with the core's parsers.
+//
+// A value the core refuses is skipped: the parser reports it, and the rule that needs it does
+// not guess.
 
 /// The last parameter with this key (keys are case-insensitive; a later one wins, as in Apache).
 fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a Param> {
@@ -252,92 +265,113 @@ fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a Param> {
         .find(|p| p.key.eq_ignore_ascii_case(key))
 }
 
-fn on_off(value: &str) -> Option<bool> {
-    let v = value.trim();
-    if v.eq_ignore_ascii_case("on") {
-        Some(true)
-    } else if v.eq_ignore_ascii_case("off") {
-        Some(false)
-    } else {
-        None
-    }
+/// A member with default parameters, to read one member parameter with the core's
+/// [`MemberParams::set`].
+fn scratch_member() -> MemberParams {
+    MemberParams::new("http://doctor.invalid").expect("invariant: a valid constant url")
 }
 
-fn number(value: &str) -> Option<u64> {
-    let v = value.trim();
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    v.parse().ok()
+/// The last `key=` of a member, read by the core's [`MemberParams::set`] and then `read`:
+/// `None` when it is not given or the core refuses it.
+fn member_value<'a, T>(
+    params: &'a [Param],
+    key: &str,
+    read: impl FnOnce(&MemberParams) -> T,
+) -> Option<(&'a Param, T)> {
+    let p = param(params, key)?;
+    let mut scratch = scratch_member();
+    scratch.set(key, &p.value).ok()?;
+    Some((p, read(&scratch)))
 }
 
-/// The status flags a member starts with (upper-case letters), from its `status=` parameters
-/// applied in order. A value that does not parse is skipped.
-fn status_flags(member: &MemberConfig) -> BTreeSet<char> {
-    let mut flags = BTreeSet::new();
-    for p in member
+/// The last `key=` of a balancer, read by the core's [`BalancerParams::set`] and then `read`:
+/// `None` when it is not given or the core refuses it.
+fn balancer_value<'a, T>(
+    b: &'a BalancerConfig,
+    key: &str,
+    read: impl FnOnce(&BalancerParams) -> T,
+) -> Option<(&'a Param, T)> {
+    let p = param(&b.params, key)?;
+    let mut scratch = BalancerParams::new(&b.name);
+    scratch.set(key, &p.value).ok()?;
+    Some((p, read(&scratch)))
+}
+
+/// An explicit `retry=`, in seconds.
+fn retry_secs(m: &MemberConfig) -> Option<(&Param, u64)> {
+    member_value(&m.params, "retry", |s| s.retry.as_secs())
+}
+
+/// The status flags a member starts with, from its `status=` parameters applied in order by
+/// [`StatusFlags::apply`] (which leaves the flags as they were for a value it refuses).
+fn status_flags(m: &MemberConfig) -> StatusFlags {
+    let mut flags = StatusFlags::EMPTY;
+    for p in m
         .params
         .iter()
         .filter(|p| p.key.eq_ignore_ascii_case("status"))
     {
-        let mut next = flags.clone();
-        let mut set = true;
-        let mut ok = true;
-        for c in p.value.trim().chars() {
-            match c {
-                '+' => set = true,
-                '-' => set = false,
-                c if "DSIRHENC".contains(c.to_ascii_uppercase()) => {
-                    let c = c.to_ascii_uppercase();
-                    if set {
-                        next.insert(c);
-                    } else {
-                        next.remove(&c);
-                    }
-                }
-                _ => ok = false,
-            }
-        }
-        if ok {
-            flags = next;
-        }
+        // A refused value is the parser's error; Apache would not start.
+        let _ = flags.apply(&p.value);
     }
     flags
 }
 
-fn route(member: &MemberConfig) -> Option<&str> {
-    param(&member.params, "route")
-        .map(|p| p.value.as_str())
-        .filter(|r| !r.is_empty())
+/// The member's `route` ([`Route`]; an empty `route=` is none).
+fn route(m: &MemberConfig) -> Option<Route> {
+    member_value(&m.params, "route", |s| s.route.clone()).and_then(|(_, r)| r)
 }
 
-/// The cookie name of a `stickysession` value (`COOKIE|URLPARAM` → `COOKIE`).
-fn sticky_cookie(value: &str) -> &str {
-    value.split('|').next().unwrap_or("").trim()
+/// The balancer's `stickysession`, read as a [`StickySession`].
+fn sticky_session(b: &BalancerConfig) -> Option<(&Param, StickySession)> {
+    balancer_value(b, "stickysession", |s| s.sticky_session.clone())
+        .and_then(|(p, s)| Some((p, s?)))
+}
+
+/// Whether an `hcmethod` value is a real check (`Some(false)` for `NONE`), read as an
+/// [`HcMethod`]; `None` for a value the core refuses.
+fn is_real_method(value: &str) -> Option<bool> {
+    value.parse::<HcMethod>().ok().map(|m| m != HcMethod::None)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-balancer rules.
+// Per-balancer and per-member rules, in the order their findings are made.
 
-fn check_balancer(config: &Config, b: &BalancerConfig, out: &mut Vec<Finding>) {
+/// The rules about one balancer and its members.
+fn balancer_rules(config: &Config, b: &BalancerConfig, out: &mut Vec<Finding>) {
+    for m in &b.members {
+        hcuri_relative(&format!("member {} of {}", m.url, b.name), &m.params, out);
+        retry_too_long(b, m, out);
+        no_health_check(config, b, m, out);
+    }
+    member_starts_disabled(b, out);
+    sticky_without_routes(b, out);
+    routes_without_sticky(b, out);
+    duplicate_route(b, out);
+    nofailover_with_sticky(b, out);
+    maxattempts_zero(b, out);
+    forcerecovery_off_few_members(b, out);
+    nonce_none(b, out);
+    all_hot_standby(b, out);
+}
+
+/// `member-starts-disabled`: a member whose `status` sets `D` (disabled) or `S` (stopped).
+///
+/// Apache starts such a member out of rotation and only the balancer-manager brings it back;
+/// a stopped one is not even health-checked. An error when every member of the balancer
+/// starts so, since then every request gets 503.
+fn member_starts_disabled(b: &BalancerConfig, out: &mut Vec<Finding>) {
     let name = &b.name;
     let n = b.members.len();
-    let sticky = param(&b.params, "stickysession").filter(|p| !sticky_cookie(&p.value).is_empty());
-
-    for m in &b.members {
-        check_member(config, b, m, out);
-    }
-
-    // member-starts-disabled
     let off: Vec<(&MemberConfig, char)> = b
         .members
         .iter()
         .filter_map(|m| {
             let flags = status_flags(m);
-            ['D', 'S']
+            [('D', StatusFlags::DISABLED), ('S', StatusFlags::STOPPED)]
                 .into_iter()
-                .find(|c| flags.contains(c))
-                .map(|c| (m, c))
+                .find(|(_, f)| flags.contains(*f))
+                .map(|(c, _)| (m, c))
         })
         .collect();
     let all_off = n > 0 && off.len() == n;
@@ -372,204 +406,271 @@ fn check_balancer(config: &Config, b: &BalancerConfig, out: &mut Vec<Finding>) {
             ),
         });
     }
+}
 
-    // sticky-without-routes / routes-without-sticky / duplicate-route
-    let routed: Vec<&MemberConfig> = b.members.iter().filter(|m| route(m).is_some()).collect();
-    if let Some(s) = sticky {
-        let cookie = sticky_cookie(&s.value);
-        if n > 0 && routed.is_empty() {
-            out.push(Finding {
-                severity: Severity::Warning,
-                rule: "sticky-without-routes",
-                span: s.span,
-                what: format!("{name} has stickysession={} but none of its members has a route", s.value),
-                causes: format!(
-                    "sessions are never sticky: the balancer looks for the route after the separator in {cookie}, \
-                     finds no member with it, and balances every request anew, so users lose their session \
-                     whenever they land on another backend"
-                ),
-                fix: format!(
-                    "give every member of {name} a distinct route (route=node1, route=node2, …) matching \
-                     what the backends append to {cookie}"
-                ),
-            });
-        } else {
-            for m in b.members.iter().filter(|m| route(m).is_none()) {
-                out.push(Finding {
-                    severity: Severity::Warning,
-                    rule: "sticky-without-routes",
-                    span: m.span,
-                    what: format!("member {} of sticky balancer {name} has no route", m.url),
-                    causes: format!(
-                        "sessions started on {} carry no route, so they are balanced anew on every request \
-                         and lose their session state whenever they land elsewhere",
-                        m.url
-                    ),
-                    fix: format!("add route=… to {} (distinct from the other members' routes)", m.url),
-                });
-            }
-        }
-    } else if !routed.is_empty() {
+/// `sticky-without-routes`: `stickysession` on a balancer whose members (some or all) have
+/// no `route`.
+///
+/// Apache finds the member for a session by the route after the separator in the session
+/// cookie or URL parameter; a member without a route can never be found that way, so its
+/// sessions are balanced anew on every request.
+fn sticky_without_routes(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    let Some((s, sticky)) = sticky_session(b) else {
+        return;
+    };
+    let name = &b.name;
+    let cookie = sticky.cookie();
+    let unrouted: Vec<&MemberConfig> = b.members.iter().filter(|m| route(m).is_none()).collect();
+    if !b.members.is_empty() && unrouted.len() == b.members.len() {
         out.push(Finding {
             severity: Severity::Warning,
-            rule: "routes-without-sticky",
-            span: b.span,
-            what: format!("members of {name} have routes but the balancer has no stickysession"),
-            causes: "the routes are never used: without stickysession no request is routed by its \
-                     session, so users are spread over all members and lose per-backend session state"
-                .into(),
+            rule: "sticky-without-routes",
+            span: s.span,
+            what: format!("{name} has stickysession={} but none of its members has a route", s.value),
+            causes: format!(
+                "sessions are never sticky: the balancer looks for the route after the separator in {cookie}, \
+                 finds no member with it, and balances every request anew, so users lose their session \
+                 whenever they land on another backend"
+            ),
             fix: format!(
-                "add stickysession=NAME to {name} (e.g. ProxySet stickysession=ROUTEID, or JSESSIONID for \
-                 Java backends), or remove the routes if sessions need no stickiness"
+                "give every member of {name} a distinct route (route=node1, route=node2, …) matching \
+                 what the backends append to {cookie}"
+            ),
+        });
+        return;
+    }
+    for m in unrouted {
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: "sticky-without-routes",
+            span: m.span,
+            what: format!("member {} of sticky balancer {name} has no route", m.url),
+            causes: format!(
+                "sessions started on {} carry no route, so they are balanced anew on every request \
+                 and lose their session state whenever they land elsewhere",
+                m.url
+            ),
+            fix: format!(
+                "add route=… to {} (distinct from the other members' routes)",
+                m.url
             ),
         });
     }
-    let mut seen: BTreeMap<&str, &MemberConfig> = BTreeMap::new();
+}
+
+/// `routes-without-sticky`: members with a `route` on a balancer without `stickysession`.
+///
+/// Apache reads routes only through `stickysession`; without it they do nothing.
+fn routes_without_sticky(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    if sticky_session(b).is_some() || !b.members.iter().any(|m| route(m).is_some()) {
+        return;
+    }
+    let name = &b.name;
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "routes-without-sticky",
+        span: b.span,
+        what: format!("members of {name} have routes but the balancer has no stickysession"),
+        causes: "the routes are never used: without stickysession no request is routed by its \
+                 session, so users are spread over all members and lose per-backend session state"
+            .into(),
+        fix: format!(
+            "add stickysession=NAME to {name} (e.g. ProxySet stickysession=ROUTEID, or JSESSIONID for \
+             Java backends), or remove the routes if sessions need no stickiness"
+        ),
+    });
+}
+
+/// `duplicate-route`: two members of a balancer with the same `route`.
+///
+/// Apache takes the first member with a session's route (routes are case-sensitive), so the
+/// second one never gets sticky requests.
+fn duplicate_route(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    let name = &b.name;
+    let mut seen: BTreeMap<Route, &MemberConfig> = BTreeMap::new();
     for m in &b.members {
-        if let Some(r) = route(m) {
-            if let Some(first) = seen.get(r) {
-                out.push(Finding {
-                    severity: Severity::Error,
-                    rule: "duplicate-route",
-                    span: m.span,
-                    what: format!(
-                        "member {} of {name} has route \"{r}\", already used by {} (line {})",
-                        m.url, first.url, first.span.line
-                    ),
-                    causes: format!(
-                        "sticky requests for route \"{r}\" always go to {}: sessions can never stick to {}, \
-                         and a session may land on either after a failover",
-                        first.url, m.url
-                    ),
-                    fix: format!("give {} a route of its own", m.url),
-                });
-            } else {
-                seen.insert(r, m);
-            }
-        }
-    }
-
-    // nofailover-with-sticky
-    if let (Some(s), Some(nf)) = (sticky, param(&b.params, "nofailover")) {
-        if on_off(&nf.value) == Some(true) {
+        let Some(r) = route(m) else {
+            continue;
+        };
+        if let Some(first) = seen.get(&r) {
             out.push(Finding {
-                severity: Severity::Warning,
-                rule: "nofailover-with-sticky",
-                span: nf.span,
-                what: format!("{name} has nofailover=On with stickysession={}", s.value),
-                causes: "sticky sessions prevent failover: when a member fails or is disabled, every user whose \
-                         session points at it gets 503 until it is back, although other members are healthy"
-                    .into(),
-                fix: "remove nofailover=On (the default Off moves those users to another member), unless the \
-                      backends truly cannot serve a session they do not hold; then share sessions between \
-                      backends instead"
-                    .into(),
-            });
-        }
-    }
-
-    // maxattempts-zero
-    if let Some(p) = param(&b.params, "maxattempts") {
-        if number(&p.value) == Some(0) && n >= 2 {
-            out.push(Finding {
-                severity: Severity::Warning,
-                rule: "maxattempts-zero",
-                span: p.span,
-                what: format!("{name} has maxattempts=0 with {n} members"),
-                causes: "no failover on a dead member: a request sent to a member that refuses the connection \
-                         gets 503 instead of being tried on another member"
-                    .into(),
-                fix: format!(
-                    "remove maxattempts (the default tries every member: {}) or set it to 1 or more",
-                    n - 1
+                severity: Severity::Error,
+                rule: "duplicate-route",
+                span: m.span,
+                what: format!(
+                    "member {} of {name} has route \"{r}\", already used by {} (line {})",
+                    m.url, first.url, first.span.line
                 ),
-            });
-        }
-    }
-
-    // forcerecovery-off-few-members
-    if let Some(p) = param(&b.params, "forcerecovery") {
-        if on_off(&p.value) == Some(false) && (1..=2).contains(&n) {
-            let retry = b
-                .members
-                .iter()
-                .filter_map(|m| param(&m.params, "retry").and_then(|p| number(&p.value)))
-                .max()
-                .unwrap_or(60);
-            out.push(Finding {
-                severity: Severity::Warning,
-                rule: "forcerecovery-off-few-members",
-                span: p.span,
-                what: format!("{name} has forcerecovery=Off with only {n} member(s)"),
                 causes: format!(
-                    "with so few members a short outage easily puts all of them in error; then every request \
-                     gets an immediate 503 until their retry has passed (up to {retry} s), even if the backends \
-                     came back at once"
+                    "sticky requests for route \"{r}\" always go to {}: sessions can never stick to {}, \
+                     and a session may land on either after a failover",
+                    first.url, m.url
                 ),
-                fix: "remove forcerecovery=Off (the default On tries the members again as soon as all are in \
-                      error), or keep it and lower retry to a few seconds"
-                    .into(),
+                fix: format!("give {} a route of its own", m.url),
             });
-        }
-    }
-
-    // nonce-none
-    if let Some(p) = param(&b.params, "nonce") {
-        if p.value.trim().eq_ignore_ascii_case("none") {
-            out.push(Finding {
-                severity: Severity::Warning,
-                rule: "nonce-none",
-                span: p.span,
-                what: format!("{name} has nonce=None"),
-                causes: "the balancer-manager's nonce check (its protection against cross-site requests) is off: \
-                         a change no longer has to come from the manager page, so a web page an operator visits \
-                         can more easily make their browser disable or change members. (Apache itself, contrary \
-                         to its docs, instead refuses every change made in the manager with nonce=None.)"
-                    .into(),
-                fix: "remove nonce=None so that a random nonce is made at start, or set a fixed secret \
-                      (nonce=some-long-secret) for scripts"
-                    .into(),
-            });
-        }
-    }
-
-    // all-hot-standby
-    let mut sets: BTreeMap<u64, Vec<&MemberConfig>> = BTreeMap::new();
-    for m in &b.members {
-        let lbset = param(&m.params, "lbset")
-            .and_then(|p| number(&p.value))
-            .unwrap_or(0);
-        sets.entry(lbset).or_default().push(m);
-    }
-    let several_sets = sets.len() > 1;
-    for (lbset, members) in &sets {
-        if members.iter().all(|m| status_flags(m).contains(&'H')) {
-            let scope = if several_sets {
-                format!("lbset {lbset} of {name}")
-            } else {
-                name.clone()
-            };
-            out.push(Finding {
-                severity: Severity::Warning,
-                rule: "all-hot-standby",
-                span: if several_sets { members[0].span } else { b.span },
-                what: format!("every member of {scope} is a hot standby (+H)"),
-                causes: format!(
-                    "there is no regular member for the standbys to stand in for, so +H does nothing: \
-                     all of {scope} serves traffic all the time, and the spare capacity you meant to keep \
-                     in reserve is not there when a member fails"
-                ),
-                fix: format!(
-                    "remove +H from the members of {scope} that should take traffic normally, keeping it \
-                     only on the spares"
-                ),
-            });
+        } else {
+            seen.insert(r, m);
         }
     }
 }
 
-/// `hcuri-relative`: an `hcuri` that does not start with `/` is sent as is (`GET health`).
-fn check_hcuri(whose: &str, params: &[Param], out: &mut Vec<Finding>) {
+/// `nofailover-with-sticky`: `nofailover=On` on a balancer with `stickysession`.
+///
+/// Apache then answers 503 to a sticky request whose member is unusable instead of sending it
+/// to another member.
+fn nofailover_with_sticky(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    let Some((s, _)) = sticky_session(b) else {
+        return;
+    };
+    let Some((nf, true)) = balancer_value(b, "nofailover", |p| p.no_failover) else {
+        return;
+    };
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "nofailover-with-sticky",
+        span: nf.span,
+        what: format!("{} has nofailover=On with stickysession={}", b.name, s.value),
+        causes: "sticky sessions prevent failover: when a member fails or is disabled, every user whose \
+                 session points at it gets 503 until it is back, although other members are healthy"
+            .into(),
+        fix: "remove nofailover=On (the default Off moves those users to another member), unless the \
+              backends truly cannot serve a session they do not hold; then share sessions between \
+              backends instead"
+            .into(),
+    });
+}
+
+/// `maxattempts-zero`: `maxattempts=0` on a balancer of several members.
+///
+/// Apache then never tries another member after a failed one.
+fn maxattempts_zero(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    let n = b.members.len();
+    let Some((p, Some(0))) = balancer_value(b, "maxattempts", |p| p.max_attempts) else {
+        return;
+    };
+    if n < 2 {
+        return;
+    }
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "maxattempts-zero",
+        span: p.span,
+        what: format!("{} has maxattempts=0 with {n} members", b.name),
+        causes:
+            "no failover on a dead member: a request sent to a member that refuses the connection \
+                 gets 503 instead of being tried on another member"
+                .into(),
+        fix: format!(
+            "remove maxattempts (the default tries every member: {}) or set it to 1 or more",
+            n - 1
+        ),
+    });
+}
+
+/// `forcerecovery-off-few-members`: `forcerecovery=Off` on a balancer of one or two members.
+///
+/// With forcerecovery On (Apache's default) a balancer whose members are all in error retries
+/// them at once; Off waits for each member's `retry`, and few members are easily all in error.
+fn forcerecovery_off_few_members(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    let n = b.members.len();
+    let Some((p, false)) = balancer_value(b, "forcerecovery", |p| p.force_recovery) else {
+        return;
+    };
+    if !(1..=2).contains(&n) {
+        return;
+    }
+    let retry = b
+        .members
+        .iter()
+        .filter_map(|m| retry_secs(m).map(|(_, s)| s))
+        .max()
+        .unwrap_or(60);
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "forcerecovery-off-few-members",
+        span: p.span,
+        what: format!("{} has forcerecovery=Off with only {n} member(s)", b.name),
+        causes: format!(
+            "with so few members a short outage easily puts all of them in error; then every request \
+             gets an immediate 503 until their retry has passed (up to {retry} s), even if the backends \
+             came back at once"
+        ),
+        fix: "remove forcerecovery=Off (the default On tries the members again as soon as all are in \
+              error), or keep it and lower retry to a few seconds"
+            .into(),
+    });
+}
+
+/// `nonce-none`: `nonce=None` on a balancer, which turns off the balancer-manager's nonce
+/// check.
+fn nonce_none(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    let Some((p, true)) = balancer_value(b, "nonce", |p| p.nonce == Nonce::Disabled) else {
+        return;
+    };
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "nonce-none",
+        span: p.span,
+        what: format!("{} has nonce=None", b.name),
+        causes: "the balancer-manager's nonce check (its protection against cross-site requests) is off: \
+                 a change no longer has to come from the manager page, so a web page an operator visits \
+                 can more easily make their browser disable or change members. (Apache itself, contrary \
+                 to its docs, instead refuses every change made in the manager with nonce=None.)"
+            .into(),
+        fix: "remove nonce=None so that a random nonce is made at start, or set a fixed secret \
+              (nonce=some-long-secret) for scripts"
+            .into(),
+    });
+}
+
+/// `all-hot-standby`: every member of a balancer, or of one of its lbsets, is a hot standby
+/// (`status=+H`).
+///
+/// Apache uses hot standbys only when no regular member of the lbset is usable; with no
+/// regular member they are used all the time and there is no spare.
+fn all_hot_standby(b: &BalancerConfig, out: &mut Vec<Finding>) {
+    let name = &b.name;
+    let mut sets: BTreeMap<u8, Vec<&MemberConfig>> = BTreeMap::new();
+    for m in &b.members {
+        let lbset = member_value(&m.params, "lbset", |s| s.lb_set.get()).map_or(0, |(_, n)| n);
+        sets.entry(lbset).or_default().push(m);
+    }
+    let several_sets = sets.len() > 1;
+    for (lbset, members) in &sets {
+        if !members
+            .iter()
+            .all(|m| status_flags(m).contains(StatusFlags::HOT_STANDBY))
+        {
+            continue;
+        }
+        let scope = if several_sets {
+            format!("lbset {lbset} of {name}")
+        } else {
+            name.clone()
+        };
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: "all-hot-standby",
+            span: if several_sets { members[0].span } else { b.span },
+            what: format!("every member of {scope} is a hot standby (+H)"),
+            causes: format!(
+                "there is no regular member for the standbys to stand in for, so +H does nothing: \
+                 all of {scope} serves traffic all the time, and the spare capacity you meant to keep \
+                 in reserve is not there when a member fails"
+            ),
+            fix: format!(
+                "remove +H from the members of {scope} that should take traffic normally, keeping it \
+                 only on the spares"
+            ),
+        });
+    }
+}
+
+/// `hcuri-relative`: an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/`.
+///
+/// mod_proxy_hcheck sends it as is (`GET health HTTP/1.0`), which backends refuse, so the
+/// check fails and takes healthy members out.
+fn hcuri_relative(whose: &str, params: &[Param], out: &mut Vec<Finding>) {
     let Some(p) = param(params, "hcuri") else {
         return;
     };
@@ -590,36 +691,43 @@ fn check_hcuri(whose: &str, params: &[Param], out: &mut Vec<Finding>) {
     });
 }
 
-fn check_member(config: &Config, b: &BalancerConfig, m: &MemberConfig, out: &mut Vec<Finding>) {
-    check_hcuri(&format!("member {} of {}", m.url, b.name), &m.params, out);
-    // retry-too-long
-    if let Some(p) = param(&m.params, "retry") {
-        if let Some(secs) = number(&p.value).filter(|s| *s > 30) {
-            out.push(Finding {
-                severity: Severity::Warning,
-                rule: "retry-too-long",
-                span: p.span,
-                what: format!("member {} of {} has retry={secs} (seconds)", m.url, b.name),
-                causes: format!(
-                    "members stuck in Err: after one failure {} stays out of rotation for {secs} s even \
-                     if it recovers at once, and the other members carry its load meanwhile",
-                    m.url
-                ),
-                fix: format!(
-                    "set retry=10 (or less) on {}, and add a health check (hcmethod=GET hcuri=/health) so a \
-                     failed member is found and re-enabled by probes",
-                    m.url
-                ),
-            });
-        }
-    }
+/// `retry-too-long`: a member `retry` above 30 seconds.
+///
+/// Apache keeps a member in error out of rotation for its whole `retry`, even when it
+/// recovered at once.
+fn retry_too_long(b: &BalancerConfig, m: &MemberConfig, out: &mut Vec<Finding>) {
+    let Some((p, secs)) = retry_secs(m).filter(|(_, s)| *s > 30) else {
+        return;
+    };
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "retry-too-long",
+        span: p.span,
+        what: format!("member {} of {} has retry={secs} (seconds)", m.url, b.name),
+        causes: format!(
+            "members stuck in Err: after one failure {} stays out of rotation for {secs} s even \
+             if it recovers at once, and the other members carry its load meanwhile",
+            m.url
+        ),
+        fix: format!(
+            "set retry=10 (or less) on {}, and add a health check (hcmethod=GET hcuri=/health) so a \
+             failed member is found and re-enabled by probes",
+            m.url
+        ),
+    });
+}
 
-    // no-health-check: walk the parameters in order, as Apache applies them (a template copies its
-    // parameters at the point it is named; later ones override).
+/// `no-health-check`: a member without `hcmethod` (or with `hcmethod=None`), directly or
+/// through `hctemplate`.
+///
+/// Without mod_proxy_hcheck a dead member is found only by failing client requests, and is
+/// tried again only after its `retry`. The parameters are walked in order, as Apache applies
+/// them: a template copies its parameters where it is named, and later ones override.
+fn no_health_check(config: &Config, b: &BalancerConfig, m: &MemberConfig, out: &mut Vec<Finding>) {
     let mut method: Option<bool> = None; // Some(true) = a real method, Some(false) = None
     for p in &m.params {
         if p.key.eq_ignore_ascii_case("hcmethod") {
-            method = Some(!p.value.trim().eq_ignore_ascii_case("none"));
+            method = is_real_method(&p.value).or(method);
         } else if p.key.eq_ignore_ascii_case("hctemplate") {
             match config
                 .hc_templates
@@ -628,7 +736,7 @@ fn check_member(config: &Config, b: &BalancerConfig, m: &MemberConfig, out: &mut
             {
                 Some(t) => {
                     if let Some(tm) = param(&t.params, "hcmethod") {
-                        method = Some(!tm.value.trim().eq_ignore_ascii_case("none"));
+                        method = is_real_method(&tm.value).or(method);
                     }
                 }
                 // An undefined template is the parser's business: assume it checks.
@@ -636,179 +744,241 @@ fn check_member(config: &Config, b: &BalancerConfig, m: &MemberConfig, out: &mut
             }
         }
     }
-    if method != Some(true) {
-        let retry = param(&m.params, "retry")
-            .and_then(|p| number(&p.value))
-            .map_or_else(
-                || "retry (60 s by default)".to_owned(),
-                |s| format!("retry ({s} s)"),
-            );
-        out.push(Finding {
-            severity: Severity::Warning,
-            rule: "no-health-check",
-            span: m.span,
-            what: format!("member {} of {} has no health check", m.url, b.name),
-            causes: format!(
-                "a dead backend is only noticed when client requests to it fail (errors reach clients \
-                 first), and once in error it is tried again only after its {retry} has passed, however \
-                 soon it recovered; if it is still down then, the next client request fails again"
-            ),
-            fix: format!(
-                "add hcmethod=GET hcuri=/health (and hcinterval=5) to {}, or a shared ProxyHCTemplate \
-                 used with hctemplate=NAME",
-                m.url
-            ),
-        });
+    if method == Some(true) {
+        return;
     }
+    let retry = retry_secs(m).map_or_else(
+        || "retry (60 s by default)".to_owned(),
+        |(_, s)| format!("retry ({s} s)"),
+    );
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "no-health-check",
+        span: m.span,
+        what: format!("member {} of {} has no health check", m.url, b.name),
+        causes: format!(
+            "a dead backend is only noticed when client requests to it fail (errors reach clients \
+             first), and once in error it is tried again only after its {retry} has passed, however \
+             soon it recovered; if it is still down then, the next client request fails again"
+        ),
+        fix: format!(
+            "add hcmethod=GET hcuri=/health (and hcinterval=5) to {}, or a shared ProxyHCTemplate \
+             used with hctemplate=NAME",
+            m.url
+        ),
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
 // The route cookie written with `Header … Set-Cookie`.
 
-fn check_route_cookies(config: &Config, out: &mut Vec<Finding>) {
-    for h in config.headers.iter().filter(|h| is_route_cookie(h)) {
-        let value = h.value.trim();
-        let mut parts = value.split(';');
+/// A `Header … Set-Cookie "NAME=VALUE; path=…"` that writes `%{BALANCER_WORKER_ROUTE}e`, read.
+#[derive(Debug)]
+struct RouteCookie<'a> {
+    header: &'a HeaderDirective,
+    /// The cookie name.
+    name: &'a str,
+    /// The cookie value as written, with its `%{…}e` references.
+    value: &'a str,
+    /// The `path=` attribute, if any.
+    path: Option<&'a str>,
+}
+
+impl<'a> RouteCookie<'a> {
+    /// The route cookie a header sets, if it is one.
+    fn read(h: &'a HeaderDirective) -> Option<Self> {
+        let writes_route = h.name.eq_ignore_ascii_case("set-cookie")
+            && ["add", "set", "append"]
+                .iter()
+                .any(|a| h.action.eq_ignore_ascii_case(a))
+            && h.value
+                .to_ascii_uppercase()
+                .contains("%{BALANCER_WORKER_ROUTE}E");
+        if !writes_route {
+            return None;
+        }
+        let mut parts = h.value.trim().split(';');
         let first = parts.next().unwrap_or("").trim();
-        let Some((name, cookie_value)) = first.split_once('=') else {
-            continue;
-        };
-        let name = name.trim();
+        let (name, value) = first.split_once('=')?;
         let path = parts.find_map(|a| {
             let (k, v) = a.split_once('=')?;
             k.trim().eq_ignore_ascii_case("path").then(|| v.trim())
         });
-        let sticky: Vec<(&BalancerConfig, &str)> = config
-            .balancers
-            .iter()
-            .filter_map(|b| {
-                let c = sticky_cookie(&param(&b.params, "stickysession")?.value);
-                (!c.is_empty()).then_some((b, c))
-            })
-            .collect();
+        Some(Self {
+            header: h,
+            name: name.trim(),
+            value,
+            path,
+        })
+    }
+}
+
+/// `route-cookie-mismatch`: a `Header … Set-Cookie "NAME=.%{BALANCER_WORKER_ROUTE}e; path=…"`
+/// whose name, separator or path does not match the balancer it is for.
+///
+/// Apache reads the route from the cookie named by `stickysession`, after the
+/// `stickysessionsep` separator; the browser sends it back only under its `path`. Any of the
+/// three wrong and sessions never stick.
+fn route_cookie_mismatch(config: &Config, out: &mut Vec<Finding>) {
+    let sticky: Vec<(&BalancerConfig, StickySession)> = config
+        .balancers
+        .iter()
+        .filter_map(|b| sticky_session(b).map(|(_, s)| (b, s)))
+        .collect();
+    for cookie in config.headers.iter().filter_map(RouteCookie::read) {
         let matching: Vec<&BalancerConfig> = sticky
             .iter()
-            .filter(|(_, c)| *c == name)
+            .filter(|(_, s)| s.cookie() == cookie.name)
             .map(|(b, _)| *b)
             .collect();
-
         if matching.is_empty() {
-            let (what, fix) = if sticky.is_empty() {
-                (
-                    format!("the route cookie {name} is set but no balancer has a stickysession"),
-                    format!("add stickysession={name} to the balancer this cookie is for"),
-                )
-            } else {
-                let names: Vec<String> = sticky
-                    .iter()
-                    .map(|(b, c)| format!("{} (stickysession={c})", b.name))
-                    .collect();
-                (
-                    format!(
-                        "the route cookie is named {name}, but the sticky balancers read {}",
-                        names.join(", ")
-                    ),
-                    format!(
-                        "use the same name in both places: rename the cookie in this Header to {} or set \
-                         stickysession={name}",
-                        sticky[0].1
-                    ),
-                )
-            };
-            out.push(Finding {
-                severity: Severity::Error,
-                rule: "route-cookie-mismatch",
-                span: h.span,
-                what,
-                causes: "sessions never stick: browsers send back the cookie, but the balancer looks for \
-                         another name, so every request is balanced anew and the cookie is set again on \
-                         every response"
-                    .into(),
-                fix,
-            });
+            cookie_name_mismatch(&cookie, &sticky, out);
             continue;
         }
-
-        for b in &matching {
-            // The separator the balancer expects before the route.
-            let sep = param(&b.params, "stickysessionsep").map_or(".", |p| p.value.trim());
-            let before = cookie_value
-                .find("%{")
-                .map_or(cookie_value, |i| &cookie_value[..i]);
-            if !sep.eq_ignore_ascii_case("off") && !sep.is_empty() && !before.contains(sep) {
-                out.push(Finding {
-                    severity: Severity::Error,
-                    rule: "route-cookie-mismatch",
-                    span: h.span,
-                    what: format!(
-                        "the route cookie {name} has no \"{sep}\" before the route, which {} expects \
-                         (stickysessionsep)",
-                        b.name
-                    ),
-                    causes: "sessions never stick: a cookie value without the separator is not read as a \
-                             route, so every request is balanced anew"
-                        .into(),
-                    fix: format!(
-                        "write the value as \"{name}={sep}%{{BALANCER_WORKER_ROUTE}}e\"{}",
-                        path.map_or_else(String::new, |p| format!(" with \"; path={p}\" after it"))
-                    ),
-                });
-            }
-            let passes: Vec<&str> = config
-                .proxy_passes
-                .iter()
-                .filter(|pp| {
-                    matches!(&pp.target, ProxyTarget::Balancer { name: n, .. } if n.eq_ignore_ascii_case(&b.name))
-                })
-                .map(|pp| pp.path.as_str())
-                .collect();
-            match path {
-                None => out.push(Finding {
-                    severity: Severity::Warning,
-                    rule: "route-cookie-mismatch",
-                    span: h.span,
-                    what: format!("the route cookie {name} has no path="),
-                    causes: "the browser then keeps the cookie only for the directory of the first page that \
-                             set it, so requests elsewhere under the same ProxyPass lose their route and are \
-                             balanced anew"
-                        .into(),
-                    fix: format!(
-                        "add \"; path={}\" to the cookie",
-                        passes.first().map_or("/", |p| p)
-                    ),
-                }),
-                Some(p) => {
-                    for pass in passes.iter().filter(|pass| !path_covers(p, pass)) {
-                        out.push(Finding {
-                            severity: Severity::Error,
-                            rule: "route-cookie-mismatch",
-                            span: h.span,
-                            what: format!(
-                                "the route cookie {name} has path={p}, which does not cover ProxyPass {pass} \
-                                 to {}",
-                                b.name
-                            ),
-                            causes: format!(
-                                "browsers do not send the cookie for requests under {pass}, so those sessions \
-                                 never stick and get a new cookie on every response"
-                            ),
-                            fix: format!("set path=/ (or path={pass}) on the cookie"),
-                        });
-                    }
-                }
-            }
+        for b in matching {
+            cookie_separator_mismatch(&cookie, b, out);
+            cookie_path_mismatch(config, &cookie, b, out);
         }
     }
 }
 
-fn is_route_cookie(h: &HeaderDirective) -> bool {
-    h.name.eq_ignore_ascii_case("set-cookie")
-        && ["add", "set", "append"]
-            .iter()
-            .any(|a| h.action.eq_ignore_ascii_case(a))
-        && h.value
-            .to_ascii_uppercase()
-            .contains("%{BALANCER_WORKER_ROUTE}E")
+/// No sticky balancer reads a cookie of this name.
+fn cookie_name_mismatch(
+    cookie: &RouteCookie<'_>,
+    sticky: &[(&BalancerConfig, StickySession)],
+    out: &mut Vec<Finding>,
+) {
+    let name = cookie.name;
+    let (what, fix) = match sticky.first() {
+        None => (
+            format!("the route cookie {name} is set but no balancer has a stickysession"),
+            format!("add stickysession={name} to the balancer this cookie is for"),
+        ),
+        Some((_, first)) => {
+            let names: Vec<String> = sticky
+                .iter()
+                .map(|(b, s)| format!("{} (stickysession={})", b.name, s.cookie()))
+                .collect();
+            (
+                format!(
+                    "the route cookie is named {name}, but the sticky balancers read {}",
+                    names.join(", ")
+                ),
+                format!(
+                    "use the same name in both places: rename the cookie in this Header to {} or set \
+                     stickysession={name}",
+                    first.cookie()
+                ),
+            )
+        }
+    };
+    out.push(Finding {
+        severity: Severity::Error,
+        rule: "route-cookie-mismatch",
+        span: cookie.header.span,
+        what,
+        causes: "sessions never stick: browsers send back the cookie, but the balancer looks for \
+                 another name, so every request is balanced anew and the cookie is set again on \
+                 every response"
+            .into(),
+        fix,
+    });
+}
+
+/// The cookie value has no `stickysessionsep` separator before the route.
+fn cookie_separator_mismatch(cookie: &RouteCookie<'_>, b: &BalancerConfig, out: &mut Vec<Finding>) {
+    // The separator the balancer expects before the route: `.` unless stickysessionsep says
+    // otherwise (Off: none); a value the core refuses skips the check.
+    let sep = match param(&b.params, "stickysessionsep") {
+        None => Some('.'),
+        Some(_) => match balancer_value(b, "stickysessionsep", |p| p.sticky_session_sep) {
+            Some((_, sep)) => sep,
+            None => return,
+        },
+    };
+    let Some(sep) = sep else {
+        return;
+    };
+    let name = cookie.name;
+    let before = cookie
+        .value
+        .find("%{")
+        .map_or(cookie.value, |i| &cookie.value[..i]);
+    if before.contains(sep) {
+        return;
+    }
+    out.push(Finding {
+        severity: Severity::Error,
+        rule: "route-cookie-mismatch",
+        span: cookie.header.span,
+        what: format!(
+            "the route cookie {name} has no \"{sep}\" before the route, which {} expects \
+             (stickysessionsep)",
+            b.name
+        ),
+        causes: "sessions never stick: a cookie value without the separator is not read as a \
+                 route, so every request is balanced anew"
+            .into(),
+        fix: format!(
+            "write the value as \"{name}={sep}%{{BALANCER_WORKER_ROUTE}}e\"{}",
+            cookie
+                .path
+                .map_or_else(String::new, |p| format!(" with \"; path={p}\" after it"))
+        ),
+    });
+}
+
+/// The cookie has no `path=` (a warning), or one that does not cover a `ProxyPass` to the
+/// balancer (an error).
+fn cookie_path_mismatch(
+    config: &Config,
+    cookie: &RouteCookie<'_>,
+    b: &BalancerConfig,
+    out: &mut Vec<Finding>,
+) {
+    let name = cookie.name;
+    let passes: Vec<&str> = config
+        .proxy_passes
+        .iter()
+        .filter(|pp| {
+            matches!(&pp.target, ProxyTarget::Balancer { name: n, .. } if n.eq_ignore_ascii_case(&b.name))
+        })
+        .map(|pp| pp.path.as_str())
+        .collect();
+    let Some(p) = cookie.path else {
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: "route-cookie-mismatch",
+            span: cookie.header.span,
+            what: format!("the route cookie {name} has no path="),
+            causes: "the browser then keeps the cookie only for the directory of the first page that \
+                     set it, so requests elsewhere under the same ProxyPass lose their route and are \
+                     balanced anew"
+                .into(),
+            fix: format!(
+                "add \"; path={}\" to the cookie",
+                passes.first().map_or("/", |p| p)
+            ),
+        });
+        return;
+    };
+    for pass in passes.iter().filter(|pass| !path_covers(p, pass)) {
+        out.push(Finding {
+            severity: Severity::Error,
+            rule: "route-cookie-mismatch",
+            span: cookie.header.span,
+            what: format!(
+                "the route cookie {name} has path={p}, which does not cover ProxyPass {pass} \
+                 to {}",
+                b.name
+            ),
+            causes: format!(
+                "browsers do not send the cookie for requests under {pass}, so those sessions \
+                 never stick and get a new cookie on every response"
+            ),
+            fix: format!("set path=/ (or path={pass}) on the cookie"),
+        });
+    }
 }
 
 /// Whether a cookie with path `cookie` is sent for every request under the prefix `prefix`.
@@ -824,7 +994,11 @@ fn path_covers(cookie: &str, prefix: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The balancer-manager and ProxyPass.
 
-fn check_managers(config: &Config, out: &mut Vec<Finding>) {
+/// `manager-without-require`: a balancer-manager `<Location>` without `Require`, or with
+/// `Require all granted`.
+///
+/// Apache then lets anyone who reaches the server change the balancers through the manager.
+fn manager_without_require(config: &Config, out: &mut Vec<Finding>) {
     for loc in &config.manager_locations {
         let open = loc.requires.iter().any(|r| {
             let words: Vec<String> = r.split_whitespace().map(str::to_ascii_lowercase).collect();
@@ -854,7 +1028,13 @@ fn check_managers(config: &Config, out: &mut Vec<Finding>) {
     }
 }
 
-fn check_proxy_passes(config: &Config, out: &mut Vec<Finding>) {
+/// `proxypass-trailing-slash`: a `ProxyPass` path and target that disagree on a trailing
+/// slash.
+///
+/// Apache glues the rest of the request path to the target as is: `ProxyPass /app/
+/// http://b/app` sends `/app/x` on as `/appx`, and the other way round gives `//`. An error
+/// when the path ends in `/` (wrong paths), a warning when only the target does.
+fn proxypass_trailing_slash(config: &Config, out: &mut Vec<Finding>) {
     for pp in &config.proxy_passes {
         let (target, target_path) = match &pp.target {
             ProxyTarget::Balancer { name, path } => (format!("{name}{path}"), path.as_str()),

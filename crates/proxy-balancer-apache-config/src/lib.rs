@@ -4,14 +4,19 @@
 //! blocks with `BalancerMember` and `ProxySet`, `ProxyPass`/`ProxyPassReverse`,
 //! `ProxyHCTemplate`/`ProxyHCExpr`, `BalancerGrowth`/`BalancerPersist`/`BalancerInherit`,
 //! `ProxyTimeout`, `Header … %{BALANCER_…}e` response headers and balancer-manager
-//! `<Location>`s, through `<VirtualHost>` and `<IfModule>` blocks. Every other directive
+//! `<Location>`s, through `<VirtualHost>` and `<IfModule>` blocks; and, in server context,
+//! what a reverse proxy site applies to each request: `ProxyPreserveHost`,
+//! `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
+//! `ServerName`. Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
 //! be given. Every parameter is checked as Apache checks it at start-up, and every mistake is
 //! reported with its line and column and, for near misses, a "did you mean".
 //!
 //! [`Config::balancers`] turns the result into the core's
 //! [`BalancerParams`](proxy_balancer_core::BalancerParams) and
-//! [`MemberParams`](proxy_balancer_core::MemberParams); [`Config::render`] writes Apache
+//! [`MemberParams`](proxy_balancer_core::MemberParams), and
+//! [`Config::url_worker_balancer`] does the same for a `ProxyPass` to a plain URL (a balancer
+//! of one member); [`Config::render`] writes Apache
 //! syntax back; [`doctor`] finds the misconfigurations that cause outages.
 //!
 //! ```
@@ -71,7 +76,11 @@
 //!   key is a worker parameter. `ProxySet url` applies to the member with that URL.
 //! * `hctemplate=` and `hcexpr=` must name a `ProxyHCTemplate`/`ProxyHCExpr` written before.
 //! * `<Location>` blocks other than the balancer manager and blocks such as `<Directory>`
-//!   are skipped; `<VirtualHost>` and `<If…>` blocks are read as if top-level.
+//!   are skipped; `<VirtualHost>` and `<If…>` blocks are read as if top-level, except that
+//!   `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
+//!   `ProxyPassReverseCookiePath` and `ServerName` apply to the whole server only outside
+//!   `<VirtualHost>` and `<Proxy>` blocks (elsewhere they are checked and listed in
+//!   [`Config::skipped`]).
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 use proxy_balancer_core::{BalancerParams, MemberParams};
 
 use crate::ast::{
-    BalancerConfig, Config, HcExpr, HcTemplate, HeaderDirective, ManagerLocation, MemberConfig,
-    Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, Skipped, Span,
+    BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate, HeaderDirective, ManagerLocation,
+    MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, ServerName, Skipped,
+    Span,
 };
 use crate::error::{ParseError, ParseErrorKind, ParseErrors};
 use crate::keys::{self, BALANCER_KEYS, CORE_MEMBER_KEYS, HC_KEYS, OTHER_WORKER_KEYS};
@@ -96,7 +97,23 @@ const DIRECTIVES: &[&str] = &[
     "BalancerPersist",
     "BalancerInherit",
     "ProxyTimeout",
+    "ProxyPreserveHost",
+    "ProxyAddHeaders",
+    "ProxyPassReverseCookieDomain",
+    "ProxyPassReverseCookiePath",
+    "ServerName",
 ];
+
+/// Every directive of Apache httpd 2.4's manual, one a line after a comment line: a real
+/// directive is never reported as a typo of one of ours (`ServerPath` is not `ServerName`).
+const APACHE_DIRECTIVES: &str = include_str!("apache_directives.txt");
+
+/// Whether `name` (lower-case) is a directive of Apache's manual.
+fn is_apache_directive(name: &str) -> bool {
+    APACHE_DIRECTIVES
+        .lines()
+        .any(|d| d.eq_ignore_ascii_case(name))
+}
 
 /// Reading stops after this many errors: enough to fix a file in one pass, and it bounds the
 /// work (and the report) on garbage input.
@@ -170,10 +187,13 @@ pub(crate) fn url_key(url: &str) -> String {
     key
 }
 
+/// An unknown parameter. `other_hint` says where the key is known (a balancer key on a
+/// member…); it comes before a "did you mean": `lbmethod` on a plain `ProxyPass` is a
+/// balancer parameter in the wrong place, not a typo of `hcmethod`.
 fn unknown_param(p: &Param, candidates: &[&str], other_hint: Option<String>) -> ParseError {
-    let hint = keys::did_you_mean(&p.key, candidates)
-        .map(|k| format!("did you mean \"{k}\"?"))
-        .or(other_hint);
+    let hint = other_hint.or_else(|| {
+        keys::did_you_mean(&p.key, candidates).map(|k| format!("did you mean \"{k}\"?"))
+    });
     ParseError::new(
         p.span,
         ParseErrorKind::UnknownParameter,
@@ -449,6 +469,14 @@ impl Parser {
             .unwrap_or(InProxy::Outside)
     }
 
+    /// Whether a directive here applies to the whole server: outside `<Proxy>`, `<Location>`
+    /// and `<VirtualHost>` blocks (`<IfModule>` and the like do not count).
+    fn in_server_context(&self) -> bool {
+        self.stack
+            .iter()
+            .all(|f| matches!(f.kind, Kind::ReadThrough) && f.tag != "virtualhost")
+    }
+
     fn location(&mut self) -> Option<&mut LocationState> {
         for f in self.stack.iter_mut().rev() {
             match &mut f.kind {
@@ -584,9 +612,45 @@ impl Parser {
                 self.header(span, &name.text, &args);
                 Ok(())
             }
+            "proxypreservehost" => {
+                let on = on_off(span, "ProxyPreserveHost", &args)?;
+                self.server_setting(&name.text, span, |c| c.proxy_preserve_host = Some(on));
+                Ok(())
+            }
+            "proxyaddheaders" => {
+                let on = on_off(span, "ProxyAddHeaders", &args)?;
+                self.server_setting(&name.text, span, |c| c.proxy_add_headers = Some(on));
+                Ok(())
+            }
+            "proxypassreversecookiedomain" => {
+                let rw = cookie_rewrite(span, "ProxyPassReverseCookieDomain", &args)?;
+                self.server_setting(&name.text, span, |c| {
+                    c.proxy_pass_reverse_cookie_domains.push(rw);
+                });
+                Ok(())
+            }
+            "proxypassreversecookiepath" => {
+                let rw = cookie_rewrite(span, "ProxyPassReverseCookiePath", &args)?;
+                self.server_setting(&name.text, span, |c| {
+                    c.proxy_pass_reverse_cookie_paths.push(rw);
+                });
+                Ok(())
+            }
+            "servername" => {
+                if in_proxy != InProxy::Outside {
+                    return Err(syntax(span, "ServerName is not allowed in a <Proxy> block")
+                        .with_hint(Some(
+                            "move it to the server or <VirtualHost> it names".to_owned(),
+                        )));
+                }
+                let v = one_arg(span, "ServerName", &args)?;
+                let server_name = server_name(span, v)?;
+                self.server_setting(&name.text, span, |c| c.server_name = Some(server_name));
+                Ok(())
+            }
             _ => {
                 let known = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower));
-                if !known {
+                if !known && !is_apache_directive(&lower) {
                     if let Some(d) = keys::did_you_mean(&name.text, DIRECTIVES) {
                         return Err(ParseError::new(
                             span,
@@ -599,6 +663,17 @@ impl Parser {
                 self.skip(&name.text, span);
                 Ok(())
             }
+        }
+    }
+
+    /// Applies a server-wide setting in server context; elsewhere (a `<VirtualHost>`, a
+    /// `<Proxy>` block) the directive is listed as skipped instead, not applied to the whole
+    /// server.
+    fn server_setting(&mut self, directive: &str, span: Span, apply: impl FnOnce(&mut Config)) {
+        if self.in_server_context() {
+            apply(&mut self.cfg);
+        } else {
+            self.skip(directive, span);
         }
     }
 
@@ -962,6 +1037,115 @@ fn one_arg<'a>(span: Span, directive: &str, args: &'a [Token]) -> Result<&'a Tok
         [one] => Ok(one),
         _ => Err(syntax(span, format!("{directive} takes one argument"))),
     }
+}
+
+/// `internal public [interpolate]` of `ProxyPassReverseCookieDomain`/`…CookiePath`.
+///
+/// Apache takes any third word for `interpolate`; a third word that is not `interpolate` is
+/// refused here, as it is most likely a mistake.
+fn cookie_rewrite(
+    span: Span,
+    directive: &str,
+    args: &[Token],
+) -> Result<CookieRewrite, ParseError> {
+    let (internal, public, interpolate) = match args {
+        [internal, public] => (internal, public, false),
+        [internal, public, third] if third.text.eq_ignore_ascii_case("interpolate") => {
+            (internal, public, true)
+        }
+        [_, _, third] => {
+            return Err(invalid(
+                third.span,
+                format!(
+                    "invalid third argument \"{}\" for {directive}: only interpolate may follow the two values",
+                    third.text
+                ),
+            ))
+        }
+        _ => {
+            return Err(syntax(
+                span,
+                format!("{directive} takes an internal value, a public value and an optional interpolate"),
+            ))
+        }
+    };
+    Ok(CookieRewrite {
+        internal: internal.text.clone(),
+        public: public.text.clone(),
+        interpolate,
+        span,
+    })
+}
+
+/// `[scheme://]host[:port]`, checked as Apache's `ServerName` is: no wildcard (that is what
+/// `ServerAlias` is for), a port from 1 to 65535. Unlike Apache (whose `atoi` reads `80x` as
+/// 80), the port must be digits only; a bracketed IPv6 address is read as one host.
+fn server_name(span: Span, v: &Token) -> Result<ServerName, ParseError> {
+    let bad = |reason: &str| {
+        invalid(
+            v.span,
+            format!("invalid value \"{}\" for ServerName: {reason}", v.text),
+        )
+    };
+    let text = v.text.as_str();
+    if text.contains(['*', '?']) {
+        return Err(bad(
+            "wildcards are not allowed; use ServerAlias for more names",
+        ));
+    }
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => {
+            let ok = !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            if !ok {
+                return Err(bad("the scheme before :// is not valid"));
+            }
+            (Some(scheme.to_ascii_lowercase()), rest)
+        }
+        None => (None, text),
+    };
+    let (host, port) = if rest.starts_with('[') {
+        match rest.find(']') {
+            Some(end) => {
+                let (host, after) = rest.split_at(end + 1);
+                match after {
+                    "" => (host, None),
+                    _ => match after.strip_prefix(':') {
+                        Some(port) => (host, Some(port)),
+                        None => return Err(bad("unexpected text after the IPv6 address")),
+                    },
+                }
+            }
+            None => return Err(bad("an IPv6 address must be closed with ]")),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(bad("the host name is missing"));
+    }
+    if host.contains(['/', '@', '\\']) || host.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(bad("expected [scheme://]host[:port]"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n >= 1 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => return Err(bad("the port must be a number from 1 to 65535")),
+        },
+    };
+    Ok(ServerName {
+        scheme,
+        host: host.to_owned(),
+        port,
+        span,
+    })
 }
 
 fn on_off(span: Span, directive: &str, args: &[Token]) -> Result<bool, ParseError> {

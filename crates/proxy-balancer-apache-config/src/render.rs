@@ -5,12 +5,26 @@ use std::fmt::{self, Write as _};
 
 use crate::ast::{Config, Param, ProxyTarget, Span};
 
-/// A word as Apache reads it back: quoted when it is empty or holds blanks or quotes.
+/// A word as Apache reads it back: quoted when it is empty, holds blanks or starts with a
+/// quote (or `<`).
+///
+/// A word ending in `\` is quoted too, although that cannot be read back either (`\"` is an
+/// escaped quote): unquoted at the end of a line it would join the next line instead, which is
+/// worse than an error. Use [`inner_word`] for a word that another follows on its line.
 fn word(s: &str) -> Cow<'_, str> {
-    let plain = !s.is_empty()
-        && !s.starts_with(['"', '\'', '<'])
-        && !s.chars().any(|c| c.is_whitespace() || c == '"')
-        && !s.ends_with('\\');
+    if s.ends_with('\\') {
+        Cow::Owned(quoted(s))
+    } else {
+        inner_word(s)
+    }
+}
+
+/// A word that another word follows on its line: as [`word`], but a word ending in `\` is
+/// written as it is, which reads back (only a `\` at the end of a line continues it).
+fn inner_word(s: &str) -> Cow<'_, str> {
+    // Apache reads an unquoted word up to the next blank, quotes inside it included.
+    let plain =
+        !s.is_empty() && !s.starts_with(['"', '\'', '<']) && !s.chars().any(char::is_whitespace);
     if plain {
         Cow::Borrowed(s)
     } else {
@@ -22,10 +36,17 @@ fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\\\""))
 }
 
-fn params(out: &mut String, params: &[Param]) {
-    for p in params {
+/// ` key=value …`, ending its line.
+fn params<'a>(out: &mut String, params: impl IntoIterator<Item = &'a Param>) {
+    let mut params = params.into_iter().peekable();
+    while let Some(p) = params.next() {
         out.push(' ');
-        out.push_str(&word(&format!("{}={}", p.key, p.value)));
+        let text = format!("{}={}", p.key, p.value);
+        if params.peek().is_some() {
+            out.push_str(&inner_word(&text));
+        } else {
+            out.push_str(&word(&text));
+        }
     }
 }
 
@@ -55,7 +76,8 @@ impl Config {
     /// Global directives come first, then `ProxyHCExpr` and `ProxyHCTemplate` (Apache needs
     /// them before their use), the `<Proxy>` blocks with their members and a `ProxySet` for
     /// the balancer parameters not given on a `ProxyPass`, the `ProxyPass`,
-    /// `ProxyPassReverse` and `Header` directives, and the manager locations. Skipped
+    /// `ProxyPassReverse`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
+    /// `Header` directives, and the manager locations. Skipped
     /// directives are not written. [`parse`](crate::parse) reads the text back to the same
     /// configuration (see [`Config::without_spans`]).
     #[must_use]
@@ -74,12 +96,35 @@ impl Config {
         if let Some(b) = self.balancer_inherit {
             let _ = writeln!(out, "BalancerInherit {}", on_off(b));
         }
+        if let Some(s) = &self.server_name {
+            out.push_str("ServerName ");
+            let mut text = String::new();
+            if let Some(scheme) = &s.scheme {
+                let _ = write!(text, "{scheme}://");
+            }
+            text.push_str(&s.host);
+            if let Some(port) = s.port {
+                let _ = write!(text, ":{port}");
+            }
+            out.push_str(&word(&text));
+            out.push('\n');
+        }
+        if let Some(b) = self.proxy_preserve_host {
+            let _ = writeln!(out, "ProxyPreserveHost {}", on_off(b));
+        }
+        if let Some(b) = self.proxy_add_headers {
+            let _ = writeln!(out, "ProxyAddHeaders {}", on_off(b));
+        }
         for e in &self.hc_exprs {
             let _ = writeln!(out, "ProxyHCExpr {} {{{}}}", word(&e.name), e.expr);
         }
         for t in &self.hc_templates {
             out.push_str("ProxyHCTemplate ");
-            out.push_str(&word(&t.name));
+            out.push_str(&if t.params.is_empty() {
+                word(&t.name)
+            } else {
+                inner_word(&t.name)
+            });
             params(&mut out, &t.params);
             out.push('\n');
         }
@@ -87,29 +132,36 @@ impl Config {
             let _ = writeln!(out, "<Proxy {}>", quoted(&b.name));
             for m in &b.members {
                 out.push_str("    BalancerMember ");
-                out.push_str(&word(&m.url));
+                out.push_str(&if m.params.is_empty() {
+                    word(&m.url)
+                } else {
+                    inner_word(&m.url)
+                });
                 params(&mut out, &m.params);
                 out.push('\n');
             }
             let own = own_params(self, &b.name, &b.params);
             if !own.is_empty() {
                 out.push_str("    ProxySet");
-                for p in own {
-                    params(&mut out, std::slice::from_ref(p));
-                }
+                params(&mut out, own);
                 out.push('\n');
             }
             out.push_str("</Proxy>\n");
         }
         for pp in &self.proxy_passes {
+            let target_word = if pp.params.is_empty() {
+                word
+            } else {
+                inner_word
+            };
             out.push_str("ProxyPass ");
-            out.push_str(&word(&pp.path));
+            out.push_str(&inner_word(&pp.path));
             out.push(' ');
             match &pp.target {
                 ProxyTarget::Balancer { name, path } => {
-                    out.push_str(&word(&format!("{name}{path}")));
+                    out.push_str(&target_word(&format!("{name}{path}")));
                 }
-                ProxyTarget::Url(url) => out.push_str(&word(url)),
+                ProxyTarget::Url(url) => out.push_str(&target_word(url)),
                 ProxyTarget::Exclude => out.push('!'),
             }
             params(&mut out, &pp.params);
@@ -119,16 +171,42 @@ impl Config {
             let _ = writeln!(
                 out,
                 "ProxyPassReverse {} {}",
-                word(&r.path),
+                inner_word(&r.path),
                 word(&r.target)
             );
+        }
+        for (directive, rewrites) in [
+            (
+                "ProxyPassReverseCookieDomain",
+                &self.proxy_pass_reverse_cookie_domains,
+            ),
+            (
+                "ProxyPassReverseCookiePath",
+                &self.proxy_pass_reverse_cookie_paths,
+            ),
+        ] {
+            for r in rewrites {
+                let _ = write!(out, "{directive} {} ", inner_word(&r.internal));
+                if r.interpolate {
+                    let _ = write!(out, "{} interpolate", inner_word(&r.public));
+                } else {
+                    out.push_str(&word(&r.public));
+                }
+                out.push('\n');
+            }
         }
         for h in &self.headers {
             out.push_str("Header ");
             if h.always {
                 out.push_str("always ");
             }
-            let _ = write!(out, "{} {} {}", h.action, word(&h.name), quoted(&h.value));
+            let _ = write!(
+                out,
+                "{} {} {}",
+                h.action,
+                inner_word(&h.name),
+                quoted(&h.value)
+            );
             if let Some(env) = &h.env {
                 out.push(' ');
                 out.push_str(&word(&format!("env={env}")));
@@ -175,6 +253,13 @@ impl Config {
             zero_params(&mut p.params);
         }
         c.proxy_pass_reverses.iter_mut().for_each(|r| r.span = z);
+        c.proxy_pass_reverse_cookie_domains
+            .iter_mut()
+            .chain(&mut c.proxy_pass_reverse_cookie_paths)
+            .for_each(|r| r.span = z);
+        if let Some(s) = &mut c.server_name {
+            s.span = z;
+        }
         for t in &mut c.hc_templates {
             t.span = z;
             zero_params(&mut t.params);

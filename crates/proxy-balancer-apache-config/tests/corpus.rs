@@ -158,6 +158,13 @@ fn whole_httpd_conf() {
         assert!(skipped.contains(&d), "{d} not in {skipped:?}");
     }
     assert_eq!(c.manager_locations[0].requires, ["ip 127.0.0.1", "ip ::1"]);
+    // Server context, also inside <IfModule>.
+    assert_eq!(c.proxy_preserve_host, Some(true));
+    let server_name = c.server_name.as_ref().expect("ServerName");
+    assert_eq!(
+        (server_name.host.as_str(), server_name.port),
+        ("www.example.com", Some(80))
+    );
 }
 
 #[test]
@@ -171,4 +178,13 @@ fn virtual_hosts() {
     let balancers = c.balancers().unwrap();
     assert_eq!(balancers[0].0.max_attempts, Some(1));
     assert_eq!(balancers[1].1[1].load_factor.lbf(), 400);
+    // A <VirtualHost>'s ServerName is its own, not the server's: listed as skipped.
+    assert_eq!(c.server_name, None);
+    let names: Vec<u32> = c
+        .skipped
+        .iter()
+        .filter(|s| s.directive == "ServerName")
+        .map(|s| s.span.line)
+        .collect();
+    assert_eq!(names, [2, 22]);
 }

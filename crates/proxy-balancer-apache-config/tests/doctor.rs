@@ -662,3 +662,52 @@ fn apache_text_each_rule_triggers() {
         vec![(3, "hcuri-relative")]
     );
 }
+
+/// The doctor reads values with the core's parsers, as the balancer will run them: a value
+/// the parser (and Apache's `atoi`) takes, such as `+90`, counts; one the core refuses does
+/// not.
+#[test]
+fn values_are_read_as_the_core_reads_them() {
+    let r = |from: &str, to: &str| {
+        assert!(CLEAN.contains(from), "{from}");
+        rules_of(&CLEAN.replacen(from, to, 1))
+    };
+    // The doctor's own number reading used to skip a leading +.
+    assert_eq!(
+        r("route=node2 retry=10", "route=node2 retry=+90"),
+        vec![(4, "retry-too-long")]
+    );
+    assert_eq!(
+        r(
+            "stickysession=ROUTEID",
+            "stickysession=ROUTEID maxattempts=+0"
+        ),
+        vec![(5, "maxattempts-zero")]
+    );
+    // lbset=+1 is lbset 1: the member alone in its set, and all of it hot standby.
+    let f = r(
+        "route=node2 retry=10",
+        "route=node2 retry=10 lbset=+1 status=+H",
+    );
+    assert_eq!(f, vec![(4, "all-hot-standby")]);
+
+    // Built by hand: a status with a blank, or an hcmethod Apache does not know, is not read
+    // (the parser refuses both).
+    let mut c = clean();
+    set_param(&mut c.balancers[0].members[1], "status", " +D");
+    assert!(only(&c, "member-starts-disabled").is_empty());
+    set_param(&mut c.balancers[0].members[1], "hcmethod", "POST");
+    assert_eq!(only(&c, "no-health-check").len(), 1);
+}
+
+/// The site directives are known to the parser, so `--check` reads them without an
+/// "unknown directive", and they bring no finding of their own.
+#[test]
+fn site_directives_are_known() {
+    let text = format!(
+        "{CLEAN}ServerName www.example.com\nProxyPreserveHost On\nProxyAddHeaders Off\n\
+         ProxyPassReverseCookieDomain backend.internal www.example.com\n\
+         ProxyPassReverseCookiePath /app /\n"
+    );
+    assert_eq!(rules_of(&text), vec![]);
+}

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proxy_balancer_apache_config::{
-    parse, BalancerConfig, Config, HcExpr, HcTemplate, HeaderDirective, ManagerLocation,
-    MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, Span,
+    parse, BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate, HeaderDirective,
+    ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget,
+    ServerName, Span,
 };
 
 fn param(key: &str, value: String) -> Param {
@@ -90,6 +91,55 @@ fn url() -> impl Strategy<Value = String> {
         .prop_map(|(s, h, p, path)| format!("{s}://{h}:{p}{path}"))
 }
 
+fn cookie_rewrites() -> impl Strategy<Value = Vec<CookieRewrite>> {
+    prop::collection::vec(
+        ("[a-z./ ${}]{0,12}", "[a-z./ ${}]{0,12}", any::<bool>()).prop_map(
+            |(internal, public, interpolate)| CookieRewrite {
+                internal,
+                public,
+                interpolate,
+                span: Span::default(),
+            },
+        ),
+        0..3,
+    )
+}
+
+/// The site directives: `ServerName`, `ProxyPreserveHost`, `ProxyAddHeaders` and the cookie
+/// rewrites.
+#[expect(
+    clippy::type_complexity,
+    reason = "a strategy's tuple, named where it is used"
+)]
+fn site() -> impl Strategy<
+    Value = (
+        Option<ServerName>,
+        Option<bool>,
+        Option<bool>,
+        Vec<CookieRewrite>,
+        Vec<CookieRewrite>,
+    ),
+> {
+    let server_name = (
+        prop::option::of(prop::sample::select(vec!["http", "https"])),
+        prop_oneof!["[a-z0-9][a-z0-9.-]{0,20}", "\\[[0-9a-f:]{1,10}\\]"],
+        prop::option::of(1u16..),
+    )
+        .prop_map(|(scheme, host, port)| ServerName {
+            scheme: scheme.map(str::to_owned),
+            host,
+            port,
+            span: Span::default(),
+        });
+    (
+        prop::option::of(server_name),
+        prop::option::of(any::<bool>()),
+        prop::option::of(any::<bool>()),
+        cookie_rewrites(),
+        cookie_rewrites(),
+    )
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (0usize..3, 0usize..3).prop_flat_map(|(nt, ne)| {
         let exprs = prop::collection::vec(
@@ -132,8 +182,17 @@ fn config() -> impl Strategy<Value = Config> {
         let others = (
             prop::collection::vec(
                 prop_oneof![
-                    ("/[a-z]{0,6}", url()).prop_map(|(p, u)| (p, ProxyTarget::Url(u))),
-                    "/[a-z]{0,6}".prop_map(|p| (p, ProxyTarget::Exclude)),
+                    (
+                        "/[a-z]{0,6}",
+                        url(),
+                        prop::collection::vec(member_param(nt, ne), 0..4)
+                    )
+                        .prop_map(|(p, u, params)| (
+                            p,
+                            ProxyTarget::Url(u),
+                            params
+                        )),
+                    "/[a-z]{0,6}".prop_map(|p| (p, ProxyTarget::Exclude, Vec::new())),
                 ],
                 0..3,
             ),
@@ -162,9 +221,22 @@ fn config() -> impl Strategy<Value = Config> {
                 prop::option::of(1u64..10_000),
             ),
         );
-        (exprs, templates, balancers, others).prop_map(
-            |(exprs, templates, balancers, (plain, reverses, headers, locations, globals))| {
+        (exprs, templates, balancers, others, site()).prop_map(
+            |(
+                exprs,
+                templates,
+                balancers,
+                (plain, reverses, headers, locations, globals),
+                site,
+            )| {
                 let mut c = Config::default();
+                (
+                    c.server_name,
+                    c.proxy_preserve_host,
+                    c.proxy_add_headers,
+                    c.proxy_pass_reverse_cookie_domains,
+                    c.proxy_pass_reverse_cookie_paths,
+                ) = site;
                 c.hc_exprs = exprs
                     .into_iter()
                     .enumerate()
@@ -215,11 +287,11 @@ fn config() -> impl Strategy<Value = Config> {
                         span: Span::default(),
                     });
                 }
-                for (path, target) in plain {
+                for (path, target, params) in plain {
                     c.proxy_passes.push(ProxyPassConfig {
                         path,
                         target,
-                        params: Vec::new(),
+                        params,
                         span: Span::default(),
                     });
                 }
@@ -265,6 +337,13 @@ proptest! {
         let text = config.render();
         let parsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(parsed.without_spans(), config, "{}", text);
-        prop_assert_eq!(format!("{parsed}"), text);
+        prop_assert_eq!(format!("{parsed}"), text.as_str());
+        // Every plain-url ProxyPass converts to a one-member balancer.
+        for pass in parsed.proxy_passes.iter().filter(|p| matches!(p.target, ProxyTarget::Url(_))) {
+            let (_, members) = parsed
+                .url_worker_balancer(pass)
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(members.len(), 1);
+        }
     }
 }
