@@ -230,3 +230,57 @@ async fn the_manager_re_enables_a_member_with_a_post() {
 
     running.shutdown().await.expect("stops cleanly");
 }
+
+/// `ProxyPass` to a plain URL: Apache's worker, served as a one-member balancer with the
+/// line's worker parameters; the path after the prefix is joined to the URL's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_url_proxy_pass_is_served_with_its_worker_parameters() {
+    let backends = start_demo_backends(2).await.expect("loopback ports");
+    let text = format!(
+        "ProxyPass /plain/ {}/base/ retry=7\nProxyPass /bare {} connectiontimeout=1\n",
+        backends[0].url(),
+        backends[1].url()
+    );
+    let config = parse(&text).expect("a valid config");
+    let site = Site::from_config(&config).expect("buildable");
+    assert_eq!(site.stores().len(), 2, "one worker per URL");
+    let member = site.stores()[0].snapshot().members()[0].clone();
+    assert_eq!(member.params().retry, Duration::from_secs(7));
+    assert!(site.manager().is_none());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let running = Server::new().spawn(listener, site).expect("listening");
+    let addr = running.local_addr();
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+
+    let r = client
+        .get(&format!("http://{addr}/plain/a/b?q=1"))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-backend"), Some("backend-1"));
+    let seen = backends[0].last_request().expect("one request");
+    assert_eq!(seen.path_and_query, "/base/a/b?q=1");
+
+    let r = client
+        .get(&format!("http://{addr}/bare/x"))
+        .await
+        .expect("an answer");
+    assert_eq!(r.header("x-backend"), Some("backend-2"));
+    assert_eq!(
+        backends[1]
+            .last_request()
+            .expect("one request")
+            .path_and_query,
+        "/x",
+        "the prefix is replaced by the URL (which has no path), as Apache maps it"
+    );
+    // Outside both prefixes: 404, nothing forwarded.
+    let r = client
+        .get(&format!("http://{addr}/other"))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 404);
+    running.shutdown().await.expect("stops cleanly");
+}

@@ -14,8 +14,8 @@ use tower::util::Oneshot;
 
 use super::{headers::apply_headers, ProxyBody, ProxyOneshot};
 use crate::apache_config::HeaderDirective;
-use crate::proxy_pass::strip_hop_by_hop;
 use crate::manager::BalancerManager;
+use crate::proxy_pass::strip_hop_by_hop;
 
 type ManagerOneshot = Oneshot<BalancerManager, Request<Incoming>>;
 

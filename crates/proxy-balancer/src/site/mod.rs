@@ -140,7 +140,12 @@ impl Site {
     pub fn from_config(config: &Config) -> Result<Self, SiteError> {
         let now = tokio::time::Instant::now().into_std();
         let mut stores = Vec::new();
-        for (params, members) in config.balancers().map_err(SiteError::Params)? {
+        let balancers = config.balancers().map_err(SiteError::Params)?;
+        // The balancer-manager shows the configured balancers, not the plain-URL workers
+        // (as Apache's).
+        let managed = balancers.len();
+        let workers = config.url_worker_balancers().map_err(SiteError::Params)?;
+        for (params, members) in balancers.into_iter().chain(workers) {
             let name = params.name.clone();
             let store = BalancerStore::new(params, members, now)
                 .map_err(|source| SiteError::Balancer { name, source })?;
@@ -176,13 +181,32 @@ impl Site {
                     target: Target::Excluded,
                 },
                 ProxyTarget::Url(url) => {
-                    return Err(SiteError::ProxyPass {
-                        line,
-                        reason: format!(
-                            "ProxyPass {} {url}: a plain URL target is not served yet; put the URL in a <Proxy balancer://…> as a BalancerMember",
-                            pass.path
-                        ),
-                    })
+                    // Apache's worker for a plain URL: here a one-member balancer, built
+                    // once per URL (the first ProxyPass to it gives its parameters).
+                    let (params, _) = config
+                        .url_worker_balancer(pass)
+                        .map_err(SiteError::Params)?;
+                    let store = stores
+                        .iter()
+                        .find(|s| s.snapshot().params().name == params.name)
+                        .ok_or_else(|| SiteError::ProxyPass {
+                            line,
+                            reason: format!(
+                                "ProxyPass {} {url}: its worker was not built",
+                                pass.path
+                            ),
+                        })?;
+                    // The member URL holds the base path; the mapping adds the rest of the
+                    // request path, after a `/` if the URL as written ends with one.
+                    let backend = if url.ends_with('/') {
+                        "balancer://url-worker/"
+                    } else {
+                        "balancer://url-worker"
+                    };
+                    Route {
+                        pass: mapping(backend)?,
+                        target: Target::Balancer(stack(Arc::clone(store), None)),
+                    }
                 }
                 _ => {
                     return Err(SiteError::ProxyPass {
@@ -194,7 +218,7 @@ impl Site {
             routes.push(route);
         }
         let (probes, health) = wiring::spawn_probes(config, &stores)?;
-        let manager = wiring::manager(config, &stores, &health)?;
+        let manager = wiring::manager(config, &stores[..managed], &health[..managed])?;
         let headers: Vec<HeaderDirective> = config
             .headers
             .iter()
