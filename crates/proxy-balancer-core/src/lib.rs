@@ -134,6 +134,7 @@ mod hcmethod;
 pub mod lbmethod;
 mod member;
 mod params;
+mod peer;
 mod schedule;
 mod snapshot;
 mod store;
@@ -160,5 +161,6 @@ pub use member::{BusyGuard, Member, MemberId, MemberState};
 pub use params::{
     BalancerParams, LbSet, LoadFactor, MemberParams, MemberUrl, Nonce, Route, StickySession,
 };
+pub use peer::PeerAddr;
 pub use snapshot::{BalancerSnapshot, PickRequest, Picked};
 pub use store::BalancerStore;

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,9 +28,9 @@ use crate::render::{self, BalancerView, HealthView, View};
 const FORM_LIMIT: usize = 16 * 1024;
 
 /// The client's address, put in the request extensions by the server, so that the access
-/// rule can check it. Without it every request is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
+/// rule can check it. Without it every request is refused. Defined in
+/// [`proxy_balancer_core`], shared with the forwarding layer of `proxy-balancer`.
+pub use proxy_balancer_core::PeerAddr;
 
 /// Health facts of a member, for the page (see [`HealthView`]).
 pub type HealthFn = Arc<dyn Fn(&Member) -> Option<HealthView> + Send + Sync>;

@@ -133,5 +133,6 @@ pub use proxy_balancer_core as core;
 pub use proxy_balancer_core::{
     lbmethod, BalancerParams, BalancerSnapshot, BalancerStore, BusyGuard, ConfigError, LbMethod,
     LbMethodKind, LbSet, LoadFactor, Member, MemberId, MemberParams, MemberState, MemberUrl, Nonce,
-    ParamError, PickError, PickRequest, Picked, Route, StatusFlags, StatusLabel, StickySession,
+    ParamError, PeerAddr, PickError, PickRequest, Picked, Route, StatusFlags, StatusLabel,
+    StickySession,
 };

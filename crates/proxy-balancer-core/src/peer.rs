@@ -1,0 +1,33 @@
+use std::net::SocketAddr;
+
+/// The address of the client at the other end of the connection, put in a request's
+/// extensions by the server that accepted it.
+///
+/// The parts that need the client's address read it from there: the forwarding layer for
+/// `X-Forwarded-For` (`proxy_balancer::proxy_pass::ForwardLayer`) and the
+/// balancer-manager's access rule (`proxy_balancer_manager`), which refuses every request
+/// without it. It lives in this crate so that both can name the same type.
+///
+/// ```
+/// use std::net::SocketAddr;
+///
+/// use proxy_balancer_core::PeerAddr;
+///
+/// let addr: SocketAddr = "192.0.2.7:50000".parse()?;
+/// let peer = PeerAddr::from(addr);
+/// assert_eq!(peer.0.ip().to_string(), "192.0.2.7");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+///
+/// # Apache
+///
+/// The connection's `client_addr` (`%{REMOTE_ADDR}`), as `X-Forwarded-For` and
+/// `Require ip` see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+}
