@@ -133,6 +133,7 @@ pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
 pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
 pub use health_probe::HealthProbe;
+pub use proxy_pass::{Forward, ForwardLayer, Reverse, ReverseLayer};
 pub use sticky_route::{StickyRoute, StickyRouteLayer};
 
 pub use proxy_balancer_core as core;
