@@ -228,12 +228,13 @@ pub(super) fn reverse_response<B>(
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let (Some(origin), Some(info)) = (origin, parts.extensions.get::<BalancerInfo>()) {
-        let lines: Vec<&ProxyPassReverse> = config
-            .lines
-            .iter()
-            .filter(|line| same_balancer(line.balancer_name(), info.balancer_name()))
-            .collect();
-        reverse_headers_lines(&mut parts.headers, &lines, info.worker_name(), origin);
+        reverse_headers_lines(
+            &mut parts.headers,
+            &config.lines,
+            |line| same_balancer(line.balancer_name(), info.balancer_name()),
+            info.worker_name(),
+            origin,
+        );
     }
     config.cookies.reverse_headers(&mut parts.headers);
     Response::from_parts(parts, body)
@@ -257,7 +258,122 @@ fn same_balancer(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use http::header::{CONNECTION, CONTENT_LOCATION, LOCATION, SET_COOKIE};
+    use http::HeaderValue;
+    use proxy_balancer_core::{BalancerParams, BalancerStore, Member, MemberParams};
+    use tower::{service_fn, ServiceExt};
+
     use super::*;
+    use crate::balancer::{Balancer, ReplayBody};
+
+    /// A response with these headers, from a plain service (no `BalancerInfo`) or from a
+    /// balancer `balancer://a` over one in-process member `http://10.0.0.1:1`.
+    async fn respond(
+        layer: &ReverseLayer,
+        balanced: bool,
+        headers: &[(&str, &str)],
+    ) -> Response<()> {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        let answer = move || {
+            let mut response = Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+            for (name, value) in &headers {
+                response.headers_mut().append(
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("a valid name"),
+                    HeaderValue::from_str(value).expect("a valid value"),
+                );
+            }
+            response
+        };
+        let request = Request::get("/x")
+            .header(HOST, "front.example")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("valid");
+        if !balanced {
+            let inner = service_fn(move |_req| {
+                let response = answer();
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let response = layer.layer(inner).oneshot(request).await;
+            return response.expect("infallible").map(|_| ());
+        }
+        let store = BalancerStore::new(
+            BalancerParams::new("balancer://a"),
+            [MemberParams::new("http://10.0.0.1:1").expect("a valid url")],
+            tokio::time::Instant::now().into_std(),
+        )
+        .expect("one member");
+        let balancer = Balancer::new(Arc::new(store), move |_member: &Member| {
+            let answer = answer.clone();
+            service_fn(
+                move |_req: Request<ReplayBody<http_body_util::Empty<bytes::Bytes>>>| {
+                    let response = answer();
+                    async move { Ok::<_, Infallible>(response) }
+                },
+            )
+        });
+        let response = layer
+            .layer(balancer)
+            .oneshot(request)
+            .await
+            .expect("an answer");
+        response.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn the_first_line_of_the_answering_balancer_wins() {
+        let layer = ReverseLayer::new()
+            .with_reverse(ProxyPassReverse::new("/other", "balancer://b/").expect("valid"))
+            .with_reverse(ProxyPassReverse::new("/x", "balancer://a/back").expect("valid"))
+            .with_reverse(ProxyPassReverse::new("/y", "balancer://A/").expect("valid"));
+        let response = respond(
+            &layer,
+            true,
+            &[
+                ("location", "http://10.0.0.1:1/back/p?q"),
+                ("content-location", "http://10.0.0.1:1/z"),
+                ("uri", "http://10.0.0.2:1/z"),
+            ],
+        )
+        .await;
+        let headers = response.headers();
+        assert_eq!(headers[LOCATION], "http://front.example/x/p?q");
+        assert_eq!(headers[CONTENT_LOCATION], "http://front.example/y/z");
+        assert_eq!(
+            headers["uri"], "http://10.0.0.2:1/z",
+            "another member's URL"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_balancer_info_only_cookies_and_hop_by_hop_change() {
+        let layer = ReverseLayer::new()
+            .with_reverse(ProxyPassReverse::new("/", "balancer://a/").expect("valid"))
+            .with_cookie_path("/app", "/")
+            .with_front_scheme(Scheme::HTTPS);
+        let response = respond(
+            &layer,
+            false,
+            &[
+                ("location", "http://10.0.0.1:1/p"),
+                ("set-cookie", "a=1; Path=/app/x"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+            ],
+        )
+        .await;
+        let headers = response.headers();
+        assert_eq!(headers[LOCATION], "http://10.0.0.1:1/p");
+        assert_eq!(headers[SET_COOKIE], "a=1; Path=/x");
+        assert!(!headers.contains_key(CONNECTION) && !headers.contains_key("x-hop"));
+
+        let balanced = respond(&layer, true, &[("location", "http://10.0.0.1:1/p")]).await;
+        assert_eq!(balanced.headers()[LOCATION], "https://front.example/p");
+    }
 
     #[test]
     fn balancer_names_compare_without_case_and_prefix() {
