@@ -135,7 +135,8 @@ where
 /// 1. Takes the client's host: the authority of the request URI when it has one (HTTP/2's
 ///    `:authority`, or an HTTP/1.1 absolute-form target, where RFC 9112 says the `Host`
 ///    header is ignored), else the `Host` header.
-/// 2. Takes the client's address from the request's extensions ([`client_addr`]).
+/// 2. Takes the client's address from the request's extensions ([`client_addr`]); an
+///    IPv4-mapped IPv6 address (from a dual-stack listener) counts as the IPv4 one.
 /// 3. [`strip_hop_by_hop`]: `Connection` and every header it names, `Keep-Alive`,
 ///    `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
 ///    `Transfer-Encoding`, `Upgrade`.
@@ -157,7 +158,8 @@ where
 /// (`ap_proxy_create_hdrbrgd`, `ap_proxy_clear_connection`).
 pub fn forward_request<B>(request: &mut Request<B>, opts: &ForwardedHeaders) {
     let client_host = client_host(request);
-    let client_ip = client_addr(request.extensions()).map(|addr| addr.ip());
+    // `::ffff:192.0.2.7` from a dual-stack listener is the IPv4 client 192.0.2.7.
+    let client_ip = client_addr(request.extensions()).map(|addr| addr.ip().to_canonical());
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     add_forwarded(headers, opts, client_ip, client_host.as_ref());
@@ -295,6 +297,16 @@ mod tests {
             req.headers()["x-forwarded-host"].as_bytes(),
             b"\xfe, h\xffst"
         );
+    }
+
+    #[test]
+    fn an_ipv4_mapped_client_is_forwarded_as_ipv4() {
+        let mut req = request("/x");
+        req.extensions_mut().insert(PeerAddr(
+            "[::ffff:192.0.2.7]:4000".parse().expect("an address"),
+        ));
+        forward_request(&mut req, &ForwardedHeaders::new());
+        assert_eq!(req.headers()["x-forwarded-for"], "192.0.2.7");
     }
 
     #[test]
