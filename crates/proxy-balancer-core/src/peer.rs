@@ -1,20 +1,33 @@
-//! The client's address, as a request extension.
-
 use std::net::SocketAddr;
 
-/// The address of the client a request came from, put in the request's extensions by the
-/// server that accepted the connection (`proxy_balancer::server` does).
+/// The address of the client at the other end of the connection, put in a request's
+/// extensions by the server that accepted it.
 ///
-/// Read by whatever decides on the client's address: `X-Forwarded-For`, and the
-/// balancer-manager's access rule (which refuses every request that has none).
+/// The parts that need the client's address read it from there: the forwarding layer for
+/// `X-Forwarded-For` (`proxy_balancer::proxy_pass::ForwardLayer`) and the
+/// balancer-manager's access rule (`proxy_balancer_manager`), which refuses every request
+/// without it. It lives in this crate so that both can name the same type.
 ///
 /// ```
+/// use std::net::SocketAddr;
+///
 /// use proxy_balancer_core::PeerAddr;
 ///
-/// // What a server does for each request: `request.extensions_mut().insert(peer)`.
-/// let peer = PeerAddr("192.0.2.7:50000".parse()?);
+/// let addr: SocketAddr = "192.0.2.7:50000".parse()?;
+/// let peer = PeerAddr::from(addr);
 /// assert_eq!(peer.0.ip().to_string(), "192.0.2.7");
 /// # Ok::<(), std::net::AddrParseError>(())
 /// ```
+///
+/// # Apache
+///
+/// The connection's `client_addr` (`%{REMOTE_ADDR}`), as `X-Forwarded-For` and
+/// `Require ip` see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+}

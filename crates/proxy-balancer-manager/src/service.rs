@@ -28,7 +28,8 @@ use crate::render::{self, BalancerView, HealthView, View};
 const FORM_LIMIT: usize = 16 * 1024;
 
 /// The client's address, put in the request extensions by the server, so that the access
-/// rule can check it. Without it every request is refused.
+/// rule can check it. Without it every request is refused. Defined in
+/// [`proxy_balancer_core`], shared with the forwarding layer of `proxy-balancer`.
 pub use proxy_balancer_core::PeerAddr;
 
 /// Health facts of a member, for the page (see [`HealthView`]).

@@ -8,6 +8,7 @@ use tower::ServiceBuilder;
 
 use crate::balancer::BalancerLayer;
 use crate::error::ErrorResponseLayer;
+use crate::proxy_pass::{ForwardLayer, ForwardedHeaders, ReverseLayer};
 use crate::sticky_route::StickyRouteLayer;
 
 mod sealed {
@@ -26,6 +27,7 @@ mod sealed {
 /// use http::{Request, Response};
 /// use http_body_util::{Empty, Full};
 /// use proxy_balancer::balancer::ReplayBody;
+/// use proxy_balancer::proxy_pass::{ForwardedHeaders, ReverseLayer};
 /// use proxy_balancer::{BalancerParams, BalancerStore, Member, MemberParams, ServiceBuilderExt};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
@@ -37,6 +39,8 @@ mod sealed {
 /// let store = Arc::new(BalancerStore::new(params, [MemberParams::new("http://a")?], Instant::now())?);
 /// let service = ServiceBuilder::new()
 ///     .error_responses()
+///     .reverse(ReverseLayer::new())
+///     .forward(ForwardedHeaders::new())
 ///     .sticky_route(Arc::clone(&store))
 ///     .balancer(store)
 ///     .service(|member: &Member| {
@@ -61,6 +65,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 
     /// [`ErrorResponseLayer`]: errors answered as Apache does (503/502/504).
     fn error_responses(self) -> ServiceBuilder<Stack<ErrorResponseLayer, L>>;
+
+    /// [`ForwardLayer`]: requests prepared for the hop to a member (hop-by-hop headers,
+    /// `X-Forwarded-*`, `ProxyPreserveHost`) as `opts` says.
+    fn forward(self, opts: ForwardedHeaders) -> ServiceBuilder<Stack<ForwardLayer, L>>;
+
+    /// `layer`, a [`ReverseLayer`]: responses rewritten for the client (hop-by-hop headers,
+    /// `ProxyPassReverse`, `ProxyPassReverseCookieDomain`/`Path`).
+    fn reverse(self, layer: ReverseLayer) -> ServiceBuilder<Stack<ReverseLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -74,5 +86,13 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn error_responses(self) -> ServiceBuilder<Stack<ErrorResponseLayer, L>> {
         self.layer(ErrorResponseLayer::new())
+    }
+
+    fn forward(self, opts: ForwardedHeaders) -> ServiceBuilder<Stack<ForwardLayer, L>> {
+        self.layer(ForwardLayer::new(opts))
+    }
+
+    fn reverse(self, layer: ReverseLayer) -> ServiceBuilder<Stack<ReverseLayer, L>> {
+        self.layer(layer)
     }
 }

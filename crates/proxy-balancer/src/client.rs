@@ -42,6 +42,7 @@ use tower_service::Service;
 
 use crate::balancer::{MakeMember, ReplayBody};
 use crate::error::{BoxError, Error};
+use crate::proxy_pass::PreserveHost;
 
 /// Without a `timeout`, how long to wait for a member's answer: Apache's default
 /// `ProxyTimeout` (the server `Timeout`, 60 s).
@@ -54,26 +55,20 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Makes an [`HttpMember`] for each member, for a [`Balancer`](crate::Balancer) over HTTP
 /// backends.
+///
+/// The member gets its own authority as `Host` (Apache's default, `ProxyPreserveHost Off`),
+/// unless the request carries the [`PreserveHost`] extension that the forwarding layer
+/// ([`ForwardLayer`](crate::proxy_pass::ForwardLayer)) puts there for
+/// `ProxyPreserveHost On`: then its `Host` is kept.
 pub struct MakeHttpMember<B> {
-    preserve_host: bool,
     _body: PhantomData<fn(B)>,
 }
 
 impl<B> MakeHttpMember<B> {
-    /// Apache's defaults (`ProxyPreserveHost Off`: the member gets its own host in `Host`).
+    /// The maker of [`HttpMember`]s.
     #[must_use]
     pub const fn new() -> Self {
-        Self {
-            preserve_host: false,
-            _body: PhantomData,
-        }
-    }
-
-    /// `ProxyPreserveHost On`: the client's `Host` goes to the member unchanged.
-    #[must_use]
-    pub const fn preserve_host(mut self, preserve: bool) -> Self {
-        self.preserve_host = preserve;
-        self
+        Self { _body: PhantomData }
     }
 }
 
@@ -85,18 +80,13 @@ impl<B> Default for MakeHttpMember<B> {
 
 impl<B> Clone for MakeHttpMember<B> {
     fn clone(&self) -> Self {
-        Self {
-            preserve_host: self.preserve_host,
-            _body: PhantomData,
-        }
+        Self::new()
     }
 }
 
 impl<B> fmt::Debug for MakeHttpMember<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MakeHttpMember")
-            .field("preserve_host", &self.preserve_host)
-            .finish()
+        f.debug_struct("MakeHttpMember").finish()
     }
 }
 
@@ -108,7 +98,7 @@ where
     type Service = HttpMember<B>;
 
     fn make_member(&self, member: &Member) -> HttpMember<B> {
-        HttpMember::new(member, self.preserve_host)
+        HttpMember::new(member)
     }
 }
 
@@ -128,7 +118,6 @@ struct Target {
     host: Option<HeaderValue>,
     base_path: String,
     timeout: Duration,
-    preserve_host: bool,
 }
 
 impl<B> Clone for HttpMember<B> {
@@ -157,8 +146,11 @@ where
     B::Error: Into<BoxError>,
 {
     /// The client for `member`, set up from its parameters.
+    ///
+    /// `Host` is the member's authority unless the request carries [`PreserveHost`] and a
+    /// `Host` (see [`MakeHttpMember`]).
     #[must_use]
-    pub fn new(member: &Member, preserve_host: bool) -> Self {
+    pub fn new(member: &Member) -> Self {
         let params = member.params();
         let url = &params.url;
         let authority: Option<Authority> = url.authority().parse().ok();
@@ -201,7 +193,6 @@ where
                 host: host_header,
                 base_path: url.path().to_owned(),
                 timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
-                preserve_host,
             }),
         }
     }
@@ -495,7 +486,10 @@ where
                 "the member URL has no valid authority",
             ));
         };
-        if !self.target.preserve_host || !request.headers().contains_key(header::HOST) {
+        // ProxyPreserveHost On, decided by the forwarding layer, keeps the client's Host.
+        let preserve = request.extensions().get::<PreserveHost>().is_some()
+            && request.headers().contains_key(header::HOST);
+        if !preserve {
             request.headers_mut().insert(header::HOST, host.clone());
         }
         let sending = Arc::clone(&self.pool).send(request);

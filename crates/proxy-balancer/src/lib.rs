@@ -11,7 +11,7 @@
 //! | [`balancer`] | the [`Balancer`] service: pick, forward, fail over, account | mod_proxy_balancer + mod_proxy |
 //! | [`retry_window`] | a member's outcomes drive its error state and `retry` window | `retry`, `failonstatus`, `failontimeout`, `+I` |
 //! | [`client`] | the pooled HTTP member client | worker `connectiontimeout`, `timeout`, `max`, `ttl`, `disablereuse`, `keepalive` |
-//! | [`proxy_pass`] | path mapping and proxy headers | `ProxyPass`, `ProxyPassReverse`, `X-Forwarded-*`, `ProxyPreserveHost` |
+//! | [`proxy_pass`] | path mapping, the forwarding and response-rewriting layers | `ProxyPass`, `ProxyPassReverse`, `ProxyPassReverseCookieDomain`/`Path`, `X-Forwarded-*`, `ProxyPreserveHost`, `ProxyAddHeaders` |
 //! | [`error`] | the crate [`Error`] and [`ErrorResponseLayer`] | 503 / 502 / 504 answers |
 //! | [`sticky_route`] | session routes from cookies and URLs, the route cookie | `stickysession`, `stickysessionsep`, `scolonpathdelim`, `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` |
 //! | [`health_probe`] | background health checks driving `+C` | mod_proxy_hcheck: `hcmethod`, `hcuri`, `hcinterval`, `hcpasses`, `hcfails`, `ProxyHCTemplate`, `ProxyHCExpr` |
@@ -95,6 +95,7 @@
 //! | `server` | [`server`] (hyper's server side, h2) | |
 //! | `site` | [`site`]; enables all of the above but `heartbeat` | |
 //! | `full` | everything | |
+//! | `axum` | the forwarding layer ([`proxy_pass::ForwardLayer`]) also reads the client's address from axum's `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info::<SocketAddr>()`), besides [`PeerAddr`] | |
 //!
 //! Without features the crate is the balancer, sticky routes, retry windows, proxy headers
 //! and error answers over any tower member service, e.g. a `hyper-util` client of your own.
@@ -167,6 +168,7 @@ pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
 #[cfg(feature = "health-probe")]
 pub use health_probe::HealthProbe;
+pub use proxy_pass::{Forward, ForwardLayer, Reverse, ReverseLayer};
 pub use sticky_route::{StickyRoute, StickyRouteLayer};
 
 pub use proxy_balancer_core as core;

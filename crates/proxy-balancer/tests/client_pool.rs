@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use proxy_balancer::client::MakeHttpMember;
+use proxy_balancer::proxy_pass::PreserveHost;
 use proxy_balancer::{Balancer, BalancerParams, BalancerStore, MemberParams};
 use proxy_balancer_test::TestBackend;
 use tokio::time::{timeout, Instant};
@@ -24,7 +25,7 @@ async fn backend() -> TestBackend {
 }
 
 /// A balancer with one member, `url`, with the given worker parameters.
-fn client(url: &str, params: &[(&str, &str)], preserve_host: bool) -> Client {
+fn client(url: &str, params: &[(&str, &str)]) -> Client {
     let mut member = MemberParams::new(url).expect("a loopback url");
     for (k, v) in params {
         member.set(k, v).expect("valid");
@@ -35,17 +36,23 @@ fn client(url: &str, params: &[(&str, &str)], preserve_host: bool) -> Client {
         Instant::now().into_std(),
     )
     .expect("one member");
-    Balancer::new(
-        Arc::new(store),
-        MakeHttpMember::new().preserve_host(preserve_host),
-    )
+    Balancer::new(Arc::new(store), MakeHttpMember::new())
 }
 
 /// One GET, its body read to the end; the status.
 async fn get(client: &Client, host: Option<&str>) -> u16 {
+    send(client, host, false).await
+}
+
+/// One GET, with `PreserveHost` when `preserve` (as the forwarding layer puts it for
+/// `ProxyPreserveHost On`); the status.
+async fn send(client: &Client, host: Option<&str>, preserve: bool) -> u16 {
     let mut request = Request::get("/pool");
     if let Some(host) = host {
         request = request.header(http::header::HOST, host);
+    }
+    if preserve {
+        request = request.extension(PreserveHost);
     }
     let request = request.body(Full::new(Bytes::new())).expect("valid");
     let response = timeout(BOUND, client.clone().oneshot(request))
@@ -78,7 +85,7 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_requests_share_one_connection() {
     let b = backend().await;
-    let c = client(&b.url(), &[], false);
+    let c = client(&b.url(), &[]);
     for _ in 0..20 {
         assert_eq!(get(&c, None).await, 200);
     }
@@ -89,7 +96,7 @@ async fn sequential_requests_share_one_connection() {
 #[tokio::test]
 async fn disablereuse_opens_a_connection_per_request_and_closes_it() {
     let b = backend().await;
-    let c = client(&b.url(), &[("disablereuse", "On")], false);
+    let c = client(&b.url(), &[("disablereuse", "On")]);
     for _ in 0..5 {
         assert_eq!(get(&c, None).await, 200);
     }
@@ -103,7 +110,7 @@ async fn max_caps_the_idle_connections_kept() {
     // Every response waits until all five requests have arrived: five in flight at once,
     // whatever the machine's speed, need five connections; afterwards two stay.
     b.hold_responses();
-    let c = client(&b.url(), &[("max", "2")], false);
+    let c = client(&b.url(), &[("max", "2")]);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..5 {
         let c = c.clone();
@@ -134,7 +141,7 @@ async fn max_caps_the_idle_connections_kept() {
 #[tokio::test]
 async fn an_idle_connection_older_than_ttl_is_not_reused() {
     let b = backend().await;
-    let c = client(&b.url(), &[("ttl", "1")], false);
+    let c = client(&b.url(), &[("ttl", "1")]);
     assert_eq!(get(&c, None).await, 200);
     assert_eq!(get(&c, None).await, 200);
     assert_eq!(connections(&b).len(), 1);
@@ -146,7 +153,7 @@ async fn an_idle_connection_older_than_ttl_is_not_reused() {
 #[tokio::test]
 async fn a_member_that_closed_its_idle_connections_gets_the_request_on_a_new_one() {
     let b = backend().await;
-    let c = client(&b.url(), &[("keepalive", "On")], false);
+    let c = client(&b.url(), &[("keepalive", "On")]);
     assert_eq!(get(&c, None).await, 200);
     // The member goes away (keeping its port) and comes back: the pooled connection is
     // closed.
@@ -161,20 +168,19 @@ async fn a_member_that_closed_its_idle_connections_gets_the_request_on_a_new_one
 #[tokio::test]
 async fn host_is_the_members_unless_preserved() {
     let b = backend().await;
-    let c = client(&b.url(), &[], false);
+    let c = client(&b.url(), &[]);
     assert_eq!(get(&c, Some("front.example")).await, 200);
     let addr = b.url().trim_start_matches("http://").to_owned();
     assert_eq!(
         b.last_request().expect("seen").header("host"),
         Some(addr.as_str())
     );
-    let preserving = client(&b.url(), &[], true);
-    assert_eq!(get(&preserving, Some("front.example")).await, 200);
+    assert_eq!(send(&c, Some("front.example"), true).await, 200);
     assert_eq!(
         b.last_request().expect("seen").header("host"),
         Some("front.example")
     );
-    assert_eq!(get(&preserving, None).await, 200);
+    assert_eq!(send(&c, None, true).await, 200);
     assert_eq!(
         b.last_request().expect("seen").header("host"),
         Some(addr.as_str()),
@@ -185,7 +191,7 @@ async fn host_is_the_members_unless_preserved() {
 #[tokio::test]
 async fn a_member_path_prefixes_the_request_path() {
     let b = backend().await;
-    let c = client(&format!("{}/base", b.url()), &[], false);
+    let c = client(&format!("{}/base", b.url()), &[]);
     assert_eq!(get(&c, None).await, 200);
     assert_eq!(b.last_request().expect("seen").path_and_query, "/base/pool");
 }

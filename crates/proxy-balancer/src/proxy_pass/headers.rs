@@ -29,7 +29,8 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 
-/// How [`prepare_request_headers`] sets `Host` and the `X-Forwarded-*` headers.
+/// How the forwarding layer ([`ForwardLayer`](super::ForwardLayer), [`forward_request`](super::forward_request))
+/// and [`prepare_request_headers`] set `Host` and the `X-Forwarded-*` headers.
 ///
 /// [`Default`] is Apache's default: `ProxyPreserveHost Off`, `ProxyAddHeaders On`, and no
 /// server name, which leaves out `X-Forwarded-Server` (Apache always sends its
@@ -223,6 +224,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// For HTTP/2 requests, whose authority is in the URI rather than `Host`, insert a `Host`
 /// built from the URI's authority before calling this.
 ///
+/// This sees a header map only, so it cannot mark the request: the built-in member client
+/// ([`HttpMember`](crate::client::HttpMember)) sets `Host` to the member's authority
+/// unless the request also carries [`PreserveHost`](super::PreserveHost).
+/// [`forward_request`](super::forward_request) and [`ForwardLayer`](super::ForwardLayer)
+/// take the whole request and do both, and read the `:authority` themselves.
+///
 /// # Apache
 ///
 /// `ProxyPreserveHost`, `ProxyAddHeaders` and the request side of mod_proxy_http
@@ -235,24 +242,7 @@ pub fn prepare_request_headers(
 ) {
     let client_host = headers.get(HOST).cloned();
     strip_hop_by_hop(headers);
-
-    if opts.add_headers {
-        if let Some(ip) = client_ip {
-            // An address is at most 45 bytes (IPv4-mapped IPv6); written without a String.
-            let mut buf = [0u8; 48];
-            let mut cursor = std::io::Cursor::new(&mut buf[..]);
-            if write!(cursor, "{ip}").is_ok() {
-                let len = usize::try_from(cursor.position()).unwrap_or(0);
-                append_merged(headers, X_FORWARDED_FOR, &buf[..len]);
-            }
-        }
-        if let Some(host) = &client_host {
-            append_merged(headers, X_FORWARDED_HOST, host.as_bytes());
-        }
-        if let Some(name) = opts.server_name() {
-            append_merged(headers, X_FORWARDED_SERVER, name.as_bytes());
-        }
-    }
+    add_forwarded(headers, opts, client_ip, client_host.as_ref());
 
     let member_host = || {
         let host = member_host(member_authority);
@@ -284,6 +274,35 @@ pub fn prepare_request_headers(
             }
             headers.remove(HOST);
         }
+    }
+}
+
+/// Step 3 of [`prepare_request_headers`], shared with the forwarding layer: when
+/// `ProxyAddHeaders` is on, appends `client_ip` to `X-Forwarded-For`, `client_host` to
+/// `X-Forwarded-Host` and the server name to `X-Forwarded-Server`.
+pub(super) fn add_forwarded(
+    headers: &mut HeaderMap,
+    opts: &ForwardedHeaders,
+    client_ip: Option<IpAddr>,
+    client_host: Option<&HeaderValue>,
+) {
+    if !opts.add_headers {
+        return;
+    }
+    if let Some(ip) = client_ip {
+        // An address is at most 45 bytes (IPv4-mapped IPv6); written without a String.
+        let mut buf = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        if write!(cursor, "{ip}").is_ok() {
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            append_merged(headers, X_FORWARDED_FOR, buf.get(..len).unwrap_or_default());
+        }
+    }
+    if let Some(host) = client_host {
+        append_merged(headers, X_FORWARDED_HOST, host.as_bytes());
+    }
+    if let Some(name) = opts.server_name() {
+        append_merged(headers, X_FORWARDED_SERVER, name.as_bytes());
     }
 }
 

@@ -1,24 +1,175 @@
-//! `ProxyPass`/`ProxyPassReverse` path mapping and the request and response headers of the
-//! hop to a member, as Apache's mod_proxy does them. Pure functions on [`http`] types: no
-//! I/O.
+//! The reverse-proxy half of mod_proxy: `ProxyPass`/`ProxyPassReverse` path mapping, and
+//! the request and response headers of the hop to a member, as tower layers and as pure
+//! functions on [`http`] types. No I/O.
 //!
 //! Around forwarding one request to a balancer member a reverse proxy:
 //! 1. picks the [`ProxyPass`] line whose prefix [`matches`](ProxyPass::matches) the path,
 //!    and, once the balancer chose a member, [`map`s](ProxyPass::map) the request URI onto
 //!    that member's URL;
-//! 2. [`prepare_request_headers`]: drops hop-by-hop headers, adds `X-Forwarded-For`,
-//!    `X-Forwarded-Host`, `X-Forwarded-Server`, and sets `Host`;
-//! 3. on the response, [`strip_hop_by_hop`] and [`ProxyPassReverse::reverse_headers`], which
-//!    rewrites `Location`, `Content-Location` and `URI` from the member's URL to the front
-//!    URL.
+//! 2. prepares the request: [`ForwardLayer`] (or [`forward_request`]) drops hop-by-hop
+//!    headers, adds `X-Forwarded-For`, `X-Forwarded-Host` and `X-Forwarded-Server`, and
+//!    decides `ProxyPreserveHost`, which it hands to the member client as the
+//!    [`PreserveHost`] extension;
+//! 3. rewrites the response: [`ReverseLayer`] drops hop-by-hop headers, applies
+//!    `ProxyPassReverse` to `Location`, `Content-Location` and `URI` (from the URL of the
+//!    member that answered, read from the [`BalancerInfo`](crate::BalancerInfo) extension,
+//!    to the front URL), and `ProxyPassReverseCookieDomain`/`Path` to `Set-Cookie`.
+//!
+//! # The layers
+//!
+//! Stack them around a [`Balancer`](crate::Balancer) in either order; both read what the
+//! client sent (the `Host`, or the URI's authority for HTTP/2). The client's address, for
+//! `X-Forwarded-For`, is read from the request's extensions ([`client_addr`]): a
+//! [`PeerAddr`](crate::PeerAddr) the server puts there, or, with the `axum` feature,
+//! axum's `ConnectInfo<SocketAddr>`.
+//!
+//! Apache's defaults: `ProxyPreserveHost Off`, `ProxyAddHeaders On`, one
+//! `ProxyPassReverse`. The member here is an in-process service that redirects to itself.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//!
+//! use bytes::Bytes;
+//! use http::{header, Request, Response};
+//! use http_body_util::Empty;
+//! use proxy_balancer::balancer::ReplayBody;
+//! use proxy_balancer::proxy_pass::{ForwardLayer, ForwardedHeaders, ProxyPassReverse, ReverseLayer};
+//! use proxy_balancer::{Balancer, BalancerParams, BalancerStore, Member, MemberParams, PeerAddr};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # #[expect(clippy::disallowed_methods, reason = "doc example")]
+//! # let now = Instant::now();
+//! let store = Arc::new(BalancerStore::new(
+//!     BalancerParams::new("balancer://mycluster"),
+//!     [MemberParams::new("http://10.0.0.2:8080")?],
+//!     now,
+//! )?);
+//! // The member answers `302 Location: http://10.0.0.2:8080/login`, and shows what it got.
+//! let member = |member: &Member| {
+//!     let location = format!("{}/login", member.url());
+//!     service_fn(move |request: Request<ReplayBody<Empty<Bytes>>>| {
+//!         let mut response = Response::new(Empty::<Bytes>::new());
+//!         *response.status_mut() = http::StatusCode::FOUND;
+//!         let headers = response.headers_mut();
+//!         headers.insert(header::LOCATION, location.parse().expect("a valid value"));
+//!         for name in ["x-forwarded-for", "x-forwarded-host", "x-private"] {
+//!             if let Some(value) = request.headers().get(name) {
+//!                 headers.insert(format!("seen-{name}").parse::<http::HeaderName>().expect("valid"), value.clone());
+//!             }
+//!         }
+//!         async move { Ok::<_, Infallible>(response) }
+//!     })
+//! };
+//!
+//! // ProxyPass        "/" "balancer://mycluster/"
+//! // ProxyPassReverse "/" "balancer://mycluster/"
+//! let proxy = ServiceBuilder::new()
+//!     .layer(ReverseLayer::new().with_reverse(ProxyPassReverse::new("/", "balancer://mycluster/")?))
+//!     .layer(ForwardLayer::new(ForwardedHeaders::new()))
+//!     .service(Balancer::new(store, member));
+//!
+//! let request = Request::get("/account")
+//!     .header(header::HOST, "www.example.com")
+//!     .header(header::CONNECTION, "x-private")
+//!     .header("x-private", "hop-by-hop")
+//!     .extension(PeerAddr("192.0.2.7:50000".parse()?)) // put there by the server
+//!     .body(Empty::<Bytes>::new())?;
+//! let response = proxy.oneshot(request).await?;
+//! assert_eq!(response.headers()[header::LOCATION], "http://www.example.com/login");
+//! assert_eq!(response.headers()["seen-x-forwarded-for"], "192.0.2.7");
+//! assert_eq!(response.headers()["seen-x-forwarded-host"], "www.example.com");
+//! assert!(!response.headers().contains_key("seen-x-private"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Customised: `ProxyPreserveHost On`, a `ServerName`, HTTPS in front, a sub-path, and
+//! the member's cookies moved to the front's domain and path:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//!
+//! use bytes::Bytes;
+//! use http::uri::Scheme;
+//! use http::{header, Request, Response};
+//! use http_body_util::Empty;
+//! use proxy_balancer::balancer::ReplayBody;
+//! use proxy_balancer::proxy_pass::{
+//!     ForwardLayer, ForwardedHeaders, PreserveHost, ProxyPassReverse, ReverseLayer,
+//! };
+//! use proxy_balancer::{Balancer, BalancerParams, BalancerStore, Member, MemberParams};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # #[expect(clippy::disallowed_methods, reason = "doc example")]
+//! # let now = Instant::now();
+//! let store = Arc::new(BalancerStore::new(
+//!     BalancerParams::new("balancer://shop"),
+//!     [MemberParams::new("http://10.0.0.3:8080")?],
+//!     now,
+//! )?);
+//! let member = |member: &Member| {
+//!     let location = format!("{}/shop/cart", member.url());
+//!     service_fn(move |request: Request<ReplayBody<Empty<Bytes>>>| {
+//!         // The built-in member client keeps this Host because of the PreserveHost mark.
+//!         assert!(request.extensions().get::<PreserveHost>().is_some());
+//!         let mut response = Response::new(Empty::<Bytes>::new());
+//!         let headers = response.headers_mut();
+//!         headers.insert(header::LOCATION, location.parse().expect("a valid value"));
+//!         headers.insert(header::SET_COOKIE, "cart=7; Domain=shop.internal; Path=/shop".parse().expect("valid"));
+//!         headers.insert("seen-host", request.headers()[header::HOST].clone());
+//!         headers.insert("seen-server", request.headers()["x-forwarded-server"].clone());
+//!         async move { Ok::<_, Infallible>(response) }
+//!     })
+//! };
+//!
+//! // ProxyPreserveHost            On
+//! // ProxyPassReverse             "/store" "balancer://shop/shop"
+//! // ProxyPassReverseCookieDomain shop.internal www.example.com
+//! // ProxyPassReverseCookiePath   /shop /store
+//! let forward = ForwardedHeaders::new()
+//!     .with_preserve_host(true)
+//!     .with_server_name("proxy1.example.com");
+//! let reverse = ReverseLayer::new()
+//!     .with_reverse(ProxyPassReverse::new("/store", "balancer://shop/shop")?)
+//!     .with_cookie_domain("shop.internal", "www.example.com")
+//!     .with_cookie_path("/shop", "/store")
+//!     .with_front_scheme(Scheme::HTTPS);
+//! let proxy = ServiceBuilder::new()
+//!     .layer(reverse)
+//!     .layer(ForwardLayer::new(forward))
+//!     .service(Balancer::new(store, member));
+//!
+//! let request = Request::get("/store/checkout")
+//!     .header(header::HOST, "www.example.com")
+//!     .body(Empty::<Bytes>::new())?;
+//! let response = proxy.oneshot(request).await?;
+//! let headers = response.headers();
+//! assert_eq!(headers[header::LOCATION], "https://www.example.com/store/cart");
+//! assert_eq!(headers[header::SET_COOKIE], "cart=7; Domain=www.example.com; Path=/store");
+//! assert_eq!(headers["seen-host"], "www.example.com");
+//! assert_eq!(headers["seen-server"], "proxy1.example.com");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The pure functions
 //!
 //! Apache httpd 2.4 is the reference. The choices where it leaves room, and the few places
-//! where we differ on purpose, are in the docs of [`ProxyPass`], [`reverse_url`] and
-//! [`prepare_request_headers`]. In short: the path is matched and forwarded still
-//! percent-encoded (like `nocanon`) after dot segments are removed; `/app` matches
-//! `/app/x` but not `/apple`, as in Apache 2.4; a trailing `/` on a member URL is ignored;
-//! `ProxyPassReverse` only rewrites a member URL that ends at a URL boundary; and
-//! `X-Forwarded-Server` is sent only when a server name is configured.
+//! where we differ on purpose, are in the docs of [`ProxyPass`], [`reverse_url`],
+//! [`ProxyPassReverseCookie`] and [`prepare_request_headers`]. In short: the path is matched
+//! and forwarded still percent-encoded (like `nocanon`) after dot segments are removed;
+//! `/app` matches `/app/x` but not `/apple`, as in Apache 2.4; a trailing `/` on a member
+//! URL is ignored; `ProxyPassReverse` only rewrites a member URL that ends at a URL
+//! boundary; cookie paths are rewritten by prefix at a segment boundary and cookie domains
+//! only when whole; and `X-Forwarded-Server` is sent only when a server name is configured.
 //!
 //! # From Apache to Rust
 //!
@@ -27,18 +178,23 @@
 //! | `ProxyPass "/app" "balancer://mycluster/app"` | [`ProxyPass::new`] |
 //! | prefix matching (`alias_match` in `proxy_trans`) | [`ProxyPass::matches`] |
 //! | request URL for the member (`proxy_trans` + mod_proxy_balancer's `rewrite_url`) | [`ProxyPass::map`], [`ProxyPass::map_path`] |
-//! | `ProxyPassReverse "/app" "balancer://mycluster/app"` | [`ProxyPassReverse`], [`ProxyPass::reverse`] |
-//! | `ProxyPassReverse` on one URL / on the response headers | [`reverse_url`], [`reverse_headers`] |
-//! | `ProxyPreserveHost On\|Off` | [`ForwardedHeaders::with_preserve_host`] |
+//! | the request side of mod_proxy_http (`ap_proxy_create_hdrbrgd`) | [`ForwardLayer`], [`Forward`], [`forward_request`] |
+//! | `ProxyPreserveHost On\|Off` | [`ForwardedHeaders::with_preserve_host`] in a [`ForwardLayer`]; the [`PreserveHost`] extension tells the member client |
 //! | `ProxyAddHeaders On\|Off` | [`ForwardedHeaders::with_add_headers`] |
 //! | `ServerName` in `X-Forwarded-Server` | [`ForwardedHeaders::with_server_name`] |
-//! | `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Server`, `Host` | [`prepare_request_headers`] |
-//! | hop-by-hop removal (`ap_proxy_clear_connection`) | [`strip_hop_by_hop`], [`is_hop_by_hop`] |
+//! | the client address (`REMOTE_ADDR`) | [`PeerAddr`](crate::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>` with the `axum` feature ([`client_addr`]) |
+//! | `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Server`, `Host` on a header map | [`prepare_request_headers`] |
+//! | `ProxyPassReverse "/app" "balancer://mycluster/app"` | [`ReverseLayer::with_reverse`], [`ProxyPassReverse`], [`ProxyPass::reverse`] |
+//! | `ProxyPassReverse` on one URL / on the response headers | [`reverse_url`], [`reverse_headers`] |
+//! | `ProxyPassReverseCookieDomain internal public` | [`ReverseLayer::with_cookie_domain`], [`ProxyPassReverseCookie::with_domain`], [`reverse_cookie_domain`] |
+//! | `ProxyPassReverseCookiePath internal public` | [`ReverseLayer::with_cookie_path`], [`ProxyPassReverseCookie::with_path`], [`reverse_cookie_path`] |
+//! | hop-by-hop removal (`ap_proxy_clear_connection`) | [`ForwardLayer`], [`ReverseLayer`], [`strip_hop_by_hop`], [`is_hop_by_hop`] |
 //!
 //! Not covered: `ProxyPass /path !`, `ProxyPassMatch`, `ProxyPass` flags (`nocanon`,
-//! `noquery`, `mapping=`), `ProxyPassReverseCookieDomain`/`Path`, `ProxyVia`.
+//! `noquery`, `mapping=`), `interpolate` on `ProxyPassReverse*`, `ProxyVia`, and
+//! `UseCanonicalName` (the front URL is the request's own host).
 //!
-//! # Examples
+//! # Examples of the pure functions
 //!
 //! Apache's defaults, everything under `/` to one balancer:
 //!
@@ -117,17 +273,49 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// `get_ref`, `get_mut` and `into_inner` of a wrapper service with an `inner` field.
+macro_rules! wrapper_accessors {
+    ($name:ident) => {
+        impl<S> $name<S> {
+            /// The inner service.
+            #[must_use]
+            pub const fn get_ref(&self) -> &S {
+                &self.inner
+            }
+
+            /// The inner service, mutably.
+            #[must_use]
+            pub fn get_mut(&mut self) -> &mut S {
+                &mut self.inner
+            }
+
+            /// The inner service, unwrapped.
+            #[must_use]
+            pub fn into_inner(self) -> S {
+                self.inner
+            }
+        }
+    };
+}
+
+mod cookie;
 mod error;
+mod forward;
+pub mod future;
 mod headers;
 mod mapping;
 mod reverse;
+mod reverse_layer;
 
+pub use self::cookie::{reverse_cookie_domain, reverse_cookie_path, ProxyPassReverseCookie};
 pub use self::error::ProxyPassError;
+pub use self::forward::{client_addr, forward_request, Forward, ForwardLayer, PreserveHost};
 pub use self::headers::{
     is_hop_by_hop, prepare_request_headers, strip_hop_by_hop, ForwardedHeaders,
 };
 pub use self::mapping::ProxyPass;
 pub use self::reverse::{reverse_headers, reverse_url, ProxyPassReverse};
+pub use self::reverse_layer::{Reverse, ReverseLayer};
 
 #[cfg(test)]
 mod tests;

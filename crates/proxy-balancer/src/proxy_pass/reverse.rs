@@ -203,6 +203,45 @@ pub fn reverse_headers(
     rewritten
 }
 
+/// [`reverse_headers`] with the `lines` that `applies` keeps: each value is rewritten by the
+/// first of them that matches it, as Apache does. `front_origin` as for
+/// [`ProxyPassReverse::reverse_url`]. Nothing is allocated unless the response has a header
+/// to rewrite.
+pub(super) fn reverse_headers_lines(
+    headers: &mut HeaderMap,
+    lines: &[ProxyPassReverse],
+    applies: impl Fn(&ProxyPassReverse) -> bool,
+    member_url: &str,
+    front_origin: &str,
+) -> usize {
+    if lines.is_empty() || !headers.keys().any(is_reversed_header) {
+        return 0;
+    }
+    let lines: Vec<(&ProxyPassReverse, String)> = lines
+        .iter()
+        .filter(|line| applies(line))
+        .map(|line| (line, line.front_base(front_origin)))
+        .collect();
+    let mut rewritten = 0;
+    for (name, value) in headers.iter_mut() {
+        if !is_reversed_header(name) {
+            continue;
+        }
+        let reversed = lines.iter().find_map(|(line, base)| {
+            reverse_bytes(value.as_bytes(), member_url, &line.backend_path, base)
+        });
+        let Some(reversed) = reversed else {
+            continue;
+        };
+        if let Ok(mut new_value) = HeaderValue::from_bytes(&reversed) {
+            new_value.set_sensitive(value.is_sensitive());
+            *value = new_value;
+            rewritten += 1;
+        }
+    }
+    rewritten
+}
+
 fn is_reversed_header(name: &HeaderName) -> bool {
     name == LOCATION || name == CONTENT_LOCATION || name.as_str() == URI_HEADER
 }
