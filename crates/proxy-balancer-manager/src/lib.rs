@@ -63,4 +63,4 @@ pub mod render;
 mod service;
 
 pub use access::{Access, AccessLayer};
-pub use service::{BalancerManager, BalancerManagerBuilder, HealthFn, PeerAddr};
+pub use service::{BalancerManager, BalancerManagerBuilder, PeerAddr};
