@@ -215,6 +215,7 @@ impl BalancerManagerBuilder {
         let mut persist_report = Vec::new();
         if let Some(path) = &self.persist {
             let balancers = &self.balancers;
+            let known = &self.hc_exprs;
             persist_report = persist::load(path, &mut |b, edit| {
                 let wanted = b
                     .strip_prefix("balancer://")
@@ -227,7 +228,8 @@ impl BalancerManagerBuilder {
                         name.strip_prefix("balancer://").unwrap_or(&name) == wanted
                     })
                     .ok_or_else(|| format!("no balancer {b:?}"))?;
-                edit.apply(&managed.store, managed.slots)
+                edit.check_hc_exprs(|name| known.iter().any(|k| k == name))
+                    .and_then(|()| edit.apply(&managed.store, managed.slots))
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             });

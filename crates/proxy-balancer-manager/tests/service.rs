@@ -239,7 +239,8 @@ async fn edits_persist_across_restarts() {
     let _ = std::fs::remove_file(&file);
     let build = |store: &Arc<BalancerStore>| {
         BalancerManager::builder("/balancer-manager")
-            .balancer(Arc::clone(store))
+            .balancer_with_health(Arc::clone(store), Arc::new(Report))
+            .hc_expr_names(["ok234"])
             .persist(&file)
             .build()
     };
@@ -260,6 +261,9 @@ async fn edits_persist_across_restarts() {
         format!("b=app&w={MEMBER}&w_status_D=1&w_lf=2.5&w_wr=node1&nonce={nonce}"),
         format!("b=app&b_lbm=bybusyness&b_ss=ROUTEID&nonce={nonce}"),
         format!("b=app&b_wyes=1&b_nwrkr=http%3A%2F%2F127.0.0.1%3A8003&nonce={nonce}"),
+        format!(
+            "b=app&w={MEMBER}&w_hm=GET11&w_hi=500&w_hu=%2Fready&w_hf=3&w_he=ok234&nonce={nonce}"
+        ),
     ] {
         let (status, body, _) =
             send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
@@ -286,6 +290,18 @@ async fn edits_persist_across_restarts() {
     assert_eq!(first.params().load_factor.lbf(), 250);
     assert_eq!(first.route(), Some("node1"));
     assert_eq!(snapshot.members().len(), 3, "the added member is back");
+    let hc = &first.params().hc;
+    assert_eq!(hc.method, HcMethod::Get11);
+    assert_eq!(hc.interval, Duration::from_millis(500));
+    assert_eq!((hc.uri.as_str(), hc.passes, hc.fails), ("/ready", 1, 3));
+    assert_eq!(hc.expr.as_ref().map(|e| e.as_str()), Some("ok234"));
+    assert_eq!(
+        snapshot.members()[1].params().hc,
+        MemberParams::new("http://127.0.0.1:8002")
+            .expect("valid")
+            .hc,
+        "untouched: the defaults"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
