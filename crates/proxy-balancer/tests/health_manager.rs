@@ -225,3 +225,20 @@ async fn a_member_added_through_the_manager_is_probed_and_a_removed_one_no_more(
     wait_for("a still probed", || a.hits() >= 1).await;
     probe.shutdown().await;
 }
+
+#[tokio::test]
+async fn spawn_with_refuses_an_expr_it_does_not_define() {
+    let mut member = MemberParams::new("http://127.0.0.1:9").expect("valid");
+    member.set("hcmethod", "GET").expect("valid");
+    member.set("hcexpr", "nope").expect("a well-formed name");
+    let store = Arc::new(
+        BalancerStore::new(
+            BalancerParams::new("hc"),
+            [member],
+            Instant::now().into_std(),
+        )
+        .expect("one member"),
+    );
+    let err = HealthProbe::spawn_with(store, Arc::new(ProbeDefinitions::new())).unwrap_err();
+    assert_eq!(err.to_string(), "unknown health check condition expr: nope");
+}
