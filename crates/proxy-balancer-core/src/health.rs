@@ -489,4 +489,37 @@ mod tests {
         assert_eq!(err.param(), "hctemplate");
         assert!(hc.apply_template([("loadfactor", "2")]).is_err());
     }
+
+    proptest::proptest! {
+        /// Any key and value: no panic; a refused value changes nothing, an accepted one
+        /// reads back the same through the parameter's own type.
+        #[test]
+        fn set_never_panics_and_refusals_change_nothing(
+            key in proptest::prop_oneof![
+                proptest::strategy::Just("hcmethod".to_owned()),
+                proptest::strategy::Just("hcuri".to_owned()),
+                proptest::strategy::Just("hcinterval".to_owned()),
+                proptest::strategy::Just("hcpasses".to_owned()),
+                proptest::strategy::Just("hcfails".to_owned()),
+                proptest::strategy::Just("hcexpr".to_owned()),
+                "\\PC{0,12}",
+            ],
+            value in "\\PC{0,80}",
+        ) {
+            let mut hc = HcParams::default();
+            hc.set("hcuri", "/before").unwrap();
+            let before = hc.clone();
+            match hc.set(&key, &value) {
+                Ok(()) => match key.as_str() {
+                    "hcuri" => proptest::prop_assert_eq!(hc.uri.as_str(), value.as_str()),
+                    "hcexpr" if !value.is_empty() => {
+                        proptest::prop_assert_eq!(hc.expr.as_ref().map(HcExprName::as_str), Some(value.as_str()));
+                    }
+                    "hcinterval" => proptest::prop_assert!(hc.interval >= HcParams::MIN_INTERVAL),
+                    _ => {}
+                },
+                Err(_) => proptest::prop_assert_eq!(hc, before),
+            }
+        }
+    }
 }
