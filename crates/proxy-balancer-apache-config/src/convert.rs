@@ -15,9 +15,14 @@ impl Config {
     /// The balancers as the core's types, in configuration order, to build stores from.
     ///
     /// Each balancer's parameters are applied in order (later ones win, as in Apache), and
-    /// each member's core parameters too; the `hc*` and other worker parameters the core does
-    /// not model stay in the syntax tree ([`MemberConfig::params`](crate::MemberConfig)). A
-    /// member without `timeout` gets [`Config::proxy_timeout`], as Apache's workers do.
+    /// each member's core parameters too, its health-check parameters among them
+    /// ([`MemberParams::hc`]): `hctemplate=name` applies the `ProxyHCTemplate`'s parameters
+    /// where it stands ([`HcParams::apply_template`](proxy_balancer_core::HcParams::apply_template)),
+    /// so the store holds the resolved values. An `hcexpr` is kept by name; the health probes,
+    /// which hold the `ProxyHCExpr` conditions, check it when they start. The worker
+    /// parameters the core does not model stay in the syntax tree
+    /// ([`MemberConfig::params`](crate::MemberConfig)). A member without `timeout` gets
+    /// [`Config::proxy_timeout`], as Apache's workers do.
     ///
     /// # Errors
     ///
@@ -37,6 +42,16 @@ impl Config {
     /// let (params, members) = &balancers[0];
     /// assert_eq!(params.name, "balancer://app");
     /// assert_eq!(members[0].load_factor.lbf(), 200);
+    ///
+    /// let config = proxy_balancer_apache_config::parse(
+    ///     r#"ProxyHCTemplate web hcmethod=GET hcuri=/health hcinterval=5
+    ///        <Proxy "balancer://app">
+    ///            BalancerMember http://10.0.0.1:8080 hctemplate=web hcinterval=200ms
+    ///        </Proxy>"#,
+    /// )?;
+    /// let hc = &config.balancers()?[0].1[0].hc;
+    /// assert_eq!((hc.method.as_str(), hc.uri.as_str()), ("GET", "/health"));
+    /// assert_eq!(hc.interval.as_millis(), 200, "set after the template, so it wins");
     /// # Ok::<(), proxy_balancer_apache_config::ParseErrors>(())
     /// ```
     pub fn balancers(&self) -> Result<Vec<Converted>, ParseErrors> {
@@ -227,9 +242,18 @@ impl Config {
         };
         for p in params {
             let key = p.key.to_ascii_lowercase();
-            let result = if CORE_MEMBER_KEYS.contains(&key.as_str()) {
+            let result = if key == "hctemplate" {
+                // The template's parameters apply where it stands: later ones win.
+                match self.hc_templates.iter().find(|t| t.name == p.value) {
+                    Some(t) => member
+                        .hc
+                        .apply_template(t.params.iter().map(|tp| (&tp.key, &tp.value)))
+                        .map_err(|e| e.to_string()),
+                    None => Err(format!("unknown health check template: {}", p.value)),
+                }
+            } else if CORE_MEMBER_KEYS.contains(&key.as_str()) || HC_KEYS.contains(&key.as_str()) {
                 member.set(&key, &p.value).map_err(|e| e.to_string())
-            } else if HC_KEYS.contains(&key.as_str()) || OTHER_WORKER_KEYS.contains(&key.as_str()) {
+            } else if OTHER_WORKER_KEYS.contains(&key.as_str()) {
                 keys::check_extra(&key, &p.value).map_err(|reason| {
                     format!(
                         "invalid value \"{}\" for parameter `{key}`: {reason}",

@@ -182,23 +182,25 @@ pub(crate) fn check_extra(key: &str, value: &str) -> Result<(), String> {
         }
     };
     match key {
-        "hcmethod" => match v.parse::<proxy_balancer_core::HcMethod>() {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!(
-                "unknown method; expected one of {}",
-                proxy_balancer_core::HcMethod::NAMES
-            )),
-        },
-        "hcinterval" => match parse_time(v, false) {
-            Some(t) if t >= Duration::from_millis(100) => Ok(()),
-            Some(_) => Err("must be at least 100ms".to_owned()),
-            None => Err("must be seconds, or milliseconds with `ms`".to_owned()),
-        },
-        "hcpasses" | "hcfails" | "min" | "smax" | "responsefieldsize" => {
+        // The health-check values are the core's (`HcParams::set`), so that what this
+        // accepts is what the store will hold.
+        "hcmethod" | "hcinterval" | "hcpasses" | "hcfails" | "hcuri" | "hcexpr" => {
+            if key == "hcexpr" {
+                non_empty()?;
+            }
+            proxy_balancer_core::HcParams::default()
+                .set(key, value)
+                .map_err(|e| match e {
+                    proxy_balancer_core::ParamError::InvalidValue { reason, .. } => {
+                        reason.into_owned()
+                    }
+                    other => other.to_string(),
+                })
+        }
+        "min" | "smax" | "responsefieldsize" => {
             int(0, i64::from(i32::MAX), "must be a whole number, 0 or more")
         }
-        "hcuri" => short("the uri"),
-        "hctemplate" | "hcexpr" | "upgrade" | "flusher" => non_empty(),
+        "hctemplate" | "upgrade" | "flusher" => non_empty(),
         "secret" => short("the secret"),
         "ping" => match parse_time(v, false) {
             Some(t) if !t.is_zero() => Ok(()),
@@ -264,6 +266,11 @@ mod tests {
         assert!(check_extra("hcmethod", "get11").is_ok());
         assert!(check_extra("hcmethod", "POST").is_err());
         assert!(check_extra("hcuri", &"u".repeat(64)).is_err());
+        assert!(check_extra("hcuri", &"u".repeat(63)).is_ok());
+        assert!(check_extra("hcinterval", "1mi").is_ok());
+        assert!(check_extra("hcpasses", "-1").is_err());
+        assert!(check_extra("hcexpr", "").is_err());
+        assert!(check_extra("hcexpr", &"e".repeat(16)).is_err());
         assert!(check_extra("iobuffersize", "100").is_err());
         assert!(check_extra("iobuffersize", "0").is_ok());
         assert!(check_extra("flushwait", "1001").is_err());

@@ -37,7 +37,9 @@ fn member_param(templates: usize, exprs: usize) -> impl Strategy<Value = Param> 
             .prop_map(|v| param("hcmethod", v.to_owned())),
         (100u32..100_000).prop_map(|n| param("hcinterval", format!("{n}ms"))),
         (0u32..10).prop_map(|n| param("hcfails", n.to_string())),
-        "/[a-z /\"?=&]{0,30}".prop_map(|u| param("hcuri", u)),
+        // No whitespace: the core refuses it in `hcuri` (it would break the request line);
+        // quoting of values with spaces is exercised by `secret`.
+        "/[a-z/\"?=&]{0,30}".prop_map(|u| param("hcuri", u)),
         (512u32..100_000).prop_map(|n| param("iobuffersize", n.to_string())),
         "[a-z0-9 ]{1,20}".prop_map(|s| param("secret", s)),
         (0..templates.max(1)).prop_map(move |i| if templates > 0 {

@@ -131,6 +131,7 @@
 mod error;
 mod flags;
 mod hcmethod;
+mod health;
 pub mod lbmethod;
 mod member;
 mod params;
@@ -156,6 +157,7 @@ mod tests;
 pub use error::{ConfigError, ParamError, PickError};
 pub use flags::{StatusFlags, StatusLabel};
 pub use hcmethod::HcMethod;
+pub use health::{HcExprName, HcParams, HcUri, HealthReport};
 pub use lbmethod::{LbMethod, LbMethodKind};
 pub use member::{BusyGuard, Member, MemberId, MemberState};
 pub use params::{

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::ParamError;
 use crate::flags::StatusFlags;
+use crate::health::HcParams;
 use crate::lbmethod::LbMethodKind;
 
 /// Routes, redirects and sticky session names are shorter than this, as in Apache
@@ -510,6 +511,9 @@ pub struct MemberParams {
     pub disable_reuse: bool,
     /// `keepalive`: TCP keep-alive probes on member connections (default Off).
     pub keepalive: bool,
+    /// The health-check parameters (`hcmethod`, `hcuri`, `hcinterval`, `hcpasses`,
+    /// `hcfails`, `hcexpr`; `hctemplate` resolved into them). Default: no health check.
+    pub hc: HcParams,
 }
 
 impl MemberParams {
@@ -543,6 +547,7 @@ impl MemberParams {
             ttl: None,
             disable_reuse: false,
             keepalive: false,
+            hc: HcParams::DEFAULT,
         }
     }
 
@@ -596,7 +601,10 @@ impl MemberParams {
     }
 
     /// Sets one parameter from its Apache name and text, as on a `BalancerMember` line.
-    /// `status` is applied on top of the current flags, as Apache does.
+    /// `status` is applied on top of the current flags, as Apache does. The `hc*`
+    /// parameters go to [`HcParams::set`]; `hctemplate` is refused there (a template's
+    /// parameters are applied with [`HcParams::apply_template`] on
+    /// [`MemberParams::hc`]).
     ///
     /// # Errors
     ///
@@ -646,6 +654,7 @@ impl MemberParams {
             "disablereuse" => self.disable_reuse = parse_on_off("disablereuse", value)?,
             "enablereuse" => self.disable_reuse = !parse_on_off("enablereuse", value)?,
             "keepalive" => self.keepalive = parse_on_off("keepalive", value)?,
+            hc if hc.starts_with("hc") => self.hc.set(hc, value)?,
             _ => {
                 return Err(ParamError::UnknownParameter {
                     param: key.to_owned(),
@@ -1146,6 +1155,21 @@ mod tests {
             (Some(10), Some(Duration::from_secs(30)), true)
         );
         assert!(m.set("route", &"r".repeat(64)).is_err());
+        m.set("HcMethod", "GET").unwrap();
+        m.set("hcinterval", "200ms").unwrap();
+        m.set("hcuri", "/up").unwrap();
+        assert_eq!(m.hc.method, crate::HcMethod::Get);
+        assert_eq!(m.hc.interval, Duration::from_millis(200));
+        assert_eq!(m.hc.uri.as_str(), "/up");
+        assert_eq!(
+            m.set("hcinterval", "99ms").unwrap_err().param(),
+            "hcinterval"
+        );
+        assert_eq!(m.set("hctemplate", "t").unwrap_err().param(), "hctemplate");
+        assert!(matches!(
+            m.set("hcbogus", "1"),
+            Err(ParamError::UnknownParameter { .. })
+        ));
     }
 
     #[test]

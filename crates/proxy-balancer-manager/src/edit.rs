@@ -59,8 +59,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use proxy_balancer_core::{
-    BalancerParams, BalancerSnapshot, BalancerStore, LbMethodKind, LbSet, LoadFactor, MemberId,
-    MemberParams, MemberUrl, Nonce, ParamError, Route, StatusFlags, StickySession,
+    BalancerParams, BalancerSnapshot, BalancerStore, HcExprName, HcParams, HcUri, LbMethodKind,
+    LbSet, LoadFactor, MemberId, MemberParams, MemberUrl, Nonce, ParamError, Route, StatusFlags,
+    StickySession,
 };
 
 /// The largest form body or query string accepted, in bytes.
@@ -72,17 +73,13 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// The shortest health-check interval the manager accepts (`w_hi`), as in Apache
 /// (`HCHECK_WATHCHDOG_INTERVAL`, 100 ms).
-const MIN_HC_INTERVAL: Duration = Duration::from_millis(100);
+const MIN_HC_INTERVAL: Duration = HcParams::MIN_INTERVAL;
 
 /// The longest `b_tmo` the manager accepts, in seconds, as in Apache.
 const MAX_BALANCER_TIMEOUT: u32 = 7200;
 
 /// The highest `b_max` the manager accepts, as in Apache.
 const MAX_MAX_ATTEMPTS: u32 = 99;
-
-/// Health-check URIs and expression names are shorter than this, as in Apache (64-byte
-/// shared-memory fields with a NUL).
-const MAX_HC_TEXT: usize = 63;
 
 // ===== errors =====
 
@@ -525,8 +522,9 @@ impl MemberEdit {
 
 /// Health-check changes of a member: `w_hm`, `w_hi`, `w_hp`, `w_hf`, `w_hu`, `w_he`.
 ///
-/// The core knows nothing of health checks, so [`Edit::apply`] validates these and returns
-/// them in [`Applied::health`] for the caller to pass on to its probes.
+/// [`Edit::apply`] writes them into the member's [`HcParams`] in the store, with the
+/// member's other changes, in one new snapshot; the health probes follow the store. Whether
+/// a `w_he` name is a defined condition is checked with [`Edit::check_hc_exprs`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthEdit {
@@ -538,11 +536,11 @@ pub struct HealthEdit {
     pub passes: Option<u32>,
     /// `w_hf`: Apache's `hcfails`, at least 1.
     pub fails: Option<u32>,
-    /// `w_hu`: Apache's `hcuri`.
-    pub uri: Option<Update<String>>,
+    /// `w_hu`: Apache's `hcuri` (empty clears it).
+    pub uri: Option<HcUri>,
     /// `w_he`: Apache's `hcexpr` (the name of a `ProxyHCExpr`). Cleared when `w_hm` is
     /// `TCP` or `NONE`, as Apache does.
-    pub expr: Option<Update<String>>,
+    pub expr: Option<Update<HcExprName>>,
 }
 
 impl HealthEdit {
@@ -550,6 +548,49 @@ impl HealthEdit {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Writes the changes; returns the Apache names of those that changed.
+    fn write(&self, hc: &mut HcParams) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if let Some(m) = self.method {
+            if hc.method != m {
+                hc.method = m;
+                changed.push("hcmethod");
+            }
+        }
+        if let Some(i) = self.interval {
+            if hc.interval != i {
+                hc.interval = i;
+                changed.push("hcinterval");
+            }
+        }
+        if let Some(n) = self.passes {
+            if hc.passes != n {
+                hc.passes = n;
+                changed.push("hcpasses");
+            }
+        }
+        if let Some(n) = self.fails {
+            if hc.fails != n {
+                hc.fails = n;
+                changed.push("hcfails");
+            }
+        }
+        if let Some(uri) = &self.uri {
+            if hc.uri != *uri {
+                hc.uri = uri.clone();
+                changed.push("hcuri");
+            }
+        }
+        if let Some(update) = &self.expr {
+            let new = update.clone().into_option();
+            if hc.expr != new {
+                hc.expr = new;
+                changed.push("hcexpr");
+            }
+        }
+        changed
     }
 }
 
@@ -751,17 +792,20 @@ impl Edit {
                     self.health.fails = Some(n);
                 }
             }
-            "w_hu" | "w_he" => {
+            "w_hu" => {
+                let uri = HcUri::new(value).map_err(|e| EditError::from_param(param, value, e))?;
+                self.health.uri = Some(uri);
+            }
+            "w_he" => {
                 let update = if value.is_empty() {
                     Update::Clear
                 } else {
-                    Update::Set(check_hc_text(param, value)?.to_owned())
+                    Update::Set(
+                        HcExprName::new(value)
+                            .map_err(|e| EditError::from_param(param, value, e))?,
+                    )
                 };
-                if param == "w_hu" {
-                    self.health.uri = Some(update);
-                } else {
-                    self.health.expr = Some(update);
-                }
+                self.health.expr = Some(update);
             }
             "b_lbm" => {
                 let method = t
@@ -953,8 +997,12 @@ impl Edit {
         }
         if let Some(id) = target {
             applied.member = Some(id);
-            if self.member.has_params() {
-                let result = store.update_member(id, |p| self.member.write(p));
+            if self.member.has_params() || !self.health.is_empty() {
+                let result = store.update_member(id, |p| {
+                    let mut changed = self.member.write(p);
+                    changed.extend(self.health.write(&mut p.hc));
+                    changed
+                });
                 match result {
                     Ok(changed) => applied.changed.extend(changed),
                     Err(_) => {
@@ -990,10 +1038,40 @@ impl Edit {
                 }
             }
         }
-        if target.is_some() && !self.health.is_empty() {
-            applied.health = Some(self.health.clone());
-        }
         Ok(applied)
+    }
+
+    /// Checks that a `w_he` condition name is one of those defined (`known`): the core
+    /// checks only a name's form, the conditions are held by the health probes. The
+    /// [`BalancerManager`](crate::BalancerManager) calls this before [`Edit::apply`] with
+    /// the names given to
+    /// [`BalancerManagerBuilder::hc_expr_names`](crate::BalancerManagerBuilder::hc_expr_names).
+    ///
+    /// ```
+    /// use proxy_balancer_manager::edit::{parse_form, Edit};
+    ///
+    /// let edit = Edit::from_form(&parse_form(b"b=c&w=http://a&w_he=in_service")?)?;
+    /// assert!(edit.check_hc_exprs(|name| name == "in_service").is_ok());
+    /// let err = edit.check_hc_exprs(|_| false).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid value \"in_service\" for `w_he`: unknown health check condition expr"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EditError::InvalidValue`] naming `w_he` for an unknown name.
+    pub fn check_hc_exprs(&self, known: impl Fn(&str) -> bool) -> Result<(), EditError> {
+        match &self.health.expr {
+            Some(Update::Set(name)) if !known(name.as_str()) => Err(EditError::invalid(
+                "w_he",
+                name.as_str(),
+                "unknown health check condition expr",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn flag_changes_empty(&self) -> bool {
@@ -1103,24 +1181,6 @@ fn parse_number(param: &'static str, value: &str, reason: &'static str) -> Resul
     Ok(t.parse::<u32>().unwrap_or(u32::MAX))
 }
 
-fn check_hc_text<'a>(param: &'static str, value: &'a str) -> Result<&'a str, EditError> {
-    if value.len() > MAX_HC_TEXT {
-        return Err(EditError::invalid(
-            param,
-            value,
-            "must be shorter than 64 bytes",
-        ));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(EditError::invalid(
-            param,
-            value,
-            "must not contain whitespace or control characters",
-        ));
-    }
-    Ok(value)
-}
-
 // ===== growth slots =====
 
 /// How many of a balancer's `growth` slots are used: how many members the manager may still
@@ -1196,8 +1256,9 @@ impl GrowthSlots {
 #[non_exhaustive]
 pub struct Applied {
     /// Apache names of the parameters whose value changed (`loadfactor`, `lbset`, `route`,
-    /// `redirect`, `status`, `lbmethod`, `timeout`, `maxattempts`, `nofailover`,
-    /// `stickysession`), member ones first. A parameter given with its current value is
+    /// `redirect`, `hcmethod`, `hcinterval`, `hcpasses`, `hcfails`, `hcuri`, `hcexpr`,
+    /// `status`, `lbmethod`, `timeout`, `maxattempts`, `nofailover`, `stickysession`),
+    /// member ones first. A parameter given with its current value is
     /// not listed.
     pub changed: Vec<&'static str>,
     /// Member `w`, when the edit was about it.
@@ -1206,8 +1267,6 @@ pub struct Applied {
     pub flags: Option<(StatusFlags, StatusFlags)>,
     /// The member added with `b_wyes=1`.
     pub added: Option<MemberId>,
-    /// Health-check changes of member `w`, for the caller to pass on to its probes.
-    pub health: Option<HealthEdit>,
     /// Whether the balancer's `lbstatus` was reset (new lbmethod, or member `w` became
     /// usable).
     pub lb_reset: bool,
@@ -1217,7 +1276,7 @@ impl Applied {
     /// Whether nothing changed.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.added.is_none() && self.health.is_none()
+        self.changed.is_empty() && self.added.is_none()
     }
 }
 

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -221,11 +222,18 @@ fn health_fields() {
     assert_eq!(e.health.method, Some(HcMethod::Get11));
     assert_eq!(e.health.interval, Some(Duration::from_millis(100)));
     assert_eq!((e.health.passes, e.health.fails), (Some(1), Some(3)));
-    assert_eq!(e.health.uri, Some(Update::Set("/up".into())));
-    assert_eq!(e.health.expr, Some(Update::Set("ok".into())));
+    assert_eq!(e.health.uri, Some(HcUri::new("/up").unwrap()));
+    assert_eq!(
+        e.health.expr,
+        Some(Update::Set(HcExprName::new("ok").unwrap()))
+    );
     let e = edit("b=c&w=x&w_hm=TCP&w_he=ok&w_hu=").unwrap();
     assert_eq!(e.health.expr, Some(Update::Clear), "cleared for TCP");
-    assert_eq!(e.health.uri, Some(Update::Clear));
+    assert_eq!(
+        e.health.uri,
+        Some(HcUri::EMPTY),
+        "an empty w_hu clears the uri"
+    );
     for (body, param) in [
         ("w_hm=CPING", "w_hm"),
         ("w_hi=99", "w_hi"),
@@ -240,6 +248,27 @@ fn health_fields() {
     }
     let err = edit(&format!("b=c&w=x&w_he={}", "e".repeat(64))).unwrap_err();
     assert_eq!(invalid_param(&err), "w_he");
+    // Boundaries: Apache's 15-byte expr names, 63-byte uris.
+    assert!(edit(&format!("b=c&w=x&w_he={}", "e".repeat(15))).is_ok());
+    let err = edit(&format!("b=c&w=x&w_he={}", "e".repeat(16))).unwrap_err();
+    assert_eq!(invalid_param(&err), "w_he");
+    assert!(edit(&format!("b=c&w=x&w_hu=/{}", "u".repeat(62))).is_ok());
+    let err = edit(&format!("b=c&w=x&w_hu=/{}", "u".repeat(63))).unwrap_err();
+    assert_eq!(invalid_param(&err), "w_hu");
+    let e = edit("b=c&w=x&w_hi=100&w_hp=4294967295").unwrap();
+    assert_eq!(e.health.passes, Some(u32::MAX));
+}
+
+#[test]
+fn unknown_expr_names_are_refused() {
+    let e = edit("b=c&w=x&w_he=ok").unwrap();
+    assert!(e.check_hc_exprs(|n| n == "ok").is_ok());
+    let err = e.check_hc_exprs(|n| n == "other").unwrap_err();
+    assert_eq!(invalid_param(&err), "w_he");
+    assert_eq!(err.status(), 400);
+    // Clearing needs no name.
+    let e = edit("b=c&w=x&w_he=").unwrap();
+    assert!(e.check_hc_exprs(|_| false).is_ok());
 }
 
 #[test]
@@ -520,21 +549,49 @@ fn add_member_without_growth() {
 }
 
 #[test]
-fn health_changes_are_returned() {
+fn health_changes_are_written_to_the_store() {
     let (store, slots) = store(None);
+    let before = store.snapshot();
     let applied = run(
         &store,
         slots,
-        "b=c&w=http://127.0.0.1:8001&w_hm=GET&w_hi=500",
+        "b=c&w=http://127.0.0.1:8001&w_hm=GET&w_hi=500&w_hu=/up&w_hp=1&w_lf=2",
     )
     .unwrap();
-    let health = applied.health.unwrap();
-    assert_eq!(health.method, Some(HcMethod::Get));
-    assert_eq!(health.interval, Some(Duration::from_millis(500)));
+    assert_eq!(
+        applied.changed,
+        ["loadfactor", "hcmethod", "hcinterval", "hcuri"],
+        "hcpasses=1 is the current value"
+    );
+    let hc = member(&store, A).hc;
+    assert_eq!(hc.method, HcMethod::Get);
+    assert_eq!(hc.interval, Duration::from_millis(500));
+    assert_eq!(hc.uri.as_str(), "/up");
+    assert!(
+        !Arc::ptr_eq(&before, &store.snapshot()),
+        "a new snapshot, which the probes follow"
+    );
     assert_eq!(
         applied.member,
         store.snapshot().member_by_url(A).map(|m| m.id())
     );
+    // All or nothing: a bad w_hi next to a good w_hu changes nothing.
+    let err = run(
+        &store,
+        slots,
+        "b=c&w=http://127.0.0.1:8001&w_hu=/other&w_hi=5",
+    )
+    .unwrap_err();
+    assert_eq!(invalid_param(&err), "w_hi");
+    assert_eq!(member(&store, A).hc.uri.as_str(), "/up");
+    // TCP clears the expression, as Apache does.
+    store
+        .update_member(applied.member.unwrap(), |p| p.hc.set("hcexpr", "ok"))
+        .unwrap()
+        .unwrap();
+    let applied = run(&store, slots, "b=c&w=http://127.0.0.1:8001&w_hm=TCP").unwrap();
+    assert_eq!(applied.changed, ["hcmethod", "hcexpr"]);
+    assert_eq!(member(&store, A).hc.expr, None);
     let err = run(&store, slots, "b=c&w=http://nope&w_hm=GET").unwrap_err();
     assert_eq!(err.status(), 404);
 }

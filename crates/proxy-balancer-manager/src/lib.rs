@@ -20,6 +20,26 @@
 //! - `nonce=None` turns the nonce check off, as Apache's docs say (Apache then refuses every
 //!   change).
 //!
+//! # Health checks
+//!
+//! A member's health-check parameters (`hcmethod` … `hcexpr`) are member parameters in the
+//! store ([`MemberParams::hc`](proxy_balancer_core::MemberParams::hc)); the health probes
+//! follow the store. For a balancer registered with
+//! [`balancer_with_health`](BalancerManagerBuilder::balancer_with_health) the page, the XML and
+//! the JSON show them with the probes' last result (through the core's
+//! [`HealthReport`](proxy_balancer_core::HealthReport), which `proxy-balancer`'s
+//! `HealthMonitor` implements), and `w_hm`, `w_hi`, `w_hp`, `w_hf`, `w_hu`, `w_he` change
+//! them; a `w_he` must name one of the conditions given to
+//! [`hc_expr_names`](BalancerManagerBuilder::hc_expr_names).
+//!
+//! ```text
+//! let probe = HealthProbe::spawn_with(Arc::clone(&store), Arc::clone(&defs))?;
+//! let manager = BalancerManager::builder("/balancer-manager")
+//!     .balancer_with_health(Arc::clone(&store), Arc::new(probe.monitor()))
+//!     .hc_expr_names(defs.expr_names())
+//!     .build();
+//! ```
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Instant;
@@ -63,4 +83,4 @@ pub mod render;
 mod service;
 
 pub use access::{Access, AccessLayer};
-pub use service::{BalancerManager, BalancerManagerBuilder, HealthFn, PeerAddr};
+pub use service::{BalancerManager, BalancerManagerBuilder, PeerAddr};

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
-use proxy_balancer_core::{BalancerSnapshot, StatusFlags};
+use proxy_balancer_core::{BalancerSnapshot, HcParams, StatusFlags};
 
 use crate::edit::{parse_form, Edit, GrowthSlots};
 
@@ -68,6 +68,24 @@ pub(crate) fn lines(snapshot: &BalancerSnapshot, slots: GrowthSlots, out: &mut S
             p.redirect
                 .as_ref()
                 .map_or(String::new(), |r| encode(r.as_str())),
+        );
+        // The health-check parameters, in the ranges the manager's fields accept (a
+        // configured `hcpasses=0` acts as 1, and is saved so).
+        let hc = &p.hc;
+        let _ = write!(
+            out,
+            "&w_hm={}&w_hi={}&w_hp={}&w_hf={}&w_hu={}&w_he={}",
+            hc.method.as_str(),
+            hc.interval
+                .max(HcParams::MIN_INTERVAL)
+                .as_millis()
+                .min(u128::from(u32::MAX)),
+            hc.passes_needed(),
+            hc.fails_needed(),
+            encode(hc.uri.as_str()),
+            hc.expr
+                .as_ref()
+                .map_or(String::new(), |e| encode(e.as_str())),
         );
         for (letter, flag) in [
             ('I', StatusFlags::IGNORE_ERRORS),

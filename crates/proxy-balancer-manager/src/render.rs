@@ -742,7 +742,9 @@ fn html_member_form(o: &mut String, b: &BalancerView<'_>, m: &Member, mount: &st
 /// RFC 822 date) is left out because members keep a monotonic time; `min` is 0, `smax` and
 /// `max` are `max=` or 0 for unlimited; `retry` is always printed; the AJP-only elements
 /// (`flushpackets`, `flushwait`, `ping`) and `acquire`, `recv_buffer_size` and
-/// `io_buffer_size` are never printed; health checks have no elements (Apache prints none).
+/// `io_buffer_size` are never printed. Beyond Apache (which prints no health-check
+/// elements), a member with a health check ends with `hcmethod`, `hcinterval` (ms),
+/// `hcpasses`, `hcfails`, `hcuri` and `hcexpr` (empty when none).
 /// Every text value is XML-escaped (Apache escapes only some).
 #[must_use]
 pub fn xml(view: &View<'_>) -> String {
@@ -789,7 +791,7 @@ pub fn xml(view: &View<'_>) -> String {
         }
         o.push_str("      <httpd:workers>\n");
         for m in b.snapshot.members() {
-            xml_worker(&mut o, m);
+            xml_worker(&mut o, m, (b.health)(m).as_ref());
         }
         o.push_str("      </httpd:workers>\n");
         o.push_str("    </httpd:balancer>\n");
@@ -799,7 +801,7 @@ pub fn xml(view: &View<'_>) -> String {
     o
 }
 
-fn xml_worker(o: &mut String, m: &Member) {
+fn xml_worker(o: &mut String, m: &Member, health: Option<&HealthView>) {
     let mp = m.params();
     let st = m.state();
     let (host, port) = host_port(m);
@@ -846,6 +848,14 @@ fn xml_worker(o: &mut String, m: &Member) {
         el(o, "connectiontimeout", &t.as_millis());
     }
     el(o, "retry", &mp.retry.as_secs());
+    if let Some(h) = health {
+        el(o, "hcmethod", &esc(&h.method));
+        el(o, "hcinterval", &h.interval_ms);
+        el(o, "hcpasses", &h.passes);
+        el(o, "hcfails", &h.fails);
+        el(o, "hcuri", &esc(&h.uri));
+        el(o, "hcexpr", &esc(h.expr.as_deref().unwrap_or("")));
+    }
     o.push_str("        </httpd:worker>\n");
 }
 

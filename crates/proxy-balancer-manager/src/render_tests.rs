@@ -235,6 +235,12 @@ fn xml_schema_and_escaping() {
     assert!(doc.contains("<httpd:transferred>1536</httpd:transferred>"));
     assert!(doc.contains("<httpd:redirect>r&amp;2</httpd:redirect>"));
     assert!(doc.contains("<httpd:retry>60</httpd:retry>"));
+    // Health-check elements, only for the member with a health check, after `retry`.
+    assert!(doc.contains("<httpd:retry>60</httpd:retry>\n          <httpd:hcmethod>GET</httpd:hcmethod>\n          <httpd:hcinterval>5000</httpd:hcinterval>\n          <httpd:hcpasses>1</httpd:hcpasses>\n          <httpd:hcfails>2</httpd:hcfails>\n"));
+    assert!(
+        doc.contains("<httpd:hcexpr>ok&amp;&lt;expr&gt;</httpd:hcexpr>\n        </httpd:worker>")
+    );
+    assert_eq!(doc.matches("<httpd:hcmethod>").count(), 1);
     assert!(doc.contains("<httpd:nonce>a&quot;b&lt;c&gt;&amp;d</httpd:nonce>"));
     assert!(doc.ends_with("</httpd:manager>"));
     for el in [

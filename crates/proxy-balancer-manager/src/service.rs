@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use proxy_balancer_core::{BalancerStore, Member, Nonce};
+use proxy_balancer_core::{BalancerStore, HealthReport, Member, Nonce};
 use tower_service::Service;
 
 use crate::edit::{nonce_matches, parse_form, parse_query, Edit, Form, GrowthSlots};
@@ -32,8 +32,8 @@ const FORM_LIMIT: usize = 16 * 1024;
 /// [`proxy_balancer_core`], shared with the forwarding layer of `proxy-balancer`.
 pub use proxy_balancer_core::PeerAddr;
 
-/// Health facts of a member, for the page (see [`HealthView`]).
-pub type HealthFn = Arc<dyn Fn(&Member) -> Option<HealthView> + Send + Sync>;
+/// A member's health-check column, as the renderers read it.
+type HealthViewFn = Box<dyn Fn(&Member) -> Option<HealthView> + Send + Sync>;
 
 struct Managed {
     store: Arc<BalancerStore>,
@@ -41,7 +41,10 @@ struct Managed {
     auto_nonce: String,
     /// The configured members, to count the `growth` slots the manager has used.
     slots: GrowthSlots,
-    health: Option<HealthFn>,
+    /// Whether the balancer has health probes (then the `w_h*` edits are taken).
+    has_health: bool,
+    /// The health-check parameters (from the store) and last results (from the report).
+    health_view: HealthViewFn,
 }
 
 impl Managed {
@@ -68,7 +71,8 @@ struct Inner {
     mount: String,
     balancers: Vec<Managed>,
     allow: Vec<(IpAddr, u8)>,
-    unavailable: Arc<dyn Fn(&str) -> u64 + Send + Sync>,
+    /// The `ProxyHCExpr` names a `w_he` may give.
+    hc_exprs: Vec<String>,
     server: String,
     changes: AtomicU64,
 }
@@ -97,7 +101,7 @@ pub struct BalancerManagerBuilder {
     mount: String,
     balancers: Vec<Managed>,
     allow: Vec<(IpAddr, u8)>,
-    unavailable: Arc<dyn Fn(&str) -> u64 + Send + Sync>,
+    hc_exprs: Vec<String>,
 }
 
 impl fmt::Debug for BalancerManagerBuilder {
@@ -136,23 +140,50 @@ impl BalancerManagerBuilder {
         self
     }
 
-    /// Manages this balancer, showing health facts from `health` (e.g. its probes).
-    pub fn balancer_with_health(mut self, store: Arc<BalancerStore>, health: HealthFn) -> Self {
+    /// Manages this balancer, which has health probes: every member shows its health-check
+    /// parameters (read from the store, [`MemberParams::hc`](proxy_balancer_core::MemberParams::hc))
+    /// and the last result `health` reports (the probes' monitor), and the `w_hm`, `w_hi`,
+    /// `w_hp`, `w_hf`, `w_hu`, `w_he` edits are applied to the store, which the probes
+    /// follow. Without this, those edits are refused.
+    ///
+    /// # Apache
+    ///
+    /// As with mod_proxy_hcheck loaded: the HC columns and fields are shown for every
+    /// member, `hcmethod=NONE` ones included, so that checks can be turned on from the page.
+    pub fn balancer_with_health(
+        mut self,
+        store: Arc<BalancerStore>,
+        health: Arc<dyn HealthReport>,
+    ) -> Self {
         self.push(store, Some(health));
         self
     }
 
-    fn push(&mut self, store: Arc<BalancerStore>, health: Option<HealthFn>) {
+    /// The condition names (`ProxyHCExpr`) a `w_he` edit may give; any other is refused
+    /// (default: none, so every `w_he` name is refused). With the health probes'
+    /// definitions: `.hc_expr_names(defs.expr_names())`.
+    pub fn hc_expr_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.hc_exprs.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    fn push(&mut self, store: Arc<BalancerStore>, health: Option<Arc<dyn HealthReport>>) {
         let auto_nonce = match &store.snapshot().params().nonce {
             Nonce::Fixed(n) => n.clone(),
             _ => generate_nonce(self.balancers.len()),
         };
         let slots = GrowthSlots::of(&store);
+        let has_health = health.is_some();
+        let health_view: HealthViewFn = match health {
+            Some(report) => Box::new(move |member: &Member| Some(health_view(member, &*report))),
+            None => Box::new(no_health),
+        };
         self.balancers.push(Managed {
             store,
             auto_nonce,
             slots,
-            health,
+            has_health,
+            health_view,
         });
     }
 
@@ -170,12 +201,6 @@ impl BalancerManagerBuilder {
             .allow(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
     }
 
-    /// Where the count of 503s answered per balancer comes from, for the metrics.
-    pub fn unavailable_counter(mut self, counter: Arc<dyn Fn(&str) -> u64 + Send + Sync>) -> Self {
-        self.unavailable = counter;
-        self
-    }
-
     /// `BalancerPersist On`: every change is saved to `path` (atomically), and the saved
     /// state is applied again when the manager is built.
     pub fn persist(mut self, path: impl Into<std::path::PathBuf>) -> Self {
@@ -190,6 +215,7 @@ impl BalancerManagerBuilder {
         let mut persist_report = Vec::new();
         if let Some(path) = &self.persist {
             let balancers = &self.balancers;
+            let known = &self.hc_exprs;
             persist_report = persist::load(path, &mut |b, edit| {
                 let wanted = b
                     .strip_prefix("balancer://")
@@ -202,7 +228,8 @@ impl BalancerManagerBuilder {
                         name.strip_prefix("balancer://").unwrap_or(&name) == wanted
                     })
                     .ok_or_else(|| format!("no balancer {b:?}"))?;
-                edit.apply(&managed.store, managed.slots)
+                edit.check_hc_exprs(|name| known.iter().any(|k| k == name))
+                    .and_then(|()| edit.apply(&managed.store, managed.slots))
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             });
@@ -215,7 +242,7 @@ impl BalancerManagerBuilder {
                 mount: self.mount,
                 balancers: self.balancers,
                 allow: self.allow,
-                unavailable: self.unavailable,
+                hc_exprs: self.hc_exprs,
                 server: format!("proxy-balancer {}", env!("CARGO_PKG_VERSION")),
                 changes: AtomicU64::new(0),
             }),
@@ -231,7 +258,7 @@ impl BalancerManager {
             mount: mount.trim_end_matches('/').to_owned(),
             balancers: Vec::new(),
             allow: Vec::new(),
-            unavailable: Arc::new(|_| 0),
+            hc_exprs: Vec::new(),
         }
     }
 
@@ -327,10 +354,7 @@ impl BalancerManager {
                 snapshot,
                 nonce: m.effective_nonce(),
                 added: m.slots.used(snapshot),
-                health: match &m.health {
-                    Some(h) => &**h,
-                    None => &no_health,
-                },
+                health: &*m.health_view,
             })
             .collect()
     }
@@ -365,17 +389,23 @@ impl BalancerManager {
         respond(status, content_type, body)
     }
 
+    /// The 503s a balancer (named without `balancer://`) answered: its store's count.
+    fn unavailable(&self, short_name: &str) -> u64 {
+        self.find(short_name).map_or(0, |m| m.store.unavailable())
+    }
+
     fn json(&self, wanted: Kind) -> Response<Full<Bytes>> {
+        let unavailable = |name: &str| self.unavailable(name);
         self.with_view(|view| match wanted {
             Kind::Json => respond(
                 StatusCode::OK,
                 "application/json",
-                render::json_with_unavailable(view, &*self.inner.unavailable),
+                render::json_with_unavailable(view, &unavailable),
             ),
             Kind::Metrics => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                render::prometheus(view, &*self.inner.unavailable),
+                render::prometheus(view, &unavailable),
             ),
         })
     }
@@ -397,10 +427,18 @@ impl BalancerManager {
             ));
         }
         let edit = Edit::from_form(form).map_err(|e| (e.status(), e.to_string()))?;
-        health_unchanged(managed, &edit)
-            .map_err(|field| (StatusCode::BAD_REQUEST, format!(
-                "{field}: health-check settings cannot be changed at run time yet; change them in the configuration"
-            )))?;
+        if !edit.health.is_empty() && !managed.has_health {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}: this balancer has no health checks (no probes run for it)",
+                    first_hc_param(form)
+                ),
+            ));
+        }
+        let known = &self.inner.hc_exprs;
+        edit.check_hc_exprs(|name| known.iter().any(|k| k == name))
+            .map_err(|e| (e.status(), e.to_string()))?;
         let applied = edit
             .apply(&managed.store, managed.slots)
             .map_err(|e| (e.status(), e.to_string()))?;
@@ -415,73 +453,28 @@ impl BalancerManager {
     }
 }
 
-fn update_text(update: &crate::edit::Update<String>) -> &str {
-    match update {
-        crate::edit::Update::Set(v) => v,
-        crate::edit::Update::Clear => "",
-    }
+/// The first `w_h*` parameter of a form, to name it in a refusal.
+fn first_hc_param(form: &Form) -> String {
+    form.iter()
+        .map(|(k, _)| k)
+        .find(|k| k.to_ascii_lowercase().starts_with("w_h"))
+        .unwrap_or("w_h*")
+        .to_owned()
 }
 
-/// The page's member form sends the health-check fields back as they are shown; a value
-/// that differs asks for a change that running probes cannot take yet (say which field).
-fn health_unchanged(managed: &Managed, edit: &Edit) -> Result<(), &'static str> {
-    if edit.health.is_empty() {
-        return Ok(());
+/// A member's health-check column: its parameters from the snapshot, its last result from
+/// the report.
+fn health_view(member: &Member, report: &dyn HealthReport) -> HealthView {
+    let hc = &member.params().hc;
+    HealthView {
+        method: hc.method.as_str().to_owned(),
+        uri: hc.uri.as_str().to_owned(),
+        interval_ms: u64::try_from(hc.interval.as_millis()).unwrap_or(u64::MAX),
+        passes: hc.passes,
+        fails: hc.fails,
+        expr: hc.expr.as_ref().map(ToString::to_string),
+        last_passed: report.last_passed(member.id()),
     }
-    let current = edit
-        .member_url
-        .as_deref()
-        .and_then(|url| managed.store.snapshot().member_by_url(url).cloned())
-        .and_then(|member| managed.health.as_ref().and_then(|h| h(&member)));
-    let h = &edit.health;
-    let Some(view) = current else {
-        // No probe for this member: only "none" and empty values can be asked for.
-        if h.method
-            .is_some_and(|m| !m.as_str().eq_ignore_ascii_case("NONE"))
-        {
-            return Err("w_hm");
-        }
-        if h.interval.is_some() {
-            return Err("w_hi");
-        }
-        if h.passes.is_some() || h.fails.is_some() {
-            return Err("w_hp/w_hf");
-        }
-        if h.uri.as_ref().is_some_and(|u| !update_text(u).is_empty()) {
-            return Err("w_hu");
-        }
-        if h.expr.as_ref().is_some_and(|e| !update_text(e).is_empty()) {
-            return Err("w_he");
-        }
-        return Ok(());
-    };
-    if h.method
-        .is_some_and(|m| !m.as_str().eq_ignore_ascii_case(&view.method))
-    {
-        return Err("w_hm");
-    }
-    if h.interval
-        .is_some_and(|d| d.as_millis() != u128::from(view.interval_ms))
-    {
-        return Err("w_hi");
-    }
-    if h.passes.is_some_and(|p| p != view.passes) {
-        return Err("w_hp");
-    }
-    if h.fails.is_some_and(|f| f != view.fails) {
-        return Err("w_hf");
-    }
-    if let Some(uri) = &h.uri {
-        if update_text(uri) != view.uri {
-            return Err("w_hu");
-        }
-    }
-    if let Some(expr) = &h.expr {
-        if update_text(expr) != view.expr.as_deref().unwrap_or("") {
-            return Err("w_he");
-        }
-    }
-    Ok(())
 }
 
 /// Health facts for a balancer without probes.

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams, StatusFlags};
+use std::time::Duration;
+
+use proxy_balancer_core::{
+    BalancerParams, BalancerStore, HcMethod, HealthReport, MemberId, MemberParams, StatusFlags,
+};
 use proxy_balancer_manager::{BalancerManager, PeerAddr};
 use tower::ServiceExt;
 
@@ -235,7 +239,8 @@ async fn edits_persist_across_restarts() {
     let _ = std::fs::remove_file(&file);
     let build = |store: &Arc<BalancerStore>| {
         BalancerManager::builder("/balancer-manager")
-            .balancer(Arc::clone(store))
+            .balancer_with_health(Arc::clone(store), Arc::new(Report))
+            .hc_expr_names(["ok234"])
             .persist(&file)
             .build()
     };
@@ -256,6 +261,9 @@ async fn edits_persist_across_restarts() {
         format!("b=app&w={MEMBER}&w_status_D=1&w_lf=2.5&w_wr=node1&nonce={nonce}"),
         format!("b=app&b_lbm=bybusyness&b_ss=ROUTEID&nonce={nonce}"),
         format!("b=app&b_wyes=1&b_nwrkr=http%3A%2F%2F127.0.0.1%3A8003&nonce={nonce}"),
+        format!(
+            "b=app&w={MEMBER}&w_hm=GET11&w_hi=500&w_hu=%2Fready&w_hf=3&w_he=ok234&nonce={nonce}"
+        ),
     ] {
         let (status, body, _) =
             send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
@@ -282,6 +290,18 @@ async fn edits_persist_across_restarts() {
     assert_eq!(first.params().load_factor.lbf(), 250);
     assert_eq!(first.route(), Some("node1"));
     assert_eq!(snapshot.members().len(), 3, "the added member is back");
+    let hc = &first.params().hc;
+    assert_eq!(hc.method, HcMethod::Get11);
+    assert_eq!(hc.interval, Duration::from_millis(500));
+    assert_eq!((hc.uri.as_str(), hc.passes, hc.fails), ("/ready", 1, 3));
+    assert_eq!(hc.expr.as_ref().map(|e| e.as_str()), Some("ok234"));
+    assert_eq!(
+        snapshot.members()[1].params().hc,
+        MemberParams::new("http://127.0.0.1:8002")
+            .expect("valid")
+            .hc,
+        "untouched: the defaults"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -320,19 +340,126 @@ async fn the_access_rule_is_a_replaceable_layer() {
 }
 
 #[tokio::test]
-async fn health_settings_cannot_change_at_run_time_yet() {
+async fn health_settings_need_a_balancer_with_health_checks() {
     let (store, manager) = setup(&[]);
     let nonce = manager.nonce("app").expect("managed");
     let form = format!("b=app&w={MEMBER}&w_hm=GET&w_hi=500&nonce={nonce}");
     let (status, body, _) =
         send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
     assert_eq!(status, 400);
-    assert!(body.contains("cannot be changed at run time"), "{body}");
+    assert!(
+        body.contains("w_hm: this balancer has no health checks"),
+        "{body}"
+    );
+    assert_eq!(
+        store.snapshot().members()[0].params().hc.method,
+        HcMethod::None
+    );
     // All or nothing: the status change in the same form was not applied either.
     let form = format!("b=app&w={MEMBER}&w_status_D=1&w_hi=500&nonce={nonce}");
     let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
     assert_eq!(status, 400);
     assert!(store.snapshot().members()[0].is_usable());
+}
+
+/// A fixed health report: member 0 passed, the others not probed yet.
+#[derive(Debug)]
+struct Report;
+
+impl HealthReport for Report {
+    fn last_passed(&self, member: MemberId) -> Option<bool> {
+        (member.get() == 0).then_some(true)
+    }
+}
+
+fn setup_health() -> (Arc<BalancerStore>, BalancerManager) {
+    let mut probed = MemberParams::new("http://127.0.0.1:8001").expect("valid");
+    probed.set("hcmethod", "GET").expect("valid");
+    probed.set("hcexpr", "in_service").expect("valid");
+    let members = [
+        probed,
+        MemberParams::new("http://127.0.0.1:8002").expect("valid"),
+    ];
+    let now = tokio::time::Instant::now().into_std();
+    let store =
+        Arc::new(BalancerStore::new(BalancerParams::new("app"), members, now).expect("valid"));
+    let manager = BalancerManager::builder("/balancer-manager")
+        .balancer_with_health(Arc::clone(&store), Arc::new(Report))
+        .hc_expr_names(["in_service", "ok234"])
+        .build();
+    (store, manager)
+}
+
+#[tokio::test]
+async fn health_settings_are_edited_in_the_store_and_shown_everywhere() {
+    let (store, manager) = setup_health();
+    let nonce = manager.nonce("app").expect("managed");
+    // Shown from the store: hcexpr on the page, the XML and the JSON; the result from the report.
+    let (_, page, _) = send(&manager, "GET", "/balancer-manager", "", LOCAL, &[]).await;
+    assert!(page.contains("<td>GET</td><td>30000ms</td><td>1</td><td>1</td><td></td><td>in_service</td><td>Passed</td>"), "{page}");
+    assert!(
+        page.contains(
+            "<td>NONE</td><td>30000ms</td><td>1</td><td>1</td><td></td><td></td><td>-</td>"
+        ),
+        "{page}"
+    );
+    let (_, xml, _) = send(&manager, "GET", "/balancer-manager?xml=1", "", LOCAL, &[]).await;
+    assert!(
+        xml.contains("<httpd:hcexpr>in_service</httpd:hcexpr>"),
+        "{xml}"
+    );
+    let (_, json, _) = send(&manager, "GET", "/balancer-manager/api", "", LOCAL, &[]).await;
+    assert!(
+        json.contains(r#""expr":"in_service","last_passed":true"#),
+        "{json}"
+    );
+
+    let form =
+        format!("b=app&w={MEMBER}&w_hi=250&w_hu=%2Fready&w_hp=2&w_hf=3&w_he=ok234&nonce={nonce}");
+    let (status, body, _) =
+        send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let hc = store.snapshot().members()[0].params().hc.clone();
+    assert_eq!(hc.interval, Duration::from_millis(250));
+    assert_eq!((hc.uri.as_str(), hc.passes, hc.fails), ("/ready", 2, 3));
+    assert_eq!(hc.expr.as_ref().map(|e| e.as_str()), Some("ok234"));
+
+    // An unknown expr name, or a bad value: refused with the reason, nothing changed.
+    for (bad, reason) in [
+        ("w_he=nope&w_hi=500", "unknown health check condition expr"),
+        ("w_hi=99&w_hu=%2Fx", "must be at least 100 ms"),
+        ("w_hm=POST", "w_hm"),
+    ] {
+        let form = format!("b=app&w={MEMBER}&{bad}&nonce={nonce}");
+        let (status, body, _) =
+            send(&manager, "POST", "/balancer-manager/api", &form, LOCAL, &[]).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(body.contains(reason), "{bad}: {body}");
+        assert_eq!(store.snapshot().members()[0].params().hc, hc, "{bad}");
+    }
+
+    // A member without checks can be given some, as with mod_proxy_hcheck loaded.
+    let form = format!("b=app&w=http%3A%2F%2F127.0.0.1%3A8002&w_hm=TCP&nonce={nonce}");
+    let (status, _, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        store.snapshot().members()[1].params().hc.method,
+        HcMethod::Tcp
+    );
+}
+
+#[tokio::test]
+async fn unavailable_is_read_from_the_store() {
+    let (store, manager) = setup(&[]);
+    store.note_unavailable();
+    store.note_unavailable();
+    let (_, json, _) = send(&manager, "GET", "/balancer-manager/api", "", LOCAL, &[]).await;
+    assert!(json.contains(r#""unavailable":2"#), "{json}");
+    let (_, metrics, _) = send(&manager, "GET", "/balancer-manager/metrics", "", LOCAL, &[]).await;
+    assert!(
+        metrics.contains("proxy_balancer_unavailable_total{balancer=\"app\"} 2\n"),
+        "{metrics}"
+    );
 }
 
 /// A balancer to manage: its name, its `key=value` settings and its one member's URL.

@@ -8,16 +8,15 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::core::{HcMethod, MemberParams};
+use crate::core::{HcMethod, HcParams, MemberParams, ParamError};
 
 use super::expr::HcExpr;
 
 /// Apache's `hcinterval` default: 30 seconds.
-pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_INTERVAL: Duration = HcParams::DEFAULT_INTERVAL;
 
-/// Apache refuses a shorter `hcinterval` ("Interval must be a positive value greater than
-/// 100ms"); its watchdog runs every 100 ms, so a shorter period could not be kept anyway.
-pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Apache refuses a shorter `hcinterval`; see [`HcParams::MIN_INTERVAL`].
+pub(crate) const MIN_INTERVAL: Duration = HcParams::MIN_INTERVAL;
 
 /// Probe timeout when the member sets neither `connectiontimeout` nor `timeout`. Apache
 /// falls back to the server's `Timeout` (60 s); a health check that takes that long is a
@@ -274,6 +273,90 @@ impl ProbeDefinitions {
     pub fn template(&self, name: &str) -> Option<&[(String, String)]> {
         self.templates.get(name).map(Vec::as_slice)
     }
+
+    /// The names of the defined conditions, sorted: what `hcexpr=` (and the
+    /// balancer-manager's `w_he`) may name.
+    #[must_use]
+    pub fn expr_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.exprs.keys().cloned().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Whether a condition named `name` is defined.
+    #[must_use]
+    pub fn has_expr(&self, name: &str) -> bool {
+        self.exprs.contains_key(name)
+    }
+
+    fn condition(&self, name: &str) -> Result<&Condition, ProbeConfigError> {
+        self.exprs
+            .get(name)
+            .ok_or_else(|| ProbeConfigError::UnknownExpr {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Sets one `hc*` parameter of a member as a `BalancerMember` line does: `hctemplate`
+    /// applies the named template's parameters in place ([`HcParams::apply_template`]),
+    /// `hcexpr` must name a defined condition, and the rest go to [`HcParams::set`].
+    /// Building a store's members this way keeps the resolved values in the store, the one
+    /// place the probes and the balancer-manager read them from.
+    ///
+    /// ```
+    /// use proxy_balancer::health_probe::{Condition, ProbeDefinitions};
+    /// use proxy_balancer::{HcMethod, MemberParams};
+    ///
+    /// let defs = ProbeDefinitions::new()
+    ///     .with_expr("ok", Condition::Default)
+    ///     .with_template("web", [("hcmethod", "GET"), ("hcuri", "/health")]);
+    /// let mut member = MemberParams::new("http://127.0.0.1:8081")?;
+    /// // BalancerMember http://127.0.0.1:8081 hctemplate=web hcexpr=ok hcinterval=5
+    /// for (k, v) in [("hctemplate", "web"), ("hcexpr", "ok"), ("hcinterval", "5")] {
+    ///     defs.apply(&mut member.hc, k, v)?;
+    /// }
+    /// assert_eq!((member.hc.method, member.hc.uri.as_str()), (HcMethod::Get, "/health"));
+    /// assert!(defs.apply(&mut member.hc, "hcexpr", "nope").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeConfigError::UnknownTemplate`], [`ProbeConfigError::UnknownExpr`], or the
+    /// core's refusal of the value; nothing changes then.
+    pub fn apply(&self, hc: &mut HcParams, key: &str, value: &str) -> Result<(), ProbeConfigError> {
+        match key.trim().to_ascii_lowercase().as_str() {
+            "hctemplate" => {
+                let template =
+                    self.template(value)
+                        .ok_or_else(|| ProbeConfigError::UnknownTemplate {
+                            name: value.to_owned(),
+                        })?;
+                let mut scratch = hc.clone();
+                scratch.apply_template(template.iter().map(|(k, v)| (k, v)))?;
+                self.check(&scratch)?;
+                *hc = scratch;
+                Ok(())
+            }
+            "hcexpr" if !value.is_empty() => {
+                self.condition(value)?;
+                Ok(hc.set(key, value)?)
+            }
+            _ => Ok(hc.set(key, value)?),
+        }
+    }
+
+    /// Checks that `hc`'s `hcexpr`, if any, names a defined condition.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeConfigError::UnknownExpr`].
+    pub fn check(&self, hc: &HcParams) -> Result<(), ProbeConfigError> {
+        match &hc.expr {
+            Some(name) => self.condition(name.as_str()).map(|_| ()),
+            None => Ok(()),
+        }
+    }
 }
 
 // ===== ProbeConfig =====
@@ -341,6 +424,9 @@ impl ProbeConfig {
     /// case-insensitive. Returns `Ok(None)` when the method is `None` or not given: no
     /// probe, as Apache's default.
     ///
+    /// The values are read by the core's [`HcParams::set`], as for a member's parameters
+    /// in a store; see [`ProbeConfig::from_member`] for those.
+    ///
     /// # Errors
     ///
     /// [`ProbeConfigError`] for an unknown key, method, condition or template, or a bad
@@ -349,69 +435,65 @@ impl ProbeConfig {
         params: &[(&str, &str)],
         defs: &ProbeDefinitions,
     ) -> Result<Option<Self>, ProbeConfigError> {
-        let mut config = Self::new(ProbeMethod::Tcp);
-        let mut method = None;
+        let mut hc = HcParams::default();
         for (key, value) in params {
-            config.apply(key, value, defs, &mut method, true)?;
+            defs.apply(&mut hc, key, value)?;
         }
-        Ok(method.map(|m| {
-            config.method = m;
-            config
-        }))
+        Self::from_hc(&hc, defs)
     }
 
-    fn apply(
-        &mut self,
-        key: &str,
-        value: &str,
+    /// The probe of health-check parameters as a store holds them; `Ok(None)` for
+    /// `hcmethod=NONE` (no probe). The timeout stays the default 5 s; see
+    /// [`ProbeConfig::from_member`] for one taken from the member.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeConfigError::UnknownExpr`] if `hcexpr` names no condition of `defs`.
+    pub fn from_hc(
+        hc: &HcParams,
         defs: &ProbeDefinitions,
-        method: &mut Option<ProbeMethod>,
-        allow_template: bool,
-    ) -> Result<(), ProbeConfigError> {
-        match key.trim().to_ascii_lowercase().as_str() {
-            "hcmethod" => *method = ProbeMethod::from_apache(value)?,
-            "hcuri" => {
-                // Apache keeps hcuri in a 64-byte field.
-                if value.len() >= 64 {
-                    return Err(invalid("hcuri", value, "must be shorter than 64 bytes"));
-                }
-                if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(invalid(
-                        "hcuri",
-                        value,
-                        "must not contain whitespace or control characters",
-                    ));
-                }
-                value.clone_into(&mut self.uri);
-            }
-            "hcinterval" => self.interval = parse_interval(value)?,
-            "hcpasses" => self.passes = parse_count("hcpasses", value)?,
-            "hcfails" => self.fails = parse_count("hcfails", value)?,
-            "hcexpr" => {
-                self.condition =
-                    defs.expr(value)
-                        .cloned()
-                        .ok_or_else(|| ProbeConfigError::UnknownExpr {
-                            name: value.to_owned(),
-                        })?;
-            }
-            "hctemplate" if allow_template => {
-                let template =
-                    defs.template(value)
-                        .ok_or_else(|| ProbeConfigError::UnknownTemplate {
-                            name: value.to_owned(),
-                        })?;
-                for (k, v) in template {
-                    self.apply(k, v, defs, method, false)?;
-                }
-            }
-            _ => {
-                return Err(ProbeConfigError::UnknownParameter {
-                    param: key.to_owned(),
-                })
-            }
+    ) -> Result<Option<Self>, ProbeConfigError> {
+        let Some(method) = ProbeMethod::from_hc_method(hc.method) else {
+            return Ok(None);
+        };
+        let mut config = Self::new(method);
+        hc.uri.as_str().clone_into(&mut config.uri);
+        config.interval = hc.interval;
+        config.passes = hc.passes;
+        config.fails = hc.fails;
+        if let Some(name) = &hc.expr {
+            config.condition = defs.condition(name.as_str())?.clone();
         }
-        Ok(())
+        Ok(Some(config))
+    }
+
+    /// The probe of a member: its [`MemberParams::hc`] through [`ProbeConfig::from_hc`],
+    /// with the member's timeouts ([`ProbeConfig::with_member_timeouts`]). This is what
+    /// [`HealthProbe::spawn_with`](super::HealthProbe::spawn_with) runs for each member.
+    ///
+    /// ```
+    /// use proxy_balancer::health_probe::{ProbeConfig, ProbeDefinitions, ProbeMethod};
+    /// use proxy_balancer::MemberParams;
+    ///
+    /// let mut member = MemberParams::new("http://127.0.0.1:8081")?;
+    /// assert!(ProbeConfig::from_member(&member, &ProbeDefinitions::new())?.is_none());
+    /// member.set("hcmethod", "GET")?;
+    /// member.set("hcuri", "/health")?;
+    /// member.set("timeout", "2")?;
+    /// let config = ProbeConfig::from_member(&member, &ProbeDefinitions::new())?.expect("probed");
+    /// assert_eq!((config.method, config.uri.as_str()), (ProbeMethod::Get, "/health"));
+    /// assert_eq!(config.timeout.as_secs(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ProbeConfig::from_hc`].
+    pub fn from_member(
+        member: &MemberParams,
+        defs: &ProbeDefinitions,
+    ) -> Result<Option<Self>, ProbeConfigError> {
+        Ok(Self::from_hc(&member.hc, defs)?.map(|c| c.with_member_timeouts(member)))
     }
 
     /// Takes the probe timeout from the member's parameters: for a TCP probe its
@@ -451,52 +533,6 @@ impl ProbeConfig {
     }
 }
 
-fn invalid(param: &'static str, value: &str, reason: &'static str) -> ProbeConfigError {
-    ProbeConfigError::InvalidValue {
-        param,
-        value: value.to_owned(),
-        reason,
-    }
-}
-
-/// `hcpasses`/`hcfails`: a whole number, 0 or more (Apache's `atoi`, minus its silence on
-/// garbage).
-fn parse_count(param: &'static str, value: &str) -> Result<u32, ProbeConfigError> {
-    value
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| invalid(param, value, "must be a whole number, 0 or more"))
-}
-
-/// Apache's `ap_timeout_parameter_parse` with the default unit seconds: `30`, `30s`,
-/// `200ms`, `2mi`, `1h`; at least 100 ms.
-fn parse_interval(value: &str) -> Result<Duration, ProbeConfigError> {
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    let bad = || {
-        invalid(
-            "hcinterval",
-            value,
-            "must be a whole number of seconds, or with a unit: ms, s, mi, h",
-        )
-    };
-    let n = digits.parse::<u64>().map_err(|_| bad())?;
-    let t = match unit.to_ascii_lowercase().as_str() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "mi" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
-    };
-    if t < MIN_INTERVAL {
-        return Err(ProbeConfigError::IntervalTooShort {
-            value: value.to_owned(),
-        });
-    }
-    Ok(t)
-}
-
 // ===== ProbeConfigError =====
 
 /// A bad `hc*` parameter.
@@ -513,20 +549,9 @@ pub enum ProbeConfigError {
         /// The key given.
         param: String,
     },
-    /// A value that does not parse.
-    InvalidValue {
-        /// The parameter's Apache name.
-        param: &'static str,
-        /// The value given.
-        value: String,
-        /// What a valid value looks like.
-        reason: &'static str,
-    },
-    /// `hcinterval` under 100 ms.
-    IntervalTooShort {
-        /// The value given.
-        value: String,
-    },
+    /// A value the core refuses (see [`HcParams::set`]): the error names the parameter
+    /// and the value; an `hcinterval` under 100 ms is one.
+    Param(ParamError),
     /// `hcexpr` names no defined condition.
     UnknownExpr {
         /// The name given.
@@ -548,15 +573,7 @@ impl fmt::Display for ProbeConfigError {
             Self::UnknownParameter { param } => {
                 write!(f, "unknown health check parameter `{param}`")
             }
-            Self::InvalidValue {
-                param,
-                value,
-                reason,
-            } => write!(f, "invalid {param} `{value}`: {reason}"),
-            Self::IntervalTooShort { value } => write!(
-                f,
-                "invalid hcinterval `{value}`: interval must be a positive value greater than 100ms"
-            ),
+            Self::Param(e) => e.fmt(f),
             Self::UnknownExpr { name } => {
                 write!(f, "unknown health check condition expr: {name}")
             }
@@ -567,4 +584,25 @@ impl fmt::Display for ProbeConfigError {
     }
 }
 
-impl std::error::Error for ProbeConfigError {}
+impl std::error::Error for ProbeConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Param(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ParamError> for ProbeConfigError {
+    /// An `hcmethod` error is [`ProbeConfigError::UnknownMethod`], an unknown name
+    /// [`ProbeConfigError::UnknownParameter`], the rest [`ProbeConfigError::Param`].
+    fn from(e: ParamError) -> Self {
+        match e {
+            ParamError::InvalidValue { param, value, .. } if param == "hcmethod" => {
+                Self::UnknownMethod { value }
+            }
+            ParamError::UnknownParameter { param } => Self::UnknownParameter { param },
+            e => Self::Param(e),
+        }
+    }
+}

@@ -13,9 +13,11 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::core::{BalancerSnapshot, BalancerStore, Member, MemberId, MemberUrl, StatusFlags};
+use crate::core::{
+    BalancerSnapshot, BalancerStore, HealthReport, Member, MemberId, MemberUrl, StatusFlags,
+};
 
-use super::config::ProbeConfig;
+use super::config::{ProbeConfig, ProbeConfigError, ProbeDefinitions};
 use super::probe::{ProbeFailure, ProbeOutcome};
 use super::state::{MemberHealth, Runs, Transition};
 
@@ -92,6 +94,54 @@ impl HealthProbe {
         Self::builder(store).spawn(configs)
     }
 
+    /// Starts probing the members of `store` as their own health-check parameters say
+    /// ([`MemberParams::hc`](crate::MemberParams::hc), read through
+    /// [`ProbeConfig::from_member`]), with the conditions of `defs`; at most 16 probes at
+    /// once.
+    ///
+    /// The parameters are read from the store's snapshot, so every change to it is
+    /// followed within 100 ms: a member whose `hcinterval`, `hcuri`, `hcmethod`,
+    /// `hcpasses`, `hcfails` or `hcexpr` is edited (by the balancer-manager, say) is probed
+    /// the new way from its next probe on, a new interval counting from the end of its last
+    /// probe (as Apache's watchdog does); a member added with a method gets probes, and one
+    /// removed or set to `hcmethod=NONE` stops being probed.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    ///
+    /// use proxy_balancer::health_probe::{HealthProbe, ProbeDefinitions};
+    /// use proxy_balancer::{BalancerParams, BalancerStore, MemberParams};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let mut member = MemberParams::new("http://127.0.0.1:8081")?;
+    /// member.set("hcmethod", "GET")?;
+    /// member.set("hcuri", "/health")?;
+    /// let now = tokio::time::Instant::now().into_std();
+    /// let store = Arc::new(BalancerStore::new(BalancerParams::new("app"), [member], now)?);
+    /// let probe = HealthProbe::spawn_with(Arc::clone(&store), Arc::new(ProbeDefinitions::new()))?;
+    /// // ... serve with a Balancer over `store`; a manager edit of the store is followed ...
+    /// probe.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeConfigError::UnknownExpr`] if a member's `hcexpr` names no condition of
+    /// `defs`. (A member edited later to such a name, bypassing the checks of
+    /// [`ProbeDefinitions::check`], is not probed, with a warning.)
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn_with(
+        store: Arc<BalancerStore>,
+        defs: Arc<ProbeDefinitions>,
+    ) -> Result<Self, ProbeConfigError> {
+        Self::builder(store).spawn_with(defs)
+    }
+
     /// A builder, for a concurrency bound other than 16.
     #[must_use]
     pub fn builder(store: Arc<BalancerStore>) -> HealthProbeBuilder {
@@ -156,6 +206,35 @@ impl HealthProbeBuilder {
         self
     }
 
+    /// Starts the probes from the members' own parameters; see
+    /// [`HealthProbe::spawn_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`HealthProbe::spawn_with`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn_with(self, defs: Arc<ProbeDefinitions>) -> Result<HealthProbe, ProbeConfigError> {
+        for member in self.store.snapshot().members() {
+            defs.check(&member.params().hc)?;
+        }
+        Ok(self.spawn(move |member: &Member| {
+            match ProbeConfig::from_member(member.params(), &defs) {
+                Ok(config) => config,
+                Err(error) => {
+                    tracing::warn!(
+                        worker = member.url(),
+                        %error,
+                        "health check parameters refused: member not probed"
+                    );
+                    None
+                }
+            }
+        }))
+    }
+
     /// Starts the probes; see [`HealthProbe::spawn`].
     ///
     /// # Panics
@@ -218,6 +297,16 @@ impl HealthMonitor {
     #[must_use]
     pub fn live_tasks(&self) -> usize {
         self.shared.live_tasks.load(Ordering::SeqCst)
+    }
+}
+
+impl HealthReport for HealthMonitor {
+    fn last_passed(&self, member: MemberId) -> Option<bool> {
+        self.shared
+            .health
+            .lock()
+            .get(&member)
+            .and_then(MemberHealth::last_passed)
     }
 }
 
@@ -306,6 +395,16 @@ where
             let config = Arc::new(config);
             let slot = match self.slots.remove(&id) {
                 Some(mut slot) => {
+                    let (old, new) = (
+                        slot.config.effective_interval(),
+                        config.effective_interval(),
+                    );
+                    if old != new && !slot.in_flight {
+                        // As Apache's watchdog: the next probe is due one (new) interval
+                        // after the end of the last one.
+                        let last = slot.next_due.checked_sub(old).unwrap_or(now);
+                        slot.next_due = last + new;
+                    }
                     slot.config = config;
                     member.params().url.clone_into(&mut slot.url);
                     slot

@@ -7,7 +7,9 @@ use super::expr::HcExpr;
 use super::probe::{parse_head, request_bytes, request_target};
 use super::state::{Runs, Transition};
 use super::Condition;
-use crate::core::{BalancerParams, BalancerStore, MemberParams, MemberUrl, StatusFlags};
+use crate::core::{
+    BalancerParams, BalancerStore, MemberParams, MemberUrl, ParamError, StatusFlags,
+};
 
 fn url(s: &str) -> MemberUrl {
     MemberUrl::new(s).unwrap()
@@ -68,24 +70,19 @@ fn from_params_refuses_bad_values() {
     let err = |p: &[(&str, &str)]| ProbeConfig::from_params(p, &defs).unwrap_err();
     assert!(matches!(
         err(&[("hcinterval", "50ms")]),
-        ProbeConfigError::IntervalTooShort { .. }
+        ProbeConfigError::Param(ParamError::InvalidValue { param, value, .. })
+            if param == "hcinterval" && value == "50ms"
     ));
     assert!(err(&[("hcinterval", "0")])
         .to_string()
         .contains("greater than 100ms"));
     assert!(matches!(
         err(&[("hcinterval", "fast")]),
-        ProbeConfigError::InvalidValue {
-            param: "hcinterval",
-            ..
-        }
+        ProbeConfigError::Param(ParamError::InvalidValue { param, .. }) if param == "hcinterval"
     ));
     assert!(matches!(
         err(&[("hcfails", "-1")]),
-        ProbeConfigError::InvalidValue {
-            param: "hcfails",
-            ..
-        }
+        ProbeConfigError::Param(ParamError::InvalidValue { param, .. }) if param == "hcfails"
     ));
     assert!(matches!(
         err(&[("hcexpr", "nope")]),
@@ -105,7 +102,7 @@ fn from_params_refuses_bad_values() {
     ));
     assert!(matches!(
         err(&[("hcuri", "/a b")]),
-        ProbeConfigError::InvalidValue { param: "hcuri", .. }
+        ProbeConfigError::Param(ParamError::InvalidValue { param, .. }) if param == "hcuri"
     ));
 }
 
@@ -283,4 +280,78 @@ fn passes_while_up_do_not_count_towards_a_later_recovery() {
     assert_eq!(runs.record(true, 3, 1, state), Transition::None);
     assert_eq!(runs.record(true, 3, 1, state), Transition::None);
     assert_eq!(runs.record(true, 3, 1, state), Transition::Enabled);
+}
+
+#[test]
+fn from_member_reads_the_stores_hc_params() {
+    let defs = ProbeDefinitions::new().with_expr("ok", Condition::Default);
+    let mut m = MemberParams::new("http://127.0.0.1:8001").unwrap();
+    assert!(
+        ProbeConfig::from_member(&m, &defs).unwrap().is_none(),
+        "hcmethod=NONE by default: no probe"
+    );
+    for (k, v) in [
+        ("hcmethod", "head11"),
+        ("hcuri", "/up"),
+        ("hcinterval", "250ms"),
+        ("hcpasses", "2"),
+        ("hcfails", "0"),
+        ("hcexpr", "ok"),
+        ("connectiontimeout", "2"),
+    ] {
+        m.set(k, v).unwrap();
+    }
+    let c = ProbeConfig::from_member(&m, &defs).unwrap().unwrap();
+    assert_eq!(c.method, ProbeMethod::Head11);
+    assert_eq!(c.uri, "/up");
+    assert_eq!(c.interval, Duration::from_millis(250));
+    assert_eq!((c.passes, c.fails, c.fails_needed()), (2, 0, 1));
+    assert_eq!(c.timeout, Duration::from_secs(2), "the member's timeouts");
+    // An expr the definitions do not hold: refused, not ignored.
+    let err = ProbeConfig::from_member(&m, &ProbeDefinitions::new()).unwrap_err();
+    assert_eq!(err, ProbeConfigError::UnknownExpr { name: "ok".into() });
+}
+
+#[test]
+fn definitions_apply_templates_and_check_exprs_all_or_nothing() {
+    let defs = ProbeDefinitions::new()
+        .with_expr("b", Condition::Default)
+        .with_expr("a", Condition::Default)
+        .with_template("web", [("hcmethod", "GET"), ("hcuri", "/health")])
+        .with_template("bad_expr", [("hcmethod", "GET"), ("hcexpr", "nope")])
+        .with_template("bad_value", [("hcuri", "/x"), ("hcinterval", "1ms")]);
+    assert_eq!(defs.expr_names(), ["a", "b"]);
+    assert!(defs.has_expr("a") && !defs.has_expr("c"));
+    let mut hc = crate::core::HcParams::default();
+    defs.apply(&mut hc, "HCTemplate", "web").unwrap();
+    defs.apply(&mut hc, "hcexpr", "a").unwrap();
+    assert_eq!(
+        (hc.method, hc.uri.as_str()),
+        (crate::core::HcMethod::Get, "/health")
+    );
+    let before = hc.clone();
+    for (k, v) in [
+        ("hctemplate", "bad_expr"),
+        ("hctemplate", "bad_value"),
+        ("hctemplate", "missing"),
+        ("hcexpr", "c"),
+        ("hcinterval", "99ms"),
+        ("loadfactor", "2"),
+    ] {
+        assert!(defs.apply(&mut hc, k, v).is_err(), "{k}={v}");
+        assert_eq!(hc, before, "{k}={v}: nothing changed");
+    }
+    assert!(matches!(
+        defs.apply(&mut hc, "hctemplate", "bad_expr"),
+        Err(ProbeConfigError::UnknownExpr { .. })
+    ));
+    assert!(matches!(
+        defs.apply(&mut hc, "hcmethod", "POST"),
+        Err(ProbeConfigError::UnknownMethod { .. })
+    ));
+    defs.apply(&mut hc, "hcexpr", "").unwrap();
+    assert_eq!(hc.expr, None, "an empty hcexpr clears it");
+    defs.check(&hc).unwrap();
+    hc.set("hcexpr", "zzz").unwrap();
+    assert!(defs.check(&hc).is_err());
 }

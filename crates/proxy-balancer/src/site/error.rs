@@ -42,6 +42,14 @@ pub enum SiteError {
         /// What is wrong.
         reason: String,
     },
+    /// A balancer's health probe cannot start (a member names an `hcexpr` that no
+    /// `ProxyHCExpr` defines).
+    Probe {
+        /// The balancer, `balancer://name`.
+        name: String,
+        /// Why.
+        source: crate::health_probe::ProbeConfigError,
+    },
     /// The balancer-manager's `<Location>` is invalid (a `Require ip` that is not a network).
     Manager {
         /// The line of the `<Location>`.
@@ -60,6 +68,7 @@ impl fmt::Display for SiteError {
             | Self::HealthCheck { line, reason }
             | Self::Manager { line, reason } => write!(f, "line {line}: {reason}"),
             Self::Mapping { line, source } => write!(f, "line {line}: ProxyPass: {source}"),
+            Self::Probe { name, source } => write!(f, "{name}: health checks: {source}"),
         }
     }
 }
@@ -70,6 +79,7 @@ impl std::error::Error for SiteError {
             Self::Params(errors) => Some(errors),
             Self::Balancer { source, .. } => Some(source),
             Self::Mapping { source, .. } => Some(source),
+            Self::Probe { source, .. } => Some(source),
             Self::ProxyPass { .. } | Self::HealthCheck { .. } | Self::Manager { .. } => None,
         }
     }

@@ -217,8 +217,9 @@ impl Site {
             };
             routes.push(route);
         }
-        let (probes, health) = wiring::spawn_probes(config, &stores)?;
-        let manager = wiring::manager(config, &stores[..managed], &health[..managed])?;
+        let defs = Arc::new(wiring::probe_definitions(config)?);
+        let probes = wiring::spawn_probes(&stores, &defs)?;
+        let manager = wiring::manager(config, &stores[..managed], &probes[..managed], &defs)?;
         let headers: Vec<HeaderDirective> = config
             .headers
             .iter()

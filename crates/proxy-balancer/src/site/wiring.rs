@@ -1,27 +1,22 @@
 //! The site's health probes and balancer-manager, from the configuration.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::apache_config::Config;
 use crate::health_probe::expr::HcExpr;
-use crate::health_probe::{HealthProbe, ProbeConfig, ProbeDefinitions};
-use crate::manager::render::HealthView;
-use crate::manager::{BalancerManager, HealthFn};
-use crate::{BalancerStore, Member, MemberUrl};
+use crate::health_probe::{HealthProbe, ProbeDefinitions};
+use crate::manager::BalancerManager;
+use crate::BalancerStore;
 
 use super::SiteError;
 
-/// Starts the health probes the configuration asks for: each member's `hc*` parameters,
-/// with its `ProxyHCTemplate`s and `ProxyHCExpr`s.
+/// The `ProxyHCExpr` conditions of the configuration, for the probes and the manager's
+/// `w_he` edits (the members' other health-check parameters are in the stores).
 ///
 /// # Errors
 ///
-/// If an expression does not parse or a member's `hc*` parameters are invalid.
-pub(super) fn spawn_probes(
-    config: &Config,
-    stores: &[Arc<BalancerStore>],
-) -> Result<(Vec<HealthProbe>, Vec<Option<HealthFn>>), SiteError> {
+/// If an expression does not parse.
+pub(super) fn probe_definitions(config: &Config) -> Result<ProbeDefinitions, SiteError> {
     let mut defs = ProbeDefinitions::new();
     for e in &config.hc_exprs {
         let expr = HcExpr::parse(&e.expr).map_err(|err| SiteError::HealthCheck {
@@ -30,84 +25,31 @@ pub(super) fn spawn_probes(
         })?;
         defs = defs.with_expr(e.name.clone(), expr);
     }
-    for t in &config.hc_templates {
-        defs = defs.with_template(
-            t.name.clone(),
-            t.params.iter().map(|p| (p.key.clone(), p.value.clone())),
-        );
-    }
-    // Each member's hc* parameters, by normalised URL.
-    let mut per_member: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for balancer in &config.balancers {
-        for member in &balancer.members {
-            let hc: Vec<(String, String)> = member
-                .params
-                .iter()
-                .filter(|p| p.key.to_ascii_lowercase().starts_with("hc"))
-                .map(|p| (p.key.clone(), p.value.clone()))
-                .collect();
-            if hc.is_empty() {
-                continue;
-            }
-            let url = MemberUrl::new(&member.url)
-                .map_err(|err| SiteError::HealthCheck {
-                    line: member.span.line,
-                    reason: format!("{}: {err}", member.url),
-                })?
-                .to_string();
-            // Check now, so that a bad value is an error at start rather than no probe.
-            let pairs: Vec<(&str, &str)> =
-                hc.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            ProbeConfig::from_params(&pairs, &defs).map_err(|err| SiteError::HealthCheck {
-                line: member.span.line,
-                reason: format!("{}: {err}", member.url),
-            })?;
-            per_member.insert(url, hc);
-        }
-    }
-    let per_member = Arc::new(per_member);
-    let defs = Arc::new(defs);
-    let probe_config = {
-        let (per_member, defs) = (Arc::clone(&per_member), Arc::clone(&defs));
-        Arc::new(move |member: &Member| {
-            let hc = per_member.get(member.url())?;
-            let pairs: Vec<(&str, &str)> =
-                hc.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let config = ProbeConfig::from_params(&pairs, &defs).ok().flatten()?;
-            Some(config.with_member_timeouts(member.params()))
-        })
-    };
-    let mut probes = Vec::new();
-    let mut health: Vec<Option<HealthFn>> = Vec::new();
-    for store in stores {
-        let probed = store
-            .snapshot()
-            .members()
-            .iter()
-            .any(|m| per_member.contains_key(m.url()));
-        if !probed {
-            health.push(None);
-            continue;
-        }
-        let configs = Arc::clone(&probe_config);
-        let probe = HealthProbe::spawn(Arc::clone(store), move |member| configs(member));
-        let monitor = probe.monitor();
-        let configs = Arc::clone(&probe_config);
-        health.push(Some(Arc::new(move |member: &Member| {
-            let config = configs(member)?;
-            Some(HealthView {
-                method: config.method.as_str().to_owned(),
-                uri: config.uri.clone(),
-                interval_ms: u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX),
-                passes: config.passes,
-                fails: config.fails,
-                expr: None,
-                last_passed: monitor.member(member.id()).and_then(|h| h.last_passed()),
+    Ok(defs)
+}
+
+/// One health probe per balancer. Each follows its store's snapshots: members with an
+/// `hcmethod` are probed, and checks turned on, changed or off through the manager take
+/// effect on the running probe.
+///
+/// # Errors
+///
+/// If a member names an `hcexpr` that is not defined.
+pub(super) fn spawn_probes(
+    stores: &[Arc<BalancerStore>],
+    defs: &Arc<ProbeDefinitions>,
+) -> Result<Vec<HealthProbe>, SiteError> {
+    stores
+        .iter()
+        .map(|store| {
+            HealthProbe::spawn_with(Arc::clone(store), Arc::clone(defs)).map_err(|source| {
+                SiteError::Probe {
+                    name: store.snapshot().params().name.clone(),
+                    source,
+                }
             })
-        })));
-        probes.push(probe);
-    }
-    Ok((probes, health))
+        })
+        .collect()
 }
 
 /// The balancer-manager of the configuration's first `<Location …> SetHandler
@@ -116,7 +58,8 @@ pub(super) fn spawn_probes(
 pub(super) fn manager(
     config: &Config,
     stores: &[Arc<BalancerStore>],
-    health: &[Option<HealthFn>],
+    probes: &[HealthProbe],
+    defs: &ProbeDefinitions,
 ) -> Result<Option<BalancerManager>, SiteError> {
     let Some(location) = config.manager_locations.first() else {
         return Ok(None);
@@ -127,15 +70,25 @@ pub(super) fn manager(
         match words.next().map(str::to_ascii_lowercase).as_deref() {
             Some("ip") => {
                 for net in words {
+                    let bad = |why: &str| SiteError::Manager {
+                        line: location.span.line,
+                        reason: format!("Require ip {net}: {why}"),
+                    };
                     let (addr, prefix) = match net.split_once('/') {
-                        Some((a, p)) => (a, p.parse::<u8>().ok()),
+                        Some((a, p)) => (a, Some(p)),
                         None => (net, None),
                     };
-                    let addr: std::net::IpAddr = addr.parse().map_err(|_| SiteError::Manager {
-                        line: location.span.line,
-                        reason: format!("Require ip {net}: not an address"),
-                    })?;
-                    let prefix = prefix.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+                    let addr: std::net::IpAddr =
+                        addr.parse().map_err(|_| bad("not an address"))?;
+                    let most = if addr.is_ipv4() { 32 } else { 128 };
+                    let prefix = match prefix {
+                        None => most,
+                        Some(p) => p
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|&p| p <= most)
+                            .ok_or_else(|| bad("the prefix length is not a number up to 32 (IPv4) or 128 (IPv6)"))?,
+                    };
                     builder = builder.allow(addr, prefix);
                 }
             }
@@ -148,24 +101,21 @@ pub(super) fn manager(
                     .allow(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
                     .allow(std::net::Ipv6Addr::UNSPECIFIED.into(), 0);
             }
-            _ => {}
+            // Anything else would be ignored, and the manager then open to loopback:
+            // refused, so that an access rule is never silently weaker than written.
+            _ => {
+                return Err(SiteError::Manager {
+                    line: location.span.line,
+                    reason: format!(
+                        "Require {require}: the balancer-manager supports `Require ip ADDR[/PREFIX] …` and `Require all granted`"
+                    ),
+                })
+            }
         }
     }
-    let counted: Vec<Arc<BalancerStore>> = stores.to_vec();
-    builder = builder.unavailable_counter(Arc::new(move |name: &str| {
-        counted
-            .iter()
-            .find(|s| {
-                let full = s.snapshot().params().name.clone();
-                full == name || full.strip_prefix("balancer://") == Some(name)
-            })
-            .map_or(0, |s| s.unavailable())
-    }));
-    for (store, health) in stores.iter().zip(health) {
-        builder = match health {
-            Some(h) => builder.balancer_with_health(Arc::clone(store), Arc::clone(h)),
-            None => builder.balancer(Arc::clone(store)),
-        };
+    builder = builder.hc_expr_names(defs.expr_names());
+    for (store, probe) in stores.iter().zip(probes) {
+        builder = builder.balancer_with_health(Arc::clone(store), Arc::new(probe.monitor()));
     }
     Ok(Some(builder.build()))
 }
