@@ -119,6 +119,7 @@
 
 mod error;
 mod headers;
+mod join;
 mod mapping;
 mod reverse;
 
@@ -126,6 +127,8 @@ pub use self::error::ProxyPassError;
 pub use self::headers::{
     is_hop_by_hop, prepare_request_headers, strip_hop_by_hop, ForwardedHeaders,
 };
+pub(crate) use self::join::join_text;
+pub use self::join::join_uri;
 pub use self::mapping::ProxyPass;
 pub use self::reverse::{reverse_headers, reverse_url, ProxyPassReverse};
 
