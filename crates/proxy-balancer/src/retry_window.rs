@@ -25,7 +25,7 @@
 //! use std::time::Instant;
 //!
 //! use http::{Request, Response, StatusCode};
-//! use proxy_balancer::retry_window::{OutcomeRules, RetryWindowLayer};
+//! use proxy_balancer::retry_window::{FailedStatus, OutcomeRules, RetryWindowLayer};
 //! use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, StatusFlags};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
@@ -46,6 +46,7 @@
 //! let response = service.oneshot(Request::new(())).await?;
 //! assert_eq!(response.status(), 503); // passed on, as Apache does
 //! assert!(member.flags().contains(StatusFlags::IN_ERROR)); // and the member is in error
+//! assert!(response.extensions().get::<FailedStatus>().is_some()); // the verdict, for the balancer
 //! # Ok(())
 //! # }
 //! ```
@@ -107,6 +108,24 @@ impl OutcomeRules {
         self
     }
 }
+
+/// The verdict on a response whose status is in `failonstatus`: [`RetryWindow`] puts it in
+/// the response's extensions after putting the member in error (unless the member ignores
+/// errors, `+I`). The response still goes to the client, as Apache sends it; the
+/// [`Balancer`](crate::Balancer) reads this mark, and judges no status itself, to retry an
+/// idempotent request elsewhere when
+/// [`retry_idempotent`](crate::balancer::BalancerOptions::retry_idempotent) asks it to.
+///
+/// Errors carry their verdict in their [`ErrorKind`](crate::ErrorKind): when a connect
+/// failure (or a read timeout with `failontimeout`) comes out of the `RetryWindow`, the
+/// member has been put in error (unless it ignores errors) and the error names it.
+///
+/// # Apache
+///
+/// `failonstatus` (AH01174).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct FailedStatus;
 
 /// Wraps one member's service in a [`RetryWindow`]. See the [module docs](self).
 #[derive(Clone, Debug)]
@@ -270,7 +289,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         Poll::Ready(match ready!(this.inner.poll(cx)) {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status().as_u16();
                 if this.rules.fail_on_status.contains(&status) {
                     if this.member.mark_error(now()) {
@@ -281,6 +300,7 @@ where
                             "forcing worker into error state: status in failonstatus"
                         );
                     }
+                    response.extensions_mut().insert(FailedStatus);
                 } else {
                     this.member.state().note_success();
                 }
