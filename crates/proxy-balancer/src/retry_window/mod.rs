@@ -51,18 +51,18 @@
 //! # }
 //! ```
 
+pub mod future;
+
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::Response;
-use pin_project_lite::pin_project;
 use proxy_balancer_core::{BalancerParams, Member};
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use self::future::ResponseFuture;
 use crate::error::{BoxError, Error, ErrorKind};
 
 /// The balancer parameters that judge outcomes: `failonstatus` and `failontimeout`.
@@ -116,7 +116,7 @@ impl OutcomeRules {
 /// idempotent request elsewhere when
 /// [`retry_idempotent`](crate::balancer::BalancerOptions::retry_idempotent) asks it to.
 ///
-/// Errors carry their verdict in their [`ErrorKind`](crate::ErrorKind): when a connect
+/// Errors carry their verdict in their [`ErrorKind`]: when a connect
 /// failure (or a read timeout with `failontimeout`) comes out of the `RetryWindow`, the
 /// member has been put in error (unless it ignores errors) and the error names it.
 ///
@@ -219,11 +219,11 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        ResponseFuture {
-            inner: self.inner.call(request),
-            member: self.member.clone(),
-            rules: Arc::clone(&self.rules),
-        }
+        ResponseFuture::new(
+            self.inner.call(request),
+            self.member.clone(),
+            Arc::clone(&self.rules),
+        )
     }
 }
 
@@ -259,58 +259,4 @@ fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
     }
     let id = matches!(error.kind(), ErrorKind::Connect).then_some("AH01114");
     error.with_member(member.url(), id)
-}
-
-pin_project! {
-    /// The future of [`RetryWindow`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        member: Member,
-        rules: Arc<OutcomeRules>,
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("member", &self.member.url())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<Response<B>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        Poll::Ready(match ready!(this.inner.poll(cx)) {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                if this.rules.fail_on_status.contains(&status) {
-                    if this.member.mark_error(now()) {
-                        tracing::warn!(
-                            apache_id = "AH01174",
-                            member = this.member.url(),
-                            status,
-                            "forcing worker into error state: status in failonstatus"
-                        );
-                    }
-                    response.extensions_mut().insert(FailedStatus);
-                } else {
-                    this.member.state().note_success();
-                }
-                Ok(response)
-            }
-            Err(error) => Err(judge_error(
-                this.member,
-                this.rules,
-                Error::from_member(error.into()),
-            )),
-        })
-    }
 }
