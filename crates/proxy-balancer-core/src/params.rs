@@ -1212,6 +1212,47 @@ mod tests {
         assert_eq!((u.origin(), u.path()), ("http://a:80", "/x"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn member_url_parts_agree(
+            https in proptest::bool::ANY,
+            host in proptest::prop_oneof![
+                "[a-zA-Z][a-zA-Z0-9-]{0,10}(\\.[a-zA-Z0-9]{1,5}){0,2}",
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+                "\\[[0-9a-fA-F:]{1,8}::[0-9a-fA-F]{0,4}\\]",
+            ],
+            port in proptest::option::of(proptest::num::u16::ANY),
+            path in "(/[a-z0-9]{1,6}){0,2}/?",
+        ) {
+            let scheme = if https { "https" } else { "http" };
+            let port_text = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let url = MemberUrl::new(&format!("{scheme}://{host}{port_text}{path}")).unwrap();
+            let default = if https { 443 } else { 80 };
+            let lower = host.to_ascii_lowercase();
+            proptest::prop_assert_eq!(url.host(), lower.as_str());
+            proptest::prop_assert_eq!(url.port(), port.unwrap_or(default));
+            proptest::prop_assert_eq!(
+                url.connect_host(),
+                lower.trim_start_matches('[').trim_end_matches(']')
+            );
+            let authority = if url.port() == default {
+                lower
+            } else {
+                format!("{lower}:{}", url.port())
+            };
+            proptest::prop_assert_eq!(url.authority(), authority.as_str());
+            proptest::prop_assert_eq!(format!("{}{}", url.origin(), url.path()), url.as_str());
+            proptest::prop_assert_eq!(url.path(), path.trim_end_matches('/'));
+        }
+
+        #[test]
+        fn member_url_parsing_never_panics(text in "\\PC{0,40}") {
+            if let Ok(url) = MemberUrl::new(&text) {
+                let _ = (url.host(), url.port(), url.authority(), url.origin(), url.path());
+            }
+        }
+    }
+
     #[test]
     fn member_set() {
         let mut m = MemberParams::new("http://a").unwrap();
