@@ -268,20 +268,38 @@ impl fmt::Debug for Route {
 /// member URLs without one), so `HTTP://Example:80/` and `http://example:80` are the same
 /// member.
 ///
+/// This is the one place that takes a member URL apart: the member client, the health
+/// probes, the heartbeat listener and the balancer-manager read the host, the port (with
+/// its default by scheme) and the `Host` value from here.
+///
 /// ```
 /// use proxy_balancer_core::MemberUrl;
 ///
 /// let url = MemberUrl::new("HTTP://Backend-1:8080/app/")?;
 /// assert_eq!(url.as_str(), "http://backend-1:8080/app");
+/// assert_eq!((url.scheme(), url.host(), url.port()), ("http", "backend-1", 8080));
 /// assert_eq!(url.authority(), "backend-1:8080");
+///
+/// let url = MemberUrl::new("https://[::1]:443")?;
+/// assert_eq!((url.host(), url.connect_host(), url.port()), ("[::1]", "::1", 443));
+/// assert_eq!(url.authority(), "[::1]"); // the default port is left out
+/// assert_eq!(MemberUrl::new("https://a")?.port(), 443);
+///
 /// assert!(MemberUrl::new("ftp://files").is_err());
 /// # Ok::<(), proxy_balancer_core::ParamError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberUrl {
     url: Box<str>,
-    /// Byte range of the authority within `url`.
-    authority: (usize, usize),
+    /// Byte range of the host within `url` (an IPv6 literal with its brackets).
+    host: (usize, usize),
+    /// End of the authority as a `Host` value: after the port, or after the host when the
+    /// port is absent or the scheme's default.
+    authority_end: usize,
+    /// Start of the path: the end of the whole authority.
+    path_start: usize,
+    /// The port, explicit or the scheme's default.
+    port: u16,
 }
 
 impl MemberUrl {
@@ -348,25 +366,39 @@ impl MemberUrl {
         {
             return Err(bad("the host has characters a host name cannot have"));
         }
-        if let Some(port) = port {
-            if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad("the port must be a number from 0 to 65535"));
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let port = match port {
+            None => default_port,
+            Some(port) => {
+                if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad("the port must be a number from 0 to 65535"));
+                }
+                let Ok(port) = port.parse::<u16>() else {
+                    return Err(bad("the port must be a number from 0 to 65535"));
+                };
+                port
             }
-            if port.parse::<u32>().map_or(true, |p| p > 65_535) {
-                return Err(bad("the port must be a number from 0 to 65535"));
-            }
-        }
+        };
         let path = path.strip_suffix('/').unwrap_or(path);
         let mut normal = String::with_capacity(url.len());
         normal.push_str(&scheme);
         normal.push_str("://");
-        let start = normal.len();
-        normal.push_str(&authority.to_ascii_lowercase());
-        let end = normal.len();
+        let host_start = normal.len();
+        normal.push_str(&host.to_ascii_lowercase());
+        let host_end = normal.len();
+        normal.push_str(&authority[host.len()..]);
+        let path_start = normal.len();
         normal.push_str(path);
         Ok(Self {
             url: normal.into(),
-            authority: (start, end),
+            host: (host_start, host_end),
+            authority_end: if port == default_port {
+                host_end
+            } else {
+                path_start
+            },
+            path_start,
+            port,
         })
     }
 
@@ -379,19 +411,49 @@ impl MemberUrl {
     /// `http` or `https`.
     #[must_use]
     pub fn scheme(&self) -> &str {
-        &self.url[..self.authority.0 - 3]
+        &self.url[..self.host.0 - "://".len()]
     }
 
-    /// `host[:port]`.
+    /// The host as written in the URL, lower-cased: a name, an IPv4 address, or an IPv6
+    /// literal in its brackets (`[::1]`), as `http::Uri::host` gives it.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.url[self.host.0..self.host.1]
+    }
+
+    /// The host to resolve or connect to: [`host`](Self::host) without the brackets of an
+    /// IPv6 literal (`::1`).
+    #[must_use]
+    pub fn connect_host(&self) -> &str {
+        let host = self.host();
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
+    /// The port: the URL's, or the scheme's default (`http` 80, `https` 443).
+    #[must_use]
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host[:port]` as a `Host` header value: the port left out when it is the scheme's
+    /// default (`http://a:80` gives `a`, `https://a:8443` gives `a:8443`), as Apache sends it.
     #[must_use]
     pub fn authority(&self) -> &str {
-        &self.url[self.authority.0..self.authority.1]
+        &self.url[self.host.0..self.authority_end]
     }
 
     /// The path prefix (empty or starting with `/`, without a trailing `/`).
     #[must_use]
     pub fn path(&self) -> &str {
-        &self.url[self.authority.1..]
+        &self.url[self.path_start..]
+    }
+
+    /// `scheme://host[:port]`, the URL without its path, the port as written.
+    #[must_use]
+    pub fn origin(&self) -> &str {
+        &self.url[..self.path_start]
     }
 }
 
@@ -1097,6 +1159,10 @@ mod tests {
             (u.scheme(), u.authority(), u.path()),
             ("https", "[::1]:8443", "/x")
         );
+        assert_eq!(
+            (u.host(), u.connect_host(), u.port()),
+            ("[::1]", "::1", 8443)
+        );
         for bad in [
             "ftp://a",
             "http://",
@@ -1112,6 +1178,87 @@ mod tests {
         ] {
             let err = MemberUrl::new(bad).unwrap_err();
             assert_eq!(err.param(), "url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn member_url_ports_default_by_scheme() {
+        // (url, host, port, authority as a Host value)
+        for (url, host, port, authority) in [
+            ("http://a", "a", 80, "a"),
+            ("http://a:80", "a", 80, "a"),
+            ("http://a:443", "a", 443, "a:443"),
+            ("https://a", "a", 443, "a"),
+            ("https://a:443/p", "a", 443, "a"),
+            // An https member on port 80 keeps its port in Host, and connects to 80.
+            ("https://a:80", "a", 80, "a:80"),
+            ("HTTP://A.Example:8080", "a.example", 8080, "a.example:8080"),
+            ("http://10.0.0.1:0", "10.0.0.1", 0, "10.0.0.1:0"),
+            ("http://[::1]", "[::1]", 80, "[::1]"),
+            ("http://[::1]:8080", "[::1]", 8080, "[::1]:8080"),
+            (
+                "https://[2001:DB8::1]:443",
+                "[2001:db8::1]",
+                443,
+                "[2001:db8::1]",
+            ),
+            ("http://a:65535", "a", 65_535, "a:65535"),
+        ] {
+            let u = MemberUrl::new(url).unwrap();
+            assert_eq!(
+                (u.host(), u.port(), u.authority()),
+                (host, port, authority),
+                "{url}"
+            );
+        }
+        let u = MemberUrl::new("http://[::ffff:10.0.0.1]:81/app").unwrap();
+        assert_eq!(
+            (u.connect_host(), u.port(), u.path()),
+            ("::ffff:10.0.0.1", 81, "/app")
+        );
+        assert_eq!(MemberUrl::new("http://a").unwrap().connect_host(), "a");
+        let u = MemberUrl::new("http://A:80/x/").unwrap();
+        assert_eq!((u.origin(), u.path()), ("http://a:80", "/x"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn member_url_parts_agree(
+            https in proptest::bool::ANY,
+            host in proptest::prop_oneof![
+                "[a-zA-Z][a-zA-Z0-9-]{0,10}(\\.[a-zA-Z0-9]{1,5}){0,2}",
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+                "\\[[0-9a-fA-F:]{1,8}::[0-9a-fA-F]{0,4}\\]",
+            ],
+            port in proptest::option::of(proptest::num::u16::ANY),
+            path in "(/[a-z0-9]{1,6}){0,2}/?",
+        ) {
+            let scheme = if https { "https" } else { "http" };
+            let port_text = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let url = MemberUrl::new(&format!("{scheme}://{host}{port_text}{path}")).unwrap();
+            let default = if https { 443 } else { 80 };
+            let lower = host.to_ascii_lowercase();
+            proptest::prop_assert_eq!(url.host(), lower.as_str());
+            proptest::prop_assert_eq!(url.port(), port.unwrap_or(default));
+            proptest::prop_assert_eq!(
+                url.connect_host(),
+                lower.trim_start_matches('[').trim_end_matches(']')
+            );
+            let authority = if url.port() == default {
+                lower
+            } else {
+                format!("{lower}:{}", url.port())
+            };
+            proptest::prop_assert_eq!(url.authority(), authority.as_str());
+            proptest::prop_assert_eq!(format!("{}{}", url.origin(), url.path()), url.as_str());
+            proptest::prop_assert_eq!(url.path(), path.trim_end_matches('/'));
+        }
+
+        #[test]
+        fn member_url_parsing_never_panics(text in "\\PC{0,40}") {
+            if let Ok(url) = MemberUrl::new(&text) {
+                let _ = (url.host(), url.port(), url.authority(), url.origin(), url.path());
+            }
         }
     }
 

@@ -330,30 +330,6 @@ fn flag(letter: char) -> StatusFlags {
     StatusFlags::from_letter(letter).unwrap_or(StatusFlags::EMPTY)
 }
 
-/// `(host, port)` of a member URL; the port defaults by scheme as Apache's does.
-fn host_port(m: &Member) -> (String, u16) {
-    let url = &m.params().url;
-    let authority = url.authority();
-    let default = match url.scheme().to_ascii_lowercase().as_str() {
-        "https" | "wss" => 443,
-        "ajp" => 8009,
-        _ => 80,
-    };
-    // Bracketed IPv6: `[::1]:8080`.
-    let (host, rest) = if let Some(end) = authority.find(']') {
-        (&authority[..=end], &authority[end + 1..])
-    } else if let Some(colon) = authority.rfind(':') {
-        (&authority[..colon], &authority[colon..])
-    } else {
-        (authority, "")
-    };
-    let port = rest
-        .strip_prefix(':')
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(default);
-    (host.to_owned(), port)
-}
-
 fn sticky_text(b: &BalancerView<'_>) -> Option<String> {
     b.snapshot.params().sticky_session.as_ref().map(|s| {
         if s.cookie() == s.url_param() {
@@ -804,7 +780,7 @@ pub fn xml(view: &View<'_>) -> String {
 fn xml_worker(o: &mut String, m: &Member, health: Option<&HealthView>) {
     let mp = m.params();
     let st = m.state();
-    let (host, port) = host_port(m);
+    let (host, port) = (mp.url.host(), mp.url.port());
     let lf = load_factor(m);
     let max = mp.max.unwrap_or(0);
     let el = |o: &mut String, name: &str, value: &dyn std::fmt::Display| {
@@ -813,7 +789,7 @@ fn xml_worker(o: &mut String, m: &Member, health: Option<&HealthView>) {
     o.push_str("        <httpd:worker>\n");
     el(o, "name", &esc(m.url()));
     el(o, "scheme", &esc(mp.url.scheme()));
-    el(o, "hostname", &esc(&host));
+    el(o, "hostname", &esc(host));
     el(o, "loadfactor", &lf);
     el(o, "port", &port);
     el(o, "min", &0);
@@ -980,7 +956,7 @@ fn json_inner(view: &View<'_>, unavailable: Option<&dyn Fn(&str) -> u64>) -> Str
 fn json_member(o: &mut String, b: &BalancerView<'_>, m: &Member) {
     let mp = m.params();
     let st = m.state();
-    let (host, port) = host_port(m);
+    let (host, port) = (mp.url.host(), mp.url.port());
     let flags = m.flags();
     let _ = write!(
         o,
@@ -990,7 +966,7 @@ fn json_member(o: &mut String, b: &BalancerView<'_>, m: &Member) {
          \"retries\":{},\"consecutive_failures\":{},\"health\":",
         json_str(m.url()),
         json_str(mp.url.scheme()),
-        json_str(&host),
+        json_str(host),
         json_opt_str(m.route()),
         json_opt_str(mp.redirect.as_ref().map(|r| r.as_str())),
         load_factor(m),

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::Scheme;
 use http::HeaderValue;
 use http::{header, Request, Response, Uri};
 use http_body::Body;
@@ -42,7 +42,7 @@ use tower_service::Service;
 
 use crate::balancer::{MakeMember, ReplayBody};
 use crate::error::{BoxError, Error};
-use crate::proxy_pass::PreserveHost;
+use crate::proxy_pass::{join_uri, PreserveHost};
 
 /// Without a `timeout`, how long to wait for a member's answer: Apache's default
 /// `ProxyTimeout` (the server `Timeout`, 60 s).
@@ -113,8 +113,7 @@ pub struct HttpMember<B> {
 #[derive(Debug)]
 struct Target {
     scheme: Scheme,
-    authority: Option<Authority>,
-    /// `Host` for the member: its authority, without the port when it is 80.
+    /// `Host` for the member: [`MemberUrl::authority`](crate::core::MemberUrl::authority).
     host: Option<HeaderValue>,
     base_path: String,
     timeout: Duration,
@@ -132,7 +131,7 @@ impl<B> Clone for HttpMember<B> {
 impl<B> fmt::Debug for HttpMember<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpMember")
-            .field("authority", &self.target.authority)
+            .field("host", &self.target.host)
             .field("base_path", &self.target.base_path)
             .field("timeout", &self.target.timeout)
             .field("idle", &self.pool.idle.lock().len())
@@ -153,21 +152,8 @@ where
     pub fn new(member: &Member) -> Self {
         let params = member.params();
         let url = &params.url;
-        let authority: Option<Authority> = url.authority().parse().ok();
-        let (host, port) = authority.as_ref().map_or((String::new(), 80), |a| {
-            let host = a.host();
-            // `[::1]` in a URL is `::1` to connect to.
-            let host = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
-            (host.to_owned(), a.port_u16().unwrap_or(80))
-        });
-        let host_header = authority.as_ref().and_then(|a| {
-            let text = a.as_str();
-            let text = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
-            HeaderValue::from_str(text.strip_suffix(":80").unwrap_or(text)).ok()
-        });
+        // The URL was checked when the member was made: its Host value is valid.
+        let host_header = HeaderValue::from_str(url.authority()).ok();
         let max_idle = if params.disable_reuse {
             0
         } else {
@@ -180,8 +166,8 @@ where
                 ttl: params.ttl,
                 connect_timeout: params.connection_timeout.or(params.timeout),
                 keepalive: params.keepalive,
-                host,
-                port,
+                host: url.connect_host().to_owned(),
+                port: url.port(),
             }),
             target: Arc::new(Target {
                 scheme: if url.scheme() == "https" {
@@ -189,7 +175,6 @@ where
                 } else {
                     Scheme::HTTP
                 },
-                authority,
                 host: host_header,
                 base_path: url.path().to_owned(),
                 timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -415,13 +400,12 @@ impl<B> HttpMember<B> {
         if self.target.base_path.is_empty() && uri.scheme().is_none() && uri.authority().is_none() {
             return Ok(uri);
         }
-        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let target: PathAndQuery = if self.target.base_path.is_empty() {
-            path.parse()?
-        } else {
-            format!("{}{path}", self.target.base_path).parse()?
-        };
-        Ok(Uri::from(target))
+        Ok(join_uri(
+            "",
+            &self.target.base_path,
+            uri.path(),
+            uri.query(),
+        )?)
     }
 }
 
@@ -434,27 +418,7 @@ impl<B> HttpMember<B> {
 /// [`ErrorKind::Upstream`](crate::ErrorKind::Upstream) if the result is not a valid URI.
 pub fn member_uri(member: &Member, uri: &Uri) -> Result<Uri, Error> {
     let url = &member.params().url;
-    let scheme = if url.scheme() == "https" {
-        Scheme::HTTPS
-    } else {
-        Scheme::HTTP
-    };
-    let authority: Authority = url.authority().parse().map_err(Error::upstream)?;
-    join(scheme, authority, url.path(), uri).map_err(Error::upstream)
-}
-
-fn join(scheme: Scheme, authority: Authority, base_path: &str, uri: &Uri) -> Result<Uri, BoxError> {
-    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    let path_and_query: PathAndQuery = if base_path.is_empty() {
-        path.parse()?
-    } else {
-        format!("{base_path}{path}").parse()?
-    };
-    Ok(Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path_and_query)
-        .build()?)
+    join_uri(url.origin(), url.path(), uri.path(), uri.query()).map_err(Error::upstream)
 }
 
 impl<B> Service<Request<ReplayBody<B>>> for HttpMember<B>
@@ -574,5 +538,39 @@ mod tests {
         assert_eq!(member_uri(b, &uri).unwrap(), "http://b/x?y=1");
         let absolute: Uri = "http://front/z".parse().unwrap();
         assert_eq!(member_uri(b, &absolute).unwrap(), "http://b/z");
+    }
+
+    #[test]
+    fn member_address_and_host_come_from_the_member_url() {
+        let member = |url: &str| {
+            let store = BalancerStore::new(
+                BalancerParams::new("t"),
+                [MemberParams::new(url).unwrap()],
+                tokio::time::Instant::now().into_std(),
+            )
+            .unwrap();
+            let m = store.snapshot().members()[0].clone();
+            HttpMember::<http_body_util::Empty<bytes::Bytes>>::new(&m)
+        };
+        // (url, address to connect to, Host)
+        for (url, host, port, host_header) in [
+            ("http://a", "a", 80, "a"),
+            ("http://a:80", "a", 80, "a"),
+            ("http://a:8080", "a", 8080, "a:8080"),
+            // Was port 80 for https: the scheme's default is 443.
+            ("https://a", "a", 443, "a"),
+            ("https://a:80", "a", 80, "a:80"),
+            ("http://[::1]:8080/app", "::1", 8080, "[::1]:8080"),
+            ("http://[::1]", "::1", 80, "[::1]"),
+        ] {
+            let m = member(url);
+            assert_eq!((m.pool.host.as_str(), m.pool.port), (host, port), "{url}");
+            assert_eq!(m.target.host.as_ref().unwrap(), host_header, "{url}");
+        }
+        let m = member("http://[::1]:8080/app");
+        assert_eq!(
+            m.member_target("/x?y".parse().unwrap()).unwrap(),
+            "/app/x?y"
+        );
     }
 }

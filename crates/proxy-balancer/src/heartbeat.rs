@@ -225,22 +225,8 @@ fn parse_count(s: &str) -> Option<u32> {
 /// the scheme's default).
 fn member_addr(member: &Member) -> Option<(IpAddr, u16)> {
     let url = &member.params().url;
-    let authority = url.authority();
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let ip: IpAddr = host.parse().ok()?;
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None if url.scheme() == "https" => 443,
-        None => 80,
-    };
+    let ip: IpAddr = url.connect_host().parse().ok()?;
+    let port = url.port();
     Some((ip.to_canonical(), port))
 }
 

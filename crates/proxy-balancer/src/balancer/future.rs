@@ -16,8 +16,8 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::{BalancedBody, BalancerInfo, MakeMember, ReplayBody, SessionRoute, Shared};
-use crate::error::{BoxError, Error, ErrorKind};
-use crate::retry_window::RetryWindow;
+use crate::error::{Error, ErrorKind};
+use crate::retry_window::{FailedStatus, RetryWindow};
 
 /// Apache waits for a usable member in 100 steps of `timeout / 100`.
 const WAIT_STEPS: u32 = 100;
@@ -79,6 +79,18 @@ pin_project! {
     }
 }
 
+/// The member call of one try.
+type Call<M, B> = Oneshot<MemberService<M>, Request<ReplayBody<B>>>;
+
+/// What a step of the request's tries leads to: the next state, or the answer.
+enum Step<F, T> {
+    Next(State<F>),
+    Finish(T),
+}
+
+/// A [`Step`] of the balancer's future.
+type TryStep<M, B, RB> = Step<Call<M, B>, Result<Response<BalancedBody<RB>>, Error>>;
+
 pin_project! {
     /// The response future of the [`Balancer`](super::Balancer).
     pub struct ResponseFuture<M, B>
@@ -86,13 +98,19 @@ pin_project! {
         M: MakeMember,
         MemberService<M>: Service<Request<ReplayBody<B>>>,
     {
-        shared: Arc<Shared<M>>,
-        template: Template<B>,
-        route: Option<SessionRoute>,
-        attempts: Attempts,
+        tries: Tries<M, B>,
         #[pin]
-        state: State<Oneshot<MemberService<M>, Request<ReplayBody<B>>>>,
+        state: State<Call<M, B>>,
     }
+}
+
+/// What all tries of one request share: the balancer, the request to replay, its session
+/// route and the count of tries.
+struct Tries<M: MakeMember, B> {
+    shared: Arc<Shared<M>>,
+    template: Template<B>,
+    route: Option<SessionRoute>,
+    attempts: Attempts,
 }
 
 impl<M, B> ResponseFuture<M, B>
@@ -115,13 +133,15 @@ where
             body: ReplayBody::new(body, limit),
         };
         Self {
-            shared,
-            template,
-            route,
-            attempts: Attempts {
-                tried: Vec::new(),
-                left: None,
-                waits_left: WAIT_STEPS,
+            tries: Tries {
+                shared,
+                template,
+                route,
+                attempts: Attempts {
+                    tried: Vec::new(),
+                    left: None,
+                    waits_left: WAIT_STEPS,
+                },
             },
             state: State::Pick,
         }
@@ -135,7 +155,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("tried", &self.attempts.tried)
+            .field("tried", &self.tries.attempts.tried)
             .finish_non_exhaustive()
     }
 }
@@ -148,8 +168,7 @@ fn now() -> std::time::Instant {
 impl<M, B, RB> Future for ResponseFuture<M, B>
 where
     M: MakeMember,
-    MemberService<M>: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
-    <MemberService<M> as Service<Request<ReplayBody<B>>>>::Error: Into<BoxError>,
+    MemberService<M>: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = Error>,
     B: Body,
     RB: Body,
 {
@@ -158,164 +177,185 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Pick => {
-                    let view = this.shared.view();
-                    let snapshot = &view.snapshot;
-                    let now = now();
-                    let attempts = &mut *this.attempts;
-                    let request = PickRequest::new().with_tried(&attempts.tried);
-                    let request = match this.route {
-                        Some(session) => request.with_route(&session.route),
-                        None => request,
-                    };
-                    match snapshot.pick(&request, now) {
-                        Ok(picked) => {
-                            attempts.left.get_or_insert_with(|| snapshot.max_attempts());
-                            let Some(request) = this.template.attempt(&picked) else {
-                                // The body was read past the replay limit by an earlier try.
-                                this.state.set(State::Done);
-                                return Poll::Ready(Err(Error::connect(
-                                    "request body too large to send again",
-                                )
-                                .with_member(picked.member().url(), Some("AH01114"))));
-                            };
-                            picked
-                                .member()
-                                .state()
-                                .add_transferred(this.template.head_len);
-                            let service = view.services[picked.position()].clone();
-                            this.state.set(State::Call {
-                                call: service.oneshot(request),
-                                picked: Some(picked),
-                            });
-                        }
-                        Err(error) => {
-                            // Apache waits in each attempt's pick, the first and every
-                            // retry alike (observed: a refused member, then 2.0 s of
-                            // waiting with `timeout=2`); a wait is useless only when every
-                            // member was tried, as a tried member is never picked again.
-                            let timeout = snapshot.params().timeout;
-                            let may_wait = !timeout.is_zero()
-                                && attempts.waits_left > 0
-                                && !matches!(error, PickError::RouteUnusable { .. })
-                                && snapshot
-                                    .members()
-                                    .iter()
-                                    .any(|m| !attempts.tried.contains(&m.id()));
-                            if may_wait {
-                                attempts.waits_left -= 1;
-                                let step = timeout / WAIT_STEPS;
-                                this.state.set(State::Wait {
-                                    sleep: tokio::time::sleep(step.max(Duration::from_millis(1))),
-                                });
-                                continue;
-                            }
-                            let retry_after = earliest_retry(snapshot, now);
-                            if retry_after.is_some() {
-                                tracing::debug!(
-                                    apache_id = "AH00933",
-                                    balancer = %snapshot.params().name,
-                                    "members in error: too soon to retry"
-                                );
-                            }
-                            tracing::warn!(
-                                apache_id = error.apache_id(),
-                                balancer = %snapshot.params().name,
-                                "{error}"
-                            );
-                            this.state.set(State::Done);
-                            this.shared.store.note_unavailable();
-                            return Poll::Ready(Err(Error::from_pick(error, retry_after)));
-                        }
-                    }
-                }
+            let step = match this.state.as_mut().project() {
+                StateProj::Pick => this.tries.pick(),
                 StateProj::Wait { sleep } => {
                     ready!(sleep.poll(cx));
-                    this.state.set(State::Pick);
+                    Step::Next(State::Pick)
                 }
                 StateProj::Call { call, picked } => {
                     let result = ready!(call.poll(cx));
                     let picked = picked.take().expect("invariant: polled once after ready");
-                    let member = picked.member().clone();
                     match result {
-                        Ok(response) => {
-                            // Beyond Apache, opted in: an idempotent request whose member
-                            // answered a failonstatus status goes to another member.
-                            let failed_status = this.shared.options.retry_idempotent
-                                && is_idempotent(&this.template.method)
-                                && snapshot_fails_on(this.shared, response.status());
-                            if failed_status && this.attempts.try_again(this.template, &member) {
-                                tracing::info!(
-                                    member = member.url(),
-                                    status = response.status().as_u16(),
-                                    "retrying an idempotent request on another member"
-                                );
-                                drop(response);
-                                drop(picked);
-                                this.state.set(State::Pick);
-                                continue;
-                            }
-                            let (mut parts, body) = response.into_parts();
-                            // Apache counts the status line without its CRLF.
-                            let reason = parts.status.canonical_reason().unwrap_or("");
-                            let status_line = "HTTP/1.1 000 ".len() + reason.len();
-                            member.state().add_read(status_line as u64);
-                            parts.extensions.insert(BalancerInfo {
-                                balancer_name: Arc::clone(&this.shared.name),
-                                member,
-                                session: this.route.clone(),
-                                route_changed: picked.route_changed(),
-                            });
-                            this.state.set(State::Done);
-                            let body = BalancedBody::new(body, picked.into_busy_guard());
-                            return Poll::Ready(Ok(Response::from_parts(parts, body)));
-                        }
-                        Err(error) => {
-                            let error = Error::from_member(error.into());
-                            drop(picked);
-                            match error.kind() {
-                                ErrorKind::Connect => {
-                                    // The member's RetryWindow has put it in error.
-                                    if this.attempts.try_again(this.template, &member) {
-                                        this.state.set(State::Pick);
-                                        continue;
-                                    }
-                                    tracing::error!(
-                                        apache_id = "AH01114",
-                                        member = member.url(),
-                                        "failed to make connection to backend"
-                                    );
-                                }
-                                ErrorKind::Upstream
-                                    if this.shared.options.retry_idempotent
-                                        && is_idempotent(&this.template.method)
-                                        && this.attempts.try_again(this.template, &member) =>
-                                {
-                                    tracing::info!(
-                                        member = member.url(),
-                                        error = %error,
-                                        "retrying an idempotent request on another member"
-                                    );
-                                    this.state.set(State::Pick);
-                                    continue;
-                                }
-                                _ => {}
-                            }
-                            this.state.set(State::Done);
-                            if error.kind() == ErrorKind::Connect {
-                                // No member could be reached: Apache's 503.
-                                this.shared.store.note_unavailable();
-                            }
-                            let id =
-                                matches!(error.kind(), ErrorKind::Connect).then_some("AH01114");
-                            return Poll::Ready(Err(error.with_member(member.url(), id)));
-                        }
+                        Ok(response) => this.tries.on_response(picked, response),
+                        Err(error) => this.tries.on_error(picked, error),
                     }
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
+            };
+            match step {
+                Step::Next(state) => this.state.set(state),
+                Step::Finish(output) => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(output);
+                }
             }
         }
+    }
+}
+
+// ===== impl Tries =====
+
+impl<M, B, RB> Tries<M, B>
+where
+    M: MakeMember,
+    MemberService<M>: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = Error>,
+    B: Body,
+    RB: Body,
+{
+    /// Picks a member for the next try and calls it; with none usable, waits for one or
+    /// answers Apache's 503.
+    fn pick(&mut self) -> TryStep<M, B, RB> {
+        let view = self.shared.view();
+        let snapshot = &view.snapshot;
+        let now = now();
+        let request = PickRequest::new().with_tried(&self.attempts.tried);
+        let request = match &self.route {
+            Some(session) => request.with_route(&session.route),
+            None => request,
+        };
+        let error = match snapshot.pick(&request, now) {
+            Ok(picked) => {
+                self.attempts
+                    .left
+                    .get_or_insert_with(|| snapshot.max_attempts());
+                let Some(request) = self.template.attempt(&picked) else {
+                    // The body was read past the replay limit by an earlier try.
+                    return Step::Finish(Err(Error::connect(
+                        "request body too large to send again",
+                    )
+                    .with_member(picked.member().url(), Some("AH01114"))));
+                };
+                picked
+                    .member()
+                    .state()
+                    .add_transferred(self.template.head_len);
+                let service = view.services[picked.position()].clone();
+                return Step::Next(State::Call {
+                    call: service.oneshot(request),
+                    picked: Some(picked),
+                });
+            }
+            Err(error) => error,
+        };
+        // Apache waits in each attempt's pick, the first and every retry alike (observed:
+        // a refused member, then 2.0 s of waiting with `timeout=2`); a wait is useless only
+        // when every member was tried, as a tried member is never picked again.
+        let timeout = snapshot.params().timeout;
+        let may_wait = !timeout.is_zero()
+            && self.attempts.waits_left > 0
+            && !matches!(error, PickError::RouteUnusable { .. })
+            && snapshot
+                .members()
+                .iter()
+                .any(|m| !self.attempts.tried.contains(&m.id()));
+        if may_wait {
+            self.attempts.waits_left -= 1;
+            let step = timeout / WAIT_STEPS;
+            return Step::Next(State::Wait {
+                sleep: tokio::time::sleep(step.max(Duration::from_millis(1))),
+            });
+        }
+        let retry_after = earliest_retry(snapshot, now);
+        if retry_after.is_some() {
+            tracing::debug!(
+                apache_id = "AH00933",
+                balancer = %snapshot.params().name,
+                "members in error: too soon to retry"
+            );
+        }
+        tracing::warn!(
+            apache_id = error.apache_id(),
+            balancer = %snapshot.params().name,
+            "{error}"
+        );
+        self.shared.store.note_unavailable();
+        Step::Finish(Err(Error::from_pick(error, retry_after)))
+    }
+
+    /// The member answered: the client's response, unless the member's
+    /// [`RetryWindow`] judged the status a failure (`failonstatus`) and the request may go
+    /// to another member.
+    fn on_response(&mut self, picked: Picked, response: Response<RB>) -> TryStep<M, B, RB> {
+        let member = picked.member();
+        // Beyond Apache, opted in: an idempotent request whose member answered a
+        // failonstatus status goes to another member.
+        let failed_status = self.shared.options.retry_idempotent
+            && is_idempotent(&self.template.method)
+            && response.extensions().get::<FailedStatus>().is_some();
+        if failed_status && self.attempts.try_again(&self.template, member) {
+            tracing::info!(
+                member = member.url(),
+                status = response.status().as_u16(),
+                "retrying an idempotent request on another member"
+            );
+            drop(response);
+            drop(picked);
+            return Step::Next(State::Pick);
+        }
+        let (mut parts, body) = response.into_parts();
+        // Apache counts the status line without its CRLF.
+        let reason = parts.status.canonical_reason().unwrap_or("");
+        let status_line = "HTTP/1.1 000 ".len() + reason.len();
+        member.state().add_read(status_line as u64);
+        parts.extensions.insert(BalancerInfo {
+            balancer_name: Arc::clone(&self.shared.name),
+            member: member.clone(),
+            session: self.route.clone(),
+            route_changed: picked.route_changed(),
+        });
+        let body = BalancedBody::new(body, picked.into_busy_guard());
+        Step::Finish(Ok(Response::from_parts(parts, body)))
+    }
+
+    /// The member failed, as its [`RetryWindow`] judged (and noted in the member's state):
+    /// another try after a connect failure, or for an idempotent request when asked; else
+    /// the error.
+    fn on_error(&mut self, picked: Picked, error: Error) -> TryStep<M, B, RB> {
+        let member = picked.member().clone();
+        drop(picked);
+        let member = &member;
+        match error.kind() {
+            // The member's RetryWindow has judged the failure (and put the member in error
+            // unless it ignores errors): another member may answer.
+            ErrorKind::Connect => {
+                if self.attempts.try_again(&self.template, member) {
+                    return Step::Next(State::Pick);
+                }
+                tracing::error!(
+                    apache_id = "AH01114",
+                    member = member.url(),
+                    "failed to make connection to backend"
+                );
+                // No member could be reached: Apache's 503.
+                self.shared.store.note_unavailable();
+            }
+            ErrorKind::Upstream
+                if self.shared.options.retry_idempotent
+                    && is_idempotent(&self.template.method)
+                    && self.attempts.try_again(&self.template, member) =>
+            {
+                tracing::info!(
+                    member = member.url(),
+                    error = %error,
+                    "retrying an idempotent request on another member"
+                );
+                return Step::Next(State::Pick);
+            }
+            _ => {}
+        }
+        // The member's RetryWindow has named the member (and AH01114 for a connect error).
+        Step::Finish(Err(error))
     }
 }
 
@@ -346,16 +386,6 @@ impl Attempts {
             false
         }
     }
-}
-
-/// Whether the balancer's `failonstatus` lists `status`.
-fn snapshot_fails_on<M: MakeMember>(shared: &Shared<M>, status: http::StatusCode) -> bool {
-    shared
-        .store
-        .load()
-        .params()
-        .fail_on_status
-        .contains(&status.as_u16())
 }
 
 /// RFC 9110 §9.2.2: methods whose intended effect is the same when repeated.

@@ -16,6 +16,7 @@ use tower::{service_fn, ServiceExt};
 
 use super::{Balancer, BalancerInfo, BalancerOptions, ReplayBody, SessionRoute};
 use crate::error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
+use crate::retry_window::FailedStatus;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -553,6 +554,22 @@ async fn failonstatus_puts_the_member_in_error_and_passes_the_response() {
         .contains(StatusFlags::IN_ERROR));
     let response = balancer.oneshot(get()).await.unwrap();
     assert_eq!(body_text(response).await, "http://m1");
+}
+
+#[tokio::test]
+async fn the_retry_windows_failonstatus_verdict_reaches_the_client() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Status(503));
+    backends.set("http://m1", Mode::Status(500));
+    let store = store(2, &[("failonstatus", "503")]);
+    let balancer = Balancer::new(Arc::clone(&store), backends.make());
+    let listed = balancer.clone().oneshot(get()).await.unwrap();
+    assert_eq!(listed.status(), 503);
+    assert!(listed.extensions().get::<FailedStatus>().is_some());
+    let unlisted = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(unlisted.status(), 500);
+    assert!(unlisted.extensions().get::<FailedStatus>().is_none());
+    assert!(store.snapshot().members()[1].is_usable());
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::core::MemberUrl;
+use crate::proxy_pass::join_text;
 
 use super::config::{ProbeConfig, ProbeMethod};
 
@@ -104,29 +105,7 @@ pub(crate) fn request_target(url: &MemberUrl, method: ProbeMethod, uri: &str) ->
     if matches!(method, ProbeMethod::Options | ProbeMethod::Options11) {
         return "*".to_owned();
     }
-    let target = format!("{}{uri}", url.path());
-    if target.is_empty() {
-        "/".to_owned()
-    } else {
-        target
-    }
-}
-
-/// `host` and `port` of the member (the port defaulting by scheme), the host without the
-/// brackets of an IPv6 literal.
-fn host_port(url: &MemberUrl) -> (&str, u16) {
-    let authority = url.authority();
-    let default_port = if url.scheme() == "https" { 443 } else { 80 };
-    let (host, port) = match authority.rsplit_once(':') {
-        // `[::1]` alone has colons but no port.
-        Some((host, port)) if !port.contains(']') => (host, port.parse().unwrap_or(default_port)),
-        _ => (authority, default_port),
-    };
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    (host, port)
+    join_text("", url.path(), uri, None)
 }
 
 /// The exact bytes Apache's mod_proxy_hcheck writes: request line, `Host: host:port`
@@ -134,12 +113,7 @@ fn host_port(url: &MemberUrl) -> (&str, u16) {
 pub(crate) fn request_bytes(url: &MemberUrl, method: ProbeMethod, uri: &str) -> Option<String> {
     let verb = method.http_method()?;
     let target = request_target(url, method, uri);
-    let (host, port) = host_port(url);
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
+    let (host, port) = (url.host(), url.port());
     Some(if method.is_http11() {
         format!("{verb} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n")
     } else {
@@ -163,8 +137,7 @@ impl ProbeConfig {
     }
 
     async fn probe_unbounded(&self, url: &MemberUrl) -> ProbeOutcome {
-        let (host, port) = host_port(url);
-        let Ok(mut stream) = TcpStream::connect((host, port)).await else {
+        let Ok(mut stream) = TcpStream::connect((url.connect_host(), url.port())).await else {
             return ProbeOutcome::fail(None, ProbeFailure::Connect);
         };
         let request = if url.scheme() == "https" {

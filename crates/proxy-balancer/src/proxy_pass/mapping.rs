@@ -6,6 +6,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::Uri;
 
 use super::error::ProxyPassError;
+use super::join::{join_text, join_uri};
 use super::reverse::ProxyPassReverse;
 
 /// The scheme of a balancer URL, as Apache spells it (`BALANCER_PREFIX`).
@@ -177,23 +178,9 @@ impl ProxyPass {
         let (origin, base_path) = split_member_url(member_base)?;
         let path = self.map_path(uri.path())?;
         let query = uri.query();
-        let mut target = String::with_capacity(
-            origin.len() + base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 1,
-        );
-        target.push_str(origin);
-        target.push_str(base_path);
-        target.push_str(&path);
-        if target.len() == origin.len() {
-            target.push('/');
-        }
-        if let Some(query) = query {
-            target.push('?');
-            target.push_str(query);
-        }
-        match Uri::from_str(&target) {
-            Ok(mapped) => Ok(mapped),
-            Err(_) => Err(ProxyPassError::InvalidMappedUri { uri: target }),
-        }
+        join_uri(origin, base_path, &path, query).map_err(|_| ProxyPassError::InvalidMappedUri {
+            uri: join_text(origin, base_path, &path, query),
+        })
     }
 
     /// The `ProxyPassReverse` line with the same two arguments, the usual companion of a

@@ -303,6 +303,7 @@ mod error;
 mod forward;
 pub mod future;
 mod headers;
+mod join;
 mod mapping;
 mod reverse;
 mod reverse_layer;
@@ -313,6 +314,8 @@ pub use self::forward::{client_addr, forward_request, Forward, ForwardLayer, Pre
 pub use self::headers::{
     is_hop_by_hop, prepare_request_headers, strip_hop_by_hop, ForwardedHeaders,
 };
+pub(crate) use self::join::join_text;
+pub use self::join::join_uri;
 pub use self::mapping::ProxyPass;
 pub use self::reverse::{reverse_headers, reverse_url, ProxyPassReverse};
 pub use self::reverse_layer::{Reverse, ReverseLayer};

@@ -74,23 +74,22 @@
 //! ```
 
 mod extract;
+pub mod future;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{header, HeaderValue, Request, Response};
-use pin_project_lite::pin_project;
+use http::{HeaderValue, Request, Response};
 use proxy_balancer_core::{BalancerSnapshot, BalancerStore};
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::extract::{FoundRoute, RouteExtractor, RouteSource};
-use crate::balancer::{BalancerInfo, SessionRoute};
+pub use self::future::ResponseFuture;
+use crate::balancer::SessionRoute;
 
 /// The `SameSite` attribute of the route cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,10 +357,7 @@ where
                 });
             }
         }
-        ResponseFuture {
-            inner: self.inner.call(request),
-            cookie,
-        }
+        ResponseFuture::new(self.inner.call(request), cookie)
     }
 }
 
@@ -369,46 +365,4 @@ where
 struct CookieJob {
     config: Arc<RouteCookie>,
     cached: Arc<Cached>,
-}
-
-pin_project! {
-    /// The future of [`StickyRoute`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        cookie: Option<CookieJob>,
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, RB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-{
-    type Output = Result<Response<RB>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if let Some(job) = this.cookie.take() {
-            let changed = response
-                .extensions()
-                .get::<BalancerInfo>()
-                .filter(|info| info.route_changed())
-                .map(|info| info.worker_route().to_owned());
-            if let Some(route) = changed {
-                let separator = job.cached.snapshot.params().sticky_session_sep;
-                let name = job.cached.cookie_name();
-                if let Some(value) = job.config.header(name, separator, &route) {
-                    response.headers_mut().append(header::SET_COOKIE, value);
-                }
-            }
-        }
-        Poll::Ready(Ok(response))
-    }
 }

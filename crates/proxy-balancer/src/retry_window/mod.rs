@@ -25,7 +25,7 @@
 //! use std::time::Instant;
 //!
 //! use http::{Request, Response, StatusCode};
-//! use proxy_balancer::retry_window::{OutcomeRules, RetryWindowLayer};
+//! use proxy_balancer::retry_window::{FailedStatus, OutcomeRules, RetryWindowLayer};
 //! use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, StatusFlags};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
@@ -46,22 +46,23 @@
 //! let response = service.oneshot(Request::new(())).await?;
 //! assert_eq!(response.status(), 503); // passed on, as Apache does
 //! assert!(member.flags().contains(StatusFlags::IN_ERROR)); // and the member is in error
+//! assert!(response.extensions().get::<FailedStatus>().is_some()); // the verdict, for the balancer
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod future;
+
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::Response;
-use pin_project_lite::pin_project;
 use proxy_balancer_core::{BalancerParams, Member};
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use self::future::ResponseFuture;
 use crate::error::{BoxError, Error, ErrorKind};
 
 /// The balancer parameters that judge outcomes: `failonstatus` and `failontimeout`.
@@ -107,6 +108,24 @@ impl OutcomeRules {
         self
     }
 }
+
+/// The verdict on a response whose status is in `failonstatus`: [`RetryWindow`] puts it in
+/// the response's extensions after putting the member in error (unless the member ignores
+/// errors, `+I`). The response still goes to the client, as Apache sends it; the
+/// [`Balancer`](crate::Balancer) reads this mark, and judges no status itself, to retry an
+/// idempotent request elsewhere when
+/// [`retry_idempotent`](crate::balancer::BalancerOptions::retry_idempotent) asks it to.
+///
+/// Errors carry their verdict in their [`ErrorKind`]: when a connect
+/// failure (or a read timeout with `failontimeout`) comes out of the `RetryWindow`, the
+/// member has been put in error (unless it ignores errors) and the error names it.
+///
+/// # Apache
+///
+/// `failonstatus` (AH01174).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct FailedStatus;
 
 /// Wraps one member's service in a [`RetryWindow`]. See the [module docs](self).
 #[derive(Clone, Debug)]
@@ -200,11 +219,11 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        ResponseFuture {
-            inner: self.inner.call(request),
-            member: self.member.clone(),
-            rules: Arc::clone(&self.rules),
-        }
+        ResponseFuture::new(
+            self.inner.call(request),
+            self.member.clone(),
+            Arc::clone(&self.rules),
+        )
     }
 }
 
@@ -240,57 +259,4 @@ fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
     }
     let id = matches!(error.kind(), ErrorKind::Connect).then_some("AH01114");
     error.with_member(member.url(), id)
-}
-
-pin_project! {
-    /// The future of [`RetryWindow`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        member: Member,
-        rules: Arc<OutcomeRules>,
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("member", &self.member.url())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<Response<B>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        Poll::Ready(match ready!(this.inner.poll(cx)) {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                if this.rules.fail_on_status.contains(&status) {
-                    if this.member.mark_error(now()) {
-                        tracing::warn!(
-                            apache_id = "AH01174",
-                            member = this.member.url(),
-                            status,
-                            "forcing worker into error state: status in failonstatus"
-                        );
-                    }
-                } else {
-                    this.member.state().note_success();
-                }
-                Ok(response)
-            }
-            Err(error) => Err(judge_error(
-                this.member,
-                this.rules,
-                Error::from_member(error.into()),
-            )),
-        })
-    }
 }

@@ -2,20 +2,21 @@
 //! [`ErrorResponseLayer`], which turns it into the
 //! response Apache would send.
 
+pub mod future;
+
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
-use pin_project_lite::pin_project;
 use proxy_balancer_core::PickError;
 use tower_layer::Layer;
 use tower_service::Service;
+
+pub use self::future::ErrorResponseFuture;
 
 /// A boxed error, as tower middleware pass them around.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -364,43 +365,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        ErrorResponseFuture {
-            inner: self.inner.call(req),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`ErrorResponse`].
-    pub struct ErrorResponseFuture<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F> fmt::Debug for ErrorResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorResponseFuture")
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for ErrorResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<Response<Either<B, Full<Bytes>>>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
-            Ok(response) => response.map(Either::Left),
-            Err(error) => {
-                let error: BoxError = error.into();
-                tracing::debug!(error = %error, "answering an error response");
-                error_response(&*error).map(Either::Right)
-            }
-        }))
+        ErrorResponseFuture::new(self.inner.call(req))
     }
 }
 
