@@ -73,6 +73,21 @@ impl TestClient {
         }
     }
 
+    /// A client that speaks HTTP/2 only, with prior knowledge (h2c: no upgrade, no TLS),
+    /// as gRPC clients and `curl --http2-prior-knowledge` do. The request's URI authority
+    /// travels as `:authority`; no `Host` header is sent.
+    #[must_use]
+    pub fn h2c() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.http2_only(true);
+        Self {
+            client: builder.build(connector),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
     /// Bounds each request, response body included, by `timeout`.
     #[must_use]
     pub const fn with_timeout(mut self, timeout: Duration) -> Self {

@@ -284,3 +284,199 @@ async fn a_plain_url_proxy_pass_is_served_with_its_worker_parameters() {
     assert_eq!(r.status, 404);
     running.shutdown().await.expect("stops cleanly");
 }
+
+/// Starts a site from configuration text on a loopback port.
+async fn serve_config(text: &str) -> proxy_balancer::server::ServerHandle {
+    let config = parse(text).expect("a valid config");
+    let site = Site::from_config(&config).expect("buildable");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    Server::new().spawn(listener, site).expect("listening")
+}
+
+/// A request with extra headers, through an HTTP/1.1 client.
+fn get_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut request = http::Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("a valid request")
+}
+
+/// The hop to the member as mod_proxy makes it, from the configuration's directives:
+/// hop-by-hop headers (those `Connection` names too) removed, `X-Forwarded-For`/`-Host`/
+/// `-Server` added, the member's authority as `Host`; then `ProxyPreserveHost On` and
+/// `ProxyAddHeaders Off`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_decides_the_forwarded_headers() {
+    let backends = start_demo_backends(1).await.expect("loopback ports");
+    let member = backends[0].url();
+    let member_authority = member.trim_start_matches("http://").to_owned();
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+    let hop = [
+        ("connection", "keep-alive, x-secret-hop"),
+        ("x-secret-hop", "1"),
+        ("keep-alive", "timeout=5"),
+        ("te", "gzip"),
+        ("proxy-connection", "keep-alive"),
+        ("upgrade", "websocket"),
+        ("x-forwarded-for", "198.51.100.1"),
+        ("host", "www.example.com"),
+    ];
+
+    // Apache's defaults, with a ServerName.
+    let running = serve_config(&format!(
+        "ServerName proxy1.example.com\n<Proxy balancer://b>\n BalancerMember {member}\n</Proxy>\nProxyPass / balancer://b/\n"
+    ))
+    .await;
+    let url = format!("http://{}/x", running.local_addr());
+    let r = client
+        .request(get_with(&url, &hop))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    let seen = backends[0].last_request().expect("one request").headers;
+    for name in [
+        "connection",
+        "x-secret-hop",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "upgrade",
+    ] {
+        assert!(seen.get(name).is_none(), "{name} reached the member");
+    }
+    assert_eq!(seen["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], "www.example.com");
+    assert_eq!(seen["x-forwarded-server"], "proxy1.example.com");
+    assert_eq!(seen["host"], member_authority.as_str());
+    running.shutdown().await.expect("stops cleanly");
+
+    // ProxyPreserveHost On, ProxyAddHeaders Off.
+    let running = serve_config(&format!(
+        "ProxyPreserveHost On\nProxyAddHeaders Off\n<Proxy balancer://b>\n BalancerMember {member}\n</Proxy>\nProxyPass / balancer://b/\n"
+    ))
+    .await;
+    let url = format!("http://{}/x", running.local_addr());
+    let r = client
+        .request(get_with(&url, &[("host", "www.example.com")]))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    let seen = backends[0].last_request().expect("one request").headers;
+    assert_eq!(seen["host"], "www.example.com");
+    for name in ["x-forwarded-for", "x-forwarded-host", "x-forwarded-server"] {
+        assert!(
+            seen.get(name).is_none(),
+            "{name} sent with ProxyAddHeaders Off"
+        );
+    }
+    running.shutdown().await.expect("stops cleanly");
+}
+
+/// `ProxyPassReverse` (a balancer line and a plain-URL line) and
+/// `ProxyPassReverseCookieDomain`/`Path` from the configuration, on a member's redirect and
+/// cookie; hop-by-hop headers of the member's answer end at the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_rewrites_redirects_and_cookies() {
+    use http::{HeaderName, HeaderValue};
+    let backends = start_demo_backends(1).await.expect("loopback ports");
+    let member = backends[0].url();
+    let running = serve_config(&format!(
+        "<Proxy balancer://b>\n BalancerMember {member}/back\n</Proxy>\n\
+         ProxyPass /app/ balancer://b/\n\
+         ProxyPassReverse /app/ balancer://b/\n\
+         ProxyPassReverse /app/legacy/ http://old.internal/\n\
+         ProxyPassReverseCookieDomain backend.internal www.example.com\n\
+         ProxyPassReverseCookiePath /back /app\n"
+    ))
+    .await;
+    let front = running.local_addr();
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+    let set = |name: &'static str, value: String| {
+        backends[0].set_header(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&value).expect("a header value"),
+        );
+    };
+
+    set("location", format!("{member}/back/login?next=1"));
+    set(
+        "set-cookie",
+        "s=1; Domain=backend.internal; Path=/back/cart; HttpOnly".to_owned(),
+    );
+    set("keep-alive", "timeout=5".to_owned());
+    let r = client
+        .request(get_with(
+            &format!("http://{front}/app/x"),
+            &[("host", "www.example.com")],
+        ))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        backends[0]
+            .last_request()
+            .expect("one request")
+            .path_and_query,
+        "/back/x"
+    );
+    assert_eq!(
+        r.header("location"),
+        Some("http://www.example.com/app/login?next=1")
+    );
+    assert_eq!(
+        r.header("set-cookie"),
+        Some("s=1; Domain=www.example.com; Path=/app/cart; HttpOnly")
+    );
+    assert!(
+        r.header("keep-alive").is_none(),
+        "a hop-by-hop header reached the client"
+    );
+
+    // A plain-URL line rewrites that URL whichever member answered.
+    backends[0].clear_headers();
+    set("location", "http://old.internal/page".to_owned());
+    let r = client
+        .request(get_with(
+            &format!("http://{front}/app/y"),
+            &[("host", "www.example.com")],
+        ))
+        .await
+        .expect("an answer");
+    assert_eq!(
+        r.header("location"),
+        Some("http://www.example.com/app/legacy/page")
+    );
+    running.shutdown().await.expect("stops cleanly");
+}
+
+/// An HTTP/2 client (h2c, prior knowledge) sends no `Host`: its `:authority` becomes
+/// `X-Forwarded-Host`, as mod_proxy does with mod_http2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_clients_authority_is_forwarded_as_x_forwarded_host() {
+    let backends = start_demo_backends(1).await.expect("loopback ports");
+    let member = backends[0].url();
+    let running = serve_config(&format!(
+        "<Proxy balancer://b>\n BalancerMember {member}\n</Proxy>\nProxyPass / balancer://b/\n"
+    ))
+    .await;
+    let front = running.local_addr();
+    let r = TestClient::h2c()
+        .with_timeout(Duration::from_secs(5))
+        .get(&format!("http://{front}/h2"))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    let seen = backends[0].last_request().expect("one request").headers;
+    assert_eq!(seen["x-forwarded-host"], front.to_string().as_str());
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["host"], member.trim_start_matches("http://"));
+    running.shutdown().await.expect("stops cleanly");
+}

@@ -314,6 +314,7 @@ pub use self::forward::{client_addr, forward_request, Forward, ForwardLayer, Pre
 pub use self::headers::{
     is_hop_by_hop, prepare_request_headers, strip_hop_by_hop, ForwardedHeaders,
 };
+#[cfg(feature = "health-probe")]
 pub(crate) use self::join::join_text;
 pub use self::join::join_uri;
 pub use self::mapping::ProxyPass;

@@ -3,6 +3,13 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LOCATION, LOCATIO
 use super::error::ProxyPassError;
 use super::mapping::{parse_balancer_url, validate_front_prefix, ProxyPass};
 
+/// Whether a backend URL is `balancer://…` (any case).
+fn is_balancer_url(url: &str) -> bool {
+    const SCHEME: &str = "balancer://";
+    url.get(..SCHEME.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(SCHEME))
+}
+
 /// The response headers `ProxyPassReverse` rewrites, as Apache does: `Location`,
 /// `Content-Location` and `URI`.
 const URI_HEADER: &str = "uri";
@@ -27,8 +34,13 @@ const URI_HEADER: &str = "uri";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProxyPassReverse {
     front_prefix: String,
+    /// The balancer, for a `balancer://` line; empty for a plain URL.
     balancer: String,
     backend_path: String,
+    /// For a plain URL line (`ProxyPassReverse "/app" "http://backend/app/"`): the URL,
+    /// without a trailing `/` (then `backend_path` is `/`), rewritten whichever member
+    /// answered, as Apache does.
+    url: Option<String>,
 }
 
 // ===== impl ProxyPassReverse =====
@@ -42,17 +54,61 @@ impl ProxyPassReverse {
     /// for [`ProxyPass::new`], except that a backend URL without a path is accepted after
     /// any prefix (Apache's `ProxyPassReverse "/" "balancer://mycluster"` works).
     ///
+    /// The backend URL may also be a plain `http://` or `https://` URL
+    /// (`ProxyPassReverse "/app/" "http://backend:8080/app/"`): then a value starting with
+    /// that URL is rewritten whichever member answered, as Apache does for plain URLs.
+    ///
+    /// ```
+    /// use proxy_balancer::proxy_pass::ProxyPassReverse;
+    ///
+    /// let line = ProxyPassReverse::new("/app/", "http://Backend:8080/base/")?;
+    /// assert_eq!(line.url(), Some("http://backend:8080/base"));
+    /// assert_eq!(
+    ///     line.reverse_url("http://backend:8080/base/login", "http://10.0.0.9", "https://www.example.com").as_deref(),
+    ///     Some("https://www.example.com/app/login")
+    /// );
+    /// # Ok::<(), proxy_balancer::proxy_pass::ProxyPassError>(())
+    /// ```
+    ///
     /// # Apache
     ///
     /// `ProxyPassReverse "<front_prefix>" "<backend_url>"`.
     pub fn new(front_prefix: &str, backend_url: &str) -> Result<Self, ProxyPassError> {
         validate_front_prefix(front_prefix)?;
+        if !is_balancer_url(backend_url) {
+            let url = proxy_balancer_core::MemberUrl::new(backend_url).map_err(|_| {
+                ProxyPassError::InvalidBackendUrl {
+                    url: backend_url.to_owned(),
+                    reason: "must be balancer://name[/path] or an http:// or https:// url",
+                }
+            })?;
+            let backend_path = if backend_url.ends_with('/') { "/" } else { "" };
+            return Ok(Self {
+                front_prefix: front_prefix.to_owned(),
+                balancer: String::new(),
+                backend_path: backend_path.to_owned(),
+                url: Some(url.as_str().trim_end_matches('/').to_owned()),
+            });
+        }
         let (balancer, backend_path) = parse_balancer_url(backend_url)?;
         Ok(Self {
             front_prefix: front_prefix.to_owned(),
             balancer,
             backend_path,
+            url: None,
         })
+    }
+
+    /// The plain URL of a line that names one (`http://backend:8080/app`, no trailing
+    /// `/`); `None` for a `balancer://` line.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// The URL prefix values are compared with: the line's own URL, or for a balancer
+    /// line the member that answered.
+    pub(super) fn member_url<'a>(&'a self, answered: &'a str) -> &'a str {
+        self.url.as_deref().unwrap_or(answered)
     }
 
     /// The front prefix, the first argument (`/app`).
@@ -60,7 +116,8 @@ impl ProxyPassReverse {
         &self.front_prefix
     }
 
-    /// The balancer whose members' URLs are rewritten, lowercased (`balancer://mycluster`).
+    /// The balancer whose members' URLs are rewritten, lowercased (`balancer://mycluster`);
+    /// empty for a plain URL line.
     pub fn balancer_name(&self) -> &str {
         &self.balancer
     }
@@ -79,7 +136,7 @@ impl ProxyPassReverse {
     pub fn reverse_url(&self, url: &str, member_url: &str, front_origin: &str) -> Option<String> {
         reverse_url(
             url,
-            member_url,
+            self.member_url(member_url),
             &self.backend_path,
             &self.front_base(front_origin),
         )
@@ -96,7 +153,7 @@ impl ProxyPassReverse {
     ) -> usize {
         reverse_headers(
             headers,
-            member_url,
+            self.member_url(member_url),
             &self.backend_path,
             &self.front_base(front_origin),
         )
@@ -118,6 +175,7 @@ impl From<&ProxyPass> for ProxyPassReverse {
             front_prefix: front_prefix.to_owned(),
             balancer: balancer.to_owned(),
             backend_path: backend_path.to_owned(),
+            url: None,
         }
     }
 }
@@ -228,7 +286,12 @@ pub(super) fn reverse_headers_lines(
             continue;
         }
         let reversed = lines.iter().find_map(|(line, base)| {
-            reverse_bytes(value.as_bytes(), member_url, &line.backend_path, base)
+            reverse_bytes(
+                value.as_bytes(),
+                line.member_url(member_url),
+                &line.backend_path,
+                base,
+            )
         });
         let Some(reversed) = reversed else {
             continue;

@@ -227,12 +227,18 @@ pub(super) fn reverse_response<B>(
 ) -> Response<B> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let (Some(origin), Some(info)) = (origin, parts.extensions.get::<BalancerInfo>()) {
+    if let Some(origin) = origin {
+        // A balancer line applies to its balancer's members; a plain URL line to any
+        // answer, the proxy's own included.
+        let info = parts.extensions.get::<BalancerInfo>();
         reverse_headers_lines(
             &mut parts.headers,
             &config.lines,
-            |line| same_balancer(line.balancer_name(), info.balancer_name()),
-            info.worker_name(),
+            |line| {
+                line.url().is_some()
+                    || info.is_some_and(|i| same_balancer(line.balancer_name(), i.balancer_name()))
+            },
+            info.map_or("", BalancerInfo::worker_name),
             origin,
         );
     }

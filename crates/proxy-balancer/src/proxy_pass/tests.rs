@@ -803,7 +803,23 @@ fn reverse_from_proxy_pass_keeps_the_arguments() {
         Some("https://f/a".to_owned())
     );
     assert!(ProxyPassReverse::new("x", "balancer://x").is_err());
-    assert!(ProxyPassReverse::new("/", "http://x").is_err());
+    // A plain URL is a line of its own (Apache's `ProxyPassReverse "/" "http://x/"`); other
+    // schemes are refused.
+    let plain = ProxyPassReverse::new("/", "http://x/").unwrap();
+    assert_eq!((plain.url(), plain.balancer_name()), (Some("http://x"), ""));
+    assert_eq!(
+        plain
+            .reverse_url("http://x/a?b", "http://member", "https://f")
+            .as_deref(),
+        Some("https://f/a?b"),
+        "the line's URL, not the member's, is what is rewritten"
+    );
+    assert_eq!(
+        plain.reverse_url("http://member/a", "http://member", "https://f"),
+        None
+    );
+    assert!(ProxyPassReverse::new("/", "ftp://x").is_err());
+    assert!(ProxyPassReverse::new("/", "x").is_err());
 }
 
 // ===== hop-by-hop headers =====

@@ -55,7 +55,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tower::util::Oneshot;
@@ -67,9 +67,11 @@ use crate::balancer::{BalancedBody, BalancerOptions};
 use crate::client::{MakeHttpMember, MemberBody};
 use crate::health_probe::HealthProbe;
 use crate::manager::BalancerManager;
-use crate::proxy_pass::{prepare_request_headers, ForwardedHeaders, ProxyPass};
+use crate::proxy_pass::{
+    forward_request, join_uri, ForwardedHeaders, ProxyPass, ProxyPassReverse, Reverse, ReverseLayer,
+};
 use crate::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
-use crate::{Balancer, BalancerStore, ErrorResponseLayer, PeerAddr};
+use crate::{Balancer, BalancerStore, ErrorResponseLayer};
 
 pub use self::error::SiteError;
 pub use self::future::ResponseFuture;
@@ -84,8 +86,11 @@ pub type ProxyService =
 /// balancer-manager's pages).
 pub type ProxyBody = Either<BalancedBody<MemberBody>, Full<Bytes>>;
 
+/// A route's service: a balancer stack with the `ProxyPassReverse` rewriting.
+type RouteService = Reverse<ProxyService>;
+
 enum Target {
-    Balancer(ProxyService),
+    Balancer(RouteService),
     Excluded,
 }
 
@@ -152,6 +157,10 @@ impl Site {
             stores.push(Arc::new(store));
         }
         let cookie = route_cookie(config);
+        let reverse = reverse_layer(config)?;
+        let route = |store: &Arc<BalancerStore>, cookie: Option<RouteCookie>| {
+            Target::Balancer(Reverse::new(stack(Arc::clone(store), cookie), &reverse))
+        };
         let mut routes = Vec::new();
         for pass in &config.proxy_passes {
             let line = pass.span.line;
@@ -173,7 +182,7 @@ impl Site {
                         })?;
                     Route {
                         pass: mapping(&format!("{name}{path}"))?,
-                        target: Target::Balancer(stack(Arc::clone(store), cookie.clone())),
+                        target: route(store, cookie.clone()),
                     }
                 }
                 ProxyTarget::Exclude => Route {
@@ -205,7 +214,7 @@ impl Site {
                     };
                     Route {
                         pass: mapping(backend)?,
-                        target: Target::Balancer(stack(Arc::clone(store), None)),
+                        target: route(store, None),
                     }
                 }
                 _ => {
@@ -232,7 +241,7 @@ impl Site {
             routes: routes.into(),
             stores: stores.into(),
             headers: headers.into(),
-            forwarded: Arc::new(ForwardedHeaders::new()),
+            forwarded: Arc::new(forwarded_headers(config)),
         })
     }
 
@@ -241,7 +250,10 @@ impl Site {
     #[must_use]
     pub fn single(store: Arc<BalancerStore>, cookie: Option<RouteCookie>) -> Self {
         // The mapping `/` → `/`: every path goes to the members unchanged.
-        let target = Target::Balancer(stack(Arc::clone(&store), cookie));
+        let target = Target::Balancer(Reverse::new(
+            stack(Arc::clone(&store), cookie),
+            &ReverseLayer::new(),
+        ));
         let routes: Vec<Route> = match ProxyPass::new("/", "balancer://default/") {
             Ok(pass) => vec![Route { pass, target }],
             // Never: the mapping is a constant.
@@ -331,26 +343,95 @@ impl Service<Request<Incoming>> for Site {
             return ResponseFuture::ready(not_found());
         };
         // The member sees the backend path of the ProxyPass mapping (most often the same
-        // path: then the URI is kept as it is).
-        let mapped = route.pass.map_path(path).ok().filter(|m| m != path);
-        if let Some(mapped) = mapped {
-            let query = request
-                .uri()
-                .query()
-                .map(|q| format!("?{q}"))
-                .unwrap_or_default();
-            if let Ok(uri) = format!("{mapped}{query}").parse::<Uri>() {
-                *request.uri_mut() = uri;
+        // path: then the URI is kept as it is). A path that climbs above the root is the
+        // client's error.
+        let Ok(mapped) = route.pass.map_path(path) else {
+            return ResponseFuture::ready(bad_request());
+        };
+        if mapped != path {
+            match join_uri("", "", &mapped, request.uri().query()) {
+                Ok(uri) => *request.uri_mut() = uri,
+                Err(_) => return ResponseFuture::ready(bad_request()),
             }
         }
         // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
-        // X-Forwarded-For/-Host added, and Host left for the member client to set to the
-        // member's (ProxyPreserveHost Off; an empty member authority removes it).
-        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-        prepare_request_headers(request.headers_mut(), &self.forwarded, peer, "");
+        // X-Forwarded-* added (ProxyAddHeaders), Host for the member client to set to the
+        // member's unless ProxyPreserveHost.
+        forward_request(&mut request, &self.forwarded);
         ResponseFuture::proxy(service.clone().oneshot(request), Arc::clone(&self.headers))
     }
 }
 
 /// What a [`Site`] route forwards to: the stack's request future.
-type ProxyOneshot = Oneshot<ProxyService, Request<Incoming>>;
+type ProxyOneshot = Oneshot<RouteService, Request<Incoming>>;
+
+/// `ProxyAddHeaders`, `ProxyPreserveHost` and `ServerName` (for `X-Forwarded-Server`).
+fn forwarded_headers(config: &Config) -> ForwardedHeaders {
+    let mut forwarded = ForwardedHeaders::new()
+        .with_preserve_host(config.proxy_preserve_host.unwrap_or(false))
+        .with_add_headers(config.proxy_add_headers.unwrap_or(true));
+    if let Some(name) = &config.server_name {
+        forwarded = forwarded.with_server_name(name.host.clone());
+    }
+    forwarded
+}
+
+/// The `ProxyPassReverse`, `ProxyPassReverseCookieDomain` and `ProxyPassReverseCookiePath`
+/// lines, for every route (Apache applies all of a context's lines to each answer). The
+/// front scheme is `ServerName`'s, if it gives one.
+fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
+    let mut layer = ReverseLayer::new();
+    if config
+        .server_name
+        .as_ref()
+        .and_then(|n| n.scheme.as_deref())
+        == Some("https")
+    {
+        layer = layer.with_front_scheme(http::uri::Scheme::HTTPS);
+    }
+    for line in &config.proxy_pass_reverses {
+        let reverse = ProxyPassReverse::new(&line.path, &line.target).map_err(|source| {
+            SiteError::Mapping {
+                line: line.span.line,
+                source,
+            }
+        })?;
+        layer = layer.with_reverse(reverse);
+    }
+    for (rewrites, directive) in [
+        (
+            &config.proxy_pass_reverse_cookie_domains,
+            "ProxyPassReverseCookieDomain",
+        ),
+        (
+            &config.proxy_pass_reverse_cookie_paths,
+            "ProxyPassReverseCookiePath",
+        ),
+    ] {
+        for r in rewrites {
+            if r.interpolate {
+                return Err(SiteError::ProxyPass {
+                    line: r.span.line,
+                    reason: format!(
+                        "{directive} {} {} interpolate: interpolation from the environment is not supported",
+                        r.internal, r.public
+                    ),
+                });
+            }
+            layer = if directive == "ProxyPassReverseCookieDomain" {
+                layer.with_cookie_domain(&r.internal, &r.public)
+            } else {
+                layer.with_cookie_path(&r.internal, &r.public)
+            };
+        }
+    }
+    Ok(layer)
+}
+
+fn bad_request() -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        b"400 Bad Request\n",
+    ))));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response
+}
