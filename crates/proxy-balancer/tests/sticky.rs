@@ -299,3 +299,31 @@ async fn the_route_cookie_is_set_on_change_only_with_its_options() {
     assert_eq!(backend(&held), "node1");
     assert_eq!(set_cookie(&held), None, "the route held: no cookie");
 }
+
+/// A balancer whose `stickysession` is set is sticky even with no `StickyRoute` in front
+/// (an axum app's fallback, a hand-built stack): it reads the session route itself, as
+/// mod_proxy_balancer does. Only the route cookie needs the layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_balancer_without_the_layer_is_still_sticky() {
+    let setup = setup(3, &[("stickysession", "ROUTEID|routeid")], none, None).await;
+    let bare = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .service(Balancer::new(
+            Arc::clone(&setup.store),
+            MakeHttpMember::new(),
+        ));
+    let proxy: Proxy = BoxCloneSyncService::new(bare.map_err(BoxError::from).and_then(collect));
+    let url = setup.backends[0].url();
+    for _ in 0..4 {
+        let r = send(&proxy, &format!("{url}/a"), &["ROUTEID=.node2"]).await;
+        assert_eq!(backend(&r), "node2", "the cookie's route");
+        let r = send(&proxy, &format!("{url}/a?routeid=.node3"), &[]).await;
+        assert_eq!(backend(&r), "node3", "the URL parameter's route");
+    }
+    // Without a route: balanced (node1, which the sticky requests did not use, as
+    // Apache's byrequests accounts sticky picks), and no cookie set (the layer's job).
+    let r = send(&proxy, &format!("{url}/a"), &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(backend(&r), "node1");
+    assert!(set_cookie(&r).is_none());
+}

@@ -15,7 +15,9 @@ use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::{BalancedBody, BalancerInfo, MakeMember, ReplayBody, SessionRoute, Shared};
+use super::{
+    BalancedBody, BalancerInfo, MakeMember, ReplayBody, RouteLookedUp, SessionRoute, Shared,
+};
 use crate::error::{Error, ErrorKind};
 use crate::retry_window::{FailedStatus, RetryWindow};
 
@@ -121,7 +123,19 @@ where
 {
     pub(crate) fn new(shared: Arc<Shared<M>>, request: Request<B>) -> Self {
         let (parts, body) = request.into_parts();
-        let route = parts.extensions.get::<SessionRoute>().cloned();
+        // No StickyRoute in front: the balancer reads the session route itself, as
+        // mod_proxy_balancer does, so a sticky balancer is never silently not sticky.
+        let route = parts.extensions.get::<SessionRoute>().cloned().or_else(|| {
+            if parts.extensions.get::<RouteLookedUp>().is_some() {
+                return None;
+            }
+            let view = shared.view();
+            let found = view.routes.as_ref()?.extract(&parts.uri, &parts.headers)?;
+            Some(SessionRoute {
+                sticky_name: Arc::from(found.name),
+                route: Arc::from(found.route),
+            })
+        });
         let limit = shared.options.replay_limit;
         let template = Template {
             head_len: head_len(&parts),

@@ -20,7 +20,12 @@
 //! - the member's `busy` count covers the request until its response body ends, fails or is
 //!   dropped, and `transferred`/`read` count bytes as Apache counts them for bytraffic;
 //! - each response carries a [`BalancerInfo`] extension with Apache's six `BALANCER_*`
-//!   values.
+//!   values;
+//! - with `stickysession` set, a request's session route (cookie or URL parameter) sends it
+//!   to its member: read by the [`StickyRoute`](crate::StickyRoute) layer in front, or,
+//!   without one, by the balancer itself, so a sticky balancer is never silently
+//!   non-sticky. The route cookie (`Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED`)
+//!   needs the layer.
 //!
 //! Members are any tower services, one per member, made by a [`MakeMember`] (a closure
 //! `Fn(&Member) -> S` is one); the balancer wraps each in a
@@ -84,6 +89,7 @@ pub use self::future::ResponseFuture;
 pub use self::layer::BalancerLayer;
 use crate::error::BoxError;
 use crate::retry_window::{OutcomeRules, RetryWindow};
+use crate::sticky_route::RouteExtractor;
 
 /// Makes the service that sends requests to one member. A closure `Fn(&Member) -> S` is a
 /// `MakeMember`; the balancer calls it once per member (again when a member is added or its
@@ -109,7 +115,7 @@ where
 }
 
 /// The session route of a request, put in its extensions by the sticky-route layer (or by
-/// you): the name that carried it (`BALANCER_SESSION_STICKY`) and the route
+/// you; without either the balancer reads it itself): the name that carried it (`BALANCER_SESSION_STICKY`) and the route
 /// (`BALANCER_SESSION_ROUTE`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRoute {
@@ -218,7 +224,15 @@ impl BalancerOptions {
 pub(crate) struct View<S> {
     pub(crate) snapshot: Arc<BalancerSnapshot>,
     pub(crate) services: Box<[S]>,
+    /// The session-route reader of the snapshot's `stickysession`, for requests that come
+    /// without a [`StickyRoute`](crate::StickyRoute) in front.
+    pub(crate) routes: Option<RouteExtractor>,
 }
+
+/// Put in a request by [`StickyRoute`](crate::StickyRoute) when it looked for a session
+/// route and found none, so that the balancer does not look again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouteLookedUp;
 
 pub(crate) struct Shared<M: MakeMember> {
     pub(crate) store: Arc<BalancerStore>,
@@ -260,7 +274,12 @@ impl<M: MakeMember> Shared<M> {
                 RetryWindow::new(inner, m.clone(), Arc::clone(&rules))
             })
             .collect();
-        self.view.store(Arc::new(View { snapshot, services }));
+        let routes = RouteExtractor::from_params(snapshot.params());
+        self.view.store(Arc::new(View {
+            snapshot,
+            services,
+            routes,
+        }));
         self.view.load()
     }
 }
@@ -291,7 +310,11 @@ impl<M: MakeMember> Balancer<M> {
             shared: Arc::new(Shared {
                 store,
                 make,
-                view: ArcSwap::from_pointee(View { snapshot, services }),
+                view: ArcSwap::from_pointee(View {
+                    routes: RouteExtractor::from_params(snapshot.params()),
+                    snapshot,
+                    services,
+                }),
                 rebuild: parking_lot::Mutex::new(()),
                 options,
                 name,

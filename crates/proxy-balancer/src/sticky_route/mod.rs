@@ -89,7 +89,7 @@ use tower_service::Service;
 
 pub use self::extract::{FoundRoute, RouteExtractor, RouteSource};
 pub use self::future::ResponseFuture;
-use crate::balancer::SessionRoute;
+use crate::balancer::{RouteLookedUp, SessionRoute};
 
 /// The `SameSite` attribute of the route cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,12 +343,18 @@ where
         let cached = self.shared.current();
         let mut cookie = None;
         if let Some(extractor) = &cached.extractor {
-            if let Some(found) = extractor.extract(request.uri(), request.headers()) {
-                let session = SessionRoute {
-                    sticky_name: Arc::from(found.name),
-                    route: Arc::from(found.route),
-                };
-                request.extensions_mut().insert(session);
+            match extractor.extract(request.uri(), request.headers()) {
+                Some(found) => {
+                    let session = SessionRoute {
+                        sticky_name: Arc::from(found.name),
+                        route: Arc::from(found.route),
+                    };
+                    request.extensions_mut().insert(session);
+                }
+                // Looked for and not found: the balancer need not look again.
+                None => {
+                    request.extensions_mut().insert(RouteLookedUp);
+                }
             }
             if let Some(config) = &self.shared.cookie {
                 cookie = Some(CookieJob {
