@@ -11,31 +11,21 @@
 //! 127.0.0.1:3000 whose `GET /hello` answers from the app itself; every other request goes
 //! to the balancer, which is the router's fallback service. Ctrl-C stops it.
 //!
-//! Two adapters make the balancer an axum service:
-//!
-//! - [`ErrorResponseLayer`] turns the balancer's errors into Apache's responses (503 with
-//!   `Retry-After`, 502, 504), because axum services must be `Infallible`;
-//! - the built-in client is typed on axum's request body, `MakeHttpMember<axum::body::Body>`.
-//!   That body is `Send` but not `Sync`, which is enough: the balancer keeps it behind a
-//!   mutex, so the balancer itself is `Send + Sync` as axum asks.
-//!
-//! The response body needs no adapter: axum turns any `http::Response` with a `Bytes` body
-//! into its own response.
+//! The proxy is the README's axum snippet, the app's [`app`] function: errors answered as
+//! Apache does (axum services must be `Infallible`), `ProxyPassReverse` on the members'
+//! redirects, the hop to the members as mod_proxy makes it (hop-by-hop headers removed,
+//! `X-Forwarded-For` from axum's `ConnectInfo`, `X-Forwarded-Host`), sticky sessions with
+//! the route cookie, idempotent requests retried on another member, and the built-in client
+//! typed on axum's body. That body is `Send` but not `Sync`, which is enough: the balancer
+//! keeps it behind a mutex, so the stack is `Send + Sync` as axum asks.
 
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::routing::get;
-use axum::Router;
 use clap::Parser;
 use examples::{bind, demo_store, shutdown_signal, start_demo_backends, BoxError};
-use proxy_balancer::balancer::BalancerOptions;
-use proxy_balancer::client::MakeHttpMember;
-use proxy_balancer::{Balancer, BalancerStore, ErrorResponseLayer};
 use tokio::net::TcpListener;
 
 /// An axum app with a proxy_balancer `Balancer` as its fallback service.
@@ -50,23 +40,35 @@ struct Args {
     run_for: Option<u64>,
 }
 
-/// What `GET /hello` answers: served by the app, never by a backend.
-pub(crate) const HELLO: &str = "hello from the axum app\n";
+// README: begin (the README's axum snippet is this text; tests/axum_app.rs checks it)
+use std::sync::Arc;
 
-/// The app: `GET /hello` from the app itself, everything else through the balancer over the
-/// members of `store`.
-pub(crate) fn app(store: Arc<BalancerStore>) -> Router {
-    // Idempotent requests go to another member when a kept-alive connection to a member
-    // that just went away fails, as the reverse-proxy example does.
-    let options = BalancerOptions::default().retry_idempotent(true);
-    let balancer = Balancer::with_options(store, MakeHttpMember::<Body>::new(), options);
-    let proxy = tower::ServiceBuilder::new()
-        .layer(ErrorResponseLayer::new())
-        .service(balancer);
-    Router::new()
-        .route("/hello", get(|| async { HELLO }))
-        .fallback_service(proxy)
+use axum::{body::Body, routing::get, Router};
+use proxy_balancer::balancer::BalancerOptions;
+use proxy_balancer::client::MakeHttpMember;
+use proxy_balancer::proxy_pass::{
+    ForwardedHeaders, ProxyPassError, ProxyPassReverse, ReverseLayer,
+};
+use proxy_balancer::sticky_route::RouteCookie;
+use proxy_balancer::{BalancerStore, ServiceBuilderExt};
+use tower::ServiceBuilder;
+
+/// `GET /hello` from the app; everything else to `balancer://demo`, as Apache's
+/// `ProxyPass "/" "balancer://demo/"`, `ProxyPassReverse` and route-cookie recipe.
+/// Serve it with `.into_make_service_with_connect_info::<SocketAddr>()`.
+fn app(store: Arc<BalancerStore>) -> Result<Router, ProxyPassError> {
+    let proxy = ServiceBuilder::new()
+        .error_responses() // 503 with Retry-After, 502, 504
+        .reverse(ReverseLayer::new().with_reverse(ProxyPassReverse::new("/", "balancer://demo/")?))
+        .forward(ForwardedHeaders::new()) // hop-by-hop out, X-Forwarded-* in
+        .sticky_route_with_cookie(Arc::clone(&store), RouteCookie::new())
+        .balancer_with(store, BalancerOptions::default().retry_idempotent(true))
+        .service(MakeHttpMember::<Body>::new());
+    Ok(Router::new()
+        .route("/hello", get(|| async { "hello from the axum app\n" }))
+        .fallback_service(proxy))
 }
+// README: end
 
 /// Serves the app over `store` on `listener` until `shutdown` completes, then lets open
 /// requests finish.
@@ -75,7 +77,8 @@ pub(crate) async fn serve(
     store: Arc<BalancerStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
-    axum::serve(listener, app(store))
+    let app = app(store)?.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

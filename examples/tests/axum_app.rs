@@ -35,7 +35,7 @@ async fn the_app_answers_its_route_and_balances_the_rest() {
         .await
         .expect("an answer");
     assert_eq!(response.status, 200);
-    assert_eq!(response.text(), axum_app::HELLO);
+    assert_eq!(response.text(), "hello from the axum app\n");
     assert!(response.header("x-backend").is_none());
     assert!(backends.iter().all(|b| b.hits() == 0));
 
@@ -100,6 +100,93 @@ async fn the_app_answers_its_route_and_balances_the_rest() {
     tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .expect("stops within the bound")
+        .expect("no panic")
+        .expect("no error");
+}
+
+/// The README's axum snippet is the example's `app`, word for word.
+#[test]
+fn the_readme_shows_the_examples_app() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let example = std::fs::read_to_string(root.join("examples/axum_app.rs")).expect("the example");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("the README");
+    let begin = example.find("// README: begin").expect("the begin marker");
+    let code_start = begin + example[begin..].find('\n').expect("a line") + 1;
+    let code_end = example.find("// README: end").expect("the end marker");
+    let snippet = &example[code_start..code_end];
+    assert!(
+        readme.contains(&format!("```rust\n{snippet}```")),
+        "README.md must show examples/axum_app.rs's app between its markers, as is"
+    );
+}
+
+/// The app built from the README's snippet forwards as mod_proxy does: hop-by-hop headers
+/// never reach a member, X-Forwarded-For (from axum's ConnectInfo) and X-Forwarded-Host are
+/// added, the member's Host is sent, a member's redirect is rewritten to the front URL, and
+/// the route cookie is set and then followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_app_forwards_as_mod_proxy_does() {
+    use http::{HeaderName, HeaderValue};
+    let backends = start_demo_backends(3).await.expect("loopback ports");
+    let store = demo_store(&backends).expect("valid demo");
+    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("a loopback port");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(axum_app::serve(listener, store, async {
+        let _ = stopped.await;
+    }));
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+    let member = backends[0].url();
+    backends[0].set_header(
+        HeaderName::from_static("location"),
+        HeaderValue::from_str(&format!("{member}/login")).expect("a header value"),
+    );
+    backends[0].set_header(
+        HeaderName::from_static("keep-alive"),
+        HeaderValue::from_static("timeout=5"),
+    );
+
+    let request = Request::get(format!("http://{addr}/page"))
+        .header("host", "www.example.com")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("proxy-connection", "keep-alive")
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request");
+    let response = client.request(request).await.expect("an answer");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-backend"), Some("backend-1"));
+    let seen = backends[0].last_request().expect("one request").headers;
+    for name in ["connection", "x-hop", "proxy-connection"] {
+        assert!(seen.get(name).is_none(), "{name} reached the member");
+    }
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], "www.example.com");
+    assert_eq!(seen["host"], member.trim_start_matches("http://"));
+    assert_eq!(
+        response.header("location"),
+        Some("http://www.example.com/login")
+    );
+    assert!(response.header("keep-alive").is_none());
+    let cookie = response.header("set-cookie").expect("the route cookie");
+    assert_eq!(cookie, "ROUTEID=.node1; Path=/");
+
+    // The cookie sticks.
+    for _ in 0..3 {
+        let request = Request::get(format!("http://{addr}/page"))
+            .header("cookie", "ROUTEID=.node1")
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        let response = client.request(request).await.expect("an answer");
+        assert_eq!(response.header("x-backend"), Some("backend-1"));
+        assert!(response.header("set-cookie").is_none());
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stops in time")
         .expect("no panic")
         .expect("no error");
 }

@@ -7,9 +7,10 @@ use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
 use crate::balancer::BalancerLayer;
+use crate::balancer::BalancerOptions;
 use crate::error::ErrorResponseLayer;
 use crate::proxy_pass::{ForwardLayer, ForwardedHeaders, ReverseLayer};
-use crate::sticky_route::StickyRouteLayer;
+use crate::sticky_route::{RouteCookie, StickyRouteLayer};
 
 mod sealed {
     pub trait Sealed<L> {}
@@ -60,8 +61,25 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// the [`MakeMember`](crate::balancer::MakeMember).
     fn balancer(self, store: Arc<BalancerStore>) -> ServiceBuilder<Stack<BalancerLayer, L>>;
 
+    /// [`BalancerLayer`] with [`BalancerOptions`] (e.g. idempotent requests retried on
+    /// another member).
+    fn balancer_with(
+        self,
+        store: Arc<BalancerStore>,
+        options: BalancerOptions,
+    ) -> ServiceBuilder<Stack<BalancerLayer, L>>;
+
     /// [`StickyRouteLayer`]: session routes read per the balancer's `stickysession`.
     fn sticky_route(self, store: Arc<BalancerStore>) -> ServiceBuilder<Stack<StickyRouteLayer, L>>;
+
+    /// [`StickyRouteLayer`] that also sets the route cookie when a request's route changed
+    /// (Apache's `Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"
+    /// env=BALANCER_ROUTE_CHANGED`).
+    fn sticky_route_with_cookie(
+        self,
+        store: Arc<BalancerStore>,
+        cookie: RouteCookie,
+    ) -> ServiceBuilder<Stack<StickyRouteLayer, L>>;
 
     /// [`ErrorResponseLayer`]: errors answered as Apache does (503/502/504).
     fn error_responses(self) -> ServiceBuilder<Stack<ErrorResponseLayer, L>>;
@@ -80,8 +98,24 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(BalancerLayer::new(store))
     }
 
+    fn balancer_with(
+        self,
+        store: Arc<BalancerStore>,
+        options: BalancerOptions,
+    ) -> ServiceBuilder<Stack<BalancerLayer, L>> {
+        self.layer(BalancerLayer::new(store).with_options(options))
+    }
+
     fn sticky_route(self, store: Arc<BalancerStore>) -> ServiceBuilder<Stack<StickyRouteLayer, L>> {
         self.layer(StickyRouteLayer::new(store))
+    }
+
+    fn sticky_route_with_cookie(
+        self,
+        store: Arc<BalancerStore>,
+        cookie: RouteCookie,
+    ) -> ServiceBuilder<Stack<StickyRouteLayer, L>> {
+        self.layer(StickyRouteLayer::new(store).with_cookie(cookie))
     }
 
     fn error_responses(self) -> ServiceBuilder<Stack<ErrorResponseLayer, L>> {
