@@ -844,7 +844,7 @@ pub enum Nonce {
     /// A random nonce made when the balancer starts (Apache's default, a UUID).
     #[default]
     Auto,
-    /// `nonce=None`: no nonce check (as Apache's docs say; see DESIGN.md on where we differ).
+    /// `nonce=None`: no nonce check (as Apache's docs say; see the README on where we differ).
     Disabled,
     /// A fixed nonce from the configuration.
     Fixed(String),

@@ -200,7 +200,7 @@ fn bybusyness_least_busy_then_round() {
 
 #[test]
 fn bybusyness_no_burst_after_slow_member() {
-    // DESIGN.md "Where we differ": Apache lets a member skipped while busy pile up credit and
+    // the README's "Where we differ from Apache": Apache lets a member skipped while busy pile up credit and
     // then sends it a burst; here only tied members take part in the round.
     let now = t0();
     let s = store(

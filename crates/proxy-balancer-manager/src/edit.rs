@@ -434,7 +434,7 @@ fn decode(text: &[u8], offset: usize) -> Result<String, EditError> {
 /// # Apache
 ///
 /// With `nonce=None` Apache refuses every change; we turn the check off, as its docs say
-/// (see DESIGN.md, "Where we differ").
+/// (see the README, "Where we differ from Apache").
 #[must_use]
 pub fn nonce_matches(balancer_nonce: &Nonce, given: Option<&str>, auto: &str) -> bool {
     let expected = match balancer_nonce {

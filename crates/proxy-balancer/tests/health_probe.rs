@@ -527,7 +527,7 @@ async fn garbage_and_hangs_fail_without_panicking() {
 /// every 5 ms, probed every 100 ms).
 #[tokio::test(start_paused = true)]
 async fn counts_are_consecutive_not_cumulative() {
-    // DESIGN.md "Where we differ": with hcfails=2, P F P F P F P F never disables (Apache
+    // the README's "Where we differ from Apache": with hcfails=2, P F P F P F P F never disables (Apache
     // 2.4.71 would, its counter being cumulative); then F F does.
     let script = [200, 500, 200, 500, 200, 500, 200, 500, 200, 500, 500];
     let peer = Scripted::start(&script, 200, "").await;

@@ -15,7 +15,7 @@
 //!   `Retry-After` rounded up to whole seconds;
 //! - a status in `failonstatus` puts the member in error; the client still gets that
 //!   response, as in Apache;
-//! - a member's read timeout is a 504 (Apache answers 502; see DESIGN.md), and with
+//! - a member's read timeout is a 504 (Apache answers 502; see the README, "Where we differ from Apache"), and with
 //!   `failontimeout=On` puts the member in error;
 //! - the member's `busy` count covers the request until its response body ends, fails or is
 //!   dropped, and `transferred`/`read` count bytes as Apache counts them for bytraffic;

@@ -487,7 +487,7 @@ async fn retry_after_says_when_the_first_member_may_be_retried() {
 
 #[tokio::test]
 async fn ignore_errors_member_fails_over_but_stays_in_service() {
-    // DESIGN.md: Apache answers 503 for a refused +I member; we fail over.
+    // The README's "Where we differ from Apache": Apache answers 503 for a refused +I member; we fail over.
     let backends = Backends::default();
     backends.set("http://m0", Mode::Refuse);
     let store = store(2, &[]);

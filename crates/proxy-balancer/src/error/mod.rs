@@ -33,7 +33,7 @@ pub enum ErrorKind {
     /// The member could not be reached (refused, reset before the request was written,
     /// connect timeout), and no other member could take the request: 503, as Apache.
     Connect,
-    /// The member did not answer in time: 504 (Apache answers 502; see DESIGN.md).
+    /// The member did not answer in time: 504 (Apache answers 502; see the README, "Where we differ from Apache").
     Timeout,
     /// The member failed in another way (closed early, answered garbage): 502.
     Upstream,

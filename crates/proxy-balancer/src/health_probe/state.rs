@@ -32,7 +32,7 @@ impl Runs {
     /// Down (`C` or `E` set): a pass extends the run of passes and a failure ends it; at
     /// `passes_needed` in a row, `C` and `E` are cleared. Up: a failure extends the run of
     /// failures and a pass ends it; at `fails_needed` in a row, `C` is set. Unlike Apache
-    /// 2.4.71, whose counters are cumulative, the runs are consecutive (see DESIGN.md).
+    /// 2.4.71, whose counters are cumulative, the runs are consecutive (see the README, "Where we differ from Apache").
     pub(crate) fn record(
         &mut self,
         passed: bool,
