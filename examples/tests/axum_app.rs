@@ -16,17 +16,42 @@ use proxy_balancer_test::TestClient;
 #[path = "../axum_app.rs"]
 mod axum_app;
 
+/// The example's app served on a loopback port until [`App::stop`].
+struct App {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), examples::BoxError>>,
+}
+
+impl App {
+    async fn start(store: std::sync::Arc<proxy_balancer::BalancerStore>) -> Self {
+        let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
+            .await
+            .expect("a loopback port");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(axum_app::serve(listener, store, async {
+            let _ = stopped.await;
+        }));
+        Self { addr, stop, server }
+    }
+
+    /// Stops it and waits, bounded, for open requests to finish.
+    async fn stop(self) {
+        self.stop.send(()).expect("the server is running");
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .expect("stops within the bound")
+            .expect("no panic")
+            .expect("no error");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_answers_its_route_and_balances_the_rest() {
     let backends = start_demo_backends(3).await.expect("loopback ports");
     let store = demo_store(&backends).expect("valid demo");
-    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("a loopback port");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(axum_app::serve(listener, store, async {
-        let _ = stopped.await;
-    }));
+    let app = App::start(store).await;
+    let addr = app.addr;
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
 
     // The app's own route: no backend sees it.
@@ -95,13 +120,8 @@ async fn the_app_answers_its_route_and_balances_the_rest() {
         .expect("an answer");
     assert_eq!(response.status, 200);
 
-    stop.send(()).expect("the server is running");
     drop(client);
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("stops within the bound")
-        .expect("no panic")
-        .expect("no error");
+    app.stop().await;
 }
 
 /// The README's axum snippet is the example's `app`, word for word.
@@ -129,13 +149,8 @@ async fn the_readme_app_forwards_as_mod_proxy_does() {
     use http::{HeaderName, HeaderValue};
     let backends = start_demo_backends(3).await.expect("loopback ports");
     let store = demo_store(&backends).expect("valid demo");
-    let (listener, addr) = bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("a loopback port");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(axum_app::serve(listener, store, async {
-        let _ = stopped.await;
-    }));
+    let app = App::start(store).await;
+    let addr = app.addr;
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let member = backends[0].url();
     backends[0].set_header(
@@ -183,10 +198,5 @@ async fn the_readme_app_forwards_as_mod_proxy_does() {
         assert!(response.header("set-cookie").is_none());
     }
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("stops in time")
-        .expect("no panic")
-        .expect("no error");
+    app.stop().await;
 }

@@ -12,12 +12,11 @@ use proxy_balancer_test::TestClient;
 async fn the_demo_balances_fails_over_and_stops_cleanly() {
     let backends = start_demo_backends(3).await.expect("loopback ports");
     let store = demo_store(&backends).expect("valid demo");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let running = Server::new()
+        .listen(loopback, Site::single(store, Some(RouteCookie::new())))
         .await
         .expect("a loopback port");
-    let running = Server::new()
-        .spawn(listener, Site::single(store, Some(RouteCookie::new())))
-        .expect("listening");
     let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let url = format!("http://{addr}/hello");

@@ -33,8 +33,7 @@
 //!     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip().to_string());
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(peer.unwrap_or_default()))))
 //! });
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let server = Server::new().spawn(listener, service)?;
+//! let server = Server::new().listen("127.0.0.1:0".parse()?, service).await?;
 //!
 //! // ... the server answers on server.local_addr() until:
 //! server.shutdown().await?;
@@ -173,6 +172,32 @@ impl Server {
         Ok(())
     }
 
+    /// Binds `addr` and serves `service` there in a task: [`spawn`](Self::spawn) on a new
+    /// listener. Port 0 takes a port the system picks ([`ServerHandle::local_addr`] says
+    /// which).
+    ///
+    /// # Errors
+    ///
+    /// If `addr` cannot be bound.
+    pub async fn listen<S, B>(
+        self,
+        addr: SocketAddr,
+        service: S,
+    ) -> Result<ServerHandle, ServerError>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(ServerError::Listener)?;
+        self.spawn(listener, service)
+    }
+
     /// Serves `service` on `listener` in a task until [`ServerHandle::shutdown`] (or until
     /// the handle is dropped).
     ///
@@ -254,7 +279,7 @@ impl ServerHandle {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// The listener's address could not be read.
+    /// The address could not be bound, or the listener's address could not be read.
     Listener(std::io::Error),
     /// The server task failed, panicked, or did not stop in time.
     Task(String),
@@ -263,7 +288,7 @@ pub enum ServerError {
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Listener(e) => write!(f, "the listener's address cannot be read: {e}"),
+            Self::Listener(e) => write!(f, "cannot listen: {e}"),
             Self::Task(why) => write!(f, "the server task failed: {why}"),
         }
     }

@@ -24,6 +24,12 @@ use proxy_balancer::site::Site;
 use proxy_balancer_test::TestClient;
 use proxy_balancer_test::{demo_config, start_demo_backends};
 
+/// Where the proxy under test listens: loopback, a port the system picks.
+const LOOPBACK: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
+
 /// Set to `1` to make a missing prerequisite fail the test instead of skipping it.
 const REQUIRE_DEPS: &str = "PROXY_BALANCER_REQUIRE_TEST_DEPS";
 
@@ -216,10 +222,10 @@ async fn a_member_is_disabled_through_the_manager_page_in_chromium_or_skipped_wi
     let backends = start_demo_backends(2).await.expect("loopback ports");
     let config = parse(&demo_config(&backends)).expect("the demo parses");
     let site = Site::from_config(&config).expect("buildable");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let running = Server::new()
+        .listen(LOOPBACK, site)
         .await
         .expect("a loopback port");
-    let running = Server::new().spawn(listener, site).expect("listening");
     let addr = running.local_addr();
 
     let driver = Driver::start(&chromedriver).await;

@@ -51,6 +51,12 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// Where the proxy under test listens: loopback, a port the system picks.
+const LOOPBACK: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
+
 /// Members (and backends) of `balancer://chaos`.
 const MEMBERS: usize = 4;
 /// Client tasks, each with its own keep-alive connection pool.
@@ -858,10 +864,10 @@ async fn every_request_is_served_while_members_fail_and_recover() {
     let expected: Vec<String> = backends.iter().map(TestBackend::url).collect();
     assert_eq!(urls, expected, "members in backend order");
     let monitor = site.probes()[0].monitor();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let running = Server::new()
+        .listen(LOOPBACK, site)
         .await
         .expect("a loopback port");
-    let running = Server::new().spawn(listener, site).expect("listening");
     let addr = running.local_addr();
     let manager = Manager::connect(addr).await;
 

@@ -9,6 +9,12 @@ use proxy_balancer::site::Site;
 use proxy_balancer_test::start_demo_backends;
 use proxy_balancer_test::TestClient;
 
+/// Where the proxy under test listens: loopback, a port the system picks.
+const LOOPBACK: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_with_two_balancers_is_served_by_prefix() {
     let backends = start_demo_backends(4).await.expect("loopback ports");
@@ -41,10 +47,10 @@ Header add X-Route-Changed "yes" env=BALANCER_ROUTE_CHANGED
     let config = parse(&text).expect("a valid config");
     let site = Site::from_config(&config).expect("buildable");
     assert_eq!(site.stores().len(), 2);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let running = Server::new()
+        .listen(LOOPBACK, site)
         .await
         .expect("a loopback port");
-    let running = Server::new().spawn(listener, site).expect("listening");
     let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
 
@@ -155,10 +161,10 @@ async fn the_manager_re_enables_a_member_with_a_post() {
     let backends = start_demo_backends(2).await.expect("loopback ports");
     let config = parse(&demo_config(&backends)).expect("the demo parses");
     let site = Site::from_config(&config).expect("buildable");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let running = Server::new()
+        .listen(LOOPBACK, site)
         .await
         .expect("a loopback port");
-    let running = Server::new().spawn(listener, site).expect("listening");
     let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let manager = format!("http://{addr}/balancer-manager");
@@ -247,10 +253,10 @@ async fn a_plain_url_proxy_pass_is_served_with_its_worker_parameters() {
     let member = site.stores()[0].snapshot().members()[0].clone();
     assert_eq!(member.params().retry, Duration::from_secs(7));
     assert!(site.manager().is_none());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let running = Server::new()
+        .listen(LOOPBACK, site)
         .await
         .expect("a loopback port");
-    let running = Server::new().spawn(listener, site).expect("listening");
     let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
 
@@ -289,10 +295,10 @@ async fn a_plain_url_proxy_pass_is_served_with_its_worker_parameters() {
 async fn serve_config(text: &str) -> proxy_balancer::server::ServerHandle {
     let config = parse(text).expect("a valid config");
     let site = Site::from_config(&config).expect("buildable");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    Server::new()
+        .listen(LOOPBACK, site)
         .await
-        .expect("a loopback port");
-    Server::new().spawn(listener, site).expect("listening")
+        .expect("a loopback port")
 }
 
 /// A request with extra headers, through an HTTP/1.1 client.
