@@ -159,12 +159,7 @@ ProxyPass / balancer://app/
 async fn the_manager_re_enables_a_member_with_a_post() {
     use proxy_balancer_test::demo_config;
     let backends = start_demo_backends(2).await.expect("loopback ports");
-    let config = parse(&demo_config(&backends)).expect("the demo parses");
-    let site = Site::from_config(&config).expect("buildable");
-    let running = Server::new()
-        .listen(LOOPBACK, site)
-        .await
-        .expect("a loopback port");
+    let running = serve_config(&demo_config(&backends)).await;
     let addr = running.local_addr();
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     let manager = format!("http://{addr}/balancer-manager");
