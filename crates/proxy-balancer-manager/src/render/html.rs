@@ -99,15 +99,22 @@ pub fn html(view: &View<'_>, selected: Option<(&str, &str)>, auto_refresh: Optio
     o
 }
 
+/// One balancer: its heading, its parameters, its members and its edit form.
 fn html_balancer(o: &mut String, view: &View<'_>, b: &BalancerView<'_>, mount: &str) {
-    let p = b.snapshot.params();
-    let short = b.short_name();
     let nonce_q = if b.nonce.is_empty() {
         String::new()
     } else {
         format!("&amp;nonce={}", url_encode(b.nonce))
     };
-    let base = format!("{}?b={}", esc(view.mount), url_encode(short));
+    let base = format!("{}?b={}", esc(view.mount), url_encode(b.short_name()));
+    html_balancer_table(o, b, &base, &nonce_q);
+    html_member_table(o, b, &base, &nonce_q);
+    html_balancer_form(o, b, mount);
+}
+
+/// The balancer's heading (a link to it) and the table of its parameters.
+fn html_balancer_table(o: &mut String, b: &BalancerView<'_>, base: &str, nonce_q: &str) {
+    let p = b.snapshot.params();
     let _ = writeln!(
         o,
         "<hr>\n<h3>LoadBalancer Status for <a href=\"{base}{nonce_q}\">{}</a></h3>",
@@ -129,7 +136,11 @@ fn html_balancer(o: &mut String, view: &View<'_>, b: &BalancerView<'_>, mount: &
     let _ = write!(o, "<td>{}</td>", b.snapshot.max_attempts());
     let _ = write!(o, "<td>{}</td>", esc(p.lb_method.name()));
     o.push_str("<td>-</td><td>Yes</td></tr>\n</table>\n<br>\n");
+}
 
+/// The table of the balancer's members, with the health-check columns when any member has
+/// a health check.
+fn html_member_table(o: &mut String, b: &BalancerView<'_>, base: &str, nonce_q: &str) {
     let members = b.snapshot.members();
     let health: Vec<Option<HealthView>> = members.iter().map(|m| (b.health)(m)).collect();
     let any_hc = health.iter().any(Option::is_some);
@@ -146,63 +157,73 @@ fn html_balancer(o: &mut String, view: &View<'_>, b: &BalancerView<'_>, mount: &
     }
     o.push_str("</tr>\n");
     for (m, hc) in members.iter().zip(&health) {
-        let st = m.state();
-        let _ = write!(
-            o,
-            "<tr><td><a href=\"{base}&amp;w={}{nonce_q}\">{}</a></td>",
-            url_encode(m.url()),
-            esc(m.url())
-        );
-        let _ = write!(
-            o,
-            "<td>{}</td><td>{}</td>",
-            esc(m.route().unwrap_or("")),
-            esc(m.params().redirect.as_ref().map_or("", |r| r.as_str()))
-        );
-        let _ = write!(
-            o,
-            "<td>{}</td><td>{}</td><td>{}</td>",
-            load_factor(m),
-            m.params().lb_set.get(),
-            esc(&label(m.flags()))
-        );
-        let _ = write!(
-            o,
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-            st.elected(),
-            st.busy(),
-            st.lbstatus(),
-            strfsize(st.transferred()),
-            strfsize(st.read())
-        );
+        html_member_row(o, m, base, nonce_q);
         if any_hc {
-            match hc {
-                Some(h) => {
-                    let result = match h.last_passed {
-                        Some(true) => "Passed",
-                        Some(false) => "Failed",
-                        None => "-",
-                    };
-                    let _ = write!(
-                        o,
-                        "<td>{}</td><td>{}ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{result}</td>",
-                        esc(&h.method),
-                        h.interval_ms,
-                        h.passes,
-                        h.fails,
-                        esc(&h.uri),
-                        esc(h.expr.as_deref().unwrap_or(""))
-                    );
-                }
-                None => o.push_str(
-                    "<td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td>",
-                ),
-            }
+            html_health_cells(o, hc.as_ref());
         }
         o.push_str("</tr>\n");
     }
     o.push_str("</table>\n");
-    html_balancer_form(o, b, mount);
+}
+
+/// A member's row up to its health-check cells: URL (a link to its edit form), route,
+/// parameters, status and counters. The caller closes the row.
+fn html_member_row(o: &mut String, m: &Member, base: &str, nonce_q: &str) {
+    let st = m.state();
+    let _ = write!(
+        o,
+        "<tr><td><a href=\"{base}&amp;w={}{nonce_q}\">{}</a></td>",
+        url_encode(m.url()),
+        esc(m.url())
+    );
+    let _ = write!(
+        o,
+        "<td>{}</td><td>{}</td>",
+        esc(m.route().unwrap_or("")),
+        esc(m.params().redirect.as_ref().map_or("", |r| r.as_str()))
+    );
+    let _ = write!(
+        o,
+        "<td>{}</td><td>{}</td><td>{}</td>",
+        load_factor(m),
+        m.params().lb_set.get(),
+        esc(&label(m.flags()))
+    );
+    let _ = write!(
+        o,
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+        st.elected(),
+        st.busy(),
+        st.lbstatus(),
+        strfsize(st.transferred()),
+        strfsize(st.read())
+    );
+}
+
+/// A member's seven health-check cells, `-` in each when it has no health check.
+fn html_health_cells(o: &mut String, hc: Option<&HealthView>) {
+    match hc {
+        Some(h) => {
+            let result = match h.last_passed {
+                Some(true) => "Passed",
+                Some(false) => "Failed",
+                None => "-",
+            };
+            let _ = write!(
+                o,
+                "<td>{}</td><td>{}ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{result}</td>",
+                esc(&h.method),
+                h.interval_ms,
+                h.passes,
+                h.fails,
+                esc(&h.uri),
+                esc(h.expr.as_deref().unwrap_or(""))
+            );
+        }
+        None => {
+            o.push_str("<td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td>")
+        }
+    }
 }
 
 fn hidden(o: &mut String, name: &str, value: &str) {

@@ -48,41 +48,8 @@ const LETTERS: [char; 8] = ['I', 'N', 'D', 'S', 'E', 'H', 'R', 'C'];
 /// ```
 #[must_use]
 pub fn prometheus(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) -> String {
-    type Value = fn(&Member) -> u64;
-    const FAMILIES: [(&str, &str, &str, Value); 5] = [
-        (
-            "proxy_balancer_member_elected_total",
-            "counter",
-            "Times the member was chosen for a request (Apache's Elected).",
-            |m| m.state().elected(),
-        ),
-        (
-            "proxy_balancer_member_busy",
-            "gauge",
-            "Requests in flight on the member (Apache's Busy).",
-            |m| m.state().busy(),
-        ),
-        (
-            "proxy_balancer_member_transferred_bytes_total",
-            "counter",
-            "Bytes sent to the member (Apache's To).",
-            |m| m.state().transferred(),
-        ),
-        (
-            "proxy_balancer_member_read_bytes_total",
-            "counter",
-            "Bytes read from the member (Apache's From).",
-            |m| m.state().read(),
-        ),
-        (
-            "proxy_balancer_member_errors_total",
-            "counter",
-            "Times the member left the error state by a retry or recovery (Apache's retries).",
-            |m| m.state().retries(),
-        ),
-    ];
     let mut o = String::with_capacity(4096);
-    let members: Vec<(String, String, &Member, Option<HealthView>)> = view
+    let members: Vec<Row<'_>> = view
         .balancers
         .iter()
         .flat_map(|b| {
@@ -93,23 +60,75 @@ pub fn prometheus(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) -> String 
                 .map(move |m| (bl.clone(), prom_label(m.url()), m, (b.health)(m)))
         })
         .collect();
-    let header = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
     for (name, kind, help, value) in FAMILIES {
         header(&mut o, name, kind, help);
         for (b, u, m, _) in &members {
             let _ = writeln!(o, "{name}{{balancer=\"{b}\",member=\"{u}\"}} {}", value(m));
         }
     }
+    status(&mut o, &members);
+    usable(&mut o, &members);
+    health_up(&mut o, &members);
+    unavailable_total(&mut o, view, unavailable);
+    o
+}
+
+/// One member as the metrics label it: balancer label, member label, the member and its
+/// health check.
+type Row<'a> = (String, String, &'a Member, Option<HealthView>);
+
+/// How a [`FAMILIES`] value is read from a member.
+type Value = fn(&Member) -> u64;
+
+/// The metric families with one plain value per member: name, type, help and value.
+const FAMILIES: [(&str, &str, &str, Value); 5] = [
+    (
+        "proxy_balancer_member_elected_total",
+        "counter",
+        "Times the member was chosen for a request (Apache's Elected).",
+        |m| m.state().elected(),
+    ),
+    (
+        "proxy_balancer_member_busy",
+        "gauge",
+        "Requests in flight on the member (Apache's Busy).",
+        |m| m.state().busy(),
+    ),
+    (
+        "proxy_balancer_member_transferred_bytes_total",
+        "counter",
+        "Bytes sent to the member (Apache's To).",
+        |m| m.state().transferred(),
+    ),
+    (
+        "proxy_balancer_member_read_bytes_total",
+        "counter",
+        "Bytes read from the member (Apache's From).",
+        |m| m.state().read(),
+    ),
+    (
+        "proxy_balancer_member_errors_total",
+        "counter",
+        "Times the member left the error state by a retry or recovery (Apache's retries).",
+        |m| m.state().retries(),
+    ),
+];
+
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// `proxy_balancer_member_status`: one sample per member and status letter.
+fn status(o: &mut String, members: &[Row<'_>]) {
     let name = "proxy_balancer_member_status";
     header(
-        &mut o,
+        o,
         name,
         "gauge",
         "1 when the member has the status flag (Apache's status letters I N D S E H R C).",
     );
-    for (b, u, m, _) in &members {
+    for (b, u, m, _) in members {
         let flags = m.flags();
         for letter in LETTERS {
             let _ = writeln!(
@@ -119,28 +138,31 @@ pub fn prometheus(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) -> String 
             );
         }
     }
+}
+
+/// `proxy_balancer_member_usable`.
+fn usable(o: &mut String, members: &[Row<'_>]) {
     let name = "proxy_balancer_member_usable";
-    header(
-        &mut o,
-        name,
-        "gauge",
-        "1 when the member may receive requests.",
-    );
-    for (b, u, m, _) in &members {
+    header(o, name, "gauge", "1 when the member may receive requests.");
+    for (b, u, m, _) in members {
         let _ = writeln!(
             o,
             "{name}{{balancer=\"{b}\",member=\"{u}\"}} {}",
             u8::from(m.is_usable())
         );
     }
+}
+
+/// `proxy_balancer_member_health_up`, only for members whose health check has run.
+fn health_up(o: &mut String, members: &[Row<'_>]) {
     let name = "proxy_balancer_member_health_up";
     header(
-        &mut o,
+        o,
         name,
         "gauge",
         "1 when the member's last health check passed, 0 when it failed.",
     );
-    for (b, u, _, hc) in &members {
+    for (b, u, _, hc) in members {
         if let Some(passed) = hc.as_ref().and_then(|h| h.last_passed) {
             let _ = writeln!(
                 o,
@@ -149,9 +171,13 @@ pub fn prometheus(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) -> String 
             );
         }
     }
+}
+
+/// `proxy_balancer_unavailable_total`, per balancer.
+fn unavailable_total(o: &mut String, view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) {
     let name = "proxy_balancer_unavailable_total";
     header(
-        &mut o,
+        o,
         name,
         "counter",
         "Requests the balancer answered with 503 because no member could take them.",
@@ -164,5 +190,4 @@ pub fn prometheus(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) -> String 
             unavailable(b.short_name())
         );
     }
-    o
 }
