@@ -56,6 +56,42 @@ impl Edit {
             return Ok(applied);
         }
         let snapshot = store.snapshot();
+        let target = self.check(&snapshot, slots)?;
+
+        // Writes. Only the first two can fail, and only if another writer got in between;
+        // the second undoes the first then.
+        if let Some(new) = &self.add_member {
+            let params = MemberParams::from_url(new.clone()).with_status(StatusFlags::DISABLED);
+            let id = store
+                .add_member(params)
+                .map_err(|_| EditError::DuplicateMember {
+                    url: new.to_string(),
+                })?;
+            applied.added = Some(id);
+        }
+        if let Some(id) = target {
+            applied.member = Some(id);
+            self.write_member(store, id, &mut applied)?;
+        }
+        if !self.balancer.is_empty() {
+            let (changed, method_changed) = store.update_params(|p| self.balancer.write(p));
+            applied.changed.extend(changed);
+            applied.lb_reset |= method_changed;
+        }
+        if let (Some(id), false) = (target, self.flag_changes_empty()) {
+            self.write_flags(store, &snapshot, id, &mut applied);
+        }
+        Ok(applied)
+    }
+
+    /// Every check against the current state, before any write: the balancer is `b`, member
+    /// `w` exists when the edit changes it (its id is returned), a member to add is not there
+    /// yet and a growth slot is free.
+    fn check(
+        &self,
+        snapshot: &BalancerSnapshot,
+        slots: GrowthSlots,
+    ) -> Result<Option<MemberId>, EditError> {
         if let Some(name) = &self.balancer_name {
             if BalancerParams::new(name).name != snapshot.params().name {
                 return Err(EditError::UnknownBalancer { name: name.clone() });
@@ -78,7 +114,7 @@ impl Edit {
                     url: new.to_string(),
                 });
             }
-            let used = slots.used(&snapshot);
+            let used = slots.used(snapshot);
             let growth = snapshot.params().growth;
             if used >= usize::from(growth) {
                 return Err(EditError::NoFreeSlot {
@@ -88,62 +124,63 @@ impl Edit {
                 });
             }
         }
+        Ok(target)
+    }
 
-        // Writes. Only the first two can fail, and only if another writer got in between;
-        // the second undoes the first then.
-        if let Some(new) = &self.add_member {
-            let params = MemberParams::from_url(new.clone()).with_status(StatusFlags::DISABLED);
-            let id = store
-                .add_member(params)
-                .map_err(|_| EditError::DuplicateMember {
-                    url: new.to_string(),
-                })?;
-            applied.added = Some(id);
-        }
-        if let Some(id) = target {
-            applied.member = Some(id);
-            if self.member.has_params() || !self.health.is_empty() {
-                let result = store.update_member(id, |p| {
-                    let mut changed = self.member.write(p);
-                    changed.extend(self.health.write(&mut p.hc));
-                    changed
-                });
-                match result {
-                    Ok(changed) => applied.changed.extend(changed),
-                    Err(_) => {
-                        if let Some(added) = applied.added {
-                            // Undo: the edit applies all together or not at all.
-                            let _ = store.remove_member(added);
-                        }
-                        return Err(EditError::UnknownMember {
-                            url: url.to_owned(),
-                        });
+    /// Writes member `w`'s parameter and health-check changes in one
+    /// [`BalancerStore::update_member`]. If the member is gone by now, the member this edit
+    /// added is removed again and the edit is refused.
+    fn write_member(
+        &self,
+        store: &BalancerStore,
+        id: MemberId,
+        applied: &mut Applied,
+    ) -> Result<(), EditError> {
+        if self.member.has_params() || !self.health.is_empty() {
+            let result = store.update_member(id, |p| {
+                let mut changed = self.member.write(p);
+                changed.extend(self.health.write(&mut p.hc));
+                changed
+            });
+            match result {
+                Ok(changed) => applied.changed.extend(changed),
+                Err(_) => {
+                    if let Some(added) = applied.added {
+                        // Undo: the edit applies all together or not at all.
+                        let _ = store.remove_member(added);
                     }
+                    return Err(EditError::UnknownMember {
+                        url: self.member_url.as_deref().unwrap_or("").to_owned(),
+                    });
                 }
             }
         }
-        if !self.balancer.is_empty() {
-            let (changed, method_changed) = store.update_params(|p| self.balancer.write(p));
-            applied.changed.extend(changed);
-            applied.lb_reset |= method_changed;
-        }
-        if let (Some(id), false) = (target, self.flag_changes_empty()) {
-            if let Some(member) = snapshot.member(id) {
-                let state = member.state();
-                let before = state.insert_flags(self.member.set_flags);
-                state.remove_flags(self.member.clear_flags);
-                let after = state.flags();
-                if before != after {
-                    applied.changed.push("status");
-                }
-                applied.flags = Some((before, after));
-                if !before.is_usable() && after.is_usable() {
-                    store.reset_lb();
-                    applied.lb_reset = true;
-                }
+        Ok(())
+    }
+
+    /// Sets and clears member `w`'s flags (found in `snapshot`, the one the checks read),
+    /// and resets the balancer's `lbstatus` when the member became usable.
+    fn write_flags(
+        &self,
+        store: &BalancerStore,
+        snapshot: &BalancerSnapshot,
+        id: MemberId,
+        applied: &mut Applied,
+    ) {
+        if let Some(member) = snapshot.member(id) {
+            let state = member.state();
+            let before = state.insert_flags(self.member.set_flags);
+            state.remove_flags(self.member.clear_flags);
+            let after = state.flags();
+            if before != after {
+                applied.changed.push("status");
+            }
+            applied.flags = Some((before, after));
+            if !before.is_usable() && after.is_usable() {
+                store.reset_lb();
+                applied.lb_reset = true;
             }
         }
-        Ok(applied)
     }
 
     fn flag_changes_empty(&self) -> bool {

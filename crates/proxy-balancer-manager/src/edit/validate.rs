@@ -7,7 +7,7 @@ use proxy_balancer_core::{
     StickySession,
 };
 
-use super::{Edit, EditError, Form, HcMethod, Update};
+use super::{BalancerEdit, Edit, EditError, Form, HcMethod, HealthEdit, MemberEdit, Update};
 
 /// The shortest health-check interval the manager accepts (`w_hi`), as in Apache
 /// (`HCHECK_WATHCHDOG_INTERVAL`, 100 ms).
@@ -121,127 +121,21 @@ impl Edit {
                 return Ok(());
             }
         };
-        let t = value.trim();
         match param {
-            "w_lf" => {
-                let lf = t
-                    .parse::<LoadFactor>()
-                    .map_err(|e| EditError::from_param(param, value, e))?;
-                self.member.load_factor = Some(lf);
-            }
-            "w_ls" => {
-                let ls = t
-                    .parse::<LbSet>()
-                    .map_err(|e| EditError::from_param(param, value, e))?;
-                self.member.lb_set = Some(ls);
-            }
-            "w_wr" | "w_rr" => {
-                let update = if value.is_empty() {
-                    Update::Clear
-                } else {
-                    Update::Set(
-                        Route::new(value).map_err(|e| EditError::from_param(param, value, e))?,
-                    )
-                };
-                if param == "w_wr" {
-                    self.member.route = Some(update);
-                } else {
-                    self.member.redirect = Some(update);
-                }
-            }
-            "w_hm" => {
-                let method: HcMethod = value.parse().map_err(|_| {
-                    EditError::invalid(param, value, format!("expected one of {}", HcMethod::NAMES))
-                })?;
-                self.health.method = Some(method);
-            }
-            "w_hi" => {
-                let ms = parse_number(param, value, "must be a whole number of milliseconds")?;
-                let interval = Duration::from_millis(u64::from(ms));
-                if interval < MIN_HC_INTERVAL {
-                    return Err(EditError::invalid(param, value, "must be at least 100 ms"));
-                }
-                self.health.interval = Some(interval);
-            }
-            "w_hp" | "w_hf" => {
-                let n = parse_number(param, value, "must be a whole number, at least 1")?;
-                if n == 0 {
-                    return Err(EditError::invalid(param, value, "must be at least 1"));
-                }
-                if param == "w_hp" {
-                    self.health.passes = Some(n);
-                } else {
-                    self.health.fails = Some(n);
-                }
-            }
-            "w_hu" => {
-                let uri = HcUri::new(value).map_err(|e| EditError::from_param(param, value, e))?;
-                self.health.uri = Some(uri);
-            }
-            "w_he" => {
-                let update = if value.is_empty() {
-                    Update::Clear
-                } else {
-                    Update::Set(
-                        HcExprName::new(value)
-                            .map_err(|e| EditError::from_param(param, value, e))?,
-                    )
-                };
-                self.health.expr = Some(update);
-            }
-            "b_lbm" => {
-                let method = t
-                    .parse::<LbMethodKind>()
-                    .map_err(|e| EditError::from_param(param, value, e))?;
-                self.balancer.lb_method = Some(method);
-            }
-            "b_tmo" => {
-                let s = parse_number(param, value, "must be a whole number of seconds")?;
-                if s > MAX_BALANCER_TIMEOUT {
-                    return Err(EditError::invalid(
-                        param,
-                        value,
-                        "must be between 0 and 7200",
-                    ));
-                }
-                self.balancer.timeout = Some(Duration::from_secs(u64::from(s)));
-            }
-            "b_max" => {
-                let n = parse_number(param, value, "must be a whole number from 0 to 99")?;
-                if n > MAX_MAX_ATTEMPTS {
-                    return Err(EditError::invalid(param, value, "must be between 0 and 99"));
-                }
-                self.balancer.max_attempts = Some(n);
-            }
-            "b_sforce" => {
-                self.balancer.no_failover = Some(match t {
-                    "1" => true,
-                    "0" => false,
-                    _ => return Err(EditError::invalid(param, value, "must be 0 or 1")),
-                });
-            }
-            "b_ss" => {
-                let update = if t.is_empty() || t == "-" {
-                    Update::Clear
-                } else {
-                    Update::Set(
-                        t.parse::<StickySession>()
-                            .map_err(|e| EditError::from_param(param, value, e))?,
-                    )
-                };
-                self.balancer.sticky_session = Some(update);
-            }
+            "w_lf" | "w_ls" | "w_wr" | "w_rr" => self.member.read(param, value),
+            "w_hm" | "w_hi" | "w_hp" | "w_hf" | "w_hu" | "w_he" => self.health.read(param, value),
+            "b_lbm" | "b_tmo" | "b_max" | "b_sforce" | "b_ss" => self.balancer.read(param, value),
             "b_wyes" => {
-                *add = match t {
+                *add = match value.trim() {
                     "1" => true,
                     "0" | "" => false,
                     _ => return Err(EditError::invalid(param, value, "must be 1 or 0")),
                 };
+                Ok(())
             }
             // b, w, nonce, xml and b_nwrkr (read with b_wyes).
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn read_flag(&mut self, key: &str, letter: &str, value: &str) -> Result<(), EditError> {
@@ -309,6 +203,152 @@ impl Edit {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+// ===== impl MemberEdit =====
+
+impl MemberEdit {
+    /// Reads one of `w_lf`, `w_ls`, `w_wr`, `w_rr`.
+    fn read(&mut self, param: &'static str, value: &str) -> Result<(), EditError> {
+        let t = value.trim();
+        match param {
+            "w_lf" => {
+                let lf = t
+                    .parse::<LoadFactor>()
+                    .map_err(|e| EditError::from_param(param, value, e))?;
+                self.load_factor = Some(lf);
+            }
+            "w_ls" => {
+                let ls = t
+                    .parse::<LbSet>()
+                    .map_err(|e| EditError::from_param(param, value, e))?;
+                self.lb_set = Some(ls);
+            }
+            "w_wr" | "w_rr" => {
+                let update = if value.is_empty() {
+                    Update::Clear
+                } else {
+                    Update::Set(
+                        Route::new(value).map_err(|e| EditError::from_param(param, value, e))?,
+                    )
+                };
+                if param == "w_wr" {
+                    self.route = Some(update);
+                } else {
+                    self.redirect = Some(update);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+// ===== impl HealthEdit =====
+
+impl HealthEdit {
+    /// Reads one of `w_hm`, `w_hi`, `w_hp`, `w_hf`, `w_hu`, `w_he`.
+    fn read(&mut self, param: &'static str, value: &str) -> Result<(), EditError> {
+        match param {
+            "w_hm" => {
+                let method: HcMethod = value.parse().map_err(|_| {
+                    EditError::invalid(param, value, format!("expected one of {}", HcMethod::NAMES))
+                })?;
+                self.method = Some(method);
+            }
+            "w_hi" => {
+                let ms = parse_number(param, value, "must be a whole number of milliseconds")?;
+                let interval = Duration::from_millis(u64::from(ms));
+                if interval < MIN_HC_INTERVAL {
+                    return Err(EditError::invalid(param, value, "must be at least 100 ms"));
+                }
+                self.interval = Some(interval);
+            }
+            "w_hp" | "w_hf" => {
+                let n = parse_number(param, value, "must be a whole number, at least 1")?;
+                if n == 0 {
+                    return Err(EditError::invalid(param, value, "must be at least 1"));
+                }
+                if param == "w_hp" {
+                    self.passes = Some(n);
+                } else {
+                    self.fails = Some(n);
+                }
+            }
+            "w_hu" => {
+                let uri = HcUri::new(value).map_err(|e| EditError::from_param(param, value, e))?;
+                self.uri = Some(uri);
+            }
+            "w_he" => {
+                let update = if value.is_empty() {
+                    Update::Clear
+                } else {
+                    Update::Set(
+                        HcExprName::new(value)
+                            .map_err(|e| EditError::from_param(param, value, e))?,
+                    )
+                };
+                self.expr = Some(update);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+// ===== impl BalancerEdit =====
+
+impl BalancerEdit {
+    /// Reads one of `b_lbm`, `b_tmo`, `b_max`, `b_sforce`, `b_ss`.
+    fn read(&mut self, param: &'static str, value: &str) -> Result<(), EditError> {
+        let t = value.trim();
+        match param {
+            "b_lbm" => {
+                let method = t
+                    .parse::<LbMethodKind>()
+                    .map_err(|e| EditError::from_param(param, value, e))?;
+                self.lb_method = Some(method);
+            }
+            "b_tmo" => {
+                let s = parse_number(param, value, "must be a whole number of seconds")?;
+                if s > MAX_BALANCER_TIMEOUT {
+                    return Err(EditError::invalid(
+                        param,
+                        value,
+                        "must be between 0 and 7200",
+                    ));
+                }
+                self.timeout = Some(Duration::from_secs(u64::from(s)));
+            }
+            "b_max" => {
+                let n = parse_number(param, value, "must be a whole number from 0 to 99")?;
+                if n > MAX_MAX_ATTEMPTS {
+                    return Err(EditError::invalid(param, value, "must be between 0 and 99"));
+                }
+                self.max_attempts = Some(n);
+            }
+            "b_sforce" => {
+                self.no_failover = Some(match t {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(EditError::invalid(param, value, "must be 0 or 1")),
+                });
+            }
+            "b_ss" => {
+                let update = if t.is_empty() || t == "-" {
+                    Update::Clear
+                } else {
+                    Update::Set(
+                        t.parse::<StickySession>()
+                            .map_err(|e| EditError::from_param(param, value, e))?,
+                    )
+                };
+                self.sticky_session = Some(update);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
