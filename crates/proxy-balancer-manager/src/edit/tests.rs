@@ -130,6 +130,15 @@ fn form_accessors() {
     assert!(parse_query("").unwrap().is_empty());
 }
 
+/// `refresh` (the page's auto-refresh) selects, it does not change: a form that carries it
+/// with a change is not refused as unknown.
+#[test]
+fn refresh_is_known_in_a_change() {
+    let (store, slots) = store(None);
+    run(&store, slots, &format!("b=c&w={A}&w_lf=3&refresh=10")).unwrap();
+    assert_eq!(member(&store, A).load_factor.lbf(), 300);
+}
+
 #[test]
 fn unknown_and_duplicate_keys() {
     let err = edit("b=c&w_bogus=1&w_status_X=1&w_status_DD=1").unwrap_err();

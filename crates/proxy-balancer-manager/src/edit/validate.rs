@@ -353,9 +353,9 @@ impl BalancerEdit {
 }
 
 /// The manager's parameter names, lower-case (`w_status_X` is checked apart).
-const KNOWN: [&str; 21] = [
-    "b", "w", "nonce", "xml", "w_lf", "w_ls", "w_wr", "w_rr", "w_hm", "w_hi", "w_hp", "w_hf",
-    "w_hu", "w_he", "b_lbm", "b_tmo", "b_max", "b_sforce", "b_ss", "b_wyes", "b_nwrkr",
+const KNOWN: [&str; 22] = [
+    "b", "w", "nonce", "xml", "refresh", "w_lf", "w_ls", "w_wr", "w_rr", "w_hm", "w_hi", "w_hp",
+    "w_hf", "w_hu", "w_he", "b_lbm", "b_tmo", "b_max", "b_sforce", "b_ss", "b_wyes", "b_nwrkr",
 ];
 
 fn is_known(key: &str) -> bool {
