@@ -65,7 +65,7 @@ impl Form {
         self.get("xml").is_some()
     }
 
-    /// Whether any parameter other than `b`, `w`, `nonce` and `xml` is present: the request
+    /// Whether any parameter other than `b`, `w`, `nonce`, `xml` and `refresh` is present: the request
     /// asks for a change (so a GET carrying it is refused).
     #[must_use]
     pub fn has_changes(&self) -> bool {
