@@ -65,8 +65,8 @@ impl Form {
         self.get("xml").is_some()
     }
 
-    /// Whether any parameter other than `b`, `w`, `nonce`, `xml` and `refresh` is present: the request
-    /// asks for a change (so a GET carrying it is refused).
+    /// Whether any parameter other than `b`, `w`, `nonce`, `xml` and `refresh` is present:
+    /// the request asks for a change (so a GET carrying it is refused).
     #[must_use]
     pub fn has_changes(&self) -> bool {
         self.pairs.iter().any(|(k, _)| !is_selector(k))
