@@ -440,6 +440,10 @@ where
                 "https members need a TLS connector, which the built-in client lacks",
             ));
         }
+        // The member connection speaks HTTP/1.1, whatever the client spoke (as Apache's
+        // mod_proxy_http sends): a body without a length from an HTTP/2 client goes
+        // chunked, and an HTTP/1.0 client's request is not downgraded.
+        *request.version_mut() = http::Version::HTTP_11;
         let uri = std::mem::take(request.uri_mut());
         match self.member_target(uri) {
             Ok(target) => *request.uri_mut() = target,

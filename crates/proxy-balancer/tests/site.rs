@@ -481,3 +481,99 @@ async fn an_h2c_clients_authority_is_forwarded_as_x_forwarded_host() {
     assert_eq!(seen["host"], member.trim_start_matches("http://"));
     running.shutdown().await.expect("stops cleanly");
 }
+
+/// Sends `request` over one h2c (prior knowledge) connection to `addr`; the response with
+/// its body read.
+async fn send_h2c<B>(
+    addr: std::net::SocketAddr,
+    request: http::Request<B>,
+) -> http::Response<bytes::Bytes>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("h2c prior-knowledge handshake");
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.expect("a response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("a body").to_bytes();
+        http::Response::from_parts(parts, body)
+    })
+    .await
+    .expect("bounded")
+}
+
+/// An HTTP/2 upload with no length (a stream) reaches the member whole, sent as HTTP/1.1
+/// (chunked), as Apache sends every request to a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upload_without_a_length_reaches_the_member_whole() {
+    let backends = start_demo_backends(1).await.expect("loopback ports");
+    let member = backends[0].url();
+    let running = serve_config(&format!(
+        "<Proxy balancer://b>\n BalancerMember {member}\n</Proxy>\nProxyPass /up/ balancer://b/in/\n"
+    ))
+    .await;
+    let front = running.local_addr();
+    let (frames, body) = proxy_balancer_test::ChannelBody::new(4);
+    let request = http::Request::post(format!("http://{front}/up/file"))
+        .version(http::Version::HTTP_2)
+        .body(body)
+        .expect("a valid request");
+    let sending = tokio::spawn(send_h2c(front, request));
+    for part in ["hel", "lo"] {
+        frames
+            .send(http_body::Frame::data(bytes::Bytes::from(part)))
+            .await
+            .expect("the body is read");
+    }
+    drop(frames);
+    let response = sending.await.expect("no panic");
+    assert_eq!(response.status(), 200);
+    let seen = backends[0].last_request().expect("one request");
+    assert_eq!(seen.path_and_query, "/in/file");
+    assert_eq!(seen.body, "hello");
+    running.shutdown().await.expect("stops cleanly");
+}
+
+/// Over HTTP/2, a `ProxyPass` that changes the path keeps the client's authority: it is
+/// `X-Forwarded-Host`, the `Host` with `ProxyPreserveHost On`, and the front origin of a
+/// rewritten redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_request_keeps_its_authority_through_a_path_mapping() {
+    use http::{HeaderName, HeaderValue};
+    let backends = start_demo_backends(1).await.expect("loopback ports");
+    let member = backends[0].url();
+    backends[0].set_header(
+        HeaderName::from_static("location"),
+        HeaderValue::from_str(&format!("{member}/base/next")).expect("a header value"),
+    );
+    let running = serve_config(&format!(
+        "ProxyPreserveHost On\n<Proxy balancer://b>\n BalancerMember {member}\n</Proxy>\n\
+         ProxyPass /app/ balancer://b/base/\nProxyPassReverse /app/ balancer://b/base/\n"
+    ))
+    .await;
+    let front = running.local_addr();
+    let request = http::Request::get(format!("http://{front}/app/a?q=1"))
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("a valid request");
+    let response = send_h2c(front, request).await;
+    assert_eq!(response.status(), 200);
+    let seen = backends[0].last_request().expect("one request");
+    assert_eq!(seen.path_and_query, "/base/a?q=1");
+    assert_eq!(seen.headers["host"], front.to_string().as_str());
+    assert_eq!(seen.headers["x-forwarded-host"], front.to_string().as_str());
+    assert_eq!(
+        response.headers()["location"],
+        format!("http://{front}/app/next").as_str()
+    );
+    running.shutdown().await.expect("stops cleanly");
+}

@@ -349,7 +349,12 @@ impl Service<Request<Incoming>> for Site {
             return ResponseFuture::ready(bad_request());
         };
         if mapped != path {
-            match join_uri("", "", &mapped, request.uri().query()) {
+            // The scheme and authority stay (an HTTP/2 request's `:authority` is its Host).
+            let origin = match (request.uri().scheme_str(), request.uri().authority()) {
+                (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+                _ => String::new(),
+            };
+            match join_uri(&origin, "", &mapped, request.uri().query()) {
                 Ok(uri) => *request.uri_mut() = uri,
                 Err(_) => return ResponseFuture::ready(bad_request()),
             }
