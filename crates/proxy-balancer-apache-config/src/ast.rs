@@ -162,7 +162,7 @@ pub struct HcExpr {
 pub struct HeaderDirective {
     /// `always` was given.
     pub always: bool,
-    /// `add`, `set` or `append`, lower-cased.
+    /// `add`, `set`, `append`, `merge`, `setifempty` or `unset`, lower-cased.
     pub action: String,
     /// The header name as written.
     pub name: String,

@@ -608,10 +608,7 @@ impl Parser {
                     )),
                 }
             }
-            "header" => {
-                self.header(span, &name.text, &args);
-                Ok(())
-            }
+            "header" => self.header(span, &name.text, &args),
             "proxypreservehost" => {
                 let on = on_off(span, "ProxyPreserveHost", &args)?;
                 self.server_setting(&name.text, span, |c| c.proxy_preserve_host = Some(on));
@@ -972,7 +969,12 @@ impl Parser {
         Ok(())
     }
 
-    fn header(&mut self, span: Span, directive: &str, args: &[Token]) {
+    /// `Header [always|onsuccess] action name [value] [env=[!]VAR]`. The actions the proxy
+    /// applies (`add`, `set`, `append`, `merge`, `setifempty`, `unset`) become a
+    /// [`HeaderDirective`]; Apache's other actions (`edit`, `edit*`, `echo`, `note`) and
+    /// conditions other than `env=` are kept in `skipped` (a site refuses them rather than
+    /// run without them); an action Apache does not have is an error, as in Apache.
+    fn header(&mut self, span: Span, directive: &str, args: &[Token]) -> Result<(), ParseError> {
         let mut i = 0;
         let always = args
             .first()
@@ -984,29 +986,54 @@ impl Parser {
         {
             i = 1;
         }
-        let action = args.get(i).map(|a| to_lower(&a.text));
-        let parsed = match (action.as_deref(), &args[i.min(args.len())..]) {
-            (Some("add" | "set" | "append"), [_, name, value, rest @ ..]) => match rest {
-                [] => Some((name, value, None)),
-                [cond] => cond
-                    .text
-                    .strip_prefix("env=")
-                    .map(|env| (name, value, Some(env.to_owned()))),
-                _ => None,
-            },
+        let rest = args.get(i..).unwrap_or_default();
+        let Some(action_token) = rest.first() else {
+            return Err(syntax(
+                span,
+                format!("{directive} needs an action, a header name and a value"),
+            ));
+        };
+        let action = to_lower(&action_token.text);
+        let condition = |tail: &[Token]| match tail {
+            [] => Some(None),
+            [cond] => cond
+                .text
+                .strip_prefix("env=")
+                .map(|env| Some(env.to_owned())),
             _ => None,
+        };
+        let parsed = match (action.as_str(), rest) {
+            ("add" | "set" | "append" | "merge" | "setifempty", [_, name, value, tail @ ..]) => {
+                condition(tail).map(|env| (name, value.text.clone(), env))
+            }
+            ("unset", [_, name, tail @ ..]) => condition(tail).map(|env| (name, String::new(), env)),
+            (
+                "add" | "set" | "append" | "merge" | "setifempty" | "unset" | "edit" | "edit*"
+                | "echo" | "note",
+                _,
+            ) => None,
+            _ => {
+                return Err(invalid(
+                    action_token.span,
+                    format!(
+                        "unknown {directive} action \"{}\": expected add, append, echo, edit, edit*, merge, note, set, setifempty or unset",
+                        action_token.text
+                    ),
+                ))
+            }
         };
         match parsed {
             Some((name, value, env)) => self.cfg.headers.push(HeaderDirective {
                 always,
-                action: action.unwrap_or_default(),
+                action,
                 name: name.text.clone(),
-                value: value.text.clone(),
+                value,
                 env,
                 span,
             }),
             None => self.skip(directive, span),
         }
+        Ok(())
     }
 }
 

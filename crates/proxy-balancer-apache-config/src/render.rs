@@ -200,13 +200,12 @@ impl Config {
             if h.always {
                 out.push_str("always ");
             }
-            let _ = write!(
-                out,
-                "{} {} {}",
-                h.action,
-                inner_word(&h.name),
-                quoted(&h.value)
-            );
+            let _ = write!(out, "{} {}", h.action, inner_word(&h.name));
+            // `unset` takes no value.
+            if h.action != "unset" {
+                out.push(' ');
+                out.push_str(&quoted(&h.value));
+            }
             if let Some(env) = &h.env {
                 out.push(' ');
                 out.push_str(&word(&format!("env={env}")));

@@ -331,3 +331,44 @@ fn words_ending_in_a_backslash_round_trip_inside_a_line() {
         assert_eq!(again.without_spans(), c.without_spans(), "{text}");
     }
 }
+
+/// `Header`: the actions a site applies are read; Apache's others are kept in `skipped`; an
+/// action Apache does not have is an error, as `apache2 -t` says.
+#[test]
+fn header_actions() {
+    let c = parse(
+        "Header merge X-M b\nHeader setifempty X-S 1\nHeader unset X-U env=!KEEP\n\
+         Header edit X-E ^a b\nHeader always echo X-\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let read: Vec<(&str, &str, &str, Option<&str>)> = c
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.action.as_str(),
+                h.name.as_str(),
+                h.value.as_str(),
+                h.env.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("merge", "X-M", "b", None),
+            ("setifempty", "X-S", "1", None),
+            ("unset", "X-U", "", Some("!KEEP")),
+        ]
+    );
+    let skipped: Vec<u32> = c.skipped.iter().map(|s| s.span.line).collect();
+    assert_eq!(skipped, [4, 5]);
+
+    let err = parse("Header frobnicate X-T 1\n").expect_err("not an Apache action");
+    let text = err.to_string();
+    assert!(
+        text.contains("unknown Header action \"frobnicate\""),
+        "{text}"
+    );
+    assert!(parse("Header\n").is_err());
+}

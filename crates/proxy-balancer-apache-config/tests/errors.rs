@@ -193,9 +193,14 @@ fn apache_syntax_details() {
     let m = &c.balancers[0].members[0];
     assert_eq!(m.params[0].value, "a b");
     assert_eq!(m.params[2].span, at(3, 4));
-    assert_eq!(c.headers.len(), 1);
+    // `unset` is applied (no value); the `expr=` condition is not supported: skipped.
+    assert_eq!(c.headers.len(), 2);
     assert_eq!(c.headers[0].value, "lb \"one\"");
-    assert_eq!(c.skipped.len(), 2);
+    assert_eq!(
+        (c.headers[1].action.as_str(), c.headers[1].name.as_str()),
+        ("unset", "Server")
+    );
+    assert_eq!(c.skipped.len(), 1);
     assert_eq!(
         c.proxy_passes[0].target,
         proxy_balancer_apache_config::ProxyTarget::Balancer {

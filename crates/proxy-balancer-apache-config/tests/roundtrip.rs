@@ -202,7 +202,14 @@ fn config() -> impl Strategy<Value = Config> {
             prop::collection::vec(
                 (
                     any::<bool>(),
-                    prop::sample::select(vec!["add", "set", "append"]),
+                    prop::sample::select(vec![
+                        "add",
+                        "set",
+                        "append",
+                        "merge",
+                        "setifempty",
+                        "unset",
+                    ]),
                     "[A-Za-z-]{1,12}",
                     "[ -~]{0,40}".prop_filter("no trailing backslash", |v| !v.ends_with('\\')),
                     prop::option::of("!?[A-Z_]{1,12}"),
@@ -311,7 +318,12 @@ fn config() -> impl Strategy<Value = Config> {
                         always,
                         action: action.to_owned(),
                         name,
-                        value,
+                        // `unset` takes no value.
+                        value: if action == "unset" {
+                            String::new()
+                        } else {
+                            value
+                        },
                         env,
                         span: Span::default(),
                     })

@@ -577,3 +577,27 @@ async fn an_h2c_request_keeps_its_authority_through_a_path_mapping() {
     );
     running.shutdown().await.expect("stops cleanly");
 }
+
+/// What the site would not apply as written refuses the configuration, naming the line:
+/// never a rule silently dropped.
+#[tokio::test]
+async fn a_directive_the_site_cannot_apply_refuses_the_configuration() {
+    let base = "<Proxy balancer://b>\n BalancerMember http://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://b/\n";
+    for (extra, says) in [
+        ("Header edit X-A ^a b\n", "line 5: Header"),
+        ("Header set X-A 1 expr=%{REQUEST_STATUS}\n", "line 5: Header"),
+        ("ProxyPassReverseCookiePath /a /b interpolate\n", "line 5: ProxyPassReverseCookiePath"),
+        (
+            "<Location /balancer-manager>\n SetHandler balancer-manager\n Require host example.com\n</Location>\n",
+            "line 5: Require host example.com",
+        ),
+        (
+            "<Location /balancer-manager>\n SetHandler balancer-manager\n Require ip 10.0.0.0/33\n</Location>\n",
+            "line 5: Require ip 10.0.0.0/33",
+        ),
+    ] {
+        let config = parse(&format!("{base}{extra}")).expect("valid Apache");
+        let error = Site::from_config(&config).expect_err(extra).to_string();
+        assert!(error.starts_with(says), "{extra}: {error}");
+    }
+}

@@ -27,6 +27,14 @@ pub enum SiteError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A directive the site would not apply as written (a `Header` form it does not
+    /// support, `interpolate`): refused rather than dropped.
+    Unsupported {
+        /// Its line in the configuration.
+        line: u32,
+        /// What is not supported.
+        reason: String,
+    },
     /// A `ProxyPass` path or URL is not a valid mapping.
     Mapping {
         /// Its line in the configuration.
@@ -65,6 +73,7 @@ impl fmt::Display for SiteError {
             Self::Params(errors) => write!(f, "{errors}"),
             Self::Balancer { name, source } => write!(f, "{name}: {source}"),
             Self::ProxyPass { line, reason }
+            | Self::Unsupported { line, reason }
             | Self::HealthCheck { line, reason }
             | Self::Manager { line, reason } => write!(f, "line {line}: {reason}"),
             Self::Mapping { line, source } => write!(f, "line {line}: ProxyPass: {source}"),
@@ -80,7 +89,10 @@ impl std::error::Error for SiteError {
             Self::Balancer { source, .. } => Some(source),
             Self::Mapping { source, .. } => Some(source),
             Self::Probe { source, .. } => Some(source),
-            Self::ProxyPass { .. } | Self::HealthCheck { .. } | Self::Manager { .. } => None,
+            Self::ProxyPass { .. }
+            | Self::Unsupported { .. }
+            | Self::HealthCheck { .. }
+            | Self::Manager { .. } => None,
         }
     }
 }

@@ -124,13 +124,19 @@ pub(super) fn apply_headers<B>(directives: &[HeaderDirective], response: &mut Re
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             continue;
         };
-        let filled = fill(&h.value, info.as_ref());
         let headers = response.headers_mut();
-        let value = match (
-            h.action.as_str(),
-            headers.get(&name).and_then(|v| v.to_str().ok()),
-        ) {
+        if h.action == "unset" {
+            headers.remove(&name);
+            continue;
+        }
+        let filled = fill(&h.value, info.as_ref());
+        let old = headers.get(&name).and_then(|v| v.to_str().ok());
+        let value = match (h.action.as_str(), old) {
             ("append", Some(old)) => format!("{old}, {filled}"),
+            // merge: appended unless the value is already one of the header's tokens.
+            ("merge", Some(old)) if old.split(',').any(|t| t.trim() == filled) => continue,
+            ("merge", Some(old)) => format!("{old}, {filled}"),
+            ("setifempty", Some(_)) => continue,
             _ => filled,
         };
         let Ok(value) = HeaderValue::from_str(&value) else {
@@ -180,6 +186,30 @@ mod tests {
         ] {
             assert!(!is_route_cookie(&directive(line)), "{line}");
         }
+    }
+
+    #[test]
+    fn unset_merge_and_setifempty_as_mod_headers() {
+        let directives = [
+            directive("Header always unset Server"),
+            directive("Header always merge X-M b"),
+            directive("Header always merge X-N a"),
+            directive("Header always setifempty X-S new"),
+            directive("Header always setifempty X-T new"),
+        ];
+        let mut response = Response::new(());
+        let headers = response.headers_mut();
+        headers.insert("server", HeaderValue::from_static("member/1"));
+        headers.insert("x-m", HeaderValue::from_static("a"));
+        headers.insert("x-n", HeaderValue::from_static("a, c"));
+        headers.insert("x-s", HeaderValue::from_static("old"));
+        apply_headers(&directives, &mut response);
+        let headers = response.headers();
+        assert!(headers.get("server").is_none());
+        assert_eq!(headers["x-m"], "a, b");
+        assert_eq!(headers["x-n"], "a, c", "a is already there");
+        assert_eq!(headers["x-s"], "old");
+        assert_eq!(headers["x-t"], "new");
     }
 
     #[test]

@@ -143,6 +143,7 @@ impl Site {
     /// If a parameter is invalid, a `ProxyPass` names a balancer that is not defined, a
     /// health check or the manager's `<Location>` is invalid. Each error names its line.
     pub fn from_config(config: &Config) -> Result<Self, SiteError> {
+        refuse_skipped_headers(config)?;
         let now = tokio::time::Instant::now().into_std();
         let mut stores = Vec::new();
         let balancers = config.balancers().map_err(SiteError::Params)?;
@@ -415,7 +416,7 @@ fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
     ] {
         for r in rewrites {
             if r.interpolate {
-                return Err(SiteError::ProxyPass {
+                return Err(SiteError::Unsupported {
                     line: r.span.line,
                     reason: format!(
                         "{directive} {} {} interpolate: interpolation from the environment is not supported",
@@ -431,6 +432,26 @@ fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
         }
     }
     Ok(layer)
+}
+
+/// A `Header` line the site would not apply (Apache's `edit`, `echo`, `note`, an `expr=`
+/// condition, or a line inside a context the site does not read) refuses the
+/// configuration: a response header rule must not be silently dropped.
+fn refuse_skipped_headers(config: &Config) -> Result<(), SiteError> {
+    match config
+        .skipped
+        .iter()
+        .find(|s| s.directive.eq_ignore_ascii_case("header"))
+    {
+        Some(skipped) => Err(SiteError::Unsupported {
+            line: skipped.span.line,
+            reason: format!(
+                "{}: this form is not applied (supported: add, set, append, merge, setifempty and unset, with an optional env= condition, at server level)",
+                skipped.directive
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn bad_request() -> Response<ProxyBody> {
