@@ -1084,9 +1084,9 @@ fn proxypass_trailing_slash(config: &Config, out: &mut Vec<Finding>) {
             rule: "proxypass-trailing-slash",
             span: pp.span,
             what: format!(
-                "ProxyPass {} {target}: the path {} a trailing slash and the target {}",
+                "ProxyPass {} {target}: the path {} trailing slash and the target {}",
                 pp.path,
-                if front { "has" } else { "has no" },
+                if front { "has a" } else { "has no" },
                 if back { "has one" } else { "has none" }
             ),
             causes: format!(

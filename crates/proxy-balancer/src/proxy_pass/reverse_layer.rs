@@ -21,6 +21,8 @@ pub(super) struct ReverseConfig {
     lines: Vec<ProxyPassReverse>,
     cookies: ProxyPassReverseCookie,
     scheme: Scheme,
+    /// `host[:port]` for requests that name no host (HTTP/1.0 without `Host`).
+    server_name: Option<String>,
 }
 
 /// Rewrites each response on its way back from a member. See the [module docs](super).
@@ -57,6 +59,7 @@ impl ReverseLayer {
                 lines: Vec::new(),
                 cookies: ProxyPassReverseCookie::new(),
                 scheme: Scheme::HTTP,
+                server_name: None,
             }),
         }
     }
@@ -127,6 +130,19 @@ impl ReverseLayer {
         self
     }
 
+    /// The host (and port, if not the scheme's default) of the front URLs that
+    /// `ProxyPassReverse` writes for requests that name no host (an HTTP/1.0 request
+    /// without `Host`); without it they get a relative URL.
+    ///
+    /// # Apache
+    ///
+    /// `ServerName host[:port]`, which Apache uses for self-referential URLs.
+    #[must_use]
+    pub fn with_server_name(mut self, host_port: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).server_name = Some(host_port.into());
+        self
+    }
+
     /// The `ProxyPassReverse` lines, in order.
     #[must_use]
     pub fn reverses(&self) -> &[ProxyPassReverse] {
@@ -191,15 +207,24 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let origin =
-            (!self.config.lines.is_empty()).then(|| front_origin(&request, &self.config.scheme));
+        let origin = (!self.config.lines.is_empty()).then(|| {
+            front_origin(
+                &request,
+                &self.config.scheme,
+                self.config.server_name.as_deref(),
+            )
+        });
         ResponseFuture::new(self.inner.call(request), Arc::clone(&self.config), origin)
     }
 }
 
 /// `scheme://host[:port]` of the request as the client sent it, or `""` (relative URLs)
 /// when it names no host.
-fn front_origin<B>(request: &Request<B>, default_scheme: &Scheme) -> String {
+fn front_origin<B>(
+    request: &Request<B>,
+    default_scheme: &Scheme,
+    server_name: Option<&str>,
+) -> String {
     let uri = request.uri();
     let host = match uri.authority() {
         Some(authority) => {
@@ -208,6 +233,7 @@ fn front_origin<B>(request: &Request<B>, default_scheme: &Scheme) -> String {
         }
         None => request.headers().get(HOST).and_then(|h| h.to_str().ok()),
     };
+    let host = host.filter(|h| !h.is_empty()).or(server_name);
     let Some(host) = host.filter(|h| !h.is_empty()) else {
         return String::new();
     };
@@ -398,16 +424,24 @@ mod tests {
             .body(())
             .expect("valid");
         assert_eq!(
-            front_origin(&h2, &Scheme::HTTPS),
+            front_origin(&h2, &Scheme::HTTPS, None),
             "http://www.example.com:8080"
         );
         let h1 = Request::get("/x")
             .header(HOST, "www.example.com")
             .body(())
             .expect("valid");
-        assert_eq!(front_origin(&h1, &Scheme::HTTPS), "https://www.example.com");
+        assert_eq!(
+            front_origin(&h1, &Scheme::HTTPS, None),
+            "https://www.example.com"
+        );
         let none = Request::get("/x").body(()).expect("valid");
-        assert_eq!(front_origin(&none, &Scheme::HTTP), "");
+        assert_eq!(front_origin(&none, &Scheme::HTTP, None), "");
+        assert_eq!(
+            front_origin(&none, &Scheme::HTTPS, Some("proxy.example.com:8443")),
+            "https://proxy.example.com:8443",
+            "ServerName when the request names no host"
+        );
         let opaque = Request::get("/x")
             .header(
                 HOST,
@@ -415,6 +449,6 @@ mod tests {
             )
             .body(())
             .expect("valid");
-        assert_eq!(front_origin(&opaque, &Scheme::HTTP), "");
+        assert_eq!(front_origin(&opaque, &Scheme::HTTP, None), "");
     }
 }

@@ -387,13 +387,16 @@ fn forwarded_headers(config: &Config) -> ForwardedHeaders {
 /// front scheme is `ServerName`'s, if it gives one.
 fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
     let mut layer = ReverseLayer::new();
-    if config
-        .server_name
-        .as_ref()
-        .and_then(|n| n.scheme.as_deref())
-        == Some("https")
-    {
-        layer = layer.with_front_scheme(http::uri::Scheme::HTTPS);
+    if let Some(name) = &config.server_name {
+        let https = name.scheme.as_deref() == Some("https");
+        if https {
+            layer = layer.with_front_scheme(http::uri::Scheme::HTTPS);
+        }
+        let default_port = if https { 443 } else { 80 };
+        layer = layer.with_server_name(match name.port {
+            Some(port) if port != default_port => format!("{}:{port}", name.host),
+            _ => name.host.clone(),
+        });
     }
     for line in &config.proxy_pass_reverses {
         let reverse = ProxyPassReverse::new(&line.path, &line.target).map_err(|source| {
