@@ -384,6 +384,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_and_uris_show_their_text() {
+        let mut hc = HcParams::default();
+        assert!(hc.uri.is_empty());
+        hc.set("hcuri", "/health?x=1").unwrap();
+        hc.set("hcexpr", "ok200").unwrap();
+        assert!(!hc.uri.is_empty());
+        assert_eq!(hc.uri.to_string(), "/health?x=1");
+        assert_eq!(format!("{:?}", hc.uri), "HcUri(\"/health?x=1\")");
+        let expr = hc.expr.as_ref().unwrap();
+        assert_eq!(expr.to_string(), "ok200");
+        assert_eq!(format!("{expr:?}"), "HcExprName(\"ok200\")");
+    }
+
+    #[test]
+    fn passes_and_fails_needed_are_at_least_one() {
+        let mut hc = HcParams::default();
+        hc.set("hcpasses", "3").unwrap();
+        hc.set("hcfails", "4").unwrap();
+        assert_eq!((hc.passes_needed(), hc.fails_needed()), (3, 4));
+        hc.set("hcpasses", "0").unwrap();
+        hc.set("hcfails", "0").unwrap();
+        assert_eq!((hc.passes_needed(), hc.fails_needed()), (1, 1));
+    }
+
+    #[test]
     fn defaults_are_apaches() {
         let hc = HcParams::default();
         assert_eq!(hc.method, HcMethod::None);

@@ -716,7 +716,8 @@ impl MemberParams {
             "disablereuse" => self.disable_reuse = parse_on_off("disablereuse", value)?,
             "enablereuse" => self.disable_reuse = !parse_on_off("enablereuse", value)?,
             "keepalive" => self.keepalive = parse_on_off("keepalive", value)?,
-            hc if hc.starts_with("hc") => self.hc.set(hc, value)?,
+            hc @ ("hcmethod" | "hcuri" | "hcinterval" | "hcpasses" | "hcfails" | "hcexpr"
+            | "hctemplate") => self.hc.set(hc, value)?,
             _ => {
                 return Err(ParamError::UnknownParameter {
                     param: key.to_owned(),
