@@ -112,6 +112,8 @@ struct Tries<M: MakeMember, B> {
     shared: Arc<Shared<M>>,
     template: Template<B>,
     route: Option<SessionRoute>,
+    /// The route is still to be read from the request (no StickyRoute looked for it).
+    look_up_route: bool,
     attempts: Attempts,
 }
 
@@ -123,19 +125,17 @@ where
 {
     pub(crate) fn new(shared: Arc<Shared<M>>, request: Request<B>) -> Self {
         let (parts, body) = request.into_parts();
-        // No StickyRoute in front: the balancer reads the session route itself, as
-        // mod_proxy_balancer does, so a sticky balancer is never silently not sticky.
-        let route = parts.extensions.get::<SessionRoute>().cloned().or_else(|| {
-            if parts.extensions.get::<RouteLookedUp>().is_some() {
-                return None;
-            }
-            let view = shared.view();
-            let found = view.routes.as_ref()?.extract(&parts.uri, &parts.headers)?;
-            Some(SessionRoute {
-                sticky_name: Arc::from(found.name),
-                route: Arc::from(found.route),
-            })
-        });
+        // Without a StickyRoute in front, the first pick reads the session route itself
+        // (with the view it loads anyway), as mod_proxy_balancer does, so a sticky balancer
+        // is never silently not sticky.
+        let (route, look_up_route) = match (
+            parts.extensions.get::<SessionRoute>(),
+            parts.extensions.get::<RouteLookedUp>(),
+        ) {
+            (Some(route), _) => (Some(route.clone()), false),
+            (None, Some(RouteLookedUp)) => (None, false),
+            (None, None) => (None, true),
+        };
         let limit = shared.options.replay_limit;
         let template = Template {
             head_len: head_len(&parts),
@@ -151,6 +151,7 @@ where
                 shared,
                 template,
                 route,
+                look_up_route,
                 attempts: Attempts {
                     tried: Vec::new(),
                     left: None,
@@ -232,6 +233,18 @@ where
     fn pick(&mut self) -> TryStep<M, B, RB> {
         let view = self.shared.view();
         let snapshot = &view.snapshot;
+        if std::mem::take(&mut self.look_up_route) {
+            if let Some(found) = view
+                .routes
+                .as_ref()
+                .and_then(|routes| routes.extract(&self.template.uri, &self.template.headers))
+            {
+                self.route = Some(SessionRoute {
+                    sticky_name: Arc::from(found.name),
+                    route: Arc::from(found.route),
+                });
+            }
+        }
         let now = now();
         let request = PickRequest::new().with_tried(&self.attempts.tried);
         let request = match &self.route {
