@@ -11,7 +11,7 @@
 //! balancer-manager`.
 //!
 //! Serve it with [`Server`](crate::server::Server), which puts the client's
-//! [`PeerAddr`] in each request (for `X-Forwarded-For` and the manager's
+//! [`PeerAddr`](crate::PeerAddr) in each request (for `X-Forwarded-For` and the manager's
 //! `Require ip` rule).
 //!
 //! # Example
