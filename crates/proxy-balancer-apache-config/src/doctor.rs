@@ -22,6 +22,7 @@
 //! | `manager-without-require` | error | a balancer-manager `<Location>` without `Require` (or with `Require all granted`) |
 //! | `nonce-none` | warning | a balancer with `nonce=None` |
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
+//! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted` |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
@@ -167,6 +168,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
     }
     route_cookie_mismatch(config, &mut out);
     manager_without_require(config, &mut out);
+    not_applied(config, &mut out);
     proxypass_trailing_slash(config, &mut out);
     for t in &config.hc_templates {
         hcuri_relative(&format!("ProxyHCTemplate {}", t.name), &t.params, &mut out);
@@ -1026,6 +1028,85 @@ fn manager_without_require(config: &Config, out: &mut Vec<Finding>) {
             });
         }
     }
+}
+
+/// `not-applied`: what the reverse proxy (`proxy_balancer::site`) refuses at start rather
+/// than run without, so that `--check` says it before `--config` does.
+///
+/// Apache applies these lines; the site does not support them and will not silently drop a
+/// response-header rule, an interpolation or an access rule.
+fn not_applied(config: &Config, out: &mut Vec<Finding>) {
+    let mut refuse = |span, what: String, fix: &str| {
+        out.push(Finding {
+            severity: Severity::Error,
+            rule: "not-applied",
+            span,
+            what,
+            causes: "the reverse proxy refuses to start with this configuration rather than run without \
+                     the rule"
+                .into(),
+            fix: fix.into(),
+        });
+    };
+    for skipped in &config.skipped {
+        if skipped.directive.eq_ignore_ascii_case("header") {
+            refuse(
+                skipped.span,
+                "a Header line the proxy does not apply (edit, echo, note, an expr= condition, or inside a context)".into(),
+                "use add, set, append, merge, setifempty or unset, with an optional env= condition, at server level",
+            );
+        }
+    }
+    for (rewrites, directive) in [
+        (
+            &config.proxy_pass_reverse_cookie_domains,
+            "ProxyPassReverseCookieDomain",
+        ),
+        (
+            &config.proxy_pass_reverse_cookie_paths,
+            "ProxyPassReverseCookiePath",
+        ),
+    ] {
+        for r in rewrites.iter().filter(|r| r.interpolate) {
+            refuse(
+                r.span,
+                format!("{directive} {} {} interpolate", r.internal, r.public),
+                "write the values out; interpolation from the environment is not supported",
+            );
+        }
+    }
+    for loc in &config.manager_locations {
+        for require in &loc.requires {
+            let mut words = require.split_whitespace();
+            let kind = words.next().map(str::to_ascii_lowercase);
+            let rest: Vec<&str> = words.collect();
+            let supported = match kind.as_deref() {
+                Some("ip") => !rest.is_empty() && rest.iter().all(|net| is_network(net)),
+                Some("all") => rest.len() == 1 && rest[0].eq_ignore_ascii_case("granted"),
+                _ => false,
+            };
+            if !supported {
+                refuse(
+                    loc.span,
+                    format!("Require {require} for the balancer-manager at {}", loc.path),
+                    "admit operators with Require ip ADDR[/PREFIX] …",
+                );
+            }
+        }
+    }
+}
+
+/// Whether `net` is `ADDR` or `ADDR/PREFIX` with a prefix the address family allows.
+fn is_network(net: &str) -> bool {
+    let (addr, prefix) = match net.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (net, None),
+    };
+    let Ok(addr) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let most = if addr.is_ipv4() { 32 } else { 128 };
+    prefix.map_or(true, |p| p.parse::<u8>().is_ok_and(|p| p <= most))
 }
 
 /// `proxypass-trailing-slash`: a `ProxyPass` path and target that disagree on a trailing

@@ -711,3 +711,27 @@ fn site_directives_are_known() {
     );
     assert_eq!(rules_of(&text), vec![]);
 }
+
+/// `not-applied`: what the reverse proxy refuses at start, `--check` says first.
+#[test]
+fn not_applied_finds_what_the_proxy_refuses() {
+    let text = "<Proxy balancer://b>\n BalancerMember http://127.0.0.1:9 hcmethod=GET\n</Proxy>\n\
+                ProxyPass / balancer://b/\n\
+                Header edit X-A ^a b\n\
+                Header set X-B 1\n\
+                ProxyPassReverseCookiePath /a /b interpolate\n\
+                <Location /balancer-manager>\n SetHandler balancer-manager\n Require ip 127.0.0.1 10.0.0.0/33\n</Location>\n\
+                <Location /m2>\n SetHandler balancer-manager\n Require host example.com\n</Location>\n";
+    let config = proxy_balancer_apache_config::parse(text).expect("valid Apache");
+    let lines: Vec<u32> = only(&config, "not-applied")
+        .iter()
+        .map(|f| f.span.line)
+        .collect();
+    assert_eq!(lines, [5, 7, 8, 12]);
+    assert!(only(&config, "not-applied")
+        .iter()
+        .all(|f| f.severity == Severity::Error));
+    let fine = "<Location /balancer-manager>\n SetHandler balancer-manager\n Require ip 127.0.0.1 ::1/128 10.0.0.0/8\n</Location>\n";
+    let config = proxy_balancer_apache_config::parse(fine).expect("valid Apache");
+    assert!(only(&config, "not-applied").is_empty());
+}
