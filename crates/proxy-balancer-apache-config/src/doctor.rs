@@ -23,6 +23,7 @@
 //! | `nonce-none` | warning | a balancer with `nonce=None` |
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
 //! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted` |
+//! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
@@ -169,6 +170,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
     route_cookie_mismatch(config, &mut out);
     manager_without_require(config, &mut out);
     not_applied(config, &mut out);
+    worker_shared(config, &mut out);
     proxypass_trailing_slash(config, &mut out);
     for t in &config.hc_templates {
         hcuri_relative(&format!("ProxyHCTemplate {}", t.name), &t.params, &mut out);
@@ -1092,6 +1094,41 @@ fn not_applied(config: &Config, out: &mut Vec<Finding>) {
                     "admit operators with Require ip ADDR[/PREFIX] …",
                 );
             }
+        }
+    }
+}
+
+/// `worker-shared`: a `ProxyPass` to a plain URL that an earlier `ProxyPass` already uses,
+/// with parameters of its own.
+///
+/// Apache shares one worker per URL: the first line defines it and the later line's
+/// parameters are ignored (AH01146 "Ignoring parameter … because of worker sharing"); so
+/// does the reverse proxy.
+fn worker_shared(config: &Config, out: &mut Vec<Finding>) {
+    let mut seen: Vec<(String, u32)> = Vec::new();
+    for pp in &config.proxy_passes {
+        let ProxyTarget::Url(url) = &pp.target else {
+            continue;
+        };
+        let Ok(key) = proxy_balancer_core::MemberUrl::new(url) else {
+            continue;
+        };
+        let key = key.to_string();
+        match seen.iter().find(|(k, _)| *k == key) {
+            Some((_, first)) if !pp.params.is_empty() => out.push(Finding {
+                severity: Severity::Warning,
+                rule: "worker-shared",
+                span: pp.span,
+                what: format!(
+                    "ProxyPass {} {url}: the worker for {key} was defined on line {first}; these parameters are ignored",
+                    pp.path
+                ),
+                causes: "every ProxyPass to one URL shares the first one's worker, as in Apache (AH01146)"
+                    .into(),
+                fix: format!("put the parameters on the first ProxyPass to {key} (line {first})"),
+            }),
+            Some(_) => {}
+            None => seen.push((key, pp.span.line)),
         }
     }
 }

@@ -735,3 +735,17 @@ fn not_applied_finds_what_the_proxy_refuses() {
     let config = proxy_balancer_apache_config::parse(fine).expect("valid Apache");
     assert!(only(&config, "not-applied").is_empty());
 }
+
+/// `worker-shared`: the second `ProxyPass` to a URL does not get its own parameters.
+#[test]
+fn worker_shared_warns_of_ignored_parameters() {
+    let text = "ProxyPass /a/ http://127.0.0.1:8001/ retry=5\n\
+                ProxyPass /b/ http://127.0.0.1:8001/\n\
+                ProxyPass /c/ http://127.0.0.1:8001/ retry=9\n";
+    let config = proxy_balancer_apache_config::parse(text).expect("valid Apache");
+    let found = only(&config, "worker-shared");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].span.line, 3);
+    assert_eq!(found[0].severity, Severity::Warning);
+    assert!(found[0].what.contains("line 1"), "{}", found[0].what);
+}

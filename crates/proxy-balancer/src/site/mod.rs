@@ -163,6 +163,7 @@ impl Site {
             Target::Balancer(Reverse::new(stack(Arc::clone(store), cookie), &reverse))
         };
         let mut routes = Vec::new();
+        let mut workers_seen = std::collections::HashSet::new();
         for pass in &config.proxy_passes {
             let line = pass.span.line;
             let mapping = |backend: &str| {
@@ -196,6 +197,15 @@ impl Site {
                     let (params, _) = config
                         .url_worker_balancer(pass)
                         .map_err(SiteError::Params)?;
+                    if !workers_seen.insert(params.name.clone()) && !pass.params.is_empty() {
+                        tracing::warn!(
+                            apache_id = "AH01146",
+                            line,
+                            worker = %params.name,
+                            "ProxyPass {} {url}: parameters ignored: the worker was defined by an earlier ProxyPass",
+                            pass.path
+                        );
+                    }
                     let store = stores
                         .iter()
                         .find(|s| s.snapshot().params().name == params.name)
