@@ -55,12 +55,14 @@ mod client;
 mod demo;
 mod shared_stream;
 mod trace;
+mod wait;
 
 pub use backend::{Mode, RecordedRequest, TestBackend, TestBackendBuilder};
 pub use body::ChannelBody;
 pub use client::{TestClient, TestResponse};
 pub use demo::{demo_config, start_demo_backends};
 pub use trace::init_tracing;
+pub use wait::wait_for;
 
 /// The boxed error type returned by [`TestClient`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

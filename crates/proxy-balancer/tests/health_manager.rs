@@ -19,7 +19,7 @@ use proxy_balancer::health_probe::{HealthProbe, ProbeDefinitions};
 use proxy_balancer::{BalancerParams, BalancerStore, HcMethod, MemberParams};
 use proxy_balancer_manager::{BalancerManager, PeerAddr};
 use proxy_balancer_test::TestBackend;
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// Every wait in these tests is bounded by this (on the paused clock).
@@ -38,16 +38,8 @@ async fn backend(name: &str) -> TestBackend {
 }
 
 /// Polls `cond` until it holds; the time it took. Panics after [`BOUND`].
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    let waited = timeout(BOUND, async {
-        while !cond() {
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
-    start.elapsed()
+async fn wait_for(what: &str, cond: impl FnMut() -> bool) -> Duration {
+    proxy_balancer_test::wait_for(what, BOUND, POLL, cond).await
 }
 
 fn encode(s: &str) -> String {

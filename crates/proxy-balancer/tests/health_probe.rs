@@ -69,16 +69,8 @@ fn config(method: ProbeMethod, interval_ms: u64, fails: u32, passes: u32) -> Pro
 }
 
 /// Polls `cond` until it holds; the time it took. Panics after [`BOUND`].
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    let waited = timeout(BOUND, async {
-        while !cond() {
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
-    start.elapsed()
+async fn wait_for(what: &str, cond: impl FnMut() -> bool) -> Duration {
+    proxy_balancer_test::wait_for(what, BOUND, POLL, cond).await
 }
 
 fn flags(store: &BalancerStore, i: usize) -> StatusFlags {
