@@ -601,3 +601,49 @@ async fn a_directive_the_site_cannot_apply_refuses_the_configuration() {
         assert!(error.starts_with(says), "{extra}: {error}");
     }
 }
+
+/// `ProxyPass /private !` holds against encodings, as Apache's: an escaped unreserved
+/// character is the character (404 like the plain path), an encoded `/` or NUL is 404, a bad
+/// escape 400; the member gets the decoded path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusion_holds_against_encodings() {
+    let backends = start_demo_backends(1).await.expect("loopback ports");
+    let member = backends[0].url();
+    let running = serve_config(&format!(
+        "<Proxy balancer://b>\n BalancerMember {member}\n</Proxy>\n\
+         ProxyPass /private !\nProxyPass / balancer://b/\n"
+    ))
+    .await;
+    let front = running.local_addr();
+    let client = TestClient::new().with_timeout(Duration::from_secs(5));
+    for (path, status) in [
+        ("/private/x", 404),
+        ("/%70rivate/x", 404),
+        ("/priv%61te", 404),
+        ("/private%2fx", 404),
+        ("/x/..%2fprivate", 404),
+        ("/private%00", 404),
+        ("/x%zz", 400),
+    ] {
+        let r = client
+            .get(&format!("http://{front}{path}"))
+            .await
+            .expect("an answer");
+        assert_eq!(r.status, status, "{path}");
+    }
+    assert_eq!(backends[0].hits(), 0, "nothing reached the member");
+    let r = client
+        .get(&format!("http://{front}/%41pp/a%20b?q=%70"))
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        backends[0]
+            .last_request()
+            .expect("one request")
+            .path_and_query,
+        "/App/a%20b?q=%70",
+        "unreserved characters decoded in the path; the query as sent"
+    );
+    running.shutdown().await.expect("stops cleanly");
+}

@@ -27,7 +27,8 @@ const BALANCER_SCHEME: &str = "balancer://";
 ///
 /// The path is matched as received, still percent-encoded (Apache matches the decoded path
 /// unless `nocanon` or `mapping=encoded` is set), and forwarded as received: `%2F` or `%20`
-/// reach the member unchanged. Dot segments (`.`, `..`, also spelled `%2e`) are removed
+/// reach the member unchanged ([`canonical_path`](super::canonical_path), which the site
+/// applies first, decodes unreserved characters and refuses `%2F`). Dot segments (`.`, `..`, also spelled `%2e`) are removed
 /// first, as Apache's URI normalisation does, so `/app/../admin` is `/admin` and does not
 /// match `/app`; a path that climbs above the root is an error.
 ///

@@ -165,7 +165,9 @@
 //! Apache httpd 2.4 is the reference. The choices where it leaves room, and the few places
 //! where we differ on purpose, are in the docs of [`ProxyPass`], [`reverse_url`],
 //! [`ProxyPassReverseCookie`] and [`prepare_request_headers`]. In short: the path is matched
-//! and forwarded still percent-encoded (like `nocanon`) after dot segments are removed;
+//! and forwarded still percent-encoded (like `nocanon`) after dot segments are removed
+//! (run it through [`canonical_path`] first, as the site does, to decode what RFC 3986 says
+//! is the same and refuse `%2F` and `%00`);
 //! `/app` matches `/app/x` but not `/apple`, as in Apache 2.4; a trailing `/` on a member
 //! URL is ignored; `ProxyPassReverse` only rewrites a member URL that ends at a URL
 //! boundary; cookie paths are rewritten by prefix at a segment boundary and cookie domains
@@ -298,6 +300,7 @@ macro_rules! wrapper_accessors {
     };
 }
 
+mod canonical;
 mod cookie;
 mod error;
 mod forward;
@@ -308,6 +311,7 @@ mod mapping;
 mod reverse;
 mod reverse_layer;
 
+pub use self::canonical::{canonical_path, PathRefusal};
 pub use self::cookie::{reverse_cookie_domain, reverse_cookie_path, ProxyPassReverseCookie};
 pub use self::error::ProxyPassError;
 pub use self::forward::{client_addr, forward_request, Forward, ForwardLayer, PreserveHost};

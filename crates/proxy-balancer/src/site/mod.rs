@@ -68,7 +68,8 @@ use crate::client::{MakeHttpMember, MemberBody};
 use crate::health_probe::HealthProbe;
 use crate::manager::BalancerManager;
 use crate::proxy_pass::{
-    forward_request, join_uri, ForwardedHeaders, ProxyPass, ProxyPassReverse, Reverse, ReverseLayer,
+    canonical_path, forward_request, join_uri, ForwardedHeaders, PathRefusal, ProxyPass,
+    ProxyPassReverse, Reverse, ReverseLayer,
 };
 use crate::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
 use crate::{Balancer, BalancerStore, ErrorResponseLayer};
@@ -343,10 +344,17 @@ impl Service<Request<Incoming>> for Site {
     }
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        if let Some(manager) = self.is_manager_path(request.uri().path()) {
+        // Matched, and forwarded, with escaped unreserved characters decoded: `/%70rivate`
+        // meets `ProxyPass /private !` as `/private` does. Encoded `/` and NUL are refused.
+        let canonical = match canonical_path(request.uri().path()) {
+            Ok(path) => path,
+            Err(PathRefusal::EncodedSlashOrNul) => return ResponseFuture::ready(not_found()),
+            Err(_) => return ResponseFuture::ready(bad_request()),
+        };
+        if let Some(manager) = self.is_manager_path(&canonical) {
             return ResponseFuture::manager(manager.clone().oneshot(request));
         }
-        let path = request.uri().path();
+        let path: &str = &canonical;
         let Some(route) = self.routes.iter().find(|r| r.pass.matches(path)) else {
             return ResponseFuture::ready(not_found());
         };
@@ -359,7 +367,7 @@ impl Service<Request<Incoming>> for Site {
         let Ok(mapped) = route.pass.map_path(path) else {
             return ResponseFuture::ready(bad_request());
         };
-        if mapped != path {
+        if mapped != request.uri().path() {
             // The scheme and authority stay (an HTTP/2 request's `:authority` is its Host).
             let origin = match (request.uri().scheme_str(), request.uri().authority()) {
                 (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
