@@ -212,11 +212,14 @@ pub struct Config {
     pub headers: Vec<HeaderDirective>,
     /// The balancer-manager locations.
     pub manager_locations: Vec<ManagerLocation>,
-    /// `BalancerGrowth`.
+    /// `BalancerGrowth`: the default `growth` of every balancer ([`Config::balancers`]
+    /// applies it, capped at the core's 100).
     pub balancer_growth: Option<u32>,
-    /// `BalancerPersist`.
+    /// `BalancerPersist`: not applied by the reverse proxy (persistence needs a file: the
+    /// manager's `persist`); the doctor's `no-effect` rule and the site's start-up log say so.
     pub balancer_persist: Option<bool>,
-    /// `BalancerInherit`.
+    /// `BalancerInherit`: no effect without `<VirtualHost>` contexts; reported like
+    /// `BalancerPersist`.
     pub balancer_inherit: Option<bool>,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,

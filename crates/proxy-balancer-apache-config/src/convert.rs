@@ -191,6 +191,11 @@ impl Config {
 
     fn convert_balancer(&self, b: &BalancerConfig, errors: &mut Vec<ParseError>) -> Converted {
         let mut params = BalancerParams::new(&b.name);
+        // `BalancerGrowth` is the default of each balancer's `growth` (a `growth=` on the
+        // balancer wins); the core takes at most 100.
+        if let Some(growth) = self.balancer_growth {
+            params.growth = u8::try_from(growth.min(100)).unwrap_or(100);
+        }
         for p in &b.params {
             if let Err(e) = params.set(&p.key, &p.value) {
                 errors.push(ParseError::new(

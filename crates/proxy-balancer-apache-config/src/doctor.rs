@@ -23,6 +23,7 @@
 //! | `nonce-none` | warning | a balancer with `nonce=None` |
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
 //! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted` |
+//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file) and `BalancerInherit Off` (no `<VirtualHost>` to inherit into) |
 //! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
@@ -170,6 +171,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
     route_cookie_mismatch(config, &mut out);
     manager_without_require(config, &mut out);
     not_applied(config, &mut out);
+    no_effect(config, &mut out);
     worker_shared(config, &mut out);
     proxypass_trailing_slash(config, &mut out);
     for t in &config.hc_templates {
@@ -1094,6 +1096,37 @@ fn not_applied(config: &Config, out: &mut Vec<Finding>) {
                     "admit operators with Require ip ADDR[/PREFIX] …",
                 );
             }
+        }
+    }
+}
+
+/// `no-effect`: server directives the reverse proxy reads but that change nothing there, so
+/// that nobody counts on them.
+fn no_effect(config: &Config, out: &mut Vec<Finding>) {
+    let lines = [
+        (
+            config.balancer_persist == Some(true),
+            "BalancerPersist On",
+            "balancer-manager changes are not kept across restarts from this line: the proxy keeps them only with a persistence file (BalancerManagerBuilder::persist)",
+            "drop the line, or give the manager a persistence file",
+        ),
+        (
+            config.balancer_inherit == Some(false),
+            "BalancerInherit Off",
+            "there is no <VirtualHost> to inherit balancers into: every balancer is the server's",
+            "drop the line",
+        ),
+    ];
+    for (present, what, causes, fix) in lines {
+        if present {
+            out.push(Finding {
+                severity: Severity::Warning,
+                rule: "no-effect",
+                span: Span::default(),
+                what: format!("{what} has no effect here"),
+                causes: causes.into(),
+                fix: fix.into(),
+            });
         }
     }
 }

@@ -749,3 +749,32 @@ fn worker_shared_warns_of_ignored_parameters() {
     assert_eq!(found[0].severity, Severity::Warning);
     assert!(found[0].what.contains("line 1"), "{}", found[0].what);
 }
+
+/// `BalancerGrowth` is every balancer's default `growth`; `BalancerPersist On` and
+/// `BalancerInherit Off`, which change nothing in the proxy, are reported.
+#[test]
+fn balancer_growth_applies_persist_and_inherit_are_reported() {
+    let text = "BalancerGrowth 3\nBalancerPersist On\nBalancerInherit Off\n\
+                <Proxy balancer://a>\n BalancerMember http://127.0.0.1:1\n</Proxy>\n\
+                <Proxy balancer://b>\n BalancerMember http://127.0.0.1:2\n ProxySet growth=7\n</Proxy>\n";
+    let config = proxy_balancer_apache_config::parse(text).expect("valid Apache");
+    let growth: Vec<u8> = config
+        .balancers()
+        .expect("converts")
+        .iter()
+        .map(|(params, _)| params.growth)
+        .collect();
+    assert_eq!(growth, [3, 7]);
+    let found = only(&config, "no-effect");
+    let what: Vec<&str> = found.iter().map(|f| f.what.as_str()).collect();
+    assert_eq!(
+        what,
+        [
+            "BalancerPersist On has no effect here",
+            "BalancerInherit Off has no effect here"
+        ]
+    );
+    let quiet = proxy_balancer_apache_config::parse("BalancerPersist Off\nBalancerInherit On\n")
+        .expect("valid Apache");
+    assert!(only(&quiet, "no-effect").is_empty());
+}

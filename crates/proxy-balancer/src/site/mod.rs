@@ -145,6 +145,16 @@ impl Site {
     /// health check or the manager's `<Location>` is invalid. Each error names its line.
     pub fn from_config(config: &Config) -> Result<Self, SiteError> {
         refuse_skipped_headers(config)?;
+        if config.balancer_persist == Some(true) {
+            tracing::warn!(
+                "BalancerPersist On has no effect here: manager changes are kept across restarts only with a persistence file (BalancerManagerBuilder::persist)"
+            );
+        }
+        if config.balancer_inherit == Some(false) {
+            tracing::warn!(
+                "BalancerInherit Off has no effect here: there are no <VirtualHost> contexts"
+            );
+        }
         let now = tokio::time::Instant::now().into_std();
         let mut stores = Vec::new();
         let balancers = config.balancers().map_err(SiteError::Params)?;
