@@ -163,6 +163,6 @@ pub use member::{BusyGuard, Member, MemberId, MemberState};
 pub use params::{
     BalancerParams, LbSet, LoadFactor, MemberParams, MemberUrl, Nonce, Route, StickySession,
 };
-pub use peer::PeerAddr;
+pub use peer::{LocalAddr, PeerAddr};
 pub use snapshot::{BalancerSnapshot, PickRequest, Picked};
 pub use store::BalancerStore;

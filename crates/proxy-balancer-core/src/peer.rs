@@ -31,3 +31,29 @@ impl From<SocketAddr> for PeerAddr {
         Self(addr)
     }
 }
+
+/// The local address a connection was accepted on (the listener's address, or the one the
+/// client reached), put in a request's extensions by the server that accepted it.
+///
+/// The balancer-manager reads it to tell whether a request's `Host` names this server
+/// (a defence against DNS rebinding).
+///
+/// ```
+/// use proxy_balancer_core::LocalAddr;
+///
+/// let local = LocalAddr("127.0.0.1:8080".parse()?);
+/// assert_eq!(local.0.port(), 8080);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+///
+/// # Apache
+///
+/// The connection's `local_addr` (`%{SERVER_ADDR}`, `%{SERVER_PORT}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LocalAddr(pub SocketAddr);
+
+impl From<SocketAddr> for LocalAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+}

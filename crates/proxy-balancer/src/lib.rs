@@ -174,7 +174,7 @@ pub use sticky_route::{StickyRoute, StickyRouteLayer};
 pub use proxy_balancer_core as core;
 pub use proxy_balancer_core::{
     lbmethod, BalancerParams, BalancerSnapshot, BalancerStore, BusyGuard, ConfigError, HcExprName,
-    HcMethod, HcParams, HcUri, HealthReport, LbMethod, LbMethodKind, LbSet, LoadFactor, Member,
-    MemberId, MemberParams, MemberState, MemberUrl, Nonce, ParamError, PeerAddr, PickError,
+    HcMethod, HcParams, HcUri, HealthReport, LbMethod, LbMethodKind, LbSet, LoadFactor, LocalAddr,
+    Member, MemberId, MemberParams, MemberState, MemberUrl, Nonce, ParamError, PeerAddr, PickError,
     PickRequest, Picked, Route, StatusFlags, StatusLabel, StickySession,
 };

@@ -58,7 +58,14 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::error::BoxError;
-use crate::PeerAddr;
+use crate::{LocalAddr, PeerAddr};
+
+mod limits;
+
+pub use limits::{
+    ClientLimits, ReadTimeout, DEFAULT_LIMIT_REQUEST_BODY, DEFAULT_LIMIT_REQUEST_FIELDS,
+    DEFAULT_LIMIT_REQUEST_LINE,
+};
 
 /// How long open connections may take to finish after a shutdown, by default.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
@@ -71,6 +78,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 pub struct Server {
     drain: Duration,
     nodelay: bool,
+    limits: ClientLimits,
 }
 
 // ===== impl Server =====
@@ -83,7 +91,16 @@ impl Server {
         Self {
             drain: DEFAULT_DRAIN,
             nodelay: true,
+            limits: ClientLimits::new(),
         }
+    }
+
+    /// What each client is allowed: timeouts, sizes, the connection cap
+    /// ([`ClientLimits`], Apache's defaults unless set).
+    #[must_use]
+    pub fn limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// How long open connections may take to finish after the shutdown future completes;
@@ -106,12 +123,11 @@ impl Server {
     /// Serves `service` on `listener` until `shutdown` completes, then stops accepting and
     /// lets open connections finish for up to the [drain](Self::drain) time.
     ///
-    /// Every request carries the client's [`PeerAddr`].
+    /// Every request carries the client's [`PeerAddr`] and the [`LocalAddr`] it reached.
     ///
     /// # Errors
     ///
-    /// None today (accept errors are logged and retried); the `Result` leaves room for
-    /// fatal listener errors.
+    /// If the listener's address cannot be read (accept errors are logged and retried).
     pub async fn serve<S, B>(
         &self,
         listener: TcpListener,
@@ -126,6 +142,7 @@ impl Server {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        let local = listener.local_addr().map_err(ServerError::Listener)?;
         let graceful = GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
@@ -145,8 +162,10 @@ impl Server {
                             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                         }
                     }
+                    let local = stream.local_addr().unwrap_or(local);
                     let service = service.clone().map_request(move |mut request: Request<Incoming>| {
                         request.extensions_mut().insert(PeerAddr(peer));
+                        request.extensions_mut().insert(LocalAddr(local));
                         request
                     });
                     let connection = builder

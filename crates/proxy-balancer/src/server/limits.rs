@@ -1,0 +1,374 @@
+//! What the server allows a client: timeouts, sizes and the connection cap, with Apache's
+//! names and defaults.
+
+use std::time::Duration;
+
+/// A read timeout with a minimum rate, as `mod_reqtimeout`'s `RequestReadTimeout` gives one
+/// for the request head (`header=`) and for the body (`body=`).
+///
+/// The client has `initial` to send; each `min_rate` bytes received add a second, up to
+/// `max` (none: no upper bound). A `ReadTimeout` with `initial` zero is off.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use proxy_balancer::server::ReadTimeout;
+///
+/// // RequestReadTimeout header=20-40,MinRate=500
+/// let header = ReadTimeout::new(Duration::from_secs(20))
+///     .max(Duration::from_secs(40))
+///     .min_rate(500);
+/// assert_eq!(header.deadline_after(0), Some(Duration::from_secs(20)));
+/// assert_eq!(header.deadline_after(5_000), Some(Duration::from_secs(30)));
+/// assert_eq!(header.deadline_after(50_000), Some(Duration::from_secs(40)));
+/// assert_eq!(ReadTimeout::OFF.deadline_after(0), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadTimeout {
+    initial: Duration,
+    max: Option<Duration>,
+    min_rate: Option<u32>,
+}
+
+// ===== impl ReadTimeout =====
+
+impl ReadTimeout {
+    /// No timeout (`header=0`, `body=0`).
+    pub const OFF: Self = Self {
+        initial: Duration::ZERO,
+        max: None,
+        min_rate: None,
+    };
+
+    /// A fixed timeout of `initial` (`header=20`), not extended by the bytes received.
+    #[must_use]
+    pub const fn new(initial: Duration) -> Self {
+        Self {
+            initial,
+            max: None,
+            min_rate: None,
+        }
+    }
+
+    /// The most the timeout may grow to with [`min_rate`](Self::min_rate)
+    /// (`header=20-40`: 40 s).
+    #[must_use]
+    pub const fn max(mut self, max: Duration) -> Self {
+        self.max = Some(max);
+        self
+    }
+
+    /// Each `bytes_per_second` bytes received add one second to the timeout
+    /// (`MinRate=500`). Zero means no extension.
+    #[must_use]
+    pub const fn min_rate(mut self, bytes_per_second: u32) -> Self {
+        self.min_rate = if bytes_per_second == 0 {
+            None
+        } else {
+            Some(bytes_per_second)
+        };
+        self
+    }
+
+    /// The initial timeout (zero: off).
+    #[must_use]
+    pub const fn initial(&self) -> Duration {
+        self.initial
+    }
+
+    /// The upper bound, if any.
+    #[must_use]
+    pub const fn max_timeout(&self) -> Option<Duration> {
+        self.max
+    }
+
+    /// The minimum rate in bytes per second, if any.
+    #[must_use]
+    pub const fn rate(&self) -> Option<u32> {
+        self.min_rate
+    }
+
+    /// Whether this timeout is off (`initial` zero).
+    #[must_use]
+    pub const fn is_off(&self) -> bool {
+        self.initial.is_zero()
+    }
+
+    /// How long after the start of the read the client may take, having sent `received`
+    /// bytes so far; `None` when the timeout is off.
+    #[must_use]
+    pub fn deadline_after(&self, received: u64) -> Option<Duration> {
+        if self.is_off() {
+            return None;
+        }
+        let extension = self.min_rate.map_or(Duration::ZERO, |rate| {
+            Duration::from_secs(received / u64::from(rate))
+        });
+        let total = self.initial.saturating_add(extension);
+        Some(
+            self.max
+                .map_or(total, |max| total.min(max.max(self.initial))),
+        )
+    }
+}
+
+/// What a [`Server`](super::Server) allows each client: Apache's front-door limits and
+/// timeouts, with Apache's defaults.
+///
+/// | setter | Apache directive | default |
+/// | --- | --- | --- |
+/// | [`header_timeout`](Self::header_timeout) | `RequestReadTimeout header=` | 20–40 s, MinRate 500 |
+/// | [`body_timeout`](Self::body_timeout) | `RequestReadTimeout body=` | 20 s, MinRate 500 |
+/// | [`keep_alive`](Self::keep_alive) | `KeepAlive` | on |
+/// | [`keep_alive_timeout`](Self::keep_alive_timeout) | `KeepAliveTimeout` | 5 s |
+/// | [`max_keep_alive_requests`](Self::max_keep_alive_requests) | `MaxKeepAliveRequests` | 100 (0: unlimited) |
+/// | [`timeout`](Self::timeout) | `TimeOut` (each read and write) | 60 s |
+/// | [`max_connections`](Self::max_connections) | (`MaxRequestWorkers`, closest) | from `RLIMIT_NOFILE` |
+/// | [`limit_request_line`](Self::limit_request_line) | `LimitRequestLine` | 8,190 bytes |
+/// | [`limit_request_field_size`](Self::limit_request_field_size) | `LimitRequestFieldSize` | 8,190 bytes |
+/// | [`limit_request_fields`](Self::limit_request_fields) | `LimitRequestFields` | 100 |
+/// | [`limit_request_body`](Self::limit_request_body) | `LimitRequestBody` | 1 GiB (Apache 2.4.54+; 0: unlimited) |
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use proxy_balancer::server::{ClientLimits, Server};
+///
+/// let limits = ClientLimits::default()
+///     .keep_alive_timeout(Duration::from_secs(2))
+///     .limit_request_body(10 << 20);
+/// let server = Server::new().limits(limits);
+/// # let _ = server;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientLimits {
+    pub(crate) header_timeout: ReadTimeout,
+    pub(crate) body_timeout: ReadTimeout,
+    pub(crate) keep_alive: bool,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) max_keep_alive_requests: u32,
+    pub(crate) timeout: Duration,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) limit_request_line: usize,
+    pub(crate) limit_request_field_size: usize,
+    pub(crate) limit_request_fields: usize,
+    pub(crate) limit_request_body: u64,
+}
+
+/// Apache's `LimitRequestLine` and `LimitRequestFieldSize` default.
+pub const DEFAULT_LIMIT_REQUEST_LINE: usize = 8190;
+/// Apache's `LimitRequestFields` default.
+pub const DEFAULT_LIMIT_REQUEST_FIELDS: usize = 100;
+/// Apache's `LimitRequestBody` default since 2.4.54 (1 GiB).
+pub const DEFAULT_LIMIT_REQUEST_BODY: u64 = 1 << 30;
+
+// ===== impl ClientLimits =====
+
+impl ClientLimits {
+    /// Apache's defaults (see the table above).
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            header_timeout: ReadTimeout::new(Duration::from_secs(20))
+                .max(Duration::from_secs(40))
+                .min_rate(500),
+            body_timeout: ReadTimeout::new(Duration::from_secs(20)).min_rate(500),
+            keep_alive: true,
+            keep_alive_timeout: Duration::from_secs(5),
+            max_keep_alive_requests: 100,
+            timeout: Duration::from_secs(60),
+            max_connections: None,
+            limit_request_line: DEFAULT_LIMIT_REQUEST_LINE,
+            limit_request_field_size: DEFAULT_LIMIT_REQUEST_LINE,
+            limit_request_fields: DEFAULT_LIMIT_REQUEST_FIELDS,
+            limit_request_body: DEFAULT_LIMIT_REQUEST_BODY,
+        }
+    }
+
+    /// How long a client may take to send a request head (`RequestReadTimeout header=`),
+    /// from its first byte, or from the connection's start for the first request.
+    #[must_use]
+    pub const fn header_timeout(mut self, timeout: ReadTimeout) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send a request body (`RequestReadTimeout body=`),
+    /// from the moment the body is first read.
+    #[must_use]
+    pub const fn body_timeout(mut self, timeout: ReadTimeout) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Whether a connection may carry more than one request (`KeepAlive On|Off`).
+    #[must_use]
+    pub const fn keep_alive(mut self, on: bool) -> Self {
+        self.keep_alive = on;
+        self
+    }
+
+    /// How long an idle connection waits for its next request (`KeepAliveTimeout`).
+    #[must_use]
+    pub const fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// How many requests one connection may carry (`MaxKeepAliveRequests`; 0: unlimited).
+    #[must_use]
+    pub const fn max_keep_alive_requests(mut self, requests: u32) -> Self {
+        self.max_keep_alive_requests = requests;
+        self
+    }
+
+    /// The longest wait for each read from and write to the client (`TimeOut`).
+    #[must_use]
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The most client connections open at once; `None` derives it from the open-file
+    /// limit.
+    #[must_use]
+    pub const fn max_connections(mut self, connections: Option<usize>) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// The longest request line, in bytes (`LimitRequestLine`).
+    #[must_use]
+    pub const fn limit_request_line(mut self, bytes: usize) -> Self {
+        self.limit_request_line = bytes;
+        self
+    }
+
+    /// The longest header field, name and value, in bytes (`LimitRequestFieldSize`).
+    #[must_use]
+    pub const fn limit_request_field_size(mut self, bytes: usize) -> Self {
+        self.limit_request_field_size = bytes;
+        self
+    }
+
+    /// The most header fields in a request (`LimitRequestFields`).
+    #[must_use]
+    pub const fn limit_request_fields(mut self, fields: usize) -> Self {
+        self.limit_request_fields = fields;
+        self
+    }
+
+    /// The largest request body, in bytes (`LimitRequestBody`; 0: unlimited).
+    #[must_use]
+    pub const fn limit_request_body(mut self, bytes: u64) -> Self {
+        self.limit_request_body = bytes;
+        self
+    }
+
+    /// `RequestReadTimeout header=`.
+    #[must_use]
+    pub const fn get_header_timeout(&self) -> ReadTimeout {
+        self.header_timeout
+    }
+
+    /// `RequestReadTimeout body=`.
+    #[must_use]
+    pub const fn get_body_timeout(&self) -> ReadTimeout {
+        self.body_timeout
+    }
+
+    /// `KeepAlive`.
+    #[must_use]
+    pub const fn get_keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// `KeepAliveTimeout`.
+    #[must_use]
+    pub const fn get_keep_alive_timeout(&self) -> Duration {
+        self.keep_alive_timeout
+    }
+
+    /// `MaxKeepAliveRequests`.
+    #[must_use]
+    pub const fn get_max_keep_alive_requests(&self) -> u32 {
+        self.max_keep_alive_requests
+    }
+
+    /// `TimeOut`.
+    #[must_use]
+    pub const fn get_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The connection cap, if set.
+    #[must_use]
+    pub const fn get_max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+
+    /// `LimitRequestLine`.
+    #[must_use]
+    pub const fn get_limit_request_line(&self) -> usize {
+        self.limit_request_line
+    }
+
+    /// `LimitRequestFieldSize`.
+    #[must_use]
+    pub const fn get_limit_request_field_size(&self) -> usize {
+        self.limit_request_field_size
+    }
+
+    /// `LimitRequestFields`.
+    #[must_use]
+    pub const fn get_limit_request_fields(&self) -> usize {
+        self.limit_request_fields
+    }
+
+    /// `LimitRequestBody`.
+    #[must_use]
+    pub const fn get_limit_request_body(&self) -> u64 {
+        self.limit_request_body
+    }
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_timeout_grows_with_the_bytes_up_to_its_max() {
+        let header = ClientLimits::new().get_header_timeout();
+        assert_eq!(header.deadline_after(0), Some(Duration::from_secs(20)));
+        assert_eq!(header.deadline_after(499), Some(Duration::from_secs(20)));
+        assert_eq!(header.deadline_after(500), Some(Duration::from_secs(21)));
+        assert_eq!(
+            header.deadline_after(1 << 40),
+            Some(Duration::from_secs(40))
+        );
+    }
+
+    #[test]
+    fn body_timeout_has_no_max() {
+        let body = ClientLimits::new().get_body_timeout();
+        assert_eq!(
+            body.deadline_after(500_000),
+            Some(Duration::from_secs(1020))
+        );
+    }
+
+    #[test]
+    fn a_zero_rate_does_not_extend() {
+        let fixed = ReadTimeout::new(Duration::from_secs(3)).min_rate(0);
+        assert_eq!(
+            fixed.deadline_after(1_000_000),
+            Some(Duration::from_secs(3))
+        );
+    }
+}
