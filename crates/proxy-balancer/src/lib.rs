@@ -165,7 +165,7 @@ pub use proxy_balancer_apache_config as apache_config;
 
 pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
 pub use builder::ServiceBuilderExt;
-pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer};
+pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer, RequestBodyError};
 #[cfg(feature = "health-probe")]
 pub use health_probe::HealthProbe;
 pub use proxy_pass::{Forward, ForwardLayer, Reverse, ReverseLayer};

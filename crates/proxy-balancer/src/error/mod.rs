@@ -16,6 +16,10 @@ use proxy_balancer_core::PickError;
 use tower_layer::Layer;
 use tower_service::Service;
 
+mod request_body;
+
+pub use request_body::RequestBodyError;
+
 pub use self::future::ErrorResponseFuture;
 
 /// A boxed error, as tower middleware pass them around.
