@@ -35,6 +35,11 @@ fn apache_config_seeds() {
 }
 
 #[test]
+fn front_door_seeds() {
+    run("front_door");
+}
+
+#[test]
 fn hcexpr_seeds() {
     run("hcexpr");
 }

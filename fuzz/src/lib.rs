@@ -5,7 +5,7 @@
 //! these functions), by the targets' plain `main` on stable (`cargo run --bin NAME` from
 //! `fuzz/`), and by the main workspace's `examples/tests/fuzz_seeds.rs` (through `#[path]`),
 //! which runs every seed and every past crash as an ordinary `cargo test`. It therefore names
-//! the crates only through `proxy_balancer`, `proxy_balancer_apache_config`,
+//! the crates only through `proxy_balancer`, `proxy_balancer_apache_config`, `tokio`,
 //! `proxy_balancer_manager` and `http`.
 //!
 //! Seeds live in `fuzz/seeds/<target>/`; inputs that once failed go to
@@ -22,9 +22,14 @@ use proxy_balancer::{BalancerParams, MemberParams, MemberUrl, StatusFlags, Stick
 use proxy_balancer_apache_config::{parse, Config};
 use proxy_balancer_manager::edit::{parse_form, Edit};
 
+mod front_door;
+
+pub use front_door::front_door;
+
 /// The fuzz targets, by name (the names of `fuzz_targets/*.rs`).
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "apache_config",
+    "front_door",
     "hcexpr",
     "manager_query",
     "member_params",
@@ -41,6 +46,7 @@ pub const TARGETS: [&str; 6] = [
 pub fn check(target: &str, data: &[u8]) {
     match target {
         "apache_config" => apache_config(data),
+        "front_door" => front_door(data),
         "hcexpr" => hcexpr(data),
         "manager_query" => manager_query(data),
         "member_params" => member_params(data),
