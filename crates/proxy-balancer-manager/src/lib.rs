@@ -24,8 +24,8 @@
 //! - the address the client reached, from the [`LocalAddr`] the server puts in every request
 //!   (proxy-balancer's server does; an IPv4-mapped address counts as the IPv4 one);
 //! - `localhost` or a loopback address, when that address is loopback;
-//! - a name given to [`server_names`](BalancerManagerBuilder::server_names) (the site feeds
-//!   it `ServerName` and `ServerAlias`; `*` and `?` patterns as in `ServerAlias`).
+//! - a name given to [`server_names`](BalancerManagerBuilder::server_names) (`ServerName`
+//!   and `ServerAlias` belong there; `*` and `?` patterns as in `ServerAlias`).
 //!
 //! and if its port is none, 80 or 443 (a client leaves a scheme's default port out, and may
 //! have come through a port forward or a TLS terminator), the port the client reached, or
@@ -51,8 +51,9 @@
 //! `server_names_not_configured`, `cross_origin`, `too_large`, `no_health_checks`,
 //! `not_saved`, and those of [`EditError::kind`](edit::EditError::kind) (`malformed`,
 //! `duplicate`, `unknown_parameters`, `invalid_value`, `missing`, `unknown_balancer`,
-//! `unknown_member`, `duplicate_member`, `no_free_slot`, `bad_nonce`). Every answer under
-//! `mount/api`, a GET's refusals included, is JSON of this shape.
+//! `unknown_member`, `duplicate_member`, `no_free_slot`, `bad_nonce`). Every refusal at
+//! `mount/api`, a GET's included (the access rule, a change by GET, a bad query), is JSON
+//! of this shape.
 //!
 //! # Where we differ from Apache
 //!
