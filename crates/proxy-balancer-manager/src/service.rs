@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use proxy_balancer_core::{BalancerStore, HealthReport, Member, Nonce};
 use tower_service::Service;
 
-use crate::edit::{nonce_matches, parse_form, parse_query, Edit, Form, GrowthSlots};
+use crate::edit::{
+    nonce_matches, parse_form, parse_query, Applied, Edit, EditError, Form, GrowthSlots,
+};
+use crate::host::{check_change, HostRefusal, ServerName, ServerNameError};
 use crate::persist;
 
 use crate::render::{self, BalancerView, HealthView, View};
@@ -31,6 +34,10 @@ const FORM_LIMIT: usize = 16 * 1024;
 /// rule can check it. Without it every request is refused. Defined in
 /// [`proxy_balancer_core`], shared with the forwarding layer of `proxy-balancer`.
 pub use proxy_balancer_core::PeerAddr;
+
+/// The address the client reached, put in the request extensions by the server, so that a
+/// change's `Host` can be checked against it. Defined in [`proxy_balancer_core`].
+pub use proxy_balancer_core::LocalAddr;
 
 /// A member's health-check column, as the renderers read it.
 type HealthViewFn = Box<dyn Fn(&Member) -> Option<HealthView> + Send + Sync>;
@@ -73,6 +80,10 @@ struct Inner {
     allow: Vec<(IpAddr, u8)>,
     /// The `ProxyHCExpr` names a `w_he` may give.
     hc_exprs: Vec<String>,
+    /// The names a change's `Host` may give besides the address the client reached.
+    server_names: Vec<ServerName>,
+    /// The names given that cannot name a server, and are not used.
+    refused_server_names: Vec<ServerNameError>,
     server: String,
     changes: AtomicU64,
 }
@@ -102,6 +113,8 @@ pub struct BalancerManagerBuilder {
     balancers: Vec<Managed>,
     allow: Vec<(IpAddr, u8)>,
     hc_exprs: Vec<String>,
+    server_names: Vec<ServerName>,
+    refused_server_names: Vec<ServerNameError>,
 }
 
 impl fmt::Debug for BalancerManagerBuilder {
@@ -164,6 +177,48 @@ impl BalancerManagerBuilder {
     /// definitions: `.hc_expr_names(defs.expr_names())`.
     pub fn hc_expr_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.hc_exprs.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Names this server answers to, which a change's `Host` (or HTTP/2 `:authority`) may
+    /// give besides the address the client reached: Apache's `ServerName` and `ServerAlias`,
+    /// in their forms `[scheme://]host[:port]`, `*` and `?` patterns included
+    /// (`*.example.com`). Names are compared without regard to case, and a trailing dot is
+    /// dropped.
+    ///
+    /// A `Host` with a port other than 80 and 443 must give the port the client reached (the
+    /// [`LocalAddr`]) or the one written with the name: `proxy.example.com:9000` for a
+    /// manager that clients reach through a port forward to another port. Without a
+    /// [`LocalAddr`] (a server other than proxy-balancer's), a name without a port takes any
+    /// port. See the [crate docs](crate#which-host-may-change-things) for the whole rule.
+    ///
+    /// A name that cannot name a server (empty, or not of that form) is not used, and is
+    /// listed in [`BalancerManager::refused_server_names`].
+    ///
+    /// ```
+    /// use proxy_balancer_manager::BalancerManager;
+    ///
+    /// let manager = BalancerManager::builder("/balancer-manager")
+    ///     .server_names(["www.example.com", "*.example.net"])
+    ///     .server_names(["https://proxy.example.org:8443", "not a name"])
+    ///     .build();
+    /// assert_eq!(manager.refused_server_names().len(), 1);
+    /// assert_eq!(manager.refused_server_names()[0].name, "not a name");
+    /// ```
+    ///
+    /// # Apache
+    ///
+    /// `ServerName` and `ServerAlias`: Apache chooses a virtual host by them and answers
+    /// others from the default one; its balancer-manager then compares the `Referer` with a
+    /// URL built from the client's `Host` (`UseCanonicalName Off`), which a DNS-rebound page
+    /// passes. Here a change must name this server.
+    pub fn server_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        for name in names {
+            match ServerName::parse(&name.into()) {
+                Ok(name) => self.server_names.push(name),
+                Err(refused) => self.refused_server_names.push(refused),
+            }
+        }
         self
     }
 
@@ -243,6 +298,8 @@ impl BalancerManagerBuilder {
                 balancers: self.balancers,
                 allow: self.allow,
                 hc_exprs: self.hc_exprs,
+                server_names: self.server_names,
+                refused_server_names: self.refused_server_names,
                 server: format!("proxy-balancer {}", env!("CARGO_PKG_VERSION")),
                 changes: AtomicU64::new(0),
             }),
@@ -259,6 +316,8 @@ impl BalancerManager {
             balancers: Vec::new(),
             allow: Vec::new(),
             hc_exprs: Vec::new(),
+            server_names: Vec::new(),
+            refused_server_names: Vec::new(),
         }
     }
 
@@ -279,6 +338,13 @@ impl BalancerManager {
     #[must_use]
     pub fn changes(&self) -> u64 {
         self.inner.changes.load(Ordering::Relaxed)
+    }
+
+    /// The names given to [`server_names`](BalancerManagerBuilder::server_names) that cannot
+    /// name a server and are not used (empty if all are): log them at start.
+    #[must_use]
+    pub fn refused_server_names(&self) -> &[ServerNameError] {
+        &self.inner.refused_server_names
     }
 
     /// What could not be applied from the persisted file at start (empty if all was).
@@ -411,46 +477,164 @@ impl BalancerManager {
     }
 
     /// Applies a form's changes: nonce first, then all of them or none.
-    fn change(&self, form: &Form) -> Result<String, (StatusCode, String)> {
-        let name = form.b().ok_or((
-            StatusCode::BAD_REQUEST,
-            "missing b (the balancer)".to_owned(),
-        ))?;
-        let managed = self
-            .find(name)
-            .ok_or((StatusCode::NOT_FOUND, format!("no balancer {name:?}")))?;
+    fn change(&self, form: &Form) -> Result<Changed, Refusal> {
+        let name = form.b().ok_or_else(|| Refusal {
+            status: StatusCode::BAD_REQUEST,
+            kind: "missing",
+            message: "missing parameter `b` (the balancer)".to_owned(),
+            param: Some("b".to_owned()),
+        })?;
+        let managed = self.find(name).ok_or_else(|| {
+            Refusal::from(EditError::UnknownBalancer {
+                name: name.to_owned(),
+            })
+        })?;
         let params_nonce = managed.store.snapshot().params().nonce.clone();
         if !nonce_matches(&params_nonce, form.nonce(), &managed.auto_nonce) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "the nonce is missing or wrong: reload the page and try again".to_owned(),
-            ));
+            return Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                kind: "bad_nonce",
+                message: "the nonce is missing or wrong: reload the page and try again".to_owned(),
+                param: Some("nonce".to_owned()),
+            });
         }
-        let edit = Edit::from_form(form).map_err(|e| (e.status(), e.to_string()))?;
+        let edit = Edit::from_form(form)?;
         if !edit.health.is_empty() && !managed.has_health {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{}: this balancer has no health checks (no probes run for it)",
-                    first_hc_param(form)
+            let param = first_hc_param(form);
+            return Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                kind: "no_health_checks",
+                message: format!(
+                    "{param}: this balancer has no health checks (no probes run for it)"
                 ),
-            ));
+                param: Some(param),
+            });
         }
         let known = &self.inner.hc_exprs;
-        edit.check_hc_exprs(|name| known.iter().any(|k| k == name))
-            .map_err(|e| (e.status(), e.to_string()))?;
-        let applied = edit
-            .apply(&managed.store, managed.slots)
-            .map_err(|e| (e.status(), e.to_string()))?;
+        edit.check_hc_exprs(|name| known.iter().any(|k| k == name))?;
+        let applied = edit.apply(&managed.store, managed.slots)?;
         self.inner.changes.fetch_add(1, Ordering::Relaxed);
-        self.save().map_err(|e| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("applied, but {e}"),
-            )
-        })?;
-        Ok(format!("{applied:?}"))
+        Ok(Changed {
+            applied: applied_json(managed, &applied),
+            not_saved: self.save().err().map(|e| format!("applied, but {e}")),
+        })
     }
+}
+
+/// A change that was applied.
+struct Changed {
+    /// What changed, as the JSON API's `applied` object.
+    applied: String,
+    /// Why it could not be saved (`BalancerPersist`), if it could not.
+    not_saved: Option<String>,
+}
+
+/// Why a request was refused, as the page and the JSON API tell it.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    /// A stable machine name (`error.kind` in the JSON API).
+    kind: &'static str,
+    message: String,
+    /// The parameter the refusal is about, when there is one.
+    param: Option<String>,
+}
+
+impl From<EditError> for Refusal {
+    fn from(e: EditError) -> Self {
+        Self {
+            status: e.status(),
+            kind: e.kind(),
+            param: e.param().map(str::to_owned),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<HostRefusal> for Refusal {
+    fn from(r: HostRefusal) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            kind: r.kind(),
+            message: r.to_string(),
+            param: None,
+        }
+    }
+}
+
+impl Refusal {
+    /// `{"kind":…,"message":…,"param":…|null}`.
+    fn json(&self) -> String {
+        format!(
+            "{{\"kind\":{},\"message\":{},\"param\":{}}}",
+            render::json_str(self.kind),
+            render::json_str(&self.message),
+            self.param
+                .as_deref()
+                .map_or_else(|| "null".to_owned(), render::json_str),
+        )
+    }
+
+    /// The JSON API's answer: `{"ok":false,"error":{…}}`.
+    fn to_api(&self) -> Response<Full<Bytes>> {
+        respond(
+            self.status,
+            "application/json",
+            format!("{{\"ok\":false,\"error\":{}}}", self.json()),
+        )
+    }
+
+    /// A short HTML document with the message (not the page: a refused request is not shown
+    /// the nonces).
+    fn to_html(&self) -> Response<Full<Bytes>> {
+        let reason = self.status.canonical_reason().unwrap_or("Refused");
+        let code = self.status.as_u16();
+        respond(
+            self.status,
+            "text/html; charset=utf-8",
+            format!(
+                "<!DOCTYPE html>\n<html><head><title>{code} {reason}</title></head>\
+                 <body><h1>{reason}</h1><p>{}</p></body></html>\n",
+                render::esc(&self.message)
+            ),
+        )
+    }
+}
+
+/// The JSON API's `applied` object: `{"balancer":…,"member":…|null,"changed":[…],
+/// "flags":null|{"before":…,"after":…},"added":…|null,"lb_reset":…}`.
+fn applied_json(managed: &Managed, applied: &Applied) -> String {
+    let snapshot = managed.store.snapshot();
+    let url = |id| {
+        snapshot.member(id).map_or_else(
+            || "null".to_owned(),
+            |m| render::json_str(&m.params().url.to_string()),
+        )
+    };
+    let name = &snapshot.params().name;
+    let changed: Vec<String> = applied
+        .changed
+        .iter()
+        .map(|c| render::json_str(c))
+        .collect();
+    let flags = applied.flags.map_or_else(
+        || "null".to_owned(),
+        |(before, after)| {
+            format!(
+                "{{\"before\":{},\"after\":{}}}",
+                render::json_str(&before.to_string()),
+                render::json_str(&after.to_string())
+            )
+        },
+    );
+    format!(
+        "{{\"balancer\":{},\"member\":{},\"changed\":[{}],\"flags\":{flags},\"added\":{},\"lb_reset\":{}}}",
+        render::json_str(name.strip_prefix("balancer://").unwrap_or(name)),
+        applied.member.map_or_else(|| "null".to_owned(), url),
+        changed.join(","),
+        applied.added.map_or_else(|| "null".to_owned(), url),
+        applied.lb_reset,
+    )
 }
 
 /// The first `w_h*` parameter of a form, to name it in a refusal.
@@ -531,32 +715,6 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
     respond(status, "text/plain; charset=utf-8", body.into() + "\n")
 }
 
-/// An `Origin` or `Referer` that is present must name this server (the `Host` header):
-/// browsers always send `Origin` on cross-site posts; curl and scripts send neither.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_ascii_lowercase);
-    for name in [header::ORIGIN, header::REFERER] {
-        let Some(value) = headers.get(&name) else {
-            continue;
-        };
-        let Ok(value) = value.to_str() else {
-            return false;
-        };
-        let authority = value
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if host.as_deref() != Some(authority.as_str()) {
-            return false;
-        }
-    }
-    true
-}
-
 impl<B> Service<Request<B>> for BalancerManager
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -583,44 +741,38 @@ impl BalancerManager {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-        if !self.allowed(peer) {
-            return text(
-                StatusCode::FORBIDDEN,
-                "the balancer-manager is not open to this client",
-            );
-        }
         let path = request.uri().path().to_owned();
-        let Some(rest) = path.strip_prefix(&self.inner.mount) else {
+        let sub = path
+            .strip_prefix(&self.inner.mount)
+            .map(|rest| rest.trim_end_matches('/'));
+        let api = sub == Some("/api");
+        if !self.allowed(peer) {
+            let refusal = Refusal {
+                status: StatusCode::FORBIDDEN,
+                kind: "client_not_allowed",
+                message: "the balancer-manager is not open to this client".to_owned(),
+                param: None,
+            };
+            return if api {
+                refusal.to_api()
+            } else {
+                text(refusal.status, refusal.message)
+            };
+        }
+        let Some(sub) = sub else {
             return text(StatusCode::NOT_FOUND, "not the balancer-manager");
         };
-        let sub = rest.trim_end_matches('/');
         let method = request.method().clone();
         let query = request.uri().query().unwrap_or("").to_owned();
         match (method, sub) {
             (Method::GET | Method::HEAD, "" | "/api" | "/metrics") => {
                 let form = match parse_query(&query) {
                     Ok(form) => form,
+                    Err(e) if api => return Refusal::from(e).to_api(),
                     Err(e) => return text(e.status(), e.to_string()),
                 };
                 if form.has_changes() {
-                    let host = request
-                        .headers()
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or("localhost");
-                    let mount = &self.inner.mount;
-                    let mut response = text(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        format!(
-                            "changes need a POST with the balancer's nonce; Apache would ignore this GET silently.\n\
-                             curl -X POST --data '{query}' 'http://{host}{mount}'\n\
-                             (get the nonce from the page or from GET {mount}/api)"
-                        ),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-                    return response;
+                    return self.get_with_changes(&request, &query, api);
                 }
                 match sub {
                     "/api" => self.json(Kind::Json),
@@ -628,47 +780,19 @@ impl BalancerManager {
                     _ => self.page(&form, StatusCode::OK, None),
                 }
             }
-            (Method::POST, "" | "/api") => {
-                if !same_origin(request.headers()) {
-                    return text(
-                        StatusCode::FORBIDDEN,
-                        "the Origin or Referer names another site: change refused",
-                    );
-                }
-                let body = match Limited::new(request.into_body(), FORM_LIMIT)
-                    .collect()
-                    .await
-                {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(_) => {
-                        return text(
-                            StatusCode::BAD_REQUEST,
-                            format!("the form is larger than {FORM_LIMIT} bytes"),
-                        )
-                    }
-                };
-                let form = match parse_form(&body) {
-                    Ok(form) => form,
-                    Err(e) => return text(e.status(), e.to_string()),
-                };
-                let result = self.change(&form);
-                match (sub, result) {
-                    ("/api", Ok(applied)) => respond(
-                        StatusCode::OK,
-                        "application/json",
-                        format!("{{\"ok\":true,\"applied\":{}}}", render::json_str(&applied)),
-                    ),
-                    ("/api", Err((status, message))) => respond(
-                        status,
-                        "application/json",
-                        format!("{{\"ok\":false,\"error\":{}}}", render::json_str(&message)),
-                    ),
-                    (_, Ok(_)) => self.page(&form, StatusCode::OK, Some("changes applied")),
-                    (_, Err((status, message))) => self.page(&form, status, Some(&message)),
-                }
-            }
+            (Method::POST, "" | "/api") => self.post(request, api).await,
             (_, "" | "/api" | "/metrics") => {
-                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
+                let mut response = if api {
+                    Refusal {
+                        status: StatusCode::METHOD_NOT_ALLOWED,
+                        kind: "method_not_allowed",
+                        message: "use GET or POST".to_owned(),
+                        param: None,
+                    }
+                    .to_api()
+                } else {
+                    text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST")
+                };
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
@@ -678,6 +802,134 @@ impl BalancerManager {
                 StatusCode::NOT_FOUND,
                 "no such page in the balancer-manager",
             ),
+        }
+    }
+
+    /// A GET that carries changes: 405 with the curl line that works (Apache ignores the
+    /// changes silently and answers the page).
+    fn get_with_changes<B>(
+        &self,
+        request: &Request<B>,
+        query: &str,
+        api: bool,
+    ) -> Response<Full<Bytes>> {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let mount = &self.inner.mount;
+        let message = format!(
+            "changes need a POST with the balancer's nonce; Apache would ignore this GET silently.\n\
+             curl -X POST --data '{query}' 'http://{host}{mount}'\n\
+             (get the nonce from the page or from GET {mount}/api)"
+        );
+        let mut response = if api {
+            Refusal {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                kind: "method_not_allowed",
+                message,
+                param: None,
+            }
+            .to_api()
+        } else {
+            text(StatusCode::METHOD_NOT_ALLOWED, message)
+        };
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        response
+    }
+
+    /// A POST: the `Host` and `Origin` checks, then the form, then the change; the answer
+    /// is the page with a message, or JSON at `mount/api`.
+    async fn post<B>(&self, request: Request<B>, api: bool) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let local = request.extensions().get::<LocalAddr>().copied();
+        if let Err(refusal) = check_change(
+            request.uri(),
+            request.headers(),
+            local,
+            &self.inner.server_names,
+        ) {
+            let refusal = Refusal::from(refusal);
+            return if api {
+                refusal.to_api()
+            } else {
+                refusal.to_html()
+            };
+        }
+        let form = match Limited::new(request.into_body(), FORM_LIMIT)
+            .collect()
+            .await
+        {
+            Ok(collected) => parse_form(&collected.to_bytes()).map_err(Refusal::from),
+            Err(_) => Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                kind: "too_large",
+                message: format!("the form is larger than {FORM_LIMIT} bytes"),
+                param: None,
+            }),
+        };
+        let form = match form {
+            Ok(form) => form,
+            Err(refusal) if api => return refusal.to_api(),
+            Err(refusal) => {
+                return self.page(&Form::default(), refusal.status, Some(&refusal.message))
+            }
+        };
+        match (self.change(&form), api) {
+            (
+                Ok(Changed {
+                    applied,
+                    not_saved: None,
+                }),
+                true,
+            ) => respond(
+                StatusCode::OK,
+                "application/json",
+                format!("{{\"ok\":true,\"applied\":{applied}}}"),
+            ),
+            (
+                Ok(Changed {
+                    applied,
+                    not_saved: Some(reason),
+                }),
+                true,
+            ) => {
+                let refusal = Refusal {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    kind: "not_saved",
+                    message: reason,
+                    param: None,
+                };
+                respond(
+                    refusal.status,
+                    "application/json",
+                    format!(
+                        "{{\"ok\":false,\"applied\":{applied},\"error\":{}}}",
+                        refusal.json()
+                    ),
+                )
+            }
+            (Err(refusal), true) => refusal.to_api(),
+            (
+                Ok(Changed {
+                    not_saved: None, ..
+                }),
+                false,
+            ) => self.page(&form, StatusCode::OK, Some("changes applied")),
+            (
+                Ok(Changed {
+                    not_saved: Some(reason),
+                    ..
+                }),
+                false,
+            ) => self.page(&form, StatusCode::INTERNAL_SERVER_ERROR, Some(&reason)),
+            (Err(refusal), false) => self.page(&form, refusal.status, Some(&refusal.message)),
         }
     }
 }
@@ -694,23 +946,6 @@ mod tests {
         assert!(in_network(ip("::ffff:10.1.2.3"), ip("10.0.0.0"), 8));
         assert!(in_network(ip("fe80::1"), ip("fe80::"), 10));
         assert!(in_network(ip("1.2.3.4"), ip("0.0.0.0"), 0));
-    }
-
-    #[test]
-    fn origins() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("proxy:8080"));
-        assert!(same_origin(&h), "no Origin, no Referer: curl");
-        h.insert(
-            header::REFERER,
-            HeaderValue::from_static("http://proxy:8080/balancer-manager?b=x"),
-        );
-        assert!(same_origin(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://evil.example"),
-        );
-        assert!(!same_origin(&h));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use proxy_balancer_core::{
     BalancerParams, BalancerStore, HcMethod, HealthReport, MemberId, MemberParams, StatusFlags,
 };
-use proxy_balancer_manager::{BalancerManager, PeerAddr};
+use proxy_balancer_manager::{BalancerManager, LocalAddr, PeerAddr};
 use tower::ServiceExt;
 
 const MEMBER: &str = "http%3A%2F%2F127.0.0.1%3A8001";
@@ -43,9 +43,12 @@ async fn send(
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
-        .header(header::HOST, "proxy:8080")
+        .header(header::HOST, LISTEN)
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("valid");
+    // As proxy-balancer's server does: the address the client reached.
+    let local: SocketAddr = LISTEN.parse().expect("an address");
+    request.extensions_mut().insert(LocalAddr(local));
     for (k, v) in headers {
         let name = header::HeaderName::from_bytes(k.as_bytes()).expect("valid name");
         request
@@ -64,6 +67,9 @@ async fn send(
 }
 
 const LOCAL: Option<&str> = Some("127.0.0.1:50000");
+
+/// The address the clients of these tests reach, and the `Host` they give.
+const LISTEN: &str = "127.0.0.1:8080";
 
 #[tokio::test]
 async fn the_page_and_its_views() {
@@ -164,7 +170,7 @@ async fn origin_and_access_rules() {
         "/balancer-manager",
         &form,
         LOCAL,
-        &[("referer", "http://proxy:8080/balancer-manager?b=app")],
+        &[("referer", "http://127.0.0.1:8080/balancer-manager?b=app")],
     )
     .await;
     assert_eq!(status, 200);

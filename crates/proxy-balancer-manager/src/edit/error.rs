@@ -114,6 +114,49 @@ impl EditError {
         }
     }
 
+    /// A stable machine name for the error, as the JSON API gives it in `error.kind`:
+    /// `too_large`, `malformed`, `duplicate`, `unknown_parameters`, `invalid_value`,
+    /// `missing`, `unknown_balancer`, `unknown_member`, `duplicate_member`, `no_free_slot`,
+    /// `bad_nonce`.
+    ///
+    /// ```
+    /// use proxy_balancer_manager::edit::{parse_form, Edit};
+    ///
+    /// let err = Edit::from_form(&parse_form(b"b=c&w=x&w_ls=100")?).unwrap_err();
+    /// assert_eq!(err.kind(), "invalid_value");
+    /// assert_eq!(err.param(), Some("w_ls"));
+    /// # Ok::<(), proxy_balancer_manager::edit::EditError>(())
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::Malformed { .. } => "malformed",
+            Self::Duplicate { .. } => "duplicate",
+            Self::UnknownParameters { .. } => "unknown_parameters",
+            Self::InvalidValue { .. } => "invalid_value",
+            Self::Missing { .. } => "missing",
+            Self::UnknownBalancer { .. } => "unknown_balancer",
+            Self::UnknownMember { .. } => "unknown_member",
+            Self::DuplicateMember { .. } => "duplicate_member",
+            Self::NoFreeSlot { .. } => "no_free_slot",
+            Self::BadNonce { .. } => "bad_nonce",
+        }
+    }
+
+    /// The one parameter the error is about, when there is one (`duplicate`,
+    /// `invalid_value`, `missing`; the first of `unknown_parameters`). See [`kind`](Self::kind).
+    #[must_use]
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            Self::Duplicate { param } => Some(param),
+            Self::InvalidValue { param, .. } => Some(param),
+            Self::Missing { param, .. } => Some(param),
+            Self::UnknownParameters { params } => params.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
     pub(super) fn invalid(
         param: impl Into<Cow<'static, str>>,
         value: &str,

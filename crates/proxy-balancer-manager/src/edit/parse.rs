@@ -65,11 +65,23 @@ impl Form {
         self.get("xml").is_some()
     }
 
-    /// Whether any parameter other than `b`, `w`, `nonce`, `xml` and `refresh` is present:
-    /// the request asks for a change (so a GET carrying it is refused).
+    /// Whether the form asks for a change: a parameter whose name starts with `w_` or `b_`
+    /// (every change parameter of Apache's balancer-manager does, and so does a misspelt
+    /// one), whatever its case. `b`, `w`, `nonce`, `xml`, `refresh` and parameters the
+    /// manager does not know (`pretty=1`, a cache-buster `_=1733300000`) are not changes: a
+    /// GET carrying only those is served; one carrying a change is refused.
+    ///
+    /// ```
+    /// use proxy_balancer_manager::edit::parse_query;
+    ///
+    /// assert!(!parse_query("b=app&pretty=1&_=1733300000")?.has_changes());
+    /// assert!(parse_query("b=app&W_STATUS_D=1")?.has_changes());
+    /// assert!(parse_query("b=app&w_bogus=1")?.has_changes());
+    /// # Ok::<(), proxy_balancer_manager::edit::EditError>(())
+    /// ```
     #[must_use]
     pub fn has_changes(&self) -> bool {
-        self.pairs.iter().any(|(k, _)| !is_selector(k))
+        self.pairs.iter().any(|(k, _)| is_change(k))
     }
 
     /// Every parameter, in the order given, names as given.
@@ -99,10 +111,10 @@ impl fmt::Debug for Form {
     }
 }
 
-fn is_selector(key: &str) -> bool {
-    ["b", "w", "nonce", "xml", "refresh"]
-        .iter()
-        .any(|s| key.eq_ignore_ascii_case(s))
+/// Whether `key` names a change: `w_…` or `b_…`, in any case.
+fn is_change(key: &str) -> bool {
+    key.get(..2)
+        .is_some_and(|p| p.eq_ignore_ascii_case("w_") || p.eq_ignore_ascii_case("b_"))
 }
 
 /// Parses a POST body of type `application/x-www-form-urlencoded`: `&`-separated
@@ -163,7 +175,7 @@ pub fn parse_form(body: &[u8]) -> Result<Form, EditError> {
 ///
 /// Unlike Apache, which keeps only `b`, `w`, `nonce` and `xml` of a GET, every key is kept so
 /// that the caller can see with [`Form::has_changes`] that a change was asked for, and refuse
-/// it.
+/// it. Other parameters (`pretty=1`, a cache-buster) are kept and are not changes.
 ///
 /// ```
 /// use proxy_balancer_manager::edit::parse_query;

@@ -122,6 +122,13 @@ fn form_accessors() {
     assert!(form.xml());
     assert!(!form.has_changes());
     assert!(parse_query("b=c&b_nwrkr=").unwrap().has_changes());
+    // Parameters the manager does not know are not changes: a GET view takes them.
+    assert!(!parse_query("b=c&pretty=1&_=1733300000&refresh=5")
+        .unwrap()
+        .has_changes());
+    assert!(parse_query("B_LBM=x").unwrap().has_changes());
+    assert!(parse_query("w_bogus=1").unwrap().has_changes());
+    assert!(!parse_query("wx=1&b=&w").unwrap().has_changes());
     let secret = parse_query("nonce=s3cret").unwrap();
     assert!(
         !format!("{secret:?}").contains("s3cret"),
@@ -656,6 +663,7 @@ proptest! {
                     "b", "w", "nonce", "xml", "w_lf", "w_ls", "w_wr", "w_rr", "w_hm", "w_hi",
                     "w_hp", "w_hf", "w_hu", "w_he", "b_lbm", "b_tmo", "b_max", "b_sforce",
                     "b_ss", "b_wyes", "b_nwrkr", "w_status_D", "w_status_E", "w_status_Q",
+                    "W_STATUS_d", "B_LBM", "pretty", "_", "refresh",
                 ]),
                 "[-a-zA-Z0-9%+.:/=]{0,12}",
             ),
@@ -666,6 +674,8 @@ proptest! {
         let (store, slots) = store(Some("1"));
         if let Ok(form) = parse_form(body.join("&").as_bytes()) {
             if let Ok(edit) = Edit::from_form(&form) {
+                // Whatever a GET may carry without being refused changes nothing.
+                prop_assert!(edit.is_empty() || form.has_changes(), "{:?}", form);
                 let _ = edit.apply(&store, slots);
             }
         }
