@@ -80,11 +80,15 @@ async fn post(manager: &BalancerManager, form: &str) -> (StatusCode, String) {
     let nonce = manager.nonce("hc").expect("managed");
     let body = format!("b=hc&{form}&nonce={nonce}");
     let mut request = Request::post(format!("{MOUNT}/api"))
-        .header(header::HOST, "proxy:8080")
+        .header(header::HOST, "127.0.0.1:8080")
         .body(Full::new(Bytes::from(body)))
         .expect("valid");
     let peer: SocketAddr = "127.0.0.1:50000".parse().expect("an address");
     request.extensions_mut().insert(PeerAddr(peer));
+    let local: SocketAddr = "127.0.0.1:8080".parse().expect("an address");
+    request
+        .extensions_mut()
+        .insert(proxy_balancer_manager::LocalAddr(local));
     let response = manager.clone().oneshot(request).await.expect("infallible");
     let status = response.status();
     let text = response

@@ -113,9 +113,24 @@ pub(super) fn manager(
             }
         }
     }
+    // A change must come with a Host naming this server (DNS rebinding): the address the
+    // client reached, and the ServerName.
+    if let Some(name) = &config.server_name {
+        builder = builder.server_names([match name.port {
+            Some(port) => format!("{}:{port}", name.host),
+            None => name.host.clone(),
+        }]);
+    }
     builder = builder.hc_expr_names(defs.expr_names());
     for (store, probe) in stores.iter().zip(probes) {
         builder = builder.balancer_with_health(Arc::clone(store), Arc::new(probe.monitor()));
     }
-    Ok(Some(builder.build()))
+    let manager = builder.build();
+    if let Some(refused) = manager.refused_server_names().first() {
+        return Err(SiteError::Manager {
+            line: location.span.line,
+            reason: format!("ServerName as the manager's name: {refused}"),
+        });
+    }
+    Ok(Some(manager))
 }
