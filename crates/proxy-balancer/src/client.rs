@@ -18,6 +18,24 @@
 //!
 //! `https` members need a TLS connector, which this client does not carry yet: their
 //! requests fail with [`ErrorKind::Upstream`](crate::ErrorKind::Upstream).
+//!
+//! # Strict HTTP toward members
+//!
+//! What a member answers is checked as Apache's mod_proxy_http checks it:
+//!
+//! | the member's answer | here | Apache |
+//! | --- | --- | --- |
+//! | both `Transfer-Encoding` and `Content-Length` | framed by `Transfer-Encoding` (RFC 9112 §6.3): `Content-Length` is dropped, the connection closed after the response, a warning logged | same (AH01107) |
+//! | `101 Switching Protocols` (the forwarded request never asks for an upgrade, and this client tunnels none) | 502 ([`ErrorKind::Upstream`](crate::ErrorKind::Upstream)), the connection closed, nothing relayed | 502, AH00898 `Unexpected Upgrade` |
+//! | interim responses (`100 Continue` unasked, `102 Processing`, `103 Early Hints`) | skipped: the client gets the final response only | as with `SetEnv proxy-interim-response Suppress` |
+//! | not HTTP: a bad status line, an invalid `Content-Length`, two different ones | 502 ([`ErrorKind::Upstream`](crate::ErrorKind::Upstream)), the error names the member | 502 |
+//!
+//! A request whose body fails on the client's side while it is sent (a
+//! [`RequestBodyError`](crate::RequestBodyError) in the body's error chain: broken framing,
+//! a client too slow or gone, a body over `LimitRequestBody`) fails with
+//! [`ErrorKind::Client`](crate::ErrorKind::Client): answered with the client's status
+//! (400, 408, 413), not retried on another member, the member not blamed, and that
+//! member connection is not reused (Apache's AH10154).
 
 use std::fmt;
 use std::future::Future;
@@ -28,7 +46,7 @@ use std::time::Duration;
 
 use http::uri::Scheme;
 use http::HeaderValue;
-use http::{header, Request, Response, Uri};
+use http::{header, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -168,6 +186,7 @@ where
                 keepalive: params.keepalive,
                 host: url.connect_host().to_owned(),
                 port: url.port(),
+                member: member.url().to_owned(),
             }),
             target: Arc::new(Target {
                 scheme: if url.scheme() == "https" {
@@ -194,6 +213,8 @@ struct Pool<B> {
     keepalive: bool,
     host: String,
     port: u16,
+    /// The member's URL, for logs and errors.
+    member: String,
 }
 
 struct Pooled<B> {
@@ -297,7 +318,7 @@ where
     async fn send(self: Arc<Self>, mut request: Request<B>) -> Result<Response<MemberBody>, Error> {
         if let Some(mut sender) = self.pooled().await {
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.wrap(response, sender)),
+                Ok(response) => return self.wrap(response, sender),
                 Err(mut failed) => match failed.take_message() {
                     // Not written: the connection was gone; a new one below.
                     Some(unsent) => request = unsent,
@@ -309,30 +330,69 @@ where
         // them out of this future keeps every request's state small.
         let mut sender = Box::pin(self.connect()).await?;
         match sender.try_send_request(request).await {
-            Ok(response) => Ok(self.wrap(response, sender)),
+            Ok(response) => self.wrap(response, sender),
             Err(failed) => Err(Error::from_member(Box::new(failed.into_error()))),
         }
     }
 
-    /// The response with a body that returns the connection to the pool at its end.
+    /// The response with a body that returns the connection to the pool at its end; an
+    /// error for a `101 Switching Protocols`; a response framed by both `Transfer-Encoding`
+    /// and `Content-Length` loses the latter and its connection is closed at its end.
     fn wrap(
         self: &Arc<Self>,
-        response: Response<Incoming>,
+        mut response: Response<Incoming>,
         sender: SendRequest<B>,
-    ) -> Response<MemberBody> {
+    ) -> Result<Response<MemberBody>, Error> {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The forwarded request asked for no upgrade (the forwarding layer strips
+            // `Upgrade`) and this client tunnels none: the connection now speaks something
+            // else. Dropping `sender` closes it.
+            tracing::error!(
+                apache_id = "AH00898",
+                member = %self.member,
+                upgrade = ?response.headers().get(header::UPGRADE),
+                "unexpected 101 Switching Protocols from the member"
+            );
+            return Err(Error::upstream(
+                "unexpected 101 Switching Protocols: no upgrade was asked for",
+            )
+            .with_member(&self.member, Some("AH00898")));
+        }
+        let headers = response.headers_mut();
+        // RFC 9112 §6.3: Transfer-Encoding frames the body (hyper decodes it so) and a
+        // Content-Length beside it must go; the connection is not reused, as the member's
+        // idea of where the message ends is in doubt (Apache's AH01107).
+        let reuse = !(headers.contains_key(header::TRANSFER_ENCODING)
+            && headers.remove(header::CONTENT_LENGTH).is_some());
+        if !reuse {
+            tracing::warn!(
+                apache_id = "AH01107",
+                member = %self.member,
+                "the member answered with Transfer-Encoding and Content-Length: \
+                 Content-Length dropped, connection closed after the response"
+            );
+        }
         if response.body().is_end_stream() {
-            self.checkin(sender);
-            return response.map(|inner| MemberBody {
+            if reuse {
+                self.checkin(sender);
+            }
+            return Ok(response.map(|inner| MemberBody {
                 inner,
                 release: None,
-            });
+            }));
         }
-        let pool = Arc::clone(self);
-        let release: Release = Box::new(move || pool.checkin(sender));
-        response.map(|inner| MemberBody {
+        let release: Release = if reuse {
+            let pool = Arc::clone(self);
+            Box::new(move || pool.checkin(sender))
+        } else {
+            // Kept to the body's end, then dropped: hyper closes the connection once its
+            // last sender is gone and its response is read.
+            Box::new(move || drop(sender))
+        };
+        Ok(response.map(|inner| MemberBody {
             inner,
             release: Some(release),
-        })
+        }))
     }
 }
 
