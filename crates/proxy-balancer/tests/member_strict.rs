@@ -505,3 +505,55 @@ async fn a_client_body_failure_is_the_clients_error() {
         }
     }
 }
+
+/// The member connection a client's body failed on is closed by the proxy itself (the
+/// member here never closes it, and never answers): not kept, not reused.
+#[tokio::test]
+async fn the_connection_a_client_body_failed_on_is_closed() {
+    let member = RawMember::start(b"").await;
+    let client: Client<FailingBody> = balancer(&[member.url()], &[], BalancerOptions::default());
+    for round in 1..=2 {
+        let error = timeout(
+            BOUND,
+            client.clone().oneshot(put(RequestBodyError::Framing)),
+        )
+        .await
+        .expect("bounded")
+        .expect_err("the body failed");
+        assert_eq!(error.kind(), ErrorKind::Client, "{error:?}");
+        wait_until("the member connection closed", || member.closed() == round).await;
+        assert_eq!(
+            member.accepted(),
+            round,
+            "a new connection for each request"
+        );
+    }
+}
+
+/// The same for an answer without a body (to a HEAD): no `Content-Length`, and its
+/// connection is not kept either.
+#[tokio::test]
+async fn a_head_answer_with_both_framings_is_not_kept_either() {
+    let member = RawMember::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+    )
+    .await;
+    let client: Client<Full<Bytes>> = balancer(&[member.url()], &[], BalancerOptions::default());
+    for round in 1..=2 {
+        let mut request = get("/strict");
+        *request.method_mut() = Method::HEAD;
+        let response = timeout(BOUND, client.clone().oneshot(request))
+            .await
+            .expect("bounded")
+            .expect("an answer");
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get(header::CONTENT_LENGTH).is_none());
+        assert!(response.body().is_end_stream());
+        wait_until("the member connection closed", || member.closed() == round).await;
+        assert_eq!(
+            member.accepted(),
+            round,
+            "a new connection for each request"
+        );
+    }
+}

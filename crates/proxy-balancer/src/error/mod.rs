@@ -203,6 +203,17 @@ impl Error {
     }
 
     /// For [`ErrorKind::Client`]: what failed in the client's request body.
+    ///
+    /// ```
+    /// use proxy_balancer::{Error, ErrorKind, RequestBodyError};
+    ///
+    /// // A member service failed because the client's body was over LimitRequestBody.
+    /// let error = Error::classify(RequestBodyError::TooLarge);
+    /// assert_eq!(error.kind(), ErrorKind::Client);
+    /// assert_eq!(error.request_body_error(), Some(RequestBodyError::TooLarge));
+    /// assert_eq!(error.status(), 413);
+    /// assert!(!error.is_retryable());
+    /// ```
     #[must_use]
     pub fn request_body_error(&self) -> Option<RequestBodyError> {
         self.inner.request_body
