@@ -10,7 +10,7 @@
 //! | Apache worker parameter | here |
 //! | --- | --- |
 //! | `connectiontimeout` (default `timeout`) | connect timeout; a connect that takes longer is a connect failure, so the request fails over |
-//! | `timeout` | how long to wait for the response head; past it the request fails with a 504 ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)) |
+//! | `timeout` | how long to wait for the response head, counted from the last piece of the request body the client sent (time spent waiting for a slow client is not the member's: the client's own limits bound it); past it the request fails with a 504 ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)) |
 //! | `max` | the most idle connections kept (Apache's is a hard cap on connections; ours caps the pool) |
 //! | `ttl` | how long an idle connection is kept |
 //! | `disablereuse=On` | no connection is kept: a new one per request |
@@ -41,6 +41,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -122,7 +123,7 @@ where
 
 /// The pooled HTTP client of one member. See the [module docs](self).
 pub struct HttpMember<B> {
-    pool: Arc<Pool<ReplayBody<B>>>,
+    pool: Arc<Pool<ClockedBody<ReplayBody<B>>>>,
     /// Shared by the clones (the balancer clones the member's service per request).
     target: Arc<Target>,
 }
@@ -520,14 +521,98 @@ where
         if !preserve {
             request.headers_mut().insert(header::HOST, host.clone());
         }
+        // Only a body still to come from the client needs the clock (most GETs have none).
+        let clock = (!request.body().is_end_stream()).then(|| Arc::new(BodyClock::new()));
+        let request = request.map(|inner| ClockedBody {
+            inner,
+            clock: clock.clone(),
+        });
         let sending = Arc::clone(&self.pool).send(request);
         HttpMemberFuture {
-            inner: Some(tokio::time::timeout(
-                self.target.timeout,
-                Box::pin(sending) as Sending,
-            )),
+            sending: Some(Box::pin(sending)),
+            sleep: Some(tokio::time::sleep(self.target.timeout)),
+            timeout: self.target.timeout,
+            clock,
             failed: None,
         }
+    }
+}
+
+/// The client's side of a request body on its way to a member, for the member's `timeout`:
+/// whether the body waits for the client now, and when it last got something from it.
+struct BodyClock {
+    base: tokio::time::Instant,
+    /// When the body last got a frame (or its end) from the client, in nanoseconds since
+    /// `base`.
+    last: AtomicU64,
+    /// The body waits for the client: the member is not the one keeping the request.
+    waiting: AtomicBool,
+}
+
+impl BodyClock {
+    fn new() -> Self {
+        Self {
+            base: tokio::time::Instant::now(),
+            last: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+        }
+    }
+
+    /// The body got a frame or its end from the client at `now`.
+    fn got(&self, now: tokio::time::Instant) {
+        let nanos =
+            u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        // Before `waiting` is cleared: whoever sees it cleared sees this time.
+        self.last.store(nanos, Ordering::Release);
+        self.waiting.store(false, Ordering::Release);
+    }
+
+    /// Since when the member's time runs, as seen at `now`: `now` while the body waits for
+    /// the client, else the last time the body got something from the client.
+    fn member_time_since(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        if self.waiting.load(Ordering::Acquire) {
+            return now;
+        }
+        self.base + Duration::from_nanos(self.last.load(Ordering::Acquire))
+    }
+}
+
+pin_project! {
+    /// A request body that tells its [`BodyClock`] when it waits for the client and when
+    /// it gets something from it.
+    struct ClockedBody<B> {
+        #[pin]
+        inner: B,
+        clock: Option<Arc<BodyClock>>,
+    }
+}
+
+impl<B: Body> Body for ClockedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Some(clock) = this.clock {
+            if polled.is_pending() {
+                clock.waiting.store(true, Ordering::Release);
+            } else {
+                clock.got(tokio::time::Instant::now());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -537,8 +622,12 @@ type Sending = Pin<Box<dyn Future<Output = Result<Response<MemberBody>, Error>> 
 pin_project! {
     /// The future of [`HttpMember`].
     pub struct HttpMemberFuture {
+        sending: Option<Sending>,
+        // The member's `timeout`, pushed back while the request body waits for the client.
         #[pin]
-        inner: Option<tokio::time::Timeout<Sending>>,
+        sleep: Option<tokio::time::Sleep>,
+        timeout: Duration,
+        clock: Option<Arc<BodyClock>>,
         failed: Option<Error>,
     }
 }
@@ -546,7 +635,10 @@ pin_project! {
 impl HttpMemberFuture {
     const fn failed(error: Error) -> Self {
         Self {
-            inner: None,
+            sending: None,
+            sleep: None,
+            timeout: Duration::ZERO,
+            clock: None,
             failed: Some(error),
         }
     }
@@ -563,16 +655,35 @@ impl Future for HttpMemberFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
+        let (Some(sending), Some(mut sleep)) = (this.sending.as_mut(), this.sleep.as_pin_mut())
+        else {
             return Poll::Ready(Err(this
                 .failed
                 .take()
                 .unwrap_or_else(|| Error::upstream("polled after completion"))));
         };
-        Poll::Ready(match ready!(inner.poll(cx)) {
-            Ok(result) => result,
-            Err(elapsed) => Err(Error::timeout(elapsed)),
-        })
+        if let Poll::Ready(result) = sending.as_mut().poll(cx) {
+            *this.sending = None;
+            return Poll::Ready(result);
+        }
+        // Apache's `timeout` bounds each wait on the member; time the request body spent
+        // waiting for the client is not the member's (the client's own limits bound it).
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            let now = tokio::time::Instant::now();
+            let deadline = this
+                .clock
+                .as_ref()
+                .map(|clock| clock.member_time_since(now) + *this.timeout);
+            match deadline {
+                Some(deadline) if deadline > now => sleep.as_mut().reset(deadline),
+                _ => {
+                    return Poll::Ready(Err(Error::timeout(
+                        "the member did not answer within its timeout",
+                    )))
+                }
+            }
+        }
     }
 }
 
@@ -580,6 +691,27 @@ impl Future for HttpMemberFuture {
 mod tests {
     use super::*;
     use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
+
+    /// The member's time runs from the client's last frame, and not at all while the body
+    /// waits for the client.
+    #[tokio::test(start_paused = true)]
+    async fn the_body_clock_runs_the_members_time_from_the_clients_last_frame() {
+        use tokio::time::{advance, Instant};
+        let start = Instant::now();
+        let clock = BodyClock::new();
+        assert_eq!(clock.member_time_since(start), start);
+        advance(Duration::from_secs(3)).await;
+        clock.waiting.store(true, Ordering::Release);
+        let now = Instant::now();
+        assert_eq!(clock.member_time_since(now), now, "waiting for the client");
+        advance(Duration::from_secs(2)).await;
+        clock.got(Instant::now());
+        advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            clock.member_time_since(Instant::now()),
+            start + Duration::from_secs(5)
+        );
+    }
 
     #[test]
     fn member_uris() {

@@ -557,3 +557,100 @@ async fn a_head_answer_with_both_framings_is_not_kept_either() {
         );
     }
 }
+
+// ===== the member's timeout and a slow client =====
+
+/// How often the slow client sends a piece of its body, and how many pieces: together
+/// well over the member's `timeout` of 1 s, each gap well under it.
+const DRIP_EVERY: Duration = Duration::from_millis(300);
+const DRIPS: u32 = 7;
+
+/// A PUT whose body comes in [`DRIPS`] pieces, one each [`DRIP_EVERY`], then ends.
+fn slow_put() -> Request<proxy_balancer_test::ChannelBody> {
+    let (tx, body) = proxy_balancer_test::ChannelBody::new(1);
+    tokio::spawn(async move {
+        for _ in 0..DRIPS {
+            tokio::time::sleep(DRIP_EVERY).await;
+            if tx
+                .send(Frame::data(Bytes::from_static(b"piece")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut request = Request::new(body);
+    *request.method_mut() = Method::PUT;
+    *request.uri_mut() = "/upload".parse().expect("valid");
+    request
+}
+
+/// The member's `timeout` is how long the member may take, as Apache's is for each read
+/// and write on the member connection: time spent waiting for a slow client's body does
+/// not count (the client's own limits govern it). A 2.1 s upload through a member with
+/// `timeout=1` and `failontimeout=On` is answered, and the member is not put in error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_body_does_not_run_out_the_members_timeout() {
+    let member = TestBackend::start("slow-upload")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let mut params = MemberParams::new(&member.url()).expect("a loopback url");
+    params.set("timeout", "1").expect("valid");
+    let mut balancer_params = BalancerParams::new("balancer://slow");
+    balancer_params.set("failontimeout", "On").expect("valid");
+    let store = Arc::new(
+        BalancerStore::new(
+            balancer_params,
+            [params],
+            tokio::time::Instant::now().into_std(),
+        )
+        .expect("one member"),
+    );
+    let client = Balancer::new(
+        Arc::clone(&store),
+        MakeHttpMember::<proxy_balancer_test::ChannelBody>::new(),
+    );
+    let response = timeout(BOUND, client.oneshot(slow_put()))
+        .await
+        .expect("bounded")
+        .expect("answered, not a 504");
+    assert_eq!(response.status(), 200);
+    let seen = member.last_request().expect("the member got it");
+    assert_eq!(seen.body.len(), "piece".len() * DRIPS as usize);
+    let m = store.snapshot().members()[0].clone();
+    assert!(!m.flags().contains(StatusFlags::IN_ERROR));
+}
+
+/// The member's `timeout` still ends a member that has the whole body and does not answer:
+/// counted from the body's end, not from the request's start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_members_timeout_counts_from_the_last_piece_of_the_body() {
+    let member = TestBackend::start("hangs").await.expect("bind 127.0.0.1:0");
+    member.set_mode(proxy_balancer_test::Mode::Hang);
+    let mut params = MemberParams::new(&member.url()).expect("a loopback url");
+    params.set("timeout", "1").expect("valid");
+    let store = BalancerStore::new(
+        BalancerParams::new("balancer://hangs"),
+        [params],
+        tokio::time::Instant::now().into_std(),
+    )
+    .expect("one member");
+    let client = Balancer::new(
+        Arc::new(store),
+        MakeHttpMember::<proxy_balancer_test::ChannelBody>::new(),
+    );
+    let started = tokio::time::Instant::now();
+    let error = timeout(BOUND, client.oneshot(slow_put()))
+        .await
+        .expect("bounded")
+        .expect_err("the member never answers");
+    let elapsed = started.elapsed();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:?}");
+    let body_time = DRIP_EVERY * DRIPS;
+    assert!(
+        elapsed >= body_time + Duration::from_millis(900),
+        "timed out before the member had its timeout after the body: {elapsed:?}"
+    );
+    assert!(elapsed < body_time + Duration::from_secs(3), "{elapsed:?}");
+}
