@@ -654,3 +654,49 @@ async fn the_members_timeout_counts_from_the_last_piece_of_the_body() {
     );
     assert!(elapsed < body_time + Duration::from_secs(3), "{elapsed:?}");
 }
+
+// ===== a broken client body through the front door =====
+
+/// Serves `ProxyPass / <member>/`, sends `request` raw and returns the answer (the front
+/// door closes the connection after it), with the member's store.
+async fn raw_through_the_front_door(member: &str, request: &[u8]) -> (String, Arc<BalancerStore>) {
+    let config = proxy_balancer::apache_config::parse(&format!("ProxyPass / {member}/\n"))
+        .expect("a valid config");
+    let site = proxy_balancer::site::Site::from_config(&config).expect("buildable");
+    let store = Arc::clone(&site.stores()[0]);
+    let running = proxy_balancer::server::Server::new()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)), site)
+        .await
+        .expect("a loopback port");
+    let mut client = TcpStream::connect(running.local_addr())
+        .await
+        .expect("the front door");
+    client.write_all(request).await.expect("sent");
+    let mut answer = Vec::new();
+    timeout(BOUND, client.read_to_end(&mut answer))
+        .await
+        .expect("the front door answers and closes")
+        .expect("read");
+    running.shutdown().await.expect("stops cleanly");
+    (String::from_utf8_lossy(&answer).into_owned(), store)
+}
+
+/// A chunked request body with a bad chunk size (`ZZZ`): 400, as Apache, not a 502 blamed
+/// on the member; the member is not put in error and never gets a whole request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_chunked_body_is_a_400_not_the_members_fault() {
+    let member = TestBackend::start("chunks")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let (answer, store) = raw_through_the_front_door(
+        &member.url(),
+        b"PUT /upload HTTP/1.1\r\nHost: front.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\nZZZ\r\nmore\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(member.hits(), 0);
+    let m = store.snapshot().members()[0].clone();
+    assert!(!m.flags().contains(StatusFlags::IN_ERROR));
+    assert_eq!(m.state().consecutive_failures(), 0);
+}

@@ -134,7 +134,8 @@ impl Error {
 
     /// Classifies a member service's error as the balancer does: ours as they are; a
     /// [`RequestBodyError`] anywhere in the chain (the client's body failed while it was
-    /// sent) as [`ErrorKind::Client`]; hyper-util's connect errors and I/O errors that mean "not connected" as
+    /// sent), or hyper's client failing on a request body that is a server's own
+    /// (`hyper::body::Incoming`), as [`ErrorKind::Client`]; hyper-util's connect errors and I/O errors that mean "not connected" as
     /// [`ErrorKind::Connect`] (the balancer fails over); a timer's elapsed as
     /// [`ErrorKind::Timeout`]; the rest as [`ErrorKind::Upstream`]. The whole source chain
     /// is looked at.
@@ -251,9 +252,34 @@ fn find_request_body_error(error: &(dyn std::error::Error + 'static)) -> Option<
         if let Some(failed) = e.downcast_ref::<RequestBodyError>() {
             return Some(*failed);
         }
+        #[cfg(feature = "http-client")]
+        if let Some(failed) = hyper_request_body_error(e) {
+            return Some(failed);
+        }
         current = next_in_chain(e);
     }
     None
+}
+
+/// hyper's client reports its request body's failure as a user error whose source is that
+/// failure. A request body that is a server's (hyper's `Incoming`, as an axum app or a
+/// `Site` without its own body type forwards) fails with a hyper error of its own: the
+/// client's connection broke the body (a bad chunk, the client gone, too slow).
+#[cfg(feature = "http-client")]
+fn hyper_request_body_error(e: &(dyn std::error::Error + 'static)) -> Option<RequestBodyError> {
+    use std::error::Error as _;
+    let sent = e.downcast_ref::<hyper::Error>()?;
+    if !sent.is_user() {
+        return None;
+    }
+    let body = sent.source()?.downcast_ref::<hyper::Error>()?;
+    Some(if body.is_timeout() {
+        RequestBodyError::TimedOut
+    } else if body.is_incomplete_message() {
+        RequestBodyError::Aborted
+    } else {
+        RequestBodyError::Framing
+    })
 }
 
 fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
