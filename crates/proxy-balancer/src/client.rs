@@ -10,7 +10,7 @@
 //! | Apache worker parameter | here |
 //! | --- | --- |
 //! | `connectiontimeout` (default `timeout`) | connect timeout; a connect that takes longer is a connect failure, so the request fails over |
-//! | `timeout` | how long to wait for the response head; past it the request fails with a 504 ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)) |
+//! | `timeout` | how long to wait for the response head, counted from the last piece of the request body the client sent (time spent waiting for a slow client is not the member's: the client's own limits bound it); past it the request fails with a 504 ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)) |
 //! | `max` | the most idle connections kept (Apache's is a hard cap on connections; ours caps the pool) |
 //! | `ttl` | how long an idle connection is kept |
 //! | `disablereuse=On` | no connection is kept: a new one per request |
@@ -18,17 +18,36 @@
 //!
 //! `https` members need a TLS connector, which this client does not carry yet: their
 //! requests fail with [`ErrorKind::Upstream`](crate::ErrorKind::Upstream).
+//!
+//! # Strict HTTP toward members
+//!
+//! What a member answers is checked as Apache's mod_proxy_http checks it:
+//!
+//! | the member's answer | here | Apache |
+//! | --- | --- | --- |
+//! | both `Transfer-Encoding` and `Content-Length` | framed by `Transfer-Encoding` (RFC 9112 §6.3): `Content-Length` is dropped, the connection closed after the response, a warning logged | same (AH01107) |
+//! | `101 Switching Protocols` (the forwarded request never asks for an upgrade, and this client tunnels none) | 502 ([`ErrorKind::Upstream`](crate::ErrorKind::Upstream)), the connection closed, nothing relayed | 502, AH00898 `Unexpected Upgrade` |
+//! | interim responses (`100 Continue` unasked, `102 Processing`, `103 Early Hints`) | skipped: the client gets the final response only | as with `SetEnv proxy-interim-response Suppress` |
+//! | not HTTP: a bad status line, an invalid `Content-Length`, two different ones | 502 ([`ErrorKind::Upstream`](crate::ErrorKind::Upstream)), the error names the member | 502 |
+//!
+//! A request whose body fails on the client's side while it is sent (a
+//! [`RequestBodyError`](crate::RequestBodyError) in the body's error chain: broken framing,
+//! a client too slow or gone, a body over `LimitRequestBody`) fails with
+//! [`ErrorKind::Client`](crate::ErrorKind::Client): answered with the client's status
+//! (400, 408, 413), not retried on another member, the member not blamed, and that
+//! member connection is not reused (Apache's AH10154).
 
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::uri::Scheme;
 use http::HeaderValue;
-use http::{header, Request, Response, Uri};
+use http::{header, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -104,7 +123,7 @@ where
 
 /// The pooled HTTP client of one member. See the [module docs](self).
 pub struct HttpMember<B> {
-    pool: Arc<Pool<ReplayBody<B>>>,
+    pool: Arc<Pool<ClockedBody<ReplayBody<B>>>>,
     /// Shared by the clones (the balancer clones the member's service per request).
     target: Arc<Target>,
 }
@@ -168,6 +187,7 @@ where
                 keepalive: params.keepalive,
                 host: url.connect_host().to_owned(),
                 port: url.port(),
+                member: member.url().to_owned(),
             }),
             target: Arc::new(Target {
                 scheme: if url.scheme() == "https" {
@@ -194,6 +214,8 @@ struct Pool<B> {
     keepalive: bool,
     host: String,
     port: u16,
+    /// The member's URL, for logs and errors.
+    member: String,
 }
 
 struct Pooled<B> {
@@ -297,7 +319,7 @@ where
     async fn send(self: Arc<Self>, mut request: Request<B>) -> Result<Response<MemberBody>, Error> {
         if let Some(mut sender) = self.pooled().await {
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.wrap(response, sender)),
+                Ok(response) => return self.wrap(response, sender),
                 Err(mut failed) => match failed.take_message() {
                     // Not written: the connection was gone; a new one below.
                     Some(unsent) => request = unsent,
@@ -309,30 +331,69 @@ where
         // them out of this future keeps every request's state small.
         let mut sender = Box::pin(self.connect()).await?;
         match sender.try_send_request(request).await {
-            Ok(response) => Ok(self.wrap(response, sender)),
+            Ok(response) => self.wrap(response, sender),
             Err(failed) => Err(Error::from_member(Box::new(failed.into_error()))),
         }
     }
 
-    /// The response with a body that returns the connection to the pool at its end.
+    /// The response with a body that returns the connection to the pool at its end; an
+    /// error for a `101 Switching Protocols`; a response framed by both `Transfer-Encoding`
+    /// and `Content-Length` loses the latter and its connection is closed at its end.
     fn wrap(
         self: &Arc<Self>,
-        response: Response<Incoming>,
+        mut response: Response<Incoming>,
         sender: SendRequest<B>,
-    ) -> Response<MemberBody> {
+    ) -> Result<Response<MemberBody>, Error> {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The forwarded request asked for no upgrade (the forwarding layer strips
+            // `Upgrade`) and this client tunnels none: the connection now speaks something
+            // else. Dropping `sender` closes it.
+            tracing::error!(
+                apache_id = "AH00898",
+                member = %self.member,
+                upgrade = ?response.headers().get(header::UPGRADE),
+                "unexpected 101 Switching Protocols from the member"
+            );
+            return Err(Error::upstream(
+                "unexpected 101 Switching Protocols: no upgrade was asked for",
+            )
+            .with_member(&self.member, Some("AH00898")));
+        }
+        let headers = response.headers_mut();
+        // RFC 9112 §6.3: Transfer-Encoding frames the body (hyper decodes it so) and a
+        // Content-Length beside it must go; the connection is not reused, as the member's
+        // idea of where the message ends is in doubt (Apache's AH01107).
+        let reuse = !(headers.contains_key(header::TRANSFER_ENCODING)
+            && headers.remove(header::CONTENT_LENGTH).is_some());
+        if !reuse {
+            tracing::warn!(
+                apache_id = "AH01107",
+                member = %self.member,
+                "the member answered with Transfer-Encoding and Content-Length: \
+                 Content-Length dropped, connection closed after the response"
+            );
+        }
         if response.body().is_end_stream() {
-            self.checkin(sender);
-            return response.map(|inner| MemberBody {
+            if reuse {
+                self.checkin(sender);
+            }
+            return Ok(response.map(|inner| MemberBody {
                 inner,
                 release: None,
-            });
+            }));
         }
-        let pool = Arc::clone(self);
-        let release: Release = Box::new(move || pool.checkin(sender));
-        response.map(|inner| MemberBody {
+        let release: Release = if reuse {
+            let pool = Arc::clone(self);
+            Box::new(move || pool.checkin(sender))
+        } else {
+            // Kept to the body's end, then dropped: hyper closes the connection once its
+            // last sender is gone and its response is read.
+            Box::new(move || drop(sender))
+        };
+        Ok(response.map(|inner| MemberBody {
             inner,
             release: Some(release),
-        })
+        }))
     }
 }
 
@@ -460,14 +521,98 @@ where
         if !preserve {
             request.headers_mut().insert(header::HOST, host.clone());
         }
+        // Only a body still to come from the client needs the clock (most GETs have none).
+        let clock = (!request.body().is_end_stream()).then(|| Arc::new(BodyClock::new()));
+        let request = request.map(|inner| ClockedBody {
+            inner,
+            clock: clock.clone(),
+        });
         let sending = Arc::clone(&self.pool).send(request);
         HttpMemberFuture {
-            inner: Some(tokio::time::timeout(
-                self.target.timeout,
-                Box::pin(sending) as Sending,
-            )),
+            sending: Some(Box::pin(sending)),
+            sleep: Some(tokio::time::sleep(self.target.timeout)),
+            timeout: self.target.timeout,
+            clock,
             failed: None,
         }
+    }
+}
+
+/// The client's side of a request body on its way to a member, for the member's `timeout`:
+/// whether the body waits for the client now, and when it last got something from it.
+struct BodyClock {
+    base: tokio::time::Instant,
+    /// When the body last got a frame (or its end) from the client, in nanoseconds since
+    /// `base`.
+    last: AtomicU64,
+    /// The body waits for the client: the member is not the one keeping the request.
+    waiting: AtomicBool,
+}
+
+impl BodyClock {
+    fn new() -> Self {
+        Self {
+            base: tokio::time::Instant::now(),
+            last: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+        }
+    }
+
+    /// The body got a frame or its end from the client at `now`.
+    fn got(&self, now: tokio::time::Instant) {
+        let nanos =
+            u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        // Before `waiting` is cleared: whoever sees it cleared sees this time.
+        self.last.store(nanos, Ordering::Release);
+        self.waiting.store(false, Ordering::Release);
+    }
+
+    /// Since when the member's time runs, as seen at `now`: `now` while the body waits for
+    /// the client, else the last time the body got something from the client.
+    fn member_time_since(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        if self.waiting.load(Ordering::Acquire) {
+            return now;
+        }
+        self.base + Duration::from_nanos(self.last.load(Ordering::Acquire))
+    }
+}
+
+pin_project! {
+    /// A request body that tells its [`BodyClock`] when it waits for the client and when
+    /// it gets something from it.
+    struct ClockedBody<B> {
+        #[pin]
+        inner: B,
+        clock: Option<Arc<BodyClock>>,
+    }
+}
+
+impl<B: Body> Body for ClockedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Some(clock) = this.clock {
+            if polled.is_pending() {
+                clock.waiting.store(true, Ordering::Release);
+            } else {
+                clock.got(tokio::time::Instant::now());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -477,8 +622,12 @@ type Sending = Pin<Box<dyn Future<Output = Result<Response<MemberBody>, Error>> 
 pin_project! {
     /// The future of [`HttpMember`].
     pub struct HttpMemberFuture {
+        sending: Option<Sending>,
+        // The member's `timeout`, pushed back while the request body waits for the client.
         #[pin]
-        inner: Option<tokio::time::Timeout<Sending>>,
+        sleep: Option<tokio::time::Sleep>,
+        timeout: Duration,
+        clock: Option<Arc<BodyClock>>,
         failed: Option<Error>,
     }
 }
@@ -486,7 +635,10 @@ pin_project! {
 impl HttpMemberFuture {
     const fn failed(error: Error) -> Self {
         Self {
-            inner: None,
+            sending: None,
+            sleep: None,
+            timeout: Duration::ZERO,
+            clock: None,
             failed: Some(error),
         }
     }
@@ -503,16 +655,35 @@ impl Future for HttpMemberFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
+        let (Some(sending), Some(mut sleep)) = (this.sending.as_mut(), this.sleep.as_pin_mut())
+        else {
             return Poll::Ready(Err(this
                 .failed
                 .take()
                 .unwrap_or_else(|| Error::upstream("polled after completion"))));
         };
-        Poll::Ready(match ready!(inner.poll(cx)) {
-            Ok(result) => result,
-            Err(elapsed) => Err(Error::timeout(elapsed)),
-        })
+        if let Poll::Ready(result) = sending.as_mut().poll(cx) {
+            *this.sending = None;
+            return Poll::Ready(result);
+        }
+        // Apache's `timeout` bounds each wait on the member; time the request body spent
+        // waiting for the client is not the member's (the client's own limits bound it).
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            let now = tokio::time::Instant::now();
+            let deadline = this
+                .clock
+                .as_ref()
+                .map(|clock| clock.member_time_since(now) + *this.timeout);
+            match deadline {
+                Some(deadline) if deadline > now => sleep.as_mut().reset(deadline),
+                _ => {
+                    return Poll::Ready(Err(Error::timeout(
+                        "the member did not answer within its timeout",
+                    )))
+                }
+            }
+        }
     }
 }
 
@@ -520,6 +691,27 @@ impl Future for HttpMemberFuture {
 mod tests {
     use super::*;
     use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
+
+    /// The member's time runs from the client's last frame, and not at all while the body
+    /// waits for the client.
+    #[tokio::test(start_paused = true)]
+    async fn the_body_clock_runs_the_members_time_from_the_clients_last_frame() {
+        use tokio::time::{advance, Instant};
+        let start = Instant::now();
+        let clock = BodyClock::new();
+        assert_eq!(clock.member_time_since(start), start);
+        advance(Duration::from_secs(3)).await;
+        clock.waiting.store(true, Ordering::Release);
+        let now = Instant::now();
+        assert_eq!(clock.member_time_since(now), now, "waiting for the client");
+        advance(Duration::from_secs(2)).await;
+        clock.got(Instant::now());
+        advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            clock.member_time_since(Instant::now()),
+            start + Duration::from_secs(5)
+        );
+    }
 
     #[test]
     fn member_uris() {

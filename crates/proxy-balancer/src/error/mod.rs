@@ -39,8 +39,19 @@ pub enum ErrorKind {
     Connect,
     /// The member did not answer in time: 504 (Apache answers 502; see the README, "Where we differ from Apache").
     Timeout,
-    /// The member failed in another way (closed early, answered garbage): 502.
+    /// The member failed in another way (closed early, answered garbage, an unexpected
+    /// `101 Switching Protocols`): 502.
     Upstream,
+    /// The client's request body failed while it was sent to the member (broken framing,
+    /// too slow, too large, the client gone): a [`RequestBodyError`] in the member
+    /// service's error chain. Answered with that error's status (400, 408 or 413, see
+    /// [`Error::status`]; 400 here), never retried, and the member is not blamed: it is not
+    /// put in error and its connection is not reused.
+    ///
+    /// # Apache
+    ///
+    /// AH10154 (`pass request body failed`), answered with the client's status.
+    Client,
 }
 
 impl ErrorKind {
@@ -53,6 +64,9 @@ impl ErrorKind {
             }
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream => StatusCode::BAD_GATEWAY,
+            // The precise status is the RequestBodyError's (Error::status); its most
+            // common one here.
+            Self::Client => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -71,6 +85,8 @@ struct Inner {
     member: Option<String>,
     apache_id: Option<&'static str>,
     retry_after: Option<Duration>,
+    /// For [`ErrorKind::Client`]: what failed in the client's body.
+    request_body: Option<RequestBodyError>,
     source: Option<BoxError>,
 }
 
@@ -82,6 +98,7 @@ impl Error {
                 member: None,
                 apache_id: None,
                 retry_after: None,
+                request_body: None,
                 source,
             }),
         }
@@ -115,8 +132,10 @@ impl Error {
         e
     }
 
-    /// Classifies a member service's error as the balancer does: ours as they are;
-    /// hyper-util's connect errors and I/O errors that mean "not connected" as
+    /// Classifies a member service's error as the balancer does: ours as they are; a
+    /// [`RequestBodyError`] anywhere in the chain (the client's body failed while it was
+    /// sent), or hyper's client failing on a request body that is a server's own
+    /// (`hyper::body::Incoming`), as [`ErrorKind::Client`]; hyper-util's connect errors and I/O errors that mean "not connected" as
     /// [`ErrorKind::Connect`] (the balancer fails over); a timer's elapsed as
     /// [`ErrorKind::Timeout`]; the rest as [`ErrorKind::Upstream`]. The whole source chain
     /// is looked at.
@@ -129,6 +148,11 @@ impl Error {
             Ok(ours) => return *ours,
             Err(other) => other,
         };
+        if let Some(failed) = find_request_body_error(&*error) {
+            let mut e = Self::new(ErrorKind::Client, Some(error));
+            e.inner.request_body = Some(failed);
+            return e;
+        }
         let kind = classify(&*error);
         Self::new(kind, Some(error))
     }
@@ -162,16 +186,38 @@ impl Error {
         self.inner.apache_id
     }
 
-    /// Whether another try could succeed: no member now, a connect failure.
+    /// Whether another try could succeed: no member now, a connect failure (never a
+    /// client's failed body, [`ErrorKind::Client`]).
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         matches!(self.inner.kind, ErrorKind::NoMember | ErrorKind::Connect)
     }
 
-    /// The status to answer with ([`ErrorKind::status`]).
+    /// The status to answer with: [`ErrorKind::status`], except for
+    /// [`ErrorKind::Client`], which answers its [`RequestBodyError::status`] (400, 408 or
+    /// 413).
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        self.inner.kind.status()
+        self.inner
+            .request_body
+            .map_or_else(|| self.inner.kind.status(), RequestBodyError::status)
+    }
+
+    /// For [`ErrorKind::Client`]: what failed in the client's request body.
+    ///
+    /// ```
+    /// use proxy_balancer::{Error, ErrorKind, RequestBodyError};
+    ///
+    /// // A member service failed because the client's body was over LimitRequestBody.
+    /// let error = Error::classify(RequestBodyError::TooLarge);
+    /// assert_eq!(error.kind(), ErrorKind::Client);
+    /// assert_eq!(error.request_body_error(), Some(RequestBodyError::TooLarge));
+    /// assert_eq!(error.status(), 413);
+    /// assert!(!error.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn request_body_error(&self) -> Option<RequestBodyError> {
+        self.inner.request_body
     }
 
     /// For a 503: how long until a member may be tried again, if known.
@@ -179,6 +225,61 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
     }
+}
+
+/// The next error down `e`'s chain. `io::Error::other(inner)`'s `source()` is
+/// `inner.source()`, skipping `inner` itself: `inner` comes first here.
+fn next_in_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if let Some(inner) = io.get_ref() {
+            return Some(inner);
+        }
+    }
+    e.source()
+}
+
+/// The client's body failure in `error`'s chain, if the chain has one: our own error
+/// answers for itself (its kind was decided when it was made); a [`RequestBodyError`]
+/// anywhere else is the root of what went wrong, whatever wraps it.
+fn find_request_body_error(error: &(dyn std::error::Error + 'static)) -> Option<RequestBodyError> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            return ours.inner.request_body;
+        }
+        if let Some(failed) = e.downcast_ref::<RequestBodyError>() {
+            return Some(*failed);
+        }
+        #[cfg(feature = "http-client")]
+        if let Some(failed) = hyper_request_body_error(e) {
+            return Some(failed);
+        }
+        current = next_in_chain(e);
+    }
+    None
+}
+
+/// hyper's client reports its request body's failure as a user error whose source is that
+/// failure. A request body that is a server's (hyper's `Incoming`, as an axum app or a
+/// `Site` without its own body type forwards) fails with a hyper error of its own: the
+/// client's connection broke the body (a bad chunk, the client gone, too slow).
+#[cfg(feature = "http-client")]
+fn hyper_request_body_error(e: &(dyn std::error::Error + 'static)) -> Option<RequestBodyError> {
+    use std::error::Error as _;
+    let sent = e.downcast_ref::<hyper::Error>()?;
+    if !sent.is_user() {
+        return None;
+    }
+    let body = sent.source()?.downcast_ref::<hyper::Error>()?;
+    Some(if body.is_timeout() {
+        RequestBodyError::TimedOut
+    } else if body.is_incomplete_message() {
+        RequestBodyError::Aborted
+    } else {
+        RequestBodyError::Framing
+    })
 }
 
 fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
@@ -198,7 +299,6 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         if e.is::<tokio::time::error::Elapsed>() {
             return ErrorKind::Timeout;
         }
-        let mut wrapped = None;
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as Io;
             match io.kind() {
@@ -208,14 +308,8 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
                 Io::TimedOut => return ErrorKind::Timeout,
                 _ => {}
             }
-            // `io::Error::other(inner)`'s `source()` is `inner.source()`, skipping `inner`
-            // itself: look at `inner` first.
-            wrapped = io.get_ref();
         }
-        current = match wrapped {
-            Some(inner) => Some(inner),
-            None => e.source(),
-        };
+        current = next_in_chain(e);
     }
     ErrorKind::Upstream
 }
@@ -245,6 +339,7 @@ impl fmt::Display for Error {
             ErrorKind::Connect => "could not connect to the member",
             ErrorKind::Timeout => "the member did not answer in time",
             ErrorKind::Upstream => "the member failed",
+            ErrorKind::Client => "the client's request body failed on its way to the member",
         };
         f.write_str(what)?;
         if let Some(member) = &self.inner.member {
@@ -267,12 +362,20 @@ impl std::error::Error for Error {
 }
 
 /// The response Apache would send for an error: 503 (with `Retry-After` when known, and
-/// `Connection: close` for AH01167), 502 or 504, with a short plain-text body. Errors that
-/// are not ours answer 502.
+/// `Connection: close` for AH01167), 502 or 504, with a short plain-text body; for a
+/// client's failed request body ([`ErrorKind::Client`], or any error with a
+/// [`RequestBodyError`] in its chain) that error's 400, 408 or 413 with
+/// `Connection: close`, as the rest of the body was not read. Other errors that are not
+/// ours answer 502.
 #[must_use]
 pub fn error_response(error: &(dyn std::error::Error + 'static)) -> Response<Full<Bytes>> {
     let ours = error.downcast_ref::<Error>();
-    let status = ours.map_or(StatusCode::BAD_GATEWAY, Error::status);
+    let request_body = find_request_body_error(error);
+    let status = match (ours, request_body) {
+        (Some(e), _) => e.status(),
+        (None, Some(failed)) => failed.status(),
+        (None, None) => StatusCode::BAD_GATEWAY,
+    };
     let body = format!(
         "{} {}\n",
         status.as_u16(),
@@ -298,6 +401,9 @@ pub fn error_response(error: &(dyn std::error::Error + 'static)) -> Response<Ful
         if e.kind() == ErrorKind::RouteUnavailable {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+    }
+    if request_body.is_some() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -383,6 +489,7 @@ mod tests {
         assert_eq!(ErrorKind::Connect.status(), 503);
         assert_eq!(ErrorKind::Timeout.status(), 504);
         assert_eq!(ErrorKind::Upstream.status(), 502);
+        assert_eq!(ErrorKind::Client.status(), 400);
     }
 
     #[test]
@@ -610,6 +717,179 @@ mod tests {
                 .contains(proxy_balancer_core::StatusFlags::IN_ERROR),
             "m0 put in error"
         );
+    }
+
+    /// A [`RequestBodyError`] anywhere in a member service's error chain (hyper's client
+    /// keeps the request body's error as its source) is the client's failure: its status,
+    /// not retryable; our own errors keep the kind they were made with.
+    #[test]
+    fn a_request_body_error_in_the_chain_is_the_clients() {
+        use std::io::ErrorKind as Io;
+        let cases: Vec<(&str, BoxError, RequestBodyError)> = vec![
+            (
+                "as it is",
+                Box::new(RequestBodyError::Framing),
+                RequestBodyError::Framing,
+            ),
+            (
+                "under a wrapper",
+                Box::new(Wrapper::around("send", RequestBodyError::TimedOut)),
+                RequestBodyError::TimedOut,
+            ),
+            (
+                "under a boxed wrapper under a wrapper",
+                Box::new(Wrapper::around(
+                    "my client",
+                    Box::new(Wrapper::around("body", RequestBodyError::TooLarge)) as BoxError,
+                )),
+                RequestBodyError::TooLarge,
+            ),
+            (
+                "inside io::Error::other",
+                Box::new(std::io::Error::other(RequestBodyError::Aborted)),
+                RequestBodyError::Aborted,
+            ),
+            (
+                // The root is the client's, whatever the wrapper says.
+                "inside a timed-out io::Error",
+                Box::new(std::io::Error::new(
+                    Io::TimedOut,
+                    RequestBodyError::TimedOut,
+                )),
+                RequestBodyError::TimedOut,
+            ),
+            (
+                "under a refused io::Error",
+                Box::new(Wrapper::around(
+                    "send",
+                    std::io::Error::new(Io::ConnectionRefused, RequestBodyError::Framing),
+                )),
+                RequestBodyError::Framing,
+            ),
+            (
+                "our own client error under a wrapper",
+                Box::new(Wrapper::around(
+                    "my client",
+                    Error::classify(RequestBodyError::TooLarge),
+                )),
+                RequestBodyError::TooLarge,
+            ),
+        ];
+        for (what, error, failure) in cases {
+            let classified = Error::classify(error);
+            assert_eq!(classified.kind(), ErrorKind::Client, "{what}");
+            assert_eq!(classified.request_body_error(), Some(failure), "{what}");
+            assert_eq!(classified.status(), failure.status(), "{what}");
+            assert!(!classified.is_retryable(), "{what}");
+            assert!(
+                std::error::Error::source(&classified).is_some(),
+                "{what}: the member service's error is kept as the source"
+            );
+            let response = error_response(&classified);
+            assert_eq!(response.status(), failure.status(), "{what}");
+            assert_eq!(response.headers()[header::CONNECTION], "close", "{what}");
+            assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        }
+        // Ours, made as another kind, keep it.
+        let upstream = Error::classify(Error::upstream(RequestBodyError::Framing));
+        assert_eq!(upstream.kind(), ErrorKind::Upstream);
+        assert_eq!(upstream.request_body_error(), None);
+        assert_eq!(upstream.status(), StatusCode::BAD_GATEWAY);
+        let r = error_response(&upstream);
+        assert_eq!(r.status(), 502);
+        assert!(r.headers().get(header::CONNECTION).is_none());
+        // Without one, as before.
+        let other = Error::classify(Wrapper::around("read", io(Io::UnexpectedEof)));
+        assert_eq!(other.request_body_error(), None);
+        assert_eq!(other.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn client_failures_answer_their_own_status() {
+        assert_eq!(ErrorKind::Client.status(), 400);
+        for (failure, status) in [
+            (RequestBodyError::Framing, 400),
+            (RequestBodyError::Aborted, 400),
+            (RequestBodyError::TimedOut, 408),
+            (RequestBodyError::TooLarge, 413),
+        ] {
+            let e = Error::classify(failure);
+            assert_eq!(e.status(), status, "{failure:?}");
+            assert!(e
+                .to_string()
+                .starts_with("the client's request body failed"));
+            // An error that is not ours, with the client's failure in its chain.
+            let r = error_response(&Wrapper::around("my service", failure));
+            assert_eq!(r.status(), status, "{failure:?}");
+            assert_eq!(r.headers()[header::CONNECTION], "close");
+        }
+        // Other errors that are not ours: 502, as before.
+        let r = error_response(&Wrapper::around(
+            "my service",
+            io(std::io::ErrorKind::Other),
+        ));
+        assert_eq!(r.status(), 502);
+        assert!(r.headers().get(header::CONNECTION).is_none());
+    }
+
+    /// A member service whose error has the client's body failure in its chain: the request
+    /// is not retried on the other member, even an idempotent one with `retry_idempotent`
+    /// and a body that could be sent again (the member did not read it), and the member is
+    /// not put in error.
+    #[tokio::test]
+    async fn a_client_failure_is_not_retried() {
+        use crate::balancer::{Balancer, BalancerOptions, ReplayBody};
+        use proxy_balancer_core::{BalancerParams, BalancerStore, Member, MemberParams};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use tower::ServiceExt;
+
+        let members = ["http://m0", "http://m1"].map(|u| MemberParams::new(u).unwrap());
+        let mut params = BalancerParams::new("client");
+        params.set("maxattempts", "3").unwrap();
+        let store = Arc::new(
+            BalancerStore::new(params, members, tokio::time::Instant::now().into_std()).unwrap(),
+        );
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let make = move |member: &Member| {
+            let url = member.url().to_owned();
+            let calls = Arc::clone(&counted);
+            tower::service_fn(move |_: http::Request<ReplayBody<Full<Bytes>>>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let url = url.clone();
+                async move {
+                    if url == "http://m0" {
+                        let e: BoxError =
+                            Box::new(Wrapper::around("send", RequestBodyError::TimedOut));
+                        return Err(e);
+                    }
+                    Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(url))))
+                }
+            })
+        };
+        let balancer = Balancer::with_options(
+            Arc::clone(&store),
+            make,
+            BalancerOptions::default().retry_idempotent(true),
+        );
+        let mut request = http::Request::new(Full::new(Bytes::from_static(b"data")));
+        *request.method_mut() = http::Method::PUT;
+        let error = tokio::time::timeout(Duration::from_secs(5), balancer.oneshot(request))
+            .await
+            .unwrap()
+            .expect_err("the client's failure");
+        assert_eq!(error.kind(), ErrorKind::Client);
+        assert_eq!(error.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(error.member(), Some("http://m0"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "m1 never called");
+        let snapshot = store.snapshot();
+        let m0 = &snapshot.members()[0];
+        assert!(!m0
+            .flags()
+            .contains(proxy_balancer_core::StatusFlags::IN_ERROR));
+        assert_eq!(m0.state().consecutive_failures(), 0);
+        assert_eq!(snapshot.members()[1].state().elected(), 0);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use http::StatusCode;
 ///
 /// The server's request body (`server::RequestBody`) yields this error,
 /// and the member client reports a request that failed on it as the client's error
-/// (`ErrorKind::Client`): answered with [`status`](Self::status), not
+/// ([`ErrorKind::Client`](crate::ErrorKind::Client)): answered with [`status`](Self::status), not
 /// retried, and the member is not blamed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

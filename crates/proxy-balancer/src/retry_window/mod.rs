@@ -10,6 +10,7 @@
 //! | read timeout with `failontimeout=On` | `E`, AH02460 | same |
 //! | the member ignores errors (`+I`) | never `E` | never `E` |
 //! | an answer | — | the run of errors ends ([`MemberState::note_success`](proxy_balancer_core::MemberState::note_success)) |
+//! | the client's request body failed while sent ([`ErrorKind::Client`]) | not `E`, AH10154 | not `E`, the run of errors untouched |
 //!
 //! The window itself is the member's `retry` (Apache's fixed window), or, with
 //! [`MemberParams::retry_max`](proxy_balancer_core::MemberParams::retry_max), a window that
@@ -253,6 +254,17 @@ fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
                 apache_id = "AH02460",
                 member = member.url(),
                 "forcing worker into error state: timeout (failontimeout)"
+            );
+        }
+        // The client's body failed: the member is not blamed (no error state, its run of
+        // errors neither grows nor ends), as Apache, which logs this and closes the
+        // member's connection.
+        ErrorKind::Client => {
+            tracing::warn!(
+                apache_id = "AH10154",
+                member = member.url(),
+                error = ?error.request_body_error(),
+                "pass request body failed: the client's body, not the member"
             );
         }
         _ => {}
