@@ -76,8 +76,28 @@ pub struct ProxyPassConfig {
     pub target: ProxyTarget,
     /// Its parameters (balancer parameters for a balancer target).
     pub params: Vec<Param>,
+    /// The `nocanon` keyword: the path is forwarded as the client sent it, not decoded and
+    /// encoded again (Apache's `proxy-nocanon`).
+    pub nocanon: bool,
     /// Where the directive starts.
     pub span: Span,
+}
+
+/// `AllowEncodedSlashes On|Off|NoDecode`: what a `%2F` in a request path does.
+///
+/// # Apache
+///
+/// Core's `AllowEncodedSlashes` (server or virtual host context): `Off` (the default)
+/// answers 404, `On` decodes it, `NoDecode` accepts it and keeps it encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AllowEncodedSlashes {
+    /// `Off`: a path with `%2F` is answered 404.
+    Off,
+    /// `On`: `%2F` is decoded to `/`.
+    On,
+    /// `NoDecode`: `%2F` is accepted and kept encoded.
+    NoDecode,
 }
 
 /// A `ProxyPassReverse path url`.
@@ -236,6 +256,9 @@ pub struct Config {
     pub proxy_pass_reverse_cookie_paths: Vec<CookieRewrite>,
     /// `ServerName`, the last one given (as in Apache).
     pub server_name: Option<ServerName>,
+    /// `AllowEncodedSlashes`, in server context. `None` when not given (Apache's default is
+    /// `Off`).
+    pub allow_encoded_slashes: Option<AllowEncodedSlashes>,
     /// Directives that are not about balancing, skipped.
     ///
     /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,

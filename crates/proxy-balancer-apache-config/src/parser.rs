@@ -6,9 +6,9 @@ use std::time::Duration;
 use proxy_balancer_core::{BalancerParams, MemberParams};
 
 use crate::ast::{
-    BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate, HeaderDirective, ManagerLocation,
-    MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, ServerName, Skipped,
-    Span,
+    AllowEncodedSlashes, BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate,
+    HeaderDirective, ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig,
+    ProxyTarget, ServerName, Skipped, Span,
 };
 use crate::error::{ParseError, ParseErrorKind, ParseErrors};
 use crate::keys::{self, BALANCER_KEYS, CORE_MEMBER_KEYS, HC_KEYS, OTHER_WORKER_KEYS};
@@ -102,6 +102,7 @@ const DIRECTIVES: &[&str] = &[
     "ProxyPassReverseCookieDomain",
     "ProxyPassReverseCookiePath",
     "ServerName",
+    "AllowEncodedSlashes",
 ];
 
 /// Every directive of Apache httpd 2.4's manual, one a line after a comment line: a real
@@ -609,6 +610,26 @@ impl Parser {
                 }
             }
             "header" => self.header(span, &name.text, &args),
+            "allowencodedslashes" => {
+                let v = one_arg(span, "AllowEncodedSlashes", &args)?;
+                let mode = if v.text.eq_ignore_ascii_case("on") {
+                    AllowEncodedSlashes::On
+                } else if v.text.eq_ignore_ascii_case("off") {
+                    AllowEncodedSlashes::Off
+                } else if v.text.eq_ignore_ascii_case("nodecode") {
+                    AllowEncodedSlashes::NoDecode
+                } else {
+                    return Err(invalid(
+                        v.span,
+                        format!(
+                            "invalid value \"{}\" for AllowEncodedSlashes: must be On, Off or NoDecode",
+                            v.text
+                        ),
+                    ));
+                };
+                self.server_setting(&name.text, span, |c| c.allow_encoded_slashes = Some(mode));
+                Ok(())
+            }
             "proxypreservehost" => {
                 let on = on_off(span, "ProxyPreserveHost", &args)?;
                 self.server_setting(&name.text, span, |c| c.proxy_preserve_host = Some(on));
@@ -879,7 +900,15 @@ impl Parser {
                 "ProxyPass takes a path and a target url (or !)",
             ));
         };
-        let params = self.params(rest);
+        // `nocanon` is a keyword, not a key=value parameter (Apache reads it anywhere after
+        // the target, in any case).
+        let nocanon = rest.iter().any(|t| t.text.eq_ignore_ascii_case("nocanon"));
+        let rest: Vec<Token> = rest
+            .iter()
+            .filter(|t| !t.text.eq_ignore_ascii_case("nocanon"))
+            .cloned()
+            .collect();
+        let params = self.params(&rest);
         let target = if target.text == "!" {
             ProxyTarget::Exclude
         } else if is_balancer_url(&target.text) {
@@ -910,6 +939,7 @@ impl Parser {
             path: path.text.clone(),
             target,
             params,
+            nocanon,
             span,
         });
         Ok(())

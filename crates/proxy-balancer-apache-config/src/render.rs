@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
-use crate::ast::{Config, Param, ProxyTarget, Span};
+use crate::ast::{AllowEncodedSlashes, Config, Param, ProxyTarget, Span};
 
 /// A word as Apache reads it back: quoted when it is empty, holds blanks or starts with a
 /// quote (or `<`).
@@ -115,6 +115,14 @@ impl Config {
         if let Some(b) = self.proxy_add_headers {
             let _ = writeln!(out, "ProxyAddHeaders {}", on_off(b));
         }
+        if let Some(mode) = self.allow_encoded_slashes {
+            let mode = match mode {
+                AllowEncodedSlashes::On => "On",
+                AllowEncodedSlashes::NoDecode => "NoDecode",
+                AllowEncodedSlashes::Off => "Off",
+            };
+            let _ = writeln!(out, "AllowEncodedSlashes {mode}");
+        }
         for e in &self.hc_exprs {
             let _ = writeln!(out, "ProxyHCExpr {} {{{}}}", word(&e.name), e.expr);
         }
@@ -165,6 +173,9 @@ impl Config {
                 ProxyTarget::Exclude => out.push('!'),
             }
             params(&mut out, &pp.params);
+            if pp.nocanon {
+                out.push_str(" nocanon");
+            }
             out.push('\n');
         }
         for r in &self.proxy_pass_reverses {

@@ -48,6 +48,7 @@ fn pass(path: &str, name: &str, sub: &str, line: u32) -> ProxyPassConfig {
             path: sub.into(),
         },
         params: vec![],
+        nocanon: false,
         span: at(line),
     }
 }
@@ -465,6 +466,7 @@ fn proxypass_trailing_slash() {
         path: "/app/static/".into(),
         target: ProxyTarget::Exclude,
         params: vec![],
+        nocanon: false,
         span: at(14),
     });
     assert!(only(&c, "proxypass-trailing-slash").is_empty());

@@ -286,6 +286,7 @@ fn config() -> impl Strategy<Value = Config> {
                                 path: sub,
                             },
                             params: pp,
+                            nocanon: false,
                             span: Span::default(),
                         });
                     }
@@ -301,6 +302,7 @@ fn config() -> impl Strategy<Value = Config> {
                         path,
                         target,
                         params,
+                        nocanon: false,
                         span: Span::default(),
                     });
                 }

@@ -25,6 +25,7 @@ fn hand_built(url: &str, kv: &[(&str, &str)]) -> (Config, ProxyPassConfig) {
                 span: at(1, column),
             })
             .collect(),
+        nocanon: false,
         span: at(1, 1),
     };
     let mut config = Config::default();

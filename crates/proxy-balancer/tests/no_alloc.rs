@@ -1,11 +1,12 @@
-//! The hot paths allocate nothing: finding (or not finding) a session route, and a byrequests
-//! pick of the core. Counted with an instrumented global allocator, in a test binary of its
+//! The hot paths allocate nothing: finding (or not finding) a session route, a byrequests
+//! pick of the core, and matching and forwarding a plain request path. Counted with an instrumented global allocator, in a test binary of its
 //! own so that nothing else runs while it counts.
 
 use std::alloc::System;
 use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Uri};
+use proxy_balancer::proxy_pass::{ProxyPass, RequestPath};
 use proxy_balancer::sticky_route::RouteExtractor;
 use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, PickRequest};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -32,6 +33,9 @@ fn route_extraction_and_picks_do_not_allocate() {
     );
     let uri: Uri = "/app/page?x=1&y=2".parse().expect("valid");
     let uri_with_route: Uri = "/app;jsessionid=A.node2/page".parse().expect("valid");
+    // The site's path steps for a plain path: ProxyPass "/" "balancer://app/".
+    let pass = ProxyPass::new("/", "balancer://app/").expect("valid");
+    let plain = "/app/static/logo-2.png";
 
     let now = tokio::time::Instant::now().into_std();
     let members = (0..16).map(|i| MemberParams::new(&format!("http://m{i}")).expect("valid"));
@@ -59,6 +63,9 @@ fn route_extraction_and_picks_do_not_allocate() {
                 Some("node2")
             );
             drop(store.pick(&PickRequest::new(), now).expect("usable"));
+            let path = RequestPath::parse(plain).expect("a plain path");
+            assert!(pass.matches_request(&path));
+            assert_eq!(pass.forward_path(&path).as_deref(), Some(plain));
         }
         counts.push(region.change().allocations);
     }

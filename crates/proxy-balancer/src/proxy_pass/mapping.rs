@@ -5,6 +5,7 @@ use std::str::FromStr;
 use http::uri::{Authority, PathAndQuery};
 use http::Uri;
 
+use super::canonical::{encode_path, RequestPath};
 use super::error::ProxyPassError;
 use super::join::{join_text, join_uri};
 use super::reverse::ProxyPassReverse;
@@ -25,12 +26,13 @@ const BALANCER_SCHEME: &str = "balancer://";
 /// Matching is case-sensitive. Several `ProxyPass` lines are tried in config order and the
 /// first match wins, so list longer prefixes first, as in Apache.
 ///
-/// The path is matched as received, still percent-encoded (Apache matches the decoded path
-/// unless `nocanon` or `mapping=encoded` is set), and forwarded as received: `%2F` or `%20`
-/// reach the member unchanged ([`canonical_path`](super::canonical_path), which the site
-/// applies first, decodes unreserved characters and refuses `%2F`). Dot segments (`.`, `..`, also spelled `%2e`) are removed
-/// first, as Apache's URI normalisation does, so `/app/../admin` is `/admin` and does not
-/// match `/app`; a path that climbs above the root is an error.
+/// [`matches`](Self::matches) and [`map_path`](Self::map_path) take the path as received,
+/// still percent-encoded, and only remove dot segments (`.`, `..`, also spelled `%2e`);
+/// a path that climbs above the root is an error. The site matches as Apache does instead:
+/// [`matches_request`](Self::matches_request) and [`forward_path`](Self::forward_path) take
+/// a [`RequestPath`], decoded and normalised (`/%70rivate` is `/private`, `%2F` refused unless
+/// `AllowEncodedSlashes` says otherwise), and forward it encoded by mod_proxy's rules, or as
+/// sent with [`nocanon`](Self::with_nocanon).
 ///
 /// # Mapping
 ///
@@ -47,8 +49,8 @@ const BALANCER_SCHEME: &str = "balancer://";
 ///   accepts it, then glues the request path to the balancer name
 ///   (`balancer://myclustera/b`) and fails every request.
 ///
-/// Not supported: `ProxyPass /path !` exclusions, `ProxyPassMatch`, and the key=value
-/// flags (`nocanon`, `noquery`, `mapping=servlet`, worker parameters).
+/// Not supported here: `ProxyPass /path !` exclusions (the site has them), `ProxyPassMatch`,
+/// and the flags other than `nocanon` (`noquery`, `mapping=servlet`, worker parameters).
 ///
 /// [`has_trailing_slash_mismatch`]: Self::has_trailing_slash_mismatch
 ///
@@ -60,6 +62,8 @@ pub struct ProxyPass {
     front_prefix: String,
     balancer: String,
     backend_path: String,
+    /// The `nocanon` flag: forward the path as sent.
+    nocanon: bool,
 }
 
 // ===== impl ProxyPass =====
@@ -95,7 +99,40 @@ impl ProxyPass {
             front_prefix: front_prefix.to_owned(),
             balancer,
             backend_path,
+            nocanon: false,
         })
+    }
+
+    /// The line with (or without) the `nocanon` flag: [`forward_path`](Self::forward_path)
+    /// sends the rest of the path as the client sent it, not decoded and encoded again.
+    ///
+    /// As Apache, the flag is ignored for a request whose path as sent does not match the
+    /// prefix the way its decoded form does (`/%61pp/x` against `/app`, or `//app`): the
+    /// canonical form is sent then, and a warning (AH01136) logged.
+    ///
+    /// ```
+    /// use proxy_balancer::proxy_pass::{ProxyPass, RequestPath};
+    ///
+    /// let pass = ProxyPass::new("/app", "balancer://x/app")?.with_nocanon(true);
+    /// let path = RequestPath::parse("/app/a%2Cb/%7e")?;
+    /// assert_eq!(pass.forward_path(&path).as_deref(), Some("/app/a%2Cb/%7e"));
+    /// let canon = ProxyPass::new("/app", "balancer://x/app")?;
+    /// assert_eq!(canon.forward_path(&path).as_deref(), Some("/app/a,b/~"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Apache
+    ///
+    /// The `nocanon` keyword of `ProxyPass`.
+    #[must_use]
+    pub fn with_nocanon(mut self, nocanon: bool) -> Self {
+        self.nocanon = nocanon;
+        self
+    }
+
+    /// Whether the line has the `nocanon` flag ([`with_nocanon`](Self::with_nocanon)).
+    pub fn is_nocanon(&self) -> bool {
+        self.nocanon
     }
 
     /// The front prefix, the first argument (`/app`).
@@ -130,7 +167,79 @@ impl ProxyPass {
     /// `path` is the path of the request URI without the query, as [`Uri::path`] returns
     /// it. An empty path, `*`, or a path climbing above the root matches nothing.
     pub fn matches(&self, path: &str) -> bool {
-        normalize_path(path).is_some_and(|p| alias_match(&p, &self.front_prefix).is_some())
+        normalize_path(path)
+            .is_some_and(|p| alias_match(p.as_bytes(), &self.front_prefix).is_some())
+    }
+
+    /// Whether this line handles a request path, matched as Apache does: on its decoded,
+    /// normalised form ([`RequestPath::matched`]).
+    ///
+    /// ```
+    /// use proxy_balancer::proxy_pass::{ProxyPass, RequestPath};
+    ///
+    /// let private = ProxyPass::new("/private", "balancer://x/private")?;
+    /// for sent in ["/private/x", "/%70rivate/x", "/x/../private", "/priv%61te"] {
+    ///     assert!(private.matches_request(&RequestPath::parse(sent)?), "{sent}");
+    /// }
+    /// assert!(!private.matches_request(&RequestPath::parse("/privateer")?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn matches_request(&self, path: &RequestPath<'_>) -> bool {
+        alias_match(path.matched(), &self.front_prefix).is_some()
+    }
+
+    /// The path (without query) to ask the member for, before the member URL's own path,
+    /// when this line matches `path` ([`matches_request`](Self::matches_request)): backend
+    /// path + the rest of the matched path encoded by mod_proxy's rules
+    /// ([`encode_path`](super::encode_path)), or the rest as sent with
+    /// [`nocanon`](Self::with_nocanon). `None` when the line does not match.
+    ///
+    /// Borrows when the line maps a path to itself (`ProxyPass "/" "balancer://x/"`) and
+    /// the path needs no encoding.
+    ///
+    /// ```
+    /// use proxy_balancer::proxy_pass::{ProxyPass, RequestPath};
+    ///
+    /// let pass = ProxyPass::new("/app", "balancer://x/v2")?;
+    /// let path = RequestPath::parse("/app/./a%20b/../%C3%A9t%c3%a9")?;
+    /// assert_eq!(pass.forward_path(&path).as_deref(), Some("/v2/%C3%A9t%C3%A9"));
+    /// assert_eq!(pass.forward_path(&RequestPath::parse("/b")?), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Apache
+    ///
+    /// `ap_proxy_trans_match` (mod_proxy.c), then the canon handler of the scheme
+    /// (`ap_proxy_canonenc_ex` in mod_proxy_http). Unlike Apache, the backend path written
+    /// in the `ProxyPass` target is sent as written (Apache encodes a `%` in it again).
+    pub fn forward_path<'p>(&self, path: &'p RequestPath<'_>) -> Option<Cow<'p, str>> {
+        let matched = path.matched();
+        let len = alias_match(matched, &self.front_prefix)?;
+        let backend = self.backend_path.as_bytes();
+        if self.nocanon {
+            let raw = path.raw();
+            if alias_match(raw.as_bytes(), &self.front_prefix) == Some(len) {
+                let rest = raw.get(len..)?;
+                if raw.as_bytes().get(..len) == Some(backend) {
+                    return Some(Cow::Borrowed(raw));
+                }
+                return Some(Cow::Owned(format!("{}{rest}", self.backend_path)));
+            }
+            tracing::warn!(
+                apache_id = "AH01136",
+                path = raw,
+                "Unescaped URL path matched ProxyPass; ignoring unsafe nocanon"
+            );
+        }
+        let slashes = path.encoded_slashes();
+        if matched.get(..len) == Some(backend) && encode_path(backend, slashes).len() == len {
+            return Some(encode_path(matched, slashes));
+        }
+        let rest = encode_path(matched.get(len..)?, slashes);
+        let mut mapped = String::with_capacity(self.backend_path.len() + rest.len());
+        mapped.push_str(&self.backend_path);
+        mapped.push_str(&rest);
+        Some(Cow::Owned(mapped))
     }
 
     /// The path (without query) to ask the member for, before the member URL's own path:
@@ -146,7 +255,7 @@ impl ProxyPass {
                 path: path.to_owned(),
                 reason: "'..' segments climb above the root",
             })?;
-        let matched = alias_match(&normalized, &self.front_prefix).ok_or_else(|| {
+        let matched = alias_match(normalized.as_bytes(), &self.front_prefix).ok_or_else(|| {
             ProxyPassError::NoMatch {
                 path: path.to_owned(),
                 prefix: self.front_prefix.clone(),
@@ -202,7 +311,11 @@ impl fmt::Display for ProxyPass {
             f,
             "ProxyPass \"{}\" \"{}{}\"",
             self.front_prefix, self.balancer, self.backend_path
-        )
+        )?;
+        if self.nocanon {
+            f.write_str(" nocanon")?;
+        }
+        Ok(())
     }
 }
 
@@ -316,8 +429,8 @@ pub(super) fn is_valid_authority(authority: &str) -> bool {
 
 /// Apache 2.4's `alias_match` (mod_proxy.c): the number of bytes of `path` matched by
 /// `prefix`, or `None`.
-pub(super) fn alias_match(path: &str, prefix: &str) -> Option<usize> {
-    let (path, prefix) = (path.as_bytes(), prefix.as_bytes());
+pub(super) fn alias_match(path: &[u8], prefix: &str) -> Option<usize> {
+    let prefix = prefix.as_bytes();
     let (mut p, mut a) = (0, 0);
     while a < prefix.len() && p < path.len() {
         if prefix[a] == b'/' {

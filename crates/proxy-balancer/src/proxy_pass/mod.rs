@@ -164,10 +164,12 @@
 //!
 //! Apache httpd 2.4 is the reference. The choices where it leaves room, and the few places
 //! where we differ on purpose, are in the docs of [`ProxyPass`], [`reverse_url`],
-//! [`ProxyPassReverseCookie`] and [`prepare_request_headers`]. In short: the path is matched
-//! and forwarded still percent-encoded (like `nocanon`) after dot segments are removed
-//! (run it through [`canonical_path`] first, as the site does, to decode what RFC 3986 says
-//! is the same and refuse `%2F` and `%00`);
+//! [`ProxyPassReverseCookie`] and [`prepare_request_headers`]. In short: the site matches
+//! a path as Apache does, decoded and normalised ([`RequestPath`]: `%2F` and `%00` refused
+//! with 404 unless `AllowEncodedSlashes` says otherwise, a bad escape or a `..` above the
+//! root with 400), and forwards it encoded by mod_proxy's rules ([`encode_path`]), or as
+//! sent with `nocanon` ([`ProxyPass::with_nocanon`]); the pure [`ProxyPass::matches`] and
+//! [`ProxyPass::map`] take the path as received and only remove dot segments;
 //! `/app` matches `/app/x` but not `/apple`, as in Apache 2.4; a trailing `/` on a member
 //! URL is ignored; `ProxyPassReverse` only rewrites a member URL that ends at a URL
 //! boundary; cookie paths are rewritten by prefix at a segment boundary and cookie domains
@@ -178,7 +180,10 @@
 //! | Apache httpd | proxy-balancer |
 //! | --- | --- |
 //! | `ProxyPass "/app" "balancer://mycluster/app"` | [`ProxyPass::new`] |
-//! | prefix matching (`alias_match` in `proxy_trans`) | [`ProxyPass::matches`] |
+//! | prefix matching (`alias_match` in `proxy_trans`) | [`ProxyPass::matches_request`], [`ProxyPass::matches`] |
+//! | the decoded, normalised path (`ap_normalize_path`, `ap_unescape_url`: `r->uri`) | [`RequestPath`] |
+//! | `AllowEncodedSlashes Off\|On\|NoDecode` | [`EncodedSlashes`] |
+//! | path encoding for the member (`ap_proxy_canonenc_ex`), `ProxyPass … nocanon` | [`ProxyPass::forward_path`], [`encode_path`], [`ProxyPass::with_nocanon`] |
 //! | request URL for the member (`proxy_trans` + mod_proxy_balancer's `rewrite_url`) | [`ProxyPass::map`], [`ProxyPass::map_path`] |
 //! | the request side of mod_proxy_http (`ap_proxy_create_hdrbrgd`) | [`ForwardLayer`], [`Forward`], [`forward_request`] |
 //! | `ProxyPreserveHost On\|Off` | [`ForwardedHeaders::with_preserve_host`] in a [`ForwardLayer`]; the [`PreserveHost`] extension tells the member client |
@@ -192,8 +197,8 @@
 //! | `ProxyPassReverseCookiePath internal public` | [`ReverseLayer::with_cookie_path`], [`ProxyPassReverseCookie::with_path`], [`reverse_cookie_path`] |
 //! | hop-by-hop removal (`ap_proxy_clear_connection`) | [`ForwardLayer`], [`ReverseLayer`], [`strip_hop_by_hop`], [`is_hop_by_hop`] |
 //!
-//! Not covered: `ProxyPass /path !`, `ProxyPassMatch`, `ProxyPass` flags (`nocanon`,
-//! `noquery`, `mapping=`), `interpolate` on `ProxyPassReverse*`, `ProxyVia`, and
+//! Not covered: `ProxyPass /path !` (the [site](crate::site) has it), `ProxyPassMatch`,
+//! `ProxyPass` flags other than `nocanon` (`noquery`, `mapping=`), `interpolate` on `ProxyPassReverse*`, `ProxyVia`, and
 //! `UseCanonicalName` (the front URL is the request's own host).
 //!
 //! # Examples of the pure functions
@@ -311,7 +316,7 @@ mod mapping;
 mod reverse;
 mod reverse_layer;
 
-pub use self::canonical::{canonical_path, PathRefusal};
+pub use self::canonical::{encode_path, EncodedSlashes, PathRefusal, RequestPath};
 pub use self::cookie::{reverse_cookie_domain, reverse_cookie_path, ProxyPassReverseCookie};
 pub use self::error::ProxyPassError;
 pub use self::forward::{client_addr, forward_request, Forward, ForwardLayer, PreserveHost};

@@ -1188,3 +1188,71 @@ fn normalize_path_removes_dot_segments() {
         );
     }
 }
+
+// ===== ProxyPass::matches_request, forward_path, nocanon =====
+
+#[test]
+fn forward_path_maps_the_matched_path_and_encodes_it() {
+    use super::{EncodedSlashes, RequestPath};
+    let cases = [
+        ("/", "balancer://x/", "/a%20b/./c", Some("/a%20b/c")),
+        (
+            "/app",
+            "balancer://x/app",
+            "/%61pp/%c3%a9",
+            Some("/app/%C3%A9"),
+        ),
+        ("/app", "balancer://x/v2", "/app/x/../y", Some("/v2/y")),
+        ("/app", "balancer://x/v2", "/app", Some("/v2")),
+        ("/test", "balancer://x", "/test/y", Some("/y")),
+        ("/app/", "balancer://x/app", "/app/y", Some("/appy")),
+        ("/app", "balancer://x/app/", "/app/y", Some("/app//y")),
+        ("/app", "balancer://x/app", "/apple", None),
+        ("/app", "balancer://x/app", "/x/../apple", None),
+        ("/private", "balancer://x/p", "/priv%61te/%7e", Some("/p/~")),
+    ];
+    for (front, backend, sent, expected) in cases {
+        let p = pass(front, backend);
+        let path = RequestPath::parse(sent).unwrap();
+        assert_eq!(p.forward_path(&path).as_deref(), expected, "{front} {sent}");
+        assert_eq!(
+            p.matches_request(&path),
+            expected.is_some(),
+            "{front} {sent}"
+        );
+    }
+    // NoDecode: the kept `%2F` is not a separator and is sent as it came.
+    let p = pass("/a", "balancer://x/b");
+    let path = RequestPath::parse_with("/a/x%2Fy", EncodedSlashes::Keep).unwrap();
+    assert_eq!(p.forward_path(&path).as_deref(), Some("/b/x%2Fy"));
+    let path = RequestPath::parse_with("/a%2Fx", EncodedSlashes::Keep).unwrap();
+    assert!(!p.matches_request(&path));
+}
+
+#[test]
+fn nocanon_sends_the_rest_as_sent_unless_the_raw_path_matches_otherwise() {
+    use super::RequestPath;
+    let p = pass("/app", "balancer://x/v2").with_nocanon(true);
+    assert!(p.is_nocanon());
+    assert_eq!(
+        p.to_string(),
+        r#"ProxyPass "/app" "balancer://x/v2" nocanon"#
+    );
+    for (sent, expected) in [
+        ("/app/a%2cb/./c", "/v2/a%2cb/./c"),
+        ("/app", "/v2"),
+        // The raw path does not match `/app` over the same length: canonical form.
+        ("/%61pp/a%2cb", "/v2/a,b"),
+        ("//app/a%2cb", "/v2/a,b"),
+        ("/x/../app/a%2cb", "/v2/a,b"),
+    ] {
+        let path = RequestPath::parse(sent).unwrap();
+        assert_eq!(p.forward_path(&path).as_deref(), Some(expected), "{sent}");
+    }
+    let same = pass("/", "balancer://x/").with_nocanon(true);
+    let path = RequestPath::parse("/a%7e/./b").unwrap();
+    assert!(matches!(
+        same.forward_path(&path),
+        Some(std::borrow::Cow::Borrowed("/a%7e/./b"))
+    ));
+}

@@ -14,6 +14,30 @@
 //! [`PeerAddr`](crate::PeerAddr) in each request (for `X-Forwarded-For` and the manager's
 //! `Require ip` rule).
 //!
+//! # Paths
+//!
+//! A request path is matched as Apache matches it ([`RequestPath`]): every escape decoded,
+//! `.` and `..` segments removed, runs of `/` merged, so that `ProxyPass "/private" "!"`
+//! holds against `/%70rivate`, `/x/../private` or `/priv%61te`. `%2F` is answered 404 unless
+//! `AllowEncodedSlashes On` (decoded) or `NoDecode` (kept encoded) says otherwise, `%00` 404
+//! always, a bad escape and a `..` above the root 400. The member receives the matched path
+//! mapped through the `ProxyPass` line and encoded as mod_proxy encodes it
+//! ([`encode_path`](crate::proxy_pass::encode_path): `/a%20b` stays, `/%c3%a9` becomes
+//! `/%C3%A9`, `/a/./b/../c` becomes `/a/c`), or the rest of the path as sent with the
+//! `nocanon` flag; the query goes as sent. Checked against Apache 2.4.71 on loopback, with
+//! the same configuration, on 51 request paths under each `AllowEncodedSlashes` mode. Where
+//! we differ, on purpose:
+//! - the balancer-manager's `<Location>` is served before the `ProxyPass` lines. Apache
+//!   gives a matching `ProxyPass` (`ProxyPass "/"`) the request instead, which is why its
+//!   docs add `ProxyPass "/balancer-manager" "!"`; with that line both answer the same,
+//!   `/x/../balancer-manager` included;
+//! - under `AllowEncodedSlashes NoDecode`, a `%25` (an encoded `%`) followed by anything but
+//!   two hexadecimal digits (`/100%25`, `/a%25zz`) is sent as `%25`; Apache answers 400
+//!   there (its encoder reads the decoded `%` as the start of an escape);
+//! - the backend path written in a `ProxyPass` target is sent as written (Apache would
+//!   encode a `%` in it again);
+//! - `MergeSlashes` is always `On` (Apache's default): the directive is not read.
+//!
 //! # Example
 //!
 //! ```
@@ -62,14 +86,14 @@ use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use crate::apache_config::{Config, HeaderDirective, ProxyTarget};
+use crate::apache_config::{AllowEncodedSlashes, Config, HeaderDirective, ProxyTarget};
 use crate::balancer::{BalancedBody, BalancerOptions};
 use crate::client::{MakeHttpMember, MemberBody};
 use crate::health_probe::HealthProbe;
 use crate::manager::BalancerManager;
 use crate::proxy_pass::{
-    canonical_path, forward_request, join_uri, ForwardedHeaders, PathRefusal, ProxyPass,
-    ProxyPassReverse, Reverse, ReverseLayer,
+    forward_request, join_uri, EncodedSlashes, ForwardedHeaders, PathRefusal, ProxyPass,
+    ProxyPassReverse, RequestPath, Reverse, ReverseLayer,
 };
 use crate::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
 use crate::{Balancer, BalancerStore, ErrorResponseLayer};
@@ -117,6 +141,8 @@ pub struct Site {
     headers: Arc<[HeaderDirective]>,
     /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
     forwarded: Arc<ForwardedHeaders>,
+    /// `AllowEncodedSlashes`.
+    encoded_slashes: EncodedSlashes,
 }
 
 impl std::fmt::Debug for Site {
@@ -179,6 +205,7 @@ impl Site {
             let line = pass.span.line;
             let mapping = |backend: &str| {
                 ProxyPass::new(&pass.path, backend)
+                    .map(|p| p.with_nocanon(pass.nocanon))
                     .map_err(|source| SiteError::Mapping { line, source })
             };
             let route = match &pass.target {
@@ -264,6 +291,7 @@ impl Site {
             stores: stores.into(),
             headers: headers.into(),
             forwarded: Arc::new(forwarded_headers(config)),
+            encoded_slashes: encoded_slashes(config),
         })
     }
 
@@ -288,6 +316,7 @@ impl Site {
             stores: vec![store].into(),
             headers: Vec::new().into(),
             forwarded: Arc::new(ForwardedHeaders::new()),
+            encoded_slashes: EncodedSlashes::default(),
         }
     }
 
@@ -310,11 +339,12 @@ impl Site {
         &self.probes
     }
 
-    /// Whether a path is the manager's (its mount, or under it).
-    fn is_manager_path(&self, path: &str) -> Option<&BalancerManager> {
+    /// Whether a matched path ([`RequestPath::matched`]) is the manager's (its mount, or
+    /// under it), as Apache's `<Location>` matches it.
+    fn is_manager_path(&self, path: &[u8]) -> Option<&BalancerManager> {
         let manager = self.manager.as_ref()?;
-        path.strip_prefix(manager.mount())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        path.strip_prefix(manager.mount().as_bytes())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
             .then_some(manager)
     }
 }
@@ -354,50 +384,115 @@ impl Service<Request<Incoming>> for Site {
     }
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        // Matched, and forwarded, with escaped unreserved characters decoded: `/%70rivate`
-        // meets `ProxyPass /private !` as `/private` does. Encoded `/` and NUL are refused.
-        let canonical = match canonical_path(request.uri().path()) {
+        // Matched as Apache matches (`r->uri`): every escape decoded, dot segments removed,
+        // `//` merged; `%2F` (unless AllowEncodedSlashes), `%00`, bad escapes and `..` above
+        // the root refused with Apache's status. `/%70rivate` meets `ProxyPass /private !`
+        // as `/private` does, and `/x/../balancer-manager` is the manager's.
+        let path = match RequestPath::parse_with(request.uri().path(), self.encoded_slashes) {
             Ok(path) => path,
-            Err(PathRefusal::EncodedSlashOrNul) => return ResponseFuture::ready(not_found()),
-            Err(_) => return ResponseFuture::ready(bad_request()),
+            Err(refusal) => return ResponseFuture::ready(refused(refusal)),
         };
-        if let Some(manager) = self.is_manager_path(&canonical) {
-            return ResponseFuture::manager(manager.clone().oneshot(request));
-        }
-        let path: &str = &canonical;
-        let Some(route) = self.routes.iter().find(|r| r.pass.matches(path)) else {
-            return ResponseFuture::ready(not_found());
+        let routed = if let Some(manager) = self.is_manager_path(path.matched()) {
+            // The manager reads its mount from the path: give it the normalised one.
+            Routed::Manager(
+                manager.clone(),
+                changed(request.uri().path(), path.forwarded()),
+            )
+        } else {
+            match self.routes.iter().find(|r| r.pass.matches_request(&path)) {
+                None => Routed::Refused(StatusCode::NOT_FOUND),
+                Some(Route {
+                    target: Target::Excluded,
+                    ..
+                }) => Routed::Refused(StatusCode::NOT_FOUND),
+                Some(Route {
+                    pass,
+                    target: Target::Balancer(service),
+                }) => match pass.forward_path(&path) {
+                    // The member sees the backend path of the ProxyPass mapping, encoded
+                    // as mod_proxy encodes it (or as sent, with nocanon).
+                    Some(mapped) => {
+                        Routed::Member(service.clone(), changed(request.uri().path(), mapped))
+                    }
+                    None => Routed::Refused(StatusCode::NOT_FOUND),
+                },
+            }
         };
-        let Target::Balancer(service) = &route.target else {
-            return ResponseFuture::ready(not_found());
-        };
-        // The member sees the backend path of the ProxyPass mapping (most often the same
-        // path: then the URI is kept as it is). A path that climbs above the root is the
-        // client's error.
-        let Ok(mapped) = route.pass.map_path(path) else {
-            return ResponseFuture::ready(bad_request());
-        };
-        if mapped != request.uri().path() {
-            // The scheme and authority stay (an HTTP/2 request's `:authority` is its Host).
-            let origin = match (request.uri().scheme_str(), request.uri().authority()) {
-                (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
-                _ => String::new(),
-            };
-            match join_uri(&origin, "", &mapped, request.uri().query()) {
-                Ok(uri) => *request.uri_mut() = uri,
-                Err(_) => return ResponseFuture::ready(bad_request()),
+        match routed {
+            Routed::Refused(status) => ResponseFuture::ready(status_response(status)),
+            Routed::Manager(manager, new_path) => {
+                if let Some(new_path) = new_path {
+                    if set_path(&mut request, &new_path).is_err() {
+                        return ResponseFuture::ready(status_response(StatusCode::BAD_REQUEST));
+                    }
+                }
+                ResponseFuture::manager(manager.oneshot(request))
+            }
+            Routed::Member(service, new_path) => {
+                if let Some(new_path) = new_path {
+                    if set_path(&mut request, &new_path).is_err() {
+                        return ResponseFuture::ready(status_response(StatusCode::BAD_REQUEST));
+                    }
+                }
+                // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
+                // X-Forwarded-* added (ProxyAddHeaders), Host for the member client to set to
+                // the member's unless ProxyPreserveHost.
+                forward_request(&mut request, &self.forwarded);
+                ResponseFuture::proxy(service.oneshot(request), Arc::clone(&self.headers))
             }
         }
-        // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
-        // X-Forwarded-* added (ProxyAddHeaders), Host for the member client to set to the
-        // member's unless ProxyPreserveHost.
-        forward_request(&mut request, &self.forwarded);
-        ResponseFuture::proxy(service.clone().oneshot(request), Arc::clone(&self.headers))
+    }
+}
+
+/// Where [`Site::call`] sends a request, decided while the request path is borrowed.
+enum Routed {
+    Refused(StatusCode),
+    /// The manager, and the path to give it if it differs from the one sent.
+    Manager(BalancerManager, Option<String>),
+    /// A route's stack, and the path for the member if it differs from the one sent.
+    Member(RouteService, Option<String>),
+}
+
+/// `Some(new)` when the path to send differs from the one received (an allocation only
+/// then).
+fn changed(received: &str, new: std::borrow::Cow<'_, str>) -> Option<String> {
+    (new != received).then(|| new.into_owned())
+}
+
+/// Replaces the request's path, keeping its scheme, authority (an HTTP/2 request's
+/// `:authority` is its Host) and query as sent (Apache forwards `r->args` as received).
+fn set_path<B>(request: &mut Request<B>, path: &str) -> Result<(), http::uri::InvalidUri> {
+    let origin = match (request.uri().scheme_str(), request.uri().authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+        _ => String::new(),
+    };
+    *request.uri_mut() = join_uri(&origin, "", path, request.uri().query())?;
+    Ok(())
+}
+
+/// Apache's answer to a path it refuses: 404 or 400.
+fn refused(refusal: PathRefusal) -> Response<ProxyBody> {
+    status_response(refusal.status())
+}
+
+fn status_response(status: StatusCode) -> Response<ProxyBody> {
+    match status {
+        StatusCode::BAD_REQUEST => bad_request(),
+        _ => not_found(),
     }
 }
 
 /// What a [`Site`] route forwards to: the stack's request future.
 type ProxyOneshot = Oneshot<RouteService, Request<Incoming>>;
+
+/// `AllowEncodedSlashes` (server context; `Off` when not given, as Apache).
+fn encoded_slashes(config: &Config) -> EncodedSlashes {
+    match config.allow_encoded_slashes {
+        Some(AllowEncodedSlashes::On) => EncodedSlashes::Decode,
+        Some(AllowEncodedSlashes::NoDecode) => EncodedSlashes::Keep,
+        _ => EncodedSlashes::Refuse,
+    }
+}
 
 /// `ProxyAddHeaders`, `ProxyPreserveHost` and `ServerName` (for `X-Forwarded-Server`).
 fn forwarded_headers(config: &Config) -> ForwardedHeaders {
