@@ -57,7 +57,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
@@ -71,6 +70,7 @@ use crate::proxy_pass::{
     canonical_path, forward_request, join_uri, ForwardedHeaders, PathRefusal, ProxyPass,
     ProxyPassReverse, Reverse, ReverseLayer,
 };
+use crate::server::RequestBody;
 use crate::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
 use crate::{Balancer, BalancerStore, ErrorResponseLayer};
 
@@ -81,7 +81,7 @@ use self::headers::{is_route_cookie, route_cookie};
 /// The stack of one balancer: sticky routes, the balancer over the built-in HTTP client,
 /// and errors turned into Apache's responses.
 pub type ProxyService =
-    crate::error::ErrorResponse<StickyRoute<Balancer<MakeHttpMember<Incoming>>>>;
+    crate::error::ErrorResponse<StickyRoute<Balancer<MakeHttpMember<RequestBody>>>>;
 
 /// The body of the site's responses: a member's, or one the proxy wrote (errors, 404, the
 /// balancer-manager's pages).
@@ -344,7 +344,7 @@ fn not_found() -> Response<ProxyBody> {
     response
 }
 
-impl Service<Request<Incoming>> for Site {
+impl Service<Request<RequestBody>> for Site {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
@@ -353,7 +353,7 @@ impl Service<Request<Incoming>> for Site {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
         // Matched, and forwarded, with escaped unreserved characters decoded: `/%70rivate`
         // meets `ProxyPass /private !` as `/private` does. Encoded `/` and NUL are refused.
         let canonical = match canonical_path(request.uri().path()) {
@@ -397,7 +397,7 @@ impl Service<Request<Incoming>> for Site {
 }
 
 /// What a [`Site`] route forwards to: the stack's request future.
-type ProxyOneshot = Oneshot<RouteService, Request<Incoming>>;
+type ProxyOneshot = Oneshot<RouteService, Request<RequestBody>>;
 
 /// `ProxyAddHeaders`, `ProxyPreserveHost` and `ServerName` (for `X-Forwarded-Server`).
 fn forwarded_headers(config: &Config) -> ForwardedHeaders {
