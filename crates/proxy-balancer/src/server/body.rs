@@ -282,3 +282,216 @@ fn classify(error: &hyper::Error) -> RequestBodyError {
         RequestBodyError::Framing
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// What the service saw: the body's end (its bytes or its error), when it ended
+    /// (from the first poll), and whether the body timer was ever allocated.
+    type Seen = (Result<Bytes, RequestBodyError>, Duration, bool);
+
+    /// A hyper HTTP/1.1 connection on an in-memory stream whose service reads each
+    /// request body as a [`RequestBody`] with `timeout` and `limit`; the client's end, and
+    /// what the service saw.
+    fn serve(timeout: ReadTimeout, limit: u64) -> (DuplexStream, mpsc::UnboundedReceiver<Seen>) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let tx = tx.clone();
+            async move {
+                let mut body = RequestBody::with(request.into_body(), timeout, limit);
+                let start = Instant::now();
+                let mut data = Vec::new();
+                let end = loop {
+                    match body.frame().await {
+                        None => break Ok(Bytes::from(data)),
+                        Some(Err(e)) => break Err(e),
+                        Some(Ok(frame)) => {
+                            if let Some(d) = frame.data_ref() {
+                                data.extend_from_slice(d);
+                            }
+                        }
+                    }
+                };
+                let _ = tx.send((end, start.elapsed(), body.sleep.is_some()));
+                Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service),
+        );
+        (client, rx)
+    }
+
+    fn rate(initial: u64, min_rate: u32) -> ReadTimeout {
+        ReadTimeout::new(Duration::from_secs(initial)).min_rate(min_rate)
+    }
+
+    async fn seen(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+        tokio::time::timeout(Duration::from_secs(3600), rx.recv())
+            .await
+            .expect("the service ends")
+            .expect("the service reports")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_times_out_after_the_initial_time() {
+        let (mut client, mut rx) = serve(rate(2, 10), 0);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let (end, elapsed, _) = seen(&mut rx).await;
+        assert_eq!(end, Err(RequestBodyError::TimedOut));
+        assert_eq!(elapsed.as_secs(), 2, "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_min_rate_bytes_add_a_second() {
+        let (mut client, mut rx) = serve(rate(2, 10), 0);
+        client
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789abcdefghij",
+            )
+            .await
+            .unwrap();
+        // 20 bytes: 2 + 2 = 4 s. At 3 s, 10 more: 5 s.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        client.write_all(b"0123456789").await.unwrap();
+        let (end, elapsed, timer) = seen(&mut rx).await;
+        assert_eq!(end, Err(RequestBodyError::TimedOut));
+        assert_eq!(elapsed.as_secs(), 5, "{elapsed:?}");
+        assert!(!timer, "the timer is dropped with the error");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_at_the_min_rate_is_read_to_its_end() {
+        let (mut client, mut rx) = serve(rate(1, 10), 0);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 50\r\n\r\n")
+            .await
+            .unwrap();
+        // 10 bytes a second, 5 s in all: past the initial second, never past the rate.
+        for _ in 0..5 {
+            client.write_all(b"0123456789").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(900)).await;
+        }
+        let (end, _, _) = seen(&mut rx).await;
+        assert_eq!(end.map(|b| b.len()), Ok(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bodiless_request_sets_no_timer() {
+        let (mut client, mut rx) = serve(rate(2, 10), 0);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (end, elapsed, timer) = seen(&mut rx).await;
+        assert_eq!(end, Ok(Bytes::new()));
+        assert_eq!(elapsed, Duration::ZERO);
+        assert!(!timer, "no Sleep for a request without a body");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn off_means_no_timeout() {
+        let (mut client, mut rx) = serve(ReadTimeout::OFF, 0);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        client.write_all(b"bc").await.unwrap();
+        let (end, elapsed, timer) = seen(&mut rx).await;
+        assert_eq!(end, Ok(Bytes::from_static(b"abc")));
+        assert_eq!(elapsed.as_secs(), 3600);
+        assert!(!timer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunked_body_past_the_limit_is_too_large() {
+        let (mut client, mut rx) = serve(ReadTimeout::OFF, 10);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n3\r\n89a\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        let (end, _, _) = seen(&mut rx).await;
+        assert_eq!(end, Err(RequestBodyError::TooLarge));
+
+        // At the limit exactly: read.
+        let (mut client, mut rx) = serve(ReadTimeout::OFF, 10);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n2\r\n89\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        let (end, _, _) = seen(&mut rx).await;
+        assert_eq!(end.map(|b| b.len()), Ok(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bad_chunk_is_framing() {
+        let (mut client, mut rx) = serve(rate(20, 500), 0);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            .await
+            .unwrap();
+        let (end, elapsed, _) = seen(&mut rx).await;
+        assert_eq!(end, Err(RequestBodyError::Framing));
+        assert_eq!(elapsed, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_cut_short_is_framing() {
+        let (mut client, mut rx) = serve(rate(20, 500), 0);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let (end, _, _) = seen(&mut rx).await;
+        assert_eq!(end, Err(RequestBodyError::Framing));
+    }
+
+    #[tokio::test]
+    async fn errors_repeat_and_the_size_hint_passes_through() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let tx = tx.clone();
+            async move {
+                let mut body = RequestBody::with(request.into_body(), ReadTimeout::OFF, 4);
+                let hint = (body.size_hint().lower(), body.size_hint().upper());
+                let first = body.frame().await.map(|f| f.map(|_| ()));
+                let again = body.frame().await.map(|f| f.map(|_| ()));
+                let _ = tx.send((hint, first, again, body.is_end_stream()));
+                Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service),
+        );
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabcdef")
+            .await
+            .unwrap();
+        let (hint, first, again, end) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hint, (6, Some(6)));
+        assert_eq!(first, Some(Err(RequestBodyError::TooLarge)));
+        assert_eq!(again, Some(Err(RequestBodyError::TooLarge)));
+        assert!(!end);
+    }
+}

@@ -1,0 +1,490 @@
+//! The request as the server admits it, tried with raw sockets against `Server` + `Site`
+//! over a real member: Host validation, transfer-codings, the `LimitRequest*` limits and
+//! the request body's timeout and framing, answered as Apache answers them, with nothing
+//! refused reaching the member and no client fault blamed on it.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use proxy_balancer::apache_config::parse;
+use proxy_balancer::core::{Member, StatusFlags};
+use proxy_balancer::server::{ClientLimits, ReadTimeout, RequestBody, Server, ServerHandle};
+use proxy_balancer::site::Site;
+use proxy_balancer_test::TestBackend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any one exchange may take.
+const EXCHANGE: Duration = Duration::from_secs(10);
+
+/// `LimitRequestBody` in these tests.
+const BODY_LIMIT: u64 = 1000;
+
+/// A proxy (`Server` + `Site`) in front of one `TestBackend`.
+struct Front {
+    backend: TestBackend,
+    member: Member,
+    server: ServerHandle,
+}
+
+impl Front {
+    async fn start() -> Self {
+        Self::with_limits(limits()).await
+    }
+
+    async fn with_limits(limits: ClientLimits) -> Self {
+        let backend = TestBackend::start("member")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let config = parse(&format!(
+            "<Proxy balancer://b>\n BalancerMember {}\n</Proxy>\nProxyPass / balancer://b/\n",
+            backend.url()
+        ))
+        .expect("a valid config");
+        let site = Site::from_config(&config).expect("buildable");
+        let member = site.stores()[0].snapshot().members()[0].clone();
+        let server = Server::new()
+            .limits(limits)
+            .listen("127.0.0.1:0".parse().expect("an address"), site)
+            .await
+            .expect("a loopback port");
+        Self {
+            backend,
+            member,
+            server,
+        }
+    }
+
+    /// Sends `request` as raw bytes on a new connection and reads until the proxy closes
+    /// it (or resets it: what was read by then is returned).
+    async fn send(&self, request: &[u8]) -> Answer {
+        let mut stream = TcpStream::connect(self.server.local_addr())
+            .await
+            .expect("connect to the proxy");
+        stream.write_all(request).await.expect("write the request");
+        read_answer(&mut stream).await
+    }
+
+    /// The member has not been picked for any request, and no request reached it.
+    fn untouched(&self) {
+        assert_eq!(self.member.state().elected(), 0, "the member was picked");
+        assert_eq!(self.backend.hits(), 0, "the backend saw a request");
+    }
+
+    /// The member carries no error and still serves.
+    async fn not_blamed(&self) {
+        assert!(
+            !self.member.flags().contains(StatusFlags::IN_ERROR),
+            "the member was put in error: {}",
+            self.member.flags().label()
+        );
+        assert!(self.member.is_usable(), "{}", self.member.flags().label());
+        let ok = self
+            .send(b"GET /after HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+            .await;
+        assert_eq!(ok.status, Some(200), "{ok:?}");
+    }
+}
+
+/// The limits of these tests: `LimitRequestBody` 1000, `RequestReadTimeout body=1,MinRate=500`.
+fn limits() -> ClientLimits {
+    ClientLimits::new()
+        .limit_request_body(BODY_LIMIT)
+        // A slow body fails after 1 s (plus a second per 500 bytes received).
+        .body_timeout(ReadTimeout::new(Duration::from_secs(1)).min_rate(500))
+}
+
+/// A `Server` with a plain service that reads each request body to its end and answers
+/// its length, or the body error's status: the front door without a member. Also counts
+/// the calls.
+async fn reader() -> (ServerHandle, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let service = tower::service_fn(move |request: Request<RequestBody>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let response = match request.into_body().collect().await {
+                Ok(body) => {
+                    Response::new(Full::new(Bytes::from(body.to_bytes().len().to_string())))
+                }
+                Err(error) => {
+                    let mut response = Response::new(Full::new(Bytes::from(error.to_string())));
+                    *response.status_mut() = error.status();
+                    response
+                }
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let server = Server::new()
+        .limits(limits())
+        .listen("127.0.0.1:0".parse().expect("an address"), service)
+        .await
+        .expect("a loopback port");
+    (server, calls)
+}
+
+async fn exchange(server: &ServerHandle, request: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect to the server");
+    stream.write_all(request).await.expect("write the request");
+    read_answer(&mut stream).await
+}
+
+/// What came back on a connection.
+#[derive(Debug)]
+struct Answer {
+    /// The status of the first response, if one was read.
+    status: Option<u16>,
+    /// Everything read, as text.
+    text: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        let head = self.text.split("\r\n\r\n").next()?;
+        head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// The length of a complete response with a `Content-Length` at the start of `bytes`, if
+/// it is all there.
+fn complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end].lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    length.is_some_and(|length| bytes.len() >= end + 4 + length)
+}
+
+/// Reads one response: until it is complete (by its `Content-Length`) or the proxy
+/// closes (or resets) the connection.
+async fn read_answer(stream: &mut TcpStream) -> Answer {
+    let mut bytes = Vec::new();
+    let mut buf = [0_u8; 16 * 1024];
+    let read = tokio::time::timeout(EXCHANGE, async {
+        // Bounded: an answer is a few KB at most.
+        for _ in 0..1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+            if complete(&bytes) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the proxy neither answered nor closed in {EXCHANGE:?}: {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| text.strip_prefix("HTTP/1.0 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    Answer { status, text }
+}
+
+#[tokio::test]
+async fn http11_without_host_is_400() {
+    let front = Front::start().await;
+    let answer = front.send(b"GET / HTTP/1.1\r\n\r\n").await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("close"));
+    front.untouched();
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn two_hosts_are_400() {
+    let front = Front::start().await;
+    let answer = front
+        .send(b"GET / HTTP/1.1\r\nHost: example.com\r\nHost: evil.example\r\n\r\n")
+        .await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    front.untouched();
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_host_port_is_400() {
+    let front = Front::start().await;
+    for host in ["a b", "x/y", "h:port", "a..b", "[::1", "h:99999"] {
+        let answer = front
+            .send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await;
+        assert_eq!(answer.status, Some(400), "Host: {host}: {answer:?}");
+    }
+    front.untouched();
+    // Valid forms are served.
+    for host in ["example.com", "127.0.0.1:8080", "[::1]:80", "EXAMPLE.com."] {
+        let answer = front
+            .send(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+        assert_eq!(answer.status, Some(200), "Host: {host}: {answer:?}");
+    }
+    assert_eq!(front.backend.hits(), 4);
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn http10_without_host_is_served() {
+    let front = Front::start().await;
+    let answer = front.send(b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    assert_eq!(front.backend.hits(), 1);
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn an_unknown_transfer_coding_is_501_and_never_forwarded() {
+    let front = Front::start().await;
+    for te in ["gzip, chunked", "chunked, chunked", "identity, chunked"] {
+        let answer = front
+            .send(
+                format!(
+                    "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            Some(501),
+            "Transfer-Encoding: {te}: {answer:?}"
+        );
+        assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    }
+    // Two fields, gzip then chunked: the same coding list.
+    let answer = front
+        .send(b"POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .await;
+    assert_eq!(answer.status, Some(501), "{answer:?}");
+    // What hyper refuses itself (chunked not last): 400, never forwarded either.
+    let answer = front
+        .send(b"POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    front.untouched();
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_9k_request_line_is_414() {
+    let front = Front::start().await;
+    let path = format!("/{}", "a".repeat(9 * 1024));
+    let answer = front
+        .send(format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes())
+        .await;
+    assert_eq!(answer.status, Some(414), "{:?}", answer.status);
+    assert_eq!(answer.header("connection"), Some("close"));
+    front.untouched();
+    // Just under Apache's 8,190: served (`GET ` + target + ` HTTP/1.1` = 8,190).
+    let path = format!("/{}", "a".repeat(8190 - 13 - 1));
+    let answer = front
+        .send(
+            format!("GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, Some(200), "{:?}", answer.status);
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_9k_header_field_is_400_with_apaches_message() {
+    let front = Front::start().await;
+    let answer = front
+        .send(
+            format!(
+                "GET / HTTP/1.1\r\nHost: example.com\r\nX-Big: {}\r\n\r\n",
+                "v".repeat(9 * 1024)
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, Some(400), "{:?}", answer.status);
+    assert!(
+        answer
+            .text
+            .contains("Size of a request header field exceeds server limit."),
+        "{}",
+        answer.text
+    );
+    front.untouched();
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_content_length_over_the_limit_is_413_before_the_member() {
+    let front = Front::start().await;
+    // The head only: the proxy answers before reading (or waiting for) the body.
+    let answer = front
+        .send(
+            format!(
+                "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: {}\r\n\r\n",
+                BODY_LIMIT + 1
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("close"));
+    // With Expect: 100-continue, no 100 is sent first.
+    let answer = front
+        .send(b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        .await;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    front.untouched();
+    // At the limit: forwarded.
+    let answer = front
+        .send(
+            format!(
+                "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: {BODY_LIMIT}\r\nConnection: close\r\n\r\n{}",
+                "x".repeat(BODY_LIMIT as usize)
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    front.server.shutdown().await.expect("stops");
+}
+
+/// Needs the member client to answer a request whose body failed with
+/// `RequestBodyError::status()` without blaming the member (h-member's change).
+#[tokio::test]
+async fn a_chunked_body_growing_past_the_limit_is_413_and_the_member_not_blamed() {
+    let front = Front::start().await;
+    let chunk = "x".repeat(600);
+    let answer = front
+        .send(
+            format!(
+                "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    assert_eq!(front.backend.hits(), 0, "the member got a whole body");
+    front.not_blamed().await;
+    front.server.shutdown().await.expect("stops");
+}
+
+/// Needs the member client to answer a request whose body failed with
+/// `RequestBodyError::status()` without blaming the member (h-member's change).
+#[tokio::test]
+async fn a_body_slower_than_min_rate_is_408_and_the_member_not_blamed() {
+    let front = Front::start().await;
+    let mut stream = TcpStream::connect(front.server.local_addr())
+        .await
+        .expect("connect to the proxy");
+    // 100 bytes announced, 10 sent: 1 s (10 bytes add nothing at 500 bytes/s), then 408.
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    let started = tokio::time::Instant::now();
+    let answer = read_answer(&mut stream).await;
+    let waited = started.elapsed();
+    assert_eq!(answer.status, Some(408), "{answer:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+    assert_eq!(front.backend.hits(), 0);
+    front.not_blamed().await;
+    front.server.shutdown().await.expect("stops");
+}
+
+/// Needs the member client to answer a request whose body failed with
+/// `RequestBodyError::status()` without blaming the member (h-member's change).
+#[tokio::test]
+async fn a_malformed_chunked_body_is_400_not_502_and_the_member_not_blamed() {
+    let front = Front::start().await;
+    let answer = front
+        .send(b"POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        .await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert_eq!(front.backend.hits(), 0);
+    front.not_blamed().await;
+    // Picked once for the bad request, once for the check.
+    assert_eq!(front.member.state().elected(), 2);
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn body_errors_reach_the_service_typed_with_apaches_status() {
+    let (server, calls) = reader().await;
+    // A chunked body within the limit is read whole.
+    let answer = exchange(
+        &server,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    assert!(answer.text.ends_with("\r\n\r\n5"), "{answer:?}");
+    // Growing past LimitRequestBody: 413.
+    let chunk = "x".repeat(600);
+    let answer = exchange(
+        &server,
+        format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    // A bad chunk size: 400.
+    let answer = exchange(
+        &server,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    // Slower than MinRate: 408 after the body timeout.
+    let started = tokio::time::Instant::now();
+    let answer = exchange(
+        &server,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await;
+    let waited = started.elapsed();
+    assert_eq!(answer.status, Some(408), "{answer:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    // Refused heads never reach the service.
+    for refused in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        let answer = exchange(&server, refused).await;
+        assert!(matches!(answer.status, Some(400 | 413 | 501)), "{answer:?}");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "a refused request reached the service"
+    );
+    server.shutdown().await.expect("stops");
+}
