@@ -488,3 +488,30 @@ async fn body_errors_reach_the_service_typed_with_apaches_status() {
     );
     server.shutdown().await.expect("stops");
 }
+
+#[tokio::test]
+async fn http2_needs_no_host_but_refuses_one_that_differs_from_authority() {
+    let front = Front::start().await;
+    let client = proxy_balancer_test::TestClient::h2c();
+    let url = format!("http://{}/h2", front.server.local_addr());
+    let plain = client.get(&url).await.expect("an answer");
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    let with_host = |host: String| {
+        Request::get(url.as_str())
+            .header(http::header::HOST, host)
+            .body(Full::new(Bytes::new()))
+            .expect("a request")
+    };
+    let same = client
+        .request(with_host(front.server.local_addr().to_string()))
+        .await
+        .expect("an answer");
+    assert_eq!(same.status, 200, "{}", same.text());
+    let other = client
+        .request(with_host("evil.example".to_owned()))
+        .await
+        .expect("an answer");
+    assert_eq!(other.status, 400, "{}", other.text());
+    assert_eq!(front.backend.hits(), 2);
+    front.server.shutdown().await.expect("stops");
+}

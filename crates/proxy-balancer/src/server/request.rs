@@ -131,6 +131,37 @@ impl<S> Admit<S> {
         }
     }
 
+    /// Whether `request`'s head would be admitted, or the status it would be answered
+    /// with; the service is not involved. Allocates nothing.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Request, StatusCode};
+    /// use http_body_util::Empty;
+    /// use proxy_balancer::server::{Admit, ClientLimits};
+    ///
+    /// let admit = Admit::new((), &ClientLimits::new());
+    /// let empty = Empty::<Bytes>::new;
+    /// let ok = Request::get("/").header("host", "example.com").body(empty())?;
+    /// assert_eq!(admit.check(&ok), Ok(()));
+    /// let no_host = Request::get("/").body(empty())?;
+    /// assert_eq!(admit.check(&no_host), Err(StatusCode::BAD_REQUEST));
+    /// let gzip = Request::post("/")
+    ///     .header("host", "example.com")
+    ///     .header("transfer-encoding", "gzip, chunked")
+    ///     .body(empty())?;
+    /// assert_eq!(admit.check(&gzip), Err(StatusCode::NOT_IMPLEMENTED));
+    /// # Ok::<(), http::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The status a refused request is answered with: 400, 413, 414 or 501 (see the
+    /// [module docs](self)).
+    pub fn check<B: Body>(&self, request: &Request<B>) -> Result<(), StatusCode> {
+        check(request, &self.checks).map_err(Refusal::status)
+    }
+
     /// The inner service.
     #[must_use]
     pub const fn get_ref(&self) -> &S {

@@ -12,7 +12,10 @@
 //!
 //! Serve it with [`Server`](crate::server::Server), which puts the client's
 //! [`PeerAddr`](crate::PeerAddr) in each request (for `X-Forwarded-For` and the manager's
-//! `Require ip` rule).
+//! `Require ip` rule). The site takes the server's [`RequestBody`]: requests the
+//! server's [`Admit`](crate::server::Admit) checked, with their body read under
+//! `RequestReadTimeout body=` and `LimitRequestBody`. Served with hyper directly, wrap it in
+//! `Admit` (or map each body with `RequestBody::from`).
 //!
 //! # Example
 //!
