@@ -15,6 +15,7 @@ use proxy_balancer::apache_config::parse;
 use proxy_balancer::core::{Member, StatusFlags};
 use proxy_balancer::server::{ClientLimits, ReadTimeout, RequestBody, Server, ServerHandle};
 use proxy_balancer::site::Site;
+use proxy_balancer::RequestBodyError;
 use proxy_balancer_test::TestBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -101,18 +102,25 @@ fn limits() -> ClientLimits {
 
 /// A `Server` with a plain service that reads each request body to its end and answers
 /// its length, or the body error's status: the front door without a member. Also counts
-/// the calls.
-async fn reader() -> (ServerHandle, Arc<AtomicUsize>) {
+/// the calls and reports each body error.
+async fn reader() -> (
+    ServerHandle,
+    Arc<AtomicUsize>,
+    tokio::sync::mpsc::UnboundedReceiver<RequestBodyError>,
+) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
+    let (errors, seen) = tokio::sync::mpsc::unbounded_channel();
     let service = tower::service_fn(move |request: Request<RequestBody>| {
         counted.fetch_add(1, Ordering::SeqCst);
+        let errors = errors.clone();
         async move {
             let response = match request.into_body().collect().await {
                 Ok(body) => {
                     Response::new(Full::new(Bytes::from(body.to_bytes().len().to_string())))
                 }
                 Err(error) => {
+                    let _ = errors.send(error);
                     let mut response = Response::new(Full::new(Bytes::from(error.to_string())));
                     *response.status_mut() = error.status();
                     response
@@ -126,7 +134,7 @@ async fn reader() -> (ServerHandle, Arc<AtomicUsize>) {
         .listen("127.0.0.1:0".parse().expect("an address"), service)
         .await
         .expect("a loopback port");
-    (server, calls)
+    (server, calls, seen)
 }
 
 async fn exchange(server: &ServerHandle, request: &[u8]) -> Answer {
@@ -434,7 +442,7 @@ async fn a_malformed_chunked_body_is_400_not_502_and_the_member_not_blamed() {
 
 #[tokio::test]
 async fn body_errors_reach_the_service_typed_with_apaches_status() {
-    let (server, calls) = reader().await;
+    let (server, calls, _errors) = reader().await;
     // A chunked body within the limit is read whole.
     let answer = exchange(
         &server,
@@ -514,4 +522,42 @@ async fn http2_needs_no_host_but_refuses_one_that_differs_from_authority() {
     assert_eq!(other.status, 400, "{}", other.text());
     assert_eq!(front.backend.hits(), 2);
     front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_body_is_aborted_or_framing() {
+    let (server, _, mut errors) = reader().await;
+    // Reset (RST) in the middle of the body: the client is gone.
+    let stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect to the server");
+    let mut stream = stream;
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    // Let the server start reading the body before the reset.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.set_zero_linger().expect("SO_LINGER 0");
+    drop(stream);
+    let error = tokio::time::timeout(EXCHANGE, errors.recv())
+        .await
+        .expect("the service saw the body fail")
+        .expect("an error");
+    assert_eq!(error, RequestBodyError::Aborted);
+    // Closed (FIN) before the announced length: the body is short, its framing broken.
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect to the server");
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    stream.shutdown().await.expect("FIN");
+    let error = tokio::time::timeout(EXCHANGE, errors.recv())
+        .await
+        .expect("the service saw the body fail")
+        .expect("an error");
+    assert_eq!(error, RequestBodyError::Framing);
+    server.shutdown().await.expect("stops");
 }
