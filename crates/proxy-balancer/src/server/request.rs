@@ -5,8 +5,8 @@
 //!
 //! | refused | status | Apache |
 //! | --- | --- | --- |
-//! | request line (method, target, version, with two spaces) longer than `LimitRequestLine` | 414 | `LimitRequestLine` |
-//! | a header field (`name: value`) longer than `LimitRequestFieldSize` | 400 | `LimitRequestFieldSize` |
+//! | request line (method, target, version, with two spaces) longer than `LimitRequestLine` + 1 | 414 | `LimitRequestLine` (Apache 2.4 passes the limit + 1 too) |
+//! | a header field (`name: value`) longer than `LimitRequestFieldSize` + 1 | 400 | `LimitRequestFieldSize` (idem) |
 //! | HTTP/1.1 without `Host`, two `Host` fields, a `Host` that is not `host[:port]` | 400 | `HttpProtocolOptions Strict` (RFC 9112 §3.2) |
 //! | HTTP/2 with a `Host` that differs from `:authority` | 400 | RFC 9113 §8.3.1 |
 //! | `Transfer-Encoding` other than a single, final `chunked` | 501 | RFC 9112 §6.1 (Apache: 400 or 500) |
@@ -364,12 +364,16 @@ fn check<B: Body>(request: &Request<B>, checks: &Checks) -> Result<(), Refusal> 
         .len()
         .saturating_add(target_len(request.uri(), request.version()))
         .saturating_add(2 + VERSION_LEN);
-    if line > checks.limit_request_line {
+    // Apache 2.4 reads a line into a buffer of the limit + 2 bytes: a line of the limit
+    // + 1 bytes passes, one more is refused (checked against apache2 with 8,190).
+    if line > checks.limit_request_line.saturating_add(1) {
         return Err(Refusal::RequestLine);
     }
-    if headers.iter().any(|(name, value)| {
-        name.as_str().len() + 2 + value.len() > checks.limit_request_field_size
-    }) {
+    let field_limit = checks.limit_request_field_size.saturating_add(1);
+    if headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + 2 + value.len() > field_limit)
+    {
         return Err(Refusal::FieldSize);
     }
     check_host(request.version(), request.uri(), headers)?;
@@ -725,8 +729,9 @@ mod tests {
             let request = get(&target).body(Empty::<Bytes>::new()).unwrap();
             check(&request, &Checks::new(&limits))
         };
-        assert_eq!(at(100 - 13), Ok(()));
-        assert_eq!(at(100 - 12), Err(Refusal::RequestLine));
+        // As Apache: the limit + 1 passes.
+        assert_eq!(at(101 - 13), Ok(()));
+        assert_eq!(at(102 - 13), Err(Refusal::RequestLine));
         // The absolute form counts the scheme and authority.
         let absolute = format!("http://example.com/{}", "a".repeat(70));
         let request = get(&absolute).body(Empty::<Bytes>::new()).unwrap();
@@ -746,9 +751,9 @@ mod tests {
                 .unwrap();
             check(&request, &Checks::new(&limits))
         };
-        // `x-big: ` is 7.
-        assert_eq!(field(13), Ok(()));
-        assert_eq!(field(14), Err(Refusal::FieldSize));
+        // `x-big: ` is 7; as Apache, the limit + 1 passes.
+        assert_eq!(field(14), Ok(()));
+        assert_eq!(field(15), Err(Refusal::FieldSize));
     }
 
     #[test]
