@@ -39,11 +39,16 @@ impl Front {
     }
 
     async fn with_limits(limits: ClientLimits) -> Self {
+        Self::with_config(limits, "").await
+    }
+
+    /// With `extra` configuration lines after the balancer and its `ProxyPass`.
+    async fn with_config(limits: ClientLimits, extra: &str) -> Self {
         let backend = TestBackend::start("member")
             .await
             .expect("bind 127.0.0.1:0");
         let config = parse(&format!(
-            "<Proxy balancer://b>\n BalancerMember {}\n</Proxy>\nProxyPass / balancer://b/\n",
+            "<Proxy balancer://b>\n BalancerMember {}\n</Proxy>\nProxyPass / balancer://b/\n{extra}",
             backend.url()
         ))
         .expect("a valid config");
@@ -589,4 +594,27 @@ async fn a_client_gone_mid_body_is_aborted_or_framing() {
         .expect("an error");
     assert_eq!(error, RequestBodyError::Framing);
     server.shutdown().await.expect("stops");
+}
+
+/// RFC 9112 §3.2.2: the Host of an absolute-form request is the target's, whatever the
+/// field said; the member never sees two names for one request.
+#[tokio::test]
+async fn an_absolute_form_target_names_the_host_the_member_sees() {
+    let front = Front::with_config(limits(), "ProxyPreserveHost On\n").await;
+    let answer = front
+        .send(b"GET http://app.example:8080/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    let seen = front.backend.last_request().expect("the member saw it");
+    assert_eq!(seen.header("host"), Some("app.example:8080"));
+    assert_eq!(seen.path(), "/x");
+    // A target with userinfo, or a bad port, is refused as a bad Host is.
+    for target in ["http://user@app.example/x", "http://app.example:0/x"] {
+        let answer = front
+            .send(format!("GET {target} HTTP/1.1\r\nHost: app.example\r\n\r\n").as_bytes())
+            .await;
+        assert_eq!(answer.status, Some(400), "{target}: {answer:?}");
+    }
+    assert_eq!(front.backend.hits(), 1);
+    front.server.shutdown().await.expect("stops");
 }

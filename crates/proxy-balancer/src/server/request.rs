@@ -210,7 +210,9 @@ where
             limit_request_body,
             ..
         } = self.checks;
-        let request = request.map(|body| RequestBody::with(body, body_timeout, limit_request_body));
+        let mut request =
+            request.map(|body| RequestBody::with(body, body_timeout, limit_request_body));
+        host_from_target(&mut request);
         ResponseFuture::inner(self.inner.call(request))
     }
 }
@@ -407,9 +409,16 @@ fn target_len(uri: &Uri, version: Version) -> usize {
     }
 }
 
-/// RFC 9112 §3.2: one Host, valid, and required in HTTP/1.1; RFC 9113 §8.3.1: over
-/// HTTP/2, a Host must name what `:authority` names.
+/// RFC 9112 §3.2: one Host, valid, and required in HTTP/1.1 (an empty one in HTTP/1.0
+/// counts as none, as Apache reads it); the target's authority, when the request has one
+/// (absolute-form, HTTP/2's `:authority`), must be `host[:port]` too (no userinfo, RFC
+/// 9110 §4.2.4); RFC 9113 §8.3.1: over HTTP/2, a Host must name what `:authority` names.
 fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+    if let Some(authority) = uri.authority() {
+        if !valid_host(authority.as_str().as_bytes()) {
+            return Err(Refusal::BadHost);
+        }
+    }
     let mut hosts = headers.get_all(HOST).iter();
     let Some(host) = hosts.next() else {
         return if version == Version::HTTP_11 {
@@ -421,21 +430,46 @@ fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Re
     if hosts.next().is_some() {
         return Err(Refusal::TwoHosts);
     }
+    if host.is_empty() && version < Version::HTTP_11 {
+        return Ok(());
+    }
     if !valid_host(host.as_bytes()) {
         return Err(Refusal::BadHost);
     }
-    if version >= Version::HTTP_2 {
-        if let Some(authority) = uri.authority() {
-            if !authority
-                .as_str()
-                .as_bytes()
-                .eq_ignore_ascii_case(host.as_bytes())
-            {
-                return Err(Refusal::HostNotAuthority);
-            }
-        }
+    if version >= Version::HTTP_2 && uri.authority().is_some_and(|a| !same_host(a, host)) {
+        return Err(Refusal::HostNotAuthority);
     }
     Ok(())
+}
+
+fn same_host(authority: &http::uri::Authority, host: &HeaderValue) -> bool {
+    authority
+        .as_str()
+        .as_bytes()
+        .eq_ignore_ascii_case(host.as_bytes())
+}
+
+/// RFC 9112 §3.2.2: a proxy receiving an absolute-form request-target ignores the Host
+/// field and replaces it with the target's host. Only such a request, with a Host that
+/// differs, is changed (and allocates).
+fn host_from_target<B>(request: &mut Request<B>) {
+    if request.version() >= Version::HTTP_2 {
+        return;
+    }
+    let Some(authority) = request.uri().authority() else {
+        return;
+    };
+    if request
+        .headers()
+        .get(HOST)
+        .is_some_and(|host| same_host(authority, host))
+    {
+        return;
+    }
+    // The authority passed `valid_host`: a valid field value.
+    if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+        request.headers_mut().insert(HOST, value);
+    }
 }
 
 /// Whether `Transfer-Encoding` is absent or a single `chunked` (in one field or several,
@@ -676,6 +710,56 @@ mod tests {
             .body(Empty::<Bytes>::new())
             .unwrap();
         assert_eq!(admit(&old_bad), Err(Refusal::BadHost));
+    }
+
+    #[test]
+    fn an_absolute_target_must_name_a_valid_host_and_replaces_the_host_field() {
+        let abs = |uri: &str, host: Option<&str>| {
+            let mut b = Request::get(uri);
+            if let Some(host) = host {
+                b = b.header(HOST, host);
+            }
+            b.body(Empty::<Bytes>::new()).unwrap()
+        };
+        assert_eq!(
+            admit(&abs("http://user@example.com/", Some("example.com"))),
+            Err(Refusal::BadHost)
+        );
+        assert_eq!(
+            admit(&abs("http://example.com:0/", Some("example.com"))),
+            Err(Refusal::BadHost)
+        );
+        // HTTP/1.1 needs the field even then (RFC 9112 §3.2; Apache too).
+        assert_eq!(
+            admit(&abs("http://example.com/", None)),
+            Err(Refusal::NoHost)
+        );
+        let mut other = abs("http://Example.com:8080/x", Some("other.example"));
+        assert_eq!(admit(&other), Ok(()));
+        host_from_target(&mut other);
+        assert_eq!(other.headers()[HOST], "Example.com:8080");
+        assert_eq!(other.headers().get_all(HOST).iter().count(), 1);
+        // The same host, in another case: left as sent.
+        let mut same = abs("http://example.com/x", Some("EXAMPLE.com"));
+        host_from_target(&mut same);
+        assert_eq!(same.headers()[HOST], "EXAMPLE.com");
+        // Origin-form: nothing to do.
+        let mut origin = get("/x").body(Empty::<Bytes>::new()).unwrap();
+        host_from_target(&mut origin);
+        assert_eq!(origin.headers()[HOST], "example.com");
+    }
+
+    #[test]
+    fn an_empty_host_is_none_in_http10_only() {
+        let empty = |version| {
+            Request::get("/")
+                .version(version)
+                .header(HOST, "")
+                .body(Empty::<Bytes>::new())
+                .unwrap()
+        };
+        assert_eq!(admit(&empty(Version::HTTP_10)), Ok(()));
+        assert_eq!(admit(&empty(Version::HTTP_11)), Err(Refusal::BadHost));
     }
 
     #[test]
