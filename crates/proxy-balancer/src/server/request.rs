@@ -8,9 +8,14 @@
 //! | request line (method, target, version, with two spaces) longer than `LimitRequestLine` + 1 | 414 | `LimitRequestLine` (Apache 2.4 passes the limit + 1 too) |
 //! | a header field (`name: value`) longer than `LimitRequestFieldSize` + 1 | 400 | `LimitRequestFieldSize` (idem) |
 //! | HTTP/1.1 without `Host`, two `Host` fields, a `Host` that is not `host[:port]` | 400 | `HttpProtocolOptions Strict` (RFC 9112 §3.2) |
+//! | a target authority (absolute-form, `:authority`) that is not `host[:port]` (userinfo included) | 400 | Apache's `fix_hostname`; RFC 9110 §4.2.4 |
 //! | HTTP/2 with a `Host` that differs from `:authority` | 400 | RFC 9113 §8.3.1 |
 //! | `Transfer-Encoding` other than a single, final `chunked` | 501 | RFC 9112 §6.1 (Apache: 400 or 500) |
 //! | `Content-Length` over `LimitRequestBody` | 413 | `LimitRequestBody` |
+//!
+//! An admitted HTTP/1 request with an absolute-form target (`GET http://host/path`) gets
+//! the target's host as its `Host` (RFC 9112 §3.2.2), so the service never sees two names
+//! for one request.
 //!
 //! The answers are short plain text and, over HTTP/1.x, close the connection (`Connection:
 //! close`), as Apache closes after these statuses: the body the client may be sending is
