@@ -84,6 +84,7 @@ impl Front {
 
     /// The member carries no error and still serves.
     async fn not_blamed(&self) {
+        self.settled().await;
         assert!(
             !self.member.flags().contains(StatusFlags::IN_ERROR),
             "the member was put in error: {}",
@@ -94,6 +95,22 @@ impl Front {
             .send(b"GET /after HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
             .await;
         assert_eq!(ok.status, Some(200), "{ok:?}");
+    }
+}
+
+impl Front {
+    /// Waits (bounded) until the member has no request in flight: a failed client body
+    /// leaves no busy count behind.
+    async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.member.state().busy() != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the member is still busy with {} request(s)",
+                self.member.state().busy()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -642,5 +659,45 @@ async fn an_absolute_form_target_names_the_host() {
     let seen = front.backend.last_request().expect("the member saw it");
     assert_eq!(seen.header("host"), Some("app.example:8080"));
     assert_eq!(seen.path(), "/x");
+    front.server.shutdown().await.expect("stops");
+}
+
+/// A client that goes away in the middle of its body leaves no busy count and no member
+/// connection behind.
+#[tokio::test]
+async fn a_client_gone_mid_body_leaves_nothing_behind() {
+    let front = Front::start().await;
+    for reset in [false, true] {
+        let mut stream = TcpStream::connect(front.server.local_addr())
+            .await
+            .expect("connect to the proxy");
+        stream
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100\r\n\r\n0123456789",
+            )
+            .await
+            .expect("write");
+        // Until the member has the request (its head, and the bytes so far).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while front.backend.open_connections() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never forwarded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if reset {
+            stream.set_zero_linger().expect("SO_LINGER 0");
+        }
+        drop(stream);
+        front.settled().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while front.backend.open_connections() != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a member connection stayed open ({} reset)",
+                if reset { "after a" } else { "without" }
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(front.backend.hits(), 0);
     front.server.shutdown().await.expect("stops");
 }
