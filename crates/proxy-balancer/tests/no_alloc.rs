@@ -16,8 +16,13 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// The tests of this binary run one at a time: the allocator is global, so one test's
+/// setup would count in another's rounds.
+static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 #[test]
 fn route_extraction_and_picks_do_not_allocate() {
+    let _serial = SERIAL.lock();
     let mut params = BalancerParams::new("alloc");
     params
         .set("stickysession", "JSESSIONID|jsessionid")
@@ -80,6 +85,7 @@ fn route_extraction_and_picks_do_not_allocate() {
 /// ordinary requests.
 #[test]
 fn admission_checks_do_not_allocate() {
+    let _serial = SERIAL.lock();
     let admit = Admit::new((), &ClientLimits::new().limit_request_body(1 << 20));
     let get = Request::get("/app/page?x=1&y=2")
         .header(header::HOST, "www.example.com:8080")
