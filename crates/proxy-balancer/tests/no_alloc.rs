@@ -5,8 +5,11 @@
 use std::alloc::System;
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderValue, Uri};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Uri};
+use http_body_util::Full;
 use proxy_balancer::proxy_pass::{ProxyPass, RequestPath};
+use proxy_balancer::server::{Admit, ClientLimits};
 use proxy_balancer::sticky_route::RouteExtractor;
 use proxy_balancer::{BalancerParams, BalancerStore, MemberParams, PickRequest};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -14,8 +17,13 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// The tests of this binary run one at a time: the allocator is global, so one test's
+/// setup would count in another's rounds.
+static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 #[test]
 fn route_extraction_and_picks_do_not_allocate() {
+    let _serial = SERIAL.lock();
     let mut params = BalancerParams::new("alloc");
     params
         .set("stickysession", "JSESSIONID|jsessionid")
@@ -66,6 +74,54 @@ fn route_extraction_and_picks_do_not_allocate() {
             let path = RequestPath::parse(plain).expect("a plain path");
             assert!(pass.matches_request(&path));
             assert_eq!(pass.forward_path(&path).as_deref(), Some(plain));
+        }
+        counts.push(region.change().allocations);
+    }
+    assert_eq!(
+        counts.iter().min(),
+        Some(&0),
+        "allocations per round: {counts:?}"
+    );
+    assert!(
+        counts.iter().all(|&c| c < 100),
+        "allocations per round: {counts:?}"
+    );
+}
+
+/// The server's admission checks (Host, Transfer-Encoding, the `LimitRequest*` limits) on
+/// ordinary requests.
+#[test]
+fn admission_checks_do_not_allocate() {
+    let _serial = SERIAL.lock();
+    let admit = Admit::new((), &ClientLimits::new().limit_request_body(1 << 20));
+    let get = Request::get("/app/page?x=1&y=2")
+        .header(header::HOST, "www.example.com:8080")
+        .header(header::USER_AGENT, "Mozilla/5.0 (X11; Linux x86_64)")
+        .header(header::ACCEPT, "text/html,application/xhtml+xml")
+        .header(header::COOKIE, "a=1; b=2; JSESSIONID=6736BCF34.node1")
+        .body(Full::new(Bytes::new()))
+        .expect("valid");
+    let post = Request::post("/upload")
+        .header(header::HOST, "[2001:db8::1]")
+        .header(header::TRANSFER_ENCODING, "chunked")
+        .body(Full::new(Bytes::from_static(&[b'x'; 4096])))
+        .expect("valid");
+    let http10 = Request::get("/")
+        .version(http::Version::HTTP_10)
+        .body(Full::new(Bytes::new()))
+        .expect("valid");
+    let h2 = Request::get("https://www.example.com/x")
+        .version(http::Version::HTTP_2)
+        .body(Full::new(Bytes::new()))
+        .expect("valid");
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let region = Region::new(GLOBAL);
+        for _ in 0..100 {
+            assert_eq!(admit.check(&get), Ok(()));
+            assert_eq!(admit.check(&post), Ok(()));
+            assert_eq!(admit.check(&http10), Ok(()));
+            assert_eq!(admit.check(&h2), Ok(()));
         }
         counts.push(region.change().allocations);
     }

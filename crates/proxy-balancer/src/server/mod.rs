@@ -21,15 +21,14 @@
 //! use bytes::Bytes;
 //! use http::{Request, Response};
 //! use http_body_util::Full;
-//! use hyper::body::Incoming;
-//! use proxy_balancer::server::Server;
+//! use proxy_balancer::server::{RequestBody, Server};
 //! use proxy_balancer::PeerAddr;
 //! use tower::service_fn;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! // A service that says who is asking.
-//! let service = service_fn(|request: Request<Incoming>| async move {
+//! let service = service_fn(|request: Request<RequestBody>| async move {
 //!     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip().to_string());
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(peer.unwrap_or_default()))))
 //! });
@@ -46,6 +45,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -60,7 +60,12 @@ use tower_service::Service;
 use crate::error::BoxError;
 use crate::{LocalAddr, PeerAddr};
 
+mod body;
 mod limits;
+pub mod request;
+
+pub use body::RequestBody;
+pub use request::{Admit, AdmitLayer};
 
 pub use limits::{
     ClientLimits, ReadTimeout, DEFAULT_LIMIT_REQUEST_BODY, DEFAULT_LIMIT_REQUEST_FIELDS,
@@ -124,6 +129,9 @@ impl Server {
     /// lets open connections finish for up to the [drain](Self::drain) time.
     ///
     /// Every request carries the client's [`PeerAddr`] and the [`LocalAddr`] it reached.
+    /// Requests are first checked by [`Admit`] (Host, Transfer-Encoding, the
+    /// `LimitRequest*` limits; refused ones are answered without calling `service`), and
+    /// their body is a [`RequestBody`] read under the body timeout and `LimitRequestBody`.
     ///
     /// # Errors
     ///
@@ -135,14 +143,16 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let local = listener.local_addr().map_err(ServerError::Listener)?;
+        // Requests are checked (Host, Transfer-Encoding, LimitRequest*) before the service
+        // sees them, and their bodies read under the body timeout and LimitRequestBody.
+        let service = Admit::new(service, &self.limits);
         let graceful = GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
@@ -204,11 +214,10 @@ impl Server {
         service: S,
     ) -> Result<ServerHandle, ServerError>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let listener = TcpListener::bind(addr)
@@ -225,11 +234,10 @@ impl Server {
     /// If the listener's address cannot be read.
     pub fn spawn<S, B>(self, listener: TcpListener, service: S) -> Result<ServerHandle, ServerError>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let addr = listener.local_addr().map_err(ServerError::Listener)?;

@@ -8,7 +8,6 @@ use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 
@@ -16,8 +15,9 @@ use super::{headers::apply_headers, ProxyBody, ProxyOneshot};
 use crate::apache_config::HeaderDirective;
 use crate::manager::BalancerManager;
 use crate::proxy_pass::strip_hop_by_hop;
+use crate::server::RequestBody;
 
-type ManagerOneshot = Oneshot<BalancerManager, Request<Incoming>>;
+type ManagerOneshot = Oneshot<BalancerManager, Request<RequestBody>>;
 
 pin_project! {
     /// The response future of [`Site`](super::Site): a proxied request, the

@@ -12,7 +12,10 @@
 //!
 //! Serve it with [`Server`](crate::server::Server), which puts the client's
 //! [`PeerAddr`](crate::PeerAddr) in each request (for `X-Forwarded-For` and the manager's
-//! `Require ip` rule).
+//! `Require ip` rule). The site takes the server's [`RequestBody`]: requests the
+//! server's [`Admit`](crate::server::Admit) checked, with their body read under
+//! `RequestReadTimeout body=` and `LimitRequestBody`. Served with hyper directly, wrap it in
+//! `Admit` (or map each body with `RequestBody::from`).
 //!
 //! # Paths
 //!
@@ -81,7 +84,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
@@ -95,6 +97,7 @@ use crate::proxy_pass::{
     forward_request, join_uri, EncodedSlashes, ForwardedHeaders, PathRefusal, ProxyPass,
     ProxyPassReverse, RequestPath, Reverse, ReverseLayer,
 };
+use crate::server::RequestBody;
 use crate::sticky_route::{RouteCookie, StickyRoute, StickyRouteLayer};
 use crate::{Balancer, BalancerStore, ErrorResponseLayer};
 
@@ -105,7 +108,7 @@ use self::headers::{is_route_cookie, route_cookie};
 /// The stack of one balancer: sticky routes, the balancer over the built-in HTTP client,
 /// and errors turned into Apache's responses.
 pub type ProxyService =
-    crate::error::ErrorResponse<StickyRoute<Balancer<MakeHttpMember<Incoming>>>>;
+    crate::error::ErrorResponse<StickyRoute<Balancer<MakeHttpMember<RequestBody>>>>;
 
 /// The body of the site's responses: a member's, or one the proxy wrote (errors, 404, the
 /// balancer-manager's pages).
@@ -374,7 +377,7 @@ fn not_found() -> Response<ProxyBody> {
     response
 }
 
-impl Service<Request<Incoming>> for Site {
+impl Service<Request<RequestBody>> for Site {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
@@ -383,7 +386,7 @@ impl Service<Request<Incoming>> for Site {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
         // Matched as Apache matches (`r->uri`): every escape decoded, dot segments removed,
         // `//` merged; `%2F` (unless AllowEncodedSlashes), `%00`, bad escapes and `..` above
         // the root refused with Apache's status. `/%70rivate` meets `ProxyPass /private !`
@@ -483,7 +486,7 @@ fn status_response(status: StatusCode) -> Response<ProxyBody> {
 }
 
 /// What a [`Site`] route forwards to: the stack's request future.
-type ProxyOneshot = Oneshot<RouteService, Request<Incoming>>;
+type ProxyOneshot = Oneshot<RouteService, Request<RequestBody>>;
 
 /// `AllowEncodedSlashes` (server context; `Off` when not given, as Apache).
 fn encoded_slashes(config: &Config) -> EncodedSlashes {
