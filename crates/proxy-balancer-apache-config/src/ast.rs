@@ -236,10 +236,13 @@ pub struct Config {
     pub proxy_pass_reverse_cookie_paths: Vec<CookieRewrite>,
     /// `ServerName`, the last one given (as in Apache).
     pub server_name: Option<ServerName>,
+    /// `ErrorLog`, `CustomLog`, `TransferLog`, `LogFormat` and `LogLevel` in server
+    /// context ([`Config::logs`] resolves them; see [`logs`](crate::logs)).
+    pub log_directives: crate::logs::LogDirectives,
     /// Directives that are not about balancing, skipped.
     ///
     /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
-    /// `ProxyPassReverseCookiePath` and `ServerName` are read in server context only: written
+    /// `ProxyPassReverseCookiePath`, `ServerName` and the logging directives are read in server context only: written
     /// inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block they are checked (outside
     /// `<Location>`) and listed here, not applied to the whole server (`ServerName` in a
     /// `<Proxy>` block is an error, as in Apache).

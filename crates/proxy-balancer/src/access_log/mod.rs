@@ -55,7 +55,6 @@
 //! A format of your own, to a file, with the server name `%v` gives:
 //!
 //! ```
-//! use std::convert::Infallible;
 //! use std::time::Duration;
 //!
 //! use bytes::Bytes;
