@@ -167,6 +167,40 @@ async fn duration_is_the_time_taken() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// `%O` against what the client really read, on a kept-alive connection (hyper adds the
+/// `date` and `content-length` headers itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_are_the_bytes_on_the_wire() {
+    let path = log_path("bytes-sent");
+    let writer = AccessLogWriter::file(&path, 64).expect("opens the file");
+    let layer = AccessLogLayer::new("%O %b".parse().expect("valid"), writer);
+    let server = serve(&layer).await;
+    let read = timeout(BOUND, async {
+        let mut stream = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connects");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: front\r\n\r\n")
+            .await
+            .expect("writes");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head, then the 11 bytes of `hello world`.
+        while !answer.ends_with(b"hello world") {
+            let n = stream.read(&mut buf).await.expect("reads");
+            assert!(n > 0, "closed early: {answer:?}");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        answer.len()
+    })
+    .await
+    .expect("answered in time");
+    let lines = wait_lines(&path, 1).await;
+    assert_eq!(lines[0], format!("{read} 11"));
+    server.shutdown().await.expect("stops");
+    let _ = std::fs::remove_file(&path);
+}
+
 #[test]
 fn an_unknown_directive_is_refused_at_construction() {
     let err = "%h %l %u %t \"%r\" %>s %Q"

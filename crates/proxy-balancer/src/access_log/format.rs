@@ -46,6 +46,7 @@ const NICKNAMES: &[(&str, &str)] = &[
 /// | `%r` | the request line, `GET /path?q HTTP/1.1` |
 /// | `%s`, `%>s`, `%<s` | the status (no internal redirects here: all the same) |
 /// | `%b`, `%B` | response body bytes actually sent (`%b` writes `-` for none) |
+/// | `%O` | mod_logio's bytes sent, head included: the head as HTTP/1.1 writes it (status line, headers, the `Date` and `Content-Length` or `Transfer-Encoding` that hyper adds) plus the body bytes; chunk framing and HTTP/2's header compression are not counted |
 /// | `%D`, `%T`, `%{ms}T`, `%{us}T`, `%{s}T` | time taken, until the response body ended |
 /// | `%m`, `%U`, `%q`, `%H` | method, path, `?query` (or nothing), protocol |
 /// | `%v`, `%V` | the server name ([`AccessLogLayer::server_name`](super::AccessLogLayer::server_name)), the request's host |
@@ -73,9 +74,9 @@ const NICKNAMES: &[(&str, &str)] = &[
 /// let custom: LogFormat = r#"%a "%r" %>s %D %{X-Request-Id}i"#.parse()?;
 /// assert_eq!(custom.as_str(), r#"%a "%r" %>s %D %{X-Request-Id}i"#);
 ///
-/// // mod_logio's %O is not something this crate can fill: refused, by name.
-/// let err = LogFormat::parse("%h %O").unwrap_err();
-/// assert_eq!(err.directive(), "%O");
+/// // mod_logio's %I (bytes received) is not counted: refused, by name.
+/// let err = LogFormat::parse("%h %I").unwrap_err();
+/// assert_eq!(err.directive(), "%I");
 /// # Ok::<(), FormatError>(())
 /// ```
 #[derive(Clone)]
@@ -89,6 +90,8 @@ pub struct LogFormat {
     pub(super) response_headers: Arc<[HeaderName]>,
     /// Whether a `%{BALANCER_…}e` is used (the response's `BalancerInfo` is kept).
     pub(super) needs_balancer: bool,
+    /// Whether `%O` is used (the response head's size is counted).
+    pub(super) needs_head_bytes: bool,
 }
 
 impl fmt::Debug for LogFormat {
@@ -139,6 +142,8 @@ pub(super) enum Field {
     BytesClf,
     /// `%B`.
     Bytes,
+    /// `%O`: the response head as HTTP/1.1 writes it, and the body.
+    BytesSent,
     /// `%D`, `%T`, `%{…}T`: the divisor of microseconds.
     Duration(DurationUnit),
     /// `%m`.
@@ -368,6 +373,15 @@ impl<'a> Parser<'a> {
         self.flush_literal();
         Ok(LogFormat {
             text: Arc::from(self.text),
+            needs_head_bytes: self.items.iter().any(|item| {
+                matches!(
+                    item,
+                    Item::Field {
+                        field: Field::BytesSent,
+                        ..
+                    }
+                )
+            }),
             needs_balancer: self.items.iter().any(|item| {
                 matches!(
                     item,
@@ -542,9 +556,10 @@ impl<'a> Parser<'a> {
                 }
             }),
             ('X', None) => Field::ConnectionStatus,
-            ('O' | 'I' | 'S', _) => {
+            ('O', None) => Field::BytesSent,
+            ('I' | 'S', _) => {
                 return Err(unsupported(
-                    "mod_logio's byte counts with headers are not kept; %b and %B count the body",
+                    "the bytes received are not counted; %O, %b and %B count what was sent",
                 ))
             }
             ('k' | 'L' | 'R' | 'f' | 'n' | 'C' | 'e' | '^', _) => {

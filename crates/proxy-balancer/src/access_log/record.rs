@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{CONNECTION, HOST, SET_COOKIE};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, HOST, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
 
 use super::format::{push_escaped, BalancerVar, DurationUnit, Field, Item, LogFormat};
@@ -40,6 +40,8 @@ pub(super) struct Record {
     response_close: bool,
     balancer: Option<BalancerInfo>,
     pub(super) bytes: u64,
+    /// The response head's size, for `%O`.
+    head_bytes: u64,
 }
 
 /// All values of `name`, joined with `, ` when there are several (Apache merges repeated
@@ -99,10 +101,11 @@ impl Record {
             response_close: false,
             balancer: None,
             bytes: 0,
+            head_bytes: 0,
         })
     }
 
-    pub(super) fn on_response<B>(&mut self, response: &Response<B>) {
+    pub(super) fn on_response<B: http_body::Body>(&mut self, response: &Response<B>) {
         let format = &self.shared.format;
         let headers = response.headers();
         self.status = response.status().as_u16();
@@ -118,6 +121,9 @@ impl Record {
             })
             .collect();
         self.response_close = connection_has(headers, "close");
+        if format.needs_head_bytes {
+            self.head_bytes = head_bytes(response);
+        }
         if format.needs_balancer {
             self.balancer = response.extensions().get::<BalancerInfo>().cloned();
         }
@@ -203,6 +209,9 @@ impl Record {
             Field::BytesClf if self.bytes == 0 => out.push('-'),
             Field::BytesClf | Field::Bytes => {
                 let _ = write!(out, "{}", self.bytes);
+            }
+            Field::BytesSent => {
+                let _ = write!(out, "{}", self.head_bytes + self.bytes);
             }
             Field::Duration(unit) => {
                 let _ = match unit {
@@ -305,6 +314,39 @@ impl Record {
             push_escaped(out, target.as_bytes());
         }
     }
+}
+
+/// The response head's size as hyper writes it in HTTP/1.1: `HTTP/1.1 200 OK`, each
+/// header, the `date` it adds when missing, the `content-length` (of an exact size hint)
+/// or `transfer-encoding: chunked` it adds when neither is given, and the empty line.
+fn head_bytes<B: http_body::Body>(response: &Response<B>) -> u64 {
+    /// `date: Fri, 04 Dec 2026 11:25:36 GMT\r\n`.
+    const DATE_LINE: usize = "date: ".len() + 29 + 2;
+    let status = response.status();
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut size = "HTTP/1.1 200 \r\n".len() + reason.len();
+    let headers = response.headers();
+    for (name, value) in headers {
+        size += name.as_str().len() + 2 + value.len() + 2;
+    }
+    if !headers.contains_key(DATE) {
+        size += DATE_LINE;
+    }
+    let bodiless = status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    if !bodiless
+        && !headers.contains_key(CONTENT_LENGTH)
+        && !headers.contains_key(TRANSFER_ENCODING)
+    {
+        size += match response.body().size_hint().exact() {
+            Some(n) => {
+                "content-length: ".len() + n.checked_ilog10().map_or(1, |d| d as usize + 1) + 2
+            }
+            None => "transfer-encoding: chunked\r\n".len(),
+        };
+    }
+    (size + 2) as u64
 }
 
 /// `host[:port]` → `host` (an IPv6 literal keeps its brackets).

@@ -34,8 +34,8 @@ fn unknown_and_unsupported_directives_are_refused_by_name() {
         "unknown log format directive %J (at byte 3)"
     );
     for (format, directive) in [
-        ("%O", "%O"),
         ("%I", "%I"),
+        ("%S", "%S"),
         ("%k", "%k"),
         ("%{HOME}e", "%{HOME}e"),
         ("%{%c}t", "%{%c}t"),
