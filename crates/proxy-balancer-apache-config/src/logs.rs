@@ -7,7 +7,8 @@
 //! `LogFormat format [nickname]`, and core's `ErrorLog file` and
 //! `LogLevel [level] [module:level …]`. What a reverse proxy cannot do is refused by
 //! [`Config::logs`] (and reported by the doctor's `not-applied` rule) rather than dropped:
-//! piped logs (`|cmd`), `syslog:`, conditional logs (`env=`, `expr=`). Written inside a
+//! piped logs (`|cmd`), `syslog:`, conditional logs (`env=`, `expr=`), and `${VAR}` in a
+//! file name (not expanded here). Written inside a
 //! `<VirtualHost>` these directives are checked and listed in [`Config::skipped`] (every
 //! request goes to the server's logs; the doctor's `no-effect` rule says so). A relative
 //! file name is relative to the working directory (there is no `ServerRoot`).
@@ -357,6 +358,17 @@ pub enum LogConfigError {
         /// Where the directive starts.
         span: Span,
     },
+    /// A file name with a `${VAR}` (Debian's `${APACHE_LOG_DIR}`): variables are not
+    /// expanded here.
+    #[error("line {}: {directive} {path}: variables (${{…}}) are not expanded here: write the path out", .span.line)]
+    Variable {
+        /// `ErrorLog`, `CustomLog` or `TransferLog`.
+        directive: &'static str,
+        /// As written.
+        path: String,
+        /// Where the directive starts.
+        span: Span,
+    },
     /// `CustomLog file format env=…` or `expr=…`.
     #[error("line {}: CustomLog with the condition {condition} is not supported: every request is logged; drop the condition", .span.line)]
     Condition {
@@ -386,6 +398,7 @@ impl LogConfigError {
             Self::Piped { span, .. }
             | Self::Syslog { span, .. }
             | Self::Condition { span, .. }
+            | Self::Variable { span, .. }
             | Self::UnknownNickname { span, .. } => *span,
         }
     }
@@ -441,10 +454,30 @@ impl Config {
                     destination: text.clone(),
                     span: e.span,
                 }),
+                LogDestination::File(path) if path.contains("${") => {
+                    out.push(LogConfigError::Variable {
+                        directive: "ErrorLog",
+                        path: path.clone(),
+                        span: e.span,
+                    });
+                }
                 LogDestination::File(_) => {}
             }
         }
         for c in &logs.custom_logs {
+            if let LogDestination::File(path) = &c.destination {
+                if path.contains("${") {
+                    out.push(LogConfigError::Variable {
+                        directive: if c.format.is_some() {
+                            "CustomLog"
+                        } else {
+                            "TransferLog"
+                        },
+                        path: path.clone(),
+                        span: c.span,
+                    });
+                }
+            }
             if let LogDestination::Pipe(command) = &c.destination {
                 out.push(LogConfigError::Piped {
                     directive: "CustomLog",

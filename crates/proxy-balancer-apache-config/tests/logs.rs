@@ -89,6 +89,7 @@ ErrorLog syslog:local7
 CustomLog "|/usr/bin/rotatelogs /var/log/access.%Y 86400" combined
 CustomLog /var/log/a.log combined env=!dontlog
 CustomLog /var/log/b.log combnied
+TransferLog ${APACHE_LOG_DIR}/access.log
 "#,
     )
     .unwrap();
@@ -108,7 +109,11 @@ CustomLog /var/log/b.log combnied
         .filter(|f| f.rule == "not-applied")
         .map(|f| (f.span.line, f.what.as_str()))
         .collect();
-    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert_eq!(refused.len(), 5, "{refused:?}");
+    assert_eq!(
+        refused[4].1,
+        "TransferLog ${APACHE_LOG_DIR}/access.log: variables (${…}) are not expanded here: write the path out"
+    );
     assert_eq!(refused[0].0, 2);
     assert!(refused[1].1.contains("pipe"), "{}", refused[1].1);
     assert!(refused[2].1.contains("env=!dontlog"), "{}", refused[2].1);
