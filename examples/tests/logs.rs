@@ -156,6 +156,7 @@ async fn custom_log_and_error_log_are_written_with_apache_ids() {
     let dir = temp_dir("files");
     let access = dir.join("access.log");
     let errors = dir.join("error.log");
+    let transfer = dir.join("transfer.log");
     let broken = broken_member().await;
     let down = down_member().await;
     let config = dir.join("proxy.conf");
@@ -164,6 +165,8 @@ async fn custom_log_and_error_log_are_written_with_apache_ids() {
         format!(
             "ErrorLog {errors}\n\
              CustomLog {access} combined\n\
+             LogFormat \"%>s %m %U\"\n\
+             TransferLog {transfer}\n\
              LogLevel warn\n\
              <Proxy balancer://broken>\n  BalancerMember http://{broken}\n</Proxy>\n\
              <Proxy balancer://down>\n  BalancerMember http://{down}\n</Proxy>\n\
@@ -171,6 +174,7 @@ async fn custom_log_and_error_log_are_written_with_apache_ids() {
              ProxyPass /down balancer://down\n",
             errors = errors.display(),
             access = access.display(),
+            transfer = transfer.display(),
         ),
     )
     .expect("writes the config");
@@ -192,6 +196,10 @@ async fn custom_log_and_error_log_are_written_with_apache_ids() {
         "{}",
         lines[1]
     );
+
+    // A second access log, in its own format (TransferLog: the last LogFormat without a
+    // nickname).
+    wait_for(&transfer, |t| t == "502 GET /broken/x\n503 GET /down/z\n").await;
 
     let text = wait_for(&errors, |t| t.contains("AH01102") && t.contains("AH01114")).await;
     let bad_gateway = text
