@@ -18,8 +18,9 @@
 //! Logs, as Apache writes them: an error log (the configuration's `ErrorLog` file, else
 //! standard error; level from `LogLevel`, or `--log-level`, which wins; Apache's default
 //! `warn`), lines such as
-//! `[2026-12-04T11:25:36.123456Z] [proxy_balancer::balancer:error] [pid 42] AH01114: failed
-//! to make connection to backend member=http://10.0.0.1:8080`; and an access log per
+//! `[2026-12-04T11:25:36.123456Z] [proxy_balancer:error] [pid 42] AH01114: failed to make
+//! connection to backend member=http://10.0.0.1:8080` (the module as `LogLevel` names it);
+//! and an access log per
 //! `CustomLog` (or `TransferLog`), else the `combined` format on standard output.
 
 use std::fmt::Write as _;
@@ -313,7 +314,7 @@ where
         write!(
             writer,
             "] [{}:{level}] [pid {}] ",
-            meta.target(),
+            apache_module(meta.target()),
             std::process::id()
         )?;
         let mut fields = ApacheFields::default();
@@ -325,6 +326,34 @@ where
         writer.write_str(&fields.rest)?;
         writeln!(writer)
     }
+}
+
+/// The Apache module a tracing target stands for, as `LogLevel module:level` names it
+/// (`proxy_balancer::retry_window` is `proxy`); other targets as they are.
+fn apache_module(target: &str) -> &str {
+    const MODULES: [&str; 6] = [
+        "core",
+        "proxy",
+        "proxy_balancer",
+        "proxy_hcheck",
+        "heartmonitor",
+        "log_config",
+    ];
+    let under = |prefix: &str| {
+        target == prefix
+            || target
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with("::"))
+    };
+    MODULES
+        .into_iter()
+        .find(|module| {
+            proxy_balancer::apache_config::logs::module_targets(module)
+                .unwrap_or_default()
+                .iter()
+                .any(|prefix| under(prefix))
+        })
+        .unwrap_or(target)
 }
 
 /// An event's fields: Apache's message id, the message, the rest as ` key=value`.

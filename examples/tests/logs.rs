@@ -206,13 +206,22 @@ async fn custom_log_and_error_log_are_written_with_apache_ids() {
         .lines()
         .find(|l| l.contains("AH01102"))
         .expect("the 502's line");
-    assert!(bad_gateway.contains(":error] [pid "), "{bad_gateway}");
+    // The module as `LogLevel` names it (the error answer is mod_proxy's), the pid, the id.
+    assert!(
+        bad_gateway.contains("] [proxy:error] [pid "),
+        "{bad_gateway}"
+    );
+    assert!(bad_gateway.contains("] AH01102: "), "{bad_gateway}");
     assert!(bad_gateway.contains(&broken.to_string()), "{bad_gateway}");
     let refused = text
         .lines()
         .find(|l| l.contains("AH01114"))
         .expect("the 503's line");
     assert!(refused.contains(&down.to_string()), "{refused}");
+    assert!(
+        refused.contains("] [proxy_balancer:error] [pid "),
+        "{refused}"
+    );
     // LogLevel warn: nothing below.
     assert!(
         !text.contains(":info]") && !text.contains(":debug]"),
