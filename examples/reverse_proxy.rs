@@ -73,6 +73,10 @@ struct Args {
     /// `"info proxy:debug"`); wins over the configuration's `LogLevel`.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Write no access log, whatever the configuration's `CustomLog` lines say (for load
+    /// tests against proxies configured without one).
+    #[arg(long)]
+    no_access_log: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -165,7 +169,7 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
         }
     };
     let config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
-    let access_logs = init_logs(&config, args.log_level.as_deref())?;
+    let access_logs = init_logs(&config, args.log_level.as_deref(), !args.no_access_log)?;
     let site = Site::from_config(&config)?;
     let (listener, addr) = bind(args.listen)
         .await
@@ -203,6 +207,7 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
     let server = Server::new();
     match access_logs.as_slice() {
+        [] => server.serve(listener, site, shutdown).await?,
         // The usual case: one access log, no boxing on the request path.
         [one] => server.serve(listener, one.layer(site), shutdown).await?,
         several => {
@@ -235,8 +240,13 @@ where
 /// Installs the error log and opens the access logs the configuration asks for (Apache's
 /// `ErrorLog`, `LogLevel`, `CustomLog`/`TransferLog`, `LogFormat`): the error log on
 /// standard error unless `ErrorLog` names a file, at `--log-level`, else `LogLevel`, else
-/// `warn`; the access logs of the `CustomLog` lines, else `combined` on standard output.
-fn init_logs(config: &Config, log_level: Option<&str>) -> Result<Vec<AccessLogLayer>, BoxError> {
+/// `warn`; the access logs of the `CustomLog` lines, else `combined` on standard output
+/// (none when `access` is false: `--no-access-log`).
+fn init_logs(
+    config: &Config,
+    log_level: Option<&str>,
+    access: bool,
+) -> Result<Vec<AccessLogLayer>, BoxError> {
     let logs = config.logs()?;
     let filter = match log_level {
         // Read as a `LogLevel` line, so the names and the module map are Apache's.
@@ -266,6 +276,9 @@ fn init_logs(config: &Config, log_level: Option<&str>) -> Result<Vec<AccessLogLa
         None => subscriber.with_writer(std::io::stderr).try_init()?,
     }
 
+    if !access {
+        return Ok(Vec::new());
+    }
     let server_name = config.server_name.as_ref().map(|s| s.host.clone());
     let layer = |format: LogFormat, writer: AccessLogWriter| {
         let layer = AccessLogLayer::new(format, writer);

@@ -259,6 +259,14 @@ async fn log_level_flag_wins_and_bad_levels_are_refused() {
     assert!(text.contains("answering an error response"), "{text}");
     drop(proxy);
 
+    // --no-access-log: the CustomLog file is not even created.
+    std::fs::remove_file(&access).expect("written above");
+    let proxy = start(&config, &["--no-access-log"]).await;
+    assert_eq!(get(proxy.addr, "/down/c").await, 503);
+    wait_for(&errors, |t| t.matches("AH01114").count() >= 2).await;
+    assert!(!access.exists());
+    drop(proxy);
+
     let output = Command::new(binary())
         .args(["--listen", "127.0.0.1:0", "--run-for", "1", "--config"])
         .arg(&config)
