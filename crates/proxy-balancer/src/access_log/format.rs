@@ -44,7 +44,7 @@ const NICKNAMES: &[(&str, &str)] = &[
 /// | `%u` | always `-` (the proxy authenticates no one) |
 /// | `%t`, `%{format}t` | when the request was received, `[04/Dec/2026:11:25:36 +0000]` (UTC); `format` is `sec`, `msec`, `usec`, `msec_frac`, `usec_frac`, or an `strftime` pattern of `%a %A %b %B %d %D %e %F %h %H %I %j %m %M %n %p %R %s %S %t %T %u %w %y %Y %z %Z %%`, with an optional `begin:` or `end:` prefix |
 /// | `%r` | the request line, `GET /path?q HTTP/1.1` |
-/// | `%s`, `%>s`, `%<s` | the status (no internal redirects here: all the same) |
+/// | `%s`, `%>s`, `%<s` | the status (no internal redirects here: all the same); 500 when the service failed without a response, 499 (nginx's "client closed request") when the request was dropped before the response head |
 /// | `%b`, `%B` | response body bytes actually sent (`%b` writes `-` for none) |
 /// | `%O` | mod_logio's bytes sent, head included: the head as HTTP/1.1 writes it (status line, headers, the `Date` and `Content-Length` or `Transfer-Encoding` that hyper adds) plus the body bytes; chunk framing and HTTP/2's header compression are not counted |
 /// | `%D`, `%T`, `%{ms}T`, `%{us}T`, `%{s}T` | time taken, until the response body ended |

@@ -18,6 +18,16 @@ pin_project! {
         inner: F,
         record: Option<Box<Record>>,
     }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the response head: the client went away (hyper drops the
+            // service's future) or a timeout above gave up.
+            if let Some(record) = this.project().record.take() {
+                record.on_abandoned();
+            }
+        }
+    }
 }
 
 impl<F> ResponseFuture<F> {

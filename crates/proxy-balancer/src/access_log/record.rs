@@ -136,6 +136,14 @@ impl Record {
         self.finish(false);
     }
 
+    /// The response future was dropped before the response head: logged with nginx's 499
+    /// ("client closed request"; Apache would have waited for the member and logged its
+    /// status) and `%X` `X`.
+    pub(super) fn on_abandoned(mut self: Box<Self>) {
+        self.status = 499;
+        self.finish(false);
+    }
+
     /// Whether the response has no body to send whatever its body says (so a body dropped
     /// unread is not an abort): `HEAD`, 1xx, 204, 304.
     pub(super) fn bodiless(&self) -> bool {

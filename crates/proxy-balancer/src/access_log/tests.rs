@@ -219,3 +219,22 @@ async fn a_failed_service_is_logged_as_500() {
     assert!(service.oneshot(request("/")).await.is_err());
     assert_eq!(lines(&sink, 1).await, "500 - X\n");
 }
+
+#[tokio::test]
+async fn a_request_dropped_before_its_answer_is_logged_as_499() {
+    let sink = Sink::default();
+    let writer = AccessLogWriter::new(sink.clone(), 16).unwrap();
+    let layer = AccessLogLayer::new("%r %>s %b %X".parse().unwrap(), writer);
+    let service = layer.layer(service_fn(|_req: Request<Full<Bytes>>| async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    }));
+    let call = service.oneshot(request("/slow"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), call)
+            .await
+            .is_err(),
+        "never answers"
+    );
+    assert_eq!(lines(&sink, 1).await, "GET /slow HTTP/1.1 499 - X\n");
+}
