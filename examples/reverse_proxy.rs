@@ -14,7 +14,16 @@
 //! configuration (`Listen` lines are not used: `--listen` picks the address). `--check FILE`
 //! reports what in a configuration will hurt (exit status 0 clean, 1 warnings, 2 errors).
 //! Ctrl-C stops it, letting open requests finish.
+//!
+//! Logs, as Apache writes them: an error log (the configuration's `ErrorLog` file, else
+//! standard error; level from `LogLevel`, or `--log-level`, which wins; Apache's default
+//! `warn`), lines such as
+//! `[2026-12-04T11:25:36.123456Z] [proxy_balancer:error] [pid 42] AH01114: failed to make
+//! connection to backend member=http://10.0.0.1:8080` (the module as `LogLevel` names it);
+//! and an access log per
+//! `CustomLog` (or `TransferLog`), else the `combined` format on standard output.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,9 +32,16 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use examples::{bind, demo_config, shutdown_signal, start_demo_backends, BoxError, Report};
-use proxy_balancer::apache_config::{doctor, parse};
+use proxy_balancer::access_log::{AccessLogLayer, AccessLogWriter, LogFormat, DEFAULT_QUEUE};
+use proxy_balancer::apache_config::{doctor, parse, Config};
 use proxy_balancer::server::Server;
 use proxy_balancer::site::Site;
+use tower::{Layer, ServiceExt};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
 
 /// A reverse proxy with Apache httpd's mod_proxy_balancer semantics.
 #[derive(Debug, Parser)]
@@ -53,6 +69,14 @@ struct Args {
     /// Stop after this many seconds instead of waiting for Ctrl-C (for scripts).
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<u64>,
+    /// The error log's level, as Apache's `LogLevel` (`warn`, `debug`, `trace2`,
+    /// `"info proxy:debug"`); wins over the configuration's `LogLevel`.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Write no access log, whatever the configuration's `CustomLog` lines say (for load
+    /// tests against proxies configured without one).
+    #[arg(long)]
+    no_access_log: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -145,6 +169,7 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
         }
     };
     let config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
+    let access_logs = init_logs(&config, args.log_level.as_deref(), !args.no_access_log)?;
     let site = Site::from_config(&config)?;
     let (listener, addr) = bind(args.listen)
         .await
@@ -180,6 +205,198 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     drop(out);
 
     let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
-    Server::new().serve(listener, site, shutdown).await?;
+    let server = Server::new();
+    match access_logs.as_slice() {
+        [] => server.serve(listener, site, shutdown).await?,
+        // The usual case: one access log, no boxing on the request path.
+        [one] => server.serve(listener, one.layer(site), shutdown).await?,
+        several => {
+            let service = several.iter().fold(
+                tower::util::BoxCloneSyncService::new(site.map_response(|r| r.map(box_body))),
+                |inner, layer| {
+                    tower::util::BoxCloneSyncService::new(
+                        layer.layer(inner).map_response(|r| r.map(box_body)),
+                    )
+                },
+            );
+            server.serve(listener, service, shutdown).await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A response body of any kind, for a stack of several access logs.
+type AnyBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+
+fn box_body<B>(body: B) -> AnyBody
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt;
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// Installs the error log and opens the access logs the configuration asks for (Apache's
+/// `ErrorLog`, `LogLevel`, `CustomLog`/`TransferLog`, `LogFormat`): the error log on
+/// standard error unless `ErrorLog` names a file, at `--log-level`, else `LogLevel`, else
+/// `warn`; the access logs of the `CustomLog` lines, else `combined` on standard output
+/// (none when `access` is false: `--no-access-log`).
+fn init_logs(
+    config: &Config,
+    log_level: Option<&str>,
+    access: bool,
+) -> Result<Vec<AccessLogLayer>, BoxError> {
+    let logs = config.logs()?;
+    let filter = match log_level {
+        // Read as a `LogLevel` line, so the names and the module map are Apache's.
+        Some(level) => {
+            let line = format!("LogLevel {}", level.replace(',', " "));
+            let parsed = parse(&line).map_err(|e| format!("--log-level {level}: {e}"))?;
+            parsed.logs()?.tracing_filter()
+        }
+        None => logs.tracing_filter(),
+    };
+    let filter = EnvFilter::try_new(filter.as_deref().unwrap_or("warn"))?;
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(ApacheErrorFormat);
+    match &logs.error_log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("ErrorLog {path}: {e}"))?;
+            // One `write` per line on an O_APPEND file: lines never interleave.
+            subscriber
+                .with_writer(std::sync::Arc::new(file))
+                .try_init()?;
+        }
+        None => subscriber.with_writer(std::io::stderr).try_init()?,
+    }
+
+    if !access {
+        return Ok(Vec::new());
+    }
+    let server_name = config.server_name.as_ref().map(|s| s.host.clone());
+    let layer = |format: LogFormat, writer: AccessLogWriter| {
+        let layer = AccessLogLayer::new(format, writer);
+        match &server_name {
+            Some(name) => layer.server_name(name.as_str()),
+            None => layer,
+        }
+    };
+    if logs.access_logs.is_empty() {
+        return Ok(vec![layer(
+            LogFormat::combined(),
+            AccessLogWriter::stdout(DEFAULT_QUEUE)?,
+        )]);
+    }
+    logs.access_logs
+        .iter()
+        .map(|spec| {
+            let format = LogFormat::parse(&spec.format)
+                .map_err(|e| format!("line {}: CustomLog format: {e}", spec.span.line))?;
+            let writer = AccessLogWriter::file(&spec.path, DEFAULT_QUEUE)
+                .map_err(|e| format!("line {}: CustomLog {e}", spec.span.line))?;
+            Ok(layer(format, writer))
+        })
+        .collect()
+}
+
+/// Error-log lines close to Apache's:
+/// `[time] [target:level] [pid N] AH01114: message key=value …`.
+struct ApacheErrorFormat;
+
+impl<S, N> FormatEvent<S, N> for ApacheErrorFormat
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        writer.write_char('[')?;
+        SystemTime.format_time(&mut writer)?;
+        let level = meta.level().as_str().to_ascii_lowercase();
+        write!(
+            writer,
+            "] [{}:{level}] [pid {}] ",
+            apache_module(meta.target()),
+            std::process::id()
+        )?;
+        let mut fields = ApacheFields::default();
+        event.record(&mut fields);
+        if let Some(id) = &fields.apache_id {
+            write!(writer, "{id}: ")?;
+        }
+        writer.write_str(&fields.message)?;
+        writer.write_str(&fields.rest)?;
+        writeln!(writer)
+    }
+}
+
+/// The Apache module a tracing target stands for, as `LogLevel module:level` names it
+/// (`proxy_balancer::retry_window` is `proxy`); other targets as they are.
+fn apache_module(target: &str) -> &str {
+    const MODULES: [&str; 6] = [
+        "core",
+        "proxy",
+        "proxy_balancer",
+        "proxy_hcheck",
+        "heartmonitor",
+        "log_config",
+    ];
+    let under = |prefix: &str| {
+        target == prefix
+            || target
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with("::"))
+    };
+    MODULES
+        .into_iter()
+        .find(|module| {
+            proxy_balancer::apache_config::logs::module_targets(module)
+                .unwrap_or_default()
+                .iter()
+                .any(|prefix| under(prefix))
+        })
+        .unwrap_or(target)
+}
+
+/// An event's fields: Apache's message id, the message, the rest as ` key=value`.
+#[derive(Default)]
+struct ApacheFields {
+    apache_id: Option<String>,
+    message: String,
+    rest: String,
+}
+
+impl tracing::field::Visit for ApacheFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "apache_id" => self.apache_id = Some(value.to_owned()),
+            "message" => self.message.push_str(value),
+            name => {
+                let _ = write!(self.rest, " {name}={value}");
+            }
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "apache_id" => self.apache_id = Some(format!("{value:?}")),
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            name => {
+                let _ = write!(self.rest, " {name}={value:?}");
+            }
+        }
+    }
 }

@@ -257,7 +257,7 @@ $members
 ProxyPass "/" "balancer://bench/"
 Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
 EOF
-    taskset -c "$PROXY_CPU" "$OURS" --threads 1 \
+    taskset -c "$PROXY_CPU" "$OURS" --threads 1 --no-access-log \
         --config "$WORK/ours/balancers.conf" --listen "127.0.0.1:${PORT[ours]}" \
         >"$WORK/ours/out.log" 2>&1 &
     PIDS+=($!)

@@ -259,10 +259,13 @@ pub struct Config {
     /// `AllowEncodedSlashes`, in server context. `None` when not given (Apache's default is
     /// `Off`).
     pub allow_encoded_slashes: Option<AllowEncodedSlashes>,
+    /// `ErrorLog`, `CustomLog`, `TransferLog`, `LogFormat` and `LogLevel` in server
+    /// context ([`Config::logs`] resolves them; see [`logs`](crate::logs)).
+    pub log_directives: crate::logs::LogDirectives,
     /// Directives that are not about balancing, skipped.
     ///
     /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
-    /// `ProxyPassReverseCookiePath` and `ServerName` are read in server context only: written
+    /// `ProxyPassReverseCookiePath`, `ServerName` and the logging directives are read in server context only: written
     /// inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block they are checked (outside
     /// `<Location>`) and listed here, not applied to the whole server (`ServerName` in a
     /// `<Proxy>` block is an error, as in Apache).

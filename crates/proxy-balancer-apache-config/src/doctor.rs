@@ -22,8 +22,8 @@
 //! | `manager-without-require` | error | a balancer-manager `<Location>` without `Require` (or with `Require all granted`) |
 //! | `nonce-none` | warning | a balancer with `nonce=None` |
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
-//! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted` |
-//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file) and `BalancerInherit Off` (no `<VirtualHost>` to inherit into) |
+//! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted`, a piped or syslog `ErrorLog`/`CustomLog`, a `CustomLog` with `env=`/`expr=` or a format that is no nickname ([`Config::logs`]) |
+//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file), `BalancerInherit Off` (no `<VirtualHost>` to inherit into), logging directives inside a block, `ErrorLogFormat`, `LogLevel` modules with no counterpart |
 //! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
@@ -1061,6 +1061,15 @@ fn not_applied(config: &Config, out: &mut Vec<Finding>) {
             );
         }
     }
+    for refusal in config.log_refusals() {
+        let what = refusal.to_string();
+        let what = what.split_once(": ").map_or(what.as_str(), |(_, w)| w);
+        refuse(
+            refusal.span(),
+            what.to_owned(),
+            "write the log to a file, with every request (see the message)",
+        );
+    }
     for (rewrites, directive) in [
         (
             &config.proxy_pass_reverse_cookie_domains,
@@ -1117,6 +1126,7 @@ fn no_effect(config: &Config, out: &mut Vec<Finding>) {
             "drop the line",
         ),
     ];
+    log_no_effect(config, out);
     for (present, what, causes, fix) in lines {
         if present {
             out.push(Finding {
@@ -1127,6 +1137,55 @@ fn no_effect(config: &Config, out: &mut Vec<Finding>) {
                 causes: causes.into(),
                 fix: fix.into(),
             });
+        }
+    }
+}
+
+/// `no-effect` for logging: log directives outside server context (a `<VirtualHost>`'s
+/// logs: its requests go to the server's), `ErrorLogFormat` (the error log's lines are the
+/// proxy's own), and `LogLevel` modules with no counterpart here (`ssl:warn`).
+fn log_no_effect(config: &Config, out: &mut Vec<Finding>) {
+    let mut warn = |span, what: String, causes: &str, fix: &str| {
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: "no-effect",
+            span,
+            what,
+            causes: causes.into(),
+            fix: fix.into(),
+        });
+    };
+    for skipped in &config.skipped {
+        let d = skipped.directive.to_ascii_lowercase();
+        if matches!(
+            d.as_str(),
+            "errorlog" | "customlog" | "transferlog" | "logformat" | "loglevel"
+        ) {
+            warn(
+                skipped.span,
+                format!("{} inside a block has no effect here", skipped.directive),
+                "only server-level logging directives are applied: this block's requests and errors go to the server's logs",
+                "move the line to server level, or drop it",
+            );
+        } else if d == "errorlogformat" {
+            warn(
+                skipped.span,
+                "ErrorLogFormat has no effect here".to_owned(),
+                "the error log's lines have the proxy's own format ([time] [target:level] [pid N] message)",
+                "drop the line",
+            );
+        }
+    }
+    for level in &config.log_directives.log_levels {
+        for (module, _) in &level.modules {
+            if crate::logs::module_targets(module).is_none() {
+                warn(
+                    level.span,
+                    format!("LogLevel {module}:… has no effect here"),
+                    "no part of the reverse proxy logs as that module",
+                    "drop the module from the line",
+                );
+            }
         }
     }
 }

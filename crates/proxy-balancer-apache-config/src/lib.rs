@@ -7,7 +7,8 @@
 //! `<Location>`s, through `<VirtualHost>` and `<IfModule>` blocks; and, in server context,
 //! what a reverse proxy site applies to each request: `ProxyPreserveHost`,
 //! `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
-//! `ServerName`. Every other directive
+//! `ServerName`, and the [`logs`] directives (`ErrorLog`, `CustomLog`, `TransferLog`,
+//! `LogFormat`, `LogLevel`; [`Config::logs`]). Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
 //! be given. Every parameter is checked as Apache checks it at start-up, and every mistake is
 //! reported with its line and column and, for near misses, a "did you mean".
@@ -91,9 +92,14 @@ mod error;
 mod json;
 pub mod keys;
 mod lexer;
+pub mod logs;
 mod parser;
 mod render;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind, ParseErrors};
+pub use logs::{
+    AccessLogSpec, CustomLogConfig, ErrorLogConfig, LogConfigError, LogDestination, LogDirectives,
+    LogFormatConfig, LogLevel, LogLevelConfig, Logs,
+};
 pub use parser::parse;

@@ -13,6 +13,7 @@ use crate::ast::{
 use crate::error::{ParseError, ParseErrorKind, ParseErrors};
 use crate::keys::{self, BALANCER_KEYS, CORE_MEMBER_KEYS, HC_KEYS, OTHER_WORKER_KEYS};
 use crate::lexer::{logical_lines, word, words, LogicalLine, Token};
+use crate::logs;
 
 /// Parses an Apache httpd configuration (a whole `httpd.conf` or a part of it).
 ///
@@ -103,6 +104,11 @@ const DIRECTIVES: &[&str] = &[
     "ProxyPassReverseCookiePath",
     "ServerName",
     "AllowEncodedSlashes",
+    "ErrorLog",
+    "CustomLog",
+    "TransferLog",
+    "LogFormat",
+    "LogLevel",
 ];
 
 /// Every directive of Apache httpd 2.4's manual, one a line after a comment line: a real
@@ -628,6 +634,19 @@ impl Parser {
                     ));
                 };
                 self.server_setting(&name.text, span, |c| c.allow_encoded_slashes = Some(mode));
+                Ok(())
+            }
+            "errorlog" | "customlog" | "transferlog" | "logformat" | "loglevel" => {
+                let texts: Vec<String> = args.iter().map(|a| a.text.clone()).collect();
+                let item =
+                    logs::parse_directive(&name.text, &lower, &texts, span).map_err(|m| {
+                        if lower == "loglevel" && !texts.is_empty() {
+                            invalid(span, m)
+                        } else {
+                            syntax(span, m)
+                        }
+                    })?;
+                self.server_setting(&name.text, span, |c| item.apply(&mut c.log_directives));
                 Ok(())
             }
             "proxypreservehost" => {

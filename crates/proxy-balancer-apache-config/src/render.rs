@@ -109,6 +109,7 @@ impl Config {
             out.push_str(&word(&text));
             out.push('\n');
         }
+        crate::logs::render(&self.log_directives, &mut out, |s| word(s).into_owned());
         if let Some(b) = self.proxy_preserve_host {
             let _ = writeln!(out, "ProxyPreserveHost {}", on_off(b));
         }
@@ -278,6 +279,7 @@ impl Config {
         c.headers.iter_mut().for_each(|h| h.span = z);
         c.manager_locations.iter_mut().for_each(|l| l.span = z);
         c.skipped.iter_mut().for_each(|s| s.span = z);
+        crate::logs::zero_spans(&mut c.log_directives);
         c
     }
 }

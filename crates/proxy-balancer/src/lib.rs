@@ -17,6 +17,7 @@
 //! | [`health_probe`] | background health checks driving `+C` | mod_proxy_hcheck: `hcmethod`, `hcuri`, `hcinterval`, `hcpasses`, `hcfails`, `ProxyHCTemplate`, `ProxyHCExpr` |
 //! | [`heartbeat`] | load reports for `lbmethod=heartbeat` | mod_heartbeat / mod_heartmonitor |
 //! | [`server`] | serving a service over HTTP/1.1 and h2c, client address, graceful stop | the server itself |
+//! | [`access_log`] | one line per request in Apache's `LogFormat` syntax | mod_log_config: `CustomLog`, `LogFormat` |
 //! | [`site`] | the whole reverse proxy of an Apache configuration as one service | httpd.conf |
 //! | [`manager`] | the balancer-manager (re-export of `proxy-balancer-manager`) | `SetHandler balancer-manager` |
 //! | [`apache_config`] | the configuration reader and `--check` (re-export of `proxy-balancer-apache-config`) | httpd.conf syntax |
@@ -93,6 +94,7 @@
 //! | `manager` | [`manager`] | |
 //! | `apache-config` | [`apache_config`] | |
 //! | `server` | [`server`] (hyper's server side, h2) | |
+//! | `access-log` | [`access_log`]: Apache's `LogFormat` access log, written off the request path | |
 //! | `site` | [`site`]; enables all of the above but `heartbeat` | |
 //! | `full` | everything | |
 //! | `axum` | the forwarding layer ([`proxy_pass::ForwardLayer`]) also reads the client's address from axum's `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info::<SocketAddr>()`), besides [`PeerAddr`] | |
@@ -129,6 +131,9 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "access-log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "access-log")))]
+pub mod access_log;
 pub mod balancer;
 mod builder;
 #[cfg(feature = "http-client")]
@@ -163,6 +168,8 @@ pub use proxy_balancer_manager as manager;
 #[cfg_attr(docsrs, doc(cfg(feature = "apache-config")))]
 pub use proxy_balancer_apache_config as apache_config;
 
+#[cfg(feature = "access-log")]
+pub use access_log::{AccessLog, AccessLogLayer};
 pub use balancer::{Balancer, BalancerInfo, BalancerLayer};
 pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, Error, ErrorKind, ErrorResponseLayer, RequestBodyError};
