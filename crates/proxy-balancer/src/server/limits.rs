@@ -128,6 +128,7 @@ impl ReadTimeout {
 /// | [`limit_request_field_size`](Self::limit_request_field_size) | `LimitRequestFieldSize` | 8,190 bytes |
 /// | [`limit_request_fields`](Self::limit_request_fields) | `LimitRequestFields` | 100 |
 /// | [`limit_request_body`](Self::limit_request_body) | `LimitRequestBody` | 1 GiB (Apache 2.4.54+; 0: unlimited) |
+/// | [`limit_request_head`](Self::limit_request_head) | (none; nginx `large_client_header_buffers`) | 32 KiB |
 ///
 /// ```
 /// use std::time::Duration;
@@ -153,6 +154,7 @@ pub struct ClientLimits {
     pub(crate) limit_request_field_size: usize,
     pub(crate) limit_request_fields: usize,
     pub(crate) limit_request_body: u64,
+    pub(crate) limit_request_head: usize,
 }
 
 /// Apache's `LimitRequestLine` and `LimitRequestFieldSize` default.
@@ -161,6 +163,14 @@ pub const DEFAULT_LIMIT_REQUEST_LINE: usize = 8190;
 pub const DEFAULT_LIMIT_REQUEST_FIELDS: usize = 100;
 /// Apache's `LimitRequestBody` default since 2.4.54 (1 GiB).
 pub const DEFAULT_LIMIT_REQUEST_BODY: u64 = 1 << 30;
+/// The default cap on a whole request head, [`ClientLimits::limit_request_head`]: 32 KiB,
+/// nginx's default (`large_client_header_buffers 4 8k`), twice HAProxy's 16 KiB buffer.
+/// It holds a request line and a header field each at Apache's 8,190-byte maximum with
+/// room to spare, and keeps memory bounded: 1,000 slow clients each holding an
+/// unfinished head hold at most about 32 MB of buffers.
+pub const DEFAULT_LIMIT_REQUEST_HEAD: usize = 32 * 1024;
+/// hyper's smallest read buffer; a head cap below it is raised to it.
+pub(crate) const MIN_LIMIT_REQUEST_HEAD: usize = 8192;
 
 // ===== impl ClientLimits =====
 
@@ -182,6 +192,7 @@ impl ClientLimits {
             limit_request_field_size: DEFAULT_LIMIT_REQUEST_LINE,
             limit_request_fields: DEFAULT_LIMIT_REQUEST_FIELDS,
             limit_request_body: DEFAULT_LIMIT_REQUEST_BODY,
+            limit_request_head: DEFAULT_LIMIT_REQUEST_HEAD,
         }
     }
 
@@ -229,8 +240,16 @@ impl ClientLimits {
         self
     }
 
-    /// The most client connections open at once; `None` derives it from the open-file
-    /// limit.
+    /// The most client connections open at once; `None` (the default) derives it from the
+    /// open-file limit when the server starts: (`RLIMIT_NOFILE` soft limit − 64) / 2, which
+    /// leaves one descriptor per client for a member connection and 64 for listeners, logs
+    /// and configuration files (no limit: no cap). `Some(0)` counts as 1.
+    ///
+    /// At the cap the server stops accepting (new clients wait in the listen backlog) and
+    /// closes the connections that are idle, no request in flight and no byte of a next
+    /// one received, as Apache's event MPM closes keep-alive connections under pressure;
+    /// the same happens when accept fails for want of descriptors (`EMFILE`, `ENFILE`).
+    /// Call [`raise_nofile_limit`](super::raise_nofile_limit) first to have room.
     #[must_use]
     pub const fn max_connections(mut self, connections: Option<usize>) -> Self {
         self.max_connections = connections;
@@ -263,6 +282,30 @@ impl ClientLimits {
     pub const fn limit_request_body(mut self, bytes: u64) -> Self {
         self.limit_request_body = bytes;
         self
+    }
+
+    /// The largest request head (request line and header fields together), in bytes; a
+    /// larger head is answered 431 and the connection closed. Default 32 KiB
+    /// ([`DEFAULT_LIMIT_REQUEST_HEAD`]); values below 8 KiB are raised to 8 KiB (hyper's
+    /// smallest read buffer). Apache has no such cap (only one line at a time,
+    /// `LimitRequestLine` and `LimitRequestFieldSize`, times `LimitRequestFields`, up to
+    /// 800 KB); nginx caps a head at 32 KiB and HAProxy at 16 KiB. This is what bounds the
+    /// memory a slow client can hold with an unfinished head. For HTTP/2 it is the
+    /// advertised `SETTINGS_MAX_HEADER_LIST_SIZE`.
+    #[must_use]
+    pub const fn limit_request_head(mut self, bytes: usize) -> Self {
+        self.limit_request_head = bytes;
+        self
+    }
+
+    /// The request head cap ([`limit_request_head`](Self::limit_request_head)).
+    #[must_use]
+    pub const fn get_limit_request_head(&self) -> usize {
+        if self.limit_request_head < MIN_LIMIT_REQUEST_HEAD {
+            MIN_LIMIT_REQUEST_HEAD
+        } else {
+            self.limit_request_head
+        }
     }
 
     /// `RequestReadTimeout header=`.

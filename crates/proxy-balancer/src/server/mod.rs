@@ -44,6 +44,8 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -53,25 +55,38 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::error::BoxError;
 use crate::{LocalAddr, PeerAddr};
 
+mod conn;
 mod limits;
+mod nofile;
 
+use conn::{ConnIo, ConnService, ConnState, IoLimits};
 pub use limits::{
     ClientLimits, ReadTimeout, DEFAULT_LIMIT_REQUEST_BODY, DEFAULT_LIMIT_REQUEST_FIELDS,
-    DEFAULT_LIMIT_REQUEST_LINE,
+    DEFAULT_LIMIT_REQUEST_HEAD, DEFAULT_LIMIT_REQUEST_LINE,
 };
+pub use nofile::{raise_nofile_limit, NofileLimitError};
 
 /// How long open connections may take to finish after a shutdown, by default.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
 /// How long the accept loop waits after an accept error before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// At most one warning about the connection cap in this time, so an attack does not flood
+/// the error log.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Apache's `H2MaxSessionStreams` default: streams one HTTP/2 client may have open at once.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// Serves a tower service over HTTP/1.1 and h2c; see the [module docs](self).
 #[derive(Clone, Debug)]
@@ -85,7 +100,7 @@ pub struct Server {
 
 impl Server {
     /// A server with the defaults: connections drained for up to 5 seconds at shutdown,
-    /// `TCP_NODELAY` on accepted connections.
+    /// `TCP_NODELAY` on accepted connections, Apache's [`ClientLimits`].
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -124,6 +139,9 @@ impl Server {
     /// lets open connections finish for up to the [drain](Self::drain) time.
     ///
     /// Every request carries the client's [`PeerAddr`] and the [`LocalAddr`] it reached.
+    /// Each connection is served as by [`serve_connection`](Self::serve_connection), and
+    /// at most [`ClientLimits::max_connections`] are open at once (see there for what
+    /// happens at the cap).
     ///
     /// # Errors
     ///
@@ -144,15 +162,41 @@ impl Server {
     {
         let local = listener.local_addr().map_err(ServerError::Listener)?;
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let front = Arc::new(Front::new(&self.limits));
+        let cap = self
+            .limits
+            .max_connections
+            .or_else(nofile::derived_max_connections)
+            .unwrap_or(Semaphore::MAX_PERMITS)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let slots = Arc::new(Semaphore::new(cap));
+        let mut last_warning: Option<tokio::time::Instant> = None;
         tokio::pin!(shutdown);
         loop {
+            // A slot first: at the cap, close the idle connections and wait for one to end;
+            // new clients wait in the listen backlog.
+            let permit = if let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                permit
+            } else {
+                front.relieve(&mut last_warning, cap, "connection cap reached");
+                tokio::select! {
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            };
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(accepted) => accepted,
                         Err(error) => {
-                            tracing::warn!(%error, "accept failed");
+                            if is_out_of_descriptors(&error) {
+                                front.relieve(&mut last_warning, cap, "out of file descriptors");
+                            } else {
+                                tracing::warn!(%error, "accept failed");
+                            }
                             tokio::time::sleep(ACCEPT_BACKOFF).await;
                             continue;
                         }
@@ -163,20 +207,9 @@ impl Server {
                         }
                     }
                     let local = stream.local_addr().unwrap_or(local);
-                    let service = service.clone().map_request(move |mut request: Request<Incoming>| {
-                        request.extensions_mut().insert(PeerAddr(peer));
-                        request.extensions_mut().insert(LocalAddr(local));
-                        request
-                    });
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                        .into_owned();
+                    let (connection, state) = front.connection(stream, peer, local, service.clone());
                     let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%peer, %error, "connection ended with an error");
-                        }
-                    });
+                    tokio::spawn(Arc::clone(&front).run(connection, state, peer, permit));
                 }
                 () = &mut shutdown => break,
             }
@@ -189,6 +222,68 @@ impl Server {
             tracing::warn!(drain = ?self.drain, "connections still open after the drain time; closing");
         }
         Ok(())
+    }
+
+    /// Serves one connection, `io`, from the client at `peer` that reached `local`, with
+    /// the same [`ClientLimits`] as [`serve`](Self::serve) (timeouts, keep-alive, head and
+    /// header caps, HTTP/2 settings; the connection cap is [`serve`](Self::serve)'s).
+    /// Ends when the connection ends; no graceful shutdown.
+    ///
+    /// Any byte stream works: a TCP or Unix stream, a TLS stream, or an in-memory
+    /// [`tokio::io::duplex`] pipe (for tests and fuzzing).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    ///
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::Full;
+    /// use hyper::body::Incoming;
+    /// use proxy_balancer::server::Server;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tower::service_fn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let service = service_fn(|_: Request<Incoming>| async {
+    ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hi"))))
+    /// });
+    /// let (mut client, server_io) = tokio::io::duplex(64 * 1024);
+    /// let addr = "127.0.0.1:80".parse()?;
+    /// let served = tokio::spawn(async move {
+    ///     Server::new().serve_connection(server_io, addr, addr, service).await
+    /// });
+    /// client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    /// let mut answer = Vec::new();
+    /// client.read_to_end(&mut answer).await?;
+    /// assert!(answer.starts_with(b"HTTP/1.1 200 OK"));
+    /// served.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the connection ends in an error: an IO error, a timeout, a protocol error.
+    pub async fn serve_connection<I, S, B>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        local: SocketAddr,
+        service: S,
+    ) -> Result<(), BoxError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let front = Front::new(&self.limits);
+        let (connection, _state) = front.connection(io, peer, local, service);
+        connection.await
     }
 
     /// Binds `addr` and serves `service` there in a task: [`spawn`](Self::spawn) on a new
@@ -254,6 +349,149 @@ impl Server {
 impl Default for Server {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Whether an accept error means the process or the system is out of descriptors.
+fn is_out_of_descriptors(error: &std::io::Error) -> bool {
+    // EMFILE and ENFILE on Linux and the BSDs.
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    matches!(error.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
+/// What every connection of one server shares: hyper's builder with the limits applied,
+/// the per-connection deadlines, and the signal that closes idle connections.
+#[derive(Debug)]
+struct Front {
+    builder: auto::Builder<TokioExecutor>,
+    io_limits: IoLimits,
+    max_keep_alive_requests: u32,
+    /// Wakes every connection task: the idle ones close (the connection cap's relief).
+    relief: Notify,
+    /// Connections closed by the relief since the last warning.
+    relieved: AtomicU64,
+}
+
+// ===== impl Front =====
+
+impl Front {
+    fn new(limits: &ClientLimits) -> Self {
+        let head = limits.get_limit_request_head();
+        // LimitRequestFields 0 is unlimited in Apache; a head cannot hold more fields than
+        // one per 4 bytes ("a:\r\n"), and hyper allocates room for the maximum per head.
+        let fields = if limits.limit_request_fields == 0 {
+            head / 4
+        } else {
+            limits.limit_request_fields
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .keep_alive(limits.keep_alive)
+            .max_headers(fields)
+            // hyper's read buffer: the whole head must fit, so this caps it (431 beyond).
+            .max_buf_size(head)
+            // The header timeout is ConnIo's (with MinRate), not hyper's fixed one.
+            .header_read_timeout(None);
+        builder
+            .http2()
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX));
+        Self {
+            builder,
+            io_limits: IoLimits::new(limits),
+            max_keep_alive_requests: if limits.keep_alive {
+                limits.max_keep_alive_requests
+            } else {
+                1
+            },
+            relief: Notify::new(),
+            relieved: AtomicU64::new(0),
+        }
+    }
+
+    /// hyper's connection for `io`, with the deadlines and the request accounting, and the
+    /// state that says whether it is idle.
+    fn connection<I, S, B>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        local: SocketAddr,
+        service: S,
+    ) -> (
+        impl hyper_util::server::graceful::GracefulConnection<Error = BoxError>,
+        Arc<ConnState>,
+    )
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let state = Arc::new(ConnState::default());
+        let service = service.map_request(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            request.extensions_mut().insert(LocalAddr(local));
+            request
+        });
+        let service = ConnService::new(service, Arc::clone(&state), self.max_keep_alive_requests);
+        let io = ConnIo::new(io, Arc::clone(&state), self.io_limits);
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        (connection, state)
+    }
+
+    /// Runs one connection until it ends, or until the relief finds it idle.
+    async fn run(
+        self: Arc<Self>,
+        connection: impl Future<Output = Result<(), BoxError>>,
+        state: Arc<ConnState>,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let _slot = permit;
+        tokio::pin!(connection);
+        loop {
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = self.relief.notified() => {
+                    if state.is_idle() {
+                        self.relieved.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "idle connection closed to make room");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// At the cap or out of descriptors: close the idle connections, and say so at most
+    /// once per [`CAP_WARNING_INTERVAL`].
+    fn relieve(&self, last_warning: &mut Option<tokio::time::Instant>, cap: usize, why: &str) {
+        self.relief.notify_waiters();
+        let now = tokio::time::Instant::now();
+        if last_warning.map_or(true, |last| {
+            now.duration_since(last) >= CAP_WARNING_INTERVAL
+        }) {
+            *last_warning = Some(now);
+            let relieved = self.relieved.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                max_connections = cap,
+                idle_closed_since_last_warning = relieved,
+                "{why}: closing idle client connections; new clients wait in the listen backlog"
+            );
+        }
     }
 }
 
