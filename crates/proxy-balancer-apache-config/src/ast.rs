@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub use crate::front::{FrontLimits, ReadTimeoutStage};
+
 /// A place in the configuration text: 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span {
@@ -236,6 +238,9 @@ pub struct Config {
     pub proxy_pass_reverse_cookie_paths: Vec<CookieRewrite>,
     /// `ServerName`, the last one given (as in Apache).
     pub server_name: Option<ServerName>,
+    /// What the server allows its clients: `Timeout`, `KeepAlive`, `KeepAliveTimeout`,
+    /// `MaxKeepAliveRequests`, `RequestReadTimeout`, `LimitRequest*` (server context).
+    pub front: FrontLimits,
     /// Directives that are not about balancing, skipped.
     ///
     /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,

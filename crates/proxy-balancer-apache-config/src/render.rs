@@ -109,6 +109,7 @@ impl Config {
             out.push_str(&word(&text));
             out.push('\n');
         }
+        crate::front::render(&self.front, &mut out);
         if let Some(b) = self.proxy_preserve_host {
             let _ = writeln!(out, "ProxyPreserveHost {}", on_off(b));
         }
