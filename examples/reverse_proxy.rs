@@ -24,7 +24,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use examples::{bind, demo_config, shutdown_signal, start_demo_backends, BoxError, Report};
 use proxy_balancer::apache_config::{doctor, parse};
-use proxy_balancer::server::Server;
+use proxy_balancer::server::{ClientLimits, Server};
 use proxy_balancer::site::Site;
 
 /// A reverse proxy with Apache httpd's mod_proxy_balancer semantics.
@@ -145,6 +145,13 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
         }
     };
     let config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
+    // Room for clients: every connection takes a descriptor (the connection cap is derived
+    // from this limit when the server starts).
+    match proxy_balancer::server::raise_nofile_limit() {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "open-file limit not raised"),
+    }
+    let limits = ClientLimits::from_config(&config);
     let site = Site::from_config(&config)?;
     let (listener, addr) = bind(args.listen)
         .await
@@ -180,6 +187,9 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     drop(out);
 
     let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
-    Server::new().serve(listener, site, shutdown).await?;
+    Server::new()
+        .limits(limits)
+        .serve(listener, site, shutdown)
+        .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -375,6 +375,80 @@ impl ClientLimits {
     }
 }
 
+#[cfg(feature = "apache-config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "apache-config")))]
+impl ClientLimits {
+    /// The limits an Apache configuration gives (`Timeout`, `KeepAlive`,
+    /// `KeepAliveTimeout`, `MaxKeepAliveRequests`, `RequestReadTimeout header= body=`,
+    /// `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
+    /// `LimitRequestBody`, in server context), Apache's defaults for the others. The
+    /// parser has checked the values; nothing here fails.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use proxy_balancer::apache_config::parse;
+    /// use proxy_balancer::server::ClientLimits;
+    ///
+    /// let config = parse("KeepAliveTimeout 2\nRequestReadTimeout header=10-30,MinRate=1000\n")?;
+    /// let limits = ClientLimits::from_config(&config);
+    /// assert_eq!(limits.get_keep_alive_timeout(), Duration::from_secs(2));
+    /// assert_eq!(limits.get_header_timeout().max_timeout(), Some(Duration::from_secs(30)));
+    /// assert_eq!(limits.get_timeout(), Duration::from_secs(60));
+    /// # Ok::<(), proxy_balancer::apache_config::ParseErrors>(())
+    /// ```
+    #[must_use]
+    pub fn from_config(config: &proxy_balancer_apache_config::Config) -> Self {
+        fn stage(s: proxy_balancer_apache_config::ReadTimeoutStage) -> ReadTimeout {
+            if s.timeout == 0 {
+                return ReadTimeout::OFF;
+            }
+            let mut t = ReadTimeout::new(Duration::from_secs(u64::from(s.timeout)));
+            if let Some(max) = s.max_timeout {
+                t = t.max(Duration::from_secs(u64::from(max)));
+            }
+            if let Some(rate) = s.min_rate {
+                t = t.min_rate(rate);
+            }
+            t
+        }
+        let f = &config.front;
+        let mut limits = Self::new();
+        if let Some(t) = f.timeout {
+            limits.timeout = t;
+        }
+        if let Some(on) = f.keep_alive {
+            limits.keep_alive = on;
+        }
+        if let Some(t) = f.keep_alive_timeout {
+            limits.keep_alive_timeout = t;
+        }
+        if let Some(n) = f.max_keep_alive_requests {
+            limits.max_keep_alive_requests = n;
+        }
+        if let Some(s) = f.header_timeout {
+            limits.header_timeout = stage(s);
+        }
+        if let Some(s) = f.body_timeout {
+            limits.body_timeout = stage(s);
+        }
+        let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        if let Some(n) = f.limit_request_line {
+            limits.limit_request_line = size(n);
+        }
+        if let Some(n) = f.limit_request_field_size {
+            limits.limit_request_field_size = size(n);
+        }
+        if let Some(n) = f.limit_request_fields {
+            limits.limit_request_fields = size(n);
+        }
+        if let Some(n) = f.limit_request_body {
+            limits.limit_request_body = n;
+        }
+        limits
+    }
+}
+
 impl Default for ClientLimits {
     fn default() -> Self {
         Self::new()
@@ -404,6 +478,36 @@ mod tests {
             body.deadline_after(500_000),
             Some(Duration::from_secs(1020))
         );
+    }
+
+    #[cfg(feature = "apache-config")]
+    #[test]
+    fn every_directive_of_the_config_is_applied() {
+        let config = proxy_balancer_apache_config::parse(
+            "Timeout 30\nKeepAlive Off\nKeepAliveTimeout 1500ms\nMaxKeepAliveRequests 7\n\
+             RequestReadTimeout header=0 body=5-9,MinRate=100\nLimitRequestLine 4000\n\
+             LimitRequestFieldSize 100\nLimitRequestFields 0\nLimitRequestBody 42\n",
+        )
+        .unwrap();
+        let limits = ClientLimits::from_config(&config);
+        let expected = ClientLimits::new()
+            .timeout(Duration::from_secs(30))
+            .keep_alive(false)
+            .keep_alive_timeout(Duration::from_millis(1500))
+            .max_keep_alive_requests(7)
+            .header_timeout(ReadTimeout::OFF)
+            .body_timeout(
+                ReadTimeout::new(Duration::from_secs(5))
+                    .max(Duration::from_secs(9))
+                    .min_rate(100),
+            )
+            .limit_request_line(4000)
+            .limit_request_field_size(100)
+            .limit_request_fields(0)
+            .limit_request_body(42);
+        assert_eq!(limits, expected);
+        let none = proxy_balancer_apache_config::parse("").unwrap();
+        assert_eq!(ClientLimits::from_config(&none), ClientLimits::new());
     }
 
     #[test]

@@ -13,6 +13,30 @@
 //! logged and the server goes on after 10 ms, as Apache's and nginx's accept loops do; they
 //! never end the server.
 //!
+//! # What a client is allowed
+//!
+//! [`ClientLimits`] (Apache's names and defaults) is enforced on every connection:
+//!
+//! - a new connection must send its first request head within `RequestReadTimeout
+//!   header=` (20 s, from the accept, as mod_reqtimeout counts); a head being received has
+//!   that long from its first byte, extended by a second per `MinRate` bytes up to the
+//!   maximum (40 s), so a request line dripped a byte at a time is cut at 40 s. An
+//!   HTTP/1.1 client that sent part of a head is answered `408 Request Timeout` before the
+//!   close; a silent connection is just closed;
+//! - between requests, a connection waits `KeepAliveTimeout` (5 s) for the first byte of
+//!   the next; an HTTP/2 connection with no open stream closes after it too;
+//! - while a request is in flight (from its dispatch until its response body is written or
+//!   dropped) reads have no deadline here (the request body has its own); every write
+//!   waiting longer than `TimeOut` (60 s), a client that stops reading its response,
+//!   closes the connection;
+//! - `KeepAlive Off`, `MaxKeepAliveRequests` (the last response says `Connection: close`),
+//!   `LimitRequestFields` (hyper's `max_headers`, 431 beyond), a cap on the whole head
+//!   ([`ClientLimits::limit_request_head`], 32 KiB, 431 beyond; the HTTP/2 header list
+//!   limit too), 100 concurrent HTTP/2 streams (Apache's `H2MaxSessionStreams`);
+//! - at most [`ClientLimits::max_connections`] connections (derived from the open-file
+//!   limit by default; see [`raise_nofile_limit`]): at the cap the server stops accepting
+//!   and closes idle connections, so idle clients cannot lock others out.
+//!
 //! # Example
 //!
 //! ```
@@ -84,6 +108,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// At most one warning about the connection cap in this time, so an attack does not flood
 /// the error log.
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// While at the cap, how often the idle connections are told again to close.
+const RELIEF_RETRY: Duration = Duration::from_millis(100);
 
 /// Apache's `H2MaxSessionStreams` default: streams one HTTP/2 client may have open at once.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -178,14 +205,20 @@ impl Server {
             let permit = if let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
                 permit
             } else {
-                front.relieve(&mut last_warning, cap, "connection cap reached");
-                tokio::select! {
-                    permit = Arc::clone(&slots).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                    () = &mut shutdown => break,
-                }
+                let acquire = Arc::clone(&slots).acquire_owned();
+                tokio::pin!(acquire);
+                let permit = loop {
+                    front.relieve(&mut last_warning, cap, "connection cap reached");
+                    tokio::select! {
+                        permit = &mut acquire => break permit.ok(),
+                        // Connections accepted just before may not have been polled yet, so
+                        // not have heard the relief: tell them again.
+                        () = tokio::time::sleep(RELIEF_RETRY) => {}
+                        () = &mut shutdown => break None,
+                    }
+                };
+                let Some(permit) = permit else { break };
+                permit
             };
             tokio::select! {
                 accepted = listener.accept() => {
