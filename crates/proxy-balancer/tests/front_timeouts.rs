@@ -461,3 +461,117 @@ async fn a_closed_slow_client_leaves_no_busy_count_on_the_member() {
     .await;
     drop(client);
 }
+
+// ===== Apache's defaults, on tokio's paused clock over an in-memory connection =====
+
+/// Serves one in-memory connection with Apache's default limits; the client's end.
+fn serve_in_memory() -> (
+    tokio::io::DuplexStream,
+    tokio::task::JoinHandle<Result<(), proxy_balancer::BoxError>>,
+) {
+    let (client, server_io) = tokio::io::duplex(1 << 16);
+    let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let served = tokio::spawn(async move {
+        let service = service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+        });
+        Server::new()
+            .serve_connection(server_io, addr, addr, service)
+            .await
+    });
+    (client, served)
+}
+
+#[tokio::test(start_paused = true)]
+async fn apache_defaults_a_silent_connection_closes_at_20_s() {
+    let (mut client, served) = serve_in_memory();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(100), client.read(&mut buf))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(start.elapsed().as_secs(), 20);
+    assert!(served.await.unwrap().is_err(), "ended by the timeout");
+}
+
+/// Sends `chunk` each second until the server ends the connection; how long that took and
+/// what the server answered.
+async fn drip_in_memory(chunk: &[u8]) -> (u64, Vec<u8>) {
+    let (client, served) = serve_in_memory();
+    let (mut reader, mut writer) = tokio::io::split(client);
+    let start = Instant::now();
+    for _ in 0..100 {
+        if served.is_finished() || writer.write_all(chunk).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut answer = Vec::new();
+    let _ = reader.read_to_end(&mut answer).await;
+    (start.elapsed().as_secs(), answer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn apache_defaults_a_line_dripped_below_min_rate_is_cut_at_20_s() {
+    // One byte a second is far below MinRate 500: no extension, as in Apache.
+    let (took, answer) = drip_in_memory(b"a").await;
+    assert!((20..=21).contains(&took), "cut after {took} s");
+    assert!(answer.starts_with(b"HTTP/1.1 408"), "{answer:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn apache_defaults_a_head_dripped_above_min_rate_is_cut_at_the_40_s_maximum() {
+    // 600 bytes a second: each 500 add a second, so the timeout keeps growing, but never
+    // past 40 s (24 KB by then, under the 32 KiB head cap).
+    let (took, answer) = drip_in_memory(&[b'a'; 600]).await;
+    assert!((40..=41).contains(&took), "cut after {took} s");
+    assert!(answer.starts_with(b"HTTP/1.1 408"), "{answer:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn apache_defaults_an_idle_keep_alive_connection_closes_at_5_s() {
+    let (mut client, _served) = serve_in_memory();
+    client.write_all(GET).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !received.ends_with(b"hello") {
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        received.extend_from_slice(&buf[..n]);
+    }
+    let idle = Instant::now();
+    let n = client.read(&mut buf).await.unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(idle.elapsed().as_secs(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn apache_defaults_a_client_that_stops_reading_is_closed_at_60_s() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&dropped);
+    let (mut client, server_io) = tokio::io::duplex(1 << 16);
+    let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let served = tokio::spawn(async move {
+        let service = service_fn(move |_: Request<Incoming>| {
+            let dropped = Arc::clone(&flag);
+            async move { Ok::<_, Infallible>(Response::new(Endless { dropped })) }
+        });
+        Server::new()
+            .serve_connection(server_io, addr, addr, service)
+            .await
+    });
+    client.write_all(GET).await.unwrap();
+    let start = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(100), served)
+        .await
+        .expect("ended")
+        .unwrap();
+    assert!(result.is_err(), "ended by the write timeout");
+    assert_eq!(start.elapsed().as_secs(), 60);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the response body was dropped"
+    );
+}
