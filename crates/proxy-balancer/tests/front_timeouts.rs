@@ -32,6 +32,12 @@ const LOOPBACK: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     0,
 ));
 
+/// The addresses an in-memory connection says it has.
+const IN_MEMORY: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    80,
+));
+
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 
 /// A server answering `hello` to everything, with `limits`.
@@ -470,7 +476,7 @@ fn serve_in_memory() -> (
     tokio::task::JoinHandle<Result<(), proxy_balancer::BoxError>>,
 ) {
     let (client, server_io) = tokio::io::duplex(1 << 16);
-    let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let addr = IN_MEMORY;
     let served = tokio::spawn(async move {
         let service = service_fn(|_: Request<Incoming>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
@@ -552,7 +558,7 @@ async fn apache_defaults_a_client_that_stops_reading_is_closed_at_60_s() {
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&dropped);
     let (mut client, server_io) = tokio::io::duplex(1 << 16);
-    let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let addr = IN_MEMORY;
     let served = tokio::spawn(async move {
         let service = service_fn(move |_: Request<Incoming>| {
             let dropped = Arc::clone(&flag);
