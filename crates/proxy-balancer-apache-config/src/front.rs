@@ -538,6 +538,19 @@ mod tests {
     }
 
     #[test]
+    fn inside_a_block_the_doctor_says_they_have_no_effect() {
+        let config = parse_config(
+            "KeepAliveTimeout 3\n<VirtualHost *:80>\nLimitRequestBody 10\n</VirtualHost>\n",
+        )
+        .unwrap();
+        let findings = crate::doctor::check(&config);
+        let no_effect: Vec<_> = findings.iter().filter(|f| f.rule == "no-effect").collect();
+        assert_eq!(no_effect.len(), 1, "{findings:?}");
+        assert_eq!(no_effect[0].span.line, 3);
+        assert!(no_effect[0].what.starts_with("LimitRequestBody inside"));
+    }
+
+    #[test]
     fn rendered_and_read_again_they_are_the_same() {
         let text = "Timeout 30\nKeepAlive Off\nKeepAliveTimeout 1500ms\nMaxKeepAliveRequests 7\n\
                     RequestReadTimeout header=5-10,MinRate=100 body=0\nLimitRequestLine 4000\n\
