@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -77,6 +77,10 @@ pub(crate) struct ConnState {
     phase: AtomicU8,
     /// [`ConnIo`]'s pending read while a request is in flight.
     reader: AtomicWaker,
+    /// Set by the connection cap's relief; the connection task closes if still idle.
+    relief: AtomicBool,
+    /// The connection task, woken by the relief.
+    task: AtomicWaker,
 }
 
 impl ConnState {
@@ -86,6 +90,19 @@ impl ConnState {
     pub(crate) fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
             && matches!(self.phase.load(Ordering::Acquire), FRESH | IDLE)
+    }
+
+    /// Asks the connection task to close if the connection is still idle when it runs.
+    pub(crate) fn relieve(&self) {
+        self.relief.store(true, Ordering::Release);
+        self.task.wake();
+    }
+
+    /// For the connection task: whether the relief asked it to close and the connection
+    /// is still idle. Registers the task to be woken by the next relief (lock-free).
+    pub(crate) fn relieved(&self, cx: &Context<'_>) -> bool {
+        self.task.register(cx.waker());
+        self.relief.swap(false, Ordering::AcqRel) && self.is_idle()
     }
 }
 

@@ -65,11 +65,14 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -81,7 +84,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -211,8 +214,8 @@ impl Server {
                     front.relieve(&mut last_warning, cap, "connection cap reached");
                     tokio::select! {
                         permit = &mut acquire => break permit.ok(),
-                        // Connections accepted just before may not have been polled yet, so
-                        // not have heard the relief: tell them again.
+                        // Connections accepted just before may not have registered yet (their
+                        // task not run), so not have heard the relief: tell them again.
                         () = tokio::time::sleep(RELIEF_RETRY) => {}
                         () = &mut shutdown => break None,
                     }
@@ -400,8 +403,10 @@ struct Front {
     builder: auto::Builder<TokioExecutor>,
     io_limits: IoLimits,
     max_keep_alive_requests: u32,
-    /// Wakes every connection task: the idle ones close (the connection cap's relief).
-    relief: Notify,
+    /// The open connections (of [`Server::serve`]), for the connection cap's relief; locked
+    /// when a connection opens or ends and at the cap, never on the request path.
+    open: parking_lot::Mutex<HashMap<u64, Arc<ConnState>>>,
+    next_id: AtomicU64,
     /// Connections closed by the relief since the last warning.
     relieved: AtomicU64,
 }
@@ -439,7 +444,8 @@ impl Front {
             } else {
                 1
             },
-            relief: Notify::new(),
+            open: parking_lot::Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
             relieved: AtomicU64::new(0),
         }
     }
@@ -489,22 +495,22 @@ impl Front {
         permit: OwnedSemaphorePermit,
     ) {
         let _slot = permit;
-        tokio::pin!(connection);
-        loop {
-            tokio::select! {
-                result = &mut connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                    return;
-                }
-                () = self.relief.notified() => {
-                    if state.is_idle() {
-                        self.relieved.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, "idle connection closed to make room");
-                        return;
-                    }
-                }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(id, Arc::clone(&state));
+        let _registered = Registered { front: &self, id };
+        match (Relievable {
+            connection,
+            state: &state,
+        })
+        .await
+        {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            None => {
+                self.relieved.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "idle connection closed to make room");
             }
         }
     }
@@ -512,7 +518,11 @@ impl Front {
     /// At the cap or out of descriptors: close the idle connections, and say so at most
     /// once per [`CAP_WARNING_INTERVAL`].
     fn relieve(&self, last_warning: &mut Option<tokio::time::Instant>, cap: usize, why: &str) {
-        self.relief.notify_waiters();
+        for state in self.open.lock().values() {
+            if state.is_idle() {
+                state.relieve();
+            }
+        }
         let now = tokio::time::Instant::now();
         if last_warning.map_or(true, |last| {
             now.duration_since(last) >= CAP_WARNING_INTERVAL
@@ -525,6 +535,42 @@ impl Front {
                 "{why}: closing idle client connections; new clients wait in the listen backlog"
             );
         }
+    }
+}
+
+/// Takes a connection out of [`Front::open`] when its task ends.
+struct Registered<'a> {
+    front: &'a Front,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.front.open.lock().remove(&self.id);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection that ends early (`None`) when the relief finds it idle.
+    struct Relievable<'a, C> {
+        #[pin]
+        connection: C,
+        state: &'a ConnState,
+    }
+}
+
+impl<C: Future> Future for Relievable<'_, C> {
+    type Output = Option<C::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.connection.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if this.state.relieved(cx) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 
