@@ -4,6 +4,7 @@
   hostile.py lockout PORT PID [--idle 1100]
       opens IDLE silent connections, then times a new client's GET / and a GET
       /balancer-manager (each bounded by 60 s), and the proxy's RSS.
+      With --first-byte each connection first sends one byte of a request head.
   hostile.py memory PORT PID [--clients 1000] [--head-kb 300]
       RSS of the proxy idle, then while CLIENTS connections each drip an unfinished
       HEAD_KB head (16 KB every 0.5 s, never finished), sampled every 100 ms.
@@ -38,12 +39,15 @@ async def timed_get(port, path, bound=60.0):
     return time.monotonic() - start, status
 
 
-async def open_idle(port, n):
+async def open_idle(port, n, first=b""):
     conns = []
     for _ in range(n):
         try:
             # Bounded: at the proxy's cap the connection waits in the backlog, still open.
-            conns.append(await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2))
+            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
+            if first:
+                w.write(first)
+            conns.append((r, w))
         except (asyncio.TimeoutError, OSError):
             pass
     return conns
@@ -51,8 +55,10 @@ async def open_idle(port, n):
 
 async def lockout(args):
     before = rss_mb(args.pid)
-    idle = await open_idle(args.port, args.idle)
-    print(f"opened {len(idle)} idle connections (RSS {before:.1f} MB before)")
+    # With --first-byte each connection starts a request head at once: not idle, so the
+    # cap cannot close it; the header timeout does.
+    idle = await open_idle(args.port, args.idle, b"G" if args.first_byte else b"")
+    print(f"opened {len(idle)} {'connections that sent one byte' if args.first_byte else 'idle connections'} (RSS {before:.1f} MB before)")
     await asyncio.sleep(1)
     took, status = await timed_get(args.port, "/")
     print(f"new client GET /: {took:.2f} s, {status}")
@@ -61,13 +67,13 @@ async def lockout(args):
     alive = 0
     for r, w in idle:
         try:
-            data = await asyncio.wait_for(r.read(1), 0.01)
-            alive += 0 if data == b"" else 1
+            # Closed, or answered (a 408 before the close): not held any more.
+            await asyncio.wait_for(r.read(1), 0.01)
         except asyncio.TimeoutError:
             alive += 1
         except OSError:
             pass
-    print(f"idle connections still open: {alive} of {len(idle)}")
+    print(f"attacking connections still open and unanswered: {alive} of {len(idle)}")
     for _, w in idle:
         w.close()
 
@@ -125,6 +131,7 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("pid", type=int)
     p.add_argument("--idle", type=int, default=1100)
+    p.add_argument("--first-byte", action="store_true")
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--head-kb", type=int, default=300)
     args = p.parse_args()

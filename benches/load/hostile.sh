@@ -6,7 +6,9 @@
 # For each reverse-proxy binary given (default: this tree's release build, built if
 # missing), with its embedded demo configuration on 127.0.0.1:18190:
 #  1. lock-out: under `ulimit -n 1024`, 1,100 idle connections, then how long until a new
-#     client's GET / and a GET /balancer-manager are answered (each bounded by 60 s);
+#     client's GET / and a GET /balancer-manager are answered (each bounded by 60 s); then
+#     the same with connections that each sent one byte (not idle: the header timeout, not
+#     the cap, frees them);
 #  2. memory: under `ulimit -n 4096`, RSS idle and the peak while 1,000 clients each drip
 #     an unfinished 300 KB request head, then 31 KB heads (just under this branch's
 #     32 KiB head cap: the most a slow client can make it hold).
@@ -46,6 +48,10 @@ for bin in "$@"; do
     start "$bin" 1024
     echo "--- lock-out (ulimit -n 1024)"
     python3 "$HERE/hostile.py" lockout "$PORT" "$PID" --idle 1100
+    stop
+    start "$bin" 1024
+    echo "--- lock-out by connections that each sent one byte (ulimit -n 1024)"
+    python3 "$HERE/hostile.py" lockout "$PORT" "$PID" --idle 1100 --first-byte
     stop
     start "$bin" 4096
     echo "--- memory (ulimit -n 4096)"
