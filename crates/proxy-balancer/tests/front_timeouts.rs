@@ -290,6 +290,23 @@ async fn max_keep_alive_requests_closes_after_the_nth_response() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_keep_alive_requests_closes_an_http_1_0_keep_alive_client_cleanly() {
+    // ApacheBench's requests: HTTP/1.0 with Connection: Keep-Alive.
+    const GET_10: &[u8] = b"GET / HTTP/1.0\r\nHost: test\r\nConnection: Keep-Alive\r\n\r\n";
+    let server = hello_server(ClientLimits::new().max_keep_alive_requests(2)).await;
+    let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
+    client.write_all(GET_10).await.unwrap();
+    let first = read_hello(&mut client).await.to_ascii_lowercase();
+    assert!(first.contains("connection: keep-alive"), "{first}");
+    client.write_all(GET_10).await.unwrap();
+    let second = read_hello(&mut client).await.to_ascii_lowercase();
+    assert!(second.contains("connection: close"), "{second}");
+    assert!(!second.contains("keep-alive"), "no mixed signal: {second}");
+    let (received, _) = read_until_closed(&mut client).await;
+    assert!(received.is_empty(), "closed after the second response");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_off_closes_after_one_response() {
     let server = hello_server(ClientLimits::new().keep_alive(false)).await;
     let mut client = TcpStream::connect(server.local_addr()).await.unwrap();

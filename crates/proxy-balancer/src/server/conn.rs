@@ -421,9 +421,10 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (guard, n) = InFlight::start(&self.state);
-        let close = self.max_requests != 0
+        let close = (self.max_requests != 0
             && n >= self.max_requests
-            && request.version() <= Version::HTTP_11;
+            && request.version() <= Version::HTTP_11)
+            .then(|| request.version());
         ConnFuture {
             inner: self.inner.call(request),
             guard: Some(guard),
@@ -438,7 +439,8 @@ pin_project! {
         #[pin]
         inner: F,
         guard: Option<InFlight>,
-        close: bool,
+        // The request's version when this response must close the connection.
+        close: Option<Version>,
     }
 }
 
@@ -459,10 +461,16 @@ where
         let response = ready!(this.inner.poll(cx))?;
         let guard = this.guard.take();
         let (mut parts, body) = response.into_parts();
-        if *this.close {
+        if let Some(version) = *this.close {
             parts
                 .headers
                 .insert(CONNECTION, HeaderValue::from_static("close"));
+            if version == Version::HTTP_10 {
+                // hyper appends `keep-alive` to the `Connection` of an HTTP/1.1 response to
+                // an HTTP/1.0 keep-alive request ("close, keep-alive"), and such a client
+                // keeps the connection; answered as HTTP/1.0, it is closed cleanly.
+                parts.version = Version::HTTP_10;
+            }
         }
         Poll::Ready(Ok(Response::from_parts(
             parts,
