@@ -122,7 +122,7 @@ impl ReadTimeout {
 /// | [`keep_alive`](Self::keep_alive) | `KeepAlive` | on |
 /// | [`keep_alive_timeout`](Self::keep_alive_timeout) | `KeepAliveTimeout` | 5 s |
 /// | [`max_keep_alive_requests`](Self::max_keep_alive_requests) | `MaxKeepAliveRequests` | 100 (0: unlimited) |
-/// | [`timeout`](Self::timeout) | `TimeOut` (each read and write) | 60 s |
+/// | [`timeout`](Self::timeout) | `TimeOut` (each write; head reads when `header=0`) | 60 s |
 /// | [`max_connections`](Self::max_connections) | (`MaxRequestWorkers`, closest) | from `RLIMIT_NOFILE` |
 /// | [`limit_request_line`](Self::limit_request_line) | `LimitRequestLine` | 8,190 bytes |
 /// | [`limit_request_field_size`](Self::limit_request_field_size) | `LimitRequestFieldSize` | 8,190 bytes |
@@ -233,7 +233,10 @@ impl ClientLimits {
         self
     }
 
-    /// The longest wait for each read from and write to the client (`TimeOut`).
+    /// The longest wait for each write to the client (`TimeOut`): a client that stops
+    /// reading its response is closed once a write has waited this long. Reads have their
+    /// own deadlines (header, keep-alive, the request body's); with the header timeout off
+    /// (`header=0`) this bounds each read of a request head instead, as in Apache.
     #[must_use]
     pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
