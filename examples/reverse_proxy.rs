@@ -34,7 +34,7 @@ use clap::{Parser, ValueEnum};
 use examples::{bind, demo_config, shutdown_signal, start_demo_backends, BoxError, Report};
 use proxy_balancer::access_log::{AccessLogLayer, AccessLogWriter, LogFormat, DEFAULT_QUEUE};
 use proxy_balancer::apache_config::{doctor, parse, Config};
-use proxy_balancer::server::Server;
+use proxy_balancer::server::{ClientLimits, Server};
 use proxy_balancer::site::Site;
 use tower::{Layer, ServiceExt};
 use tracing_subscriber::fmt::format::Writer;
@@ -170,6 +170,13 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     };
     let config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
     let access_logs = init_logs(&config, args.log_level.as_deref(), !args.no_access_log)?;
+    // Room for clients: every connection takes a descriptor (the connection cap is derived
+    // from this limit when the server starts).
+    match proxy_balancer::server::raise_nofile_limit() {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "open-file limit not raised"),
+    }
+    let limits = ClientLimits::from_config(&config);
     let site = Site::from_config(&config)?;
     let (listener, addr) = bind(args.listen)
         .await
@@ -205,7 +212,7 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     drop(out);
 
     let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
-    let server = Server::new();
+    let server = Server::new().limits(limits);
     match access_logs.as_slice() {
         [] => server.serve(listener, site, shutdown).await?,
         // The usual case: one access log, no boxing on the request path.

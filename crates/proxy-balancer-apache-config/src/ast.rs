@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub use crate::front::{FrontLimits, ReadTimeoutStage};
+
 /// A place in the configuration text: 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span {
@@ -262,6 +264,9 @@ pub struct Config {
     /// `ErrorLog`, `CustomLog`, `TransferLog`, `LogFormat` and `LogLevel` in server
     /// context ([`Config::logs`] resolves them; see [`logs`](crate::logs)).
     pub log_directives: crate::logs::LogDirectives,
+    /// What the server allows its clients: `Timeout`, `KeepAlive`, `KeepAliveTimeout`,
+    /// `MaxKeepAliveRequests`, `RequestReadTimeout`, `LimitRequest*` (server context).
+    pub front: FrontLimits,
     /// Directives that are not about balancing, skipped.
     ///
     /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,

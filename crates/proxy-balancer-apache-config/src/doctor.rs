@@ -23,7 +23,7 @@
 //! | `nonce-none` | warning | a balancer with `nonce=None` |
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
 //! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted`, a piped or syslog `ErrorLog`/`CustomLog`, a `CustomLog` with `env=`/`expr=` or a format that is no nickname ([`Config::logs`]) |
-//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file), `BalancerInherit Off` (no `<VirtualHost>` to inherit into), logging directives inside a block, `ErrorLogFormat`, `LogLevel` modules with no counterpart |
+//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file), `BalancerInherit Off` (no `<VirtualHost>` to inherit into), logging directives inside a block, `ErrorLogFormat`, `LogLevel` modules with no counterpart, and a client limit (`Timeout`, `KeepAlive*`, `MaxKeepAliveRequests`, `RequestReadTimeout`, `LimitRequest*`) inside a block (only the server-level one applies) |
 //! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
@@ -1138,6 +1138,25 @@ fn no_effect(config: &Config, out: &mut Vec<Finding>) {
                 fix: fix.into(),
             });
         }
+    }
+    // The client limits (Timeout, KeepAlive*, RequestReadTimeout, Limit*) are the whole
+    // server's: inside a <VirtualHost>, <Proxy> or <Location> they are not applied.
+    for skipped in config
+        .skipped
+        .iter()
+        .filter(|s| crate::front::is_front_directive(&s.directive.to_ascii_lowercase()))
+    {
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: "no-effect",
+            span: skipped.span,
+            what: format!(
+                "{} inside a <VirtualHost>, <Proxy> or <Location> block has no effect here",
+                skipped.directive
+            ),
+            causes: "the reverse proxy applies one set of client limits to every connection, the one given at server level; this line is not applied".into(),
+            fix: "move the line to server level (outside every block)".into(),
+        });
     }
 }
 

@@ -7,8 +7,12 @@
 //! `<Location>`s, through `<VirtualHost>` and `<IfModule>` blocks; and, in server context,
 //! what a reverse proxy site applies to each request: `ProxyPreserveHost`,
 //! `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
-//! `ServerName`, and the [`logs`] directives (`ErrorLog`, `CustomLog`, `TransferLog`,
-//! `LogFormat`, `LogLevel`; [`Config::logs`]). Every other directive
+//! `ServerName`; the [`logs`] directives (`ErrorLog`, `CustomLog`, `TransferLog`,
+//! `LogFormat`, `LogLevel`; [`Config::logs`]); and what the server allows its clients
+//! ([`FrontLimits`]): `Timeout`, `KeepAlive`, `KeepAliveTimeout`, `MaxKeepAliveRequests`,
+//! `RequestReadTimeout` (header and body stages; a non-zero `handshake=` is refused: there
+//! is no TLS here), `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
+//! `LimitRequestBody`. Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
 //! be given. Every parameter is checked as Apache checks it at start-up, and every mistake is
 //! reported with its line and column and, for near misses, a "did you mean".
@@ -89,6 +93,7 @@ pub mod ast;
 mod convert;
 pub mod doctor;
 mod error;
+mod front;
 mod json;
 pub mod keys;
 mod lexer;

@@ -109,6 +109,15 @@ const DIRECTIVES: &[&str] = &[
     "TransferLog",
     "LogFormat",
     "LogLevel",
+    "Timeout",
+    "KeepAlive",
+    "KeepAliveTimeout",
+    "MaxKeepAliveRequests",
+    "RequestReadTimeout",
+    "LimitRequestLine",
+    "LimitRequestFieldSize",
+    "LimitRequestFields",
+    "LimitRequestBody",
 ];
 
 /// Every directive of Apache httpd 2.4's manual, one a line after a comment line: a real
@@ -683,6 +692,11 @@ impl Parser {
                 let v = one_arg(span, "ServerName", &args)?;
                 let server_name = server_name(span, v)?;
                 self.server_setting(&name.text, span, |c| c.server_name = Some(server_name));
+                Ok(())
+            }
+            front if crate::front::is_front_directive(front) => {
+                let setting = crate::front::parse(span, front, &args)?;
+                self.server_setting(&name.text, span, |c| c.front.merge(&setting));
                 Ok(())
             }
             _ => {

@@ -110,6 +110,7 @@ impl Config {
             out.push('\n');
         }
         crate::logs::render(&self.log_directives, &mut out, |s| word(s).into_owned());
+        crate::front::render(&self.front, &mut out);
         if let Some(b) = self.proxy_preserve_host {
             let _ = writeln!(out, "ProxyPreserveHost {}", on_off(b));
         }

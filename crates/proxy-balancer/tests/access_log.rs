@@ -12,9 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use proxy_balancer::access_log::{AccessLogLayer, AccessLogWriter, FormatError, LogFormat};
-use proxy_balancer::server::{Server, ServerHandle};
+use proxy_balancer::server::{RequestBody, Server, ServerHandle};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,7 +36,7 @@ fn log_path(name: &str) -> PathBuf {
 /// A server answering `/` with `hello world`, `/empty` with nothing, `/slow` after 50 ms,
 /// behind `layer`.
 async fn serve(layer: &AccessLogLayer) -> ServerHandle {
-    let service = layer.layer(service_fn(|request: Request<Incoming>| async move {
+    let service = layer.layer(service_fn(|request: Request<RequestBody>| async move {
         let body = match request.uri().path() {
             "/empty" => "",
             "/slow" => {

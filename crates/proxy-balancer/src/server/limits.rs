@@ -122,12 +122,13 @@ impl ReadTimeout {
 /// | [`keep_alive`](Self::keep_alive) | `KeepAlive` | on |
 /// | [`keep_alive_timeout`](Self::keep_alive_timeout) | `KeepAliveTimeout` | 5 s |
 /// | [`max_keep_alive_requests`](Self::max_keep_alive_requests) | `MaxKeepAliveRequests` | 100 (0: unlimited) |
-/// | [`timeout`](Self::timeout) | `TimeOut` (each read and write) | 60 s |
+/// | [`timeout`](Self::timeout) | `TimeOut` (each write; head reads when `header=0`) | 60 s |
 /// | [`max_connections`](Self::max_connections) | (`MaxRequestWorkers`, closest) | from `RLIMIT_NOFILE` |
 /// | [`limit_request_line`](Self::limit_request_line) | `LimitRequestLine` | 8,190 bytes |
 /// | [`limit_request_field_size`](Self::limit_request_field_size) | `LimitRequestFieldSize` | 8,190 bytes |
 /// | [`limit_request_fields`](Self::limit_request_fields) | `LimitRequestFields` | 100 |
 /// | [`limit_request_body`](Self::limit_request_body) | `LimitRequestBody` | 1 GiB (Apache 2.4.54+; 0: unlimited) |
+/// | [`limit_request_head`](Self::limit_request_head) | (none; nginx `large_client_header_buffers`) | 32 KiB |
 ///
 /// ```
 /// use std::time::Duration;
@@ -153,6 +154,7 @@ pub struct ClientLimits {
     pub(crate) limit_request_field_size: usize,
     pub(crate) limit_request_fields: usize,
     pub(crate) limit_request_body: u64,
+    pub(crate) limit_request_head: usize,
 }
 
 /// Apache's `LimitRequestLine` and `LimitRequestFieldSize` default.
@@ -161,6 +163,14 @@ pub const DEFAULT_LIMIT_REQUEST_LINE: usize = 8190;
 pub const DEFAULT_LIMIT_REQUEST_FIELDS: usize = 100;
 /// Apache's `LimitRequestBody` default since 2.4.54 (1 GiB).
 pub const DEFAULT_LIMIT_REQUEST_BODY: u64 = 1 << 30;
+/// The default cap on a whole request head, [`ClientLimits::limit_request_head`]: 32 KiB,
+/// nginx's default (`large_client_header_buffers 4 8k`), twice HAProxy's 16 KiB buffer.
+/// It holds a request line and a header field each at Apache's 8,190-byte maximum with
+/// room to spare, and keeps memory bounded: 1,000 slow clients each holding an
+/// unfinished head hold at most about 32 MB of buffers.
+pub const DEFAULT_LIMIT_REQUEST_HEAD: usize = 32 * 1024;
+/// hyper's smallest read buffer; a head cap below it is raised to it.
+pub(crate) const MIN_LIMIT_REQUEST_HEAD: usize = 8192;
 
 // ===== impl ClientLimits =====
 
@@ -182,6 +192,7 @@ impl ClientLimits {
             limit_request_field_size: DEFAULT_LIMIT_REQUEST_LINE,
             limit_request_fields: DEFAULT_LIMIT_REQUEST_FIELDS,
             limit_request_body: DEFAULT_LIMIT_REQUEST_BODY,
+            limit_request_head: DEFAULT_LIMIT_REQUEST_HEAD,
         }
     }
 
@@ -222,15 +233,26 @@ impl ClientLimits {
         self
     }
 
-    /// The longest wait for each read from and write to the client (`TimeOut`).
+    /// The longest wait for each write to the client (`TimeOut`): a client that stops
+    /// reading its response is closed once a write has waited this long. Reads have their
+    /// own deadlines (header, keep-alive, the request body's); with the header timeout off
+    /// (`header=0`) this bounds each read of a request head instead, as in Apache.
     #[must_use]
     pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The most client connections open at once; `None` derives it from the open-file
-    /// limit.
+    /// The most client connections open at once; `None` (the default) derives it from the
+    /// open-file limit when the server starts: (`RLIMIT_NOFILE` soft limit − 64) / 2, which
+    /// leaves one descriptor per client for a member connection and 64 for listeners, logs
+    /// and configuration files (no limit: no cap). `Some(0)` counts as 1.
+    ///
+    /// At the cap the server stops accepting (new clients wait in the listen backlog) and
+    /// closes the connections that are idle, no request in flight and no byte of a next
+    /// one received, as Apache's event MPM closes keep-alive connections under pressure;
+    /// the same happens when accept fails for want of descriptors (`EMFILE`, `ENFILE`).
+    /// Call [`raise_nofile_limit`](super::raise_nofile_limit) first to have room.
     #[must_use]
     pub const fn max_connections(mut self, connections: Option<usize>) -> Self {
         self.max_connections = connections;
@@ -263,6 +285,30 @@ impl ClientLimits {
     pub const fn limit_request_body(mut self, bytes: u64) -> Self {
         self.limit_request_body = bytes;
         self
+    }
+
+    /// The largest request head (request line and header fields together), in bytes; a
+    /// larger head is answered 431 and the connection closed. Default 32 KiB
+    /// ([`DEFAULT_LIMIT_REQUEST_HEAD`]); values below 8 KiB are raised to 8 KiB (hyper's
+    /// smallest read buffer). Apache has no such cap (only one line at a time,
+    /// `LimitRequestLine` and `LimitRequestFieldSize`, times `LimitRequestFields`, up to
+    /// 800 KB); nginx caps a head at 32 KiB and HAProxy at 16 KiB. This is what bounds the
+    /// memory a slow client can hold with an unfinished head. For HTTP/2 it is the
+    /// advertised `SETTINGS_MAX_HEADER_LIST_SIZE`.
+    #[must_use]
+    pub const fn limit_request_head(mut self, bytes: usize) -> Self {
+        self.limit_request_head = bytes;
+        self
+    }
+
+    /// The request head cap ([`limit_request_head`](Self::limit_request_head)).
+    #[must_use]
+    pub const fn get_limit_request_head(&self) -> usize {
+        if self.limit_request_head < MIN_LIMIT_REQUEST_HEAD {
+            MIN_LIMIT_REQUEST_HEAD
+        } else {
+            self.limit_request_head
+        }
     }
 
     /// `RequestReadTimeout header=`.
@@ -332,6 +378,80 @@ impl ClientLimits {
     }
 }
 
+#[cfg(feature = "apache-config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "apache-config")))]
+impl ClientLimits {
+    /// The limits an Apache configuration gives (`Timeout`, `KeepAlive`,
+    /// `KeepAliveTimeout`, `MaxKeepAliveRequests`, `RequestReadTimeout header= body=`,
+    /// `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
+    /// `LimitRequestBody`, in server context), Apache's defaults for the others. The
+    /// parser has checked the values; nothing here fails.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use proxy_balancer::apache_config::parse;
+    /// use proxy_balancer::server::ClientLimits;
+    ///
+    /// let config = parse("KeepAliveTimeout 2\nRequestReadTimeout header=10-30,MinRate=1000\n")?;
+    /// let limits = ClientLimits::from_config(&config);
+    /// assert_eq!(limits.get_keep_alive_timeout(), Duration::from_secs(2));
+    /// assert_eq!(limits.get_header_timeout().max_timeout(), Some(Duration::from_secs(30)));
+    /// assert_eq!(limits.get_timeout(), Duration::from_secs(60));
+    /// # Ok::<(), proxy_balancer::apache_config::ParseErrors>(())
+    /// ```
+    #[must_use]
+    pub fn from_config(config: &proxy_balancer_apache_config::Config) -> Self {
+        fn stage(s: proxy_balancer_apache_config::ReadTimeoutStage) -> ReadTimeout {
+            if s.timeout == 0 {
+                return ReadTimeout::OFF;
+            }
+            let mut t = ReadTimeout::new(Duration::from_secs(u64::from(s.timeout)));
+            if let Some(max) = s.max_timeout {
+                t = t.max(Duration::from_secs(u64::from(max)));
+            }
+            if let Some(rate) = s.min_rate {
+                t = t.min_rate(rate);
+            }
+            t
+        }
+        let f = &config.front;
+        let mut limits = Self::new();
+        if let Some(t) = f.timeout {
+            limits.timeout = t;
+        }
+        if let Some(on) = f.keep_alive {
+            limits.keep_alive = on;
+        }
+        if let Some(t) = f.keep_alive_timeout {
+            limits.keep_alive_timeout = t;
+        }
+        if let Some(n) = f.max_keep_alive_requests {
+            limits.max_keep_alive_requests = n;
+        }
+        if let Some(s) = f.header_timeout {
+            limits.header_timeout = stage(s);
+        }
+        if let Some(s) = f.body_timeout {
+            limits.body_timeout = stage(s);
+        }
+        let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        if let Some(n) = f.limit_request_line {
+            limits.limit_request_line = size(n);
+        }
+        if let Some(n) = f.limit_request_field_size {
+            limits.limit_request_field_size = size(n);
+        }
+        if let Some(n) = f.limit_request_fields {
+            limits.limit_request_fields = size(n);
+        }
+        if let Some(n) = f.limit_request_body {
+            limits.limit_request_body = n;
+        }
+        limits
+    }
+}
+
 impl Default for ClientLimits {
     fn default() -> Self {
         Self::new()
@@ -361,6 +481,36 @@ mod tests {
             body.deadline_after(500_000),
             Some(Duration::from_secs(1020))
         );
+    }
+
+    #[cfg(feature = "apache-config")]
+    #[test]
+    fn every_directive_of_the_config_is_applied() {
+        let config = proxy_balancer_apache_config::parse(
+            "Timeout 30\nKeepAlive Off\nKeepAliveTimeout 1500ms\nMaxKeepAliveRequests 7\n\
+             RequestReadTimeout header=0 body=5-9,MinRate=100\nLimitRequestLine 4000\n\
+             LimitRequestFieldSize 100\nLimitRequestFields 0\nLimitRequestBody 42\n",
+        )
+        .unwrap();
+        let limits = ClientLimits::from_config(&config);
+        let expected = ClientLimits::new()
+            .timeout(Duration::from_secs(30))
+            .keep_alive(false)
+            .keep_alive_timeout(Duration::from_millis(1500))
+            .max_keep_alive_requests(7)
+            .header_timeout(ReadTimeout::OFF)
+            .body_timeout(
+                ReadTimeout::new(Duration::from_secs(5))
+                    .max(Duration::from_secs(9))
+                    .min_rate(100),
+            )
+            .limit_request_line(4000)
+            .limit_request_field_size(100)
+            .limit_request_fields(0)
+            .limit_request_body(42);
+        assert_eq!(limits, expected);
+        let none = proxy_balancer_apache_config::parse("").unwrap();
+        assert_eq!(ClientLimits::from_config(&none), ClientLimits::new());
     }
 
     #[test]

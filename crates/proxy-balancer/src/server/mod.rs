@@ -13,6 +13,30 @@
 //! logged and the server goes on after 10 ms, as Apache's and nginx's accept loops do; they
 //! never end the server.
 //!
+//! # What a client is allowed
+//!
+//! [`ClientLimits`] (Apache's names and defaults) is enforced on every connection:
+//!
+//! - a new connection must send its first request head within `RequestReadTimeout
+//!   header=` (20 s, from the accept, as mod_reqtimeout counts); a head being received has
+//!   that long from its first byte, extended by a second per `MinRate` bytes up to the
+//!   maximum (40 s), so a request line dripped a byte at a time is cut at 40 s. An
+//!   HTTP/1.1 client that sent part of a head is answered `408 Request Timeout` before the
+//!   close; a silent connection is just closed;
+//! - between requests, a connection waits `KeepAliveTimeout` (5 s) for the first byte of
+//!   the next; an HTTP/2 connection with no open stream closes after it too;
+//! - while a request is in flight (from its dispatch until its response body is written or
+//!   dropped) reads have no deadline here (the request body has its own); every write
+//!   waiting longer than `TimeOut` (60 s), a client that stops reading its response,
+//!   closes the connection;
+//! - `KeepAlive Off`, `MaxKeepAliveRequests` (the last response says `Connection: close`),
+//!   `LimitRequestFields` (hyper's `max_headers`, 431 beyond), a cap on the whole head
+//!   ([`ClientLimits::limit_request_head`], 32 KiB, 431 beyond; the HTTP/2 header list
+//!   limit too), 100 concurrent HTTP/2 streams (Apache's `H2MaxSessionStreams`);
+//! - at most [`ClientLimits::max_connections`] connections (derived from the open-file
+//!   limit by default; see [`raise_nofile_limit`]): at the cap the server stops accepting
+//!   and closes idle connections, so idle clients cannot lock others out.
+//!
 //! # Example
 //!
 //! ```
@@ -40,9 +64,14 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,7 +82,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -61,22 +92,36 @@ use crate::error::BoxError;
 use crate::{LocalAddr, PeerAddr};
 
 mod body;
+mod conn;
 mod limits;
+mod nofile;
 pub mod request;
 
 pub use body::RequestBody;
 pub use request::{Admit, AdmitLayer};
 
+use conn::{ConnIo, ConnService, ConnState, IoLimits};
 pub use limits::{
     ClientLimits, ReadTimeout, DEFAULT_LIMIT_REQUEST_BODY, DEFAULT_LIMIT_REQUEST_FIELDS,
-    DEFAULT_LIMIT_REQUEST_LINE,
+    DEFAULT_LIMIT_REQUEST_HEAD, DEFAULT_LIMIT_REQUEST_LINE,
 };
+pub use nofile::{raise_nofile_limit, NofileLimitError};
 
 /// How long open connections may take to finish after a shutdown, by default.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
 /// How long the accept loop waits after an accept error before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// At most one warning about the connection cap in this time, so an attack does not flood
+/// the error log.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// While at the cap, how often the idle connections are told again to close.
+const RELIEF_RETRY: Duration = Duration::from_millis(100);
+
+/// Apache's `H2MaxSessionStreams` default: streams one HTTP/2 client may have open at once.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// Serves a tower service over HTTP/1.1 and h2c; see the [module docs](self).
 #[derive(Clone, Debug)]
@@ -90,7 +135,7 @@ pub struct Server {
 
 impl Server {
     /// A server with the defaults: connections drained for up to 5 seconds at shutdown,
-    /// `TCP_NODELAY` on accepted connections.
+    /// `TCP_NODELAY` on accepted connections, Apache's [`ClientLimits`].
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -132,6 +177,9 @@ impl Server {
     /// Requests are first checked by [`Admit`] (Host, Transfer-Encoding, the
     /// `LimitRequest*` limits; refused ones are answered without calling `service`), and
     /// their body is a [`RequestBody`] read under the body timeout and `LimitRequestBody`.
+    /// Each connection is served as by [`serve_connection`](Self::serve_connection), and
+    /// at most [`ClientLimits::max_connections`] are open at once (see there for what
+    /// happens at the cap).
     ///
     /// # Errors
     ///
@@ -154,15 +202,47 @@ impl Server {
         // sees them, and their bodies read under the body timeout and LimitRequestBody.
         let service = Admit::new(service, &self.limits);
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let front = Arc::new(Front::new(&self.limits));
+        let cap = self
+            .limits
+            .max_connections
+            .or_else(nofile::derived_max_connections)
+            .unwrap_or(Semaphore::MAX_PERMITS)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let slots = Arc::new(Semaphore::new(cap));
+        let mut last_warning: Option<tokio::time::Instant> = None;
         tokio::pin!(shutdown);
         loop {
+            // A slot first: at the cap, close the idle connections and wait for one to end;
+            // new clients wait in the listen backlog.
+            let permit = if let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                permit
+            } else {
+                let acquire = Arc::clone(&slots).acquire_owned();
+                tokio::pin!(acquire);
+                let permit = loop {
+                    front.relieve(&mut last_warning, cap, "connection cap reached");
+                    tokio::select! {
+                        permit = &mut acquire => break permit.ok(),
+                        // Connections accepted just before may not have registered yet (their
+                        // task not run), so not have heard the relief: tell them again.
+                        () = tokio::time::sleep(RELIEF_RETRY) => {}
+                        () = &mut shutdown => break None,
+                    }
+                };
+                let Some(permit) = permit else { break };
+                permit
+            };
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(accepted) => accepted,
                         Err(error) => {
-                            tracing::warn!(%error, "accept failed");
+                            if is_out_of_descriptors(&error) {
+                                front.relieve(&mut last_warning, cap, "out of file descriptors");
+                            } else {
+                                tracing::warn!(%error, "accept failed");
+                            }
                             tokio::time::sleep(ACCEPT_BACKOFF).await;
                             continue;
                         }
@@ -173,20 +253,9 @@ impl Server {
                         }
                     }
                     let local = stream.local_addr().unwrap_or(local);
-                    let service = service.clone().map_request(move |mut request: Request<Incoming>| {
-                        request.extensions_mut().insert(PeerAddr(peer));
-                        request.extensions_mut().insert(LocalAddr(local));
-                        request
-                    });
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                        .into_owned();
+                    let (connection, state) = front.connection(stream, peer, local, service.clone());
                     let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%peer, %error, "connection ended with an error");
-                        }
-                    });
+                    tokio::spawn(Arc::clone(&front).run(connection, state, peer, permit));
                 }
                 () = &mut shutdown => break,
             }
@@ -199,6 +268,67 @@ impl Server {
             tracing::warn!(drain = ?self.drain, "connections still open after the drain time; closing");
         }
         Ok(())
+    }
+
+    /// Serves one connection, `io`, from the client at `peer` that reached `local`, with
+    /// the same [`ClientLimits`] as [`serve`](Self::serve) (timeouts, keep-alive, head and
+    /// header caps, HTTP/2 settings; the connection cap is [`serve`](Self::serve)'s).
+    /// Ends when the connection ends; no graceful shutdown.
+    ///
+    /// Any byte stream works: a TCP or Unix stream, a TLS stream, or an in-memory
+    /// [`tokio::io::duplex`] pipe (for tests and fuzzing).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    ///
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::Full;
+    /// use proxy_balancer::server::{RequestBody, Server};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tower::service_fn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let service = service_fn(|_: Request<RequestBody>| async {
+    ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hi"))))
+    /// });
+    /// let (mut client, server_io) = tokio::io::duplex(64 * 1024);
+    /// let addr = "127.0.0.1:80".parse()?;
+    /// let served = tokio::spawn(async move {
+    ///     Server::new().serve_connection(server_io, addr, addr, service).await
+    /// });
+    /// client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    /// let mut answer = Vec::new();
+    /// client.read_to_end(&mut answer).await?;
+    /// assert!(answer.starts_with(b"HTTP/1.1 200 OK"));
+    /// served.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the connection ends in an error: an IO error, a timeout, a protocol error.
+    pub async fn serve_connection<I, S, B>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        local: SocketAddr,
+        service: S,
+    ) -> Result<(), BoxError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let front = Front::new(&self.limits);
+        let service = Admit::new(service, &self.limits);
+        let (connection, _state) = front.connection(io, peer, local, service);
+        connection.await
     }
 
     /// Binds `addr` and serves `service` there in a task: [`spawn`](Self::spawn) on a new
@@ -262,6 +392,192 @@ impl Server {
 impl Default for Server {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Whether an accept error means the process or the system is out of descriptors.
+fn is_out_of_descriptors(error: &std::io::Error) -> bool {
+    // EMFILE and ENFILE on Linux and the BSDs.
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    matches!(error.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
+/// What every connection of one server shares: hyper's builder with the limits applied,
+/// the per-connection deadlines, and the signal that closes idle connections.
+#[derive(Debug)]
+struct Front {
+    builder: auto::Builder<TokioExecutor>,
+    io_limits: IoLimits,
+    max_keep_alive_requests: u32,
+    /// The open connections (of [`Server::serve`]), for the connection cap's relief; locked
+    /// when a connection opens or ends and at the cap, never on the request path.
+    open: parking_lot::Mutex<HashMap<u64, Arc<ConnState>>>,
+    next_id: AtomicU64,
+    /// Connections closed by the relief since the last warning.
+    relieved: AtomicU64,
+}
+
+// ===== impl Front =====
+
+impl Front {
+    fn new(limits: &ClientLimits) -> Self {
+        let head = limits.get_limit_request_head();
+        // LimitRequestFields 0 is unlimited in Apache; a head cannot hold more fields than
+        // one per 4 bytes ("a:\r\n"), and hyper allocates room for the maximum per head.
+        let fields = if limits.limit_request_fields == 0 {
+            head / 4
+        } else {
+            limits.limit_request_fields
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .keep_alive(limits.keep_alive)
+            .max_headers(fields)
+            // hyper's read buffer: the whole head must fit, so this caps it (431 beyond).
+            .max_buf_size(head)
+            // The header timeout is ConnIo's (with MinRate), not hyper's fixed one.
+            .header_read_timeout(None);
+        builder
+            .http2()
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX));
+        Self {
+            builder,
+            io_limits: IoLimits::new(limits),
+            max_keep_alive_requests: if limits.keep_alive {
+                limits.max_keep_alive_requests
+            } else {
+                1
+            },
+            open: parking_lot::Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            relieved: AtomicU64::new(0),
+        }
+    }
+
+    /// hyper's connection for `io`, with the deadlines and the request accounting, and the
+    /// state that says whether it is idle.
+    fn connection<I, S, B>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        local: SocketAddr,
+        service: S,
+    ) -> (
+        impl hyper_util::server::graceful::GracefulConnection<Error = BoxError>,
+        Arc<ConnState>,
+    )
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let state = Arc::new(ConnState::default());
+        let service = service.map_request(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            request.extensions_mut().insert(LocalAddr(local));
+            request
+        });
+        let service = ConnService::new(service, Arc::clone(&state), self.max_keep_alive_requests);
+        let io = ConnIo::new(io, Arc::clone(&state), self.io_limits);
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        (connection, state)
+    }
+
+    /// Runs one connection until it ends, or until the relief finds it idle.
+    async fn run(
+        self: Arc<Self>,
+        connection: impl Future<Output = Result<(), BoxError>>,
+        state: Arc<ConnState>,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let _slot = permit;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(id, Arc::clone(&state));
+        let _registered = Registered { front: &self, id };
+        match (Relievable {
+            connection,
+            state: &state,
+        })
+        .await
+        {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            None => {
+                self.relieved.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "idle connection closed to make room");
+            }
+        }
+    }
+
+    /// At the cap or out of descriptors: close the idle connections, and say so at most
+    /// once per [`CAP_WARNING_INTERVAL`].
+    fn relieve(&self, last_warning: &mut Option<tokio::time::Instant>, cap: usize, why: &str) {
+        for state in self.open.lock().values() {
+            if state.is_idle() {
+                state.relieve();
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if last_warning.map_or(true, |last| {
+            now.duration_since(last) >= CAP_WARNING_INTERVAL
+        }) {
+            *last_warning = Some(now);
+            let relieved = self.relieved.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                max_connections = cap,
+                idle_closed_since_last_warning = relieved,
+                "{why}: closing idle client connections; new clients wait in the listen backlog"
+            );
+        }
+    }
+}
+
+/// Takes a connection out of [`Front::open`] when its task ends.
+struct Registered<'a> {
+    front: &'a Front,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.front.open.lock().remove(&self.id);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection that ends early (`None`) when the relief finds it idle.
+    struct Relievable<'a, C> {
+        #[pin]
+        connection: C,
+        state: &'a ConnState,
+    }
+}
+
+impl<C: Future> Future for Relievable<'_, C> {
+    type Output = Option<C::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.connection.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if this.state.relieved(cx) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 
