@@ -597,3 +597,29 @@ async fn apache_defaults_a_client_that_stops_reading_is_closed_at_60_s() {
         "the response body was dropped"
     );
 }
+
+/// A client that shuts its write side once its request is out (`printf … | nc -N`, many
+/// health checkers) gets its answer, as from Apache, and then the connection closes.
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_is_answered() {
+    // An answer that takes a while, as a member's does: the EOF arrives before it.
+    let service = service_fn(|_: Request<RequestBody>| async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    });
+    let server = Server::new()
+        .limits(short())
+        .listen(LOOPBACK, service)
+        .await
+        .expect("a loopback port");
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    stream.write_all(GET).await.expect("write");
+    stream.shutdown().await.expect("half-close");
+    let (received, _) = read_until_closed(&mut stream).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.ends_with("hello"), "{text}");
+    server.shutdown().await.expect("stops");
+}

@@ -438,7 +438,11 @@ impl Front {
             // hyper's read buffer: the whole head must fit, so this caps it (431 beyond).
             .max_buf_size(head)
             // The header timeout is ConnIo's (with MinRate), not hyper's fixed one.
-            .header_read_timeout(None);
+            .header_read_timeout(None)
+            // A client that shuts its write side after its request (`printf … | nc -N`,
+            // health checkers) still gets its answer, as from Apache; hyper's default
+            // drops the request at the EOF.
+            .half_close(true);
         builder
             .http2()
             .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
