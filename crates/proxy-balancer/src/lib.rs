@@ -131,6 +131,32 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Defined before the modules, so that every wrapper service uses the same accessors.
+/// `get_ref`, `get_mut` and `into_inner` of a wrapper service with an `inner` field.
+macro_rules! wrapper_accessors {
+    ($name:ident) => {
+        impl<S> $name<S> {
+            /// The inner service.
+            #[must_use]
+            pub const fn get_ref(&self) -> &S {
+                &self.inner
+            }
+
+            /// The inner service, mutably.
+            #[must_use]
+            pub fn get_mut(&mut self) -> &mut S {
+                &mut self.inner
+            }
+
+            /// The inner service, unwrapped.
+            #[must_use]
+            pub fn into_inner(self) -> S {
+                self.inner
+            }
+        }
+    };
+}
+
 #[cfg(feature = "access-log")]
 #[cfg_attr(docsrs, doc(cfg(feature = "access-log")))]
 pub mod access_log;

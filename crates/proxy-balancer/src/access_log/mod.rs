@@ -190,22 +190,9 @@ impl<S> AccessLog<S> {
     pub fn writer(&self) -> &AccessLogWriter {
         &self.shared.writer
     }
-
-    /// The wrapped service.
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
 }
+
+wrapper_accessors!(AccessLog);
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AccessLog<S>
 where

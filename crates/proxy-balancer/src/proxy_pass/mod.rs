@@ -280,31 +280,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-/// `get_ref`, `get_mut` and `into_inner` of a wrapper service with an `inner` field.
-macro_rules! wrapper_accessors {
-    ($name:ident) => {
-        impl<S> $name<S> {
-            /// The inner service.
-            #[must_use]
-            pub const fn get_ref(&self) -> &S {
-                &self.inner
-            }
-
-            /// The inner service, mutably.
-            #[must_use]
-            pub fn get_mut(&mut self) -> &mut S {
-                &mut self.inner
-            }
-
-            /// The inner service, unwrapped.
-            #[must_use]
-            pub fn into_inner(self) -> S {
-                self.inner
-            }
-        }
-    };
-}
-
 mod canonical;
 mod cookie;
 mod error;

@@ -166,25 +166,9 @@ impl<S> Admit<S> {
     pub fn check<B: Body>(&self, request: &Request<B>) -> Result<(), StatusCode> {
         check(request, &self.checks).map_err(Refusal::status)
     }
-
-    /// The inner service.
-    #[must_use]
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    #[must_use]
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, unwrapped.
-    #[must_use]
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
 }
+
+wrapper_accessors!(Admit);
 
 impl<S, B> Service<Request<Incoming>> for Admit<S>
 where
