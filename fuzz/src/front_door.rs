@@ -9,7 +9,7 @@
 //! a request line of three parts ending in `HTTP/1.1`, a well-formed chunked body.
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use proxy_balancer::server::{ClientLimits, ReadTimeout, Server};
@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the member found wrong since the last input.
-static VIOLATIONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static VIOLATIONS: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
 
 /// How long one input may take, end to end.
 const INPUT_BOUND: Duration = Duration::from_secs(10);
@@ -86,18 +86,11 @@ pub fn front_door(data: &[u8]) {
 }
 
 fn take_violations() -> Vec<String> {
-    std::mem::take(
-        &mut *VIOLATIONS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    )
+    std::mem::take(&mut *VIOLATIONS.lock())
 }
 
 fn violation(what: String) {
-    VIOLATIONS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(what);
+    VIOLATIONS.lock().push(what);
 }
 
 /// Short limits, so that an input that stalls mid-head or mid-body ends quickly.

@@ -5,7 +5,7 @@
 //! these functions), by the targets' plain `main` on stable (`cargo run --bin NAME` from
 //! `fuzz/`), and by the main workspace's `examples/tests/fuzz_seeds.rs` (through `#[path]`),
 //! which runs every seed and every past crash as an ordinary `cargo test`. It therefore names
-//! the crates only through `proxy_balancer`, `proxy_balancer_apache_config`, `tokio`,
+//! the crates only through `proxy_balancer`, `proxy_balancer_apache_config`, `tokio`, `parking_lot`,
 //! `proxy_balancer_manager` and `http`.
 //!
 //! Seeds live in `fuzz/seeds/<target>/`; inputs that once failed go to
