@@ -439,10 +439,11 @@ impl Front {
             .max_buf_size(head)
             // The header timeout is ConnIo's (with MinRate), not hyper's fixed one.
             .header_read_timeout(None)
-            // A client that shuts its write side after its request (`printf … | nc -N`,
-            // health checkers) still gets its answer, as from Apache; hyper's default
-            // drops the request at the EOF.
-            .half_close(true);
+            // A client that closes (or only shuts its write side) before its answer is
+            // gone: its request is dropped at once, so that no busy count or member
+            // connection outlives it (nginx's `proxy_ignore_client_abort off`; Apache runs
+            // such a request to its end). `printf … | nc -N` waits for nothing.
+            .half_close(false);
         builder
             .http2()
             .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
