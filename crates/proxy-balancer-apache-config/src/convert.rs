@@ -22,7 +22,8 @@ impl Config {
     /// which hold the `ProxyHCExpr` conditions, check it when they start. The worker
     /// parameters the core does not model stay in the syntax tree
     /// ([`MemberConfig::params`](crate::MemberConfig)). A member without `timeout` gets
-    /// [`Config::proxy_timeout`], as Apache's workers do.
+    /// [`Config::proxy_timeout`], or without it the server's `Timeout`, as Apache's workers
+    /// do.
     ///
     /// # Errors
     ///
@@ -288,7 +289,8 @@ impl Config {
             }
         }
         if member.timeout.is_none() {
-            member.timeout = self.proxy_timeout;
+            // Apache: ProxyTimeout defaults to Timeout.
+            member.timeout = self.proxy_timeout.or(self.front.timeout);
         }
         Some(member)
     }

@@ -105,6 +105,22 @@ fn lbsets_with_hot_standby() {
 }
 
 #[test]
+fn timeout_is_the_members_default_without_proxy_timeout() {
+    let text = "Timeout 10\n<Proxy balancer://b>\nBalancerMember http://a:1\nBalancerMember http://b:1 timeout=3\n</Proxy>\n";
+    let c = proxy_balancer_apache_config::parse(text).expect("valid");
+    let balancers = c.balancers().expect("valid");
+    let timeouts: Vec<_> = balancers[0].1.iter().map(|m| m.timeout).collect();
+    assert_eq!(
+        timeouts,
+        [Some(Duration::from_secs(10)), Some(Duration::from_secs(3))]
+    );
+    // ProxyTimeout wins over Timeout.
+    let c = proxy_balancer_apache_config::parse(&format!("ProxyTimeout 7\n{text}")).expect("valid");
+    let first = c.balancers().expect("valid")[0].1[0].timeout;
+    assert_eq!(first, Some(Duration::from_secs(7)));
+}
+
+#[test]
 fn health_checks_with_templates_and_exprs() {
     let c = load("hcheck.conf");
     assert_eq!(c.hc_exprs.len(), 3);
