@@ -91,10 +91,38 @@ fn read(path: &PathBuf) -> Result<String, BoxError> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
 }
 
+/// `text` as the inside of a JSON string.
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `--check`: the parser's errors, or the doctor's findings; the exit status says which.
 fn check(path: &PathBuf, format: Format) -> Result<ExitCode, BoxError> {
-    let text = read(path)?;
     let mut out = std::io::stdout().lock();
+    // A file that cannot be read is an error (2), not "warnings only" (1).
+    let text = match read(path) {
+        Ok(text) => text,
+        Err(why) => {
+            match format {
+                Format::Text => writeln!(out, "{}: error: {why}", path.display())?,
+                Format::Json => writeln!(
+                    out,
+                    "[{{\"severity\":\"error\",\"rule\":\"read\",\"line\":0,\"column\":0,\"what\":\"{}\"}}]",
+                    json_escape(&why.to_string())
+                )?,
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
     match parse(&text) {
         Err(errors) => {
             match format {

@@ -317,3 +317,33 @@ fn check_output_stays_clean_json() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_of_a_file_that_cannot_be_read_is_an_error() {
+    let dir = temp_dir("check-unreadable");
+    let missing = dir.join("missing \"quoted\".conf");
+    let output = Command::new(binary())
+        .arg("--check")
+        .arg(&missing)
+        .args(["--format", "json"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2), "unreadable is an error");
+    let findings: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is JSON only");
+    assert_eq!(findings[0]["rule"], "read", "{findings}");
+    assert!(
+        findings[0]["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("cannot read")),
+        "{findings}"
+    );
+    let text = Command::new(binary())
+        .arg("--check")
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    assert_eq!(text.status.code(), Some(2), "a directory is an error");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("error: cannot read"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
