@@ -332,6 +332,28 @@ async fn an_unknown_transfer_coding_is_501_and_never_forwarded() {
 }
 
 #[tokio::test]
+async fn an_expectation_other_than_100_continue_is_417_and_never_forwarded() {
+    let front = Front::start().await;
+    for expect in ["foo", "100-continue, foo", "200-ok"] {
+        let answer = front
+            .send(
+                format!("GET / HTTP/1.1\r\nHost: example.com\r\nExpect: {expect}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        assert_eq!(answer.status, Some(417), "Expect: {expect}: {answer:?}");
+        assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    }
+    front.untouched();
+    // 100-continue in any case is what Apache (and hyper) handle.
+    let answer = front
+        .send(b"POST / HTTP/1.1\r\nHost: example.com\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi")
+        .await;
+    assert_ne!(answer.status, Some(417), "{answer:?}");
+    front.server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
 async fn a_9k_request_line_is_414() {
     let front = Front::start().await;
     let path = format!("/{}", "a".repeat(9 * 1024));

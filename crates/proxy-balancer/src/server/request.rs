@@ -11,6 +11,7 @@
 //! | a target authority (absolute-form, `:authority`) that is not `host[:port]` (userinfo included) | 400 | Apache's `fix_hostname`; RFC 9110 §4.2.4 |
 //! | HTTP/2 with a `Host` that differs from `:authority` | 400 | RFC 9113 §8.3.1 |
 //! | `Transfer-Encoding` other than a single, final `chunked` | 501 | RFC 9112 §6.1 (Apache: 400 or 500) |
+//! | an `Expect` other than `100-continue` | 417 | Apache's AH00570 (RFC 9110 §10.1.1) |
 //! | `Content-Length` over `LimitRequestBody` | 413 | `LimitRequestBody` |
 //!
 //! An admitted HTTP/1 request with an absolute-form target (`GET http://host/path`) gets
@@ -51,7 +52,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_TYPE, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::{Either, Full};
@@ -61,6 +62,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{ClientLimits, ReadTimeout, RequestBody};
+use crate::PeerAddr;
 
 /// The length of `HTTP/1.1` in a request line.
 const VERSION_LEN: usize = 8;
@@ -185,7 +187,9 @@ where
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         if let Err(refusal) = check(&request, &self.checks) {
-            tracing::debug!(
+            let client = request.extensions().get::<PeerAddr>().map(|p| p.0);
+            tracing::info!(
+                client = ?client,
                 method = %request.method(),
                 uri = %request.uri(),
                 status = refusal.status().as_u16(),
@@ -281,6 +285,7 @@ enum Refusal {
     BadHost,
     HostNotAuthority,
     TransferCoding,
+    Expectation,
     BodyTooLarge,
 }
 
@@ -296,6 +301,7 @@ impl Refusal {
             | Self::BadHost
             | Self::HostNotAuthority => StatusCode::BAD_REQUEST,
             Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::Expectation => StatusCode::EXPECTATION_FAILED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
@@ -310,6 +316,7 @@ impl Refusal {
             Self::BadHost => "Host is not host[:port]",
             Self::HostNotAuthority => "Host differs from :authority",
             Self::TransferCoding => "Transfer-Encoding other than chunked",
+            Self::Expectation => "AH00570: an Expect other than 100-continue",
             Self::BodyTooLarge => "Content-Length larger than LimitRequestBody",
         }
     }
@@ -323,6 +330,7 @@ impl Refusal {
                 b"400 Bad Request\nYour browser sent a request that this server could not understand.\n"
             }
             Self::TransferCoding => b"501 Not Implemented\nThe request's Transfer-Encoding is not supported (only chunked is).\n",
+            Self::Expectation => b"417 Expectation Failed\nThe expectation given in the Expect request-header field could not be met by this server.\n",
             Self::BodyTooLarge => b"413 Request Entity Too Large\nThe amount of data provided in the request exceeds the capacity limit.\n",
         }
     }
@@ -370,6 +378,14 @@ fn check<B: Body>(request: &Request<B>, checks: &Checks) -> Result<(), Refusal> 
     check_host(request.version(), request.uri(), headers)?;
     if !chunked_only(headers) {
         return Err(Refusal::TransferCoding);
+    }
+    // Apache answers an expectation it does not know with 417 (AH00570) rather than pass
+    // it on: the member would meet a request whose sender waits for something else.
+    if headers.get_all(EXPECT).iter().any(|value| {
+        let value = value.as_bytes().trim_ascii();
+        !value.is_empty() && !value.eq_ignore_ascii_case(b"100-continue")
+    }) {
+        return Err(Refusal::Expectation);
     }
     // The announced length (hyper's, from Content-Length; 0 for a chunked body).
     if checks.limit_request_body != 0
