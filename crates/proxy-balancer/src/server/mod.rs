@@ -518,7 +518,17 @@ impl Front {
         {
             Some(Ok(())) => {}
             Some(Err(error)) => {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+                // A request hyper could not read (bad syntax, a head over the cap) is worth
+                // an operator's look, as Apache logs AH00566-like lines; a client that went
+                // away is not.
+                let unreadable = error
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(|e| e.is_parse() || e.is_parse_too_large());
+                if unreadable {
+                    tracing::info!(%peer, %error, "request not readable: answered 400 or 431");
+                } else {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
             }
             None => {
                 self.relieved.fetch_add(1, Ordering::Relaxed);

@@ -187,9 +187,12 @@ where
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         if let Err(refusal) = check(&request, &self.checks) {
-            let client = request.extensions().get::<PeerAddr>().map(|p| p.0);
+            let client = request
+                .extensions()
+                .get::<PeerAddr>()
+                .map_or_else(|| "-".to_owned(), |p| p.0.to_string());
             tracing::info!(
-                client = ?client,
+                %client,
                 method = %request.method(),
                 uri = %request.uri(),
                 status = refusal.status().as_u16(),
