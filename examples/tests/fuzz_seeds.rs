@@ -4,7 +4,7 @@
 //!
 //! Every target (each file in `fuzz/fuzz_targets/`, each `[[bin]]` of `fuzz/Cargo.toml`) must
 //! have a non-empty seeds directory. A target's regressions directory appears with its first
-//! crash; until then it is absent (no fuzz run has found a crash so far), and every directory
+//! crash; until then it is absent, and every directory
 //! under `fuzz/regressions/` must name a target so that none is silently never replayed.
 
 #[path = "../../fuzz/src/lib.rs"]

@@ -208,7 +208,10 @@ fn is_token(name: &str) -> bool {
 }
 
 fn check_head(head: &[u8]) -> Result<Framing, String> {
-    let text = std::str::from_utf8(head).map_err(|_| "a head that is not UTF-8".to_owned())?;
+    // Field values may carry obs-text (bytes 0x80-0xFF, RFC 9110 §5.5): legal, not
+    // ambiguous. Names and the request line are checked as tokens below, so reading the
+    // rest lossily hides nothing.
+    let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     let parts: Vec<&str> = request_line.split(' ').collect();
