@@ -109,15 +109,7 @@ const DIRECTIVES: &[&str] = &[
     "TransferLog",
     "LogFormat",
     "LogLevel",
-    "Timeout",
-    "KeepAlive",
-    "KeepAliveTimeout",
-    "MaxKeepAliveRequests",
-    "RequestReadTimeout",
-    "LimitRequestLine",
-    "LimitRequestFieldSize",
-    "LimitRequestFields",
-    "LimitRequestBody",
+    // and the client limits of `crate::front::DIRECTIVES`.
 ];
 
 /// Every directive of Apache httpd 2.4's manual, one a line after a comment line: a real
@@ -702,7 +694,9 @@ impl Parser {
             _ => {
                 let known = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower));
                 if !known && !is_apache_directive(&lower) {
-                    if let Some(d) = keys::did_you_mean(&name.text, DIRECTIVES) {
+                    let near = keys::did_you_mean(&name.text, DIRECTIVES)
+                        .or_else(|| keys::did_you_mean(&name.text, crate::front::DIRECTIVES));
+                    if let Some(d) = near {
                         return Err(ParseError::new(
                             span,
                             ParseErrorKind::UnknownDirective,

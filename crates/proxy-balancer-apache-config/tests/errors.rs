@@ -405,3 +405,12 @@ fn parse_errors_as_json_in_the_doctors_shape() {
     assert_eq!(json.matches("{\"severity\"").count(), errors.len());
     assert!(json.ends_with("}]"));
 }
+
+#[test]
+fn a_misspelt_client_limit_is_suggested() {
+    let e = one("KeepAliveTimout 5\n");
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("did you mean \"KeepAliveTimeout\"?")
+    );
+}
