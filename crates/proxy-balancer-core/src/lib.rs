@@ -132,6 +132,7 @@ mod error;
 mod flags;
 mod hcmethod;
 mod health;
+pub mod host;
 pub mod lbmethod;
 mod member;
 mod params;

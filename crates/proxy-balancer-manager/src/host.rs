@@ -56,6 +56,11 @@ impl fmt::Display for Authority {
 /// dropped, as Apache does), an IPv4 address, or an IPv6 address in brackets; a port of 1
 /// to 5 digits up to 65535. `wildcards` also lets `*` and `?` into a name (`ServerAlias`).
 fn parse_host_port(text: &str, wildcards: bool) -> Option<Authority> {
+    // A request's host is held to the grammar the server admits requests by; a
+    // `ServerAlias` pattern (`*`, `?`) is not a host yet.
+    if !wildcards && !proxy_balancer_core::host::is_valid_host(text.as_bytes()) {
+        return None;
+    }
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (v6, after) = rest.split_once(']')?;
         let ip: std::net::Ipv6Addr = v6.parse().ok()?;
@@ -449,11 +454,11 @@ mod tests {
         ] {
             assert_eq!(parse_host_port(bad, false), None, "{bad:?}");
         }
-        // Not an IPv4 address: a name (which names nothing here).
-        assert_eq!(
-            parse_host_port("0x7f.1", false).map(|a| a.host),
-            Some(Host::Name("0x7f.1".into()))
-        );
+        // Not an IPv4 address; and, as the server's admission holds it (its last label
+        // starts with a digit), not a host at all.
+        let parsed = parse_host_port("0x7f.1", false);
+        assert!(!matches!(parsed.as_ref().map(|a| &a.host), Some(Host::Ip(_))));
+        assert_eq!(parsed, None);
     }
 
     #[test]
