@@ -214,6 +214,11 @@ pub struct Skipped {
     pub directive: String,
     /// Where it starts.
     pub span: Span,
+    /// A server-level directive this crate reads and applies (`ProxyPreserveHost`,
+    /// `ServerName`, `AllowEncodedSlashes`, the logging directives, the client limits …),
+    /// written inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block: checked, not
+    /// applied, and named by the doctor's `no-effect` rule.
+    pub in_block: bool,
 }
 
 /// Everything a configuration says about balancing.

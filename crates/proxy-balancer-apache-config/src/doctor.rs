@@ -23,7 +23,7 @@
 //! | `nonce-none` | warning | a balancer with `nonce=None` |
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
 //! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted`, a piped or syslog `ErrorLog`/`CustomLog`, a `CustomLog` with `env=`/`expr=` or a format that is no nickname ([`Config::logs`]) |
-//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file), `BalancerInherit Off` (no `<VirtualHost>` to inherit into), logging directives inside a block, `ErrorLogFormat`, `LogLevel` modules with no counterpart, and a client limit (`Timeout`, `KeepAlive*`, `MaxKeepAliveRequests`, `RequestReadTimeout`, `LimitRequest*`) inside a block (only the server-level one applies) |
+//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file), `BalancerInherit Off` (no `<VirtualHost>` to inherit into), `ErrorLogFormat`, `LogLevel` modules with no counterpart, and every directive this crate reads at server level (`ProxyPreserveHost`, `ServerName`, `AllowEncodedSlashes`, `ProxyPass`, the logging directives, the client limits …) written inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block, where it is not applied |
 //! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
@@ -1139,22 +1139,29 @@ fn no_effect(config: &Config, out: &mut Vec<Finding>) {
             });
         }
     }
-    // The client limits (Timeout, KeepAlive*, RequestReadTimeout, Limit*) are the whole
-    // server's: inside a <VirtualHost>, <Proxy> or <Location> they are not applied.
-    for skipped in config
-        .skipped
-        .iter()
-        .filter(|s| crate::front::is_front_directive(&s.directive.to_ascii_lowercase()))
-    {
+    // A server-level directive written inside a block is read and checked, not applied:
+    // one finding for each, whatever the directive.
+    for setting in config.skipped.iter().filter(|s| s.in_block) {
+        let d = setting.directive.to_ascii_lowercase();
+        let causes = if crate::front::is_front_directive(&d) {
+            "the reverse proxy applies one set of client limits to every connection, the one given at server level; this line is not applied"
+        } else if matches!(
+            d.as_str(),
+            "errorlog" | "customlog" | "transferlog" | "logformat" | "loglevel"
+        ) {
+            "only server-level logging directives are applied: this block's requests and errors go to the server's logs"
+        } else {
+            "the reverse proxy reads this directive at server level only (it has no per-<VirtualHost> or per-<Location> settings yet); this line is not applied"
+        };
         out.push(Finding {
             severity: Severity::Warning,
             rule: "no-effect",
-            span: skipped.span,
+            span: setting.span,
             what: format!(
                 "{} inside a <VirtualHost>, <Proxy> or <Location> block has no effect here",
-                skipped.directive
+                setting.directive
             ),
-            causes: "the reverse proxy applies one set of client limits to every connection, the one given at server level; this line is not applied".into(),
+            causes: causes.into(),
             fix: "move the line to server level (outside every block)".into(),
         });
     }
@@ -1176,17 +1183,7 @@ fn log_no_effect(config: &Config, out: &mut Vec<Finding>) {
     };
     for skipped in &config.skipped {
         let d = skipped.directive.to_ascii_lowercase();
-        if matches!(
-            d.as_str(),
-            "errorlog" | "customlog" | "transferlog" | "logformat" | "loglevel"
-        ) {
-            warn(
-                skipped.span,
-                format!("{} inside a block has no effect here", skipped.directive),
-                "only server-level logging directives are applied: this block's requests and errors go to the server's logs",
-                "move the line to server level, or drop it",
-            );
-        } else if d == "errorlogformat" {
+        if d == "errorlogformat" {
             warn(
                 skipped.span,
                 "ErrorLogFormat has no effect here".to_owned(),

@@ -314,6 +314,7 @@ impl Parser {
         self.cfg.skipped.push(Skipped {
             directive: directive.to_owned(),
             span,
+            in_block: false,
         });
     }
 
@@ -551,7 +552,19 @@ impl Parser {
                         loc.requires.push(text);
                     }
                 }
-                _ => self.skip(&name.text, span),
+                // `Header` in a block has its own rule (the doctor's `not-applied`).
+                "header" => self.skip(&name.text, span),
+                _ => {
+                    // A directive this crate reads elsewhere is read here as Apache would
+                    // apply it to this <Location> only: not applied, and said so.
+                    let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower))
+                        || crate::front::is_front_directive(&lower);
+                    self.cfg.skipped.push(Skipped {
+                        directive: name.text.clone(),
+                        span,
+                        in_block: ours,
+                    });
+                }
             }
             return Ok(());
         }
@@ -718,7 +731,11 @@ impl Parser {
         if self.in_server_context() {
             apply(&mut self.cfg);
         } else {
-            self.skip(directive, span);
+            self.cfg.skipped.push(Skipped {
+                directive: directive.to_owned(),
+                span,
+                in_block: true,
+            });
         }
     }
 

@@ -780,3 +780,23 @@ fn balancer_growth_applies_persist_and_inherit_are_reported() {
         .expect("valid Apache");
     assert!(only(&quiet, "no-effect").is_empty());
 }
+
+#[test]
+fn every_server_level_directive_inside_a_block_is_named() {
+    let config = proxy_balancer_apache_config::parse(
+        "<VirtualHost *:80>\n  AllowEncodedSlashes On\n  ProxyPreserveHost On\n  ServerName a.example\n</VirtualHost>\n\
+         <Location \"/x\">\n  ProxyPass \"http://127.0.0.1:9/\"\n  LimitRequestBody 10\n  Header set X-A b\n  SetEnv a b\n</Location>\n",
+    )
+    .expect("valid");
+    let found: Vec<(u32, String)> = only(&config, "no-effect")
+        .into_iter()
+        .map(|f| (f.span.line, f.what))
+        .collect();
+    let lines: Vec<u32> = found.iter().map(|(line, _)| *line).collect();
+    // Header has its own rule; SetEnv is not ours.
+    assert_eq!(lines, [2, 3, 4, 7, 8], "{found:?}");
+    assert!(
+        found[0].1.starts_with("AllowEncodedSlashes inside"),
+        "{found:?}"
+    );
+}

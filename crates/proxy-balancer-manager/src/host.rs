@@ -457,7 +457,10 @@ mod tests {
         // Not an IPv4 address; and, as the server's admission holds it (its last label
         // starts with a digit), not a host at all.
         let parsed = parse_host_port("0x7f.1", false);
-        assert!(!matches!(parsed.as_ref().map(|a| &a.host), Some(Host::Ip(_))));
+        assert!(!matches!(
+            parsed.as_ref().map(|a| &a.host),
+            Some(Host::Ip(_))
+        ));
         assert_eq!(parsed, None);
     }
 
