@@ -314,7 +314,7 @@ fn init_logs(
     if !access {
         return Ok(Vec::new());
     }
-    let server_name = config.server_name.as_ref().map(|s| s.host.clone());
+    let server_name = config.server.server_name.as_ref().map(|s| s.host.clone());
     let layer = |format: LogFormat, writer: AccessLogWriter| {
         let layer = AccessLogLayer::new(format, writer);
         match &server_name {

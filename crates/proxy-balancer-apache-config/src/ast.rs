@@ -16,6 +16,80 @@ pub struct Span {
     pub column: u32,
 }
 
+/// Where a directive was written: in the main server or a `<VirtualHost>`, and possibly in a
+/// `<Location>`/`<LocationMatch>` block.
+///
+/// # Apache
+///
+/// A directive in server context belongs to the main server and, where Apache merges it
+/// (`ProxyPassInherit`, `BalancerInherit`, the per-server settings a `<VirtualHost>` does not
+/// set), to every virtual host. A directive in a `<Location>` applies to the requests whose
+/// path the location matches, in that server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Context {
+    /// The `<VirtualHost>` (an index in [`Config::virtual_hosts`]); `None` for the main
+    /// server.
+    pub vhost: Option<usize>,
+    /// The `<Location>`/`<LocationMatch>` (an index in [`Config::locations`]); `None`
+    /// outside one.
+    pub location: Option<usize>,
+}
+
+/// The settings of one server, the main one ([`Config::server`]) or a `<VirtualHost>`
+/// ([`VirtualHostConfig::settings`]): `None` where the directive was not given there (a
+/// virtual host then takes the main server's value, and the main server Apache's default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostSettings {
+    /// `ServerName`, the last one given (as in Apache).
+    pub server_name: Option<ServerName>,
+    /// `ServerAlias` names, lower-cased, in order (`*` and `?` wildcards kept); a
+    /// `<VirtualHost>` only.
+    pub server_aliases: Vec<String>,
+    /// `ProxyPreserveHost On|Off`: send the client's `Host` header to the backend instead
+    /// of the backend URL's host (Apache's default is Off).
+    pub proxy_preserve_host: Option<bool>,
+    /// `ProxyAddHeaders On|Off`: add `X-Forwarded-For`, `X-Forwarded-Host` and
+    /// `X-Forwarded-Server` to proxied requests (Apache's default is On).
+    pub proxy_add_headers: Option<bool>,
+    /// `AllowEncodedSlashes` (Apache's default is `Off`).
+    pub allow_encoded_slashes: Option<AllowEncodedSlashes>,
+    /// `ProxyPassInherit On|Off`: whether a virtual host also gets the main server's
+    /// `ProxyPass` lines (Apache's default is On).
+    pub proxy_pass_inherit: Option<bool>,
+    /// `BalancerInherit On|Off`: whether a virtual host also gets the main server's
+    /// balancers (Apache's default is On).
+    pub balancer_inherit: Option<bool>,
+}
+
+/// A `<VirtualHost addr …>` block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VirtualHostConfig {
+    /// Its addresses as written (`*:80`, `10.0.0.1:8080`, `[::1]`, `_default_:443`).
+    pub addresses: Vec<String>,
+    /// Its settings (`ServerName`, `ServerAlias`, `ProxyPreserveHost` …).
+    pub settings: HostSettings,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// A `<Location path>`, `<Location ~ regex>` or `<LocationMatch regex>` block holding
+/// directives this crate applies (`ProxyPass`, `ProxyPassReverse`, `Header`,
+/// `SetHandler balancer-manager`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocationConfig {
+    /// The path, or the regular expression, as written.
+    pub path: String,
+    /// `<LocationMatch>` or `<Location ~ …>`: `path` is a regular expression.
+    pub regex: bool,
+    /// The `<VirtualHost>` it is in (an index in [`Config::virtual_hosts`]), if any.
+    pub vhost: Option<usize>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
 /// One `key=value` parameter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Param {
@@ -48,6 +122,9 @@ pub struct BalancerConfig {
     pub params: Vec<Param>,
     /// The members in configuration order.
     pub members: Vec<MemberConfig>,
+    /// Where it was defined: the main server or a `<VirtualHost>` (`location` is `None`).
+    /// Two balancers of one name in different virtual hosts are different balancers.
+    pub context: Context,
     /// Where the balancer was first defined.
     pub span: Span,
 }
@@ -81,6 +158,16 @@ pub struct ProxyPassConfig {
     /// The `nocanon` keyword: the path is forwarded as the client sent it, not decoded and
     /// encoded again (Apache's `proxy-nocanon`).
     pub nocanon: bool,
+    /// `ProxyPassMatch` (or `ProxyPass` in a `<LocationMatch>`): `path` is a regular
+    /// expression and the target may use its groups as `$1` … `$9`.
+    pub regex: bool,
+    /// The `noquery` keyword: the query string is not forwarded.
+    pub noquery: bool,
+    /// The `interpolate` keyword: `${VAR}` in the path and target is replaced from the
+    /// environment (with `ProxyPassInterpolateEnv On`).
+    pub interpolate: bool,
+    /// Where it was written: main server or `<VirtualHost>`, and `<Location>`.
+    pub context: Context,
     /// Where the directive starts.
     pub span: Span,
 }
@@ -109,6 +196,8 @@ pub struct ProxyPassReverseConfig {
     pub path: String,
     /// The backend URL (or `balancer://name/sub`).
     pub target: String,
+    /// Where it was written: main server or `<VirtualHost>`, and `<Location>`.
+    pub context: Context,
     /// Where the directive starts.
     pub span: Span,
 }
@@ -132,6 +221,8 @@ pub struct CookieRewrite {
     /// The third argument `interpolate` was given (`${VAR}` in the values is replaced from
     /// the environment when `ProxyPassInterpolateEnv On`).
     pub interpolate: bool,
+    /// Where it was written: main server or `<VirtualHost>`, and `<Location>`.
+    pub context: Context,
     /// Where the directive starts.
     pub span: Span,
 }
@@ -192,6 +283,8 @@ pub struct HeaderDirective {
     pub value: String,
     /// The `env=VAR` condition, if any (`!VAR` negations kept as written).
     pub env: Option<String>,
+    /// Where it was written: main server or `<VirtualHost>`, and `<Location>`.
+    pub context: Context,
     /// Where the directive starts.
     pub span: Span,
 }
@@ -203,6 +296,8 @@ pub struct ManagerLocation {
     pub path: String,
     /// Each `Require …` line inside, without the word `Require` (e.g. `ip 127.0.0.1`).
     pub requires: Vec<String>,
+    /// Where it was written: main server or `<VirtualHost>`, and `<Location>`.
+    pub context: Context,
     /// Where the block starts.
     pub span: Span,
 }
@@ -245,27 +340,21 @@ pub struct Config {
     /// `BalancerPersist`: not applied by the reverse proxy (persistence needs a file: the
     /// manager's `persist`); the doctor's `no-effect` rule and the site's start-up log say so.
     pub balancer_persist: Option<bool>,
-    /// `BalancerInherit`: no effect without `<VirtualHost>` contexts; reported like
-    /// `BalancerPersist`.
-    pub balancer_inherit: Option<bool>,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
-    /// `ProxyPreserveHost On|Off`: send the client's `Host` header to the backend instead
-    /// of the backend URL's host. `None` when not given (Apache's default is Off).
-    pub proxy_preserve_host: Option<bool>,
-    /// `ProxyAddHeaders On|Off`: add `X-Forwarded-For`, `X-Forwarded-Host` and
-    /// `X-Forwarded-Server` to proxied requests. `None` when not given (Apache's default is
-    /// On).
-    pub proxy_add_headers: Option<bool>,
+    /// The main server's settings (`ServerName`, `ProxyPreserveHost`, `ProxyAddHeaders`,
+    /// `AllowEncodedSlashes`, `ProxyPassInherit`, `BalancerInherit`), the defaults of every
+    /// `<VirtualHost>`.
+    pub server: HostSettings,
+    /// The `<VirtualHost>` blocks, in order (the first one for an address is its default).
+    pub virtual_hosts: Vec<VirtualHostConfig>,
+    /// The `<Location>`/`<LocationMatch>` blocks holding directives this crate applies, in
+    /// order ([`Context::location`] indexes them).
+    pub locations: Vec<LocationConfig>,
     /// The `ProxyPassReverseCookieDomain` directives in order.
     pub proxy_pass_reverse_cookie_domains: Vec<CookieRewrite>,
     /// The `ProxyPassReverseCookiePath` directives in order.
     pub proxy_pass_reverse_cookie_paths: Vec<CookieRewrite>,
-    /// `ServerName`, the last one given (as in Apache).
-    pub server_name: Option<ServerName>,
-    /// `AllowEncodedSlashes`, in server context. `None` when not given (Apache's default is
-    /// `Off`).
-    pub allow_encoded_slashes: Option<AllowEncodedSlashes>,
     /// `ErrorLog`, `CustomLog`, `TransferLog`, `LogFormat` and `LogLevel` in server
     /// context ([`Config::logs`] resolves them; see [`logs`](crate::logs)).
     pub log_directives: crate::logs::LogDirectives,

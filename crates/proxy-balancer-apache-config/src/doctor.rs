@@ -1120,7 +1120,7 @@ fn no_effect(config: &Config, out: &mut Vec<Finding>) {
             "drop the line, or give the manager a persistence file",
         ),
         (
-            config.balancer_inherit == Some(false),
+            config.server.balancer_inherit == Some(false),
             "BalancerInherit Off",
             "there is no <VirtualHost> to inherit balancers into: every balancer is the server's",
             "drop the line",

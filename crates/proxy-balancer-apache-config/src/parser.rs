@@ -6,7 +6,7 @@ use std::time::Duration;
 use proxy_balancer_core::{BalancerParams, MemberParams};
 
 use crate::ast::{
-    AllowEncodedSlashes, BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate,
+    AllowEncodedSlashes, BalancerConfig, Config, Context, CookieRewrite, HcExpr, HcTemplate,
     HeaderDirective, ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig,
     ProxyTarget, ServerName, Skipped, Span,
 };
@@ -456,6 +456,7 @@ impl Parser {
                 self.cfg.manager_locations.push(ManagerLocation {
                     path: loc.path,
                     requires: loc.requires,
+                    context: Context::default(),
                     span: frame.span,
                 });
             } else {
@@ -508,6 +509,7 @@ impl Parser {
             name: name.to_owned(),
             params: Vec::new(),
             members: Vec::new(),
+            context: Context::default(),
             span,
         });
         self.defined.push(false);
@@ -584,6 +586,7 @@ impl Parser {
                 self.cfg.proxy_pass_reverses.push(ProxyPassReverseConfig {
                     path: path.text.clone(),
                     target: target.text.clone(),
+                    context: Context::default(),
                     span,
                 });
                 Ok(())
@@ -610,7 +613,7 @@ impl Parser {
                 Ok(())
             }
             "balancerinherit" => {
-                self.cfg.balancer_inherit = Some(on_off(span, "BalancerInherit", &args)?);
+                self.cfg.server.balancer_inherit = Some(on_off(span, "BalancerInherit", &args)?);
                 Ok(())
             }
             "proxytimeout" => {
@@ -647,7 +650,9 @@ impl Parser {
                         ),
                     ));
                 };
-                self.server_setting(&name.text, span, |c| c.allow_encoded_slashes = Some(mode));
+                self.server_setting(&name.text, span, |c| {
+                    c.server.allow_encoded_slashes = Some(mode)
+                });
                 Ok(())
             }
             "errorlog" | "customlog" | "transferlog" | "logformat" | "loglevel" => {
@@ -665,12 +670,14 @@ impl Parser {
             }
             "proxypreservehost" => {
                 let on = on_off(span, "ProxyPreserveHost", &args)?;
-                self.server_setting(&name.text, span, |c| c.proxy_preserve_host = Some(on));
+                self.server_setting(&name.text, span, |c| {
+                    c.server.proxy_preserve_host = Some(on)
+                });
                 Ok(())
             }
             "proxyaddheaders" => {
                 let on = on_off(span, "ProxyAddHeaders", &args)?;
-                self.server_setting(&name.text, span, |c| c.proxy_add_headers = Some(on));
+                self.server_setting(&name.text, span, |c| c.server.proxy_add_headers = Some(on));
                 Ok(())
             }
             "proxypassreversecookiedomain" => {
@@ -696,7 +703,9 @@ impl Parser {
                 }
                 let v = one_arg(span, "ServerName", &args)?;
                 let server_name = server_name(span, v)?;
-                self.server_setting(&name.text, span, |c| c.server_name = Some(server_name));
+                self.server_setting(&name.text, span, |c| {
+                    c.server.server_name = Some(server_name)
+                });
                 Ok(())
             }
             front if crate::front::is_front_directive(front) => {
@@ -984,6 +993,10 @@ impl Parser {
             target,
             params,
             nocanon,
+            regex: false,
+            noquery: false,
+            interpolate: false,
+            context: Context::default(),
             span,
         });
         Ok(())
@@ -1103,6 +1116,7 @@ impl Parser {
                 name: name.text.clone(),
                 value,
                 env,
+                context: Context::default(),
                 span,
             }),
             None => self.skip(directive, span),
@@ -1174,6 +1188,7 @@ fn cookie_rewrite(
         internal: internal.text.clone(),
         public: public.text.clone(),
         interpolate,
+        context: Context::default(),
         span,
     })
 }

@@ -93,10 +93,10 @@ impl Config {
         if let Some(b) = self.balancer_persist {
             let _ = writeln!(out, "BalancerPersist {}", on_off(b));
         }
-        if let Some(b) = self.balancer_inherit {
+        if let Some(b) = self.server.balancer_inherit {
             let _ = writeln!(out, "BalancerInherit {}", on_off(b));
         }
-        if let Some(s) = &self.server_name {
+        if let Some(s) = &self.server.server_name {
             out.push_str("ServerName ");
             let mut text = String::new();
             if let Some(scheme) = &s.scheme {
@@ -111,13 +111,13 @@ impl Config {
         }
         crate::logs::render(&self.log_directives, &mut out, |s| word(s).into_owned());
         crate::front::render(&self.front, &mut out);
-        if let Some(b) = self.proxy_preserve_host {
+        if let Some(b) = self.server.proxy_preserve_host {
             let _ = writeln!(out, "ProxyPreserveHost {}", on_off(b));
         }
-        if let Some(b) = self.proxy_add_headers {
+        if let Some(b) = self.server.proxy_add_headers {
             let _ = writeln!(out, "ProxyAddHeaders {}", on_off(b));
         }
-        if let Some(mode) = self.allow_encoded_slashes {
+        if let Some(mode) = self.server.allow_encoded_slashes {
             let mode = match mode {
                 AllowEncodedSlashes::On => "On",
                 AllowEncodedSlashes::NoDecode => "NoDecode",
@@ -269,7 +269,7 @@ impl Config {
             .iter_mut()
             .chain(&mut c.proxy_pass_reverse_cookie_paths)
             .for_each(|r| r.span = z);
-        if let Some(s) = &mut c.server_name {
+        if let Some(s) = &mut c.server.server_name {
             s.span = z;
         }
         for t in &mut c.hc_templates {

@@ -146,7 +146,11 @@ fn manager_location() {
         ["ip 10.0.0.0/8 192.168.0.0/16", "host admin.example.com"]
     );
     assert_eq!(
-        (c.balancer_persist, c.balancer_inherit, c.balancer_growth),
+        (
+            c.balancer_persist,
+            c.server.balancer_inherit,
+            c.balancer_growth
+        ),
         (Some(true), Some(false), Some(10))
     );
     // The server-status location is skipped, not an error.
@@ -175,8 +179,8 @@ fn whole_httpd_conf() {
     }
     assert_eq!(c.manager_locations[0].requires, ["ip 127.0.0.1", "ip ::1"]);
     // Server context, also inside <IfModule>.
-    assert_eq!(c.proxy_preserve_host, Some(true));
-    let server_name = c.server_name.as_ref().expect("ServerName");
+    assert_eq!(c.server.proxy_preserve_host, Some(true));
+    let server_name = c.server.server_name.as_ref().expect("ServerName");
     assert_eq!(
         (server_name.host.as_str(), server_name.port),
         ("www.example.com", Some(80))
@@ -195,7 +199,7 @@ fn virtual_hosts() {
     assert_eq!(balancers[0].0.max_attempts, Some(1));
     assert_eq!(balancers[1].1[1].load_factor.lbf(), 400);
     // A <VirtualHost>'s ServerName is its own, not the server's: listed as skipped.
-    assert_eq!(c.server_name, None);
+    assert_eq!(c.server.server_name, None);
     let names: Vec<u32> = c
         .skipped
         .iter()

@@ -48,7 +48,7 @@ ProxyPassReverseCookiePath /old /new
 fn server_context_directives_are_read() {
     let c = parse(SITE).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        c.server_name,
+        c.server.server_name,
         Some(ServerName {
             scheme: Some("https".into()),
             host: "www.example.com".into(),
@@ -56,14 +56,15 @@ fn server_context_directives_are_read() {
             span: at(1, 1),
         })
     );
-    assert_eq!(c.proxy_preserve_host, Some(true));
-    assert_eq!(c.proxy_add_headers, Some(false));
+    assert_eq!(c.server.proxy_preserve_host, Some(true));
+    assert_eq!(c.server.proxy_add_headers, Some(false));
     assert_eq!(
         c.proxy_pass_reverse_cookie_domains,
         [CookieRewrite {
             internal: "backend.internal".into(),
             public: "www.example.com".into(),
             interpolate: false,
+            context: Default::default(),
             span: at(6, 1),
         }]
     );
@@ -80,20 +81,32 @@ fn server_context_directives_are_read() {
 fn defaults_are_none_and_the_last_one_wins() {
     let c = parse("").unwrap();
     assert_eq!(
-        (c.proxy_preserve_host, c.proxy_add_headers, &c.server_name),
+        (
+            c.server.proxy_preserve_host,
+            c.server.proxy_add_headers,
+            &c.server.server_name
+        ),
         (None, None, &None)
     );
     let c = parse("ProxyPreserveHost On\nProxyPreserveHost Off\nServerName a\nServerName b:8080\n")
         .unwrap();
-    assert_eq!(c.proxy_preserve_host, Some(false));
-    let s = c.server_name.unwrap();
+    assert_eq!(c.server.proxy_preserve_host, Some(false));
+    let s = c.server.server_name.unwrap();
     assert_eq!(
         (s.scheme, s.host.as_str(), s.port, s.span),
         (None, "b", Some(8080), at(4, 1))
     );
-    let s = parse("ServerName [::1]:8443").unwrap().server_name.unwrap();
+    let s = parse("ServerName [::1]:8443")
+        .unwrap()
+        .server
+        .server_name
+        .unwrap();
     assert_eq!((s.host.as_str(), s.port), ("[::1]", Some(8443)));
-    let s = parse("ServerName 10.0.0.1").unwrap().server_name.unwrap();
+    let s = parse("ServerName 10.0.0.1")
+        .unwrap()
+        .server
+        .server_name
+        .unwrap();
     assert_eq!((s.host.as_str(), s.port), ("10.0.0.1", None));
 }
 
@@ -200,9 +213,9 @@ fn outside_server_context_they_are_checked_and_skipped() {
     let c = parse(text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (
-            c.proxy_preserve_host,
-            c.proxy_add_headers,
-            &c.server_name,
+            c.server.proxy_preserve_host,
+            c.server.proxy_add_headers,
+            &c.server.server_name,
             c.proxy_pass_reverse_cookie_domains.len(),
             c.proxy_pass_reverse_cookie_paths.len()
         ),

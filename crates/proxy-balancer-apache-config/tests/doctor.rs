@@ -5,8 +5,8 @@
 
 use proxy_balancer_apache_config::doctor::{check, exit_code, to_json, Finding, Severity};
 use proxy_balancer_apache_config::{
-    BalancerConfig, Config, HcTemplate, HeaderDirective, ManagerLocation, MemberConfig, Param,
-    ProxyPassConfig, ProxyTarget, Span,
+    BalancerConfig, Config, Context, HcTemplate, HeaderDirective, ManagerLocation, MemberConfig,
+    Param, ProxyPassConfig, ProxyTarget, Span,
 };
 
 fn at(line: u32) -> Span {
@@ -36,6 +36,7 @@ fn balancer(name: &str, kv: &[(&str, &str)], members: Vec<MemberConfig>) -> Bala
         name: name.into(),
         params: params(kv, 1),
         members,
+        context: Context::default(),
         span: at(1),
     }
 }
@@ -49,6 +50,10 @@ fn pass(path: &str, name: &str, sub: &str, line: u32) -> ProxyPassConfig {
         },
         params: vec![],
         nocanon: false,
+        regex: false,
+        noquery: false,
+        interpolate: false,
+        context: Context::default(),
         span: at(line),
     }
 }
@@ -60,6 +65,7 @@ fn cookie_header(value: &str, line: u32) -> HeaderDirective {
         name: "Set-Cookie".into(),
         value: value.into(),
         env: Some("BALANCER_ROUTE_CHANGED".into()),
+        context: Context::default(),
         span: at(line),
     }
 }
@@ -108,6 +114,7 @@ fn clean() -> Config {
     c.manager_locations.push(ManagerLocation {
         path: "/balancer-manager".into(),
         requires: vec!["ip 127.0.0.1".into()],
+        context: Context::default(),
         span: at(12),
     });
     c
@@ -467,6 +474,10 @@ fn proxypass_trailing_slash() {
         target: ProxyTarget::Exclude,
         params: vec![],
         nocanon: false,
+        regex: false,
+        noquery: false,
+        interpolate: false,
+        context: Context::default(),
         span: at(14),
     });
     assert!(only(&c, "proxypass-trailing-slash").is_empty());

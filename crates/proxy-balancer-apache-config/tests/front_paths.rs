@@ -27,10 +27,10 @@ fn allow_encoded_slashes_is_read_in_server_context() {
         ),
     ] {
         let c = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert_eq!(c.allow_encoded_slashes, Some(mode), "{text}");
+        assert_eq!(c.server.allow_encoded_slashes, Some(mode), "{text}");
         assert!(c.skipped.is_empty(), "{text}: {:?}", c.skipped);
     }
-    assert_eq!(parse("").expect("empty").allow_encoded_slashes, None);
+    assert_eq!(parse("").expect("empty").server.allow_encoded_slashes, None);
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn allow_encoded_slashes_refuses_other_values_and_is_not_applied_from_a_vhost() 
     );
     // In a <VirtualHost>, the proxy does not apply it to the whole server: listed as skipped.
     let c = parse("<VirtualHost *:80>\nAllowEncodedSlashes On\n</VirtualHost>\n").expect("valid");
-    assert_eq!(c.allow_encoded_slashes, None);
+    assert_eq!(c.server.allow_encoded_slashes, None);
     assert_eq!(c.skipped.len(), 1);
     assert_eq!(c.skipped[0].directive, "AllowEncodedSlashes");
 }

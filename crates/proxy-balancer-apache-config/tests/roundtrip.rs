@@ -100,6 +100,7 @@ fn cookie_rewrites() -> impl Strategy<Value = Vec<CookieRewrite>> {
                 internal,
                 public,
                 interpolate,
+                context: Default::default(),
                 span: Span::default(),
             },
         ),
@@ -240,9 +241,9 @@ fn config() -> impl Strategy<Value = Config> {
             )| {
                 let mut c = Config::default();
                 (
-                    c.server_name,
-                    c.proxy_preserve_host,
-                    c.proxy_add_headers,
+                    c.server.server_name,
+                    c.server.proxy_preserve_host,
+                    c.server.proxy_add_headers,
                     c.proxy_pass_reverse_cookie_domains,
                     c.proxy_pass_reverse_cookie_paths,
                 ) = site;
@@ -287,6 +288,10 @@ fn config() -> impl Strategy<Value = Config> {
                             },
                             params: pp,
                             nocanon: false,
+                            regex: false,
+                            noquery: false,
+                            interpolate: false,
+                            context: Default::default(),
                             span: Span::default(),
                         });
                     }
@@ -294,6 +299,7 @@ fn config() -> impl Strategy<Value = Config> {
                         name,
                         params,
                         members,
+                        context: Default::default(),
                         span: Span::default(),
                     });
                 }
@@ -303,6 +309,10 @@ fn config() -> impl Strategy<Value = Config> {
                         target,
                         params,
                         nocanon: false,
+                        regex: false,
+                        noquery: false,
+                        interpolate: false,
+                        context: Default::default(),
                         span: Span::default(),
                     });
                 }
@@ -311,6 +321,7 @@ fn config() -> impl Strategy<Value = Config> {
                     .map(|(path, target)| ProxyPassReverseConfig {
                         path,
                         target,
+                        context: Default::default(),
                         span: Span::default(),
                     })
                     .collect();
@@ -327,6 +338,7 @@ fn config() -> impl Strategy<Value = Config> {
                             value
                         },
                         env,
+                        context: Default::default(),
                         span: Span::default(),
                     })
                     .collect();
@@ -335,11 +347,15 @@ fn config() -> impl Strategy<Value = Config> {
                     .map(|(path, requires)| ManagerLocation {
                         path,
                         requires,
+                        context: Default::default(),
                         span: Span::default(),
                     })
                     .collect();
-                (c.balancer_growth, c.balancer_persist, c.balancer_inherit) =
-                    (globals.0, globals.1, globals.2);
+                (
+                    c.balancer_growth,
+                    c.balancer_persist,
+                    c.server.balancer_inherit,
+                ) = (globals.0, globals.1, globals.2);
                 c.proxy_timeout = globals.3.map(Duration::from_secs);
                 c
             },

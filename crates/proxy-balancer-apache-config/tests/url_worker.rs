@@ -26,6 +26,10 @@ fn hand_built(url: &str, kv: &[(&str, &str)]) -> (Config, ProxyPassConfig) {
             })
             .collect(),
         nocanon: false,
+        regex: false,
+        noquery: false,
+        interpolate: false,
+        context: Default::default(),
         span: at(1, 1),
     };
     let mut config = Config::default();

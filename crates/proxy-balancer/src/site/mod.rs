@@ -179,7 +179,7 @@ impl Site {
                 "BalancerPersist On has no effect here: manager changes are kept across restarts only with a persistence file (BalancerManagerBuilder::persist)"
             );
         }
-        if config.balancer_inherit == Some(false) {
+        if config.server.balancer_inherit == Some(false) {
             tracing::warn!(
                 "BalancerInherit Off has no effect here: there are no <VirtualHost> contexts"
             );
@@ -490,7 +490,7 @@ type ProxyOneshot = Oneshot<RouteService, Request<RequestBody>>;
 
 /// `AllowEncodedSlashes` (server context; `Off` when not given, as Apache).
 fn encoded_slashes(config: &Config) -> EncodedSlashes {
-    match config.allow_encoded_slashes {
+    match config.server.allow_encoded_slashes {
         Some(AllowEncodedSlashes::On) => EncodedSlashes::Decode,
         Some(AllowEncodedSlashes::NoDecode) => EncodedSlashes::Keep,
         _ => EncodedSlashes::Refuse,
@@ -500,9 +500,9 @@ fn encoded_slashes(config: &Config) -> EncodedSlashes {
 /// `ProxyAddHeaders`, `ProxyPreserveHost` and `ServerName` (for `X-Forwarded-Server`).
 fn forwarded_headers(config: &Config) -> ForwardedHeaders {
     let mut forwarded = ForwardedHeaders::new()
-        .with_preserve_host(config.proxy_preserve_host.unwrap_or(false))
-        .with_add_headers(config.proxy_add_headers.unwrap_or(true));
-    if let Some(name) = &config.server_name {
+        .with_preserve_host(config.server.proxy_preserve_host.unwrap_or(false))
+        .with_add_headers(config.server.proxy_add_headers.unwrap_or(true));
+    if let Some(name) = &config.server.server_name {
         forwarded = forwarded.with_server_name(name.host.clone());
     }
     forwarded
@@ -513,7 +513,7 @@ fn forwarded_headers(config: &Config) -> ForwardedHeaders {
 /// front scheme is `ServerName`'s, if it gives one.
 fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
     let mut layer = ReverseLayer::new();
-    if let Some(name) = &config.server_name {
+    if let Some(name) = &config.server.server_name {
         let https = name.scheme.as_deref() == Some("https");
         if https {
             layer = layer.with_front_scheme(http::uri::Scheme::HTTPS);

@@ -115,7 +115,7 @@ pub(super) fn manager(
     }
     // A change must come with a Host naming this server (DNS rebinding): the address the
     // client reached, and the ServerName.
-    if let Some(name) = &config.server_name {
+    if let Some(name) = &config.server.server_name {
         builder = builder.server_names([match name.port {
             Some(port) => format!("{}:{port}", name.host),
             None => name.host.clone(),
