@@ -90,6 +90,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod ast;
+mod context;
 mod convert;
 pub mod doctor;
 mod error;
