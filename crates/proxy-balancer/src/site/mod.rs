@@ -75,9 +75,13 @@
 mod error;
 pub mod future;
 mod headers;
+mod routes;
+mod vhost;
 mod wiring;
 
+use std::collections::HashSet;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -88,10 +92,13 @@ use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use crate::apache_config::{AllowEncodedSlashes, Config, HeaderDirective, ProxyTarget};
+use crate::apache_config::{
+    AllowEncodedSlashes, BalancerConfig, Config, HeaderDirective, HostSettings, ProxyPassConfig,
+    ProxyTarget,
+};
 use crate::balancer::{BalancedBody, BalancerOptions};
 use crate::client::{MakeHttpMember, MemberBody};
-use crate::health_probe::HealthProbe;
+use crate::health_probe::{HealthProbe, ProbeDefinitions};
 use crate::manager::BalancerManager;
 use crate::proxy_pass::{
     forward_request, join_uri, EncodedSlashes, ForwardedHeaders, PathRefusal, ProxyPass,
@@ -104,6 +111,9 @@ use crate::{Balancer, BalancerStore, ErrorResponseLayer};
 pub use self::error::SiteError;
 pub use self::future::ResponseFuture;
 use self::headers::{is_route_cookie, route_cookie};
+use self::routes::{LocationMatcher, Pass, RegexPass};
+pub use self::vhost::UnreachableVirtualHost;
+use self::vhost::VhostTable;
 
 /// The stack of one balancer: sticky routes, the balancer over the built-in HTTP client,
 /// and errors turned into Apache's responses.
@@ -118,13 +128,76 @@ pub type ProxyBody = Either<BalancedBody<MemberBody>, Full<Bytes>>;
 type RouteService = Reverse<ProxyService>;
 
 enum Target {
-    Balancer(RouteService),
+    Balancer(ProxyService),
     Excluded,
 }
 
 struct Route {
-    pass: ProxyPass,
+    pass: Pass,
     target: Target,
+}
+
+/// A `<Location>` holding a `ProxyPass`, `Header` or `ProxyPassReverse*` lines, in one
+/// server.
+struct LocationRoute {
+    matcher: LocationMatcher,
+    /// Its `ProxyPass` (the last one, as Apache's per-directory merge keeps).
+    route: Option<Route>,
+    /// Its own `Header` lines (the route cookie recipe aside).
+    own_headers: Box<[HeaderDirective]>,
+    /// The server's `Header` lines then its own: what a response gets when this is the
+    /// only matching location with `Header` lines (`None`: it has none).
+    headers: Option<Arc<[HeaderDirective]>>,
+    /// Its own `ProxyPassReverse*` lines.
+    own_reverse: Option<ReverseLines>,
+    /// The server's lines then its own (meaningful when `own_reverse` is `Some`).
+    reverse: ReverseLayer,
+}
+
+/// The `ProxyPassReverse`, `…CookieDomain` and `…CookiePath` lines of one context.
+#[derive(Clone, Default)]
+struct ReverseLines {
+    reverses: Vec<ProxyPassReverse>,
+    domains: Vec<(String, String)>,
+    paths: Vec<(String, String)>,
+}
+
+impl ReverseLines {
+    fn is_empty(&self) -> bool {
+        self.reverses.is_empty() && self.domains.is_empty() && self.paths.is_empty()
+    }
+
+    fn apply(&self, mut layer: ReverseLayer) -> ReverseLayer {
+        for r in &self.reverses {
+            layer = layer.with_reverse(r.clone());
+        }
+        for (internal, public) in &self.domains {
+            layer = layer.with_cookie_domain(internal, public);
+        }
+        for (internal, public) in &self.paths {
+            layer = layer.with_cookie_path(internal, public);
+        }
+        layer
+    }
+}
+
+/// What one server (the main server or a `<VirtualHost>`) serves.
+struct ServerRoutes {
+    /// The balancer-managers applying in this server (the main server's `<Location>`s,
+    /// then its own), each with its location; the last matching one serves.
+    managers: Box<[(LocationMatcher, BalancerManager)]>,
+    /// The `<Location>`s with routing or response directives, in Apache's merge order.
+    locations: Box<[LocationRoute]>,
+    /// The `ProxyPass` lines outside `<Location>`, first match.
+    routes: Box<[Route]>,
+    /// `Header` directives filled from the `BALANCER_*` values of each response.
+    headers: Arc<[HeaderDirective]>,
+    /// `ProxyPassReverse*` lines outside `<Location>`.
+    reverse: ReverseLayer,
+    /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
+    forwarded: Arc<ForwardedHeaders>,
+    /// `AllowEncodedSlashes`.
+    encoded_slashes: EncodedSlashes,
 }
 
 /// The reverse proxy of an Apache configuration, as one tower service; see the
@@ -134,32 +207,41 @@ struct Route {
 /// dropped.
 #[derive(Clone)]
 pub struct Site {
-    /// The balancer-manager and where it is mounted, if the configuration has one.
-    manager: Option<BalancerManager>,
+    /// The main server (`[0]`) and each `<VirtualHost>` (`[i + 1]`).
+    servers: Arc<[ServerRoutes]>,
+    /// Which server answers a request.
+    vhosts: Arc<VhostTable>,
     /// The health probes of the configuration's members; they stop with the last clone.
     probes: Arc<[HealthProbe]>,
-    routes: Arc<[Route]>,
     stores: Arc<[Arc<BalancerStore>]>,
-    /// `Header` directives filled from the `BALANCER_*` values of each response.
-    headers: Arc<[HeaderDirective]>,
-    /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
-    forwarded: Arc<ForwardedHeaders>,
-    /// `AllowEncodedSlashes`.
-    encoded_slashes: EncodedSlashes,
 }
 
 impl std::fmt::Debug for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Site")
+            .field("servers", &self.servers.len())
             .field("probes", &self.probes.len())
-            .field("routes", &self.routes.len())
-            .field("balancers", &self.stores.len())
             .field(
-                "manager",
-                &self.manager.as_ref().map(BalancerManager::mount),
+                "routes",
+                &self.servers.iter().map(|s| s.routes.len()).sum::<usize>(),
             )
+            .field("balancers", &self.stores.len())
+            .field("manager", &self.manager().map(BalancerManager::mount))
             .finish_non_exhaustive()
     }
+}
+
+/// What building every server shares.
+struct Build<'c> {
+    config: &'c Config,
+    /// The store of each configured balancer (`None`: hidden by an inherited balancer of the
+    /// same name, as in Apache).
+    balancer_stores: Vec<Option<usize>>,
+    stores: Vec<Arc<BalancerStore>>,
+    probes: Vec<HealthProbe>,
+    defs: Arc<ProbeDefinitions>,
+    cookie: Option<RouteCookie>,
+    workers_seen: HashSet<String>,
 }
 
 // ===== impl Site =====
@@ -170,8 +252,10 @@ impl Site {
     ///
     /// # Errors
     ///
-    /// If a parameter is invalid, a `ProxyPass` names a balancer that is not defined, a
-    /// health check or the manager's `<Location>` is invalid. Each error names its line.
+    /// If a parameter is invalid, a `ProxyPass` names a balancer that is not defined in its
+    /// server, a health check or the manager's `<Location>` is invalid, or a directive is
+    /// written in a form the site does not serve (`interpolate`, `mapping=`, a `<Location>`
+    /// wildcard, a `<VirtualHost>` host name). Each error names its line.
     pub fn from_config(config: &Config) -> Result<Self, SiteError> {
         refuse_skipped_headers(config)?;
         if config.balancer_persist == Some(true) {
@@ -179,122 +263,67 @@ impl Site {
                 "BalancerPersist On has no effect here: manager changes are kept across restarts only with a persistence file (BalancerManagerBuilder::persist)"
             );
         }
-        if config.server.balancer_inherit == Some(false) {
+        if config.virtual_hosts.is_empty() && config.server.balancer_inherit == Some(false) {
             tracing::warn!(
                 "BalancerInherit Off has no effect here: there are no <VirtualHost> contexts"
             );
         }
+        refuse_unserved_passes(config)?;
+        let vhosts = VhostTable::new(config)?;
         let now = tokio::time::Instant::now().into_std();
         let mut stores = Vec::new();
+        let mut balancer_stores = Vec::with_capacity(config.balancers.len());
         let balancers = config.balancers().map_err(SiteError::Params)?;
-        // The balancer-manager shows the configured balancers, not the plain-URL workers
-        // (as Apache's).
-        let managed = balancers.len();
-        let workers = config.url_worker_balancers().map_err(SiteError::Params)?;
-        for (params, members) in balancers.into_iter().chain(workers) {
+        for (b, (params, members)) in config.balancers.iter().zip(balancers) {
+            if let Some(vhost) = b.context.vhost {
+                let hidden = config.inherits_balancers(Some(vhost))
+                    && config
+                        .balancers
+                        .iter()
+                        .any(|m| m.context.vhost.is_none() && m.name == b.name);
+                if hidden {
+                    tracing::warn!(
+                        line = b.span.line,
+                        "<Proxy \"{}\"> in a <VirtualHost> is never used: the main server's balancer of the same name is inherited and found first (as in Apache); rename it, or set BalancerInherit Off and ProxyPassInherit Off in that <VirtualHost>",
+                        b.name
+                    );
+                    balancer_stores.push(None);
+                    continue;
+                }
+            }
+            let name = params.name.clone();
+            let store = BalancerStore::new(params, members, now)
+                .map_err(|source| SiteError::Balancer { name, source })?;
+            balancer_stores.push(Some(stores.len()));
+            stores.push(Arc::new(store));
+        }
+        for (params, members) in config.url_worker_balancers().map_err(SiteError::Params)? {
             let name = params.name.clone();
             let store = BalancerStore::new(params, members, now)
                 .map_err(|source| SiteError::Balancer { name, source })?;
             stores.push(Arc::new(store));
         }
-        let cookie = route_cookie(config);
-        let reverse = reverse_layer(config)?;
-        let route = |store: &Arc<BalancerStore>, cookie: Option<RouteCookie>| {
-            Target::Balancer(Reverse::new(stack(Arc::clone(store), cookie), &reverse))
-        };
-        let mut routes = Vec::new();
-        let mut workers_seen = std::collections::HashSet::new();
-        for pass in &config.proxy_passes {
-            let line = pass.span.line;
-            let mapping = |backend: &str| {
-                ProxyPass::new(&pass.path, backend)
-                    .map(|p| p.with_nocanon(pass.nocanon))
-                    .map_err(|source| SiteError::Mapping { line, source })
-            };
-            let route = match &pass.target {
-                ProxyTarget::Balancer { name, path } => {
-                    let store = stores
-                        .iter()
-                        .find(|s| s.snapshot().params().name == *name)
-                        .ok_or_else(|| SiteError::ProxyPass {
-                            line,
-                            reason: format!(
-                                "ProxyPass {} {name}{path}: {name} is not defined (no <Proxy \"{name}\"> or BalancerMember for it)",
-                                pass.path
-                            ),
-                        })?;
-                    Route {
-                        pass: mapping(&format!("{name}{path}"))?,
-                        target: route(store, cookie.clone()),
-                    }
-                }
-                ProxyTarget::Exclude => Route {
-                    pass: mapping("balancer://excluded/")?,
-                    target: Target::Excluded,
-                },
-                ProxyTarget::Url(url) => {
-                    // Apache's worker for a plain URL: here a one-member balancer, built
-                    // once per URL (the first ProxyPass to it gives its parameters).
-                    let (params, _) = config
-                        .url_worker_balancer(pass)
-                        .map_err(SiteError::Params)?;
-                    if !workers_seen.insert(params.name.clone()) && !pass.params.is_empty() {
-                        tracing::warn!(
-                            apache_id = "AH01146",
-                            line,
-                            worker = %params.name,
-                            "ProxyPass {} {url}: parameters ignored: the worker was defined by an earlier ProxyPass",
-                            pass.path
-                        );
-                    }
-                    let store = stores
-                        .iter()
-                        .find(|s| s.snapshot().params().name == params.name)
-                        .ok_or_else(|| SiteError::ProxyPass {
-                            line,
-                            reason: format!(
-                                "ProxyPass {} {url}: its worker was not built",
-                                pass.path
-                            ),
-                        })?;
-                    // The member URL holds the base path; the mapping adds the rest of the
-                    // request path, after a `/` if the URL as written ends with one.
-                    let backend = if url.ends_with('/') {
-                        "balancer://url-worker/"
-                    } else {
-                        "balancer://url-worker"
-                    };
-                    Route {
-                        pass: mapping(backend)?,
-                        target: route(store, None),
-                    }
-                }
-                _ => {
-                    return Err(SiteError::ProxyPass {
-                        line,
-                        reason: format!("ProxyPass {}: this target is not served", pass.path),
-                    })
-                }
-            };
-            routes.push(route);
-        }
         let defs = Arc::new(wiring::probe_definitions(config)?);
         let probes = wiring::spawn_probes(&stores, &defs)?;
-        let manager = wiring::manager(config, &stores[..managed], &probes[..managed], &defs)?;
-        let headers: Vec<HeaderDirective> = config
-            .headers
-            .iter()
-            .filter(|h| !is_route_cookie(h))
-            .cloned()
-            .collect();
+        let mut build = Build {
+            config,
+            balancer_stores,
+            stores,
+            probes,
+            defs,
+            cookie: route_cookie(config),
+            workers_seen: HashSet::new(),
+        };
+        let mut servers = Vec::with_capacity(config.virtual_hosts.len() + 1);
+        servers.push(build.server(None)?);
+        for i in 0..config.virtual_hosts.len() {
+            servers.push(build.server(Some(i))?);
+        }
         Ok(Self {
-            manager,
-            probes: probes.into(),
-            routes: routes.into(),
-            stores: stores.into(),
-            headers: headers.into(),
-            forwarded: Arc::new(forwarded_headers(config)),
-            encoded_slashes: encoded_slashes(config),
+            servers: servers.into(),
+            vhosts: Arc::new(vhosts),
+            probes: build.probes.into(),
+            stores: build.stores.into(),
         })
     }
 
@@ -303,36 +332,51 @@ impl Site {
     #[must_use]
     pub fn single(store: Arc<BalancerStore>, cookie: Option<RouteCookie>) -> Self {
         // The mapping `/` → `/`: every path goes to the members unchanged.
-        let target = Target::Balancer(Reverse::new(
-            stack(Arc::clone(&store), cookie),
-            &ReverseLayer::new(),
-        ));
+        let target = Target::Balancer(stack(Arc::clone(&store), cookie));
         let routes: Vec<Route> = match ProxyPass::new("/", "balancer://default/") {
-            Ok(pass) => vec![Route { pass, target }],
+            Ok(pass) => vec![Route {
+                pass: Pass::Prefix(pass),
+                target,
+            }],
             // Never: the mapping is a constant.
             Err(_) => Vec::new(),
         };
-        Self {
-            manager: None,
-            probes: Vec::new().into(),
+        let server = ServerRoutes {
+            managers: Box::new([]),
+            locations: Box::new([]),
             routes: routes.into(),
-            stores: vec![store].into(),
             headers: Vec::new().into(),
+            reverse: ReverseLayer::new(),
             forwarded: Arc::new(ForwardedHeaders::new()),
             encoded_slashes: EncodedSlashes::default(),
+        };
+        Self {
+            servers: vec![server].into(),
+            vhosts: Arc::new(VhostTable::default()),
+            probes: Vec::new().into(),
+            stores: vec![store].into(),
         }
     }
 
-    /// The balancers of the site.
+    /// The balancers of the site: one store per `<Proxy balancer://…>` (a `<VirtualHost>`'s
+    /// own balancer is a store of its own, even with the name of another virtual host's;
+    /// a main-server balancer a virtual host inherits is the same store, shared), then one
+    /// per plain-URL worker. A virtual host's balancer named as a main-server balancer it
+    /// inherits is never used (Apache finds the main server's first): it has no store.
     #[must_use]
     pub fn stores(&self) -> &[Arc<BalancerStore>] {
         &self.stores
     }
 
-    /// The balancer-manager, if the configuration mounts one.
+    /// The balancer-manager, if the configuration mounts one: the main server's first, else
+    /// the first of a `<VirtualHost>`'s (each server has its own, showing the balancers
+    /// visible there).
     #[must_use]
     pub fn manager(&self) -> Option<&BalancerManager> {
-        self.manager.as_ref()
+        self.servers
+            .iter()
+            .find_map(|s| s.managers.first())
+            .map(|(_, m)| m)
     }
 
     /// The health probes running for the site's balancers (one per balancer with probed
@@ -342,14 +386,388 @@ impl Site {
         &self.probes
     }
 
-    /// Whether a matched path ([`RequestPath::matched`]) is the manager's (its mount, or
-    /// under it), as Apache's `<Location>` matches it.
-    fn is_manager_path(&self, path: &[u8]) -> Option<&BalancerManager> {
-        let manager = self.manager.as_ref()?;
-        path.strip_prefix(manager.mount().as_bytes())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
-            .then_some(manager)
+    /// The `<VirtualHost>`s no connection to these listening addresses can reach, under
+    /// Apache's rule (a virtual host serves the connections to its address and port only).
+    /// Worth a warning at start-up: a configuration written for `<VirtualHost *:80>` served
+    /// with `--listen 127.0.0.1:8080` sends every request to the main server.
+    ///
+    /// ```
+    /// use proxy_balancer::apache_config::parse;
+    /// use proxy_balancer::site::Site;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let config = parse(
+    ///     "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:8001\n</Proxy>\n\
+    ///      <VirtualHost *:80>\n  ServerName a.example\n  ProxyPass / balancer://app/\n</VirtualHost>\n",
+    /// )?;
+    /// let site = Site::from_config(&config)?;
+    /// let unreachable = site.unreachable_virtual_hosts(&["127.0.0.1:8080".parse()?]);
+    /// assert_eq!(unreachable.len(), config.virtual_hosts.len());
+    /// assert!(site.unreachable_virtual_hosts(&["0.0.0.0:80".parse()?]).is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn unreachable_virtual_hosts(&self, listen: &[SocketAddr]) -> Vec<UnreachableVirtualHost> {
+        self.vhosts.unreachable(listen)
     }
+}
+
+impl Build<'_> {
+    /// The routes, locations, managers and settings of one server (`None`: the main one).
+    fn server(&mut self, vhost: Option<usize>) -> Result<ServerRoutes, SiteError> {
+        let config = self.config;
+        let settings = config.host_settings(vhost);
+        let base = base_reverse_layer(&settings);
+        let mut server_lines = ReverseLines::default();
+        for line in config.server_proxy_pass_reverses(vhost) {
+            server_lines
+                .reverses
+                .push(reverse_line(&line.path, &line.target, line.span.line)?);
+        }
+        cookie_lines(
+            config.server_cookie_rewrites(vhost, true),
+            config.server_cookie_rewrites(vhost, false),
+            &mut server_lines,
+        )?;
+        let reverse = server_lines.apply(base);
+        let headers: Arc<[HeaderDirective]> = config
+            .server_headers(vhost)
+            .filter(|h| !is_route_cookie(h))
+            .cloned()
+            .collect();
+        let mut routes = Vec::new();
+        for pass in config.server_proxy_passes(vhost) {
+            let route = self.route(vhost, pass, &pass.path, pass.regex)?;
+            routes.push(route);
+        }
+        let mut locations = Vec::new();
+        for (index, location) in config.locations_in(vhost) {
+            let line = location.span.line;
+            let in_it = |c: &crate::apache_config::Context| c.location == Some(index);
+            let pass = config.proxy_passes.iter().rfind(|p| in_it(&p.context));
+            let own_headers: Vec<HeaderDirective> = config
+                .headers
+                .iter()
+                .filter(|h| in_it(&h.context) && !is_route_cookie(h))
+                .cloned()
+                .collect();
+            let mut own = ReverseLines::default();
+            for r in config
+                .proxy_pass_reverses
+                .iter()
+                .filter(|r| in_it(&r.context))
+            {
+                // One argument in a <Location>: the location's path is the front prefix.
+                own.reverses
+                    .push(reverse_line(&location.path, &r.target, r.span.line)?);
+            }
+            cookie_lines(
+                config
+                    .proxy_pass_reverse_cookie_domains
+                    .iter()
+                    .filter(|r| in_it(&r.context)),
+                config
+                    .proxy_pass_reverse_cookie_paths
+                    .iter()
+                    .filter(|r| in_it(&r.context)),
+                &mut own,
+            )?;
+            if pass.is_none() && own_headers.is_empty() && own.is_empty() {
+                continue;
+            }
+            let matcher = LocationMatcher::new(&location.path, location.regex, line)?;
+            let route = match pass {
+                Some(pass) => Some(self.route(vhost, pass, &location.path, location.regex)?),
+                None => None,
+            };
+            let combined = (!own_headers.is_empty())
+                .then(|| headers.iter().chain(&own_headers).cloned().collect());
+            let reverse = own.apply(reverse.clone());
+            locations.push(LocationRoute {
+                matcher,
+                route,
+                own_headers: own_headers.into(),
+                headers: combined,
+                own_reverse: (!own.is_empty()).then_some(own),
+                reverse,
+            });
+        }
+        let managers = self.managers(vhost, &settings)?;
+        Ok(ServerRoutes {
+            managers,
+            locations: locations.into(),
+            routes: routes.into(),
+            headers,
+            reverse,
+            forwarded: Arc::new(forwarded_headers(&settings)),
+            encoded_slashes: encoded_slashes(&settings),
+        })
+    }
+
+    /// The store a `balancer://name` names in a server.
+    fn balancer_store(&self, vhost: Option<usize>, name: &str) -> Option<&Arc<BalancerStore>> {
+        let config: &BalancerConfig = self.config.balancer_in(vhost, name)?;
+        let index = self
+            .config
+            .balancers
+            .iter()
+            .position(|b| std::ptr::eq(b, config))?;
+        self.stores
+            .get(self.balancer_stores.get(index).copied().flatten()?)
+    }
+
+    /// One `ProxyPass` line (`path`: its own, or its `<Location>`'s) in a server.
+    fn route(
+        &mut self,
+        vhost: Option<usize>,
+        pass: &ProxyPassConfig,
+        path: &str,
+        regex: bool,
+    ) -> Result<Route, SiteError> {
+        let line = pass.span.line;
+        let prefix = |backend: &str| {
+            ProxyPass::new(path, backend)
+                .map(|p| Pass::Prefix(p.with_nocanon(pass.nocanon)))
+                .map_err(|source| SiteError::Mapping { line, source })
+        };
+        match &pass.target {
+            ProxyTarget::Balancer { name, path: sub } => {
+                // `balancer://name$1`: the name ends where the substitution starts.
+                let (name, sub) = match name.find(['$', '&']) {
+                    Some(at) if regex => (&name[..at], format!("{}{sub}", &name[at..])),
+                    _ => (name.as_str(), sub.clone()),
+                };
+                let store = self.balancer_store(vhost, name).ok_or_else(|| {
+                    SiteError::ProxyPass {
+                        line,
+                        reason: format!(
+                            "ProxyPass {path} {name}{sub}: {name} is not defined in this server (no <Proxy \"{name}\"> or BalancerMember for it{})",
+                            if vhost.is_some() { ", or BalancerInherit Off and ProxyPassInherit Off hide the main server's" } else { "" }
+                        ),
+                    }
+                })?;
+                let pass = if regex {
+                    Pass::Regex(RegexPass::new(path, &sub, line)?)
+                } else {
+                    prefix(&format!("{name}{sub}"))?
+                };
+                Ok(Route {
+                    pass,
+                    target: Target::Balancer(stack(Arc::clone(store), self.cookie.clone())),
+                })
+            }
+            ProxyTarget::Exclude => Ok(Route {
+                pass: if regex {
+                    Pass::Regex(RegexPass::new(path, "", line)?)
+                } else {
+                    prefix("balancer://excluded/")?
+                },
+                target: Target::Excluded,
+            }),
+            ProxyTarget::Url(url) => {
+                // Apache's worker for a plain URL: here a one-member balancer, built
+                // once per URL (the first ProxyPass to it gives its parameters).
+                let (params, _) = self
+                    .config
+                    .url_worker_balancer(pass)
+                    .map_err(SiteError::Params)?;
+                let own_line = pass.context.vhost == vhost;
+                if own_line
+                    && !self.workers_seen.insert(params.name.clone())
+                    && !pass.params.is_empty()
+                {
+                    tracing::warn!(
+                        apache_id = "AH01146",
+                        line,
+                        worker = %params.name,
+                        "ProxyPass {path} {url}: parameters ignored: the worker was defined by an earlier ProxyPass",
+                    );
+                }
+                let store = self
+                    .stores
+                    .iter()
+                    .find(|s| s.snapshot().params().name == params.name)
+                    .ok_or_else(|| SiteError::ProxyPass {
+                        line,
+                        reason: format!("ProxyPass {path} {url}: its worker was not built"),
+                    })?;
+                // The member URL holds the base path; the mapping adds the rest of the
+                // request path, after a `/` if the URL as written ends with one.
+                let backend = if url.ends_with('/') {
+                    "balancer://url-worker/"
+                } else {
+                    "balancer://url-worker"
+                };
+                Ok(Route {
+                    pass: prefix(backend)?,
+                    target: Target::Balancer(stack(Arc::clone(store), None)),
+                })
+            }
+            _ => Err(SiteError::ProxyPass {
+                line,
+                reason: format!("ProxyPass {path}: this target is not served"),
+            }),
+        }
+    }
+
+    /// The balancer-managers of a server: the main server's `<Location>`s (Apache merges
+    /// the main server's sections into each virtual host), then its own; each shows the
+    /// balancers visible in the server and checks changes against its names.
+    fn managers(
+        &self,
+        vhost: Option<usize>,
+        settings: &HostSettings,
+    ) -> Result<Box<[(LocationMatcher, BalancerManager)]>, SiteError> {
+        let config = self.config;
+        let visible = self.visible_balancers(vhost);
+        let mut names = Vec::new();
+        if let Some(name) = &settings.server_name {
+            names.push(match name.port {
+                Some(port) => format!("{}:{port}", name.host),
+                None => name.host.clone(),
+            });
+        }
+        names.extend(settings.server_aliases.iter().cloned());
+        let main = config
+            .manager_locations
+            .iter()
+            .filter(|l| l.context.vhost.is_none());
+        let own = config
+            .manager_locations
+            .iter()
+            .filter(|l| vhost.is_some() && l.context.vhost == vhost);
+        main.chain(own)
+            .map(|location| {
+                let regex = location
+                    .context
+                    .location
+                    .and_then(|l| config.locations.get(l))
+                    .is_some_and(|l| l.regex);
+                if regex {
+                    return Err(SiteError::Unsupported {
+                        line: location.span.line,
+                        reason: format!(
+                            "<LocationMatch \"{}\"> with SetHandler balancer-manager: the manager is mounted on a plain <Location> path only",
+                            location.path
+                        ),
+                    });
+                }
+                let matcher = LocationMatcher::new(&location.path, false, location.span.line)?;
+                let stores = visible
+                    .iter()
+                    .map(|&i| (&self.stores[i], &self.probes[i]));
+                let manager =
+                    wiring::manager(location, &names, stores, &self.defs)?;
+                Ok((matcher, manager))
+            })
+            .collect()
+    }
+
+    /// The stores of the balancers visible in a server, as Apache's manager lists them:
+    /// the main server's (when inherited), then the server's own.
+    fn visible_balancers(&self, vhost: Option<usize>) -> Vec<usize> {
+        let config = self.config;
+        let inherit = vhost.is_none() || config.inherits_balancers(vhost);
+        let of = |v: Option<usize>| {
+            config
+                .balancers
+                .iter()
+                .zip(&self.balancer_stores)
+                .filter(move |(b, _)| b.context.vhost == v)
+                .filter_map(|(_, s)| *s)
+        };
+        let mut out: Vec<usize> = if inherit {
+            of(None).collect()
+        } else {
+            Vec::new()
+        };
+        if vhost.is_some() {
+            out.extend(of(vhost));
+        }
+        out
+    }
+}
+
+/// A `ProxyPass` form the site does not serve, refused before anything is built:
+/// `interpolate`, `mapping=`, `nocanon` on a regular expression, and a regular expression
+/// to a plain URL.
+fn refuse_unserved_passes(config: &Config) -> Result<(), SiteError> {
+    for pass in &config.proxy_passes {
+        let line = pass.span.line;
+        let unsupported = |reason: String| Err(SiteError::Unsupported { line, reason });
+        let regex = pass.regex
+            || pass
+                .context
+                .location
+                .and_then(|l| config.locations.get(l))
+                .is_some_and(|l| l.regex);
+        if pass.interpolate {
+            return unsupported(format!(
+                "ProxyPass {} … interpolate: ${{VAR}} interpolation from the environment is not supported; write the values",
+                pass.path
+            ));
+        }
+        if let Some(mapping) = pass
+            .params
+            .iter()
+            .find(|p| p.key.eq_ignore_ascii_case("mapping"))
+        {
+            return unsupported(format!(
+                "ProxyPass {} … mapping={}: the servlet and decoded mappings are not supported (paths are matched decoded and normalised, Apache's default)",
+                pass.path, mapping.value
+            ));
+        }
+        if regex && pass.nocanon {
+            return unsupported(format!(
+                "ProxyPassMatch {} … nocanon: nocanon is supported on prefix ProxyPass lines only",
+                pass.path
+            ));
+        }
+        if regex && matches!(pass.target, ProxyTarget::Url(_)) {
+            return unsupported(format!(
+                "ProxyPassMatch {} to a plain URL: not supported; define a <Proxy balancer://…> with the URL as its member",
+                pass.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Adds cookie rewrite lines, refusing `interpolate`.
+fn cookie_lines<'a>(
+    domains: impl Iterator<Item = &'a crate::apache_config::CookieRewrite>,
+    paths: impl Iterator<Item = &'a crate::apache_config::CookieRewrite>,
+    lines: &mut ReverseLines,
+) -> Result<(), SiteError> {
+    for (rewrites, directive) in [
+        (domains.collect::<Vec<_>>(), "ProxyPassReverseCookieDomain"),
+        (paths.collect::<Vec<_>>(), "ProxyPassReverseCookiePath"),
+    ] {
+        for r in rewrites {
+            if r.interpolate {
+                return Err(SiteError::Unsupported {
+                    line: r.span.line,
+                    reason: format!(
+                        "{directive} {} {} interpolate: interpolation from the environment is not supported",
+                        r.internal, r.public
+                    ),
+                });
+            }
+            let pair = (r.internal.clone(), r.public.clone());
+            if directive == "ProxyPassReverseCookieDomain" {
+                lines.domains.push(pair);
+            } else {
+                lines.paths.push(pair);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reverse_line(path: &str, target: &str, line: u32) -> Result<ProxyPassReverse, SiteError> {
+    ProxyPassReverse::new(path, target).map_err(|source| SiteError::Mapping { line, source })
 }
 
 /// The stack of one balancer: errors as Apache answers them, sticky routes (and the route
@@ -377,6 +795,24 @@ fn not_found() -> Response<ProxyBody> {
     response
 }
 
+impl ServerRoutes {
+    /// The manager serving a matched path, if any (the last matching `<Location>`).
+    fn manager(&self, path: &[u8]) -> Option<&BalancerManager> {
+        self.managers
+            .iter()
+            .rev()
+            .find(|(matcher, _)| matcher.matches(path))
+            .map(|(_, m)| m)
+    }
+}
+
+/// The `Header` lines and `ProxyPassReverse*` layer a request gets from its matching
+/// `<Location>`s, borrowed from the precomputed ones unless several locations add lines.
+struct Applied<'s> {
+    headers: Option<Arc<[HeaderDirective]>>,
+    reverse: Option<std::borrow::Cow<'s, ReverseLayer>>,
+}
+
 impl Service<Request<RequestBody>> for Site {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
@@ -387,22 +823,40 @@ impl Service<Request<RequestBody>> for Site {
     }
 
     fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
+        // The server: the main one, or the virtual host the local address and the Host
+        // select (no allocation).
+        let index = if self.vhosts.is_empty() {
+            0
+        } else {
+            self.vhosts.select(&request)
+        };
+        let Some(server) = self.servers.get(index) else {
+            return ResponseFuture::ready(status_response(StatusCode::NOT_FOUND));
+        };
         // Matched as Apache matches (`r->uri`): every escape decoded, dot segments removed,
         // `//` merged; `%2F` (unless AllowEncodedSlashes), `%00`, bad escapes and `..` above
         // the root refused with Apache's status. `/%70rivate` meets `ProxyPass /private !`
         // as `/private` does, and `/x/../balancer-manager` is the manager's.
-        let path = match RequestPath::parse_with(request.uri().path(), self.encoded_slashes) {
+        let path = match RequestPath::parse_with(request.uri().path(), server.encoded_slashes) {
             Ok(path) => path,
             Err(refusal) => return ResponseFuture::ready(refused(refusal)),
         };
-        let routed = if let Some(manager) = self.is_manager_path(path.matched()) {
+        let mut applied = Applied {
+            headers: None,
+            reverse: None,
+        };
+        let routed = if let Some(manager) = server.manager(path.matched()) {
             // The manager reads its mount from the path: give it the normalised one.
             Routed::Manager(
                 manager.clone(),
                 changed(request.uri().path(), path.forwarded()),
             )
         } else {
-            match self.routes.iter().find(|r| r.pass.matches_request(&path)) {
+            let location = server.locations(&path, &mut applied);
+            let route = location
+                .filter(|r| r.pass.forward_path(&path).is_some())
+                .or_else(|| server.routes.iter().find(|r| r.pass.matches(&path)));
+            match route {
                 None => Routed::Refused(StatusCode::NOT_FOUND),
                 Some(Route {
                     target: Target::Excluded,
@@ -415,7 +869,11 @@ impl Service<Request<RequestBody>> for Site {
                     // The member sees the backend path of the ProxyPass mapping, encoded
                     // as mod_proxy encodes it (or as sent, with nocanon).
                     Some(mapped) => {
-                        Routed::Member(service.clone(), changed(request.uri().path(), mapped))
+                        let reverse = applied.reverse.as_deref().unwrap_or(&server.reverse);
+                        Routed::Member(
+                            Reverse::new(service.clone(), reverse),
+                            changed(request.uri().path(), mapped),
+                        )
                     }
                     None => Routed::Refused(StatusCode::NOT_FOUND),
                 },
@@ -440,10 +898,62 @@ impl Service<Request<RequestBody>> for Site {
                 // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
                 // X-Forwarded-* added (ProxyAddHeaders), Host for the member client to set to
                 // the member's unless ProxyPreserveHost.
-                forward_request(&mut request, &self.forwarded);
-                ResponseFuture::proxy(service.oneshot(request), Arc::clone(&self.headers))
+                forward_request(&mut request, &server.forwarded);
+                // The server's `Header` lines, or those of the matching <Location>s
+                // (server's first, then each location's in merge order).
+                let headers = applied
+                    .headers
+                    .unwrap_or_else(|| Arc::clone(&server.headers));
+                ResponseFuture::proxy(service.oneshot(request), headers)
             }
         }
+    }
+}
+
+impl ServerRoutes {
+    /// Walks the `<Location>`s matching the path: returns the route of the last one with a
+    /// `ProxyPass` (Apache's section merge), and fills what the matching ones add to the
+    /// response's `Header` and `ProxyPassReverse*` lines. Allocates only when two or more
+    /// matching locations have such lines.
+    fn locations<'s>(
+        &'s self,
+        path: &RequestPath<'_>,
+        applied: &mut Applied<'s>,
+    ) -> Option<&'s Route> {
+        if self.locations.is_empty() {
+            return None;
+        }
+        let matched = path.matched();
+        let mut route = None;
+        let mut with_headers: Option<&LocationRoute> = None;
+        let mut with_reverse: Option<&LocationRoute> = None;
+        for location in self.locations.iter().filter(|l| l.matcher.matches(matched)) {
+            if location.route.is_some() {
+                route = location.route.as_ref();
+            }
+            if let Some(combined) = &location.headers {
+                applied.headers = Some(match (with_headers, applied.headers.take()) {
+                    (None, _) => Arc::clone(combined),
+                    (Some(_), Some(sofar)) => sofar
+                        .iter()
+                        .chain(location.own_headers.iter())
+                        .cloned()
+                        .collect(),
+                    (Some(_), None) => Arc::clone(combined),
+                });
+                with_headers = Some(location);
+            }
+            if let Some(own) = &location.own_reverse {
+                applied.reverse = Some(match (with_reverse, applied.reverse.take()) {
+                    (Some(_), Some(sofar)) => {
+                        std::borrow::Cow::Owned(own.apply(sofar.into_owned()))
+                    }
+                    _ => std::borrow::Cow::Borrowed(&location.reverse),
+                });
+                with_reverse = Some(location);
+            }
+        }
+        route
     }
 }
 
@@ -488,32 +998,32 @@ fn status_response(status: StatusCode) -> Response<ProxyBody> {
 /// What a [`Site`] route forwards to: the stack's request future.
 type ProxyOneshot = Oneshot<RouteService, Request<RequestBody>>;
 
-/// `AllowEncodedSlashes` (server context; `Off` when not given, as Apache).
-fn encoded_slashes(config: &Config) -> EncodedSlashes {
-    match config.server.allow_encoded_slashes {
+/// `AllowEncodedSlashes` of a server (`Off` when not given, as Apache).
+fn encoded_slashes(settings: &HostSettings) -> EncodedSlashes {
+    match settings.allow_encoded_slashes {
         Some(AllowEncodedSlashes::On) => EncodedSlashes::Decode,
         Some(AllowEncodedSlashes::NoDecode) => EncodedSlashes::Keep,
         _ => EncodedSlashes::Refuse,
     }
 }
 
-/// `ProxyAddHeaders`, `ProxyPreserveHost` and `ServerName` (for `X-Forwarded-Server`).
-fn forwarded_headers(config: &Config) -> ForwardedHeaders {
+/// `ProxyAddHeaders`, `ProxyPreserveHost` and `ServerName` (for `X-Forwarded-Server`) of a
+/// server.
+fn forwarded_headers(settings: &HostSettings) -> ForwardedHeaders {
     let mut forwarded = ForwardedHeaders::new()
-        .with_preserve_host(config.server.proxy_preserve_host.unwrap_or(false))
-        .with_add_headers(config.server.proxy_add_headers.unwrap_or(true));
-    if let Some(name) = &config.server.server_name {
+        .with_preserve_host(settings.proxy_preserve_host.unwrap_or(false))
+        .with_add_headers(settings.proxy_add_headers.unwrap_or(true));
+    if let Some(name) = &settings.server_name {
         forwarded = forwarded.with_server_name(name.host.clone());
     }
     forwarded
 }
 
-/// The `ProxyPassReverse`, `ProxyPassReverseCookieDomain` and `ProxyPassReverseCookiePath`
-/// lines, for every route (Apache applies all of a context's lines to each answer). The
-/// front scheme is `ServerName`'s, if it gives one.
-fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
+/// The reverse layer of a server before its lines: the front scheme and name of its
+/// `ServerName`, if it gives them.
+fn base_reverse_layer(settings: &HostSettings) -> ReverseLayer {
     let mut layer = ReverseLayer::new();
-    if let Some(name) = &config.server.server_name {
+    if let Some(name) = &settings.server_name {
         let https = name.scheme.as_deref() == Some("https");
         if https {
             layer = layer.with_front_scheme(http::uri::Scheme::HTTPS);
@@ -524,43 +1034,7 @@ fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
             _ => name.host.clone(),
         });
     }
-    for line in &config.proxy_pass_reverses {
-        let reverse = ProxyPassReverse::new(&line.path, &line.target).map_err(|source| {
-            SiteError::Mapping {
-                line: line.span.line,
-                source,
-            }
-        })?;
-        layer = layer.with_reverse(reverse);
-    }
-    for (rewrites, directive) in [
-        (
-            &config.proxy_pass_reverse_cookie_domains,
-            "ProxyPassReverseCookieDomain",
-        ),
-        (
-            &config.proxy_pass_reverse_cookie_paths,
-            "ProxyPassReverseCookiePath",
-        ),
-    ] {
-        for r in rewrites {
-            if r.interpolate {
-                return Err(SiteError::Unsupported {
-                    line: r.span.line,
-                    reason: format!(
-                        "{directive} {} {} interpolate: interpolation from the environment is not supported",
-                        r.internal, r.public
-                    ),
-                });
-            }
-            layer = if directive == "ProxyPassReverseCookieDomain" {
-                layer.with_cookie_domain(&r.internal, &r.public)
-            } else {
-                layer.with_cookie_path(&r.internal, &r.public)
-            };
-        }
-    }
-    Ok(layer)
+    layer
 }
 
 /// A `Header` line the site would not apply (Apache's `edit`, `echo`, `note`, an `expr=`

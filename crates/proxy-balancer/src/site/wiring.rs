@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::apache_config::Config;
+use crate::apache_config::{Config, ManagerLocation};
 use crate::health_probe::expr::HcExpr;
 use crate::health_probe::{HealthProbe, ProbeDefinitions};
 use crate::manager::BalancerManager;
@@ -52,18 +52,16 @@ pub(super) fn spawn_probes(
         .collect()
 }
 
-/// The balancer-manager of the configuration's first `<Location …> SetHandler
-/// balancer-manager`, admitting the networks of its `Require ip …` lines (loopback when it
-/// has none; everyone with `Require all granted`).
-pub(super) fn manager(
-    config: &Config,
-    stores: &[Arc<BalancerStore>],
-    probes: &[HealthProbe],
+/// The balancer-manager of a `<Location …> SetHandler balancer-manager` in one server,
+/// admitting the networks of its `Require ip …` lines (loopback when it has none; everyone
+/// with `Require all granted`), showing the balancers visible in that server, and taking
+/// changes whose Host is one of the server's `names` (`ServerName`, `ServerAlias`).
+pub(super) fn manager<'a>(
+    location: &ManagerLocation,
+    names: &[String],
+    stores: impl Iterator<Item = (&'a Arc<BalancerStore>, &'a HealthProbe)>,
     defs: &ProbeDefinitions,
-) -> Result<Option<BalancerManager>, SiteError> {
-    let Some(location) = config.manager_locations.first() else {
-        return Ok(None);
-    };
+) -> Result<BalancerManager, SiteError> {
     let mut builder = BalancerManager::builder(&location.path);
     for require in &location.requires {
         let mut words = require.split_whitespace();
@@ -114,15 +112,12 @@ pub(super) fn manager(
         }
     }
     // A change must come with a Host naming this server (DNS rebinding): the address the
-    // client reached, and the ServerName.
-    if let Some(name) = &config.server.server_name {
-        builder = builder.server_names([match name.port {
-            Some(port) => format!("{}:{port}", name.host),
-            None => name.host.clone(),
-        }]);
+    // client reached, and the ServerName and aliases.
+    if !names.is_empty() {
+        builder = builder.server_names(names.iter().cloned());
     }
     builder = builder.hc_expr_names(defs.expr_names());
-    for (store, probe) in stores.iter().zip(probes) {
+    for (store, probe) in stores {
         builder = builder.balancer_with_health(Arc::clone(store), Arc::new(probe.monitor()));
     }
     let manager = builder.build();
@@ -132,5 +127,5 @@ pub(super) fn manager(
             reason: format!("ServerName as the manager's name: {refused}"),
         });
     }
-    Ok(Some(manager))
+    Ok(manager)
 }
