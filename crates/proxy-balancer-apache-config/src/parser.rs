@@ -1236,8 +1236,8 @@ impl Parser {
                 .iter()
                 .any(|f| t.text.eq_ignore_ascii_case(f))
         };
-        if target.text.starts_with('/') && rest.iter().any(|t| !is_flag(t) && !t.text.contains('='))
-            || target.text.starts_with('/') && rest.is_empty()
+        if target.text.starts_with('/') && rest.is_empty()
+            || rest.iter().any(|t| !is_flag(t) && !t.text.contains('='))
         {
             // As Apache: "ProxyPass|ProxyPassMatch can not have a path when defined in a
             // location." (or, for a second word that is not a path, its key=value error).
@@ -1439,6 +1439,26 @@ impl Parser {
                     format!("invalid balancer url \"{}\"", first.text),
                 )
             })?;
+            let vhost = self.current_vhost();
+            if in_proxy == InProxy::Outside
+                && !self.balancer_index.contains_key(&(vhost, name.clone()))
+            {
+                // As Apache: outside <Proxy>, ProxySet looks the balancer up in the
+                // server's own configuration as read so far.
+                let hint = if vhost.is_some()
+                    && self.balancer_index.contains_key(&(None, name.clone()))
+                {
+                    "the main server's balancer is not this <VirtualHost>'s while the configuration is read:                      write this ProxySet in the main server, or define the balancer in this <VirtualHost>"
+                        .to_owned()
+                } else {
+                    format!("define it before this line with <Proxy \"{name}\"> and BalancerMember lines")
+                };
+                return Err(invalid(
+                    first.span,
+                    format!("ProxySet can not find '{name}' Balancer"),
+                )
+                .with_hint(Some(hint)));
+            }
             let i = self.define_balancer(&name, span);
             let params = self.params(&args[1..]);
             self.check_balancer_params(&name, &params);
@@ -1897,9 +1917,6 @@ const PCRE_ONLY: &[(&str, &str)] = &[
     ("(?>", "atomic groups (?>…)"),
     ("(?(", "conditionals (?(…)…)"),
     ("(?R", "recursion (?R)"),
-    ("\\K", "\\K"),
-    ("\\g", "backreferences \\g"),
-    ("\\k", "named backreferences \\k"),
     ("*+", "possessive quantifiers"),
     ("++", "possessive quantifiers"),
     ("?+", "possessive quantifiers"),
@@ -1909,48 +1926,72 @@ const PCRE_ONLY: &[(&str, &str)] = &[
 /// Checks a regular expression (`<LocationMatch>`, `<Location ~>`, `ProxyPassMatch`) with
 /// the `regex` crate, which the site matches requests with.
 ///
-/// Apache compiles these with PCRE; what the `regex` crate cannot compile (lookaround,
-/// backreferences, atomic groups, possessive quantifiers …) is refused with the feature
-/// named, rather than matched differently.
+/// Apache compiles these with PCRE; what the `regex` crate cannot compile or reads
+/// differently (lookaround, backreferences, atomic groups, possessive quantifiers …) is
+/// refused with the feature named, rather than matched differently.
 pub(crate) fn check_regex(span: Span, pattern: &str) -> Result<(), ParseError> {
-    let Err(e) = regex::Regex::new(pattern) else {
-        return Ok(());
+    let refuse = |message: String| {
+        Err(invalid(span, message).with_hint(Some(
+            "write it without that feature (Apache compiles it with PCRE, proxy-balancer with the regex crate)".to_owned(),
+        )))
     };
-    let backref = pattern.as_bytes().windows(2).enumerate().any(|(i, w)| {
-        w[0] == b'\\' && w[1].is_ascii_digit() && w[1] != b'0' && !escaped(pattern, i)
-    });
-    let feature = PCRE_ONLY
-        .iter()
-        .find(|(start, _)| {
-            pattern
-                .match_indices(start)
-                .any(|(i, _)| !escaped(pattern, i))
-        })
-        .map(|(_, name)| *name)
-        .or(backref.then_some("backreferences \\1 … \\9"));
-    let message = match feature {
-        Some(feature) => format!(
+    if let Some(feature) = pcre_only_feature(pattern) {
+        return refuse(format!(
             "regular expression \"{pattern}\" uses {feature}, a PCRE feature proxy-balancer's regular expressions do not have"
-        ),
-        None => {
+        ));
+    }
+    match regex::Regex::new(pattern) {
+        Ok(_) => Ok(()),
+        Err(e) => {
             let reason = e.to_string();
             let reason = reason.lines().last().unwrap_or_default().trim();
             let reason = reason.strip_prefix("error: ").unwrap_or(reason);
-            format!("invalid regular expression \"{pattern}\": {reason}")
+            refuse(format!(
+                "invalid regular expression \"{pattern}\": {reason}"
+            ))
         }
-    };
-    Err(invalid(span, message).with_hint(Some(
-        "write it without that feature (Apache compiles it with PCRE, proxy-balancer with the regex crate)".to_owned(),
-    )))
+    }
 }
 
-/// Whether the byte at `i` is escaped by an odd number of backslashes before it.
-fn escaped(text: &str, i: usize) -> bool {
-    text.as_bytes()[..i]
-        .iter()
-        .rev()
-        .take_while(|b| **b == b'\\')
-        .count()
-        % 2
-        == 1
+/// The first PCRE-only construct of a pattern, outside character classes and escapes.
+fn pcre_only_feature(pattern: &str) -> Option<&'static str> {
+    let bytes = pattern.as_bytes();
+    let mut in_class = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\\' {
+            match bytes.get(i + 1) {
+                Some(d) if !in_class && d.is_ascii_digit() && *d != b'0' => {
+                    return Some("backreferences \\1 … \\9")
+                }
+                Some(b'K') if !in_class => return Some("\\K"),
+                Some(b'g' | b'k') if !in_class => return Some("named or relative backreferences"),
+                _ => {}
+            }
+            i += 2;
+            continue;
+        }
+        if in_class {
+            // `[]…]` and `[^]…]`: a `]` first in the class is a literal.
+            let first = i > 0
+                && (bytes[i - 1] == b'[' || bytes[i - 1] == b'^' && i > 1 && bytes[i - 2] == b'[');
+            if b == b']' && !first {
+                in_class = false;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'[' {
+            in_class = true;
+            i += 1;
+            continue;
+        }
+        let rest = &pattern[i..];
+        if let Some((_, name)) = PCRE_ONLY.iter().find(|(start, _)| rest.starts_with(start)) {
+            return Some(name);
+        }
+        i += 1;
+    }
+    None
 }
