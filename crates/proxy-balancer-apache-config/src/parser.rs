@@ -7,8 +7,9 @@ use proxy_balancer_core::{BalancerParams, MemberParams};
 
 use crate::ast::{
     AllowEncodedSlashes, BalancerConfig, Config, Context, CookieRewrite, HcExpr, HcTemplate,
-    HeaderDirective, ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig,
-    ProxyTarget, ServerName, Skipped, Span,
+    HeaderDirective, HostSettings, LocationConfig, ManagerLocation, MemberConfig, Param,
+    ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, ServerName, Skipped, Span,
+    VirtualHostConfig,
 };
 use crate::error::{ParseError, ParseErrorKind, ParseErrors};
 use crate::keys::{self, BALANCER_KEYS, CORE_MEMBER_KEYS, HC_KEYS, OTHER_WORKER_KEYS};
@@ -50,11 +51,17 @@ enum Kind {
     Balancer(usize),
     /// `<Proxy>` of anything else (`*`, a plain worker URL).
     Worker,
-    /// `<Location path>`.
+    /// `<ProxyMatch regex>`: `ProxySet` and `BalancerMember` inside are refused, the rest is
+    /// skipped.
+    ProxyMatch,
+    /// `<Location path>`, `<Location ~ regex>`, `<LocationMatch regex>`.
     Location(LocationState),
-    /// A block nested inside a `<Location>`.
+    /// A block nested inside a `<Location>` (`<RequireAny>`, `<IfModule>` …): read as part
+    /// of the location.
     InLocation,
-    /// `<VirtualHost>`, `<IfModule>` …: read as if top-level.
+    /// `<VirtualHost>`: its index in `Config::virtual_hosts`.
+    VirtualHost(usize),
+    /// `<IfModule>` and the like: read as if their content were not in a block.
     ReadThrough,
     /// Any other block: its content is skipped.
     Skip,
@@ -71,11 +78,26 @@ enum InProxy {
     Other,
 }
 
+/// The server a directive at server level configures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    Main,
+    /// A `<VirtualHost>` (its index).
+    VirtualHost(usize),
+}
+
 #[derive(Debug)]
 struct LocationState {
+    /// Its index in `Config::locations`.
+    index: usize,
     path: String,
+    /// `<LocationMatch>` or `<Location ~ …>`.
+    regex: bool,
     requires: Vec<String>,
     manager: bool,
+    /// A directive inside was applied (`ProxyPass`, `Header` …): the block is not listed
+    /// as skipped.
+    applied: bool,
 }
 
 #[derive(Debug)]
@@ -91,7 +113,9 @@ const DIRECTIVES: &[&str] = &[
     "BalancerMember",
     "ProxySet",
     "ProxyPass",
+    "ProxyPassMatch",
     "ProxyPassReverse",
+    "ProxyPassInherit",
     "ProxyHCTemplate",
     "ProxyHCExpr",
     "BalancerGrowth",
@@ -103,6 +127,7 @@ const DIRECTIVES: &[&str] = &[
     "ProxyPassReverseCookieDomain",
     "ProxyPassReverseCookiePath",
     "ServerName",
+    "ServerAlias",
     "AllowEncodedSlashes",
     "ErrorLog",
     "CustomLog",
@@ -127,9 +152,8 @@ fn is_apache_directive(name: &str) -> bool {
 /// work (and the report) on garbage input.
 const MAX_ERRORS: usize = 100;
 
-/// Blocks read as if their content were top-level.
+/// Blocks read as if their content were not in a block.
 const READ_THROUGH: &[&str] = &[
-    "virtualhost",
     "ifmodule",
     "ifdefine",
     "ifversion",
@@ -143,14 +167,16 @@ struct Parser {
     cfg: Config,
     errors: Vec<ParseError>,
     stack: Vec<Frame>,
-    /// Balancer name → index in `cfg.balancers`.
-    balancer_index: HashMap<String, usize>,
+    /// (virtual host, balancer name) → index in `cfg.balancers`: a balancer belongs to the
+    /// server it is written in.
+    balancer_index: HashMap<(Option<usize>, String), usize>,
     /// Whether each balancer was defined (not only referenced).
     defined: Vec<bool>,
-    /// `ProxyPass` references to balancers.
-    balancer_refs: Vec<(usize, Span)>,
-    /// Normalised member URL → (balancer, member).
-    member_index: HashMap<String, (usize, usize)>,
+    /// `ProxyPass` references to balancers, resolved at the end (a virtual host's
+    /// reference may name the main server's balancer).
+    balancer_refs: Vec<BalancerRef>,
+    /// (virtual host, normalised member URL) → (balancer, member).
+    member_index: HashMap<(Option<usize>, String), (usize, usize)>,
     /// Template and expression names defined so far → where.
     templates: HashMap<String, Span>,
     exprs: HashMap<String, Span>,
@@ -158,6 +184,17 @@ struct Parser {
     pending_uses: Vec<(String, Span, bool)>,
     /// A member with default parameters, cloned to check parameters.
     scratch_member: MemberParams,
+}
+
+/// A `ProxyPass` naming a balancer.
+#[derive(Debug)]
+struct BalancerRef {
+    /// The balancer of the server the `ProxyPass` is in (maybe only referenced there).
+    index: usize,
+    /// Where the target is written.
+    span: Span,
+    /// The `ProxyPass` gave balancer parameters.
+    has_params: bool,
 }
 
 fn to_lower(s: &str) -> String {
@@ -256,21 +293,7 @@ impl Parser {
                 .with_hint(Some(format!("add </{}>", frame.tag))),
             );
         }
-        for (idx, span) in std::mem::take(&mut self.balancer_refs) {
-            if !self.defined[idx] {
-                let name = &self.cfg.balancers[idx].name;
-                self.errors.push(
-                    ParseError::new(
-                        span,
-                        ParseErrorKind::UndefinedBalancer,
-                        format!("balancer \"{name}\" is not defined"),
-                    )
-                    .with_hint(Some(format!(
-                        "add a <Proxy \"{name}\"> block with BalancerMember lines"
-                    ))),
-                );
-            }
-        }
+        self.resolve_balancers();
         for (name, span, is_template) in std::mem::take(&mut self.pending_uses) {
             let (defs, what, directive, kind) = if is_template {
                 (
@@ -310,6 +333,104 @@ impl Parser {
         }
     }
 
+    /// Resolves the `ProxyPass` references to balancers as Apache's merge of the main
+    /// server into each `<VirtualHost>` does ([`Config::balancer_in`]): the server's own
+    /// balancer, else the main server's when the virtual host inherits balancers. A
+    /// balancer defined both in the main server and in a virtual host that inherits is
+    /// refused (Apache would run the main server's members there).
+    fn resolve_balancers(&mut self) {
+        let main_defined = |p: &Self, name: &str| {
+            p.balancer_index
+                .get(&(None, name.to_owned()))
+                .copied()
+                .filter(|i| p.defined[*i])
+        };
+        let mut drop = vec![false; self.cfg.balancers.len()];
+        for r in std::mem::take(&mut self.balancer_refs) {
+            if self.defined[r.index] {
+                continue;
+            }
+            let b = &self.cfg.balancers[r.index];
+            let vhost = b.context.vhost;
+            let name = b.name.clone();
+            let main = main_defined(self, &name);
+            match main {
+                Some(m) if vhost.is_some() && self.cfg.inherits_balancers(vhost) => {
+                    if r.has_params {
+                        self.errors.push(
+                            invalid(
+                                r.span,
+                                format!(
+                                    "balancer parameters on a ProxyPass to {name} of the main server (line {}), inside a <VirtualHost>",
+                                    self.cfg.balancers[m].span.line
+                                ),
+                            )
+                            .with_hint(Some(
+                                "Apache applies them to this virtual host's copy of the balancer; \
+                                 here a balancer is shared by the servers that inherit it: put them on \
+                                 ProxySet in the main server, or define the balancer in this <VirtualHost>"
+                                    .to_owned(),
+                            )),
+                        );
+                    }
+                    drop[r.index] = true;
+                }
+                _ => {
+                    let hint = match (vhost, main) {
+                        (Some(_), Some(m)) => format!(
+                            "this <VirtualHost> does not inherit the main server's balancers \
+                             (BalancerInherit Off and ProxyPassInherit Off); the main server \
+                             defines it on line {}: define it in this <VirtualHost> too",
+                            self.cfg.balancers[m].span.line
+                        ),
+                        _ => format!("add a <Proxy \"{name}\"> block with BalancerMember lines"),
+                    };
+                    self.errors.push(
+                        ParseError::new(
+                            r.span,
+                            ParseErrorKind::UndefinedBalancer,
+                            format!("balancer \"{name}\" is not defined"),
+                        )
+                        .with_hint(Some(hint)),
+                    );
+                }
+            }
+        }
+        // The same balancer in the main server and in a virtual host that inherits it: Apache
+        // merges the two into the main server's (its members, the virtual host's parameters
+        // over the main server's), never what the virtual host says.
+        for (i, b) in self.cfg.balancers.iter().enumerate() {
+            let vhost = b.context.vhost;
+            if vhost.is_none() || !self.defined[i] || !self.cfg.inherits_balancers(vhost) {
+                continue;
+            }
+            if let Some(m) = main_defined(self, &b.name) {
+                self.errors.push(
+                    ParseError::new(
+                        b.span,
+                        ParseErrorKind::InvalidValue,
+                        format!(
+                            "{} is defined both in the main server (line {}) and in this <VirtualHost>, which inherits the main server's balancers",
+                            b.name, self.cfg.balancers[m].span.line
+                        ),
+                    )
+                    .with_hint(Some(
+                        "Apache would use the main server's members here and ignore this block's BalancerMember lines: \
+                         give this balancer another name, or write BalancerInherit Off and ProxyPassInherit Off in this <VirtualHost>"
+                            .to_owned(),
+                    )),
+                );
+            }
+        }
+        if drop.iter().any(|d| *d) {
+            let mut i = 0;
+            self.cfg.balancers.retain(|_| {
+                i += 1;
+                !drop[i - 1]
+            });
+        }
+    }
+
     fn skip(&mut self, directive: &str, span: Span) {
         self.cfg.skipped.push(Skipped {
             directive: directive.to_owned(),
@@ -344,6 +465,27 @@ impl Parser {
             Ok(w) => w,
             Err(e) => return self.errors.push(e),
         };
+        if self.in_proxy_match() {
+            // Apache's `ProxySet`/`BalancerMember` in a `<ProxyMatch>` configure the worker or
+            // balancer named by the regular expression's text itself (a "match worker"
+            // whose parameters apply to the workers `ProxyPassMatch` creates): nothing this
+            // crate can apply, so refused rather than dropped.
+            let lower = to_lower(&name.text);
+            if lower == "proxyset" || lower == "balancermember" {
+                self.errors.push(
+                    syntax(
+                        name.span,
+                        format!("{} inside a <ProxyMatch> block is not supported", name.text),
+                    )
+                    .with_hint(Some(
+                        "Apache applies it to the worker or balancer named by the regular expression's text; \
+                         write the parameters on the BalancerMember, ProxySet balancer://name or ProxyPass lines instead"
+                            .to_owned(),
+                    )),
+                );
+            }
+            return;
+        }
         if let Err(e) = self.directive(line, &name, next) {
             self.errors.push(e);
         }
@@ -383,47 +525,151 @@ impl Parser {
                 ..
             })
         );
-        let in_location = matches!(
-            self.stack.last(),
-            Some(Frame {
-                kind: Kind::Location(_) | Kind::InLocation,
-                ..
-            })
-        );
         let kind = if in_skip {
-            Kind::Skip
-        } else if in_location {
-            Kind::InLocation
-        } else if tag == "proxy" {
-            let url = toks
-                .first()
-                .ok_or_else(|| syntax(span, "<Proxy> needs a URL"))?;
-            if is_balancer_url(&url.text) {
-                let (name, _) = split_balancer_url(&url.text).ok_or_else(|| {
-                    invalid(url.span, format!("invalid balancer url \"{}\"", url.text))
-                })?;
-                Kind::Balancer(self.define_balancer(&name, span))
-            } else {
-                self.skip(&first.text, span);
-                Kind::Worker
-            }
-        } else if tag == "location" {
-            let path = toks
-                .first()
-                .ok_or_else(|| syntax(span, "<Location> needs a path"))?;
-            Kind::Location(LocationState {
-                path: path.text.clone(),
-                requires: Vec::new(),
-                manager: false,
-            })
-        } else if READ_THROUGH.contains(&tag.as_str()) {
-            Kind::ReadThrough
+            Ok(Kind::Skip)
         } else {
-            self.skip(raw_name.trim_end_matches('>'), span);
-            Kind::Skip
+            self.open(&tag, raw_name.trim_end_matches('>'), span, &toks)
+        };
+        // A block refused here is still a block: its content is skipped and its closing tag
+        // closes it, so one mistake gives one error.
+        let (kind, result) = match kind {
+            Ok(kind) => (kind, Ok(())),
+            Err(e) => (Kind::Skip, Err(e)),
         };
         self.stack.push(Frame { tag, span, kind });
-        Ok(())
+        result
+    }
+
+    /// What a block opening (outside skipped blocks) is, checked as Apache checks it.
+    fn open(
+        &mut self,
+        tag: &str,
+        raw_name: &str,
+        span: Span,
+        toks: &[Token],
+    ) -> Result<Kind, ParseError> {
+        // Apache's "<Location not allowed in <Proxy> context": a section of the main server
+        // or a virtual host cannot open inside a directory section.
+        let section = matches!(
+            tag,
+            "proxy" | "proxymatch" | "location" | "locationmatch" | "virtualhost"
+        );
+        if section {
+            if let Some(outer) = self.directory_section() {
+                return Err(syntax(
+                    span,
+                    format!("<{raw_name}> is not allowed inside a <{outer}> block (Apache: \"<{raw_name} not allowed in <{outer}> context\")"),
+                ));
+            }
+        }
+        if self.location_index().is_some() {
+            return Ok(Kind::InLocation);
+        }
+        if self.in_proxy_match() {
+            // Its content is skipped (but for the refusals of `line`).
+            return Ok(Kind::ReadThrough);
+        }
+        match tag {
+            "proxy" => {
+                let url = toks
+                    .first()
+                    .ok_or_else(|| syntax(span, "<Proxy> needs a URL"))?;
+                if is_balancer_url(&url.text) {
+                    let (name, _) = split_balancer_url(&url.text).ok_or_else(|| {
+                        invalid(url.span, format!("invalid balancer url \"{}\"", url.text))
+                    })?;
+                    Ok(Kind::Balancer(self.define_balancer(&name, span)))
+                } else {
+                    self.skip(&format!("<{raw_name}"), span);
+                    Ok(Kind::Worker)
+                }
+            }
+            "proxymatch" => {
+                self.skip(raw_name, span);
+                Ok(Kind::ProxyMatch)
+            }
+            "location" | "locationmatch" => self.open_location(tag, raw_name, span, toks),
+            "virtualhost" => {
+                if self.current_vhost().is_some() {
+                    return Err(syntax(
+                        span,
+                        "<VirtualHost> cannot occur within <VirtualHost> section",
+                    )
+                    .with_hint(Some(
+                        "close the first <VirtualHost> before opening the next".to_owned(),
+                    )));
+                }
+                if toks.is_empty() {
+                    return Err(syntax(
+                        span,
+                        "<VirtualHost> directive requires additional arguments",
+                    )
+                    .with_hint(Some("give its address, e.g. <VirtualHost *:80>".to_owned())));
+                }
+                let index = self.cfg.virtual_hosts.len();
+                self.cfg.virtual_hosts.push(VirtualHostConfig {
+                    addresses: toks.iter().map(|t| t.text.clone()).collect(),
+                    settings: HostSettings::default(),
+                    span,
+                });
+                Ok(Kind::VirtualHost(index))
+            }
+            t if READ_THROUGH.contains(&t) => Ok(Kind::ReadThrough),
+            _ => {
+                self.skip(raw_name, span);
+                Ok(Kind::Skip)
+            }
+        }
+    }
+
+    /// `<Location path>`, `<Location ~ regex>` or `<LocationMatch regex>`.
+    fn open_location(
+        &mut self,
+        tag: &str,
+        raw_name: &str,
+        span: Span,
+        toks: &[Token],
+    ) -> Result<Kind, ParseError> {
+        let (regex, args) = match toks {
+            _ if tag == "locationmatch" => (true, toks),
+            [tilde, rest @ ..] if tilde.text == "~" && !tilde.quoted => (true, rest),
+            _ => (false, toks),
+        };
+        let (path, path_span) = match args {
+            [] if toks.is_empty() => {
+                return Err(syntax(
+                    span,
+                    format!("<{raw_name}> directive requires additional arguments"),
+                ))
+            }
+            // `<Location ~>`: Apache reads an empty regular expression (every path).
+            [] => (String::new(), span),
+            [path] => (path.text.clone(), path.span),
+            [_, extra, ..] => {
+                return Err(syntax(
+                    extra.span,
+                    format!("multiple <{raw_name}> arguments are not supported (as in Apache)"),
+                ))
+            }
+        };
+        if regex {
+            check_regex(path_span, &path)?;
+        }
+        let index = self.cfg.locations.len();
+        self.cfg.locations.push(LocationConfig {
+            path: path.clone(),
+            regex,
+            vhost: self.current_vhost(),
+            span,
+        });
+        Ok(Kind::Location(LocationState {
+            index,
+            path,
+            regex,
+            requires: Vec::new(),
+            manager: false,
+            applied: false,
+        }))
     }
 
     fn close(&mut self, tag: &str, span: Span) -> Result<(), ParseError> {
@@ -456,11 +702,19 @@ impl Parser {
                 self.cfg.manager_locations.push(ManagerLocation {
                     path: loc.path,
                     requires: loc.requires,
-                    context: Context::default(),
+                    context: Context {
+                        vhost: self.current_vhost(),
+                        location: Some(loc.index),
+                    },
                     span: frame.span,
                 });
-            } else {
-                self.skip("<Location", frame.span);
+            } else if !loc.applied {
+                let tag = if frame.tag == "locationmatch" {
+                    "<LocationMatch"
+                } else {
+                    "<Location"
+                };
+                self.skip(tag, frame.span);
             }
         }
         Ok(())
@@ -473,18 +727,67 @@ impl Parser {
             .rev()
             .find_map(|f| match f.kind {
                 Kind::Balancer(i) => Some(InProxy::Balancer(i)),
-                Kind::Worker => Some(InProxy::Other),
+                Kind::Worker | Kind::ProxyMatch => Some(InProxy::Other),
                 _ => None,
             })
             .unwrap_or(InProxy::Outside)
     }
 
-    /// Whether a directive here applies to the whole server: outside `<Proxy>`, `<Location>`
-    /// and `<VirtualHost>` blocks (`<IfModule>` and the like do not count).
-    fn in_server_context(&self) -> bool {
+    /// The directory section (`Proxy`, `Location` …, as Apache names it in its messages)
+    /// a directive here is in, if any.
+    fn directory_section(&self) -> Option<&'static str> {
+        self.stack.iter().rev().find_map(|f| match &f.kind {
+            Kind::Balancer(_) | Kind::Worker => Some("Proxy"),
+            Kind::ProxyMatch => Some("ProxyMatch"),
+            Kind::Location(_) if f.tag == "locationmatch" => Some("LocationMatch"),
+            Kind::Location(_) => Some("Location"),
+            _ => None,
+        })
+    }
+
+    /// The server a directive here configures, when it is at server level; `None` inside
+    /// a `<Proxy>`, `<Location>` or skipped block.
+    fn server_scope(&self) -> Option<Server> {
+        let mut server = Server::Main;
+        for f in &self.stack {
+            match f.kind {
+                Kind::ReadThrough => {}
+                Kind::VirtualHost(i) => server = Server::VirtualHost(i),
+                _ => return None,
+            }
+        }
+        Some(server)
+    }
+
+    fn in_proxy_match(&self) -> bool {
         self.stack
             .iter()
-            .all(|f| matches!(f.kind, Kind::ReadThrough) && f.tag != "virtualhost")
+            .any(|f| matches!(f.kind, Kind::ProxyMatch))
+    }
+
+    /// The `<VirtualHost>` a directive here is in.
+    fn current_vhost(&self) -> Option<usize> {
+        self.stack.iter().find_map(|f| match f.kind {
+            Kind::VirtualHost(i) => Some(i),
+            _ => None,
+        })
+    }
+
+    /// The `<Location>` a directive here is in (an index in `Config::locations`).
+    fn location_index(&self) -> Option<usize> {
+        self.stack.iter().rev().find_map(|f| match &f.kind {
+            Kind::Location(l) => Some(l.index),
+            _ => None,
+        })
+    }
+
+    /// Where a directive here is: its virtual host and location, for the [`Context`] of
+    /// what it becomes.
+    pub(crate) fn context(&self) -> Context {
+        Context {
+            vhost: self.current_vhost(),
+            location: self.location_index(),
+        }
     }
 
     fn location(&mut self) -> Option<&mut LocationState> {
@@ -500,8 +803,11 @@ impl Parser {
 
     // ===== balancers =====
 
+    /// The balancer `name` of the server a directive here is in, created (as only
+    /// referenced) if it is not there yet.
     fn balancer(&mut self, name: &str, span: Span) -> usize {
-        if let Some(i) = self.balancer_index.get(name) {
+        let vhost = self.current_vhost();
+        if let Some(i) = self.balancer_index.get(&(vhost, name.to_owned())) {
             return *i;
         }
         let i = self.cfg.balancers.len();
@@ -509,11 +815,14 @@ impl Parser {
             name: name.to_owned(),
             params: Vec::new(),
             members: Vec::new(),
-            context: Context::default(),
+            context: Context {
+                vhost,
+                location: None,
+            },
             span,
         });
         self.defined.push(false);
-        self.balancer_index.insert(name.to_owned(), i);
+        self.balancer_index.insert((vhost, name.to_owned()), i);
         i
     }
 
@@ -537,38 +846,7 @@ impl Parser {
         let lower = to_lower(&name.text);
         let span = name.span;
         if self.location().is_some() {
-            let args = words(line, next)?;
-            match lower.as_str() {
-                "sethandler" => {
-                    let manager = args
-                        .first()
-                        .is_some_and(|a| a.text.eq_ignore_ascii_case("balancer-manager"));
-                    if let Some(loc) = self.location() {
-                        loc.manager |= manager;
-                    }
-                }
-                "require" => {
-                    let text: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
-                    let text = text.join(" ");
-                    if let Some(loc) = self.location() {
-                        loc.requires.push(text);
-                    }
-                }
-                // `Header` in a block has its own rule (the doctor's `not-applied`).
-                "header" => self.skip(&name.text, span),
-                _ => {
-                    // A directive this crate reads elsewhere is read here as Apache would
-                    // apply it to this <Location> only: not applied, and said so.
-                    let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower))
-                        || crate::front::is_front_directive(&lower);
-                    self.cfg.skipped.push(Skipped {
-                        directive: name.text.clone(),
-                        span,
-                        in_block: ours,
-                    });
-                }
-            }
-            return Ok(());
+            return self.location_directive(line, name, &lower, next);
         }
         if lower == "proxyhcexpr" {
             return self.hc_expr(line, span, next);
@@ -579,6 +857,7 @@ impl Parser {
             "balancermember" => self.member(span, &args, in_proxy),
             "proxyset" => self.proxy_set(span, &args, in_proxy),
             "proxypass" if in_proxy == InProxy::Outside => self.proxy_pass(span, &args),
+            "proxypassmatch" if in_proxy == InProxy::Outside => self.proxy_pass_match(span, &args),
             "proxypassreverse" if in_proxy == InProxy::Outside => {
                 let [path, target] = args.as_slice() else {
                     return Err(syntax(span, "ProxyPassReverse takes a path and a URL"));
@@ -586,7 +865,7 @@ impl Parser {
                 self.cfg.proxy_pass_reverses.push(ProxyPassReverseConfig {
                     path: path.text.clone(),
                     target: target.text.clone(),
-                    context: Context::default(),
+                    context: self.context(),
                     span,
                 });
                 Ok(())
@@ -612,8 +891,24 @@ impl Parser {
                 self.cfg.balancer_persist = Some(on_off(span, "BalancerPersist", &args)?);
                 Ok(())
             }
-            "balancerinherit" => {
-                self.cfg.server.balancer_inherit = Some(on_off(span, "BalancerInherit", &args)?);
+            "balancerinherit" | "proxypassinherit" => {
+                let directive = if lower == "balancerinherit" {
+                    "BalancerInherit"
+                } else {
+                    "ProxyPassInherit"
+                };
+                if in_proxy != InProxy::Outside {
+                    // As Apache: "BalancerInherit not allowed in <Proxy> context".
+                    return Err(not_allowed(span, directive, "Proxy"));
+                }
+                let on = on_off(span, directive, &args)?;
+                self.host_setting(&name.text, span, |h| {
+                    if lower == "balancerinherit" {
+                        h.balancer_inherit = Some(on);
+                    } else {
+                        h.proxy_pass_inherit = Some(on);
+                    }
+                });
                 Ok(())
             }
             "proxytimeout" => {
@@ -650,9 +945,7 @@ impl Parser {
                         ),
                     ));
                 };
-                self.server_setting(&name.text, span, |c| {
-                    c.server.allow_encoded_slashes = Some(mode)
-                });
+                self.host_setting(&name.text, span, |h| h.allow_encoded_slashes = Some(mode));
                 Ok(())
             }
             "errorlog" | "customlog" | "transferlog" | "logformat" | "loglevel" => {
@@ -670,29 +963,22 @@ impl Parser {
             }
             "proxypreservehost" => {
                 let on = on_off(span, "ProxyPreserveHost", &args)?;
-                self.server_setting(&name.text, span, |c| {
-                    c.server.proxy_preserve_host = Some(on)
-                });
+                self.host_setting(&name.text, span, |h| h.proxy_preserve_host = Some(on));
                 Ok(())
             }
             "proxyaddheaders" => {
                 let on = on_off(span, "ProxyAddHeaders", &args)?;
-                self.server_setting(&name.text, span, |c| c.server.proxy_add_headers = Some(on));
+                self.host_setting(&name.text, span, |h| h.proxy_add_headers = Some(on));
                 Ok(())
             }
-            "proxypassreversecookiedomain" => {
-                let rw = cookie_rewrite(span, "ProxyPassReverseCookieDomain", &args)?;
-                self.server_setting(&name.text, span, |c| {
-                    c.proxy_pass_reverse_cookie_domains.push(rw);
-                });
-                Ok(())
-            }
-            "proxypassreversecookiepath" => {
-                let rw = cookie_rewrite(span, "ProxyPassReverseCookiePath", &args)?;
-                self.server_setting(&name.text, span, |c| {
-                    c.proxy_pass_reverse_cookie_paths.push(rw);
-                });
-                Ok(())
+            "proxypassreversecookiedomain" | "proxypassreversecookiepath" => {
+                if self.server_scope().is_some() {
+                    self.cookie_rewrite_line(span, &lower, &args)
+                } else {
+                    cookie_rewrite(span, &name.text, &args)?;
+                    self.in_block(&name.text, span);
+                    Ok(())
+                }
             }
             "servername" => {
                 if in_proxy != InProxy::Outside {
@@ -703,10 +989,33 @@ impl Parser {
                 }
                 let v = one_arg(span, "ServerName", &args)?;
                 let server_name = server_name(span, v)?;
-                self.server_setting(&name.text, span, |c| {
-                    c.server.server_name = Some(server_name)
-                });
+                self.host_setting(&name.text, span, |h| h.server_name = Some(server_name));
                 Ok(())
+            }
+            "serveralias" => {
+                if in_proxy != InProxy::Outside {
+                    return Err(not_allowed(span, "ServerAlias", "Proxy"));
+                }
+                if args.is_empty() {
+                    return Err(syntax(span, "ServerAlias takes one or more host names"));
+                }
+                match self.server_scope() {
+                    Some(Server::VirtualHost(v)) => {
+                        if let Some(vh) = self.cfg.virtual_hosts.get_mut(v) {
+                            vh.settings
+                                .server_aliases
+                                .extend(args.iter().map(|a| to_lower(&a.text)));
+                        }
+                        Ok(())
+                    }
+                    // As Apache: "ServerAlias only used in <VirtualHost>".
+                    _ => Err(syntax(span, "ServerAlias only used in <VirtualHost>").with_hint(
+                        Some(
+                            "the main server answers for its ServerName only; put the aliases in a <VirtualHost>"
+                                .to_owned(),
+                        ),
+                    )),
+                }
             }
             front if crate::front::is_front_directive(front) => {
                 let setting = crate::front::parse(span, front, &args)?;
@@ -733,19 +1042,227 @@ impl Parser {
         }
     }
 
-    /// Applies a server-wide setting in server context; elsewhere (a `<VirtualHost>`, a
-    /// `<Proxy>` block) the directive is listed as skipped instead, not applied to the whole
-    /// server.
+    /// Applies a setting of the whole process (the logs, the client limits) in the main
+    /// server; elsewhere (a `<VirtualHost>`, a `<Proxy>` block) the directive is listed as
+    /// skipped instead ([`Skipped::in_block`]).
     fn server_setting(&mut self, directive: &str, span: Span, apply: impl FnOnce(&mut Config)) {
-        if self.in_server_context() {
+        if self.server_scope() == Some(Server::Main) {
             apply(&mut self.cfg);
         } else {
-            self.cfg.skipped.push(Skipped {
-                directive: directive.to_owned(),
-                span,
-                in_block: true,
-            });
+            self.in_block(directive, span);
         }
+    }
+
+    /// Applies a per-server setting to the server it is written in: the main server's
+    /// [`Config::server`] or the `<VirtualHost>`'s settings. Inside a `<Proxy>` block the
+    /// directive is listed as skipped instead ([`Skipped::in_block`]).
+    fn host_setting(&mut self, directive: &str, span: Span, apply: impl FnOnce(&mut HostSettings)) {
+        match self.server_scope() {
+            Some(Server::Main) => apply(&mut self.cfg.server),
+            Some(Server::VirtualHost(v)) => {
+                if let Some(vh) = self.cfg.virtual_hosts.get_mut(v) {
+                    apply(&mut vh.settings);
+                }
+            }
+            None => self.in_block(directive, span),
+        }
+    }
+
+    /// A directive this crate reads, written in a block where it is not applied.
+    fn in_block(&mut self, directive: &str, span: Span) {
+        self.cfg.skipped.push(Skipped {
+            directive: directive.to_owned(),
+            span,
+            in_block: true,
+        });
+    }
+
+    /// `ProxyPassReverseCookieDomain`/`…CookiePath` (`lower` is the directive's name in
+    /// lower case) in the server, a `<VirtualHost>` or a `<Location>`: kept with its
+    /// context.
+    fn cookie_rewrite_line(
+        &mut self,
+        span: Span,
+        lower: &str,
+        args: &[Token],
+    ) -> Result<(), ParseError> {
+        let domain = lower == "proxypassreversecookiedomain";
+        let directive = if domain {
+            "ProxyPassReverseCookieDomain"
+        } else {
+            "ProxyPassReverseCookiePath"
+        };
+        let mut rw = cookie_rewrite(span, directive, args)?;
+        rw.context = self.context();
+        if domain {
+            self.cfg.proxy_pass_reverse_cookie_domains.push(rw);
+        } else {
+            self.cfg.proxy_pass_reverse_cookie_paths.push(rw);
+        }
+        Ok(())
+    }
+
+    // ===== <Location> =====
+
+    /// A directive inside a `<Location>`/`<LocationMatch>` block (`lower` is its name in
+    /// lower case).
+    fn location_directive(
+        &mut self,
+        line: &LogicalLine,
+        name: &Token,
+        lower: &str,
+        next: usize,
+    ) -> Result<(), ParseError> {
+        let span = name.span;
+        let section = self.directory_section().unwrap_or("Location");
+        let args = words(line, next)?;
+        let mut applied = true;
+        match lower {
+            "sethandler" => {
+                let manager = args
+                    .first()
+                    .is_some_and(|a| a.text.eq_ignore_ascii_case("balancer-manager"));
+                applied = false;
+                if let Some(loc) = self.location() {
+                    loc.manager |= manager;
+                }
+            }
+            "require" => {
+                let text: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+                let text = text.join(" ");
+                applied = false;
+                if let Some(loc) = self.location() {
+                    loc.requires.push(text);
+                }
+            }
+            "header" => self.header(span, &name.text, &args)?,
+            "proxypass" | "proxypassmatch" => {
+                self.location_proxy_pass(span, &name.text, lower == "proxypassmatch", &args)?;
+            }
+            "proxypassreverse" => {
+                let path = self.location().map(|l| l.path.clone()).unwrap_or_default();
+                let target = match args.as_slice() {
+                    [target] => target,
+                    [_, second] if second.text.eq_ignore_ascii_case("interpolate") => {
+                        return Err(invalid(
+                            second.span,
+                            "ProxyPassReverse … interpolate is not supported: interpolation from the environment is not applied".to_owned(),
+                        )
+                        .with_hint(Some("write the URL out".to_owned())))
+                    }
+                    [_, _, ..] => {
+                        return Err(syntax(
+                            span,
+                            "ProxyPassReverse can not have a path when defined in a location",
+                        )
+                        .with_hint(Some(format!(
+                            "inside <{section}> write only the URL: the location's path is its path"
+                        ))))
+                    }
+                    [] => return Err(syntax(span, "ProxyPassReverse takes a URL")),
+                };
+                self.cfg.proxy_pass_reverses.push(ProxyPassReverseConfig {
+                    path,
+                    target: target.text.clone(),
+                    context: self.context(),
+                    span,
+                });
+            }
+            "proxypassreversecookiedomain" | "proxypassreversecookiepath" => {
+                self.cookie_rewrite_line(span, lower, &args)?;
+            }
+            // Apache looks the balancer or worker up in the server's configuration.
+            "proxyset" => self.proxy_set(span, &args, InProxy::Outside)?,
+            "balancermember" => {
+                return Err(syntax(
+                    span,
+                    format!("BalancerMember is not allowed inside a <{section}> block"),
+                )
+                .with_hint(Some(
+                    "put it in a <Proxy \"balancer://name\"> block (Apache reads the location's path as the balancer's name and refuses it)".to_owned(),
+                )))
+            }
+            "servername" | "serveralias" | "allowencodedslashes" | "proxypassinherit"
+            | "balancerinherit" => {
+                let directive = DIRECTIVES
+                    .iter()
+                    .find(|d| d.eq_ignore_ascii_case(lower))
+                    .copied()
+                    .unwrap_or("ServerName");
+                return Err(not_allowed(span, directive, section));
+            }
+            _ => {
+                // A directive this crate reads elsewhere is read here as Apache would
+                // apply it to this <Location> only: not applied, and said so.
+                let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(lower))
+                    || crate::front::is_front_directive(lower);
+                self.cfg.skipped.push(Skipped {
+                    directive: name.text.clone(),
+                    span,
+                    in_block: ours,
+                });
+                applied = false;
+            }
+        }
+        if applied {
+            if let Some(loc) = self.location() {
+                loc.applied = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// `ProxyPass target [key=value …] [flags]` (or `ProxyPassMatch`) inside a location:
+    /// the location's path (or regular expression) is its path.
+    fn location_proxy_pass(
+        &mut self,
+        span: Span,
+        directive: &str,
+        is_match: bool,
+        args: &[Token],
+    ) -> Result<(), ParseError> {
+        let section = self.directory_section().unwrap_or("Location");
+        let Some((path, loc_regex)) = self.location().map(|l| (l.path.clone(), l.regex)) else {
+            return Ok(());
+        };
+        let Some((target, rest)) = args.split_first() else {
+            return Err(syntax(
+                span,
+                format!("{directive} inside <{section}> takes a target url (or !)"),
+            ));
+        };
+        let is_flag = |t: &Token| {
+            ["nocanon", "noquery", "interpolate"]
+                .iter()
+                .any(|f| t.text.eq_ignore_ascii_case(f))
+        };
+        if target.text.starts_with('/') && rest.is_empty()
+            || rest.iter().any(|t| !is_flag(t) && !t.text.contains('='))
+        {
+            // As Apache: "ProxyPass|ProxyPassMatch can not have a path when defined in a
+            // location." (or, for a second word that is not a path, its key=value error).
+            return Err(syntax(
+                span,
+                format!("{directive} can not have a path when defined in a location"),
+            )
+            .with_hint(Some(format!(
+                "inside <{section}> write only the target: the location's path is its path"
+            ))));
+        }
+        if !loc_regex && !is_match && path.contains(['*', '?', '[']) {
+            return Err(syntax(
+                span,
+                format!("{directive} inside a <Location> whose path has a wildcard is not supported"),
+            )
+            .with_hint(Some(
+                "Apache then matches the path as a regular expression; write <LocationMatch \"regex\"> instead".to_owned(),
+            )));
+        }
+        let regex = loc_regex || is_match;
+        if regex && !loc_regex {
+            check_regex(span, &path)?;
+        }
+        self.add_pass(span, path, regex, target, rest)
     }
 
     fn params(&mut self, toks: &[Token]) -> Vec<Param> {
@@ -777,7 +1294,20 @@ impl Parser {
                 return;
             }
             let key = to_lower(&p.key);
-            if CORE_MEMBER_KEYS.contains(&key.as_str()) {
+            if key == "mapping" {
+                // As Apache: "BalancerMember unknown Worker parameter".
+                self.errors.push(
+                    ParseError::new(
+                        p.span,
+                        ParseErrorKind::UnknownParameter,
+                        "unknown parameter \"mapping\": not a worker parameter".to_owned(),
+                    )
+                    .with_hint(Some(
+                        "mapping= is a keyword of ProxyPass: write it on the ProxyPass line"
+                            .to_owned(),
+                    )),
+                );
+            } else if CORE_MEMBER_KEYS.contains(&key.as_str()) {
                 if let Err(e) = scratch.set(&key, &p.value) {
                     self.errors.push(invalid(p.span, e.to_string()));
                 }
@@ -869,7 +1399,7 @@ impl Parser {
         check_member_url(url)?;
         let params = self.params(params);
         self.check_worker_params(&params);
-        let key = url_key(&url.text);
+        let key = (self.current_vhost(), url_key(&url.text));
         let members = &mut self.cfg.balancers[balancer].members;
         if let Some((b, _)) = self.member_index.get(&key) {
             if *b == balancer {
@@ -909,6 +1439,26 @@ impl Parser {
                     format!("invalid balancer url \"{}\"", first.text),
                 )
             })?;
+            let vhost = self.current_vhost();
+            if in_proxy == InProxy::Outside
+                && !self.balancer_index.contains_key(&(vhost, name.clone()))
+            {
+                // As Apache: outside <Proxy>, ProxySet looks the balancer up in the
+                // server's own configuration as read so far.
+                let hint = if vhost.is_some()
+                    && self.balancer_index.contains_key(&(None, name.clone()))
+                {
+                    "the main server's balancer is not this <VirtualHost>'s while the configuration is read:                      write this ProxySet in the main server, or define the balancer in this <VirtualHost>"
+                        .to_owned()
+                } else {
+                    format!("define it before this line with <Proxy \"{name}\"> and BalancerMember lines")
+                };
+                return Err(invalid(
+                    first.span,
+                    format!("ProxySet can not find '{name}' Balancer"),
+                )
+                .with_hint(Some(hint)));
+            }
             let i = self.define_balancer(&name, span);
             let params = self.params(&args[1..]);
             self.check_balancer_params(&name, &params);
@@ -918,7 +1468,10 @@ impl Parser {
         if has_url {
             let params = self.params(&args[1..]);
             self.check_worker_params(&params);
-            match self.member_index.get(&url_key(&first.text)) {
+            match self
+                .member_index
+                .get(&(self.current_vhost(), url_key(&first.text)))
+            {
                 Some((b, m)) => self.cfg.balancers[*b].members[*m].params.extend(params),
                 None => self.skip("ProxySet", span),
             }
@@ -946,22 +1499,79 @@ impl Parser {
         Ok(())
     }
 
+    /// `ProxyPass [~] path target [key=value …] [flags]` outside `<Location>`.
     fn proxy_pass(&mut self, span: Span, args: &[Token]) -> Result<(), ParseError> {
+        // `ProxyPass ~ regex target` is Apache's other spelling of `ProxyPassMatch`.
+        let (regex, args) = match args {
+            [tilde, rest @ ..] if tilde.text == "~" && !tilde.quoted => (true, rest),
+            _ => (false, args),
+        };
         let [path, target, rest @ ..] = args else {
             return Err(syntax(
                 span,
                 "ProxyPass takes a path and a target url (or !)",
             ));
         };
-        // `nocanon` is a keyword, not a key=value parameter (Apache reads it anywhere after
-        // the target, in any case).
-        let nocanon = rest.iter().any(|t| t.text.eq_ignore_ascii_case("nocanon"));
-        let rest: Vec<Token> = rest
-            .iter()
-            .filter(|t| !t.text.eq_ignore_ascii_case("nocanon"))
-            .cloned()
-            .collect();
-        let params = self.params(&rest);
+        if regex {
+            check_regex(path.span, &path.text)?;
+        }
+        self.add_pass(span, path.text.clone(), regex, target, rest)
+    }
+
+    /// `ProxyPassMatch regex target [key=value …] [flags]` outside `<Location>`.
+    fn proxy_pass_match(&mut self, span: Span, args: &[Token]) -> Result<(), ParseError> {
+        if let Some(tilde) = args.first().filter(|t| t.text == "~" && !t.quoted) {
+            // As Apache.
+            return Err(
+                syntax(tilde.span, "ProxyPassMatch invalid syntax ('~' usage)")
+                    .with_hint(Some("write ProxyPassMatch regex target".to_owned())),
+            );
+        }
+        let [path, target, rest @ ..] = args else {
+            return Err(syntax(
+                span,
+                "ProxyPassMatch takes a regular expression and a target url (or !)",
+            ));
+        };
+        check_regex(path.span, &path.text)?;
+        self.add_pass(span, path.text.clone(), true, target, rest)
+    }
+
+    /// The part of `ProxyPass`/`ProxyPassMatch` after the path: the target, then
+    /// `key=value` parameters and the keywords `nocanon`, `noquery` and `interpolate`
+    /// (anywhere after the target, in any case, as Apache reads them).
+    fn add_pass(
+        &mut self,
+        span: Span,
+        path: String,
+        regex: bool,
+        target: &Token,
+        rest: &[Token],
+    ) -> Result<(), ParseError> {
+        let (mut nocanon, mut noquery, mut interpolate) = (false, false, false);
+        let mut words = Vec::with_capacity(rest.len());
+        for t in rest {
+            if t.text.eq_ignore_ascii_case("nocanon") {
+                nocanon = true;
+            } else if t.text.eq_ignore_ascii_case("noquery") {
+                noquery = true;
+            } else if t.text.eq_ignore_ascii_case("interpolate") {
+                interpolate = true;
+            } else {
+                words.push(t.clone());
+            }
+        }
+        let params = self.params(&words);
+        // `mapping=encoded|servlet` is a keyword of ProxyPass itself (Apache reads it before
+        // the worker and balancer parameters): checked here, kept in `params`.
+        let mut others = Vec::with_capacity(params.len());
+        for p in &params {
+            if p.key.eq_ignore_ascii_case("mapping") {
+                self.check_extra("mapping", p);
+            } else {
+                others.push(p.clone());
+            }
+        }
         let target = if target.text == "!" {
             ProxyTarget::Exclude
         } else if is_balancer_url(&target.text) {
@@ -972,12 +1582,16 @@ impl Parser {
                 )
             })?;
             let i = self.balancer(&name, target.span);
-            self.balancer_refs.push((i, target.span));
-            self.check_balancer_params(&name, &params);
-            self.cfg.balancers[i].params.extend(params.iter().cloned());
+            self.balancer_refs.push(BalancerRef {
+                index: i,
+                span: target.span,
+                has_params: !others.is_empty(),
+            });
+            self.check_balancer_params(&name, &others);
+            self.cfg.balancers[i].params.extend(others);
             ProxyTarget::Balancer { name, path: sub }
         } else if target.text.contains("://") {
-            self.check_worker_params(&params);
+            self.check_worker_params(&others);
             ProxyTarget::Url(target.text.clone())
         } else {
             return Err(invalid(
@@ -989,14 +1603,14 @@ impl Parser {
             ));
         };
         self.cfg.proxy_passes.push(ProxyPassConfig {
-            path: path.text.clone(),
+            path,
             target,
             params,
             nocanon,
-            regex: false,
-            noquery: false,
-            interpolate: false,
-            context: Context::default(),
+            regex,
+            noquery,
+            interpolate,
+            context: self.context(),
             span,
         });
         Ok(())
@@ -1116,7 +1730,7 @@ impl Parser {
                 name: name.text.clone(),
                 value,
                 env,
-                context: Context::default(),
+                context: self.context(),
                 span,
             }),
             None => self.skip(directive, span),
@@ -1279,4 +1893,105 @@ fn on_off(span: Span, directive: &str, args: &[Token]) -> Result<bool, ParseErro
             ),
         ))
     }
+}
+
+/// Apache's "`directive` not allowed in <`section`> context".
+fn not_allowed(span: Span, directive: &str, section: &str) -> ParseError {
+    syntax(
+        span,
+        format!("{directive} not allowed in <{section}> context"),
+    )
+    .with_hint(Some(match directive {
+        "ServerAlias" => "put it in the <VirtualHost> it names".to_owned(),
+        _ => "move it to the server or a <VirtualHost>".to_owned(),
+    }))
+}
+
+/// PCRE features Apache's regular expressions have and the `regex` crate does not, as
+/// (text that starts them, name).
+const PCRE_ONLY: &[(&str, &str)] = &[
+    ("(?=", "lookahead (?=…)"),
+    ("(?!", "negative lookahead (?!…)"),
+    ("(?<=", "lookbehind (?<=…)"),
+    ("(?<!", "negative lookbehind (?<!…)"),
+    ("(?>", "atomic groups (?>…)"),
+    ("(?(", "conditionals (?(…)…)"),
+    ("(?R", "recursion (?R)"),
+    ("*+", "possessive quantifiers"),
+    ("++", "possessive quantifiers"),
+    ("?+", "possessive quantifiers"),
+    ("}+", "possessive quantifiers"),
+];
+
+/// Checks a regular expression (`<LocationMatch>`, `<Location ~>`, `ProxyPassMatch`) with
+/// the `regex` crate, which the site matches requests with.
+///
+/// Apache compiles these with PCRE; what the `regex` crate cannot compile or reads
+/// differently (lookaround, backreferences, atomic groups, possessive quantifiers …) is
+/// refused with the feature named, rather than matched differently.
+pub(crate) fn check_regex(span: Span, pattern: &str) -> Result<(), ParseError> {
+    let refuse = |message: String| {
+        Err(invalid(span, message).with_hint(Some(
+            "write it without that feature (Apache compiles it with PCRE, proxy-balancer with the regex crate)".to_owned(),
+        )))
+    };
+    if let Some(feature) = pcre_only_feature(pattern) {
+        return refuse(format!(
+            "regular expression \"{pattern}\" uses {feature}, a PCRE feature proxy-balancer's regular expressions do not have"
+        ));
+    }
+    match regex::Regex::new(pattern) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let reason = e.to_string();
+            let reason = reason.lines().last().unwrap_or_default().trim();
+            let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+            refuse(format!(
+                "invalid regular expression \"{pattern}\": {reason}"
+            ))
+        }
+    }
+}
+
+/// The first PCRE-only construct of a pattern, outside character classes and escapes.
+fn pcre_only_feature(pattern: &str) -> Option<&'static str> {
+    let bytes = pattern.as_bytes();
+    let mut in_class = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\\' {
+            match bytes.get(i + 1) {
+                Some(d) if !in_class && d.is_ascii_digit() && *d != b'0' => {
+                    return Some("backreferences \\1 … \\9")
+                }
+                Some(b'K') if !in_class => return Some("\\K"),
+                Some(b'g' | b'k') if !in_class => return Some("named or relative backreferences"),
+                _ => {}
+            }
+            i += 2;
+            continue;
+        }
+        if in_class {
+            // `[]…]` and `[^]…]`: a `]` first in the class is a literal.
+            let first = i > 0
+                && (bytes[i - 1] == b'[' || bytes[i - 1] == b'^' && i > 1 && bytes[i - 2] == b'[');
+            if b == b']' && !first {
+                in_class = false;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'[' {
+            in_class = true;
+            i += 1;
+            continue;
+        }
+        let rest = &pattern[i..];
+        if let Some((_, name)) = PCRE_ONLY.iter().find(|(start, _)| rest.starts_with(start)) {
+            return Some(name);
+        }
+        i += 1;
+    }
+    None
 }

@@ -3,7 +3,10 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
-use crate::ast::{AllowEncodedSlashes, Config, Param, ProxyTarget, Span};
+use crate::ast::{
+    AllowEncodedSlashes, BalancerConfig, Config, Context, HostSettings, Param, ProxyPassConfig,
+    ProxyTarget, Span,
+};
 
 /// A word as Apache reads it back: quoted when it is empty, holds blanks or starts with a
 /// quote (or `<`).
@@ -50,13 +53,14 @@ fn params<'a>(out: &mut String, params: impl IntoIterator<Item = &'a Param>) {
     }
 }
 
-/// The balancer parameters that did not come from a `ProxyPass` (those are written there).
-fn own_params<'a>(config: &Config, name: &str, all: &'a [Param]) -> Vec<&'a Param> {
+/// The balancer parameters that did not come from a `ProxyPass` of its server (those are
+/// written there).
+fn own_params<'a>(config: &Config, b: &BalancerConfig, all: &'a [Param]) -> Vec<&'a Param> {
     let mut own: Vec<Option<&Param>> = all.iter().map(Some).collect();
-    let from_passes = config
-        .proxy_passes
-        .iter()
-        .filter(|pp| matches!(&pp.target, ProxyTarget::Balancer { name: n, .. } if n == name));
+    let from_passes = config.proxy_passes.iter().filter(|pp| {
+        pp.context.vhost == b.context.vhost
+            && matches!(&pp.target, ProxyTarget::Balancer { name: n, .. } if *n == b.name)
+    });
     let from_passes: Vec<&Param> = from_passes.flat_map(|pp| &pp.params).collect();
     for p in from_passes.iter().rev() {
         if let Some(slot) = own
@@ -70,16 +74,83 @@ fn own_params<'a>(config: &Config, name: &str, all: &'a [Param]) -> Vec<&'a Para
     own.into_iter().flatten().collect()
 }
 
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "On"
+    } else {
+        "Off"
+    }
+}
+
+/// A `ProxyPass`/`ProxyPassMatch` line: `path` is `None` inside a `<Location>` (the
+/// one-argument form).
+fn proxy_pass(out: &mut String, indent: &str, pp: &ProxyPassConfig, in_location: Option<bool>) {
+    let target_word = if pp.params.is_empty() && !(pp.nocanon || pp.noquery || pp.interpolate) {
+        word
+    } else {
+        inner_word
+    };
+    out.push_str(indent);
+    match in_location {
+        // In a `<LocationMatch>` a `ProxyPass` is already a regular expression.
+        Some(loc_regex) => {
+            out.push_str(if pp.regex && !loc_regex {
+                "ProxyPassMatch "
+            } else {
+                "ProxyPass "
+            });
+        }
+        None => {
+            out.push_str(if pp.regex {
+                "ProxyPassMatch "
+            } else {
+                "ProxyPass "
+            });
+            out.push_str(&inner_word(&pp.path));
+            out.push(' ');
+        }
+    }
+    match &pp.target {
+        ProxyTarget::Balancer { name, path } => {
+            out.push_str(&target_word(&format!("{name}{path}")));
+        }
+        ProxyTarget::Url(url) => out.push_str(&target_word(url)),
+        ProxyTarget::Exclude => out.push('!'),
+    }
+    let flags = [
+        (pp.nocanon, "nocanon"),
+        (pp.noquery, "noquery"),
+        (pp.interpolate, "interpolate"),
+    ];
+    let any_flag = flags.iter().any(|(on, _)| *on);
+    if any_flag {
+        for p in &pp.params {
+            out.push(' ');
+            out.push_str(&inner_word(&format!("{}={}", p.key, p.value)));
+        }
+        for (_, flag) in flags.iter().filter(|(on, _)| *on) {
+            out.push(' ');
+            out.push_str(flag);
+        }
+    } else {
+        params(out, &pp.params);
+    }
+    out.push('\n');
+}
+
 impl Config {
     /// Writes the configuration back in Apache syntax.
     ///
     /// Global directives come first, then `ProxyHCExpr` and `ProxyHCTemplate` (Apache needs
-    /// them before their use), the `<Proxy>` blocks with their members and a `ProxySet` for
-    /// the balancer parameters not given on a `ProxyPass`, the `ProxyPass`,
-    /// `ProxyPassReverse`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
-    /// `Header` directives, and the manager locations. Skipped
+    /// them before their use); then, for the main server and then for each `<VirtualHost>`
+    /// block (with its settings): the `<Proxy>` blocks with their members and a `ProxySet`
+    /// for the balancer parameters not given on a `ProxyPass`, the `ProxyPass`,
+    /// `ProxyPassMatch`, `ProxyPassReverse`, `ProxyPassReverseCookieDomain`,
+    /// `ProxyPassReverseCookiePath` and `Header` directives, and the `<Location>` blocks
+    /// with theirs (the manager handler, the one-argument `ProxyPass` …). Skipped
     /// directives are not written. [`parse`](crate::parse) reads the text back to the same
-    /// configuration (see [`Config::without_spans`]).
+    /// configuration (see [`Config::without_spans`]) when its lists are in this order (a
+    /// server's directives after the main server's, a location's after its server's).
     #[must_use]
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -89,42 +160,10 @@ impl Config {
         if let Some(n) = self.balancer_growth {
             let _ = writeln!(out, "BalancerGrowth {n}");
         }
-        let on_off = |b: bool| if b { "On" } else { "Off" };
         if let Some(b) = self.balancer_persist {
             let _ = writeln!(out, "BalancerPersist {}", on_off(b));
         }
-        if let Some(b) = self.server.balancer_inherit {
-            let _ = writeln!(out, "BalancerInherit {}", on_off(b));
-        }
-        if let Some(s) = &self.server.server_name {
-            out.push_str("ServerName ");
-            let mut text = String::new();
-            if let Some(scheme) = &s.scheme {
-                let _ = write!(text, "{scheme}://");
-            }
-            text.push_str(&s.host);
-            if let Some(port) = s.port {
-                let _ = write!(text, ":{port}");
-            }
-            out.push_str(&word(&text));
-            out.push('\n');
-        }
-        crate::logs::render(&self.log_directives, &mut out, |s| word(s).into_owned());
-        crate::front::render(&self.front, &mut out);
-        if let Some(b) = self.server.proxy_preserve_host {
-            let _ = writeln!(out, "ProxyPreserveHost {}", on_off(b));
-        }
-        if let Some(b) = self.server.proxy_add_headers {
-            let _ = writeln!(out, "ProxyAddHeaders {}", on_off(b));
-        }
-        if let Some(mode) = self.server.allow_encoded_slashes {
-            let mode = match mode {
-                AllowEncodedSlashes::On => "On",
-                AllowEncodedSlashes::NoDecode => "NoDecode",
-                AllowEncodedSlashes::Off => "Off",
-            };
-            let _ = writeln!(out, "AllowEncodedSlashes {mode}");
-        }
+        self.render_settings(&mut out, "", &self.server, true);
         for e in &self.hc_exprs {
             let _ = writeln!(out, "ProxyHCExpr {} {{{}}}", word(&e.name), e.expr);
         }
@@ -138,55 +177,169 @@ impl Config {
             params(&mut out, &t.params);
             out.push('\n');
         }
-        for b in &self.balancers {
-            let _ = writeln!(out, "<Proxy {}>", quoted(&b.name));
+        self.render_server(&mut out, None);
+        for (i, v) in self.virtual_hosts.iter().enumerate() {
+            out.push_str("<VirtualHost");
+            for a in &v.addresses {
+                out.push(' ');
+                out.push_str(&inner_word(a));
+            }
+            out.push_str(">\n");
+            self.render_settings(&mut out, "    ", &v.settings, false);
+            self.render_server(&mut out, Some(i));
+            out.push_str("</VirtualHost>\n");
+        }
+        out
+    }
+
+    /// A server's settings; `main`: the process-wide ones too (logs, client limits).
+    fn render_settings(&self, out: &mut String, indent: &str, h: &HostSettings, main: bool) {
+        if let Some(b) = h.balancer_inherit {
+            let _ = writeln!(out, "{indent}BalancerInherit {}", on_off(b));
+        }
+        if let Some(b) = h.proxy_pass_inherit {
+            let _ = writeln!(out, "{indent}ProxyPassInherit {}", on_off(b));
+        }
+        if let Some(s) = &h.server_name {
+            out.push_str(indent);
+            out.push_str("ServerName ");
+            let mut text = String::new();
+            if let Some(scheme) = &s.scheme {
+                let _ = write!(text, "{scheme}://");
+            }
+            text.push_str(&s.host);
+            if let Some(port) = s.port {
+                let _ = write!(text, ":{port}");
+            }
+            out.push_str(&word(&text));
+            out.push('\n');
+        }
+        if !h.server_aliases.is_empty() {
+            out.push_str(indent);
+            out.push_str("ServerAlias");
+            for a in &h.server_aliases {
+                out.push(' ');
+                out.push_str(&inner_word(a));
+            }
+            out.push('\n');
+        }
+        if main {
+            crate::logs::render(&self.log_directives, out, |s| word(s).into_owned());
+            crate::front::render(&self.front, out);
+        }
+        if let Some(b) = h.proxy_preserve_host {
+            let _ = writeln!(out, "{indent}ProxyPreserveHost {}", on_off(b));
+        }
+        if let Some(b) = h.proxy_add_headers {
+            let _ = writeln!(out, "{indent}ProxyAddHeaders {}", on_off(b));
+        }
+        if let Some(mode) = h.allow_encoded_slashes {
+            let mode = match mode {
+                AllowEncodedSlashes::On => "On",
+                AllowEncodedSlashes::NoDecode => "NoDecode",
+                AllowEncodedSlashes::Off => "Off",
+            };
+            let _ = writeln!(out, "{indent}AllowEncodedSlashes {mode}");
+        }
+    }
+
+    /// The balancers and directives of one server (the main one: `None`), then its
+    /// `<Location>` blocks.
+    fn render_server(&self, out: &mut String, vhost: Option<usize>) {
+        let indent = if vhost.is_some() { "    " } else { "" };
+        for b in self.balancers.iter().filter(|b| b.context.vhost == vhost) {
+            let _ = writeln!(out, "{indent}<Proxy {}>", quoted(&b.name));
             for m in &b.members {
+                out.push_str(indent);
                 out.push_str("    BalancerMember ");
                 out.push_str(&if m.params.is_empty() {
                     word(&m.url)
                 } else {
                     inner_word(&m.url)
                 });
-                params(&mut out, &m.params);
+                params(out, &m.params);
                 out.push('\n');
             }
-            let own = own_params(self, &b.name, &b.params);
+            let own = own_params(self, b, &b.params);
             if !own.is_empty() {
+                out.push_str(indent);
                 out.push_str("    ProxySet");
-                params(&mut out, own);
+                params(out, own);
                 out.push('\n');
             }
-            out.push_str("</Proxy>\n");
+            let _ = writeln!(out, "{indent}</Proxy>");
         }
-        for pp in &self.proxy_passes {
-            let target_word = if pp.params.is_empty() {
-                word
-            } else {
-                inner_word
-            };
-            out.push_str("ProxyPass ");
-            out.push_str(&inner_word(&pp.path));
-            out.push(' ');
-            match &pp.target {
-                ProxyTarget::Balancer { name, path } => {
-                    out.push_str(&target_word(&format!("{name}{path}")));
+        let here = Context {
+            vhost,
+            location: None,
+        };
+        self.render_scoped(out, indent, here, None);
+        for (i, l) in self.locations.iter().enumerate() {
+            if l.vhost != vhost {
+                continue;
+            }
+            let tag = if l.regex { "LocationMatch" } else { "Location" };
+            let _ = writeln!(out, "{indent}<{tag} {}>", quoted(&l.path));
+            let inner = format!("{indent}    ");
+            for m in self
+                .manager_locations
+                .iter()
+                .filter(|m| m.context.location == Some(i))
+            {
+                let _ = writeln!(out, "{inner}SetHandler balancer-manager");
+                for r in &m.requires {
+                    let _ = writeln!(out, "{inner}Require {r}");
                 }
-                ProxyTarget::Url(url) => out.push_str(&target_word(url)),
-                ProxyTarget::Exclude => out.push('!'),
             }
-            params(&mut out, &pp.params);
-            if pp.nocanon {
-                out.push_str(" nocanon");
-            }
-            out.push('\n');
+            let here = Context {
+                vhost,
+                location: Some(i),
+            };
+            self.render_scoped(out, &inner, here, Some(l.regex));
+            let _ = writeln!(out, "{indent}</{tag}>");
         }
-        for r in &self.proxy_pass_reverses {
-            let _ = writeln!(
-                out,
-                "ProxyPassReverse {} {}",
-                inner_word(&r.path),
-                word(&r.target)
-            );
+        // Manager locations built without a `LocationConfig` (by hand).
+        for l in self
+            .manager_locations
+            .iter()
+            .filter(|m| m.context.location.is_none() && m.context.vhost == vhost)
+        {
+            let _ = writeln!(out, "{indent}<Location {}>", quoted(&l.path));
+            let _ = writeln!(out, "{indent}    SetHandler balancer-manager");
+            for r in &l.requires {
+                let _ = writeln!(out, "{indent}    Require {r}");
+            }
+            let _ = writeln!(out, "{indent}</Location>");
+        }
+    }
+
+    /// The `ProxyPass`, `ProxyPassReverse`, cookie and `Header` lines of one context;
+    /// `in_location`: inside a location, whether it is a regular expression.
+    fn render_scoped(
+        &self,
+        out: &mut String,
+        indent: &str,
+        here: Context,
+        in_location: Option<bool>,
+    ) {
+        for pp in self.proxy_passes.iter().filter(|p| p.context == here) {
+            proxy_pass(out, indent, pp, in_location);
+        }
+        for r in self
+            .proxy_pass_reverses
+            .iter()
+            .filter(|r| r.context == here)
+        {
+            if in_location.is_some() {
+                let _ = writeln!(out, "{indent}ProxyPassReverse {}", word(&r.target));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{indent}ProxyPassReverse {} {}",
+                    inner_word(&r.path),
+                    word(&r.target)
+                );
+            }
         }
         for (directive, rewrites) in [
             (
@@ -198,8 +351,8 @@ impl Config {
                 &self.proxy_pass_reverse_cookie_paths,
             ),
         ] {
-            for r in rewrites {
-                let _ = write!(out, "{directive} {} ", inner_word(&r.internal));
+            for r in rewrites.iter().filter(|r| r.context == here) {
+                let _ = write!(out, "{indent}{directive} {} ", inner_word(&r.internal));
                 if r.interpolate {
                     let _ = write!(out, "{} interpolate", inner_word(&r.public));
                 } else {
@@ -208,7 +361,8 @@ impl Config {
                 out.push('\n');
             }
         }
-        for h in &self.headers {
+        for h in self.headers.iter().filter(|h| h.context == here) {
+            out.push_str(indent);
             out.push_str("Header ");
             if h.always {
                 out.push_str("always ");
@@ -225,15 +379,6 @@ impl Config {
             }
             out.push('\n');
         }
-        for l in &self.manager_locations {
-            let _ = writeln!(out, "<Location {}>", quoted(&l.path));
-            out.push_str("    SetHandler balancer-manager\n");
-            for r in &l.requires {
-                let _ = writeln!(out, "    Require {r}");
-            }
-            out.push_str("</Location>\n");
-        }
-        out
     }
 
     /// A copy with every [`Span`] set to its default, to compare configurations by content.
@@ -279,6 +424,13 @@ impl Config {
         c.hc_exprs.iter_mut().for_each(|e| e.span = z);
         c.headers.iter_mut().for_each(|h| h.span = z);
         c.manager_locations.iter_mut().for_each(|l| l.span = z);
+        c.locations.iter_mut().for_each(|l| l.span = z);
+        for v in &mut c.virtual_hosts {
+            v.span = z;
+            if let Some(s) = &mut v.settings.server_name {
+                s.span = z;
+            }
+        }
         c.skipped.iter_mut().for_each(|s| s.span = z);
         crate::logs::zero_spans(&mut c.log_directives);
         c

@@ -198,13 +198,31 @@ fn virtual_hosts() {
     let balancers = c.balancers().unwrap();
     assert_eq!(balancers[0].0.max_attempts, Some(1));
     assert_eq!(balancers[1].1[1].load_factor.lbf(), 400);
-    // A <VirtualHost>'s ServerName is its own, not the server's: listed as skipped.
+    // A <VirtualHost>'s ServerName is its own, not the server's.
     assert_eq!(c.server.server_name, None);
-    let names: Vec<u32> = c
+    let names: Vec<&str> = c
+        .virtual_hosts
+        .iter()
+        .filter_map(|v| v.settings.server_name.as_ref().map(|n| n.host.as_str()))
+        .collect();
+    assert_eq!(names, ["shop.example.com", "api.example.com"]);
+    assert!(c.skipped.iter().all(|s| s.directive != "ServerName"));
+    // Each balancer, ProxyPass and location belongs to its virtual host.
+    let vhosts: Vec<Option<usize>> = c.balancers.iter().map(|b| b.context.vhost).collect();
+    assert_eq!(vhosts, [Some(0), Some(1)]);
+    let vhosts: Vec<Option<usize>> = c.proxy_passes.iter().map(|p| p.context.vhost).collect();
+    assert_eq!(vhosts, [Some(0), Some(1)]);
+    assert_eq!(c.locations[0].vhost, Some(0));
+    assert_eq!(c.manager_locations[0].context.location, Some(0));
+    assert_eq!(
+        c.balancer_in(Some(1), "balancer://api")
+            .map(|b| b.members.len()),
+        Some(2)
+    );
+    assert!(c.balancer_in(Some(0), "balancer://api").is_none());
+    // The virtual hosts' logs are not applied (one set of logs for the process).
+    assert!(c
         .skipped
         .iter()
-        .filter(|s| s.directive == "ServerName")
-        .map(|s| s.span.line)
-        .collect();
-    assert_eq!(names, [2, 22]);
+        .any(|s| s.directive == "ErrorLog" && s.in_block));
 }

@@ -219,8 +219,25 @@ fn outside_server_context_they_are_checked_and_skipped() {
             c.proxy_pass_reverse_cookie_domains.len(),
             c.proxy_pass_reverse_cookie_paths.len()
         ),
-        (None, None, &None, 0, 0)
+        // The <VirtualHost>'s cookie rewrites are its own (context.vhost), the <Proxy>
+        // block's are not applied.
+        (None, None, &None, 1, 1)
     );
+    // Since contexts are read: the <VirtualHost>'s settings are its own, not skipped.
+    let v = &c.virtual_hosts[0].settings;
+    assert_eq!(
+        (
+            v.server_name.as_ref().map(|n| n.host.as_str()),
+            v.proxy_preserve_host,
+            v.proxy_add_headers
+        ),
+        (Some("shop.example.com"), Some(true), Some(false))
+    );
+    assert_eq!(
+        c.proxy_pass_reverse_cookie_domains[0].context.vhost,
+        Some(0)
+    );
+    assert_eq!(c.proxy_pass_reverse_cookie_paths[0].context.vhost, Some(0));
     let skipped: Vec<(&str, u32)> = c
         .skipped
         .iter()
@@ -229,12 +246,6 @@ fn outside_server_context_they_are_checked_and_skipped() {
     assert_eq!(
         skipped,
         [
-            ("ServerName", 2),
-            ("ProxyPreserveHost", 3),
-            ("ProxyAddHeaders", 4),
-            ("ProxyPassReverseCookieDomain", 5),
-            ("ProxyPassReverseCookiePath", 6),
-            ("ProxyPreserveHost", 8),
             ("ProxyPreserveHost", 13),
             ("ProxyPassReverseCookiePath", 14),
             ("<Proxy", 16),

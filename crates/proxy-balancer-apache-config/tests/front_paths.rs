@@ -34,7 +34,7 @@ fn allow_encoded_slashes_is_read_in_server_context() {
 }
 
 #[test]
-fn allow_encoded_slashes_refuses_other_values_and_is_not_applied_from_a_vhost() {
+fn allow_encoded_slashes_refuses_other_values_and_is_the_vhosts_own_in_a_vhost() {
     for text in [
         "AllowEncodedSlashes Yes",
         "AllowEncodedSlashes",
@@ -49,11 +49,14 @@ fn allow_encoded_slashes_refuses_other_values_and_is_not_applied_from_a_vhost() 
         err.to_string().contains("must be On, Off or NoDecode"),
         "{err}"
     );
-    // In a <VirtualHost>, the proxy does not apply it to the whole server: listed as skipped.
+    // In a <VirtualHost>, it is that virtual host's, not the whole server's.
     let c = parse("<VirtualHost *:80>\nAllowEncodedSlashes On\n</VirtualHost>\n").expect("valid");
     assert_eq!(c.server.allow_encoded_slashes, None);
-    assert_eq!(c.skipped.len(), 1);
-    assert_eq!(c.skipped[0].directive, "AllowEncodedSlashes");
+    assert_eq!(
+        c.virtual_hosts[0].settings.allow_encoded_slashes,
+        Some(AllowEncodedSlashes::On)
+    );
+    assert!(c.skipped.is_empty(), "{:?}", c.skipped);
 }
 
 #[test]

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proxy_balancer_apache_config::{
-    parse, BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate, HeaderDirective,
-    ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget,
-    ServerName, Span,
+    parse, BalancerConfig, Config, Context, CookieRewrite, HcExpr, HcTemplate, HeaderDirective,
+    LocationConfig, ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig,
+    ProxyTarget, ServerName, Span,
 };
 
 fn param(key: &str, value: String) -> Param {
@@ -342,15 +342,20 @@ fn config() -> impl Strategy<Value = Config> {
                         span: Span::default(),
                     })
                     .collect();
-                c.manager_locations = locations
-                    .into_iter()
-                    .map(|(path, requires)| ManagerLocation {
+                for (path, requires) in locations {
+                    let mut location = LocationConfig::default();
+                    location.path.clone_from(&path);
+                    c.manager_locations.push(ManagerLocation {
                         path,
                         requires,
-                        context: Default::default(),
+                        context: Context {
+                            vhost: None,
+                            location: Some(c.locations.len()),
+                        },
                         span: Span::default(),
-                    })
-                    .collect();
+                    });
+                    c.locations.push(location);
+                }
                 (
                     c.balancer_growth,
                     c.balancer_persist,
