@@ -57,23 +57,31 @@ impl Config {
             || settings.proxy_pass_inherit != Some(false)
     }
 
-    /// The balancer a `balancer://name` names in a server: the server's own, else the main
-    /// server's when the server inherits balancers ([`Config::inherits_balancers`]). `name`
-    /// is lower-case (as [`ProxyTarget::Balancer`](crate::ProxyTarget) holds it).
+    /// The balancer a `balancer://name` names in a server: the main server's when the
+    /// server inherits balancers ([`Config::inherits_balancers`]) and the main server has
+    /// one of that name, else the server's own. `name` is lower-case (as
+    /// [`ProxyTarget::Balancer`](crate::ProxyTarget) holds it).
+    ///
+    /// # Apache
+    ///
+    /// mod_proxy's server merge puts the main server's balancers before the virtual
+    /// host's and the lookup takes the first of the name: a virtual host's
+    /// `<Proxy "balancer://app">` is never used while it inherits a main-server
+    /// `balancer://app` (seen on Apache 2.4.71: its requests and its balancer-manager go to
+    /// the main server's members).
     #[must_use]
     pub fn balancer_in(&self, vhost: Option<usize>, name: &str) -> Option<&BalancerConfig> {
-        let own = self
-            .balancers
-            .iter()
-            .find(|b| b.context.vhost == vhost && b.name == name);
-        own.or_else(|| {
-            (vhost.is_some() && self.inherits_balancers(vhost))
-                .then(|| {
-                    self.balancers
-                        .iter()
-                        .find(|b| b.context.vhost.is_none() && b.name == name)
-                })
-                .flatten()
+        let main = (vhost.is_none() || self.inherits_balancers(vhost))
+            .then(|| {
+                self.balancers
+                    .iter()
+                    .find(|b| b.context.vhost.is_none() && b.name == name)
+            })
+            .flatten();
+        main.or_else(|| {
+            self.balancers
+                .iter()
+                .find(|b| b.context.vhost == vhost && b.name == name)
         })
     }
 
