@@ -209,6 +209,11 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     let (listener, addr) = bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    // A <VirtualHost *:80> served on --listen 127.0.0.1:8080 is never selected (Apache's
+    // rule): say so rather than let every request fall to the main server in silence.
+    for vhost in site.unreachable_virtual_hosts(&[addr]) {
+        tracing::warn!("{vhost}");
+    }
 
     let mut out = std::io::stdout().lock();
     writeln!(
