@@ -249,7 +249,7 @@ impl fmt::Display for UnreachableVirtualHost {
         }
         write!(
             f,
-            " is never selected: no listening address matches {} (as in Apache, a virtual host serves only connections to its address and port); its requests go to the main server or another virtual host",
+            " is never selected: no listening address matches {} (as in Apache, a virtual host serves only connections to its address and port); its requests go to the main server or another virtual host; listen on its address and port, or write <VirtualHost *> for any",
             self.addresses
         )
     }
