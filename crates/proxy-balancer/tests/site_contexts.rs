@@ -409,3 +409,52 @@ async fn unserved_forms_are_refused_with_their_line() {
         assert!(err.to_string().contains(needle), "{err}");
     }
 }
+
+/// Apache 2.4.71, member answering `302 Location: http://member/app/login`: through
+/// `<Location /app>` with a one-argument `ProxyPassReverse` the client got
+/// `Location: http://front/app/login`; through `<Location /h>` (no reverse line) the
+/// member's URL unchanged. `/h/x/y` got the server's `X-S`, then `/h`'s `X-A` and
+/// `/h/x`'s `X-B` (every matching location's Header lines, in order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_reverse_and_header_lines_apply_to_their_requests() {
+    let b = start_demo_backends(1).await.expect("loopback ports");
+    b[0].set_status(302);
+    let login = format!("{}/app/login", b[0].url());
+    b[0].set_header(
+        http::header::LOCATION,
+        http::HeaderValue::from_str(&login).expect("a valid value"),
+    );
+    let text = format!(
+        r#"
+<Proxy "balancer://app">
+    BalancerMember "{}"
+</Proxy>
+Header set X-S s
+<Location "/app">
+    ProxyPass "balancer://app/app"
+    ProxyPassReverse "balancer://app/app"
+</Location>
+<Location "/h">
+    ProxyPass "balancer://app/h"
+    Header set X-A a
+</Location>
+<Location "/h/x">
+    Header set X-B b
+</Location>
+"#,
+        b[0].url()
+    );
+    let server = serve(&text).await;
+    let r = get(&server, "front.example", "/app/x").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://front.example/app/login"));
+    assert_eq!(r.header("x-s"), Some("s"));
+    assert_eq!(r.header("x-a"), None);
+    let r = get(&server, "front.example", "/h/x/y").await;
+    assert_eq!(r.header("location"), Some(login.as_str()));
+    let headers: Vec<Option<&str>> = ["x-s", "x-a", "x-b"].iter().map(|h| r.header(h)).collect();
+    assert_eq!(headers, [Some("s"), Some("a"), Some("b")]);
+    let r = get(&server, "front.example", "/h/y").await;
+    assert_eq!((r.header("x-a"), r.header("x-b")), (Some("a"), None));
+    server.shutdown().await.expect("stops cleanly");
+}

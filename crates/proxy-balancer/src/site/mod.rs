@@ -10,6 +10,53 @@
 //! of the site is dropped), and the balancer-manager of `<Location …> SetHandler
 //! balancer-manager`.
 //!
+//! # Contexts
+//!
+//! The main server and each `<VirtualHost>` are served apart, each with its own routes,
+//! `Header` lines, `ProxyPassReverse*` lines, `ProxyPreserveHost`, `ProxyAddHeaders`,
+//! `ServerName` and `AllowEncodedSlashes` (a virtual host takes the main server's where it
+//! does not set its own, as Apache merges them). Checked against Apache 2.4.71 on loopback
+//! (`tests/site_contexts.rs` says what Apache did for each case).
+//!
+//! - **Which server**: among the virtual hosts whose address matches the address the
+//!   connection reached ([`LocalAddr`](crate::LocalAddr); an exact IP address beats `*`
+//!   and `_default_`; no port or `:*` is any port), the first whose `ServerName` or a
+//!   `ServerAlias` (`*`, `?`) matches the request's host (`Host`, or the HTTP/2
+//!   `:authority`; case and port ignored); none: the first of them; no virtual host for
+//!   the address: the main server. A request without a `LocalAddr` (the site served
+//!   without [`Server`](crate::server::Server)) is matched against every virtual host.
+//!   The port counts as in Apache: a `<VirtualHost *:80>` is never selected on a server
+//!   listening on 8080 (matching on the IP address only would make the same configuration
+//!   route differently here and in Apache); [`Site::unreachable_virtual_hosts`] names such
+//!   virtual hosts so that the operator is told at start-up.
+//! - **Which route**: the `ProxyPass` of the last matching `<Location>`/`<LocationMatch>`
+//!   that has one (Apache's section merge; the main server's locations apply in every
+//!   virtual host, before its own), then the server's `ProxyPass`/`ProxyPassMatch` lines,
+//!   first match (the main server's first when `ProxyPassInherit` is On, as Apache merges
+//!   them). `<Location "/a">` matches `/a`, `/a/` and below, not `/ab`; `<Location "/a/">`
+//!   `/a/` and below only. A regular expression (`ProxyPassMatch`, `ProxyPass` in a
+//!   `<LocationMatch>`) gives its groups to the target as `$1` … `$9` (`$0` and `&` the
+//!   whole match); a target without any gets the whole path appended, as Apache does. The
+//!   path sent is encoded as mod_proxy encodes it. `noquery` has no effect on an HTTP
+//!   member, as in Apache (the query is forwarded; it is a FastCGI flag).
+//! - **Which balancer**: a virtual host sees the main server's balancers when
+//!   `BalancerInherit` or `ProxyPassInherit` is On (both are by default) — the same store,
+//!   shared — and its own ones, distinct stores. As in Apache an inherited main-server
+//!   balancer is found before a virtual host's own of the same name.
+//! - **Headers and reverse lines**: a response gets the server's `Header` lines, then
+//!   those of each matching `<Location>` in order; the `ProxyPassReverse*` lines of the
+//!   server and of the matching locations (the one-argument form takes the location's
+//!   path).
+//! - **The balancer-manager**: a `SetHandler balancer-manager` location in a virtual host
+//!   serves there only; the main server's serves in every server. Each shows the balancers
+//!   visible in its server and takes changes whose `Host` is the server's `ServerName` or
+//!   a `ServerAlias`.
+//!
+//! Refused with the line (rather than served otherwise): `interpolate`, `mapping=`,
+//! `nocanon` on a regular expression, `ProxyPassMatch` to a plain URL, a wildcard in a
+//! `<Location>` path, a manager in a `<LocationMatch>`, a `<VirtualHost>` address that is a
+//! host name.
+//!
 //! Serve it with [`Server`](crate::server::Server), which puts the client's
 //! [`PeerAddr`](crate::PeerAddr) in each request (for `X-Forwarded-For` and the manager's
 //! `Require ip` rule). The site takes the server's [`RequestBody`]: requests the
