@@ -458,3 +458,47 @@ Header set X-S s
     assert_eq!((r.header("x-a"), r.header("x-b")), (Some("a"), None));
     server.shutdown().await.expect("stops cleanly");
 }
+
+/// Apache 2.4.71: a main-server `<Location /loc>` ProxyPass serves in a vhost with
+/// `ProxyPassInherit Off` (locations are merged into every vhost; the flag is about the
+/// server's `ProxyPass` lines), and the main server's manager lists the main server's
+/// balancers, then the vhost's (`zed`, then `aaa`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn main_locations_apply_in_a_vhost_without_proxy_pass_inherit() {
+    let b = start_demo_backends(2).await.expect("loopback ports");
+    let text = format!(
+        r#"
+<Proxy "balancer://zed">
+    BalancerMember "{}"
+</Proxy>
+<Location "/loc">
+    ProxyPass "balancer://zed/loc"
+</Location>
+<Location "/balancer-manager">
+    SetHandler balancer-manager
+    Require ip 127.0.0.1
+</Location>
+<VirtualHost *>
+    ServerName a.example
+    ProxyPassInherit Off
+    <Proxy "balancer://aaa">
+        BalancerMember "{}"
+    </Proxy>
+    ProxyPass "/own" "balancer://aaa"
+</VirtualHost>
+"#,
+        b[0].url(),
+        b[1].url()
+    );
+    let server = serve(&text).await;
+    let r = get(&server, "a.example", "/loc/x").await;
+    assert_eq!(seen(&r, &b), ("backend-1".to_owned(), "/loc/x".to_owned()));
+    let r = get(&server, "a.example", "/own/x").await;
+    assert_eq!(seen(&r, &b), ("backend-2".to_owned(), "/x".to_owned()));
+    let page = get(&server, "a.example", "/balancer-manager").await;
+    let text = page.text();
+    let zed = text.find("balancer://zed");
+    let aaa = text.find("balancer://aaa");
+    assert!(zed.is_some() && aaa.is_some() && zed < aaa, "{text}");
+    server.shutdown().await.expect("stops cleanly");
+}
