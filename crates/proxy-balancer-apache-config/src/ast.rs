@@ -74,9 +74,16 @@ pub struct VirtualHostConfig {
     pub span: Span,
 }
 
-/// A `<Location path>`, `<Location ~ regex>` or `<LocationMatch regex>` block holding
-/// directives this crate applies (`ProxyPass`, `ProxyPassReverse`, `Header`,
-/// `SetHandler balancer-manager`).
+/// A `<Location path>`, `<Location ~ regex>` or `<LocationMatch regex>` block: every one
+/// is listed in [`Config::locations`], and the directives this crate applies inside
+/// (`ProxyPass`, `ProxyPassMatch`, `ProxyPassReverse`, `Header`, the cookie rewrites,
+/// `SetHandler balancer-manager`) point to it with [`Context::location`].
+///
+/// # Apache
+///
+/// core's `<Location>`: a `ProxyPass` inside takes one argument, the target; the location's
+/// path is its path (a regular expression in a `<LocationMatch>` or `<Location ~>`, which
+/// the parser checks with the `regex` crate).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LocationConfig {
@@ -146,14 +153,17 @@ pub enum ProxyTarget {
     Exclude,
 }
 
-/// A `ProxyPass path target key=value …`.
+/// A `ProxyPass path target key=value …` (or `ProxyPassMatch regex target …`, `ProxyPass ~
+/// regex target …`, or the one-argument `ProxyPass target …` of a `<Location>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyPassConfig {
-    /// The front path prefix.
+    /// The front path prefix, or the regular expression when [`ProxyPassConfig::regex`];
+    /// inside a `<Location>`, the location's path.
     pub path: String,
     /// Where it goes.
     pub target: ProxyTarget,
-    /// Its parameters (balancer parameters for a balancer target).
+    /// Its parameters (balancer parameters for a balancer target, worker parameters for a
+    /// URL), and `mapping=encoded|servlet`, a keyword of `ProxyPass` itself.
     pub params: Vec<Param>,
     /// The `nocanon` keyword: the path is forwarded as the client sent it, not decoded and
     /// encoded again (Apache's `proxy-nocanon`).
@@ -189,10 +199,11 @@ pub enum AllowEncodedSlashes {
     NoDecode,
 }
 
-/// A `ProxyPassReverse path url`.
+/// A `ProxyPassReverse path url` (or the one-argument `ProxyPassReverse url` of a
+/// `<Location>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyPassReverseConfig {
-    /// The front path prefix.
+    /// The front path prefix (inside a `<Location>`, the location's path).
     pub path: String,
     /// The backend URL (or `balancer://name/sub`).
     pub target: String,
@@ -309,10 +320,11 @@ pub struct Skipped {
     pub directive: String,
     /// Where it starts.
     pub span: Span,
-    /// A server-level directive this crate reads and applies (`ProxyPreserveHost`,
-    /// `ServerName`, `AllowEncodedSlashes`, the logging directives, the client limits …),
-    /// written inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block: checked, not
-    /// applied, and named by the doctor's `no-effect` rule.
+    /// A directive this crate reads and applies elsewhere, written where it is not applied:
+    /// a per-server setting (`ProxyPreserveHost`, `ProxyAddHeaders`, the cookie rewrites)
+    /// inside a `<Proxy>` block or a `<Location>`, or a whole-process one (the logging
+    /// directives, the client limits) inside a `<VirtualHost>`, `<Proxy>` or `<Location>`:
+    /// checked, not applied, and named by the doctor's `no-effect` rule.
     pub in_block: bool,
 }
 
@@ -320,7 +332,9 @@ pub struct Skipped {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The balancers, in the order they were first defined.
+    /// The balancers, in the order they were first named (defined, or named by a
+    /// `ProxyPass` of their server), each in the server it belongs to
+    /// ([`BalancerConfig::context`]; see [`Config::balancer_in`]).
     pub balancers: Vec<BalancerConfig>,
     /// The `ProxyPass` directives in order.
     pub proxy_passes: Vec<ProxyPassConfig>,
@@ -332,7 +346,8 @@ pub struct Config {
     pub hc_exprs: Vec<HcExpr>,
     /// The `Header` directives.
     pub headers: Vec<HeaderDirective>,
-    /// The balancer-manager locations.
+    /// The balancer-manager locations (each also in [`Config::locations`], which its
+    /// [`Context::location`] indexes).
     pub manager_locations: Vec<ManagerLocation>,
     /// `BalancerGrowth`: the default `growth` of every balancer ([`Config::balancers`]
     /// applies it, capped at the core's 100).
@@ -348,8 +363,8 @@ pub struct Config {
     pub server: HostSettings,
     /// The `<VirtualHost>` blocks, in order (the first one for an address is its default).
     pub virtual_hosts: Vec<VirtualHostConfig>,
-    /// The `<Location>`/`<LocationMatch>` blocks holding directives this crate applies, in
-    /// order ([`Context::location`] indexes them).
+    /// The `<Location>`/`<LocationMatch>` blocks, in order ([`Context::location`] indexes
+    /// them).
     pub locations: Vec<LocationConfig>,
     /// The `ProxyPassReverseCookieDomain` directives in order.
     pub proxy_pass_reverse_cookie_domains: Vec<CookieRewrite>,
@@ -363,10 +378,12 @@ pub struct Config {
     pub front: FrontLimits,
     /// Directives that are not about balancing, skipped.
     ///
-    /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
-    /// `ProxyPassReverseCookiePath`, `ServerName` and the logging directives are read in server context only: written
-    /// inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block they are checked (outside
-    /// `<Location>`) and listed here, not applied to the whole server (`ServerName` in a
-    /// `<Proxy>` block is an error, as in Apache).
+    /// The per-server settings (`ServerName`, `ProxyPreserveHost`, `ProxyAddHeaders`,
+    /// `AllowEncodedSlashes`, the cookie rewrites …) apply to the main server or the
+    /// `<VirtualHost>` they are written in; inside a `<Proxy>` block (and `ProxyPreserveHost`
+    /// / `ProxyAddHeaders` inside a `<Location>`) they are checked and listed here with
+    /// [`Skipped::in_block`]. The logging directives and the client limits are read in the
+    /// main server only: elsewhere they are listed here the same way. A `<Location>` that
+    /// holds nothing applied (`SetHandler server-status` …) is listed as `<Location`.
     pub skipped: Vec<Skipped>,
 }

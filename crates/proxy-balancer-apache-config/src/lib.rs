@@ -1,14 +1,19 @@
 //! Apache httpd balancer configuration for proxy-balancer: bring your `httpd.conf` as it is.
 //!
 //! [`parse`] reads the balancing part of an Apache configuration: `<Proxy "balancer://…">`
-//! blocks with `BalancerMember` and `ProxySet`, `ProxyPass`/`ProxyPassReverse`,
-//! `ProxyHCTemplate`/`ProxyHCExpr`, `BalancerGrowth`/`BalancerPersist`/`BalancerInherit`,
-//! `ProxyTimeout`, `Header … %{BALANCER_…}e` response headers and balancer-manager
-//! `<Location>`s, through `<VirtualHost>` and `<IfModule>` blocks; and, in server context,
-//! what a reverse proxy site applies to each request: `ProxyPreserveHost`,
-//! `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and
-//! `ServerName`; the [`logs`] directives (`ErrorLog`, `CustomLog`, `TransferLog`,
-//! `LogFormat`, `LogLevel`; [`Config::logs`]); and what the server allows its clients
+//! blocks with `BalancerMember` and `ProxySet`, `ProxyPass`/`ProxyPassMatch`/
+//! `ProxyPassReverse`, `ProxyHCTemplate`/`ProxyHCExpr`, `BalancerGrowth`/`BalancerPersist`/
+//! `BalancerInherit`/`ProxyPassInherit`, `ProxyTimeout`, `Header … %{BALANCER_…}e` response
+//! headers and balancer-manager `<Location>`s, in the contexts Apache has: the main server,
+//! `<VirtualHost>` blocks ([`Config::virtual_hosts`], each with its own settings) and
+//! `<Location>`/`<LocationMatch>` blocks ([`Config::locations`]); every scoped directive
+//! carries its [`Context`], and [`Config::host_settings`], [`Config::balancer_in`],
+//! [`Config::server_proxy_passes`] … say what applies in which server as Apache merges the
+//! main server into a virtual host. Per server: what a reverse proxy site applies to each
+//! request: `ServerName`, `ServerAlias`, `ProxyPreserveHost`, `ProxyAddHeaders`,
+//! `AllowEncodedSlashes`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath`;
+//! for the whole process: the [`logs`] directives (`ErrorLog`, `CustomLog`, `TransferLog`,
+//! `LogFormat`, `LogLevel`; [`Config::logs`]) and what the server allows its clients
 //! ([`FrontLimits`]): `Timeout`, `KeepAlive`, `KeepAliveTimeout`, `MaxKeepAliveRequests`,
 //! `RequestReadTimeout` (header and body stages; a non-zero `handshake=` is refused: there
 //! is no TLS here), `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
@@ -80,12 +85,44 @@
 //! * On a `ProxyPass` to a balancer every key is a balancer parameter; on a plain URL every
 //!   key is a worker parameter. `ProxySet url` applies to the member with that URL.
 //! * `hctemplate=` and `hcexpr=` must name a `ProxyHCTemplate`/`ProxyHCExpr` written before.
-//! * `<Location>` blocks other than the balancer manager and blocks such as `<Directory>`
-//!   are skipped; `<VirtualHost>` and `<If…>` blocks are read as if top-level, except that
-//!   `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyPassReverseCookieDomain`,
-//!   `ProxyPassReverseCookiePath` and `ServerName` apply to the whole server only outside
-//!   `<VirtualHost>` and `<Proxy>` blocks (elsewhere they are checked and listed in
-//!   [`Config::skipped`]).
+//! * `<VirtualHost addr …>` is a server of its own: its `ServerName`, `ServerAlias` (several
+//!   names a line, lower-cased, wildcards kept; outside a virtual host an error, as in
+//!   Apache), `ProxyPreserveHost`, `ProxyAddHeaders`, `AllowEncodedSlashes`,
+//!   `ProxyPassInherit` and `BalancerInherit` are its [`VirtualHostConfig::settings`]; a
+//!   `<VirtualHost>` inside another, or without an address, is an error as in Apache. The
+//!   logging directives and the client limits apply to the whole process and are read in
+//!   the main server only (elsewhere listed in [`Config::skipped`] with
+//!   [`Skipped::in_block`]).
+//! * A balancer belongs to the server it is defined in (`<Proxy>`, `BalancerMember
+//!   balancer://…`, `ProxySet balancer://…`): two virtual hosts may each have a
+//!   `balancer://app`. A `ProxyPass` names its server's balancer, else the main server's when
+//!   the virtual host inherits balancers (`BalancerInherit` or `ProxyPassInherit` On, the
+//!   default). A balancer defined both in the main server and in a virtual host that inherits
+//!   is refused: Apache would run the main server's members there (checked on loopback), and
+//!   so are balancer parameters on a virtual host's `ProxyPass` to the main server's balancer.
+//!   `ProxySet balancer://…` and `ProxySet url` outside `<Proxy>` look in their own server,
+//!   and the balancer must exist there already (Apache's "ProxySet can not find").
+//! * `<Location path>`, `<Location ~ regex>` and `<LocationMatch regex>` hold the
+//!   one-argument `ProxyPass target …` (and `ProxyPassMatch`; the location's path is its
+//!   path, a regular expression in a `<LocationMatch>`), the one-argument
+//!   `ProxyPassReverse url`, `Header`, the cookie rewrites, `ProxySet` and the manager's
+//!   `SetHandler balancer-manager` with its `Require` lines; other directives there are
+//!   listed in [`Config::skipped`]. Apache's errors are kept: a path on a `ProxyPass` in a
+//!   location, a `<Location>` or `<Proxy>` inside a location (or a `<Location>` inside
+//!   `<Proxy>`), `ServerName`, `ServerAlias`, `AllowEncodedSlashes`, `BalancerMember` and
+//!   the inherit directives there.
+//! * Regular expressions (`<LocationMatch>`, `<Location ~>`, `ProxyPassMatch`, `ProxyPass ~`)
+//!   are checked with the `regex` crate, which the site matches with: what it lacks of PCRE
+//!   (lookaround, backreferences, atomic groups, possessive quantifiers) is refused with
+//!   the feature named.
+//! * `ProxyPass` keywords `nocanon`, `noquery` and `interpolate` are read anywhere after the
+//!   target, in any case; `mapping=encoded|servlet` is a `ProxyPass` keyword (an error on a
+//!   `BalancerMember`, as in Apache).
+//! * `ProxySet` and `BalancerMember` inside `<ProxyMatch>` are refused (Apache applies them
+//!   to a worker named by the regular expression's text); `Header` inside a `<Proxy>` block
+//!   is listed in [`Config::skipped`], not applied to the whole server. Blocks such as
+//!   `<Directory>` are skipped; `<IfModule>` and the other `<If…>` blocks are read as if
+//!   their content were not in a block.
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -927,7 +927,13 @@ impl Parser {
                     )),
                 }
             }
-            "header" => self.header(span, &name.text, &args),
+            "header" if in_proxy == InProxy::Outside => self.header(span, &name.text, &args),
+            // In a `<Proxy>` block Apache applies it to the requests proxied there only: not
+            // applied to the whole server; listed (the `Header` rule refuses it).
+            "header" => {
+                self.skip(&name.text, span);
+                Ok(())
+            }
             "allowencodedslashes" => {
                 let v = one_arg(span, "AllowEncodedSlashes", &args)?;
                 let mode = if v.text.eq_ignore_ascii_case("on") {

@@ -515,3 +515,17 @@ fn contexts_render_back() {
     assert_eq!(again.without_spans(), c.without_spans(), "{rendered}");
     assert_eq!(again.render(), rendered);
 }
+
+#[test]
+fn a_header_in_a_proxy_block_is_not_the_servers() {
+    // Apache: Syntax OK; it applies to the requests proxied to that balancer only. Listed
+    // as skipped (the site and the doctor refuse a skipped Header line), not applied to
+    // the whole server as before.
+    let c = parse(
+        "<Proxy balancer://x>\n  BalancerMember http://127.0.0.1:1\n  Header set X-B 1\n</Proxy>\nProxyPass / balancer://x/\n",
+    )
+    .expect("valid");
+    assert!(c.headers.is_empty());
+    assert_eq!(c.skipped[0].directive, "Header");
+    assert_eq!(c.skipped[0].span.line, 3);
+}

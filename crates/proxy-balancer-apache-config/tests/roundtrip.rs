@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proxy_balancer_apache_config::{
-    parse, BalancerConfig, Config, Context, CookieRewrite, HcExpr, HcTemplate, HeaderDirective,
-    LocationConfig, ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig,
-    ProxyTarget, ServerName, Span,
+    parse, AllowEncodedSlashes, BalancerConfig, Config, Context, CookieRewrite, HcExpr, HcTemplate,
+    HeaderDirective, HostSettings, LocationConfig, ManagerLocation, MemberConfig, Param,
+    ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, ServerName, Span, VirtualHostConfig,
 };
 
 fn param(key: &str, value: String) -> Param {
@@ -18,7 +18,8 @@ fn param(key: &str, value: String) -> Param {
 }
 
 fn name() -> impl Strategy<Value = String> {
-    "[a-z][a-z0-9_-]{0,10}"
+    // Not `v…`: the virtual hosts' balancers are `vb0` … (no clash with the main server's).
+    "[a-u][a-z0-9_-]{0,10}"
 }
 
 fn member_param(templates: usize, exprs: usize) -> impl Strategy<Value = Param> {
@@ -143,7 +144,7 @@ fn site() -> impl Strategy<
     )
 }
 
-fn config() -> impl Strategy<Value = Config> {
+fn base() -> impl Strategy<Value = Config> {
     (0usize..3, 0usize..3).prop_flat_map(|(nt, ne)| {
         let exprs = prop::collection::vec(
             "[a-zA-Z0-9%{}_ =~/^'\"()!-]{1,40}"
@@ -366,6 +367,325 @@ fn config() -> impl Strategy<Value = Config> {
             },
         )
     })
+}
+
+/// The keywords `nocanon`, `noquery`, `interpolate`.
+fn flags() -> impl Strategy<Value = (bool, bool, bool)> {
+    (any::<bool>(), any::<bool>(), any::<bool>())
+}
+
+fn header() -> impl Strategy<Value = HeaderDirective> {
+    (
+        any::<bool>(),
+        prop::sample::select(vec!["add", "set", "append", "merge", "setifempty", "unset"]),
+        "[A-Za-z-]{1,12}",
+        "[ -~]{0,20}".prop_filter("no trailing backslash", |v| !v.ends_with('\\')),
+        prop::option::of("!?[A-Z_]{1,12}"),
+    )
+        .prop_map(|(always, action, name, value, env)| HeaderDirective {
+            always,
+            action: action.to_owned(),
+            name,
+            value: if action == "unset" {
+                String::new()
+            } else {
+                value
+            },
+            env,
+            context: Context::default(),
+            span: Span::default(),
+        })
+}
+
+/// A `ProxyPass` as generated: target, parameters, keywords, and (in a plain `<Location>`)
+/// whether it is a `ProxyPassMatch`.
+type PassGen = (ProxyTarget, Vec<Param>, (bool, bool, bool), bool);
+
+fn pass_gen() -> impl Strategy<Value = PassGen> {
+    (
+        prop_oneof![url().prop_map(ProxyTarget::Url), Just(ProxyTarget::Exclude),],
+        prop::option::of(prop::sample::select(vec!["servlet", "encoded"])),
+        prop::option::of(0u32..100),
+        flags(),
+        any::<bool>(),
+    )
+        .prop_map(|(target, mapping, retry, flags, is_match)| {
+            let mut params = Vec::new();
+            if !matches!(target, ProxyTarget::Exclude) {
+                if let Some(r) = retry {
+                    params.push(param("retry", r.to_string()));
+                }
+                if let Some(m) = mapping {
+                    params.push(param("mapping", m.to_owned()));
+                }
+            }
+            (target, params, flags, is_match)
+        })
+}
+
+/// A `<Location>`/`<LocationMatch>` and what it holds (never nothing: an empty location is
+/// listed as skipped).
+#[derive(Clone, Debug)]
+struct LocationGen {
+    path: String,
+    regex: bool,
+    manager: Option<Vec<String>>,
+    passes: Vec<PassGen>,
+    reverses: Vec<String>,
+    headers: Vec<HeaderDirective>,
+    cookies: Vec<CookieRewrite>,
+}
+
+fn location_gen() -> impl Strategy<Value = LocationGen> {
+    (
+        prop_oneof![
+            "/[a-z]{1,6}".prop_map(|p| (p, false)),
+            "\\^/[a-z]{1,4}(/\\(\\.\\*\\))?".prop_map(|p| (p, true)),
+        ],
+        prop::option::of(prop::collection::vec("ip 127\\.0\\.0\\.[0-9]", 0..2)),
+        prop::collection::vec(pass_gen(), 0..2),
+        prop::collection::vec(url(), 0..2),
+        prop::collection::vec(header(), 0..2),
+        cookie_rewrites(),
+    )
+        .prop_map(
+            |((path, regex), manager, passes, reverses, headers, cookies)| LocationGen {
+                path,
+                regex,
+                manager,
+                passes,
+                reverses,
+                headers,
+                cookies,
+            },
+        )
+        .prop_filter("holds something", |l| {
+            l.manager.is_some()
+                || !l.passes.is_empty()
+                || !l.reverses.is_empty()
+                || !l.headers.is_empty()
+                || !l.cookies.is_empty()
+        })
+}
+
+/// A virtual host's balancer: member URLs, `ProxySet` parameters, and its `ProxyPass` lines
+/// (path, balancer parameters).
+type VhostBalancerGen = (Vec<String>, Vec<Param>, Vec<(String, Vec<Param>)>);
+
+/// A `<VirtualHost>`: its settings, balancers (`vb0` …, members and parameters), its own
+/// `ProxyPass`/`ProxyPassMatch` lines and locations.
+#[derive(Clone, Debug)]
+struct VhostGen {
+    addresses: Vec<String>,
+    settings: HostSettings,
+    balancers: Vec<VhostBalancerGen>,
+    passes: Vec<(String, bool, PassGen)>,
+    headers: Vec<HeaderDirective>,
+    locations: Vec<LocationGen>,
+}
+
+fn vhost_gen() -> impl Strategy<Value = VhostGen> {
+    let settings = (
+        prop::option::of("[a-z][a-z0-9.-]{0,12}"),
+        prop::collection::vec("[a-z*?][a-z0-9.*?-]{0,10}", 0..3),
+        prop::option::of(any::<bool>()),
+        prop::option::of(any::<bool>()),
+        prop::option::of(prop::sample::select(vec![
+            AllowEncodedSlashes::On,
+            AllowEncodedSlashes::Off,
+            AllowEncodedSlashes::NoDecode,
+        ])),
+        prop::option::of(any::<bool>()),
+        prop::option::of(any::<bool>()),
+    )
+        .prop_map(|(name, aliases, preserve, add, slashes, ppi, bi)| {
+            let mut h = HostSettings::default();
+            h.server_name = name.map(|host| ServerName {
+                scheme: None,
+                host,
+                port: None,
+                span: Span::default(),
+            });
+            h.server_aliases = aliases;
+            h.proxy_preserve_host = preserve;
+            h.proxy_add_headers = add;
+            h.allow_encoded_slashes = slashes;
+            h.proxy_pass_inherit = ppi;
+            h.balancer_inherit = bi;
+            h
+        });
+    (
+        prop::collection::vec(
+            prop::sample::select(vec!["*:80", "127.0.0.1:8080", "[::1]:81", "_default_:443"]),
+            1..3,
+        ),
+        settings,
+        prop::collection::vec(
+            (
+                prop::collection::vec(url(), 1..3),
+                prop::collection::vec(balancer_param(), 0..2),
+                prop::collection::vec(
+                    ("/[a-z]{0,6}", prop::collection::vec(balancer_param(), 0..2)),
+                    0..2,
+                ),
+            ),
+            0..3,
+        ),
+        prop::collection::vec(
+            ("/[a-z]{0,6}(\\(\\.\\*\\))?", any::<bool>(), pass_gen()),
+            0..3,
+        ),
+        prop::collection::vec(header(), 0..2),
+        prop::collection::vec(location_gen(), 0..2),
+    )
+        .prop_map(
+            |(addresses, settings, balancers, passes, headers, locations)| VhostGen {
+                addresses: addresses.into_iter().map(str::to_owned).collect(),
+                settings,
+                balancers,
+                passes,
+                headers,
+                locations,
+            },
+        )
+}
+
+/// Adds a location and what it holds, in the order `render` writes them.
+fn add_location(c: &mut Config, vhost: Option<usize>, l: LocationGen) {
+    let index = c.locations.len();
+    let context = Context {
+        vhost,
+        location: Some(index),
+    };
+    let mut location = LocationConfig::default();
+    location.path.clone_from(&l.path);
+    location.regex = l.regex;
+    location.vhost = vhost;
+    c.locations.push(location);
+    if let Some(requires) = l.manager {
+        c.manager_locations.push(ManagerLocation {
+            path: l.path.clone(),
+            requires,
+            context,
+            span: Span::default(),
+        });
+    }
+    for (target, params, (nocanon, noquery, interpolate), is_match) in l.passes {
+        c.proxy_passes.push(ProxyPassConfig {
+            path: l.path.clone(),
+            target,
+            params,
+            nocanon,
+            // `ProxyPassMatch` in a plain location: its path is a regular expression; a
+            // wildcard-free path is one.
+            regex: l.regex || is_match,
+            noquery,
+            interpolate,
+            context,
+            span: Span::default(),
+        });
+    }
+    for target in l.reverses {
+        c.proxy_pass_reverses.push(ProxyPassReverseConfig {
+            path: l.path.clone(),
+            target,
+            context,
+            span: Span::default(),
+        });
+    }
+    for mut h in l.headers {
+        h.context = context;
+        c.headers.push(h);
+    }
+    for mut r in l.cookies {
+        r.context = context;
+        c.proxy_pass_reverse_cookie_paths.push(r);
+    }
+}
+
+/// The base configuration (main server) plus locations in it and virtual hosts, in the
+/// order `render` writes them.
+fn config() -> impl Strategy<Value = Config> {
+    (
+        base(),
+        prop::collection::vec(location_gen(), 0..3),
+        prop::collection::vec(vhost_gen(), 0..3),
+    )
+        .prop_map(|(mut c, locations, vhosts)| {
+            for l in locations {
+                add_location(&mut c, None, l);
+            }
+            for (v, g) in vhosts.into_iter().enumerate() {
+                let mut vh = VirtualHostConfig::default();
+                vh.addresses = g.addresses;
+                vh.settings = g.settings;
+                c.virtual_hosts.push(vh);
+                let context = Context {
+                    vhost: Some(v),
+                    location: None,
+                };
+                for (b, (urls, own, passes)) in g.balancers.into_iter().enumerate() {
+                    let name = format!("balancer://vb{b}");
+                    let mut seen = std::collections::HashSet::new();
+                    let members = urls
+                        .into_iter()
+                        .filter(|u| seen.insert(u.clone()))
+                        .map(|url| MemberConfig {
+                            url,
+                            params: Vec::new(),
+                            span: Span::default(),
+                        })
+                        .collect();
+                    let mut params = own;
+                    for (path, pp) in passes {
+                        params.extend(pp.iter().cloned());
+                        c.proxy_passes.push(ProxyPassConfig {
+                            path,
+                            target: ProxyTarget::Balancer {
+                                name: name.clone(),
+                                path: String::new(),
+                            },
+                            params: pp,
+                            nocanon: false,
+                            regex: false,
+                            noquery: false,
+                            interpolate: false,
+                            context,
+                            span: Span::default(),
+                        });
+                    }
+                    c.balancers.push(BalancerConfig {
+                        name,
+                        params,
+                        members,
+                        context,
+                        span: Span::default(),
+                    });
+                }
+                for (path, regex, (target, params, (nocanon, noquery, interpolate), _)) in g.passes
+                {
+                    c.proxy_passes.push(ProxyPassConfig {
+                        path: if regex { format!("^{path}") } else { path },
+                        target,
+                        params,
+                        nocanon,
+                        regex,
+                        noquery,
+                        interpolate,
+                        context,
+                        span: Span::default(),
+                    });
+                }
+                for mut h in g.headers {
+                    h.context = context;
+                    c.headers.push(h);
+                }
+                for l in g.locations {
+                    add_location(&mut c, Some(v), l);
+                }
+            }
+            c
+        })
 }
 
 proptest! {
