@@ -502,3 +502,38 @@ async fn main_locations_apply_in_a_vhost_without_proxy_pass_inherit() {
     assert!(zed.is_some() && aaa.is_some() && zed < aaa, "{text}");
     server.shutdown().await.expect("stops cleanly");
 }
+
+/// Apache 2.4.71 (Listen 127.0.0.1:18200): with `<VirtualHost *:18200>` a.example and
+/// `<VirtualHost 127.0.0.1>` ip.example, every request to 127.0.0.1 went to ip.example,
+/// `Host: a.example` included: a virtual host naming the address exactly beats `*`, and
+/// names are matched among those only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_address_beats_a_wildcard_one() {
+    let b = start_demo_backends(2).await.expect("loopback ports");
+    let text = format!(
+        r#"
+<VirtualHost *>
+    ServerName a.example
+    <Proxy "balancer://a">
+        BalancerMember "{}"
+    </Proxy>
+    ProxyPass "/" "balancer://a/"
+</VirtualHost>
+<VirtualHost 127.0.0.1:*>
+    ServerName ip.example
+    <Proxy "balancer://ip">
+        BalancerMember "{}"
+    </Proxy>
+    ProxyPass "/" "balancer://ip/"
+</VirtualHost>
+"#,
+        b[0].url(),
+        b[1].url()
+    );
+    let server = serve(&text).await;
+    for host in ["a.example", "ip.example", "other"] {
+        let r = get(&server, host, "/x").await;
+        assert_eq!(seen(&r, &b).0, "backend-2", "{host}");
+    }
+    server.shutdown().await.expect("stops cleanly");
+}

@@ -197,7 +197,7 @@
 //! | `ProxyPassReverseCookiePath internal public` | [`ReverseLayer::with_cookie_path`], [`ProxyPassReverseCookie::with_path`], [`reverse_cookie_path`] |
 //! | hop-by-hop removal (`ap_proxy_clear_connection`) | [`ForwardLayer`], [`ReverseLayer`], [`strip_hop_by_hop`], [`is_hop_by_hop`] |
 //!
-//! Not covered: `ProxyPass /path !` (the [site](crate::site) has it), `ProxyPassMatch`,
+//! Not covered: `ProxyPass /path !` and `ProxyPassMatch` (the [site](crate::site) has them),
 //! `ProxyPass` flags other than `nocanon` (`noquery`, `mapping=`), `interpolate` on `ProxyPassReverse*`, `ProxyVia`, and
 //! `UseCanonicalName` (the front URL is the request's own host).
 //!
