@@ -537,3 +537,43 @@ async fn an_exact_address_beats_a_wildcard_one() {
     }
     server.shutdown().await.expect("stops cleanly");
 }
+
+/// Apache 2.4.71 (Listen 127.0.0.1:18200): `<VirtualHost 127.0.0.1>` a.example and
+/// `<VirtualHost 127.0.0.1:18200>` b.example: `Host: a.example` went to b.example, the
+/// address with the port being matched before the address with any port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_port_beats_any_port_on_the_same_address() {
+    let b = start_demo_backends(2).await.expect("loopback ports");
+    let listener = tokio::net::TcpListener::bind(LOOPBACK)
+        .await
+        .expect("a loopback port");
+    let port = listener.local_addr().expect("bound").port();
+    let text = format!(
+        r#"
+<VirtualHost 127.0.0.1>
+    ServerName a.example
+    <Proxy "balancer://a">
+        BalancerMember "{}"
+    </Proxy>
+    ProxyPass "/" "balancer://a/"
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port}>
+    ServerName b.example
+    <Proxy "balancer://b">
+        BalancerMember "{}"
+    </Proxy>
+    ProxyPass "/" "balancer://b/"
+</VirtualHost>
+"#,
+        b[0].url(),
+        b[1].url()
+    );
+    let config = parse(&text).expect("a valid config");
+    let site = Site::from_config(&config).expect("buildable");
+    let server = Server::new().spawn(listener, site).expect("serving");
+    for host in ["a.example", "b.example"] {
+        let r = get(&server, host, "/x").await;
+        assert_eq!(seen(&r, &b).0, "backend-2", "{host}");
+    }
+    server.shutdown().await.expect("stops cleanly");
+}

@@ -20,7 +20,8 @@
 //!
 //! - **Which server**: among the virtual hosts whose address matches the address the
 //!   connection reached ([`LocalAddr`](crate::LocalAddr); an exact IP address beats `*`
-//!   and `_default_`; no port or `:*` is any port), the first whose `ServerName` or a
+//!   and `_default_`, and on it an exact port beats any port; no port or `:*` is any
+//!   port), the first whose `ServerName` or a
 //!   `ServerAlias` (`*`, `?`) matches the request's host (`Host`, or the HTTP/2
 //!   `:authority`; case and port ignored); none: the first of them; no virtual host for
 //!   the address: the main server. A request without a `LocalAddr` (the site served

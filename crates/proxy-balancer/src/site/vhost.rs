@@ -91,8 +91,9 @@ pub(super) struct VhostTable {
 enum Mode {
     /// The address is unknown (no [`LocalAddr`]): every virtual host is a candidate.
     All,
-    /// Some virtual host names the IP address exactly: only those.
-    Exact(IpAddr, u16),
+    /// Some virtual host names the IP address exactly: only those; with the port itself
+    /// (`Some`) when one gives it, else those with any port (Apache's `find_ipaddr`).
+    Exact(IpAddr, Option<u16>),
     /// Only the `*` and `_default_` ones for the port.
     Wildcard(u16),
 }
@@ -152,13 +153,15 @@ impl VhostTable {
         };
         let ip = canonical_ip(local.ip());
         let port = local.port();
-        let exact = self.vhosts.iter().any(|v| {
-            v.addrs
+        let names = |port: Option<u16>| {
+            self.vhosts
                 .iter()
-                .any(|a| a.ip == Some(ip) && a.port_matches(port))
-        });
-        if exact {
-            Mode::Exact(ip, port)
+                .any(|v| v.addrs.iter().any(|a| a.ip == Some(ip) && a.port == port))
+        };
+        if names(Some(port)) {
+            Mode::Exact(ip, Some(port))
+        } else if names(None) {
+            Mode::Exact(ip, None)
         } else {
             Mode::Wildcard(port)
         }
@@ -170,7 +173,7 @@ impl VhostTable {
             Mode::Exact(ip, port) => vhost
                 .addrs
                 .iter()
-                .any(|a| a.ip == Some(ip) && a.port_matches(port)),
+                .any(|a| a.ip == Some(ip) && a.port == port),
             Mode::Wildcard(port) => vhost
                 .addrs
                 .iter()
