@@ -577,3 +577,46 @@ async fn an_exact_port_beats_any_port_on_the_same_address() {
     }
     server.shutdown().await.expect("stops cleanly");
 }
+
+/// Apache 2.4.71 (Listen 127.0.0.1:18200): `<VirtualHost *:*>` x.example, then
+/// `<VirtualHost *:18200>` y.example: every Host went to y.example (`*` with the port is
+/// matched before `*` with any port). `unreachable_virtual_hosts` names x.example.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_with_the_port_beats_one_with_any_port() {
+    let b = start_demo_backends(2).await.expect("loopback ports");
+    let listener = tokio::net::TcpListener::bind(LOOPBACK)
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("bound");
+    let port = addr.port();
+    let text = format!(
+        r#"
+<Proxy "balancer://x">
+    BalancerMember "{}"
+</Proxy>
+<Proxy "balancer://y">
+    BalancerMember "{}"
+</Proxy>
+<VirtualHost *:*>
+    ServerName x.example
+    ProxyPass "/" "balancer://x/"
+</VirtualHost>
+<VirtualHost *:{port}>
+    ServerName y.example
+    ProxyPass "/" "balancer://y/"
+</VirtualHost>
+"#,
+        b[0].url(),
+        b[1].url()
+    );
+    let config = parse(&text).expect("a valid config");
+    let site = Site::from_config(&config).expect("buildable");
+    let unreachable = site.unreachable_virtual_hosts(&[addr]);
+    assert_eq!(unreachable.iter().map(|u| u.index).collect::<Vec<_>>(), [0]);
+    let server = Server::new().spawn(listener, site).expect("serving");
+    for host in ["x.example", "y.example", "other"] {
+        let r = get(&server, host, "/x").await;
+        assert_eq!(seen(&r, &b).0, "backend-2", "{host}");
+    }
+    server.shutdown().await.expect("stops cleanly");
+}

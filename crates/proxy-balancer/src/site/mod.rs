@@ -19,9 +19,9 @@
 //! (`tests/site_contexts.rs` says what Apache did for each case).
 //!
 //! - **Which server**: among the virtual hosts whose address matches the address the
-//!   connection reached ([`LocalAddr`](crate::LocalAddr); an exact IP address beats `*`
-//!   and `_default_`, and on it an exact port beats any port; no port or `:*` is any
-//!   port), the first whose `ServerName` or a
+//!   connection reached ([`LocalAddr`](crate::LocalAddr); the address with the
+//!   port, else the address with any port, else `*`/`_default_` with the port, else
+//!   `*`/`_default_` with any port; no port or `:*` is any port), the first whose `ServerName` or a
 //!   `ServerAlias` (`*`, `?`) matches the request's host (`Host`, or the HTTP/2
 //!   `:authority`; case and port ignored); none: the first of them; no virtual host for
 //!   the address: the main server. A request without a `LocalAddr` (the site served

@@ -91,11 +91,9 @@ pub(super) struct VhostTable {
 enum Mode {
     /// The address is unknown (no [`LocalAddr`]): every virtual host is a candidate.
     All,
-    /// Some virtual host names the IP address exactly: only those; with the port itself
-    /// (`Some`) when one gives it, else those with any port (Apache's `find_ipaddr`).
-    Exact(IpAddr, Option<u16>),
-    /// Only the `*` and `_default_` ones for the port.
-    Wildcard(u16),
+    /// The virtual hosts with exactly this address: an IP address (`None`: `*` or
+    /// `_default_`) and a port (`None`: any port).
+    Only(Option<IpAddr>, Option<u16>),
 }
 
 impl VhostTable {
@@ -148,36 +146,34 @@ impl VhostTable {
     }
 
     fn mode(&self, local: Option<SocketAddr>) -> Mode {
-        let Some(local) = local else {
-            return Mode::All;
-        };
-        let ip = canonical_ip(local.ip());
-        let port = local.port();
-        let names = |port: Option<u16>| {
+        match local {
+            None => Mode::All,
+            Some(local) => self.mode_for(Some(canonical_ip(local.ip())), local.port()),
+        }
+    }
+
+    /// The candidates for a connection to `ip` (`None`: an address no virtual host names)
+    /// and `port`: Apache's `find_ipaddr`, then `find_default_server`: the address with the
+    /// port, the address with any port, `*` with the port, `*` with any port.
+    fn mode_for(&self, ip: Option<IpAddr>, port: u16) -> Mode {
+        let has = |ip: Option<IpAddr>, port: Option<u16>| {
             self.vhosts
                 .iter()
-                .any(|v| v.addrs.iter().any(|a| a.ip == Some(ip) && a.port == port))
+                .any(|v| v.addrs.iter().any(|a| a.ip == ip && a.port == port))
         };
-        if names(Some(port)) {
-            Mode::Exact(ip, Some(port))
-        } else if names(None) {
-            Mode::Exact(ip, None)
-        } else {
-            Mode::Wildcard(port)
-        }
+        let exact = ip.map(|ip| [(Some(ip), Some(port)), (Some(ip), None)]);
+        exact
+            .into_iter()
+            .flatten()
+            .chain([(None, Some(port)), (None, None)])
+            .find(|&(ip, port)| has(ip, port))
+            .map_or(Mode::Only(None, None), |(ip, port)| Mode::Only(ip, port))
     }
 
     fn candidate(vhost: &Vhost, mode: Mode) -> bool {
         match mode {
             Mode::All => true,
-            Mode::Exact(ip, port) => vhost
-                .addrs
-                .iter()
-                .any(|a| a.ip == Some(ip) && a.port == port),
-            Mode::Wildcard(port) => vhost
-                .addrs
-                .iter()
-                .any(|a| a.ip.is_none() && a.port_matches(port)),
+            Mode::Only(ip, port) => vhost.addrs.iter().any(|a| a.ip == ip && a.port == port),
         }
     }
 
@@ -208,9 +204,13 @@ impl VhostTable {
             listen.iter().any(|l| {
                 let port = l.port();
                 if l.ip().is_unspecified() {
-                    // Any local address: an exact address may be reached, and so may `*`
-                    // on an address no virtual host names.
-                    return vhost.addrs.iter().any(|a| a.port_matches(port));
+                    // Any local address: an exact address may be reached (taken to be one
+                    // of the machine's), and so may `*` on an address no virtual host names.
+                    let named = vhost
+                        .addrs
+                        .iter()
+                        .any(|a| a.ip.is_some() && a.port_matches(port));
+                    return named || Self::candidate(vhost, self.mode_for(None, port));
                 }
                 Self::candidate(vhost, self.mode(Some(*l)))
             })
