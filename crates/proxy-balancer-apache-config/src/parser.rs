@@ -94,10 +94,9 @@ struct LocationState {
     /// `<LocationMatch>` or `<Location ~ …>`.
     regex: bool,
     requires: Vec<String>,
+    /// Where each `Require` line is (listed as skipped outside a manager location).
+    require_spans: Vec<Span>,
     manager: bool,
-    /// A directive inside was applied (`ProxyPass`, `Header` …): the block is not listed
-    /// as skipped.
-    applied: bool,
 }
 
 #[derive(Debug)]
@@ -667,8 +666,8 @@ impl Parser {
             path,
             regex,
             requires: Vec::new(),
+            require_spans: Vec::new(),
             manager: false,
-            applied: false,
         }))
     }
 
@@ -708,13 +707,11 @@ impl Parser {
                     },
                     span: frame.span,
                 });
-            } else if !loc.applied {
-                let tag = if frame.tag == "locationmatch" {
-                    "<LocationMatch"
-                } else {
-                    "<Location"
-                };
-                self.skip(tag, frame.span);
+            } else {
+                // Access rules of a location this crate does not serve: not applied.
+                for span in loc.require_spans {
+                    self.skip("Require", span);
+                }
             }
         }
         Ok(())
@@ -1122,23 +1119,26 @@ impl Parser {
         let span = name.span;
         let section = self.directory_section().unwrap_or("Location");
         let args = words(line, next)?;
-        let mut applied = true;
         match lower {
             "sethandler" => {
                 let manager = args
                     .first()
                     .is_some_and(|a| a.text.eq_ignore_ascii_case("balancer-manager"));
-                applied = false;
-                if let Some(loc) = self.location() {
-                    loc.manager |= manager;
+                if manager {
+                    if let Some(loc) = self.location() {
+                        loc.manager = true;
+                    }
+                } else {
+                    // `server-status` and the like: not served here.
+                    self.skip(&name.text, span);
                 }
             }
             "require" => {
                 let text: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
                 let text = text.join(" ");
-                applied = false;
                 if let Some(loc) = self.location() {
                     loc.requires.push(text);
+                    loc.require_spans.push(span);
                 }
             }
             "header" => self.header(span, &name.text, &args)?,
@@ -1207,12 +1207,6 @@ impl Parser {
                     span,
                     in_block: ours,
                 });
-                applied = false;
-            }
-        }
-        if applied {
-            if let Some(loc) = self.location() {
-                loc.applied = true;
             }
         }
         Ok(())

@@ -323,7 +323,7 @@ fn locations_are_read() {
         .iter()
         .map(|s| (s.directive.as_str(), s.span.line))
         .collect();
-    assert_eq!(skipped, [("SetEnv", 9), ("<Location", 17)]);
+    assert_eq!(skipped, [("SetEnv", 9), ("SetHandler", 18)]);
     let in_location: Vec<usize> = c.locations_in(None).map(|(i, _)| i).collect();
     assert_eq!(in_location, [0, 1, 2, 3]);
 }

@@ -153,11 +153,17 @@ fn manager_location() {
         ),
         (Some(true), Some(false), Some(10))
     );
-    // The server-status location is skipped, not an error.
-    assert!(c
+    // The server-status location is kept (a context with nothing applied), and what it
+    // holds is listed as skipped, not an error (before contexts were read, the block itself
+    // was listed as "<Location").
+    assert_eq!(c.locations[1].path, "/status");
+    let skipped: Vec<(&str, u32)> = c
         .skipped
         .iter()
-        .any(|s| s.directive == "<Location" && s.span.line == 18));
+        .map(|s| (s.directive.as_str(), s.span.line))
+        .collect();
+    assert!(skipped.contains(&("SetHandler", 19)), "{skipped:?}");
+    assert!(skipped.contains(&("Require", 20)), "{skipped:?}");
 }
 
 #[test]

@@ -250,8 +250,8 @@ fn outside_server_context_they_are_checked_and_skipped() {
             ("ProxyPassReverseCookiePath", 14),
             ("<Proxy", 16),
             ("ProxyAddHeaders", 17),
+            // (The <Location> block itself is in `locations` since contexts are read.)
             ("ProxyPreserveHost", 20),
-            ("<Location", 19),
             ("Directory", 22),
         ]
     );

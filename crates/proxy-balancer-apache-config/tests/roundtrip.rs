@@ -423,8 +423,7 @@ fn pass_gen() -> impl Strategy<Value = PassGen> {
         })
 }
 
-/// A `<Location>`/`<LocationMatch>` and what it holds (never nothing: an empty location is
-/// listed as skipped).
+/// A `<Location>`/`<LocationMatch>` and what it holds (maybe nothing).
 #[derive(Clone, Debug)]
 struct LocationGen {
     path: String,
@@ -459,13 +458,6 @@ fn location_gen() -> impl Strategy<Value = LocationGen> {
                 cookies,
             },
         )
-        .prop_filter("holds something", |l| {
-            l.manager.is_some()
-                || !l.passes.is_empty()
-                || !l.reverses.is_empty()
-                || !l.headers.is_empty()
-                || !l.cookies.is_empty()
-        })
 }
 
 /// A virtual host's balancer: member URLs, `ProxySet` parameters, and its `ProxyPass` lines
