@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
-use crate::ast::{AllowEncodedSlashes, Config, Param, ProxyTarget, Span};
+use crate::ast::{
+    AllowEncodedSlashes, Config, HeaderAction, HeaderCondition, Param, ProxyTarget, Span,
+};
 
 /// A word as Apache reads it back: quoted when it is empty, holds blanks or starts with a
 /// quote (or `<`).
@@ -209,19 +211,32 @@ impl Config {
             }
         }
         for h in &self.headers {
-            out.push_str("Header ");
+            out.push_str(h.directive());
+            out.push(' ');
             if h.always {
                 out.push_str("always ");
             }
             let _ = write!(out, "{} {}", h.action, inner_word(&h.name));
-            // `unset` takes no value.
-            if h.action != "unset" {
+            // `unset` and `echo` take no value.
+            if !matches!(h.action, HeaderAction::Unset | HeaderAction::Echo) {
                 out.push(' ');
                 out.push_str(&quoted(&h.value));
             }
-            if let Some(env) = &h.env {
+            if let Some(replacement) = &h.replacement {
                 out.push(' ');
-                out.push_str(&word(&format!("env={env}")));
+                out.push_str(&quoted(replacement));
+            }
+            match &h.condition {
+                Some(HeaderCondition::Env { name, negated }) => {
+                    let bang = if *negated { "!" } else { "" };
+                    out.push(' ');
+                    out.push_str(&word(&format!("env={bang}{name}")));
+                }
+                Some(HeaderCondition::Expr(expr)) => {
+                    out.push(' ');
+                    out.push_str(&quoted(&format!("expr={expr}")));
+                }
+                None => {}
             }
             out.push('\n');
         }

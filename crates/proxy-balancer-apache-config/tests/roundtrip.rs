@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proxy_balancer_apache_config::{
-    parse, BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate, HeaderDirective,
-    ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget,
-    ServerName, Span,
+    parse, BalancerConfig, Config, CookieRewrite, HcExpr, HcTemplate, HeaderAction,
+    HeaderCondition, HeaderDirective, ManagerLocation, MemberConfig, Param, ProxyPassConfig,
+    ProxyPassReverseConfig, ProxyTarget, ServerName, Span,
 };
 
 fn param(key: &str, value: String) -> Param {
@@ -212,7 +212,14 @@ fn config() -> impl Strategy<Value = Config> {
                         "unset",
                     ]),
                     "[A-Za-z-]{1,12}",
-                    "[ -~]{0,40}".prop_filter("no trailing backslash", |v| !v.ends_with('\\')),
+                    // A value mod_headers reads back as written: no `%` format (an
+                    // unknown one is an error), no `\n`/`\r` escape (refused).
+                    "[ -~]{0,40}".prop_filter("a plain value", |v| {
+                        !v.ends_with('\\')
+                            && !v.contains('%')
+                            && !v.contains("\\n")
+                            && !v.contains("\\r")
+                    }),
                     prop::option::of("!?[A-Z_]{1,12}"),
                 ),
                 0..3,
@@ -328,8 +335,16 @@ fn config() -> impl Strategy<Value = Config> {
                 c.headers = headers
                     .into_iter()
                     .map(|(always, action, name, value, env)| HeaderDirective {
+                        request: false,
                         always,
-                        action: action.to_owned(),
+                        action: match action {
+                            "add" => HeaderAction::Add,
+                            "set" => HeaderAction::Set,
+                            "append" => HeaderAction::Append,
+                            "merge" => HeaderAction::Merge,
+                            "setifempty" => HeaderAction::SetIfEmpty,
+                            _ => HeaderAction::Unset,
+                        },
                         name,
                         // `unset` takes no value.
                         value: if action == "unset" {
@@ -337,7 +352,17 @@ fn config() -> impl Strategy<Value = Config> {
                         } else {
                             value
                         },
-                        env,
+                        replacement: None,
+                        condition: env.map(|env: String| match env.strip_prefix('!') {
+                            Some(name) => HeaderCondition::Env {
+                                name: name.to_owned(),
+                                negated: true,
+                            },
+                            None => HeaderCondition::Env {
+                                name: env,
+                                negated: false,
+                            },
+                        }),
                         context: Default::default(),
                         span: Span::default(),
                     })
