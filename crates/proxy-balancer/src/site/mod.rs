@@ -2,11 +2,12 @@
 //!
 //! [`Site::from_config`] builds, from a parsed [`Config`]:
 //! one balancer stack per `<Proxy balancer://…>` (the [`Balancer`] over the built-in
-//! [`MakeHttpMember`] client, sticky routes with the route cookie of Apache's documented
-//! `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` recipe, errors answered as Apache
-//! does), the `ProxyPass` routes to them (first match, Apache's segment rule; `!`
-//! exclusions answer 404), the other `Header` directives filled from the `BALANCER_*`
-//! values, the health probes of members with `hc*` parameters (stopped when the last clone
+//! [`MakeHttpMember`] client, sticky routes, errors answered as Apache does), the
+//! `ProxyPass` routes to them (first match, Apache's segment rule; `!` exclusions answer
+//! 404), the `Header` and `RequestHeader` lines as mod_headers applies them (the route
+//! cookie of Apache's documented `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED`
+//! recipe included, byte for byte; see [Header directives](#header-directives)), the
+//! health probes of members with `hc*` parameters (stopped when the last clone
 //! of the site is dropped), and the balancer-manager of `<Location …> SetHandler
 //! balancer-manager`.
 //!
@@ -71,6 +72,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("headers.md")]
 
 mod error;
 pub mod future;
@@ -103,7 +105,7 @@ use crate::{Balancer, BalancerStore, ErrorResponseLayer};
 
 pub use self::error::SiteError;
 pub use self::future::ResponseFuture;
-use self::headers::{is_route_cookie, route_cookie};
+use self::headers::HeaderRules;
 
 /// The stack of one balancer: sticky routes, the balancer over the built-in HTTP client,
 /// and errors turned into Apache's responses.
@@ -140,8 +142,8 @@ pub struct Site {
     probes: Arc<[HealthProbe]>,
     routes: Arc<[Route]>,
     stores: Arc<[Arc<BalancerStore>]>,
-    /// `Header` directives filled from the `BALANCER_*` values of each response.
-    headers: Arc<[HeaderDirective]>,
+    /// The `Header` and `RequestHeader` lines, compiled.
+    headers: HeaderRules,
     /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
     forwarded: Arc<ForwardedHeaders>,
     /// `AllowEncodedSlashes`.
@@ -197,7 +199,10 @@ impl Site {
                 .map_err(|source| SiteError::Balancer { name, source })?;
             stores.push(Arc::new(store));
         }
-        let cookie = route_cookie(config);
+        // The route cookie of Apache's recipe (`Header add Set-Cookie
+        // "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; …" env=BALANCER_ROUTE_CHANGED`) is the Header
+        // line it is, applied byte for byte as Apache sends it: the sticky layer sets none.
+        let cookie: Option<RouteCookie> = None;
         let reverse = reverse_layer(config)?;
         let route = |store: &Arc<BalancerStore>, cookie: Option<RouteCookie>| {
             Target::Balancer(Reverse::new(stack(Arc::clone(store), cookie), &reverse))
@@ -281,18 +286,14 @@ impl Site {
         let defs = Arc::new(wiring::probe_definitions(config)?);
         let probes = wiring::spawn_probes(&stores, &defs)?;
         let manager = wiring::manager(config, &stores[..managed], &probes[..managed], &defs)?;
-        let headers: Vec<HeaderDirective> = config
-            .headers
-            .iter()
-            .filter(|h| !is_route_cookie(h))
-            .cloned()
-            .collect();
+        let lines: Vec<&HeaderDirective> = config.headers.iter().collect();
+        let headers = HeaderRules::compile(&lines)?;
         Ok(Self {
             manager,
             probes: probes.into(),
             routes: routes.into(),
             stores: stores.into(),
-            headers: headers.into(),
+            headers,
             forwarded: Arc::new(forwarded_headers(config)),
             encoded_slashes: encoded_slashes(config),
         })
@@ -317,7 +318,7 @@ impl Site {
             probes: Vec::new().into(),
             routes: routes.into(),
             stores: vec![store].into(),
-            headers: Vec::new().into(),
+            headers: HeaderRules::default(),
             forwarded: Arc::new(ForwardedHeaders::new()),
             encoded_slashes: EncodedSlashes::default(),
         }
@@ -393,7 +394,10 @@ impl Service<Request<RequestBody>> for Site {
         // as `/private` does, and `/x/../balancer-manager` is the manager's.
         let path = match RequestPath::parse_with(request.uri().path(), self.encoded_slashes) {
             Ok(path) => path,
-            Err(refusal) => return ResponseFuture::ready(refused(refusal)),
+            Err(refusal) => {
+                let notes = self.headers.on_request(&mut request);
+                return ResponseFuture::ready(refused(refusal), &self.headers, &notes);
+            }
         };
         let routed = if let Some(manager) = self.is_manager_path(path.matched()) {
             // The manager reads its mount from the path: give it the normalised one.
@@ -421,27 +425,40 @@ impl Service<Request<RequestBody>> for Site {
                 },
             }
         };
+        // mod_headers' fixups (the RequestHeader rules) run before the handler.
+        let notes = self.headers.on_request(&mut request);
+        let rules = &self.headers;
         match routed {
-            Routed::Refused(status) => ResponseFuture::ready(status_response(status)),
+            Routed::Refused(status) => {
+                ResponseFuture::ready(status_response(status), rules, &notes)
+            }
             Routed::Manager(manager, new_path) => {
                 if let Some(new_path) = new_path {
                     if set_path(&mut request, &new_path).is_err() {
-                        return ResponseFuture::ready(status_response(StatusCode::BAD_REQUEST));
+                        return ResponseFuture::ready(
+                            status_response(StatusCode::BAD_REQUEST),
+                            rules,
+                            &notes,
+                        );
                     }
                 }
-                ResponseFuture::manager(manager.oneshot(request))
+                ResponseFuture::manager(manager.oneshot(request), rules.clone(), notes)
             }
             Routed::Member(service, new_path) => {
                 if let Some(new_path) = new_path {
                     if set_path(&mut request, &new_path).is_err() {
-                        return ResponseFuture::ready(status_response(StatusCode::BAD_REQUEST));
+                        return ResponseFuture::ready(
+                            status_response(StatusCode::BAD_REQUEST),
+                            rules,
+                            &notes,
+                        );
                     }
                 }
                 // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
                 // X-Forwarded-* added (ProxyAddHeaders), Host for the member client to set to
                 // the member's unless ProxyPreserveHost.
                 forward_request(&mut request, &self.forwarded);
-                ResponseFuture::proxy(service.oneshot(request), Arc::clone(&self.headers))
+                ResponseFuture::proxy(service.oneshot(request), rules.clone(), notes)
             }
         }
     }
@@ -563,19 +580,17 @@ fn reverse_layer(config: &Config) -> Result<ReverseLayer, SiteError> {
     Ok(layer)
 }
 
-/// A `Header` line the site would not apply (Apache's `edit`, `echo`, `note`, an `expr=`
-/// condition, or a line inside a context the site does not read) refuses the
-/// configuration: a response header rule must not be silently dropped.
+/// A `Header`/`RequestHeader` line the parser kept aside (inside a context the site does
+/// not read) refuses the configuration: a header rule must not be silently dropped.
 fn refuse_skipped_headers(config: &Config) -> Result<(), SiteError> {
-    match config
-        .skipped
-        .iter()
-        .find(|s| s.directive.eq_ignore_ascii_case("header"))
-    {
+    match config.skipped.iter().find(|s| {
+        s.directive.eq_ignore_ascii_case("header")
+            || s.directive.eq_ignore_ascii_case("requestheader")
+    }) {
         Some(skipped) => Err(SiteError::Unsupported {
             line: skipped.span.line,
             reason: format!(
-                "{}: this form is not applied (supported: add, set, append, merge, setifempty and unset, with an optional env= condition, at server level)",
+                "{}: not applied in this context (header rules are applied at server level)",
                 skipped.directive
             ),
         }),
