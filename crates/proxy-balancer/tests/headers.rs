@@ -330,3 +330,75 @@ async fn the_route_cookie_recipe_keeps_every_attribute() {
     }
     running.shutdown().await.expect("stops cleanly");
 }
+
+/// `expr=` conditions reading the request (`REQUEST_URI`, `REQUEST_METHOD`, `req()`,
+/// `%{HTTP_USER_AGENT}`, `%{req:…}`, `env()`), on `Header` and `RequestHeader`; the request
+/// headers read are named in `Vary`, as Apache's ap_expr does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expressions_read_the_request_as_apache() {
+    let members = members().await;
+    let rules = r#"Header set X-U "yes" "expr=%{REQUEST_URI} == '/app/x'"
+Header set X-M "yes" "expr=%{REQUEST_METHOD} == 'GET' && req('X-Q') == 'q'"
+Header set X-H "yes" "expr=%{HTTP_USER_AGENT} =~ /curl/"
+Header set X-E "yes" "expr=env('BALANCER_NAME') == 'balancer://c'"
+Header always set X-E2 "yes" "expr=%{env:BALANCER_WORKER_ROUTE} == 'n1'"
+Header set X-RQ "yes" "expr=%{req:X-Added} == 'r'"
+RequestHeader set X-Added "r" "expr=%{REQUEST_URI} =~ m#^/app#"
+RequestHeader set X-RE "yes" "expr=reqenv('BALANCER_NAME') == ''"
+"#;
+    let running = serve(&config(&members, closed_port(), rules)).await;
+    let front = running.local_addr();
+    let curl = ("user-agent", "curl/7.88.1");
+
+    // Apache: X-E2: yes / X-U: yes / Vary: X-Q,User-Agent,X-Added / X-M: yes / X-H: yes /
+    // X-E: yes / X-RQ: yes; b1 received X-Added: r and X-RE: yes.
+    let r = get(front, "/app/x", &[("x-q", "q"), curl]).await;
+    for yes in ["x-e2", "x-u", "x-m", "x-h", "x-e", "x-rq"] {
+        assert_eq!(all(&r, yes), ["yes"], "{yes}");
+    }
+    assert_eq!(all(&r, "vary"), ["X-Q,User-Agent,X-Added"]);
+    let seen = members[0].last_request().expect("b1 answered");
+    assert_eq!(seen.header("x-added"), Some("r"));
+    assert_eq!(seen.header("x-re"), Some("yes"));
+
+    // Apache, POST /app/y (to b2): Vary: User-Agent,X-Added (the && stopped before
+    // req('X-Q')) / X-H / X-E / X-RQ; no X-U, X-M, X-E2.
+    let request = http::Request::post(format!("http://{front}/app/y"))
+        .header(curl.0, curl.1)
+        .body(Full::new(Bytes::new()))
+        .expect("valid");
+    let r = TestClient::new()
+        .with_timeout(Duration::from_secs(5))
+        .request(request)
+        .await
+        .expect("an answer");
+    assert_eq!(all(&r, "x-member"), ["b2"]);
+    assert_eq!(all(&r, "vary"), ["User-Agent,X-Added"]);
+    for yes in ["x-h", "x-e", "x-rq"] {
+        assert_eq!(all(&r, yes), ["yes"], "{yes}");
+    }
+    for absent in ["x-u", "x-m", "x-e2"] {
+        assert!(all(&r, absent).is_empty(), "{absent}");
+    }
+    running.shutdown().await.expect("stops cleanly");
+
+    // Apache, the member's own Vary joined as fixup_vary leaves it:
+    //   Header set X-M "yes" "expr=req('X-Q') == 'q'" and a member sending
+    //   "Vary: Accept-Encoding, Cookie" give "Vary: Accept-Encoding,Cookie,X-Q".
+    for m in &members {
+        m.set_header(
+            http::header::VARY,
+            HeaderValue::from_static("Accept-Encoding, Cookie"),
+        );
+    }
+    let running = serve(&config(
+        &members,
+        closed_port(),
+        "Header set X-M \"yes\" \"expr=req('X-Q') == 'q'\"\n",
+    ))
+    .await;
+    let r = get(running.local_addr(), "/app/vary", &[]).await;
+    assert_eq!(all(&r, "vary"), ["Accept-Encoding,Cookie,X-Q"]);
+    assert!(all(&r, "x-m").is_empty());
+    running.shutdown().await.expect("stops cleanly");
+}

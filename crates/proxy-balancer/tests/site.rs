@@ -587,7 +587,7 @@ async fn a_directive_the_site_cannot_apply_refuses_the_configuration() {
     for (extra, says) in [
         // Header edit and expr= are applied now; what cannot be compiled is refused.
         ("Header edit X-A ( b\n", "line 5: Header edit X-A"),
-        ("Header set X-A 1 \"expr=%{REQUEST_URI} == '/'\"\n", "line 5: Header set X-A"),
+        ("Header set X-A 1 \"expr=%{REMOTE_ADDR} == '::1'\"\n", "line 5: Header set X-A"),
         ("ProxyPassReverseCookiePath /a /b interpolate\n", "line 5: ProxyPassReverseCookiePath"),
         (
             "<Location /balancer-manager>\n SetHandler balancer-manager\n Require host example.com\n</Location>\n",

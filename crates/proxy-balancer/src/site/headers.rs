@@ -13,7 +13,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use super::SiteError;
 use crate::apache_config::{FormatPart, HeaderAction, HeaderCondition, HeaderDirective};
 use crate::balancer::BalancerInfo;
-use crate::health_probe::expr::{HcExpr, ProbeResponse};
+use crate::health_probe::expr::{ExprRequest, HcExpr, ProbeResponse};
 
 /// Compiled size limit for one regex: header rules are short patterns; the bound makes a
 /// pathological repetition an error at start instead of megabytes per rule.
@@ -44,6 +44,8 @@ struct Compiled {
     echoes: bool,
     /// There is a `RequestHeader` rule.
     request_rules: bool,
+    /// A `Header` rule's `expr=` reads the request: it is kept for the response.
+    keeps_request: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,42 @@ enum Condition {
 pub(crate) struct RequestNotes {
     arrival: Option<(SystemTime, tokio::time::Instant)>,
     echo: Option<Box<HeaderMap>>,
+    /// The request as the response rules' `expr=` read it (method, path, headers).
+    request: Option<Box<(http::Method, String, HeaderMap)>>,
+    /// The request headers the `RequestHeader` conditions read, for `Vary`.
+    vary: Vec<Box<str>>,
+}
+
+/// The request an `expr=` condition reads, and the `BALANCER_*` values for `env()`.
+struct ExprView<'a> {
+    method: &'a str,
+    uri: &'a str,
+    headers: &'a HeaderMap,
+    info: Option<&'a BalancerInfo>,
+    /// The request headers read, as written: Apache names them in the response's `Vary`.
+    vary: std::cell::RefCell<Vec<Box<str>>>,
+}
+
+impl ExprRequest for ExprView<'_> {
+    fn method(&self) -> &str {
+        self.method
+    }
+
+    fn uri(&self) -> &str {
+        self.uri
+    }
+
+    fn header(&self, name: &HeaderName, written: &str) -> Option<&[u8]> {
+        let mut vary = self.vary.borrow_mut();
+        if !vary.iter().any(|v| v.eq_ignore_ascii_case(written)) {
+            vary.push(written.into());
+        }
+        self.headers.get(name).map(HeaderValue::as_bytes)
+    }
+
+    fn env(&self, name: &str) -> Option<&str> {
+        Var::of(name).get(self.info)
+    }
 }
 
 /// What one rule sees when it runs.
@@ -172,6 +210,7 @@ impl HeaderRules {
         }
         let mut rules = Vec::with_capacity(lines.len());
         let (mut uses_time, mut echoes, mut request_rules) = (false, false, false);
+        let mut keeps_request = false;
         for &h in lines {
             let table = match (h.request, h.always) {
                 (true, _) => Table::Request,
@@ -240,7 +279,7 @@ impl HeaderRules {
                     negated: *negated,
                 }),
                 Some(HeaderCondition::Expr(text)) => {
-                    let expr = HcExpr::parse(text).map_err(|e| {
+                    let expr = HcExpr::parse_header_rule(text).map_err(|e| {
                         refused(
                             h,
                             format!(
@@ -254,6 +293,7 @@ impl HeaderRules {
                             format!("expr={text}: hc('body') is a health-check variable"),
                         ));
                     }
+                    keeps_request |= table != Table::Request && expr.uses_request();
                     Some(Condition::Expr(expr))
                 }
                 Some(_) => return Err(refused(h, "this condition is not supported")),
@@ -273,6 +313,7 @@ impl HeaderRules {
                 uses_time,
                 echoes,
                 request_rules,
+                keeps_request,
             })),
         })
     }
@@ -284,6 +325,7 @@ impl HeaderRules {
             return RequestNotes::default();
         };
         let mut notes = RequestNotes::default();
+        let mut request_vary = Vec::new();
         if compiled.uses_time {
             notes.arrival = Some((SystemTime::now(), tokio::time::Instant::now()));
         }
@@ -292,13 +334,31 @@ impl HeaderRules {
                 info: None,
                 notes: &notes,
             };
-            let headers = request.headers_mut();
+            let mut vary = Vec::new();
             for rule in compiled.rules.iter().filter(|r| r.table == Table::Request) {
                 // mod_headers' fixups run with the status still 200 and no response yet.
-                if rule.applies(&env, 200, &HeaderMap::new()) {
-                    rule.apply(headers, None, &env);
+                let view = ExprView {
+                    method: request.method().as_str(),
+                    uri: request.uri().path(),
+                    headers: request.headers(),
+                    info: None,
+                    vary: std::cell::RefCell::new(std::mem::take(&mut vary)),
+                };
+                let applies = rule.applies(&env, 200, &HeaderMap::new(), &view);
+                vary = view.vary.into_inner();
+                if applies {
+                    rule.apply(request.headers_mut(), None, &env);
                 }
             }
+            request_vary = vary;
+        }
+        notes.vary = request_vary;
+        if compiled.keeps_request {
+            notes.request = Some(Box::new((
+                request.method().clone(),
+                request.uri().path().to_owned(),
+                request.headers().clone(),
+            )));
         }
         if compiled.echoes {
             // The request headers some echo rule matches, each once.
@@ -342,11 +402,30 @@ impl HeaderRules {
         };
         let status = response.status().as_u16();
         let headers = response.headers_mut();
+        let empty = HeaderMap::new();
+        let (method, uri, request_headers) = notes
+            .request
+            .as_deref()
+            .map_or(("", "", &empty), |(m, u, h)| (m.as_str(), u.as_str(), h));
+        // Request conditions' Vary names reach a member's answer only: Apache's error
+        // response starts its headers afresh.
+        let vary = if proxied {
+            notes.vary.clone()
+        } else {
+            Vec::new()
+        };
+        let view = ExprView {
+            method,
+            uri,
+            headers: request_headers,
+            info: env.info,
+            vary: std::cell::RefCell::new(vary),
+        };
         // Apache's "always" table (err_headers_out): empty at first, filled by the always
         // rules, then sent before the member's headers.
         let mut always = HeaderMap::new();
         for rule in compiled.rules.iter().filter(|r| r.table == Table::Always) {
-            if rule.applies(&env, status, headers) {
+            if rule.applies(&env, status, headers, &view) {
                 rule.apply(&mut always, Some(&mut *headers), &env);
             }
         }
@@ -356,10 +435,14 @@ impl HeaderRules {
                 .iter()
                 .filter(|r| r.table == Table::OnSuccess)
             {
-                if rule.applies(&env, status, headers) {
+                if rule.applies(&env, status, headers, &view) {
                     rule.apply(headers, None, &env);
                 }
             }
+        }
+        let vary = view.vary.into_inner();
+        if !vary.is_empty() {
+            add_vary(headers, &vary);
         }
         // The always table is sent first: its values of a name, then the member's.
         for name in always.keys() {
@@ -379,15 +462,24 @@ impl HeaderRules {
 }
 
 impl Rule {
-    fn applies(&self, env: &Env<'_>, status: u16, response_headers: &HeaderMap) -> bool {
+    fn applies(
+        &self,
+        env: &Env<'_>,
+        status: u16,
+        response_headers: &HeaderMap,
+        request: &ExprView<'_>,
+    ) -> bool {
         match &self.condition {
             None => true,
             Some(Condition::Env { var, negated }) => var.get(env.info).is_some() != *negated,
-            Some(Condition::Expr(expr)) => expr.eval(&ProbeResponse {
-                status,
-                headers: response_headers,
-                body: b"",
-            }),
+            Some(Condition::Expr(expr)) => expr.eval_with_request(
+                &ProbeResponse {
+                    status,
+                    headers: response_headers,
+                    body: b"",
+                },
+                request,
+            ),
         }
     }
 
@@ -514,6 +606,28 @@ impl Rule {
             return HeaderValue::from_str(text).ok();
         }
         HeaderValue::from_maybe_shared(bytes::Bytes::from(self.fill_bytes(env))).ok()
+    }
+}
+
+/// The request header names expressions read, added to `Vary` as Apache's `fixup_vary`
+/// leaves it: one header, each name once (without case), joined by `,`.
+fn add_vary(headers: &mut HeaderMap, names: &[Box<str>]) {
+    let mut tokens: Vec<String> = Vec::new();
+    for value in headers.get_all(http::header::VARY) {
+        for token in String::from_utf8_lossy(value.as_bytes()).split(',') {
+            let token = token.trim();
+            if !token.is_empty() && !tokens.iter().any(|t| t.eq_ignore_ascii_case(token)) {
+                tokens.push(token.to_owned());
+            }
+        }
+    }
+    for name in names {
+        if !tokens.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+            tokens.push(name.to_string());
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&tokens.join(",")) {
+        headers.insert(http::header::VARY, value);
     }
 }
 
@@ -695,8 +809,8 @@ mod tests {
                 "line 2: Header echo (: the regular expression",
             ),
             (
-                "Header set X v \"expr=%{REQUEST_URI} == '/'\"",
-                "line 1: Header set X: expr=%{REQUEST_URI} == '/': column 1: unknown variable",
+                "Header set X v \"expr=%{REMOTE_ADDR} == '::1'\"",
+                "line 1: Header set X: expr=%{REMOTE_ADDR} == '::1': column 1: unknown variable",
             ),
             (
                 "Header set X v \"expr=hc('body') =~ /x/\"",
