@@ -543,6 +543,23 @@ mod tests {
         }
     }
 
+    /// In a `<Proxy>` block a rule is checked and kept aside, not applied to every request.
+    #[test]
+    fn in_a_proxy_block_kept_aside() {
+        let c = parse(
+            "<Proxy balancer://b>\n BalancerMember http://a\n Header set X v\n RequestHeader unset Y\n</Proxy>\n",
+        )
+        .expect("valid");
+        assert!(c.headers.is_empty());
+        let skipped: Vec<(&str, u32)> = c
+            .skipped
+            .iter()
+            .map(|s| (s.directive.as_str(), s.span.line))
+            .collect();
+        assert_eq!(skipped, [("Header", 3), ("RequestHeader", 4)]);
+        assert!(parse("<Proxy balancer://b>\n Header set X %x\n</Proxy>\n").is_err());
+    }
+
     /// Forms Apache accepts that proxy-balancer refuses, each saying why.
     #[test]
     fn the_forms_refused_here_say_why() {

@@ -1066,7 +1066,13 @@ impl Parser {
         args: &[Token],
     ) -> Result<(), ParseError> {
         let header = crate::header::parse(span, directive, request, args)?;
-        self.cfg.headers.push(header);
+        if self.proxy_block() == InProxy::Outside {
+            self.cfg.headers.push(header);
+        } else {
+            // Apache applies it to the requests proxied to the block's URL: checked, kept
+            // aside (a site refuses it rather than apply it to every request).
+            self.skip(directive, span);
+        }
         Ok(())
     }
 }

@@ -402,3 +402,23 @@ RequestHeader set X-RE "yes" "expr=reqenv('BALANCER_NAME') == ''"
     assert!(all(&r, "x-m").is_empty());
     running.shutdown().await.expect("stops cleanly");
 }
+
+/// A header rule the site would not apply where it is written (a `<Proxy>` block) refuses
+/// the configuration with its line, as does a regex that does not compile.
+#[tokio::test]
+async fn a_rule_the_site_cannot_place_refuses_the_configuration() {
+    for (text, says) in [
+        (
+            "<Proxy balancer://b>\n BalancerMember http://127.0.0.1:9\n RequestHeader set X v\n</Proxy>\nProxyPass / balancer://b/\n",
+            "line 3: RequestHeader: not applied in this context",
+        ),
+        (
+            "<Proxy balancer://b>\n BalancerMember http://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://b/\nRequestHeader edit* X \"a{2,1}\" b\n",
+            "line 5: RequestHeader edit* X: the regular expression \"a{2,1}\" does not compile",
+        ),
+    ] {
+        let config = parse(text).expect("valid Apache");
+        let error = Site::from_config(&config).expect_err(text).to_string();
+        assert!(error.starts_with(says), "{text}: {error}");
+    }
+}
