@@ -86,16 +86,19 @@ enum Var {
 }
 
 impl Var {
+    /// Without case, as Apache's environment table looks names up.
     fn of(name: &str) -> Self {
-        match name {
-            "BALANCER_NAME" => Self::BalancerName,
-            "BALANCER_WORKER_NAME" => Self::WorkerName,
-            "BALANCER_WORKER_ROUTE" => Self::WorkerRoute,
-            "BALANCER_SESSION_STICKY" => Self::SessionSticky,
-            "BALANCER_SESSION_ROUTE" => Self::SessionRoute,
-            "BALANCER_ROUTE_CHANGED" => Self::RouteChanged,
-            _ => Self::Unset,
-        }
+        [
+            ("BALANCER_NAME", Self::BalancerName),
+            ("BALANCER_WORKER_NAME", Self::WorkerName),
+            ("BALANCER_WORKER_ROUTE", Self::WorkerRoute),
+            ("BALANCER_SESSION_STICKY", Self::SessionSticky),
+            ("BALANCER_SESSION_ROUTE", Self::SessionRoute),
+            ("BALANCER_ROUTE_CHANGED", Self::RouteChanged),
+        ]
+        .into_iter()
+        .find_map(|(known, var)| known.eq_ignore_ascii_case(name).then_some(var))
+        .unwrap_or(Self::Unset)
     }
 
     fn get(self, info: Option<&BalancerInfo>) -> Option<&str> {
@@ -822,6 +825,18 @@ mod tests {
             let e = HeaderRules::compile(&lines).expect_err(text).to_string();
             assert!(e.contains(expected), "{text}: {e}");
         }
+    }
+
+    /// Apache 2.4.71: `Header set X-L "%{balancer_name}e" env=balancer_route_changed`
+    /// answered `X-L: balancer://c` (its environment table ignores case).
+    #[test]
+    fn variable_names_ignore_case() {
+        assert!(matches!(Var::of("balancer_name"), Var::BalancerName));
+        assert!(matches!(
+            Var::of("Balancer_Route_Changed"),
+            Var::RouteChanged
+        ));
+        assert!(matches!(Var::of("HOME"), Var::Unset));
     }
 
     #[test]
