@@ -192,6 +192,17 @@ async fn always_and_onsuccess_tables_as_apache() {
         all(&r, "x-env"),
         ["(null)|(null)|(null)|(null)|(null)|(null)|(null)|(null)"]
     );
+
+    // Apache, a bad escape (400) and an encoded slash (404): the always table, as above.
+    for (path, status) in [
+        ("/app/a%zz", StatusCode::BAD_REQUEST),
+        ("/app/a%2Fb", StatusCode::NOT_FOUND),
+    ] {
+        let r = get(front, path, &[]).await;
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(all(&r, "x-member"), ["always"], "{path}");
+        assert!(all(&r, "x-success").is_empty(), "{path}");
+    }
     running.shutdown().await.expect("stops cleanly");
 }
 
