@@ -151,6 +151,19 @@ pub(crate) fn parse(
         _ => {}
     }
     let condition = clause.map(condition).transpose()?;
+    // `Header echo` alone: Apache's empty regex, which every request header name matches.
+    let empty;
+    let name = match name {
+        None if action == Some(HeaderAction::Echo) => {
+            empty = Token {
+                text: String::new(),
+                span,
+                quoted: false,
+            };
+            Some(&empty)
+        }
+        name => name,
+    };
     let Some(name) = name else {
         return Err(syntax(
             span,
@@ -394,6 +407,7 @@ mod tests {
         let h = one("Header unset X env=A");
         assert_eq!((h.action, h.value.as_str()), (HeaderAction::Unset, ""));
         assert!(h.condition.is_some());
+        assert_eq!(one("Header echo").name, "", "every request header");
         let h = one("Header echo ^X- env=A");
         assert_eq!((h.action, h.name.as_str()), (HeaderAction::Echo, "^X-"));
         let h = one("Header edit* X ^a b env=A");
@@ -580,6 +594,9 @@ mod tests {
             ),
             (r#"Header set "" v"#, "column 12: \"\" is not a header name"),
             (r#"Header set "X Y" v"#, "\"X Y\" is not a header name"),
+            ("Header set X-\u{dc} v", "\"X-\u{dc}\" is not a header name"),
+            // Apache unsets a header named "": nothing.
+            ("Header unset", "column 1: Header unset needs a header name"),
         ] {
             let e = error(line);
             assert!(e.contains(expected), "{line}: {e}");

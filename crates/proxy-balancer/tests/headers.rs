@@ -433,3 +433,17 @@ async fn a_rule_the_site_cannot_place_refuses_the_configuration() {
         assert!(error.starts_with(says), "{text}: {error}");
     }
 }
+
+/// `Header echo` alone echoes every request header. Apache 2.4.71, `curl -H X-Q:q -H
+/// User-Agent:ua`: Host: 127.0.0.1:18300 / Accept: */* / X-Q: q / User-Agent: ua.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_alone_echoes_every_request_header() {
+    let members = members().await;
+    let running = serve(&config(&members, closed_port(), "Header echo\n")).await;
+    let front = running.local_addr();
+    let r = get(front, "/app/x", &[("x-q", "q"), ("user-agent", "ua")]).await;
+    assert_eq!(all(&r, "x-q"), ["q"]);
+    assert_eq!(all(&r, "user-agent"), ["ua"]);
+    assert_eq!(all(&r, "host"), [front.to_string().as_str()]);
+    running.shutdown().await.expect("stops cleanly");
+}
