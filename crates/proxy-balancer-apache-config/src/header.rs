@@ -557,6 +557,22 @@ mod tests {
         }
     }
 
+    /// Every form reads back from its rendering.
+    #[test]
+    fn every_form_renders_and_reads_back() {
+        let text = r#"Header always edit* X-A "^(a)" "$1 \$ %{BALANCER_NAME}e" "expr=%{REQUEST_STATUS} -ge 500"
+Header echo ^X- env=!A
+Header echo
+Header onsuccess unset X-B env=C
+RequestHeader setifempty X-C "a \"q\" %t" "expr=req('X-D') == 'd'"
+RequestHeader merge X-E v
+"#;
+        let c = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.headers.len(), 6);
+        let again = parse(&c.render()).unwrap_or_else(|e| panic!("{}: {e}", c.render()));
+        assert_eq!(again.without_spans(), c.without_spans(), "{}", c.render());
+    }
+
     /// In a `<Proxy>` block a rule is checked and kept aside, not applied to every request.
     #[test]
     fn in_a_proxy_block_kept_aside() {
