@@ -394,11 +394,9 @@ impl HeaderRules {
         let Some(compiled) = &self.inner else {
             return;
         };
-        let info = if proxied {
-            response.extensions().get::<BalancerInfo>().cloned()
-        } else {
-            None
-        };
+        // A member's answer, or the proxy's after a member was tried (Apache keeps the last
+        // member's values for its 502 and 503).
+        let info = response.extensions().get::<BalancerInfo>().cloned();
         let env = Env {
             info: info.as_ref(),
             notes,
