@@ -23,6 +23,7 @@
 //! | value `\n`, `\r` escapes | refused: a line break cannot be sent in a header |
 //! | value `expr=…` | refused: string expressions are not supported |
 //! | an unknown action or format, a missing or extra argument, `env=` without a name | refused, as Apache refuses them |
+//! | a rule in a `<Proxy>` block | checked, then kept in `Config::skipped` (a site refuses it: Apache applies it to that block's requests only) |
 
 use crate::ast::{Context, FormatPart, HeaderAction, HeaderCondition, HeaderDirective, Span};
 use crate::error::{ParseError, ParseErrorKind};
