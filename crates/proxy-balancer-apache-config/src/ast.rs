@@ -281,23 +281,173 @@ pub struct HcExpr {
     pub span: Span,
 }
 
-/// A `Header [always] add|set|append NAME "value" [env=VAR]` directive.
+/// A `Header` or `RequestHeader` line of mod_headers, as Apache reads it.
+///
+/// `Header [always|onsuccess] action name [value] [replacement] [condition]` and
+/// `RequestHeader action name [value] [replacement] [condition]`. The parser checks every
+/// argument as Apache does when it starts (the action, the number of arguments, the value's
+/// `%` formats, the condition's form) and refuses, with the line and column, what Apache
+/// refuses and the forms proxy-balancer cannot apply (`early`, `note`, a value `expr=`, the
+/// `%l`/`%i`/`%b` server-load formats). What needs a compiler (the `edit` and `echo` regular
+/// expressions, an `expr=` condition) is checked when a site is built.
+///
+/// # Apache
+///
+/// mod_headers' `Header` and `RequestHeader`. A `Header` rule acts on the "onsuccess" table
+/// (the member's response headers) unless `always` is given, when it acts on the "always"
+/// table (headers the server adds to every response, errors included); a `RequestHeader`
+/// rule acts on the request before it is proxied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderDirective {
-    /// `always` was given.
+    /// `RequestHeader` (the request's headers) rather than `Header` (the response's).
+    pub request: bool,
+    /// `always` was given (a `Header` only): the rule acts on Apache's "always" table.
     pub always: bool,
-    /// `add`, `set`, `append`, `merge`, `setifempty` or `unset`, lower-cased.
-    pub action: String,
-    /// The header name as written.
+    /// What the rule does.
+    pub action: HeaderAction,
+    /// The header name as written, without a trailing `:` and what follows it (Apache
+    /// drops it); for `echo`, the regular expression over request header names.
     pub name: String,
-    /// The value as written, with its `%{VAR}e` references.
+    /// The value as written, with its `%{VAR}e` references; for `edit`/`edit*`, the
+    /// regular expression; empty for `unset` and `echo`.
     pub value: String,
-    /// The `env=VAR` condition, if any (`!VAR` negations kept as written).
-    pub env: Option<String>,
+    /// For `edit`/`edit*`, the replacement as written (it may use `$1` … and `%` formats).
+    pub replacement: Option<String>,
+    /// `env=VAR`, `env=!VAR` or `expr=…`, if given.
+    pub condition: Option<HeaderCondition>,
     /// Where it was written: main server or `<VirtualHost>`, and `<Location>`.
     pub context: Context,
     /// Where the directive starts.
     pub span: Span,
+}
+
+impl HeaderDirective {
+    /// The `%` formats of the value (of the replacement for `edit`/`edit*`), as mod_headers
+    /// reads them: literal text (with `\t`, `\\` … unescaped), `%%`, `%t`, `%D`,
+    /// `%{VAR}e` and `%{VAR}s`.
+    ///
+    /// # Errors
+    ///
+    /// A message (without a place) for what the parser refuses in a value: an unknown
+    /// format (`%x`, as Apache), `%l`, `%i`, `%b` (server load, not measured here), a
+    /// `\n` or `\r` escape (a line break cannot be sent in a header), or a value
+    /// `expr=` (not supported).
+    ///
+    /// ```
+    /// use proxy_balancer_apache_config::{parse, FormatPart};
+    ///
+    /// let config = parse(r#"Header set X-Who "%{BALANCER_WORKER_NAME}e at %t""#)?;
+    /// let parts = config.headers[0].format().expect("parsed");
+    /// assert_eq!(
+    ///     parts,
+    ///     [
+    ///         FormatPart::Env("BALANCER_WORKER_NAME".into()),
+    ///         FormatPart::Text(" at ".into()),
+    ///         FormatPart::RequestTime,
+    ///     ]
+    /// );
+    /// # Ok::<(), proxy_balancer_apache_config::ParseErrors>(())
+    /// ```
+    pub fn format(&self) -> Result<Vec<FormatPart>, String> {
+        match self.action {
+            HeaderAction::Unset | HeaderAction::Echo => Ok(Vec::new()),
+            HeaderAction::Edit | HeaderAction::EditAll => {
+                crate::header::parse_format(self.replacement.as_deref().unwrap_or(""))
+            }
+            _ => crate::header::parse_format(&self.value),
+        }
+    }
+
+    /// The directive's name: `Header` or `RequestHeader`.
+    #[must_use]
+    pub const fn directive(&self) -> &'static str {
+        if self.request {
+            "RequestHeader"
+        } else {
+            "Header"
+        }
+    }
+}
+
+/// What a `Header`/`RequestHeader` rule does (mod_headers' actions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderAction {
+    /// `add`: a new value, beside any the header has.
+    Add,
+    /// `set`: the header's only value.
+    Set,
+    /// `append`: `, value` after the header's first value (the value, if it has none).
+    Append,
+    /// `merge`: as `append`, unless the value is already one of the first value's
+    /// comma-separated tokens.
+    Merge,
+    /// `setifempty`: set, if the header is not there.
+    SetIfEmpty,
+    /// `unset`: removed.
+    Unset,
+    /// `edit`: the first match of the regular expression in each value replaced.
+    Edit,
+    /// `edit*`: every match replaced.
+    EditAll,
+    /// `echo` (`Header` only): the request headers whose names match the regular
+    /// expression, copied to the response.
+    Echo,
+}
+
+impl HeaderAction {
+    /// The action as Apache spells it (`setifempty`, `edit*`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Set => "set",
+            Self::Append => "append",
+            Self::Merge => "merge",
+            Self::SetIfEmpty => "setifempty",
+            Self::Unset => "unset",
+            Self::Edit => "edit",
+            Self::EditAll => "edit*",
+            Self::Echo => "echo",
+        }
+    }
+}
+
+impl std::fmt::Display for HeaderAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a `Header`/`RequestHeader` rule applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderCondition {
+    /// `env=VAR` (the variable is set) or `env=!VAR` (it is not).
+    Env {
+        /// The variable's name, as written.
+        name: String,
+        /// `env=!VAR`.
+        negated: bool,
+    },
+    /// `expr=…`: an `ap_expr` condition, as written (checked when a site is built).
+    Expr(String),
+}
+
+/// One piece of a `Header` value, as mod_headers' format reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FormatPart {
+    /// Literal text (escapes resolved; `%%` and a lone `%` at the end are a `%`).
+    Text(String),
+    /// `%t`: when the request was received, `t=` and microseconds since the epoch.
+    RequestTime,
+    /// `%D`: how long the request has taken so far, `D=` and microseconds.
+    Duration,
+    /// `%{VAR}e`: an environment variable, `(null)` when it is not set.
+    Env(String),
+    /// `%{VAR}s`: a TLS variable, `(null)` when there is none.
+    Ssl(String),
 }
 
 /// A `<Location "/path">` block with `SetHandler balancer-manager`.
@@ -344,7 +494,7 @@ pub struct Config {
     pub hc_templates: Vec<HcTemplate>,
     /// The `ProxyHCExpr`s.
     pub hc_exprs: Vec<HcExpr>,
-    /// The `Header` directives.
+    /// The `Header` and `RequestHeader` directives, in order.
     pub headers: Vec<HeaderDirective>,
     /// The balancer-manager locations (each also in [`Config::locations`], which its
     /// [`Context::location`] indexes).

@@ -64,7 +64,9 @@ use proxy_balancer_core::{
     BalancerParams, HcMethod, MemberParams, Nonce, Route, StatusFlags, StickySession,
 };
 
-use crate::ast::{BalancerConfig, Config, HeaderDirective, MemberConfig, Param, ProxyTarget, Span};
+use crate::ast::{
+    BalancerConfig, Config, HeaderAction, HeaderDirective, MemberConfig, Param, ProxyTarget, Span,
+};
 
 /// How bad a finding is.
 ///
@@ -793,10 +795,12 @@ struct RouteCookie<'a> {
 impl<'a> RouteCookie<'a> {
     /// The route cookie a header sets, if it is one.
     fn read(h: &'a HeaderDirective) -> Option<Self> {
-        let writes_route = h.name.eq_ignore_ascii_case("set-cookie")
-            && ["add", "set", "append"]
-                .iter()
-                .any(|a| h.action.eq_ignore_ascii_case(a))
+        let writes_route = !h.request
+            && h.name.eq_ignore_ascii_case("set-cookie")
+            && matches!(
+                h.action,
+                HeaderAction::Add | HeaderAction::Set | HeaderAction::Append
+            )
             && h.value
                 .to_ascii_uppercase()
                 .contains("%{BALANCER_WORKER_ROUTE}E");

@@ -132,6 +132,7 @@ mod convert;
 pub mod doctor;
 mod error;
 mod front;
+mod header;
 mod json;
 pub mod keys;
 mod lexer;

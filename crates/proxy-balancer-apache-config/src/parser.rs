@@ -7,9 +7,8 @@ use proxy_balancer_core::{BalancerParams, MemberParams};
 
 use crate::ast::{
     AllowEncodedSlashes, BalancerConfig, Config, Context, CookieRewrite, HcExpr, HcTemplate,
-    HeaderDirective, HostSettings, LocationConfig, ManagerLocation, MemberConfig, Param,
-    ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, ServerName, Skipped, Span,
-    VirtualHostConfig,
+    HostSettings, LocationConfig, ManagerLocation, MemberConfig, Param, ProxyPassConfig,
+    ProxyPassReverseConfig, ProxyTarget, ServerName, Skipped, Span, VirtualHostConfig,
 };
 use crate::error::{ParseError, ParseErrorKind, ParseErrors};
 use crate::keys::{self, BALANCER_KEYS, CORE_MEMBER_KEYS, HC_KEYS, OTHER_WORKER_KEYS};
@@ -924,13 +923,8 @@ impl Parser {
                     )),
                 }
             }
-            "header" if in_proxy == InProxy::Outside => self.header(span, &name.text, &args),
-            // In a `<Proxy>` block Apache applies it to the requests proxied there only: not
-            // applied to the whole server; listed (the `Header` rule refuses it).
-            "header" => {
-                self.skip(&name.text, span);
-                Ok(())
-            }
+            "header" => self.header(span, &name.text, false, &args),
+            "requestheader" => self.header(span, &name.text, true, &args),
             "allowencodedslashes" => {
                 let v = one_arg(span, "AllowEncodedSlashes", &args)?;
                 let mode = if v.text.eq_ignore_ascii_case("on") {
@@ -1141,7 +1135,8 @@ impl Parser {
                     loc.require_spans.push(span);
                 }
             }
-            "header" => self.header(span, &name.text, &args)?,
+            "header" => self.header(span, &name.text, false, &args)?,
+            "requestheader" => self.header(span, &name.text, true, &args)?,
             "proxypass" | "proxypassmatch" => {
                 self.location_proxy_pass(span, &name.text, lower == "proxypassmatch", &args)?;
             }
@@ -1670,70 +1665,22 @@ impl Parser {
         Ok(())
     }
 
-    /// `Header [always|onsuccess] action name [value] [env=[!]VAR]`. The actions the proxy
-    /// applies (`add`, `set`, `append`, `merge`, `setifempty`, `unset`) become a
-    /// [`HeaderDirective`]; Apache's other actions (`edit`, `edit*`, `echo`, `note`) and
-    /// conditions other than `env=` are kept in `skipped` (a site refuses them rather than
-    /// run without them); an action Apache does not have is an error, as in Apache.
-    fn header(&mut self, span: Span, directive: &str, args: &[Token]) -> Result<(), ParseError> {
-        let mut i = 0;
-        let always = args
-            .first()
-            .is_some_and(|a| a.text.eq_ignore_ascii_case("always"));
-        if always
-            || args
-                .first()
-                .is_some_and(|a| a.text.eq_ignore_ascii_case("onsuccess"))
-        {
-            i = 1;
-        }
-        let rest = args.get(i..).unwrap_or_default();
-        let Some(action_token) = rest.first() else {
-            return Err(syntax(
-                span,
-                format!("{directive} needs an action, a header name and a value"),
-            ));
-        };
-        let action = to_lower(&action_token.text);
-        let condition = |tail: &[Token]| match tail {
-            [] => Some(None),
-            [cond] => cond
-                .text
-                .strip_prefix("env=")
-                .map(|env| Some(env.to_owned())),
-            _ => None,
-        };
-        let parsed = match (action.as_str(), rest) {
-            ("add" | "set" | "append" | "merge" | "setifempty", [_, name, value, tail @ ..]) => {
-                condition(tail).map(|env| (name, value.text.clone(), env))
-            }
-            ("unset", [_, name, tail @ ..]) => condition(tail).map(|env| (name, String::new(), env)),
-            (
-                "add" | "set" | "append" | "merge" | "setifempty" | "unset" | "edit" | "edit*"
-                | "echo" | "note",
-                _,
-            ) => None,
-            _ => {
-                return Err(invalid(
-                    action_token.span,
-                    format!(
-                        "unknown {directive} action \"{}\": expected add, append, echo, edit, edit*, merge, note, set, setifempty or unset",
-                        action_token.text
-                    ),
-                ))
-            }
-        };
-        match parsed {
-            Some((name, value, env)) => self.cfg.headers.push(HeaderDirective {
-                always,
-                action,
-                name: name.text.clone(),
-                value,
-                env,
-                context: self.context(),
-                span,
-            }),
-            None => self.skip(directive, span),
+    /// `Header …` and `RequestHeader …`: read by [`crate::header`].
+    fn header(
+        &mut self,
+        span: Span,
+        directive: &str,
+        request: bool,
+        args: &[Token],
+    ) -> Result<(), ParseError> {
+        let mut header = crate::header::parse(span, directive, request, args)?;
+        header.context = self.context();
+        if self.proxy_block() == InProxy::Outside {
+            self.cfg.headers.push(header);
+        } else {
+            // Apache applies it to the requests proxied to the block's URL: checked, kept
+            // aside (a site refuses it rather than apply it to every request).
+            self.skip(directive, span);
         }
         Ok(())
     }

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use crate::ast::{
-    AllowEncodedSlashes, BalancerConfig, Config, Context, HostSettings, Param, ProxyPassConfig,
-    ProxyTarget, Span,
+    AllowEncodedSlashes, BalancerConfig, Config, Context, HeaderAction, HeaderCondition,
+    HostSettings, Param, ProxyPassConfig, ProxyTarget, Span,
 };
 
 /// A word as Apache reads it back: quoted when it is empty, holds blanks or starts with a
@@ -363,19 +363,32 @@ impl Config {
         }
         for h in self.headers.iter().filter(|h| h.context == here) {
             out.push_str(indent);
-            out.push_str("Header ");
+            out.push_str(h.directive());
+            out.push(' ');
             if h.always {
                 out.push_str("always ");
             }
             let _ = write!(out, "{} {}", h.action, inner_word(&h.name));
-            // `unset` takes no value.
-            if h.action != "unset" {
+            // `unset` and `echo` take no value.
+            if !matches!(h.action, HeaderAction::Unset | HeaderAction::Echo) {
                 out.push(' ');
                 out.push_str(&quoted(&h.value));
             }
-            if let Some(env) = &h.env {
+            if let Some(replacement) = &h.replacement {
                 out.push(' ');
-                out.push_str(&word(&format!("env={env}")));
+                out.push_str(&quoted(replacement));
+            }
+            match &h.condition {
+                Some(HeaderCondition::Env { name, negated }) => {
+                    let bang = if *negated { "!" } else { "" };
+                    out.push(' ');
+                    out.push_str(&word(&format!("env={bang}{name}")));
+                }
+                Some(HeaderCondition::Expr(expr)) => {
+                    out.push(' ');
+                    out.push_str(&quoted(&format!("expr={expr}")));
+                }
+                None => {}
             }
             out.push('\n');
         }

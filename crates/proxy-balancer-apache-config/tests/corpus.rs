@@ -67,9 +67,16 @@ fn sticky_routes() {
         (
             cookie.action.as_str(),
             cookie.name.as_str(),
-            cookie.env.as_deref()
+            cookie.condition.clone()
         ),
-        ("add", "Set-Cookie", Some("BALANCER_ROUTE_CHANGED"))
+        (
+            "add",
+            "Set-Cookie",
+            Some(proxy_balancer_apache_config::HeaderCondition::Env {
+                name: "BALANCER_ROUTE_CHANGED".into(),
+                negated: false
+            })
+        )
     );
     assert_eq!(cookie.value, "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/");
     assert!(c.headers[1].always);

@@ -1,7 +1,9 @@
 //! The directives a reverse proxy site applies: `ProxyPreserveHost`, `ProxyAddHeaders`,
 //! `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath` and `ServerName`.
 
-use proxy_balancer_apache_config::{parse, CookieRewrite, ParseErrorKind, ServerName, Span};
+use proxy_balancer_apache_config::{
+    parse, CookieRewrite, HeaderCondition, ParseErrorKind, ServerName, Span,
+};
 
 /// Every directive name of Apache's manual.
 const APACHE_DIRECTIVES: &str = include_str!("../src/apache_directives.txt");
@@ -356,8 +358,8 @@ fn words_ending_in_a_backslash_round_trip_inside_a_line() {
     }
 }
 
-/// `Header`: the actions a site applies are read; Apache's others are kept in `skipped`; an
-/// action Apache does not have is an error, as `apache2 -t` says.
+/// `Header`: every action Apache has is read (`note` and `early` are refused, see the
+/// parser's own tests); an action Apache does not have is an error, as `apache2 -t` says.
 #[test]
 fn header_actions() {
     let c = parse(
@@ -365,7 +367,7 @@ fn header_actions() {
          Header edit X-E ^a b\nHeader always echo X-\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let read: Vec<(&str, &str, &str, Option<&str>)> = c
+    let read: Vec<(&str, &str, &str, Option<HeaderCondition>)> = c
         .headers
         .iter()
         .map(|h| {
@@ -373,20 +375,27 @@ fn header_actions() {
                 h.action.as_str(),
                 h.name.as_str(),
                 h.value.as_str(),
-                h.env.as_deref(),
+                h.condition.clone(),
             )
         })
         .collect();
+    let keep = HeaderCondition::Env {
+        name: "KEEP".into(),
+        negated: true,
+    };
     assert_eq!(
         read,
         [
             ("merge", "X-M", "b", None),
             ("setifempty", "X-S", "1", None),
-            ("unset", "X-U", "", Some("!KEEP")),
+            ("unset", "X-U", "", Some(keep)),
+            ("edit", "X-E", "^a", None),
+            ("echo", "X-", "", None),
         ]
     );
-    let skipped: Vec<u32> = c.skipped.iter().map(|s| s.span.line).collect();
-    assert_eq!(skipped, [4, 5]);
+    assert_eq!(c.headers[3].replacement.as_deref(), Some("b"));
+    assert!(c.headers[4].always);
+    assert!(c.skipped.is_empty());
 
     let err = parse("Header frobnicate X-T 1\n").expect_err("not an Apache action");
     let text = err.to_string();

@@ -5,8 +5,8 @@
 
 use proxy_balancer_apache_config::doctor::{check, exit_code, to_json, Finding, Severity};
 use proxy_balancer_apache_config::{
-    BalancerConfig, Config, Context, HcTemplate, HeaderDirective, ManagerLocation, MemberConfig,
-    Param, ProxyPassConfig, ProxyTarget, Span,
+    BalancerConfig, Config, Context, HcTemplate, HeaderAction, HeaderCondition, HeaderDirective,
+    ManagerLocation, MemberConfig, Param, ProxyPassConfig, ProxyTarget, Span,
 };
 
 fn at(line: u32) -> Span {
@@ -60,11 +60,16 @@ fn pass(path: &str, name: &str, sub: &str, line: u32) -> ProxyPassConfig {
 
 fn cookie_header(value: &str, line: u32) -> HeaderDirective {
     HeaderDirective {
+        request: false,
         always: false,
-        action: "add".into(),
+        action: HeaderAction::Add,
         name: "Set-Cookie".into(),
         value: value.into(),
-        env: Some("BALANCER_ROUTE_CHANGED".into()),
+        replacement: None,
+        condition: Some(HeaderCondition::Env {
+            name: "BALANCER_ROUTE_CHANGED".into(),
+            negated: false,
+        }),
         context: Context::default(),
         span: at(line),
     }
@@ -740,7 +745,8 @@ fn not_applied_finds_what_the_proxy_refuses() {
         .iter()
         .map(|f| f.span.line)
         .collect();
-    assert_eq!(lines, [5, 7, 8, 12]);
+    // `Header edit` (line 5) is applied now: only the others remain.
+    assert_eq!(lines, [7, 8, 12]);
     assert!(only(&config, "not-applied")
         .iter()
         .all(|f| f.severity == Severity::Error));

@@ -193,14 +193,20 @@ fn apache_syntax_details() {
     let m = &c.balancers[0].members[0];
     assert_eq!(m.params[0].value, "a b");
     assert_eq!(m.params[2].span, at(3, 4));
-    // `unset` is applied (no value); the `expr=` condition is not supported: skipped.
-    assert_eq!(c.headers.len(), 2);
+    // `unset` is read (no value), and so is the `expr=` condition.
+    assert_eq!(c.headers.len(), 3);
     assert_eq!(c.headers[0].value, "lb \"one\"");
     assert_eq!(
         (c.headers[1].action.as_str(), c.headers[1].name.as_str()),
         ("unset", "Server")
     );
-    assert_eq!(c.skipped.len(), 1);
+    assert_eq!(
+        c.headers[2].condition,
+        Some(proxy_balancer_apache_config::HeaderCondition::Expr(
+            "%{REQUEST_STATUS}".into()
+        ))
+    );
+    assert!(c.skipped.is_empty());
     assert_eq!(
         c.proxy_passes[0].target,
         proxy_balancer_apache_config::ProxyTarget::Balancer {

@@ -5,8 +5,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proxy_balancer_apache_config::{
     parse, AllowEncodedSlashes, BalancerConfig, Config, Context, CookieRewrite, HcExpr, HcTemplate,
-    HeaderDirective, HostSettings, LocationConfig, ManagerLocation, MemberConfig, Param,
-    ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, ServerName, Span, VirtualHostConfig,
+    HeaderAction, HeaderCondition, HeaderDirective, HostSettings, LocationConfig, ManagerLocation,
+    MemberConfig, Param, ProxyPassConfig, ProxyPassReverseConfig, ProxyTarget, ServerName, Span,
+    VirtualHostConfig,
 };
 
 fn param(key: &str, value: String) -> Param {
@@ -213,7 +214,14 @@ fn base() -> impl Strategy<Value = Config> {
                         "unset",
                     ]),
                     "[A-Za-z-]{1,12}",
-                    "[ -~]{0,40}".prop_filter("no trailing backslash", |v| !v.ends_with('\\')),
+                    // A value mod_headers reads back as written: no `%` format (an
+                    // unknown one is an error), no `\n`/`\r` escape (refused).
+                    "[ -~]{0,40}".prop_filter("a plain value", |v| {
+                        !v.ends_with('\\')
+                            && !v.contains('%')
+                            && !v.contains("\\n")
+                            && !v.contains("\\r")
+                    }),
                     prop::option::of("!?[A-Z_]{1,12}"),
                 ),
                 0..3,
@@ -329,8 +337,16 @@ fn base() -> impl Strategy<Value = Config> {
                 c.headers = headers
                     .into_iter()
                     .map(|(always, action, name, value, env)| HeaderDirective {
+                        request: false,
                         always,
-                        action: action.to_owned(),
+                        action: match action {
+                            "add" => HeaderAction::Add,
+                            "set" => HeaderAction::Set,
+                            "append" => HeaderAction::Append,
+                            "merge" => HeaderAction::Merge,
+                            "setifempty" => HeaderAction::SetIfEmpty,
+                            _ => HeaderAction::Unset,
+                        },
                         name,
                         // `unset` takes no value.
                         value: if action == "unset" {
@@ -338,7 +354,17 @@ fn base() -> impl Strategy<Value = Config> {
                         } else {
                             value
                         },
-                        env,
+                        replacement: None,
+                        condition: env.map(|env: String| match env.strip_prefix('!') {
+                            Some(name) => HeaderCondition::Env {
+                                name: name.to_owned(),
+                                negated: true,
+                            },
+                            None => HeaderCondition::Env {
+                                name: env,
+                                negated: false,
+                            },
+                        }),
                         context: Default::default(),
                         span: Span::default(),
                     })
@@ -379,19 +405,41 @@ fn header() -> impl Strategy<Value = HeaderDirective> {
         any::<bool>(),
         prop::sample::select(vec!["add", "set", "append", "merge", "setifempty", "unset"]),
         "[A-Za-z-]{1,12}",
-        "[ -~]{0,20}".prop_filter("no trailing backslash", |v| !v.ends_with('\\')),
+        // A value mod_headers reads back as written: no `%` format (an unknown one is an
+        // error), no `\n`/`\r` escape (refused).
+        "[ -~]{0,20}".prop_filter("a plain value", |v| {
+            !v.ends_with('\\') && !v.contains('%') && !v.contains("\\n") && !v.contains("\\r")
+        }),
         prop::option::of("!?[A-Z_]{1,12}"),
     )
         .prop_map(|(always, action, name, value, env)| HeaderDirective {
+            request: false,
             always,
-            action: action.to_owned(),
+            action: match action {
+                "add" => HeaderAction::Add,
+                "set" => HeaderAction::Set,
+                "append" => HeaderAction::Append,
+                "merge" => HeaderAction::Merge,
+                "setifempty" => HeaderAction::SetIfEmpty,
+                _ => HeaderAction::Unset,
+            },
             name,
             value: if action == "unset" {
                 String::new()
             } else {
                 value
             },
-            env,
+            replacement: None,
+            condition: env.map(|env: String| match env.strip_prefix('!') {
+                Some(name) => HeaderCondition::Env {
+                    name: name.to_owned(),
+                    negated: true,
+                },
+                None => HeaderCondition::Env {
+                    name: env,
+                    negated: false,
+                },
+            }),
             context: Context::default(),
             span: Span::default(),
         })

@@ -115,6 +115,9 @@ struct Tries<M: MakeMember, B> {
     /// The route is still to be read from the request (no StickyRoute looked for it).
     look_up_route: bool,
     attempts: Attempts,
+    /// The `BALANCER_*` values of the last member tried, for the error answer if no other
+    /// member answers (Apache keeps them).
+    last_info: Option<BalancerInfo>,
 }
 
 impl<M, B> ResponseFuture<M, B>
@@ -157,6 +160,7 @@ where
                     left: None,
                     waits_left: WAIT_STEPS,
                 },
+                last_info: None,
             },
             state: State::Pick,
         }
@@ -307,7 +311,11 @@ where
             "{error}"
         );
         self.shared.store.note_unavailable();
-        Step::Finish(Err(Error::from_pick(error, retry_after)))
+        let error = Error::from_pick(error, retry_after);
+        Step::Finish(Err(match self.last_info.take() {
+            Some(info) => error.with_balancer_info(info),
+            None => error,
+        }))
     }
 
     /// The member answered: the client's response, unless the member's
@@ -350,7 +358,15 @@ where
     /// the error.
     fn on_error(&mut self, picked: Picked, error: Error) -> TryStep<M, B, RB> {
         let member = picked.member().clone();
+        // Apache keeps the BALANCER_* values of the last member tried for its error answer.
+        let info = BalancerInfo {
+            balancer_name: Arc::clone(&self.shared.name),
+            member: member.clone(),
+            session: self.route.clone(),
+            route_changed: picked.route_changed(),
+        };
         drop(picked);
+        self.last_info = Some(info.clone());
         let member = &member;
         match error.kind() {
             // The member's RetryWindow has judged the failure (and put the member in error
@@ -382,7 +398,7 @@ where
             _ => {}
         }
         // The member's RetryWindow has named the member (and AH01114 for a connect error).
-        Step::Finish(Err(error))
+        Step::Finish(Err(error.with_balancer_info(info)))
     }
 }
 

@@ -87,6 +87,8 @@ struct Inner {
     retry_after: Option<Duration>,
     /// For [`ErrorKind::Client`]: what failed in the client's body.
     request_body: Option<RequestBodyError>,
+    /// The `BALANCER_*` values of the last member tried, when a member was tried.
+    balancer_info: Option<crate::balancer::BalancerInfo>,
     source: Option<BoxError>,
 }
 
@@ -99,6 +101,7 @@ impl Error {
                 apache_id: None,
                 retry_after: None,
                 request_body: None,
+                balancer_info: None,
                 source,
             }),
         }
@@ -165,6 +168,19 @@ impl Error {
             self.inner.apache_id = apache_id;
         }
         self
+    }
+
+    pub(crate) fn with_balancer_info(mut self, info: crate::balancer::BalancerInfo) -> Self {
+        self.inner.balancer_info = Some(info);
+        self
+    }
+
+    /// The `BALANCER_*` values of the last member the balancer tried before it failed (as
+    /// Apache keeps them for its 502 and 503 answers); [`error_response`] puts them in the
+    /// response's extensions.
+    #[must_use]
+    pub fn balancer_info(&self) -> Option<&crate::balancer::BalancerInfo> {
+        self.inner.balancer_info.as_ref()
     }
 
     /// What went wrong.
@@ -404,6 +420,9 @@ pub fn error_response(error: &(dyn std::error::Error + 'static)) -> Response<Ful
     }
     if request_body.is_some() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(info) = ours.and_then(Error::balancer_info) {
+        response.extensions_mut().insert(info.clone());
     }
     response
 }

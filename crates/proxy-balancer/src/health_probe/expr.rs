@@ -188,6 +188,20 @@ struct Inner {
     source: String,
     root: Node,
     uses_body: bool,
+    uses_request: bool,
+}
+
+/// The request a `Header` rule's condition reads (see [`HcExpr::parse_header_rule`]).
+pub(crate) trait ExprRequest {
+    /// `%{REQUEST_METHOD}`.
+    fn method(&self) -> &str;
+    /// `%{REQUEST_URI}`: the path.
+    fn uri(&self) -> &str;
+    /// A request header, `req('Name')`; `written` is the name as the expression spells it
+    /// (Apache names it in the response's `Vary`).
+    fn header(&self, name: &HeaderName, written: &str) -> Option<&[u8]>;
+    /// A request environment variable, `env('VAR')`.
+    fn env(&self, name: &str) -> Option<&str>;
 }
 
 impl HcExpr {
@@ -209,11 +223,27 @@ impl HcExpr {
     /// assert_eq!(HcExpr::parse("%{NOPE} == 1").unwrap_err().column, 1);
     /// ```
     pub fn parse(source: &str) -> Result<Self, ExprError> {
+        Self::parse_in(source, false)
+    }
+
+    /// Parses the condition of a `Header`/`RequestHeader` rule (`expr=`): the health-check
+    /// terms but `hc('body')`, and the request's: `%{REQUEST_URI}`, `%{REQUEST_METHOD}`,
+    /// `%{HTTP_USER_AGENT}` and ap_expr's other `HTTP_*` variables, `req('Name')`,
+    /// `http('Name')`, `%{req:Name}`, `%{http:Name}`, `env('VAR')`, `reqenv('VAR')`,
+    /// `%{env:VAR}`, `%{reqenv:VAR}`. Evaluated with [`HcExpr::eval_with_request`].
+    #[cfg(feature = "site")]
+    pub(crate) fn parse_header_rule(source: &str) -> Result<Self, ExprError> {
+        Self::parse_in(source, true)
+    }
+
+    fn parse_in(source: &str, header_rule: bool) -> Result<Self, ExprError> {
         let mut parser = Parser {
             src: source,
             pos: 0,
             depth: 0,
             uses_body: false,
+            header_rule,
+            uses_request: false,
         };
         let root = parser.parse_top()?;
         Ok(Self {
@@ -221,8 +251,30 @@ impl HcExpr {
                 source: source.to_owned(),
                 root,
                 uses_body: parser.uses_body,
+                uses_request: parser.uses_request,
             }),
         })
+    }
+
+    /// Whether a header rule's condition reads the request (`req()`, `REQUEST_URI` …).
+    #[cfg(feature = "site")]
+    pub(crate) fn uses_request(&self) -> bool {
+        self.inner.uses_request
+    }
+
+    /// [`HcExpr::eval`] with the request a header rule's condition can also read.
+    #[cfg(feature = "site")]
+    pub(crate) fn eval_with_request(
+        &self,
+        response: &ProbeResponse<'_>,
+        request: &dyn ExprRequest,
+    ) -> bool {
+        let ctx = Ctx {
+            response,
+            body: OnceCell::new(),
+            request: Some(request),
+        };
+        self.inner.root.eval(&ctx)
     }
 
     /// Whether the condition passes for `response`.
@@ -243,6 +295,7 @@ impl HcExpr {
         let ctx = Ctx {
             response,
             body: OnceCell::new(),
+            request: None,
         };
         self.inner.root.eval(&ctx)
     }
@@ -340,11 +393,18 @@ enum Var {
     Status,
     Header(HeaderName),
     Body,
+    /// Header rules only: the request's method, path, a header, an environment variable.
+    Method,
+    Uri,
+    /// The header, and its name as written (`User-Agent` for `%{HTTP_USER_AGENT}`).
+    ReqHeader(HeaderName, Box<str>),
+    Env(String),
 }
 
 struct Ctx<'r, 'a> {
     response: &'r ProbeResponse<'a>,
     body: OnceCell<Cow<'a, str>>,
+    request: Option<&'r dyn ExprRequest>,
 }
 
 impl Node {
@@ -399,6 +459,15 @@ impl Term {
                 ctx.body
                     .get_or_init(|| String::from_utf8_lossy(ctx.response.body)),
             ),
+            Self::Var(Var::Method) => Cow::Borrowed(ctx.request.map_or("", |r| r.method())),
+            Self::Var(Var::Uri) => Cow::Borrowed(ctx.request.map_or("", |r| r.uri())),
+            Self::Var(Var::ReqHeader(name, written)) => ctx
+                .request
+                .and_then(|r| r.header(name, written))
+                .map_or(Cow::Borrowed(""), String::from_utf8_lossy),
+            Self::Var(Var::Env(name)) => {
+                Cow::Borrowed(ctx.request.and_then(|r| r.env(name)).unwrap_or(""))
+            }
             Self::Concat(parts) => {
                 Cow::Owned(parts.iter().map(|p| p.eval(ctx)).collect::<String>())
             }
@@ -445,9 +514,50 @@ struct Parser<'s> {
     pos: usize,
     depth: usize,
     uses_body: bool,
+    /// Reading a header rule's condition: the request's terms are known.
+    header_rule: bool,
+    uses_request: bool,
 }
 
+/// ap_expr's `HTTP_*` variables (the request headers it names), for header rules.
+const HTTP_VARS: &[(&str, &str)] = &[
+    ("HTTP_ACCEPT", "Accept"),
+    ("HTTP_COOKIE", "Cookie"),
+    ("HTTP_FORWARDED", "Forwarded"),
+    ("HTTP_HOST", "Host"),
+    ("HTTP_PROXY_CONNECTION", "Proxy-Connection"),
+    ("HTTP_REFERER", "Referer"),
+    ("HTTP_USER_AGENT", "User-Agent"),
+];
+
 impl Parser<'_> {
+    /// A header rule's request term: `%{NAME}` or `%{fn:arg}` / `fn('arg')`.
+    fn request_var(&mut self, name: &str, arg: Option<&str>) -> Option<Var> {
+        if !self.header_rule {
+            return None;
+        }
+        let var = match arg {
+            None if name.eq_ignore_ascii_case("REQUEST_METHOD") => Var::Method,
+            None if name.eq_ignore_ascii_case("REQUEST_URI") => Var::Uri,
+            None => HTTP_VARS
+                .iter()
+                .find(|(v, _)| v.eq_ignore_ascii_case(name))
+                .and_then(|(_, h)| HeaderName::from_bytes(h.as_bytes()).ok().map(|n| (n, *h)))
+                .map(|(n, h)| Var::ReqHeader(n, h.into()))?,
+            Some(arg) if name.eq_ignore_ascii_case("req") || name.eq_ignore_ascii_case("http") => {
+                Var::ReqHeader(HeaderName::from_bytes(arg.as_bytes()).ok()?, arg.into())
+            }
+            Some(arg)
+                if name.eq_ignore_ascii_case("env") || name.eq_ignore_ascii_case("reqenv") =>
+            {
+                Var::Env(arg.to_owned())
+            }
+            Some(_) => return None,
+        };
+        self.uses_request = true;
+        Some(var)
+    }
+
     fn err(&self, at: usize, message: impl Into<String>) -> ExprError {
         let at = at.min(self.src.len());
         let column = self
@@ -724,6 +834,13 @@ impl Parser<'_> {
         if name.eq_ignore_ascii_case("REQUEST_STATUS") {
             return Ok(Var::Status);
         }
+        let request = match name.split_once(':') {
+            Some((f, arg)) => self.request_var(f, Some(arg)),
+            None => self.request_var(name, None),
+        };
+        if let Some(var) = request {
+            return Ok(var);
+        }
         match name.split_once(':') {
             Some((prefix, header)) if prefix.eq_ignore_ascii_case("resp") => {
                 self.header_name(name_start + prefix.len() + 1, header)
@@ -768,6 +885,9 @@ impl Parser<'_> {
         self.skip_ws();
         if !self.eat(")") {
             return Err(self.err(self.pos, format!("expected `)`, found {}", self.found())));
+        }
+        if let Some(var) = self.request_var(name, Some(&arg)) {
+            return Ok(var);
         }
         if name.eq_ignore_ascii_case("hc") {
             if arg.eq_ignore_ascii_case("body") {

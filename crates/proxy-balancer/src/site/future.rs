@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
@@ -11,8 +10,8 @@ use http_body_util::Either;
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 
-use super::{headers::apply_headers, ProxyBody, ProxyOneshot};
-use crate::apache_config::HeaderDirective;
+use super::headers::{HeaderRules, RequestNotes};
+use super::{ProxyBody, ProxyOneshot};
 use crate::manager::BalancerManager;
 use crate::proxy_pass::strip_hop_by_hop;
 use crate::server::RequestBody;
@@ -34,11 +33,14 @@ pin_project! {
         Proxy {
             #[pin]
             inner: ProxyOneshot,
-            headers: Arc<[HeaderDirective]>,
+            rules: HeaderRules,
+            notes: RequestNotes,
         },
         Manager {
             #[pin]
             inner: ManagerOneshot,
+            rules: HeaderRules,
+            notes: RequestNotes,
         },
         Ready {
             response: Option<Response<ProxyBody>>,
@@ -47,19 +49,48 @@ pin_project! {
 }
 
 impl ResponseFuture {
-    pub(super) fn proxy(inner: ProxyOneshot, headers: Arc<[HeaderDirective]>) -> Self {
+    /// A request sent to a route's stack. `rules` are the route's `Header` lines and
+    /// `notes` what [`HeaderRules::on_request`] kept of the request: a member's answer gets
+    /// the onsuccess and the always rules, an answer the stack wrote (502, 503, 504) the
+    /// always rules only.
+    pub(super) const fn proxy(
+        inner: ProxyOneshot,
+        rules: HeaderRules,
+        notes: RequestNotes,
+    ) -> Self {
         Self {
-            kind: Kind::Proxy { inner, headers },
+            kind: Kind::Proxy {
+                inner,
+                rules,
+                notes,
+            },
         }
     }
 
-    pub(super) fn manager(inner: ManagerOneshot) -> Self {
+    /// A request for the balancer-manager: its pages are a handler's answers, so they get
+    /// both tables, as in Apache.
+    pub(super) const fn manager(
+        inner: ManagerOneshot,
+        rules: HeaderRules,
+        notes: RequestNotes,
+    ) -> Self {
         Self {
-            kind: Kind::Manager { inner },
+            kind: Kind::Manager {
+                inner,
+                rules,
+                notes,
+            },
         }
     }
 
-    pub(super) fn ready(response: Response<ProxyBody>) -> Self {
+    /// An answer the site wrote (404, 400): the always rules apply to it, as to Apache's
+    /// error responses.
+    pub(super) fn ready(
+        mut response: Response<ProxyBody>,
+        rules: &HeaderRules,
+        notes: &RequestNotes,
+    ) -> Self {
+        rules.on_response(&mut response, false, notes);
         Self {
             kind: Kind::Ready {
                 response: Some(response),
@@ -79,16 +110,27 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Proxy { inner, headers } => {
+            KindProj::Proxy {
+                inner,
+                rules,
+                notes,
+            } => {
                 let mut response = ready!(inner.poll(cx))?;
                 // The member's hop-by-hop headers end at the proxy.
                 strip_hop_by_hop(response.headers_mut());
-                apply_headers(headers, &mut response);
+                // A member's answer (its body is the member's), or one the stack wrote.
+                let proxied = matches!(response.body(), Either::Left(_));
+                rules.on_response(&mut response, proxied, notes);
                 Poll::Ready(Ok(response))
             }
-            KindProj::Manager { inner } => {
-                let response = ready!(inner.poll(cx))?;
-                Poll::Ready(Ok(response.map(Either::Right)))
+            KindProj::Manager {
+                inner,
+                rules,
+                notes,
+            } => {
+                let mut response = ready!(inner.poll(cx))?.map(Either::Right);
+                rules.on_response(&mut response, true, notes);
+                Poll::Ready(Ok(response))
             }
             KindProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),

@@ -2,11 +2,12 @@
 //!
 //! [`Site::from_config`] builds, from a parsed [`Config`]:
 //! one balancer stack per `<Proxy balancer://…>` (the [`Balancer`] over the built-in
-//! [`MakeHttpMember`] client, sticky routes with the route cookie of Apache's documented
-//! `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` recipe, errors answered as Apache
-//! does), the `ProxyPass` routes to them (first match, Apache's segment rule; `!`
-//! exclusions answer 404), the other `Header` directives filled from the `BALANCER_*`
-//! values, the health probes of members with `hc*` parameters (stopped when the last clone
+//! [`MakeHttpMember`] client, sticky routes, errors answered as Apache does), the
+//! `ProxyPass` routes to them (first match, Apache's segment rule; `!` exclusions answer
+//! 404), the `Header` and `RequestHeader` lines as mod_headers applies them (the route
+//! cookie of Apache's documented `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED`
+//! recipe included, byte for byte; see [Header directives](#header-directives)), the
+//! health probes of members with `hc*` parameters (stopped when the last clone
 //! of the site is dropped), and the balancer-manager of `<Location …> SetHandler
 //! balancer-manager`.
 //!
@@ -119,6 +120,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("headers.md")]
 
 mod error;
 pub mod future;
@@ -158,7 +160,7 @@ use crate::{Balancer, BalancerStore, ErrorResponseLayer};
 
 pub use self::error::SiteError;
 pub use self::future::ResponseFuture;
-use self::headers::{is_route_cookie, route_cookie};
+use self::headers::HeaderRules;
 use self::routes::{LocationMatcher, Pass, RegexPass};
 pub use self::vhost::UnreachableVirtualHost;
 use self::vhost::VhostTable;
@@ -191,11 +193,11 @@ struct LocationRoute {
     matcher: LocationMatcher,
     /// Its `ProxyPass` (the last one, as Apache's per-directory merge keeps).
     route: Option<Route>,
-    /// Its own `Header` lines (the route cookie recipe aside).
+    /// Its own `Header` and `RequestHeader` lines.
     own_headers: Box<[HeaderDirective]>,
-    /// The server's `Header` lines then its own: what a response gets when this is the
-    /// only matching location with `Header` lines (`None`: it has none).
-    headers: Option<Arc<[HeaderDirective]>>,
+    /// The server's lines then its own, compiled: what a request gets when this is the
+    /// only matching location with such lines (`None`: it has none).
+    headers: Option<HeaderRules>,
     /// Its own `ProxyPassReverse*` lines.
     own_reverse: Option<ReverseLines>,
     /// The server's lines then its own (meaningful when `own_reverse` is `Some`).
@@ -238,8 +240,10 @@ struct ServerRoutes {
     locations: Box<[LocationRoute]>,
     /// The `ProxyPass` lines outside `<Location>`, first match.
     routes: Box<[Route]>,
-    /// `Header` directives filled from the `BALANCER_*` values of each response.
-    headers: Arc<[HeaderDirective]>,
+    /// The server's `Header` and `RequestHeader` lines outside `<Location>`, compiled.
+    headers: HeaderRules,
+    /// The same lines, to compile with a request's matching locations' own.
+    header_lines: Box<[HeaderDirective]>,
     /// `ProxyPassReverse*` lines outside `<Location>`.
     reverse: ReverseLayer,
     /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
@@ -359,7 +363,11 @@ impl Site {
             stores,
             probes,
             defs,
-            cookie: route_cookie(config),
+            // The route cookie of Apache's recipe (`Header add Set-Cookie
+            // "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; …" env=BALANCER_ROUTE_CHANGED`) is the
+            // Header line it is, applied byte for byte as Apache sends it: the sticky layer
+            // sets none.
+            cookie: None,
             workers_seen: HashSet::new(),
         };
         let mut servers = Vec::with_capacity(config.virtual_hosts.len() + 1);
@@ -393,7 +401,8 @@ impl Site {
             managers: Box::new([]),
             locations: Box::new([]),
             routes: routes.into(),
-            headers: Vec::new().into(),
+            headers: HeaderRules::default(),
+            header_lines: Box::new([]),
             reverse: ReverseLayer::new(),
             forwarded: Arc::new(ForwardedHeaders::new()),
             encoded_slashes: EncodedSlashes::default(),
@@ -480,11 +489,8 @@ impl Build<'_> {
             &mut server_lines,
         )?;
         let reverse = server_lines.apply(base);
-        let headers: Arc<[HeaderDirective]> = config
-            .server_headers(vhost)
-            .filter(|h| !is_route_cookie(h))
-            .cloned()
-            .collect();
+        let header_lines: Vec<HeaderDirective> = config.server_headers(vhost).cloned().collect();
+        let headers = HeaderRules::compile(&header_lines.iter().collect::<Vec<_>>())?;
         let mut routes = Vec::new();
         for pass in config.server_proxy_passes(vhost) {
             let route = self.route(vhost, pass, &pass.path, pass.regex)?;
@@ -498,7 +504,7 @@ impl Build<'_> {
             let own_headers: Vec<HeaderDirective> = config
                 .headers
                 .iter()
-                .filter(|h| in_it(&h.context) && !is_route_cookie(h))
+                .filter(|h| in_it(&h.context))
                 .cloned()
                 .collect();
             let mut own = ReverseLines::default();
@@ -530,8 +536,13 @@ impl Build<'_> {
                 Some(pass) => Some(self.route(vhost, pass, &location.path, location.regex)?),
                 None => None,
             };
-            let combined = (!own_headers.is_empty())
-                .then(|| headers.iter().chain(&own_headers).cloned().collect());
+            let combined = if own_headers.is_empty() {
+                None
+            } else {
+                let lines: Vec<&HeaderDirective> =
+                    header_lines.iter().chain(&own_headers).collect();
+                Some(HeaderRules::compile(&lines)?)
+            };
             let reverse = own.apply(reverse.clone());
             locations.push(LocationRoute {
                 matcher,
@@ -548,6 +559,7 @@ impl Build<'_> {
             locations: locations.into(),
             routes: routes.into(),
             headers,
+            header_lines: header_lines.into(),
             reverse,
             forwarded: Arc::new(forwarded_headers(&settings)),
             encoded_slashes: encoded_slashes(&settings),
@@ -857,7 +869,7 @@ impl ServerRoutes {
 /// The `Header` lines and `ProxyPassReverse*` layer a request gets from its matching
 /// `<Location>`s, borrowed from the precomputed ones unless several locations add lines.
 struct Applied<'s> {
-    headers: Option<Arc<[HeaderDirective]>>,
+    headers: Option<HeaderRules>,
     reverse: Option<std::borrow::Cow<'s, ReverseLayer>>,
 }
 
@@ -879,7 +891,9 @@ impl Service<Request<RequestBody>> for Site {
             self.vhosts.select(&request)
         };
         let Some(server) = self.servers.get(index) else {
-            return ResponseFuture::ready(status_response(StatusCode::NOT_FOUND));
+            let rules = HeaderRules::default();
+            let notes = rules.on_request(&mut request);
+            return ResponseFuture::ready(status_response(StatusCode::NOT_FOUND), &rules, &notes);
         };
         // Matched as Apache matches (`r->uri`): every escape decoded, dot segments removed,
         // `//` merged; `%2F` (unless AllowEncodedSlashes), `%00`, bad escapes and `..` above
@@ -887,7 +901,10 @@ impl Service<Request<RequestBody>> for Site {
         // as `/private` does, and `/x/../balancer-manager` is the manager's.
         let path = match RequestPath::parse_with(request.uri().path(), server.encoded_slashes) {
             Ok(path) => path,
-            Err(refusal) => return ResponseFuture::ready(refused(refusal)),
+            Err(refusal) => {
+                let notes = server.headers.on_request(&mut request);
+                return ResponseFuture::ready(refused(refusal), &server.headers, &notes);
+            }
         };
         let mut applied = Applied {
             headers: None,
@@ -927,32 +944,40 @@ impl Service<Request<RequestBody>> for Site {
                 },
             }
         };
+        // mod_headers' fixups (the RequestHeader rules) run before the handler.
+        let rules = applied.headers.as_ref().unwrap_or(&server.headers);
+        let notes = rules.on_request(&mut request);
         match routed {
-            Routed::Refused(status) => ResponseFuture::ready(status_response(status)),
+            Routed::Refused(status) => {
+                ResponseFuture::ready(status_response(status), rules, &notes)
+            }
             Routed::Manager(manager, new_path) => {
                 if let Some(new_path) = new_path {
                     if set_path(&mut request, &new_path).is_err() {
-                        return ResponseFuture::ready(status_response(StatusCode::BAD_REQUEST));
+                        return ResponseFuture::ready(
+                            status_response(StatusCode::BAD_REQUEST),
+                            rules,
+                            &notes,
+                        );
                     }
                 }
-                ResponseFuture::manager(manager.oneshot(request))
+                ResponseFuture::manager(manager.oneshot(request), rules.clone(), notes)
             }
             Routed::Member(service, new_path) => {
                 if let Some(new_path) = new_path {
                     if set_path(&mut request, &new_path).is_err() {
-                        return ResponseFuture::ready(status_response(StatusCode::BAD_REQUEST));
+                        return ResponseFuture::ready(
+                            status_response(StatusCode::BAD_REQUEST),
+                            rules,
+                            &notes,
+                        );
                     }
                 }
                 // The hop to the member as mod_proxy makes it: hop-by-hop headers removed,
                 // X-Forwarded-* added (ProxyAddHeaders), Host for the member client to set to
                 // the member's unless ProxyPreserveHost.
                 forward_request(&mut request, &server.forwarded);
-                // The server's `Header` lines, or those of the matching <Location>s
-                // (server's first, then each location's in merge order).
-                let headers = applied
-                    .headers
-                    .unwrap_or_else(|| Arc::clone(&server.headers));
-                ResponseFuture::proxy(service.oneshot(request), headers)
+                ResponseFuture::proxy(service.oneshot(request), rules.clone(), notes)
             }
         }
     }
@@ -974,20 +999,27 @@ impl ServerRoutes {
         let matched = path.matched();
         let mut route = None;
         let mut with_headers: Option<&LocationRoute> = None;
+        let mut header_sofar: Vec<&HeaderDirective> = Vec::new();
         let mut with_reverse: Option<&LocationRoute> = None;
         for location in self.locations.iter().filter(|l| l.matcher.matches(matched)) {
             if location.route.is_some() {
                 route = location.route.as_ref();
             }
             if let Some(combined) = &location.headers {
-                applied.headers = Some(match (with_headers, applied.headers.take()) {
-                    (None, _) => Arc::clone(combined),
-                    (Some(_), Some(sofar)) => sofar
-                        .iter()
-                        .chain(location.own_headers.iter())
-                        .cloned()
-                        .collect(),
-                    (Some(_), None) => Arc::clone(combined),
+                applied.headers = Some(match with_headers {
+                    None => combined.clone(),
+                    // Two or more matching locations with lines (rare): the server's lines
+                    // then each one's, in merge order, compiled for this request. Each line
+                    // compiled when the site was built, so this cannot fail; if it did, the
+                    // last location's own rules would still apply.
+                    Some(first) => {
+                        if header_sofar.is_empty() {
+                            header_sofar.extend(self.header_lines.iter());
+                            header_sofar.extend(first.own_headers.iter());
+                        }
+                        header_sofar.extend(location.own_headers.iter());
+                        HeaderRules::compile(&header_sofar).unwrap_or_else(|_| combined.clone())
+                    }
                 });
                 with_headers = Some(location);
             }
@@ -1085,19 +1117,17 @@ fn base_reverse_layer(settings: &HostSettings) -> ReverseLayer {
     layer
 }
 
-/// A `Header` line the site would not apply (Apache's `edit`, `echo`, `note`, an `expr=`
-/// condition, or a line inside a context the site does not read) refuses the
-/// configuration: a response header rule must not be silently dropped.
+/// A `Header`/`RequestHeader` line the parser kept aside (inside a context the site does
+/// not read) refuses the configuration: a header rule must not be silently dropped.
 fn refuse_skipped_headers(config: &Config) -> Result<(), SiteError> {
-    match config
-        .skipped
-        .iter()
-        .find(|s| s.directive.eq_ignore_ascii_case("header"))
-    {
+    match config.skipped.iter().find(|s| {
+        s.directive.eq_ignore_ascii_case("header")
+            || s.directive.eq_ignore_ascii_case("requestheader")
+    }) {
         Some(skipped) => Err(SiteError::Unsupported {
             line: skipped.span.line,
             reason: format!(
-                "{}: this form is not applied (supported: add, set, append, merge, setifempty and unset, with an optional env= condition, at server level)",
+                "{}: not applied inside a <Proxy> block (header rules apply in the server, <VirtualHost> and <Location> contexts)",
                 skipped.directive
             ),
         }),
