@@ -100,6 +100,7 @@ pub mod keys;
 mod lexer;
 pub mod logs;
 mod parser;
+pub mod registry;
 mod render;
 
 pub use ast::*;
@@ -108,4 +109,4 @@ pub use logs::{
     AccessLogSpec, CustomLogConfig, ErrorLogConfig, LogConfigError, LogDestination, LogDirectives,
     LogFormatConfig, LogLevel, LogLevelConfig, Logs,
 };
-pub use parser::parse;
+pub use parser::{parse, parse_partial};

@@ -43,6 +43,30 @@ pub fn parse(text: &str) -> Result<Config, ParseErrors> {
     p.finish()
 }
 
+/// Parses as [`parse`] does, and returns what was read even when there are errors: the
+/// configuration without the lines in error, and the errors (empty when [`parse`] succeeds).
+/// For a config check that reports the doctor's findings along with the parse errors.
+///
+/// ```
+/// use proxy_balancer_apache_config::{doctor, parse_partial};
+///
+/// let (config, errors) = parse_partial(
+///     "<Proxy balancer://app>\n  BalancerMember http://a:80 retry=300 hcmethod=GET\n</Proxy>\nProxyPass /app\n",
+/// );
+/// assert_eq!(errors.len(), 1);
+/// assert_eq!(errors[0].span.line, 4);
+/// // What was read can still be checked.
+/// assert_eq!(doctor::check(&config)[0].rule, "retry-too-long");
+/// ```
+#[must_use]
+pub fn parse_partial(text: &str) -> (Config, Vec<ParseError>) {
+    let mut p = Parser::new();
+    for line in logical_lines(text) {
+        p.line(&line);
+    }
+    p.finish_partial()
+}
+
 /// What an open block is.
 #[derive(Debug)]
 enum Kind {
@@ -245,7 +269,16 @@ impl Parser {
         }
     }
 
-    fn finish(mut self) -> Result<Config, ParseErrors> {
+    fn finish(self) -> Result<Config, ParseErrors> {
+        let (config, errors) = self.finish_partial();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ParseErrors::new(errors))
+        }
+    }
+
+    fn finish_partial(mut self) -> (Config, Vec<ParseError>) {
         while let Some(frame) = self.stack.pop() {
             self.errors.push(
                 ParseError::new(
@@ -299,15 +332,9 @@ impl Parser {
                     .with_hint(Some(hint)),
             );
         }
-        if self.errors.is_empty() {
-            Ok(self.cfg)
-        } else if self.errors.len() > MAX_ERRORS {
-            self.errors.sort_by_key(|e| e.span);
-            self.errors.truncate(MAX_ERRORS);
-            Err(ParseErrors::new(self.errors))
-        } else {
-            Err(ParseErrors::new(self.errors))
-        }
+        self.errors.sort_by_key(|e| e.span);
+        self.errors.truncate(MAX_ERRORS);
+        (self.cfg, self.errors)
     }
 
     fn skip(&mut self, directive: &str, span: Span) {
@@ -461,6 +488,11 @@ impl Parser {
                 });
             } else {
                 self.skip("<Location", frame.span);
+                // Not the manager's: its access rules are not applied (the doctor's
+                // `not-applied` rule says they fail open).
+                for _ in &loc.requires {
+                    self.skip("Require", frame.span);
+                }
             }
         }
         Ok(())
@@ -557,6 +589,8 @@ impl Parser {
                 // `Header` in a block has its own rule (the doctor's `not-applied`).
                 "header" => self.skip(&name.text, span),
                 _ => {
+                    let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+                    crate::registry::unread(&name.text, &texts, span)?;
                     // A directive this crate reads elsewhere is read here as Apache would
                     // apply it to this <Location> only: not applied, and said so.
                     let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower))
@@ -727,6 +761,9 @@ impl Parser {
                         .with_hint(Some(format!("did you mean \"{d}\"?"))));
                     }
                 }
+                // Refused here, or listed as skipped for the doctor to report.
+                let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+                crate::registry::unread(&name.text, &texts, span)?;
                 self.skip(&name.text, span);
                 Ok(())
             }
