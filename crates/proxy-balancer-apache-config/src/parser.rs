@@ -490,8 +490,11 @@ impl Parser {
                 self.skip("<Location", frame.span);
                 // Not the manager's: its access rules are not applied (the doctor's
                 // `not-applied` rule says they fail open).
-                for _ in &loc.requires {
-                    self.skip("Require", frame.span);
+                for require in &loc.requires {
+                    let args: Vec<&str> = require.split_whitespace().collect();
+                    if crate::registry::unread("Require", &args, frame.span).unwrap_or(true) {
+                        self.skip("Require", frame.span);
+                    }
                 }
             }
         }
@@ -590,7 +593,9 @@ impl Parser {
                 "header" => self.skip(&name.text, span),
                 _ => {
                     let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
-                    crate::registry::unread(&name.text, &texts, span)?;
+                    if !crate::registry::unread(&name.text, &texts, span)? {
+                        return Ok(());
+                    }
                     // A directive this crate reads elsewhere is read here as Apache would
                     // apply it to this <Location> only: not applied, and said so.
                     let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower))
@@ -763,8 +768,9 @@ impl Parser {
                 }
                 // Refused here, or listed as skipped for the doctor to report.
                 let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
-                crate::registry::unread(&name.text, &texts, span)?;
-                self.skip(&name.text, span);
+                if crate::registry::unread(&name.text, &texts, span)? {
+                    self.skip(&name.text, span);
+                }
                 Ok(())
             }
         }

@@ -242,15 +242,15 @@ pub static ENTRIES: &[Entry] = &[
     e("SSLProxyProtocol", D, SSL, warn(SSL_PROXY)),
     e("SSLProxyVerify", D, SSL, warn(SSL_PROXY)),
     e("SSLProxyVerifyDepth", D, SSL, warn(SSL_PROXY)),
-    e("Require", D, AUTHZ, open("outside the balancer-manager's <Location>: the access rule is not enforced, so the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend")),
+    e("Require", D, AUTHZ, open("outside the balancer-manager's <Location> (and other than Require all granted): the access rule is not enforced, so the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend")),
     e("<RequireAll>", D, AUTHZ, open(FAILS_OPEN)),
     e("<RequireAny>", D, AUTHZ, open(FAILS_OPEN)),
     e("<RequireNone>", D, AUTHZ, open(FAILS_OPEN)),
     e("<Limit>", D, "core", open(FAILS_OPEN)),
     e("<LimitExcept>", D, "core", open(FAILS_OPEN)),
     e("AuthType", D, "mod_authn_core", open("authentication is not asked for: the requests it guards are proxied to anyone who reaches the proxy (it fails open)")),
-    e("Order", D, ACCESS_COMPAT, open(FAILS_OPEN)),
-    e("Allow", D, ACCESS_COMPAT, open(FAILS_OPEN)),
+    e("Order", D, ACCESS_COMPAT, note("the Allow and Deny lines it orders are reported; alone (no Allow line) it denies everyone in Apache, and here everyone is admitted")),
+    e("Allow", D, ACCESS_COMPAT, open("other than Allow from all: the access rule is not enforced: the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend, and remove it here")),
     e("Deny", D, ACCESS_COMPAT, open(FAILS_OPEN)),
     e("Satisfy", D, ACCESS_COMPAT, open(FAILS_OPEN)),
     // ----- worker parameters -----
@@ -346,8 +346,9 @@ pub fn proxy_pass_flag(key: &str) -> Option<&'static Entry> {
 }
 
 /// The state of this directive line: the registry's, except where the arguments decide
-/// (`ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`: Apache's defaults, accepted
-/// as applied).
+/// (`ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`: Apache's defaults;
+/// `Require all granted`, `Allow from all`: admitting everyone is what the proxy does;
+/// accepted as applied).
 #[must_use]
 pub fn directive_state(name: &str, args: &[&str]) -> Option<State> {
     let entry = directive(name)?;
@@ -356,24 +357,40 @@ pub fn directive_state(name: &str, args: &[&str]) -> Option<State> {
         .iter()
         .any(|d| d.eq_ignore_ascii_case(name));
     if default_off && off {
-        return Some(State::Applied("Off, the default"));
+        return Some(State::Applied(DEFAULT_OFF));
+    }
+    // Access rules that admit everyone: not enforcing them changes nothing.
+    let words: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let admits_all = match name.to_ascii_lowercase().as_str() {
+        "require" => words == ["all", "granted"],
+        "allow" => words == ["from", "all"],
+        _ => false,
+    };
+    if admits_all {
+        return Some(State::Applied(DEFAULT_OFF));
     }
     Some(entry.state)
 }
 
 /// For the parser: a directive that no arm of it reads. A [`State::Refused`] one is an error
-/// with its place and why; anything else is `Ok` (the parser lists it as skipped and the
-/// doctor reports what the registry says).
-pub(crate) fn unread(name: &str, args: &[&str], span: Span) -> Result<(), ParseError> {
+/// with its place and why; `Ok(false)` for a line that is Apache's default and changes
+/// nothing (`ProxyRequests Off`: accepted, not listed); `Ok(true)` for anything else (the
+/// parser lists it as skipped and the doctor reports what the registry says).
+pub(crate) fn unread(name: &str, args: &[&str], span: Span) -> Result<bool, ParseError> {
     match directive_state(name, args) {
         Some(State::Refused(why)) => Err(ParseError::new(
             span,
             ParseErrorKind::Unsupported,
             format!("{name} is refused by proxy-balancer: {why}"),
         )),
-        _ => Ok(()),
+        Some(State::Applied(DEFAULT_OFF)) => Ok(false),
+        _ => Ok(true),
     }
 }
+
+/// The state of `ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`, and of the
+/// access rules that admit everyone (`Require all granted`, `Allow from all`).
+const DEFAULT_OFF: &str = "Off, the default";
 
 /// The table of `docs/apache-directives.md`: one row per entry, grouped by kind.
 #[must_use]
@@ -442,6 +459,10 @@ mod tests {
             Some("refused")
         );
         assert!(unread("ProxyRemote", &["*", "http://p"], Span::default()).is_err());
-        assert!(unread("ProxyStatus", &["On"], Span::default()).is_ok());
+        assert_eq!(unread("ProxyStatus", &["On"], Span::default()), Ok(true));
+        assert_eq!(
+            unread("ProxyRequests", &["Off"], Span::default()),
+            Ok(false)
+        );
     }
 }
