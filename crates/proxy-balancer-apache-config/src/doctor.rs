@@ -1152,8 +1152,9 @@ fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
                     FIX
                 },
             ),
-            // A block the proxy reads (`<Proxy *>`): what is inside is reported line by line.
-            State::Applied(_) if name.starts_with('<') => {}
+            // A `<Proxy>` block the proxy reads (`<Proxy *>`): what is inside is reported line
+            // by line. (Other blocks listed here were not read, their content neither.)
+            State::Applied(_) if name == "<Proxy>" => {}
             State::Applied(_) => report(
                 Severity::Warning,
                 s.span,

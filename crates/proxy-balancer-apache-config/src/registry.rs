@@ -189,7 +189,7 @@ pub static ENTRIES: &[Entry] = &[
     e("ProxyErrorOverride", D, PROXY, A("members' error pages are replaced by the proxy's")),
     e("ProxyIOBufferSize", D, PROXY, A("the size of the buffer member bodies are read with")),
     e("<ProxyMatch>", D, PROXY, A("as <Proxy>, for the URLs the regular expression matches")),
-    e("ProxyMaxForwards", D, PROXY, warn("no Max-Forwards header is added to requests that have none (as with Apache's default, -1): a loop between proxies is not cut by it")),
+    e("ProxyMaxForwards", D, PROXY, warn("no Max-Forwards header is added to requests that have none (Apache adds Max-Forwards: N, as with its default -1 it does not): a loop between proxies is not cut by it")),
     e("ProxyPass", D, PROXY, A("routes a path to a balancer or a URL; `!` excludes a path")),
     e("ProxyPassInherit", D, PROXY, A("whether a <VirtualHost> gets the main server's ProxyPass lines")),
     e("ProxyPassInterpolateEnv", D, PROXY, warn("${VAR} in lines marked interpolate is not replaced: there is no per-request environment (SetEnv, RewriteRule [E=]) to fill it from, so the text is used as written")),
@@ -249,7 +249,7 @@ pub static ENTRIES: &[Entry] = &[
     e("<Limit>", D, "core", open(FAILS_OPEN)),
     e("<LimitExcept>", D, "core", open(FAILS_OPEN)),
     e("AuthType", D, "mod_authn_core", open("authentication is not asked for: the requests it guards are proxied to anyone who reaches the proxy (it fails open)")),
-    e("Order", D, ACCESS_COMPAT, note("the Allow and Deny lines it orders are reported; alone (no Allow line) it denies everyone in Apache, and here everyone is admitted")),
+    e("Order", D, ACCESS_COMPAT, warn("Order allow,deny denies everyone no Allow line admits (Apache answers 403), and here everyone is admitted: with Allow from all, as is usual, nothing changes; the Allow and Deny lines are reported one by one (Order deny,allow, which admits everyone no Deny line refuses, is accepted without a word)")),
     e("Allow", D, ACCESS_COMPAT, open("other than Allow from all: the access rule is not enforced: the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend, and remove it here")),
     e("Deny", D, ACCESS_COMPAT, open(FAILS_OPEN)),
     e("Satisfy", D, ACCESS_COMPAT, open(FAILS_OPEN)),
@@ -364,6 +364,7 @@ pub fn directive_state(name: &str, args: &[&str]) -> Option<State> {
     let admits_all = match name.to_ascii_lowercase().as_str() {
         "require" => words == ["all", "granted"],
         "allow" => words == ["from", "all"],
+        "order" => words.concat() == "deny,allow",
         _ => false,
     };
     if admits_all {
@@ -389,7 +390,8 @@ pub(crate) fn unread(name: &str, args: &[&str], span: Span) -> Result<bool, Pars
 }
 
 /// The state of `ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`, and of the
-/// access rules that admit everyone (`Require all granted`, `Allow from all`).
+/// access rules that admit everyone (`Require all granted`, `Allow from all`,
+/// `Order deny,allow`).
 const DEFAULT_OFF: &str = "Off, the default";
 
 /// The table of `docs/apache-directives.md`: one row per entry, grouped by kind.

@@ -952,6 +952,85 @@ mod registry_rules {
         assert!(findings[1].causes.contains("as it arrives"));
     }
 
+    /// Every worker parameter the registry says is not applied is reported when a member
+    /// has it, with the registry's severity and meaning.
+    #[test]
+    fn every_worker_parameter_not_applied_is_reported() {
+        let value = |key: &str| match key {
+            "flushpackets" => "on",
+            "secret" => "s3cret",
+            "upgrade" => "websocket",
+            "flusher" => "flush",
+            "addressttl" | "ping" | "acquire" | "min" | "smax" | "max" | "flushwait" => "5",
+            other => panic!("no sample value for {other}"),
+        };
+        let mut seen = 0;
+        for entry in ENTRIES.iter().filter(|e| e.kind == Kind::WorkerParam) {
+            let State::NotApplied { severity, means } = entry.state else {
+                continue;
+            };
+            let text = format!(
+                "<Proxy balancer://x>\n  BalancerMember http://a:80 hcmethod=GET {}={}\n</Proxy>\n",
+                entry.name,
+                value(entry.name)
+            );
+            let config = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", entry.name));
+            let findings = check(&config);
+            let found = findings
+                .iter()
+                .find(|f| f.rule == "not-applied")
+                .unwrap_or_else(|| panic!("{}: {findings:?}", entry.name));
+            assert_eq!(
+                (found.severity, found.span.line),
+                (severity, 2),
+                "{}",
+                entry.name
+            );
+            assert!(found.causes.contains(means), "{}", entry.name);
+            seen += 1;
+        }
+        assert!(seen >= 10, "{seen}");
+        // mapping= on a plain-URL ProxyPass is a ProxyPass key, read and not applied.
+        let config = parse("ProxyPass /x http://a:80/x mapping=servlet\n").expect("valid");
+        assert!(check(&config).iter().any(|f| f.rule == "not-applied"
+            && f.what == "mapping= on ProxyPass /x (line 1) is not applied by proxy-balancer"));
+    }
+
+    /// mod_access_compat, as Apache 2.4.71 runs it: `Order allow,deny` alone answers 403;
+    /// `Order deny,allow` and `Allow from all` admit everyone, as the proxy does.
+    #[test]
+    fn access_compat_lines_that_admit_everyone_are_accepted() {
+        let config =
+            parse("<Proxy balancer://x>\n  Order deny,allow\n  Allow from all\n</Proxy>\n")
+                .expect("valid");
+        assert!(check(&config).is_empty());
+        let config =
+            parse("<Proxy balancer://x>\n  Order allow,deny\n  Allow from 10.0.0.0/8\n</Proxy>\n")
+                .expect("valid");
+        let found: Vec<(u32, Severity)> = check(&config)
+            .iter()
+            .filter(|f| f.rule == "not-applied")
+            .map(|f| (f.span.line, f.severity))
+            .collect();
+        assert_eq!(found, [(2, Severity::Warning), (3, Severity::Error)]);
+    }
+
+    /// A block whose content is not read is said, not only its lines.
+    #[test]
+    fn a_block_that_was_not_read_is_said() {
+        let config = parse(
+            "<ProxyMatch \"^balancer://x\">\n  ProxySet lbmethod=bybusyness\n</ProxyMatch>\n",
+        )
+        .expect("valid");
+        let findings = check(&config);
+        assert!(
+            findings.iter().any(|f| f.rule == "not-applied"
+                && f.span.line == 1
+                && f.causes.contains("not applied by proxy-balancer")),
+            "{findings:?}"
+        );
+    }
+
     /// A directive the proxy applies, read where it does not apply it, is said too.
     #[test]
     fn an_applied_directive_that_was_not_read_is_said() {
