@@ -1170,13 +1170,21 @@ fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
         }
     }
     // Worker parameters, per balancer and key: one finding naming every line.
+    // In the order first seen; the index keeps this linear in the number of parameters.
+    type Key = (String, &'static str, registry::Kind);
     let mut params: Vec<(String, &'static registry::Entry, Vec<Span>)> = Vec::new();
-    let mut note = |owner: &str, entry: &'static registry::Entry, span: Span| match params
-        .iter_mut()
-        .find(|(o, e, _)| o == owner && std::ptr::eq(*e, entry))
-    {
-        Some((_, _, spans)) => spans.push(span),
-        None => params.push((owner.to_owned(), entry, vec![span])),
+    let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
+    let mut note = |owner: &str, entry: &'static registry::Entry, span: Span| {
+        if matches!(entry.state, State::Applied(_)) {
+            return;
+        }
+        match index.entry((owner.to_owned(), entry.name, entry.kind)) {
+            std::collections::hash_map::Entry::Occupied(i) => params[*i.get()].2.push(span),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(params.len());
+                params.push((owner.to_owned(), entry, vec![span]));
+            }
+        }
     };
     for b in &config.balancers {
         for m in &b.members {
