@@ -1160,7 +1160,7 @@ fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
                 s.span,
                 format!("{name} here is not read by proxy-balancer"),
                 &format!(
-                    "not applied by proxy-balancer: it applies {name} ({}), but not where this line is written, so this line has no effect",
+                    "not applied by proxy-balancer: it applies {name} ({}), but this line is not read where it is written, so it has no effect",
                     entry.state.text()
                 ),
                 "move the line where it applies (see docs/apache-directives.md), or remove it",
@@ -1230,7 +1230,7 @@ fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
                 spans[0],
                 format!("{on} ({lines}) is not applied by proxy-balancer"),
                 &format!("not applied by proxy-balancer: {means}"),
-                FIX,
+                &format!("remove {} from {owner} if the proxy can do without it (docs/apache-directives.md lists what each parameter does here)", on.split(" on ").next().unwrap_or(key)),
             ),
             State::Refused(why) => report(
                 Severity::Error,
