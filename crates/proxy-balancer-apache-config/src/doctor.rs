@@ -1154,7 +1154,7 @@ fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
             ),
             // A `<Proxy>` block the proxy reads (`<Proxy *>`): what is inside is reported line
             // by line. (Other blocks listed here were not read, their content neither.)
-            State::Applied(_) if name == "<Proxy>" => {}
+            State::Applied(_) if name == "<Proxy>" || name == "<Location>" => {}
             State::Applied(_) => report(
                 Severity::Warning,
                 s.span,

@@ -1031,6 +1031,21 @@ mod registry_rules {
         );
     }
 
+    /// An `<If>` block is not read: said, with what it means.
+    #[test]
+    fn an_if_block_is_said() {
+        let config =
+            parse("<If \"%{HTTP_HOST} == 'a'\">\n  Header set X-A 1\n</If>\n").expect("valid");
+        let findings = check(&config);
+        assert!(
+            findings.iter().any(|f| f.rule == "not-applied"
+                && f.span.line == 1
+                && f.severity == Severity::Warning
+                && f.causes.contains("fails open")),
+            "{findings:?}"
+        );
+    }
+
     /// A directive the proxy applies, read where it does not apply it, is said too.
     #[test]
     fn an_applied_directive_that_was_not_read_is_said() {
