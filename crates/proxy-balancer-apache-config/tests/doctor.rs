@@ -1058,3 +1058,67 @@ mod registry_rules {
         );
     }
 }
+
+/// The doctor reads what `parse_partial` returns for any mix of lines, broken ones
+/// included, without panicking; every parse error has a place.
+mod partial_configs {
+    use proptest::prelude::*;
+    use proxy_balancer_apache_config::doctor::check;
+    use proxy_balancer_apache_config::parse_partial;
+
+    const LINES: &[&str] = &[
+        "<Proxy balancer://a>",
+        "<Proxy balancer://b>",
+        "<Proxy *>",
+        "</Proxy>",
+        "<Location /x>",
+        "<Location /balancer-manager>",
+        "SetHandler balancer-manager",
+        "</Location>",
+        "<If \"true\">",
+        "</If>",
+        "BalancerMember http://127.0.0.1:1 route=r1 ping=1 max=3",
+        "BalancerMember http://127.0.0.1:2 route=r1 status=+H hcexpr=e",
+        "BalancerMember http://127.0.0.1:3 mapping=servlet",
+        "BalancerMember balancer://c http://127.0.0.1:4",
+        "BalancerMember",
+        "ProxySet stickysession=ROUTEID nofailover=On",
+        "ProxySet http://127.0.0.1:9 ttl=3",
+        "ProxyPass / balancer://a/",
+        "ProxyPass /u http://127.0.0.1:5/u acquire=5 mapping=encoded",
+        "ProxyPass /v balancer://undefined/",
+        "ProxyPass /w",
+        "ProxyHCExpr e {%{REQUEST_STATUS} =~ /^2/}",
+        "ProxyHCExpr",
+        "Require ip 10.0.0.1",
+        "Require all granted",
+        "Order allow,deny",
+        "Deny from all",
+        "AuthType Basic",
+        "RewriteEngine On",
+        "RewriteRule ^/a http://x/ [P]",
+        "ProxyRequests On",
+        "ProxyRemote * http://p:1",
+        "ProxyStatus On",
+        "ProxyVia On",
+        "SSLEngine on",
+        "Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED",
+        "\"unterminated",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_doctor_reads_any_partial_config(picks in prop::collection::vec(0..LINES.len(), 0..30)) {
+            let text: String = picks.iter().map(|&i| format!("{}\n", LINES[i])).collect();
+            let (config, errors) = parse_partial(&text);
+            for e in &errors {
+                prop_assert!(e.span.line >= 1, "{}", e);
+            }
+            for f in check(&config) {
+                prop_assert!(!f.what.is_empty() && !f.causes.is_empty() && !f.fix.is_empty());
+            }
+        }
+    }
+}
