@@ -1169,48 +1169,50 @@ fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
             _ => {}
         }
     }
-    // Worker parameters, per balancer and key: one finding naming every line.
-    // In the order first seen; the index keeps this linear in the number of parameters.
-    type Key = (String, &'static str, registry::Kind);
-    let mut params: Vec<(String, &'static registry::Entry, Vec<Span>)> = Vec::new();
-    let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
-    let mut note = |owner: &str, entry: &'static registry::Entry, span: Span| {
-        if matches!(entry.state, State::Applied(_)) {
+    // Worker parameters, per balancer and key: one finding naming every line. Linear in
+    // the parameters: a lookup per distinct key as written, a short list per owner.
+    type Grouped = Vec<(&'static registry::Entry, Vec<Span>)>;
+    fn group(grouped: &mut Grouped, entry: Option<&'static registry::Entry>, span: Span) {
+        let Some(entry) = entry.filter(|e| !matches!(e.state, State::Applied(_))) else {
             return;
-        }
-        match index.entry((owner.to_owned(), entry.name, entry.kind)) {
-            std::collections::hash_map::Entry::Occupied(i) => params[*i.get()].2.push(span),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(params.len());
-                params.push((owner.to_owned(), entry, vec![span]));
-            }
-        }
-    };
-    for b in &config.balancers {
-        for m in &b.members {
-            for p in &m.params {
-                if let Some(entry) = registry::worker_param(&p.key) {
-                    note(&format!("the members of {}", b.name), entry, p.span);
-                }
-            }
+        };
+        match grouped.iter_mut().find(|(e, _)| std::ptr::eq(*e, entry)) {
+            Some((_, spans)) => spans.push(span),
+            None => grouped.push((entry, vec![span])),
         }
     }
+    let mut worker_keys: std::collections::HashMap<&str, Option<&'static registry::Entry>> =
+        std::collections::HashMap::new();
+    let mut params: Vec<(String, &'static registry::Entry, Vec<Span>)> = Vec::new();
+    for b in &config.balancers {
+        let mut grouped = Grouped::new();
+        for p in b.members.iter().flat_map(|m| &m.params) {
+            let entry = *worker_keys
+                .entry(p.key.as_str())
+                .or_insert_with(|| registry::worker_param(&p.key));
+            group(&mut grouped, entry, p.span);
+        }
+        let owner = format!("the members of {}", b.name);
+        params.extend(grouped.into_iter().map(|(e, s)| (owner.clone(), e, s)));
+    }
     for pp in &config.proxy_passes {
-        let owner = format!("ProxyPass {}", pp.path);
+        let mut grouped = Grouped::new();
         for p in &pp.params {
             let entry = registry::proxy_pass_flag(&p.key).or_else(|| match pp.target {
                 ProxyTarget::Url(_) => registry::worker_param(&p.key),
                 _ => registry::balancer_param(&p.key),
             });
-            if let Some(entry) = entry {
-                note(&owner, entry, p.span);
-            }
+            group(&mut grouped, entry, p.span);
         }
         if pp.interpolate {
-            if let Some(entry) = registry::proxy_pass_flag("interpolate") {
-                note(&owner, entry, pp.span);
-            }
+            group(
+                &mut grouped,
+                registry::proxy_pass_flag("interpolate"),
+                pp.span,
+            );
         }
+        let owner = format!("ProxyPass {}", pp.path);
+        params.extend(grouped.into_iter().map(|(e, s)| (owner.clone(), e, s)));
     }
     for (owner, entry, spans) in params {
         let lines: Vec<String> = spans.iter().map(|s| s.line.to_string()).collect();
