@@ -410,12 +410,18 @@ pub fn markdown() -> String {
             State::NotApplied { severity, .. } => format!("not applied ({severity})"),
             s => s.label().to_owned(),
         };
-        let name = e.name.replace('<', "&lt;").replace('>', "&gt;");
+        // Names are code; in the text, `<Proxy>` must not read as an HTML tag.
+        let text = e
+            .state
+            .text()
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('|', "\\|");
         out.push_str(&format!(
-            "| `{name}` | {} | {} | {state} | {} |\n",
+            "| `{}` | {} | {} | {state} | {text} |\n",
+            e.name,
             e.kind.as_str(),
             e.module,
-            e.state.text().replace('|', "\\|")
         ));
     }
     out
