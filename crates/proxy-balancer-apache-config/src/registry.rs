@@ -166,6 +166,11 @@ const REWRITE: &str = "mod_rewrite";
 const AUTHZ: &str = "mod_authz_core";
 const ACCESS_COMPAT: &str = "mod_access_compat";
 
+const ALIAS: &str = "mod_alias";
+
+/// What a redirect that is not applied means.
+const REDIRECT: &str = "the redirect is not answered: the request goes to the ProxyPass routes as it is (or gets 404 where none matches)";
+
 /// What an access rule that is not applied means.
 const FAILS_OPEN: &str = "the access rule is not enforced: the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend, and remove it here";
 
@@ -222,6 +227,10 @@ pub static ENTRIES: &[Entry] = &[
     e("RewriteEngine", D, REWRITE, warn("RewriteEngine On: rewrite rules are not run (RewriteEngine Off is accepted without a word)")),
     e("RewriteRule", D, REWRITE, warn("the rule is not run: a [P] rule proxies in Apache, and rules rewrite, redirect or forbid ([F]) requests; here requests go to the ProxyPass routes unchanged")),
     e("RewriteCond", D, REWRITE, warn("a condition of a RewriteRule, which is not run")),
+    e("Redirect", D, ALIAS, warn(REDIRECT)),
+    e("RedirectMatch", D, ALIAS, warn(REDIRECT)),
+    e("RedirectPermanent", D, ALIAS, warn(REDIRECT)),
+    e("RedirectTemp", D, ALIAS, warn(REDIRECT)),
     e("SSLEngine", D, SSL, warn("SSLEngine On: the proxy serves plain HTTP on its port, so TLS clients cannot talk to it (SSLEngine Off is accepted without a word)")),
     e("SSLRequire", D, SSL, open(FAILS_OPEN)),
     e("SSLRequireSSL", D, SSL, open(FAILS_OPEN)),
