@@ -209,8 +209,9 @@ impl CheckReport {
         }
     }
 
-    /// For people: one block per error or finding, `origin: …`, and `origin: no problem
-    /// found` when there is none.
+    /// For people: one block per error or finding, `origin: …`, then the verdict: why
+    /// `--config` would not start, or that it would (`origin: no problem found` when
+    /// nothing was found).
     #[must_use]
     pub fn to_text(&self, origin: &str) -> String {
         let mut out = String::new();
@@ -234,8 +235,16 @@ impl CheckReport {
                 refusal.what
             ));
         }
-        if self.parse_errors.is_empty() && self.findings.is_empty() && self.refusal.is_none() {
-            out.push_str(&format!("{origin}: no problem found\n"));
+        if self.starts() {
+            match self.findings.len() {
+                0 => out.push_str(&format!("{origin}: no problem found\n")),
+                1 => out.push_str(&format!(
+                    "{origin}: --config would start, with the finding above\n"
+                )),
+                n => out.push_str(&format!(
+                    "{origin}: --config would start, with the {n} findings above\n"
+                )),
+            }
         }
         out
     }

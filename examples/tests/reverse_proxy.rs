@@ -250,6 +250,10 @@ mod check {
         );
         assert!(out.contains("fails open"), "{out}");
         assert!(
+            out.ends_with("--config would start, with the 2 findings above\n"),
+            "{out}"
+        );
+        assert!(
             out.contains("line 8: note [not-applied]: ProxyStatus"),
             "{out}"
         );
