@@ -12,7 +12,10 @@
 //! byrequests, sticky on `ROUTEID` with the route cookie), on 127.0.0.1:8080. With
 //! `--config FILE` it serves the balancers and `ProxyPass` lines of an Apache httpd
 //! configuration (`Listen` lines are not used: `--listen` picks the address). `--check FILE`
-//! reports what in a configuration will hurt (exit status 0 clean, 1 warnings, 2 errors).
+//! is the start-up of `--config FILE` without the listening: it reports the parse errors,
+//! what in the configuration will hurt or is not applied, and why `--config` would not
+//! start (exit status 2 exactly when `--config` would not start; 1 when it would, with
+//! warnings or errors to fix; 0 when nothing was found).
 //! Ctrl-C stops it, letting open requests finish.
 //!
 //! Logs, as Apache writes them: an error log (the configuration's `ErrorLog` file, else
@@ -31,9 +34,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use examples::{bind, demo_config, shutdown_signal, start_demo_backends, BoxError, Report};
+use examples::{
+    bind, check_config, demo_config, json_escape, log_plan, shutdown_signal, start_demo_backends,
+    BoxError, Report,
+};
 use proxy_balancer::access_log::{AccessLogLayer, AccessLogWriter, LogFormat, DEFAULT_QUEUE};
-use proxy_balancer::apache_config::{doctor, parse, Config};
+use proxy_balancer::apache_config::{parse, Config};
 use proxy_balancer::server::{ClientLimits, Server};
 use proxy_balancer::site::Site;
 use tower::{Layer, ServiceExt};
@@ -53,7 +59,9 @@ struct Args {
     /// Serve this Apache httpd configuration instead of the embedded demo.
     #[arg(long, value_name = "FILE", conflicts_with = "check")]
     config: Option<PathBuf>,
-    /// Check this Apache httpd configuration and exit (0 clean, 1 warnings, 2 errors).
+    /// Check this Apache httpd configuration as --config would start it, without
+    /// listening, and exit (0 clean, 1 warnings or errors to fix, 2 --config would not
+    /// start).
     #[arg(long, value_name = "FILE")]
     check: Option<PathBuf>,
     /// Output of --check.
@@ -91,28 +99,20 @@ fn read(path: &PathBuf) -> Result<String, BoxError> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
 }
 
-/// `text` as the inside of a JSON string.
-fn json_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `--check`: the parser's errors, or the doctor's findings; the exit status says which.
-fn check(path: &PathBuf, format: Format) -> Result<ExitCode, BoxError> {
+/// `--check`: [`check_config`] on the file (the start-up of `--config` without the
+/// listening): parse errors, the doctor's findings and why `--config` would not start,
+/// all in one run. Exit status: 2 when `--config` would not start (an unreadable file
+/// too), 1 when it would, with warnings or errors to fix, 0 when nothing was found.
+fn check(args: &Args) -> Result<ExitCode, BoxError> {
+    let Some(path) = &args.check else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let mut out = std::io::stdout().lock();
     // A file that cannot be read is an error (2), not "warnings only" (1).
     let text = match read(path) {
         Ok(text) => text,
         Err(why) => {
-            match format {
+            match args.format {
                 Format::Text => writeln!(out, "{}: error: {why}", path.display())?,
                 Format::Json => writeln!(
                     out,
@@ -123,35 +123,12 @@ fn check(path: &PathBuf, format: Format) -> Result<ExitCode, BoxError> {
             return Ok(ExitCode::from(2));
         }
     };
-    match parse(&text) {
-        Err(errors) => {
-            match format {
-                Format::Text => {
-                    for e in errors.iter() {
-                        writeln!(out, "{}: error: {e}", path.display())?;
-                    }
-                }
-                Format::Json => writeln!(out, "{}", errors.to_json())?,
-            }
-            Ok(ExitCode::from(2))
-        }
-        Ok(config) => {
-            let findings = doctor::check(&config);
-            match format {
-                Format::Text => {
-                    for f in &findings {
-                        writeln!(out, "{}: {f}", path.display())?;
-                    }
-                    if findings.is_empty() {
-                        writeln!(out, "{}: no problem found", path.display())?;
-                    }
-                }
-                Format::Json => writeln!(out, "{}", doctor::to_json(&findings))?,
-            }
-            let code = doctor::exit_code(&findings);
-            Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)))
-        }
+    let report = check_config(&text, args.log_level.as_deref(), !args.no_access_log);
+    match args.format {
+        Format::Text => write!(out, "{}", report.to_text(&path.display().to_string()))?,
+        Format::Json => writeln!(out, "{}", report.to_json())?,
     }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 /// A request through the proxy makes a few dozen small allocations (hyper, http, tokio);
@@ -161,8 +138,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<ExitCode, Report> {
     let args = Args::parse();
-    if let Some(path) = &args.check {
-        return Ok(check(path, args.format)?);
+    if args.check.is_some() {
+        return Ok(check(&args)?);
     }
     // One thread: a current-thread runtime, with no cross-thread hand-offs (about a tenth
     // less CPU per request than a one-worker multi-thread runtime). More: tokio's
@@ -287,21 +264,12 @@ fn init_logs(
     log_level: Option<&str>,
     access: bool,
 ) -> Result<Vec<AccessLogLayer>, BoxError> {
-    let logs = config.logs()?;
-    let filter = match log_level {
-        // Read as a `LogLevel` line, so the names and the module map are Apache's.
-        Some(level) => {
-            let line = format!("LogLevel {}", level.replace(',', " "));
-            let parsed = parse(&line).map_err(|e| format!("--log-level {level}: {e}"))?;
-            parsed.logs()?.tracing_filter()
-        }
-        None => logs.tracing_filter(),
-    };
-    let filter = EnvFilter::try_new(filter.as_deref().unwrap_or("warn"))?;
+    let plan = log_plan(config, log_level, access)?;
+    let filter = EnvFilter::try_new(&plan.filter)?;
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .event_format(ApacheErrorFormat);
-    match &logs.error_log {
+    match &plan.error_log {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -327,19 +295,17 @@ fn init_logs(
             None => layer,
         }
     };
-    if logs.access_logs.is_empty() {
+    if plan.access_logs.is_empty() {
         return Ok(vec![layer(
             LogFormat::combined(),
             AccessLogWriter::stdout(DEFAULT_QUEUE)?,
         )]);
     }
-    logs.access_logs
-        .iter()
-        .map(|spec| {
-            let format = LogFormat::parse(&spec.format)
-                .map_err(|e| format!("line {}: CustomLog format: {e}", spec.span.line))?;
-            let writer = AccessLogWriter::file(&spec.path, DEFAULT_QUEUE)
-                .map_err(|e| format!("line {}: CustomLog {e}", spec.span.line))?;
+    plan.access_logs
+        .into_iter()
+        .map(|(format, path, line)| {
+            let writer = AccessLogWriter::file(&path, DEFAULT_QUEUE)
+                .map_err(|e| format!("line {line}: CustomLog {e}"))?;
             Ok(layer(format, writer))
         })
         .collect()

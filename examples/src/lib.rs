@@ -4,10 +4,18 @@
 //! [`proxy_balancer::server`]); the demo backends and configuration are the test kit's
 //! ([`proxy_balancer_test::demo_config`]).
 
+use std::fs::OpenOptions;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proxy_balancer::access_log::LogFormat;
+use proxy_balancer::apache_config::doctor::{self, Finding};
+use proxy_balancer::apache_config::{
+    parse, parse_partial, Config, LogConfigError, ParseError, Span,
+};
+use proxy_balancer::site::{Site, SiteError};
 use proxy_balancer::{BalancerParams, BalancerStore, MemberParams};
 use proxy_balancer_test::TestBackend;
 pub use proxy_balancer_test::{demo_config, start_demo_backends};
@@ -75,4 +83,308 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
+}
+
+// ===== the start-up plan, shared by `--config` and `--check` =====
+
+/// What the reverse proxy's logs will be, worked out from the configuration (and
+/// `--log-level`) without opening anything: the part of the start-up that can refuse a
+/// configuration before any file is touched.
+#[derive(Debug)]
+pub struct LogPlan {
+    /// The error log's tracing filter (`warn` by default).
+    pub filter: String,
+    /// The `ErrorLog` file, if not standard error.
+    pub error_log: Option<String>,
+    /// The access logs: format, file, and the line of their `CustomLog`.
+    pub access_logs: Vec<(LogFormat, String, u32)>,
+}
+
+/// The [`LogPlan`] of a configuration: `ErrorLog`, `LogLevel` (or `log_level`, which wins,
+/// in `LogLevel` syntax), `CustomLog`/`TransferLog` and their formats (none when `access`
+/// is false: `--no-access-log`).
+///
+/// # Errors
+///
+/// What `--config` refuses: a log it does not write (piped, syslog, `env=`), a format that
+/// does not parse, a `--log-level` that is no `LogLevel`.
+pub fn log_plan(
+    config: &Config,
+    log_level: Option<&str>,
+    access: bool,
+) -> Result<LogPlan, BoxError> {
+    let logs = config.logs()?;
+    let filter = match log_level {
+        // Read as a `LogLevel` line, so the names and the module map are Apache's.
+        Some(level) => {
+            let line = format!("LogLevel {}", level.replace(',', " "));
+            let parsed = parse(&line).map_err(|e| format!("--log-level {level}: {e}"))?;
+            parsed.logs()?.tracing_filter()
+        }
+        None => logs.tracing_filter(),
+    };
+    let filter = filter.unwrap_or_else(|| "warn".to_owned());
+    tracing_subscriber::EnvFilter::try_new(&filter)?;
+    let access_logs = logs
+        .access_logs
+        .iter()
+        .filter(|_| access)
+        .map(|spec| {
+            let format = LogFormat::parse(&spec.format)
+                .map_err(|e| format!("line {}: CustomLog format: {e}", spec.span.line))?;
+            Ok((format, spec.path.clone(), spec.span.line))
+        })
+        .collect::<Result<_, BoxError>>()?;
+    Ok(LogPlan {
+        filter,
+        error_log: logs.error_log,
+        access_logs,
+    })
+}
+
+/// Whether `--config` could open `path` to append to it (creating it if missing), checked
+/// without changing it: an existing file is opened for appending and closed; a missing one
+/// is created and removed at once (so nothing is left where `--config` would not have
+/// written), in a directory that must exist.
+///
+/// # Errors
+///
+/// Why it cannot be opened.
+pub fn check_log_file(path: &str) -> std::io::Result<()> {
+    let p = Path::new(path);
+    match std::fs::metadata(p) {
+        Ok(meta) if meta.is_dir() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a directory",
+        )),
+        Ok(_) => OpenOptions::new().append(true).open(p).map(drop),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            OpenOptions::new().append(true).create_new(true).open(p)?;
+            std::fs::remove_file(p)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+// ===== `--check` =====
+
+/// Why `--config` would not start, past the parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The configuration line it is about (0 when it is about no one line).
+    pub line: u32,
+    /// Why, as `--config` says it.
+    pub what: String,
+}
+
+/// What `--check` found: the parse errors, the doctor's findings on what was read (also
+/// when there are parse errors), and why `--config` would not start, if it would not.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The parse errors, in the order of the text.
+    pub parse_errors: Vec<ParseError>,
+    /// The doctor's findings, in the order of the text.
+    pub findings: Vec<Finding>,
+    /// Why `--config` would stop past a clean parse (conversion, logs, site), if it would.
+    pub refusal: Option<Refusal>,
+}
+
+impl CheckReport {
+    /// Whether `--config` would start with this configuration (and get as far as binding).
+    #[must_use]
+    pub fn starts(&self) -> bool {
+        self.parse_errors.is_empty() && self.refusal.is_none()
+    }
+
+    /// `--check`'s exit status: 2 when `--config` would not start; else 1 with warnings or
+    /// errors found (things that will hurt when it runs), 0 otherwise (notes at most).
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        if !self.starts() {
+            2
+        } else if doctor::exit_code(&self.findings) > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// For people: one block per error or finding, `origin: …`, then the verdict: why
+    /// `--config` would not start, or that it would (`origin: no problem found` when
+    /// nothing was found).
+    #[must_use]
+    pub fn to_text(&self, origin: &str) -> String {
+        let mut out = String::new();
+        let mut items: Vec<(Span, String)> = self
+            .parse_errors
+            .iter()
+            .map(|e| (e.span, format!("{origin}: error: {e}\n")))
+            .chain(
+                self.findings
+                    .iter()
+                    .map(|f| (f.span, format!("{origin}: {f}\n"))),
+            )
+            .collect();
+        items.sort_by_key(|(span, _)| *span);
+        for (_, text) in items {
+            out.push_str(&text);
+        }
+        if let Some(refusal) = &self.refusal {
+            out.push_str(&format!(
+                "{origin}: error: --config would not start: {}\n",
+                refusal.what
+            ));
+        }
+        if self.starts() {
+            match self.findings.len() {
+                0 => out.push_str(&format!("{origin}: no problem found\n")),
+                1 => out.push_str(&format!(
+                    "{origin}: --config would start, with the finding above\n"
+                )),
+                n => out.push_str(&format!(
+                    "{origin}: --config would start, with the {n} findings above\n"
+                )),
+            }
+        }
+        out
+    }
+
+    /// For programs: one JSON array of objects with `severity`, `rule`, `line`, `column`,
+    /// `what` (and `causes`, `fix` for the doctor's findings): the parse errors (rule
+    /// `parse`) and findings in the order of the text, then why `--config` would not start
+    /// (rule `start`), if it would not.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut items: Vec<(Span, String)> = self
+            .parse_errors
+            .iter()
+            .map(|e| {
+                (
+                    e.span,
+                    format!(
+                        "{{\"severity\":\"error\",\"rule\":\"parse\",\"line\":{},\"column\":{},\"what\":\"{}\"}}",
+                        e.span.line,
+                        e.span.column,
+                        json_escape(&e.to_string())
+                    ),
+                )
+            })
+            .chain(self.findings.iter().map(|f| {
+                let one = doctor::to_json(std::slice::from_ref(f));
+                let inner = one
+                    .strip_prefix('[')
+                    .and_then(|s| s.strip_suffix(']'))
+                    .unwrap_or("{}")
+                    .to_owned();
+                (f.span, inner)
+            }))
+            .collect();
+        items.sort_by_key(|(span, _)| *span);
+        let mut parts: Vec<String> = items.into_iter().map(|(_, s)| s).collect();
+        if let Some(r) = &self.refusal {
+            parts.push(format!(
+                "{{\"severity\":\"error\",\"rule\":\"start\",\"line\":{},\"column\":0,\"what\":\"{}\",\"causes\":\"--config would not start\",\"fix\":\"see the message\"}}",
+                r.line,
+                json_escape(&r.what)
+            ));
+        }
+        format!("[{}]", parts.join(","))
+    }
+}
+
+/// `text` as the inside of a JSON string.
+#[must_use]
+pub fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The line a [`SiteError`] is about (0 when it is about a balancer as a whole).
+fn site_error_line(error: &SiteError) -> u32 {
+    match error {
+        SiteError::Params(errors) => errors.errors().first().map_or(0, |e| e.span.line),
+        SiteError::ProxyPass { line, .. }
+        | SiteError::Unsupported { line, .. }
+        | SiteError::Mapping { line, .. }
+        | SiteError::HealthCheck { line, .. }
+        | SiteError::Manager { line, .. } => *line,
+        _ => 0,
+    }
+}
+
+/// `--check`: the start-up of `--config` without the listening. The same parse (every
+/// error, and the doctor's findings on what was read), the same log plan and log files
+/// (checked without being changed: [`check_log_file`]), the same site build
+/// ([`Site::from_config`], in a runtime of its own, dropped at once: its health probes
+/// never send a request). [`CheckReport::starts`] says whether `--config` would start.
+///
+/// `log_level` is `--log-level`; `access_logs` is false with `--no-access-log`.
+///
+/// ```
+/// let report = examples::check_config(
+///     "<Proxy balancer://app>\n  BalancerMember ws://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://app/\n",
+///     None,
+///     true,
+/// );
+/// assert!(!report.starts());
+/// assert_eq!(report.exit_code(), 2);
+/// ```
+#[must_use]
+pub fn check_config(text: &str, log_level: Option<&str>, access_logs: bool) -> CheckReport {
+    let (config, parse_errors) = parse_partial(text);
+    let findings = doctor::check(&config);
+    let refusal = if parse_errors.is_empty() {
+        start_refusal(&config, log_level, access_logs)
+    } else {
+        None
+    };
+    CheckReport {
+        parse_errors,
+        findings,
+        refusal,
+    }
+}
+
+/// What `--config` does before it binds, in its order, stopping at the first refusal.
+fn start_refusal(config: &Config, log_level: Option<&str>, access_logs: bool) -> Option<Refusal> {
+    let refused = |line: u32, what: String| Some(Refusal { line, what });
+    let plan = match log_plan(config, log_level, access_logs) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let line = e
+                .downcast_ref::<LogConfigError>()
+                .map_or(0, |e| e.span().line);
+            return refused(line, e.to_string());
+        }
+    };
+    if let Some(path) = &plan.error_log {
+        if let Err(e) = check_log_file(path) {
+            return refused(0, format!("ErrorLog {path}: {e}"));
+        }
+    }
+    for (_, path, line) in &plan.access_logs {
+        if let Err(e) = check_log_file(path) {
+            return refused(*line, format!("line {line}: CustomLog {path}: {e}"));
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return refused(0, format!("cannot start a runtime: {e}")),
+    };
+    let built = runtime.block_on(async { Site::from_config(config).map(drop) });
+    match built {
+        Ok(()) => None,
+        Err(e) => refused(site_error_line(&e), e.to_string()),
+    }
 }

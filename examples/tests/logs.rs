@@ -307,7 +307,7 @@ fn check_output_stays_clean_json() {
         .collect();
     assert_eq!(
         rules,
-        ["not-applied", "not-applied", "no-effect"],
+        ["not-applied", "not-applied", "no-effect", "start"],
         "{findings}"
     );
     assert!(

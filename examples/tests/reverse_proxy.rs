@@ -83,3 +83,233 @@ async fn the_demo_balances_fails_over_and_stops_cleanly() {
 
     running.shutdown().await.expect("stops cleanly");
 }
+
+// ===== `--check`: the start-up of `--config` without the listening =====
+
+mod check {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    use examples::check_config;
+    use proxy_balancer::apache_config::parse;
+    use proxy_balancer::site::Site;
+
+    /// The `reverse-proxy` example binary, built once through cargo (see tests/logs.rs).
+    fn binary() -> PathBuf {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        BUILT
+            .get_or_init(|| {
+                let exe = std::env::current_exe().expect("the test's path");
+                let dir = exe
+                    .parent()
+                    .and_then(Path::parent)
+                    .expect("target/<profile>/deps");
+                if let Ok(cargo) = std::env::var("CARGO") {
+                    let status = Command::new(cargo)
+                        .args(["build", "-p", "examples", "--example", "reverse-proxy"])
+                        .status()
+                        .expect("cargo runs");
+                    assert!(status.success(), "cannot build the reverse-proxy example");
+                }
+                dir.join("examples").join("reverse-proxy")
+            })
+            .clone()
+    }
+
+    /// `--check` on `text` (with `--format json` if `json`): exit status and stdout.
+    fn run_check(name: &str, text: &str, json: bool) -> (i32, String) {
+        let dir = std::env::temp_dir().join(format!("proxy-check-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let path = dir.join("proxy.conf");
+        std::fs::write(&path, text).expect("writes the config");
+        let mut command = Command::new(binary());
+        command.arg("--check").arg(&path);
+        if json {
+            command.args(["--format", "json"]);
+        }
+        let output = command.output().expect("runs");
+        let _ = std::fs::remove_dir_all(&dir);
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    /// Whether `--config` would start: the parse and the site build, as `serve_proxy` does.
+    fn config_starts(text: &str) -> bool {
+        let Ok(config) = parse(text) else {
+            return false;
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async { Site::from_config(&config).is_ok() })
+    }
+
+    const MEMBERS: &str = "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9 hcmethod=GET hcuri=/\n</Proxy>\nProxyPass / balancer://app/\n";
+
+    /// Each of these passed `--check` (exit 0 or 1) and was then refused by `--config`.
+    #[test]
+    fn what_config_refuses_check_refuses() {
+        let deep = format!(
+            "({})",
+            "(".repeat(70) + "%{REQUEST_STATUS} = 200" + &")".repeat(70)
+        );
+        let cases = [
+            (
+                "bad-hcexpr",
+                "ProxyHCExpr bad {%{REQUEST_STATUS} =~ }\n<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9 hcmethod=GET hcexpr=bad\n</Proxy>\nProxyPass / balancer://app/\n".to_owned(),
+                "ProxyHCExpr bad",
+            ),
+            (
+                "ajp-member",
+                "<Proxy balancer://app>\n  BalancerMember ajp://127.0.0.1:9 hcmethod=GET\n</Proxy>\nProxyPass / balancer://app/\n".to_owned(),
+                "ajp://",
+            ),
+            (
+                "ws-member",
+                "<Proxy balancer://app>\n  BalancerMember ws://127.0.0.1:9 hcmethod=GET\n</Proxy>\nProxyPass / balancer://app/\n".to_owned(),
+                "ws://",
+            ),
+            ("plain-url", "ProxyPass /x ftp://127.0.0.1/x\n".to_owned(), "ftp://"),
+            ("relative-path", "ProxyPass x http://127.0.0.1/x\n".to_owned(), "must start with '/'"),
+            ("control-char", "ProxyPass /x http://127.0.0.1:9/a\u{1}b\n".to_owned(), "control characters"),
+            (
+                "deep-hcexpr",
+                format!("ProxyHCExpr deep {{{deep}}}\n<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9 hcmethod=GET hcexpr=deep\n</Proxy>\nProxyPass / balancer://app/\n"),
+                "nesting deeper than 64",
+            ),
+        ];
+        for (name, text, why) in cases {
+            assert!(!config_starts(&text), "{name}: --config starts");
+            let (code, out) = run_check(name, &text, false);
+            assert_eq!(code, 2, "{name}: {out}");
+            assert!(
+                out.contains("--config would not start") && out.contains(why),
+                "{name}: {out}"
+            );
+            let (code, out) = run_check(name, &text, true);
+            assert_eq!(code, 2, "{name}: {out}");
+            let json: serde_json::Value = serde_json::from_str(&out).expect("JSON only");
+            let last = json
+                .as_array()
+                .and_then(|a| a.last())
+                .expect("one item at least");
+            assert_eq!(last["rule"], "start", "{name}: {out}");
+        }
+        // And a configuration that starts passes.
+        assert!(config_starts(MEMBERS));
+        let (code, out) = run_check("fine", MEMBERS, false);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.ends_with("no problem found\n"), "{out}");
+    }
+
+    /// Parse errors no longer hide the doctor: both come in one run, in the order of the
+    /// text, in text and in JSON.
+    #[test]
+    fn parse_errors_and_findings_in_one_run() {
+        let text = "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9 retry=300 hcmethod=GET\n</Proxy>\nProxyPass /app\nProxyPass / balancer://app/\n";
+        let (code, out) = run_check("both", text, false);
+        assert_eq!(code, 2, "{out}");
+        let retry = out.find("[retry-too-long]").expect("the doctor's finding");
+        let parse = out
+            .find("line 4, column 1: ProxyPass takes")
+            .expect("the parse error");
+        assert!(retry < parse, "in the order of the text: {out}");
+        let (code, out) = run_check("both-json", text, true);
+        assert_eq!(code, 2, "{out}");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("JSON only");
+        let rules: Vec<&str> = json
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter_map(|f| f["rule"].as_str())
+            .collect();
+        assert_eq!(rules, ["retry-too-long", "parse"], "{out}");
+    }
+
+    /// What is read and not applied is said, with its severity; the exit status says
+    /// whether `--config` would start.
+    #[test]
+    fn not_applied_is_reported_and_refused_is_refused() {
+        // A Require outside the manager fails open: an error, but the proxy starts.
+        let text = format!(
+            "{MEMBERS}<Location /admin>\n  Require ip 10.0.0.0/8\n</Location>\nProxyStatus On\n"
+        );
+        assert!(config_starts(&text));
+        let report = check_config(&text, None, true);
+        assert!(report.starts());
+        assert_eq!(report.exit_code(), 1);
+        let (code, out) = run_check("require", &text, false);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("line 5: error [not-applied]: Require is not applied by proxy-balancer"),
+            "{out}"
+        );
+        assert!(out.contains("fails open"), "{out}");
+        assert!(
+            out.ends_with("--config would start, with the 2 findings above\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("line 8: note [not-applied]: ProxyStatus"),
+            "{out}"
+        );
+        // Notes alone: exit 0.
+        let report = check_config(&format!("{MEMBERS}ProxyStatus On\n"), None, true);
+        assert_eq!(report.exit_code(), 0, "{}", report.to_text("x"));
+        // Refused: a line:column error, and --config does not start.
+        let text = format!("{MEMBERS}ProxyRemote * http://firewall:81\n");
+        assert!(!config_starts(&text));
+        let (code, out) = run_check("remote", &text, false);
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains("line 5, column 1: ProxyRemote is refused by proxy-balancer"),
+            "{out}"
+        );
+        // A worker parameter that is read and not applied.
+        let text = MEMBERS.replace("hcuri=/", "hcuri=/ ping=1");
+        let (code, out) = run_check("ping", &text, false);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(
+                "ping= on the members of balancer://app (line 2) is not applied by proxy-balancer"
+            ),
+            "{out}"
+        );
+    }
+
+    /// `--check` touches no log file: one that exists is not truncated, one that does not
+    /// is not left behind; a log `--config` cannot open is a refusal.
+    #[test]
+    fn log_files_are_checked_without_being_changed() {
+        let dir = std::env::temp_dir().join(format!("proxy-check-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let existing = dir.join("error.log");
+        std::fs::write(&existing, "kept\n").expect("writes");
+        let missing = dir.join("access.log");
+        let text = format!(
+            "ErrorLog {}\nCustomLog {} combined\n{MEMBERS}",
+            existing.display(),
+            missing.display()
+        );
+        let report = check_config(&text, None, true);
+        assert!(report.starts(), "{}", report.to_text("x"));
+        assert_eq!(std::fs::read_to_string(&existing).expect("reads"), "kept\n");
+        assert!(!missing.exists());
+        let text = format!(
+            "CustomLog {}/no/such/dir/a.log combined\n{MEMBERS}",
+            dir.display()
+        );
+        let report = check_config(&text, None, true);
+        assert!(!report.starts());
+        assert!(report
+            .refusal
+            .is_some_and(|r| r.line == 1 && r.what.contains("CustomLog")));
+        // Without access logs (--no-access-log), that line does not stop the start.
+        assert!(check_config(&text, None, false).starts());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

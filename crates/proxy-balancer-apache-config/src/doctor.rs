@@ -22,6 +22,7 @@
 //! | `manager-without-require` | error | a balancer-manager `<Location>` without `Require` (or with `Require all granted`) |
 //! | `nonce-none` | warning | a balancer with `nonce=None` |
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
+//! | `not-applied` | note, warning or error (see [`registry`](crate::registry)) | a directive or parameter of Apache's proxy modules (or one that changes routing or access: `RewriteRule`, `SSLEngine`, `Require` outside the balancer-manager …) that is read and not applied by proxy-balancer, with what that means; an error when an access rule fails open |
 //! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted`, a piped or syslog `ErrorLog`/`CustomLog`, a `CustomLog` with `env=`/`expr=` or a format that is no nickname ([`Config::logs`]) |
 //! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file), `BalancerInherit Off` (no `<VirtualHost>` to inherit into), `ErrorLogFormat`, `LogLevel` modules with no counterpart, and every directive this crate reads at server level (`ProxyPreserveHost`, `ServerName`, `AllowEncodedSlashes`, `ProxyPass`, the logging directives, the client limits …) written inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block, where it is not applied |
 //! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
@@ -173,6 +174,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
     route_cookie_mismatch(config, &mut out);
     manager_without_require(config, &mut out);
     not_applied(config, &mut out);
+    not_applied_registry(config, &mut out);
     no_effect(config, &mut out);
     worker_shared(config, &mut out);
     proxypass_trailing_slash(config, &mut out);
@@ -1109,6 +1111,141 @@ fn not_applied(config: &Config, out: &mut Vec<Finding>) {
                     "admit operators with Require ip ADDR[/PREFIX] …",
                 );
             }
+        }
+    }
+}
+
+/// `not-applied`, from the [`registry`](crate::registry): each directive that was read and
+/// listed as skipped, and each worker parameter or `ProxyPass` flag given, that proxy-balancer
+/// does not apply; the finding says what that means, with the registry's severity.
+///
+/// A skipped directive the registry says is applied was not read where it is written (a
+/// `ProxySet` for a URL that is no member, a `ProxyPass` inside `<Proxy>`): reported too, as
+/// a warning, so that nothing is dropped in silence. `Header` lines and directives written
+/// in a block (the `no-effect` rule) have their own rules.
+fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
+    use crate::registry::{self, State};
+    const FIX: &str = "remove the line if the proxy can do without it (docs/apache-directives.md lists what each directive does here)";
+    let mut report = |severity, span, what: String, causes: &str, fix: &str| {
+        out.push(Finding {
+            severity,
+            rule: "not-applied",
+            span,
+            what,
+            causes: causes.into(),
+            fix: fix.into(),
+        });
+    };
+    for s in config.skipped.iter().filter(|s| !s.in_block) {
+        if s.directive.eq_ignore_ascii_case("header") {
+            continue;
+        }
+        let Some(entry) = registry::directive(&s.directive) else {
+            continue;
+        };
+        let name = entry.name;
+        match entry.state {
+            State::NotApplied { severity, means } => report(
+                severity,
+                s.span,
+                format!("{name} is not applied by proxy-balancer"),
+                &format!("not applied by proxy-balancer: {means}"),
+                if severity == Severity::Error {
+                    "enforce the rule in front of the proxy or in the backend, and remove it here"
+                } else {
+                    FIX
+                },
+            ),
+            // A `<Proxy>` block the proxy reads (`<Proxy *>`): what is inside is reported line
+            // by line. (Other blocks listed here were not read, their content neither.)
+            State::Applied(_) if name == "<Proxy>" || name == "<Location>" => {}
+            State::Applied(_) => report(
+                Severity::Warning,
+                s.span,
+                format!("{name} here is not read by proxy-balancer"),
+                &format!(
+                    "not applied by proxy-balancer: it applies {name} ({}), but this line is not read where it is written, so it has no effect",
+                    entry.state.text()
+                ),
+                "move the line where it applies (see docs/apache-directives.md), or remove it",
+            ),
+            // Refused lines never reach the configuration (`ProxyRequests Off` is accepted).
+            _ => {}
+        }
+    }
+    // Worker parameters, per balancer and key: one finding naming every line. Linear in
+    // the parameters: a lookup per distinct key as written, a short list per owner.
+    type Grouped = Vec<(&'static registry::Entry, Vec<Span>)>;
+    fn group(grouped: &mut Grouped, entry: Option<&'static registry::Entry>, span: Span) {
+        let Some(entry) = entry.filter(|e| !matches!(e.state, State::Applied(_))) else {
+            return;
+        };
+        match grouped.iter_mut().find(|(e, _)| std::ptr::eq(*e, entry)) {
+            Some((_, spans)) => spans.push(span),
+            None => grouped.push((entry, vec![span])),
+        }
+    }
+    let mut worker_keys: std::collections::HashMap<&str, Option<&'static registry::Entry>> =
+        std::collections::HashMap::new();
+    let mut params: Vec<(String, &'static registry::Entry, Vec<Span>)> = Vec::new();
+    for b in &config.balancers {
+        let mut grouped = Grouped::new();
+        for p in b.members.iter().flat_map(|m| &m.params) {
+            let entry = *worker_keys
+                .entry(p.key.as_str())
+                .or_insert_with(|| registry::worker_param(&p.key));
+            group(&mut grouped, entry, p.span);
+        }
+        let owner = format!("the members of {}", b.name);
+        params.extend(grouped.into_iter().map(|(e, s)| (owner.clone(), e, s)));
+    }
+    for pp in &config.proxy_passes {
+        let mut grouped = Grouped::new();
+        for p in &pp.params {
+            let entry = registry::proxy_pass_flag(&p.key).or_else(|| match pp.target {
+                ProxyTarget::Url(_) => registry::worker_param(&p.key),
+                _ => registry::balancer_param(&p.key),
+            });
+            group(&mut grouped, entry, p.span);
+        }
+        if pp.interpolate {
+            group(
+                &mut grouped,
+                registry::proxy_pass_flag("interpolate"),
+                pp.span,
+            );
+        }
+        let owner = format!("ProxyPass {}", pp.path);
+        params.extend(grouped.into_iter().map(|(e, s)| (owner.clone(), e, s)));
+    }
+    for (owner, entry, spans) in params {
+        let lines: Vec<String> = spans.iter().map(|s| s.line.to_string()).collect();
+        let key = entry.name;
+        let on = if entry.kind == registry::Kind::ProxyPassFlag && key == "interpolate" {
+            format!("interpolate on {owner}")
+        } else {
+            format!("{key}= on {owner}")
+        };
+        let lines = match lines.as_slice() {
+            [one] => format!("line {one}"),
+            _ => format!("lines {}", lines.join(", ")),
+        };
+        match entry.state {
+            State::NotApplied { severity, means } => report(
+                severity,
+                spans[0],
+                format!("{on} ({lines}) is not applied by proxy-balancer"),
+                &format!("not applied by proxy-balancer: {means}"),
+                &format!("remove {} from {owner} if the proxy can do without it (docs/apache-directives.md lists what each parameter does here)", on.split(" on ").next().unwrap_or(key)),
+            ),
+            State::Refused(why) => report(
+                Severity::Error,
+                spans[0],
+                format!("{on} ({lines}) is not applied by proxy-balancer"),
+                &format!("not applied by proxy-balancer: {why}"),
+                "remove the parameter",
+            ),
+            _ => {}
         }
     }
 }

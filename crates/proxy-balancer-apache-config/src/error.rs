@@ -32,6 +32,9 @@ pub enum ParseErrorKind {
     UnmatchedClose,
     /// Two members of one balancer with the same URL.
     DuplicateMember,
+    /// A directive or parameter Apache accepts that proxy-balancer refuses, saying why
+    /// (`ProxyRequests On`, `ProxyRemote`; see [`registry`](crate::registry)).
+    Unsupported,
 }
 
 /// One mistake in a configuration, with its place and, when one helps, a hint.

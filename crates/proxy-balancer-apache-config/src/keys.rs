@@ -31,7 +31,9 @@ pub const HC_KEYS: &[&str] = &[
     "hcexpr",
 ];
 
-/// Apache's other worker parameters: validated and kept, not used by the core.
+/// Apache's other worker parameters: validated and kept on the member; what the proxy does
+/// with each (applied, refused, reported as not applied) is in
+/// [`registry`](crate::registry).
 pub const OTHER_WORKER_KEYS: &[&str] = &[
     "ping",
     "acquire",

@@ -19,7 +19,8 @@
 //! is no TLS here), `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
 //! `LimitRequestBody`. Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
-//! be given. Every parameter is checked as Apache checks it at start-up, and every mistake is
+//! be given; what the proxy does with each directive and parameter of Apache's proxy modules
+//! (applied, refused, or reported by the [`doctor`] as not applied) is in [`registry`]. Every parameter is checked as Apache checks it at start-up, and every mistake is
 //! reported with its line and column and, for near misses, a "did you mean".
 //!
 //! [`Config::balancers`] turns the result into the core's
@@ -138,6 +139,7 @@ pub mod keys;
 mod lexer;
 pub mod logs;
 mod parser;
+pub mod registry;
 mod render;
 
 pub use ast::*;
@@ -146,4 +148,4 @@ pub use logs::{
     AccessLogSpec, CustomLogConfig, ErrorLogConfig, LogConfigError, LogDestination, LogDirectives,
     LogFormatConfig, LogLevel, LogLevelConfig, Logs,
 };
-pub use parser::parse;
+pub use parser::{parse, parse_partial};

@@ -43,6 +43,30 @@ pub fn parse(text: &str) -> Result<Config, ParseErrors> {
     p.finish()
 }
 
+/// Parses as [`parse`] does, and returns what was read even when there are errors: the
+/// configuration without the lines in error, and the errors (empty when [`parse`] succeeds).
+/// For a config check that reports the doctor's findings along with the parse errors.
+///
+/// ```
+/// use proxy_balancer_apache_config::{doctor, parse_partial};
+///
+/// let (config, errors) = parse_partial(
+///     "<Proxy balancer://app>\n  BalancerMember http://a:80 retry=300 hcmethod=GET\n</Proxy>\nProxyPass /app\n",
+/// );
+/// assert_eq!(errors.len(), 1);
+/// assert_eq!(errors[0].span.line, 4);
+/// // What was read can still be checked.
+/// assert_eq!(doctor::check(&config)[0].rule, "retry-too-long");
+/// ```
+#[must_use]
+pub fn parse_partial(text: &str) -> (Config, Vec<ParseError>) {
+    let mut p = Parser::new();
+    for line in logical_lines(text) {
+        p.line(&line);
+    }
+    p.finish_partial()
+}
+
 /// What an open block is.
 #[derive(Debug)]
 enum Kind {
@@ -280,7 +304,16 @@ impl Parser {
         }
     }
 
-    fn finish(mut self) -> Result<Config, ParseErrors> {
+    fn finish(self) -> Result<Config, ParseErrors> {
+        let (config, errors) = self.finish_partial();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ParseErrors::new(errors))
+        }
+    }
+
+    fn finish_partial(mut self) -> (Config, Vec<ParseError>) {
         while let Some(frame) = self.stack.pop() {
             self.errors.push(
                 ParseError::new(
@@ -320,15 +353,9 @@ impl Parser {
                     .with_hint(Some(hint)),
             );
         }
-        if self.errors.is_empty() {
-            Ok(self.cfg)
-        } else if self.errors.len() > MAX_ERRORS {
-            self.errors.sort_by_key(|e| e.span);
-            self.errors.truncate(MAX_ERRORS);
-            Err(ParseErrors::new(self.errors))
-        } else {
-            Err(ParseErrors::new(self.errors))
-        }
+        self.errors.sort_by_key(|e| e.span);
+        self.errors.truncate(MAX_ERRORS);
+        (self.cfg, self.errors)
     }
 
     /// Resolves the `ProxyPass` references to balancers as Apache's merge of the main
@@ -707,9 +734,14 @@ impl Parser {
                     span: frame.span,
                 });
             } else {
-                // Access rules of a location this crate does not serve: not applied.
-                for span in loc.require_spans {
-                    self.skip("Require", span);
+                // Access rules of a location this crate does not serve: not applied (the
+                // doctor's `not-applied` rule says they fail open), unless they admit
+                // everyone (`Require all granted`).
+                for (require, span) in loc.requires.iter().zip(loc.require_spans) {
+                    let args: Vec<&str> = require.split_whitespace().collect();
+                    if crate::registry::unread("Require", &args, span).unwrap_or(true) {
+                        self.skip("Require", span);
+                    }
                 }
             }
         }
@@ -1033,7 +1065,11 @@ impl Parser {
                         .with_hint(Some(format!("did you mean \"{d}\"?"))));
                     }
                 }
-                self.skip(&name.text, span);
+                // Refused here, or listed as skipped for the doctor to report.
+                let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+                if crate::registry::unread(&name.text, &texts, span)? {
+                    self.skip(&name.text, span);
+                }
                 Ok(())
             }
         }
@@ -1193,6 +1229,10 @@ impl Parser {
                 return Err(not_allowed(span, directive, section));
             }
             _ => {
+                let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+                if !crate::registry::unread(&name.text, &texts, span)? {
+                    return Ok(());
+                }
                 // A directive this crate reads elsewhere is read here as Apache would
                 // apply it to this <Location> only: not applied, and said so.
                 let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(lower))

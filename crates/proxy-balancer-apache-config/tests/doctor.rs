@@ -819,3 +819,314 @@ fn every_server_level_directive_inside_a_block_is_named() {
         "{found:?}"
     );
 }
+
+// ===== the registry: applied, refused, or reported =====
+
+mod registry_rules {
+    use proxy_balancer_apache_config::doctor::{check, Severity};
+    use proxy_balancer_apache_config::registry::{self, Kind, State, ENTRIES};
+    use proxy_balancer_apache_config::{parse, ParseErrorKind};
+
+    const BEGIN: &str = "<!-- registry table: begin -->\n";
+    const END: &str = "<!-- registry table: end -->";
+
+    /// `docs/apache-directives.md` holds the registry's table; `BLESS=1` rewrites it.
+    #[test]
+    fn the_docs_table_is_the_registry() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/apache-directives.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/apache-directives.md");
+        let (head, rest) = doc.split_once(BEGIN).expect("the begin marker");
+        let (table, tail) = rest.split_once(END).expect("the end marker");
+        let expected = registry::markdown();
+        if table != expected {
+            if std::env::var_os("BLESS").is_some() {
+                std::fs::write(&path, format!("{head}{BEGIN}{expected}{END}{tail}"))
+                    .expect("writes the docs");
+            } else {
+                panic!("docs/apache-directives.md differs from the registry: run with BLESS=1");
+            }
+        }
+    }
+
+    /// A sample line for a directive of the registry.
+    fn sample(name: &str) -> String {
+        match name.to_ascii_lowercase().as_str() {
+            n if n.starts_with('<') => {
+                let bare = name.trim_start_matches('<').trim_end_matches('>');
+                format!("<{bare} x>\n</{bare}>\n")
+            }
+            "rewriteengine"
+            | "sslengine"
+            | "proxyrequests"
+            | "proxystatus"
+            | "proxypassinterpolateenv" => format!("{name} On\n"),
+            "proxyremote" | "proxyremotematch" => format!("{name} * http://firewall:81\n"),
+            "require" => format!("<Proxy balancer://x>\n{name} ip 10.0.0.1\n</Proxy>\n"),
+            _ => format!("{name} x\n"),
+        }
+    }
+
+    /// Every directive that is refused is a line:column error; every one that is not
+    /// applied is reported by the doctor with the registry's severity, saying so.
+    #[test]
+    fn refused_is_an_error_and_not_applied_is_reported() {
+        for entry in ENTRIES.iter().filter(|e| e.kind == Kind::Directive) {
+            let text = sample(entry.name);
+            match entry.state {
+                State::Refused(why) => {
+                    let err = parse(&text).expect_err(entry.name);
+                    assert_eq!(
+                        err.errors()[0].kind,
+                        ParseErrorKind::Unsupported,
+                        "{}",
+                        entry.name
+                    );
+                    assert!(err.to_string().contains(why), "{err}");
+                }
+                State::NotApplied { severity, means } => {
+                    let config = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", entry.name));
+                    let findings = check(&config);
+                    let found = findings.iter().find(|f| f.rule == "not-applied");
+                    let found = found.unwrap_or_else(|| panic!("{}: {findings:?}", entry.name));
+                    assert_eq!(found.severity, severity, "{}", entry.name);
+                    assert!(found.causes.contains("not applied by proxy-balancer"));
+                    assert!(found.causes.contains(means), "{}", entry.name);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_are_accepted_without_a_word() {
+        let config = parse("ProxyRequests Off\nRewriteEngine off\nSSLEngine Off\n").expect("valid");
+        assert!(check(&config).is_empty());
+    }
+
+    /// A Require in a <Location> that is not the balancer-manager's fails open: an error
+    /// naming the location's line; the manager's own Require is applied.
+    #[test]
+    fn require_outside_the_manager_fails_open() {
+        let config = parse(
+            "<Location /admin>\n  Require ip 10.0.0.0/8\n</Location>\n\
+             <Location /balancer-manager>\n  SetHandler balancer-manager\n  Require ip 127.0.0.1\n</Location>\n",
+        )
+        .expect("valid");
+        let findings: Vec<_> = check(&config)
+            .into_iter()
+            .filter(|f| f.rule == "not-applied")
+            .collect();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].severity, Severity::Error);
+        assert_eq!(findings[0].span.line, 1);
+        assert!(findings[0].causes.contains("fails open"));
+    }
+
+    /// Worker parameters that are read and not applied: one finding per balancer and key,
+    /// naming every line; applied ones say nothing.
+    #[test]
+    fn worker_parameters_not_applied_are_reported_once_per_balancer() {
+        let config = parse(
+            "<Proxy balancer://app>\n  BalancerMember http://a:80 ping=1 hcmethod=GET\n  BalancerMember http://b:80 ping=2 hcmethod=GET\n  BalancerMember http://c:80 loadfactor=2 flushpackets=on hcmethod=GET\n</Proxy>\n\
+             ProxyPass /x http://d:80/x acquire=10\n",
+        )
+        .expect("valid");
+        let findings: Vec<_> = check(&config)
+            .into_iter()
+            .filter(|f| f.rule == "not-applied")
+            .collect();
+        let whats: Vec<(&str, Severity)> = findings
+            .iter()
+            .map(|f| (f.what.as_str(), f.severity))
+            .collect();
+        assert_eq!(
+            whats,
+            [
+                (
+                    "ping= on the members of balancer://app (lines 2, 3) is not applied by proxy-balancer",
+                    Severity::Warning
+                ),
+                (
+                    "flushpackets= on the members of balancer://app (line 4) is not applied by proxy-balancer",
+                    Severity::Note
+                ),
+                (
+                    "acquire= on ProxyPass /x (line 6) is not applied by proxy-balancer",
+                    Severity::Warning
+                ),
+            ]
+        );
+        assert!(findings[1].causes.contains("as it arrives"));
+    }
+
+    /// Every worker parameter the registry says is not applied is reported when a member
+    /// has it, with the registry's severity and meaning.
+    #[test]
+    fn every_worker_parameter_not_applied_is_reported() {
+        let value = |key: &str| match key {
+            "flushpackets" => "on",
+            "secret" => "s3cret",
+            "upgrade" => "websocket",
+            "flusher" => "flush",
+            "addressttl" | "ping" | "acquire" | "min" | "smax" | "max" | "flushwait" => "5",
+            other => panic!("no sample value for {other}"),
+        };
+        let mut seen = 0;
+        for entry in ENTRIES.iter().filter(|e| e.kind == Kind::WorkerParam) {
+            let State::NotApplied { severity, means } = entry.state else {
+                continue;
+            };
+            let text = format!(
+                "<Proxy balancer://x>\n  BalancerMember http://a:80 hcmethod=GET {}={}\n</Proxy>\n",
+                entry.name,
+                value(entry.name)
+            );
+            let config = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", entry.name));
+            let findings = check(&config);
+            let found = findings
+                .iter()
+                .find(|f| f.rule == "not-applied")
+                .unwrap_or_else(|| panic!("{}: {findings:?}", entry.name));
+            assert_eq!(
+                (found.severity, found.span.line),
+                (severity, 2),
+                "{}",
+                entry.name
+            );
+            assert!(found.causes.contains(means), "{}", entry.name);
+            seen += 1;
+        }
+        assert!(seen >= 10, "{seen}");
+        // mapping= on a plain-URL ProxyPass is a ProxyPass key, read and not applied.
+        let config = parse("ProxyPass /x http://a:80/x mapping=servlet\n").expect("valid");
+        assert!(check(&config).iter().any(|f| f.rule == "not-applied"
+            && f.what == "mapping= on ProxyPass /x (line 1) is not applied by proxy-balancer"));
+    }
+
+    /// mod_access_compat, as Apache 2.4.71 runs it: `Order allow,deny` alone answers 403;
+    /// `Order deny,allow` and `Allow from all` admit everyone, as the proxy does.
+    #[test]
+    fn access_compat_lines_that_admit_everyone_are_accepted() {
+        let config =
+            parse("<Proxy balancer://x>\n  Order deny,allow\n  Allow from all\n</Proxy>\n")
+                .expect("valid");
+        assert!(check(&config).is_empty());
+        let config =
+            parse("<Proxy balancer://x>\n  Order allow,deny\n  Allow from 10.0.0.0/8\n</Proxy>\n")
+                .expect("valid");
+        let found: Vec<(u32, Severity)> = check(&config)
+            .iter()
+            .filter(|f| f.rule == "not-applied")
+            .map(|f| (f.span.line, f.severity))
+            .collect();
+        assert_eq!(found, [(2, Severity::Warning), (3, Severity::Error)]);
+    }
+
+    /// A block whose content is not read is said, not only its lines.
+    #[test]
+    fn a_block_that_was_not_read_is_said() {
+        let config = parse(
+            "<ProxyMatch \"^balancer://x\">\n  ProxySet lbmethod=bybusyness\n</ProxyMatch>\n",
+        )
+        .expect("valid");
+        let findings = check(&config);
+        assert!(
+            findings.iter().any(|f| f.rule == "not-applied"
+                && f.span.line == 1
+                && f.causes.contains("not applied by proxy-balancer")),
+            "{findings:?}"
+        );
+    }
+
+    /// An `<If>` block is not read: said, with what it means.
+    #[test]
+    fn an_if_block_is_said() {
+        let config =
+            parse("<If \"%{HTTP_HOST} == 'a'\">\n  Header set X-A 1\n</If>\n").expect("valid");
+        let findings = check(&config);
+        assert!(
+            findings.iter().any(|f| f.rule == "not-applied"
+                && f.span.line == 1
+                && f.severity == Severity::Warning
+                && f.causes.contains("fails open")),
+            "{findings:?}"
+        );
+    }
+
+    /// A directive the proxy applies, read where it does not apply it, is said too.
+    #[test]
+    fn an_applied_directive_that_was_not_read_is_said() {
+        let config = parse("ProxySet http://not-a-member:80 ttl=5\n").expect("valid");
+        let findings = check(&config);
+        assert!(
+            findings.iter().any(|f| f.rule == "not-applied"
+                && f.what == "ProxySet here is not read by proxy-balancer"),
+            "{findings:?}"
+        );
+    }
+}
+
+/// The doctor reads what `parse_partial` returns for any mix of lines, broken ones
+/// included, without panicking; every parse error has a place.
+mod partial_configs {
+    use proptest::prelude::*;
+    use proxy_balancer_apache_config::doctor::check;
+    use proxy_balancer_apache_config::parse_partial;
+
+    const LINES: &[&str] = &[
+        "<Proxy balancer://a>",
+        "<Proxy balancer://b>",
+        "<Proxy *>",
+        "</Proxy>",
+        "<Location /x>",
+        "<Location /balancer-manager>",
+        "SetHandler balancer-manager",
+        "</Location>",
+        "<If \"true\">",
+        "</If>",
+        "BalancerMember http://127.0.0.1:1 route=r1 ping=1 max=3",
+        "BalancerMember http://127.0.0.1:2 route=r1 status=+H hcexpr=e",
+        "BalancerMember http://127.0.0.1:3 mapping=servlet",
+        "BalancerMember balancer://c http://127.0.0.1:4",
+        "BalancerMember",
+        "ProxySet stickysession=ROUTEID nofailover=On",
+        "ProxySet http://127.0.0.1:9 ttl=3",
+        "ProxyPass / balancer://a/",
+        "ProxyPass /u http://127.0.0.1:5/u acquire=5 mapping=encoded",
+        "ProxyPass /v balancer://undefined/",
+        "ProxyPass /w",
+        "ProxyHCExpr e {%{REQUEST_STATUS} =~ /^2/}",
+        "ProxyHCExpr",
+        "Require ip 10.0.0.1",
+        "Require all granted",
+        "Order allow,deny",
+        "Deny from all",
+        "AuthType Basic",
+        "RewriteEngine On",
+        "RewriteRule ^/a http://x/ [P]",
+        "ProxyRequests On",
+        "ProxyRemote * http://p:1",
+        "ProxyStatus On",
+        "ProxyVia On",
+        "SSLEngine on",
+        "Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED",
+        "\"unterminated",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_doctor_reads_any_partial_config(picks in prop::collection::vec(0..LINES.len(), 0..30)) {
+            let text: String = picks.iter().map(|&i| format!("{}\n", LINES[i])).collect();
+            let (config, errors) = parse_partial(&text);
+            for e in &errors {
+                prop_assert!(e.span.line >= 1, "{}", e);
+            }
+            for f in check(&config) {
+                prop_assert!(!f.what.is_empty() && !f.causes.is_empty() && !f.fix.is_empty());
+            }
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! What proxy-balancer does with each directive and parameter of Apache's proxy modules:
+//! applied, refused, or read and reported as not applied.
+//!
+//! Every directive of mod_proxy, mod_proxy_balancer (which has none of its own: its
+//! `BalancerMember`, `BalancerGrowth` … are mod_proxy's), mod_proxy_hcheck,
+//! mod_lbmethod_heartbeat, mod_heartmonitor and mod_headers, every worker and balancer
+//! parameter of `ProxyPass`/`BalancerMember`/`ProxySet`, the `ProxyPass` flags, and the
+//! directives of other modules that change where a request goes or who may make it
+//! (`RewriteRule`, `Require`, `SSLEngine` …) has an [`Entry`] here with its [`State`]:
+//!
+//! * [`State::Applied`]: the proxy does what Apache does (the text says how, where it differs
+//!   in form);
+//! * [`State::Refused`]: the parser refuses the line with a line:column error saying why;
+//! * [`State::NotApplied`]: the line is read, listed in [`Config::skipped`](crate::Config::skipped)
+//!   (or kept on its member), and the [doctor](crate::doctor)'s `not-applied` rule says
+//!   "not applied by proxy-balancer" and what that means for the operator, with a severity:
+//!   a note when nothing an operator relies on changes, a warning when behaviour differs,
+//!   an error when an access rule fails open.
+//!
+//! The table of `docs/apache-directives.md` is [`markdown`]'s output (a test keeps them
+//! equal).
+//!
+//! ```
+//! use proxy_balancer_apache_config::registry::{self, State};
+//! use proxy_balancer_apache_config::doctor::Severity;
+//!
+//! assert!(matches!(registry::directive("proxypass").map(|e| e.state), Some(State::Applied(_))));
+//! assert!(matches!(registry::directive("ProxyRemote").map(|e| e.state), Some(State::Refused(_))));
+//! assert!(matches!(
+//!     registry::directive("Require").map(|e| e.state),
+//!     Some(State::NotApplied { severity: Severity::Error, .. })
+//! ));
+//! assert!(matches!(
+//!     registry::worker_param("PING").map(|e| e.state),
+//!     Some(State::NotApplied { severity: Severity::Warning, .. })
+//! ));
+//! assert!(registry::directive("LoadModule").is_none());
+//! ```
+
+use crate::ast::Span;
+use crate::doctor::Severity;
+use crate::error::{ParseError, ParseErrorKind};
+
+/// What an [`Entry`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A directive (`ProxyPass`), or a block (`<Proxy>`, written with its brackets).
+    Directive,
+    /// A worker parameter: `BalancerMember url key=value`, `ProxyPass path url key=value`,
+    /// `ProxySet url key=value`.
+    WorkerParam,
+    /// A balancer parameter: `ProxySet balancer://name key=value`,
+    /// `ProxyPass path balancer://name key=value`.
+    BalancerParam,
+    /// A word or key of `ProxyPass` itself, not a worker's (`nocanon`, `mapping=`).
+    ProxyPassFlag,
+}
+
+impl Kind {
+    /// How the docs' table names the kind.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Directive => "directive",
+            Self::WorkerParam => "worker parameter",
+            Self::BalancerParam => "balancer parameter",
+            Self::ProxyPassFlag => "ProxyPass flag",
+        }
+    }
+}
+
+/// What proxy-balancer does with a directive or parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum State {
+    /// Applied as Apache applies it; the text says what it does here.
+    Applied(&'static str),
+    /// Refused by the parser with a line:column error; the text says why.
+    Refused(&'static str),
+    /// Read, not applied, and reported by the doctor's `not-applied` rule with this
+    /// severity; the text says what that means for the operator.
+    NotApplied {
+        /// How much it matters: [`Severity::Note`] when nothing an operator relies on
+        /// changes, [`Severity::Warning`] when behaviour differs from Apache's,
+        /// [`Severity::Error`] when an access rule fails open.
+        severity: Severity,
+        /// What not applying it means for the operator.
+        means: &'static str,
+    },
+}
+
+impl State {
+    /// `applied`, `refused` or `not applied`.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Applied(_) => "applied",
+            Self::Refused(_) => "refused",
+            Self::NotApplied { .. } => "not applied",
+        }
+    }
+
+    /// The text: how it is applied, why it is refused, or what not applying it means.
+    #[must_use]
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Applied(t) | Self::Refused(t) | Self::NotApplied { means: t, .. } => t,
+        }
+    }
+}
+
+/// One directive or parameter and its [`State`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// The name as Apache's manual writes it (`ProxyPass`, `<Proxy>`, `loadfactor`).
+    pub name: &'static str,
+    /// What it is.
+    pub kind: Kind,
+    /// The Apache module that defines it (`mod_proxy`).
+    pub module: &'static str,
+    /// What proxy-balancer does with it.
+    pub state: State,
+}
+
+const fn e(name: &'static str, kind: Kind, module: &'static str, state: State) -> Entry {
+    Entry {
+        name,
+        kind,
+        module,
+        state,
+    }
+}
+
+use Kind::{BalancerParam as B, Directive as D, ProxyPassFlag as F, WorkerParam as W};
+use State::{Applied as A, Refused as R};
+
+const fn note(means: &'static str) -> State {
+    State::NotApplied {
+        severity: Severity::Note,
+        means,
+    }
+}
+
+const fn warn(means: &'static str) -> State {
+    State::NotApplied {
+        severity: Severity::Warning,
+        means,
+    }
+}
+
+const fn open(means: &'static str) -> State {
+    State::NotApplied {
+        severity: Severity::Error,
+        means,
+    }
+}
+
+const PROXY: &str = "mod_proxy";
+const HCHECK: &str = "mod_proxy_hcheck";
+const HEADERS: &str = "mod_headers";
+const HEARTMONITOR: &str = "mod_heartmonitor";
+const SSL: &str = "mod_ssl";
+const REWRITE: &str = "mod_rewrite";
+const AUTHZ: &str = "mod_authz_core";
+const ACCESS_COMPAT: &str = "mod_access_compat";
+
+const ALIAS: &str = "mod_alias";
+
+/// What a redirect that is not applied means.
+const REDIRECT: &str = "the redirect is not answered: the request goes to the ProxyPass routes as it is (or gets 404 where none matches)";
+
+/// What an access rule that is not applied means.
+const FAILS_OPEN: &str = "the access rule is not enforced: the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend, and remove it here";
+
+/// TLS toward members.
+const SSL_PROXY: &str = "TLS toward members is not configured by this line (https:// members and their certificates are issue #15's): requests to https:// members fail with 502";
+
+/// Every directive and parameter, in the order of the docs' table.
+pub static ENTRIES: &[Entry] = &[
+    // ----- mod_proxy directives -----
+    e("BalancerGrowth", D, PROXY, A("the manager can add this many members to each balancer (capped at 100)")),
+    e("BalancerInherit", D, PROXY, A("whether a <VirtualHost> gets the main server's balancers")),
+    e("BalancerMember", D, PROXY, A("a member of the balancer, with its worker parameters")),
+    e("BalancerPersist", D, PROXY, A("balancer-manager changes are kept across restarts; a member the configuration removes stays removed")),
+    e("NoProxy", D, PROXY, note("it only exempts hosts from ProxyRemote, which proxy-balancer refuses: nothing changes")),
+    e("<Proxy>", D, PROXY, A("a balancer's block (BalancerMember, ProxySet); other <Proxy> blocks are read for ProxySet and access rules")),
+    e("Proxy100Continue", D, PROXY, A("whether Expect: 100-continue is forwarded to members")),
+    e("ProxyAddHeaders", D, PROXY, A("X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Server on proxied requests")),
+    e("ProxyBadHeader", D, PROXY, A("what a malformed header line from a member does")),
+    e("ProxyBlock", D, PROXY, open("requests to the hosts, domains or words it lists are not blocked (Apache answers 403 for a member or URL whose host matches): they are proxied")),
+    e("ProxyDomain", D, PROXY, note("it only serves forward proxies on an intranet; proxy-balancer is a reverse proxy: nothing changes")),
+    e("ProxyErrorOverride", D, PROXY, A("members' error pages are replaced by the proxy's")),
+    e("ProxyIOBufferSize", D, PROXY, A("the size of the buffer member bodies are read with")),
+    e("<ProxyMatch>", D, PROXY, A("as <Proxy>, for the URLs the regular expression matches")),
+    e("ProxyMaxForwards", D, PROXY, warn("no Max-Forwards header is added to requests that have none (Apache adds Max-Forwards: N, as with its default -1 it does not): a loop between proxies is not cut by it")),
+    e("ProxyPass", D, PROXY, A("routes a path to a balancer or a URL; `!` excludes a path")),
+    e("ProxyPassInherit", D, PROXY, A("whether a <VirtualHost> gets the main server's ProxyPass lines")),
+    e("ProxyPassInterpolateEnv", D, PROXY, warn("${VAR} in lines marked interpolate is not replaced: there is no per-request environment (SetEnv, RewriteRule [E=]) to fill it from, so the text is used as written")),
+    e("ProxyPassMatch", D, PROXY, A("routes the paths a regular expression matches, with $1 … $9 in the target")),
+    e("ProxyPassReverse", D, PROXY, A("rewrites Location, Content-Location and URI headers of member answers")),
+    e("ProxyPassReverseCookieDomain", D, PROXY, A("rewrites the domain= of members' Set-Cookie headers")),
+    e("ProxyPassReverseCookiePath", D, PROXY, A("rewrites the path= of members' Set-Cookie headers")),
+    e("ProxyPreserveHost", D, PROXY, A("the client's Host is sent to members")),
+    e("ProxyReceiveBufferSize", D, PROXY, note("member connections use the system's TCP receive buffer size (a member's receivebuffersize= is applied)")),
+    e("ProxyRemote", D, PROXY, R("forwarding requests to another proxy is not done: requests would go straight to the members")),
+    e("ProxyRemoteMatch", D, PROXY, R("forwarding requests to another proxy is not done: requests would go straight to the members")),
+    e("ProxyRequests", D, PROXY, R("ProxyRequests On makes a forward proxy, which proxy-balancer is not; ProxyRequests Off (the default) is accepted")),
+    e("ProxySet", D, PROXY, A("parameters of a balancer or of a member")),
+    e("ProxySourceAddress", D, PROXY, warn("member connections leave from the address the system picks, not this one: a firewall or member that admits only this source address refuses them")),
+    e("ProxyStatus", D, PROXY, note("there is no mod_status page; the balancer-manager (HTML and JSON) shows the balancers")),
+    e("ProxyTimeout", D, PROXY, A("the default timeout of members")),
+    e("ProxyVia", D, PROXY, A("the Via header of requests and answers")),
+    // ----- mod_proxy_hcheck -----
+    e("ProxyHCExpr", D, HCHECK, A("a condition on a health check's answer, for hcexpr=")),
+    e("ProxyHCTemplate", D, HCHECK, A("health-check parameters for hctemplate=")),
+    e("ProxyHCTPsize", D, HCHECK, A("how many health checks run at once")),
+    // ----- mod_heartmonitor and mod_lbmethod_heartbeat -----
+    e("HeartbeatListen", D, HEARTMONITOR, A("receives mod_heartbeat's datagrams, for lbmethod=heartbeat")),
+    e("HeartbeatMaxServers", D, HEARTMONITOR, note("not needed: the load reports live in each member's state, not in a shared-memory table of fixed size")),
+    e("HeartbeatStorage", D, "mod_heartmonitor, mod_lbmethod_heartbeat", note("not needed: the load reports live in each member's state; this file is neither written nor read")),
+    // ----- mod_headers -----
+    e("Header", D, HEADERS, A("response headers: add, set, append, merge, setifempty, unset, edit, echo, with always, env= and simple expr=")),
+    e("RequestHeader", D, HEADERS, A("request headers sent to members")),
+    // ----- other modules: routing and access -----
+    e("RewriteEngine", D, REWRITE, warn("RewriteEngine On: rewrite rules are not run (RewriteEngine Off is accepted without a word)")),
+    e("RewriteRule", D, REWRITE, warn("the rule is not run: a [P] rule proxies in Apache, and rules rewrite, redirect or forbid ([F]) requests; here requests go to the ProxyPass routes unchanged")),
+    e("RewriteCond", D, REWRITE, warn("a condition of a RewriteRule, which is not run")),
+    e("Redirect", D, ALIAS, warn(REDIRECT)),
+    e("RedirectMatch", D, ALIAS, warn(REDIRECT)),
+    e("RedirectPermanent", D, ALIAS, warn(REDIRECT)),
+    e("RedirectTemp", D, ALIAS, warn(REDIRECT)),
+    e("SSLEngine", D, SSL, warn("SSLEngine On: the proxy serves plain HTTP on its port, so TLS clients cannot talk to it (SSLEngine Off is accepted without a word)")),
+    e("SSLRequire", D, SSL, open(FAILS_OPEN)),
+    e("SSLRequireSSL", D, SSL, open(FAILS_OPEN)),
+    e("SSLVerifyClient", D, SSL, open("client certificates are not asked for or checked: the requests they guard are proxied to anyone who reaches the proxy (it fails open)")),
+    e("SSLProxyCACertificateFile", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCACertificatePath", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCARevocationCheck", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCARevocationFile", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCARevocationPath", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCheckPeerCN", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCheckPeerExpire", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCheckPeerName", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCipherSuite", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyEngine", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyMachineCertificateChainFile", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyMachineCertificateFile", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyMachineCertificatePath", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyProtocol", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyVerify", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyVerifyDepth", D, SSL, warn(SSL_PROXY)),
+    e("<Location>", D, "core", A("ProxyPass, Header and the balancer-manager for the paths under it; other lines in it are reported one by one")),
+    e("<LocationMatch>", D, "core", A("as <Location>, for the paths the regular expression matches")),
+    e("<If>", D, "core", warn("the lines inside are not applied, whether the condition holds or not (a Header, RequestHeader or access rule in it is dropped: an access rule there fails open)")),
+    e("<ElseIf>", D, "core", warn("the lines inside are not applied, whether the condition holds or not (a Header, RequestHeader or access rule in it is dropped: an access rule there fails open)")),
+    e("<Else>", D, "core", warn("the lines inside are not applied, whether the condition holds or not (a Header, RequestHeader or access rule in it is dropped: an access rule there fails open)")),
+    e("Require", D, AUTHZ, open("outside the balancer-manager's <Location> (and other than Require all granted): the access rule is not enforced, so the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend")),
+    e("<RequireAll>", D, AUTHZ, open(FAILS_OPEN)),
+    e("<RequireAny>", D, AUTHZ, open(FAILS_OPEN)),
+    e("<RequireNone>", D, AUTHZ, open(FAILS_OPEN)),
+    e("<Limit>", D, "core", open(FAILS_OPEN)),
+    e("<LimitExcept>", D, "core", open(FAILS_OPEN)),
+    e("AuthType", D, "mod_authn_core", open("authentication is not asked for: the requests it guards are proxied to anyone who reaches the proxy (it fails open)")),
+    e("Order", D, ACCESS_COMPAT, warn("Order allow,deny denies everyone no Allow line admits (Apache answers 403), and here everyone is admitted: with Allow from all, as is usual, nothing changes; the Allow and Deny lines are reported one by one (Order deny,allow, which admits everyone no Deny line refuses, is accepted without a word)")),
+    e("Allow", D, ACCESS_COMPAT, open("other than Allow from all: the access rule is not enforced: the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend, and remove it here")),
+    e("Deny", D, ACCESS_COMPAT, open(FAILS_OPEN)),
+    e("Satisfy", D, ACCESS_COMPAT, open(FAILS_OPEN)),
+    // ----- worker parameters -----
+    e("loadfactor", W, PROXY, A("the member's weight")),
+    e("lbset", W, PROXY, A("the member's set: lower sets are tried first")),
+    e("route", W, PROXY, A("the member's route for sticky sessions")),
+    e("redirect", W, PROXY, A("sticky requests for this member go to the member with this route")),
+    e("retry", W, PROXY, A("how long a member in error is left alone")),
+    e("status", W, PROXY, A("the member's initial status flags")),
+    e("connectiontimeout", W, PROXY, A("the connect timeout")),
+    e("timeout", W, PROXY, A("how long to wait for the member's answer (504 past it)")),
+    e("ttl", W, PROXY, A("how long an idle connection is kept")),
+    e("disablereuse", W, PROXY, A("a new connection per request")),
+    e("enablereuse", W, PROXY, A("the inverse of disablereuse")),
+    e("keepalive", W, PROXY, A("TCP keep-alive probes on member connections")),
+    e("iobuffersize", W, PROXY, A("the size of the buffer the member's body is read with")),
+    e("receivebuffersize", W, PROXY, A("the TCP receive buffer of member connections")),
+    e("responsefieldsize", W, PROXY, A("the longest header line accepted from the member")),
+    e("max", W, PROXY, warn("it caps the idle connections kept, not the connections open: more requests at once than max open more connections to the member (a hard cap is issue #15's)")),
+    e("min", W, PROXY, note("no connections are opened ahead of requests; idle ones are kept up to max")),
+    e("smax", W, PROXY, note("idle connections are kept up to max, each until ttl: there is no second limit")),
+    e("acquire", W, PROXY, warn("a request never waits for a free connection: a new one is opened, so there is no 503 after acquire ms (issue #15)")),
+    e("ping", W, PROXY, warn("no 100-continue probe is sent before the request: a hung member is found by timeout only (issue #15)")),
+    e("upgrade", W, PROXY, warn("protocol upgrades (WebSocket) are not tunnelled to members: Upgrade is a hop-by-hop header and is not forwarded, so such connections fail (issue #15)")),
+    e("addressttl", W, PROXY, note("a member's host name is resolved when a connection opens; this cache time is not used (issue #15)")),
+    e("flushpackets", W, PROXY, note("every chunk a member sends is passed to the client as it arrives (as flushpackets=on): no buffering to tune, and small chunks cost a write each")),
+    e("flushwait", W, PROXY, note("every chunk a member sends is passed to the client as it arrives: there is no wait before a flush")),
+    e("secret", W, PROXY, note("an AJP secret; ajp:// members are not served, so it has no use")),
+    e("flusher", W, PROXY, note("mod_proxy_fdpass's provider; fd:// members are not served, so it has no use")),
+    e("mapping", W, PROXY, R("Apache refuses mapping= on a BalancerMember: it belongs on ProxyPass")),
+    e("hcmethod", W, HCHECK, A("the health check's method (TCP, OPTIONS, HEAD, GET …)")),
+    e("hcuri", W, HCHECK, A("the health check's path")),
+    e("hcinterval", W, HCHECK, A("how often members are checked")),
+    e("hcpasses", W, HCHECK, A("passes before a member is back in service")),
+    e("hcfails", W, HCHECK, A("failures before a member is out of service")),
+    e("hctemplate", W, HCHECK, A("the parameters of a ProxyHCTemplate")),
+    e("hcexpr", W, HCHECK, A("a ProxyHCExpr the answer must meet")),
+    // ----- balancer parameters -----
+    e("lbmethod", B, "mod_proxy_balancer", A("byrequests, bytraffic, bybusyness or heartbeat")),
+    e("maxattempts", B, "mod_proxy_balancer", A("failover attempts before giving up")),
+    e("nofailover", B, "mod_proxy_balancer", A("sticky sessions are not moved to another member")),
+    e("stickysession", B, "mod_proxy_balancer", A("the cookie or parameter that carries the route")),
+    e("stickysessionsep", B, "mod_proxy_balancer", A("the separator before the route")),
+    e("scolonpathdelim", B, "mod_proxy_balancer", A("; also ends the route in a URL")),
+    e("timeout", B, "mod_proxy_balancer", A("how long to wait for a free member")),
+    e("failonstatus", B, "mod_proxy_balancer", A("member statuses that put it in error")),
+    e("failontimeout", B, "mod_proxy_balancer", A("a read timeout puts the member in error")),
+    e("nonce", B, "mod_proxy_balancer", A("the balancer-manager's nonce (None turns the check off)")),
+    e("growth", B, "mod_proxy_balancer", A("members the manager can add")),
+    e("forcerecovery", B, "mod_proxy_balancer", A("all members in error are retried at once")),
+    // ----- ProxyPass flags -----
+    e("nocanon", F, PROXY, A("the path is forwarded as the client sent it")),
+    e("noquery", F, PROXY, A("the query string is not forwarded")),
+    e("interpolate", F, PROXY, warn("${VAR} is not replaced (see ProxyPassInterpolateEnv): the path and target are used as written")),
+    e("mapping", F, PROXY, warn("the path is matched decoded and normalised as usual: mapping=encoded (keep %-encoding) and mapping=servlet (ignore ;parameters) are not applied, so such paths may match differently than in Apache")),
+];
+
+/// The block name without `<`, `>` and a leading `/`, for comparing `<Proxy>` with `<Proxy`.
+fn bare(name: &str) -> &str {
+    name.trim_start_matches('<')
+        .trim_start_matches('/')
+        .trim_end_matches('>')
+}
+
+fn find(kind: Kind, name: &str) -> Option<&'static Entry> {
+    ENTRIES
+        .iter()
+        .find(|e| e.kind == kind && bare(e.name).eq_ignore_ascii_case(bare(name)))
+}
+
+/// The entry of a directive or block (any case; a block with or without its brackets).
+#[must_use]
+pub fn directive(name: &str) -> Option<&'static Entry> {
+    find(Kind::Directive, name)
+}
+
+/// The entry of a worker parameter (any case).
+#[must_use]
+pub fn worker_param(key: &str) -> Option<&'static Entry> {
+    find(Kind::WorkerParam, key)
+}
+
+/// The entry of a balancer parameter (any case).
+#[must_use]
+pub fn balancer_param(key: &str) -> Option<&'static Entry> {
+    find(Kind::BalancerParam, key)
+}
+
+/// The entry of a `ProxyPass` flag or key that is not a worker's or a balancer's (any case).
+#[must_use]
+pub fn proxy_pass_flag(key: &str) -> Option<&'static Entry> {
+    find(Kind::ProxyPassFlag, key)
+}
+
+/// The state of this directive line: the registry's, except where the arguments decide
+/// (`ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`: Apache's defaults;
+/// `Require all granted`, `Allow from all`: admitting everyone is what the proxy does;
+/// accepted as applied).
+#[must_use]
+pub fn directive_state(name: &str, args: &[&str]) -> Option<State> {
+    let entry = directive(name)?;
+    let off = matches!(args, [one] if one.eq_ignore_ascii_case("off"));
+    let default_off = ["ProxyRequests", "RewriteEngine", "SSLEngine"]
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(name));
+    if default_off && off {
+        return Some(State::Applied(DEFAULT_OFF));
+    }
+    // Access rules that admit everyone: not enforcing them changes nothing.
+    let words: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let admits_all = match name.to_ascii_lowercase().as_str() {
+        "require" => words == ["all", "granted"],
+        "allow" => words == ["from", "all"],
+        "order" => words.concat() == "deny,allow",
+        _ => false,
+    };
+    if admits_all {
+        return Some(State::Applied(DEFAULT_OFF));
+    }
+    Some(entry.state)
+}
+
+/// For the parser: a directive that no arm of it reads. A [`State::Refused`] one is an error
+/// with its place and why; `Ok(false)` for a line that is Apache's default and changes
+/// nothing (`ProxyRequests Off`: accepted, not listed); `Ok(true)` for anything else (the
+/// parser lists it as skipped and the doctor reports what the registry says).
+pub(crate) fn unread(name: &str, args: &[&str], span: Span) -> Result<bool, ParseError> {
+    match directive_state(name, args) {
+        Some(State::Refused(why)) => Err(ParseError::new(
+            span,
+            ParseErrorKind::Unsupported,
+            format!("{name} is refused by proxy-balancer: {why}"),
+        )),
+        Some(State::Applied(DEFAULT_OFF)) => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// The state of `ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`, and of the
+/// access rules that admit everyone (`Require all granted`, `Allow from all`,
+/// `Order deny,allow`).
+const DEFAULT_OFF: &str = "Off, the default";
+
+/// The table of `docs/apache-directives.md`: one row per entry, grouped by kind.
+#[must_use]
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "| directive or parameter | kind | module | state | what it means |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for e in ENTRIES {
+        let state = match e.state {
+            State::NotApplied { severity, .. } => format!("not applied ({severity})"),
+            s => s.label().to_owned(),
+        };
+        // Names are code; in the text, `<Proxy>` must not read as an HTML tag.
+        let text = e
+            .state
+            .text()
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('|', "\\|");
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {state} | {text} |\n",
+            e.name,
+            e.kind.as_str(),
+            e.module,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_per_kind() {
+        for (i, a) in ENTRIES.iter().enumerate() {
+            for b in &ENTRIES[i + 1..] {
+                assert!(
+                    !(a.kind == b.kind && a.name.eq_ignore_ascii_case(b.name)),
+                    "{} twice",
+                    a.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_worker_and_balancer_key_of_the_parser_is_listed() {
+        for key in crate::keys::CORE_MEMBER_KEYS
+            .iter()
+            .chain(crate::keys::HC_KEYS)
+            .chain(crate::keys::OTHER_WORKER_KEYS)
+        {
+            assert!(worker_param(key).is_some(), "{key}");
+        }
+        for key in crate::keys::BALANCER_KEYS {
+            assert!(balancer_param(key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        assert!(directive("<proxy").is_some());
+        assert!(directive("Proxy").is_some());
+        assert!(directive("proxymatch>").is_some());
+        assert_eq!(
+            directive_state("ProxyRequests", &["off"]).map(State::label),
+            Some("applied")
+        );
+        assert_eq!(
+            directive_state("ProxyRequests", &["On"]).map(State::label),
+            Some("refused")
+        );
+        assert!(unread("ProxyRemote", &["*", "http://p"], Span::default()).is_err());
+        assert_eq!(unread("ProxyStatus", &["On"], Span::default()), Ok(true));
+        assert_eq!(
+            unread("ProxyRequests", &["Off"], Span::default()),
+            Ok(false)
+        );
+    }
+}
