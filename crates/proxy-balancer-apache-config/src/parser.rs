@@ -1249,7 +1249,15 @@ impl Parser {
                 "inside <{section}> write only the target: the location's path is its path"
             ))));
         }
-        if !loc_regex && !is_match && path.contains(['*', '?', '[']) {
+        // Apache (mod_proxy's add_pass): a `ProxyPass` in a location compares the request
+        // path with the location's text as a prefix, unless that text has a wildcard
+        // (`apr_fnmatch_test`: `*`, `?`, `[…]`), when it compiles the text as a regular
+        // expression; `ProxyPassMatch` always does. Checked on loopback: in
+        // `<LocationMatch "^/a(b)">` a `ProxyPass` never matched ("attempting to match URI
+        // path '/ab/index.html' against prefix '^/a(b)'"), in `<LocationMatch "^/c.*">` it
+        // matched as a pattern.
+        let wildcard = fnmatch_test(&path);
+        if !loc_regex && !is_match && wildcard {
             return Err(syntax(
                 span,
                 format!("{directive} inside a <Location> whose path has a wildcard is not supported"),
@@ -1258,7 +1266,17 @@ impl Parser {
                 "Apache then matches the path as a regular expression; write <LocationMatch \"regex\"> instead".to_owned(),
             )));
         }
-        let regex = loc_regex || is_match;
+        let regex = is_match || loc_regex && wildcard;
+        if loc_regex && !regex && !path.starts_with('/') {
+            return Err(syntax(
+                span,
+                format!("{directive} inside <{section}> \"{path}\" never matches in Apache"),
+            )
+            .with_hint(Some(
+                "without *, ? or [ in the regular expression, Apache compares the request path with its text as a prefix; \
+                 write ProxyPassMatch instead of ProxyPass to match it as a regular expression".to_owned(),
+            )));
+        }
         if regex && !loc_regex {
             check_regex(span, &path)?;
         }
@@ -1893,6 +1911,27 @@ fn on_off(span: Span, directive: &str, args: &[Token]) -> Result<bool, ParseErro
             ),
         ))
     }
+}
+
+/// Apache's `apr_fnmatch_test`: whether a text has a wildcard (`*`, `?`, or `[` with a
+/// matching `]`), `\\` escaping the next character.
+fn fnmatch_test(text: &str) -> bool {
+    let mut nesting = 0;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '?' | '*' => return true,
+            '\\' => {
+                if chars.next().is_none() {
+                    return false;
+                }
+            }
+            '[' => nesting += 1,
+            ']' if nesting > 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Apache's "`directive` not allowed in <`section`> context".

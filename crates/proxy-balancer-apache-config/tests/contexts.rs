@@ -407,6 +407,33 @@ fn location_mistakes_are_apaches() {
 }
 
 #[test]
+fn a_proxy_pass_in_a_location_match_is_a_regex_only_with_a_wildcard() {
+    // Apache 2.4.71 on loopback (LogLevel proxy:trace2): in <LocationMatch "^/a(b)"> a
+    // ProxyPass was tried "against prefix '^/a(b)'" and never matched (404); in
+    // <LocationMatch "^/c.*"> "against pattern '^/c.*'" and proxied; a ProxyPassMatch in
+    // <Location /d> "against pattern '/d'".
+    let c = parse(
+        "<LocationMatch \"^/c.*\">\nProxyPass http://127.0.0.1:1/\n</LocationMatch>\n\
+         <LocationMatch \"/plain\">\nProxyPass http://127.0.0.1:1/\n</LocationMatch>\n\
+         <Location /d>\nProxyPassMatch http://127.0.0.1:1/\n</Location>\n\
+         <LocationMatch \"^/a(b)\">\nProxyPassMatch http://127.0.0.1:1/\n</LocationMatch>\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let regex: Vec<bool> = c.proxy_passes.iter().map(|p| p.regex).collect();
+    assert_eq!(regex, [true, false, true, true]);
+    // The pass that never matches in Apache is refused with the reason.
+    let e = one("<LocationMatch \"^/a(b)\">\nProxyPass http://127.0.0.1:1/\n</LocationMatch>");
+    assert!(e.message.contains("never matches in Apache"), "{e}");
+    assert!(e.to_string().contains("write ProxyPassMatch"), "{e}");
+    let rendered = c.render();
+    assert_eq!(
+        parse(&rendered).expect("renders back").without_spans(),
+        c.without_spans(),
+        "{rendered}"
+    );
+}
+
+#[test]
 fn pcre_features_the_regex_crate_lacks_are_named() {
     // Apache (PCRE): `ProxyPassMatch "^/(?=a)" …` and a backreference `\1`: Syntax OK.
     for (pattern, feature) in [
