@@ -1921,11 +1921,7 @@ fn fnmatch_test(text: &str) -> bool {
     while let Some(c) = chars.next() {
         match c {
             '?' | '*' => return true,
-            '\\' => {
-                if chars.next().is_none() {
-                    return false;
-                }
-            }
+            '\\' if chars.next().is_none() => return false,
             '[' => nesting += 1,
             ']' if nesting > 0 => return true,
             _ => {}
