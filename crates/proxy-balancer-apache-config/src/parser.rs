@@ -562,7 +562,16 @@ impl Parser {
             }
         }
         if self.location_index().is_some() {
-            return Ok(Kind::InLocation);
+            // `<RequireAny>` and the like group the manager's access rules, `<IfModule>` …
+            // are read through; a condition (`<If>`, `<Limit>`, `<Files>` …) would make what
+            // it holds conditional: skipped (listed), never applied unconditionally.
+            let through = READ_THROUGH.contains(&tag)
+                || matches!(tag, "requireany" | "requireall" | "requirenone");
+            if through {
+                return Ok(Kind::InLocation);
+            }
+            self.skip(raw_name, span);
+            return Ok(Kind::Skip);
         }
         if self.in_proxy_match() {
             // Its content is skipped (but for the refusals of `line`).

@@ -580,3 +580,17 @@ fn proxy_pass_inherit_off_follows_apaches_manual() {
         .collect();
     assert_eq!(paths, ["/a/"]);
 }
+
+#[test]
+fn a_condition_inside_a_location_is_not_read_through() {
+    // Apache applies a Header in <If> only when the expression holds: skipped here (the
+    // block is listed), not applied to every request of the location. <RequireAny> groups
+    // the manager's access rules and is read.
+    let c = parse(
+        "<Location /app>\n  ProxyPass http://127.0.0.1:1/\n  <If \"%{HTTPS} == 'on'\">\n    Header set X-Secure 1\n  </If>\n</Location>\n",
+    )
+    .expect("valid");
+    assert!(c.headers.is_empty());
+    assert_eq!(c.skipped[0].directive, "If");
+    assert_eq!(c.skipped[0].span.line, 3);
+}
