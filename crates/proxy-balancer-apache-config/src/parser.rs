@@ -865,6 +865,15 @@ impl Parser {
             "proxypass" if in_proxy == InProxy::Outside => self.proxy_pass(span, &args),
             "proxypassmatch" if in_proxy == InProxy::Outside => self.proxy_pass_match(span, &args),
             "proxypassreverse" if in_proxy == InProxy::Outside => {
+                if let [_, _, third] = args.as_slice() {
+                    if third.text.eq_ignore_ascii_case("interpolate") {
+                        return Err(invalid(
+                            third.span,
+                            "ProxyPassReverse … interpolate is not supported: interpolation from the environment is not applied".to_owned(),
+                        )
+                        .with_hint(Some("write the path and URL out".to_owned())));
+                    }
+                }
                 let [path, target] = args.as_slice() else {
                     return Err(syntax(span, "ProxyPassReverse takes a path and a URL"));
                 };

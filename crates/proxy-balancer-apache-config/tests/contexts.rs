@@ -594,3 +594,19 @@ fn a_condition_inside_a_location_is_not_read_through() {
     assert_eq!(c.skipped[0].directive, "If");
     assert_eq!(c.skipped[0].span.line, 3);
 }
+
+#[test]
+fn proxy_pass_reverse_forms() {
+    // Apache: "ProxyPassReverse needs a path when not defined in a location" for one
+    // argument outside a location; `ProxyPassReverse url` in a location: Syntax OK.
+    assert!(parse("ProxyPassReverse http://127.0.0.1:1/").is_err());
+    let c =
+        parse("<Location /a>\nProxyPassReverse http://127.0.0.1:1/\n</Location>").expect("valid");
+    assert_eq!(c.proxy_pass_reverses[0].path, "/a");
+    // `interpolate` (Apache takes it) is refused with the reason, in both forms.
+    let e = one("ProxyPassReverse /a http://127.0.0.1:1/ interpolate");
+    assert_eq!(e.span.column, 41);
+    assert!(e.message.contains("interpolate is not supported"), "{e}");
+    let e = one("<Location /a>\nProxyPassReverse http://127.0.0.1:1/ interpolate\n</Location>");
+    assert!(e.message.contains("interpolate is not supported"), "{e}");
+}
