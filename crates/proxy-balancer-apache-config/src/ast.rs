@@ -168,8 +168,18 @@ pub struct ProxyPassConfig {
     /// The `nocanon` keyword: the path is forwarded as the client sent it, not decoded and
     /// encoded again (Apache's `proxy-nocanon`).
     pub nocanon: bool,
-    /// `ProxyPassMatch` (or `ProxyPass` in a `<LocationMatch>`): `path` is a regular
-    /// expression and the target may use its groups as `$1` … `$9`.
+    /// `ProxyPassMatch`, `ProxyPass ~`, or a `ProxyPass` in a `<LocationMatch>`/`<Location
+    /// ~>` whose pattern has a wildcard (`*`, `?`, `[…]`, as Apache decides): `path` is a
+    /// regular expression (checked with the `regex` crate) and the target may use its
+    /// groups as `$1` … `$9`.
+    ///
+    /// # Apache
+    ///
+    /// The expression is searched in the path (not anchored unless it says so); the target
+    /// with `$n` replaced is the backend URL, and when the replacement changes nothing (no
+    /// `$` in the target) the whole request path is appended to it (mod_proxy's
+    /// `ap_proxy_trans_match`: `ProxyPassMatch \.gif$ balancer://foo` forwards
+    /// `/a/b.gif` to `balancer://foo/a/b.gif`).
     pub regex: bool,
     /// The `noquery` keyword: the query string is not forwarded.
     pub noquery: bool,

@@ -41,6 +41,15 @@ impl Config {
 
     /// Whether a virtual host gets the main server's `ProxyPass` lines
     /// (`ProxyPassInherit`, On by default). The main server itself: `true`.
+    ///
+    /// # Apache
+    ///
+    /// As Apache's manual documents `ProxyPassInherit`. Apache 2.4.71 itself does not
+    /// follow it: its server merge appends the main server's `ProxyPass` lines whatever
+    /// `ProxyPassInherit` says (`ProxyPassInherit Off` in a `<VirtualHost>`, and a main
+    /// server `ProxyPass /a/ …`: a request for `/a/` to that virtual host was still proxied,
+    /// on loopback); there the directive only changes which balancers and workers are
+    /// inherited ([`Config::inherits_balancers`]).
     #[must_use]
     pub fn inherits_proxy_passes(&self, vhost: Option<usize>) -> bool {
         vhost.is_none() || self.host_settings(vhost).proxy_pass_inherit != Some(false)

@@ -588,7 +588,16 @@ impl Parser {
             }
         }
         if self.location_index().is_some() {
-            return Ok(Kind::InLocation);
+            // `<RequireAny>` and the like group the manager's access rules, `<IfModule>` …
+            // are read through; a condition (`<If>`, `<Limit>`, `<Files>` …) would make what
+            // it holds conditional: skipped (listed), never applied unconditionally.
+            let through = READ_THROUGH.contains(&tag)
+                || matches!(tag, "requireany" | "requireall" | "requirenone");
+            if through {
+                return Ok(Kind::InLocation);
+            }
+            self.skip(raw_name, span);
+            return Ok(Kind::Skip);
         }
         if self.in_proxy_match() {
             // Its content is skipped (but for the refusals of `line`).
@@ -887,6 +896,15 @@ impl Parser {
             "proxypass" if in_proxy == InProxy::Outside => self.proxy_pass(span, &args),
             "proxypassmatch" if in_proxy == InProxy::Outside => self.proxy_pass_match(span, &args),
             "proxypassreverse" if in_proxy == InProxy::Outside => {
+                if let [_, _, third] = args.as_slice() {
+                    if third.text.eq_ignore_ascii_case("interpolate") {
+                        return Err(invalid(
+                            third.span,
+                            "ProxyPassReverse … interpolate is not supported: interpolation from the environment is not applied".to_owned(),
+                        )
+                        .with_hint(Some("write the path and URL out".to_owned())));
+                    }
+                }
                 let [path, target] = args.as_slice() else {
                     return Err(syntax(span, "ProxyPassReverse takes a path and a URL"));
                 };
@@ -1284,7 +1302,15 @@ impl Parser {
                 "inside <{section}> write only the target: the location's path is its path"
             ))));
         }
-        if !loc_regex && !is_match && path.contains(['*', '?', '[']) {
+        // Apache (mod_proxy's add_pass): a `ProxyPass` in a location compares the request
+        // path with the location's text as a prefix, unless that text has a wildcard
+        // (`apr_fnmatch_test`: `*`, `?`, `[…]`), when it compiles the text as a regular
+        // expression; `ProxyPassMatch` always does. Checked on loopback: in
+        // `<LocationMatch "^/a(b)">` a `ProxyPass` never matched ("attempting to match URI
+        // path '/ab/index.html' against prefix '^/a(b)'"), in `<LocationMatch "^/c.*">` it
+        // matched as a pattern.
+        let wildcard = fnmatch_test(&path);
+        if !loc_regex && !is_match && wildcard {
             return Err(syntax(
                 span,
                 format!("{directive} inside a <Location> whose path has a wildcard is not supported"),
@@ -1293,7 +1319,17 @@ impl Parser {
                 "Apache then matches the path as a regular expression; write <LocationMatch \"regex\"> instead".to_owned(),
             )));
         }
-        let regex = loc_regex || is_match;
+        let regex = is_match || loc_regex && wildcard;
+        if loc_regex && !regex && !path.starts_with('/') {
+            return Err(syntax(
+                span,
+                format!("{directive} inside <{section}> \"{path}\" never matches in Apache"),
+            )
+            .with_hint(Some(
+                "without *, ? or [ in the regular expression, Apache compares the request path with its text as a prefix; \
+                 write ProxyPassMatch instead of ProxyPass to match it as a regular expression".to_owned(),
+            )));
+        }
         if regex && !loc_regex {
             check_regex(span, &path)?;
         }
@@ -1880,6 +1916,23 @@ fn on_off(span: Span, directive: &str, args: &[Token]) -> Result<bool, ParseErro
             ),
         ))
     }
+}
+
+/// Apache's `apr_fnmatch_test`: whether a text has a wildcard (`*`, `?`, or `[` with a
+/// matching `]`), `\\` escaping the next character.
+fn fnmatch_test(text: &str) -> bool {
+    let mut nesting = 0;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '?' | '*' => return true,
+            '\\' if chars.next().is_none() => return false,
+            '[' => nesting += 1,
+            ']' if nesting > 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Apache's "`directive` not allowed in <`section`> context".

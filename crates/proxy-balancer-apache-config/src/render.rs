@@ -92,9 +92,10 @@ fn proxy_pass(out: &mut String, indent: &str, pp: &ProxyPassConfig, in_location:
     };
     out.push_str(indent);
     match in_location {
-        // In a `<LocationMatch>` a `ProxyPass` is already a regular expression.
-        Some(loc_regex) => {
-            out.push_str(if pp.regex && !loc_regex {
+        // The path is the location's: `ProxyPassMatch` reads it as a regular expression
+        // (a `ProxyPass` in a `<LocationMatch>` does only when it has a wildcard).
+        Some(_) => {
+            out.push_str(if pp.regex {
                 "ProxyPassMatch "
             } else {
                 "ProxyPass "

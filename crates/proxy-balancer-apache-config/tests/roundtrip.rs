@@ -616,9 +616,9 @@ fn add_location(c: &mut Config, vhost: Option<usize>, l: LocationGen) {
             target,
             params,
             nocanon,
-            // `ProxyPassMatch` in a plain location: its path is a regular expression; a
-            // wildcard-free path is one.
-            regex: l.regex || is_match,
+            // `ProxyPassMatch` (rendered so in a `<LocationMatch>`, where a `ProxyPass` reads
+            // the path as a regular expression only when it has a wildcard, as in Apache).
+            regex: is_match || l.regex,
             noquery,
             interpolate,
             context,
