@@ -103,7 +103,17 @@ async fn members_made_from_the_users_client_balance_and_fail_over() {
     .expect("infallible");
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
-    assert!(response.extensions().get::<BalancerInfo>().is_none());
+    // The BALANCER_* values of the last member tried, when one was (a `Connect` error), as
+    // Apache keeps them for `Header always` on its 503; none when no member was usable.
+    if let Some(info) = response.extensions().get::<BalancerInfo>() {
+        assert_eq!(info.balancer_name(), "balancer://demo");
+        assert!(
+            backends.iter().any(|b| info
+                .worker_name()
+                .ends_with(&format!(":{}", b.addr().port()))),
+            "{info:?}"
+        );
+    }
     let body = response.into_body().collect().await.expect("a body");
     assert!(body.to_bytes().starts_with(b"503"));
 }

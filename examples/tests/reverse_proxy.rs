@@ -245,7 +245,7 @@ mod check {
         let (code, out) = run_check("require", &text, false);
         assert_eq!(code, 1, "{out}");
         assert!(
-            out.contains("line 5: error [not-applied]: Require is not applied by proxy-balancer"),
+            out.contains("line 6: error [not-applied]: Require is not applied by proxy-balancer"),
             "{out}"
         );
         assert!(out.contains("fails open"), "{out}");
