@@ -73,6 +73,7 @@
 //! ```
 
 mod error;
+mod extras;
 pub mod future;
 mod headers;
 mod wiring;
@@ -146,6 +147,8 @@ pub struct Site {
     forwarded: Arc<ForwardedHeaders>,
     /// `AllowEncodedSlashes`.
     encoded_slashes: EncodedSlashes,
+    /// The `HeartbeatListen` listener; it stops with the last clone.
+    heartbeat: Option<Arc<crate::heartbeat::HeartbeatListener>>,
 }
 
 impl std::fmt::Debug for Site {
@@ -174,11 +177,6 @@ impl Site {
     /// health check or the manager's `<Location>` is invalid. Each error names its line.
     pub fn from_config(config: &Config) -> Result<Self, SiteError> {
         refuse_skipped_headers(config)?;
-        if config.balancer_persist == Some(true) {
-            tracing::warn!(
-                "BalancerPersist On has no effect here: manager changes are kept across restarts only with a persistence file (BalancerManagerBuilder::persist)"
-            );
-        }
         if config.server.balancer_inherit == Some(false) {
             tracing::warn!(
                 "BalancerInherit Off has no effect here: there are no <VirtualHost> contexts"
@@ -199,8 +197,11 @@ impl Site {
         }
         let cookie = route_cookie(config);
         let reverse = reverse_layer(config)?;
+        // iobuffersize, receivebuffersize, responsefieldsize, ProxyIOBufferSize (extras).
+        let client = extras::member_client(config);
         let route = |store: &Arc<BalancerStore>, cookie: Option<RouteCookie>| {
-            Target::Balancer(Reverse::new(stack(Arc::clone(store), cookie), &reverse))
+            let stack = stack_with(Arc::clone(store), cookie, client.clone());
+            Target::Balancer(Reverse::new(stack, &reverse))
         };
         let mut routes = Vec::new();
         let mut workers_seen = std::collections::HashSet::new();
@@ -279,7 +280,10 @@ impl Site {
             routes.push(route);
         }
         let defs = Arc::new(wiring::probe_definitions(config)?);
-        let probes = wiring::spawn_probes(&stores, &defs)?;
+        // ProxyHCTPsize (extras).
+        let probes = extras::spawn_probes(config, &stores, &defs)?;
+        // HeartbeatListen, HeartbeatMaxServers (extras).
+        let heartbeat = extras::heartbeat(config, &stores)?;
         let manager = wiring::manager(config, &stores[..managed], &probes[..managed], &defs)?;
         let headers: Vec<HeaderDirective> = config
             .headers
@@ -295,6 +299,7 @@ impl Site {
             headers: headers.into(),
             forwarded: Arc::new(forwarded_headers(config)),
             encoded_slashes: encoded_slashes(config),
+            heartbeat,
         })
     }
 
@@ -320,7 +325,14 @@ impl Site {
             headers: Vec::new().into(),
             forwarded: Arc::new(ForwardedHeaders::new()),
             encoded_slashes: EncodedSlashes::default(),
+            heartbeat: None,
         }
+    }
+
+    /// The `HeartbeatListen` listener, if the configuration has one.
+    #[must_use]
+    pub fn heartbeat(&self) -> Option<&crate::heartbeat::HeartbeatListener> {
+        self.heartbeat.as_deref()
     }
 
     /// The balancers of the site.
@@ -357,8 +369,19 @@ impl Site {
 /// on another member.
 #[must_use]
 pub fn stack(store: Arc<BalancerStore>, cookie: Option<RouteCookie>) -> ProxyService {
+    stack_with(store, cookie, MakeHttpMember::new())
+}
+
+/// [`stack`] over a member client of the caller's ([`MakeHttpMember`] with
+/// [`ClientOptions`](crate::client::ClientOptions)).
+#[must_use]
+pub fn stack_with(
+    store: Arc<BalancerStore>,
+    cookie: Option<RouteCookie>,
+    client: MakeHttpMember<RequestBody>,
+) -> ProxyService {
     let options = BalancerOptions::default().retry_idempotent(true);
-    let balancer = Balancer::with_options(Arc::clone(&store), MakeHttpMember::new(), options);
+    let balancer = Balancer::with_options(Arc::clone(&store), client, options);
     let mut sticky = StickyRouteLayer::new(store);
     if let Some(cookie) = cookie {
         sticky = sticky.with_cookie(cookie);
@@ -501,7 +524,9 @@ fn encoded_slashes(config: &Config) -> EncodedSlashes {
 fn forwarded_headers(config: &Config) -> ForwardedHeaders {
     let mut forwarded = ForwardedHeaders::new()
         .with_preserve_host(config.server.proxy_preserve_host.unwrap_or(false))
-        .with_add_headers(config.server.proxy_add_headers.unwrap_or(true));
+        .with_add_headers(config.server.proxy_add_headers.unwrap_or(true))
+        // ProxyVia, ProxyErrorOverride, ProxyBadHeader, Proxy100Continue (extras).
+        .with_hop(extras::hop_options(&config.server));
     if let Some(name) = &config.server.server_name {
         forwarded = forwarded.with_server_name(name.host.clone());
     }

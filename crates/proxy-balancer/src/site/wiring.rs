@@ -28,30 +28,6 @@ pub(super) fn probe_definitions(config: &Config) -> Result<ProbeDefinitions, Sit
     Ok(defs)
 }
 
-/// One health probe per balancer. Each follows its store's snapshots: members with an
-/// `hcmethod` are probed, and checks turned on, changed or off through the manager take
-/// effect on the running probe.
-///
-/// # Errors
-///
-/// If a member names an `hcexpr` that is not defined.
-pub(super) fn spawn_probes(
-    stores: &[Arc<BalancerStore>],
-    defs: &Arc<ProbeDefinitions>,
-) -> Result<Vec<HealthProbe>, SiteError> {
-    stores
-        .iter()
-        .map(|store| {
-            HealthProbe::spawn_with(Arc::clone(store), Arc::clone(defs)).map_err(|source| {
-                SiteError::Probe {
-                    name: store.snapshot().params().name.clone(),
-                    source,
-                }
-            })
-        })
-        .collect()
-}
-
 /// The balancer-manager of the configuration's first `<Location …> SetHandler
 /// balancer-manager`, admitting the networks of its `Require ip …` lines (loopback when it
 /// has none; everyone with `Require all granted`).
@@ -122,6 +98,10 @@ pub(super) fn manager(
         }]);
     }
     builder = builder.hc_expr_names(defs.expr_names());
+    // BalancerPersist On (extras).
+    if let Some(path) = super::extras::persist_file(config)? {
+        builder = builder.persist(path);
+    }
     for (store, probe) in stores.iter().zip(probes) {
         builder = builder.balancer_with_health(Arc::clone(store), Arc::new(probe.monitor()));
     }
