@@ -77,6 +77,10 @@ struct Args {
     /// Stop after this many seconds instead of waiting for Ctrl-C (for scripts).
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<u64>,
+    /// Where `BalancerPersist On` keeps the balancer-manager's state (wins over the
+    /// configuration's `DefaultRuntimeDir`); delete its file to reset the state.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// The error log's level, as Apache's `LogLevel` (`warn`, `debug`, `trace2`,
     /// `"info proxy:debug"`); wins over the configuration's `LogLevel`.
     #[arg(long, value_name = "LEVEL")]
@@ -173,7 +177,10 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
             )
         }
     };
-    let config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
+    let mut config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
+    if let Some(dir) = &args.state_dir {
+        config.default_runtime_dir = Some(dir.clone());
+    }
     let access_logs = init_logs(&config, args.log_level.as_deref(), !args.no_access_log)?;
     // Room for clients: every connection takes a descriptor (the connection cap is derived
     // from this limit when the server starts).

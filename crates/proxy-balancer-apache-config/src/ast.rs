@@ -60,6 +60,67 @@ pub struct HostSettings {
     /// `BalancerInherit On|Off`: whether a virtual host also gets the main server's
     /// balancers (Apache's default is On).
     pub balancer_inherit: Option<bool>,
+    /// `ProxyVia Off|On|Full|Block`: the `Via` header on requests to members and on their
+    /// responses (Apache's default is `Off`).
+    pub proxy_via: Option<ProxyVia>,
+    /// `ProxyErrorOverride On|Off [code …]`: a member's error answer replaced by the
+    /// proxy's own (Apache's default is `Off`).
+    pub proxy_error_override: Option<ProxyErrorOverride>,
+    /// `ProxyBadHeader IsError|Ignore|StartBody`: what a malformed header line in a
+    /// member's answer does (Apache's default is `IsError`).
+    pub proxy_bad_header: Option<ProxyBadHeader>,
+    /// `Proxy100Continue On|Off`: forward `Expect: 100-continue` to the member and relay its
+    /// `100 Continue` (Apache's default is `On`, since 2.4.40).
+    pub proxy_100_continue: Option<bool>,
+    /// `ProxyIOBufferSize bytes`: the largest piece of a member's body relayed at once, the
+    /// default of the workers' `iobuffersize` (Apache's default is 8192).
+    pub proxy_io_buffer_size: Option<u32>,
+}
+
+/// `ProxyVia`: the `Via` header mod_proxy adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProxyVia {
+    /// `Off` (the default): no `Via` added; a client's `Via` passes as sent.
+    Off,
+    /// `On`: `Via: 1.1 name[:port]` added to requests and responses.
+    On,
+    /// `Full`: as `On`, with the server version as a comment.
+    Full,
+    /// `Block`: the request's `Via` removed, none added.
+    Block,
+}
+
+/// `ProxyErrorOverride On|Off [code …]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ProxyErrorOverride {
+    /// `On`.
+    pub on: bool,
+    /// The statuses overridden (each 400 to 599); empty: every 4xx and 5xx.
+    pub codes: Vec<u16>,
+}
+
+/// `ProxyBadHeader`: a member's header line that is not `name: value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProxyBadHeader {
+    /// `IsError` (the default): the answer is a 502.
+    IsError,
+    /// `Ignore`: the line is skipped.
+    Ignore,
+    /// `StartBody`: the line and what follows are the body.
+    StartBody,
+}
+
+/// `HeartbeatListen addr:port` (mod_heartmonitor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeartbeatListen {
+    /// The address to receive heartbeats on (a multicast group or a unicast address).
+    pub addr: std::net::SocketAddr,
+    /// Where the directive is.
+    pub span: Span,
 }
 
 /// A `<VirtualHost addr …>` block.
@@ -512,11 +573,24 @@ pub struct Config {
     /// `BalancerGrowth`: the default `growth` of every balancer ([`Config::balancers`]
     /// applies it, capped at the core's 100).
     pub balancer_growth: Option<u32>,
-    /// `BalancerPersist`: not applied by the reverse proxy (persistence needs a file: the
-    /// manager's `persist`); the doctor's `no-effect` rule and the site's start-up log say so.
+    /// `BalancerPersist On|Off`: whether the balancer-manager's changes survive a restart
+    /// (Apache's default is `Off`); the state directory is the application's choice.
     pub balancer_persist: Option<bool>,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
+    /// `HeartbeatListen`: where the heartbeats of mod_heartbeat senders are received, for
+    /// the balancers with `lbmethod=heartbeat`.
+    pub heartbeat_listen: Option<HeartbeatListen>,
+    /// `HeartbeatMaxServers`: how many senders are tracked (Apache's default is 10; 0 means
+    /// Apache's flat-file storage, which has no limit).
+    pub heartbeat_max_servers: Option<u32>,
+    /// `DefaultRuntimeDir`: where run-time state is kept; the site keeps the
+    /// balancer-manager's `BalancerPersist` state there. An application may set it (a
+    /// `--state-dir` option) before building the site.
+    pub default_runtime_dir: Option<std::path::PathBuf>,
+    /// `ProxyHCTPsize`: how many health checks run at once, server-wide (Apache's default
+    /// is 16; 0 runs them one at a time).
+    pub proxy_hc_tpsize: Option<u32>,
     /// The main server's settings (`ServerName`, `ProxyPreserveHost`, `ProxyAddHeaders`,
     /// `AllowEncodedSlashes`, `ProxyPassInherit`, `BalancerInherit`), the defaults of every
     /// `<VirtualHost>`.

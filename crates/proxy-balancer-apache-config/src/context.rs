@@ -36,6 +36,14 @@ impl Config {
             allow_encoded_slashes: own.allow_encoded_slashes.or(main.allow_encoded_slashes),
             proxy_pass_inherit: own.proxy_pass_inherit.or(main.proxy_pass_inherit),
             balancer_inherit: own.balancer_inherit.or(main.balancer_inherit),
+            proxy_via: own.proxy_via.or(main.proxy_via),
+            proxy_error_override: own
+                .proxy_error_override
+                .clone()
+                .or_else(|| main.proxy_error_override.clone()),
+            proxy_bad_header: own.proxy_bad_header.or(main.proxy_bad_header),
+            proxy_100_continue: own.proxy_100_continue.or(main.proxy_100_continue),
+            proxy_io_buffer_size: own.proxy_io_buffer_size.or(main.proxy_io_buffer_size),
         }
     }
 

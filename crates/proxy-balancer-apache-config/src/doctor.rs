@@ -24,7 +24,7 @@
 //! | `hcuri-relative` | error | an `hcuri` (on a member or a `ProxyHCTemplate`) without a leading `/` |
 //! | `not-applied` | note, warning or error (see [`registry`](crate::registry)) | a directive or parameter of Apache's proxy modules (or one that changes routing or access: `RewriteRule`, `SSLEngine`, `Require` outside the balancer-manager …) that is read and not applied by proxy-balancer, with what that means; an error when an access rule fails open |
 //! | `not-applied` | error | a line the reverse proxy refuses rather than run without: a `Header` form it does not apply (`edit`, `echo`, `note`, `expr=`, inside a context), `interpolate` on `ProxyPassReverseCookieDomain`/`Path`, a balancer-manager `Require` other than `ip ADDR[/PREFIX]` and `all granted`, a piped or syslog `ErrorLog`/`CustomLog`, a `CustomLog` with `env=`/`expr=` or a format that is no nickname ([`Config::logs`]) |
-//! | `no-effect` | warning | `BalancerPersist On` (the proxy keeps manager changes only with the manager's `persist` file), `BalancerInherit Off` (no `<VirtualHost>` to inherit into), `ErrorLogFormat`, `LogLevel` modules with no counterpart, and every directive this crate reads at server level (`ProxyPreserveHost`, `ServerName`, `AllowEncodedSlashes`, `ProxyPass`, the logging directives, the client limits …) written inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block, where it is not applied |
+//! | `no-effect` | warning | `BalancerInherit Off` (no `<VirtualHost>` to inherit into), `ErrorLogFormat`, `LogLevel` modules with no counterpart, and every directive this crate reads at server level (`ProxyPreserveHost`, `ServerName`, `AllowEncodedSlashes`, `ProxyPass`, the logging directives, the client limits …) written inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block, where it is not applied |
 //! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //!
@@ -1253,20 +1253,12 @@ fn not_applied_registry(config: &Config, out: &mut Vec<Finding>) {
 /// `no-effect`: server directives the reverse proxy reads but that change nothing there, so
 /// that nobody counts on them.
 fn no_effect(config: &Config, out: &mut Vec<Finding>) {
-    let lines = [
-        (
-            config.balancer_persist == Some(true),
-            "BalancerPersist On",
-            "balancer-manager changes are not kept across restarts from this line: the proxy keeps them only with a persistence file (BalancerManagerBuilder::persist)",
-            "drop the line, or give the manager a persistence file",
-        ),
-        (
-            config.server.balancer_inherit == Some(false),
-            "BalancerInherit Off",
-            "there is no <VirtualHost> to inherit balancers into: every balancer is the server's",
-            "drop the line",
-        ),
-    ];
+    let lines = [(
+        config.server.balancer_inherit == Some(false) && config.virtual_hosts.is_empty(),
+        "BalancerInherit Off",
+        "there is no <VirtualHost> to inherit balancers into: every balancer is the server's",
+        "drop the line",
+    )];
     log_no_effect(config, out);
     for (present, what, causes, fix) in lines {
         if present {

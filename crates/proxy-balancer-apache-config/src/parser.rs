@@ -10,6 +10,7 @@ use crate::ast::{
     HostSettings, LocationConfig, ManagerLocation, MemberConfig, Param, ProxyPassConfig,
     ProxyPassReverseConfig, ProxyTarget, ServerName, Skipped, Span, VirtualHostConfig,
 };
+use crate::ast::{HeartbeatListen, ProxyBadHeader, ProxyErrorOverride, ProxyVia};
 use crate::error::{ParseError, ParseErrorKind, ParseErrors};
 use crate::keys::{self, BALANCER_KEYS, CORE_MEMBER_KEYS, HC_KEYS, OTHER_WORKER_KEYS};
 use crate::lexer::{logical_lines, word, words, LogicalLine, Token};
@@ -156,6 +157,14 @@ const DIRECTIVES: &[&str] = &[
     "TransferLog",
     "LogFormat",
     "LogLevel",
+    "ProxyVia",
+    "ProxyErrorOverride",
+    "ProxyBadHeader",
+    "Proxy100Continue",
+    "ProxyIOBufferSize",
+    "HeartbeatListen",
+    "HeartbeatMaxServers",
+    "ProxyHCTPsize",
     // and the client limits of `crate::front::DIRECTIVES`.
 ];
 
@@ -975,6 +984,14 @@ impl Parser {
             }
             "header" => self.header(span, &name.text, false, &args),
             "requestheader" => self.header(span, &name.text, true, &args),
+            // The directives of `apply_directive` (ProxyVia, ProxyErrorOverride, …).
+            applied if APPLIED_DIRECTIVES.contains(&applied) => {
+                match apply_directive(span, applied, &name.text, &args)? {
+                    SetConfig::Host(apply) => self.host_setting(&name.text, span, apply),
+                    SetConfig::Main(apply) => self.server_setting(&name.text, span, apply),
+                }
+                Ok(())
+            }
             "allowencodedslashes" => {
                 let v = one_arg(span, "AllowEncodedSlashes", &args)?;
                 let mode = if v.text.eq_ignore_ascii_case("on") {
@@ -2034,4 +2051,199 @@ fn pcre_only_feature(pattern: &str) -> Option<&'static str> {
         i += 1;
     }
     None
+}
+
+/// What a directive of [`apply_directive`] sets: a per-server setting (the main server's
+/// or a `<VirtualHost>`'s), or a main-server-only value of the [`Config`].
+enum SetConfig {
+    Host(Box<dyn FnOnce(&mut HostSettings)>),
+    Main(Box<dyn FnOnce(&mut Config)>),
+}
+
+/// The directives [`apply_directive`] reads (lower-case).
+const APPLIED_DIRECTIVES: &[&str] = &[
+    "proxyvia",
+    "proxyerroroverride",
+    "proxybadheader",
+    "proxy100continue",
+    "proxyiobuffersize",
+    "heartbeatlisten",
+    "heartbeatmaxservers",
+    "proxyhctpsize",
+    "defaultruntimedir",
+];
+
+/// Reads `ProxyVia`, `ProxyErrorOverride`, `ProxyBadHeader`, `Proxy100Continue`,
+/// `ProxyIOBufferSize` (per server: [`HostSettings`](crate::HostSettings)) and
+/// `HeartbeatListen`, `HeartbeatMaxServers`, `ProxyHCTPsize` (main server), as Apache checks
+/// them; the result sets the value in a [`Config`].
+fn apply_directive(
+    span: Span,
+    lower: &str,
+    directive: &str,
+    args: &[Token],
+) -> Result<SetConfig, ParseError> {
+    let number = |max: u64, what: &str| -> Result<u32, ParseError> {
+        let v = one_arg(span, directive, args)?;
+        match v.text.trim().parse::<u64>() {
+            Ok(n) if n <= max => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+            _ => Err(invalid(
+                v.span,
+                format!("invalid value \"{}\" for {directive}: {what}", v.text),
+            )),
+        }
+    };
+    Ok(match lower {
+        "proxyvia" => {
+            let v = one_arg(span, directive, args)?;
+            let via = match v.text.to_ascii_lowercase().as_str() {
+                "off" => ProxyVia::Off,
+                "on" => ProxyVia::On,
+                "full" => ProxyVia::Full,
+                "block" => ProxyVia::Block,
+                _ => {
+                    return Err(invalid(
+                        v.span,
+                        format!(
+                            "invalid value \"{}\" for ProxyVia: must be On, Off, Full or Block",
+                            v.text
+                        ),
+                    ))
+                }
+            };
+            SetConfig::Host(Box::new(move |h: &mut HostSettings| {
+                h.proxy_via = Some(via)
+            }))
+        }
+        "proxyerroroverride" => {
+            let Some((first, codes)) = args.split_first() else {
+                return Err(syntax(
+                    span,
+                    "ProxyErrorOverride takes On or Off, then optional status codes",
+                ));
+            };
+            let on = on_off(span, directive, std::slice::from_ref(first))?;
+            let mut list = Vec::with_capacity(codes.len());
+            for code in codes {
+                // Apache (2.4.47+) takes 4xx and 5xx codes only.
+                match code.text.parse::<u16>() {
+                    Ok(n) if (400..=599).contains(&n) => list.push(n),
+                    _ => {
+                        return Err(invalid(
+                            code.span,
+                            format!(
+                                "invalid status \"{}\" for ProxyErrorOverride: must be a 4xx or 5xx code",
+                                code.text
+                            ),
+                        ))
+                    }
+                }
+            }
+            let setting = ProxyErrorOverride { on, codes: list };
+            SetConfig::Host(Box::new(move |h: &mut HostSettings| {
+                h.proxy_error_override = Some(setting)
+            }))
+        }
+        "proxybadheader" => {
+            let v = one_arg(span, directive, args)?;
+            let mode = match v.text.to_ascii_lowercase().as_str() {
+                "iserror" => ProxyBadHeader::IsError,
+                "ignore" => ProxyBadHeader::Ignore,
+                "startbody" => {
+                    return Err(ParseError::new(
+                        v.span,
+                        ParseErrorKind::InvalidValue,
+                        "ProxyBadHeader StartBody is not supported: the member client (hyper) cannot turn a header line into the start of the body".to_owned(),
+                    )
+                    .with_hint(Some(
+                        "use IsError (502, Apache's default) or Ignore (the line is skipped)"
+                            .to_owned(),
+                    )))
+                }
+                _ => {
+                    return Err(invalid(
+                        v.span,
+                        format!(
+                            "invalid value \"{}\" for ProxyBadHeader: must be IsError, Ignore or StartBody",
+                            v.text
+                        ),
+                    ))
+                }
+            };
+            SetConfig::Host(Box::new(move |h: &mut HostSettings| {
+                h.proxy_bad_header = Some(mode)
+            }))
+        }
+        "proxy100continue" => {
+            let on = on_off(span, directive, args)?;
+            SetConfig::Host(Box::new(move |h: &mut HostSettings| {
+                h.proxy_100_continue = Some(on)
+            }))
+        }
+        "proxyiobuffersize" => {
+            let v = one_arg(span, directive, args)?;
+            // Apache: at least 512 (a smaller value is raised to 512 silently; refused
+            // here as a likely mistake).
+            let n = match v.text.trim().parse::<u32>() {
+                Ok(n) if n >= 512 && i32::try_from(n).is_ok() => n,
+                _ => {
+                    return Err(invalid(
+                        v.span,
+                        format!(
+                            "invalid value \"{}\" for ProxyIOBufferSize: must be a size in bytes, at least 512",
+                            v.text
+                        ),
+                    ))
+                }
+            };
+            SetConfig::Host(Box::new(move |h: &mut HostSettings| {
+                h.proxy_io_buffer_size = Some(n)
+            }))
+        }
+        "heartbeatlisten" => {
+            let v = one_arg(span, directive, args)?;
+            let addr = v.text.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(
+                    v.span,
+                    format!(
+                        "invalid value \"{}\" for HeartbeatListen: must be an IP address and a port (239.0.0.1:27999)",
+                        v.text
+                    ),
+                )
+            })?;
+            SetConfig::Main(Box::new(move |c: &mut Config| {
+                c.heartbeat_listen = Some(HeartbeatListen { addr, span });
+            }))
+        }
+        "heartbeatmaxservers" => {
+            let n = number(
+                u64::from(i32::MAX as u32),
+                "must be 0 (flat-file storage) or at least 10",
+            )?;
+            if (1..10).contains(&n) {
+                return Err(invalid(
+                    span,
+                    format!("invalid value \"{n}\" for HeartbeatMaxServers: must be 0 (flat-file storage) or at least 10"),
+                ));
+            }
+            SetConfig::Main(Box::new(move |c: &mut Config| {
+                c.heartbeat_max_servers = Some(n)
+            }))
+        }
+        "proxyhctpsize" => {
+            let n = number(
+                u64::from(i32::MAX as u32),
+                "must be a whole number, 0 or more",
+            )?;
+            SetConfig::Main(Box::new(move |c: &mut Config| c.proxy_hc_tpsize = Some(n)))
+        }
+        "defaultruntimedir" => {
+            let v = one_arg(span, directive, args)?;
+            let dir = std::path::PathBuf::from(&v.text);
+            SetConfig::Main(Box::new(move |c: &mut Config| {
+                c.default_runtime_dir = Some(dir)
+            }))
+        }
+        _ => return Err(syntax(span, format!("{directive} is not read here"))),
+    })
 }

@@ -218,7 +218,7 @@ pub static ENTRIES: &[Entry] = &[
     e("ProxyHCTPsize", D, HCHECK, A("how many health checks run at once")),
     // ----- mod_heartmonitor and mod_lbmethod_heartbeat -----
     e("HeartbeatListen", D, HEARTMONITOR, A("receives mod_heartbeat's datagrams, for lbmethod=heartbeat")),
-    e("HeartbeatMaxServers", D, HEARTMONITOR, note("not needed: the load reports live in each member's state, not in a shared-memory table of fixed size")),
+    e("HeartbeatMaxServers", D, HEARTMONITOR, A("how many heartbeat senders are tracked (10 by default; 0: no limit)")),
     e("HeartbeatStorage", D, "mod_heartmonitor, mod_lbmethod_heartbeat", note("not needed: the load reports live in each member's state; this file is neither written nor read")),
     // ----- mod_headers -----
     e("Header", D, HEADERS, A("response headers: add, set, append, merge, setifempty, unset, edit, echo, with always, env= and simple expr=")),

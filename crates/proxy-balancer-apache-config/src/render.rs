@@ -26,8 +26,13 @@ fn word(s: &str) -> Cow<'_, str> {
 /// written as it is, which reads back (only a `\` at the end of a line continues it).
 fn inner_word(s: &str) -> Cow<'_, str> {
     // Apache reads an unquoted word up to the next blank, quotes inside it included.
-    let plain =
-        !s.is_empty() && !s.starts_with(['"', '\'', '<']) && !s.chars().any(char::is_whitespace);
+    // A `<` starts a block only at the start of a line: a word starting with one is quoted
+    // for the reader's sake, unless it ends in `\` (which no quoted word can: `\"` is an
+    // escaped quote).
+    let plain = !s.is_empty()
+        && !s.starts_with(['"', '\''])
+        && (!s.starts_with('<') || s.ends_with('\\'))
+        && !s.chars().any(char::is_whitespace);
     if plain {
         Cow::Borrowed(s)
     } else {

@@ -769,8 +769,9 @@ fn worker_shared_warns_of_ignored_parameters() {
     assert!(found[0].what.contains("line 1"), "{}", found[0].what);
 }
 
-/// `BalancerGrowth` is every balancer's default `growth`; `BalancerPersist On` and
-/// `BalancerInherit Off`, which change nothing in the proxy, are reported.
+/// `BalancerGrowth` is every balancer's default `growth`; `BalancerInherit Off` without a
+/// `<VirtualHost>`, which changes nothing, is reported (`BalancerPersist On` is applied now:
+/// the site keeps the manager's edits in `DefaultRuntimeDir`, so it is not).
 #[test]
 fn balancer_growth_applies_persist_and_inherit_are_reported() {
     let text = "BalancerGrowth 3\nBalancerPersist On\nBalancerInherit Off\n\
@@ -786,13 +787,7 @@ fn balancer_growth_applies_persist_and_inherit_are_reported() {
     assert_eq!(growth, [3, 7]);
     let found = only(&config, "no-effect");
     let what: Vec<&str> = found.iter().map(|f| f.what.as_str()).collect();
-    assert_eq!(
-        what,
-        [
-            "BalancerPersist On has no effect here",
-            "BalancerInherit Off has no effect here"
-        ]
-    );
+    assert_eq!(what, ["BalancerInherit Off has no effect here"]);
     let quiet = proxy_balancer_apache_config::parse("BalancerPersist Off\nBalancerInherit On\n")
         .expect("valid Apache");
     assert!(only(&quiet, "no-effect").is_empty());

@@ -289,7 +289,8 @@ impl BalancerManagerBuilder {
                     .map_err(|e| e.to_string())
             });
         }
-        BalancerManager {
+        let stale = !persist_report.is_empty();
+        let manager = BalancerManager {
             inner: Arc::new(Inner {
                 persist: self.persist,
                 persist_report,
@@ -303,7 +304,16 @@ impl BalancerManagerBuilder {
                 server: format!("proxy-balancer {}", env!("CARGO_PKG_VERSION")),
                 changes: AtomicU64::new(0),
             }),
+        };
+        // The configuration wins over stale state (Apache's known trap is the reverse):
+        // lines for members or balancers no longer configured were refused above, and are
+        // dropped from the file now rather than coming back if the member does.
+        // A file that cannot be written now fails again, and is reported, at the next
+        // edit.
+        if stale {
+            let _ = manager.save();
         }
+        manager
     }
 }
 

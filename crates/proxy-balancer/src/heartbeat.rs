@@ -287,6 +287,7 @@ impl HeartbeatListener {
             interface_v4: Ipv4Addr::UNSPECIFIED,
             interface_v6: 0,
             ports: HashMap::new(),
+            max_servers: None,
         }
     }
 
@@ -343,9 +344,22 @@ pub struct HeartbeatListenerBuilder {
     interface_v4: Ipv4Addr,
     interface_v6: u32,
     ports: HashMap<IpAddr, u16>,
+    max_servers: Option<usize>,
 }
 
 impl HeartbeatListenerBuilder {
+    /// Track at most `n` senders: reports from further sender addresses are ignored
+    /// (counted as unmatched). `None` (the default): no limit.
+    ///
+    /// # Apache
+    ///
+    /// `HeartbeatMaxServers` (the slots of its shared memory; 0, its flat-file storage,
+    /// has no limit).
+    pub const fn max_servers(mut self, n: Option<usize>) -> Self {
+        self.max_servers = n;
+        self
+    }
+
     /// The local interface that joins an IPv4 multicast group (default: any, chosen by
     /// the system). Used only when the address is a multicast group.
     pub const fn multicast_interface_v4(mut self, interface: Ipv4Addr) -> Self {
@@ -376,26 +390,42 @@ impl HeartbeatListenerBuilder {
     /// # Errors
     ///
     /// The socket could not be bound or the multicast group joined.
+    #[allow(clippy::unused_async)] // Kept async: binding may wait in a later version.
     pub async fn bind(self, store: Arc<BalancerStore>) -> io::Result<HeartbeatListener> {
-        let socket = match self.addr.ip() {
+        self.bind_now(vec![store])
+    }
+
+    /// Binds at once (the socket is bound without waiting), recording reports into the
+    /// members of every balancer in `stores` (Apache's one `HeartbeatListen` feeds every
+    /// `lbmethod=heartbeat` balancer). Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The socket could not be bound or the multicast group joined.
+    pub fn bind_now(self, stores: Vec<Arc<BalancerStore>>) -> io::Result<HeartbeatListener> {
+        let std_socket = match self.addr.ip() {
             IpAddr::V4(group) if group.is_multicast() => {
-                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, self.addr.port())).await?;
-                socket.join_multicast_v4(group, self.interface_v4)?;
+                let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, self.addr.port()))?;
+                socket.join_multicast_v4(&group, &self.interface_v4)?;
                 socket
             }
             IpAddr::V6(group) if group.is_multicast() => {
-                let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, self.addr.port())).await?;
+                let socket = std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, self.addr.port()))?;
                 socket.join_multicast_v6(&group, self.interface_v6)?;
                 socket
             }
-            _ => UdpSocket::bind(self.addr).await?,
+            _ => std::net::UdpSocket::bind(self.addr)?,
         };
+        std_socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(std_socket)?;
         let local_addr = socket.local_addr()?;
         let counters = Arc::new(Counters::default());
         let (stop, stopped) = oneshot::channel();
         let receiver = Receiver {
             socket,
-            store,
+            stores,
+            max_servers: self.max_servers,
+            senders: std::collections::HashSet::new(),
             ports: self.ports,
             counters: Arc::clone(&counters),
         };
@@ -412,13 +442,17 @@ impl HeartbeatListenerBuilder {
 /// The receiving task's state.
 struct Receiver {
     socket: UdpSocket,
-    store: Arc<BalancerStore>,
+    stores: Vec<Arc<BalancerStore>>,
+    /// `HeartbeatMaxServers`.
+    max_servers: Option<usize>,
+    /// The senders tracked so far (with a `max_servers`).
+    senders: std::collections::HashSet<IpAddr>,
     ports: HashMap<IpAddr, u16>,
     counters: Arc<Counters>,
 }
 
 impl Receiver {
-    async fn run(self, mut stopped: oneshot::Receiver<()>) {
+    async fn run(mut self, mut stopped: oneshot::Receiver<()>) {
         // One byte more than a report may have, to tell a long datagram from a full one.
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         loop {
@@ -435,7 +469,7 @@ impl Receiver {
         }
     }
 
-    fn handle(&self, datagram: &[u8], from: SocketAddr) {
+    fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let Some(message) = HeartbeatMessage::parse(datagram) else {
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -445,20 +479,31 @@ impl Receiver {
         let now = tokio::time::Instant::now().into_std();
         let ip = from.ip().to_canonical();
         let port = message.port().or_else(|| self.ports.get(&ip).copied());
-        let snapshot = self.store.load();
-        let mut matched = false;
-        for member in snapshot.members() {
-            let Some((host, member_port)) = member_addr(member) else {
-                continue;
-            };
-            if host == ip && port.map_or(true, |p| p == member_port) {
-                member
-                    .state()
-                    .report_load(message.ready(), message.busy(), now);
-                matched = true;
+        if let Some(max) = self.max_servers {
+            if !self.senders.contains(&ip) {
+                if self.senders.len() >= max {
+                    self.counters.unmatched.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, max, "ignoring a heartbeat: HeartbeatMaxServers senders already tracked");
+                    return;
+                }
+                self.senders.insert(ip);
             }
         }
-        drop(snapshot);
+        let mut matched = false;
+        for store in &self.stores {
+            let snapshot = store.load();
+            for member in snapshot.members() {
+                let Some((host, member_port)) = member_addr(member) else {
+                    continue;
+                };
+                if host == ip && port.map_or(true, |p| p == member_port) {
+                    member
+                        .state()
+                        .report_load(message.ready(), message.busy(), now);
+                    matched = true;
+                }
+            }
+        }
         if matched {
             self.counters.applied.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -130,5 +130,5 @@ mod tests;
 
 pub use config::{Condition, ProbeConfig, ProbeConfigError, ProbeDefinitions, ProbeMethod};
 pub use probe::{ProbeFailure, ProbeOutcome};
-pub use runner::{HealthMonitor, HealthProbe, HealthProbeBuilder};
+pub use runner::{HealthMonitor, HealthProbe, HealthProbeBuilder, ProbePool};
 pub use state::MemberHealth;

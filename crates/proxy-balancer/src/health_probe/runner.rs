@@ -66,6 +66,8 @@ pub struct HealthProbe {
 pub struct HealthProbeBuilder {
     store: Arc<BalancerStore>,
     concurrency: usize,
+    /// A pool shared with other probes ([`HealthProbeBuilder::pool`]).
+    pool: Option<ProbePool>,
 }
 
 /// A read-only view of a [`HealthProbe`]'s counters; it stays valid after the probe
@@ -148,6 +150,7 @@ impl HealthProbe {
         HealthProbeBuilder {
             store,
             concurrency: DEFAULT_CONCURRENCY,
+            pool: None,
         }
     }
 
@@ -197,7 +200,52 @@ impl fmt::Debug for HealthProbe {
 
 // ===== impl HealthProbeBuilder =====
 
+/// A server-wide bound on the probes in flight, shared by the [`HealthProbe`]s of several
+/// balancers ([`HealthProbeBuilder::pool`]): Apache's `ProxyHCTPsize`, the health-check
+/// thread pool of the whole server.
+///
+/// ```
+/// use proxy_balancer::health_probe::ProbePool;
+///
+/// let pool = ProbePool::new(16);
+/// assert_eq!(pool.size(), 16);
+/// // `ProxyHCTPsize 0`: one check at a time.
+/// assert_eq!(ProbePool::new(0).size(), 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ProbePool {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl ProbePool {
+    /// At most `size` probes at once (0 is taken as 1: Apache's 0 runs the checks one
+    /// after the other).
+    #[must_use]
+    pub fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// How many probes may run at once.
+    #[must_use]
+    pub const fn size(&self) -> usize {
+        self.size
+    }
+}
+
 impl HealthProbeBuilder {
+    /// Share `pool` with other probes: at most its size in flight across all of them (it
+    /// replaces [`concurrency`](Self::concurrency)).
+    #[must_use]
+    pub fn pool(mut self, pool: &ProbePool) -> Self {
+        self.pool = Some(pool.clone());
+        self
+    }
+
     /// At most `n` probes in flight at once (Apache's `ProxyHCTPsize`, default 16; 0 is
     /// taken as 1: Apache's 0 runs checks one after the other).
     #[must_use]
@@ -250,7 +298,10 @@ impl HealthProbeBuilder {
             store: self.store,
             configs,
             shared: Arc::clone(&shared),
-            permits: Arc::new(Semaphore::new(self.concurrency)),
+            permits: self.pool.map_or_else(
+                || Arc::new(Semaphore::new(self.concurrency)),
+                |pool| pool.permits,
+            ),
             slots: HashMap::new(),
             tasks: JoinSet::new(),
             running: HashMap::new(),

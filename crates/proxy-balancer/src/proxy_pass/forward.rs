@@ -163,6 +163,14 @@ pub fn forward_request<B>(request: &mut Request<B>, opts: &ForwardedHeaders) {
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     add_forwarded(headers, opts, client_ip, client_host.as_ref());
+    // ProxyVia, Proxy100Continue, and the member client's rules for the answer.
+    super::hop::apply(
+        request,
+        opts.hop(),
+        client_host.as_ref(),
+        opts.server_name(),
+    );
+    let headers = request.headers_mut();
     if opts.preserve_host() {
         let host = client_host.or_else(|| {
             opts.server_name()

@@ -51,6 +51,8 @@ pub struct ForwardedHeaders {
     preserve_host: bool,
     add_headers: bool,
     server_name: Option<String>,
+    /// `ProxyVia`, `ProxyErrorOverride`, `ProxyBadHeader`, `Proxy100Continue`.
+    hop: super::hop::HopOptions,
 }
 
 // ===== impl ForwardedHeaders =====
@@ -63,7 +65,21 @@ impl ForwardedHeaders {
             preserve_host: false,
             add_headers: true,
             server_name: None,
+            hop: super::hop::HopOptions::new(),
         }
+    }
+
+    /// The per-server rules of the hop (`ProxyVia`, `ProxyErrorOverride`,
+    /// `ProxyBadHeader`, `Proxy100Continue`).
+    #[must_use]
+    pub fn with_hop(mut self, hop: super::hop::HopOptions) -> Self {
+        self.hop = hop;
+        self
+    }
+
+    /// The per-server rules of the hop.
+    pub const fn hop(&self) -> &super::hop::HopOptions {
+        &self.hop
     }
 
     /// Keep the client's `Host` (`true`) or send the member's authority (`false`, the

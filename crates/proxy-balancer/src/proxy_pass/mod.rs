@@ -286,6 +286,7 @@ mod error;
 mod forward;
 pub mod future;
 mod headers;
+mod hop;
 mod join;
 mod mapping;
 mod reverse;
@@ -298,6 +299,7 @@ pub use self::forward::{client_addr, forward_request, Forward, ForwardLayer, Pre
 pub use self::headers::{
     is_hop_by_hop, prepare_request_headers, strip_hop_by_hop, ForwardedHeaders,
 };
+pub use self::hop::{ErrorOverride, HopOptions, HopRules, Via};
 #[cfg(feature = "health-probe")]
 pub(crate) use self::join::join_text;
 pub use self::join::join_uri;

@@ -123,6 +123,7 @@
 #![doc = include_str!("headers.md")]
 
 mod error;
+mod extras;
 pub mod future;
 mod headers;
 mod routes;
@@ -266,6 +267,8 @@ pub struct Site {
     /// The health probes of the configuration's members; they stop with the last clone.
     probes: Arc<[HealthProbe]>,
     stores: Arc<[Arc<BalancerStore>]>,
+    /// The `HeartbeatListen` listener; it stops with the last clone.
+    heartbeat: Option<Arc<crate::heartbeat::HeartbeatListener>>,
 }
 
 impl std::fmt::Debug for Site {
@@ -294,6 +297,10 @@ struct Build<'c> {
     defs: Arc<ProbeDefinitions>,
     cookie: Option<RouteCookie>,
     workers_seen: HashSet<String>,
+    /// The member client, with each worker's connection options.
+    client: MakeHttpMember<RequestBody>,
+    /// `BalancerPersist On`: the manager's state file.
+    persist: Option<std::path::PathBuf>,
 }
 
 // ===== impl Site =====
@@ -310,11 +317,6 @@ impl Site {
     /// wildcard, a `<VirtualHost>` host name). Each error names its line.
     pub fn from_config(config: &Config) -> Result<Self, SiteError> {
         refuse_skipped_headers(config)?;
-        if config.balancer_persist == Some(true) {
-            tracing::warn!(
-                "BalancerPersist On has no effect here: manager changes are kept across restarts only with a persistence file (BalancerManagerBuilder::persist)"
-            );
-        }
         if config.virtual_hosts.is_empty() && config.server.balancer_inherit == Some(false) {
             tracing::warn!(
                 "BalancerInherit Off has no effect here: there are no <VirtualHost> contexts"
@@ -356,7 +358,10 @@ impl Site {
             stores.push(Arc::new(store));
         }
         let defs = Arc::new(wiring::probe_definitions(config)?);
-        let probes = wiring::spawn_probes(&stores, &defs)?;
+        // ProxyHCTPsize (extras).
+        let probes = extras::spawn_probes(config, &stores, &defs)?;
+        // HeartbeatListen, HeartbeatMaxServers (extras).
+        let heartbeat = extras::heartbeat(config, &stores)?;
         let mut build = Build {
             config,
             balancer_stores,
@@ -369,6 +374,9 @@ impl Site {
             // sets none.
             cookie: None,
             workers_seen: HashSet::new(),
+            // iobuffersize, receivebuffersize, responsefieldsize, ProxyIOBufferSize (extras).
+            client: extras::member_client(config),
+            persist: persist_file(config)?,
         };
         let mut servers = Vec::with_capacity(config.virtual_hosts.len() + 1);
         servers.push(build.server(None)?);
@@ -380,6 +388,7 @@ impl Site {
             vhosts: Arc::new(vhosts),
             probes: build.probes.into(),
             stores: build.stores.into(),
+            heartbeat,
         })
     }
 
@@ -412,7 +421,14 @@ impl Site {
             vhosts: Arc::new(VhostTable::default()),
             probes: Vec::new().into(),
             stores: vec![store].into(),
+            heartbeat: None,
         }
+    }
+
+    /// The `HeartbeatListen` listener, if the configuration has one.
+    #[must_use]
+    pub fn heartbeat(&self) -> Option<&crate::heartbeat::HeartbeatListener> {
+        self.heartbeat.as_deref()
     }
 
     /// The balancers of the site: one store per `<Proxy balancer://…>` (a `<VirtualHost>`'s
@@ -615,7 +631,11 @@ impl Build<'_> {
                 };
                 Ok(Route {
                     pass,
-                    target: Target::Balancer(stack(Arc::clone(store), self.cookie.clone())),
+                    target: Target::Balancer(stack_with(
+                        Arc::clone(store),
+                        self.cookie.clone(),
+                        self.client.clone(),
+                    )),
                 })
             }
             ProxyTarget::Exclude => Ok(Route {
@@ -662,7 +682,11 @@ impl Build<'_> {
                 };
                 Ok(Route {
                     pass: prefix(backend)?,
-                    target: Target::Balancer(stack(Arc::clone(store), None)),
+                    target: Target::Balancer(stack_with(
+                        Arc::clone(store),
+                        None,
+                        self.client.clone(),
+                    )),
                 })
             }
             _ => Err(SiteError::ProxyPass {
@@ -718,8 +742,13 @@ impl Build<'_> {
                 let stores = visible
                     .iter()
                     .map(|&i| (&self.stores[i], &self.probes[i]));
-                let manager =
-                    wiring::manager(location, &names, stores, &self.defs)?;
+                let manager = wiring::manager(
+                    location,
+                    &names,
+                    stores,
+                    self.persist.as_deref(),
+                    &self.defs,
+                )?;
                 Ok((matcher, manager))
             })
             .collect()
@@ -835,8 +864,19 @@ fn reverse_line(path: &str, target: &str, line: u32) -> Result<ProxyPassReverse,
 /// on another member.
 #[must_use]
 pub fn stack(store: Arc<BalancerStore>, cookie: Option<RouteCookie>) -> ProxyService {
+    stack_with(store, cookie, MakeHttpMember::new())
+}
+
+/// [`stack`] over a member client of the caller's ([`MakeHttpMember`] with
+/// [`ClientOptions`](crate::client::ClientOptions)).
+#[must_use]
+pub fn stack_with(
+    store: Arc<BalancerStore>,
+    cookie: Option<RouteCookie>,
+    client: MakeHttpMember<RequestBody>,
+) -> ProxyService {
     let options = BalancerOptions::default().retry_idempotent(true);
-    let balancer = Balancer::with_options(Arc::clone(&store), MakeHttpMember::new(), options);
+    let balancer = Balancer::with_options(Arc::clone(&store), client, options);
     let mut sticky = StickyRouteLayer::new(store);
     if let Some(cookie) = cookie {
         sticky = sticky.with_cookie(cookie);
@@ -1092,7 +1132,9 @@ fn encoded_slashes(settings: &HostSettings) -> EncodedSlashes {
 fn forwarded_headers(settings: &HostSettings) -> ForwardedHeaders {
     let mut forwarded = ForwardedHeaders::new()
         .with_preserve_host(settings.proxy_preserve_host.unwrap_or(false))
-        .with_add_headers(settings.proxy_add_headers.unwrap_or(true));
+        .with_add_headers(settings.proxy_add_headers.unwrap_or(true))
+        // ProxyVia, ProxyErrorOverride, ProxyBadHeader, Proxy100Continue (extras).
+        .with_hop(extras::hop_options(settings));
     if let Some(name) = &settings.server_name {
         forwarded = forwarded.with_server_name(name.host.clone());
     }
@@ -1141,4 +1183,39 @@ fn bad_request() -> Response<ProxyBody> {
     ))));
     *response.status_mut() = StatusCode::BAD_REQUEST;
     response
+}
+
+/// `BalancerPersist On`: the manager's state file ([`extras::persist_file`]), when the
+/// balancer-manager is served in one server only.
+///
+/// # Errors
+///
+/// With the manager served in more than one server (a main-server `<Location>` with
+/// `<VirtualHost>`s, which Apache merges into each, or managers in several virtual hosts):
+/// each would save its own view of the balancers they share, and the file read last would
+/// bring back an older state. Refused rather than restore stale edits.
+fn persist_file(config: &Config) -> Result<Option<std::path::PathBuf>, SiteError> {
+    let Some(path) = extras::persist_file(config)? else {
+        return Ok(None);
+    };
+    let main = config
+        .manager_locations
+        .iter()
+        .any(|l| l.context.vhost.is_none());
+    let mut servers: Vec<Option<usize>> = config
+        .manager_locations
+        .iter()
+        .map(|l| l.context.vhost)
+        .collect();
+    servers.sort_unstable();
+    servers.dedup();
+    let several = servers.len() > 1 || (main && !config.virtual_hosts.is_empty());
+    if several {
+        let line = config.manager_locations.first().map_or(0, |l| l.span.line);
+        return Err(SiteError::Unsupported {
+            line,
+            reason: "BalancerPersist On with the balancer-manager served in more than one server (a main-server <Location> is merged into every <VirtualHost>): each would save its own view of the balancers they share; serve the manager in one <VirtualHost> only, or turn BalancerPersist off".to_owned(),
+        });
+    }
+    Ok(Some(path))
 }

@@ -28,30 +28,6 @@ pub(super) fn probe_definitions(config: &Config) -> Result<ProbeDefinitions, Sit
     Ok(defs)
 }
 
-/// One health probe per balancer. Each follows its store's snapshots: members with an
-/// `hcmethod` are probed, and checks turned on, changed or off through the manager take
-/// effect on the running probe.
-///
-/// # Errors
-///
-/// If a member names an `hcexpr` that is not defined.
-pub(super) fn spawn_probes(
-    stores: &[Arc<BalancerStore>],
-    defs: &Arc<ProbeDefinitions>,
-) -> Result<Vec<HealthProbe>, SiteError> {
-    stores
-        .iter()
-        .map(|store| {
-            HealthProbe::spawn_with(Arc::clone(store), Arc::clone(defs)).map_err(|source| {
-                SiteError::Probe {
-                    name: store.snapshot().params().name.clone(),
-                    source,
-                }
-            })
-        })
-        .collect()
-}
-
 /// The balancer-manager of a `<Location …> SetHandler balancer-manager` in one server,
 /// admitting the networks of its `Require ip …` lines (loopback when it has none; everyone
 /// with `Require all granted`), showing the balancers visible in that server, and taking
@@ -60,6 +36,7 @@ pub(super) fn manager<'a>(
     location: &ManagerLocation,
     names: &[String],
     stores: impl Iterator<Item = (&'a Arc<BalancerStore>, &'a HealthProbe)>,
+    persist: Option<&std::path::Path>,
     defs: &ProbeDefinitions,
 ) -> Result<BalancerManager, SiteError> {
     let mut builder = BalancerManager::builder(&location.path);
@@ -117,6 +94,10 @@ pub(super) fn manager<'a>(
         builder = builder.server_names(names.iter().cloned());
     }
     builder = builder.hc_expr_names(defs.expr_names());
+    // BalancerPersist On (extras::persist_file).
+    if let Some(path) = persist {
+        builder = builder.persist(path);
+    }
     for (store, probe) in stores {
         builder = builder.balancer_with_health(Arc::clone(store), Arc::new(probe.monitor()));
     }
