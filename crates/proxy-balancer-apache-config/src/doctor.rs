@@ -117,7 +117,7 @@ impl fmt::Display for Severity {
 /// let finding = Finding {
 ///     severity: Severity::Warning,
 ///     rule: "retry-too-long",
-///     span: Span { line: 12, column: 5 },
+///     span: Span::new(12, 5),
 ///     what: "retry=300".into(),
 ///     causes: "members stuck in Err".into(),
 ///     fix: "retry=10".into(),
@@ -219,7 +219,7 @@ pub fn exit_code(findings: &[Finding]) -> i32 {
 /// let finding = Finding {
 ///     severity: Severity::Error,
 ///     rule: "duplicate-route",
-///     span: Span { line: 3, column: 1 },
+///     span: Span::new(3, 1),
 ///     what: "route \"n1\"".into(),
 ///     causes: "a\nb".into(),
 ///     fix: "c".into(),

@@ -325,7 +325,7 @@ impl Parser {
             return;
         }
         let start = line.skip_blank(0);
-        if line.chars.get(start) == Some(&'<') {
+        if line.char_at(start) == Some('<') {
             if let Err(e) = self.tag(line, start) {
                 self.errors.push(e);
             }
@@ -1031,22 +1031,19 @@ impl Parser {
 
     fn hc_expr(&mut self, line: &LogicalLine, span: Span, next: usize) -> Result<(), ParseError> {
         let start = line.skip_blank(next);
-        if start >= line.chars.len() {
+        if start >= line.len() {
             return Err(syntax(span, "ProxyHCExpr needs a name and an {expression}"));
         }
         let (name, after) = word(line, start)?;
         let open = line.skip_blank(after);
-        let mut end = line.chars.len();
-        while end > open && line.chars[end - 1].is_whitespace() {
-            end -= 1;
-        }
-        if line.chars.get(open) != Some(&'{') || end < open + 2 || line.chars[end - 1] != '}' {
+        let body = line.text.get(open..).unwrap_or("").trim_end();
+        if !body.starts_with('{') || body.len() < 2 || !body.ends_with('}') {
             return Err(syntax(
                 line.span_at(open),
                 "ProxyHCExpr needs an expression in braces, e.g. {%{REQUEST_STATUS} =~ /^[23]/}",
             ));
         }
-        let expr: String = line.chars[open + 1..end - 1].iter().collect();
+        let expr = &body[1..body.len() - 1];
         self.exprs.entry(name.text.clone()).or_insert(span);
         self.cfg.hc_exprs.push(HcExpr {
             name: name.text,
