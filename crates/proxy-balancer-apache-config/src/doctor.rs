@@ -1213,7 +1213,8 @@ fn log_no_effect(config: &Config, out: &mut Vec<Finding>) {
 /// parameters are ignored (AH01146 "Ignoring parameter … because of worker sharing"); so
 /// does the reverse proxy.
 fn worker_shared(config: &Config, out: &mut Vec<Finding>) {
-    let mut seen: Vec<(String, u32)> = Vec::new();
+    // URL → the line of its first ProxyPass (a map: linear in the ProxyPasses).
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     for pp in &config.proxy_passes {
         let ProxyTarget::Url(url) = &pp.target else {
             continue;
@@ -1222,8 +1223,8 @@ fn worker_shared(config: &Config, out: &mut Vec<Finding>) {
             continue;
         };
         let key = key.to_string();
-        match seen.iter().find(|(k, _)| *k == key) {
-            Some((_, first)) if !pp.params.is_empty() => out.push(Finding {
+        match seen.get(&key) {
+            Some(first) if !pp.params.is_empty() => out.push(Finding {
                 severity: Severity::Warning,
                 rule: "worker-shared",
                 span: pp.span,
@@ -1236,7 +1237,9 @@ fn worker_shared(config: &Config, out: &mut Vec<Finding>) {
                 fix: format!("put the parameters on the first ProxyPass to {key} (line {first})"),
             }),
             Some(_) => {}
-            None => seen.push((key, pp.span.line)),
+            None => {
+                seen.insert(key, pp.span.line);
+            }
         }
     }
 }

@@ -197,6 +197,12 @@ impl Site {
                 .map_err(|source| SiteError::Balancer { name, source })?;
             stores.push(Arc::new(store));
         }
+        // Name → store, so that each ProxyPass finds its balancer in constant time (a scan
+        // of the stores per ProxyPass is quadratic in start-up).
+        let by_name: std::collections::HashMap<String, &Arc<BalancerStore>> = stores
+            .iter()
+            .map(|s| (s.snapshot().params().name.clone(), s))
+            .collect();
         let cookie = route_cookie(config);
         let reverse = reverse_layer(config)?;
         let route = |store: &Arc<BalancerStore>, cookie: Option<RouteCookie>| {
@@ -213,9 +219,9 @@ impl Site {
             };
             let route = match &pass.target {
                 ProxyTarget::Balancer { name, path } => {
-                    let store = stores
-                        .iter()
-                        .find(|s| s.snapshot().params().name == *name)
+                    let store = by_name
+                        .get(name.as_str())
+                        .copied()
                         .ok_or_else(|| SiteError::ProxyPass {
                             line,
                             reason: format!(
@@ -247,16 +253,15 @@ impl Site {
                             pass.path
                         );
                     }
-                    let store = stores
-                        .iter()
-                        .find(|s| s.snapshot().params().name == params.name)
-                        .ok_or_else(|| SiteError::ProxyPass {
+                    let store = by_name.get(params.name.as_str()).copied().ok_or_else(|| {
+                        SiteError::ProxyPass {
                             line,
                             reason: format!(
                                 "ProxyPass {} {url}: its worker was not built",
                                 pass.path
                             ),
-                        })?;
+                        }
+                    })?;
                     // The member URL holds the base path; the mapping adds the rest of the
                     // request path, after a `/` if the URL as written ends with one.
                     let backend = if url.ends_with('/') {
