@@ -186,7 +186,8 @@ fn main() -> Result<ExitCode, Report> {
 async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     // The demo backends live as long as the proxy.
     let (text, origin, _backends) = match &args.config {
-        Some(path) => (read(path)?, path.display().to_string(), Vec::new()),
+        // Read by `parse_file` below, with its `Include`s.
+        Some(path) => (String::new(), path.display().to_string(), Vec::new()),
         None => {
             let backends = start_demo_backends(usize::from(args.backends)).await?;
             (
@@ -196,7 +197,11 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
             )
         }
     };
-    let config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
+    // A file: with its `Include`s, `Define`s and `${VAR}`s; each error names its file.
+    let config = match &args.config {
+        Some(path) => proxy_balancer::apache_config::parse_file(path).map_err(|e| e.to_string())?,
+        None => parse(&text).map_err(|e| format!("{origin}:\n{e}"))?,
+    };
     let access_logs = init_logs(&config, args.log_level.as_deref(), !args.no_access_log)?;
     // Room for clients: every connection takes a descriptor (the connection cap is derived
     // from this limit when the server starts).

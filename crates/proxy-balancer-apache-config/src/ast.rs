@@ -389,4 +389,12 @@ pub struct Config {
     /// `<Location>`) and listed here, not applied to the whole server (`ServerName` in a
     /// `<Proxy>` block is an error, as in Apache).
     pub skipped: Vec<Skipped>,
+    /// The files read, for [`parse_file`](crate::parse_file): the main file first, then each
+    /// included file in the order it was read; [`Span::file`] indexes this list. Empty for
+    /// [`parse`](crate::parse).
+    pub files: Vec<std::path::PathBuf>,
+    /// The `${VAR}`s that were neither `Define`d nor in the environment, left as written
+    /// ([`parse_file`](crate::parse_file) only), with where each was used. Apache warns
+    /// about each one at start-up: `AH00111: Config variable ${VAR} is not defined`.
+    pub undefined_variables: Vec<(String, Span)>,
 }

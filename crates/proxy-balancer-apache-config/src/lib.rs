@@ -95,6 +95,7 @@ mod convert;
 pub mod doctor;
 mod error;
 mod front;
+mod include;
 mod json;
 pub mod keys;
 mod lexer;
@@ -104,6 +105,7 @@ mod render;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind, ParseErrors};
+pub use include::{parse_file, parse_file_with, FileOptions, MAX_INCLUDE_DEPTH};
 pub use logs::{
     AccessLogSpec, CustomLogConfig, ErrorLogConfig, LogConfigError, LogDestination, LogDirectives,
     LogFormatConfig, LogLevel, LogLevelConfig, Logs,

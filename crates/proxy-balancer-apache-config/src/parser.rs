@@ -139,7 +139,7 @@ const READ_THROUGH: &[&str] = &[
 ];
 
 #[derive(Debug)]
-struct Parser {
+pub(crate) struct Parser {
     cfg: Config,
     errors: Vec<ParseError>,
     stack: Vec<Frame>,
@@ -228,7 +228,7 @@ fn all_worker_keys() -> Vec<&'static str> {
 }
 
 impl Parser {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             cfg: Config::default(),
             errors: Vec::new(),
@@ -245,7 +245,7 @@ impl Parser {
         }
     }
 
-    fn finish(mut self) -> Result<Config, ParseErrors> {
+    pub(crate) fn finish(mut self) -> Result<Config, ParseErrors> {
         while let Some(frame) = self.stack.pop() {
             self.errors.push(
                 ParseError::new(
@@ -320,7 +320,7 @@ impl Parser {
 
     // ===== lines and blocks =====
 
-    fn line(&mut self, line: &LogicalLine) {
+    pub(crate) fn line(&mut self, line: &LogicalLine) {
         if self.errors.len() >= MAX_ERRORS {
             return;
         }
