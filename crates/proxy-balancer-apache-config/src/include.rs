@@ -181,6 +181,24 @@ pub fn parse_file_with(
     Err(result.with_paths(&files))
 }
 
+impl Config {
+    /// The file `span` is in, for a configuration read by [`parse_file`] (`None` for
+    /// [`parse`](crate::parse)): to write `path:line:column` in messages.
+    ///
+    /// ```
+    /// let config = proxy_balancer_apache_config::parse("ProxyTimeout 5\n")?;
+    /// assert_eq!(config.file_of(proxy_balancer_apache_config::Span::new(1, 1)), None);
+    /// # Ok::<(), proxy_balancer_apache_config::ParseErrors>(())
+    /// ```
+    #[must_use]
+    pub fn file_of(&self, span: Span) -> Option<&Path> {
+        usize::try_from(span.file)
+            .ok()
+            .and_then(|i| self.files.get(i))
+            .map(PathBuf::as_path)
+    }
+}
+
 /// A file being read: its path as resolved (for messages) and as canonical (for cycles).
 #[derive(Debug)]
 struct Open {

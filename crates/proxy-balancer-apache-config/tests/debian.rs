@@ -78,7 +78,7 @@ fn the_debian_configuration_loads_as_apache_says() {
     assert_eq!(app.name, "balancer://app");
     let urls: Vec<&str> = app.members.iter().map(|m| m.url.as_str()).collect();
     assert_eq!(urls, ["http://10.0.0.11:8080", "http://10.0.0.12:8080"]);
-    let site = &config.files[app.members[1].span.file as usize];
+    let site = config.file_of(app.members[1].span).expect("a file");
     assert!(site.ends_with("sites-enabled/010-balancer.conf"));
     assert_eq!(
         (app.members[1].span.line, app.members[1].span.column),
