@@ -167,7 +167,8 @@ fn main() -> Result<ExitCode, Report> {
 async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     // The demo backends live as long as the proxy.
     let (text, origin, _backends) = match &args.config {
-        Some(path) => (read(path)?, path.display().to_string(), Vec::new()),
+        // Read by `parse_file` below, with its `Include`s.
+        Some(path) => (String::new(), path.display().to_string(), Vec::new()),
         None => {
             let backends = start_demo_backends(usize::from(args.backends)).await?;
             (
@@ -177,7 +178,11 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
             )
         }
     };
-    let mut config = parse(&text).map_err(|e| format!("{origin}:\n{e}"))?;
+    // A file: with its `Include`s, `Define`s and `${VAR}`s; each error names its file.
+    let mut config = match &args.config {
+        Some(path) => proxy_balancer::apache_config::parse_file(path).map_err(|e| e.to_string())?,
+        None => parse(&text).map_err(|e| format!("{origin}:\n{e}"))?,
+    };
     if let Some(dir) = &args.state_dir {
         config.default_runtime_dir = Some(dir.clone());
     }

@@ -326,6 +326,11 @@ pub fn run_seeds(root: &Path, target: &str) -> Result<usize, Vec<String>> {
         let mut files = 0;
         for entry in entries.flatten() {
             let path = entry.path();
+            if path.is_dir() {
+                // A fixture tree (apache-config's `tests/corpus/debian/`): its files are
+                // read through `parse_file` by their own tests.
+                continue;
+            }
             match std::fs::read(&path) {
                 Ok(data) => {
                     if target == "apache_config" {

@@ -7,13 +7,33 @@ use std::time::Duration;
 
 pub use crate::front::{FrontLimits, ReadTimeoutStage};
 
-/// A place in the configuration text: 1-based line and column.
+/// A place in the configuration: the file, and 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span {
+    /// The file: an index in [`Config::files`]; 0 for the text given to
+    /// [`parse`](crate::parse) or the main file given to [`parse_file`](crate::parse_file).
+    pub file: u32,
     /// The line, from 1.
     pub line: u32,
     /// The column (in characters), from 1.
     pub column: u32,
+}
+
+impl Span {
+    /// A place in the main text (file 0).
+    ///
+    /// ```
+    /// let span = proxy_balancer_apache_config::Span::new(3, 7);
+    /// assert_eq!((span.file, span.line, span.column), (0, 3, 7));
+    /// ```
+    #[must_use]
+    pub const fn new(line: u32, column: u32) -> Self {
+        Self {
+            file: 0,
+            line,
+            column,
+        }
+    }
 }
 
 /// Where a directive was written: in the main server or a `<VirtualHost>`, and possibly in a
@@ -620,4 +640,12 @@ pub struct Config {
     /// main server only: elsewhere they are listed here the same way. A `<Location>` that
     /// holds nothing applied (`SetHandler server-status` …) is listed as `<Location`.
     pub skipped: Vec<Skipped>,
+    /// The files read, for [`parse_file`](crate::parse_file): the main file first, then each
+    /// included file in the order it was read; [`Span::file`] indexes this list. Empty for
+    /// [`parse`](crate::parse).
+    pub files: Vec<std::path::PathBuf>,
+    /// The `${VAR}`s that were neither `Define`d nor in the environment, left as written
+    /// ([`parse_file`](crate::parse_file) only), with where each was used. Apache warns
+    /// about each one at start-up: `AH00111: Config variable ${VAR} is not defined`.
+    pub undefined_variables: Vec<(String, Span)>,
 }

@@ -120,7 +120,7 @@ impl fmt::Display for Severity {
 /// let finding = Finding {
 ///     severity: Severity::Warning,
 ///     rule: "retry-too-long",
-///     span: Span { line: 12, column: 5 },
+///     span: Span::new(12, 5),
 ///     what: "retry=300".into(),
 ///     causes: "members stuck in Err".into(),
 ///     fix: "retry=10".into(),
@@ -223,7 +223,7 @@ pub fn exit_code(findings: &[Finding]) -> i32 {
 /// let finding = Finding {
 ///     severity: Severity::Error,
 ///     rule: "duplicate-route",
-///     span: Span { line: 3, column: 1 },
+///     span: Span::new(3, 1),
 ///     what: "route \"n1\"".into(),
 ///     causes: "a\nb".into(),
 ///     fix: "c".into(),
@@ -1346,7 +1346,8 @@ fn log_no_effect(config: &Config, out: &mut Vec<Finding>) {
 /// parameters are ignored (AH01146 "Ignoring parameter … because of worker sharing"); so
 /// does the reverse proxy.
 fn worker_shared(config: &Config, out: &mut Vec<Finding>) {
-    let mut seen: Vec<(String, u32)> = Vec::new();
+    // URL → the line of its first ProxyPass (a map: linear in the ProxyPasses).
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     for pp in &config.proxy_passes {
         let ProxyTarget::Url(url) = &pp.target else {
             continue;
@@ -1355,8 +1356,8 @@ fn worker_shared(config: &Config, out: &mut Vec<Finding>) {
             continue;
         };
         let key = key.to_string();
-        match seen.iter().find(|(k, _)| *k == key) {
-            Some((_, first)) if !pp.params.is_empty() => out.push(Finding {
+        match seen.get(&key) {
+            Some(first) if !pp.params.is_empty() => out.push(Finding {
                 severity: Severity::Warning,
                 rule: "worker-shared",
                 span: pp.span,
@@ -1369,7 +1370,9 @@ fn worker_shared(config: &Config, out: &mut Vec<Finding>) {
                 fix: format!("put the parameters on the first ProxyPass to {key} (line {first})"),
             }),
             Some(_) => {}
-            None => seen.push((key, pp.span.line)),
+            None => {
+                seen.insert(key, pp.span.line);
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Parse errors: where, what, and a hint such as "did you mean".
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::ast::Span;
 
@@ -35,13 +36,19 @@ pub enum ParseErrorKind {
     /// A directive or parameter Apache accepts that proxy-balancer refuses, saying why
     /// (`ProxyRequests On`, `ProxyRemote`; see [`registry`](crate::registry)).
     Unsupported,
+    /// An `Include` whose file or directory is missing or unreadable, whose wildcard
+    /// matches nothing, that includes itself, or nested deeper than 128.
+    Include,
 }
 
 /// One mistake in a configuration, with its place and, when one helps, a hint.
 ///
-/// Its `Display` is `line 12, column 30: unknown parameter "hcpath" (did you mean "hcuri"?)`.
+/// Its `Display` is `line 12, column 30: unknown parameter "hcpath" (did you mean "hcuri"?)`
+/// for a text given to [`parse`](crate::parse), and
+/// `/etc/apache2/sites-enabled/app.conf:12:30: unknown parameter …` for a file read by
+/// [`parse_file`](crate::parse_file) (just `path: …` when the file itself could not be read).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("line {}, column {}: {}{}", .span.line, .span.column, .message, HintSuffix(.hint.as_deref()))]
+#[error("{}{}{}", Place(self), .message, HintSuffix(.hint.as_deref()))]
 pub struct ParseError {
     /// Where the mistake is (the key of a parameter, the start of a directive).
     pub span: Span,
@@ -51,6 +58,9 @@ pub struct ParseError {
     pub message: String,
     /// How to fix it, e.g. `did you mean "hcuri"?`.
     pub hint: Option<String>,
+    /// The file the mistake is in ([`Config::files`](crate::Config::files) at
+    /// `span.file`), for [`parse_file`](crate::parse_file); `None` for [`parse`](crate::parse).
+    pub path: Option<PathBuf>,
 }
 
 impl ParseError {
@@ -60,13 +70,34 @@ impl ParseError {
             kind,
             message: message.into(),
             hint: None,
+            path: None,
         }
+    }
+
+    /// The file the mistake is in, when it was read from one.
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     #[must_use]
     pub(crate) fn with_hint(mut self, hint: Option<String>) -> Self {
         self.hint = hint;
         self
+    }
+}
+
+/// `line L, column C: `, `path:L:C: `, or `path: ` for a whole file.
+struct Place<'a>(&'a ParseError);
+
+impl fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        match &e.path {
+            Some(path) if e.span.line == 0 => write!(f, "{}: ", path.display()),
+            Some(path) => write!(f, "{}:{}:{}: ", path.display(), e.span.line, e.span.column),
+            None => write!(f, "line {}, column {}: ", e.span.line, e.span.column),
+        }
     }
 }
 
@@ -94,7 +125,19 @@ impl ParseErrors {
         Self(errors)
     }
 
-    /// The errors, in the order of the text.
+    /// Each error with its file's path (`files[span.file]`).
+    pub(crate) fn with_paths(mut self, files: &[PathBuf]) -> Self {
+        for e in &mut self.0 {
+            e.path = usize::try_from(e.span.file)
+                .ok()
+                .and_then(|i| files.get(i))
+                .cloned();
+        }
+        self
+    }
+
+    /// The errors, in the order of the text (file by file, in the order of
+    /// [`Config::files`](crate::Config::files)).
     #[must_use]
     pub fn errors(&self) -> &[ParseError] {
         &self.0
@@ -124,7 +167,8 @@ impl ParseErrors {
     }
 
     /// The errors as a JSON array in the shape of [`doctor::to_json`](crate::doctor::to_json)'s
-    /// findings: `{"severity":"error","rule":"parse","line":…,"column":…,"what":…}` each.
+    /// findings: `{"severity":"error","rule":"parse","line":…,"column":…,"what":…}` each,
+    /// with `"file":…` first for an error in a file read by [`parse_file`](crate::parse_file).
     #[must_use]
     pub fn to_json(&self) -> String {
         let mut out = String::from("[");
@@ -132,8 +176,14 @@ impl ParseErrors {
             if i > 0 {
                 out.push(',');
             }
+            out.push('{');
+            if let Some(path) = &e.path {
+                out.push_str("\"file\":");
+                crate::json::json_string(&mut out, &path.display().to_string());
+                out.push(',');
+            }
             out.push_str(&format!(
-                "{{\"severity\":\"error\",\"rule\":\"parse\",\"line\":{},\"column\":{},\"what\":",
+                "\"severity\":\"error\",\"rule\":\"parse\",\"line\":{},\"column\":{},\"what\":",
                 e.span.line, e.span.column
             ));
             crate::json::json_string(&mut out, &e.to_string());

@@ -23,6 +23,12 @@
 //! (applied, refused, or reported by the [`doctor`] as not applied) is in [`registry`]. Every parameter is checked as Apache checks it at start-up, and every mistake is
 //! reported with its line and column and, for near misses, a "did you mean".
 //!
+//! [`parse_file`] reads a configuration from its files as Apache does: `Include` and
+//! `IncludeOptional` (wildcards, directories, relative to `ServerRoot`), `Define` and
+//! `${VAR}`, so that a Debian-style `apache2.conf` with its `sites-enabled/` loads; every
+//! [`Span`] then names its file ([`Config::files`], [`Config::file_of`]) and every error
+//! displays as `path:line:column: …`.
+//!
 //! [`Config::balancers`] turns the result into the core's
 //! [`BalancerParams`](proxy_balancer_core::BalancerParams) and
 //! [`MemberParams`](proxy_balancer_core::MemberParams), and
@@ -83,6 +89,10 @@
 //!   lower-cased, and `balancer://name/anything` names the balancer `balancer://name`.
 //! * Only whole lines are comments (`#` after optional blanks); a line ending in `\` goes
 //!   on with the next one; a word may be quoted with `"` or `'`, and `\"` is a quote inside.
+//! * With [`parse_file`], `${VAR}` is replaced in the whole line before it is split into
+//!   words (Apache's `ap_resolve_env`), and `Include`d files are read where the `Include`
+//!   stands, in the order Apache reads them. [`parse`] reads one text: `Include` there is
+//!   listed in [`Config::skipped`].
 //! * On a `ProxyPass` to a balancer every key is a balancer parameter; on a plain URL every
 //!   key is a worker parameter. `ProxySet url` applies to the member with that URL.
 //! * `hctemplate=` and `hcexpr=` must name a `ProxyHCTemplate`/`ProxyHCExpr` written before.
@@ -134,6 +144,7 @@ pub mod doctor;
 mod error;
 mod front;
 mod header;
+mod include;
 mod json;
 pub mod keys;
 mod lexer;
@@ -144,6 +155,7 @@ mod render;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind, ParseErrors};
+pub use include::{parse_file, parse_file_with, FileOptions, MAX_INCLUDE_DEPTH};
 pub use logs::{
     AccessLogSpec, CustomLogConfig, ErrorLogConfig, LogConfigError, LogDestination, LogDirectives,
     LogFormatConfig, LogLevel, LogLevelConfig, Logs,

@@ -194,7 +194,7 @@ const READ_THROUGH: &[&str] = &[
 ];
 
 #[derive(Debug)]
-struct Parser {
+pub(crate) struct Parser {
     cfg: Config,
     errors: Vec<ParseError>,
     stack: Vec<Frame>,
@@ -296,7 +296,7 @@ fn all_worker_keys() -> Vec<&'static str> {
 }
 
 impl Parser {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             cfg: Config::default(),
             errors: Vec::new(),
@@ -313,7 +313,7 @@ impl Parser {
         }
     }
 
-    fn finish(self) -> Result<Config, ParseErrors> {
+    pub(crate) fn finish(self) -> Result<Config, ParseErrors> {
         let (config, errors) = self.finish_partial();
         if errors.is_empty() {
             Ok(config)
@@ -322,7 +322,7 @@ impl Parser {
         }
     }
 
-    fn finish_partial(mut self) -> (Config, Vec<ParseError>) {
+    pub(crate) fn finish_partial(mut self) -> (Config, Vec<ParseError>) {
         while let Some(frame) = self.stack.pop() {
             self.errors.push(
                 ParseError::new(
@@ -475,12 +475,12 @@ impl Parser {
 
     // ===== lines and blocks =====
 
-    fn line(&mut self, line: &LogicalLine) {
+    pub(crate) fn line(&mut self, line: &LogicalLine) {
         if self.errors.len() >= MAX_ERRORS {
             return;
         }
         let start = line.skip_blank(0);
-        if line.chars.get(start) == Some(&'<') {
+        if line.char_at(start) == Some('<') {
             if let Err(e) = self.tag(line, start) {
                 self.errors.push(e);
             }
@@ -1733,22 +1733,19 @@ impl Parser {
 
     fn hc_expr(&mut self, line: &LogicalLine, span: Span, next: usize) -> Result<(), ParseError> {
         let start = line.skip_blank(next);
-        if start >= line.chars.len() {
+        if start >= line.len() {
             return Err(syntax(span, "ProxyHCExpr needs a name and an {expression}"));
         }
         let (name, after) = word(line, start)?;
         let open = line.skip_blank(after);
-        let mut end = line.chars.len();
-        while end > open && line.chars[end - 1].is_whitespace() {
-            end -= 1;
-        }
-        if line.chars.get(open) != Some(&'{') || end < open + 2 || line.chars[end - 1] != '}' {
+        let body = line.text.get(open..).unwrap_or("").trim_end();
+        if !body.starts_with('{') || body.len() < 2 || !body.ends_with('}') {
             return Err(syntax(
                 line.span_at(open),
                 "ProxyHCExpr needs an expression in braces, e.g. {%{REQUEST_STATUS} =~ /^[23]/}",
             ));
         }
-        let expr: String = line.chars[open + 1..end - 1].iter().collect();
+        let expr = &body[1..body.len() - 1];
         self.exprs.entry(name.text.clone()).or_insert(span);
         self.cfg.hc_exprs.push(HcExpr {
             name: name.text,

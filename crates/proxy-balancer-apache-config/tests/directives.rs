@@ -26,7 +26,7 @@ fn no_apache_directive_is_taken_for_a_typo() {
 }
 
 fn at(line: u32, column: u32) -> Span {
-    Span { line, column }
+    Span::new(line, column)
 }
 
 fn one_error(text: &str) -> proxy_balancer_apache_config::ParseError {

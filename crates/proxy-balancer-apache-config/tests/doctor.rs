@@ -10,7 +10,7 @@ use proxy_balancer_apache_config::{
 };
 
 fn at(line: u32) -> Span {
-    Span { line, column: 1 }
+    Span::new(line, 1)
 }
 
 fn params(kv: &[(&str, &str)], line: u32) -> Vec<Param> {

@@ -13,7 +13,7 @@ fn one(text: &str) -> ParseError {
 }
 
 fn at(line: u32, column: u32) -> Span {
-    Span { line, column }
+    Span::new(line, column)
 }
 
 const HEAD: &str = "<Proxy balancer://app>\n";

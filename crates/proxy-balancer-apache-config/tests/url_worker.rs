@@ -9,7 +9,7 @@ use proxy_balancer_apache_config::{
 use proxy_balancer_core::{LbMethodKind, StatusFlags};
 
 fn at(line: u32, column: u32) -> Span {
-    Span { line, column }
+    Span::new(line, column)
 }
 
 fn hand_built(url: &str, kv: &[(&str, &str)]) -> (Config, ProxyPassConfig) {

@@ -130,20 +130,18 @@ pub struct BalancerSnapshot {
 
 impl BalancerSnapshot {
     pub(crate) fn new(params: BalancerParams, members: Vec<Member>, shared: Shared) -> Self {
-        let mut set_ids: Vec<LbSet> = members.iter().map(|m| m.params().lb_set).collect();
-        set_ids.sort_unstable();
-        set_ids.dedup();
-        let sets = set_ids
+        // One pass over the members (not one per lbset), in increasing lbset order.
+        let mut by_set: std::collections::BTreeMap<LbSet, Vec<u32>> =
+            std::collections::BTreeMap::new();
+        for (i, m) in members.iter().enumerate() {
+            by_set
+                .entry(m.params().lb_set)
+                .or_default()
+                .push(u32::try_from(i).expect("invariant: fewer than 2^32 members"));
+        }
+        let sets = by_set
             .into_iter()
-            .map(|set| {
-                let indices = members
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.params().lb_set == set)
-                    .map(|(i, _)| u32::try_from(i).expect("invariant: fewer than 2^32 members"))
-                    .collect();
-                (set, indices)
-            })
+            .map(|(set, indices)| (set, indices.into_boxed_slice()))
             .collect();
         let schedule = matches!(params.lb_method, LbMethodKind::ByRequests).then(Schedule::new);
         Self {

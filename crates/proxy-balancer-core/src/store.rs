@@ -1,10 +1,11 @@
 //! The shared store of one balancer: one swappable snapshot, serialised writers.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use crate::error::{ConfigError, PickError};
 use crate::member::{Member, MemberId, MemberState};
-use crate::params::{BalancerParams, MemberParams};
+use crate::params::{BalancerParams, MemberParams, MemberUrl};
 use crate::snapshot::{BalancerSnapshot, PickRequest, Picked, Shared};
 use crate::sync::{Arc, AtomicU64, SnapshotCell, WriterLock};
 
@@ -64,8 +65,11 @@ impl BalancerStore {
     ) -> Result<Self, ConfigError> {
         let changes = Arc::new(AtomicU64::new(0));
         let mut built: Vec<Member> = Vec::new();
+        // A set of the URLs so far: start-up stays linear in the members (a scan of `built`
+        // per member took 38 s for 100 000 members).
+        let mut urls: HashSet<MemberUrl> = HashSet::new();
         for (i, params) in members.into_iter().enumerate() {
-            if built.iter().any(|m| m.params().url == params.url) {
+            if !urls.insert(params.url.clone()) {
                 return Err(ConfigError::DuplicateMember {
                     url: params.url.to_string(),
                 });

@@ -130,6 +130,7 @@ mod routes;
 mod vhost;
 mod wiring;
 
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -289,6 +290,10 @@ impl std::fmt::Debug for Site {
 /// What building every server shares.
 struct Build<'c> {
     config: &'c Config,
+    /// (server, name) → index in `config.balancers`.
+    balancer_index: HashMap<(Option<usize>, &'c str), usize>,
+    /// A plain-URL worker's balancer name → its store.
+    worker_stores: HashMap<String, usize>,
     /// The store of each configured balancer (`None`: hidden by an inherited balancer of the
     /// same name, as in Apache).
     balancer_stores: Vec<Option<usize>>,
@@ -327,14 +332,19 @@ impl Site {
         let now = tokio::time::Instant::now().into_std();
         let mut stores = Vec::new();
         let mut balancer_stores = Vec::with_capacity(config.balancers.len());
+        // (server, name) → index in `config.balancers`: each lookup in constant time, so that
+        // start-up stays linear in balancers and ProxyPass lines.
+        let balancer_index: HashMap<(Option<usize>, &str), usize> = config
+            .balancers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| ((b.context.vhost, b.name.as_str()), i))
+            .collect();
         let balancers = config.balancers().map_err(SiteError::Params)?;
         for (b, (params, members)) in config.balancers.iter().zip(balancers) {
             if let Some(vhost) = b.context.vhost {
                 let hidden = config.inherits_balancers(Some(vhost))
-                    && config
-                        .balancers
-                        .iter()
-                        .any(|m| m.context.vhost.is_none() && m.name == b.name);
+                    && balancer_index.contains_key(&(None, b.name.as_str()));
                 if hidden {
                     tracing::warn!(
                         line = b.span.line,
@@ -351,10 +361,15 @@ impl Site {
             balancer_stores.push(Some(stores.len()));
             stores.push(Arc::new(store));
         }
+        let mut worker_stores = HashMap::new();
         for (params, members) in config.url_worker_balancers().map_err(SiteError::Params)? {
             let name = params.name.clone();
-            let store = BalancerStore::new(params, members, now)
-                .map_err(|source| SiteError::Balancer { name, source })?;
+            let store =
+                BalancerStore::new(params, members, now).map_err(|source| SiteError::Balancer {
+                    name: name.clone(),
+                    source,
+                })?;
+            worker_stores.insert(name, stores.len());
             stores.push(Arc::new(store));
         }
         let defs = Arc::new(wiring::probe_definitions(config)?);
@@ -364,6 +379,8 @@ impl Site {
         let heartbeat = extras::heartbeat(config, &stores)?;
         let mut build = Build {
             config,
+            balancer_index,
+            worker_stores,
             balancer_stores,
             stores,
             probes,
@@ -584,12 +601,12 @@ impl Build<'_> {
 
     /// The store a `balancer://name` names in a server.
     fn balancer_store(&self, vhost: Option<usize>, name: &str) -> Option<&Arc<BalancerStore>> {
-        let config: &BalancerConfig = self.config.balancer_in(vhost, name)?;
-        let index = self
-            .config
-            .balancers
-            .iter()
-            .position(|b| std::ptr::eq(b, config))?;
+        // `Config::balancer_in` by index: the main server's when inherited, else the
+        // server's own.
+        let main = (vhost.is_none() || self.config.inherits_balancers(vhost))
+            .then(|| self.balancer_index.get(&(None, name)))
+            .flatten();
+        let index = *main.or_else(|| self.balancer_index.get(&(vhost, name)))?;
         self.stores
             .get(self.balancer_stores.get(index).copied().flatten()?)
     }
@@ -666,9 +683,9 @@ impl Build<'_> {
                     );
                 }
                 let store = self
-                    .stores
-                    .iter()
-                    .find(|s| s.snapshot().params().name == params.name)
+                    .worker_stores
+                    .get(&params.name)
+                    .and_then(|&i| self.stores.get(i))
                     .ok_or_else(|| SiteError::ProxyPass {
                         line,
                         reason: format!("ProxyPass {path} {url}: its worker was not built"),
