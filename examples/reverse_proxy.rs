@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use examples::{
-    bind, check_config, demo_config, json_escape, log_plan, shutdown_signal, start_demo_backends,
+    bind, check_file, demo_config, json_escape, log_plan, shutdown_signal, start_demo_backends,
     BoxError, Report,
 };
 use proxy_balancer::access_log::{AccessLogLayer, AccessLogWriter, LogFormat, DEFAULT_QUEUE};
@@ -113,8 +113,8 @@ fn check(args: &Args) -> Result<ExitCode, BoxError> {
     };
     let mut out = std::io::stdout().lock();
     // A file that cannot be read is an error (2), not "warnings only" (1).
-    let text = match read(path) {
-        Ok(text) => text,
+    match read(path) {
+        Ok(_) => {}
         Err(why) => {
             match args.format {
                 Format::Text => writeln!(out, "{}: error: {why}", path.display())?,
@@ -127,7 +127,8 @@ fn check(args: &Args) -> Result<ExitCode, BoxError> {
             return Ok(ExitCode::from(2));
         }
     };
-    let report = check_config(&text, args.log_level.as_deref(), !args.no_access_log);
+    // Read as `--config` reads it: with its `Include`s, `Define`s and `${VAR}`s.
+    let report = check_file(path, args.log_level.as_deref(), !args.no_access_log);
     match args.format {
         Format::Text => write!(out, "{}", report.to_text(&path.display().to_string()))?,
         Format::Json => writeln!(out, "{}", report.to_json())?,

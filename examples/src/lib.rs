@@ -340,9 +340,37 @@ fn site_error_line(error: &SiteError) -> u32 {
 #[must_use]
 pub fn check_config(text: &str, log_level: Option<&str>, access_logs: bool) -> CheckReport {
     let (config, parse_errors) = parse_partial(text);
-    let findings = doctor::check(&config);
+    report(&config, parse_errors, log_level, access_logs)
+}
+
+/// [`check_config`] on a file read as `--config FILE` reads it
+/// ([`parse_file`](proxy_balancer::apache_config::parse_file): its `Include`s,
+/// `Define`s and `${VAR}`s, each error naming its file), so that `--check` and `--config`
+/// see the same configuration.
+#[must_use]
+pub fn check_file(
+    path: &std::path::Path,
+    log_level: Option<&str>,
+    access_logs: bool,
+) -> CheckReport {
+    let (config, parse_errors) = proxy_balancer::apache_config::parse_file_partial(
+        path,
+        &proxy_balancer::apache_config::FileOptions::new(),
+    );
+    report(&config, parse_errors, log_level, access_logs)
+}
+
+/// The report on what was read: the doctor's findings, and why `--config` would not
+/// start (after parse errors it would not: they are the reason).
+fn report(
+    config: &Config,
+    parse_errors: Vec<ParseError>,
+    log_level: Option<&str>,
+    access_logs: bool,
+) -> CheckReport {
+    let findings = doctor::check(config);
     let refusal = if parse_errors.is_empty() {
-        start_refusal(&config, log_level, access_logs)
+        start_refusal(config, log_level, access_logs)
     } else {
         None
     };

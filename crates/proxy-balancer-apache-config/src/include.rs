@@ -136,6 +136,37 @@ pub fn parse_file_with(
     path: impl AsRef<Path>,
     options: &FileOptions,
 ) -> Result<Config, ParseErrors> {
+    let (config, errors) = parse_file_partial(path, options);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ParseErrors::new(errors))
+    }
+}
+
+/// [`parse_file_with`] that also returns what it read when it finds errors (as
+/// [`parse_partial`](crate::parse_partial) does for a text): for `--check`, which reports
+/// the parse errors and the doctor's findings in one run. The errors are in text order,
+/// each with its file's path.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("pb-partial-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// std::fs::write(dir.join("httpd.conf"), "ProxyTimeout 5\nProxyTimeout x\n")?;
+/// let (config, errors) = proxy_balancer_apache_config::parse_file_partial(
+///     dir.join("httpd.conf"),
+///     &proxy_balancer_apache_config::FileOptions::new(),
+/// );
+/// assert_eq!(errors.len(), 1);
+/// assert_eq!(config.proxy_timeout, Some(std::time::Duration::from_secs(5)));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn parse_file_partial(
+    path: impl AsRef<Path>,
+    options: &FileOptions,
+) -> (Config, Vec<ParseError>) {
     let path = path.as_ref();
     let server_root = options.server_root.clone().unwrap_or_else(|| {
         path.parent()
@@ -166,19 +197,12 @@ pub fn parse_file_with(
         undefined,
         ..
     } = reader;
-    let result = match parser.finish() {
-        Ok(mut config) if errors.is_empty() => {
-            config.files = files;
-            config.undefined_variables = undefined;
-            return Ok(config);
-        }
-        Ok(_) => ParseErrors::new(errors),
-        Err(parse_errors) => {
-            errors.extend(parse_errors);
-            ParseErrors::new(errors)
-        }
-    };
-    Err(result.with_paths(&files))
+    let (mut config, parse_errors) = parser.finish_partial();
+    errors.extend(parse_errors);
+    let errors = ParseErrors::new(errors).with_paths(&files).into_vec();
+    config.files = files;
+    config.undefined_variables = undefined;
+    (config, errors)
 }
 
 impl Config {

@@ -155,7 +155,9 @@ mod render;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind, ParseErrors};
-pub use include::{parse_file, parse_file_with, FileOptions, MAX_INCLUDE_DEPTH};
+pub use include::{
+    parse_file, parse_file_partial, parse_file_with, FileOptions, MAX_INCLUDE_DEPTH,
+};
 pub use logs::{
     AccessLogSpec, CustomLogConfig, ErrorLogConfig, LogConfigError, LogDestination, LogDirectives,
     LogFormatConfig, LogLevel, LogLevelConfig, Logs,

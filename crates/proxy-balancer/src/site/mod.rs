@@ -145,8 +145,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::apache_config::{
-    AllowEncodedSlashes, BalancerConfig, Config, HeaderDirective, HostSettings, ProxyPassConfig,
-    ProxyTarget,
+    AllowEncodedSlashes, Config, HeaderDirective, HostSettings, ProxyPassConfig, ProxyTarget,
 };
 use crate::balancer::{BalancedBody, BalancerOptions};
 use crate::client::{MakeHttpMember, MemberBody};
