@@ -187,6 +187,18 @@ pub struct CheckReport {
     pub findings: Vec<Finding>,
     /// Why `--config` would stop past a clean parse (conversion, logs, site), if it would.
     pub refusal: Option<Refusal>,
+    /// The files read ([`Config::files`]: the checked file first, then those it includes),
+    /// to name the file of a finding in an included one. Empty for a text.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// The file a finding is in when it is not the checked one (an included file).
+fn included_file(files: &[std::path::PathBuf], span: Span) -> Option<&std::path::Path> {
+    usize::try_from(span.file)
+        .ok()
+        .filter(|&i| i > 0)
+        .and_then(|i| files.get(i))
+        .map(std::path::PathBuf::as_path)
 }
 
 impl CheckReport {
@@ -219,11 +231,13 @@ impl CheckReport {
             .parse_errors
             .iter()
             .map(|e| (e.span, format!("{origin}: error: {e}\n")))
-            .chain(
-                self.findings
-                    .iter()
-                    .map(|f| (f.span, format!("{origin}: {f}\n"))),
-            )
+            .chain(self.findings.iter().map(|f| {
+                let text = match included_file(&self.files, f.span) {
+                    Some(file) => format!("{}: {f}\n", file.display()),
+                    None => format!("{origin}: {f}\n"),
+                };
+                (f.span, text)
+            }))
             .collect();
         items.sort_by_key(|(span, _)| *span);
         for (_, text) in items {
@@ -274,8 +288,14 @@ impl CheckReport {
                 let inner = one
                     .strip_prefix('[')
                     .and_then(|s| s.strip_suffix(']'))
-                    .unwrap_or("{}")
-                    .to_owned();
+                    .unwrap_or("{}");
+                let inner = match (included_file(&self.files, f.span), inner.strip_prefix('{')) {
+                    (Some(file), Some(rest)) => format!(
+                        "{{\"file\":\"{}\",{rest}",
+                        json_escape(&file.display().to_string())
+                    ),
+                    _ => inner.to_owned(),
+                };
                 (f.span, inner)
             }))
             .collect();
@@ -353,10 +373,17 @@ pub fn check_file(
     log_level: Option<&str>,
     access_logs: bool,
 ) -> CheckReport {
-    let (config, parse_errors) = proxy_balancer::apache_config::parse_file_partial(
+    let (config, mut parse_errors) = proxy_balancer::apache_config::parse_file_partial(
         path,
         &proxy_balancer::apache_config::FileOptions::new(),
     );
+    // The report names the checked file once; an error in a file it includes keeps its
+    // path (`path:line:column`).
+    for e in &mut parse_errors {
+        if e.span.file == 0 {
+            e.path = None;
+        }
+    }
     report(&config, parse_errors, log_level, access_logs)
 }
 
@@ -378,6 +405,7 @@ fn report(
         parse_errors,
         findings,
         refusal,
+        files: config.files.clone(),
     }
 }
 

@@ -136,6 +136,56 @@ mod check {
         )
     }
 
+    /// `--check` reads a file as `--config` does: its `Include`s are read (a balancer
+    /// defined in an included file is found), and an error in an included file names that
+    /// file.
+    #[test]
+    fn includes_are_read_as_config_reads_them() {
+        let dir = std::env::temp_dir().join(format!("proxy-check-include-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("conf.d")).expect("a temp dir");
+        std::fs::write(
+            dir.join("conf.d/app.conf"),
+            "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\n",
+        )
+        .expect("writes");
+        let main = dir.join("proxy.conf");
+        std::fs::write(
+            &main,
+            "IncludeOptional conf.d/*.conf\nProxyPass / balancer://app/\n",
+        )
+        .expect("writes");
+        let check = |path: &std::path::Path| {
+            let output = Command::new(binary())
+                .arg("--check")
+                .arg(path)
+                .output()
+                .expect("runs");
+            (
+                output.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            )
+        };
+        let (code, out) = check(&main);
+        // The doctor's finding on the member names the included file it is in.
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("conf.d/app.conf: line 2: warning [no-health-check]"),
+            "{out}"
+        );
+        std::fs::write(
+            dir.join("conf.d/app.conf"),
+            "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9 retyr=5\n</Proxy>\n",
+        )
+        .expect("writes");
+        let (code, out) = check(&main);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains("app.conf:2:37: unknown parameter \"retyr\""),
+            "{out}"
+        );
+    }
+
     /// Whether `--config` would start: the parse and the site build, as `serve_proxy` does.
     fn config_starts(text: &str) -> bool {
         let Ok(config) = parse(text) else {
