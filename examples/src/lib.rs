@@ -343,7 +343,8 @@ fn site_error_line(error: &SiteError) -> u32 {
 /// `--check`: the start-up of `--config` without the listening. The same parse (every
 /// error, and the doctor's findings on what was read), the same log plan and log files
 /// (checked without being changed: [`check_log_file`]), the same site build
-/// ([`Site::from_config`], in a runtime of its own, dropped at once: its health probes
+/// ([`Site::validate`]: the build of [`Site::from_config`] without binding the heartbeat
+/// port or touching the persisted state, in a runtime of its own, dropped at once: its health probes
 /// never send a request). [`CheckReport::starts`] says whether `--config` would start.
 ///
 /// `log_level` is `--log-level`; `access_logs` is false with `--no-access-log`.
@@ -438,7 +439,9 @@ fn start_refusal(config: &Config, log_level: Option<&str>, access_logs: bool) ->
         Ok(runtime) => runtime,
         Err(e) => return refused(0, format!("cannot start a runtime: {e}")),
     };
-    let built = runtime.block_on(async { Site::from_config(config).map(drop) });
+    // Site::validate: the heartbeat port is not bound and the persisted state is not
+    // rewritten, so that --check beside the running proxy neither fails nor changes it.
+    let built = runtime.block_on(async { Site::validate(config) });
     match built {
         Ok(()) => None,
         Err(e) => refused(site_error_line(&e), e.to_string()),

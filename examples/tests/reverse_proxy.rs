@@ -136,6 +136,18 @@ mod check {
         )
     }
 
+    /// `--check` beside a running proxy: the heartbeat port it holds does not make the
+    /// check fail (the check does not bind it), where `--config` would.
+    #[test]
+    fn check_does_not_bind_the_heartbeat_port() {
+        let held = std::net::UdpSocket::bind("127.0.0.1:0").expect("a port");
+        let port = held.local_addr().expect("its address").port();
+        let text = format!("{MEMBERS}HeartbeatListen 127.0.0.1:{port}\n");
+        let (code, out) = run_check("heartbeat", &text, false);
+        assert!(code <= 1, "{out}");
+        drop(held);
+    }
+
     /// `--check` reads a file as `--config` does: its `Include`s are read (a balancer
     /// defined in an included file is found), and an error in an included file names that
     /// file.

@@ -320,6 +320,37 @@ impl Site {
     /// written in a form the site does not serve (`interpolate`, `mapping=`, a `<Location>`
     /// wildcard, a `<VirtualHost>` host name). Each error names its line.
     pub fn from_config(config: &Config) -> Result<Self, SiteError> {
+        Self::build(config, false)
+    }
+
+    /// Everything [`Site::from_config`] checks, without what would touch the world: the
+    /// `HeartbeatListen` socket is not bound and the `BalancerPersist` state file is
+    /// neither read nor rewritten (both are checked as far as the configuration goes). For
+    /// `--check`, which may run beside the running proxy: a bound heartbeat port or a
+    /// rewritten state file must not make it fail or change anything. Call it inside a
+    /// tokio runtime (the site is built, then dropped).
+    ///
+    /// # Errors
+    ///
+    /// As [`Site::from_config`], but for a heartbeat address that cannot be bound.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let config = proxy_balancer::apache_config::parse(
+    ///     "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\n\
+    ///      ProxyPass / balancer://app/\nHeartbeatListen 127.0.0.1:1\n",
+    /// )?;
+    /// proxy_balancer::site::Site::validate(&config)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn validate(config: &Config) -> Result<(), SiteError> {
+        Self::build(config, true).map(drop)
+    }
+
+    /// [`Site::from_config`]; `dry`: [`Site::validate`]'s build.
+    fn build(config: &Config, dry: bool) -> Result<Self, SiteError> {
         refuse_skipped_headers(config)?;
         if config.virtual_hosts.is_empty() && config.server.balancer_inherit == Some(false) {
             tracing::warn!(
@@ -374,8 +405,12 @@ impl Site {
         let defs = Arc::new(wiring::probe_definitions(config)?);
         // ProxyHCTPsize (extras).
         let probes = extras::spawn_probes(config, &stores, &defs)?;
-        // HeartbeatListen, HeartbeatMaxServers (extras).
-        let heartbeat = extras::heartbeat(config, &stores)?;
+        // HeartbeatListen, HeartbeatMaxServers (extras); not bound by `validate`.
+        let heartbeat = if dry {
+            None
+        } else {
+            extras::heartbeat(config, &stores)?
+        };
         let mut build = Build {
             config,
             balancer_index,
@@ -392,7 +427,8 @@ impl Site {
             workers_seen: HashSet::new(),
             // iobuffersize, receivebuffersize, responsefieldsize, ProxyIOBufferSize (extras).
             client: extras::member_client(config),
-            persist: persist_file(config)?,
+            // Checked by `validate`, but neither read nor rewritten.
+            persist: persist_file(config)?.filter(|_| !dry),
         };
         let mut servers = Vec::with_capacity(config.virtual_hosts.len() + 1);
         servers.push(build.server(None)?);
