@@ -202,30 +202,7 @@ fn base() -> impl Strategy<Value = Config> {
                 0..3,
             ),
             prop::collection::vec(("/[a-z]{0,6}", url()), 0..3),
-            prop::collection::vec(
-                (
-                    any::<bool>(),
-                    prop::sample::select(vec![
-                        "add",
-                        "set",
-                        "append",
-                        "merge",
-                        "setifempty",
-                        "unset",
-                    ]),
-                    "[A-Za-z-]{1,12}",
-                    // A value mod_headers reads back as written: no `%` format (an
-                    // unknown one is an error), no `\n`/`\r` escape (refused).
-                    "[ -~]{0,40}".prop_filter("a plain value", |v| {
-                        !v.ends_with('\\')
-                            && !v.contains('%')
-                            && !v.contains("\\n")
-                            && !v.contains("\\r")
-                    }),
-                    prop::option::of("!?[A-Z_]{1,12}"),
-                ),
-                0..3,
-            ),
+            prop::collection::vec(header(), 0..3),
             prop::collection::vec(
                 (
                     "/[a-z-]{1,12}",
@@ -334,41 +311,7 @@ fn base() -> impl Strategy<Value = Config> {
                         span: Span::default(),
                     })
                     .collect();
-                c.headers = headers
-                    .into_iter()
-                    .map(|(always, action, name, value, env)| HeaderDirective {
-                        request: false,
-                        always,
-                        action: match action {
-                            "add" => HeaderAction::Add,
-                            "set" => HeaderAction::Set,
-                            "append" => HeaderAction::Append,
-                            "merge" => HeaderAction::Merge,
-                            "setifempty" => HeaderAction::SetIfEmpty,
-                            _ => HeaderAction::Unset,
-                        },
-                        name,
-                        // `unset` takes no value.
-                        value: if action == "unset" {
-                            String::new()
-                        } else {
-                            value
-                        },
-                        replacement: None,
-                        condition: env.map(|env: String| match env.strip_prefix('!') {
-                            Some(name) => HeaderCondition::Env {
-                                name: name.to_owned(),
-                                negated: true,
-                            },
-                            None => HeaderCondition::Env {
-                                name: env,
-                                negated: false,
-                            },
-                        }),
-                        context: Default::default(),
-                        span: Span::default(),
-                    })
-                    .collect();
+                c.headers = headers;
                 for (path, requires) in locations {
                     let mut location = LocationConfig::default();
                     location.path.clone_from(&path);
@@ -407,7 +350,7 @@ fn header() -> impl Strategy<Value = HeaderDirective> {
         "[A-Za-z-]{1,12}",
         // A value mod_headers reads back as written: no `%` format (an unknown one is an
         // error), no `\n`/`\r` escape (refused).
-        "[ -~]{0,20}".prop_filter("a plain value", |v| {
+        "[ -~]{0,40}".prop_filter("a plain value", |v| {
             !v.ends_with('\\') && !v.contains('%') && !v.contains("\\n") && !v.contains("\\r")
         }),
         prop::option::of("!?[A-Z_]{1,12}"),
