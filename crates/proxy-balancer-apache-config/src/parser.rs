@@ -493,6 +493,18 @@ impl Parser {
                 ..
             })
         ) {
+            // A directive this crate applies, inside a section it does not read
+            // (`<Directory>`, `<Files>` …): not applied, and said so (the doctor's
+            // `no-effect` rule; a `Header` line there refuses the site).
+            if let Ok((name, _)) = word(line, start) {
+                let lower = to_lower(&name.text);
+                let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower))
+                    || matches!(lower.as_str(), "header" | "requestheader")
+                    || crate::front::is_front_directive(&lower);
+                if ours {
+                    self.in_block(&name.text, name.span);
+                }
+            }
             return;
         }
         let (name, next) = match word(line, start) {

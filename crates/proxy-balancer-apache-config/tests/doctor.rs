@@ -1124,3 +1124,20 @@ mod partial_configs {
         }
     }
 }
+
+/// A directive this crate applies, written in a section it does not read (`<Directory>`,
+/// `<Files>`), is named by the `no-effect` rule, not dropped in silence.
+#[test]
+fn our_directives_in_an_unread_section_are_named() {
+    let config = proxy_balancer_apache_config::parse(
+        "<Proxy balancer://x>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\n\
+         <Directory \"/var/www\">\n  ProxyPass balancer://x/\n</Directory>\n\
+         <Files \"*.cgi\">\n  Header set X-Files 1\n</Files>\n",
+    )
+    .expect("valid Apache");
+    let lines: Vec<u32> = only(&config, "no-effect")
+        .iter()
+        .map(|f| f.span.line)
+        .collect();
+    assert_eq!(lines, [5, 8], "{:?}", only(&config, "no-effect"));
+}

@@ -429,6 +429,10 @@ async fn a_rule_the_site_cannot_place_refuses_the_configuration() {
             "line 3: RequestHeader: not applied inside a <Proxy> block",
         ),
         (
+            "<Proxy balancer://b>\n BalancerMember http://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://b/\n<Files \"*.cgi\">\n Header set X-Files 1\n</Files>\n",
+            "line 6: Header: not applied inside a <Proxy> block or a <Directory>/<Files> section",
+        ),
+        (
             "<Proxy balancer://b>\n BalancerMember http://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://b/\nRequestHeader edit* X \"a{2,1}\" b\n",
             "line 5: RequestHeader edit* X: the regular expression \"a{2,1}\" does not compile",
         ),

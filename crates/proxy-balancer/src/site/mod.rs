@@ -196,6 +196,9 @@ struct LocationRoute {
     route: Option<Route>,
     /// Its own `Header` and `RequestHeader` lines.
     own_headers: Box<[HeaderDirective]>,
+    /// Its place among the server's locations with such lines (the first 64), for
+    /// [`ServerRoutes::combined_headers`].
+    header_slot: Option<u32>,
     /// The server's lines then its own, compiled: what a request gets when this is the
     /// only matching location with such lines (`None`: it has none).
     headers: Option<HeaderRules>,
@@ -232,6 +235,58 @@ impl ReverseLines {
     }
 }
 
+/// The lines of one `<Location>`: its last `ProxyPass` (Apache's per-directory merge keeps
+/// the last), its `Header` lines, its `ProxyPassReverse*` lines.
+#[derive(Default)]
+struct LocationLines<'c> {
+    pass: Option<&'c ProxyPassConfig>,
+    headers: Vec<&'c HeaderDirective>,
+    reverses: Vec<&'c crate::apache_config::ProxyPassReverseConfig>,
+    domains: Vec<&'c crate::apache_config::CookieRewrite>,
+    paths: Vec<&'c crate::apache_config::CookieRewrite>,
+}
+
+impl<'c> LocationLines<'c> {
+    /// Every location's lines, in one pass over each list.
+    fn of(config: &'c Config) -> Vec<Self> {
+        let mut out: Vec<Self> = std::iter::repeat_with(Self::default)
+            .take(config.locations.len())
+            .collect();
+        fn at<'a, 'c>(
+            out: &'a mut [LocationLines<'c>],
+            c: &crate::apache_config::Context,
+        ) -> Option<&'a mut LocationLines<'c>> {
+            c.location.and_then(|i| out.get_mut(i))
+        }
+        for p in &config.proxy_passes {
+            if let Some(l) = at(&mut out, &p.context) {
+                l.pass = Some(p);
+            }
+        }
+        for h in &config.headers {
+            if let Some(l) = at(&mut out, &h.context) {
+                l.headers.push(h);
+            }
+        }
+        for r in &config.proxy_pass_reverses {
+            if let Some(l) = at(&mut out, &r.context) {
+                l.reverses.push(r);
+            }
+        }
+        for r in &config.proxy_pass_reverse_cookie_domains {
+            if let Some(l) = at(&mut out, &r.context) {
+                l.domains.push(r);
+            }
+        }
+        for r in &config.proxy_pass_reverse_cookie_paths {
+            if let Some(l) = at(&mut out, &r.context) {
+                l.paths.push(r);
+            }
+        }
+        out
+    }
+}
+
 /// What one server (the main server or a `<VirtualHost>`) serves.
 struct ServerRoutes {
     /// The balancer-managers applying in this server (the main server's `<Location>`s,
@@ -245,6 +300,9 @@ struct ServerRoutes {
     headers: HeaderRules,
     /// The same lines, to compile with a request's matching locations' own.
     header_lines: Box<[HeaderDirective]>,
+    /// The rules of the sets of matching locations met so far
+    /// ([`ServerRoutes::combined_headers`]).
+    header_combinations: arc_swap::ArcSwap<HashMap<u64, HeaderRules>>,
     /// `ProxyPassReverse*` lines outside `<Location>`.
     reverse: ReverseLayer,
     /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
@@ -289,6 +347,9 @@ impl std::fmt::Debug for Site {
 /// What building every server shares.
 struct Build<'c> {
     config: &'c Config,
+    /// The lines written in each `<Location>` (by index in `config.locations`), gathered
+    /// once: start-up stays linear in locations.
+    location_lines: Vec<LocationLines<'c>>,
     /// (server, name) → index in `config.balancers`.
     balancer_index: HashMap<(Option<usize>, &'c str), usize>,
     /// A plain-URL worker's balancer name → its store.
@@ -413,6 +474,7 @@ impl Site {
         };
         let mut build = Build {
             config,
+            location_lines: LocationLines::of(config),
             balancer_index,
             worker_stores,
             balancer_stores,
@@ -464,6 +526,7 @@ impl Site {
             routes: routes.into(),
             headers: HeaderRules::default(),
             header_lines: Box::new([]),
+            header_combinations: arc_swap::ArcSwap::default(),
             reverse: ReverseLayer::new(),
             forwarded: Arc::new(ForwardedHeaders::new()),
             encoded_slashes: EncodedSlashes::default(),
@@ -565,37 +628,27 @@ impl Build<'_> {
             routes.push(route);
         }
         let mut locations = Vec::new();
+        let mut header_slots = 0_usize;
         for (index, location) in config.locations_in(vhost) {
             let line = location.span.line;
-            let in_it = |c: &crate::apache_config::Context| c.location == Some(index);
-            let pass = config.proxy_passes.iter().rfind(|p| in_it(&p.context));
-            let own_headers: Vec<HeaderDirective> = config
-                .headers
-                .iter()
-                .filter(|h| in_it(&h.context))
-                .cloned()
-                .collect();
+            let lines = self.location_lines.get(index);
+            let pass = lines.and_then(|l| l.pass);
+            let own_headers: Vec<HeaderDirective> = lines
+                .map(|l| l.headers.iter().map(|&h| h.clone()).collect())
+                .unwrap_or_default();
             let mut own = ReverseLines::default();
-            for r in config
-                .proxy_pass_reverses
-                .iter()
-                .filter(|r| in_it(&r.context))
-            {
-                // One argument in a <Location>: the location's path is the front prefix.
-                own.reverses
-                    .push(reverse_line(&location.path, &r.target, r.span.line)?);
+            if let Some(lines) = lines {
+                for r in &lines.reverses {
+                    // One argument in a <Location>: the location's path is the front prefix.
+                    own.reverses
+                        .push(reverse_line(&location.path, &r.target, r.span.line)?);
+                }
+                cookie_lines(
+                    lines.domains.iter().copied(),
+                    lines.paths.iter().copied(),
+                    &mut own,
+                )?;
             }
-            cookie_lines(
-                config
-                    .proxy_pass_reverse_cookie_domains
-                    .iter()
-                    .filter(|r| in_it(&r.context)),
-                config
-                    .proxy_pass_reverse_cookie_paths
-                    .iter()
-                    .filter(|r| in_it(&r.context)),
-                &mut own,
-            )?;
             if pass.is_none() && own_headers.is_empty() && own.is_empty() {
                 continue;
             }
@@ -612,9 +665,17 @@ impl Build<'_> {
                 Some(HeaderRules::compile(&lines)?)
             };
             let reverse = own.apply(reverse.clone());
+            let header_slot = (!own_headers.is_empty())
+                .then(|| {
+                    let slot = header_slots;
+                    header_slots += 1;
+                    u32::try_from(slot).ok().filter(|&s| s < 64)
+                })
+                .flatten();
             locations.push(LocationRoute {
                 matcher,
                 route,
+                header_slot,
                 own_headers: own_headers.into(),
                 headers: combined,
                 own_reverse: (!own.is_empty()).then_some(own),
@@ -628,6 +689,7 @@ impl Build<'_> {
             routes: routes.into(),
             headers,
             header_lines: header_lines.into(),
+            header_combinations: arc_swap::ArcSwap::default(),
             reverse,
             forwarded: Arc::new(forwarded_headers(&settings)),
             encoded_slashes: encoded_slashes(&settings),
@@ -1090,30 +1152,20 @@ impl ServerRoutes {
         }
         let matched = path.matched();
         let mut route = None;
-        let mut with_headers: Option<&LocationRoute> = None;
-        let mut header_sofar: Vec<&HeaderDirective> = Vec::new();
+        let mut with_headers = 0_u32;
+        // The matching locations with `Header` lines, as a set of their slots.
+        let mut header_mask = 0_u64;
         let mut with_reverse: Option<&LocationRoute> = None;
         for location in self.locations.iter().filter(|l| l.matcher.matches(matched)) {
             if location.route.is_some() {
                 route = location.route.as_ref();
             }
             if let Some(combined) = &location.headers {
-                applied.headers = Some(match with_headers {
-                    None => combined.clone(),
-                    // Two or more matching locations with lines (rare): the server's lines
-                    // then each one's, in merge order, compiled for this request. Each line
-                    // compiled when the site was built, so this cannot fail; if it did, the
-                    // last location's own rules would still apply.
-                    Some(first) => {
-                        if header_sofar.is_empty() {
-                            header_sofar.extend(self.header_lines.iter());
-                            header_sofar.extend(first.own_headers.iter());
-                        }
-                        header_sofar.extend(location.own_headers.iter());
-                        HeaderRules::compile(&header_sofar).unwrap_or_else(|_| combined.clone())
-                    }
-                });
-                with_headers = Some(location);
+                with_headers += 1;
+                header_mask |= location.header_slot.map_or(u64::MAX, |slot| 1 << slot);
+                if with_headers == 1 {
+                    applied.headers = Some(combined.clone());
+                }
             }
             if let Some(own) = &location.own_reverse {
                 applied.reverse = Some(match (with_reverse, applied.reverse.take()) {
@@ -1125,9 +1177,53 @@ impl ServerRoutes {
                 with_reverse = Some(location);
             }
         }
+        if with_headers >= 2 {
+            // Two or more matching locations with lines: the server's lines then each
+            // one's, in merge order, compiled once per set of locations and kept.
+            applied.headers = Some(self.combined_headers(header_mask, matched));
+        }
         route
     }
+
+    /// The rules of the server's `Header` lines then those of each matching location
+    /// (`mask`: their slots; all bits set when one has no slot), compiled the first time
+    /// this set of locations is met and kept (up to [`MAX_HEADER_COMBINATIONS`] sets): a
+    /// client choosing paths cannot make the proxy compile regular expressions per
+    /// request. Past that bound, or for a location beyond the 64th with lines, the rules
+    /// are compiled for the request.
+    fn combined_headers(&self, mask: u64, matched: &[u8]) -> HeaderRules {
+        if mask != u64::MAX {
+            if let Some(rules) = self.header_combinations.load().get(&mask) {
+                return rules.clone();
+            }
+        }
+        let lines: Vec<&HeaderDirective> = self
+            .header_lines
+            .iter()
+            .chain(
+                self.locations
+                    .iter()
+                    .filter(|l| l.headers.is_some() && l.matcher.matches(matched))
+                    .flat_map(|l| l.own_headers.iter()),
+            )
+            .collect();
+        // Each line compiled when the site was built: this cannot fail. If it did, the
+        // server's own rules would still apply.
+        let rules = HeaderRules::compile(&lines).unwrap_or_else(|_| self.headers.clone());
+        if mask != u64::MAX && self.header_combinations.load().len() < MAX_HEADER_COMBINATIONS {
+            self.header_combinations.rcu(|known| {
+                let mut known = HashMap::clone(known);
+                known.insert(mask, rules.clone());
+                known
+            });
+        }
+        rules
+    }
 }
+
+/// How many sets of matching `<Location>`s with `Header` lines a server keeps the compiled
+/// rules of.
+const MAX_HEADER_COMBINATIONS: usize = 256;
 
 /// Where [`Site::call`] sends a request, decided while the request path is borrowed.
 enum Routed {
@@ -1221,7 +1317,7 @@ fn refuse_skipped_headers(config: &Config) -> Result<(), SiteError> {
         Some(skipped) => Err(SiteError::Unsupported {
             line: skipped.span.line,
             reason: format!(
-                "{}: not applied inside a <Proxy> block (header rules apply in the server, <VirtualHost> and <Location> contexts)",
+                "{}: not applied inside a <Proxy> block or a <Directory>/<Files> section (header rules apply in the server, <VirtualHost> and <Location> contexts)",
                 skipped.directive
             ),
         }),
