@@ -942,7 +942,9 @@ impl Parser {
                 let v = one_arg(span, "BalancerGrowth", &args)?;
                 match v.text.trim().parse::<u32>() {
                     Ok(n) if n <= 1000 => {
-                        self.cfg.balancer_growth = Some(n);
+                        // Main server only: in a <VirtualHost> it is reported, not applied
+                        // to every balancer.
+                        self.server_setting(&name.text, span, |c| c.balancer_growth = Some(n));
                         Ok(())
                     }
                     _ => Err(invalid(
@@ -955,7 +957,8 @@ impl Parser {
                 }
             }
             "balancerpersist" => {
-                self.cfg.balancer_persist = Some(on_off(span, "BalancerPersist", &args)?);
+                let on = on_off(span, "BalancerPersist", &args)?;
+                self.server_setting(&name.text, span, |c| c.balancer_persist = Some(on));
                 Ok(())
             }
             "balancerinherit" | "proxypassinherit" => {
@@ -982,7 +985,11 @@ impl Parser {
                 let v = one_arg(span, "ProxyTimeout", &args)?;
                 match v.text.trim().parse::<u64>() {
                     Ok(n) if n >= 1 => {
-                        self.cfg.proxy_timeout = Some(Duration::from_secs(n));
+                        // Main server only: in a <VirtualHost> it is reported (the doctor's
+                        // no-effect rule), not applied to every server's members.
+                        self.server_setting(&name.text, span, |c| {
+                            c.proxy_timeout = Some(Duration::from_secs(n));
+                        });
                         Ok(())
                     }
                     _ => Err(invalid(

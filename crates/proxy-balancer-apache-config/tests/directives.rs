@@ -255,6 +255,9 @@ fn outside_server_context_they_are_checked_and_skipped() {
             // (The <Location> block itself is in `locations` since contexts are read.)
             ("ProxyPreserveHost", 20),
             ("Directory", 22),
+            // A directive of ours inside the unread <Directory> is listed too (the doctor
+            // names it), not dropped in silence.
+            ("ProxyPreserveHost", 23),
         ]
     );
     // Checked in a <VirtualHost> and a <Proxy> block too.

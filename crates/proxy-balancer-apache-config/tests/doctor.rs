@@ -1141,3 +1141,21 @@ fn our_directives_in_an_unread_section_are_named() {
         .collect();
     assert_eq!(lines, [5, 8], "{:?}", only(&config, "no-effect"));
 }
+
+/// `ProxyTimeout`, `BalancerGrowth` and `BalancerPersist` in a `<VirtualHost>` are not
+/// applied to every server's balancers (they were): named by the `no-effect` rule.
+#[test]
+fn main_server_settings_in_a_virtual_host_are_named() {
+    let config = proxy_balancer_apache_config::parse(
+        "<VirtualHost *:80>\n  ProxyTimeout 5\n  BalancerGrowth 3\n  BalancerPersist On\n</VirtualHost>\n",
+    )
+    .expect("valid Apache");
+    assert_eq!(config.proxy_timeout, None);
+    assert_eq!(config.balancer_growth, None);
+    assert_eq!(config.balancer_persist, None);
+    let lines: Vec<u32> = only(&config, "no-effect")
+        .iter()
+        .map(|f| f.span.line)
+        .collect();
+    assert_eq!(lines, [2, 3, 4]);
+}
