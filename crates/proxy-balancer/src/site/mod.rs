@@ -196,16 +196,33 @@ struct LocationRoute {
     route: Option<Route>,
     /// Its own `Header` and `RequestHeader` lines.
     own_headers: Box<[HeaderDirective]>,
-    /// Its place among the server's locations with such lines (the first 64), for
-    /// [`ServerRoutes::combined_headers`].
-    header_slot: Option<u32>,
+    /// Its place among the server's locations that add `Header` or `ProxyPassReverse*`
+    /// lines (the first 64), for [`ServerRoutes::combined`].
+    slot: Option<u32>,
     /// The server's lines then its own, compiled: what a request gets when this is the
     /// only matching location with such lines (`None`: it has none).
     headers: Option<HeaderRules>,
     /// Its own `ProxyPassReverse*` lines.
     own_reverse: Option<ReverseLines>,
     /// The server's lines then its own (meaningful when `own_reverse` is `Some`).
-    reverse: ReverseLayer,
+    reverse: Arc<ReverseLayer>,
+}
+
+impl LocationRoute {
+    /// Whether it adds lines to a response's `Header` or `ProxyPassReverse*` rules.
+    fn adds_lines(&self) -> bool {
+        self.headers.is_some() || self.own_reverse.is_some()
+    }
+}
+
+/// What two or more matching `<Location>`s add, combined in merge order
+/// ([`ServerRoutes::combined`]).
+#[derive(Clone)]
+struct Combined {
+    /// The server's `Header` lines then each location's (`None`: none of them has any).
+    headers: Option<HeaderRules>,
+    /// The server's `ProxyPassReverse*` lines then each location's (`None`: none has any).
+    reverse: Option<Arc<ReverseLayer>>,
 }
 
 /// The `ProxyPassReverse`, `…CookieDomain` and `…CookiePath` lines of one context.
@@ -302,7 +319,7 @@ struct ServerRoutes {
     header_lines: Box<[HeaderDirective]>,
     /// The rules of the sets of matching locations met so far
     /// ([`ServerRoutes::combined_headers`]).
-    header_combinations: arc_swap::ArcSwap<HashMap<u64, HeaderRules>>,
+    combinations: arc_swap::ArcSwap<HashMap<u64, Combined>>,
     /// `ProxyPassReverse*` lines outside `<Location>`.
     reverse: ReverseLayer,
     /// `ProxyAddHeaders`, `ProxyPreserveHost` and the server name.
@@ -526,7 +543,7 @@ impl Site {
             routes: routes.into(),
             headers: HeaderRules::default(),
             header_lines: Box::new([]),
-            header_combinations: arc_swap::ArcSwap::default(),
+            combinations: arc_swap::ArcSwap::default(),
             reverse: ReverseLayer::new(),
             forwarded: Arc::new(ForwardedHeaders::new()),
             encoded_slashes: EncodedSlashes::default(),
@@ -628,7 +645,7 @@ impl Build<'_> {
             routes.push(route);
         }
         let mut locations = Vec::new();
-        let mut header_slots = 0_usize;
+        let mut slots = 0_usize;
         for (index, location) in config.locations_in(vhost) {
             let line = location.span.line;
             let lines = self.location_lines.get(index);
@@ -664,18 +681,18 @@ impl Build<'_> {
                     header_lines.iter().chain(&own_headers).collect();
                 Some(HeaderRules::compile(&lines)?)
             };
-            let reverse = own.apply(reverse.clone());
-            let header_slot = (!own_headers.is_empty())
+            let reverse = Arc::new(own.apply(reverse.clone()));
+            let slot = (!own_headers.is_empty() || !own.is_empty())
                 .then(|| {
-                    let slot = header_slots;
-                    header_slots += 1;
+                    let slot = slots;
+                    slots += 1;
                     u32::try_from(slot).ok().filter(|&s| s < 64)
                 })
                 .flatten();
             locations.push(LocationRoute {
                 matcher,
                 route,
-                header_slot,
+                slot,
                 own_headers: own_headers.into(),
                 headers: combined,
                 own_reverse: (!own.is_empty()).then_some(own),
@@ -689,7 +706,7 @@ impl Build<'_> {
             routes: routes.into(),
             headers,
             header_lines: header_lines.into(),
-            header_combinations: arc_swap::ArcSwap::default(),
+            combinations: arc_swap::ArcSwap::default(),
             reverse,
             forwarded: Arc::new(forwarded_headers(&settings)),
             encoded_slashes: encoded_slashes(&settings),
@@ -1020,11 +1037,11 @@ impl ServerRoutes {
     }
 }
 
-/// The `Header` lines and `ProxyPassReverse*` layer a request gets from its matching
-/// `<Location>`s, borrowed from the precomputed ones unless several locations add lines.
-struct Applied<'s> {
+/// The `Header` rules and `ProxyPassReverse*` layer a request gets from its matching
+/// `<Location>`s: shared, precomputed per location or per set of locations.
+struct Applied {
     headers: Option<HeaderRules>,
-    reverse: Option<std::borrow::Cow<'s, ReverseLayer>>,
+    reverse: Option<Arc<ReverseLayer>>,
 }
 
 impl Service<Request<RequestBody>> for Site {
@@ -1140,90 +1157,96 @@ impl Service<Request<RequestBody>> for Site {
 impl ServerRoutes {
     /// Walks the `<Location>`s matching the path: returns the route of the last one with a
     /// `ProxyPass` (Apache's section merge), and fills what the matching ones add to the
-    /// response's `Header` and `ProxyPassReverse*` lines. Allocates only when two or more
-    /// matching locations have such lines.
-    fn locations<'s>(
-        &'s self,
-        path: &RequestPath<'_>,
-        applied: &mut Applied<'s>,
-    ) -> Option<&'s Route> {
+    /// response's `Header` and `ProxyPassReverse*` lines (shared: allocates only the first
+    /// time a set of two or more such locations is met, see [`ServerRoutes::combined`]).
+    fn locations<'s>(&'s self, path: &RequestPath<'_>, applied: &mut Applied) -> Option<&'s Route> {
         if self.locations.is_empty() {
             return None;
         }
         let matched = path.matched();
         let mut route = None;
-        let mut with_headers = 0_u32;
-        // The matching locations with `Header` lines, as a set of their slots.
-        let mut header_mask = 0_u64;
-        let mut with_reverse: Option<&LocationRoute> = None;
+        // The matching locations that add lines: how many, the last, and the set of their
+        // slots.
+        let mut adding = 0_u32;
+        let mut last: Option<&LocationRoute> = None;
+        let mut mask = 0_u64;
         for location in self.locations.iter().filter(|l| l.matcher.matches(matched)) {
             if location.route.is_some() {
                 route = location.route.as_ref();
             }
-            if let Some(combined) = &location.headers {
-                with_headers += 1;
-                header_mask |= location.header_slot.map_or(u64::MAX, |slot| 1 << slot);
-                if with_headers == 1 {
-                    applied.headers = Some(combined.clone());
-                }
-            }
-            if let Some(own) = &location.own_reverse {
-                applied.reverse = Some(match (with_reverse, applied.reverse.take()) {
-                    (Some(_), Some(sofar)) => {
-                        std::borrow::Cow::Owned(own.apply(sofar.into_owned()))
-                    }
-                    _ => std::borrow::Cow::Borrowed(&location.reverse),
-                });
-                with_reverse = Some(location);
+            if location.adds_lines() {
+                adding += 1;
+                last = Some(location);
+                mask |= location.slot.map_or(u64::MAX, |slot| 1 << slot);
             }
         }
-        if with_headers >= 2 {
-            // Two or more matching locations with lines: the server's lines then each
-            // one's, in merge order, compiled once per set of locations and kept.
-            applied.headers = Some(self.combined_headers(header_mask, matched));
+        match (adding, last) {
+            (1, Some(location)) => {
+                applied.headers.clone_from(&location.headers);
+                applied.reverse = location
+                    .own_reverse
+                    .is_some()
+                    .then(|| Arc::clone(&location.reverse));
+            }
+            (2.., _) => {
+                let combined = self.combined(mask, matched);
+                applied.headers = combined.headers;
+                applied.reverse = combined.reverse;
+            }
+            _ => {}
         }
         route
     }
 
-    /// The rules of the server's `Header` lines then those of each matching location
-    /// (`mask`: their slots; all bits set when one has no slot), compiled the first time
-    /// this set of locations is met and kept (up to [`MAX_HEADER_COMBINATIONS`] sets): a
-    /// client choosing paths cannot make the proxy compile regular expressions per
-    /// request. Past that bound, or for a location beyond the 64th with lines, the rules
-    /// are compiled for the request.
-    fn combined_headers(&self, mask: u64, matched: &[u8]) -> HeaderRules {
+    /// What the matching locations (`mask`: their slots; all bits set when one has no
+    /// slot) add, in merge order: the server's `Header` lines then each one's, compiled;
+    /// the server's `ProxyPassReverse*` lines then each one's. Built the first time this
+    /// set of locations is met and kept (up to [`MAX_COMBINATIONS`] sets): a client
+    /// choosing paths cannot make the proxy compile regular expressions, or build reverse
+    /// rules, per request. Past that bound, or for a location beyond the 64th that adds
+    /// lines, they are built for the request.
+    fn combined(&self, mask: u64, matched: &[u8]) -> Combined {
         if mask != u64::MAX {
-            if let Some(rules) = self.header_combinations.load().get(&mask) {
-                return rules.clone();
+            if let Some(known) = self.combinations.load().get(&mask) {
+                return known.clone();
             }
         }
-        let lines: Vec<&HeaderDirective> = self
-            .header_lines
-            .iter()
-            .chain(
-                self.locations
-                    .iter()
-                    .filter(|l| l.headers.is_some() && l.matcher.matches(matched))
-                    .flat_map(|l| l.own_headers.iter()),
+        let matching = || {
+            self.locations
+                .iter()
+                .filter(|l| l.adds_lines() && l.matcher.matches(matched))
+        };
+        let headers = matching().any(|l| l.headers.is_some()).then(|| {
+            let lines: Vec<&HeaderDirective> = self
+                .header_lines
+                .iter()
+                .chain(matching().flat_map(|l| l.own_headers.iter()))
+                .collect();
+            // Each line compiled when the site was built: this cannot fail. If it did,
+            // the server's own rules would still apply.
+            HeaderRules::compile(&lines).unwrap_or_else(|_| self.headers.clone())
+        });
+        let reverse = matching().any(|l| l.own_reverse.is_some()).then(|| {
+            Arc::new(
+                matching()
+                    .filter_map(|l| l.own_reverse.as_ref())
+                    .fold(self.reverse.clone(), |layer, own| own.apply(layer)),
             )
-            .collect();
-        // Each line compiled when the site was built: this cannot fail. If it did, the
-        // server's own rules would still apply.
-        let rules = HeaderRules::compile(&lines).unwrap_or_else(|_| self.headers.clone());
-        if mask != u64::MAX && self.header_combinations.load().len() < MAX_HEADER_COMBINATIONS {
-            self.header_combinations.rcu(|known| {
+        });
+        let combined = Combined { headers, reverse };
+        if mask != u64::MAX && self.combinations.load().len() < MAX_COMBINATIONS {
+            self.combinations.rcu(|known| {
                 let mut known = HashMap::clone(known);
-                known.insert(mask, rules.clone());
+                known.insert(mask, combined.clone());
                 known
             });
         }
-        rules
+        combined
     }
 }
 
-/// How many sets of matching `<Location>`s with `Header` lines a server keeps the compiled
-/// rules of.
-const MAX_HEADER_COMBINATIONS: usize = 256;
+/// How many sets of matching `<Location>`s a server keeps the combined lines of.
+const MAX_COMBINATIONS: usize = 256;
 
 /// Where [`Site::call`] sends a request, decided while the request path is borrowed.
 enum Routed {
