@@ -231,9 +231,9 @@ mod check {
                 "ajp://",
             ),
             (
-                "ws-member",
-                "<Proxy balancer://app>\n  BalancerMember ws://127.0.0.1:9 hcmethod=GET\n</Proxy>\nProxyPass / balancer://app/\n".to_owned(),
-                "ws://",
+                "fcgi-member",
+                "<Proxy balancer://app>\n  BalancerMember fcgi://127.0.0.1:9 hcmethod=GET\n</Proxy>\nProxyPass / balancer://app/\n".to_owned(),
+                "fcgi://",
             ),
             ("plain-url", "ProxyPass /x ftp://127.0.0.1/x\n".to_owned(), "ftp://"),
             ("relative-path", "ProxyPass x http://127.0.0.1/x\n".to_owned(), "must start with '/'"),

@@ -162,7 +162,8 @@ pub use health::{HcExprName, HcParams, HcUri, HealthReport};
 pub use lbmethod::{LbMethod, LbMethodKind};
 pub use member::{BusyGuard, Member, MemberId, MemberState};
 pub use params::{
-    BalancerParams, LbSet, LoadFactor, MemberParams, MemberUrl, Nonce, Route, StickySession,
+    BalancerParams, LbSet, LoadFactor, MemberParams, MemberProtocol, MemberUrl, Nonce, Route,
+    StickySession,
 };
 pub use peer::{LocalAddr, PeerAddr};
 pub use snapshot::{BalancerSnapshot, PickRequest, Picked};

@@ -262,7 +262,12 @@ impl fmt::Debug for Route {
     }
 }
 
-/// A member URL: `http` or `https`, a host, an optional port and path.
+/// A member URL: a scheme, a host, an optional port and path.
+///
+/// The schemes are Apache's for HTTP members: `http` and `https` (mod_proxy_http), `ws` and
+/// `wss` (mod_proxy_wstunnel: WebSocket members), `h2c` and `h2` (mod_proxy_http2: HTTP/2 in
+/// clear text and over TLS). [`MemberUrl::tls`] says which of them speak TLS and
+/// [`MemberUrl::protocol`] what the member client speaks to them.
 ///
 /// The scheme and host are lower-cased and a trailing `/` is removed (Apache's docs ask for
 /// member URLs without one), so `HTTP://Example:80/` and `http://example:80` are the same
@@ -286,6 +291,13 @@ impl fmt::Debug for Route {
 /// assert_eq!(MemberUrl::new("https://a")?.port(), 443);
 ///
 /// assert!(MemberUrl::new("ftp://files").is_err());
+///
+/// // WebSocket and HTTP/2 members, as mod_proxy_wstunnel and mod_proxy_http2 name them.
+/// use proxy_balancer_core::MemberProtocol;
+/// let url = MemberUrl::new("wss://chat")?;
+/// assert_eq!((url.port(), url.tls(), url.protocol()), (443, true, MemberProtocol::WebSocket));
+/// let url = MemberUrl::new("h2c://grpc:50051")?;
+/// assert_eq!((url.tls(), url.protocol(), url.http_scheme()), (false, MemberProtocol::Http2, "http"));
 /// # Ok::<(), proxy_balancer_core::ParamError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -307,7 +319,8 @@ impl MemberUrl {
     ///
     /// # Errors
     ///
-    /// [`ParamError::InvalidValue`] (naming `url`) if the scheme is not `http`/`https`, the
+    /// [`ParamError::InvalidValue`] (naming `url`) if the scheme is not one of `http`,
+    /// `https`, `ws`, `wss`, `h2c` and `h2`, the
     /// host is missing, the port is not a number up to 65535, or the URL holds whitespace,
     /// control characters, a query or a fragment.
     pub fn new(url: &str) -> Result<Self, ParamError> {
@@ -316,11 +329,15 @@ impl MemberUrl {
             return Err(bad("must not contain whitespace or control characters"));
         }
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(bad("must start with http:// or https://"));
+            return Err(bad(
+                "must start with http://, https://, ws://, wss://, h2c:// or h2://",
+            ));
         };
         let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return Err(bad("the scheme must be http or https"));
+        if MemberProtocol::of_scheme(&scheme).is_none() {
+            return Err(bad(
+                "the scheme must be http, https, ws, wss, h2c or h2 (balancer members speak HTTP)",
+            ));
         }
         if rest.contains(['?', '#']) {
             return Err(bad("must not have a query or a fragment"));
@@ -366,7 +383,7 @@ impl MemberUrl {
         {
             return Err(bad("the host has characters a host name cannot have"));
         }
-        let default_port = if scheme == "https" { 443 } else { 80 };
+        let default_port = if scheme_is_tls(&scheme) { 443 } else { 80 };
         let port = match port {
             None => default_port,
             Some(port) => {
@@ -408,10 +425,33 @@ impl MemberUrl {
         &self.url
     }
 
-    /// `http` or `https`.
+    /// The scheme, lower-cased: `http`, `https`, `ws`, `wss`, `h2c` or `h2`.
     #[must_use]
     pub fn scheme(&self) -> &str {
         &self.url[..self.host.0 - "://".len()]
+    }
+
+    /// Whether the member is reached over TLS: `https`, `wss` and `h2`.
+    #[must_use]
+    pub fn tls(&self) -> bool {
+        scheme_is_tls(self.scheme())
+    }
+
+    /// What the member client speaks to the member, from the scheme.
+    #[must_use]
+    pub fn protocol(&self) -> MemberProtocol {
+        MemberProtocol::of_scheme(self.scheme()).unwrap_or(MemberProtocol::Http1)
+    }
+
+    /// The scheme of the member's requests as HTTP sees them: `https` for the TLS
+    /// schemes, `http` for the others (a `ws://` member's handshake is an `http` request).
+    #[must_use]
+    pub fn http_scheme(&self) -> &'static str {
+        if self.tls() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The host as written in the URL, lower-cased: a name, an IPv4 address, or an IPv6
@@ -431,7 +471,8 @@ impl MemberUrl {
             .unwrap_or(host)
     }
 
-    /// The port: the URL's, or the scheme's default (`http` 80, `https` 443).
+    /// The port: the URL's, or the scheme's default (80 for `http`, `ws`, `h2c`; 443 for
+    /// `https`, `wss`, `h2`).
     #[must_use]
     pub const fn port(&self) -> u16 {
         self.port
@@ -454,6 +495,38 @@ impl MemberUrl {
     #[must_use]
     pub fn origin(&self) -> &str {
         &self.url[..self.path_start]
+    }
+}
+
+/// Whether a (lower-case) member scheme is one over TLS.
+fn scheme_is_tls(scheme: &str) -> bool {
+    matches!(scheme, "https" | "wss" | "h2")
+}
+
+/// What the member client speaks to a member, from its URL's scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MemberProtocol {
+    /// `http://`, `https://`: HTTP/1.1 (mod_proxy_http); a request asking for an upgrade
+    /// is tunnelled when the member's `upgrade` parameter allows it.
+    Http1,
+    /// `ws://`, `wss://`: HTTP/1.1 whose WebSocket upgrades are tunnelled
+    /// (mod_proxy_wstunnel); other requests go as to an `http` member.
+    WebSocket,
+    /// `h2c://`, `h2://`: HTTP/2, one multiplexed connection pool (mod_proxy_http2).
+    Http2,
+}
+
+impl MemberProtocol {
+    /// The protocol of a lower-case scheme; `None` for a scheme members cannot have.
+    #[must_use]
+    pub fn of_scheme(scheme: &str) -> Option<Self> {
+        match scheme {
+            "http" | "https" => Some(Self::Http1),
+            "ws" | "wss" => Some(Self::WebSocket),
+            "h2c" | "h2" => Some(Self::Http2),
+            _ => None,
+        }
     }
 }
 
