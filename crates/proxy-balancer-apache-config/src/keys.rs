@@ -140,8 +140,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// An Apache time value (`ap_timeout_parameter_parse`): digits and an optional unit `ms`,
-/// `s`, `mi` or `h`; without a unit, `default_ms` says whether the number is milliseconds.
-pub(crate) fn parse_time(value: &str, default_ms: bool) -> Option<Duration> {
+/// `s`, `mi` or `h`; without a unit, `default_ms` says whether the number is milliseconds
+/// (`acquire`) or seconds (`ping`, `timeout`).
+///
+/// ```
+/// use std::time::Duration;
+/// use proxy_balancer_apache_config::keys::parse_time;
+///
+/// assert_eq!(parse_time("500", true), Some(Duration::from_millis(500)));
+/// assert_eq!(parse_time("500ms", false), Some(Duration::from_millis(500)));
+/// assert_eq!(parse_time("2", false), Some(Duration::from_secs(2)));
+/// assert_eq!(parse_time("2x", false), None);
+/// ```
+#[must_use]
+pub fn parse_time(value: &str, default_ms: bool) -> Option<Duration> {
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (digits, unit) = v.split_at(split);

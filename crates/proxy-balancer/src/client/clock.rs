@@ -51,6 +51,9 @@ pin_project! {
         // How long the body still waits for that 100 ([`CONTINUE_WAIT`]); set when it
         // first waits.
         pub(super) continue_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+        // Whether the body goes without the 100 after [`CONTINUE_WAIT`]; with `ping` it
+        // does not (the request fails at `ping` instead).
+        pub(super) continue_anyway: bool,
     }
 }
 
@@ -79,6 +82,13 @@ impl<B: Body> Body for ClockedBody<B> {
                     match gate.state.load(Ordering::Acquire) {
                         1 => {}
                         2 => return Poll::Ready(None),
+                        _ if !*this.continue_anyway => {
+                            if let Some(clock) = this.clock {
+                                // Waiting for the member, not for the client.
+                                clock.got(tokio::time::Instant::now());
+                            }
+                            return Poll::Pending;
+                        }
                         _ => {
                             let wait = this
                                 .continue_wait

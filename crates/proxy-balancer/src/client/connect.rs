@@ -6,6 +6,7 @@ use super::*;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::resolve::Resolver;
 use super::tls::TlsClient;
 
 /// The application protocol a connection is opened for (TLS's ALPN offer).
@@ -96,7 +97,8 @@ impl AsyncWrite for MemberStream {
 /// How to reach one member: its address, socket options and TLS.
 pub(crate) struct Connector {
     pub(crate) host: String,
-    pub(crate) port: u16,
+    /// The addresses of `host`, kept for `addressttl`.
+    pub(crate) resolver: Resolver,
     /// `connectiontimeout` (else `timeout`): bounds the TCP connect and the TLS handshake.
     pub(crate) connect_timeout: Option<Duration>,
     /// `keepalive=On`.
@@ -124,7 +126,7 @@ impl Connector {
 
     async fn connect_unbounded(&self, alpn: Alpn) -> Result<MemberStream, Error> {
         let receive_buffer = self.receive_buffer.filter(|&n| n > 0);
-        let stream = connect_stream(self.host.as_str(), self.port, receive_buffer)
+        let stream = connect_stream(&self.resolver, receive_buffer)
             .await
             .map_err(Error::connect)?;
         if let Err(error) = stream.set_nodelay(true) {
@@ -153,26 +155,42 @@ impl Connector {
     }
 }
 
-/// Connects to `host:port`, with `SO_RCVBUF` set before the connection is made (so that
-/// the window scaling the kernel offers follows it) when `receive_buffer` is given.
+/// Connects to the member's host (its addresses as [`Resolver`] keeps them, in order),
+/// with `SO_RCVBUF` set before the connection is made (so that the window scaling the
+/// kernel offers follows it) when `receive_buffer` is given. When every address fails, the
+/// name is resolved again and new addresses, if any, are tried once (as Apache does).
 pub(super) async fn connect_stream(
-    host: &str,
-    port: u16,
+    resolver: &Resolver,
     receive_buffer: Option<usize>,
 ) -> std::io::Result<TcpStream> {
-    let Some(size) = receive_buffer else {
-        return TcpStream::connect((host, port)).await;
+    let addresses = resolver.addresses().await?;
+    let error = match connect_any(&addresses, receive_buffer).await {
+        Ok(stream) => return Ok(stream),
+        Err(error) => error,
     };
-    let size = u32::try_from(size).unwrap_or(u32::MAX);
+    match resolver.refresh(&addresses).await {
+        Some(fresh) => connect_any(&fresh, receive_buffer).await,
+        None => Err(error),
+    }
+}
+
+/// Connects to the first of `addresses` that takes the connection.
+async fn connect_any(
+    addresses: &[std::net::SocketAddr],
+    receive_buffer: Option<usize>,
+) -> std::io::Result<TcpStream> {
+    let size = receive_buffer.map(|size| u32::try_from(size).unwrap_or(u32::MAX));
     let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
+    for &addr in addresses {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
         } else {
             tokio::net::TcpSocket::new_v6()?
         };
-        if let Err(error) = socket.set_recv_buffer_size(size) {
-            tracing::debug!(%error, "cannot set SO_RCVBUF on a member connection");
+        if let Some(size) = size {
+            if let Err(error) = socket.set_recv_buffer_size(size) {
+                tracing::debug!(%error, "cannot set SO_RCVBUF on a member connection");
+            }
         }
         match socket.connect(addr).await {
             Ok(stream) => return Ok(stream),
@@ -180,9 +198,6 @@ pub(super) async fn connect_stream(
         }
     }
     Err(last.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{host} resolves to no address"),
-        )
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
     }))
 }

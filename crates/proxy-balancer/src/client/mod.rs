@@ -9,12 +9,18 @@
 //!
 //! | Apache worker parameter | here |
 //! | --- | --- |
-//! | `connectiontimeout` (default `timeout`) | connect timeout; a connect that takes longer is a connect failure, so the request fails over |
-//! | `timeout` | how long to wait for the response head, counted from the last piece of the request body the client sent (time spent waiting for a slow client is not the member's: the client's own limits bound it); past it the request fails with a 504 ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)) |
-//! | `max` | the most idle connections kept (Apache's is a hard cap on connections; ours caps the pool) |
+//! | `connectiontimeout` (default `timeout`) | connect timeout; a connect that takes longer is a connect failure: the member is put in error and the request fails over |
+//! | `timeout` | bounds each wait on the member, as Apache's per-read socket timeout: for the response head, counted from the last piece of the request body the client sent (time spent waiting for a slow client is not the member's: the client's own limits bound it; a member that stops taking the body runs out of time), past it a 504 ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)); and for each piece of the response body ([`MemberBody`]): past it the client's response is cut short, and with `failontimeout=On` the member is put in error |
+//! | `max` | a hard cap on the member's open connections, idle and in use (Apache's connection pool `hmax`); `max=0`: no cap |
+//! | `acquire` ([`ClientOptions::with_acquire`]) | how long a request waits for one of the `max` connections; past it a connect failure (503 unless another member takes it; the member is put in error, AH00941), as Apache; without it a request waits as long as it takes |
+//! | `ping` ([`ClientOptions::with_ping`]) | requests with a body go with `Expect: 100-continue` and their body held; no `100 Continue` within `ping`: a connect failure (the member in error, the request to another member) |
+//! | `addressttl` ([`ClientOptions::with_address_ttl`]) | how long the member's resolved addresses are kept (by default until the proxy stops; with `disablereuse=On`, resolved per connection); when they all fail, resolved again |
 //! | `ttl` | how long an idle connection is kept |
 //! | `disablereuse=On` | no connection is kept: a new one per request |
 //! | `keepalive=On` | TCP keep-alive probes on member connections |
+//!
+//! The client answers in the proxy's own HTTP version: a member's `HTTP/1.0` answer reaches
+//! an HTTP/1.1 client as `HTTP/1.1`, and an HTTP/2 client's as HTTP/2.
 //!
 //! `https` members need a TLS connector, which this client does not carry yet: their
 //! requests fail with [`ErrorKind::Upstream`](crate::ErrorKind::Upstream).
@@ -63,18 +69,24 @@ mod clock;
 mod connect;
 mod future;
 mod gate;
+mod limit;
 mod pool;
+mod resolve;
 mod tls;
 
 pub use body::MemberBody;
 pub use future::HttpMemberFuture;
+pub use resolve::AddressTtl;
 pub use tls::{TlsClient, TlsError};
 
 use body::Release;
 use clock::{BodyClock, ClockedBody};
 use connect::Connector;
+use future::Ping;
 use gate::{ContinueGate, Hop};
+use limit::ConnLimit;
 use pool::Pool;
+use resolve::Resolver;
 
 use crate::balancer::{MakeMember, ReplayBody};
 use crate::error::{BoxError, Error};
@@ -130,6 +142,9 @@ pub struct ClientOptions {
     response_field_size: Option<usize>,
     io_buffer_size: Option<usize>,
     receive_buffer_size: Option<usize>,
+    acquire: Option<Duration>,
+    ping: Option<Duration>,
+    address_ttl: Option<AddressTtl>,
     /// For `https`, `wss` and `h2` members; `None`: [`TlsClient::system`].
     tls: Option<TlsClient>,
 }
@@ -142,8 +157,73 @@ impl ClientOptions {
             response_field_size: None,
             io_buffer_size: None,
             receive_buffer_size: None,
+            acquire: None,
+            ping: None,
+            address_ttl: None,
             tls: None,
         }
+    }
+
+    /// How long a request waits for a free connection when the member's `max`
+    /// connections are all open (in use): past it the request fails as a connect failure
+    /// (503 unless another member takes it, and the member is put in error, as Apache's
+    /// AH00941). `None` (the default): it waits as long as it takes, as Apache without
+    /// `acquire`. Without `max` there is no cap, so no wait.
+    ///
+    /// # Apache
+    ///
+    /// The worker's `acquire` (milliseconds).
+    #[must_use]
+    pub const fn with_acquire(mut self, acquire: Option<Duration>) -> Self {
+        self.acquire = acquire;
+        self
+    }
+
+    /// Apache's 100-continue probe: a request with a body is sent with
+    /// `Expect: 100-continue` and its body held until the member answers `100 Continue`
+    /// (or its final answer); a member that says nothing within `ping` fails the request
+    /// as a connect failure, so the member is put in error and the request, whose body
+    /// was not sent, goes to another member. Requests without a body are not probed, as
+    /// in Apache. `None` (the default): no probe.
+    ///
+    /// # Apache
+    ///
+    /// The worker's `ping` (seconds, or `ms`), for HTTP members.
+    #[must_use]
+    pub const fn with_ping(mut self, ping: Option<Duration>) -> Self {
+        self.ping = ping;
+        self
+    }
+
+    /// How long the addresses a member's host name resolves to are kept. `None` (the
+    /// default): Apache's, until the proxy stops (with `disablereuse=On`: resolved for
+    /// each connection).
+    ///
+    /// # Apache
+    ///
+    /// The worker's `addressttl` (`-1`: [`AddressTtl::Forever`]).
+    #[must_use]
+    pub const fn with_address_ttl(mut self, ttl: Option<AddressTtl>) -> Self {
+        self.address_ttl = ttl;
+        self
+    }
+
+    /// `acquire`.
+    #[must_use]
+    pub const fn acquire(&self) -> Option<Duration> {
+        self.acquire
+    }
+
+    /// `ping`.
+    #[must_use]
+    pub const fn ping(&self) -> Option<Duration> {
+        self.ping
+    }
+
+    /// `addressttl`.
+    #[must_use]
+    pub const fn address_ttl(&self) -> Option<AddressTtl> {
+        self.address_ttl
     }
 
     /// How TLS members (`https`, `wss`, `h2`) are spoken to. `None` (the default): the
@@ -303,6 +383,8 @@ pub(super) struct Target {
     host: Option<HeaderValue>,
     base_path: String,
     timeout: Duration,
+    /// `ping`: how long the member has to answer `100 Continue` to a request with a body.
+    ping: Option<Duration>,
 }
 
 impl<B> Clone for HttpMember<B> {
@@ -351,6 +433,19 @@ where
         } else {
             params.max.map_or(usize::MAX, |max| max as usize)
         };
+        // `max=0` is no cap, as Apache's (no connection pool is made for it).
+        let limit = Arc::new(ConnLimit::new(
+            params.max.filter(|&n| n > 0),
+            options.acquire,
+            member.url().to_owned(),
+        ));
+        let ping = options.ping;
+        // Apache resolves for each connection when reuse is off and no addressttl is set.
+        let address_ttl = options.address_ttl.unwrap_or(if params.disable_reuse {
+            AddressTtl::For(Duration::ZERO)
+        } else {
+            AddressTtl::Forever
+        });
         // A TLS member without a client of its own trusts the system's store; one that
         // cannot be had fails the member's requests with the reason.
         let (tls, unusable) = if url.tls() {
@@ -365,10 +460,11 @@ where
             pool: Arc::new(Pool {
                 idle: Mutex::new(Vec::new()),
                 max_idle,
+                limit,
                 ttl: params.ttl,
                 connector: Connector {
                     host: url.connect_host().to_owned(),
-                    port: url.port(),
+                    resolver: Resolver::new(url.connect_host(), url.port(), address_ttl),
                     connect_timeout: params.connection_timeout.or(params.timeout),
                     keepalive: params.keepalive,
                     receive_buffer: options.receive_buffer_size,
@@ -383,6 +479,7 @@ where
                 host: host_header,
                 base_path: url.path().to_owned(),
                 timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                ping,
             }),
         }
     }
@@ -457,9 +554,18 @@ where
         let has_body = !request.body().is_end_stream();
         let clock = has_body.then(|| Arc::new(BodyClock::new()));
         let rules = request.extensions().get::<Arc<HopRules>>().cloned();
-        // Proxy100Continue On: the body waits for the member's `100 Continue`.
-        let gate = (has_body && rules.as_ref().is_some_and(|r| r.expect_continue))
-            .then(|| Arc::new(ContinueGate::default()));
+        // `ping`: a request with a body asks the member for `100 Continue` (Apache's probe
+        // of a hung member), whether the client asked or not.
+        let ping = self.target.ping.filter(|_| has_body);
+        if ping.is_some() {
+            request
+                .headers_mut()
+                .insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        }
+        // Proxy100Continue On (or `ping`): the body waits for the member's `100 Continue`.
+        let gate = (has_body
+            && (ping.is_some() || rules.as_ref().is_some_and(|r| r.expect_continue)))
+        .then(|| Arc::new(ContinueGate::default()));
         if let Some(gate) = &gate {
             let gate = Arc::clone(gate);
             hyper::ext::on_informational(&mut request, move |response| {
@@ -473,9 +579,18 @@ where
             clock: clock.clone(),
             gate: gate.clone(),
             continue_wait: None,
+            continue_anyway: ping.is_none(),
         });
+        let probe = match (ping, &gate) {
+            (Some(limit), Some(gate)) => Some(Ping {
+                limit,
+                gate: Arc::clone(gate),
+                sleep: Box::pin(tokio::time::sleep(limit)),
+            }),
+            _ => None,
+        };
         let sending = Arc::clone(&self.pool).send(request, Hop { rules, gate });
-        HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock)
+        HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock, probe)
     }
 }
 
@@ -512,14 +627,70 @@ mod tests {
     async fn receive_buffer_size_is_set_before_connecting() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stream = connect_stream("127.0.0.1", port, Some(65536))
-            .await
-            .unwrap();
+        let resolver = Resolver::new("127.0.0.1", port, AddressTtl::Forever);
+        let stream = connect_stream(&resolver, Some(65536)).await.unwrap();
         let size = socket2::SockRef::from(&stream).recv_buffer_size().unwrap();
         assert!(size >= 65536, "SO_RCVBUF {size}");
-        let small = connect_stream("127.0.0.1", port, Some(4096)).await.unwrap();
+        let small = connect_stream(&resolver, Some(4096)).await.unwrap();
         let size = socket2::SockRef::from(&small).recv_buffer_size().unwrap();
         assert!(size < 65536, "SO_RCVBUF {size}");
+    }
+
+    /// `addressttl`: `localhost` is resolved once by default, for every connection with
+    /// `disablereuse=On` (Apache's rule), and once again with an explicit `addressttl=-1`.
+    #[tokio::test]
+    async fn a_members_name_is_resolved_as_addressttl_says() {
+        use tower::ServiceExt;
+        let backend = proxy_balancer_test::TestBackend::start("named")
+            .await
+            .unwrap();
+        let port = backend
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap();
+        let lookups = |params: &'static [(&'static str, &'static str)], ttl: Option<AddressTtl>| {
+            let params = params.to_vec();
+            async move {
+                let mut member = MemberParams::new(&format!("http://localhost:{port}")).unwrap();
+                for (k, v) in params {
+                    member.set(k, v).unwrap();
+                }
+                let store = BalancerStore::new(
+                    BalancerParams::new("t"),
+                    [member],
+                    tokio::time::Instant::now().into_std(),
+                )
+                .unwrap();
+                let m = store.snapshot().members()[0].clone();
+                let client = HttpMember::<http_body_util::Empty<bytes::Bytes>>::with_options(
+                    &m,
+                    ClientOptions::new().with_address_ttl(ttl),
+                );
+                for _ in 0..3 {
+                    let body = ReplayBody::new(http_body_util::Empty::new(), 0);
+                    let request = Request::get("/").body(body).unwrap();
+                    let response = client.clone().oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .unwrap();
+                }
+                client.pool.connector.resolver.lookups()
+            }
+        };
+        assert_eq!(lookups(&[], None).await, 1, "kept until the proxy stops");
+        assert_eq!(
+            lookups(&[("disablereuse", "On")], None).await,
+            3,
+            "per connection"
+        );
+        let forever = lookups(&[("disablereuse", "On")], Some(AddressTtl::Forever)).await;
+        assert_eq!(forever, 1, "addressttl=-1 set");
+        let zero = lookups(&[], Some(AddressTtl::For(Duration::ZERO))).await;
+        assert_eq!(zero, 1, "addressttl=0, one pooled connection");
     }
 
     #[test]
@@ -570,7 +741,7 @@ mod tests {
         ] {
             let m = member(url);
             let c = &m.pool.connector;
-            assert_eq!((c.host.as_str(), c.port), (host, port), "{url}");
+            assert_eq!((c.host.as_str(), c.resolver.port), (host, port), "{url}");
             assert_eq!(m.target.host.as_ref().unwrap(), host_header, "{url}");
         }
         let m = member("http://[::1]:8080/app");

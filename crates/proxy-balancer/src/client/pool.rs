@@ -1,4 +1,5 @@
 use super::connect::{Alpn, Connector};
+use super::limit::{ConnLimit, ConnPermit};
 use super::*;
 
 /// A member's idle connections (each with its last response read to the end), most
@@ -7,6 +8,8 @@ pub(super) struct Pool<B> {
     pub(super) idle: Mutex<Vec<Pooled<B>>>,
     /// `max`; 0 with `disablereuse=On`.
     pub(super) max_idle: usize,
+    /// `max` as a hard cap on open connections, and `acquire`.
+    pub(super) limit: Arc<ConnLimit>,
     pub(super) ttl: Option<Duration>,
     /// Where and how connections are opened.
     pub(super) connector: Connector,
@@ -15,8 +18,16 @@ pub(super) struct Pool<B> {
     pub(super) options: ClientOptions,
 }
 
+/// What a request goes out on: a pooled connection, or a slot for a new one.
+enum Connection<B> {
+    Pooled(SendRequest<B>, ConnPermit),
+    New(ConnPermit),
+}
+
 pub(super) struct Pooled<B> {
     pub(super) sender: SendRequest<B>,
+    /// The connection's slot of `max`.
+    pub(super) permit: ConnPermit,
     pub(super) since: tokio::time::Instant,
     /// Made to skip malformed header lines (`ProxyBadHeader Ignore`).
     pub(super) lenient: bool,
@@ -31,7 +42,7 @@ where
     /// The most recently used idle connection: one that can take a request now if there is
     /// one (closed and expired ones are dropped on the way), else one whose last response
     /// was read to the end and whose connection is about to say it is ready again.
-    pub(super) fn checkout(&self, lenient: bool) -> Option<(SendRequest<B>, bool)> {
+    pub(super) fn checkout(&self, lenient: bool) -> Option<(Pooled<B>, bool)> {
         let mut idle = self.idle.lock();
         let now = self.ttl.map(|_| tokio::time::Instant::now());
         let mut i = idle.len();
@@ -45,16 +56,29 @@ where
             if entry.sender.is_closed() || expired {
                 drop(idle.swap_remove(i));
             } else if entry.lenient == lenient && entry.sender.is_ready() {
-                return Some((idle.swap_remove(i).sender, true));
+                return Some((idle.swap_remove(i), true));
             }
         }
         let last = idle.iter().rposition(|entry| entry.lenient == lenient)?;
-        Some((idle.remove(last).sender, false))
+        Some((idle.remove(last), false))
+    }
+
+    /// Closes the oldest idle connection made for the other `ProxyBadHeader` mode, to free
+    /// its slot of `max`; whether there was one.
+    fn evict_other(&self, lenient: bool) -> bool {
+        let mut idle = self.idle.lock();
+        match idle.iter().position(|entry| entry.lenient != lenient) {
+            Some(i) => {
+                drop(idle.remove(i));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Keeps `sender` for the next requests (its response read to the end), unless the pool
     /// is full or the connection closed.
-    pub(super) fn checkin(&self, sender: SendRequest<B>, lenient: bool) {
+    pub(super) fn checkin(&self, sender: SendRequest<B>, permit: ConnPermit, lenient: bool) {
         if sender.is_closed() {
             return;
         }
@@ -62,25 +86,57 @@ where
         if idle.len() < self.max_idle {
             idle.push(Pooled {
                 sender,
+                permit,
                 since: tokio::time::Instant::now(),
                 lenient,
             });
+            drop(idle);
+            self.limit.note_returned();
         }
     }
 
     /// A pooled connection ready for a request, if the pool has one. One whose connection
     /// has not said it is ready yet gets [`READY_WAIT`] to do so (it has finished its last
     /// response, so it takes microseconds unless the connection is going away).
-    pub(super) async fn pooled(&self, lenient: bool) -> Option<SendRequest<B>> {
-        while let Some((mut sender, ready)) = self.checkout(lenient) {
+    pub(super) async fn pooled(&self, lenient: bool) -> Option<(SendRequest<B>, ConnPermit)> {
+        while let Some((mut pooled, ready)) = self.checkout(lenient) {
             if ready {
-                return Some(sender);
+                return Some((pooled.sender, pooled.permit));
             }
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
-                return Some(sender);
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, pooled.sender.ready()).await {
+                return Some((pooled.sender, pooled.permit));
             }
         }
         None
+    }
+
+    /// A pooled connection ready for a request, or a slot of `max` for a new one: when all
+    /// are taken, waits for a connection to come back or close, at most `acquire`.
+    async fn connection(&self, lenient: bool) -> Result<Connection<B>, Error> {
+        let deadline = self
+            .limit
+            .acquire_timeout()
+            .map(|limit| tokio::time::Instant::now() + limit);
+        loop {
+            if let Some((sender, permit)) = self.pooled(lenient).await {
+                return Ok(Connection::Pooled(sender, permit));
+            }
+            if let Some(permit) = self.limit.try_acquire() {
+                return Ok(Connection::New(permit));
+            }
+            if self.evict_other(lenient) {
+                continue;
+            }
+            let waited = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, self.limit.slot_or_returned())
+                    .await
+                    .map_err(|_| self.limit.timed_out())?,
+                None => self.limit.slot_or_returned().await,
+            };
+            if let Some(permit) = waited {
+                return Ok(Connection::New(permit));
+            }
+        }
     }
 
     /// A new connection to the member (bounded by `connectiontimeout`), its protocol task
@@ -110,21 +166,28 @@ where
         hop: Hop,
     ) -> Result<Response<MemberBody>, Error> {
         let lenient = hop.rules.as_ref().is_some_and(|r| r.ignore_bad_headers);
-        if let Some(mut sender) = self.pooled(lenient).await {
-            match sender.try_send_request(request).await {
-                Ok(response) => return self.wrap(response, sender, &hop),
-                Err(mut failed) => match failed.take_message() {
-                    // Not written: the connection was gone; a new one below.
-                    Some(unsent) => request = unsent,
-                    None => return Err(Error::from_member(Box::new(failed.into_error()))),
-                },
+        let permit = match self.connection(lenient).await? {
+            Connection::Pooled(mut sender, permit) => {
+                match sender.try_send_request(request).await {
+                    Ok(response) => return self.wrap(response, sender, permit, &hop),
+                    Err(mut failed) => match failed.take_message() {
+                        // Not written: the connection was gone; a new one below, in its
+                        // slot.
+                        Some(unsent) => {
+                            request = unsent;
+                            permit
+                        }
+                        None => return Err(Error::from_member(Box::new(failed.into_error()))),
+                    },
+                }
             }
-        }
+            Connection::New(permit) => permit,
+        };
         // Boxed: the connect and handshake futures are large and rarely needed; keeping
         // them out of this future keeps every request's state small.
         let mut sender = Box::pin(self.connect(lenient)).await?;
         match sender.try_send_request(request).await {
-            Ok(response) => self.wrap(response, sender, &hop),
+            Ok(response) => self.wrap(response, sender, permit, &hop),
             Err(failed) => Err(Error::from_member(Box::new(failed.into_error()))),
         }
     }
@@ -138,6 +201,7 @@ where
         self: &Arc<Self>,
         mut response: Response<Incoming>,
         sender: SendRequest<B>,
+        permit: ConnPermit,
         hop: &Hop,
     ) -> Result<Response<MemberBody>, Error> {
         // An `Expect: 100-continue` answered without `100 Continue`: the body was never
@@ -212,17 +276,18 @@ where
         let piece = self.options.io_buffer_size.filter(|&n| n > 0);
         if response.body().is_end_stream() {
             if reuse {
-                self.checkin(sender, lenient);
+                self.checkin(sender, permit, lenient);
             }
             return Ok(response.map(|inner| MemberBody::member(inner, None, piece)));
         }
         let release: Release = if reuse {
             let pool = Arc::clone(self);
-            Box::new(move || pool.checkin(sender, lenient))
+            Box::new(move || pool.checkin(sender, permit, lenient))
         } else {
             // Kept to the body's end, then dropped: hyper closes the connection once its
-            // last sender is gone and its response is read.
-            Box::new(move || drop(sender))
+            // last sender is gone and its response is read (and its slot of `max` is
+            // free).
+            Box::new(move || drop((sender, permit)))
         };
         Ok(response.map(|inner| MemberBody::member(inner, Some(release), piece)))
     }

@@ -10,7 +10,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use proxy_balancer_core::Member;
 
-use super::{judge_error, now, FailedStatus, OutcomeRules};
+use super::{judge_error, now, BodyOutcome, FailedStatus, OutcomeRules};
 use crate::error::{BoxError, Error};
 
 pin_project! {
@@ -52,6 +52,9 @@ where
         let this = self.project();
         Poll::Ready(match ready!(this.inner.poll(cx)) {
             Ok(mut response) => {
+                if let Some(outcome) = response.extensions_mut().remove::<BodyOutcome>() {
+                    outcome.judged_by(this.member, this.rules);
+                }
                 let status = response.status().as_u16();
                 if this.rules.fail_on_status.contains(&status) {
                     if this.member.mark_error(now()) {

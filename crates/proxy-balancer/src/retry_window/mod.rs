@@ -8,6 +8,7 @@
 //! | connect failure (refused, connect timeout) | `E`, AH00959 | `E`, event with `apache_id = "AH00959"` |
 //! | status in `failonstatus` | `E`, AH01174; the client gets the response | same |
 //! | read timeout with `failontimeout=On` | `E`, AH02460 | same |
+//! | the body stalls past `timeout` after the head, with `failontimeout=On` ([`BodyOutcome`]) | not `E` (2.4.71 cuts the response, AH01110, and leaves the member `Ok`) | `E`, AH02460: a member that stalls bodies is taken out, where Apache keeps sending it requests that end cut short |
 //! | the member ignores errors (`+I`) | never `E` | never `E` |
 //! | an answer | — | the run of errors ends ([`MemberState::note_success`](proxy_balancer_core::MemberState::note_success)) |
 //! | the client's request body failed while sent ([`ErrorKind::Client`]) | not `E`, AH10154 | not `E`, the run of errors untouched |
@@ -127,6 +128,66 @@ impl OutcomeRules {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct FailedStatus;
+
+/// Where a member's response body reports how it ended, for the member's error state: the
+/// body of an answer is read after [`RetryWindow`] has judged the answer, so a member
+/// service that bounds its body's reads puts a `BodyOutcome` in the response's extensions
+/// and keeps a clone in the body; `RetryWindow` takes it out and tells it which member and
+/// rules judge, and the body calls [`report`](Self::report) when it fails. The built-in
+/// client ([`HttpMember`](crate::client::HttpMember)) does this for a body that stalls
+/// past the member's `timeout`.
+///
+/// ```
+/// use proxy_balancer::retry_window::BodyOutcome;
+/// use proxy_balancer::{Error, ErrorKind};
+///
+/// let outcome = BodyOutcome::new();
+/// // Not judged by a RetryWindow (the service runs alone): the error is passed on as is.
+/// let error = outcome.report(Error::timeout("stalled"));
+/// assert_eq!(error.kind(), ErrorKind::Timeout);
+/// ```
+///
+/// # Apache
+///
+/// Apache 2.4.71 does not count a body read timeout for `failontimeout` (the member stays
+/// `Ok`); here a [`ErrorKind::Timeout`] reported by the body puts the member in error
+/// under `failontimeout=On` (AH02460), as a timeout waiting for the head does.
+#[derive(Clone, Default)]
+pub struct BodyOutcome {
+    judge: Arc<std::sync::OnceLock<(Member, Arc<OutcomeRules>)>>,
+}
+
+impl BodyOutcome {
+    /// A report slot for one response's body.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The member and rules that judge the body's failure (set once, by [`RetryWindow`]).
+    pub(crate) fn judged_by(&self, member: &Member, rules: &Arc<OutcomeRules>) {
+        let _ = self.judge.set((member.clone(), Arc::clone(rules)));
+    }
+
+    /// Reports that the body failed with `error`: judged as [`RetryWindow`] judges a
+    /// member's error (a [`ErrorKind::Timeout`] with `failontimeout=On` puts the member
+    /// in error), and returned naming the member. Without a judge, `error` as it is.
+    #[must_use]
+    pub fn report(&self, error: Error) -> Error {
+        match self.judge.get() {
+            Some((member, rules)) => judge_error(member, rules, error),
+            None => error,
+        }
+    }
+}
+
+impl fmt::Debug for BodyOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyOutcome")
+            .field("member", &self.judge.get().map(|(m, _)| m.url()))
+            .finish()
+    }
+}
 
 /// Wraps one member's service in a [`RetryWindow`]. See the [module docs](self).
 #[derive(Clone, Debug)]

@@ -1,12 +1,12 @@
 //! The site's part of `ProxyVia`, `ProxyErrorOverride`, `ProxyBadHeader`,
 //! `Proxy100Continue`, `ProxyIOBufferSize`, the worker keys `iobuffersize`,
-//! `receivebuffersize` and `responsefieldsize`, `HeartbeatListen`/`HeartbeatMaxServers`,
+//! `receivebuffersize`, `responsefieldsize`, `acquire`, `ping` and `addressttl`, `HeartbeatListen`/`HeartbeatMaxServers`,
 //! `BalancerPersist` and `ProxyHCTPsize`: what the site builds from them.
 //!
 //! | directive | applied by |
 //! | --- | --- |
 //! | `ProxyVia`, `ProxyErrorOverride`, `ProxyBadHeader`, `Proxy100Continue` (per server) | [`hop_options`]: the forwarding layer's [`HopOptions`], read by the member client |
-//! | `ProxyIOBufferSize`, `iobuffersize`, `receivebuffersize`, `responsefieldsize` | [`member_client`]: the member client's [`ClientOptions`] |
+//! | `ProxyIOBufferSize`, `iobuffersize`, `receivebuffersize`, `responsefieldsize`, `acquire`, `ping`, `addressttl` | [`member_client`]: the member client's [`ClientOptions`] (`max`, `timeout` and `connectiontimeout` are the member's own [`MemberParams`]) |
 //! | `HeartbeatListen`, `HeartbeatMaxServers` | [`heartbeat`]: one listener feeding every balancer |
 //! | `ProxyHCTPsize` | [`spawn_probes`]: one [`ProbePool`] for every balancer's probes |
 //! | `BalancerPersist On` | [`persist_file`]: the manager's state file under `DefaultRuntimeDir` |
@@ -14,8 +14,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::apache_config::keys::parse_time;
 use crate::apache_config::{Config, HostSettings, Param, ProxyBadHeader, ProxyTarget, ProxyVia};
-use crate::client::{ClientOptions, MakeHttpMember};
+use crate::client::{AddressTtl, ClientOptions, MakeHttpMember};
 use crate::health_probe::{HealthProbe, ProbeDefinitions, ProbePool};
 use crate::heartbeat::HeartbeatListener;
 use crate::proxy_pass::{ErrorOverride, HopOptions, Via};
@@ -97,15 +98,23 @@ pub(super) fn member_client(config: &Config) -> MakeHttpMember<RequestBody> {
     make
 }
 
-/// One worker's options from its parameters (checked by the parser: 0, or at least 512).
+/// One worker's options from its parameters (checked by the parser: sizes 0 or at least
+/// 512; `acquire` and `ping` at least 1 ms; `addressttl` -1 or more).
 fn worker_options(params: &[Param], server_io: Option<u32>) -> ClientOptions {
-    let value = |key: &str| {
+    let text = |key: &str| {
         params
             .iter()
             .rev()
             .find(|p| p.key.eq_ignore_ascii_case(key))
-            .and_then(|p| p.value.trim().parse::<usize>().ok())
+            .map(|p| p.value.trim())
     };
+    let value = |key: &str| text(key).and_then(|v| v.parse::<usize>().ok());
+    // `acquire` is in milliseconds by default, `ping` in seconds (both take `ms`).
+    let acquire = text("acquire").and_then(|v| parse_time(v, true));
+    let ping = text("ping").and_then(|v| parse_time(v, false));
+    let address_ttl = text("addressttl")
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(AddressTtl::from_apache);
     let field = value("responsefieldsize")
         .filter(|&n| n > 0)
         .unwrap_or(DEFAULT_RESPONSE_FIELD_SIZE);
@@ -117,6 +126,9 @@ fn worker_options(params: &[Param], server_io: Option<u32>) -> ClientOptions {
                 .or(server_io.map(|n| n as usize)),
         )
         .with_receive_buffer_size(value("receivebuffersize").filter(|&n| n > 0))
+        .with_acquire(acquire.filter(|t| !t.is_zero()))
+        .with_ping(ping.filter(|t| !t.is_zero()))
+        .with_address_ttl(address_ttl)
 }
 
 /// The health probes of the balancers, all drawing on one [`ProbePool`] of
@@ -239,5 +251,25 @@ mod tests {
         assert_eq!(o.io_buffer_size(), Some(1024));
         assert_eq!(o.receive_buffer_size(), Some(65536));
         assert_eq!(o.response_field_size(), Some(100));
+        assert_eq!(o.acquire(), None);
+        assert_eq!(o.ping(), None);
+        assert_eq!(o.address_ttl(), None);
+        let o = worker_options(
+            &[
+                param("acquire", "500"),
+                param("ping", "2"),
+                param("addressttl", "-1"),
+            ],
+            None,
+        );
+        assert_eq!(o.acquire(), Some(std::time::Duration::from_millis(500)));
+        assert_eq!(o.ping(), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(o.address_ttl(), Some(AddressTtl::Forever));
+        let o = worker_options(&[param("ping", "250ms"), param("AddressTTL", "30")], None);
+        assert_eq!(o.ping(), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(
+            o.address_ttl(),
+            Some(AddressTtl::For(std::time::Duration::from_secs(30)))
+        );
     }
 }

@@ -504,7 +504,8 @@ impl Site {
             // sets none.
             cookie: None,
             workers_seen: HashSet::new(),
-            // iobuffersize, receivebuffersize, responsefieldsize, ProxyIOBufferSize (extras).
+            // iobuffersize, receivebuffersize, responsefieldsize, acquire, ping, addressttl,
+            // ProxyIOBufferSize (extras).
             client: extras::member_client(config),
             // Checked by `validate`, but neither read nor rewritten.
             persist: persist_file(config)?.filter(|_| !dry),
