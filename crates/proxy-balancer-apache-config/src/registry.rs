@@ -31,8 +31,8 @@
 //!     Some(State::NotApplied { severity: Severity::Error, .. })
 //! ));
 //! assert!(matches!(
-//!     registry::worker_param("PING").map(|e| e.state),
-//!     Some(State::NotApplied { severity: Severity::Warning, .. })
+//!     registry::worker_param("SMAX").map(|e| e.state),
+//!     Some(State::NotApplied { severity: Severity::Note, .. })
 //! ));
 //! assert!(registry::directive("LoadModule").is_none());
 //! ```
@@ -274,8 +274,8 @@ pub static ENTRIES: &[Entry] = &[
     e("redirect", W, PROXY, A("sticky requests for this member go to the member with this route")),
     e("retry", W, PROXY, A("how long a member in error is left alone")),
     e("status", W, PROXY, A("the member's initial status flags")),
-    e("connectiontimeout", W, PROXY, A("the connect timeout")),
-    e("timeout", W, PROXY, A("how long to wait for the member's answer (504 past it)")),
+    e("connectiontimeout", W, PROXY, A("the connect timeout: a connect that takes longer is a connect failure (the member is put in error, the request goes to another member)")),
+    e("timeout", W, PROXY, A("bounds each wait on the member, as Apache's per-read timeout: for the answer's head (504 past it), for each piece of its body (the answer is cut short past it), and for the member to take the request body; time spent waiting for the client is not counted")),
     e("ttl", W, PROXY, A("how long an idle connection is kept")),
     e("disablereuse", W, PROXY, A("a new connection per request")),
     e("enablereuse", W, PROXY, A("the inverse of disablereuse")),
@@ -283,13 +283,13 @@ pub static ENTRIES: &[Entry] = &[
     e("iobuffersize", W, PROXY, A("the size of the buffer the member's body is read with")),
     e("receivebuffersize", W, PROXY, A("the TCP receive buffer of member connections")),
     e("responsefieldsize", W, PROXY, A("the longest header line accepted from the member")),
-    e("max", W, PROXY, warn("it caps the idle connections kept, not the connections open: more requests at once than max open more connections to the member (a hard cap is issue #15's)")),
+    e("max", W, PROXY, A("a hard cap on the member's connections, idle and in use: a request that needs one more waits for one to be free (see acquire; without it, as long as it takes, as Apache); max=0: no cap")),
     e("min", W, PROXY, note("no connections are opened ahead of requests; idle ones are kept up to max")),
     e("smax", W, PROXY, note("idle connections are kept up to max, each until ttl: there is no second limit")),
-    e("acquire", W, PROXY, warn("a request never waits for a free connection: a new one is opened, so there is no 503 after acquire ms (issue #15)")),
-    e("ping", W, PROXY, warn("no 100-continue probe is sent before the request: a hung member is found by timeout only (issue #15)")),
+    e("acquire", W, PROXY, A("how long a request waits for a free connection when max are open; past it the member is put in error and the request goes to another member, or gets 503 (AH00941), as Apache")),
+    e("ping", W, PROXY, A("requests with a body are sent with Expect: 100-continue and their body held; a member that does not answer 100 Continue within ping is put in error and the request goes to another member (503 when none), as Apache's mod_proxy_http")),
     e("upgrade", W, PROXY, warn("protocol upgrades (WebSocket) are not tunnelled to members: Upgrade is a hop-by-hop header and is not forwarded, so such connections fail (issue #15)")),
-    e("addressttl", W, PROXY, note("a member's host name is resolved when a connection opens; this cache time is not used (issue #15)")),
+    e("addressttl", W, PROXY, A("how long a member's resolved addresses are kept (-1, the default: until the proxy stops; 0: resolved for every connection); when they all fail to connect the name is resolved again")),
     e("flushpackets", W, PROXY, note("every chunk a member sends is passed to the client as it arrives (as flushpackets=on): no buffering to tune, and small chunks cost a write each")),
     e("flushwait", W, PROXY, note("every chunk a member sends is passed to the client as it arrives: there is no wait before a flush")),
     e("secret", W, PROXY, note("an AJP secret; ajp:// members are not served, so it has no use")),
