@@ -331,13 +331,13 @@ mod check {
             out.contains("line 5, column 1: ProxyRemote is refused by proxy-balancer"),
             "{out}"
         );
-        // A worker parameter that is read and not applied.
-        let text = MEMBERS.replace("hcuri=/", "hcuri=/ ping=1");
-        let (code, out) = run_check("ping", &text, false);
-        assert_eq!(code, 1, "{out}");
+        // A worker parameter that is read and not applied (a note: exit 0).
+        let text = MEMBERS.replace("hcuri=/", "hcuri=/ smax=1");
+        let (code, out) = run_check("smax", &text, false);
+        assert_eq!(code, 0, "{out}");
         assert!(
             out.contains(
-                "ping= on the members of balancer://app (line 2) is not applied by proxy-balancer"
+                "smax= on the members of balancer://app (line 2) is not applied by proxy-balancer"
             ),
             "{out}"
         );

@@ -458,16 +458,22 @@ async fn max_2_with_acquire_answers_503_to_the_requests_beyond_it() {
 }
 
 /// `max=2` without `acquire`: requests beyond the cap wait for a connection as long as it
-/// takes, and the member never sees more than two connections.
+/// takes (the wait is not the member's `timeout`: the last request waits 0.8 s and is
+/// served 0.4 s later, past `timeout=1` from its start), and the member never sees more
+/// than two connections.
 ///
 /// Apache 2.4.71, `max=2` and 5 requests on a member answering in 2 s: all 200, at 2.6,
 /// 2.6, 4.6, 4.6 and 6.6 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_2_without_acquire_queues_the_requests_beyond_it() {
     let backend = Arc::new(TestBackend::start("queued").await.expect("bind"));
-    backend.set_delay(Duration::from_millis(300));
+    backend.set_delay(Duration::from_millis(400));
     let (_store, client) = balancer::<Full<Bytes>>(
-        &[(backend.url(), &[("max", "2")], ClientOptions::new())],
+        &[(
+            backend.url(),
+            &[("max", "2"), ("timeout", "1")],
+            ClientOptions::new(),
+        )],
         false,
     );
     let started = Instant::now();
@@ -509,8 +515,8 @@ async fn max_2_without_acquire_queues_the_requests_beyond_it() {
     assert_eq!(backend.hits(), 5);
     assert!(most.load(Ordering::SeqCst) <= 2, "at most max connections");
     assert!(
-        elapsed >= Duration::from_millis(900),
-        "three rounds of 300 ms: {elapsed:?}"
+        elapsed >= Duration::from_millis(1200),
+        "three rounds of 400 ms: {elapsed:?}"
     );
 }
 

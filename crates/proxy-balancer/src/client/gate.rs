@@ -1,10 +1,13 @@
 use super::*;
 
-/// What one request carries for the answer: the forwarding layer's rules, and the gate of
-/// an `Expect: 100-continue` body.
+/// What one request carries for the answer: the forwarding layer's rules, the gate of an
+/// `Expect: 100-continue` body, and the clock of the member's `timeout`.
 pub(super) struct Hop {
     pub(super) rules: Option<Arc<HopRules>>,
     pub(super) gate: Option<Arc<ContinueGate>>,
+    /// The member's time (its `timeout`): stopped while the request waits for a free
+    /// connection (`max`), as Apache's wait for one is not bounded by `timeout`.
+    pub(super) clock: Option<Arc<BodyClock>>,
 }
 
 /// Holds a request body back until the member's `100 Continue` (`Proxy100Continue On`):

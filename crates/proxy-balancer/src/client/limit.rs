@@ -62,6 +62,11 @@ impl ConnLimit {
         }
     }
 
+    /// Whether there is a cap (`max`): a request may have to wait for a connection.
+    pub(crate) const fn is_capped(&self) -> bool {
+        self.slots.is_some()
+    }
+
     /// `acquire`.
     pub(crate) const fn acquire_timeout(&self) -> Option<Duration> {
         self.acquire

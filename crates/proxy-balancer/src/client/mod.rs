@@ -14,7 +14,7 @@
 //! | `max` | a hard cap on the member's open connections, idle and in use (Apache's connection pool `hmax`); `max=0`: no cap |
 //! | `acquire` ([`ClientOptions::with_acquire`]) | how long a request waits for one of the `max` connections; past it a connect failure (503 unless another member takes it; the member is put in error, AH00941), as Apache; without it a request waits as long as it takes |
 //! | `ping` ([`ClientOptions::with_ping`]) | requests with a body go with `Expect: 100-continue` and their body held; no `100 Continue` within `ping`: a connect failure (the member in error, the request to another member) |
-//! | `addressttl` ([`ClientOptions::with_address_ttl`]) | how long the member's resolved addresses are kept (by default until the proxy stops; with `disablereuse=On`, resolved per connection); when they all fail, resolved again |
+//! | `addressttl` ([`ClientOptions::with_address_ttl`]) | how long the member's resolved addresses are kept (by default until the proxy stops; with `disablereuse=On`, resolved per connection; `0`: per connection, and no connection is reused, as Apache); when they all fail, resolved again |
 //! | `ttl` | how long an idle connection is kept |
 //! | `disablereuse=On` | no connection is kept: a new one per request |
 //! | `keepalive=On` | TCP keep-alive probes on member connections |
@@ -428,7 +428,10 @@ where
         let url = &params.url;
         // The URL was checked when the member was made: its Host value is valid.
         let host_header = HeaderValue::from_str(url.authority()).ok();
-        let max_idle = if params.disable_reuse {
+        // `addressttl=0` resolves for every connection, and so, as in Apache, reuses none.
+        let no_reuse =
+            params.disable_reuse || options.address_ttl == Some(AddressTtl::For(Duration::ZERO));
+        let max_idle = if no_reuse {
             0
         } else {
             params.max.map_or(usize::MAX, |max| max as usize)
@@ -550,9 +553,10 @@ where
         if !preserve {
             request.headers_mut().insert(header::HOST, host.clone());
         }
-        // Only a body still to come from the client needs the clock (most GETs have none).
+        // Only a body still to come from the client needs the clock (most GETs have none),
+        // or a request that may wait for one of the member's `max` connections.
         let has_body = !request.body().is_end_stream();
-        let clock = has_body.then(|| Arc::new(BodyClock::new()));
+        let clock = (has_body || self.pool.limit.is_capped()).then(|| Arc::new(BodyClock::new()));
         let rules = request.extensions().get::<Arc<HopRules>>().cloned();
         // `ping`: a request with a body asks the member for `100 Continue` (Apache's probe
         // of a hung member), whether the client asked or not.
@@ -576,7 +580,7 @@ where
         }
         let request = request.map(|inner| ClockedBody {
             inner,
-            clock: clock.clone(),
+            clock: clock.clone().filter(|_| has_body),
             gate: gate.clone(),
             continue_wait: None,
             continue_anyway: ping.is_none(),
@@ -589,7 +593,12 @@ where
             }),
             _ => None,
         };
-        let sending = Arc::clone(&self.pool).send(request, Hop { rules, gate });
+        let hop = Hop {
+            rules,
+            gate,
+            clock: clock.clone(),
+        };
+        let sending = Arc::clone(&self.pool).send(request, hop);
         HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock, probe)
     }
 }
@@ -689,8 +698,9 @@ mod tests {
         );
         let forever = lookups(&[("disablereuse", "On")], Some(AddressTtl::Forever)).await;
         assert_eq!(forever, 1, "addressttl=-1 set");
+        // As Apache, which then turns reuse off (a connection per request).
         let zero = lookups(&[], Some(AddressTtl::For(Duration::ZERO))).await;
-        assert_eq!(zero, 1, "addressttl=0, one pooled connection");
+        assert_eq!(zero, 3, "addressttl=0: per connection, and no reuse");
     }
 
     #[test]

@@ -112,7 +112,11 @@ where
 
     /// A pooled connection ready for a request, or a slot of `max` for a new one: when all
     /// are taken, waits for a connection to come back or close, at most `acquire`.
-    async fn connection(&self, lenient: bool) -> Result<Connection<B>, Error> {
+    async fn connection(
+        &self,
+        lenient: bool,
+        clock: Option<&BodyClock>,
+    ) -> Result<Connection<B>, Error> {
         let deadline = self
             .limit
             .acquire_timeout()
@@ -127,12 +131,20 @@ where
             if self.evict_other(lenient) {
                 continue;
             }
+            // Waiting for a connection is not the member's time (its `timeout`).
+            if let Some(clock) = clock {
+                clock.waiting.store(true, Ordering::Release);
+            }
             let waited = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, self.limit.slot_or_returned())
-                    .await
-                    .map_err(|_| self.limit.timed_out())?,
-                None => self.limit.slot_or_returned().await,
+                Some(deadline) => {
+                    tokio::time::timeout_at(deadline, self.limit.slot_or_returned()).await
+                }
+                None => Ok(self.limit.slot_or_returned().await),
             };
+            if let Some(clock) = clock {
+                clock.got(tokio::time::Instant::now());
+            }
+            let waited = waited.map_err(|_| self.limit.timed_out())?;
             if let Some(permit) = waited {
                 return Ok(Connection::New(permit));
             }
@@ -166,7 +178,7 @@ where
         hop: Hop,
     ) -> Result<Response<MemberBody>, Error> {
         let lenient = hop.rules.as_ref().is_some_and(|r| r.ignore_bad_headers);
-        let permit = match self.connection(lenient).await? {
+        let permit = match self.connection(lenient, hop.clock.as_deref()).await? {
             Connection::Pooled(mut sender, permit) => {
                 match sender.try_send_request(request).await {
                     Ok(response) => return self.wrap(response, sender, permit, &hop),

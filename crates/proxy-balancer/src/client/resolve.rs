@@ -32,7 +32,8 @@ use parking_lot::Mutex;
 pub enum AddressTtl {
     /// Until the proxy stops: Apache's `-1` and its default.
     Forever,
-    /// For this long; zero: resolved for every new connection.
+    /// For this long; zero: resolved for every new connection (and, as in Apache, no
+    /// connection is reused).
     For(Duration),
 }
 
