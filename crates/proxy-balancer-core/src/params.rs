@@ -638,7 +638,8 @@ pub struct MemberParams {
     pub connection_timeout: Option<Duration>,
     /// `timeout`: how long to wait for the member's answer (default: the server's).
     pub timeout: Option<Duration>,
-    /// `max`: the most connections kept to the member (default: no limit of ours).
+    /// `max`: the most connections open to the member, idle and in use (a hard cap in the
+    /// built-in client, with `acquire`; default and 0: no cap).
     pub max: Option<u32>,
     /// `ttl`: how long an idle connection is kept (default: the client's).
     pub ttl: Option<Duration>,

@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | [`balancer`] | the [`Balancer`] service: pick, forward, fail over, account | mod_proxy_balancer + mod_proxy |
 //! | [`retry_window`] | a member's outcomes drive its error state and `retry` window | `retry`, `failonstatus`, `failontimeout`, `+I` |
-//! | [`client`] | the pooled HTTP member client | worker `connectiontimeout`, `timeout`, `max`, `ttl`, `disablereuse`, `keepalive` |
+//! | [`client`] | the pooled HTTP member client | worker `connectiontimeout`, `timeout`, `max`, `acquire`, `ping`, `addressttl`, `ttl`, `disablereuse`, `keepalive` |
 //! | [`proxy_pass`] | path mapping, the forwarding and response-rewriting layers | `ProxyPass`, `ProxyPassReverse`, `ProxyPassReverseCookieDomain`/`Path`, `X-Forwarded-*`, `ProxyPreserveHost`, `ProxyAddHeaders` |
 //! | [`error`] | the crate [`Error`] and [`ErrorResponseLayer`] | 503 / 502 / 504 answers |
 //! | [`sticky_route`] | session routes from cookies and URLs, the route cookie | `stickysession`, `stickysessionsep`, `scolonpathdelim`, `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` |

@@ -191,6 +191,53 @@ async fn a_body_that_stalls_past_timeout_is_cut_short_and_fails_on_timeout() {
     server.shutdown().await.expect("stops");
 }
 
+/// The same stall seen by an HTTP/2 client: the stream is reset at about 1 s, never ended
+/// as a complete answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_sees_a_stalled_body_reset() {
+    let stalling = raw_member(|mut stream| async move {
+        if read_head(&mut stream).await.is_some() {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                .await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = stream.write_all(b"defghij").await;
+        }
+    })
+    .await;
+    let (server, _site) = front(&format!(
+        "<Proxy balancer://b>\n BalancerMember http://{stalling} timeout=1\n</Proxy>\nProxyPass / balancer://b/\n"
+    ))
+    .await;
+    let stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an h2c connection");
+    tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/stall", server.local_addr()))
+        .body(Full::new(Bytes::new()))
+        .expect("valid");
+    let started = Instant::now();
+    let response = timeout(BOUND, sender.send_request(request))
+        .await
+        .expect("bounded")
+        .expect("the head");
+    assert_eq!(response.status(), 200);
+    let collected = timeout(BOUND, response.into_body().collect())
+        .await
+        .expect("the member's timeout ends the stream");
+    let elapsed = started.elapsed();
+    assert!(collected.is_err(), "a reset stream, not a complete body");
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+    server.shutdown().await.expect("stops");
+}
+
 /// The same stall without `failontimeout`: the body fails with a timeout, the member stays
 /// in service, busy is released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
