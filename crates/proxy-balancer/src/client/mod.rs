@@ -1,5 +1,7 @@
 //! The built-in member client: a pool of HTTP/1.1 connections per member (hyper's
-//! connection-level client), set up from the member's Apache parameters.
+//! connection-level client), set up from the member's Apache parameters; for `h2c://` and
+//! `h2://` members, a pool of multiplexed HTTP/2 connections instead (see
+//! [HTTP/2 members](#http2-members)).
 //!
 //! The pool is a stack of idle connections behind a mutex that no request holds across an
 //! `await`: a request takes the most recently used one, or opens a new connection, and the
@@ -18,6 +20,35 @@
 //!
 //! `https` members need a TLS connector, which this client does not carry yet: their
 //! requests fail with [`ErrorKind::Upstream`](crate::ErrorKind::Upstream).
+//!
+//! # HTTP/2 members
+//!
+//! `h2c://` members are spoken to in HTTP/2 with prior knowledge, `h2://` members over TLS
+//! with ALPN `h2` (a member whose TLS does not select `h2` is a connect failure), as
+//! Apache's mod_proxy_http2. Each member has a pool of HTTP/2 connections, each carrying
+//! many requests at once: a request takes the oldest connection with a stream to spare
+//! under the member's `SETTINGS_MAX_CONCURRENT_STREAMS` (as last read from the
+//! connection), and another connection is opened only when all are full or gone; requests
+//! that arrive together while a connection is opened wait for it and share it. The
+//! balancer still picks a member per request.
+//!
+//! | Apache worker parameter | for HTTP/2 members |
+//! | --- | --- |
+//! | `connectiontimeout`, `timeout`, `keepalive` | as above |
+//! | `ttl` | a connection without open streams for longer is closed |
+//! | `disablereuse=On` | one connection per request |
+//! | `max` | the most connections to the member (not streams): once all are full, a request goes on the least busy one and its stream waits there for a free slot |
+//!
+//! The request goes in absolute form (`:scheme`, and `:authority` from the `Host` the
+//! member would get), whatever the client spoke; `TE: trailers` (kept by the forwarding
+//! layer) goes with it, and trailers pass both ways, so gRPC works through the proxy. The
+//! answer goes to the client in the client's own HTTP version. An `Expect: 100-continue`
+//! is answered by the proxy (the body goes with the request). A member's GOAWAY (for a
+//! stream it did not take) or `REFUSED_STREAM` means the request was not processed: a
+//! connect failure ([`ErrorKind::Connect`](crate::ErrorKind::Connect)), so the request
+//! fails over, even a POST (its body is replayed within the balancer's replay limit, as
+//! for any connect failure; a body read past it is not); other HTTP/2 errors once the
+//! request went out are not retried.
 //!
 //! # Strict HTTP toward members
 //!
@@ -63,6 +94,7 @@ mod clock;
 mod connect;
 mod future;
 mod gate;
+mod h2;
 mod pool;
 mod tls;
 
@@ -74,6 +106,7 @@ use body::Release;
 use clock::{BodyClock, ClockedBody};
 use connect::Connector;
 use gate::{ContinueGate, Hop};
+use h2::H2Pool;
 use pool::Pool;
 
 use crate::balancer::{MakeMember, ReplayBody};
@@ -290,6 +323,8 @@ where
 /// The pooled HTTP client of one member. See the [module docs](self).
 pub struct HttpMember<B> {
     pool: Arc<Pool<ClockedBody<ReplayBody<B>>>>,
+    /// For `h2c` and `h2` members: their requests go here, not to `pool`.
+    h2: Option<Arc<H2Pool<ClockedBody<ReplayBody<B>>>>>,
     /// Shared by the clones (the balancer clones the member's service per request).
     target: Arc<Target>,
 }
@@ -301,6 +336,8 @@ pub(super) struct Target {
     unusable: Option<String>,
     /// `Host` for the member: [`MemberUrl::authority`](crate::core::MemberUrl::authority).
     host: Option<HeaderValue>,
+    /// `http` or `https`: the `:scheme` of an HTTP/2 member's requests.
+    scheme: &'static str,
     base_path: String,
     timeout: Duration,
 }
@@ -309,6 +346,7 @@ impl<B> Clone for HttpMember<B> {
     fn clone(&self) -> Self {
         Self {
             pool: Arc::clone(&self.pool),
+            h2: self.h2.clone(),
             target: Arc::clone(&self.target),
         }
     }
@@ -321,6 +359,10 @@ impl<B> fmt::Debug for HttpMember<B> {
             .field("base_path", &self.target.base_path)
             .field("timeout", &self.target.timeout)
             .field("idle", &self.pool.idle.lock().len())
+            .field(
+                "h2_connections",
+                &self.h2.as_ref().map(|h2| h2.connections()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -361,26 +403,32 @@ where
         } else {
             (None, None)
         };
+        let connector = || Connector {
+            host: url.connect_host().to_owned(),
+            port: url.port(),
+            connect_timeout: params.connection_timeout.or(params.timeout),
+            keepalive: params.keepalive,
+            receive_buffer: options.receive_buffer_size,
+            tls: tls.clone(),
+            member: member.url().to_owned(),
+        };
+        // h2c and h2 members: one multiplexed pool (mod_proxy_http2).
+        let h2 = (url.protocol() == proxy_balancer_core::MemberProtocol::Http2)
+            .then(|| Arc::new(H2Pool::new(connector(), params, options.clone())));
         Self {
             pool: Arc::new(Pool {
                 idle: Mutex::new(Vec::new()),
                 max_idle,
                 ttl: params.ttl,
-                connector: Connector {
-                    host: url.connect_host().to_owned(),
-                    port: url.port(),
-                    connect_timeout: params.connection_timeout.or(params.timeout),
-                    keepalive: params.keepalive,
-                    receive_buffer: options.receive_buffer_size,
-                    tls,
-                    member: member.url().to_owned(),
-                },
+                connector: connector(),
                 member: member.url().to_owned(),
                 options,
             }),
+            h2,
             target: Arc::new(Target {
                 unusable,
                 host: host_header,
+                scheme: url.http_scheme(),
                 base_path: url.path().to_owned(),
                 timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
             }),
@@ -453,6 +501,12 @@ where
         if !preserve {
             request.headers_mut().insert(header::HOST, host.clone());
         }
+        if let Some(h2) = &self.h2 {
+            return self.call_h2(Arc::clone(h2), request);
+        }
+        // The client's `TE: trailers` is for HTTP/2 members (gRPC); an HTTP/1.1 member
+        // gets no `TE`, as from Apache's mod_proxy_http.
+        request.headers_mut().remove(header::TE);
         // Only a body still to come from the client needs the clock (most GETs have none).
         let has_body = !request.body().is_end_stream();
         let clock = has_body.then(|| Arc::new(BodyClock::new()));
@@ -475,6 +529,65 @@ where
             continue_wait: None,
         });
         let sending = Arc::clone(&self.pool).send(request, Hop { rules, gate });
+        HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock)
+    }
+}
+
+impl<B> HttpMember<B>
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Sends a request (its target and `Host` set) to an HTTP/2 member: in absolute form,
+    /// `Host` giving `:authority`, whatever HTTP version the client spoke.
+    fn call_h2(
+        &self,
+        h2: Arc<H2Pool<ClockedBody<ReplayBody<B>>>>,
+        mut request: Request<ReplayBody<B>>,
+    ) -> HttpMemberFuture {
+        *request.version_mut() = http::Version::HTTP_2;
+        let authority = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok());
+        let Some(authority) = authority else {
+            return HttpMemberFuture::failed(Error::upstream(
+                "the request's Host is no valid :authority for the HTTP/2 member",
+            ));
+        };
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(if self.target.scheme == "https" {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        });
+        parts.authority = Some(authority);
+        match Uri::from_parts(parts) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(e) => return HttpMemberFuture::failed(Error::upstream(e)),
+        }
+        let headers = request.headers_mut();
+        // HTTP/2 allows `TE: trailers` only (RFC 9113 §8.2.2).
+        if headers
+            .get(header::TE)
+            .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        {
+            headers.remove(header::TE);
+        }
+        // No `100 Continue` wait toward HTTP/2 members: the body goes with the request, and
+        // the client's expectation is answered by the proxy (the server sends its `100`
+        // when the body is read).
+        headers.remove(header::EXPECT);
+        let has_body = !request.body().is_end_stream();
+        let clock = has_body.then(|| Arc::new(BodyClock::new()));
+        let rules = request.extensions().get::<Arc<HopRules>>().cloned();
+        let request = request.map(|inner| ClockedBody {
+            inner,
+            clock: clock.clone(),
+            gate: None,
+            continue_wait: None,
+        });
+        let sending = h2.send(request, Hop { rules, gate: None });
         HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock)
     }
 }
