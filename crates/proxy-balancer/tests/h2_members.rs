@@ -802,3 +802,37 @@ async fn disablereuse_opens_a_connection_per_request() {
     }
     assert_eq!(member.seen.connections.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apache_config_with_h2c_members_serves_grpc() {
+    let members = [GrpcMember::start(None).await, GrpcMember::start(None).await];
+    let config = format!(
+        "<Proxy \"balancer://grpc\">\n\
+         BalancerMember \"{}\"\n\
+         BalancerMember \"{}\"\n\
+         </Proxy>\n\
+         ProxyPass \"/\" \"balancer://grpc/\"\n",
+        members[0].url("h2c"),
+        members[1].url("h2c"),
+    );
+    let config = proxy_balancer::apache_config::parse(&config).expect("a valid config");
+    let site = proxy_balancer::site::Site::from_config(&config).expect("buildable");
+    let front = Server::new()
+        .listen(LOOPBACK, site)
+        .await
+        .expect("a loopback port");
+    let mut client = grpc_client(&front).await;
+    for name in ["a", "b", "c", "d"] {
+        let reply = say_hello(&mut client, name).await.expect("an OK answer");
+        assert_eq!(reply.into_inner().message, format!("hello {name}"));
+    }
+    let failed = say_hello(&mut client, "fail")
+        .await
+        .expect_err("an error status");
+    assert_eq!(failed.code(), Code::InvalidArgument);
+    // Balanced per request over the two members, one connection each.
+    for member in &members {
+        assert!(member.seen.requests.lock().len() >= 2);
+        assert_eq!(member.seen.connections.load(Ordering::SeqCst), 1);
+    }
+}
