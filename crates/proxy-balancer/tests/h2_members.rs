@@ -144,9 +144,11 @@ async fn greeter(request: Request<Incoming>) -> Result<Response<tonic::body::Bod
         "/plain" => {
             // Not gRPC: a plain answer saying what the member saw.
             let seen = format!(
-                "{:?} te={:?}",
+                "{:?} {} te={:?} host={:?}",
                 request.version(),
-                request.headers().get(header::TE)
+                request.uri(),
+                request.headers().get(header::TE),
+                request.headers().get(header::HOST)
             );
             let body = http_body_util::Full::new(Bytes::from(seen));
             let mut response = Response::new(tonic::body::Body::new(body));
@@ -448,9 +450,30 @@ async fn an_http1_client_of_an_h2c_member_gets_http1() {
         answer.to_ascii_lowercase().contains("\r\nx-member: h2\r\n"),
         "{answer}"
     );
-    // The member spoke HTTP/2 and got the client's `TE: trailers` (only that).
+    // The member spoke HTTP/2, got `:authority` (and no `Host`) and `TE: trailers`, as
+    // from Apache's mod_proxy_http2.
+    let expected = format!(
+        "HTTP/2.0 http://{}/plain te=Some(\"trailers\") host=None",
+        member.addr
+    );
+    assert!(answer.ends_with(&expected), "{answer}");
+    // Whatever the client said about TE.
+    let answer = h1_exchange(
+        &front,
+        "GET /plain HTTP/1.1\r\nHost: front\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.ends_with(&expected), "{answer}");
+    // A chunked body's trailers go to the member.
+    let answer = h1_exchange(
+        &front,
+        "POST /echo-trailers HTTP/1.1\r\nHost: front\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(
-        answer.ends_with("HTTP/2.0 te=Some(\"trailers\")"),
+        answer.contains("hello x-checksum=Some(\"abc\")"),
         "{answer}"
     );
 

@@ -40,8 +40,9 @@
 //! | `max` | the most connections to the member (not streams): once all are full, a request goes on the least busy one and its stream waits there for a free slot |
 //!
 //! The request goes in absolute form (`:scheme`, and `:authority` from the `Host` the
-//! member would get), whatever the client spoke; `TE: trailers` (kept by the forwarding
-//! layer) goes with it, and trailers pass both ways, so gRPC works through the proxy. The
+//! member would get, with no `Host` header), whatever the client spoke, always with
+//! `TE: trailers`, as from Apache's mod_proxy_http2; trailers pass both ways, so gRPC works
+//! through the proxy. The
 //! answer goes to the client in the client's own HTTP version. An `Expect: 100-continue`
 //! is answered by the proxy (the body goes with the request). A member's GOAWAY (for a
 //! stream it did not take) or `REFUSED_STREAM` means the request was not processed: a
@@ -539,7 +540,8 @@ where
     B::Error: Into<BoxError>,
 {
     /// Sends a request (its target and `Host` set) to an HTTP/2 member: in absolute form,
-    /// `Host` giving `:authority`, whatever HTTP version the client spoke.
+    /// `Host` giving `:authority` (and no `Host` header), with `TE: trailers`, whatever
+    /// HTTP version the client spoke.
     fn call_h2(
         &self,
         h2: Arc<H2Pool<ClockedBody<ReplayBody<B>>>>,
@@ -567,13 +569,12 @@ where
             Err(e) => return HttpMemberFuture::failed(Error::upstream(e)),
         }
         let headers = request.headers_mut();
-        // HTTP/2 allows `TE: trailers` only (RFC 9113 §8.2.2).
-        if headers
-            .get(header::TE)
-            .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
-        {
-            headers.remove(header::TE);
-        }
+        // `:authority` says it (RFC 9113 §8.3.1); Apache's mod_proxy_http2 sends no `Host`.
+        headers.remove(header::HOST);
+        // The proxy takes trailers whatever the client said (it passes them on, or drops
+        // them for a client that cannot have them): `TE: trailers` always, as from Apache's
+        // mod_proxy_http2 (gRPC members want it).
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
         // No `100 Continue` wait toward HTTP/2 members: the body goes with the request, and
         // the client's expectation is answered by the proxy (the server sends its `100`
         // when the body is read).
