@@ -859,3 +859,125 @@ async fn an_apache_config_with_h2c_members_serves_grpc() {
         assert_eq!(member.seen.connections.load(Ordering::SeqCst), 1);
     }
 }
+
+/// A raw HTTP/2 member answering stream 1 of each connection with `200` and the request
+/// body it got, and saying GOAWAY (last-stream-id 1, NO_ERROR) to any later stream: a
+/// member closing its connection after one request, as a server with a request limit per
+/// connection does. Counts its connections.
+async fn one_request_per_connection_member(
+) -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind(LOOPBACK).await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(answer_stream_one(stream));
+        }
+    });
+    (addr, connections, task)
+}
+
+async fn answer_stream_one(mut stream: TcpStream) {
+    const END_STREAM: u8 = 0x1;
+    const END_HEADERS: u8 = 0x4;
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+    let mut preface = [0u8; 24];
+    if stream.read_exact(&mut preface).await.is_err() {
+        return;
+    }
+    if stream.write_all(&frame(4, 0, 0, &[])).await.is_err() {
+        return;
+    }
+    let mut body = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let (kind, flags) = (head[3], head[4]);
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        if stream.read_exact(&mut payload).await.is_err() {
+            return;
+        }
+        let reply = match (kind, id) {
+            // SETTINGS (not an ack): acknowledged.
+            (4, _) if flags & 0x1 == 0 => frame(4, 0x1, 0, &[]),
+            // A second stream: GOAWAY, stream 1 was the last one processed.
+            (1, id) if id > 1 => frame(7, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]),
+            (0, 1) => {
+                body.extend_from_slice(&payload);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        if !reply.is_empty() && stream.write_all(&reply).await.is_err() {
+            return;
+        }
+        if id == 1 && (kind == 0 || kind == 1) && flags & END_STREAM != 0 {
+            // `:status: 200` (HPACK static index 8), then the body back.
+            let mut answer = frame(1, END_HEADERS, 1, &[0x88]);
+            answer.extend(frame(0, END_STREAM, 1, &body));
+            if stream.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_going_away_sends_the_request_again_on_a_new_one() {
+    let (addr, connections, task) = one_request_per_connection_member().await;
+    let url = format!("h2c://{addr}");
+    let store = Arc::new(
+        BalancerStore::new(
+            BalancerParams::new("balancer://h2"),
+            [MemberParams::new(&url).expect("a loopback url")],
+            tokio::time::Instant::now().into_std(),
+        )
+        .expect("a member"),
+    );
+    let balancer = Balancer::new(
+        Arc::clone(&store),
+        MakeHttpMember::<http_body_util::Full<Bytes>>::new(),
+    );
+    // One member only: no failover could hide a failure. POSTs with a body: each goes
+    // first on the kept connection, which says GOAWAY, then on a new one, body and all.
+    for i in 0..4 {
+        let body = format!("body {i}");
+        let request = Request::post("/")
+            .body(http_body_util::Full::new(Bytes::from(body.clone())))
+            .expect("a request");
+        let response = timeout(BOUND, tower::ServiceExt::oneshot(balancer.clone(), request))
+            .await
+            .expect("bounded")
+            .expect("an answer");
+        assert_eq!(response.status(), 200);
+        let got = timeout(BOUND, response.into_body().collect())
+            .await
+            .expect("bounded")
+            .expect("a body")
+            .to_bytes();
+        assert_eq!(got, body.as_bytes());
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
+    let snapshot = store.snapshot();
+    let member = &snapshot.members()[0];
+    assert!(
+        member.state().error_time().is_none(),
+        "a member closing a connection is not in error"
+    );
+    task.abort();
+}

@@ -19,7 +19,9 @@
 //! The member's GOAWAY (for streams above its last-stream-id) and `REFUSED_STREAM` say the
 //! request was not processed: they are connect failures
 //! ([`ErrorKind::Connect`](crate::ErrorKind::Connect)), so the request may fail over even
-//! when it is not idempotent. Other failures after the request went out are not.
+//! when it is not idempotent; on a kept connection, the request first goes once more on
+//! another connection to the same member. Other failures after the request went out are
+//! not retried.
 
 use std::sync::atomic::AtomicUsize;
 
@@ -227,11 +229,14 @@ where
     }
 
     /// Sends `request` on a stream of a kept connection, or of a new one when none has
-    /// room or the kept one was closed before the request went out.
+    /// room or the kept one was closed before the request went out. A request that the
+    /// kept connection's GOAWAY or REFUSED_STREAM left unprocessed goes once more, as
+    /// `again` makes it (`None`: its body cannot be sent again), on another connection.
     pub(super) async fn send(
         self: Arc<Self>,
         mut request: Request<B>,
         hop: Hop,
+        again: impl FnOnce() -> Option<Request<B>> + Send,
     ) -> Result<Response<MemberBody>, Error> {
         if let Some((mut sender, stream)) = (!self.disable_reuse).then(|| self.pick()).flatten() {
             match sender.try_send_request(request).await {
@@ -242,7 +247,17 @@ where
                         stream.conn.gone.store(true, Ordering::Release);
                         request = unsent;
                     }
-                    None => return Err(self.failed(&stream, failed.into_error())),
+                    None => {
+                        let error = self.failed(&stream, failed.into_error());
+                        if error.kind() != crate::ErrorKind::Connect {
+                            return Err(error);
+                        }
+                        drop(stream);
+                        match again() {
+                            Some(copy) => request = copy,
+                            None => return Err(error),
+                        }
+                    }
                 },
             }
         }

@@ -49,7 +49,10 @@
 //! connect failure ([`ErrorKind::Connect`](crate::ErrorKind::Connect)), so the request
 //! fails over, even a POST (its body is replayed within the balancer's replay limit, as
 //! for any connect failure; a body read past it is not); other HTTP/2 errors once the
-//! request went out are not retried.
+//! request went out are not retried. When that happens on a kept connection (a member
+//! closing it, as servers do after so many requests), the request first goes once more on
+//! another connection to the same member, as Apache's mod_proxy_http2 retries an
+//! untouched stream: the member is not put in error for closing a connection.
 //!
 //! # Strict HTTP toward members
 //!
@@ -337,6 +340,8 @@ pub(super) struct Target {
     unusable: Option<String>,
     /// `Host` for the member: [`MemberUrl::authority`](crate::core::MemberUrl::authority).
     host: Option<HeaderValue>,
+    /// The member (an HTTP/2 request's body copy for a second connection counts its bytes).
+    member: Member,
     /// `http` or `https`: the `:scheme` of an HTTP/2 member's requests.
     scheme: &'static str,
     base_path: String,
@@ -429,6 +434,7 @@ where
             target: Arc::new(Target {
                 unusable,
                 host: host_header,
+                member: member.clone(),
                 scheme: url.http_scheme(),
                 base_path: url.path().to_owned(),
                 timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -582,13 +588,49 @@ where
         let has_body = !request.body().is_end_stream();
         let clock = has_body.then(|| Arc::new(BodyClock::new()));
         let rules = request.extensions().get::<Arc<HopRules>>().cloned();
-        let request = request.map(|inner| ClockedBody {
-            inner,
-            clock: clock.clone(),
-            gate: None,
-            continue_wait: None,
-        });
-        let sending = h2.send(request, Hop { rules, gate: None });
+        // A stream that a kept connection's GOAWAY or REFUSED_STREAM left unprocessed goes
+        // once more on another connection to the same member (as Apache's mod_proxy_http2
+        // does), from a copy of the head and of the body as far as it is kept: a member
+        // closing an idle connection is not put in error for it.
+        let (parts, template) = request.into_parts();
+        let first = template.next_attempt(&self.target.member);
+        let head = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        );
+        let member = self.target.member.clone();
+        let retry_clock = clock.clone();
+        let (body, again) = match first {
+            Some(first) => (first, Some(template)),
+            // Not replayable (not seen here: the balancer hands out replayable copies).
+            None => (template, None),
+        };
+        let again = move || {
+            let body = again?.next_attempt(&member)?;
+            let (method, uri, headers) = head;
+            let mut request = Request::new(ClockedBody {
+                inner: body,
+                clock: retry_clock,
+                gate: None,
+                continue_wait: None,
+            });
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            *request.version_mut() = http::Version::HTTP_2;
+            *request.headers_mut() = headers;
+            Some(request)
+        };
+        let request = Request::from_parts(
+            parts,
+            ClockedBody {
+                inner: body,
+                clock: clock.clone(),
+                gate: None,
+                continue_wait: None,
+            },
+        );
+        let sending = h2.send(request, Hop { rules, gate: None }, again);
         HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock)
     }
 }
