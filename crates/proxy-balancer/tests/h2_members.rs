@@ -981,3 +981,39 @@ async fn a_kept_connection_going_away_sends_the_request_again_on_a_new_one() {
     );
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_member_without_tls_settings_fails_clearly() {
+    // No TLS client given: the system's trust store, which does not know the test CA.
+    let (_, server_config) = tls_pair(&[b"h2"]);
+    let member = GrpcMember::start(Some(server_config)).await;
+    let member_url = member.url("h2");
+    let store = Arc::new(
+        BalancerStore::new(
+            BalancerParams::new("balancer://h2"),
+            [MemberParams::new(&member_url).expect("a loopback url")],
+            tokio::time::Instant::now().into_std(),
+        )
+        .expect("a member"),
+    );
+    let balancer = Balancer::new(store, MakeHttpMember::<http_body_util::Empty<Bytes>>::new());
+    let request = Request::get("/plain")
+        .body(http_body_util::Empty::new())
+        .expect("a request");
+    let error = timeout(BOUND, tower::ServiceExt::oneshot(balancer, request))
+        .await
+        .expect("bounded")
+        .expect_err("an unknown issuer");
+    assert_eq!(
+        error.kind(),
+        proxy_balancer::ErrorKind::Connect,
+        "{error:?}"
+    );
+    assert_eq!(error.member(), Some(member_url.as_str()));
+    let said = format!("{error:?}");
+    assert!(
+        said.contains("Certificate") || said.contains("trust store"),
+        "the error says why: {said}"
+    );
+    assert_eq!(member.seen.requests.lock().len(), 0);
+}
