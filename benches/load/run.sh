@@ -4,6 +4,13 @@
 #
 #   benches/load/run.sh [--rounds N] [--duration SECONDS] [--connections N] [--only LIST]
 #
+# LIST names the cases, among `nginx haproxy apache ours h1pool h2pool` (all by default).
+# `h1pool` and `h2pool` compare our member clients: the same reverse proxy and config
+# (byrequests + sticky cookie, no health checks) over the same nginx, whose members speak
+# HTTP/1.1 (`http://`, our HTTP/1.1 pool) or h2c (`h2c://`, our multiplexed HTTP/2 pool);
+# `--only "h1pool h2pool"` measures just those two, and the summary gives h2pool's
+# ratios against h1pool.
+#
 # It installs nginx, haproxy, apache2 and wrk from Debian's packages if they are missing
 # (apt-get; run as root), builds the reverse-proxy example in release, starts the 3 backends
 # (one nginx answering a fixed 13-byte body on 3 ports) and the four proxies, all on
@@ -30,14 +37,14 @@ set -euo pipefail
 ROUNDS=5
 DURATION=10
 CONNECTIONS=64
-ONLY="nginx haproxy apache ours"
+ONLY="nginx haproxy apache ours h1pool h2pool"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -45,7 +52,9 @@ done
 PROXY_CPU="${PROXY_CPU:-1}"
 LOAD_CPU="${LOAD_CPU:-0}"
 BACKEND_PORTS=(18081 18082 18083)
-declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [ours]=18093)
+# The same nginx, speaking h2c (HTTP/2 with prior knowledge) on these.
+H2C_PORTS=(18084 18085 18086)
+declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [ours]=18093 [h1pool]=18094 [h2pool]=18095)
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 WORK="$(mktemp -d /tmp/proxy-balancer-load.XXXXXX)"
@@ -55,9 +64,14 @@ log() { echo "[load] $*" >&2; }
 
 need() {
     local missing=()
+    # nginx serves the backends of every case.
     command -v nginx >/dev/null || missing+=(nginx)
-    command -v haproxy >/dev/null || missing+=(haproxy)
-    command -v apache2 >/dev/null || missing+=(apache2)
+    if [[ " $ONLY " == *" haproxy "* ]]; then
+        command -v haproxy >/dev/null || missing+=(haproxy)
+    fi
+    if [[ " $ONLY " == *" apache "* ]]; then
+        command -v apache2 >/dev/null || missing+=(apache2)
+    fi
     command -v wrk >/dev/null || missing+=(wrk)
     command -v taskset >/dev/null || missing+=(util-linux)
     if [[ ${#missing[@]} -gt 0 ]]; then
@@ -102,9 +116,12 @@ wait_port() {
 
 start_backends() {
     mkdir -p "$WORK/backends"
-    local listens=""
+    local listens="" h2c_listens=""
     for p in "${BACKEND_PORTS[@]}"; do
         listens+="        listen 127.0.0.1:$p;"$'\n'
+    done
+    for p in "${H2C_PORTS[@]}"; do
+        h2c_listens+="        listen 127.0.0.1:$p http2;"$'\n'
     done
     cat >"$WORK/backends/nginx.conf" <<EOF
 worker_processes 1;
@@ -118,10 +135,17 @@ http {
 $listens
         location / { default_type text/plain; return 200 "hello, world\n"; }
     }
+    server {
+$h2c_listens
+        # A connection of the proxy's HTTP/2 pool carries a third of every run's requests:
+        # no GOAWAY for reaching a request count.
+        keepalive_requests 1000000000;
+        location / { default_type text/plain; return 200 "hello, world\n"; }
+    }
 }
 EOF
     taskset -c "$LOAD_CPU" nginx -c "$WORK/backends/nginx.conf" -p "$WORK/backends"
-    for p in "${BACKEND_PORTS[@]}"; do wait_port "$p"; done
+    for p in "${BACKEND_PORTS[@]}" "${H2C_PORTS[@]}"; do wait_port "$p"; done
 }
 
 start_nginx() {
@@ -265,13 +289,43 @@ EOF
     wait_port "${PORT[ours]}"
 }
 
+# Ours over plain members (no health checks, so that both protocols do the same work):
+# `start_pool NAME SCHEME PORT...`.
+start_pool() {
+    local name=$1 scheme=$2
+    shift 2
+    mkdir -p "$WORK/$name"
+    local members="" i=0
+    for p in "$@"; do
+        i=$((i + 1))
+        members+="    BalancerMember \"$scheme://127.0.0.1:$p\" route=node$i"$'\n'
+    done
+    cat >"$WORK/$name/balancers.conf" <<EOF
+<Proxy "balancer://bench">
+$members
+    ProxySet lbmethod=byrequests stickysession=ROUTEID
+</Proxy>
+ProxyPass "/" "balancer://bench/"
+Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
+EOF
+    taskset -c "$PROXY_CPU" "$OURS" --threads 1 --no-access-log \
+        --config "$WORK/$name/balancers.conf" --listen "127.0.0.1:${PORT[$name]}" \
+        >"$WORK/$name/out.log" 2>&1 &
+    PIDS+=($!)
+    echo $! >"$WORK/$name/pid"
+    wait_port "${PORT[$name]}"
+}
+
+start_h1pool() { start_pool h1pool http "${BACKEND_PORTS[@]}"; }
+start_h2pool() { start_pool h2pool h2c "${H2C_PORTS[@]}"; }
+
 # The processes of a proxy, for its CPU time.
 proxy_pids() {
     case "$1" in
         nginx) local m; m=$(cat "$WORK/nginx/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
         haproxy) local m; m=$(cat "$WORK/haproxy/haproxy.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
         apache) local m; m=$(cat "$WORK/apache/httpd.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
-        ours) cat "$WORK/ours/pid" ;;
+        ours|h1pool|h2pool) cat "$WORK/$1/pid" ;;
     esac
 }
 
@@ -317,7 +371,7 @@ measure() {
 need
 log "building the reverse-proxy example (release)"
 (cd "$ROOT" && cargo build --release --example reverse-proxy -q)
-OURS="$ROOT/target/release/examples/reverse-proxy"
+OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/reverse-proxy"
 
 start_backends
 for p in $ONLY; do

@@ -6,6 +6,7 @@ RESULTS has one line per measurement, in the order run: `name req/s p50_us p99_u
 errors`. Each figure in the table is the median over the rounds; each ratio against HAProxy is
 the median over the rounds of the ratio within a round (the runs of one round are seconds
 apart, so a machine that slows down between rounds does not skew the comparison).
+`h2pool` (h2c members) is also compared with `h1pool` (HTTP/1.1 members) the same way.
 """
 
 import statistics
@@ -33,7 +34,7 @@ def main() -> None:
     print("| proxy | req/s | p50 µs | p99 µs | CPU µs/req | errors | req/s vs HAProxy "
           "| p99 vs HAProxy | CPU/req vs HAProxy |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in ["ours", "haproxy", "nginx", "apache"]:
+    for name in ["ours", "haproxy", "nginx", "apache", "h1pool", "h2pool"]:
         if name not in rows:
             continue
         rps, p50, p99, cpu, errors = (statistics.median(c) for c in zip(*rows[name]))
@@ -41,6 +42,14 @@ def main() -> None:
               f"| {ratio(name, 0)} | {ratio(name, 2)} | {ratio(name, 3)} |")
     if "nginx" in rows:
         print("\nnginx (open source) sets no sticky cookie and has no active health checks.")
+    if "h1pool" in rows and "h2pool" in rows:
+        # Same proxy and config; members over HTTP/1.1 or h2c. Medians of per-round ratios.
+        def vs_h1(col: int) -> float:
+            return statistics.median(
+                h2[col] / h1[col] for h2, h1 in zip(rows["h2pool"], rows["h1pool"]) if h1[col]
+            )
+        print(f"\nh2c members (our HTTP/2 pool) vs HTTP/1.1 members (our HTTP/1.1 pool): "
+              f"{vs_h1(0):.2f}× req/s, {vs_h1(3):.2f}× CPU per request, {vs_h1(2):.2f}× p99")
     if "ours" in rows and "apache" in rows:
         paired = [o[0] / a[0] for o, a in zip(rows["ours"], rows["apache"])]
         print(f"\nours vs Apache httpd: {statistics.median(paired):.2f}× req/s")

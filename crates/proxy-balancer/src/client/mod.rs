@@ -1,5 +1,7 @@
 //! The built-in member client: a pool of HTTP/1.1 connections per member (hyper's
-//! connection-level client), set up from the member's Apache parameters.
+//! connection-level client), set up from the member's Apache parameters; for `h2c://` and
+//! `h2://` members, a pool of multiplexed HTTP/2 connections instead (see
+//! [HTTP/2 members](#http2-members)).
 //!
 //! The pool is a stack of idle connections behind a mutex that no request holds across an
 //! `await`: a request takes the most recently used one, or opens a new connection, and the
@@ -24,6 +26,39 @@
 //!
 //! `https` members need a TLS connector, which this client does not carry yet: their
 //! requests fail with [`ErrorKind::Upstream`](crate::ErrorKind::Upstream).
+//!
+//! # HTTP/2 members
+//!
+//! `h2c://` members are spoken to in HTTP/2 with prior knowledge, `h2://` members over TLS
+//! with ALPN `h2` (a member whose TLS does not select `h2` is a connect failure), as
+//! Apache's mod_proxy_http2. Each member has a pool of HTTP/2 connections, each carrying
+//! many requests at once: a request takes the oldest connection with a stream to spare
+//! under the member's `SETTINGS_MAX_CONCURRENT_STREAMS` (as last read from the
+//! connection), and another connection is opened only when all are full or gone; requests
+//! that arrive together while a connection is opened wait for it and share it. The
+//! balancer still picks a member per request.
+//!
+//! | Apache worker parameter | for HTTP/2 members |
+//! | --- | --- |
+//! | `connectiontimeout`, `timeout`, `keepalive` | as above |
+//! | `ttl` | a connection without open streams for longer is closed |
+//! | `disablereuse=On` | one connection per request |
+//! | `max` | the most connections to the member (not streams): once all are full, a request goes on the least busy one and its stream waits there for a free slot |
+//!
+//! The request goes in absolute form (`:scheme`, and `:authority` from the `Host` the
+//! member would get, with no `Host` header), whatever the client spoke, always with
+//! `TE: trailers`, as from Apache's mod_proxy_http2; trailers pass both ways, so gRPC works
+//! through the proxy. The
+//! answer goes to the client in the client's own HTTP version. An `Expect: 100-continue`
+//! is answered by the proxy (the body goes with the request). A member's GOAWAY (for a
+//! stream it did not take) or `REFUSED_STREAM` means the request was not processed: a
+//! connect failure ([`ErrorKind::Connect`](crate::ErrorKind::Connect)), so the request
+//! fails over, even a POST (its body is replayed within the balancer's replay limit, as
+//! for any connect failure; a body read past it is not); other HTTP/2 errors once the
+//! request went out are not retried. When that happens on a kept connection (a member
+//! closing it, as servers do after so many requests), the request first goes once more on
+//! another connection to the same member, as Apache's mod_proxy_http2 retries an
+//! untouched stream: the member is not put in error for closing a connection.
 //!
 //! # Strict HTTP toward members
 //!
@@ -69,6 +104,7 @@ mod clock;
 mod connect;
 mod future;
 mod gate;
+mod h2;
 mod limit;
 mod pool;
 mod resolve;
@@ -84,6 +120,7 @@ use clock::{BodyClock, ClockedBody};
 use connect::Connector;
 use future::Ping;
 use gate::{ContinueGate, Hop};
+use h2::H2Pool;
 use limit::ConnLimit;
 use pool::Pool;
 use resolve::Resolver;
@@ -370,6 +407,8 @@ where
 /// The pooled HTTP client of one member. See the [module docs](self).
 pub struct HttpMember<B> {
     pool: Arc<Pool<ClockedBody<ReplayBody<B>>>>,
+    /// For `h2c` and `h2` members: their requests go here, not to `pool`.
+    h2: Option<Arc<H2Pool<ClockedBody<ReplayBody<B>>>>>,
     /// Shared by the clones (the balancer clones the member's service per request).
     target: Arc<Target>,
 }
@@ -381,6 +420,10 @@ pub(super) struct Target {
     unusable: Option<String>,
     /// `Host` for the member: [`MemberUrl::authority`](crate::core::MemberUrl::authority).
     host: Option<HeaderValue>,
+    /// The member (an HTTP/2 request's body copy for a second connection counts its bytes).
+    member: Member,
+    /// `http` or `https`: the `:scheme` of an HTTP/2 member's requests.
+    scheme: &'static str,
     base_path: String,
     timeout: Duration,
     /// `ping`: how long the member has to answer `100 Continue` to a request with a body.
@@ -391,6 +434,7 @@ impl<B> Clone for HttpMember<B> {
     fn clone(&self) -> Self {
         Self {
             pool: Arc::clone(&self.pool),
+            h2: self.h2.clone(),
             target: Arc::clone(&self.target),
         }
     }
@@ -403,6 +447,10 @@ impl<B> fmt::Debug for HttpMember<B> {
             .field("base_path", &self.target.base_path)
             .field("timeout", &self.target.timeout)
             .field("idle", &self.pool.idle.lock().len())
+            .field(
+                "h2_connections",
+                &self.h2.as_ref().map(|h2| h2.connections()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -459,27 +507,34 @@ where
         } else {
             (None, None)
         };
+        let connector = || Connector {
+            host: url.connect_host().to_owned(),
+            resolver: Resolver::new(url.connect_host(), url.port(), address_ttl),
+            connect_timeout: params.connection_timeout.or(params.timeout),
+            keepalive: params.keepalive,
+            receive_buffer: options.receive_buffer_size,
+            tls: tls.clone(),
+            member: member.url().to_owned(),
+        };
+        // h2c and h2 members: one multiplexed pool (mod_proxy_http2).
+        let h2 = (url.protocol() == proxy_balancer_core::MemberProtocol::Http2)
+            .then(|| Arc::new(H2Pool::new(connector(), params, options.clone())));
         Self {
             pool: Arc::new(Pool {
                 idle: Mutex::new(Vec::new()),
                 max_idle,
                 limit,
                 ttl: params.ttl,
-                connector: Connector {
-                    host: url.connect_host().to_owned(),
-                    resolver: Resolver::new(url.connect_host(), url.port(), address_ttl),
-                    connect_timeout: params.connection_timeout.or(params.timeout),
-                    keepalive: params.keepalive,
-                    receive_buffer: options.receive_buffer_size,
-                    tls,
-                    member: member.url().to_owned(),
-                },
+                connector: connector(),
                 member: member.url().to_owned(),
                 options,
             }),
+            h2,
             target: Arc::new(Target {
                 unusable,
                 host: host_header,
+                member: member.clone(),
+                scheme: url.http_scheme(),
                 base_path: url.path().to_owned(),
                 timeout: params.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 ping,
@@ -553,6 +608,12 @@ where
         if !preserve {
             request.headers_mut().insert(header::HOST, host.clone());
         }
+        if let Some(h2) = &self.h2 {
+            return self.call_h2(Arc::clone(h2), request);
+        }
+        // The client's `TE: trailers` is for HTTP/2 members (gRPC); an HTTP/1.1 member
+        // gets no `TE`, as from Apache's mod_proxy_http.
+        request.headers_mut().remove(header::TE);
         // Only a body still to come from the client needs the clock (most GETs have none),
         // or a request that may wait for one of the member's `max` connections.
         let has_body = !request.body().is_end_stream();
@@ -600,6 +661,109 @@ where
         };
         let sending = Arc::clone(&self.pool).send(request, hop);
         HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock, probe)
+    }
+}
+
+impl<B> HttpMember<B>
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Sends a request (its target and `Host` set) to an HTTP/2 member: in absolute form,
+    /// `Host` giving `:authority` (and no `Host` header), with `TE: trailers`, whatever
+    /// HTTP version the client spoke.
+    fn call_h2(
+        &self,
+        h2: Arc<H2Pool<ClockedBody<ReplayBody<B>>>>,
+        mut request: Request<ReplayBody<B>>,
+    ) -> HttpMemberFuture {
+        *request.version_mut() = http::Version::HTTP_2;
+        let authority = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok());
+        let Some(authority) = authority else {
+            return HttpMemberFuture::failed(Error::upstream(
+                "the request's Host is no valid :authority for the HTTP/2 member",
+            ));
+        };
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(if self.target.scheme == "https" {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        });
+        parts.authority = Some(authority);
+        match Uri::from_parts(parts) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(e) => return HttpMemberFuture::failed(Error::upstream(e)),
+        }
+        let headers = request.headers_mut();
+        // `:authority` says it (RFC 9113 §8.3.1); Apache's mod_proxy_http2 sends no `Host`.
+        headers.remove(header::HOST);
+        // The proxy takes trailers whatever the client said (it passes them on, or drops
+        // them for a client that cannot have them): `TE: trailers` always, as from Apache's
+        // mod_proxy_http2 (gRPC members want it).
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        // No `100 Continue` wait toward HTTP/2 members: the body goes with the request, and
+        // the client's expectation is answered by the proxy (the server sends its `100`
+        // when the body is read).
+        headers.remove(header::EXPECT);
+        let has_body = !request.body().is_end_stream();
+        let clock = has_body.then(|| Arc::new(BodyClock::new()));
+        let rules = request.extensions().get::<Arc<HopRules>>().cloned();
+        // A stream that a kept connection's GOAWAY or REFUSED_STREAM left unprocessed goes
+        // once more on another connection to the same member (as Apache's mod_proxy_http2
+        // does), from a copy of the head and of the body as far as it is kept: a member
+        // closing an idle connection is not put in error for it.
+        let (parts, template) = request.into_parts();
+        let first = template.next_attempt(&self.target.member);
+        let head = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        );
+        let member = self.target.member.clone();
+        let retry_clock = clock.clone();
+        let (body, again) = match first {
+            Some(first) => (first, Some(template)),
+            // Not replayable (not seen here: the balancer hands out replayable copies).
+            None => (template, None),
+        };
+        let again = move || {
+            let body = again?.next_attempt(&member)?;
+            let (method, uri, headers) = head;
+            let mut request = Request::new(ClockedBody {
+                inner: body,
+                clock: retry_clock,
+                gate: None,
+                continue_wait: None,
+                continue_anyway: true,
+            });
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            *request.version_mut() = http::Version::HTTP_2;
+            *request.headers_mut() = headers;
+            Some(request)
+        };
+        let request = Request::from_parts(
+            parts,
+            ClockedBody {
+                inner: body,
+                clock: clock.clone(),
+                gate: None,
+                continue_wait: None,
+                continue_anyway: true,
+            },
+        );
+        let hop = Hop {
+            rules,
+            gate: None,
+            clock: clock.clone(),
+        };
+        let sending = h2.send(request, hop, again);
+        // No `ping` toward HTTP/2 members: mod_proxy_http2's is a PING frame, not sent here.
+        HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock, None)
     }
 }
 

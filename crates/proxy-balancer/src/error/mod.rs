@@ -138,8 +138,9 @@ impl Error {
     /// Classifies a member service's error as the balancer does: ours as they are; a
     /// [`RequestBodyError`] anywhere in the chain (the client's body failed while it was
     /// sent), or hyper's client failing on a request body that is a server's own
-    /// (`hyper::body::Incoming`), as [`ErrorKind::Client`]; hyper-util's connect errors and I/O errors that mean "not connected" as
-    /// [`ErrorKind::Connect`] (the balancer fails over); a timer's elapsed as
+    /// (`hyper::body::Incoming`), as [`ErrorKind::Client`]; hyper-util's connect errors, I/O
+    /// errors that mean "not connected", and an HTTP/2 member's GOAWAY or `REFUSED_STREAM`
+    /// (the request was not processed) as [`ErrorKind::Connect`] (the balancer fails over); a timer's elapsed as
     /// [`ErrorKind::Timeout`]; the rest as [`ErrorKind::Upstream`]. The whole source chain
     /// is looked at.
     pub fn classify(error: impl Into<BoxError>) -> Self {
@@ -309,6 +310,17 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         #[cfg(feature = "http-client")]
         if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             if client.is_connect() {
+                return ErrorKind::Connect;
+            }
+        }
+        // An HTTP/2 member's GOAWAY (this stream above its last-stream-id, or opened
+        // after it) or REFUSED_STREAM: the request was not processed (RFC 9113 §8.7), so
+        // it may go to another member, as a request that never reached one.
+        #[cfg(feature = "http-client")]
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            if h2.is_remote()
+                && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+            {
                 return ErrorKind::Connect;
             }
         }
@@ -924,5 +936,14 @@ mod tests {
         assert_eq!(e.apache_id(), Some("AH01167"));
         let r = error_response(&std::io::Error::other("x"));
         assert_eq!(r.status(), 502);
+    }
+
+    /// Only the member's own GOAWAY or REFUSED_STREAM says a request was not processed
+    /// (tests/h2_members.rs has real ones); an HTTP/2 error of our side is not a connect
+    /// failure.
+    #[test]
+    fn a_local_http2_error_is_no_connect_failure() {
+        let local = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        assert_eq!(Error::classify(local).kind(), ErrorKind::Upstream);
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::HOST;
+use http::header::{HOST, TE};
 use http::{Extensions, HeaderValue, Request};
 use proxy_balancer_core::PeerAddr;
 use tower_layer::Layer;
@@ -139,7 +139,9 @@ where
 ///    IPv4-mapped IPv6 address (from a dual-stack listener) counts as the IPv4 one.
 /// 3. [`strip_hop_by_hop`]: `Connection` and every header it names, `Keep-Alive`,
 ///    `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
-///    `Transfer-Encoding`, `Upgrade`.
+///    `Transfer-Encoding`, `Upgrade`; a `TE` that names `trailers` comes back as
+///    `TE: trailers` (the one `TE` HTTP/2 allows: gRPC to HTTP/2 members needs it; the
+///    built-in client sends no `TE` to HTTP/1.1 members).
 /// 4. With [`add_headers`](ForwardedHeaders::add_headers) on (the default), appends the
 ///    client's IP address to `X-Forwarded-For`, the client's host to `X-Forwarded-Host`
 ///    and the [server name](ForwardedHeaders::server_name), if set, to
@@ -161,7 +163,19 @@ pub fn forward_request<B>(request: &mut Request<B>, opts: &ForwardedHeaders) {
     // `::ffff:192.0.2.7` from a dual-stack listener is the IPv4 client 192.0.2.7.
     let client_ip = client_addr(request.extensions()).map(|addr| addr.ip().to_canonical());
     let headers = request.headers_mut();
+    // `TE: trailers` (the client takes trailer fields, as gRPC needs) is the one `TE` that
+    // HTTP/2 allows: kept for HTTP/2 members (the built-in client drops it toward HTTP/1.1
+    // ones, as Apache's mod_proxy_http does).
+    let trailers = headers.get_all(TE).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|b| *b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
     strip_hop_by_hop(headers);
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
     add_forwarded(headers, opts, client_ip, client_host.as_ref());
     // ProxyVia, Proxy100Continue, and the member client's rules for the answer.
     super::hop::apply(

@@ -1256,3 +1256,29 @@ fn nocanon_sends_the_rest_as_sent_unless_the_raw_path_matches_otherwise() {
         Some(std::borrow::Cow::Borrowed("/a%7e/./b"))
     ));
 }
+
+/// `TE` goes as a hop-by-hop header, except that a `TE` naming `trailers` comes back as
+/// `TE: trailers`, the one value HTTP/2 allows (gRPC needs it on the way to its member).
+#[test]
+fn forward_request_keeps_te_trailers_only() {
+    let cases: [(&[&str], Option<&str>); 5] = [
+        (&["trailers"], Some("trailers")),
+        (&["deflate, Trailers"], Some("trailers")),
+        (&["gzip", "trailers;q=1"], None),
+        (&["gzip"], None),
+        (&[], None),
+    ];
+    for (sent, kept) in cases {
+        let mut builder = http::Request::get("/");
+        for value in sent {
+            builder = builder.header(TE, *value);
+        }
+        let mut request = builder.body(()).expect("a request");
+        forward_request(&mut request, &ForwardedHeaders::new());
+        let got: Vec<_> = request.headers().get_all(TE).iter().collect();
+        match kept {
+            Some(value) => assert_eq!(got, [value], "{sent:?}"),
+            None => assert!(got.is_empty(), "{sent:?}: {got:?}"),
+        }
+    }
+}
