@@ -152,6 +152,7 @@ pub mod logs;
 mod parser;
 pub mod registry;
 mod render;
+mod ssl_server;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind, ParseErrors};
