@@ -210,6 +210,11 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     }
     // SSLEngine On in the servers this address reaches: HTTPS here (ALPN h2, http/1.1).
     let tls = site.tls_for(addr)?;
+    if tls.is_none() && site.has_tls() {
+        tracing::warn!(
+            "the servers with SSLEngine On are not the ones {addr} reaches: serving plain HTTP there"
+        );
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
 
     let mut out = std::io::stdout().lock();

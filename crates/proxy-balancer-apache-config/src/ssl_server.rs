@@ -8,6 +8,8 @@
 //! | `SSLCertificateChainFile` | applied: its certificates follow the server's |
 //! | `SSLProtocol` | applied as far as rustls goes: `TLSv1.2` and `TLSv1.3` (`TLSv1` and `TLSv1.1` are never offered; a line that leaves neither is refused) |
 //! | `SSLHonorCipherOrder On\|Off` | applied: the server's cipher suite order wins |
+//! | `SSLVerifyClient none\|require\|optional` | applied in the server and `<VirtualHost>` (client certificates checked against `SSLCACertificateFile` in the handshake); `optional_no_ca` is refused; in a `<Location>` it is not applied (reported: it fails open) |
+//! | `SSLCACertificateFile` | applied: the CAs client certificates must chain to |
 //!
 //! Files are read when the site is built (a file that cannot be read, a key that does not
 //! match its certificate: an error with this line and column), not here.
@@ -26,6 +28,8 @@ pub(crate) const DIRECTIVES: &[&str] = &[
     "SSLCertificateChainFile",
     "SSLProtocol",
     "SSLHonorCipherOrder",
+    "SSLVerifyClient",
+    "SSLCACertificateFile",
 ];
 
 /// Whether `lower` (a lower-case directive name) is read here.
@@ -67,6 +71,23 @@ pub struct SslServer {
     pub protocol: Option<SslProtocols>,
     /// `SSLHonorCipherOrder On|Off`.
     pub honor_cipher_order: Option<bool>,
+    /// `SSLVerifyClient none|optional|require`, and where.
+    pub verify_client: Option<(SslVerifyClient, Span)>,
+    /// `SSLCACertificateFile`: the CAs of client certificates, PEM.
+    pub ca_certificate_file: Option<SslFile>,
+}
+
+/// `SSLVerifyClient`: whether a client must present a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SslVerifyClient {
+    /// `none` (the default): no certificate asked for.
+    None,
+    /// `optional`: asked for; a client without one is served, one with a certificate the
+    /// CAs did not sign is refused.
+    Optional,
+    /// `require`: a certificate the CAs signed is needed to finish the handshake.
+    Require,
 }
 
 /// A file a mod_ssl directive names: the path as written (relative ones start from
@@ -114,7 +135,9 @@ impl SslServer {
             certificate_key_file,
             certificate_chain_file,
             protocol,
-            honor_cipher_order
+            honor_cipher_order,
+            verify_client,
+            ca_certificate_file
         );
     }
 
@@ -224,6 +247,33 @@ pub(crate) fn parse(
             });
         }
         "sslprotocol" => set.protocol = Some(protocols(span, args)?),
+        "sslcacertificatefile" => {
+            set.ca_certificate_file = Some(file("SSLCACertificateFile")?);
+        }
+        "sslverifyclient" => {
+            let v = one(span, "SSLVerifyClient", args)?;
+            let level = match v.text.to_ascii_lowercase().as_str() {
+                "none" => SslVerifyClient::None,
+                "optional" => SslVerifyClient::Optional,
+                "require" => SslVerifyClient::Require,
+                "optional_no_ca" => {
+                    return Err(invalid(
+                        v.span,
+                        "SSLVerifyClient optional_no_ca is not supported: a certificate no configured CA signed is never accepted here; write optional or require with SSLCACertificateFile".to_owned(),
+                    ))
+                }
+                _ => {
+                    return Err(invalid(
+                        v.span,
+                        format!(
+                            "SSLVerifyClient: Invalid argument '{}' (none, optional, require)",
+                            v.text
+                        ),
+                    ))
+                }
+            };
+            set.verify_client = Some((level, span));
+        }
         _ => {}
     }
     Ok(set)
@@ -326,6 +376,17 @@ mod tests {
         assert_eq!((cert.span.line, cert.span.column), (2, 20));
         assert_eq!(s.honor_cipher_order, Some(true));
         assert!(!ssl("SSLEngine Off").is_on());
+        let v = ssl("SSLVerifyClient Require\nSSLCACertificateFile ca.pem");
+        assert_eq!(
+            v.verify_client.map(|(l, _)| l),
+            Some(super::SslVerifyClient::Require)
+        );
+        assert_eq!(v.ca_certificate_file.unwrap().path.to_str(), Some("ca.pem"));
+        let v = ssl("SSLVerifyClient optional");
+        assert_eq!(
+            v.verify_client.map(|(l, _)| l),
+            Some(super::SslVerifyClient::Optional)
+        );
         for (text, why) in [
             ("SSLEngine optional", "RFC 2817"),
             ("SSLEngine *:443", "write On or Off"),
@@ -337,6 +398,11 @@ mod tests {
             ),
             ("SSLCertificateKeyFile", "takes one argument"),
             ("SSLHonorCipherOrder maybe", "must be On or Off"),
+            (
+                "SSLVerifyClient optional_no_ca",
+                "optional_no_ca is not supported",
+            ),
+            ("SSLVerifyClient always", "Invalid argument 'always'"),
         ] {
             let e = error(text);
             assert!(e.contains(why), "{text}: {e}");

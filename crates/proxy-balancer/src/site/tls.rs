@@ -1,6 +1,7 @@
 //! HTTPS on the listener, from mod_ssl's `SSLEngine`, `SSLCertificateFile`,
-//! `SSLCertificateKeyFile`, `SSLCertificateChainFile`, `SSLProtocol` and
-//! `SSLHonorCipherOrder`: the certificates are read when the site is built, and
+//! `SSLCertificateKeyFile`, `SSLCertificateChainFile`, `SSLProtocol`,
+//! `SSLHonorCipherOrder`, `SSLVerifyClient` and `SSLCACertificateFile`: the certificates
+//! are read when the site is built, and
 //! [`Site::tls_for`](super::Site::tls_for) gives the [`ServerTls`] of a listening address.
 //!
 //! # Apache
@@ -15,10 +16,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
-use crate::apache_config::{Config, SslFile, SslServer};
+use crate::apache_config::{Config, SslFile, SslServer, SslVerifyClient};
 use crate::server::{load_certified_key, ServerTls, ServerTlsError};
 
 use super::vhost::VhostTable;
@@ -31,6 +35,18 @@ struct ServerCert {
     tls12: bool,
     tls13: bool,
     honor_cipher_order: bool,
+    /// `SSLVerifyClient optional|require`: the verifier, and what it was made from (to
+    /// tell servers of one port apart).
+    verify: Option<(Arc<dyn ClientCertVerifier>, SslVerifyClient, PathBuf)>,
+}
+
+impl ServerCert {
+    /// What client certificates this server asks for, comparable between servers.
+    fn verify_key(&self) -> Option<(SslVerifyClient, &Path)> {
+        self.verify
+            .as_ref()
+            .map(|(_, level, ca)| (*level, ca.as_path()))
+    }
 }
 
 /// The HTTPS of each server of a site (`[0]` the main server, `[i + 1]` the virtual host
@@ -106,6 +122,21 @@ impl SiteTls {
                 ),
             });
         }
+        // One handshake per port: servers asking differently for client certificates
+        // cannot share it (the one that requires them would fail open for the others'
+        // clients).
+        if let Some(&other) = servers
+            .iter()
+            .find(|&&i| tls_of(i).map(ServerCert::verify_key) != Some(first.verify_key()))
+        {
+            return Err(SiteError::Unsupported {
+                line: line_of(other),
+                reason: format!(
+                    "this server's SSLVerifyClient/SSLCACertificateFile differ from those of the first server of {listen} (line {}): client certificates are asked for in the handshake, before the virtual host is known, so every server of a port must ask alike; give it its own port",
+                    line_of(default)
+                ),
+            });
+        }
         let by_name: Vec<(usize, Arc<CertifiedKey>)> = servers
             .iter()
             .filter_map(|&i| tls_of(i).map(|c| (i, Arc::clone(&c.key))))
@@ -124,18 +155,21 @@ impl SiteTls {
         .into_iter()
         .flatten()
         .collect();
-        let tls = ServerTls::with_resolver(Arc::new(resolver), &versions).map_err(|e| {
-            SiteError::Unsupported {
-                line: line_of(default),
-                reason: e.to_string(),
-            }
-        })?;
-        if !first.honor_cipher_order {
-            return Ok(Some(tls));
-        }
-        let mut config = (**tls.config()).clone();
-        config.ignore_client_order = true;
-        Ok(Some(ServerTls::from_arc(Arc::new(config))))
+        let unsupported = |e: String| SiteError::Unsupported {
+            line: line_of(default),
+            reason: e,
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(|e| unsupported(ServerTlsError::Rustls(e).to_string()))?;
+        let builder = match &first.verify {
+            Some((verifier, ..)) => builder.with_client_cert_verifier(Arc::clone(verifier)),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(resolver));
+        config.ignore_client_order = first.honor_cipher_order;
+        Ok(Some(ServerTls::new(config)))
     }
 }
 
@@ -182,7 +216,65 @@ fn server_cert(config: &Config, ssl: &SslServer) -> Result<ServerCert, SiteError
         tls12,
         tls13,
         honor_cipher_order: ssl.honor_cipher_order.unwrap_or(false),
+        verify: client_verifier(config, ssl)?,
     })
+}
+
+/// `SSLVerifyClient optional|require` with `SSLCACertificateFile`: rustls's WebPKI client
+/// verifier over those CAs.
+#[allow(clippy::type_complexity)]
+fn client_verifier(
+    config: &Config,
+    ssl: &SslServer,
+) -> Result<Option<(Arc<dyn ClientCertVerifier>, SslVerifyClient, PathBuf)>, SiteError> {
+    let Some((level, span)) = ssl.verify_client else {
+        return Ok(None);
+    };
+    if level == SslVerifyClient::None {
+        return Ok(None);
+    }
+    let Some(ca) = &ssl.ca_certificate_file else {
+        return Err(SiteError::Tls {
+            line: span.line,
+            column: span.column,
+            reason: "SSLVerifyClient needs the CAs client certificates must chain to: add SSLCACertificateFile (SSLCACertificatePath is not read)".to_owned(),
+        });
+    };
+    let error = |reason: String| SiteError::Tls {
+        line: ca.span.line,
+        column: ca.span.column,
+        reason,
+    };
+    let path = resolve(config.server_root.as_deref(), &ca.path);
+    let pem =
+        std::fs::read(&path).map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| error(format!("{}: {e}", path.display())))?;
+        roots.add(cert).map_err(|e| {
+            error(format!(
+                "{}: a CA certificate rustls cannot use: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(error(format!(
+            "{}: no certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        )));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if level == SslVerifyClient::Optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    let verifier = builder
+        .build()
+        .map_err(|e| error(format!("{}: {e}", path.display())))?;
+    Ok(Some((verifier, level, path)))
 }
 
 /// A file name as Apache's `ap_server_root_relative` reads it.
