@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 pub use crate::front::{FrontLimits, ReadTimeoutStage};
-pub use crate::ssl_server::{SslFile, SslProtocols, SslServer, SslVerifyClient};
+pub use crate::ssl_server::{AlpnProtocols, SslFile, SslProtocols, SslServer, SslVerifyClient};
 
 /// A place in the configuration: the file, and 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -231,6 +231,7 @@ pub static ENTRIES: &[Entry] = &[
     e("RedirectMatch", D, ALIAS, warn(REDIRECT)),
     e("RedirectPermanent", D, ALIAS, warn(REDIRECT)),
     e("RedirectTemp", D, ALIAS, warn(REDIRECT)),
+    e("Protocols", D, "core", A("over TLS, the ALPN protocols offered, of h2 and http/1.1 (without the line both are offered; Apache's default is http/1.1 alone); h2c is read but a plain port takes h2c by prior knowledge whatever the line says; other protocols are refused")),
     e("SSLCACertificateFile", D, SSL, A("the CAs client certificates must chain to (SSLVerifyClient optional or require)")),
     e("SSLCACertificatePath", D, SSL, warn("the directory is not read: client certificates are checked against SSLCACertificateFile only, so SSLVerifyClient without it refuses the configuration")),
     e("SSLCertificateChainFile", D, SSL, A("certificates sent after the server's (read when the site is built)")),

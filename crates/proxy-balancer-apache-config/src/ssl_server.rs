@@ -10,6 +10,7 @@
 //! | `SSLHonorCipherOrder On\|Off` | applied: the server's cipher suite order wins |
 //! | `SSLVerifyClient none\|require\|optional` | applied in the server and `<VirtualHost>` (client certificates checked against `SSLCACertificateFile` in the handshake); `optional_no_ca` is refused; in a `<Location>` it is not applied (reported: it fails open) |
 //! | `SSLCACertificateFile` | applied: the CAs client certificates must chain to |
+//! | `Protocols` (core) | applied over TLS: the ALPN protocols offered, of `h2` and `http/1.1` (without the line both are; Apache's default is `http/1.1` alone); `h2c` is read, a plain port takes h2c by prior knowledge whatever the line says; other protocols are refused |
 //!
 //! Files are read when the site is built (a file that cannot be read, a key that does not
 //! match its certificate: an error with this line and column), not here.
@@ -30,6 +31,7 @@ pub(crate) const DIRECTIVES: &[&str] = &[
     "SSLHonorCipherOrder",
     "SSLVerifyClient",
     "SSLCACertificateFile",
+    "Protocols",
 ];
 
 /// Whether `lower` (a lower-case directive name) is read here.
@@ -75,6 +77,20 @@ pub struct SslServer {
     pub verify_client: Option<(SslVerifyClient, Span)>,
     /// `SSLCACertificateFile`: the CAs of client certificates, PEM.
     pub ca_certificate_file: Option<SslFile>,
+    /// `Protocols`: what ALPN offers over TLS.
+    pub protocols: Option<AlpnProtocols>,
+}
+
+/// The protocols of a `Protocols` line that ALPN can offer over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlpnProtocols {
+    /// `h2`.
+    pub h2: bool,
+    /// `http/1.1`.
+    pub http11: bool,
+    /// Where the line is.
+    pub span: Span,
 }
 
 /// `SSLVerifyClient`: whether a client must present a certificate.
@@ -137,7 +153,8 @@ impl SslServer {
             protocol,
             honor_cipher_order,
             verify_client,
-            ca_certificate_file
+            ca_certificate_file,
+            protocols
         );
     }
 
@@ -247,6 +264,35 @@ pub(crate) fn parse(
             });
         }
         "sslprotocol" => set.protocol = Some(protocols(span, args)?),
+        "protocols" => {
+            if args.is_empty() {
+                return Err(ParseError::new(
+                    span,
+                    ParseErrorKind::Syntax,
+                    "Protocols takes one or more protocols (h2, h2c, http/1.1)",
+                ));
+            }
+            let mut alpn = AlpnProtocols {
+                h2: false,
+                http11: false,
+                span,
+            };
+            for arg in args {
+                match arg.text.to_ascii_lowercase().as_str() {
+                    "h2" => alpn.h2 = true,
+                    "http/1.1" => alpn.http11 = true,
+                    "h2c" => {}
+                    _ => return Err(invalid(
+                        arg.span,
+                        format!(
+                            "Protocols {}: not served by proxy-balancer (h2, h2c and http/1.1 are)",
+                            arg.text
+                        ),
+                    )),
+                }
+            }
+            set.protocols = Some(alpn);
+        }
         "sslcacertificatefile" => {
             set.ca_certificate_file = Some(file("SSLCACertificateFile")?);
         }
@@ -382,6 +428,8 @@ mod tests {
             Some(super::SslVerifyClient::Require)
         );
         assert_eq!(v.ca_certificate_file.unwrap().path.to_str(), Some("ca.pem"));
+        let p = ssl("Protocols h2c HTTP/1.1").protocols.unwrap();
+        assert!(p.http11 && !p.h2);
         let v = ssl("SSLVerifyClient optional");
         assert_eq!(
             v.verify_client.map(|(l, _)| l),

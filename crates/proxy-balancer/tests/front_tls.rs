@@ -428,6 +428,37 @@ fn insecure_connector(expected: CertificateDer<'static>) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// `Protocols http/1.1` (Apache's default, which proxy-balancer applies when written): ALPN
+/// offers no h2; `Protocols h2 http/1.1`: h2 (Apache 2.4.71 with mod_http2: ALPN
+/// `http/1.1` and `h2` respectively).
+#[tokio::test]
+async fn protocols_decides_what_alpn_offers() {
+    let pki = Pki::new("alpn", &["a.test"]);
+    let member = TestBackend::start("m").await.expect("a backend");
+    for (line, chosen) in [
+        ("Protocols http/1.1", &b"http/1.1"[..]),
+        ("Protocols h2 http/1.1", &b"h2"[..]),
+        ("", &b"h2"[..]),
+    ] {
+        let text = format!(
+            "{}{line}\nProxyPass / {}/\n",
+            pki.ssl_lines("a.test"),
+            member.url()
+        );
+        let (server, addr) = serve_site(&text, ClientLimits::new()).await;
+        let tls = connect(&pki.connector(&[b"h2", b"http/1.1"]), addr, "a.test")
+            .await
+            .expect("a handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(chosen), "{line}");
+        let (status, ..) = get(tls, "a.test", "/").await;
+        assert_eq!(status, StatusCode::OK, "{line}");
+        timeout(STEP, server.shutdown())
+            .await
+            .expect("in time")
+            .expect("stopped");
+    }
+}
+
 /// A server with one certificate ([`ServerTls::from_pem`]) answering "ok".
 async fn serve_ok(pki: &Pki, name: &str, limits: ClientLimits) -> ServerHandle {
     let cert = std::fs::read(pki.dir.join(format!("{name}.pem"))).expect("the cert");

@@ -35,6 +35,8 @@ struct ServerCert {
     tls12: bool,
     tls13: bool,
     honor_cipher_order: bool,
+    /// `Protocols`: the ALPN list offered (`None`: h2 and http/1.1).
+    alpn: Option<Vec<Vec<u8>>>,
     /// `SSLVerifyClient optional|require`: the verifier, and what it was made from (to
     /// tell servers of one port apart).
     verify: Option<(Arc<dyn ClientCertVerifier>, SslVerifyClient, PathBuf)>,
@@ -169,7 +171,15 @@ impl SiteTls {
         };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.ignore_client_order = first.honor_cipher_order;
-        Ok(Some(ServerTls::new(config)))
+        match &first.alpn {
+            // An empty list (`Protocols h2c`): no ALPN; clients speak HTTP/1.1.
+            Some(alpn) if alpn.is_empty() => Ok(Some(ServerTls::from_arc(Arc::new(config)))),
+            Some(alpn) => {
+                config.alpn_protocols.clone_from(alpn);
+                Ok(Some(ServerTls::new(config)))
+            }
+            None => Ok(Some(ServerTls::new(config))),
+        }
     }
 }
 
@@ -216,6 +226,15 @@ fn server_cert(config: &Config, ssl: &SslServer) -> Result<ServerCert, SiteError
         tls12,
         tls13,
         honor_cipher_order: ssl.honor_cipher_order.unwrap_or(false),
+        alpn: ssl.protocols.map(|p| {
+            [
+                p.h2.then(|| b"h2".to_vec()),
+                p.http11.then(|| b"http/1.1".to_vec()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        }),
         verify: client_verifier(config, ssl)?,
     })
 }
