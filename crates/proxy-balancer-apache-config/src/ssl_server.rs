@@ -282,13 +282,15 @@ pub(crate) fn parse(
                     "h2" => alpn.h2 = true,
                     "http/1.1" => alpn.http11 = true,
                     "h2c" => {}
-                    _ => return Err(invalid(
-                        arg.span,
-                        format!(
+                    _ => {
+                        return Err(invalid(
+                            arg.span,
+                            format!(
                             "Protocols {}: not served by proxy-balancer (h2, h2c and http/1.1 are)",
                             arg.text
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             set.protocols = Some(alpn);

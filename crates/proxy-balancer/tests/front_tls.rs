@@ -681,4 +681,25 @@ async fn certificate_problems_are_start_errors_with_their_place() {
         .tls_for("127.0.0.1:8080".parse().expect("an address"))
         .expect("the main server")
         .is_none());
+
+    // An SSL virtual host of an exact address, reached through 0.0.0.0: refused (its
+    // handshake would be the main server's, in clear); on its own address: served.
+    let config = parse(&format!(
+        "<VirtualHost 127.0.0.1:8443>\nServerName a.test\n{}</VirtualHost>\n",
+        pki.ssl_lines("a.test")
+    ))
+    .expect("parsed");
+    let site = Site::from_config(&config).expect("buildable");
+    let e = site
+        .tls_for("0.0.0.0:8443".parse().expect("an address"))
+        .expect_err("behind a wildcard listener")
+        .to_string();
+    assert!(
+        e.starts_with("line 1: this <VirtualHost> of an IP address"),
+        "{e}"
+    );
+    assert!(site
+        .tls_for("127.0.0.1:8443".parse().expect("an address"))
+        .expect("its address")
+        .is_some());
 }

@@ -637,8 +637,9 @@ impl Site {
     /// its own or the main server's); the client's SNI picks the certificate among the
     /// virtual hosts of the address by `ServerName`/`ServerAlias`, the default's
     /// certificate otherwise; the default's `SSLProtocol` and `SSLHonorCipherOrder` apply;
-    /// ALPN offers `h2` and `http/1.1`. For an unspecified address (`0.0.0.0:443`), the
-    /// virtual hosts of `*` and the port decide (not those of an exact IP address).
+    /// ALPN offers `h2` and `http/1.1` (or what `Protocols` says). For an unspecified
+    /// address (`0.0.0.0:443`), the virtual hosts of `*` and the port decide, and one of an
+    /// exact IP address with `SSLEngine On` is refused (listen on its address).
     ///
     /// ```
     /// use proxy_balancer::apache_config::parse;
@@ -667,7 +668,8 @@ impl Site {
     /// # Errors
     ///
     /// When the servers of the address mix `SSLEngine On` and plain ones (a port speaks
-    /// TLS or not).
+    /// TLS or not), ask differently for client certificates (`SSLVerifyClient`), or an
+    /// SSL virtual host of an exact address sits behind an unspecified one.
     ///
     /// [`Server::tls`]: crate::server::Server::tls
     pub fn tls_for(

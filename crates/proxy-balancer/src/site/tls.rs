@@ -101,6 +101,23 @@ impl SiteTls {
         let servers = vhosts.servers_for(listen);
         let tls_of = |i: usize| self.servers.get(i).and_then(Option::as_ref);
         let line_of = |i: usize| self.lines.get(i).copied().unwrap_or(0);
+        if listen.ip().is_unspecified() {
+            // A virtual host of an exact address is reached through this listener too, but
+            // the handshake is the `*` servers': one with SSLEngine On would be served with
+            // another's certificate, or in clear.
+            if let Some(&exact) = vhosts
+                .exact_ip_servers(listen.port())
+                .iter()
+                .find(|&&i| tls_of(i).is_some())
+            {
+                return Err(SiteError::Unsupported {
+                    line: line_of(exact),
+                    reason: format!(
+                        "this <VirtualHost> of an IP address has SSLEngine On, and {listen} reaches it through a listener of any address, whose TLS is decided by the <VirtualHost *> servers: listen on its address"
+                    ),
+                });
+            }
+        }
         let default = servers.first().copied().unwrap_or(0);
         let Some(first) = tls_of(default) else {
             // A plain default: an SSL virtual host beside it would be served in clear.

@@ -219,6 +219,20 @@ impl VhostTable {
         }
     }
 
+    /// The virtual hosts (`i + 1`) written with an exact IP address and a port matching
+    /// `port`: the ones a listener on an unspecified address may also reach.
+    pub(super) fn exact_ip_servers(&self, port: u16) -> Vec<usize> {
+        (0..self.vhosts.len())
+            .filter(|&i| {
+                self.vhosts[i]
+                    .addrs
+                    .iter()
+                    .any(|a| a.ip.is_some() && a.port_matches(port))
+            })
+            .map(|i| i + 1)
+            .collect()
+    }
+
     /// Whether the server `server` (`i + 1` for the virtual host `i`) answers to the name
     /// `host` (its `ServerName` or a `ServerAlias`): how a TLS client's SNI picks it.
     pub(super) fn names(&self, server: usize, host: &[u8]) -> bool {
