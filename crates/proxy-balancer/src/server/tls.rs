@@ -147,6 +147,27 @@ impl ServerTls {
 /// key is in the certificate file. The chain file's certificates follow the certificate
 /// file's.
 ///
+/// ```
+/// use proxy_balancer::server::{load_certified_key, ServerTlsError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("pb-load-key-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let a = rcgen::generate_simple_self_signed(vec!["a.example".into()])?;
+/// let b = rcgen::generate_simple_self_signed(vec!["b.example".into()])?;
+/// std::fs::write(dir.join("a.pem"), a.cert.pem())?;
+/// std::fs::write(dir.join("a.key"), a.key_pair.serialize_pem())?;
+/// std::fs::write(dir.join("b.key"), b.key_pair.serialize_pem())?;
+/// let key = load_certified_key(&dir.join("a.pem"), Some(&dir.join("a.key")), None)?;
+/// assert_eq!(key.cert.len(), 1);
+/// // b's key is not a's.
+/// let wrong = load_certified_key(&dir.join("a.pem"), Some(&dir.join("b.key")), None);
+/// assert!(matches!(wrong, Err(ServerTlsError::KeyMismatch)));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 ///
 /// A file that cannot be read, holds no certificate or no key, or a key that does not
@@ -333,4 +354,20 @@ async fn answer_plain_http(mut stream: TcpStream) {
         while matches!(stream.read(&mut buf).await, Ok(1..)) {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PLAIN_HTTP_400;
+
+    #[test]
+    fn the_plain_http_answer_says_its_length() {
+        let text = std::str::from_utf8(PLAIN_HTTP_400).expect("ASCII");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|n| n.parse::<usize>().ok());
+        assert_eq!(length, Some(body.len()));
+    }
 }
