@@ -703,3 +703,81 @@ async fn certificate_problems_are_start_errors_with_their_place() {
         .expect("its address")
         .is_some());
 }
+
+/// `request` over a new HTTP/1.1 TLS connection to `a.test`: the status and the body.
+async fn send(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+    request: Request<http_body_util::Full<Bytes>>,
+) -> (StatusCode, String) {
+    let tls = connect(connector, addr, "a.test")
+        .await
+        .expect("a handshake");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("an HTTP/1.1 connection");
+    tokio::spawn(conn);
+    let response = timeout(STEP, send.send_request(request))
+        .await
+        .expect("in time")
+        .expect("an answer");
+    let status = response.status();
+    let body = timeout(STEP, response.into_body().collect())
+        .await
+        .expect("in time")
+        .expect("a body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Over TLS the balancer-manager takes a change from its own https page, and refuses one
+/// whose `Origin` is an `http://` page (another origin, one a network attacker can write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_refuses_a_change_from_a_clear_text_page_over_tls() {
+    let pki = Pki::new("manager", &["a.test"]);
+    let backends = proxy_balancer_test::start_demo_backends(2)
+        .await
+        .expect("loopback ports");
+    let text = format!(
+        "ServerName a.test\n{}{}",
+        pki.ssl_lines("a.test"),
+        proxy_balancer_test::demo_config(&backends)
+    );
+    let (server, addr) = serve_site(&text, ClientLimits::new()).await;
+    let client = pki.connector(&[b"http/1.1"]);
+    let get = Request::get("/balancer-manager/api")
+        .header(http::header::HOST, "a.test")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("a request");
+    let (status, json) = send(&client, addr, get).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let nonce = json
+        .split("\"nonce\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the nonce")
+        .to_owned();
+    let member = backends[1].url().replace(':', "%3A").replace('/', "%2F");
+    let post = |origin: &str| {
+        Request::post("/balancer-manager/api")
+            .header(http::header::HOST, "a.test")
+            .header(http::header::ORIGIN, origin)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(http_body_util::Full::new(Bytes::from(format!(
+                "b=demo&w={member}&w_status_D=1&nonce={nonce}"
+            ))))
+            .expect("a request")
+    };
+    let (status, body) = send(&client, addr, post("http://a.test")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("cross_origin"), "{body}");
+    let (status, body) = send(&client, addr, post("https://a.test")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    timeout(STEP, server.shutdown())
+        .await
+        .expect("in time")
+        .expect("stopped");
+}
