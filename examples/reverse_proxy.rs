@@ -11,7 +11,10 @@
 //! embedded default configuration over them (printed at start: `balancer://demo`,
 //! byrequests, sticky on `ROUTEID` with the route cookie), on 127.0.0.1:8080. With
 //! `--config FILE` it serves the balancers and `ProxyPass` lines of an Apache httpd
-//! configuration (`Listen` lines are not used: `--listen` picks the address). `--check FILE`
+//! configuration (`Listen` lines are not used: `--listen` picks the address; it speaks
+//! HTTPS when the server that address reaches has `SSLEngine On`, as Apache decides it:
+//! the first `<VirtualHost>` of the address, else the main server; the client's SNI picks
+//! the certificate among the virtual hosts of the address). `--check FILE`
 //! is the start-up of `--config FILE` without the listening: it reports the parse errors,
 //! what in the configuration will hurt or is not applied, and why `--config` would not
 //! start (exit status 2 exactly when `--config` would not start; 1 when it would, with
@@ -53,7 +56,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "reverse-proxy", version)]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on (HTTPS when the configuration gives the server this address
+    /// reaches `SSLEngine On`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Serve this Apache httpd configuration instead of the embedded demo.
@@ -204,11 +208,19 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     for vhost in site.unreachable_virtual_hosts(&[addr]) {
         tracing::warn!("{vhost}");
     }
+    // SSLEngine On in the servers this address reaches: HTTPS here (ALPN h2, http/1.1).
+    let tls = site.tls_for(addr)?;
+    if tls.is_none() && site.has_tls() {
+        tracing::warn!(
+            "the servers with SSLEngine On are not the ones {addr} reaches: serving plain HTTP there"
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
 
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "proxy-balancer listening on http://{addr}/, serving {origin}:"
+        "proxy-balancer listening on {scheme}://{addr}/, serving {origin}:"
     )?;
     if args.config.is_none() {
         for line in text.lines() {
@@ -229,13 +241,20 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
             )?;
         }
     }
-    writeln!(out, "try:  curl -i http://{addr}/")?;
-    writeln!(out, "      curl -i --cookie ROUTEID=.node2 http://{addr}/")?;
+    writeln!(out, "try:  curl -i {scheme}://{addr}/")?;
+    writeln!(
+        out,
+        "      curl -i --cookie ROUTEID=.node2 {scheme}://{addr}/"
+    )?;
     writeln!(out, "Ctrl-C stops it.")?;
     drop(out);
 
     let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
     let server = Server::new().limits(limits);
+    let server = match tls {
+        Some(tls) => server.tls(tls),
+        None => server,
+    };
     match access_logs.as_slice() {
         [] => server.serve(listener, site, shutdown).await?,
         // The usual case: one access log, no boxing on the request path.

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 pub use crate::front::{FrontLimits, ReadTimeoutStage};
+pub use crate::ssl_server::{AlpnProtocols, SslFile, SslProtocols, SslServer, SslVerifyClient};
 
 /// A place in the configuration: the file, and 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,6 +96,9 @@ pub struct HostSettings {
     /// `ProxyIOBufferSize bytes`: the largest piece of a member's body relayed at once, the
     /// default of the workers' `iobuffersize` (Apache's default is 8192).
     pub proxy_io_buffer_size: Option<u32>,
+    /// mod_ssl's `SSLEngine`, `SSLCertificateFile` …: HTTPS on the listener. A virtual host
+    /// takes each one it does not give from the main server (mod_ssl's merge).
+    pub ssl: SslServer,
 }
 
 /// `ProxyVia`: the `Via` header mod_proxy adds.
@@ -608,6 +612,10 @@ pub struct Config {
     /// balancer-manager's `BalancerPersist` state there. An application may set it (a
     /// `--state-dir` option) before building the site.
     pub default_runtime_dir: Option<std::path::PathBuf>,
+    /// `ServerRoot` as [`parse_file`](crate::parse_file) ended with (the main file's
+    /// directory unless a `ServerRoot` line changed it); `None` for [`parse`](crate::parse).
+    /// Relative file names (`SSLCertificateFile`) start from it, as in Apache.
+    pub server_root: Option<std::path::PathBuf>,
     /// `ProxyHCTPsize`: how many health checks run at once, server-wide (Apache's default
     /// is 16; 0 runs them one at a time).
     pub proxy_hc_tpsize: Option<u32>,

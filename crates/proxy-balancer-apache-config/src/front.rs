@@ -33,6 +33,9 @@ pub struct FrontLimits {
     pub header_timeout: Option<ReadTimeoutStage>,
     /// `RequestReadTimeout body=…`.
     pub body_timeout: Option<ReadTimeoutStage>,
+    /// `RequestReadTimeout handshake=N` (a fixed time, for HTTPS listeners; `handshake=0`,
+    /// the default, leaves it `None`).
+    pub handshake_timeout: Option<Duration>,
     /// `LimitRequestLine`, in bytes.
     pub limit_request_line: Option<u32>,
     /// `LimitRequestFieldSize`, in bytes.
@@ -89,6 +92,7 @@ impl FrontLimits {
             max_keep_alive_requests,
             header_timeout,
             body_timeout,
+            handshake_timeout,
             limit_request_line,
             limit_request_field_size,
             limit_request_fields,
@@ -246,6 +250,7 @@ fn request_read_timeout(span: Span, args: &[Token]) -> Result<Setting, ParseErro
     }
     let mut header = None;
     let mut body = None;
+    let mut handshake = None;
     for arg in args {
         let Some((stage, value)) = arg.text.split_once('=') else {
             return Err(invalid(
@@ -266,14 +271,17 @@ fn request_read_timeout(span: Span, args: &[Token]) -> Result<Setting, ParseErro
             "header" => header = Some(parsed),
             "body" => body = Some(parsed),
             "handshake" if parsed.timeout == 0 => {}
-            "handshake" => {
+            "handshake" if parsed.max_timeout.is_some() || parsed.min_rate.is_some() => {
                 return Err(invalid(
                     arg.span,
                     format!(
-                        "RequestReadTimeout \"{}\" is not applied: this server has no TLS handshake (terminate TLS in front of it and set the timeout there), so write handshake=0 or leave it out",
+                        "RequestReadTimeout \"{}\" is not applied: the handshake's bytes are not counted here, so handshake= takes a fixed time (handshake=10)",
                         arg.text
                     ),
                 ));
+            }
+            "handshake" => {
+                handshake = Some(Duration::from_secs(u64::from(parsed.timeout)));
             }
             _ => {
                 return Err(invalid(
@@ -288,6 +296,7 @@ fn request_read_timeout(span: Span, args: &[Token]) -> Result<Setting, ParseErro
     Ok(set(|f| {
         f.header_timeout = header;
         f.body_timeout = body;
+        f.handshake_timeout = handshake;
     }))
 }
 
@@ -496,6 +505,13 @@ mod tests {
         let f = front("RequestReadTimeout header=5-10,minrate=100\nRequestReadTimeout body=7");
         assert_eq!(f.header_timeout.unwrap().max_timeout, Some(10));
         assert_eq!(f.body_timeout.unwrap().timeout, 7);
+        // The handshake stage, for HTTPS listeners: a fixed time; 0 is the default.
+        let f = front("RequestReadTimeout handshake=5 header=20-40,MinRate=500");
+        assert_eq!(f.handshake_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            front("RequestReadTimeout handshake=0").handshake_timeout,
+            None
+        );
         for (line, why) in [
             ("RequestReadTimeout header=20-40", "needs MinRate"),
             (
@@ -513,7 +529,10 @@ mod tests {
                 "RequestReadTimeout 0",
                 "expected handshake=, header= or body=",
             ),
-            ("RequestReadTimeout handshake=5", "no TLS handshake"),
+            (
+                "RequestReadTimeout handshake=5-10,MinRate=100",
+                "handshake= takes a fixed time",
+            ),
             ("RequestReadTimeout", "takes one or more"),
         ] {
             let e = error(line);

@@ -195,6 +195,7 @@ pub fn parse_file_partial(
         files,
         mut errors,
         undefined,
+        server_root,
         ..
     } = reader;
     let (mut config, parse_errors) = parser.finish_partial();
@@ -202,6 +203,7 @@ pub fn parse_file_partial(
     let errors = ParseErrors::new(errors).with_paths(&files).into_vec();
     config.files = files;
     config.undefined_variables = undefined;
+    config.server_root = Some(server_root);
     (config, errors)
 }
 

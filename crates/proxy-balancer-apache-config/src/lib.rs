@@ -11,12 +11,13 @@
 //! [`Config::server_proxy_passes`] … say what applies in which server as Apache merges the
 //! main server into a virtual host. Per server: what a reverse proxy site applies to each
 //! request: `ServerName`, `ServerAlias`, `ProxyPreserveHost`, `ProxyAddHeaders`,
-//! `AllowEncodedSlashes`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath`;
-//! for the whole process: the [`logs`] directives (`ErrorLog`, `CustomLog`, `TransferLog`,
+//! `AllowEncodedSlashes`, `ProxyPassReverseCookieDomain`, `ProxyPassReverseCookiePath`,
+//! and HTTPS on the listener (mod_ssl's `SSLEngine`, `SSLCertificateFile` …, `Protocols`:
+//! [`SslServer`]); for the whole process: the [`logs`] directives (`ErrorLog`, `CustomLog`, `TransferLog`,
 //! `LogFormat`, `LogLevel`; [`Config::logs`]) and what the server allows its clients
 //! ([`FrontLimits`]): `Timeout`, `KeepAlive`, `KeepAliveTimeout`, `MaxKeepAliveRequests`,
-//! `RequestReadTimeout` (header and body stages; a non-zero `handshake=` is refused: there
-//! is no TLS here), `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
+//! `RequestReadTimeout` (header, body and, for HTTPS, a fixed `handshake=` stage),
+//! `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
 //! `LimitRequestBody`. Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
 //! be given; what the proxy does with each directive and parameter of Apache's proxy modules
@@ -152,6 +153,7 @@ pub mod logs;
 mod parser;
 pub mod registry;
 mod render;
+mod ssl_server;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind, ParseErrors};

@@ -1100,6 +1100,25 @@ impl Parser {
                     )),
                 }
             }
+            ssl if crate::ssl_server::is_ssl_server_directive(ssl) => {
+                if in_proxy != InProxy::Outside {
+                    return Err(not_allowed(span, &name.text, "Proxy"));
+                }
+                let current = match self.server_scope() {
+                    Some(Server::VirtualHost(v)) => {
+                        self.cfg.virtual_hosts.get(v).map(|h| &h.settings.ssl)
+                    }
+                    _ => Some(&self.cfg.server.ssl),
+                };
+                let setting = crate::ssl_server::parse(
+                    span,
+                    ssl,
+                    &args,
+                    current.unwrap_or(&Default::default()),
+                )?;
+                self.host_setting(&name.text, span, |h| h.ssl.merge(setting));
+                Ok(())
+            }
             front if crate::front::is_front_directive(front) => {
                 let setting = crate::front::parse(span, front, &args)?;
                 self.server_setting(&name.text, span, |c| c.front.merge(&setting));

@@ -231,10 +231,24 @@ pub static ENTRIES: &[Entry] = &[
     e("RedirectMatch", D, ALIAS, warn(REDIRECT)),
     e("RedirectPermanent", D, ALIAS, warn(REDIRECT)),
     e("RedirectTemp", D, ALIAS, warn(REDIRECT)),
-    e("SSLEngine", D, SSL, warn("SSLEngine On: the proxy serves plain HTTP on its port, so TLS clients cannot talk to it (SSLEngine Off is accepted without a word)")),
+    e("Protocols", D, "core", A("over TLS, the ALPN protocols offered, of h2 and http/1.1 (without the line both are offered; Apache's default is http/1.1 alone); h2c is read but a plain port takes h2c by prior knowledge whatever the line says; other protocols are refused")),
+    e("SSLCACertificateFile", D, SSL, A("the CAs client certificates must chain to (SSLVerifyClient optional or require)")),
+    e("SSLCACertificatePath", D, SSL, warn("the directory is not read: client certificates are checked against SSLCACertificateFile only, so SSLVerifyClient without it refuses the configuration")),
+    e("SSLCertificateChainFile", D, SSL, A("certificates sent after the server's (read when the site is built)")),
+    e("SSLCertificateFile", D, SSL, A("the server's certificate, PEM (one per server; a second, RSA beside ECDSA, is refused); a file that cannot be read is a start error")),
+    e("SSLCertificateKeyFile", D, SSL, A("the certificate's private key, PEM; a key that does not match the certificate is a start error")),
+    e("SSLCipherSuite", D, SSL, warn("the cipher list is not read: rustls's own suites are offered (TLS 1.3's AES-GCM and ChaCha20-Poly1305, TLS 1.2's ECDHE with AES-GCM or ChaCha20-Poly1305: forward secrecy and AEAD only), which may include one the list leaves out")),
+    e("SSLEngine", D, SSL, A("the server (main or <VirtualHost>) serves HTTPS with ALPN h2 and http/1.1 (rustls); a <VirtualHost> without its own takes the main server's, as mod_ssl; optional and address forms are refused")),
+    e("SSLHonorCipherOrder", D, SSL, A("the server's cipher suite order wins over the client's")),
+    e("SSLProtocol", D, SSL, A("the TLS versions offered, of TLSv1.2 and TLSv1.3 (rustls has no older ones: TLSv1 and TLSv1.1 are never offered; a line leaving neither is refused)")),
+    e("SSLSessionCache", D, SSL, note("rustls keeps its own session cache in memory per process (and session tickets): resumption works without it")),
+    e("SSLSessionTickets", D, SSL, note("rustls's session resumption is used as it is")),
+    e("SSLStrictSNIVHostCheck", D, SSL, warn("a client without SNI is served the default virtual host's certificate, not refused")),
+    e("SSLUseStapling", D, SSL, note("no OCSP response is stapled to the handshake: clients that check revocation ask the CA themselves")),
+    e("SSLVerifyDepth", D, SSL, warn("client certificate chains are not limited in depth: a client certificate signed by an intermediate the client sends is accepted where Apache's default depth 1 refuses it")),
     e("SSLRequire", D, SSL, open(FAILS_OPEN)),
     e("SSLRequireSSL", D, SSL, open(FAILS_OPEN)),
-    e("SSLVerifyClient", D, SSL, open("client certificates are not asked for or checked: the requests they guard are proxied to anyone who reaches the proxy (it fails open)")),
+    e("SSLVerifyClient", D, SSL, open("in the server or a <VirtualHost> it is applied (none, optional, require: the client's certificate checked against SSLCACertificateFile in the handshake); in a <Location> or <Directory> it is not: client certificates are not asked for there, and the requests it guards are proxied to anyone who reaches the proxy (it fails open)")),
     e("SSLProxyCACertificateFile", D, SSL, warn(SSL_PROXY)),
     e("SSLProxyCACertificatePath", D, SSL, warn(SSL_PROXY)),
     e("SSLProxyCARevocationCheck", D, SSL, warn(SSL_PROXY)),
@@ -371,6 +385,12 @@ pub fn directive_state(name: &str, args: &[&str]) -> Option<State> {
         .iter()
         .any(|d| d.eq_ignore_ascii_case(name));
     if default_off && off {
+        return Some(State::Applied(DEFAULT_OFF));
+    }
+    // No client certificate asked for: what the proxy does.
+    if name.eq_ignore_ascii_case("SSLVerifyClient")
+        && matches!(args, [one] if one.eq_ignore_ascii_case("none"))
+    {
         return Some(State::Applied(DEFAULT_OFF));
     }
     // Access rules that admit everyone: not enforcing them changes nothing.

@@ -858,6 +858,8 @@ mod registry_rules {
             | "proxypassinterpolateenv" => format!("{name} On\n"),
             "proxyremote" | "proxyremotematch" => format!("{name} * http://firewall:81\n"),
             "require" => format!("<Proxy balancer://x>\n{name} ip 10.0.0.1\n</Proxy>\n"),
+            // Applied in the server and a <VirtualHost>; in a <Location> it fails open.
+            "sslverifyclient" => format!("<Location /x>\n{name} require\n</Location>\n"),
             _ => format!("{name} x\n"),
         }
     }

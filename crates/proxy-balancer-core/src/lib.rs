@@ -165,6 +165,6 @@ pub use params::{
     BalancerParams, LbSet, LoadFactor, MemberParams, MemberProtocol, MemberUrl, Nonce, Route,
     StickySession,
 };
-pub use peer::{LocalAddr, PeerAddr};
+pub use peer::{LocalAddr, PeerAddr, TlsInfo};
 pub use snapshot::{BalancerSnapshot, PickRequest, Picked};
 pub use store::BalancerStore;

@@ -57,3 +57,53 @@ impl From<SocketAddr> for LocalAddr {
         Self(addr)
     }
 }
+
+/// That a connection came over TLS, put in a request's extensions by the server that
+/// accepted it (absent on a plain connection): the request's scheme is `https`.
+///
+/// The parts that write the front scheme read it: the `ProxyPassReverse` layer (a
+/// `Location` rewritten to `https://`), the balancer-manager's `Origin` check (an
+/// `http://` origin is another site than an HTTPS page), mod_headers' `%{HTTPS}s`. It
+/// lives in this crate so that all of them can name the same type. Cloning it does not
+/// allocate (the server name is shared).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use proxy_balancer_core::TlsInfo;
+///
+/// let tls = TlsInfo::new(Some(Arc::from("www.example.com")), true);
+/// assert_eq!(tls.server_name(), Some("www.example.com"));
+/// assert!(tls.is_h2());
+/// ```
+///
+/// # Apache
+///
+/// mod_ssl's `HTTPS=on`, `SSL_TLS_SNI` and the ALPN protocol of the connection; the
+/// request's scheme (`ap_http_scheme`) is `https`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsInfo {
+    server_name: Option<std::sync::Arc<str>>,
+    h2: bool,
+}
+
+impl TlsInfo {
+    /// A TLS connection for `server_name` (the SNI the client sent, if any), speaking h2
+    /// when ALPN chose it (`h2`).
+    #[must_use]
+    pub const fn new(server_name: Option<std::sync::Arc<str>>, h2: bool) -> Self {
+        Self { server_name, h2 }
+    }
+
+    /// The server name the client asked for in its handshake (SNI), if it sent one.
+    #[must_use]
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// Whether ALPN chose `h2`.
+    #[must_use]
+    pub const fn is_h2(&self) -> bool {
+        self.h2
+    }
+}

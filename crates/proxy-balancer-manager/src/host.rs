@@ -358,6 +358,24 @@ fn origin_authority(value: &str) -> Option<(Authority, u16)> {
     Some((authority, default))
 }
 
+/// Over TLS (the request carries a `TlsInfo`), an `Origin` or `Referer` naming an
+/// `http://` page is another origin than this HTTPS one (a page served in clear, which a
+/// network attacker may have written): the change is refused.
+pub(crate) fn check_tls_origin(headers: &HeaderMap) -> Result<(), HostRefusal> {
+    for (name, label) in [(header::ORIGIN, "Origin"), (header::REFERER, "Referer")] {
+        let clear = headers.get(&name).is_some_and(|value| {
+            value
+                .as_bytes()
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"http://"))
+        });
+        if clear {
+            return Err(HostRefusal::OtherOrigin { header: label });
+        }
+    }
+    Ok(())
+}
+
 /// The checks a change must pass before its form is read: the request's host names this
 /// server, and an `Origin` or `Referer` that is present names the same host and port (a
 /// browser sends `Origin` on every cross-site POST; curl and scripts send neither). Returns
@@ -568,6 +586,26 @@ mod tests {
         assert!(wildcard_match("*", "anything"));
         assert!(wildcard_match("a*b*c", "aXbYbZc"));
         assert!(!wildcard_match("a*b*c", "aXbYbZ"));
+    }
+
+    #[test]
+    fn over_tls_a_clear_text_origin_is_another_site() {
+        let with = |name: &'static str, value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_str(value).expect("valid"));
+            check_tls_origin(&headers)
+        };
+        assert!(with("origin", "https://proxy").is_ok());
+        assert!(with("referer", "https://proxy/bm").is_ok());
+        assert_eq!(
+            with("origin", "HTTP://proxy"),
+            Err(HostRefusal::OtherOrigin { header: "Origin" })
+        );
+        assert_eq!(
+            with("referer", "http://proxy/bm"),
+            Err(HostRefusal::OtherOrigin { header: "Referer" })
+        );
+        assert!(check_tls_origin(&HeaderMap::new()).is_ok());
     }
 
     #[test]

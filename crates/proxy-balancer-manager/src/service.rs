@@ -21,7 +21,7 @@ use tower_service::Service;
 use crate::edit::{
     nonce_matches, parse_form, parse_query, Applied, Edit, EditError, Form, GrowthSlots,
 };
-use crate::host::{check_change, HostRefusal, ServerName, ServerNameError};
+use crate::host::{check_change, check_tls_origin, HostRefusal, ServerName, ServerNameError};
 use crate::persist;
 
 use crate::render::{self, BalancerView, HealthView, View};
@@ -859,12 +859,23 @@ impl BalancerManager {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let local = request.extensions().get::<LocalAddr>().copied();
+        let tls = request
+            .extensions()
+            .get::<proxy_balancer_core::TlsInfo>()
+            .is_some();
         if let Err(refusal) = check_change(
             request.uri(),
             request.headers(),
             local,
             &self.inner.server_names,
-        ) {
+        )
+        .and_then(|_| {
+            if tls {
+                check_tls_origin(request.headers())
+            } else {
+                Ok(())
+            }
+        }) {
             let refusal = Refusal::from(refusal);
             return if api {
                 refusal.to_api()

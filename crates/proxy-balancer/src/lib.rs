@@ -209,5 +209,5 @@ pub use proxy_balancer_core::{
     lbmethod, BalancerParams, BalancerSnapshot, BalancerStore, BusyGuard, ConfigError, HcExprName,
     HcMethod, HcParams, HcUri, HealthReport, LbMethod, LbMethodKind, LbSet, LoadFactor, LocalAddr,
     Member, MemberId, MemberParams, MemberState, MemberUrl, Nonce, ParamError, PeerAddr, PickError,
-    PickRequest, Picked, Route, StatusFlags, StatusLabel, StickySession,
+    PickRequest, Picked, Route, StatusFlags, StatusLabel, StickySession, TlsInfo,
 };

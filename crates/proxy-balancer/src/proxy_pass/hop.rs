@@ -262,7 +262,13 @@ fn via_value<B>(
         // came in on here.
         None => local.map_or_else(|| "localhost".to_owned(), |a| a.ip().to_string()),
     };
-    let port = port.filter(|&p| p != 80).map(|p| format!(":{p}"));
+    // The scheme's default port is left out: 443 over TLS (mod_ssl's default_port hook).
+    let default_port = if request.extensions().get::<crate::TlsInfo>().is_some() {
+        443
+    } else {
+        80
+    };
+    let port = port.filter(|&p| p != default_port).map(|p| format!(":{p}"));
     let mut value = format!("{version} {name}{}", port.unwrap_or_default());
     if via == Via::Full {
         value.push_str(" (");
@@ -325,6 +331,17 @@ mod tests {
         assert_eq!(on(Version::HTTP_11, "foo:80"), "1.1 via-on.example");
         assert_eq!(on(Version::HTTP_11, "foo:99"), "1.1 via-on.example:99");
         assert_eq!(on(Version::HTTP_10, "[::1]:99"), "1.0 via-on.example:99");
+        // Over TLS (Apache 2.4.71, `ProxyVia On` in an SSLEngine On virtual host): Host
+        // a.test:443 → `1.1 a.test`; a.test:80 → `1.1 a.test:80`.
+        let tls = |host: &str| {
+            let mut r = request(Version::HTTP_11);
+            r.extensions_mut().insert(crate::TlsInfo::default());
+            let host = HeaderValue::from_str(host).unwrap();
+            via_value(&r, Via::On, Some(&host), Some("a.test")).unwrap()
+        };
+        assert_eq!(tls("a.test:443"), "1.1 a.test");
+        assert_eq!(tls("a.test:80"), "1.1 a.test:80");
+        assert_eq!(tls("a.test"), "1.1 a.test");
         let full = via_value(
             &request(Version::HTTP_11),
             Via::Full,

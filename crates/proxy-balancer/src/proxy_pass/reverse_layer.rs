@@ -237,6 +237,10 @@ fn front_origin<B>(
     let Some(host) = host.filter(|h| !h.is_empty()) else {
         return String::new();
     };
+    // A request that came over TLS is https (mod_ssl's `http_scheme` hook), whatever the
+    // configured default.
+    let tls = request.extensions().get::<crate::TlsInfo>().is_some();
+    let default_scheme = if tls { &Scheme::HTTPS } else { default_scheme };
     let scheme = uri.scheme().unwrap_or(default_scheme).as_str();
     let mut origin = String::with_capacity(scheme.len() + 3 + host.len());
     origin.push_str(scheme);
@@ -437,6 +441,16 @@ mod tests {
         );
         let none = Request::get("/x").body(()).expect("valid");
         assert_eq!(front_origin(&none, &Scheme::HTTP, None), "");
+        // Over TLS (the server's `TlsInfo`), an HTTP/1.1 request's origin is https.
+        let mut tls = Request::get("/")
+            .header(HOST, "proxy:8443")
+            .body(())
+            .expect("valid");
+        tls.extensions_mut().insert(crate::TlsInfo::default());
+        assert_eq!(
+            front_origin(&tls, &Scheme::HTTP, None),
+            "https://proxy:8443"
+        );
         assert_eq!(
             front_origin(&none, &Scheme::HTTPS, Some("proxy.example.com:8443")),
             "https://proxy.example.com:8443",

@@ -119,6 +119,7 @@ impl ReadTimeout {
 /// | --- | --- | --- |
 /// | [`header_timeout`](Self::header_timeout) | `RequestReadTimeout header=` | 20–40 s, MinRate 500 |
 /// | [`body_timeout`](Self::body_timeout) | `RequestReadTimeout body=` | 20 s, MinRate 500 |
+/// | [`handshake_timeout`](Self::handshake_timeout) | `RequestReadTimeout handshake=` (HTTPS only) | `TimeOut` |
 /// | [`keep_alive`](Self::keep_alive) | `KeepAlive` | on |
 /// | [`keep_alive_timeout`](Self::keep_alive_timeout) | `KeepAliveTimeout` | 5 s |
 /// | [`max_keep_alive_requests`](Self::max_keep_alive_requests) | `MaxKeepAliveRequests` | 100 (0: unlimited) |
@@ -144,6 +145,7 @@ impl ReadTimeout {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientLimits {
     pub(crate) header_timeout: ReadTimeout,
+    pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) body_timeout: ReadTimeout,
     pub(crate) keep_alive: bool,
     pub(crate) keep_alive_timeout: Duration,
@@ -183,6 +185,7 @@ impl ClientLimits {
                 .max(Duration::from_secs(40))
                 .min_rate(500),
             body_timeout: ReadTimeout::new(Duration::from_secs(20)).min_rate(500),
+            handshake_timeout: None,
             keep_alive: true,
             keep_alive_timeout: Duration::from_secs(5),
             max_keep_alive_requests: 100,
@@ -202,6 +205,27 @@ impl ClientLimits {
     pub const fn header_timeout(mut self, timeout: ReadTimeout) -> Self {
         self.header_timeout = timeout;
         self
+    }
+
+    /// How long an HTTPS client ([`Server::tls`](super::Server::tls)) may take to finish
+    /// its TLS handshake, from the accept (`RequestReadTimeout handshake=`); by default
+    /// [`timeout`](Self::timeout) (`TimeOut`, 60 s). The first request head's time
+    /// ([`header_timeout`](Self::header_timeout)) starts when the handshake is done.
+    ///
+    /// # Apache
+    ///
+    /// With the default `handshake=0`, Apache bounds each read of the handshake by
+    /// `TimeOut`; here the whole handshake is bounded by it, so a client dripping one byte
+    /// a minute does not hold the connection.
+    #[must_use]
+    pub const fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// The time a TLS handshake may take.
+    pub(crate) fn tls_handshake_limit(&self) -> Duration {
+        self.handshake_timeout.unwrap_or(self.timeout)
     }
 
     /// How long a client may take to send a request body (`RequestReadTimeout body=`),
@@ -434,6 +458,9 @@ impl ClientLimits {
         }
         if let Some(s) = f.body_timeout {
             limits.body_timeout = stage(s);
+        }
+        if let Some(t) = f.handshake_timeout {
+            limits.handshake_timeout = Some(t);
         }
         let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         if let Some(n) = f.limit_request_line {

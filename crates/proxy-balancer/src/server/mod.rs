@@ -1,5 +1,6 @@
 //! Serving a tower service: HTTP/1.1 and HTTP/2 (h2c, prior knowledge) on one listener,
-//! the client's address in every request, and a graceful shutdown.
+//! or HTTPS with ALPN h2 and http/1.1 ([`Server::tls`]), the client's address in every
+//! request, and a graceful shutdown.
 //!
 //! What every deployment of a reverse proxy needs and would otherwise re-implement around
 //! hyper: [`Server::serve`] accepts connections, serves each with hyper-util's automatic
@@ -96,6 +97,7 @@ mod conn;
 mod limits;
 mod nofile;
 pub mod request;
+mod tls;
 
 pub use body::RequestBody;
 pub use request::{Admit, AdmitLayer};
@@ -106,6 +108,7 @@ pub use limits::{
     DEFAULT_LIMIT_REQUEST_HEAD, DEFAULT_LIMIT_REQUEST_LINE,
 };
 pub use nofile::{raise_nofile_limit, NofileLimitError};
+pub use tls::{load_certified_key, ServerTls, ServerTlsError};
 
 /// How long open connections may take to finish after a shutdown, by default.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
@@ -129,6 +132,7 @@ pub struct Server {
     drain: Duration,
     nodelay: bool,
     limits: ClientLimits,
+    tls: Option<ServerTls>,
 }
 
 // ===== impl Server =====
@@ -142,7 +146,26 @@ impl Server {
             drain: DEFAULT_DRAIN,
             nodelay: true,
             limits: ClientLimits::new(),
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS: every connection [`serve`](Self::serve) accepts speaks TLS with
+    /// `tls` (ALPN `h2` and `http/1.1`), and its requests carry a [`TlsInfo`]
+    /// (their scheme is `https`).
+    ///
+    /// The handshake runs in the connection's task, not in the accept loop, within
+    /// [`ClientLimits::handshake_timeout`]; a failed or stalled one is logged at debug and
+    /// the connection closed; a client speaking plain HTTP to the port is answered
+    /// `400 Bad Request` (as Apache's mod_ssl). The connection cap counts a connection from
+    /// its accept; one still in its handshake is not closed by the cap's relief (its
+    /// handshake time bounds it).
+    ///
+    /// [`TlsInfo`]: crate::TlsInfo
+    #[must_use]
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// What each client is allowed: timeouts, sizes, the connection cap
@@ -253,6 +276,29 @@ impl Server {
                         }
                     }
                     let local = stream.local_addr().unwrap_or(local);
+                    if let Some(tls) = &self.tls {
+                        // The handshake in the connection's task: a slow client does not
+                        // hold up the accepts. A shutdown waits for it (up to the drain).
+                        let (tls, front, service) =
+                            (tls.clone(), Arc::clone(&front), service.clone());
+                        let watcher = graceful.watcher();
+                        let limit = self.limits.tls_handshake_limit();
+                        tokio::spawn(async move {
+                            let Some((stream, info)) =
+                                tls::handshake(&tls, stream, peer, limit).await
+                            else {
+                                return;
+                            };
+                            let service = service.map_request(move |mut r: Request<Incoming>| {
+                                r.extensions_mut().insert(info.clone());
+                                r
+                            });
+                            let (connection, state) = front.connection(stream, peer, local, service);
+                            let connection = watcher.watch(connection);
+                            front.run(connection, state, peer, permit).await;
+                        });
+                        continue;
+                    }
                     let (connection, state) = front.connection(stream, peer, local, service.clone());
                     let connection = graceful.watch(connection);
                     tokio::spawn(Arc::clone(&front).run(connection, state, peer, permit));

@@ -65,6 +65,17 @@ pub enum SiteError {
         /// What is wrong.
         reason: String,
     },
+    /// HTTPS cannot be served as configured: `SSLEngine On` without a certificate, a
+    /// certificate or key file that cannot be read, a key that does not match its
+    /// certificate.
+    Tls {
+        /// The line of the directive.
+        line: u32,
+        /// The column of the file name (or of the directive).
+        column: u32,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for SiteError {
@@ -78,6 +89,11 @@ impl fmt::Display for SiteError {
             | Self::Manager { line, reason } => write!(f, "line {line}: {reason}"),
             Self::Mapping { line, source } => write!(f, "line {line}: ProxyPass: {source}"),
             Self::Probe { name, source } => write!(f, "{name}: health checks: {source}"),
+            Self::Tls {
+                line,
+                column,
+                reason,
+            } => write!(f, "line {line}:{column}: {reason}"),
         }
     }
 }
@@ -92,7 +108,8 @@ impl std::error::Error for SiteError {
             Self::ProxyPass { .. }
             | Self::Unsupported { .. }
             | Self::HealthCheck { .. }
-            | Self::Manager { .. } => None,
+            | Self::Manager { .. }
+            | Self::Tls { .. } => None,
         }
     }
 }

@@ -81,6 +81,8 @@ enum Var {
     SessionSticky,
     SessionRoute,
     RouteChanged,
+    /// mod_ssl's `HTTPS`: `on` for a request that came over TLS.
+    Https,
     /// Any other: never set here.
     Unset,
 }
@@ -95,6 +97,7 @@ impl Var {
             ("BALANCER_SESSION_STICKY", Self::SessionSticky),
             ("BALANCER_SESSION_ROUTE", Self::SessionRoute),
             ("BALANCER_ROUTE_CHANGED", Self::RouteChanged),
+            ("HTTPS", Self::Https),
         ]
         .into_iter()
         .find_map(|(known, var)| known.eq_ignore_ascii_case(name).then_some(var))
@@ -110,7 +113,16 @@ impl Var {
             Self::SessionSticky => info.session_sticky(),
             Self::SessionRoute => info.session_route(),
             Self::RouteChanged => info.route_changed().then_some("1"),
-            Self::Unset => None,
+            Self::Https | Self::Unset => None,
+        }
+    }
+
+    /// The value a rule sees: `HTTPS` is the request's (`on` over TLS, as mod_ssl sets
+    /// it in its fixups, before mod_headers' run), the others the balancer's.
+    fn get_in<'a>(self, env: &Env<'a>) -> Option<&'a str> {
+        match self {
+            Self::Https => env.notes.tls.then_some("on"),
+            _ => self.get(env.info),
         }
     }
 }
@@ -130,6 +142,8 @@ pub(crate) struct RequestNotes {
     request: Option<Box<(http::Method, String, HeaderMap)>>,
     /// The request headers the `RequestHeader` conditions read, for `Vary`.
     vary: Vec<Box<str>>,
+    /// The request came over TLS (`HTTPS`, `%{HTTPS}s`).
+    tls: bool,
 }
 
 /// The request an `expr=` condition reads, and the `BALANCER_*` values for `env()`.
@@ -234,6 +248,10 @@ impl HeaderRules {
                 value.push(match part {
                     FormatPart::Text(text) => Part::Text(text.into()),
                     FormatPart::Env(name) => Part::Var(Var::of(&name)),
+                    // mod_ssl's variables: HTTPS is known; the others are not kept.
+                    FormatPart::Ssl(name) if name.eq_ignore_ascii_case("HTTPS") => {
+                        Part::Var(Var::Https)
+                    }
                     FormatPart::Ssl(_) => Part::Text("(null)".into()),
                     FormatPart::RequestTime => {
                         uses_time = true;
@@ -334,7 +352,10 @@ impl HeaderRules {
         let Some(compiled) = &self.inner else {
             return RequestNotes::default();
         };
-        let mut notes = RequestNotes::default();
+        let mut notes = RequestNotes {
+            tls: request.extensions().get::<crate::TlsInfo>().is_some(),
+            ..RequestNotes::default()
+        };
         let mut request_vary = Vec::new();
         if compiled.uses_time {
             notes.arrival = Some((SystemTime::now(), tokio::time::Instant::now()));
@@ -479,7 +500,7 @@ impl Rule {
     ) -> bool {
         match &self.condition {
             None => true,
-            Some(Condition::Env { var, negated }) => var.get(env.info).is_some() != *negated,
+            Some(Condition::Env { var, negated }) => var.get_in(env).is_some() != *negated,
             Some(Condition::Expr(expr)) => expr.eval_with_request(
                 &ProbeResponse {
                     status,
@@ -579,7 +600,7 @@ impl Rule {
         for part in &*self.value {
             match part {
                 Part::Text(text) => out.extend_from_slice(text.as_bytes()),
-                Part::Var(var) => match var.get(env.info) {
+                Part::Var(var) => match var.get_in(env) {
                     // Apache's unwrap_header: a line break in a variable becomes a space.
                     Some(v) => {
                         out.extend(

@@ -127,6 +127,7 @@ mod extras;
 pub mod future;
 mod headers;
 mod routes;
+mod tls;
 mod vhost;
 mod wiring;
 
@@ -344,6 +345,8 @@ pub struct Site {
     stores: Arc<[Arc<BalancerStore>]>,
     /// The `HeartbeatListen` listener; it stops with the last clone.
     heartbeat: Option<Arc<crate::heartbeat::HeartbeatListener>>,
+    /// Each server's HTTPS (`SSLEngine On`), certificates read.
+    tls: Arc<tls::SiteTls>,
 }
 
 impl std::fmt::Debug for Site {
@@ -437,6 +440,8 @@ impl Site {
         }
         refuse_unserved_passes(config)?;
         let vhosts = VhostTable::new(config)?;
+        // SSLEngine, SSLCertificateFile …: the files read (by `validate` too).
+        let tls = tls::SiteTls::load(config)?;
         let now = tokio::time::Instant::now().into_std();
         let mut stores = Vec::new();
         let mut balancer_stores = Vec::with_capacity(config.balancers.len());
@@ -521,6 +526,7 @@ impl Site {
             probes: build.probes.into(),
             stores: build.stores.into(),
             heartbeat,
+            tls: Arc::new(tls),
         })
     }
 
@@ -555,6 +561,7 @@ impl Site {
             probes: Vec::new().into(),
             stores: vec![store].into(),
             heartbeat: None,
+            tls: Arc::default(),
         }
     }
 
@@ -617,6 +624,63 @@ impl Site {
     #[must_use]
     pub fn unreachable_virtual_hosts(&self, listen: &[SocketAddr]) -> Vec<UnreachableVirtualHost> {
         self.vhosts.unreachable(listen)
+    }
+
+    /// Whether some server of the configuration has `SSLEngine On`.
+    #[must_use]
+    pub fn has_tls(&self) -> bool {
+        !self.tls.is_empty()
+    }
+
+    /// What a listener on `listen` serves HTTPS with ([`Server::tls`]), or `None` when the
+    /// servers that address reaches speak plain HTTP: as Apache decides it, the first
+    /// (default) server of the address says whether the port speaks TLS (`SSLEngine On`,
+    /// its own or the main server's); the client's SNI picks the certificate among the
+    /// virtual hosts of the address by `ServerName`/`ServerAlias`, the default's
+    /// certificate otherwise; the default's `SSLProtocol` and `SSLHonorCipherOrder` apply;
+    /// ALPN offers `h2` and `http/1.1` (or what `Protocols` says). For an unspecified
+    /// address (`0.0.0.0:443`), the virtual hosts of `*` and the port decide, and one of an
+    /// exact IP address with `SSLEngine On` is refused (listen on its address).
+    ///
+    /// ```
+    /// use proxy_balancer::apache_config::parse;
+    /// use proxy_balancer::site::Site;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let dir = std::env::temp_dir().join(format!("pb-tls-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let cert = rcgen::generate_simple_self_signed(vec!["a.example".into()])?;
+    /// std::fs::write(dir.join("a.pem"), cert.cert.pem())?;
+    /// std::fs::write(dir.join("a.key"), cert.key_pair.serialize_pem())?;
+    /// let config = parse(&format!(
+    ///     "<VirtualHost *:8443>\n  ServerName a.example\n  SSLEngine On\n  \
+    ///      SSLCertificateFile {0}/a.pem\n  SSLCertificateKeyFile {0}/a.key\n</VirtualHost>\n",
+    ///     dir.display()
+    /// ))?;
+    /// let site = Site::from_config(&config)?;
+    /// assert!(site.tls_for("127.0.0.1:8443".parse()?)?.is_some());
+    /// assert!(site.tls_for("127.0.0.1:8080".parse()?)?.is_none(), "the main server: plain");
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the servers of the address mix `SSLEngine On` and plain ones (a port speaks
+    /// TLS or not), ask differently for client certificates (`SSLVerifyClient`), or an
+    /// SSL virtual host of an exact address sits behind an unspecified one.
+    ///
+    /// [`Server::tls`]: crate::server::Server::tls
+    pub fn tls_for(
+        &self,
+        listen: SocketAddr,
+    ) -> Result<Option<crate::server::ServerTls>, SiteError> {
+        if self.tls.is_empty() {
+            return Ok(None);
+        }
+        self.tls.for_listen(&self.vhosts, listen)
     }
 }
 

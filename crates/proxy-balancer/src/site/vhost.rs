@@ -198,6 +198,50 @@ impl VhostTable {
         default.unwrap_or(0)
     }
 
+    /// The servers a connection accepted on `listen` may reach, in Apache's order (`i + 1`
+    /// for the virtual host `i`; the first is the default): the virtual hosts of its
+    /// address (for an unspecified address, those of `*` and the port), else the main
+    /// server (`0`).
+    pub(super) fn servers_for(&self, listen: SocketAddr) -> Vec<usize> {
+        let mode = if listen.ip().is_unspecified() {
+            self.mode_for(None, listen.port())
+        } else {
+            self.mode(Some(listen))
+        };
+        let servers: Vec<usize> = (0..self.vhosts.len())
+            .filter(|&i| Self::candidate(&self.vhosts[i], mode))
+            .map(|i| i + 1)
+            .collect();
+        if servers.is_empty() {
+            vec![0]
+        } else {
+            servers
+        }
+    }
+
+    /// The virtual hosts (`i + 1`) written with an exact IP address and a port matching
+    /// `port`: the ones a listener on an unspecified address may also reach.
+    pub(super) fn exact_ip_servers(&self, port: u16) -> Vec<usize> {
+        (0..self.vhosts.len())
+            .filter(|&i| {
+                self.vhosts[i]
+                    .addrs
+                    .iter()
+                    .any(|a| a.ip.is_some() && a.port_matches(port))
+            })
+            .map(|i| i + 1)
+            .collect()
+    }
+
+    /// Whether the server `server` (`i + 1` for the virtual host `i`) answers to the name
+    /// `host` (its `ServerName` or a `ServerAlias`): how a TLS client's SNI picks it.
+    pub(super) fn names(&self, server: usize, host: &[u8]) -> bool {
+        server
+            .checked_sub(1)
+            .and_then(|i| self.vhosts.get(i))
+            .is_some_and(|v| v.names.iter().any(|n| n.matches(host)))
+    }
+
     /// The virtual hosts no connection to these addresses can reach.
     pub(super) fn unreachable(&self, listen: &[SocketAddr]) -> Vec<UnreachableVirtualHost> {
         let reachable = |vhost: &Vhost| {
