@@ -1,10 +1,11 @@
 use super::*;
 
-/// What one request carries for the answer: the forwarding layer's rules, and the gate of
-/// an `Expect: 100-continue` body.
+/// What one request carries for the answer: the forwarding layer's rules, the gate of an
+/// `Expect: 100-continue` body, and the plan of a protocol upgrade sent to the member.
 pub(super) struct Hop {
     pub(super) rules: Option<Arc<HopRules>>,
     pub(super) gate: Option<Arc<ContinueGate>>,
+    pub(super) tunnel: Option<super::upgrade::Plan>,
 }
 
 /// Holds a request body back until the member's `100 Continue` (`Proxy100Continue On`):

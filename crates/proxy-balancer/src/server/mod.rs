@@ -33,6 +33,11 @@
 //!   `LimitRequestFields` (hyper's `max_headers`, 431 beyond), a cap on the whole head
 //!   ([`ClientLimits::limit_request_head`], 32 KiB, 431 beyond; the HTTP/2 header list
 //!   limit too), 100 concurrent HTTP/2 streams (Apache's `H2MaxSessionStreams`);
+//! - a `101 Switching Protocols` (a WebSocket tunnelled to a member, see
+//!   [`ClientOptions::with_upgrades`](crate::client::ClientOptions::with_upgrades)) hands the
+//!   connection to the tunnel: no read deadline here (the tunnel's idle timeout bounds it),
+//!   writes still bounded by `TimeOut`, and the connection keeps its slot under the cap
+//!   until the tunnel ends;
 //! - at most [`ClientLimits::max_connections`] connections (derived from the open-file
 //!   limit by default; see [`raise_nofile_limit`]): at the cap the server stops accepting
 //!   and closes idle connections, so idle clients cannot lock others out.
@@ -491,9 +496,11 @@ impl Front {
         });
         let service = ConnService::new(service, Arc::clone(&state), self.max_keep_alive_requests);
         let io = ConnIo::new(io, Arc::clone(&state), self.io_limits);
+        // With upgrades: a `101 Switching Protocols` (a WebSocket tunnel through a member)
+        // hands the connection to the tunnel once written.
         let connection = self
             .builder
-            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
             .into_owned();
         (connection, state)
     }
@@ -516,6 +523,11 @@ impl Front {
         })
         .await
         {
+            Some(Ok(())) if state.upgraded() => {
+                // The connection is a tunnel now: it keeps its slot under the connection
+                // cap (and stays registered, never idle) until the tunnel closes it.
+                state.io_closed().await;
+            }
             Some(Ok(())) => {}
             Some(Err(error)) => {
                 // A request hyper could not read (bad syntax, a head over the cap) is worth
