@@ -472,7 +472,10 @@ mod tests {
         ] {
             let errors = crate::parse(&format!("\n{line}\n")).expect_err(line);
             let text = errors.to_string();
-            assert!(text.contains("line 2, column 1") && text.contains("2.4.71"), "{line}: {text}");
+            assert!(
+                text.contains("line 2, column 1") && text.contains("2.4.71"),
+                "{line}: {text}"
+            );
         }
     }
 

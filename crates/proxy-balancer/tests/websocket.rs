@@ -97,7 +97,10 @@ fn header(head: &str, name: &str) -> Option<String> {
     })
 }
 
-async fn serve_member(mut stream: TcpStream, heads: Arc<Mutex<Vec<String>>>) {
+async fn serve_member<S>(mut stream: S, heads: Arc<Mutex<Vec<String>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -165,12 +168,16 @@ struct Proxy {
 
 impl Proxy {
     async fn start(config: &str) -> Self {
+        Self::start_with(config, Server::new()).await
+    }
+
+    async fn start_with(config: &str, server: Server) -> Self {
         let config = parse(config).expect("a valid configuration");
         let site = Site::from_config(&config).expect("the site builds");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        let server = Server::new()
+        let server = server
             .spawn(listener, site.clone())
             .expect("the server starts");
         Self {
@@ -444,6 +451,26 @@ async fn a_silent_tunnel_closes_after_the_idle_timeout() {
     proxy.stop().await;
 }
 
+/// After the 101 the front connection is a tunnel: neither the keep-alive timeout nor the
+/// header timeout of the server cuts it (only the tunnel's idle limit, 60 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_timeouts_do_not_cut_a_tunnel() {
+    use proxy_balancer::server::{ClientLimits, ReadTimeout};
+    let members = Members::start().await;
+    let limits = ClientLimits::new()
+        .keep_alive_timeout(Duration::from_millis(300))
+        .header_timeout(ReadTimeout::new(Duration::from_millis(300)));
+    let proxy = Proxy::start_with(&config(&members, ""), Server::new().limits(limits)).await;
+    let mut ws = connect(proxy.addr, "/up/long").await.expect("upgraded");
+    assert_eq!(echo(&mut ws, "one").await, "one");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(echo(&mut ws, "still open").await, "still open");
+    assert_eq!(proxy.member_counts("up").0, 1);
+    drop(ws);
+    wait_for("busy 0", BOUND, POLL, || proxy.member_counts("up").0 == 0).await;
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_drops_mid_tunnel_frees_the_member() {
     let members = Members::start().await;
@@ -458,4 +485,81 @@ async fn a_client_that_drops_mid_tunnel_frees_the_member() {
     })
     .await;
     proxy.stop().await;
+}
+
+/// A `wss://` member: the echo member behind rustls, with a certificate for 127.0.0.1 made
+/// at test time (rcgen); the proxy trusts exactly that certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_member_tunnels_over_tls() {
+    use proxy_balancer::client::{ClientOptions, MakeHttpMember, TlsClient};
+    use proxy_balancer::proxy_pass::{ForwardedHeaders, ReverseLayer};
+    use proxy_balancer::server::RequestBody;
+    use proxy_balancer::{BalancerParams, MemberParams, ServiceBuilderExt};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a certificate");
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .expect("a server configuration");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let member_addr = listener.local_addr().expect("bound");
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    let member = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    serve_member(tls, seen).await;
+                }
+            });
+        }
+    });
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("the member's certificate");
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let options = ClientOptions::new().with_tls(Some(TlsClient::new(client_config)));
+    let store = Arc::new(
+        BalancerStore::new(
+            BalancerParams::new("balancer://tls"),
+            [MemberParams::new(&format!("wss://{member_addr}")).expect("a wss URL")],
+            tokio::time::Instant::now().into_std(),
+        )
+        .expect("a store"),
+    );
+    let stack = tower::ServiceBuilder::new()
+        .error_responses()
+        .reverse(ReverseLayer::new())
+        .forward(ForwardedHeaders::new())
+        .balancer(Arc::clone(&store))
+        .service(MakeHttpMember::<RequestBody>::new().with_default_options(options));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = Server::new().spawn(listener, stack).expect("serves");
+    let busy = || store.snapshot().members()[0].state().busy();
+
+    let mut ws = connect(server.local_addr(), "/secure")
+        .await
+        .expect("upgraded");
+    assert_eq!(echo(&mut ws, "over TLS").await, "over TLS");
+    assert_eq!(busy(), 1);
+    let head = heads.lock().last().cloned().expect("a request");
+    assert_eq!(header(&head, "upgrade").as_deref(), Some("websocket"));
+    ws.close(None).await.expect("closed");
+    wait_for("busy 0 after the tunnel", BOUND, POLL, || busy() == 0).await;
+    member.abort();
+    let _ = timeout(BOUND, server.shutdown()).await;
 }
