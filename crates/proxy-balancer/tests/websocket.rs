@@ -452,12 +452,15 @@ async fn a_silent_tunnel_closes_after_the_idle_timeout() {
 }
 
 /// After the 101 the front connection is a tunnel: neither the keep-alive timeout nor the
-/// header timeout of the server cuts it (only the tunnel's idle limit, 60 s here).
+/// header timeout of the server cuts it (only the tunnel's idle limit, 60 s here), and
+/// `KeepAlive Off` does not turn its `Connection: Upgrade` into `close`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_front_timeouts_do_not_cut_a_tunnel() {
     use proxy_balancer::server::{ClientLimits, ReadTimeout};
     let members = Members::start().await;
+    // `KeepAlive Off` too: the 101 keeps `Connection: Upgrade` (no `close` put on it).
     let limits = ClientLimits::new()
+        .keep_alive(false)
         .keep_alive_timeout(Duration::from_millis(300))
         .header_timeout(ReadTimeout::new(Duration::from_millis(300)));
     let proxy = Proxy::start_with(&config(&members, ""), Server::new().limits(limits)).await;

@@ -493,13 +493,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
             // hyper hands the connection to the upgrade once this is written.
             this.state.upgraded.store(true, Ordering::Release);
         }
         let guard = this.guard.take();
         let (mut parts, body) = response.into_parts();
-        if let Some(version) = *this.close {
+        // A 101 keeps its `Connection: Upgrade`: the connection ends with the tunnel anyway.
+        if let Some(version) = this.close.filter(|_| !switching) {
             parts
                 .headers
                 .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -438,7 +438,10 @@ impl Front {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .keep_alive(limits.keep_alive)
+            // `KeepAlive Off` is ConnService's (every response says `Connection: close`,
+            // so hyper closes after it): hyper's own switch would append `close` to a
+            // 101's `Connection: Upgrade`, which strict WebSocket clients refuse.
+            .keep_alive(true)
             .max_headers(fields)
             // hyper's read buffer: the whole head must fit, so this caps it (431 beyond).
             .max_buf_size(head)
