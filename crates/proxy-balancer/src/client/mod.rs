@@ -532,7 +532,7 @@ where
             .target
             .timeout
             .max(self.pool.options.client_timeout.unwrap_or(DEFAULT_TIMEOUT));
-        let tunnel = upgrade::prepare(&mut request, &self.pool.options.upgrades, idle);
+        let tunnel = upgrade::prepare(&mut request, &self.pool.options, idle);
         let request = request.map(|inner| ClockedBody {
             inner,
             clock: clock.clone(),

@@ -21,6 +21,7 @@
 //! | a silent tunnel | closed after the larger of the worker's `timeout` and the server's `Timeout` (`timeout=2`, `Timeout 5`: 5.00 s; `timeout=8`: 8.01 s) | same ([`ClientOptions::with_client_timeout`]) |
 //! | busy count | 1 during the tunnel, 0 after | same ([`TunnelHold`]) |
 //! | bytes | the tunnel's bytes are not counted (`To`/`From` stay at the request head and status line) | counted both ways, so that `bytraffic` sees WebSocket traffic |
+//! | buffer | each way reads 8 KiB at a time (the tunnel's `ReadBufferSize`, per Apache's source) | 8 KiB, or the member's `iobuffersize` (`ProxyIOBufferSize`) when set |
 
 use super::*;
 
@@ -158,6 +159,8 @@ pub(super) struct Plan {
     pub(super) protocol: HeaderValue,
     pub(super) client: OnUpgrade,
     pub(super) idle: Duration,
+    /// The read buffer of each way: `iobuffersize`, else 8 KiB.
+    pub(super) buffer: usize,
 }
 
 /// Decides a request's upgrade (see [`Upgrades`]): returns the plan when it goes to the
@@ -165,9 +168,10 @@ pub(super) struct Plan {
 /// plain request (`Upgrade` and an upgrade `Connection` removed).
 pub(super) fn prepare<B>(
     request: &mut Request<B>,
-    upgrades: &Upgrades,
+    options: &ClientOptions,
     idle: Duration,
 ) -> Option<Plan> {
+    let upgrades = &options.upgrades;
     // The forwarding layer's note, else the request's own header (a stack without it).
     let protocol = match request.extensions_mut().remove::<UpgradeProtocol>() {
         Some(UpgradeProtocol(value)) => Some(value),
@@ -186,6 +190,10 @@ pub(super) fn prepare<B>(
                 protocol,
                 client,
                 idle,
+                buffer: options
+                    .io_buffer_size
+                    .filter(|&n| n > 0)
+                    .unwrap_or(TUNNEL_BUFFER),
             })
         }
         _ => {
@@ -245,13 +253,7 @@ pub(super) fn switch(
     // NOTE(limits, `max` hard cap): from here the member connection belongs to this task
     // (hyper's `Upgraded` inside `run`), never to the pool; it closes when the task ends.
     // A connection cap that counts open member connections must count it until then.
-    tokio::spawn(run(
-        plan.client,
-        member_side,
-        hold,
-        plan.idle,
-        member.to_owned(),
-    ));
+    tokio::spawn(run(plan, member_side, hold, member.to_owned()));
     Ok(Response::from_parts(
         parts,
         MemberBody::own(bytes::Bytes::new()),
@@ -261,7 +263,13 @@ pub(super) fn switch(
 /// The tunnel: waits for both upgraded connections (the client's once the 101 is written),
 /// copies bytes both ways until either side closes or fails, or nothing moves for `idle`,
 /// counting them for the member; then closes both and releases the member's busy count.
-async fn run(client: OnUpgrade, member: OnUpgrade, hold: TunnelHold, idle: Duration, url: String) {
+async fn run(plan: Plan, member: OnUpgrade, hold: TunnelHold, url: String) {
+    let Plan {
+        client,
+        idle,
+        buffer,
+        ..
+    } = plan;
     // Released on every way out, cancellation included (the hold's last clone drops).
     struct Finish(TunnelHold);
     impl Drop for Finish {
@@ -300,17 +308,21 @@ async fn run(client: OnUpgrade, member: OnUpgrade, hold: TunnelHold, idle: Durat
         member: stats,
         activity: Arc::clone(&activity),
     };
-    let (mut client_in, mut client_out) = tokio::io::split(client);
-    let (mut member_in, mut member_out) = tokio::io::split(member);
+    let (client_in, mut client_out) = tokio::io::split(client);
+    let (member_in, mut member_out) = tokio::io::split(member);
+    // Each way reads up to 8 KiB at a time, as Apache's tunnel, or `iobuffersize` when set
+    // (an idle WebSocket costs little; a larger buffer moves big messages faster).
+    let mut client_in = tokio::io::BufReader::with_capacity(buffer, client_in);
+    let mut member_in = tokio::io::BufReader::with_capacity(buffer, member_in);
     // Each way ends at its reader's end of stream: what was read is written, and the other
     // side is told with a shutdown of its write side.
     let up = async {
-        let copied = tokio::io::copy(&mut client_in, &mut member_out).await;
+        let copied = tokio::io::copy_buf(&mut client_in, &mut member_out).await;
         let _ = member_out.shutdown().await;
         copied
     };
     let down = async {
-        let copied = tokio::io::copy(&mut member_in, &mut client_out).await;
+        let copied = tokio::io::copy_buf(&mut member_in, &mut client_out).await;
         let _ = client_out.shutdown().await;
         copied
     };
@@ -338,6 +350,9 @@ async fn run(client: OnUpgrade, member: OnUpgrade, hold: TunnelHold, idle: Durat
     }
     // Both connections close here (the member's is never pooled).
 }
+
+/// The read buffer of each way of a tunnel without an `iobuffersize`: Apache's default.
+const TUNNEL_BUFFER: usize = 8192;
 
 /// When a tunnel last moved a byte (either way).
 struct Activity {
