@@ -289,7 +289,7 @@ pub static ENTRIES: &[Entry] = &[
     e("disablereuse", W, PROXY, A("a new connection per request")),
     e("enablereuse", W, PROXY, A("the inverse of disablereuse")),
     e("keepalive", W, PROXY, A("TCP keep-alive probes on member connections")),
-    e("iobuffersize", W, PROXY, A("the size of the buffer the member's body is read with")),
+    e("iobuffersize", W, PROXY, A("the size of the buffer the member's body is read with (and each way of a WebSocket tunnel, 8 KiB without it)")),
     e("receivebuffersize", W, PROXY, A("the TCP receive buffer of member connections")),
     e("responsefieldsize", W, PROXY, A("the longest header line accepted from the member")),
     e("max", W, PROXY, warn("it caps the idle connections kept, not the connections open: more requests at once than max open more connections to the member (a hard cap is issue #15's)")),

@@ -228,7 +228,8 @@ impl ClientOptions {
     }
 
     /// The largest piece of a member's body relayed at once: bigger reads are passed on
-    /// in pieces of this size. `None` or 0: as read (hyper's adaptive buffer).
+    /// in pieces of this size. `None` or 0: as read (hyper's adaptive buffer). Also the
+    /// read buffer of each way of a WebSocket tunnel (`None` or 0: 8 KiB).
     ///
     /// # Apache
     ///
