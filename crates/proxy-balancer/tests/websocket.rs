@@ -416,6 +416,20 @@ async fn a_member_that_does_not_switch_or_switches_to_another_protocol() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("plain\n"), "{answer}");
+    // `Upgrade` without `Connection: Upgrade`: tunnelled, as Apache 2.4.71 does; the 101
+    // names the protocol as the client wrote it.
+    let answer = raw(
+        proxy.addr,
+        "GET /up/bare HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert_eq!(header(&answer, "connection").as_deref(), Some("Upgrade"));
+    assert_eq!(header(&answer, "upgrade").as_deref(), Some("WebSocket"));
+    assert_eq!(header(&answer, "x-member").as_deref(), Some("echo"));
+    let head = members.up.heads().pop().expect("a request");
+    assert_eq!(header(&head, "connection").as_deref(), Some("Upgrade"));
+    assert_eq!(header(&head, "upgrade").as_deref(), Some("WebSocket"));
     // A 101 naming another protocol: 502 (AH00898), nothing relayed.
     let answer = raw(
         proxy.addr,
