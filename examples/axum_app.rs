@@ -15,8 +15,10 @@
 //! Apache does (axum services must be `Infallible`), `ProxyPassReverse` on the members'
 //! redirects, the hop to the members as mod_proxy makes it (hop-by-hop headers removed,
 //! `X-Forwarded-For` from axum's `ConnectInfo`, `X-Forwarded-Host`), sticky sessions with
-//! the route cookie, idempotent requests retried on another member, and the built-in client
-//! typed on axum's body. That body is `Send` but not `Sync`, which is enough: the balancer
+//! the route cookie, idempotent requests retried on another member, WebSocket upgrades
+//! tunnelled to the members (Apache's `upgrade=websocket`: `axum::serve` serves with
+//! upgrades, the client joins the two connections once the member answers 101, and the
+//! member stays busy until the tunnel closes), and the built-in client typed on axum's body. That body is `Send` but not `Sync`, which is enough: the balancer
 //! keeps it behind a mutex, so the stack is `Send + Sync` as axum asks.
 
 use std::future::Future;
@@ -45,7 +47,7 @@ use std::sync::Arc;
 
 use axum::{body::Body, routing::get, Router};
 use proxy_balancer::balancer::BalancerOptions;
-use proxy_balancer::client::MakeHttpMember;
+use proxy_balancer::client::{ClientOptions, MakeHttpMember, Upgrades};
 use proxy_balancer::proxy_pass::{
     ForwardedHeaders, ProxyPassError, ProxyPassReverse, ReverseLayer,
 };
@@ -54,16 +56,18 @@ use proxy_balancer::{BalancerStore, ServiceBuilderExt};
 use tower::ServiceBuilder;
 
 /// `GET /hello` from the app; everything else to `balancer://demo`, as Apache's
-/// `ProxyPass "/" "balancer://demo/"`, `ProxyPassReverse` and route-cookie recipe.
+/// `ProxyPass "/" "balancer://demo/"`, `ProxyPassReverse` and route-cookie recipe, with
+/// WebSockets tunnelled to the members (`upgrade=websocket`).
 /// Serve it with `.into_make_service_with_connect_info::<SocketAddr>()`.
 fn app(store: Arc<BalancerStore>) -> Result<Router, ProxyPassError> {
+    let websocket = ClientOptions::new().with_upgrades(Upgrades::from_param("websocket"));
     let proxy = ServiceBuilder::new()
         .error_responses() // 503 with Retry-After, 502, 504
         .reverse(ReverseLayer::new().with_reverse(ProxyPassReverse::new("/", "balancer://demo/")?))
         .forward(ForwardedHeaders::new()) // hop-by-hop out, X-Forwarded-* in
         .sticky_route_with_cookie(Arc::clone(&store), RouteCookie::new())
         .balancer_with(store, BalancerOptions::default().retry_idempotent(true))
-        .service(MakeHttpMember::<Body>::new());
+        .service(MakeHttpMember::<Body>::new().with_default_options(websocket));
     Ok(Router::new()
         .route("/hello", get(|| async { "hello from the axum app\n" }))
         .fallback_service(proxy))

@@ -124,6 +124,82 @@ async fn the_app_answers_its_route_and_balances_the_rest() {
     app.stop().await;
 }
 
+/// A WebSocket passes through the app to a member (the app's members take
+/// `upgrade=websocket`): messages echo, the member is busy during the tunnel and not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_passes_through_the_app() {
+    use futures_util::{SinkExt, StreamExt};
+    use proxy_balancer::{BalancerParams, BalancerStore, MemberParams};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const BOUND: Duration = Duration::from_secs(10);
+    // A tokio-tungstenite echo member.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let member_addr = listener.local_addr().expect("bound");
+    let member = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_close() {
+                        return;
+                    }
+                    if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let store = std::sync::Arc::new(
+        BalancerStore::new(
+            BalancerParams::new("balancer://demo"),
+            [MemberParams::new(&format!("http://{member_addr}")).expect("a member URL")],
+            tokio::time::Instant::now().into_std(),
+        )
+        .expect("a store"),
+    );
+    let busy = || store.snapshot().members()[0].state().busy();
+    let app = App::start(std::sync::Arc::clone(&store)).await;
+
+    let stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("the app accepts");
+    let url = format!("ws://{}/chat", app.addr);
+    let (mut ws, response) =
+        tokio::time::timeout(BOUND, tokio_tungstenite::client_async(url, stream))
+            .await
+            .expect("within the bound")
+            .expect("upgraded through the app");
+    assert_eq!(response.status(), 101);
+    for text in ["hello", "through axum"] {
+        ws.send(Message::text(text)).await.expect("sent");
+        let echoed = tokio::time::timeout(BOUND, ws.next())
+            .await
+            .expect("an echo within the bound");
+        match echoed {
+            Some(Ok(Message::Text(echoed))) => assert_eq!(echoed.as_str(), text),
+            other => panic!("no echo: {other:?}"),
+        }
+    }
+    assert_eq!(busy(), 1, "busy during the tunnel");
+    ws.close(None).await.expect("closed");
+    proxy_balancer_test::wait_for(
+        "busy 0 after the tunnel",
+        BOUND,
+        Duration::from_millis(10),
+        || busy() == 0,
+    )
+    .await;
+    member.abort();
+    app.stop().await;
+}
+
 /// The README's axum snippet is the example's `app`, word for word.
 #[test]
 fn the_readme_shows_the_examples_app() {

@@ -2,7 +2,7 @@
 //! applied, refused, or read and reported as not applied.
 //!
 //! Every directive of mod_proxy, mod_proxy_balancer (which has none of its own: its
-//! `BalancerMember`, `BalancerGrowth` … are mod_proxy's), mod_proxy_hcheck,
+//! `BalancerMember`, `BalancerGrowth` … are mod_proxy's), mod_proxy_hcheck, mod_proxy_wstunnel,
 //! mod_lbmethod_heartbeat, mod_heartmonitor and mod_headers, every worker and balancer
 //! parameter of `ProxyPass`/`BalancerMember`/`ProxySet`, the `ProxyPass` flags, and the
 //! directives of other modules that change where a request goes or who may make it
@@ -167,6 +167,10 @@ const AUTHZ: &str = "mod_authz_core";
 const ACCESS_COMPAT: &str = "mod_access_compat";
 
 const ALIAS: &str = "mod_alias";
+const WSTUNNEL: &str = "mod_proxy_wstunnel";
+
+/// A mod_proxy_wstunnel directive of httpd's development branch, not of 2.4.71.
+const NOT_IN_2_4: &str = "not a directive of Apache 2.4.71, which refuses it as an invalid command (it is mod_proxy_wstunnel's in httpd's development branch): a WebSocket tunnel closes when nothing moves for the larger of the member's timeout and Timeout, as in 2.4.71";
 
 /// What a redirect that is not applied means.
 const REDIRECT: &str = "the redirect is not answered: the request goes to the ProxyPass routes as it is (or gets 404 where none matches)";
@@ -223,6 +227,11 @@ pub static ENTRIES: &[Entry] = &[
     // ----- mod_headers -----
     e("Header", D, HEADERS, A("response headers: add, set, append, merge, setifempty, unset, edit, echo, with always, env= and simple expr=")),
     e("RequestHeader", D, HEADERS, A("request headers sent to members")),
+    // ----- mod_proxy_wstunnel -----
+    e("ProxyWebsocketFallbackToProxyHttp", D, WSTUNNEL, warn("Off: ws:// and wss:// members are still served as mod_proxy_http serves them (On, the default, is accepted without a word); Apache 2.4.71 with Off hands them to mod_proxy_wstunnel, which sends Upgrade: WebSocket whatever case the client used, answers a ws:// request without Upgrade from its own document root (404 was seen), and does not close an idle tunnel at the member's timeout")),
+    e("ProxyWebsocketIdleTimeout", D, WSTUNNEL, R(NOT_IN_2_4)),
+    e("ProxyWebsocketAsync", D, WSTUNNEL, R(NOT_IN_2_4)),
+    e("ProxyWebsocketAsyncDelay", D, WSTUNNEL, R(NOT_IN_2_4)),
     // ----- other modules: routing and access -----
     e("RewriteEngine", D, REWRITE, warn("RewriteEngine On: rewrite rules are not run (RewriteEngine Off is accepted without a word)")),
     e("RewriteRule", D, REWRITE, warn("the rule is not run: a [P] rule proxies in Apache, and rules rewrite, redirect or forbid ([F]) requests; here requests go to the ProxyPass routes unchanged")),
@@ -294,7 +303,7 @@ pub static ENTRIES: &[Entry] = &[
     e("disablereuse", W, PROXY, A("a new connection per request")),
     e("enablereuse", W, PROXY, A("the inverse of disablereuse")),
     e("keepalive", W, PROXY, A("TCP keep-alive probes on member connections")),
-    e("iobuffersize", W, PROXY, A("the size of the buffer the member's body is read with")),
+    e("iobuffersize", W, PROXY, A("the size of the buffer the member's body is read with (and each way of a WebSocket tunnel, 8 KiB without it)")),
     e("receivebuffersize", W, PROXY, A("the TCP receive buffer of member connections")),
     e("responsefieldsize", W, PROXY, A("the longest header line accepted from the member")),
     e("max", W, PROXY, A("a hard cap on the member's connections, idle and in use: a request that needs one more waits for one to be free (see acquire; without it, as long as it takes, as Apache); max=0: no cap")),
@@ -302,7 +311,7 @@ pub static ENTRIES: &[Entry] = &[
     e("smax", W, PROXY, note("idle connections are kept up to max, each until ttl: there is no second limit")),
     e("acquire", W, PROXY, A("how long a request waits for a free connection when max are open; past it the member is put in error and the request goes to another member, or gets 503 (AH00941), as Apache")),
     e("ping", W, PROXY, A("requests with a body are sent with Expect: 100-continue and their body held; a member that does not answer 100 Continue within ping is put in error and the request goes to another member (503 when none), as Apache's mod_proxy_http")),
-    e("upgrade", W, PROXY, warn("protocol upgrades (WebSocket) are not tunnelled to members: Upgrade is a hop-by-hop header and is not forwarded, so such connections fail (issue #15)")),
+    e("upgrade", W, PROXY, A("the protocol upgrades (WebSocket) sent to the member with Connection: Upgrade and tunnelled when it answers 101 (ANY: any; a name or a comma-separated list; a ws:// member takes WebSocket without it); the member stays busy until the tunnel ends, which is when either side closes or nothing moves for the larger of timeout and Timeout")),
     e("addressttl", W, PROXY, A("how long a member's resolved addresses are kept (-1, the default: until the proxy stops; 0: resolved for every connection); when they all fail to connect the name is resolved again")),
     e("flushpackets", W, PROXY, note("every chunk a member sends is passed to the client as it arrives (as flushpackets=on): no buffering to tune, and small chunks cost a write each")),
     e("flushwait", W, PROXY, note("every chunk a member sends is passed to the client as it arrives: there is no wait before a flush")),
@@ -374,7 +383,8 @@ pub fn proxy_pass_flag(key: &str) -> Option<&'static Entry> {
 }
 
 /// The state of this directive line: the registry's, except where the arguments decide
-/// (`ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`: Apache's defaults;
+/// (`ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`,
+/// `ProxyWebsocketFallbackToProxyHttp On`: Apache's defaults;
 /// `Require all granted`, `Allow from all`: admitting everyone is what the proxy does;
 /// accepted as applied).
 #[must_use]
@@ -391,6 +401,12 @@ pub fn directive_state(name: &str, args: &[&str]) -> Option<State> {
     if name.eq_ignore_ascii_case("SSLVerifyClient")
         && matches!(args, [one] if one.eq_ignore_ascii_case("none"))
     {
+        return Some(State::Applied(DEFAULT_OFF));
+    }
+    // `ProxyWebsocketFallbackToProxyHttp On`: ws:// members served by mod_proxy_http, as
+    // here.
+    let on = matches!(args, [one] if one.eq_ignore_ascii_case("on"));
+    if on && name.eq_ignore_ascii_case("ProxyWebsocketFallbackToProxyHttp") {
         return Some(State::Applied(DEFAULT_OFF));
     }
     // Access rules that admit everyone: not enforcing them changes nothing.
@@ -423,9 +439,10 @@ pub(crate) fn unread(name: &str, args: &[&str], span: Span) -> Result<bool, Pars
     }
 }
 
-/// The state of `ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`, and of the
-/// access rules that admit everyone (`Require all granted`, `Allow from all`,
-/// `Order deny,allow`).
+/// The state of `ProxyRequests Off`, `RewriteEngine Off`, `SSLEngine Off`,
+/// `ProxyWebsocketFallbackToProxyHttp On`, and of the access rules that admit everyone
+/// (`Require all granted`, `Allow from all`, `Order deny,allow`): Apache's default, or what
+/// the proxy does anyway.
 const DEFAULT_OFF: &str = "Off, the default";
 
 /// The table of `docs/apache-directives.md`: one row per entry, grouped by kind.
@@ -459,6 +476,28 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Apache 2.4.71's mod_proxy_wstunnel has `ProxyWebsocketFallbackToProxyHttp` only
+    /// (`apache2 -t` refused `ProxyWebsocketIdleTimeout 3` as "Invalid command").
+    #[test]
+    fn websocket_directives_as_apache_2_4_71_reads_them() {
+        let on = crate::parse("ProxyWebsocketFallbackToProxyHttp On\n").expect("accepted");
+        assert!(on.skipped.is_empty(), "On is what the proxy does");
+        let off = crate::parse("ProxyWebsocketFallbackToProxyHttp Off\n").expect("read");
+        assert_eq!(off.skipped.len(), 1, "Off is reported");
+        for line in [
+            "ProxyWebsocketIdleTimeout 3",
+            "ProxyWebsocketAsync On",
+            "ProxyWebsocketAsyncDelay 100",
+        ] {
+            let errors = crate::parse(&format!("\n{line}\n")).expect_err(line);
+            let text = errors.to_string();
+            assert!(
+                text.contains("line 2, column 1") && text.contains("2.4.71"),
+                "{line}: {text}"
+            );
+        }
+    }
 
     #[test]
     fn names_are_unique_per_kind() {

@@ -10,13 +10,13 @@
 //! | --- | --- | --- |
 //! | [`balancer`] | the [`Balancer`] service: pick, forward, fail over, account | mod_proxy_balancer + mod_proxy |
 //! | [`retry_window`] | a member's outcomes drive its error state and `retry` window | `retry`, `failonstatus`, `failontimeout`, `+I` |
-//! | [`client`] | the pooled HTTP member client | worker `connectiontimeout`, `timeout`, `max`, `acquire`, `ping`, `addressttl`, `ttl`, `disablereuse`, `keepalive` |
+//! | [`client`] | the pooled HTTP member client: HTTP/1.1 and HTTP/2 (`h2c://`, `h2://`), over TLS (`https`), WebSocket tunnels | worker `connectiontimeout`, `timeout`, `max`, `acquire`, `ping`, `addressttl`, `ttl`, `disablereuse`, `keepalive`, `upgrade`; `ws://`/`wss://` members; `SSLProxy*` |
 //! | [`proxy_pass`] | path mapping, the forwarding and response-rewriting layers | `ProxyPass`, `ProxyPassReverse`, `ProxyPassReverseCookieDomain`/`Path`, `X-Forwarded-*`, `ProxyPreserveHost`, `ProxyAddHeaders` |
 //! | [`error`] | the crate [`Error`] and [`ErrorResponseLayer`] | 503 / 502 / 504 answers |
 //! | [`sticky_route`] | session routes from cookies and URLs, the route cookie | `stickysession`, `stickysessionsep`, `scolonpathdelim`, `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED` |
 //! | [`health_probe`] | background health checks driving `+C` | mod_proxy_hcheck: `hcmethod`, `hcuri`, `hcinterval`, `hcpasses`, `hcfails`, `ProxyHCTemplate`, `ProxyHCExpr` |
 //! | [`heartbeat`] | load reports for `lbmethod=heartbeat` | mod_heartbeat / mod_heartmonitor |
-//! | [`server`] | serving a service over HTTP/1.1 and h2c, client address, graceful stop | the server itself |
+//! | [`server`] | serving a service over HTTP/1.1 (with upgrades) and h2c, client address, graceful stop | the server itself |
 //! | [`access_log`] | one line per request in Apache's `LogFormat` syntax | mod_log_config: `CustomLog`, `LogFormat` |
 //! | [`site`] | the whole reverse proxy of an Apache configuration as one service | httpd.conf |
 //! | [`manager`] | the balancer-manager (re-export of `proxy-balancer-manager`) | `SetHandler balancer-manager` |

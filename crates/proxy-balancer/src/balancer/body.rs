@@ -240,11 +240,8 @@ pin_project! {
 }
 
 impl<B> BalancedBody<B> {
-    pub(crate) fn new(inner: B, busy: BusyGuard) -> Self {
-        Self {
-            inner,
-            busy: Some(busy),
-        }
+    pub(crate) fn new(inner: B, busy: Option<BusyGuard>) -> Self {
+        Self { inner, busy }
     }
 
     /// The member's body.

@@ -17,6 +17,7 @@ use tower_service::Service;
 
 use super::{
     BalancedBody, BalancerInfo, MakeMember, ReplayBody, RouteLookedUp, SessionRoute, Shared,
+    TunnelHold,
 };
 use crate::error::{Error, ErrorKind};
 use crate::retry_window::{FailedStatus, RetryWindow};
@@ -349,7 +350,19 @@ where
             session: self.route.clone(),
             route_changed: picked.route_changed(),
         });
-        let body = BalancedBody::new(body, picked.into_busy_guard());
+        // A tunnel (a 101 whose member service keeps the connection) holds the busy count
+        // for its life; any other answer's body holds it until it ends.
+        let tunnel = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| parts.extensions.get::<TunnelHold>())
+            .flatten();
+        let busy = match tunnel {
+            Some(hold) => {
+                hold.hold(picked.into_busy_guard());
+                None
+            }
+            None => Some(picked.into_busy_guard()),
+        };
+        let body = BalancedBody::new(body, busy);
         Step::Finish(Ok(Response::from_parts(parts, body)))
     }
 

@@ -19,6 +19,8 @@
 //!   `failontimeout=On` puts the member in error;
 //! - the member's `busy` count covers the request until its response body ends, fails or is
 //!   dropped, and `transferred`/`read` count bytes as Apache counts them for bytraffic;
+//!   a response that opens a tunnel (`101 Switching Protocols` with a [`TunnelHold`]) keeps
+//!   the count until the tunnel ends;
 //! - each response carries a [`BalancerInfo`] extension with Apache's six `BALANCER_*`
 //!   values;
 //! - with `stickysession` set, a request's session route (cookie or URL parameter) sends it
@@ -73,6 +75,7 @@
 mod body;
 pub mod future;
 mod layer;
+mod tunnel;
 
 use std::fmt;
 use std::sync::Arc;
@@ -87,6 +90,7 @@ use tower_service::Service;
 pub use self::body::{BalancedBody, ReplayBody};
 pub use self::future::ResponseFuture;
 pub use self::layer::BalancerLayer;
+pub use self::tunnel::TunnelHold;
 use crate::error::BoxError;
 use crate::retry_window::{OutcomeRules, RetryWindow};
 use crate::sticky_route::RouteExtractor;

@@ -936,3 +936,50 @@ fn the_balancer_is_send_sync_and_clone() {
     >;
     check::<Balancer<Make>>();
 }
+
+/// A 101 with a [`TunnelHold`](super::TunnelHold): the busy count moves from the response
+/// (which a 101 drops at once) to the hold, and is released when the tunnel finishes, or
+/// when every clone of the hold is gone (a tunnel task cancelled before it ran).
+#[tokio::test]
+async fn a_tunnel_holds_the_busy_count_past_its_101() {
+    use super::TunnelHold;
+    let store = store(1, &[]);
+    let held: Arc<parking_lot::Mutex<Vec<TunnelHold>>> = Arc::default();
+    let tunnels = Arc::clone(&held);
+    let balancer = Balancer::new(Arc::clone(&store), move |_: &Member| {
+        let tunnels = Arc::clone(&tunnels);
+        service_fn(move |_req: Request<ReplayBody<Full<Bytes>>>| {
+            let hold = TunnelHold::new();
+            tunnels.lock().push(hold.clone());
+            async move {
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                response.extensions_mut().insert(hold);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    });
+
+    // The tunnel finishes: released.
+    let response = balancer.clone().oneshot(get()).await.unwrap();
+    drop(response);
+    assert_eq!(
+        busy_total(&store),
+        1,
+        "held by the tunnel, not the response"
+    );
+    let hold = held.lock().pop().unwrap();
+    assert_eq!(
+        hold.member().map(|m| m.url().to_owned()).as_deref(),
+        Some("http://m0")
+    );
+    hold.finish();
+    assert_eq!(busy_total(&store), 0);
+
+    // The tunnel never runs (its task dropped): released with the last clone.
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(busy_total(&store), 1);
+    drop(held.lock().pop());
+    drop(response);
+    assert_eq!(busy_total(&store), 0);
+}

@@ -1,13 +1,15 @@
 use super::*;
 
 /// What one request carries for the answer: the forwarding layer's rules, the gate of an
-/// `Expect: 100-continue` body, and the clock of the member's `timeout`.
+/// `Expect: 100-continue` body, the clock of the member's `timeout`, and the plan of a
+/// protocol upgrade sent to the member.
 pub(super) struct Hop {
     pub(super) rules: Option<Arc<HopRules>>,
     pub(super) gate: Option<Arc<ContinueGate>>,
     /// The member's time (its `timeout`): stopped while the request waits for a free
     /// connection (`max`), as Apache's wait for one is not bounded by `timeout`.
     pub(super) clock: Option<Arc<BodyClock>>,
+    pub(super) tunnel: Option<super::upgrade::Plan>,
 }
 
 /// Holds a request body back until the member's `100 Continue` (`Proxy100Continue On`):

@@ -20,6 +20,7 @@
 //! | `ttl` | how long an idle connection is kept |
 //! | `disablereuse=On` | no connection is kept: a new one per request |
 //! | `keepalive=On` | TCP keep-alive probes on member connections |
+//! | `upgrade` (and `ws://`, `wss://` members) | which protocol upgrades (WebSocket) are sent on and tunnelled ([`Upgrades`]) |
 //!
 //! The client answers in the proxy's own HTTP version: a member's `HTTP/1.0` answer reaches
 //! an HTTP/1.1 client as `HTTP/1.1`, and an HTTP/2 client's as HTTP/2.
@@ -67,7 +68,8 @@
 //! | the member's answer | here | Apache |
 //! | --- | --- | --- |
 //! | both `Transfer-Encoding` and `Content-Length` | framed by `Transfer-Encoding` (RFC 9112 §6.3): `Content-Length` is dropped, the connection closed after the response, a warning logged | same (AH01107) |
-//! | `101 Switching Protocols` (the forwarded request never asks for an upgrade, and this client tunnels none) | 502 ([`ErrorKind::Upstream`](crate::ErrorKind::Upstream)), the connection closed, nothing relayed | 502, AH00898 `Unexpected Upgrade` |
+//! | `101 Switching Protocols` to a request that asked for no upgrade the member takes, or naming another protocol than the one asked for | 502 ([`ErrorKind::Upstream`](crate::ErrorKind::Upstream)), the connection closed, nothing relayed | 502, AH00898 `Unexpected Upgrade` |
+//! | `101 Switching Protocols` to an upgrade the member takes ([`ClientOptions::with_upgrades`]) | the client's connection and the member's joined, bytes copied both ways until either side closes or the tunnel is idle | same (mod_proxy_http's tunnel) |
 //! | interim responses (`100 Continue` unasked, `102 Processing`, `103 Early Hints`) | skipped: the client gets the final response only | as with `SetEnv proxy-interim-response Suppress` |
 //! | not HTTP: a bad status line, an invalid `Content-Length`, two different ones | 502 ([`ErrorKind::Upstream`](crate::ErrorKind::Upstream)), the error names the member | 502 |
 //!
@@ -109,11 +111,13 @@ mod limit;
 mod pool;
 mod resolve;
 mod tls;
+mod upgrade;
 
 pub use body::MemberBody;
 pub use future::HttpMemberFuture;
 pub use resolve::AddressTtl;
 pub use tls::{TlsClient, TlsError};
+pub use upgrade::Upgrades;
 
 use body::Release;
 use clock::{BodyClock, ClockedBody};
@@ -127,7 +131,7 @@ use resolve::Resolver;
 
 use crate::balancer::{MakeMember, ReplayBody};
 use crate::error::{BoxError, Error};
-use crate::proxy_pass::{join_uri, HopRules, PreserveHost};
+use crate::proxy_pass::{join_uri, HopRules, PreserveHost, UpgradeProtocol};
 
 /// Without a `timeout`, how long to wait for a member's answer: Apache's default
 /// `ProxyTimeout` (the server `Timeout`, 60 s).
@@ -184,6 +188,10 @@ pub struct ClientOptions {
     address_ttl: Option<AddressTtl>,
     /// For `https`, `wss` and `h2` members; `None`: [`TlsClient::system`].
     tls: Option<TlsClient>,
+    /// `upgrade=`.
+    upgrades: Upgrades,
+    /// The front server's `Timeout`, the floor of a tunnel's idle limit.
+    client_timeout: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -198,6 +206,8 @@ impl ClientOptions {
             ping: None,
             address_ttl: None,
             tls: None,
+            upgrades: Upgrades::new(),
+            client_timeout: None,
         }
     }
 
@@ -263,6 +273,51 @@ impl ClientOptions {
         self.address_ttl
     }
 
+    /// Which protocol upgrades (WebSocket) go to the member and are tunnelled when it
+    /// answers `101 Switching Protocols` ([`Upgrades`]; the default: WebSocket for `ws://`
+    /// and `wss://` members, none for the others).
+    ///
+    /// A tunnel holds the member's busy count until it ends (through the balancer's
+    /// [`TunnelHold`](crate::balancer::TunnelHold)), counts its bytes both ways for
+    /// `bytraffic`, and closes when nothing moves either way for the larger of the member's
+    /// `timeout` and the [client timeout](Self::with_client_timeout). The front server must
+    /// serve with upgrades ([`Server`](crate::server::Server) and `axum::serve` do).
+    ///
+    /// # Apache
+    ///
+    /// The worker's `upgrade` parameter (mod_proxy_http, 2.4.47 and later), and mod_proxy_wstunnel's
+    /// `ws://` and `wss://` members.
+    #[must_use]
+    pub fn with_upgrades(mut self, upgrades: Upgrades) -> Self {
+        self.upgrades = upgrades;
+        self
+    }
+
+    /// The upgrades set with [`with_upgrades`](Self::with_upgrades).
+    #[must_use]
+    pub const fn upgrades(&self) -> &Upgrades {
+        &self.upgrades
+    }
+
+    /// The front server's timeout toward clients: a tunnel is closed once nothing moved
+    /// for the larger of it and the member's `timeout`. `None`: Apache's default, 60 s.
+    ///
+    /// # Apache
+    ///
+    /// The server's `Timeout` (mod_proxy_http sets the tunnel's timeout to the larger of
+    /// the client's and the member's socket timeouts).
+    #[must_use]
+    pub const fn with_client_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.client_timeout = timeout;
+        self
+    }
+
+    /// The client timeout set with [`with_client_timeout`](Self::with_client_timeout).
+    #[must_use]
+    pub const fn client_timeout(&self) -> Option<Duration> {
+        self.client_timeout
+    }
+
     /// How TLS members (`https`, `wss`, `h2`) are spoken to. `None` (the default): the
     /// system's trust store, with SNI and no client certificate ([`TlsClient::system`]).
     #[must_use]
@@ -290,7 +345,8 @@ impl ClientOptions {
     }
 
     /// The largest piece of a member's body relayed at once: bigger reads are passed on
-    /// in pieces of this size. `None` or 0: as read (hyper's adaptive buffer).
+    /// in pieces of this size. `None` or 0: as read (hyper's adaptive buffer). Also the
+    /// read buffer of each way of a WebSocket tunnel (`None` or 0: 8 KiB).
     ///
     /// # Apache
     ///
@@ -471,8 +527,11 @@ where
 
     /// The client for `member` with these connection options.
     #[must_use]
-    pub fn with_options(member: &Member, options: ClientOptions) -> Self {
+    pub fn with_options(member: &Member, mut options: ClientOptions) -> Self {
         let params = member.params();
+        // A ws:// or wss:// member takes WebSocket upgrades unless `upgrade=` says otherwise.
+        options.upgrades = std::mem::take(&mut options.upgrades)
+            .for_scheme(params.url.protocol() == proxy_balancer_core::MemberProtocol::WebSocket);
         let url = &params.url;
         // The URL was checked when the member was made: its Host value is valid.
         let host_header = HeaderValue::from_str(url.authority()).ok();
@@ -639,6 +698,13 @@ where
                 }
             });
         }
+        // A protocol upgrade the member takes goes with `Connection: Upgrade`; any other
+        // goes as a plain request.
+        let idle = self
+            .target
+            .timeout
+            .max(self.pool.options.client_timeout.unwrap_or(DEFAULT_TIMEOUT));
+        let tunnel = upgrade::prepare(&mut request, &self.pool.options, idle);
         let request = request.map(|inner| ClockedBody {
             inner,
             clock: clock.clone().filter(|_| has_body),
@@ -658,6 +724,7 @@ where
             rules,
             gate,
             clock: clock.clone(),
+            tunnel,
         };
         let sending = Arc::clone(&self.pool).send(request, hop);
         HttpMemberFuture::new(Box::pin(sending), self.target.timeout, clock, probe)
@@ -760,6 +827,7 @@ where
             rules,
             gate: None,
             clock: clock.clone(),
+            tunnel: None,
         };
         let sending = h2.send(request, hop, again);
         // No `ping` toward HTTP/2 members: mod_proxy_http2's is a PING frame, not sent here.

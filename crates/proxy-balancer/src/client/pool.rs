@@ -161,8 +161,10 @@ where
             .handshake(TokioIo::new(stream))
             .await
             .map_err(Error::upstream)?;
+        // With upgrades: a `101 Switching Protocols` hands the connection to the tunnel
+        // (`upgrade::switch`); any other answer leaves the connection as it was.
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "member connection ended with an error");
             }
         });
@@ -175,13 +177,13 @@ where
     pub(super) async fn send(
         self: Arc<Self>,
         mut request: Request<B>,
-        hop: Hop,
+        mut hop: Hop,
     ) -> Result<Response<MemberBody>, Error> {
         let lenient = hop.rules.as_ref().is_some_and(|r| r.ignore_bad_headers);
         let permit = match self.connection(lenient, hop.clock.as_deref()).await? {
             Connection::Pooled(mut sender, permit) => {
                 match sender.try_send_request(request).await {
-                    Ok(response) => return self.wrap(response, sender, permit, &hop),
+                    Ok(response) => return self.wrap(response, sender, permit, &mut hop),
                     Err(mut failed) => match failed.take_message() {
                         // Not written: the connection was gone; a new one below, in its
                         // slot.
@@ -199,13 +201,14 @@ where
         // them out of this future keeps every request's state small.
         let mut sender = Box::pin(self.connect(lenient)).await?;
         match sender.try_send_request(request).await {
-            Ok(response) => self.wrap(response, sender, permit, &hop),
+            Ok(response) => self.wrap(response, sender, permit, &mut hop),
             Err(failed) => Err(Error::from_member(Box::new(failed.into_error()))),
         }
     }
 
-    /// The response with a body that returns the connection to the pool at its end; an
-    /// error for a `101 Switching Protocols` or a header line over `responsefieldsize`; a
+    /// The response with a body that returns the connection to the pool at its end; the
+    /// tunnel's 101 for an upgrade the member accepted, an error for any other
+    /// `101 Switching Protocols` or a header line over `responsefieldsize`; a
     /// response framed by both `Transfer-Encoding` and `Content-Length` loses the latter
     /// and its connection is closed at its end. `ProxyVia` and `ProxyErrorOverride` are
     /// applied here.
@@ -214,7 +217,7 @@ where
         mut response: Response<Incoming>,
         sender: SendRequest<B>,
         permit: ConnPermit,
-        hop: &Hop,
+        hop: &mut Hop,
     ) -> Result<Response<MemberBody>, Error> {
         // An `Expect: 100-continue` answered without `100 Continue`: the body was never
         // sent, so the connection cannot take another request (Apache closes it too).
@@ -222,10 +225,22 @@ where
         if let Some(gate) = gate {
             gate.refuse();
         }
+        // An upgrade the member was asked for: a 101 starts the tunnel (never pooled: the
+        // connection is the tunnel's); any other answer is relayed, the connection closed
+        // after it (the member was told `Connection: Upgrade`).
+        let tunnel = hop.tunnel.take();
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // The forwarded request asked for no upgrade (the forwarding layer strips
-            // `Upgrade`) and this client tunnels none: the connection now speaks something
-            // else. Dropping `sender` closes it.
+            if let Some(plan) = tunnel {
+                drop(sender);
+                if let Some(via) = hop.rules.as_ref().and_then(|r| r.response_via.as_ref()) {
+                    response.headers_mut().append(header::VIA, via.clone());
+                }
+                // The tunnel keeps the connection's slot of `max` until it ends.
+                return super::upgrade::switch(&self.member, response, plan, permit);
+            }
+            // The request asked for no upgrade the member takes (the forwarding layer
+            // strips `Upgrade`): the connection now speaks something else. Dropping
+            // `sender` closes it.
             tracing::error!(
                 apache_id = "AH00898",
                 member = %self.member,
@@ -269,6 +284,14 @@ where
                 response.headers_mut().append(header::VIA, via.clone());
             }
         }
+        // An `Upgrade` the member takes goes back to the client with `Connection: Upgrade`
+        // (a `426 Upgrade Required` naming it), as Apache forwards it.
+        if let Some(offered) = response.headers().get(header::UPGRADE) {
+            if self.options.upgrades.allows(offered.as_bytes(), false) {
+                let offered = UpgradeProtocol(offered.clone());
+                response.extensions_mut().insert(offered);
+            }
+        }
         let headers = response.headers_mut();
         // RFC 9112 §6.3: Transfer-Encoding frames the body (hyper decodes it so) and a
         // Content-Length beside it must go; the connection is not reused, as the member's
@@ -283,7 +306,7 @@ where
                  Content-Length dropped, connection closed after the response"
             );
         }
-        let reuse = framing_ok && gate.is_none();
+        let reuse = framing_ok && gate.is_none() && tunnel.is_none();
         let lenient = hop.rules.as_ref().is_some_and(|r| r.ignore_bad_headers);
         let piece = self.options.io_buffer_size.filter(|&n| n > 0);
         if response.body().is_end_stream() {

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HOST, TE};
-use http::{Extensions, HeaderValue, Request};
+use http::header::{HOST, TE, UPGRADE};
+use http::{Extensions, HeaderValue, Request, Version};
 use proxy_balancer_core::PeerAddr;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -25,6 +25,28 @@ use super::headers::{add_forwarded, strip_hop_by_hop, ForwardedHeaders};
 /// `ProxyPreserveHost On`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PreserveHost;
+
+/// A protocol upgrade (`Upgrade: websocket`) through the proxy, as a request or response
+/// extension.
+///
+/// - **On a request**: the `Upgrade` the client sent (its first value). [`Forward`] removes
+///   `Upgrade` with the other hop-by-hop headers and keeps the value here (an HTTP/1.1
+///   request only: HTTP/1.0 and HTTP/2 have no upgrade); the built-in member client
+///   ([`HttpMember`](crate::client::HttpMember)) sends it on, with `Connection: Upgrade`,
+///   when the member takes that protocol (its `upgrade=` parameter, or a `ws://` scheme), and
+///   else sends the request without it, as Apache does. A member service of your own may
+///   read it.
+/// - **On a response**: the member client's decision that the answer tells the client
+///   `Connection: Upgrade` and `Upgrade: <protocol>` (the `101 Switching Protocols` of a
+///   tunnel it set up, or an answer such as `426 Upgrade Required` naming a protocol the
+///   member takes). The response side ([`Reverse`](super::Reverse), the site) keeps those
+///   two headers for it when it removes the member's hop-by-hop headers.
+///
+/// # Apache
+///
+/// mod_proxy_http's `upgrade=` handling (2.4.47 and later).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpgradeProtocol(pub HeaderValue);
 
 /// Applies [`forward_request`] to every request. See the [module docs](super).
 ///
@@ -141,7 +163,9 @@ where
 ///    `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
 ///    `Transfer-Encoding`, `Upgrade`; a `TE` that names `trailers` comes back as
 ///    `TE: trailers` (the one `TE` HTTP/2 allows: gRPC to HTTP/2 members needs it; the
-///    built-in client sends no `TE` to HTTP/1.1 members).
+///    built-in client sends no `TE` to HTTP/1.1 members); the `Upgrade` of an HTTP/1.1
+///    request is kept as an [`UpgradeProtocol`] extension for the member client, which
+///    decides whether it goes on.
 /// 4. With [`add_headers`](ForwardedHeaders::add_headers) on (the default), appends the
 ///    client's IP address to `X-Forwarded-For`, the client's host to `X-Forwarded-Host`
 ///    and the [server name](ForwardedHeaders::server_name), if set, to
@@ -160,6 +184,19 @@ where
 /// (`ap_proxy_create_hdrbrgd`, `ap_proxy_clear_connection`).
 pub fn forward_request<B>(request: &mut Request<B>, opts: &ForwardedHeaders) {
     let client_host = client_host(request);
+    // The protocol an HTTP/1.1 client asks to switch to, kept for the member client (Apache
+    // 2.4.71 tunnels on `Upgrade` alone, without `Connection: Upgrade`; so does hyper).
+    let upgrade = (request.version() == Version::HTTP_11)
+        .then(|| request.headers().get(UPGRADE).cloned())
+        .flatten();
+    match upgrade {
+        Some(value) => {
+            request.extensions_mut().insert(UpgradeProtocol(value));
+        }
+        None => {
+            request.extensions_mut().remove::<UpgradeProtocol>();
+        }
+    }
     // `::ffff:192.0.2.7` from a dual-stack listener is the IPv4 client 192.0.2.7.
     let client_ip = client_addr(request.extensions()).map(|addr| addr.ip().to_canonical());
     let headers = request.headers_mut();

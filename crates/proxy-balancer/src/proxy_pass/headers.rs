@@ -175,8 +175,10 @@ fn hop_index(name: &[u8]) -> Option<usize> {
 /// `Connection` values are split at commas and whitespace, as Apache does; tokens that are
 /// not header names are ignored, and values need not be UTF-8.
 ///
-/// Because `Upgrade` and `Connection` go, a WebSocket or `h2c` upgrade must be handled
-/// before calling this (Apache needs `upgrade=` or mod_proxy_wstunnel for the same reason).
+/// Because `Upgrade` and `Connection` go, a WebSocket upgrade must be decided before
+/// calling this: [`forward_request`](super::forward_request) keeps the requested protocol as
+/// an [`UpgradeProtocol`](super::UpgradeProtocol) extension for the member client (Apache
+/// needs `upgrade=` or a `ws://` member for the same reason).
 ///
 /// # Apache
 ///
@@ -217,6 +219,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         if present & (1 << i) != 0 {
             headers.remove(name);
         }
+    }
+}
+
+/// Removes a member answer's hop-by-hop headers ([`strip_hop_by_hop`]), then, when the
+/// member client put an [`UpgradeProtocol`](super::UpgradeProtocol) on it (a tunnelled
+/// `101 Switching Protocols`, or an answer naming a protocol the member takes), sets
+/// `Connection: Upgrade` and that `Upgrade`, as Apache's mod_proxy_http writes them.
+pub(crate) fn strip_response_hop_by_hop(headers: &mut HeaderMap, extensions: &http::Extensions) {
+    strip_hop_by_hop(headers);
+    if let Some(super::UpgradeProtocol(protocol)) = extensions.get::<super::UpgradeProtocol>() {
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(UPGRADE, protocol.clone());
     }
 }
 

@@ -295,7 +295,11 @@ mod reverse_layer;
 pub use self::canonical::{encode_path, EncodedSlashes, PathRefusal, RequestPath};
 pub use self::cookie::{reverse_cookie_domain, reverse_cookie_path, ProxyPassReverseCookie};
 pub use self::error::ProxyPassError;
-pub use self::forward::{client_addr, forward_request, Forward, ForwardLayer, PreserveHost};
+pub use self::forward::{
+    client_addr, forward_request, Forward, ForwardLayer, PreserveHost, UpgradeProtocol,
+};
+#[cfg(feature = "site")]
+pub(crate) use self::headers::strip_response_hop_by_hop;
 pub use self::headers::{
     is_hop_by_hop, prepare_request_headers, strip_hop_by_hop, ForwardedHeaders,
 };

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::cookie::ProxyPassReverseCookie;
 use super::future::ResponseFuture;
-use super::headers::strip_hop_by_hop;
+use super::headers::strip_response_hop_by_hop;
 use super::reverse::{reverse_headers_lines, ProxyPassReverse};
 use crate::balancer::BalancerInfo;
 
@@ -256,7 +256,7 @@ pub(super) fn reverse_response<B>(
     response: Response<B>,
 ) -> Response<B> {
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    strip_response_hop_by_hop(&mut parts.headers, &parts.extensions);
     if let Some(origin) = origin {
         // A balancer line applies to its balancer's members; a plain URL line to any
         // answer, the proxy's own included.

@@ -1,7 +1,9 @@
 //! One client connection: its IO deadlines (header, keep-alive, write), its request count,
 //! and what tells the connection cap that it is idle.
 //!
-//! [`ConnIo`] wraps the client's stream and decides, at each read, which deadline applies;
+//! [`ConnIo`] wraps the client's stream and decides, at each read, which deadline applies
+//! (none once a `101 Switching Protocols` made the connection a tunnel: the tunnel's idle
+//! timeout bounds it);
 //! [`ConnService`] counts a request as in flight from its dispatch until its response body
 //! ([`ConnBody`]) has been written to the end or dropped. The two share a [`ConnState`]
 //! through atomics only: the request path takes no lock.
@@ -81,6 +83,12 @@ pub(crate) struct ConnState {
     relief: AtomicBool,
     /// The connection task, woken by the relief.
     task: AtomicWaker,
+    /// A `101 Switching Protocols` went out: the connection is (about to be) a tunnel, whose
+    /// reads have no deadline here (the tunnel's idle timeout bounds it) and which is never
+    /// idle for the relief.
+    upgraded: AtomicBool,
+    /// [`ConnIo`] was dropped: the connection is closed (for a tunnel, its end).
+    closed: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -88,7 +96,8 @@ impl ConnState {
     /// byte of a next request received (Apache's event MPM closes such keep-alive
     /// connections when it runs out of room).
     pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
+        !self.upgraded.load(Ordering::Acquire)
+            && self.in_flight.load(Ordering::Acquire) == 0
             && matches!(self.phase.load(Ordering::Acquire), FRESH | IDLE)
     }
 
@@ -96,6 +105,16 @@ impl ConnState {
     pub(crate) fn relieve(&self) {
         self.relief.store(true, Ordering::Release);
         self.task.wake();
+    }
+
+    /// Whether a `101 Switching Protocols` went out on this connection.
+    pub(crate) fn upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
+    }
+
+    /// Completes once the connection's IO is dropped (at once if it already was).
+    pub(crate) async fn io_closed(&self) {
+        self.closed.notified().await;
     }
 
     /// For the connection task: whether the relief asked it to close and the connection
@@ -140,6 +159,17 @@ pin_project! {
         read_sleep: Pin<Box<Sleep>>,
         write_armed: bool,
         write_sleep: Pin<Box<Sleep>>,
+        alive: Alive,
+    }
+}
+
+/// Tells [`ConnState::io_closed`] when the connection's IO is dropped (hyper's, or a
+/// tunnel's after an upgrade).
+struct Alive(Arc<ConnState>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.closed.notify_one();
     }
 }
 
@@ -156,7 +186,7 @@ impl<I> ConnIo<I> {
         let now = Instant::now();
         Self {
             inner,
-            state,
+            state: Arc::clone(&state),
             limits,
             phase: Phase::Fresh { since: now },
             completed_seen: 0,
@@ -165,6 +195,7 @@ impl<I> ConnIo<I> {
             read_sleep: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
             write_sleep: Box::pin(tokio::time::sleep_until(now)),
+            alive: Alive(state),
         }
     }
 }
@@ -177,7 +208,8 @@ impl<I: AsyncRead + AsyncWrite> ConnIo<I> {
     /// Brings the phase up to date with the requests (dispatched, completed).
     fn refresh(self: Pin<&mut Self>) {
         let this = self.project();
-        if this.state.in_flight.load(Ordering::Acquire) > 0 {
+        // A tunnel (after a 101) is never between requests: no read deadline here.
+        if this.state.in_flight.load(Ordering::Acquire) > 0 || this.state.upgraded() {
             *this.phase = Phase::Busy;
             this.state.phase.store(BUSY, Ordering::Release);
             return;
@@ -429,6 +461,7 @@ where
             inner: self.inner.call(request),
             guard: Some(guard),
             close,
+            state: Arc::clone(&self.state),
         }
     }
 }
@@ -441,6 +474,7 @@ pin_project! {
         guard: Option<InFlight>,
         // The request's version when this response must close the connection.
         close: Option<Version>,
+        state: Arc<ConnState>,
     }
 }
 
@@ -459,9 +493,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
+        let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            // hyper hands the connection to the upgrade once this is written.
+            this.state.upgraded.store(true, Ordering::Release);
+        }
         let guard = this.guard.take();
         let (mut parts, body) = response.into_parts();
-        if let Some(version) = *this.close {
+        // A 101 keeps its `Connection: Upgrade`: the connection ends with the tunnel anyway.
+        if let Some(version) = this.close.filter(|_| !switching) {
             parts
                 .headers
                 .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -34,6 +34,11 @@
 //!   `LimitRequestFields` (hyper's `max_headers`, 431 beyond), a cap on the whole head
 //!   ([`ClientLimits::limit_request_head`], 32 KiB, 431 beyond; the HTTP/2 header list
 //!   limit too), 100 concurrent HTTP/2 streams (Apache's `H2MaxSessionStreams`);
+//! - a `101 Switching Protocols` (a WebSocket tunnelled to a member, see
+//!   [`ClientOptions::with_upgrades`](crate::client::ClientOptions::with_upgrades)) hands the
+//!   connection to the tunnel: no read deadline here (the tunnel's idle timeout bounds it),
+//!   writes still bounded by `TimeOut`, and the connection keeps its slot under the cap
+//!   until the tunnel ends;
 //! - at most [`ClientLimits::max_connections`] connections (derived from the open-file
 //!   limit by default; see [`raise_nofile_limit`]): at the cap the server stops accepting
 //!   and closes idle connections, so idle clients cannot lock others out.
@@ -479,7 +484,10 @@ impl Front {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .keep_alive(limits.keep_alive)
+            // `KeepAlive Off` is ConnService's (every response says `Connection: close`,
+            // so hyper closes after it): hyper's own switch would append `close` to a
+            // 101's `Connection: Upgrade`, which strict WebSocket clients refuse.
+            .keep_alive(true)
             .max_headers(fields)
             // hyper's read buffer: the whole head must fit, so this caps it (431 beyond).
             .max_buf_size(head)
@@ -537,9 +545,11 @@ impl Front {
         });
         let service = ConnService::new(service, Arc::clone(&state), self.max_keep_alive_requests);
         let io = ConnIo::new(io, Arc::clone(&state), self.io_limits);
+        // With upgrades: a `101 Switching Protocols` (a WebSocket tunnel through a member)
+        // hands the connection to the tunnel once written.
         let connection = self
             .builder
-            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
             .into_owned();
         (connection, state)
     }
@@ -562,6 +572,11 @@ impl Front {
         })
         .await
         {
+            Some(Ok(())) if state.upgraded() => {
+                // The connection is a tunnel now: it keeps its slot under the connection
+                // cap (and stays registered, never idle) until the tunnel closes it.
+                state.io_closed().await;
+            }
             Some(Ok(())) => {}
             Some(Err(error)) => {
                 // A request hyper could not read (bad syntax, a head over the cap) is worth

@@ -1,12 +1,12 @@
 //! The site's part of `ProxyVia`, `ProxyErrorOverride`, `ProxyBadHeader`,
 //! `Proxy100Continue`, `ProxyIOBufferSize`, the worker keys `iobuffersize`,
-//! `receivebuffersize`, `responsefieldsize`, `acquire`, `ping` and `addressttl`, `HeartbeatListen`/`HeartbeatMaxServers`,
+//! `receivebuffersize`, `responsefieldsize`, `acquire`, `ping`, `addressttl` and `upgrade`, `HeartbeatListen`/`HeartbeatMaxServers`,
 //! `BalancerPersist` and `ProxyHCTPsize`: what the site builds from them.
 //!
 //! | directive | applied by |
 //! | --- | --- |
 //! | `ProxyVia`, `ProxyErrorOverride`, `ProxyBadHeader`, `Proxy100Continue` (per server) | [`hop_options`]: the forwarding layer's [`HopOptions`], read by the member client |
-//! | `ProxyIOBufferSize`, `iobuffersize`, `receivebuffersize`, `responsefieldsize`, `acquire`, `ping`, `addressttl` | [`member_client`]: the member client's [`ClientOptions`] (`max`, `timeout` and `connectiontimeout` are the member's own [`MemberParams`]) |
+//! | `ProxyIOBufferSize`, `iobuffersize`, `receivebuffersize`, `responsefieldsize`, `acquire`, `ping`, `addressttl`, `upgrade`, `Timeout` (a tunnel's idle floor) | [`member_client`]: the member client's [`ClientOptions`] (`max`, `timeout` and `connectiontimeout` are the member's own [`MemberParams`]) |
 //! | `HeartbeatListen`, `HeartbeatMaxServers` | [`heartbeat`]: one listener feeding every balancer |
 //! | `ProxyHCTPsize` | [`spawn_probes`]: one [`ProbePool`] for every balancer's probes |
 //! | `BalancerPersist On` | [`persist_file`]: the manager's state file under `DefaultRuntimeDir` |
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::apache_config::keys::parse_time;
 use crate::apache_config::{Config, HostSettings, Param, ProxyBadHeader, ProxyTarget, ProxyVia};
-use crate::client::{AddressTtl, ClientOptions, MakeHttpMember};
+use crate::client::{AddressTtl, ClientOptions, MakeHttpMember, Upgrades};
 use crate::health_probe::{HealthProbe, ProbeDefinitions, ProbePool};
 use crate::heartbeat::HeartbeatListener;
 use crate::proxy_pass::{ErrorOverride, HopOptions, Via};
@@ -72,17 +72,20 @@ pub(super) fn hop_options(settings: &HostSettings) -> HopOptions {
 #[must_use]
 pub(super) fn member_client(config: &Config) -> MakeHttpMember<RequestBody> {
     let main_io = config.server.proxy_io_buffer_size;
+    // `Timeout`: a tunnel's idle limit is the larger of it and the member's `timeout`.
+    let client_timeout = config.front.timeout;
     let mut make = MakeHttpMember::new().with_default_options(
         ClientOptions::new()
             .with_response_field_size(Some(DEFAULT_RESPONSE_FIELD_SIZE))
-            .with_io_buffer_size(main_io.map(|n| n as usize)),
+            .with_io_buffer_size(main_io.map(|n| n as usize))
+            .with_client_timeout(client_timeout),
     );
     let mut add = |url: &str, params: &[Param], vhost: Option<usize>| {
         let Ok(member) = MemberParams::new(url) else {
             return;
         };
         let io = config.host_settings(vhost).proxy_io_buffer_size;
-        let options = worker_options(params, io);
+        let options = worker_options(params, io).with_client_timeout(client_timeout);
         make = std::mem::take(&mut make).with_member_options(member.url.as_str(), options);
     };
     for balancer in &config.balancers {
@@ -129,6 +132,17 @@ fn worker_options(params: &[Param], server_io: Option<u32>) -> ClientOptions {
         .with_acquire(acquire.filter(|t| !t.is_zero()))
         .with_ping(ping.filter(|t| !t.is_zero()))
         .with_address_ttl(address_ttl)
+        .with_upgrades(upgrades(params))
+}
+
+/// `upgrade=`: the protocol upgrades the member takes (the parser checked it is not empty;
+/// without it, WebSocket for `ws://` and `wss://` members).
+fn upgrades(params: &[Param]) -> Upgrades {
+    params
+        .iter()
+        .rev()
+        .find(|p| p.key.eq_ignore_ascii_case("upgrade"))
+        .map_or_else(Upgrades::new, |p| Upgrades::from_param(&p.value))
 }
 
 /// The health probes of the balancers, all drawing on one [`ProbePool`] of

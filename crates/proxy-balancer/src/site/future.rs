@@ -13,7 +13,7 @@ use tower::util::Oneshot;
 use super::headers::{HeaderRules, RequestNotes};
 use super::{ProxyBody, ProxyOneshot};
 use crate::manager::BalancerManager;
-use crate::proxy_pass::strip_hop_by_hop;
+use crate::proxy_pass::strip_response_hop_by_hop;
 use crate::server::RequestBody;
 
 type ManagerOneshot = Oneshot<BalancerManager, Request<RequestBody>>;
@@ -115,9 +115,12 @@ impl Future for ResponseFuture {
                 rules,
                 notes,
             } => {
-                let mut response = ready!(inner.poll(cx))?;
+                let response = ready!(inner.poll(cx))?;
                 // The member's hop-by-hop headers end at the proxy.
-                strip_hop_by_hop(response.headers_mut());
+                // (A tunnelled 101 keeps `Connection: Upgrade` and its `Upgrade`.)
+                let (mut parts, body) = response.into_parts();
+                strip_response_hop_by_hop(&mut parts.headers, &parts.extensions);
+                let mut response = Response::from_parts(parts, body);
                 // A member's answer (its body is the member's), or one the stack wrote.
                 let proxied = matches!(response.body(), Either::Left(_));
                 rules.on_response(&mut response, proxied, notes);
