@@ -16,8 +16,12 @@
 //! | `disablereuse=On` | no connection is kept: a new one per request |
 //! | `keepalive=On` | TCP keep-alive probes on member connections |
 //!
-//! `https` members need a TLS connector, which this client does not carry yet: their
-//! requests fail with [`ErrorKind::Upstream`](crate::ErrorKind::Upstream).
+//! `https`, `wss` and `h2` members are reached over TLS (rustls): with the
+//! [`TlsClient`] given to [`ClientOptions::with_tls`], else one trusting the system's store
+//! ([`TlsClient::system`]). A handshake that fails (a certificate not trusted, for another
+//! name, expired; a member asking for a client certificate it does not get) is a connect
+//! error ([`ErrorKind::Connect`](crate::ErrorKind::Connect)): the member goes into error
+//! and the request fails over, the reason is logged.
 //!
 //! # Strict HTTP toward members
 //!
@@ -68,7 +72,7 @@ mod tls;
 
 pub use body::MemberBody;
 pub use future::HttpMemberFuture;
-pub use tls::{TlsClient, TlsError};
+pub use tls::{RevocationCheck, TlsClient, TlsClientBuilder, TlsError, TlsVersion};
 
 use body::Release;
 use clock::{BodyClock, ClockedBody};
