@@ -95,6 +95,9 @@ pub struct HostSettings {
     /// `ProxyIOBufferSize bytes`: the largest piece of a member's body relayed at once, the
     /// default of the workers' `iobuffersize` (Apache's default is 8192).
     pub proxy_io_buffer_size: Option<u32>,
+    /// mod_ssl's `SSLProxy*` directives: TLS toward `https://`, `wss://` and `h2://`
+    /// members ([`crate::ssl`]).
+    pub ssl_proxy: crate::ssl::SslProxySettings,
 }
 
 /// `ProxyVia`: the `Via` header mod_proxy adds.

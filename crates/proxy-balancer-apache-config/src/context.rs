@@ -44,6 +44,7 @@ impl Config {
             proxy_bad_header: own.proxy_bad_header.or(main.proxy_bad_header),
             proxy_100_continue: own.proxy_100_continue.or(main.proxy_100_continue),
             proxy_io_buffer_size: own.proxy_io_buffer_size.or(main.proxy_io_buffer_size),
+            ssl_proxy: crate::ssl::SslProxySettings::merged(&own.ssl_proxy, &main.ssl_proxy),
         }
     }
 

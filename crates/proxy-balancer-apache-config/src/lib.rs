@@ -152,6 +152,7 @@ pub mod logs;
 mod parser;
 pub mod registry;
 mod render;
+pub mod ssl;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind, ParseErrors};
@@ -163,3 +164,4 @@ pub use logs::{
     LogFormatConfig, LogLevel, LogLevelConfig, Logs,
 };
 pub use parser::{parse, parse_partial};
+pub use ssl::{SslProtocols, SslProxySettings, SslProxyVerify, SslRevocationCheck, SslSetting};

@@ -1011,6 +1011,21 @@ impl Parser {
                 }
                 Ok(())
             }
+            ssl if crate::ssl::is_ssl_proxy_directive(ssl) => {
+                if in_proxy != InProxy::Outside {
+                    return Err(ParseError::new(
+                        span,
+                        ParseErrorKind::Unsupported,
+                        format!("{} in a <Proxy> section is not supported: the TLS settings toward members are per server here", name.text),
+                    )
+                    .with_hint(Some(
+                        "move it to the server or the <VirtualHost> whose requests go to these members".to_owned(),
+                    )));
+                }
+                let apply = crate::ssl::parse(span, ssl, &name.text, &args)?;
+                self.host_setting(&name.text, span, |h| apply(&mut h.ssl_proxy));
+                Ok(())
+            }
             "allowencodedslashes" => {
                 let v = one_arg(span, "AllowEncodedSlashes", &args)?;
                 let mode = if v.text.eq_ignore_ascii_case("on") {
@@ -1272,6 +1287,10 @@ impl Parser {
                 .with_hint(Some(
                     "put it in a <Proxy \"balancer://name\"> block (Apache reads the location's path as the balancer's name and refuses it)".to_owned(),
                 )))
+            }
+            ssl if crate::ssl::is_ssl_proxy_directive(ssl) => {
+                // mod_ssl: server config, virtual host and proxy section only.
+                return Err(not_allowed(span, &name.text, section));
             }
             "servername" | "serveralias" | "allowencodedslashes" | "proxypassinherit"
             | "balancerinherit" => {
