@@ -335,7 +335,8 @@ fn site_error_line(error: &SiteError) -> u32 {
         | SiteError::Unsupported { line, .. }
         | SiteError::Mapping { line, .. }
         | SiteError::HealthCheck { line, .. }
-        | SiteError::Manager { line, .. } => *line,
+        | SiteError::Manager { line, .. }
+        | SiteError::Tls { line, .. } => *line,
         _ => 0,
     }
 }

@@ -17,7 +17,9 @@
 //! ([`FrontLimits`]): `Timeout`, `KeepAlive`, `KeepAliveTimeout`, `MaxKeepAliveRequests`,
 //! `RequestReadTimeout` (header and body stages; a non-zero `handshake=` is refused: there
 //! is no TLS here), `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
-//! `LimitRequestBody`. Every other directive
+//! `LimitRequestBody`; per server too, mod_ssl's `SSLProxy*` directives for TLS to
+//! `https://` members ([`ssl`], [`HostSettings::ssl_proxy`]; an unset `SSLProxyVerify`
+//! verifies, where Apache's default does not). Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
 //! be given; what the proxy does with each directive and parameter of Apache's proxy modules
 //! (applied, refused, or reported by the [`doctor`] as not applied) is in [`registry`]. Every parameter is checked as Apache checks it at start-up, and every mistake is

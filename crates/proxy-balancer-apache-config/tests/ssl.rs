@@ -54,7 +54,10 @@ fn read_per_server_and_merged() {
     assert_ne!(main, vhost);
     let zeroed = main.without_spans();
     assert_eq!(zeroed.verify.as_ref().map(|v| v.span.line), Some(0));
-    assert_eq!(zeroed.verify.map(|v| v.value), Some(SslProxyVerify::Require));
+    assert_eq!(
+        zeroed.verify.map(|v| v.value),
+        Some(SslProxyVerify::Require)
+    );
 }
 
 #[test]

@@ -58,6 +58,17 @@ pub enum SiteError {
         /// Why.
         source: crate::health_probe::ProbeConfigError,
     },
+    /// TLS toward members cannot be set up as written: a TLS member in a server without
+    /// `SSLProxyEngine On` (Apache's AH00961), an `SSLProxy*` file that cannot be read or
+    /// used, a member reached with two different settings.
+    Tls {
+        /// The line of the directive or member.
+        line: u32,
+        /// Its column.
+        column: u32,
+        /// What is wrong.
+        reason: String,
+    },
     /// The balancer-manager's `<Location>` is invalid (a `Require ip` that is not a network).
     Manager {
         /// The line of the `<Location>`.
@@ -78,6 +89,11 @@ impl fmt::Display for SiteError {
             | Self::Manager { line, reason } => write!(f, "line {line}: {reason}"),
             Self::Mapping { line, source } => write!(f, "line {line}: ProxyPass: {source}"),
             Self::Probe { name, source } => write!(f, "{name}: health checks: {source}"),
+            Self::Tls {
+                line,
+                column,
+                reason,
+            } => write!(f, "line {line}, column {column}: {reason}"),
         }
     }
 }
@@ -92,7 +108,8 @@ impl std::error::Error for SiteError {
             Self::ProxyPass { .. }
             | Self::Unsupported { .. }
             | Self::HealthCheck { .. }
-            | Self::Manager { .. } => None,
+            | Self::Manager { .. }
+            | Self::Tls { .. } => None,
         }
     }
 }

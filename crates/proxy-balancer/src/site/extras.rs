@@ -22,6 +22,7 @@ use crate::proxy_pass::{ErrorOverride, HopOptions, Via};
 use crate::server::RequestBody;
 use crate::{BalancerStore, MemberParams};
 
+use super::tls::TlsClients;
 use super::SiteError;
 
 /// Apache's default `responsefieldsize`: a member's header line of 8192 bytes or more is a
@@ -69,7 +70,7 @@ pub(super) fn hop_options(settings: &HostSettings) -> HopOptions {
 /// A URL that is a member of several balancers gets the options of its last line (Apache
 /// shares one worker per URL too).
 #[must_use]
-pub(super) fn member_client(config: &Config) -> MakeHttpMember<RequestBody> {
+pub(super) fn member_client(config: &Config, tls: &TlsClients) -> MakeHttpMember<RequestBody> {
     let main_io = config.server.proxy_io_buffer_size;
     let mut make = MakeHttpMember::new().with_default_options(
         ClientOptions::new()
@@ -82,6 +83,8 @@ pub(super) fn member_client(config: &Config) -> MakeHttpMember<RequestBody> {
         };
         let io = config.host_settings(vhost).proxy_io_buffer_size;
         let options = worker_options(params, io);
+        // SSLProxy* (site/tls.rs): the TLS client of the server the member is used from.
+        let options = options.with_tls(tls.get(member.url.as_str()).cloned());
         make = std::mem::take(&mut make).with_member_options(member.url.as_str(), options);
     };
     for balancer in &config.balancers {
@@ -129,6 +132,7 @@ pub(super) fn spawn_probes(
     config: &Config,
     stores: &[Arc<BalancerStore>],
     defs: &Arc<ProbeDefinitions>,
+    tls: &TlsClients,
 ) -> Result<Vec<HealthProbe>, SiteError> {
     let pool = ProbePool::new(
         config
@@ -138,8 +142,16 @@ pub(super) fn spawn_probes(
     stores
         .iter()
         .map(|store| {
+            // SSLProxy* (site/tls.rs): the members of one balancer share their server's
+            // TLS client; the probes of its https members use it too.
+            let member_tls = store
+                .snapshot()
+                .members()
+                .iter()
+                .find_map(|m| tls.get(m.url()).cloned());
             HealthProbe::builder(Arc::clone(store))
                 .pool(&pool)
+                .tls(member_tls)
                 .spawn_with(Arc::clone(defs))
                 .map_err(|source| SiteError::Probe {
                     name: store.snapshot().params().name.clone(),
