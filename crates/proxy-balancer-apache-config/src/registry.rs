@@ -238,7 +238,7 @@ pub static ENTRIES: &[Entry] = &[
     e("SSLProxyCARevocationFile", D, SSL, A("the revocation lists (PEM) for SSLProxyCARevocationCheck")),
     e("SSLProxyCARevocationPath", D, SSL, A("every PEM revocation list of the directory, for SSLProxyCARevocationCheck")),
     e("SSLProxyCheckPeerCN", D, SSL, A("Off turns the name check off (Apache 2.4.21+); the legacy CN-only comparison (CN on, Name off) checks the subjectAltName as SSLProxyCheckPeerName does")),
-    e("SSLProxyCheckPeerExpire", D, SSL, A("an expired or not yet valid member certificate fails the handshake (Off: the dates are not checked)")),
+    e("SSLProxyCheckPeerExpire", D, SSL, A("an expired or not yet valid member certificate fails the handshake; Off takes it when SSLProxyVerify does not verify the chain (a verified chain checks the dates anyway, as Apache 2.4.71 does)")),
     e("SSLProxyCheckPeerName", D, SSL, A("the member's certificate must be for the member URL's host (Off: any name), with or without SSLProxyVerify, as Apache")),
     e("SSLProxyCipherSuite", D, SSL, warn("the cipher list is not applied: rustls offers its own fixed list of modern suites (TLS 1.3 AES-GCM and ChaCha20-Poly1305, TLS 1.2 ECDHE with AES-GCM or ChaCha20-Poly1305), which already keeps the weak ones out; an OpenSSL cipher string cannot be read")),
     e("SSLProxyEngine", D, SSL, A("On: this server's requests may go to https://, wss:// and h2:// members; a TLS member used by a server without it refuses the site at start (Apache answers 500 per request, AH00961)")),

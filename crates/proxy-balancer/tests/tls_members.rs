@@ -26,8 +26,12 @@
 //! * `SSLProxyVerify require`, the right CA, `SSLProxyCheckPeerName off`, the
 //!   `other.example` certificate: 200.
 //!
+//! * a balancer of a member whose certificate is for another name and a good one (verify
+//!   none): the first request **500** (AH02411, AH00898), the bad member then in error and
+//!   the next requests 200: Apache does not fail over on a failed handshake.
+//!
 //! Here a failed handshake is a connect error: the member goes into error (`E`) and the
-//! request fails over to another member (Apache's 500 above is for a single worker).
+//! request fails over to another member, so no client sees it (safer than Apache's 500).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,9 +82,19 @@ impl Ca {
     /// A certificate for `names` (DNS names or IP addresses), signed by this CA: (chain PEM,
     /// key PEM).
     fn issue(&self, names: &[&str]) -> (String, String) {
-        let params =
+        self.issue_dated(names, None)
+    }
+
+    /// As [`Ca::issue`], valid only from January 1st of the first year to that of the
+    /// second, when given.
+    fn issue_dated(&self, names: &[&str], years: Option<(i32, i32)>) -> (String, String) {
+        let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .expect("params");
+        if let Some((from, to)) = years {
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        }
         let key = KeyPair::generate().expect("key");
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
@@ -415,6 +429,47 @@ async fn check_peer_name_off() {
     on.shutdown().await.expect("stops");
 }
 
+/// An expired member certificate. Apache 2.4.71 on loopback (a certificate valid in 2020
+/// only, signed by the test CA): `SSLProxyVerify` unset (none): 500, `AH02004: SSL Proxy:
+/// Peer certificate is expired`; with `SSLProxyCheckPeerExpire off`: 200; `SSLProxyVerify
+/// require` with the CA: 500 (`AH02276: … certificate has expired`), and still 500 with
+/// `SSLProxyCheckPeerExpire off` (OpenSSL's verification checks the dates). The same here.
+#[tokio::test]
+async fn expired_certificate() {
+    let ca = Ca::new("test CA");
+    let member = TlsMember::start(
+        "old",
+        &ca.issue_dated(&["localhost"], Some((2020, 2021))),
+        None,
+    )
+    .await;
+    let dir = Dir::new("expired");
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let cases = [
+        ("SSLProxyVerify none\n", false),
+        ("SSLProxyVerify none\nSSLProxyCheckPeerExpire off\n", true),
+        ("SSLProxyVerify require\n", false),
+        (
+            "SSLProxyVerify require\nSSLProxyCheckPeerExpire off\n",
+            false,
+        ),
+    ];
+    for (lines, passes) in cases {
+        let (proxy, _site) = serve(&format!(
+            "SSLProxyEngine On\nSSLProxyCACertificateFile {ca_file}\n{lines}ProxyPass / {}/\n",
+            member.url()
+        ))
+        .await;
+        let (status, body) = get(proxy.local_addr(), "/").await;
+        if passes {
+            assert_eq!((status, body.as_str()), (200, "old"), "{lines}");
+        } else {
+            assert!(status >= 500, "{lines}: {status}");
+        }
+        proxy.shutdown().await.expect("stops");
+    }
+}
+
 /// A member that requires a client certificate: without `SSLProxyMachineCertificateFile`
 /// the handshake fails; with it (certificate and key in one PEM file, as Apache's), the
 /// request passes.
@@ -426,7 +481,8 @@ async fn mutual_tls() {
     let dir = Dir::new("mtls");
     let ca_file = dir.write("ca.pem", &ca.pem());
     let (cert, key) = clients.issue(&["proxy.example"]);
-    let machine = dir.write("proxy.pem", &format!("{cert}{key}"));
+    // Key first, a CA certificate, then the client's: Apache takes any order.
+    let machine = dir.write("proxy.pem", &format!("{key}{}{cert}", clients.pem()));
     let base =
         format!("SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {ca_file}\n");
     let (without, _s1) = serve(&format!("{base}ProxyPass / {}/\n", member.url())).await;
@@ -539,10 +595,12 @@ async fn probe_over_tls() {
     )
     .await;
     assert!(!flags(&site, m).contains(StatusFlags::HC_FAILED));
-    assert!(
-        member.requests.load(Ordering::SeqCst) >= 1,
-        "probed over TLS"
-    );
+    let requests = Arc::clone(&member.requests);
+    wait(
+        "the member probed over TLS",
+        Box::new(move || requests.load(Ordering::SeqCst) >= 1),
+    )
+    .await;
     member.healthy.store(false, Ordering::SeqCst);
     wait(
         "the member out",

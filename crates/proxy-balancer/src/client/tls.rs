@@ -11,7 +11,7 @@
 //! | `SSLProxyVerify none` (or `optional_no_ca`) | [`TlsClientBuilder::verify`]`(false)`: the chain is not verified; the name and the dates still are, as Apache does |
 //! | `SSLProxyCACertificateFile` / `…Path` | [`TlsClientBuilder::ca_file`] / [`TlsClientBuilder::ca_dir`] |
 //! | `SSLProxyCheckPeerName`, `SSLProxyCheckPeerCN` | [`TlsClientBuilder::check_name`] |
-//! | `SSLProxyCheckPeerExpire` | [`TlsClientBuilder::check_expiry`] |
+//! | `SSLProxyCheckPeerExpire` | [`TlsClientBuilder::check_expiry`] (with the chain verified, the dates are checked anyway, as Apache) |
 //! | `SSLProxyMachineCertificateFile` / `…ChainFile` | [`TlsClientBuilder::client_cert_file`] / [`TlsClientBuilder::client_chain_file`] |
 //! | `SSLProxyProtocol` | [`TlsClientBuilder::versions`] (TLS 1.2 and 1.3: rustls has no older version) |
 //! | `SSLProxyCARevocationFile` / `…Path`, `SSLProxyCARevocationCheck` | [`TlsClientBuilder::crl_file`], [`TlsClientBuilder::crl_dir`], [`TlsClientBuilder::crl_check`] |
@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
@@ -281,9 +281,12 @@ impl TlsClientBuilder {
         self
     }
 
-    /// Whether an expired or not yet valid member certificate is refused (on by default;
-    /// Apache's `SSLProxyCheckPeerExpire`). Off: the chain is verified as of a time inside
-    /// the member certificate's validity.
+    /// Whether an expired or not yet valid member certificate is refused when the chain is
+    /// not verified (on by default; Apache's `SSLProxyCheckPeerExpire`). With the chain
+    /// verified ([`verify`](Self::verify)), the dates are part of the verification and are
+    /// checked whatever this says, as Apache 2.4.71 does (`SSLProxyVerify require` with
+    /// `SSLProxyCheckPeerExpire off` refused an expired certificate on loopback: OpenSSL's
+    /// "certificate has expired").
     pub fn check_expiry(mut self, on: bool) -> Self {
         self.check_expiry = on;
         self
@@ -291,7 +294,8 @@ impl TlsClientBuilder {
 
     /// The client certificate for members that ask for one (mTLS), from a PEM file holding
     /// the certificate, its chain and its unencrypted private key (Apache's
-    /// `SSLProxyMachineCertificateFile`). The first certificate is the client's.
+    /// `SSLProxyMachineCertificateFile`), in any order: the certificate for the key is the
+    /// client's, the others its chain.
     pub fn client_cert_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.client_files.push(path.into());
         self
@@ -405,13 +409,12 @@ impl TlsClientBuilder {
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let config = match self.client_cert()? {
-            Some((chain, key)) => {
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| TlsError::ClientCert {
-                        path: None,
-                        reason: e.to_string(),
-                    })?
+            Some((certs, extra, key, path)) => {
+                let certified = certified_key(&certs, &extra, &key, &provider)
+                    .map_err(|reason| TlsError::ClientCert { path, reason })?;
+                builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                    certified,
+                )))
             }
             None => builder.with_no_client_auth(),
         };
@@ -482,11 +485,20 @@ impl TlsClientBuilder {
         Ok(crls)
     }
 
-    /// The client certificate chain and key, if one is configured.
+    /// The client's certificates (the one for the key among them, in any order), the
+    /// chain file's, the key, and the key's file, if a client certificate is configured.
     #[allow(clippy::type_complexity)]
     fn client_cert(
         &self,
-    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
+    ) -> Result<
+        Option<(
+            Vec<CertificateDer<'static>>,
+            Vec<CertificateDer<'static>>,
+            PrivateKeyDer<'static>,
+            Option<PathBuf>,
+        )>,
+        TlsError,
+    > {
         let mut sources: Vec<(Vec<u8>, Option<PathBuf>)> = Vec::new();
         for path in &self.client_files {
             sources.push((read(path)?, Some(path.clone())));
@@ -560,6 +572,8 @@ impl TlsClientBuilder {
                 reason: "no certificate for the private key".to_owned(),
             });
         }
+        let key_path = key_path.or_else(|| sources.first().and_then(|(_, p)| p.clone()));
+        let mut extra = Vec::new();
         for path in &self.chain_files {
             let certs = pem_items(&read(path)?, SectionKind::Certificate, Some(path))?;
             if certs.is_empty() {
@@ -568,10 +582,39 @@ impl TlsClientBuilder {
                     reason: "no certificate in this file".to_owned(),
                 });
             }
-            chain.extend(certs.into_iter().map(CertificateDer::from));
+            extra.extend(certs.into_iter().map(CertificateDer::from));
         }
-        Ok(Some((chain, key)))
+        Ok(Some((chain, extra, key, key_path)))
     }
+}
+
+/// The client's certified key: the certificate of `certs` whose public key is the key's
+/// first (Apache takes the certificate and the key in either order, and CA certificates
+/// beside them), the others of `certs` then `extra` after it.
+fn certified_key(
+    certs: &[CertificateDer<'static>],
+    extra: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<rustls::sign::CertifiedKey, String> {
+    let mut last = String::from("no certificate");
+    for i in 0..certs.len() {
+        let mut chain = Vec::with_capacity(certs.len() + extra.len());
+        chain.push(certs[i].clone());
+        chain.extend(
+            certs
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, c)| c.clone()),
+        );
+        chain.extend(extra.iter().cloned());
+        match rustls::sign::CertifiedKey::from_der(chain, key.clone_key(), provider) {
+            Ok(certified) => return Ok(certified),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("no certificate matches the private key ({last})"))
 }
 
 /// Reads a whole file.
@@ -666,12 +709,11 @@ impl ServerCertVerifier for MemberVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         // The certificate must at least parse (whatever is checked).
         let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        let validity = validity(end_entity.as_ref());
         let Some(chain) = &self.chain else {
             if self.check_expiry {
-                let (not_before, not_after) = validity.ok_or(rustls::Error::InvalidCertificate(
-                    CertificateError::BadEncoding,
-                ))?;
+                let (not_before, not_after) = validity(end_entity.as_ref()).ok_or(
+                    rustls::Error::InvalidCertificate(CertificateError::BadEncoding),
+                )?;
                 if now.as_secs() < not_before {
                     return Err(rustls::Error::InvalidCertificate(
                         CertificateError::NotValidYet,
@@ -686,17 +728,7 @@ impl ServerCertVerifier for MemberVerifier {
             }
             return Ok(ServerCertVerified::assertion());
         };
-        // Expiry not checked: the chain is verified as of a time the member's certificate
-        // is valid at.
-        let at = match (self.check_expiry, validity) {
-            (false, Some((not_before, not_after))) => {
-                UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                    now.as_secs().clamp(not_before, not_after.max(not_before)),
-                ))
-            }
-            _ => now,
-        };
-        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, at) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // The name is checked last, once the chain is verified.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
