@@ -352,7 +352,7 @@ fn site_error_line(error: &SiteError) -> u32 {
 ///
 /// ```
 /// let report = examples::check_config(
-///     "<Proxy balancer://app>\n  BalancerMember ws://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://app/\n",
+///     "<Proxy balancer://app>\n  BalancerMember fcgi://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://app/\n",
 ///     None,
 ///     true,
 /// );
