@@ -651,4 +651,8 @@ pub struct Config {
     /// ([`parse_file`](crate::parse_file) only), with where each was used. Apache warns
     /// about each one at start-up: `AH00111: Config variable ${VAR} is not defined`.
     pub undefined_variables: Vec<(String, Span)>,
+    /// The `SSLProxy*` lines of `<Proxy "balancer://…">` sections (Apache 2.4.30+): (the
+    /// balancer, an index in [`Config::balancers`]; its settings). They apply to that
+    /// balancer's members over the server's ([`Config::balancer_ssl_proxy`]).
+    pub balancer_ssl_proxy: Vec<(usize, crate::ssl::SslProxySettings)>,
 }

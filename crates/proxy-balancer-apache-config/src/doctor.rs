@@ -1479,7 +1479,7 @@ fn tls_members(config: &Config, out: &mut Vec<Finding>) {
         if !seen.insert((u.server, u.url.to_ascii_lowercase())) {
             continue;
         }
-        let ssl = config.host_settings(u.server).ssl_proxy;
+        let ssl = &u.ssl_proxy;
         let server = match u.server {
             None => "the main server".to_owned(),
             Some(v) => format!(

@@ -437,6 +437,9 @@ impl Config {
             s.span = z;
         }
         c.server.ssl_proxy.zero_spans();
+        c.balancer_ssl_proxy
+            .iter_mut()
+            .for_each(|(_, s)| s.zero_spans());
         for t in &mut c.hc_templates {
             t.span = z;
             zero_params(&mut t.params);

@@ -30,8 +30,9 @@
 //!   comparison) checks the name as `SSLProxyCheckPeerName on` does: rustls matches the
 //!   subjectAltName only.
 //! * A relative file path is refused (Apache takes it from `ServerRoot`).
-//! * In a `<Proxy>` section (Apache 2.4.30+) these directives are refused: the settings are
-//!   per server here.
+//! * In a `<Proxy "balancer://…">` section (Apache 2.4.30+) they apply to that balancer's
+//!   members, over the server's settings ([`Config::balancer_ssl_proxy`]); in a `<Proxy>`
+//!   of a URL or a `<ProxyMatch>` they are refused (per worker settings are not kept).
 
 use std::path::PathBuf;
 
@@ -493,9 +494,42 @@ pub struct TlsMemberUse {
     pub member_span: Span,
     /// The `ProxyPass` that routes the server's requests to it.
     pub pass_span: Span,
+    /// The `SSLProxy*` settings it is reached with: its balancer's `<Proxy>` section's
+    /// over the server's ([`Config::balancer_ssl_proxy`]).
+    pub ssl_proxy: SslProxySettings,
 }
 
 impl Config {
+    /// The `SSLProxy*` settings a balancer's members are reached with from `server`: those
+    /// of its `<Proxy "balancer://…">` section over the server's
+    /// ([`Config::host_settings`]), as mod_ssl merges a proxy section over its server (seen
+    /// on Apache 2.4.71: `SSLProxyEngine on` and `SSLProxyCheckPeerName off` in the section,
+    /// `SSLProxyVerify require` and the CA in the `<VirtualHost>`, all applied). `balancer`
+    /// is an index in [`Config::balancers`]; `None` (a plain URL): the server's.
+    ///
+    /// ```
+    /// let config = proxy_balancer_apache_config::parse(
+    ///     "SSLProxyVerify require\n<Proxy balancer://app>\n  SSLProxyEngine on\n  \
+    ///      SSLProxyCheckPeerName off\n  BalancerMember https://a.example\n</Proxy>\n",
+    /// )?;
+    /// let ssl = config.balancer_ssl_proxy(None, Some(0));
+    /// assert!(ssl.engine_on() && ssl.verifies() && !ssl.checks_name());
+    /// assert!(!config.host_settings(None).ssl_proxy.engine_on());
+    /// # Ok::<(), proxy_balancer_apache_config::ParseErrors>(())
+    /// ```
+    #[must_use]
+    pub fn balancer_ssl_proxy(
+        &self,
+        server: Option<usize>,
+        balancer: Option<usize>,
+    ) -> SslProxySettings {
+        let base = self.host_settings(server).ssl_proxy;
+        match balancer.and_then(|b| self.balancer_ssl_proxy.iter().find(|(i, _)| *i == b)) {
+            Some((_, own)) => SslProxySettings::merged(own, &base),
+            None => base,
+        }
+    }
+
     /// The TLS members each server's requests go to, through its `ProxyPass` lines (its own,
     /// the main server's it inherits, those of its `<Location>`s) and the balancers they
     /// name as [`Config::balancer_in`] finds them. The settings that apply to such a
@@ -530,12 +564,18 @@ impl Config {
                         let Some(balancer) = self.balancer_in(server, name) else {
                             continue;
                         };
+                        let index = self
+                            .balancers
+                            .iter()
+                            .position(|b| std::ptr::eq(b, balancer));
+                        let ssl_proxy = self.balancer_ssl_proxy(server, index);
                         for m in balancer.members.iter().filter(|m| is_tls_url(&m.url)) {
                             out.push(TlsMemberUse {
                                 server,
                                 url: m.url.clone(),
                                 member_span: m.span,
                                 pass_span: pass.span,
+                                ssl_proxy: ssl_proxy.clone(),
                             });
                         }
                     }
@@ -544,6 +584,7 @@ impl Config {
                         url: url.clone(),
                         member_span: pass.span,
                         pass_span: pass.span,
+                        ssl_proxy: self.host_settings(server).ssl_proxy,
                     }),
                     _ => {}
                 }

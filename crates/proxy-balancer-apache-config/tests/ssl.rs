@@ -138,11 +138,34 @@ fn bad_values_are_errors_with_their_place() {
 
 #[test]
 fn contexts() {
-    // A <Proxy> section (Apache 2.4.30+): refused, the settings are per server here.
-    let err =
-        parse("<Proxy balancer://app>\n  SSLProxyVerify none\n</Proxy>\n").expect_err("refused");
+    // A <Proxy "balancer://…"> section (Apache 2.4.30+): over the server's settings.
+    let config = parse(
+        "SSLProxyVerify require\n<Proxy balancer://app>\n  SSLProxyEngine on\n  \
+         SSLProxyVerify none\n  BalancerMember https://a.example\n</Proxy>\n\
+         <Proxy balancer://other>\n  BalancerMember https://b.example\n</Proxy>\n",
+    )
+    .expect("parses");
+    let app = config.balancer_ssl_proxy(None, Some(0));
+    assert!(app.engine_on() && !app.verifies());
+    assert_eq!(app.verify.as_ref().map(|v| v.span.line), Some(4));
+    let other = config.balancer_ssl_proxy(None, Some(1));
+    assert!(!other.engine_on() && other.verifies());
+    assert_eq!(config.host_settings(None).ssl_proxy, other);
+    // A <Proxy> of a URL: refused (no per-worker settings here).
+    let err = parse("<Proxy https://a.example/>\n  SSLProxyVerify none\n</Proxy>\n")
+        .expect_err("refused");
     assert_eq!(err.errors()[0].span.line, 2);
-    assert!(err.to_string().contains("<Proxy>"), "{err}");
+    assert!(err.to_string().contains("not supported"), "{err}");
+    let err = parse("<ProxyMatch ^https://>\n  SSLProxyVerify none\n</ProxyMatch>\n")
+        .expect_err("refused");
+    assert_eq!(err.errors()[0].span.line, 2);
+    // In a block that is not read (a <Directory>): listed as not applied there, for the
+    // doctor's no-effect rule.
+    let config = parse("<Directory /srv>\n  SSLProxyVerify none\n</Directory>\n").expect("parses");
+    assert!(config
+        .skipped
+        .iter()
+        .any(|s| s.directive == "SSLProxyVerify" && s.in_block && s.span.line == 2));
     // A <Location>: not allowed, as in Apache.
     let err = parse("<Location /a>\n  SSLProxyEngine on\n</Location>\n").expect_err("refused");
     assert!(err.to_string().contains("not allowed"), "{err}");

@@ -436,6 +436,47 @@ async fn check_peer_name_off() {
     on.shutdown().await.expect("stops");
 }
 
+/// `SSLProxy*` in a `<Proxy "balancer://…">` section apply to its members over the
+/// server's. Apache 2.4.71 on loopback: `SSLProxyVerify require` and the CA in the
+/// `<VirtualHost>`, `SSLProxyEngine on` and `SSLProxyCheckPeerName off` in the section, a
+/// member certificate for `other.example`: 200; a section's `SSLProxyCACertificateFile`
+/// replacing the server's (of another CA): 200.
+#[tokio::test]
+async fn proxy_section_settings() {
+    let ca = Ca::new("test CA");
+    let other = Ca::new("other CA");
+    let misnamed = TlsMember::start("x", &ca.issue(&["other.example"]), None).await;
+    let member = TlsMember::start("m", &ca.issue(&["localhost"]), None).await;
+    let dir = Dir::new("section");
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let other_file = dir.write("other.pem", &other.pem());
+    let (proxy, _site) = serve(&format!(
+        "SSLProxyVerify require\nSSLProxyCACertificateFile {other_file}\n\
+         <Proxy balancer://x>\n  SSLProxyEngine on\n  SSLProxyCheckPeerName off\n  \
+         SSLProxyCACertificateFile {ca_file}\n  BalancerMember {}\n</Proxy>\n\
+         <Proxy balancer://m>\n  SSLProxyEngine on\n  SSLProxyCACertificateFile {ca_file}\n  \
+         BalancerMember {}\n</Proxy>\n\
+         ProxyPass /x/ balancer://x/\nProxyPass /m/ balancer://m/\n",
+        misnamed.url(),
+        member.url()
+    ))
+    .await;
+    assert_eq!(get(proxy.local_addr(), "/x/").await, (200, "x".to_owned()));
+    assert_eq!(get(proxy.local_addr(), "/m/").await, (200, "m".to_owned()));
+    proxy.shutdown().await.expect("stops");
+    // Without the section's CA, the server's (another CA) refuses the member.
+    let (proxy, _site) = serve(&format!(
+        "SSLProxyVerify require\nSSLProxyCACertificateFile {other_file}\n\
+         <Proxy balancer://m>\n  SSLProxyEngine on\n  BalancerMember {}\n</Proxy>\n\
+         ProxyPass / balancer://m/\n",
+        member.url()
+    ))
+    .await;
+    let (status, _) = get(proxy.local_addr(), "/").await;
+    assert!(status >= 500, "{status}");
+    proxy.shutdown().await.expect("stops");
+}
+
 /// An expired member certificate. Apache 2.4.71 on loopback (a certificate valid in 2020
 /// only, signed by the test CA): `SSLProxyVerify` unset (none): 500, `AH02004: SSL Proxy:
 /// Peer certificate is expired`; with `SSLProxyCheckPeerExpire off`: 200; `SSLProxyVerify

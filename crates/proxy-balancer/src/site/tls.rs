@@ -1,7 +1,8 @@
-//! The site's part of mod_ssl's `SSLProxy*` directives: one [`TlsClient`] per server's
-//! settings (main server, each `<VirtualHost>`, merged as
-//! [`Config::host_settings`] merges them), given to the members that server's requests go
-//! to, for their requests and their health probes.
+//! The site's part of mod_ssl's `SSLProxy*` directives: one [`TlsClient`] per distinct
+//! settings (main server, each `<VirtualHost>`, merged as [`Config::host_settings`] merges
+//! them, and a `<Proxy "balancer://…">` section's over its server's:
+//! [`Config::balancer_ssl_proxy`]), given to the members that server's requests go to, for
+//! their requests and their health probes.
 //!
 //! * An `https://`, `wss://` or `h2://` member that a server's requests go to, in a server
 //!   without `SSLProxyEngine On`, refuses the site ([`SiteError::Tls`] with the member's
@@ -58,7 +59,7 @@ pub(super) fn tls_clients(config: &Config) -> Result<TlsClients, SiteError> {
     // (settings without spans, where first used) per member.
     let mut first: HashMap<String, (SslProxySettings, Span)> = HashMap::new();
     for u in config.tls_member_uses() {
-        let ssl = config.host_settings(u.server).ssl_proxy;
+        let ssl = &u.ssl_proxy;
         if !ssl.engine_on() {
             let server = match u.server {
                 None => "the main server".to_owned(),
@@ -94,12 +95,12 @@ pub(super) fn tls_clients(config: &Config) -> Result<TlsClients, SiteError> {
             None => {}
         }
         first.insert(url.clone(), (key, u.pass_span));
-        out.insert(url, client_for(&ssl)?);
+        out.insert(url, client_for(ssl)?);
     }
     // TLS members no ProxyPass routes to (a balancer the manager or the probes only see):
     // the settings of the server that defines them, when it has SSLProxyEngine On.
-    for balancer in &config.balancers {
-        let ssl = config.host_settings(balancer.context.vhost).ssl_proxy;
+    for (index, balancer) in config.balancers.iter().enumerate() {
+        let ssl = config.balancer_ssl_proxy(balancer.context.vhost, Some(index));
         if !ssl.engine_on() {
             continue;
         }
