@@ -477,6 +477,35 @@ async fn proxy_section_settings() {
     proxy.shutdown().await.expect("stops");
 }
 
+/// A member the balancer-manager adds (`BalancerGrowth`) is reached with the TLS client the
+/// configuration's TLS members share.
+#[tokio::test]
+async fn added_member_gets_the_shared_client() {
+    let ca = Ca::new("test CA");
+    let first = TlsMember::start("first", &ca.issue(&["localhost"]), None).await;
+    let added = TlsMember::start("added", &ca.issue(&["localhost"]), None).await;
+    let dir = Dir::new("growth");
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let (proxy, site) = serve(&format!(
+        "BalancerGrowth 1\nSSLProxyEngine On\nSSLProxyCACertificateFile {ca_file}\n\
+         <Proxy balancer://app>\n  BalancerMember {}\n</Proxy>\nProxyPass / balancer://app/\n",
+        first.url()
+    ))
+    .await;
+    let store = &site.stores()[0];
+    store
+        .add_member(MemberParams::new(&added.url()).expect("url"))
+        .expect("room for one");
+    store.snapshot().members()[0]
+        .state()
+        .insert_flags(StatusFlags::DISABLED);
+    assert_eq!(
+        get(proxy.local_addr(), "/").await,
+        (200, "added".to_owned())
+    );
+    proxy.shutdown().await.expect("stops");
+}
+
 /// An expired member certificate. Apache 2.4.71 on loopback (a certificate valid in 2020
 /// only, signed by the test CA): `SSLProxyVerify` unset (none): 500, `AH02004: SSL Proxy:
 /// Peer certificate is expired`; with `SSLProxyCheckPeerExpire off`: 200; `SSLProxyVerify

@@ -75,7 +75,10 @@ pub(super) fn member_client(config: &Config, tls: &TlsClients) -> MakeHttpMember
     let mut make = MakeHttpMember::new().with_default_options(
         ClientOptions::new()
             .with_response_field_size(Some(DEFAULT_RESPONSE_FIELD_SIZE))
-            .with_io_buffer_size(main_io.map(|n| n as usize)),
+            .with_io_buffer_size(main_io.map(|n| n as usize))
+            // SSLProxy* (site/tls.rs): a member the balancer-manager adds gets the TLS
+            // client of the configuration's TLS members when they all share one.
+            .with_tls(super::tls::shared_client(tls)),
     );
     let mut add = |url: &str, params: &[Param], vhost: Option<usize>| {
         let Ok(member) = MemberParams::new(url) else {

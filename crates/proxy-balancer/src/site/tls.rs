@@ -120,6 +120,14 @@ pub(super) fn tls_clients(config: &Config) -> Result<TlsClients, SiteError> {
     Ok(out)
 }
 
+/// The one TLS client every TLS member uses, if they all use the same (the common case: one
+/// set of `SSLProxy*` lines); `None` with none or several.
+pub(super) fn shared_client(clients: &TlsClients) -> Option<TlsClient> {
+    let mut all = clients.values();
+    let first = all.next()?;
+    all.all(|c| c == first).then(|| first.clone())
+}
+
 /// The client one server's settings describe.
 fn tls_client(ssl: &SslProxySettings) -> Result<TlsClient, SiteError> {
     let mut b = TlsClient::builder()
