@@ -203,6 +203,7 @@ impl TlsMember {
                     Arc::clone(&r),
                     Arc::clone(&h),
                 );
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(stream).await else {
                         f.fetch_add(1, Ordering::SeqCst);
