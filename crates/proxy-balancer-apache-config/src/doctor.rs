@@ -1475,6 +1475,7 @@ fn proxypass_trailing_slash(config: &Config, out: &mut Vec<Finding>) {
 fn tls_members(config: &Config, out: &mut Vec<Finding>) {
     use crate::ssl::SslProxyVerify;
     let mut seen = std::collections::HashSet::new();
+    let mut seen_verify = std::collections::HashSet::new();
     for u in config.tls_member_uses() {
         if !seen.insert((u.server, u.url.to_ascii_lowercase())) {
             continue;
@@ -1496,6 +1497,15 @@ fn tls_members(config: &Config, out: &mut Vec<Finding>) {
                 causes: "Apache answers every request to this member with 500 (AH00961: failed to enable ssl support); proxy-balancer refuses to start".to_owned(),
                 fix: format!("add SSLProxyEngine On to {server} (with SSLProxyCACertificateFile for a private CA), or use an http:// member"),
             });
+            continue;
+        }
+        // The verification notes: once per server (or per SSLProxyVerify line), not per
+        // member.
+        let once = match &ssl.verify {
+            None => seen_verify.insert((u.server, None)),
+            Some(v) => seen_verify.insert((None, Some(v.span))),
+        };
+        if !once {
             continue;
         }
         match ssl.verify.as_ref().map(|v| (v.value, v.span)) {

@@ -194,6 +194,14 @@ fn doctor_findings() {
         )),
         [("ssl-proxy-verify-default", Severity::Note, 3)]
     );
+    // Once per server, not per member.
+    assert_eq!(
+        rules(
+            "SSLProxyEngine on\n<Proxy balancer://app>\n  BalancerMember https://a.example\n  \
+             BalancerMember https://b.example\n</Proxy>\nProxyPass / balancer://app/\n"
+        ),
+        [("ssl-proxy-verify-default", Severity::Note, 3)]
+    );
     // SSLProxyVerify none: a warning on its line.
     assert_eq!(
         rules(&format!(
