@@ -235,6 +235,12 @@ mod check {
                 "<Proxy balancer://app>\n  BalancerMember fcgi://127.0.0.1:9 hcmethod=GET\n</Proxy>\nProxyPass / balancer://app/\n".to_owned(),
                 "fcgi://",
             ),
+            (
+                // Apache starts and answers 500 per request (AH00961): refused at start here.
+                "https-without-sslproxyengine",
+                "<Proxy balancer://app>\n  BalancerMember https://127.0.0.1:9 hcmethod=GET\n</Proxy>\nProxyPass / balancer://app/\n".to_owned(),
+                "AH00961",
+            ),
             ("plain-url", "ProxyPass /x ftp://127.0.0.1/x\n".to_owned(), "ftp://"),
             ("relative-path", "ProxyPass x http://127.0.0.1/x\n".to_owned(), "must start with '/'"),
             ("control-char", "ProxyPass /x http://127.0.0.1:9/a\u{1}b\n".to_owned(), "control characters"),

@@ -99,6 +99,9 @@ pub struct HostSettings {
     /// mod_ssl's `SSLEngine`, `SSLCertificateFile` …: HTTPS on the listener. A virtual host
     /// takes each one it does not give from the main server (mod_ssl's merge).
     pub ssl: SslServer,
+    /// mod_ssl's `SSLProxy*` directives: TLS toward `https://`, `wss://` and `h2://`
+    /// members ([`crate::ssl`]).
+    pub ssl_proxy: crate::ssl::SslProxySettings,
 }
 
 /// `ProxyVia`: the `Via` header mod_proxy adds.
@@ -656,4 +659,8 @@ pub struct Config {
     /// ([`parse_file`](crate::parse_file) only), with where each was used. Apache warns
     /// about each one at start-up: `AH00111: Config variable ${VAR} is not defined`.
     pub undefined_variables: Vec<(String, Span)>,
+    /// The `SSLProxy*` lines of `<Proxy "balancer://…">` sections (Apache 2.4.30+): (the
+    /// balancer, an index in [`Config::balancers`]; its settings). They apply to that
+    /// balancer's members over the server's ([`Config::balancer_ssl_proxy`]).
+    pub balancer_ssl_proxy: Vec<(usize, crate::ssl::SslProxySettings)>,
 }

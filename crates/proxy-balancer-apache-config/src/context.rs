@@ -45,6 +45,7 @@ impl Config {
             proxy_100_continue: own.proxy_100_continue.or(main.proxy_100_continue),
             proxy_io_buffer_size: own.proxy_io_buffer_size.or(main.proxy_io_buffer_size),
             ssl: crate::ssl_server::SslServer::merged(&own.ssl, &main.ssl),
+            ssl_proxy: crate::ssl::SslProxySettings::merged(&own.ssl_proxy, &main.ssl_proxy),
         }
     }
 

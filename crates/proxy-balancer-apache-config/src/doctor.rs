@@ -27,6 +27,9 @@
 //! | `no-effect` | warning | `BalancerInherit Off` (no `<VirtualHost>` to inherit into), `ErrorLogFormat`, `LogLevel` modules with no counterpart, and every directive this crate reads at server level (`ProxyPreserveHost`, `ServerName`, `AllowEncodedSlashes`, `ProxyPass`, the logging directives, the client limits …) written inside a `<VirtualHost>`, `<Proxy>` or `<Location>` block, where it is not applied |
 //! | `worker-shared` | warning | a `ProxyPass` to a plain URL already used by an earlier one, with parameters of its own (ignored, as Apache's AH01146) |
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
+//! | `ssl-proxy-engine-off` | error | an `https://`, `wss://` or `h2://` member that a server's requests go to, in a server without `SSLProxyEngine On` (Apache's AH00961: 500 per request; the site refuses to start) |
+//! | `ssl-proxy-verify-default` | note | TLS members in a server without `SSLProxyVerify`: proxy-balancer verifies their certificates (Apache's default is `none`) |
+//! | `ssl-proxy-verify-none` | warning | TLS members in a server with `SSLProxyVerify none` or `optional_no_ca`: their certificate chain is not verified |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
 //! with a "did you mean", so a [`Config`] only holds known keys. Values are read with the
@@ -178,6 +181,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
     no_effect(config, &mut out);
     worker_shared(config, &mut out);
     proxypass_trailing_slash(config, &mut out);
+    tls_members(config, &mut out);
     for t in &config.hc_templates {
         hcuri_relative(&format!("ProxyHCTemplate {}", t.name), &t.params, &mut out);
     }
@@ -1457,5 +1461,71 @@ fn proxypass_trailing_slash(config: &Config, out: &mut Vec<Finding>) {
             ),
             fix: format!("end both with a slash or neither: {fixed}"),
         });
+    }
+}
+
+/// `ssl-proxy-engine-off`, `ssl-proxy-verify-default`, `ssl-proxy-verify-none`: the TLS
+/// members each server's requests go to ([`Config::tls_member_uses`]), against the server's
+/// `SSLProxy*` settings.
+///
+/// Seen on Apache 2.4.71 (loopback): without `SSLProxyEngine On` the configuration starts
+/// and each request to an https member gets a 500 (AH00961 "failed to enable ssl
+/// support"); with it and no `SSLProxyVerify`, a member certificate from an unknown CA is
+/// accepted (the name and dates are still checked: one for another name fails, AH02411).
+fn tls_members(config: &Config, out: &mut Vec<Finding>) {
+    use crate::ssl::SslProxyVerify;
+    let mut seen = std::collections::HashSet::new();
+    let mut seen_verify = std::collections::HashSet::new();
+    for u in config.tls_member_uses() {
+        if !seen.insert((u.server, u.url.to_ascii_lowercase())) {
+            continue;
+        }
+        let ssl = &u.ssl_proxy;
+        let server = match u.server {
+            None => "the main server".to_owned(),
+            Some(v) => format!(
+                "the <VirtualHost> at line {}",
+                config.virtual_hosts.get(v).map_or(0, |h| h.span.line)
+            ),
+        };
+        if !ssl.engine_on() {
+            out.push(Finding {
+                severity: Severity::Error,
+                rule: "ssl-proxy-engine-off",
+                span: u.member_span,
+                what: format!("{} is reached over TLS, and {server} has no SSLProxyEngine On (the ProxyPass at line {})", u.url, u.pass_span.line),
+                causes: "Apache answers every request to this member with 500 (AH00961: failed to enable ssl support); proxy-balancer refuses to start".to_owned(),
+                fix: format!("add SSLProxyEngine On to {server} (with SSLProxyCACertificateFile for a private CA), or use an http:// member"),
+            });
+            continue;
+        }
+        // The verification notes: once per server (or per SSLProxyVerify line), not per
+        // member.
+        let once = match &ssl.verify {
+            None => seen_verify.insert((u.server, None)),
+            Some(v) => seen_verify.insert((None, Some(v.span))),
+        };
+        if !once {
+            continue;
+        }
+        match ssl.verify.as_ref().map(|v| (v.value, v.span)) {
+            None => out.push(Finding {
+                severity: Severity::Note,
+                rule: "ssl-proxy-verify-default",
+                span: u.member_span,
+                what: format!("{} is reached over TLS, and {server} has no SSLProxyVerify", u.url),
+                causes: format!("proxy-balancer verifies the member's certificate against {} (Apache's default, SSLProxyVerify none, does not): a self-signed or private-CA certificate fails the handshake and the member goes into error", if ssl.ca_certificate_file.is_some() || ssl.ca_certificate_path.is_some() { "SSLProxyCACertificateFile/Path" } else { "the system's trust store" }),
+                fix: "keep it (safer), give the members' CA with SSLProxyCACertificateFile, or write SSLProxyVerify none for Apache's behaviour".to_owned(),
+            }),
+            Some((SslProxyVerify::None | SslProxyVerify::OptionalNoCa, span)) => out.push(Finding {
+                severity: Severity::Warning,
+                rule: "ssl-proxy-verify-none",
+                span,
+                what: format!("SSLProxyVerify does not verify {}'s certificate chain", u.url),
+                causes: "anyone who can answer on the member's address with a certificate for its name (self-signed will do) is taken for the member and sees the proxied requests".to_owned(),
+                fix: "SSLProxyVerify require, with SSLProxyCACertificateFile naming the members' CA".to_owned(),
+            }),
+            Some(_) => {}
+        }
     }
 }

@@ -18,7 +18,9 @@
 //! ([`FrontLimits`]): `Timeout`, `KeepAlive`, `KeepAliveTimeout`, `MaxKeepAliveRequests`,
 //! `RequestReadTimeout` (header, body and, for HTTPS, a fixed `handshake=` stage),
 //! `LimitRequestLine`, `LimitRequestFieldSize`, `LimitRequestFields`,
-//! `LimitRequestBody`. Every other directive
+//! `LimitRequestBody`; per server too, mod_ssl's `SSLProxy*` directives for TLS to
+//! `https://` members ([`ssl`], [`HostSettings::ssl_proxy`]; an unset `SSLProxyVerify`
+//! verifies, where Apache's default does not). Every other directive
 //! (`LoadModule`, `Listen` …) is listed in [`Config::skipped`], so a whole `httpd.conf` can
 //! be given; what the proxy does with each directive and parameter of Apache's proxy modules
 //! (applied, refused, or reported by the [`doctor`] as not applied) is in [`registry`]. Every parameter is checked as Apache checks it at start-up, and every mistake is
@@ -153,6 +155,7 @@ pub mod logs;
 mod parser;
 pub mod registry;
 mod render;
+pub mod ssl;
 mod ssl_server;
 
 pub use ast::*;
@@ -165,3 +168,4 @@ pub use logs::{
     LogFormatConfig, LogLevel, LogLevelConfig, Logs,
 };
 pub use parser::{parse, parse_partial};
+pub use ssl::{SslProtocols, SslProxySettings, SslProxyVerify, SslRevocationCheck, SslSetting};

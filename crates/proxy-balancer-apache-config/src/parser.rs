@@ -500,7 +500,8 @@ impl Parser {
                 let lower = to_lower(&name.text);
                 let ours = DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(&lower))
                     || matches!(lower.as_str(), "header" | "requestheader")
-                    || crate::front::is_front_directive(&lower);
+                    || crate::front::is_front_directive(&lower)
+                    || crate::ssl::is_ssl_proxy_directive(&lower);
                 if ours {
                     self.in_block(&name.text, name.span);
                 }
@@ -527,6 +528,18 @@ impl Parser {
                         "Apache applies it to the worker or balancer named by the regular expression's text; \
                          write the parameters on the BalancerMember, ProxySet balancer://name or ProxyPass lines instead"
                             .to_owned(),
+                    )),
+                );
+            } else if crate::ssl::is_ssl_proxy_directive(&lower) {
+                // Apache 2.4.30+ applies it to the workers the expression matches.
+                self.errors.push(
+                    ParseError::new(
+                        name.span,
+                        ParseErrorKind::Unsupported,
+                        format!("{} inside a <ProxyMatch> block is not supported: TLS settings apply per server or per balancer here", name.text),
+                    )
+                    .with_hint(Some(
+                        "move it to the server, the <VirtualHost>, or the <Proxy \"balancer://…\"> of the members".to_owned(),
                     )),
                 );
             }
@@ -1011,6 +1024,38 @@ impl Parser {
                 }
                 Ok(())
             }
+            ssl if crate::ssl::is_ssl_proxy_directive(ssl) => {
+                let balancer = match in_proxy {
+                    InProxy::Outside => None,
+                    InProxy::Balancer(i) => Some(i),
+                    InProxy::Other => {
+                        return Err(ParseError::new(
+                            span,
+                            ParseErrorKind::Unsupported,
+                            format!("{} in a <Proxy> section of a URL or in a <ProxyMatch> is not supported: TLS settings apply per server or per balancer here", name.text),
+                        )
+                        .with_hint(Some(
+                            "move it to the server, the <VirtualHost>, or the <Proxy \"balancer://…\"> of the members".to_owned(),
+                        )));
+                    }
+                };
+                let apply = crate::ssl::parse(span, ssl, &name.text, &args)?;
+                match balancer {
+                    None => self.host_setting(&name.text, span, |h| apply(&mut h.ssl_proxy)),
+                    Some(i) => {
+                        let list = &mut self.cfg.balancer_ssl_proxy;
+                        let at = match list.iter().position(|(b, _)| *b == i) {
+                            Some(at) => at,
+                            None => {
+                                list.push((i, crate::ssl::SslProxySettings::default()));
+                                list.len() - 1
+                            }
+                        };
+                        apply(&mut list[at].1);
+                    }
+                }
+                Ok(())
+            }
             "allowencodedslashes" => {
                 let v = one_arg(span, "AllowEncodedSlashes", &args)?;
                 let mode = if v.text.eq_ignore_ascii_case("on") {
@@ -1291,6 +1336,10 @@ impl Parser {
                 .with_hint(Some(
                     "put it in a <Proxy \"balancer://name\"> block (Apache reads the location's path as the balancer's name and refuses it)".to_owned(),
                 )))
+            }
+            ssl if crate::ssl::is_ssl_proxy_directive(ssl) => {
+                // mod_ssl: server config, virtual host and proxy section only.
+                return Err(not_allowed(span, &name.text, section));
             }
             "servername" | "serveralias" | "allowencodedslashes" | "proxypassinherit"
             | "balancerinherit" => {

@@ -178,9 +178,6 @@ const REDIRECT: &str = "the redirect is not answered: the request goes to the Pr
 /// What an access rule that is not applied means.
 const FAILS_OPEN: &str = "the access rule is not enforced: the requests it guards are proxied to anyone who reaches the proxy (it fails open); enforce it in front of the proxy or in the backend, and remove it here";
 
-/// TLS toward members.
-const SSL_PROXY: &str = "TLS toward members is not configured by this line (https:// members and their certificates are issue #15's): requests to https:// members fail with 502";
-
 /// Every directive and parameter, in the order of the docs' table.
 pub static ENTRIES: &[Entry] = &[
     // ----- mod_proxy directives -----
@@ -258,22 +255,22 @@ pub static ENTRIES: &[Entry] = &[
     e("SSLRequire", D, SSL, open(FAILS_OPEN)),
     e("SSLRequireSSL", D, SSL, open(FAILS_OPEN)),
     e("SSLVerifyClient", D, SSL, open("in the server or a <VirtualHost> it is applied (none, optional, require: the client's certificate checked against SSLCACertificateFile in the handshake); in a <Location> or <Directory> it is not: client certificates are not asked for there, and the requests it guards are proxied to anyone who reaches the proxy (it fails open)")),
-    e("SSLProxyCACertificateFile", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCACertificatePath", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCARevocationCheck", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCARevocationFile", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCARevocationPath", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCheckPeerCN", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCheckPeerExpire", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCheckPeerName", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyCipherSuite", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyEngine", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyMachineCertificateChainFile", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyMachineCertificateFile", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyMachineCertificatePath", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyProtocol", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyVerify", D, SSL, warn(SSL_PROXY)),
-    e("SSLProxyVerifyDepth", D, SSL, warn(SSL_PROXY)),
+    e("SSLProxyCACertificateFile", D, SSL, A("the CA certificates (a PEM bundle) members' certificates are verified against, instead of the system's store; a file that cannot be read or holds no certificate refuses the site")),
+    e("SSLProxyCACertificatePath", D, SSL, A("every PEM file of the directory is read for CA certificates (OpenSSL's hash links are not needed)")),
+    e("SSLProxyCARevocationCheck", D, SSL, A("chain or leaf: members' certificates are checked against the revocation lists (a certificate no list covers fails, as Apache); needs SSLProxyVerify to verify")),
+    e("SSLProxyCARevocationFile", D, SSL, A("the revocation lists (PEM) for SSLProxyCARevocationCheck")),
+    e("SSLProxyCARevocationPath", D, SSL, A("every PEM revocation list of the directory, for SSLProxyCARevocationCheck")),
+    e("SSLProxyCheckPeerCN", D, SSL, A("Off turns the name check off (Apache 2.4.21+); the legacy CN-only comparison (CN on, Name off) checks the subjectAltName as SSLProxyCheckPeerName does")),
+    e("SSLProxyCheckPeerExpire", D, SSL, A("an expired or not yet valid member certificate fails the handshake; Off takes it when SSLProxyVerify does not verify the chain (a verified chain checks the dates anyway, as Apache 2.4.71 does)")),
+    e("SSLProxyCheckPeerName", D, SSL, A("the member's certificate must be for the member URL's host (Off: any name), with or without SSLProxyVerify, as Apache")),
+    e("SSLProxyCipherSuite", D, SSL, warn("the cipher list is not applied: rustls offers its own fixed list of modern suites (TLS 1.3 AES-GCM and ChaCha20-Poly1305, TLS 1.2 ECDHE with AES-GCM or ChaCha20-Poly1305), which already keeps the weak ones out; an OpenSSL cipher string cannot be read")),
+    e("SSLProxyEngine", D, SSL, A("On: this server's requests may go to https://, wss:// and h2:// members; a TLS member used by a server without it refuses the site at start (Apache answers 500 per request, AH00961)")),
+    e("SSLProxyMachineCertificateChainFile", D, SSL, A("CA certificates sent after the client certificate")),
+    e("SSLProxyMachineCertificateFile", D, SSL, A("the client certificate and its unencrypted key, one PEM file, sent to members that ask for one (mTLS); one certificate and key in all")),
+    e("SSLProxyMachineCertificatePath", D, SSL, A("as SSLProxyMachineCertificateFile for the files of a directory; one certificate and key in all")),
+    e("SSLProxyProtocol", D, SSL, A("the TLS versions offered to members: TLSv1.2 and TLSv1.3 (all means those two; naming SSLv3, TLSv1 or TLSv1.1 is refused: rustls has no older version)")),
+    e("SSLProxyVerify", D, SSL, A("require or optional: the member's certificate chain is verified; none or optional_no_ca: not (its name and dates still are, as Apache). Unset verifies, where Apache does not: write SSLProxyVerify none for Apache's behaviour")),
+    e("SSLProxyVerifyDepth", D, SSL, note("rustls does not limit a chain's length: a valid chain longer than the depth is accepted where Apache refuses it")),
     e("<Location>", D, "core", A("ProxyPass, Header and the balancer-manager for the paths under it; other lines in it are reported one by one")),
     e("<LocationMatch>", D, "core", A("as <Location>, for the paths the regular expression matches")),
     e("<If>", D, "core", warn("the lines inside are not applied, whether the condition holds or not (a Header, RequestHeader or access rule in it is dropped: an access rule there fails open)")),

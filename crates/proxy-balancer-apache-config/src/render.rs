@@ -436,6 +436,10 @@ impl Config {
         if let Some(s) = &mut c.server.server_name {
             s.span = z;
         }
+        c.server.ssl_proxy.zero_spans();
+        c.balancer_ssl_proxy
+            .iter_mut()
+            .for_each(|(_, s)| s.zero_spans());
         for t in &mut c.hc_templates {
             t.span = z;
             zero_params(&mut t.params);
@@ -449,6 +453,7 @@ impl Config {
             if let Some(s) = &mut v.settings.server_name {
                 s.span = z;
             }
+            v.settings.ssl_proxy.zero_spans();
         }
         c.skipped.iter_mut().for_each(|s| s.span = z);
         crate::logs::zero_spans(&mut c.log_directives);

@@ -25,8 +25,12 @@
 //! The client answers in the proxy's own HTTP version: a member's `HTTP/1.0` answer reaches
 //! an HTTP/1.1 client as `HTTP/1.1`, and an HTTP/2 client's as HTTP/2.
 //!
-//! `https` members need a TLS connector, which this client does not carry yet: their
-//! requests fail with [`ErrorKind::Upstream`](crate::ErrorKind::Upstream).
+//! `https`, `wss` and `h2` members are reached over TLS (rustls): with the
+//! [`TlsClient`] given to [`ClientOptions::with_tls`], else one trusting the system's store
+//! ([`TlsClient::system`]). A handshake that fails (a certificate not trusted, for another
+//! name, expired; a member asking for a client certificate it does not get) is a connect
+//! error ([`ErrorKind::Connect`](crate::ErrorKind::Connect)): the member goes into error
+//! and the request fails over, the reason is logged.
 //!
 //! # HTTP/2 members
 //!
@@ -116,7 +120,7 @@ mod upgrade;
 pub use body::MemberBody;
 pub use future::HttpMemberFuture;
 pub use resolve::AddressTtl;
-pub use tls::{TlsClient, TlsError};
+pub use tls::{RevocationCheck, TlsClient, TlsClientBuilder, TlsError, TlsVersion};
 pub use upgrade::Upgrades;
 
 use body::Release;

@@ -399,6 +399,9 @@ pub struct ProbeConfig {
     pub condition: Condition,
     /// How many body bytes a body condition sees at most (default 64 KiB).
     pub body_limit: usize,
+    /// The TLS client for `https`, `wss` and `h2` members ([`ProbeConfig::with_tls`]).
+    #[cfg(feature = "http-client")]
+    pub(crate) tls: Option<crate::client::TlsClient>,
 }
 
 impl ProbeConfig {
@@ -414,7 +417,19 @@ impl ProbeConfig {
             timeout: DEFAULT_TIMEOUT,
             condition: Condition::Default,
             body_limit: DEFAULT_BODY_LIMIT,
+            #[cfg(feature = "http-client")]
+            tls: None,
         }
+    }
+
+    /// The TLS client the probes of an `https`, `wss` or `h2` member speak through; `None`
+    /// (the default): the system's trust store
+    /// ([`TlsClient::system`](crate::client::TlsClient::system)).
+    #[cfg(feature = "http-client")]
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<crate::client::TlsClient>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Reads Apache's `hc*` parameters of a `BalancerMember` line: `hcmethod`, `hcuri`,

@@ -47,8 +47,11 @@
 //! Apache counts `hcfails` and `hcpasses` cumulatively: three isolated failures among twenty
 //! passes disable a member with `hcfails=3`. Here they count results in a row, as Apache's
 //! own documentation says: a pass ends a run of failures and a failure ends a run of
-//! passes, so a flaky probe now and then never disables a healthy member. An `https`
-//! member is probed with TCP (this crate has no TLS client of its own).
+//! passes, so a flaky probe now and then never disables a healthy member. An `https`,
+//! `wss` or `h2` member is probed inside TLS, with the TLS client of its requests
+//! ([`HealthProbeBuilder::tls`]; the `http-client` feature), for every method:
+//! `hcmethod=TCP` passes once the TLS handshake has (Apache's stops at the TCP connect),
+//! so a member whose certificate the requests would refuse is taken out by its probes too.
 //!
 //! # Examples
 //!

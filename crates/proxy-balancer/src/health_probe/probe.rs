@@ -5,7 +5,7 @@ use std::io;
 
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::HeaderMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::core::MemberUrl;
@@ -30,6 +30,9 @@ pub enum ProbeFailure {
     Timeout,
     /// Reading or writing failed after connecting, or the peer closed early.
     Io,
+    /// The TLS handshake with an `https`, `wss` or `h2` member failed (a certificate not
+    /// trusted, for another name, expired; no TLS client: the `http-client` feature is off).
+    Tls,
     /// The answer is not an HTTP/1.x response (or its head is over 16 KiB).
     InvalidResponse,
     /// The response was read, and the condition (default: status 200 to 399) failed it.
@@ -44,6 +47,7 @@ impl ProbeFailure {
             Self::Connect => "connect failed",
             Self::Timeout => "timed out",
             Self::Io => "i/o error",
+            Self::Tls => "tls handshake failed",
             Self::InvalidResponse => "invalid response",
             Self::Condition => "condition failed",
         }
@@ -127,8 +131,12 @@ impl ProbeConfig {
     /// Probes the member at `url` once, as configured, bounded by [`timeout`](Self::timeout).
     /// Never panics on what the peer sends: anything that is not a valid answer fails.
     ///
-    /// An `https` member gets its TLS port connected to (a TCP probe): this crate has no
-    /// TLS client of its own.
+    /// An `https`, `wss` or `h2` member is probed over TLS (with [`ProbeConfig::with_tls`]'s
+    /// client, else the system's trust store), for every method: `hcmethod=TCP` passes once
+    /// the handshake has (Apache's TCP check stops at the TCP connect; a member whose
+    /// certificate the requests would refuse is taken out here), the HTTP methods send their
+    /// request inside TLS (ALPN `http/1.1`). A failed handshake is
+    /// [`ProbeFailure::Tls`], the reason logged at debug level.
     pub async fn probe(&self, url: &MemberUrl) -> ProbeOutcome {
         match tokio::time::timeout(self.timeout, self.probe_unbounded(url)).await {
             Ok(outcome) => outcome,
@@ -137,15 +145,47 @@ impl ProbeConfig {
     }
 
     async fn probe_unbounded(&self, url: &MemberUrl) -> ProbeOutcome {
-        let Ok(mut stream) = TcpStream::connect((url.connect_host(), url.port())).await else {
+        let Ok(stream) = TcpStream::connect((url.connect_host(), url.port())).await else {
             return ProbeOutcome::fail(None, ProbeFailure::Connect);
         };
-        let request = if url.scheme() == "https" {
-            None
-        } else {
-            request_bytes(url, self.method, &self.uri)
-        };
-        let Some(request) = request else {
+        if !url.tls() {
+            return self.exchange(url, stream).await;
+        }
+        #[cfg(feature = "http-client")]
+        {
+            let tls = match self
+                .tls
+                .clone()
+                .map_or_else(crate::client::TlsClient::system, Ok)
+            {
+                Ok(tls) => tls,
+                Err(error) => {
+                    tracing::warn!(member = %url, %error, "health check: no TLS client");
+                    return ProbeOutcome::fail(None, ProbeFailure::Tls);
+                }
+            };
+            match tls.connect_http1(url.connect_host(), stream).await {
+                Ok(stream) => self.exchange(url, stream).await,
+                Err(error) => {
+                    tracing::debug!(member = %url, %error, "health check: TLS handshake failed");
+                    ProbeOutcome::fail(None, ProbeFailure::Tls)
+                }
+            }
+        }
+        #[cfg(not(feature = "http-client"))]
+        {
+            drop(stream);
+            tracing::warn!(member = %url, "health check: no TLS client (the http-client feature is off)");
+            ProbeOutcome::fail(None, ProbeFailure::Tls)
+        }
+    }
+
+    /// Sends the request over a connected `stream` and judges the answer.
+    async fn exchange<S>(&self, url: &MemberUrl, mut stream: S) -> ProbeOutcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(request) = request_bytes(url, self.method, &self.uri) else {
             // TCP: connected is passed; the stream closes when dropped.
             return ProbeOutcome::pass(None);
         };
@@ -217,13 +257,13 @@ pub(crate) fn parse_head(head: &[u8]) -> Option<(u16, HeaderMap)> {
 }
 
 /// A buffered reader over the probe connection.
-struct Reader {
-    stream: TcpStream,
+struct Reader<S> {
+    stream: S,
     buf: Vec<u8>,
     pos: usize,
 }
 
-impl Reader {
+impl<S: AsyncRead + Unpin> Reader<S> {
     /// Reads more bytes into the buffer; `Ok(false)` at end of stream.
     async fn fill(&mut self) -> io::Result<bool> {
         let start = self.buf.len();

@@ -68,6 +68,9 @@ pub struct HealthProbeBuilder {
     concurrency: usize,
     /// A pool shared with other probes ([`HealthProbeBuilder::pool`]).
     pool: Option<ProbePool>,
+    /// The TLS client of the `https` members' probes ([`HealthProbeBuilder::tls`]).
+    #[cfg(feature = "http-client")]
+    tls: Option<crate::client::TlsClient>,
 }
 
 /// A read-only view of a [`HealthProbe`]'s counters; it stays valid after the probe
@@ -151,6 +154,8 @@ impl HealthProbe {
             store,
             concurrency: DEFAULT_CONCURRENCY,
             pool: None,
+            #[cfg(feature = "http-client")]
+            tls: None,
         }
     }
 
@@ -254,6 +259,19 @@ impl HealthProbeBuilder {
         self
     }
 
+    /// The TLS client the probes of `https`, `wss` and `h2` members speak through: the one
+    /// their requests use ([`ClientOptions::with_tls`](crate::client::ClientOptions::with_tls)),
+    /// so that a member whose certificate the requests refuse fails its probes too. `None`
+    /// (the default): the system's trust store ([`TlsClient::system`](crate::client::TlsClient::system)).
+    /// A [`ProbeConfig`] given to [`spawn`](Self::spawn) with a client of its own
+    /// ([`ProbeConfig::with_tls`]) keeps it.
+    #[cfg(feature = "http-client")]
+    #[must_use]
+    pub fn tls(mut self, tls: Option<crate::client::TlsClient>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Starts the probes from the members' own parameters; see
     /// [`HealthProbe::spawn_with`].
     ///
@@ -292,6 +310,16 @@ impl HealthProbeBuilder {
     where
         F: Fn(&Member) -> Option<ProbeConfig> + Send + Sync + 'static,
     {
+        #[cfg(feature = "http-client")]
+        let configs = {
+            let tls = self.tls.clone();
+            move |member: &Member| {
+                configs(member).map(|c| match (&c.tls, &tls) {
+                    (None, Some(tls)) => c.with_tls(Some(tls.clone())),
+                    _ => c,
+                })
+            }
+        };
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = oneshot::channel();
         let supervisor = Supervisor {

@@ -58,21 +58,23 @@ pub enum SiteError {
         /// Why.
         source: crate::health_probe::ProbeConfigError,
     },
+    /// TLS cannot be set up as written. Toward members: a TLS member in a server without
+    /// `SSLProxyEngine On` (Apache's AH00961), an `SSLProxy*` file that cannot be read or
+    /// used, a member reached with two different settings. On the listener: `SSLEngine On`
+    /// without a certificate, a certificate or key file that cannot be read, a key that
+    /// does not match its certificate.
+    Tls {
+        /// The line of the directive or member.
+        line: u32,
+        /// Its column.
+        column: u32,
+        /// What is wrong.
+        reason: String,
+    },
     /// The balancer-manager's `<Location>` is invalid (a `Require ip` that is not a network).
     Manager {
         /// The line of the `<Location>`.
         line: u32,
-        /// What is wrong.
-        reason: String,
-    },
-    /// HTTPS cannot be served as configured: `SSLEngine On` without a certificate, a
-    /// certificate or key file that cannot be read, a key that does not match its
-    /// certificate.
-    Tls {
-        /// The line of the directive.
-        line: u32,
-        /// The column of the file name (or of the directive).
-        column: u32,
         /// What is wrong.
         reason: String,
     },

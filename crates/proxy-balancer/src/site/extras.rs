@@ -23,6 +23,7 @@ use crate::proxy_pass::{ErrorOverride, HopOptions, Via};
 use crate::server::RequestBody;
 use crate::{BalancerStore, MemberParams};
 
+use super::member_tls::TlsClients;
 use super::SiteError;
 
 /// Apache's default `responsefieldsize`: a member's header line of 8192 bytes or more is a
@@ -70,7 +71,7 @@ pub(super) fn hop_options(settings: &HostSettings) -> HopOptions {
 /// A URL that is a member of several balancers gets the options of its last line (Apache
 /// shares one worker per URL too).
 #[must_use]
-pub(super) fn member_client(config: &Config) -> MakeHttpMember<RequestBody> {
+pub(super) fn member_client(config: &Config, tls: &TlsClients) -> MakeHttpMember<RequestBody> {
     let main_io = config.server.proxy_io_buffer_size;
     // `Timeout`: a tunnel's idle limit is the larger of it and the member's `timeout`.
     let client_timeout = config.front.timeout;
@@ -78,7 +79,10 @@ pub(super) fn member_client(config: &Config) -> MakeHttpMember<RequestBody> {
         ClientOptions::new()
             .with_response_field_size(Some(DEFAULT_RESPONSE_FIELD_SIZE))
             .with_io_buffer_size(main_io.map(|n| n as usize))
-            .with_client_timeout(client_timeout),
+            .with_client_timeout(client_timeout)
+            // SSLProxy* (site/member_tls.rs): a member the balancer-manager adds gets the
+            // TLS client of the configuration's TLS members when they all share one.
+            .with_tls(super::member_tls::shared_client(tls)),
     );
     let mut add = |url: &str, params: &[Param], vhost: Option<usize>| {
         let Ok(member) = MemberParams::new(url) else {
@@ -86,6 +90,9 @@ pub(super) fn member_client(config: &Config) -> MakeHttpMember<RequestBody> {
         };
         let io = config.host_settings(vhost).proxy_io_buffer_size;
         let options = worker_options(params, io).with_client_timeout(client_timeout);
+        // SSLProxy* (site/member_tls.rs): the TLS client of the server the member is used
+        // from.
+        let options = options.with_tls(tls.get(member.url.as_str()).cloned());
         make = std::mem::take(&mut make).with_member_options(member.url.as_str(), options);
     };
     for balancer in &config.balancers {
@@ -155,6 +162,7 @@ pub(super) fn spawn_probes(
     config: &Config,
     stores: &[Arc<BalancerStore>],
     defs: &Arc<ProbeDefinitions>,
+    tls: &TlsClients,
 ) -> Result<Vec<HealthProbe>, SiteError> {
     let pool = ProbePool::new(
         config
@@ -164,8 +172,16 @@ pub(super) fn spawn_probes(
     stores
         .iter()
         .map(|store| {
+            // SSLProxy* (site/tls.rs): the members of one balancer share their server's
+            // TLS client; the probes of its https members use it too.
+            let member_tls = store
+                .snapshot()
+                .members()
+                .iter()
+                .find_map(|m| tls.get(m.url()).cloned());
             HealthProbe::builder(Arc::clone(store))
                 .pool(&pool)
+                .tls(member_tls)
                 .spawn_with(Arc::clone(defs))
                 .map_err(|source| SiteError::Probe {
                     name: store.snapshot().params().name.clone(),

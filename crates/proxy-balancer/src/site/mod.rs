@@ -11,6 +11,13 @@
 //! of the site is dropped), and the balancer-manager of `<Location …> SetHandler
 //! balancer-manager`.
 //!
+//! `https://`, `wss://` and `h2://` members are reached over TLS as the `SSLProxy*` lines
+//! of the server whose requests go to them say (one [`TlsClient`](crate::client::TlsClient)
+//! per server's settings, for requests and health probes); such a member in a server
+//! without `SSLProxyEngine On` refuses the site ([`SiteError::Tls`], Apache's AH00961). An
+//! unset `SSLProxyVerify` verifies the members' certificates (Apache's default does not;
+//! `SSLProxyVerify none` is Apache's behaviour). See the README's "https members".
+//!
 //! # Contexts
 //!
 //! The main server and each `<VirtualHost>` are served apart, each with its own routes,
@@ -126,6 +133,7 @@ mod error;
 mod extras;
 pub mod future;
 mod headers;
+mod member_tls;
 mod routes;
 mod tls;
 mod vhost;
@@ -486,8 +494,11 @@ impl Site {
             stores.push(Arc::new(store));
         }
         let defs = Arc::new(wiring::probe_definitions(config)?);
+        // SSLProxy* (member_tls): the TLS client of each TLS member, for requests and
+        // probes.
+        let member_tls = member_tls::tls_clients(config)?;
         // ProxyHCTPsize (extras).
-        let probes = extras::spawn_probes(config, &stores, &defs)?;
+        let probes = extras::spawn_probes(config, &stores, &defs, &member_tls)?;
         // HeartbeatListen, HeartbeatMaxServers (extras); not bound by `validate`.
         let heartbeat = if dry {
             None
@@ -510,8 +521,8 @@ impl Site {
             cookie: None,
             workers_seen: HashSet::new(),
             // iobuffersize, receivebuffersize, responsefieldsize, acquire, ping, addressttl,
-            // ProxyIOBufferSize (extras).
-            client: extras::member_client(config),
+            // upgrade, ProxyIOBufferSize (extras); SSLProxy* (member_tls).
+            client: extras::member_client(config, &member_tls),
             // Checked by `validate`, but neither read nor rewritten.
             persist: persist_file(config)?.filter(|_| !dry),
         };
