@@ -29,7 +29,6 @@ use hyper::client::conn::http2;
 use hyper_util::rt::TokioExecutor;
 
 use super::connect::{Alpn, Connector};
-use super::pool::own_error;
 use super::*;
 
 /// The streams one connection takes before the member's SETTINGS say otherwise: RFC 9113
@@ -298,36 +297,11 @@ where
         stream: H2Stream<B>,
         hop: &Hop,
     ) -> Result<Response<MemberBody>, Error> {
-        if let Some(limit) = self.options.response_field_size.filter(|&n| n > 0) {
-            // As for HTTP/1.1 members (Apache's AH10124): `name: value` of `limit` bytes
-            // or more is refused.
-            if let Some((name, _)) = response
-                .headers()
-                .iter()
-                .find(|(name, value)| name.as_str().len() + 2 + value.len() >= limit)
-            {
-                tracing::warn!(
-                    apache_id = "AH10124",
-                    member = %self.member,
-                    header = %name,
-                    "header size is over the limit allowed by ResponseFieldSize ({limit} bytes)"
-                );
-                return Err(Error::upstream(format!(
-                    "the member's {name} header line is over responsefieldsize ({limit} bytes)"
-                ))
-                .with_member(&self.member, Some("AH10124")));
-            }
-        }
-        if let Some(rules) = &hop.rules {
-            if let Some(error_override) = &rules.error_override {
-                if error_override.overrides(response.status()) {
-                    // The stream is reset when its body is dropped.
-                    return Ok(own_error(response.status()));
-                }
-            }
-            if let Some(via) = &rules.response_via {
-                response.headers_mut().append(header::VIA, via.clone());
-            }
+        if let Some(own) =
+            super::pool::screen_head(&self.member, &self.options, &mut response, hop)?
+        {
+            // ProxyErrorOverride: the stream is reset when its body is dropped.
+            return Ok(own);
         }
         let piece = self.options.io_buffer_size.filter(|&n| n > 0);
         if response.body().is_end_stream() {

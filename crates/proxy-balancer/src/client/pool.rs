@@ -252,37 +252,9 @@ where
             )
             .with_member(&self.member, Some("AH00898")));
         }
-        if let Some(limit) = self.options.response_field_size.filter(|&n| n > 0) {
-            // Apache reads each header line into a buffer of `responsefieldsize` bytes
-            // (with its terminating NUL): a line of that length or more is refused.
-            if let Some((name, _)) = response
-                .headers()
-                .iter()
-                .find(|(name, value)| name.as_str().len() + 2 + value.len() >= limit)
-            {
-                tracing::warn!(
-                    apache_id = "AH10124",
-                    member = %self.member,
-                    header = %name,
-                    "header size is over the limit allowed by ResponseFieldSize ({limit} bytes)"
-                );
-                return Err(Error::upstream(format!(
-                    "the member's {name} header line is over responsefieldsize ({limit} bytes)"
-                ))
-                .with_member(&self.member, Some("AH10124")));
-            }
-        }
-        if let Some(rules) = &hop.rules {
-            if let Some(error_override) = &rules.error_override {
-                if error_override.overrides(response.status()) {
-                    // ProxyErrorOverride: the member's answer is replaced by the proxy's own
-                    // error page; its body is not read (the connection closes).
-                    return Ok(own_error(response.status()));
-                }
-            }
-            if let Some(via) = &rules.response_via {
-                response.headers_mut().append(header::VIA, via.clone());
-            }
+        if let Some(own) = screen_head(&self.member, &self.options, &mut response, hop)? {
+            // ProxyErrorOverride: its body is not read (the connection closes).
+            return Ok(own);
         }
         // An `Upgrade` the member takes goes back to the client with `Connection: Upgrade`
         // (a `426 Upgrade Required` naming it), as Apache forwards it.
@@ -326,6 +298,48 @@ where
         };
         Ok(response.map(|inner| MemberBody::member(inner, Some(release), piece)))
     }
+}
+
+/// What every member answer goes through, whatever the protocol it came in: a header line
+/// of `responsefieldsize` bytes or more is an error (Apache's AH10124: it reads each line
+/// into a buffer of that size, with its terminating NUL); `ProxyErrorOverride` replaces
+/// the answer by the proxy's own (returned: the member's body is not read); `ProxyVia`
+/// adds its `Via`.
+pub(super) fn screen_head(
+    member: &str,
+    options: &ClientOptions,
+    response: &mut Response<Incoming>,
+    hop: &Hop,
+) -> Result<Option<Response<MemberBody>>, Error> {
+    if let Some(limit) = options.response_field_size.filter(|&n| n > 0) {
+        if let Some((name, _)) = response
+            .headers()
+            .iter()
+            .find(|(name, value)| name.as_str().len() + 2 + value.len() >= limit)
+        {
+            tracing::warn!(
+                apache_id = "AH10124",
+                member,
+                header = %name,
+                "header size is over the limit allowed by ResponseFieldSize ({limit} bytes)"
+            );
+            return Err(Error::upstream(format!(
+                "the member's {name} header line is over responsefieldsize ({limit} bytes)"
+            ))
+            .with_member(member, Some("AH10124")));
+        }
+    }
+    if let Some(rules) = &hop.rules {
+        if let Some(error_override) = &rules.error_override {
+            if error_override.overrides(response.status()) {
+                return Ok(Some(own_error(response.status())));
+            }
+        }
+        if let Some(via) = &rules.response_via {
+            response.headers_mut().append(header::VIA, via.clone());
+        }
+    }
+    Ok(None)
 }
 
 /// The proxy's own answer for a status (`ProxyErrorOverride`): the one the proxy writes for
