@@ -582,6 +582,53 @@ async fn a_stalled_handshake_is_cut_and_does_not_block_accepts() {
         .expect("stopped");
 }
 
+/// At the connection cap, connections that opened and never finished their handshake are
+/// closed by the relief (as idle plain connections are), so that they cannot keep real
+/// clients out for the whole handshake timeout (found by the review: 120 silent
+/// connections locked a cap of 96 out for 60 s).
+#[tokio::test]
+async fn handshakes_that_linger_at_the_connection_cap_are_closed() {
+    let pki = Pki::new("cap", &["a.test"]);
+    let limits = ClientLimits::new()
+        .max_connections(Some(3))
+        .handshake_timeout(Duration::from_secs(30));
+    let server = serve_ok(&pki, "a.test", limits).await;
+    let addr = server.local_addr();
+    // Three slots taken: two silent, one with a partial record.
+    let mut held = Vec::new();
+    for partial in [false, false, true] {
+        let mut stream = TcpStream::connect(addr).await.expect("connected");
+        if partial {
+            stream.write_all(&[0x16, 0x03, 0x01]).await.expect("sent");
+        }
+        held.push(stream);
+    }
+    let started = tokio::time::Instant::now();
+    let tls = timeout(
+        Duration::from_secs(10),
+        connect(&pki.connector(&[]), addr, "a.test"),
+    )
+    .await
+    .expect("served long before the handshake timeout")
+    .expect("a handshake");
+    let (status, ..) = get(tls, "a.test", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // The lingering ones were closed, never answered.
+    for stream in &mut held {
+        let mut rest = Vec::new();
+        let read = timeout(STEP, stream.read_to_end(&mut rest))
+            .await
+            .expect("closed in time");
+        assert!(!rest.starts_with(b"HTTP/"), "{read:?}");
+    }
+    timeout(STEP, server.shutdown())
+        .await
+        .expect("in time")
+        .expect("stopped");
+}
+
 /// The request carries the client's SNI ([`proxy_balancer::TlsInfo`]).
 #[tokio::test]
 async fn the_request_knows_its_tls_connection() {

@@ -131,6 +131,11 @@ const RELIEF_RETRY: Duration = Duration::from_millis(100);
 /// Apache's `H2MaxSessionStreams` default: streams one HTTP/2 client may have open at once.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 
+/// At the connection cap, a TLS handshake in progress for longer than this is closed by the
+/// relief, as an idle connection is (a client that opened the connection and sent no
+/// complete ClientHello holds a slot and nothing else); a younger one is let finish.
+const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves a tower service over HTTP/1.1 and h2c; see the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Server {
@@ -289,9 +294,18 @@ impl Server {
                         let watcher = graceful.watcher();
                         let limit = self.limits.tls_handshake_limit();
                         tokio::spawn(async move {
-                            let Some((stream, info)) =
-                                tls::handshake(&tls, stream, peer, limit).await
-                            else {
+                            // At the cap, the relief may close a handshake that lingers.
+                            let relief = front.handshaking(peer);
+                            let handshake = tls::handshake(&tls, stream, peer, limit);
+                            let done = tokio::select! {
+                                done = handshake => done,
+                                () = relief.notified() => {
+                                    tracing::debug!(%peer, "TLS handshake closed at the connection cap");
+                                    None
+                                }
+                            };
+                            drop(relief);
+                            let Some((stream, info)) = done else {
                                 return;
                             };
                             let service = service.map_request(move |mut r: Request<Incoming>| {
@@ -467,6 +481,9 @@ struct Front {
     next_id: AtomicU64,
     /// Connections closed by the relief since the last warning.
     relieved: AtomicU64,
+    /// TLS handshakes in progress (of [`Server::serve`]): when each began, and how the
+    /// relief closes it. Locked when a handshake begins or ends and at the cap.
+    handshakes: parking_lot::Mutex<HashMap<u64, (tokio::time::Instant, Arc<tokio::sync::Notify>)>>,
 }
 
 // ===== impl Front =====
@@ -513,6 +530,7 @@ impl Front {
             open: parking_lot::Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             relieved: AtomicU64::new(0),
+            handshakes: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -607,6 +625,13 @@ impl Front {
             }
         }
         let now = tokio::time::Instant::now();
+        for (since, close) in self.handshakes.lock().values() {
+            if now.saturating_duration_since(*since) >= HANDSHAKE_GRACE {
+                // A permit is kept if the task is not waiting yet.
+                close.notify_one();
+            }
+        }
+        let now = tokio::time::Instant::now();
         if last_warning.map_or(true, |last| {
             now.duration_since(last) >= CAP_WARNING_INTERVAL
         }) {
@@ -618,6 +643,44 @@ impl Front {
                 "{why}: closing idle client connections; new clients wait in the listen backlog"
             );
         }
+    }
+}
+
+impl Front {
+    /// Registers a TLS handshake in progress for the relief; it is taken out when the
+    /// returned guard drops.
+    fn handshaking(self: &Arc<Self>, peer: SocketAddr) -> Handshaking {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let close = Arc::new(tokio::sync::Notify::new());
+        self.handshakes
+            .lock()
+            .insert(id, (tokio::time::Instant::now(), Arc::clone(&close)));
+        tracing::trace!(%peer, "TLS handshake begins");
+        Handshaking {
+            front: Arc::clone(self),
+            id,
+            close,
+        }
+    }
+}
+
+/// A TLS handshake registered in [`Front::handshakes`]; see [`Front::handshaking`].
+struct Handshaking {
+    front: Arc<Front>,
+    id: u64,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl Handshaking {
+    /// Completes when the relief closes the handshake.
+    async fn notified(&self) {
+        self.close.notified().await;
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.front.handshakes.lock().remove(&self.id);
     }
 }
 
