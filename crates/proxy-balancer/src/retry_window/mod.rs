@@ -307,6 +307,10 @@ fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
                 apache_id = "AH00959",
                 member = member.url(),
                 retry = ?member.retry_window(),
+                // What failed: the connect itself, or a connect-class failure (no free
+                // connection within `acquire`, no `100 Continue` within `ping`, an HTTP/2
+                // member's GOAWAY or REFUSED_STREAM).
+                %error,
                 "disabling worker: connect failed"
             );
         }
