@@ -241,11 +241,37 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
             )?;
         }
     }
-    writeln!(out, "try:  curl -i {scheme}://{addr}/")?;
-    writeln!(
-        out,
-        "      curl -i --cookie ROUTEID=.node2 {scheme}://{addr}/"
-    )?;
+    // A private CA or a certificate for a name: curl needs to be told (`--cacert`,
+    // `--resolve`), which the banner cannot guess.
+    let curl = if tls.is_some() {
+        "curl -i --cacert YOUR-CA.pem"
+    } else {
+        "curl -i"
+    };
+    writeln!(out, "try:  {curl} {scheme}://{addr}/")?;
+    // The sticky hint of the first balancer with a session cookie and a routed member.
+    let sticky = site.stores().iter().find_map(|store| {
+        let snapshot = store.snapshot();
+        let sep = snapshot.params().sticky_session_sep;
+        let cookie = snapshot
+            .params()
+            .sticky_session
+            .as_ref()?
+            .cookie()
+            .to_owned();
+        // The second routed member (the first is where a first visit often lands).
+        let mut routes = snapshot.members().iter().filter_map(|m| m.route());
+        let first = routes.next()?;
+        let route = routes.next().unwrap_or(first).to_owned();
+        let value = sep.map_or(route.clone(), |sep| format!("{sep}{route}"));
+        Some((cookie, value))
+    });
+    if let Some((cookie, value)) = sticky {
+        writeln!(
+            out,
+            "      {curl} --cookie {cookie}={value} {scheme}://{addr}/"
+        )?;
+    }
     writeln!(out, "Ctrl-C stops it.")?;
     drop(out);
 
