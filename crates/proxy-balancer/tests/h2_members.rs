@@ -982,6 +982,65 @@ async fn a_kept_connection_going_away_sends_the_request_again_on_a_new_one() {
     task.abort();
 }
 
+/// A member that says GOAWAY (last-stream-id 0) on its first connection, as one restarting
+/// does, then serves: the request goes once more on a new connection and is answered, and
+/// the member is not put in error (found by the review: a new connection's GOAWAY was a
+/// connect failure at once, the member out for `retry`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_going_away_sends_the_request_again_on_another() {
+    let listener = TcpListener::bind(LOOPBACK).await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::spawn(go_away_at_once(stream));
+            } else {
+                tokio::spawn(answer_stream_one(stream));
+            }
+        }
+    });
+    let url = format!("h2c://{addr}");
+    let store = Arc::new(
+        BalancerStore::new(
+            BalancerParams::new("balancer://h2"),
+            [MemberParams::new(&url).expect("a loopback url")],
+            tokio::time::Instant::now().into_std(),
+        )
+        .expect("a member"),
+    );
+    let balancer = Balancer::new(
+        Arc::clone(&store),
+        MakeHttpMember::<http_body_util::Full<Bytes>>::new(),
+    );
+    // A POST (not idempotent) to the one member: no failover could hide a failure.
+    let request = Request::post("/")
+        .body(http_body_util::Full::new(Bytes::from_static(b"again")))
+        .expect("a request");
+    let response = timeout(BOUND, tower::ServiceExt::oneshot(balancer, request))
+        .await
+        .expect("bounded")
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+    let got = timeout(BOUND, response.into_body().collect())
+        .await
+        .expect("bounded")
+        .expect("a body")
+        .to_bytes();
+    assert_eq!(got, &b"again"[..]);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    let snapshot = store.snapshot();
+    assert!(
+        snapshot.members()[0].state().error_time().is_none(),
+        "a member going away once is not in error"
+    );
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_member_without_tls_settings_fails_clearly() {
     // No TLS client given: the system's trust store, which does not know the test CA.

@@ -19,9 +19,9 @@
 //! The member's GOAWAY (for streams above its last-stream-id) and `REFUSED_STREAM` say the
 //! request was not processed: they are connect failures
 //! ([`ErrorKind::Connect`](crate::ErrorKind::Connect)), so the request may fail over even
-//! when it is not idempotent; on a kept connection, the request first goes once more on
-//! another connection to the same member. Other failures after the request went out are
-//! not retried.
+//! when it is not idempotent; first, the request goes once more on another connection to
+//! the same member (a member closing an idle connection, or restarting, is not put in
+//! error for it). Other failures after the request went out are not retried.
 
 use std::sync::atomic::AtomicUsize;
 
@@ -228,15 +228,17 @@ where
     }
 
     /// Sends `request` on a stream of a kept connection, or of a new one when none has
-    /// room or the kept one was closed before the request went out. A request that the
-    /// kept connection's GOAWAY or REFUSED_STREAM left unprocessed goes once more, as
-    /// `again` makes it (`None`: its body cannot be sent again), on another connection.
+    /// room or the kept one was closed before the request went out. A request that a
+    /// GOAWAY or REFUSED_STREAM left unprocessed goes once more, as `again` makes it
+    /// (`None`: its body cannot be sent again), on a new connection.
     pub(super) async fn send(
         self: Arc<Self>,
         mut request: Request<B>,
         hop: Hop,
         again: impl FnOnce() -> Option<Request<B>> + Send,
     ) -> Result<Response<MemberBody>, Error> {
+        // Used once: after a kept connection's refusal, or a new one's.
+        let mut again = Some(again);
         if let Some((mut sender, stream)) = (!self.disable_reuse).then(|| self.pick()).flatten() {
             match sender.try_send_request(request).await {
                 Ok(response) => return self.wrap(response, stream, &hop),
@@ -252,7 +254,7 @@ where
                             return Err(error);
                         }
                         drop(stream);
-                        match again() {
+                        match again.take().and_then(|again| again()) {
                             Some(copy) => request = copy,
                             None => return Err(error),
                         }
@@ -260,16 +262,32 @@ where
                 },
             }
         }
-        // Boxed: connecting is rare, and its future large.
-        let (mut sender, stream) = Box::pin(self.open()).await?;
-        match sender.try_send_request(request).await {
-            Ok(response) => self.wrap(response, stream, &hop),
-            Err(mut failed) => {
-                if failed.take_message().is_some() {
-                    // Not sent: the new connection closed at once.
-                    return Err(Error::connect(failed.into_error()).with_member(&self.member, None));
+        loop {
+            // Boxed: connecting is rare, and its future large.
+            let (mut sender, stream) = Box::pin(self.open()).await?;
+            match sender.try_send_request(request).await {
+                Ok(response) => return self.wrap(response, stream, &hop),
+                Err(mut failed) => {
+                    if failed.take_message().is_some() {
+                        // Not sent: the new connection closed at once.
+                        return Err(
+                            Error::connect(failed.into_error()).with_member(&self.member, None)
+                        );
+                    }
+                    let error = self.failed(&stream, failed.into_error());
+                    if error.kind() != crate::ErrorKind::Connect {
+                        return Err(error);
+                    }
+                    drop(stream);
+                    // A new connection's GOAWAY or REFUSED_STREAM (a member restarting, or
+                    // one that refused this stream) left the request unprocessed too: once
+                    // more on another new connection, unless a kept one's refusal used the
+                    // retry already; then the member fails (and the request may fail over).
+                    match again.take().and_then(|again| again()) {
+                        Some(copy) => request = copy,
+                        None => return Err(error),
+                    }
                 }
-                Err(self.failed(&stream, failed.into_error()))
             }
         }
     }
