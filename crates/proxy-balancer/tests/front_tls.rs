@@ -513,6 +513,17 @@ async fn plain_http_on_the_tls_port_is_answered_400() {
         answer.contains("You're speaking plain HTTP to an SSL-enabled server port"),
         "{answer}"
     );
+    // Bytes that are neither a TLS record nor a request line: closed without an answer,
+    // as OpenSSL closes (found by the review: they got the plain-HTTP 400).
+    let mut garbage = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connected");
+    garbage.write_all(&[0u8; 16]).await.expect("sent");
+    let mut answer = Vec::new();
+    let _ = timeout(STEP, garbage.read_to_end(&mut answer))
+        .await
+        .expect("closed in time");
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
     // The server goes on.
     let tls = connect(&pki.connector(&[]), server.local_addr(), "a.test")
         .await

@@ -305,6 +305,12 @@ pub(super) async fn handshake(
     let mut first = [0u8; 1];
     match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        // An HTTP method starts with a letter (mod_ssl answers a request line that way);
+        // other bytes are neither TLS nor HTTP: closed without a word, as OpenSSL does.
+        Ok(Ok(1..)) if !first[0].is_ascii_alphabetic() => {
+            tracing::debug!(%peer, byte = first[0], "neither TLS nor HTTP on the TLS port: closed");
+            return None;
+        }
         Ok(Ok(1..)) => {
             tracing::debug!(%peer, "plain HTTP on the TLS port: answered 400");
             answer_plain_http(stream).await;
