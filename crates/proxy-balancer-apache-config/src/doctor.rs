@@ -29,6 +29,7 @@
 //! | `proxypass-trailing-slash` | error (path ends in `/`) or warning (target does) | a `ProxyPass` path and target that disagree on a trailing slash |
 //! | `ssl-proxy-engine-off` | error | an `https://`, `wss://` or `h2://` member that a server's requests go to, in a server without `SSLProxyEngine On` (Apache's AH00961: 500 per request; the site refuses to start) |
 //! | `ssl-proxy-verify-default` | note | TLS members in a server without `SSLProxyVerify`: proxy-balancer verifies their certificates (Apache's default is `none`) |
+//! | `upgrade-on-h2-member` | warning | `upgrade=` on an `h2c://` or `h2://` member: HTTP/2 has no upgrades, so WebSockets sent there fail |
 //! | `ssl-proxy-verify-none` | warning | TLS members in a server with `SSLProxyVerify none` or `optional_no_ca`: their certificate chain is not verified |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
@@ -357,6 +358,7 @@ fn balancer_rules(config: &Config, b: &BalancerConfig, out: &mut Vec<Finding>) {
         hcuri_relative(&format!("member {} of {}", m.url, b.name), &m.params, out);
         retry_too_long(b, m, out);
         no_health_check(config, b, m, out);
+        upgrade_on_h2_member(b, m, out);
     }
     member_starts_disabled(b, out);
     sticky_without_routes(b, out);
@@ -367,6 +369,43 @@ fn balancer_rules(config: &Config, b: &BalancerConfig, out: &mut Vec<Finding>) {
     forcerecovery_off_few_members(b, out);
     nonce_none(b, out);
     all_hot_standby(b, out);
+}
+
+/// `upgrade-on-h2-member`: `upgrade=` on an `h2c://` or `h2://` member.
+///
+/// Upgrades are HTTP/1.1's (`Connection: Upgrade`); HTTP/2 has none, so the parameter does
+/// nothing there and a WebSocket sent to the member arrives as a plain request (Apache's
+/// mod_proxy_http2 ignores it too).
+fn upgrade_on_h2_member(b: &BalancerConfig, m: &MemberConfig, out: &mut Vec<Finding>) {
+    let scheme = m.url.split("://").next().unwrap_or("").to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "h2" | "h2c") {
+        return;
+    }
+    let Some(upgrade) = m
+        .params
+        .iter()
+        .rev()
+        .find(|p| p.key.eq_ignore_ascii_case("upgrade"))
+    else {
+        return;
+    };
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: "upgrade-on-h2-member",
+        span: upgrade.span,
+        what: format!(
+            "member {} of {} has upgrade={} but speaks HTTP/2",
+            m.url, b.name, upgrade.value
+        ),
+        causes: "HTTP/2 has no protocol upgrades: a WebSocket (or other upgrade) request sent to \
+                 this member goes as a plain request without Upgrade, and the client's handshake fails"
+            .to_owned(),
+        fix: format!(
+            "give WebSocket traffic a member of its own (ws://, or http:// with upgrade={}) \
+             in another balancer, or remove upgrade= from {}",
+            upgrade.value, m.url
+        ),
+    });
 }
 
 /// `member-starts-disabled`: a member whose `status` sets `D` (disabled) or `S` (stopped).

@@ -1162,3 +1162,25 @@ fn main_server_settings_in_a_virtual_host_are_named() {
         .collect();
     assert_eq!(lines, [2, 3, 4]);
 }
+
+/// `upgrade=` on an HTTP/2 member does nothing (HTTP/2 has no upgrades): warned, with the
+/// parameter's place; on an HTTP/1.1 member it is fine (found by the review).
+#[test]
+fn upgrade_on_an_h2_member_is_warned() {
+    let text = |url: &str| {
+        format!(
+            "<Proxy balancer://ws>\n  BalancerMember {url} upgrade=websocket hcmethod=GET hcuri=/\n</Proxy>\nProxyPass /ws balancer://ws\n"
+        )
+    };
+    let config = proxy_balancer_apache_config::parse(&text("h2c://127.0.0.1:9")).expect("parses");
+    let found = only(&config, "upgrade-on-h2-member");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].span.line, 2);
+    assert!(
+        found[0].what.contains("upgrade=websocket"),
+        "{}",
+        found[0].what
+    );
+    let config = proxy_balancer_apache_config::parse(&text("http://127.0.0.1:9")).expect("parses");
+    assert!(only(&config, "upgrade-on-h2-member").is_empty());
+}
