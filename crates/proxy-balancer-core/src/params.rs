@@ -1256,6 +1256,35 @@ mod tests {
         }
     }
 
+    /// Apache's member schemes: which speak TLS, what the client speaks to them, their
+    /// requests' HTTP scheme and default port.
+    #[test]
+    fn member_schemes_say_tls_protocol_and_port() {
+        use MemberProtocol::{Http1, Http2, WebSocket};
+        for (url, tls, protocol, http_scheme, port) in [
+            ("http://a", false, Http1, "http", 80),
+            ("https://a", true, Http1, "https", 443),
+            ("ws://a", false, WebSocket, "http", 80),
+            ("WSS://a", true, WebSocket, "https", 443),
+            ("h2c://a", false, Http2, "http", 80),
+            ("h2://a", true, Http2, "https", 443),
+        ] {
+            let u = MemberUrl::new(url).unwrap();
+            assert_eq!(
+                (u.tls(), u.protocol(), u.http_scheme(), u.port()),
+                (tls, protocol, http_scheme, port),
+                "{url}"
+            );
+        }
+        for scheme in ["ftp", "ajp", "fcgi", "h3", ""] {
+            assert_eq!(MemberProtocol::of_scheme(scheme), None, "{scheme}");
+            assert!(
+                MemberUrl::new(&format!("{scheme}://a")).is_err(),
+                "{scheme}"
+            );
+        }
+    }
+
     #[test]
     fn member_url_ports_default_by_scheme() {
         // (url, host, port, authority as a Host value)

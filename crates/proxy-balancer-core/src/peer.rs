@@ -107,3 +107,16 @@ impl TlsInfo {
         self.h2
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_info_keeps_the_sni_and_the_alpn_choice() {
+        let info = TlsInfo::new(Some(std::sync::Arc::from("a.test")), true);
+        assert_eq!((info.server_name(), info.is_h2()), (Some("a.test"), true));
+        let info = TlsInfo::new(None, false);
+        assert_eq!((info.server_name(), info.is_h2()), (None, false));
+    }
+}

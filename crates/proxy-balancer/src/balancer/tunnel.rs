@@ -79,3 +79,24 @@ impl fmt::Debug for TunnelHold {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hold says whom it holds and whether the tunnel ended (logs and `Debug` of
+    /// responses show it).
+    #[test]
+    fn a_hold_shows_its_state() {
+        let hold = TunnelHold::new();
+        assert_eq!(
+            format!("{hold:?}"),
+            "TunnelHold { member: None, finished: false }"
+        );
+        hold.finish();
+        assert_eq!(
+            format!("{hold:?}"),
+            "TunnelHold { member: None, finished: true }"
+        );
+    }
+}
