@@ -268,8 +268,13 @@ where
             match sender.try_send_request(request).await {
                 Ok(response) => return self.wrap(response, stream, &hop),
                 Err(mut failed) => {
-                    if failed.take_message().is_some() {
-                        // Not sent: the new connection closed at once.
+                    if let Some(unsent) = failed.take_message() {
+                        // Not sent: the new connection closed at once (its GOAWAY came
+                        // before the request went out). Once more on another, as below.
+                        if again.take().is_some() {
+                            request = unsent;
+                            continue;
+                        }
                         return Err(
                             Error::connect(failed.into_error()).with_member(&self.member, None)
                         );
