@@ -110,11 +110,17 @@ fn set(apply: impl FnOnce(&mut FrontLimits)) -> FrontLimits {
     f
 }
 
-fn invalid(span: Span, message: String) -> ParseError {
-    ParseError::new(span, ParseErrorKind::InvalidValue, message)
+/// An invalid value at `span` (shared by the directive readers of this crate).
+pub(crate) fn invalid(span: Span, message: impl Into<String>) -> ParseError {
+    ParseError::new(span, ParseErrorKind::InvalidValue, message.into())
 }
 
-fn one<'a>(span: Span, directive: &str, args: &'a [Token]) -> Result<&'a Token, ParseError> {
+/// The one argument of `directive`, or a syntax error (shared by the directive readers).
+pub(crate) fn one<'a>(
+    span: Span,
+    directive: &str,
+    args: &'a [Token],
+) -> Result<&'a Token, ParseError> {
     match args {
         [one] => Ok(one),
         _ => Err(ParseError::new(

@@ -34,6 +34,7 @@
 //!   members, over the server's settings ([`Config::balancer_ssl_proxy`]); in a `<Proxy>`
 //!   of a URL or a `<ProxyMatch>` they are refused (per worker settings are not kept).
 
+use crate::front::{invalid, one};
 use std::path::PathBuf;
 
 use crate::ast::{Config, ProxyTarget, Span};
@@ -256,17 +257,6 @@ pub(crate) type SetSsl = Box<dyn FnOnce(&mut SslProxySettings)>;
 
 fn syntax(span: Span, message: impl Into<String>) -> ParseError {
     ParseError::new(span, ParseErrorKind::Syntax, message.into())
-}
-
-fn invalid(span: Span, message: impl Into<String>) -> ParseError {
-    ParseError::new(span, ParseErrorKind::InvalidValue, message.into())
-}
-
-fn one<'a>(span: Span, directive: &str, args: &'a [Token]) -> Result<&'a Token, ParseError> {
-    match args {
-        [one] => Ok(one),
-        _ => Err(syntax(span, format!("{directive} takes one argument"))),
-    }
 }
 
 fn on_off(span: Span, directive: &str, args: &[Token]) -> Result<bool, ParseError> {

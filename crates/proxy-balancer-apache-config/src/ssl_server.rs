@@ -15,6 +15,7 @@
 //! Files are read when the site is built (a file that cannot be read, a key that does not
 //! match its certificate: an error with this line and column), not here.
 
+use crate::front::{invalid, one};
 use std::path::PathBuf;
 
 use crate::ast::Span;
@@ -165,21 +166,6 @@ impl SslServer {
         let mut merged = main.clone();
         merged.merge(own.clone());
         merged
-    }
-}
-
-fn invalid(span: Span, message: String) -> ParseError {
-    ParseError::new(span, ParseErrorKind::InvalidValue, message)
-}
-
-fn one<'a>(span: Span, directive: &str, args: &'a [Token]) -> Result<&'a Token, ParseError> {
-    match args {
-        [one] => Ok(one),
-        _ => Err(ParseError::new(
-            span,
-            ParseErrorKind::Syntax,
-            format!("{directive} takes one argument"),
-        )),
     }
 }
 
