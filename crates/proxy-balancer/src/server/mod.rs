@@ -102,6 +102,7 @@ mod conn;
 mod limits;
 mod nofile;
 pub mod request;
+mod reuseport;
 mod tls;
 
 pub use body::RequestBody;
@@ -113,6 +114,7 @@ pub use limits::{
     DEFAULT_LIMIT_REQUEST_HEAD, DEFAULT_LIMIT_REQUEST_LINE,
 };
 pub use nofile::{raise_nofile_limit, NofileLimitError};
+pub use reuseport::bind_reuseport;
 pub use tls::{load_certified_key, ServerTls, ServerTlsError};
 
 /// How long open connections may take to finish after a shutdown, by default.

@@ -138,6 +138,7 @@ mod routes;
 mod tls;
 mod vhost;
 mod wiring;
+mod worker;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -355,6 +356,9 @@ pub struct Site {
     heartbeat: Option<Arc<crate::heartbeat::HeartbeatListener>>,
     /// Each server's HTTPS (`SSLEngine On`), certificates read.
     tls: Arc<tls::SiteTls>,
+    /// The member client the routes' balancers were made with ([`Site::worker`] makes its
+    /// own balancers with it).
+    client: MakeHttpMember<RequestBody>,
 }
 
 impl std::fmt::Debug for Site {
@@ -538,6 +542,7 @@ impl Site {
             stores: build.stores.into(),
             heartbeat,
             tls: Arc::new(tls),
+            client: build.client,
         })
     }
 
@@ -573,6 +578,7 @@ impl Site {
             stores: vec![store].into(),
             heartbeat: None,
             tls: Arc::default(),
+            client: MakeHttpMember::new(),
         }
     }
 
@@ -1082,8 +1088,7 @@ pub fn stack_with(
     cookie: Option<RouteCookie>,
     client: MakeHttpMember<RequestBody>,
 ) -> ProxyService {
-    let options = BalancerOptions::default().retry_idempotent(true);
-    let balancer = Balancer::with_options(Arc::clone(&store), client, options);
+    let balancer = member_balancer(Arc::clone(&store), client);
     let mut sticky = StickyRouteLayer::new(store);
     if let Some(cookie) = cookie {
         sticky = sticky.with_cookie(cookie);
@@ -1092,6 +1097,16 @@ pub fn stack_with(
         .layer(ErrorResponseLayer::new())
         .layer(sticky)
         .service(balancer)
+}
+
+/// The balancer of [`stack_with`] (and of a [`Site::worker`]'s routes): idempotent
+/// requests retried on another member.
+fn member_balancer(
+    store: Arc<BalancerStore>,
+    client: MakeHttpMember<RequestBody>,
+) -> Balancer<MakeHttpMember<RequestBody>> {
+    let options = BalancerOptions::default().retry_idempotent(true);
+    Balancer::with_options(store, client, options)
 }
 
 fn not_found() -> Response<ProxyBody> {
