@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example reverse-proxy
 //! cargo run --release --example reverse-proxy -- --listen 127.0.0.1:9000 --backends 5 --threads 1
+//! cargo run --release --example reverse-proxy -- --config balancers.conf --threads 4
 //! cargo run --release --example reverse-proxy -- --config balancers.conf
 //! cargo run --release --example reverse-proxy -- --check balancers.conf [--format json]
 //! ```
@@ -20,6 +21,20 @@
 //! start (exit status 2 exactly when `--config` would not start; 1 when it would, with
 //! warnings or errors to fix; 0 when nothing was found).
 //! Ctrl-C stops it, letting open requests finish.
+//!
+//! Threads (`--threads N`, by default one per CPU this process may run on): with one, the
+//! whole proxy runs on one thread (a current-thread runtime). With more, per core
+//! (`--runtime per-core`, the default): N threads, each with a current-thread runtime, its
+//! own listener on the address (`SO_REUSEPORT`: Linux spreads the connections over them)
+//! and its own member connection pools, so that a connection and the member connections
+//! its requests use stay on one thread; the balancers' state (the members' status,
+//! `lbstatus`, busy and elected counts), the balancer-manager, the health probes, the
+//! heartbeat listener, the access logs' writer and the connection cap (split between the
+//! threads) are shared, so the balancing is the same as with one thread. `--runtime
+//! work-stealing` runs one tokio multi-thread runtime with N workers instead (one listener,
+//! one pool per member, tasks moved between threads): worth it when a few connections
+//! (HTTP/2 clients multiplexing many requests) carry the load, which per core would keep
+//! on as many threads.
 //!
 //! Logs, as Apache writes them: an error log (the configuration's `ErrorLog` file, else
 //! standard error; level from `LogLevel`, or `--log-level`, which wins; Apache's default
@@ -43,7 +58,7 @@ use examples::{
 };
 use proxy_balancer::access_log::{AccessLogLayer, AccessLogWriter, LogFormat, DEFAULT_QUEUE};
 use proxy_balancer::apache_config::{parse, Config};
-use proxy_balancer::server::{ClientLimits, Server};
+use proxy_balancer::server::{bind_reuseport, ClientLimits, Server, ServerError};
 use proxy_balancer::site::Site;
 use tower::{Layer, ServiceExt};
 use tracing_subscriber::fmt::format::Writer;
@@ -74,10 +89,16 @@ struct Args {
     /// How many demo backends to start (the embedded default configuration).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     backends: u16,
-    /// Threads serving requests (default: one per CPU). 1 runs everything on one thread,
-    /// the cheapest per request when the proxy has one CPU.
+    /// Threads serving requests (default: one per CPU this process may run on). 1 runs
+    /// everything on one thread, the cheapest per request when the proxy has one CPU;
+    /// more run as --runtime says.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// How more than one thread serve: per-core (each thread its own runtime, listener
+    /// and member connections; the balancer state shared) or work-stealing (one tokio
+    /// multi-thread runtime).
+    #[arg(long, value_enum, default_value_t = Runtime::PerCore)]
+    runtime: Runtime,
     /// Stop after this many seconds instead of waiting for Ctrl-C (for scripts).
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<u64>,
@@ -93,6 +114,16 @@ struct Args {
     /// tests against proxies configured without one).
     #[arg(long)]
     no_access_log: bool,
+}
+
+/// How `--threads N` (N > 1) run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Runtime {
+    /// N threads, each with a current-thread runtime, an `SO_REUSEPORT` listener and
+    /// member connection pools of its own; the balancer state shared.
+    PerCore,
+    /// One tokio multi-thread runtime with N workers, one listener, one pool per member.
+    WorkStealing,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -150,26 +181,39 @@ fn main() -> Result<ExitCode, Report> {
     if args.check.is_some() {
         return Ok(check(&args)?);
     }
+    // One thread per CPU the process may run on (its affinity and cgroup quota count):
+    // as many workers as can run at once, and one, the cheapest, under `taskset -c 1`.
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        usize::from,
+    );
     // One thread: a current-thread runtime, with no cross-thread hand-offs (about a tenth
-    // less CPU per request than a one-worker multi-thread runtime). More: tokio's
-    // work-stealing runtime with that many workers.
-    let runtime = match args.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
+    // less CPU per request than a one-worker multi-thread runtime). More, per core: this
+    // thread's current-thread runtime runs what is shared (the probes, the heartbeat
+    // listener, the demo backends, the signals) and the workers run on threads of their
+    // own (`serve_per_core`). More, work-stealing: tokio's multi-thread runtime.
+    let runtime = match (threads, args.runtime) {
+        (1, _) | (_, Runtime::PerCore) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(n))
-            .enable_all()
-            .build()?,
-        None => tokio::runtime::Builder::new_multi_thread()
+        (n, Runtime::WorkStealing) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
             .enable_all()
             .build()?,
     };
-    runtime.block_on(serve_proxy(args))
+    let per_core = (threads > 1 && args.runtime == Runtime::PerCore).then_some(threads);
+    runtime.block_on(serve_proxy(args, per_core))
 }
 
-/// Serves the configuration (or the demo) until Ctrl-C or `--run-for`.
-async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
+/// Where the proxy listens: one listener, or one per worker thread (per core).
+enum Listeners {
+    One(tokio::net::TcpListener),
+    PerCore(Vec<std::net::TcpListener>),
+}
+
+/// Serves the configuration (or the demo) until Ctrl-C or `--run-for`: on this runtime, or
+/// on `per_core` worker threads of their own.
+async fn serve_proxy(args: Args, per_core: Option<usize>) -> Result<ExitCode, Report> {
     // The demo backends live as long as the proxy.
     let (text, origin, _backends) = match &args.config {
         // Read by `parse_file` below, with its `Include`s.
@@ -200,9 +244,22 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
     }
     let limits = ClientLimits::from_config(&config);
     let site = Site::from_config(&config)?;
-    let (listener, addr) = bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let cannot = |e: std::io::Error| format!("cannot listen on {}: {e}", args.listen);
+    let (listeners, addr) = match per_core {
+        None => {
+            let (listener, addr) = bind(args.listen).await.map_err(cannot)?;
+            (Listeners::One(listener), addr)
+        }
+        Some(n) => {
+            let listeners = bind_reuseport(args.listen, n).map_err(cannot)?;
+            let addr = listeners
+                .first()
+                .ok_or("no listener")?
+                .local_addr()
+                .map_err(cannot)?;
+            (Listeners::PerCore(listeners), addr)
+        }
+    };
     // A <VirtualHost *:80> served on --listen 127.0.0.1:8080 is never selected (Apache's
     // rule): say so rather than let every request fall to the main server in silence.
     for vhost in site.unreachable_virtual_hosts(&[addr]) {
@@ -272,19 +329,52 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
             "      {curl} --cookie {cookie}={value} {scheme}://{addr}/"
         )?;
     }
+    if let Listeners::PerCore(listeners) = &listeners {
+        writeln!(
+            out,
+            "{} worker threads, each with its own listener and member connections; the balancers' state shared.",
+            listeners.len()
+        )?;
+    }
     writeln!(out, "Ctrl-C stops it.")?;
     drop(out);
 
     let shutdown = shutdown_signal(args.run_for.map(Duration::from_secs));
-    let server = Server::new().limits(limits);
+    let server = Server::new();
     let server = match tls {
         Some(tls) => server.tls(tls),
         None => server,
     };
-    match access_logs.as_slice() {
-        [] => server.serve(listener, site, shutdown).await?,
+    match listeners {
+        Listeners::One(listener) => {
+            serve_site(
+                server.limits(limits),
+                listener,
+                site,
+                &access_logs,
+                shutdown,
+            )
+            .await?;
+        }
+        Listeners::PerCore(listeners) => {
+            serve_per_core(listeners, &server, &limits, &site, &access_logs, shutdown).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves `site` on `listener` behind the access logs until `shutdown`.
+async fn serve_site(
+    server: Server,
+    listener: tokio::net::TcpListener,
+    site: Site,
+    access_logs: &[AccessLogLayer],
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    match access_logs {
+        [] => server.serve(listener, site, shutdown).await,
         // The usual case: one access log, no boxing on the request path.
-        [one] => server.serve(listener, one.layer(site), shutdown).await?,
+        [one] => server.serve(listener, one.layer(site), shutdown).await,
         several => {
             let service = several.iter().fold(
                 tower::util::BoxCloneSyncService::new(site.map_response(|r| r.map(box_body))),
@@ -294,10 +384,83 @@ async fn serve_proxy(args: Args) -> Result<ExitCode, Report> {
                     )
                 },
             );
-            server.serve(listener, service, shutdown).await?;
+            server.serve(listener, service, shutdown).await
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Per core: one thread per listener, each with a current-thread runtime serving its own
+/// [`Site::worker`] (its own member connection pools; the stores, manager, probes and
+/// heartbeat listener shared) with its share of the connection cap
+/// ([`ClientLimits::for_worker`]: the total stays the configured or derived one) and the
+/// shared access logs (one writer thread each, fed by every worker). Until `shutdown`
+/// (Ctrl-C, `--run-for`), or until a worker ends on its own (an error): then every worker
+/// stops accepting and drains its connections, and this waits for all of them.
+async fn serve_per_core(
+    listeners: Vec<std::net::TcpListener>,
+    server: &Server,
+    limits: &ClientLimits,
+    site: &Site,
+    access_logs: &[AccessLogLayer],
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BoxError> {
+    let workers = listeners.len();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (done, mut ended) = tokio::sync::mpsc::unbounded_channel::<(usize, Result<(), String>)>();
+    let mut threads = Vec::with_capacity(workers);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let server = server.clone().limits(limits.for_worker(index, workers));
+        let site = site.worker();
+        let access_logs = access_logs.to_vec();
+        let mut stopped = stopped.clone();
+        let done = done.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("proxy-worker-{index}"))
+            .spawn(move || {
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+                    runtime.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)
+                            .map_err(|e| e.to_string())?;
+                        let shutdown = async move {
+                            // A dropped sender (the main thread gone) stops it too.
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        };
+                        serve_site(server, listener, site, &access_logs, shutdown)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                }));
+                let result = served.unwrap_or_else(|_| Err("panicked".to_owned()));
+                let _ = done.send((index, result));
+            })?;
+        threads.push(thread);
+    }
+    drop(done);
+    let mut failure = None;
+    let mut note = |(index, result): (usize, Result<(), String>)| {
+        if let Err(why) = result {
+            tracing::error!("worker {index}: {why}");
+            failure.get_or_insert(format!("worker {index}: {why}"));
+        }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        Some(first) = ended.recv() => note(first),
+    }
+    let _ = stop.send(true);
+    // Waited here, on the runtime, so that what runs on it (the probes, the demo
+    // backends) goes on while the workers drain.
+    while let Some(next) = ended.recv().await {
+        note(next);
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    failure.map_or(Ok(()), |why| Err(why.into()))
 }
 
 /// A response body of any kind, for a stack of several access logs.
