@@ -1,24 +1,7 @@
 //! A site per worker thread: [`Site::worker`], for per-core serving (one current-thread
 //! runtime and one `SO_REUSEPORT` listener per core, see
-//! [`bind_reuseport`](crate::server::bind_reuseport)).
-//!
-//! What a worker shares with the site it comes from, and what it has of its own:
-//!
-//! | shared (one copy for every worker) | the worker's own |
-//! | --- | --- |
-//! | the [`BalancerStore`](crate::BalancerStore)s: members, `lbstatus`, busy and elected counts, errors, flags | the member connection pools (an [`HttpMember`](crate::client::HttpMember) per member and route) |
-//! | the balancer-manager (an edit through any worker applies to all; one nonce) | each balancer's view of its members (rebuilt from the shared store when it changes) |
-//! | the health probes and the `HeartbeatListen` listener (run once, where the site was built) | |
-//! | the routes, `Header` rules, virtual hosts, TLS settings (read-only) | |
-//!
-//! So the balancing is exact across workers (one byrequests cycle, one busy count per
-//! member), while no member connection is ever used from two threads: a connection is
-//! opened, and its task spawned, in the runtime of the worker whose request needed it,
-//! and goes back to that worker's pool only.
-//!
-//! A member's `max` bounds the connections of each worker's pool (as Apache's `max`
-//! bounds each child process's pool): with `N` workers a member may have up to `N × max`
-//! connections open.
+//! [`bind_reuseport`](crate::server::bind_reuseport)). What is shared and what is each
+//! worker's own is in [`Site::worker`]'s docs.
 
 use std::sync::Arc;
 
@@ -30,7 +13,21 @@ use super::{LocationRoute, ProxyService, Route, ServerRoutes, Site, Target};
 impl Site {
     /// The site for one more worker thread: the same configuration, balancer stores,
     /// balancer-manager, health probes and heartbeat listener (shared, not copied), with
-    /// member connection pools of its own. See the [module docs](self) for what is shared.
+    /// member connection pools of its own.
+    ///
+    /// | shared (one copy for every worker) | the worker's own |
+    /// | --- | --- |
+    /// | the [`BalancerStore`](crate::BalancerStore)s: members, `lbstatus`, busy and elected counts, errors, flags | the member connection pools (an [`HttpMember`](crate::client::HttpMember) per member and route) |
+    /// | the balancer-manager (an edit through any worker applies to all; one nonce) | each balancer's view of its members (rebuilt from the shared store when it changes) |
+    /// | the health probes and the `HeartbeatListen` listener (run once, where the site was built) | |
+    /// | the routes, `Header` rules, virtual hosts, TLS settings (read-only) | |
+    ///
+    /// So the balancing is exact across workers (one byrequests cycle, one busy count per
+    /// member), while no member connection is used from two threads: a connection is
+    /// opened, and its task spawned, in the runtime of the worker whose request needed it,
+    /// and goes back to that worker's pool only. A member's `max` bounds the connections of
+    /// each worker's pool (as Apache's `max` bounds each child process's pool): with `N`
+    /// workers a member may have up to `N × max` connections open.
     ///
     /// Serve each worker's site on its own thread and runtime (a current-thread runtime
     /// per core, each with its own [`SO_REUSEPORT`](crate::server::bind_reuseport)
