@@ -298,8 +298,6 @@ pub use self::error::ProxyPassError;
 pub use self::forward::{
     client_addr, forward_request, Forward, ForwardLayer, PreserveHost, UpgradeProtocol,
 };
-#[cfg(feature = "site")]
-pub(crate) use self::headers::strip_response_hop_by_hop;
 pub use self::headers::{
     is_hop_by_hop, prepare_request_headers, strip_hop_by_hop, ForwardedHeaders,
 };

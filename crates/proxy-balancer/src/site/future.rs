@@ -11,9 +11,8 @@ use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 
 use super::headers::{HeaderRules, RequestNotes};
-use super::{ProxyBody, ProxyOneshot};
+use super::{ProxyBody, ProxyFuture};
 use crate::manager::BalancerManager;
-use crate::proxy_pass::strip_response_hop_by_hop;
 use crate::server::RequestBody;
 
 type ManagerOneshot = Oneshot<BalancerManager, Request<RequestBody>>;
@@ -32,7 +31,7 @@ pin_project! {
     enum Kind {
         Proxy {
             #[pin]
-            inner: ProxyOneshot,
+            inner: ProxyFuture,
             rules: HeaderRules,
             notes: RequestNotes,
         },
@@ -53,11 +52,7 @@ impl ResponseFuture {
     /// `notes` what [`HeaderRules::on_request`] kept of the request: a member's answer gets
     /// the onsuccess and the always rules, an answer the stack wrote (502, 503, 504) the
     /// always rules only.
-    pub(super) const fn proxy(
-        inner: ProxyOneshot,
-        rules: HeaderRules,
-        notes: RequestNotes,
-    ) -> Self {
+    pub(super) const fn proxy(inner: ProxyFuture, rules: HeaderRules, notes: RequestNotes) -> Self {
         Self {
             kind: Kind::Proxy {
                 inner,
@@ -115,12 +110,9 @@ impl Future for ResponseFuture {
                 rules,
                 notes,
             } => {
-                let response = ready!(inner.poll(cx))?;
-                // The member's hop-by-hop headers end at the proxy.
-                // (A tunnelled 101 keeps `Connection: Upgrade` and its `Upgrade`.)
-                let (mut parts, body) = response.into_parts();
-                strip_response_hop_by_hop(&mut parts.headers, &parts.extensions);
-                let mut response = Response::from_parts(parts, body);
+                // The member's hop-by-hop headers were removed by the route's `Reverse`
+                // (a tunnelled 101 keeps `Connection: Upgrade` and its `Upgrade`).
+                let mut response = ready!(inner.poll(cx))?;
                 // A member's answer (its body is the member's), or one the stack wrote.
                 let proxied = matches!(response.body(), Either::Left(_));
                 rules.on_response(&mut response, proxied, notes);

@@ -596,7 +596,17 @@ impl Rule {
     }
 
     fn fill_bytes(&self, env: &Env<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
+        // Room for the text and a variable's usual value (a route, a name): one allocation
+        // rather than a few as the value grows.
+        let room = self
+            .value
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.len(),
+                _ => 32,
+            })
+            .sum();
+        let mut out = Vec::with_capacity(room);
         for part in &*self.value {
             match part {
                 Part::Text(text) => out.extend_from_slice(text.as_bytes()),

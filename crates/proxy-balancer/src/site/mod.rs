@@ -150,7 +150,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -1225,7 +1224,7 @@ impl Service<Request<RequestBody>> for Site {
                 }
                 ResponseFuture::manager(manager.oneshot(request), rules.clone(), notes)
             }
-            Routed::Member(service, new_path) => {
+            Routed::Member(mut service, new_path) => {
                 if let Some(new_path) = new_path {
                     if set_path(&mut request, &new_path).is_err() {
                         return ResponseFuture::ready(
@@ -1239,7 +1238,11 @@ impl Service<Request<RequestBody>> for Site {
                 // X-Forwarded-* added (ProxyAddHeaders), Host for the member client to set to
                 // the member's unless ProxyPreserveHost.
                 forward_request(&mut request, &server.forwarded);
-                ResponseFuture::proxy(service.oneshot(request), rules.clone(), notes)
+                // Called at once, without `poll_ready`: every layer of the stack is always
+                // ready (the balancer picks its member in the call; the others pass
+                // readiness through). No `Oneshot` state to keep the service and the request
+                // in, and no copy of the stack's future from one into the other.
+                ResponseFuture::proxy(service.call(request), rules.clone(), notes)
             }
         }
     }
@@ -1378,7 +1381,7 @@ fn status_response(status: StatusCode) -> Response<ProxyBody> {
 }
 
 /// What a [`Site`] route forwards to: the stack's request future.
-type ProxyOneshot = Oneshot<RouteService, Request<RequestBody>>;
+type ProxyFuture = <RouteService as Service<Request<RequestBody>>>::Future;
 
 /// `AllowEncodedSlashes` of a server (`Off` when not given, as Apache).
 fn encoded_slashes(settings: &HostSettings) -> EncodedSlashes {
