@@ -4,6 +4,8 @@
 //! Measured in the same run, so that figures can be read as ratios:
 //! - `baseline/naive_scan_busy/128`: the least of 128 `AtomicU64` busy counters in a `Vec`,
 //!   what a naive bybusyness costs before any bookkeeping;
+//! - `baseline/naive_scan_busy_mixed/128`: the same scan over the busy counts of
+//!   `pick/bybusyness/1thread_mixed/128` (see [`mixed_busy`]);
 //! - `baseline/atomic_fetch_add` and `baseline/arcswap_load`: machine speed, the two
 //!   operations every pick is built from;
 //! - with `--features peers`: tower's `p2c::Balance` per request and pingora's
@@ -43,6 +45,13 @@ fn configure<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<
 /// `http://127.0.x.y:80` (loopback), distinct for up to 65536 members. Nothing is sent.
 fn member_url(i: usize) -> String {
     format!("http://127.0.{}.{}:80", i / 256, i % 256)
+}
+
+/// The busy counts of the mixed bybusyness case: what a balancer under steady load looks
+/// like, 1 to 3 requests in flight on every member (bybusyness keeps them within a couple of
+/// each other), a quarter of the members at the least (1), so a pick's tie is among 32 of 128.
+fn mixed_busy(i: usize) -> u64 {
+    [1, 2, 2, 3, 2, 1, 3, 2][i % 8]
 }
 
 /// The clock is read once, at setup; every pick gets the same `now`.
@@ -88,6 +97,21 @@ fn pick(c: &mut Criterion) {
                 b.iter_custom(|iters| run_on_threads(2, iters, one_pick));
             });
         }
+        if matches!(lb_method, LbMethodKind::ByBusyness) {
+            // Some members busy: requests held in flight with the spread of `mixed_busy`.
+            let store = build_store(lb_method.clone(), SCAN_SIZE, now);
+            let snapshot = store.snapshot();
+            let _held: Vec<_> = snapshot
+                .members()
+                .iter()
+                .enumerate()
+                .flat_map(|(i, m)| (0..mixed_busy(i)).map(|_| m.begin_request()))
+                .collect();
+            let one_pick = || drop(black_box(store.pick(&PickRequest::new(), now)));
+            group.bench_function(BenchmarkId::new("1thread_mixed", SCAN_SIZE), |b| {
+                b.iter(one_pick);
+            });
+        }
         group.finish();
     }
 }
@@ -115,6 +139,12 @@ fn baseline(c: &mut Criterion) {
         .collect();
     group.bench_function(BenchmarkId::new("naive_scan_busy", SCAN_SIZE), |b| {
         b.iter(|| least_busy(black_box(&counters)));
+    });
+    let mixed: Vec<AtomicU64> = (0..SCAN_SIZE)
+        .map(|i| AtomicU64::new(mixed_busy(i)))
+        .collect();
+    group.bench_function(BenchmarkId::new("naive_scan_busy_mixed", SCAN_SIZE), |b| {
+        b.iter(|| least_busy(black_box(&mixed)));
     });
 
     let counter = AtomicU64::new(0);

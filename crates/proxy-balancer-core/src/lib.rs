@@ -90,7 +90,9 @@
 //!   `clear_error` keep the retry rules (an error is published with its time, one retry is
 //!   counted per recovery, a stopped member is never made usable);
 //! - counters (`loom_counters`): the packed `busy`/`elected` word, the byte counters and the
-//!   `lbstatus` rounds of byrequests and bybusyness lose no update and come back to rest;
+//!   `lbstatus` rounds of byrequests and bybusyness lose no update and come back to rest,
+//!   and the store's count of requests in flight (bybusyness) is trusted only when it
+//!   counts every one, across a switch of the lbmethod;
 //! - snapshot replacement (`loom_snapshot`): readers see whole snapshots, member state
 //!   carries over to the new snapshot, concurrent writers lose no edit, and picks made on a
 //!   snapshot being retired are all accounted for;

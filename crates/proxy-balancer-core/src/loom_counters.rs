@@ -37,7 +37,7 @@ fn loom_busy_and_elected_from_two_threads() {
             .map(|_| {
                 let m = m.clone();
                 thread::spawn(move || {
-                    let elected = m.elect();
+                    let elected = m.elect(m.state().inflight());
                     let other = m.begin_request();
                     let busy = m.state().busy();
                     assert!((HELD..=2 * HELD).contains(&busy), "busy {busy}");
@@ -183,5 +183,66 @@ fn loom_bybusyness_picks_and_releases() {
         let sum: i64 = snap.members().iter().map(|m| m.state().lbstatus()).sum();
         assert_eq!(sum, 0, "{snap:?}");
         assert!(snap.members().iter().all(|m| m.state().busy() == 0));
+    });
+}
+
+/// The store's count of requests in flight (bybusyness) against a switch of the lbmethod:
+/// a request begins on a member while the count is switched on and a pick of the new
+/// snapshot (published after the switch) tries to trust the count. Whatever the order, a
+/// trusted count includes every request in flight (it reads 0 only when nothing is), and
+/// the count is back to 0 with the request's end (an uncounted request releases nothing).
+/// Checked to fail with `verify` trusting without reading the busy counts.
+#[test]
+fn loom_inflight_trust() {
+    use crate::member::InFlight;
+    use crate::sync::{AtomicBool, AtomicU64, Ordering};
+    let epoch = t0();
+    model(3, move || {
+        let inflight = Arc::new(InFlight::new(false));
+        let state = Arc::new(MemberState::new_in(
+            StatusFlags::EMPTY,
+            epoch,
+            Arc::new(AtomicU64::new(0)),
+            Arc::clone(&inflight),
+        ));
+        let m = Member::new(
+            MemberId(0),
+            MemberParams::new("http://m0").expect("valid url"),
+            Arc::clone(&state),
+        );
+        let published = Arc::new(AtomicBool::new(false));
+        let switch = {
+            let (inflight, published) = (Arc::clone(&inflight), Arc::clone(&published));
+            thread::spawn(move || {
+                inflight.set_tracking(true);
+                // Stands for the new snapshot's publication.
+                published.store(true, Ordering::Release);
+            })
+        };
+        let verifier = {
+            let (inflight, published, state) = (
+                Arc::clone(&inflight),
+                Arc::clone(&published),
+                Arc::clone(&state),
+            );
+            thread::spawn(move || {
+                if published.load(Ordering::Acquire) && inflight.verify([&*state]) {
+                    assert!(inflight.is_trusted());
+                }
+            })
+        };
+        let request = m.begin_request();
+        switch.join().expect("no panic");
+        verifier.join().expect("no panic");
+        if inflight.is_trusted() {
+            assert_eq!(
+                inflight.count(),
+                state.busy(),
+                "an uncounted request is in flight"
+            );
+        }
+        drop(request);
+        assert_eq!(inflight.count(), 0);
+        assert_eq!(state.busy(), 0);
     });
 }

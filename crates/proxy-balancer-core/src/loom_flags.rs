@@ -16,7 +16,12 @@ const RETRY: Duration = Duration::from_secs(60);
 /// A member state with its own change counter, to check which transitions were counted.
 fn state(flags: StatusFlags, epoch: Instant) -> (Arc<MemberState>, Arc<AtomicU64>) {
     let changes = Arc::new(AtomicU64::new(0));
-    let s = Arc::new(MemberState::new_in(flags, epoch, Arc::clone(&changes)));
+    let s = Arc::new(MemberState::new_in(
+        flags,
+        epoch,
+        Arc::clone(&changes),
+        Arc::new(crate::member::InFlight::new(false)),
+    ));
     (s, changes)
 }
 

@@ -32,6 +32,111 @@ const BUSY_BITS: u32 = 24;
 const BUSY_MASK: u64 = (1 << BUSY_BITS) - 1;
 const ELECTED_ONE: u64 = 1 << BUSY_BITS;
 
+/// [`InFlight::mode`]: the tracked count is exact (no untracked request can be in flight).
+const TRUSTED: u64 = 1;
+/// [`InFlight::mode`]: picks and requests count themselves in [`InFlight::count`].
+const TRACK: u64 = 2;
+/// [`InFlight::mode`]: one generation (bumped whenever tracking is switched).
+const GENERATION_ONE: u64 = 4;
+
+/// The requests in flight on all the members of one store, in one word, for bybusyness: when
+/// it is 0, every member's busy count is 0 and they all tie, so a pick is a byrequests round
+/// over all candidates, which the precomputed cycle serves without reading every member.
+///
+/// Counting costs two atomic additions on a shared line per request, so it is on only while
+/// the store's lbmethod is bybusyness (`TRACK`); a request begun while it was off is not
+/// counted and releases nothing. After tracking is switched on, such a request may still be
+/// in flight, so the count is not trusted (`TRUSTED` clear) until a pick sees every member's
+/// busy count at 0 ([`InFlight::verify`]).
+///
+/// Orderings: a request's busy count is incremented (`SeqCst`) before it reads `mode`
+/// (`SeqCst`), and the switch stores `mode` (`SeqCst`) before the snapshot that verifies is
+/// published. So a request that read "not tracking" has its busy increment before the
+/// verifier's reads in the single order of `SeqCst` operations: the verifier sees it, unless
+/// it was released. The loom model `loom_counters::loom_inflight_trust` checks this; loom
+/// treats `SeqCst` accesses as `AcqRel` (its README) but models `SeqCst` fences, so under
+/// loom a fence stands beside each of these accesses (without them the model fails, as loom
+/// warns it would).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    /// Tracked requests in flight: incremented after a member's busy count and decremented
+    /// before it, so it never counts a request that is not busy on its member.
+    count: CachePadded<AtomicU64>,
+    /// `generation × GENERATION_ONE | TRACK | TRUSTED`; read by every pick and request.
+    mode: CachePadded<AtomicU64>,
+}
+
+impl InFlight {
+    /// A store's count, with no request in flight yet (so trusted).
+    pub(crate) fn new(track: bool) -> Self {
+        Self {
+            count: CachePadded(AtomicU64::new(0)),
+            mode: CachePadded(AtomicU64::new(if track { TRACK | TRUSTED } else { 0 })),
+        }
+    }
+
+    /// Switches counting on or off (writers only, serialised by the store). A switch starts
+    /// a new generation, untrusted: requests begun before it may be uncounted.
+    pub(crate) fn set_tracking(&self, track: bool) {
+        let mode = self.mode.load(Ordering::SeqCst);
+        if (mode & TRACK != 0) == track {
+            return;
+        }
+        let next = (mode & !(TRACK | TRUSTED)).wrapping_add(GENERATION_ONE);
+        self.mode
+            .store(if track { next | TRACK } else { next }, Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::fence(Ordering::SeqCst);
+    }
+
+    /// Counts a request whose busy count was just incremented, if tracking; returns whether
+    /// it was counted (its release must then be counted too).
+    fn enter(&self) -> bool {
+        #[cfg(loom)]
+        crate::sync::fence(Ordering::SeqCst);
+        if self.mode.load(Ordering::SeqCst) & TRACK == 0 {
+            return false;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Releases a counted request (before its busy count is decremented).
+    fn leave(&self) {
+        self.count.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Requests counted in flight now.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Whether the count is trusted: tracking is on and no uncounted request is in flight.
+    pub(crate) fn is_trusted(&self) -> bool {
+        self.mode.load(Ordering::Relaxed) & (TRACK | TRUSTED) == TRACK | TRUSTED
+    }
+
+    /// Trusts the count from now on if tracking is on and every one of `states` has no
+    /// request in flight (then no uncounted request is left). Returns whether it is trusted.
+    pub(crate) fn verify<'a>(&self, states: impl IntoIterator<Item = &'a MemberState>) -> bool {
+        let mode = self.mode.load(Ordering::SeqCst);
+        if mode & (TRACK | TRUSTED) != TRACK {
+            return mode & (TRACK | TRUSTED) == TRACK | TRUSTED;
+        }
+        #[cfg(loom)]
+        crate::sync::fence(Ordering::SeqCst);
+        for state in states {
+            if state.load.busy_elected.load(Ordering::SeqCst) & BUSY_MASK != 0 {
+                return false;
+            }
+        }
+        // Fails if tracking was switched meanwhile: that generation needs its own check.
+        self.mode
+            .compare_exchange(mode, mode | TRUSTED, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
 /// What a pick reads and writes of a member, together on one cache line (a pick that
 /// writes `busy` has the line anyway, and a scan reads flags and counters in one go), on
 /// lines of its own so that neighbouring members never share them.
@@ -71,15 +176,27 @@ pub struct MemberState {
     /// The balancer's change counter, bumped on every flag change of any of its members, so
     /// that a pick can tell in one load whether the set of usable members may have changed.
     changes: Arc<AtomicU64>,
+    /// The store's count of requests in flight (bybusyness).
+    inflight: Arc<InFlight>,
 }
 
 impl MemberState {
     #[cfg(test)]
     pub(crate) fn new(flags: StatusFlags, epoch: Instant) -> Self {
-        Self::new_in(flags, epoch, Arc::new(AtomicU64::new(0)))
+        Self::new_in(
+            flags,
+            epoch,
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(InFlight::new(false)),
+        )
     }
 
-    pub(crate) fn new_in(flags: StatusFlags, epoch: Instant, changes: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new_in(
+        flags: StatusFlags,
+        epoch: Instant,
+        changes: Arc<AtomicU64>,
+        inflight: Arc<InFlight>,
+    ) -> Self {
         Self {
             load: CachePadded(Load {
                 flags: AtomicFlags::new(flags),
@@ -90,6 +207,7 @@ impl MemberState {
             failures: AtomicU32::new(0),
             epoch,
             changes,
+            inflight,
         }
     }
 
@@ -344,6 +462,12 @@ impl MemberState {
         Some((self.load.reported.load(Ordering::Relaxed) >> 32) as u32)
     }
 
+    /// The store's count of requests in flight.
+    #[cfg(loom)]
+    pub(crate) fn inflight(&self) -> &InFlight {
+        &self.inflight
+    }
+
     pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {
         &self.load.lbstatus
     }
@@ -352,17 +476,26 @@ impl MemberState {
         self.load.lbstatus.store(value, Ordering::Relaxed);
     }
 
-    fn elect_and_busy_inc(&self) {
+    /// Returns whether the store counted the request in `inflight` (the store's, passed by
+    /// the snapshot so that a pick reads no other line of this state). `SeqCst`: see
+    /// [`InFlight`] (a locked addition on x86-64 either way).
+    fn elect_and_busy_inc(&self, inflight: &InFlight) -> bool {
+        debug_assert!(std::ptr::eq(inflight, &*self.inflight));
         self.load
             .busy_elected
-            .fetch_add(ELECTED_ONE | 1, Ordering::Relaxed);
+            .fetch_add(ELECTED_ONE | 1, Ordering::SeqCst);
+        inflight.enter()
     }
 
-    fn busy_inc(&self) {
-        self.load.busy_elected.fetch_add(1, Ordering::Relaxed);
+    fn busy_inc(&self) -> bool {
+        self.load.busy_elected.fetch_add(1, Ordering::SeqCst);
+        self.inflight.enter()
     }
 
-    fn busy_dec(&self) {
+    fn busy_dec(&self, counted: bool) {
+        if counted {
+            self.inflight.leave();
+        }
         self.load.busy_elected.fetch_sub(1, Ordering::Release);
     }
 }
@@ -534,14 +667,21 @@ impl Member {
 
     /// Counts one more request in flight on this member until the guard is dropped.
     pub fn begin_request(&self) -> BusyGuard {
-        self.0.state.busy_inc();
-        BusyGuard(self.clone())
+        let counted = self.0.state.busy_inc();
+        BusyGuard {
+            member: self.clone(),
+            counted,
+        }
     }
 
-    /// Counts the member as elected and one more request in flight on it.
-    pub(crate) fn elect(&self) -> BusyGuard {
-        self.0.state.elect_and_busy_inc();
-        BusyGuard(self.clone())
+    /// Counts the member as elected and one more request in flight on it (also in
+    /// `inflight`, its store's count, if that is tracking).
+    pub(crate) fn elect(&self, inflight: &InFlight) -> BusyGuard {
+        let counted = self.0.state.elect_and_busy_inc(inflight);
+        BusyGuard {
+            member: self.clone(),
+            counted,
+        }
     }
 }
 
@@ -559,25 +699,29 @@ impl fmt::Debug for Member {
 /// One request in flight on a member (Apache's `busy`). Dropping it releases the count, so
 /// a request that is cancelled, fails or ends always gives it back.
 #[must_use = "the request counts as busy only while the guard lives"]
-pub struct BusyGuard(Member);
+pub struct BusyGuard {
+    member: Member,
+    /// Whether the store's [`InFlight`] count includes this request.
+    counted: bool,
+}
 
 impl BusyGuard {
     /// The member the request is on.
     #[must_use]
     pub fn member(&self) -> &Member {
-        &self.0
+        &self.member
     }
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.0 .0.state.busy_dec();
+        self.member.0.state.busy_dec(self.counted);
     }
 }
 
 impl fmt::Debug for BusyGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("BusyGuard").field(&self.0.id()).finish()
+        f.debug_tuple("BusyGuard").field(&self.member.id()).finish()
     }
 }
 
@@ -655,6 +799,85 @@ mod tests {
         // an initial +E has no error time: cleared by the first retry check
         let e = MemberState::new(StatusFlags::IN_ERROR, t0);
         assert!(e.try_recover(Duration::from_secs(60), t0));
+    }
+
+    fn member_in(inflight: &Arc<InFlight>, t0: Instant) -> Member {
+        let state = MemberState::new_in(
+            StatusFlags::EMPTY,
+            t0,
+            Arc::new(AtomicU64::new(0)),
+            Arc::clone(inflight),
+        );
+        Member::new(
+            MemberId(0),
+            MemberParams::new("http://a").unwrap(),
+            Arc::new(state),
+        )
+    }
+
+    #[test]
+    fn inflight_counts_only_while_tracking() {
+        let t0 = t0();
+        let inflight = Arc::new(InFlight::new(true));
+        assert!(inflight.is_trusted(), "a new store has nothing in flight");
+        let m = member_in(&inflight, t0);
+        let g1 = m.elect(&inflight);
+        let g2 = m.begin_request();
+        assert_eq!(inflight.count(), 2);
+        drop(g1);
+        assert_eq!(inflight.count(), 1);
+        // Switched off: new requests are not counted, counted ones still leave.
+        inflight.set_tracking(false);
+        assert!(!inflight.is_trusted());
+        let g3 = m.elect(&inflight);
+        let g4 = m.begin_request();
+        assert_eq!(inflight.count(), 1);
+        drop(g2);
+        assert_eq!(inflight.count(), 0);
+        drop(g3);
+        assert_eq!(inflight.count(), 0, "an uncounted request releases nothing");
+        assert!(!inflight.verify([m.state()]), "not tracking: never trusted");
+        // Switched on with an uncounted request in flight: not trusted until it ends.
+        inflight.set_tracking(true);
+        assert!(!inflight.is_trusted());
+        assert!(!inflight.verify([m.state()]));
+        assert!(!inflight.is_trusted());
+        drop(g4);
+        assert_eq!(m.state().busy(), 0);
+        assert!(inflight.verify([m.state()]));
+        assert!(inflight.is_trusted());
+        assert!(inflight.verify([m.state()]), "stays trusted");
+    }
+
+    #[test]
+    fn inflight_switches_start_generations() {
+        let inflight = InFlight::new(false);
+        assert!(!inflight.is_trusted());
+        inflight.set_tracking(false);
+        assert_eq!(
+            inflight.mode.load(Ordering::Relaxed),
+            0,
+            "no switch, no change"
+        );
+        inflight.set_tracking(true);
+        assert_eq!(
+            inflight.mode.load(Ordering::Relaxed),
+            GENERATION_ONE | TRACK
+        );
+        assert!(inflight.verify([]));
+        assert_eq!(
+            inflight.mode.load(Ordering::Relaxed),
+            GENERATION_ONE | TRACK | TRUSTED
+        );
+        inflight.set_tracking(true);
+        assert!(inflight.is_trusted(), "no switch keeps the trust");
+        inflight.set_tracking(false);
+        assert_eq!(inflight.mode.load(Ordering::Relaxed), 2 * GENERATION_ONE);
+        inflight.set_tracking(true);
+        assert_eq!(
+            inflight.mode.load(Ordering::Relaxed),
+            (3 * GENERATION_ONE) | TRACK
+        );
     }
 
     #[test]

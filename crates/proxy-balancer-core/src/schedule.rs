@@ -62,6 +62,9 @@ struct Cycle {
     /// (member index, lbf) in evaluation order.
     candidates: Vec<(u32, i64)>,
     total: i64,
+    /// Scratch for the deactivation, one entry per member index (allocated with the cycle,
+    /// so that ending a cycle on the pick path allocates nothing).
+    counts: Vec<i64>,
 }
 
 /// A byrequests cycle for one snapshot. See the module docs.
@@ -192,20 +195,26 @@ impl Schedule {
             self.streak.store(0, Ordering::Relaxed);
             let period = u64::from(self.period.load(Ordering::Relaxed)).max(1);
             let taken = (w & CURSOR_MASK) % period;
-            let cycle = self.cycle.lock();
+            let mut cycle = self.cycle.lock();
+            let Cycle {
+                candidates,
+                total,
+                counts,
+            } = &mut *cycle;
             // Picks of whole cycles add nothing (the build checked that a cycle returns to
             // its start); the partial cycle adds `taken × lbf − total × count` per member.
-            let mut counts = vec![0i64; cycle.candidates.len()];
+            counts.fill(0);
             for slot in &self.order[..usize::try_from(taken).unwrap_or(0)] {
-                let index = slot.load(Ordering::Relaxed);
-                if let Some(k) = cycle.candidates.iter().position(|&(i, _)| i == index) {
-                    counts[k] += 1;
+                if let Some(count) = counts.get_mut(slot.load(Ordering::Relaxed) as usize) {
+                    *count += 1;
                 }
             }
             let taken = i64::try_from(taken).unwrap_or(0);
-            for (&(index, lbf), count) in cycle.candidates.iter().zip(counts) {
-                if let Some(m) = members.get(index as usize) {
-                    let delta = taken * lbf - cycle.total * count;
+            for &(index, lbf) in candidates.iter() {
+                if let (Some(m), Some(&count)) =
+                    (members.get(index as usize), counts.get(index as usize))
+                {
+                    let delta = taken * lbf - *total * count;
                     m.state
                         .lbstatus_atomic()
                         .fetch_add(delta, Ordering::Relaxed);
@@ -312,6 +321,7 @@ impl Schedule {
         *self.cycle.lock() = Cycle {
             candidates: candidates.iter().copied().zip(lbf).collect(),
             total,
+            counts: vec![0; members.len()],
         };
         self.period
             .store(u32::try_from(period).unwrap_or(1), Ordering::Relaxed);

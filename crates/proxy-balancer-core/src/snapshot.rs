@@ -7,17 +7,18 @@ use crate::error::PickError;
 use crate::flags::StatusFlags;
 use crate::lbmethod::Candidates;
 use crate::lbmethod::LbMethodKind;
-use crate::member::{BusyGuard, Hot, Member, MemberId};
+use crate::member::{BusyGuard, Hot, InFlight, Member, MemberId};
 use crate::params::{BalancerParams, LbSet};
 use crate::schedule::Schedule;
 use crate::sync::{Arc, AtomicU64, Ordering};
 
-/// What every snapshot of one store shares: the epoch of error times and the counter of
-/// flag changes.
+/// What every snapshot of one store shares: the epoch of error times, the counter of flag
+/// changes and the count of requests in flight.
 #[derive(Clone, Debug)]
 pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     pub(crate) changes: Arc<AtomicU64>,
+    pub(crate) inflight: Arc<InFlight>,
 }
 
 /// How a set takes part in a balanced pick.
@@ -124,8 +125,11 @@ pub struct BalancerSnapshot {
     /// The lbsets in ascending order, each with its members' indices in config order.
     sets: Box<[(LbSet, Box<[u32]>)]>,
     shared: Shared,
-    /// The byrequests cycle, for balancers using byrequests.
+    /// The byrequests cycle, for balancers using byrequests, and for bybusyness when no
+    /// request is in flight (every member ties, so its pick is a byrequests round).
     schedule: Option<Schedule>,
+    /// Whether the lbmethod is bybusyness: the cycle serves only while nothing is in flight.
+    busyness: bool,
 }
 
 impl BalancerSnapshot {
@@ -143,8 +147,11 @@ impl BalancerSnapshot {
             .into_iter()
             .map(|(set, indices)| (set, indices.into_boxed_slice()))
             .collect();
-        let schedule = matches!(params.lb_method, LbMethodKind::ByRequests).then(Schedule::new);
+        let busyness = matches!(params.lb_method, LbMethodKind::ByBusyness);
+        let schedule =
+            (busyness || matches!(params.lb_method, LbMethodKind::ByRequests)).then(Schedule::new);
         Self {
+            busyness,
             params,
             hot: members.iter().map(Hot::of).collect(),
             members: members.into_boxed_slice(),
@@ -178,6 +185,25 @@ impl BalancerSnapshot {
     #[cfg(test)]
     pub(crate) fn fast_path_active(&self) -> bool {
         self.schedule.as_ref().is_some_and(Schedule::is_serving)
+    }
+
+    /// Whether every candidate ties for the lbmethod, so that a plain pick is a byrequests
+    /// round: always for byrequests; for bybusyness when no request is in flight on any
+    /// member (every busy count is 0), which the store's count tells in one load once it is
+    /// trusted.
+    fn all_tied(&self) -> bool {
+        if !self.busyness {
+            return true;
+        }
+        let inflight = &self.shared.inflight;
+        (inflight.is_trusted() || inflight.verify(self.hot.iter().map(|h| &*h.state)))
+            && inflight.count() == 0
+    }
+
+    /// The store's count of requests in flight.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn shared_inflight(&self) -> &InFlight {
+        &self.shared.inflight
     }
 
     fn nanos(&self, now: Instant) -> u64 {
@@ -247,8 +273,10 @@ impl BalancerSnapshot {
         let route = request.route.filter(|r| !r.is_empty());
         let plain = route.is_none() && request.tried.is_empty();
         let changes = self.shared.changes.load(Ordering::Acquire);
+        // Taken before the pick: a request that starts meanwhile is concurrent with it.
+        let tied = plain && self.all_tied();
         if let Some(schedule) = &self.schedule {
-            if plain {
+            if tied {
                 if let Some(index) = schedule.try_pick(&self.hot, changes, self.nanos(now)) {
                     let sticky_configured = self.params.sticky_session.is_some();
                     return Ok(self.chosen_at(index as usize, false, sticky_configured));
@@ -274,7 +302,7 @@ impl BalancerSnapshot {
         let member = self
             .balance(request.tried, now)
             .ok_or(PickError::AllUnusable)?;
-        if let (Some(schedule), true) = (&self.schedule, plain) {
+        if let (Some(schedule), true) = (&self.schedule, tied) {
             schedule.note_scan_pick(&self.hot, || self.plain_candidates(now), changes);
         }
         Ok(self.chosen(member, false, self.params.sticky_session.is_some()))
@@ -290,7 +318,7 @@ impl BalancerSnapshot {
 
     fn chosen_at(&self, position: usize, sticky: bool, route_changed: bool) -> Picked {
         Picked {
-            busy: self.members[position].elect(),
+            busy: self.members[position].elect(&self.shared.inflight),
             position,
             sticky,
             route_changed,

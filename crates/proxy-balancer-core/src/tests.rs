@@ -1026,3 +1026,198 @@ fn fast_path_respects_retry_windows() {
     let later = t + Duration::from_secs(11);
     assert_eq!(&picks(&s, 2, later), "AB");
 }
+
+/// A tiny deterministic generator for the long mixed runs below (no proptest in unit tests:
+/// CI's mutation step runs these).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// bybusyness through the store (with its count of requests in flight and the byrequests
+/// cycle while nothing is in flight) against the same method as a custom lbmethod (a scan on
+/// every pick, nothing else): the same member for every pick and the same `lbstatus`, over
+/// idle stretches long enough to build the cycle, requests held and released, sticky picks,
+/// errors, disabled members and a reconfiguration.
+#[test]
+fn bybusyness_fast_path_picks_as_the_scan() {
+    let now = t0();
+    let members = || {
+        vec![
+            member('a', &[("route", "a"), ("loadfactor", "1")]),
+            member('b', &[("route", "b"), ("loadfactor", "2")]),
+            member('c', &[("route", "c"), ("loadfactor", "3")]),
+            member('d', &[("route", "d"), ("loadfactor", "1")]),
+            member('e', &[("route", "e"), ("loadfactor", "5")]),
+        ]
+    };
+    let fast = store(members(), &[("lbmethod", "bybusyness")], now);
+    let scan = store(members(), &[], now);
+    scan.update_params(|p| {
+        p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(crate::lbmethod::ByBusyness));
+    });
+    let mut rng = Lcg(16);
+    let mut held: Vec<(crate::Picked, crate::Picked)> = Vec::new();
+    let mut served_fast = 0;
+    for step in 0..6000 {
+        // Idle stretches (plain picks only): the cycle gets built and serves.
+        let idle = step % 600 < 300;
+        let op = if idle { 0 } else { rng.below(100) };
+        let i = usize::try_from(rng.below(5)).unwrap();
+        let both = [&fast, &scan];
+        if step % 600 == 0 {
+            held.clear();
+            for st in both {
+                for m in st.snapshot().members() {
+                    m.state().clear_error();
+                    m.state().remove_flags(StatusFlags::DISABLED);
+                }
+            }
+        }
+        match op {
+            0..=79 => {
+                let keep = held.len() < 6 && step % 600 > 450 && rng.below(3) == 0;
+                let route = ["a", "b", "c", "d", "e"][i];
+                let request = if !idle && rng.below(10) == 0 {
+                    PickRequest::new().with_route(route)
+                } else {
+                    PickRequest::new()
+                };
+                let (f, s) = (fast.pick(&request, now), scan.pick(&request, now));
+                served_fast += usize::from(fast.snapshot().fast_path_active());
+                match (f, s) {
+                    (Ok(f), Ok(s)) => {
+                        assert_eq!(f.member().url(), s.member().url(), "step {step}");
+                        if keep {
+                            held.push((f, s));
+                        }
+                    }
+                    (f, s) => assert_eq!(f.is_err(), s.is_err(), "step {step}"),
+                }
+            }
+            80..=89 => {
+                if !held.is_empty() {
+                    let k = usize::try_from(rng.below(held.len() as u64)).unwrap();
+                    drop(held.swap_remove(k));
+                }
+            }
+            90..=93 => {
+                for st in both {
+                    st.snapshot().members()[i].mark_error(now);
+                }
+            }
+            94..=96 => {
+                for st in both {
+                    st.snapshot().members()[i].state().clear_error();
+                }
+            }
+            97 => {
+                for st in both {
+                    st.snapshot().members()[i]
+                        .state()
+                        .insert_flags(StatusFlags::DISABLED);
+                }
+            }
+            98 => {
+                for st in both {
+                    st.snapshot().members()[i]
+                        .state()
+                        .remove_flags(StatusFlags::DISABLED);
+                }
+            }
+            _ => {
+                for st in both {
+                    let id = st.snapshot().members()[i].id();
+                    st.update_member(id, |m| m.lb_set = crate::LbSet::new(0).unwrap())
+                        .unwrap();
+                }
+            }
+        }
+        if step % 97 == 0 {
+            fast.settle();
+            let lbstatus = |st: &BalancerStore| -> Vec<i64> {
+                st.snapshot()
+                    .members()
+                    .iter()
+                    .map(|m| m.state().lbstatus())
+                    .collect()
+            };
+            assert_eq!(lbstatus(&fast), lbstatus(&scan), "step {step}");
+        }
+    }
+    assert!(served_fast > 1000, "the cycle served {served_fast} picks");
+    drop(held);
+    for m in fast.snapshot().members() {
+        assert_eq!(m.state().busy(), 0);
+    }
+    assert_eq!(fast.snapshot().shared_inflight().count(), 0);
+}
+
+/// While nothing is in flight, bybusyness picks come from the byrequests cycle; a request
+/// in flight makes the next pick scan (and skip the busy member), and its end lets the
+/// cycle come back.
+#[test]
+fn bybusyness_fast_path_engages_and_steps_aside() {
+    let now = t0();
+    let s = store(
+        vec![
+            member('a', &lf("1")),
+            member('b', &lf("2")),
+            member('c', &lf("3")),
+        ],
+        &[("lbmethod", "bybusyness")],
+        now,
+    );
+    assert_eq!(picks(&s, 60, now), "CBACBC".repeat(10));
+    assert!(s.snapshot().fast_path_active());
+    let held = s.pick(&PickRequest::new(), now).unwrap();
+    assert_eq!(name_of(held.member().url()), 'C');
+    assert_eq!(s.snapshot().shared_inflight().count(), 1);
+    // C is busy: the others only, and the cycle stepped aside.
+    let next = picks(&s, 12, now);
+    assert!(!next.contains('C'), "{next}");
+    assert!(!s.snapshot().fast_path_active());
+    drop(held);
+    assert_eq!(s.snapshot().shared_inflight().count(), 0);
+    picks(&s, 60, now);
+    assert!(s.snapshot().fast_path_active());
+}
+
+/// A request begun while the lbmethod was byrequests is not in the count; after a switch to
+/// bybusyness the count is not trusted until it ends, so the busy member is still avoided.
+#[test]
+fn bybusyness_after_a_switch_sees_requests_begun_before() {
+    let now = t0();
+    let s = store(
+        vec![member('a', &[]), member('b', &[]), member('c', &[])],
+        &[],
+        now,
+    );
+    let before = s.pick(&PickRequest::new(), now).unwrap();
+    assert_eq!(name_of(before.member().url()), 'A');
+    let also = before.member().begin_request();
+    s.update_params(|p| p.lb_method = LbMethodKind::ByBusyness);
+    assert_eq!(s.snapshot().shared_inflight().count(), 0);
+    assert!(!s.snapshot().shared_inflight().is_trusted());
+    let all = picks(&s, 200, now);
+    assert!(!all.contains('A'), "{all}");
+    assert!(!s.snapshot().fast_path_active());
+    drop((before, also));
+    // Nothing in flight any more: trusted again at the next pick, and the cycle comes back.
+    let all = picks(&s, 200, now);
+    assert!(s.snapshot().shared_inflight().is_trusted());
+    assert!(s.snapshot().fast_path_active(), "{all}");
+    // Back to byrequests: nothing is counted.
+    s.update_params(|p| p.lb_method = LbMethodKind::ByRequests);
+    let p = s.pick(&PickRequest::new(), now).unwrap();
+    assert_eq!(s.snapshot().shared_inflight().count(), 0);
+    assert!(!s.snapshot().shared_inflight().is_trusted());
+    drop(p);
+}

@@ -12,6 +12,14 @@ use crate::member::Member;
 /// in a row were observed on Apache 2.4.71), the opposite of the method's purpose. Here only
 /// the members tied on the lowest busy count take part in the tie-break round, so no credit
 /// piles up.
+///
+/// # Cost
+///
+/// While no request is in flight on any member, every member ties at 0 and a pick is a
+/// byrequests round over all candidates: the store then serves it from the byrequests cycle
+/// (one atomic increment, whatever the number of members), told by a store-wide count of
+/// requests in flight that bybusyness balancers keep. With requests in flight a pick reads
+/// every candidate.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ByBusyness;
 
