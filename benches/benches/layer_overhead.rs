@@ -173,6 +173,20 @@ mod peers {
     /// Room for far more requests than are ever in flight here (one).
     const BUFFER_BOUND: usize = 1024;
 
+    /// `balance(16)` for `LAYER_OVERHEAD_COUNT` (see `count_only`).
+    pub(super) fn count_p2c(runtime: &Runtime, count: u64) {
+        let members: Vec<_> = (0..16)
+            .map(|_| {
+                PendingRequests::new(
+                    service_fn(answer::<Empty<Bytes>>),
+                    CompleteOnResponse::default(),
+                )
+            })
+            .collect();
+        let mut balance = Balance::new(ServiceList::new::<Req>(members));
+        std::hint::black_box(time_requests(runtime, &mut balance, count));
+    }
+
     pub(super) fn tower_p2c(c: &mut Criterion, runtime: &Runtime) {
         let mut group = c.benchmark_group("layer");
         configure(&mut group);
@@ -207,8 +221,46 @@ mod peers {
     }
 }
 
+/// `LAYER_OVERHEAD_COUNT=N`: sends N requests through the balancer over 16 members (or, with
+/// `LAYER_OVERHEAD_WHAT=bare` or `p2c`, the bare member or tower's bare p2c) and exits,
+/// without criterion, for an instruction count that the machine's load does not disturb:
+/// `valgrind --tool=callgrind` with two values of N, the difference divided by theirs.
+fn count_only(runtime: &Runtime) -> bool {
+    let Some(count) = std::env::var("LAYER_OVERHEAD_COUNT")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    match std::env::var("LAYER_OVERHEAD_WHAT").as_deref() {
+        Ok("bare") => {
+            let mut service = service_fn(answer::<Empty<Bytes>>);
+            black_box(time_requests(runtime, &mut service, count));
+        }
+        #[cfg(feature = "peers")]
+        Ok("p2c") => peers::count_p2c(runtime, count),
+        _ => {
+            let members = (0..16).map(|i| {
+                MemberParams::new(&member_url(i)).expect("invariant: the bench URLs are valid")
+            });
+            let store = Arc::new(
+                BalancerStore::new(BalancerParams::new("bench"), members, setup_now())
+                    .expect("invariant: URLs are distinct"),
+            );
+            let mut service = Balancer::new(store, |_member: &Member| {
+                service_fn(answer::<ReplayBody<Empty<Bytes>>>)
+            });
+            black_box(time_requests(runtime, &mut service, count));
+        }
+    }
+    true
+}
+
 fn main() {
     let runtime = runtime();
+    if count_only(&runtime) {
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bare(&mut c, &runtime);
     balancer(&mut c, &runtime);
