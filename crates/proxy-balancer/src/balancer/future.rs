@@ -342,7 +342,7 @@ where
                 return Step::Next(State::Call {
                     call: MemberCall::start(service, request, cx),
                     picked: Some(picked),
-                    rules: view.rules.clone(),
+                    rules: OutcomeRules::for_calls(&view.rules),
                 });
             }
             Err(error) => error,
@@ -417,16 +417,18 @@ where
         let reason = parts.status.canonical_reason().unwrap_or("");
         let status_line = "HTTP/1.1 000 ".len() + reason.len();
         member.state().add_read(status_line as u64);
-        if parts.extensions.is_empty() {
-            // The request's extensions map (the request is done with), emptied, carries the
-            // response's: no new map when the request had one.
-            let mut reused = std::mem::take(&mut self.template.parts.extensions);
-            reused.clear();
-            parts.extensions = reused;
+        if self.shared.options.balancer_info {
+            if parts.extensions.is_empty() {
+                // The request's extensions map (the request is done with), emptied, carries
+                // the response's: no new map when the request had one.
+                let mut reused = std::mem::take(&mut self.template.parts.extensions);
+                reused.clear();
+                parts.extensions = reused;
+            }
+            parts
+                .extensions
+                .insert(self.info(member.clone(), picked.route_changed()));
         }
-        parts
-            .extensions
-            .insert(self.info(member.clone(), picked.route_changed()));
         // A tunnel (a 101 whose member service keeps the connection) holds the busy count
         // for its life; any other answer's body holds it until it ends.
         let tunnel = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)

@@ -22,7 +22,7 @@
 //!   a response that opens a tunnel (`101 Switching Protocols` with a [`TunnelHold`]) keeps
 //!   the count until the tunnel ends;
 //! - each response carries a [`BalancerInfo`] extension with Apache's six `BALANCER_*`
-//!   values;
+//!   values (unless [`BalancerOptions::balancer_info`] turns it off);
 //! - with `stickysession` set, a request's session route (cookie or URL parameter) sends it
 //!   to its member: read by the [`StickyRoute`](crate::StickyRoute) layer in front, or,
 //!   without one, by the balancer itself, so a sticky balancer is never silently
@@ -196,6 +196,13 @@ pub struct BalancerOptions {
     /// connection closed or was reset before an answer) goes to another member, within
     /// `maxattempts`, if its body is still at hand. POST and PATCH are never sent twice.
     pub retry_idempotent: bool,
+    /// Whether each response carries its [`BalancerInfo`] extension (default on). Off
+    /// saves the extension's allocations per response (a map and a box, when the member's
+    /// answer and the request have no extensions) where nothing reads it: no
+    /// [`StickyRoute`](crate::StickyRoute) route cookie, no `%{BALANCER_*}e` in an access
+    /// log, no `env=BALANCER_*` header rule, no `ProxyPassReverse` naming the balancer.
+    /// Errors keep theirs ([`Error::balancer_info`](crate::Error::balancer_info)).
+    pub balancer_info: bool,
 }
 
 impl Default for BalancerOptions {
@@ -204,6 +211,7 @@ impl Default for BalancerOptions {
             // Enough for typical form and JSON bodies; larger ones stream without a copy.
             replay_limit: 64 * 1024,
             retry_idempotent: false,
+            balancer_info: true,
         }
     }
 }
@@ -222,6 +230,21 @@ impl BalancerOptions {
         self.retry_idempotent = retry;
         self
     }
+
+    /// Sets [`BalancerOptions::balancer_info`].
+    ///
+    /// ```
+    /// use proxy_balancer::balancer::BalancerOptions;
+    ///
+    /// // Nothing reads the BALANCER_* values of responses here: no extension per response.
+    /// let options = BalancerOptions::default().balancer_info(false);
+    /// assert!(!options.balancer_info);
+    /// ```
+    #[must_use]
+    pub const fn balancer_info(mut self, on: bool) -> Self {
+        self.balancer_info = on;
+        self
+    }
 }
 
 /// The member services that go with one snapshot, position for position.
@@ -229,9 +252,8 @@ pub(crate) struct View<S> {
     pub(crate) snapshot: Arc<BalancerSnapshot>,
     pub(crate) services: Box<[S]>,
     /// The snapshot's `failonstatus` and `failontimeout`, which judge every member's
-    /// outcomes (as a [`RetryWindow`](crate::retry_window::RetryWindow) would), or `None`
-    /// for the default rules.
-    pub(crate) rules: Option<Arc<OutcomeRules>>,
+    /// outcomes (as a [`RetryWindow`](crate::retry_window::RetryWindow) would).
+    pub(crate) rules: Arc<OutcomeRules>,
     /// The session-route reader of the snapshot's `stickysession`, for requests that come
     /// without a [`StickyRoute`](crate::StickyRoute) in front.
     pub(crate) routes: Option<RouteExtractor>,
@@ -281,18 +303,13 @@ impl<M: MakeMember> Shared<M> {
             .collect();
         let routes = RouteExtractor::from_params(snapshot.params());
         self.view.store(Arc::new(View {
-            rules: rules_of(&snapshot),
+            rules: Arc::new(OutcomeRules::from_params(snapshot.params())),
             snapshot,
             services,
             routes,
         }));
         self.view.load()
     }
-}
-
-/// The rules that judge every member's outcomes under `snapshot`: `None` for the default.
-fn rules_of(snapshot: &BalancerSnapshot) -> Option<Arc<OutcomeRules>> {
-    OutcomeRules::for_calls(&Arc::new(OutcomeRules::from_params(snapshot.params())))
 }
 
 /// The balancer service. See the [module docs](self).
@@ -322,7 +339,7 @@ impl<M: MakeMember> Balancer<M> {
                 make,
                 view: ArcSwap::from_pointee(View {
                     routes: RouteExtractor::from_params(snapshot.params()),
-                    rules: rules_of(&snapshot),
+                    rules: Arc::new(OutcomeRules::from_params(snapshot.params())),
                     snapshot,
                     services,
                 }),

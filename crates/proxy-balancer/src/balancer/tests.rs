@@ -1124,3 +1124,22 @@ async fn the_response_carries_its_own_extensions_and_balancer_info_only() {
         assert_eq!(extensions.len(), 1 + usize::from(mark_response));
     }
 }
+
+#[tokio::test]
+async fn balancer_info_can_be_left_off_responses_but_not_errors() {
+    let backends = Backends::default();
+    backends.set("http://m1", Mode::Refuse);
+    let store = store(2, &[("maxattempts", "0")]);
+    let options = BalancerOptions::default().balancer_info(false);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options);
+    let response = balancer.clone().oneshot(get()).await.unwrap();
+    assert!(response.extensions().get::<BalancerInfo>().is_none());
+    assert_eq!(body_text(response).await, "http://m0");
+    assert_eq!(busy_total(&store), 0);
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(
+        error.balancer_info().map(BalancerInfo::worker_name),
+        Some("http://m1"),
+        "an error keeps the values of the member it tried"
+    );
+}
