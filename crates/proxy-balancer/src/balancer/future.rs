@@ -418,13 +418,6 @@ where
         let status_line = "HTTP/1.1 000 ".len() + reason.len();
         member.state().add_read(status_line as u64);
         if self.shared.options.balancer_info {
-            if parts.extensions.is_empty() {
-                // The request's extensions map (the request is done with), emptied, carries
-                // the response's: no new map when the request had one.
-                let mut reused = std::mem::take(&mut self.template.parts.extensions);
-                reused.clear();
-                parts.extensions = reused;
-            }
             parts
                 .extensions
                 .insert(self.info(member.clone(), picked.route_changed()));

@@ -197,8 +197,8 @@ pub struct BalancerOptions {
     /// `maxattempts`, if its body is still at hand. POST and PATCH are never sent twice.
     pub retry_idempotent: bool,
     /// Whether each response carries its [`BalancerInfo`] extension (default on). Off
-    /// saves the extension's allocations per response (a map and a box, when the member's
-    /// answer and the request have no extensions) where nothing reads it: no
+    /// saves the extension's allocations per response (a box, and a map when the member's
+    /// answer has no extensions) where nothing reads it: no
     /// [`StickyRoute`](crate::StickyRoute) route cookie, no `%{BALANCER_*}e` in an access
     /// log, no `env=BALANCER_*` header rule, no `ProxyPassReverse` naming the balancer.
     /// Errors keep theirs ([`Error::balancer_info`](crate::Error::balancer_info)).
