@@ -8,7 +8,8 @@
 //! - `layer/bare_service_fn`: one such member on its own, the baseline; the balancer's own
 //!   cost is its figure minus this one;
 //! - `layer/balancer/{3,16}`: our `Balancer` (byrequests, load factor 1) over 3 and 16
-//!   members made by `|member: &Member| service_fn(...)`;
+//!   members made by `|member: &Member| service_fn(...)`; `layer/balancer_no_info/16`, the
+//!   same over 16 with `BalancerOptions::balancer_info(false)` (no extension per response);
 //! - with `--features peers`: `layer/tower_p2c/{3,16}`, tower's `p2c::Balance` over the same
 //!   members (`PendingRequests`, always ready), and `layer/tower_p2c_buffer/{3,16}`, the same
 //!   behind `tower::buffer::Buffer`, which is how a `Balance` (neither `Clone` nor shareable)
@@ -31,7 +32,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full};
-use proxy_balancer::balancer::ReplayBody;
+use proxy_balancer::balancer::{BalancerOptions, ReplayBody};
 use proxy_balancer::{Balancer, BalancerParams, BalancerStore, Member, MemberParams};
 use tokio::runtime::Runtime;
 use tower::{service_fn, Service, ServiceExt};
@@ -151,7 +152,30 @@ fn balancer(c: &mut Criterion, runtime: &Runtime) {
             assert_eq!(member.state().busy(), 0, "{} left busy", member.url());
         }
     }
+    // 16 members again, without the `BalancerInfo` extension on responses (the opt-out).
+    let mut service = balancer_of(16, BalancerOptions::default().balancer_info(false));
+    group.bench_function(BenchmarkId::new("balancer_no_info", 16), |b| {
+        b.iter_custom(|iters| time_requests(runtime, &mut service, iters));
+    });
     group.finish();
+}
+
+/// Our balancer over `n` members (byrequests, load factor 1) with `options`.
+fn balancer_of(
+    n: usize,
+    options: BalancerOptions,
+) -> impl Service<Req, Response = Response<impl Body<Error: Debug> + Unpin>, Error: Debug> {
+    let members = (0..n)
+        .map(|i| MemberParams::new(&member_url(i)).expect("invariant: the bench URLs are valid"));
+    let store = Arc::new(
+        BalancerStore::new(BalancerParams::new("bench"), members, setup_now())
+            .expect("invariant: URLs are distinct"),
+    );
+    Balancer::with_options(
+        store,
+        |_member: &Member| service_fn(answer::<ReplayBody<Empty<Bytes>>>),
+        options,
+    )
 }
 
 #[cfg(feature = "peers")]
@@ -172,6 +196,20 @@ mod peers {
 
     /// Room for far more requests than are ever in flight here (one).
     const BUFFER_BOUND: usize = 1024;
+
+    /// `balance(16)` for `LAYER_OVERHEAD_COUNT` (see `count_only`).
+    pub(super) fn count_p2c(runtime: &Runtime, count: u64) {
+        let members: Vec<_> = (0..16)
+            .map(|_| {
+                PendingRequests::new(
+                    service_fn(answer::<Empty<Bytes>>),
+                    CompleteOnResponse::default(),
+                )
+            })
+            .collect();
+        let mut balance = Balance::new(ServiceList::new::<Req>(members));
+        std::hint::black_box(time_requests(runtime, &mut balance, count));
+    }
 
     pub(super) fn tower_p2c(c: &mut Criterion, runtime: &Runtime) {
         let mut group = c.benchmark_group("layer");
@@ -207,8 +245,42 @@ mod peers {
     }
 }
 
+/// `LAYER_OVERHEAD_COUNT=N`: sends N requests through the balancer over 16 members (or, with
+/// `LAYER_OVERHEAD_WHAT=bare`, `no_info` or `p2c`: the bare member, the balancer without
+/// its `BalancerInfo` extension, tower's bare p2c) and exits,
+/// without criterion, for an instruction count that the machine's load does not disturb:
+/// `valgrind --tool=callgrind` with two values of N, the difference divided by theirs.
+fn count_only(runtime: &Runtime) -> bool {
+    let Some(count) = std::env::var("LAYER_OVERHEAD_COUNT")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    match std::env::var("LAYER_OVERHEAD_WHAT").as_deref() {
+        Ok("bare") => {
+            let mut service = service_fn(answer::<Empty<Bytes>>);
+            black_box(time_requests(runtime, &mut service, count));
+        }
+        #[cfg(feature = "peers")]
+        Ok("p2c") => peers::count_p2c(runtime, count),
+        Ok("no_info") => {
+            let options = BalancerOptions::default().balancer_info(false);
+            black_box(time_requests(runtime, &mut balancer_of(16, options), count));
+        }
+        _ => {
+            let options = BalancerOptions::default();
+            black_box(time_requests(runtime, &mut balancer_of(16, options), count));
+        }
+    }
+    true
+}
+
 fn main() {
     let runtime = runtime();
+    if count_only(&runtime) {
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bare(&mut c, &runtime);
     balancer(&mut c, &runtime);

@@ -10,30 +10,25 @@ use std::time::Duration;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use proxy_balancer_core::{MemberId, PickError, PickRequest, Picked};
-use tower::util::Oneshot;
-use tower::ServiceExt;
+use proxy_balancer_core::{Member, MemberId, PickError, PickRequest, Picked};
 use tower_service::Service;
 
 use super::{
     BalancedBody, BalancerInfo, MakeMember, ReplayBody, RouteLookedUp, SessionRoute, Shared,
     TunnelHold,
 };
-use crate::error::{Error, ErrorKind};
-use crate::retry_window::{FailedStatus, RetryWindow};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::retry_window::{judge_error, judge_response, OutcomeRules};
 
 /// Apache waits for a usable member in 100 steps of `timeout / 100`.
 const WAIT_STEPS: u32 = 100;
 
-type MemberService<M> = RetryWindow<<M as MakeMember>::Service>;
+type MemberService<M> = <M as MakeMember>::Service;
 
 /// What a request keeps to build each attempt.
 struct Template<B> {
-    method: http::Method,
-    uri: http::Uri,
-    version: http::Version,
-    headers: http::HeaderMap,
-    extensions: http::Extensions,
+    /// The request's head: method, URI, version, headers and extensions.
+    parts: http::request::Parts,
     body: ReplayBody<B>,
     /// Apache's count of what is sent before the body: request line and headers.
     head_len: u64,
@@ -42,13 +37,7 @@ struct Template<B> {
 impl<B> Template<B> {
     fn attempt(&self, picked: &Picked) -> Option<Request<ReplayBody<B>>> {
         let body = self.body.next_attempt(picked.member())?;
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        *request.extensions_mut() = self.extensions.clone();
-        Some(request)
+        Some(Request::from_parts(self.parts.clone(), body))
     }
 }
 
@@ -77,13 +66,77 @@ pin_project! {
             #[pin]
             call: F,
             picked: Option<Picked>,
+            // What judges the outcome (`None`: the default rules).
+            rules: Option<Arc<OutcomeRules>>,
         },
         Done,
     }
 }
 
 /// The member call of one try.
-type Call<M, B> = Oneshot<MemberService<M>, Request<ReplayBody<B>>>;
+type Call<M, B> = MemberCall<MemberService<M>, Request<ReplayBody<B>>>;
+
+pin_project! {
+    /// One call of a member's service: what [`Oneshot`](tower::util::Oneshot) does, with
+    /// the request out of the future's size (and its moves) when the service is ready at
+    /// once, as members nearly always are.
+    #[project = MemberCallProj]
+    enum MemberCall<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Called {
+            #[pin]
+            future: S::Future,
+        },
+        NotReady {
+            waiting: Option<Box<(S, Req)>>,
+        },
+        Failed {
+            error: Option<S::Error>,
+        },
+    }
+}
+
+impl<S: Service<Req>, Req> MemberCall<S, Req> {
+    /// Calls `service` if it is ready now; else keeps both until it is.
+    fn start(mut service: S, request: Req, cx: &mut Context<'_>) -> Self {
+        match service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Self::Called {
+                future: service.call(request),
+            },
+            Poll::Ready(Err(error)) => Self::Failed { error: Some(error) },
+            Poll::Pending => Self::NotReady {
+                waiting: Some(Box::new((service, request))),
+            },
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> Future for MemberCall<S, Req> {
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                MemberCallProj::Called { future } => return future.poll(cx),
+                MemberCallProj::NotReady { waiting } => {
+                    let (service, _) =
+                        &mut **waiting.as_mut().expect("invariant: kept until called");
+                    ready!(service.poll_ready(cx))?;
+                    let (mut service, request) =
+                        *waiting.take().expect("invariant: kept until called");
+                    self.set(Self::Called {
+                        future: service.call(request),
+                    });
+                }
+                MemberCallProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect("invariant: polled once")));
+                }
+            }
+        }
+    }
+}
 
 /// What a step of the request's tries leads to: the next state, or the answer.
 enum Step<F, T> {
@@ -116,9 +169,9 @@ struct Tries<M: MakeMember, B> {
     /// The route is still to be read from the request (no StickyRoute looked for it).
     look_up_route: bool,
     attempts: Attempts,
-    /// The `BALANCER_*` values of the last member tried, for the error answer if no other
-    /// member answers (Apache keeps them).
-    last_info: Option<BalancerInfo>,
+    /// The last member tried and its pick's `route_changed`, for the `BALANCER_*` values of
+    /// the error answer if no other member answers (Apache keeps them).
+    last_tried: Option<(Member, bool)>,
 }
 
 impl<M, B> ResponseFuture<M, B>
@@ -143,11 +196,7 @@ where
         let limit = shared.options.replay_limit;
         let template = Template {
             head_len: head_len(&parts),
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-            extensions: parts.extensions,
+            parts,
             body: ReplayBody::new(body, limit),
         };
         Self {
@@ -161,7 +210,7 @@ where
                     left: None,
                     waits_left: WAIT_STEPS,
                 },
-                last_info: None,
+                last_tried: None,
             },
             state: State::Pick,
         }
@@ -188,7 +237,8 @@ fn now() -> std::time::Instant {
 impl<M, B, RB> Future for ResponseFuture<M, B>
 where
     M: MakeMember,
-    MemberService<M>: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = Error>,
+    MemberService<M>: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    <MemberService<M> as Service<Request<ReplayBody<B>>>>::Error: Into<BoxError>,
     B: Body,
     RB: Body,
 {
@@ -198,17 +248,35 @@ where
         let mut this = self.project();
         loop {
             let step = match this.state.as_mut().project() {
-                StateProj::Pick => this.tries.pick(),
+                StateProj::Pick => this.tries.pick(cx),
                 StateProj::Wait { sleep } => {
                     ready!(sleep.poll(cx));
                     Step::Next(State::Pick)
                 }
-                StateProj::Call { call, picked } => {
+                StateProj::Call {
+                    call,
+                    picked,
+                    rules,
+                } => {
                     let result = ready!(call.poll(cx));
                     let picked = picked.take().expect("invariant: polled once after ready");
+                    // Judged as a RetryWindow around the member's service would.
+                    let rules = rules
+                        .as_ref()
+                        .unwrap_or_else(|| OutcomeRules::default_shared());
                     match result {
-                        Ok(response) => this.tries.on_response(picked, response),
-                        Err(error) => this.tries.on_error(picked, error),
+                        Ok(mut response) => {
+                            let failed = judge_response(picked.member(), rules, &mut response);
+                            this.tries.on_response(picked, response, failed)
+                        }
+                        Err(error) => {
+                            let error = judge_error(
+                                picked.member(),
+                                rules,
+                                Error::from_member(error.into()),
+                            );
+                            this.tries.on_error(picked, error)
+                        }
                     }
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
@@ -229,21 +297,19 @@ where
 impl<M, B, RB> Tries<M, B>
 where
     M: MakeMember,
-    MemberService<M>: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = Error>,
+    MemberService<M>: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
     B: Body,
     RB: Body,
 {
     /// Picks a member for the next try and calls it; with none usable, waits for one or
     /// answers Apache's 503.
-    fn pick(&mut self) -> TryStep<M, B, RB> {
+    fn pick(&mut self, cx: &mut Context<'_>) -> TryStep<M, B, RB> {
         let view = self.shared.view();
         let snapshot = &view.snapshot;
         if std::mem::take(&mut self.look_up_route) {
-            if let Some(found) = view
-                .routes
-                .as_ref()
-                .and_then(|routes| routes.extract(&self.template.uri, &self.template.headers))
-            {
+            if let Some(found) = view.routes.as_ref().and_then(|routes| {
+                routes.extract(&self.template.parts.uri, &self.template.parts.headers)
+            }) {
                 self.route = Some(SessionRoute {
                     sticky_name: Arc::from(found.name),
                     route: Arc::from(found.route),
@@ -274,8 +340,9 @@ where
                     .add_transferred(self.template.head_len);
                 let service = view.services[picked.position()].clone();
                 return Step::Next(State::Call {
-                    call: service.oneshot(request),
+                    call: MemberCall::start(service, request, cx),
                     picked: Some(picked),
+                    rules: OutcomeRules::for_calls(&view.rules),
                 });
             }
             Err(error) => error,
@@ -313,22 +380,28 @@ where
         );
         self.shared.store.note_unavailable();
         let error = Error::from_pick(error, retry_after);
-        Step::Finish(Err(match self.last_info.take() {
-            Some(info) => error.with_balancer_info(info),
+        Step::Finish(Err(match self.last_tried.take() {
+            Some((member, route_changed)) => {
+                error.with_balancer_info(self.info(member, route_changed))
+            }
             None => error,
         }))
     }
 
-    /// The member answered: the client's response, unless the member's
-    /// [`RetryWindow`] judged the status a failure (`failonstatus`) and the request may go
-    /// to another member.
-    fn on_response(&mut self, picked: Picked, response: Response<RB>) -> TryStep<M, B, RB> {
+    /// The member answered: the client's response, unless the status was judged a failure
+    /// (`failonstatus`: `failed`) and the request may go to another member.
+    fn on_response(
+        &mut self,
+        picked: Picked,
+        response: Response<RB>,
+        failed: bool,
+    ) -> TryStep<M, B, RB> {
         let member = picked.member();
         // Beyond Apache, opted in: an idempotent request whose member answered a
         // failonstatus status goes to another member.
-        let failed_status = self.shared.options.retry_idempotent
-            && is_idempotent(&self.template.method)
-            && response.extensions().get::<FailedStatus>().is_some();
+        let failed_status = failed
+            && self.shared.options.retry_idempotent
+            && is_idempotent(&self.template.parts.method);
         if failed_status && self.attempts.try_again(&self.template, member) {
             tracing::info!(
                 member = member.url(),
@@ -344,12 +417,11 @@ where
         let reason = parts.status.canonical_reason().unwrap_or("");
         let status_line = "HTTP/1.1 000 ".len() + reason.len();
         member.state().add_read(status_line as u64);
-        parts.extensions.insert(BalancerInfo {
-            balancer_name: Arc::clone(&self.shared.name),
-            member: member.clone(),
-            session: self.route.clone(),
-            route_changed: picked.route_changed(),
-        });
+        if self.shared.options.balancer_info {
+            parts
+                .extensions
+                .insert(self.info(member.clone(), picked.route_changed()));
+        }
         // A tunnel (a 101 whose member service keeps the connection) holds the busy count
         // for its life; any other answer's body holds it until it ends.
         let tunnel = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
@@ -366,23 +438,28 @@ where
         Step::Finish(Ok(Response::from_parts(parts, body)))
     }
 
-    /// The member failed, as its [`RetryWindow`] judged (and noted in the member's state):
+    /// The `BALANCER_*` values of a request answered (or last tried) by `member`.
+    fn info(&self, member: Member, route_changed: bool) -> BalancerInfo {
+        BalancerInfo {
+            balancer_name: Arc::clone(&self.shared.name),
+            member,
+            session: self.route.clone(),
+            route_changed,
+        }
+    }
+
+    /// The member failed, as judged (and noted in the member's state):
     /// another try after a connect failure, or for an idempotent request when asked; else
     /// the error.
     fn on_error(&mut self, picked: Picked, error: Error) -> TryStep<M, B, RB> {
         let member = picked.member().clone();
         // Apache keeps the BALANCER_* values of the last member tried for its error answer.
-        let info = BalancerInfo {
-            balancer_name: Arc::clone(&self.shared.name),
-            member: member.clone(),
-            session: self.route.clone(),
-            route_changed: picked.route_changed(),
-        };
+        let info = self.info(member.clone(), picked.route_changed());
+        self.last_tried = Some((member.clone(), picked.route_changed()));
         drop(picked);
-        self.last_info = Some(info.clone());
         let member = &member;
         match error.kind() {
-            // The member's RetryWindow has judged the failure (and put the member in error
+            // The failure has been judged (and the member put in error
             // unless it ignores errors): another member may answer.
             ErrorKind::Connect => {
                 if self.attempts.try_again(&self.template, member) {
@@ -398,7 +475,7 @@ where
             }
             ErrorKind::Upstream
                 if self.shared.options.retry_idempotent
-                    && is_idempotent(&self.template.method)
+                    && is_idempotent(&self.template.parts.method)
                     && self.attempts.try_again(&self.template, member) =>
             {
                 tracing::info!(
@@ -410,7 +487,7 @@ where
             }
             _ => {}
         }
-        // The member's RetryWindow has named the member (and AH01114 for a connect error).
+        // The judgement has named the member (and AH01114 for a connect error).
         Step::Finish(Err(error.with_balancer_info(info)))
     }
 }

@@ -22,7 +22,7 @@
 //!   a response that opens a tunnel (`101 Switching Protocols` with a [`TunnelHold`]) keeps
 //!   the count until the tunnel ends;
 //! - each response carries a [`BalancerInfo`] extension with Apache's six `BALANCER_*`
-//!   values;
+//!   values (unless [`BalancerOptions::balancer_info`] turns it off);
 //! - with `stickysession` set, a request's session route (cookie or URL parameter) sends it
 //!   to its member: read by the [`StickyRoute`](crate::StickyRoute) layer in front, or,
 //!   without one, by the balancer itself, so a sticky balancer is never silently
@@ -30,9 +30,9 @@
 //!   needs the layer.
 //!
 //! Members are any tower services, one per member, made by a [`MakeMember`] (a closure
-//! `Fn(&Member) -> S` is one); the balancer wraps each in a
-//! [`RetryWindow`], which judges its outcomes and drives
-//! its error state. The balancer is always ready, cheap to clone, and safe to
+//! `Fn(&Member) -> S` is one); the balancer judges each call's outcome as a
+//! [`RetryWindow`](crate::retry_window::RetryWindow) around the member's service would, and
+//! drives the member's error state (without wrapping the service: one judgement per call). The balancer is always ready, cheap to clone, and safe to
 //! clone between `poll_ready` and `call`: no `Buffer` is needed.
 //!
 //! # Example
@@ -92,7 +92,7 @@ pub use self::future::ResponseFuture;
 pub use self::layer::BalancerLayer;
 pub use self::tunnel::TunnelHold;
 use crate::error::BoxError;
-use crate::retry_window::{OutcomeRules, RetryWindow};
+use crate::retry_window::OutcomeRules;
 use crate::sticky_route::RouteExtractor;
 
 /// Makes the service that sends requests to one member. A closure `Fn(&Member) -> S` is a
@@ -196,6 +196,13 @@ pub struct BalancerOptions {
     /// connection closed or was reset before an answer) goes to another member, within
     /// `maxattempts`, if its body is still at hand. POST and PATCH are never sent twice.
     pub retry_idempotent: bool,
+    /// Whether each response carries its [`BalancerInfo`] extension (default on). Off
+    /// saves the extension's allocations per response (a box, and a map when the member's
+    /// answer has no extensions) where nothing reads it: no
+    /// [`StickyRoute`](crate::StickyRoute) route cookie, no `%{BALANCER_*}e` in an access
+    /// log, no `env=BALANCER_*` header rule, no `ProxyPassReverse` naming the balancer.
+    /// Errors keep theirs ([`Error::balancer_info`](crate::Error::balancer_info)).
+    pub balancer_info: bool,
 }
 
 impl Default for BalancerOptions {
@@ -204,6 +211,7 @@ impl Default for BalancerOptions {
             // Enough for typical form and JSON bodies; larger ones stream without a copy.
             replay_limit: 64 * 1024,
             retry_idempotent: false,
+            balancer_info: true,
         }
     }
 }
@@ -222,12 +230,30 @@ impl BalancerOptions {
         self.retry_idempotent = retry;
         self
     }
+
+    /// Sets [`BalancerOptions::balancer_info`].
+    ///
+    /// ```
+    /// use proxy_balancer::balancer::BalancerOptions;
+    ///
+    /// // Nothing reads the BALANCER_* values of responses here: no extension per response.
+    /// let options = BalancerOptions::default().balancer_info(false);
+    /// assert!(!options.balancer_info);
+    /// ```
+    #[must_use]
+    pub const fn balancer_info(mut self, on: bool) -> Self {
+        self.balancer_info = on;
+        self
+    }
 }
 
 /// The member services that go with one snapshot, position for position.
 pub(crate) struct View<S> {
     pub(crate) snapshot: Arc<BalancerSnapshot>,
     pub(crate) services: Box<[S]>,
+    /// The snapshot's `failonstatus` and `failontimeout`, which judge every member's
+    /// outcomes (as a [`RetryWindow`](crate::retry_window::RetryWindow) would).
+    pub(crate) rules: Arc<OutcomeRules>,
     /// The session-route reader of the snapshot's `stickysession`, for requests that come
     /// without a [`StickyRoute`](crate::StickyRoute) in front.
     pub(crate) routes: Option<RouteExtractor>,
@@ -241,7 +267,7 @@ pub(crate) struct RouteLookedUp;
 pub(crate) struct Shared<M: MakeMember> {
     pub(crate) store: Arc<BalancerStore>,
     make: M,
-    view: ArcSwap<View<RetryWindow<M::Service>>>,
+    view: ArcSwap<View<M::Service>>,
     rebuild: parking_lot::Mutex<()>,
     pub(crate) options: BalancerOptions,
     pub(crate) name: Arc<str>,
@@ -251,7 +277,7 @@ impl<M: MakeMember> Shared<M> {
     /// The current snapshot and its member services: one load, plus a rebuild when the
     /// store has a newer snapshot (new members get services; others keep theirs unless
     /// their parameters changed).
-    pub(crate) fn view(&self) -> arc_swap::Guard<Arc<View<RetryWindow<M::Service>>>> {
+    pub(crate) fn view(&self) -> arc_swap::Guard<Arc<View<M::Service>>> {
         let view = self.view.load();
         if Arc::ptr_eq(&view.snapshot, &self.store.load()) {
             return view;
@@ -263,23 +289,21 @@ impl<M: MakeMember> Shared<M> {
         if Arc::ptr_eq(&view.snapshot, &snapshot) {
             return self.view.load();
         }
-        let rules = Arc::new(OutcomeRules::from_params(snapshot.params()));
         let services = snapshot
             .members()
             .iter()
             .map(|m| {
                 let old = view.snapshot.members();
-                let inner = old
-                    .binary_search_by_key(&m.id(), Member::id)
+                old.binary_search_by_key(&m.id(), Member::id)
                     .ok()
                     .filter(|&i| old[i].params() == m.params())
                     .and_then(|i| view.services.get(i))
-                    .map_or_else(|| self.make.make_member(m), |s| s.get_ref().clone());
-                RetryWindow::new(inner, m.clone(), Arc::clone(&rules))
+                    .map_or_else(|| self.make.make_member(m), Clone::clone)
             })
             .collect();
         let routes = RouteExtractor::from_params(snapshot.params());
         self.view.store(Arc::new(View {
+            rules: Arc::new(OutcomeRules::from_params(snapshot.params())),
             snapshot,
             services,
             routes,
@@ -303,11 +327,10 @@ impl<M: MakeMember> Balancer<M> {
     /// [`Balancer::new`] with options.
     pub fn with_options(store: Arc<BalancerStore>, make: M, options: BalancerOptions) -> Self {
         let snapshot = store.snapshot();
-        let rules = Arc::new(OutcomeRules::from_params(snapshot.params()));
         let services = snapshot
             .members()
             .iter()
-            .map(|m| RetryWindow::new(make.make_member(m), m.clone(), Arc::clone(&rules)))
+            .map(|m| make.make_member(m))
             .collect();
         let name = Arc::from(snapshot.params().name.as_str());
         Self {
@@ -316,6 +339,7 @@ impl<M: MakeMember> Balancer<M> {
                 make,
                 view: ArcSwap::from_pointee(View {
                     routes: RouteExtractor::from_params(snapshot.params()),
+                    rules: Arc::new(OutcomeRules::from_params(snapshot.params())),
                     snapshot,
                     services,
                 }),

@@ -983,3 +983,163 @@ async fn a_tunnel_holds_the_busy_count_past_its_101() {
     drop(response);
     assert_eq!(busy_total(&store), 0);
 }
+
+/// A member service whose readiness is scripted: `Pending` (waking itself) a number of
+/// times, then ready or failing to connect; it answers with its name.
+#[derive(Clone)]
+struct Readiness {
+    name: &'static str,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    refuse: bool,
+}
+
+impl tower::Service<Request<ReplayBody<Full<Bytes>>>> for Readiness {
+    type Response = Response<Full<Bytes>>;
+    type Error = Error;
+    type Future = std::future::Ready<Result<Response<Full<Bytes>>, Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Error>> {
+        use std::sync::atomic::Ordering;
+        if self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(if self.refuse {
+            Err(Error::connect("not ready: refused"))
+        } else {
+            Ok(())
+        })
+    }
+
+    fn call(&mut self, _request: Request<ReplayBody<Full<Bytes>>>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+            self.name.as_bytes(),
+        )))))
+    }
+}
+
+/// `m0`'s readiness: pending `pending` times, then ready (or refusing, if `refuse`); `m1`
+/// is always ready.
+fn readiness_balancer(
+    pending: usize,
+    refuse: bool,
+) -> (
+    Arc<BalancerStore>,
+    Balancer<impl super::MakeMember<Service = Readiness>>,
+) {
+    let store = store(2, &[]);
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(pending));
+    let balancer = Balancer::new(Arc::clone(&store), move |member: &Member| {
+        let first = member.url() == "http://m0";
+        Readiness {
+            name: if first { "m0" } else { "m1" },
+            pending: if first {
+                Arc::clone(&left)
+            } else {
+                Arc::new(std::sync::atomic::AtomicUsize::new(0))
+            },
+            refuse: first && refuse,
+        }
+    });
+    (store, balancer)
+}
+
+#[tokio::test]
+async fn a_member_not_ready_at_once_is_called_when_it_is() {
+    let (store, balancer) = readiness_balancer(2, false);
+    let response = balancer.oneshot(get()).await.unwrap();
+    let info = response
+        .extensions()
+        .get::<BalancerInfo>()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        info.worker_name(),
+        "http://m0",
+        "the pick waits for its member"
+    );
+    assert_eq!(body_text(response).await, "m0");
+    assert_eq!(busy_total(&store), 0);
+    assert!(store.snapshot().members()[0].is_usable());
+}
+
+#[tokio::test]
+async fn a_member_failing_its_readiness_fails_over_as_a_connect_failure() {
+    for pending in [0, 1] {
+        let (store, balancer) = readiness_balancer(pending, true);
+        let response = balancer.oneshot(get()).await.unwrap();
+        assert_eq!(body_text(response).await, "m1", "pending {pending}");
+        let m0 = store.snapshot().members()[0].clone();
+        assert!(
+            m0.flags().contains(StatusFlags::IN_ERROR),
+            "judged as a connect failure (pending {pending})"
+        );
+        assert_eq!(busy_total(&store), 0);
+    }
+}
+
+/// A marker in the request's extensions, which the member does not copy to its answer.
+#[derive(Clone, Debug, PartialEq)]
+struct RequestMark;
+
+/// A marker a member puts in its answer's extensions.
+#[derive(Clone, Debug, PartialEq)]
+struct ResponseMark;
+
+#[tokio::test]
+async fn the_response_carries_its_own_extensions_and_balancer_info_only() {
+    let store = store(1, &[]);
+    for mark_response in [false, true] {
+        let balancer = Balancer::new(Arc::clone(&store), move |_member: &Member| {
+            service_fn(move |request: Request<ReplayBody<Full<Bytes>>>| {
+                assert!(
+                    request.extensions().get::<RequestMark>().is_some(),
+                    "the member gets the request's extensions"
+                );
+                let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                if mark_response {
+                    response.extensions_mut().insert(ResponseMark);
+                }
+                std::future::ready(Ok::<_, Infallible>(response))
+            })
+        });
+        let mut request = get();
+        request.extensions_mut().insert(RequestMark);
+        let response = balancer.oneshot(request).await.unwrap();
+        let extensions = response.extensions();
+        assert!(extensions.get::<BalancerInfo>().is_some());
+        assert_eq!(extensions.get::<RequestMark>(), None, "not the request's");
+        assert_eq!(
+            extensions.get::<ResponseMark>().is_some(),
+            mark_response,
+            "the member's own kept"
+        );
+        assert_eq!(extensions.len(), 1 + usize::from(mark_response));
+    }
+}
+
+#[tokio::test]
+async fn balancer_info_can_be_left_off_responses_but_not_errors() {
+    let backends = Backends::default();
+    backends.set("http://m1", Mode::Refuse);
+    let store = store(2, &[("maxattempts", "0")]);
+    let options = BalancerOptions::default().balancer_info(false);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options);
+    let response = balancer.clone().oneshot(get()).await.unwrap();
+    assert!(response.extensions().get::<BalancerInfo>().is_none());
+    assert_eq!(body_text(response).await, "http://m0");
+    assert_eq!(busy_total(&store), 0);
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(
+        error.balancer_info().map(BalancerInfo::worker_name),
+        Some("http://m1"),
+        "an error keeps the values of the member it tried"
+    );
+}

@@ -10,7 +10,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use proxy_balancer_core::Member;
 
-use super::{judge_error, now, BodyOutcome, FailedStatus, OutcomeRules};
+use super::{judge_error, judge_response, OutcomeRules};
 use crate::error::{BoxError, Error};
 
 pin_project! {
@@ -52,23 +52,7 @@ where
         let this = self.project();
         Poll::Ready(match ready!(this.inner.poll(cx)) {
             Ok(mut response) => {
-                if let Some(outcome) = response.extensions_mut().remove::<BodyOutcome>() {
-                    outcome.judged_by(this.member, this.rules);
-                }
-                let status = response.status().as_u16();
-                if this.rules.fail_on_status.contains(&status) {
-                    if this.member.mark_error(now()) {
-                        tracing::warn!(
-                            apache_id = "AH01174",
-                            member = this.member.url(),
-                            status,
-                            "forcing worker into error state: status in failonstatus"
-                        );
-                    }
-                    response.extensions_mut().insert(FailedStatus);
-                } else {
-                    this.member.state().note_success();
-                }
+                judge_response(this.member, this.rules, &mut response);
                 Ok(response)
             }
             Err(error) => Err(judge_error(

@@ -111,6 +111,21 @@ impl OutcomeRules {
     }
 }
 
+impl OutcomeRules {
+    /// The rules of a balancer for its members' calls: `None` for the default ones (only
+    /// connect failures count), which need no `Arc` carried per request.
+    pub(crate) fn for_calls(rules: &Arc<Self>) -> Option<Arc<Self>> {
+        (rules.fail_on_timeout || !rules.fail_on_status.is_empty()).then(|| Arc::clone(rules))
+    }
+
+    /// The default rules, shared, for a call whose balancer has them
+    /// ([`for_calls`](Self::for_calls) gave `None`).
+    pub(crate) fn default_shared() -> &'static Arc<Self> {
+        static DEFAULT: std::sync::OnceLock<Arc<OutcomeRules>> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(|| Arc::new(Self::new()))
+    }
+}
+
 /// The verdict on a response whose status is in `failonstatus`: [`RetryWindow`] puts it in
 /// the response's extensions after putting the member in error (unless the member ignores
 /// errors, `+I`). The response still goes to the client, as Apache sends it; the
@@ -300,7 +315,37 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
+/// Judges an answer of `member` by `rules`: a status in `failonstatus` puts the member in
+/// error (AH01174) and marks the response with [`FailedStatus`]; any other ends the member's
+/// run of errors. A [`BodyOutcome`] in the response is told who judges its body. Returns
+/// whether the status failed (the verdict [`FailedStatus`] carries).
+pub(crate) fn judge_response<B>(
+    member: &Member,
+    rules: &Arc<OutcomeRules>,
+    response: &mut Response<B>,
+) -> bool {
+    if let Some(outcome) = response.extensions_mut().remove::<BodyOutcome>() {
+        outcome.judged_by(member, rules);
+    }
+    let status = response.status().as_u16();
+    if rules.fail_on_status.contains(&status) {
+        if member.mark_error(now()) {
+            tracing::warn!(
+                apache_id = "AH01174",
+                member = member.url(),
+                status,
+                "forcing worker into error state: status in failonstatus"
+            );
+        }
+        response.extensions_mut().insert(FailedStatus);
+        true
+    } else {
+        member.state().note_success();
+        false
+    }
+}
+
+pub(crate) fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
     match error.kind() {
         ErrorKind::Connect if member.mark_error(now()) => {
             tracing::error!(
