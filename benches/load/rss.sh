@@ -5,7 +5,7 @@
 #
 # Starts 3 backends (one nginx answering 13 bytes on 3 ports, as run.sh), then in turn
 # HAProxy (run.sh's config: round robin, sticky cookie, health checks, X-Forwarded-For) and
-# each reverse-proxy BINARY given (default: this tree's release build; run.sh's config:
+# each reverse-proxy BINARY given (default: this tree's `perf` build; run.sh's config:
 # byrequests, sticky cookie, health checks, X-Forwarded-*), one worker each. Against each,
 # rss.py opens N client connections (default 10,000) on 127.0.0.1, sends one `GET /` on
 # each (at most CONCURRENCY at once, default 100) and reads its answer, holds them all idle,
@@ -46,9 +46,11 @@ NOFILE=65536
 log() { echo "[rss] $*" >&2; }
 
 if [[ $# -eq 0 ]]; then
-    log "building the reverse-proxy example (release)"
-    (cd "$ROOT" && cargo build --release --example reverse-proxy -q)
-    set -- "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/reverse-proxy"
+    # The workspace's `perf` profile, as run.sh; PROFILE=release for the default build.
+    PROFILE="${PROFILE:-perf}"
+    log "building the reverse-proxy example (profile $PROFILE)"
+    (cd "$ROOT" && cargo build --profile "$PROFILE" --example reverse-proxy -q)
+    set -- "${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/examples/reverse-proxy"
 fi
 
 missing=()

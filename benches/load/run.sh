@@ -18,7 +18,8 @@
 # ratios against haproxy-rr.
 #
 # It installs nginx, haproxy, apache2 and wrk from Debian's packages if they are missing
-# (apt-get; run as root), builds the reverse-proxy example in release, starts the 3 backends
+# (apt-get; run as root), builds the reverse-proxy example (the `perf` profile; PROFILE=release
+# for the default one), starts the 3 backends
 # (one nginx answering a fixed 13-byte body on 3 ports) and the four proxies, all on
 # 127.0.0.1, pins every proxy to CPU 1 and the load generator and backends to CPU 0 (on a
 # machine with more CPUs, set PROXY_CPU and LOAD_CPU), and measures each proxy with wrk in
@@ -50,7 +51,7 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -431,9 +432,12 @@ measure() {
 }
 
 need
-log "building the reverse-proxy example (release)"
-(cd "$ROOT" && cargo build --release --example reverse-proxy -q)
-OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/reverse-proxy"
+# The workspace's `perf` profile (fat LTO, one codegen unit); PROFILE=release for the
+# default build.
+PROFILE="${PROFILE:-perf}"
+log "building the reverse-proxy example (profile $PROFILE)"
+(cd "$ROOT" && cargo build --profile "$PROFILE" --example reverse-proxy -q)
+OURS="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/examples/reverse-proxy"
 
 start_backends
 for p in $ONLY; do
