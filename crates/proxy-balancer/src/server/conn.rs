@@ -178,7 +178,9 @@ pin_project! {
         read_deadline: Option<Instant>,
         read_sleep: Pin<Box<Sleep>>,
         write_armed: bool,
-        write_sleep: Pin<Box<Sleep>>,
+        // Made at the first write that waits (a client that reads slowly): most
+        // connections never need it.
+        write_sleep: Option<Pin<Box<Sleep>>>,
         alive: Alive,
         // The bytes `first_bytes` read, handed to the next reads before the stream's.
         prefix: Bytes,
@@ -216,7 +218,7 @@ impl<I> ConnIo<I> {
             read_deadline: None,
             read_sleep: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
-            write_sleep: Box::pin(tokio::time::sleep_until(now)),
+            write_sleep: None,
             alive: Alive(state),
             prefix: Bytes::new(),
         }
@@ -412,13 +414,15 @@ impl<I: AsyncWrite> ConnIo<I> {
             *this.write_armed = false;
             return result;
         }
+        let deadline = Instant::now() + this.limits.timeout;
+        let sleep = this
+            .write_sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !*this.write_armed {
             *this.write_armed = true;
-            this.write_sleep
-                .as_mut()
-                .reset(Instant::now() + this.limits.timeout);
+            sleep.as_mut().reset(deadline);
         }
-        ready!(this.write_sleep.as_mut().poll(cx));
+        ready!(sleep.as_mut().poll(cx));
         Poll::Ready(Err(timed_out("write timeout (client not reading)")))
     }
 }
