@@ -4,15 +4,22 @@
 #
 #   benches/load/run.sh [--rounds N] [--duration SECONDS] [--connections N] [--only LIST]
 #
-# LIST names the cases, among `nginx haproxy apache ours h1pool h2pool` (all by default).
+# LIST names the cases, among `nginx haproxy apache ours h1pool h2pool haproxy-rr ours-rr`
+# (all but the last two by default).
 # `h1pool` and `h2pool` compare our member clients: the same reverse proxy and config
 # (byrequests + sticky cookie, no health checks) over the same nginx, whose members speak
 # HTTP/1.1 (`http://`, our HTTP/1.1 pool) or h2c (`h2c://`, our multiplexed HTTP/2 pool);
 # `--only "h1pool h2pool"` measures just those two, and the summary gives h2pool's
 # ratios against h1pool.
+# `haproxy-rr` and `ours-rr` are plain round robin, nothing else: HAProxy `balance
+# roundrobin` with `http-reuse always` and no `option forwardfor`, no cookie, no checks;
+# ours byrequests with `ProxyAddHeaders Off`, no sticky session, no health checks.
+# `--only "haproxy-rr ours-rr"` measures just those two, and the summary gives ours-rr's
+# ratios against haproxy-rr.
 #
 # It installs nginx, haproxy, apache2 and wrk from Debian's packages if they are missing
-# (apt-get; run as root), builds the reverse-proxy example in release, starts the 3 backends
+# (apt-get; run as root), builds the reverse-proxy example (the `perf` profile; PROFILE=release
+# for the default one), starts the 3 backends
 # (one nginx answering a fixed 13-byte body on 3 ports) and the four proxies, all on
 # 127.0.0.1, pins every proxy to CPU 1 and the load generator and backends to CPU 0 (on a
 # machine with more CPUs, set PROXY_CPU and LOAD_CPU), and measures each proxy with wrk in
@@ -44,7 +51,7 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -54,7 +61,8 @@ LOAD_CPU="${LOAD_CPU:-0}"
 BACKEND_PORTS=(18081 18082 18083)
 # The same nginx, speaking h2c (HTTP/2 with prior knowledge) on these.
 H2C_PORTS=(18084 18085 18086)
-declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [ours]=18093 [h1pool]=18094 [h2pool]=18095)
+declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [ours]=18093 [h1pool]=18094 [h2pool]=18095
+    [haproxy-rr]=18096 [ours-rr]=18097)
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 WORK="$(mktemp -d /tmp/proxy-balancer-load.XXXXXX)"
@@ -66,7 +74,7 @@ need() {
     local missing=()
     # nginx serves the backends of every case.
     command -v nginx >/dev/null || missing+=(nginx)
-    if [[ " $ONLY " == *" haproxy "* ]]; then
+    if [[ " $ONLY " == *" haproxy "* || " $ONLY " == *" haproxy-rr "* ]]; then
         command -v haproxy >/dev/null || missing+=(haproxy)
     fi
     if [[ " $ONLY " == *" apache "* ]]; then
@@ -94,7 +102,7 @@ cleanup() {
     done
     # The daemons, by their pid files (HAProxy and nginx fork; Apache's parent stops its
     # children).
-    for f in apache/httpd.pid haproxy/haproxy.pid nginx/nginx.pid backends/nginx.pid; do
+    for f in apache/httpd.pid haproxy/haproxy.pid haproxy-rr/haproxy.pid nginx/nginx.pid backends/nginx.pid; do
         [[ -f "$WORK/$f" ]] && kill "$(cat "$WORK/$f")" 2>/dev/null || true
     done
     sleep 0.5
@@ -215,6 +223,37 @@ EOF
     wait_port "${PORT[haproxy]}"
 }
 
+# Plain round robin: no cookie, no checks, no X-Forwarded-*; idle member connections reused
+# by any client connection (`http-reuse always`), as our pool does.
+start_haproxy-rr() {
+    mkdir -p "$WORK/haproxy-rr"
+    local servers="" i=0
+    for p in "${BACKEND_PORTS[@]}"; do
+        i=$((i + 1))
+        servers+="    server node$i 127.0.0.1:$p"$'\n'
+    done
+    cat >"$WORK/haproxy-rr/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:${PORT[haproxy-rr]}
+    default_backend be
+backend be
+    balance roundrobin
+$servers
+EOF
+    taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy-rr/haproxy.cfg" -D -p "$WORK/haproxy-rr/haproxy.pid"
+    wait_port "${PORT[haproxy-rr]}"
+}
+
 # The BalancerMember lines Apache and ours share: routes, health checks every 2 s.
 balancer_members() {
     local i=0
@@ -316,6 +355,30 @@ EOF
     wait_port "${PORT[$name]}"
 }
 
+# Ours, plain round robin: byrequests, no X-Forwarded-*, no sticky session, no health checks
+# (against haproxy-rr).
+start_ours-rr() {
+    mkdir -p "$WORK/ours-rr"
+    local members="" p
+    for p in "${BACKEND_PORTS[@]}"; do
+        members+="    BalancerMember \"http://127.0.0.1:$p\""$'\n'
+    done
+    cat >"$WORK/ours-rr/balancers.conf" <<EOF
+ProxyAddHeaders Off
+<Proxy "balancer://bench">
+$members
+    ProxySet lbmethod=byrequests
+</Proxy>
+ProxyPass "/" "balancer://bench/"
+EOF
+    taskset -c "$PROXY_CPU" "$OURS" --threads 1 --no-access-log \
+        --config "$WORK/ours-rr/balancers.conf" --listen "127.0.0.1:${PORT[ours-rr]}" \
+        >"$WORK/ours-rr/out.log" 2>&1 &
+    PIDS+=($!)
+    echo $! >"$WORK/ours-rr/pid"
+    wait_port "${PORT[ours-rr]}"
+}
+
 start_h1pool() { start_pool h1pool http "${BACKEND_PORTS[@]}"; }
 start_h2pool() { start_pool h2pool h2c "${H2C_PORTS[@]}"; }
 
@@ -323,9 +386,9 @@ start_h2pool() { start_pool h2pool h2c "${H2C_PORTS[@]}"; }
 proxy_pids() {
     case "$1" in
         nginx) local m; m=$(cat "$WORK/nginx/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
-        haproxy) local m; m=$(cat "$WORK/haproxy/haproxy.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
+        haproxy|haproxy-rr) local m; m=$(cat "$WORK/$1/haproxy.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
         apache) local m; m=$(cat "$WORK/apache/httpd.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
-        ours|h1pool|h2pool) cat "$WORK/$1/pid" ;;
+        ours|h1pool|h2pool|ours-rr) cat "$WORK/$1/pid" ;;
     esac
 }
 
@@ -369,9 +432,12 @@ measure() {
 }
 
 need
-log "building the reverse-proxy example (release)"
-(cd "$ROOT" && cargo build --release --example reverse-proxy -q)
-OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/reverse-proxy"
+# The workspace's `perf` profile (fat LTO, one codegen unit); PROFILE=release for the
+# default build.
+PROFILE="${PROFILE:-perf}"
+log "building the reverse-proxy example (profile $PROFILE)"
+(cd "$ROOT" && cargo build --profile "$PROFILE" --example reverse-proxy -q)
+OURS="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/examples/reverse-proxy"
 
 start_backends
 for p in $ONLY; do

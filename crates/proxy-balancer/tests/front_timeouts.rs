@@ -645,3 +645,78 @@ async fn a_client_that_closes_before_its_answer_drops_its_request() {
     }
     server.shutdown().await.expect("stops");
 }
+
+/// The server reads a connection's first bytes itself (HTTP/2's preface or not): a
+/// connection that has sent nothing does not hold up a shutdown, which closes it at once.
+#[tokio::test]
+async fn a_shutdown_closes_a_connection_that_sent_nothing_at_once() {
+    let service = service_fn(|_: Request<RequestBody>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    });
+    let server = Server::new()
+        .drain(Duration::from_secs(8))
+        .listen(LOOPBACK, service)
+        .await
+        .expect("a loopback port");
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    server.shutdown().await.expect("stops");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the shutdown waited {:?} for a silent connection",
+        started.elapsed()
+    );
+    let (received, _) = read_until_closed(&mut stream).await;
+    assert!(received.is_empty(), "{received:?}");
+}
+
+/// A shutdown lets a request in flight finish, then closes its connection.
+#[tokio::test]
+async fn a_shutdown_answers_the_request_in_flight() {
+    let service = service_fn(|_: Request<RequestBody>| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    });
+    let server = Server::new()
+        .drain(Duration::from_secs(8))
+        .listen(LOOPBACK, service)
+        .await
+        .expect("a loopback port");
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    stream.write_all(GET).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = tokio::spawn(server.shutdown());
+    let (received, _) = read_until_closed(&mut stream).await;
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    assert!(received.ends_with("hello"), "{received}");
+    stopped.await.expect("joins").expect("stops");
+}
+
+/// A head that starts like HTTP/2's preface (`P`, then `ROPFIND`) and comes in pieces is
+/// served as HTTP/1.1 once its bytes differ from the preface.
+#[tokio::test]
+async fn a_head_in_pieces_that_starts_like_the_h2_preface_is_http1() {
+    let server = hello_server(ClientLimits::new()).await;
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    for piece in [
+        &b"P"[..],
+        b"ROPFIND / HTTP/1.1\r\nHo",
+        b"st: test\r\nConnection: close\r\n\r\n",
+    ] {
+        stream.write_all(piece).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (received, _) = read_until_closed(&mut stream).await;
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    assert!(received.ends_with("hello"), "{received}");
+    server.shutdown().await.expect("stops");
+}

@@ -17,7 +17,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
-use bytes::Buf;
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -36,6 +36,13 @@ const REQUEST_TIMEOUT_408: &[u8] =
 /// The start of the HTTP/2 connection preface (`PRI * HTTP/2.0`): how a connection is
 /// known to speak h2 (prior knowledge, the only h2 a cleartext server sees).
 const H2_PREFACE_START: &[u8] = b"PRI";
+
+/// HTTP/2's whole connection preface: what [`ConnIo::first_bytes`] tells HTTP/2 by.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The room for a connection's first read: hyper's own first read buffer's size, so that
+/// a whole ordinary request head comes in one read.
+const FIRST_READ: usize = 8192;
 
 // The phases a connection goes through, as published for the connection cap.
 /// Accepted, no byte received yet.
@@ -89,6 +96,8 @@ pub(crate) struct ConnState {
     upgraded: AtomicBool,
     /// [`ConnIo`] was dropped: the connection is closed (for a tunnel, its end).
     closed: tokio::sync::Notify,
+    /// The server stops: the connection ends gracefully.
+    stopping: AtomicBool,
 }
 
 impl ConnState {
@@ -105,6 +114,17 @@ impl ConnState {
     pub(crate) fn relieve(&self) {
         self.relief.store(true, Ordering::Release);
         self.task.wake();
+    }
+
+    /// Asks the connection task to end the connection gracefully (the server stops).
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.task.wake();
+    }
+
+    /// Whether the server stops.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Whether a `101 Switching Protocols` went out on this connection.
@@ -158,8 +178,12 @@ pin_project! {
         read_deadline: Option<Instant>,
         read_sleep: Pin<Box<Sleep>>,
         write_armed: bool,
-        write_sleep: Pin<Box<Sleep>>,
+        // Made at the first write that waits (a client that reads slowly): most
+        // connections never need it.
+        write_sleep: Option<Pin<Box<Sleep>>>,
         alive: Alive,
+        // The bytes `first_bytes` read, handed to the next reads before the stream's.
+        prefix: Bytes,
     }
 }
 
@@ -194,9 +218,38 @@ impl<I> ConnIo<I> {
             read_deadline: None,
             read_sleep: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
-            write_sleep: Box::pin(tokio::time::sleep_until(now)),
+            write_sleep: None,
             alive: Alive(state),
+            prefix: Bytes::new(),
         }
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> ConnIo<I> {
+    /// Reads the connection's first bytes, under the same deadlines as any read, until
+    /// they tell HTTP/2 (its preface, prior knowledge) from HTTP/1.x (anything else), as
+    /// hyper-util's `auto` builder decides; the bytes are read again by the next reads.
+    /// `None` when the client closed before sending anything.
+    pub(crate) async fn first_bytes(&mut self) -> io::Result<Option<bool>> {
+        use tokio::io::AsyncReadExt;
+        let mut first = BytesMut::with_capacity(FIRST_READ);
+        let h2 = loop {
+            if self.read_buf(&mut first).await? == 0 {
+                if first.is_empty() {
+                    return Ok(None);
+                }
+                break false;
+            }
+            let len = first.len().min(H2_PREFACE.len());
+            if first[..len] != H2_PREFACE[..len] {
+                break false;
+            }
+            if len == H2_PREFACE.len() {
+                break true;
+            }
+        };
+        self.prefix = first.freeze();
+        Ok(Some(h2))
     }
 }
 
@@ -295,6 +348,19 @@ impl<I: AsyncRead + AsyncWrite> AsyncRead for ConnIo<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            // Counted when first read.
+            let prefix = self.as_mut().project().prefix;
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix[..n]);
+            if n == prefix.len() {
+                // Frees the first read's buffer.
+                *prefix = Bytes::new();
+            } else {
+                prefix.advance(n);
+            }
+            return Poll::Ready(Ok(()));
+        }
         self.as_mut().refresh();
         let before = buf.filled().len();
         match self.as_mut().project().inner.poll_read(cx, buf) {
@@ -348,13 +414,15 @@ impl<I: AsyncWrite> ConnIo<I> {
             *this.write_armed = false;
             return result;
         }
+        let deadline = Instant::now() + this.limits.timeout;
+        let sleep = this
+            .write_sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !*this.write_armed {
             *this.write_armed = true;
-            this.write_sleep
-                .as_mut()
-                .reset(Instant::now() + this.limits.timeout);
+            sleep.as_mut().reset(deadline);
         }
-        ready!(this.write_sleep.as_mut().poll(cx));
+        ready!(sleep.as_mut().poll(cx));
         Poll::Ready(Err(timed_out("write timeout (client not reading)")))
     }
 }
