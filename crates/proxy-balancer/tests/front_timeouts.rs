@@ -720,3 +720,58 @@ async fn a_head_in_pieces_that_starts_like_the_h2_preface_is_http1() {
     assert!(received.ends_with("hello"), "{received}");
     server.shutdown().await.expect("stops");
 }
+
+/// A head whose first byte could still start HTTP/2's preface (`P`) when the server stops
+/// is read to its end and answered, as one that starts `G` is (found by the review: the
+/// connection was closed without an answer).
+#[tokio::test]
+async fn a_shutdown_answers_a_head_begun_with_p() {
+    let service = service_fn(|_: Request<RequestBody>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    });
+    let server = Server::new()
+        .drain(Duration::from_secs(8))
+        .listen(LOOPBACK, service)
+        .await
+        .expect("a loopback port");
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    stream.write_all(b"P").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = tokio::spawn(server.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream
+        .write_all(b"UT /x HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("write");
+    let (received, _) = read_until_closed(&mut stream).await;
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    assert!(received.ends_with("hello"), "{received}");
+    stopped.await.expect("joins").expect("stops");
+}
+
+/// HTTP/2's preface sent a byte, then the rest: still HTTP/2, so a header timeout closes
+/// it without HTTP/1.1's 408 bytes inside the HTTP/2 connection (found by the review: the
+/// per-read guess saw `RI…` and took it for HTTP/1.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preface_in_pieces_gets_no_http1_408() {
+    let server = hello_server(short()).await;
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    stream.write_all(b"P").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream
+        .write_all(b"RI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("write");
+    let (received, _) = read_until_closed(&mut stream).await;
+    assert!(
+        !received.windows(8).any(|w| w == b"HTTP/1.1"),
+        "HTTP/1.1 bytes in an HTTP/2 connection: {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    server.shutdown().await.expect("stops");
+}

@@ -116,6 +116,12 @@ impl ConnState {
         self.task.wake();
     }
 
+    /// Whether a request's first bytes came in since the accept (an HTTP/2 preface does
+    /// not count: that connection has no request yet).
+    pub(crate) fn began(&self) -> bool {
+        self.phase.load(Ordering::Acquire) != FRESH
+    }
+
     /// Asks the connection task to end the connection gracefully (the server stops).
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
@@ -175,6 +181,8 @@ pin_project! {
         phase: Phase,
         completed_seen: u32,
         h2: Option<bool>,
+        // How many bytes of `PRI` the reads so far matched (until `h2` is decided).
+        preface_seen: u8,
         read_deadline: Option<Instant>,
         read_sleep: Pin<Box<Sleep>>,
         write_armed: bool,
@@ -215,6 +223,7 @@ impl<I> ConnIo<I> {
             phase: Phase::Fresh { since: now },
             completed_seen: 0,
             h2: None,
+            preface_seen: 0,
             read_deadline: None,
             read_sleep: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
@@ -249,6 +258,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ConnIo<I> {
             }
         };
         self.prefix = first.freeze();
+        // The whole preface decides, not the per-read guess of `received` (a `PRI`
+        // request line is HTTP/1.1).
+        self.h2 = Some(h2);
         Ok(Some(h2))
     }
 }
@@ -282,12 +294,17 @@ impl<I: AsyncRead + AsyncWrite> ConnIo<I> {
         let this = self.project();
         let n = first.len() as u64;
         if this.h2.is_none() && !first.is_empty() {
-            // Decided on the first read of three bytes or more, or on a mismatch.
-            let len = first.len().min(H2_PREFACE_START.len());
-            if !H2_PREFACE_START.starts_with(&first[..len]) {
+            // Decided once three bytes are in, whatever the reads that brought them (a
+            // preface sent a byte at a time is still HTTP/2), or on a mismatch.
+            let want = &H2_PREFACE_START[usize::from(*this.preface_seen)..];
+            let len = first.len().min(want.len());
+            if first[..len] != want[..len] {
                 *this.h2 = Some(false);
-            } else if len == H2_PREFACE_START.len() {
+            } else if len == want.len() {
                 *this.h2 = Some(true);
+            } else {
+                // `len` < 3 here.
+                *this.preface_seen += len as u8;
             }
         }
         let now = Instant::now();

@@ -494,12 +494,17 @@ impl<C: Future> Future for Graceful<'_, C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if this.state.stopping() {
+        // Polled before the shutdown applies: bytes already read (the head the server's
+        // first-bytes read holds) start their request, which the shutdown then lets finish
+        // instead of closing a connection that looks idle to hyper.
+        let polled = this.connection.as_mut().poll(cx);
+        if polled.is_pending() && this.state.stopping() {
             if let Some(shutdown) = this.shutdown.take() {
                 shutdown(this.connection.as_mut());
+                return this.connection.poll(cx);
             }
         }
-        this.connection.poll(cx)
+        polled
     }
 }
 
@@ -626,10 +631,23 @@ impl Front {
             // Held until the connection ends: the server's shutdown waits for it (at most
             // its drain time). The shutdown itself is told by `front.stopped()`.
             let _watching = watcher;
-            let h2 = tokio::select! {
-                biased;
-                h2 = io.first_bytes() => h2?,
-                () = front.stopped() => None,
+            let h2 = {
+                let first = io.first_bytes();
+                tokio::pin!(first);
+                let read = tokio::select! {
+                    biased;
+                    h2 = &mut first => Some(h2?),
+                    () = front.stopped() => None,
+                };
+                match read {
+                    Some(h2) => h2,
+                    // Stopped before a byte: nothing to answer.
+                    None if !shared.began() => None,
+                    // Part of a head (or of the preface) is in: read the rest (under the
+                    // header timeout) and answer it, as a connection already known to be
+                    // HTTP/1.1 is (its request is served, with `Connection: close`).
+                    None => first.await?,
+                }
             };
             let Some(h2) = h2 else {
                 // Closed (or the server stopped) before a byte.

@@ -66,9 +66,15 @@ impl ClientLimits {
     ///
     /// Split, not one counter for all: each worker's accept loop counts, and at its cap
     /// closes the idle connections of, its own connections only, without a lock or an
-    /// atomic shared by the threads on each accept; and the kernel spreads connections
-    /// evenly over the listeners, so the shares fill together. A worker at its share
-    /// closes its own idle connections first, as one server does at its cap.
+    /// atomic shared by the threads on each accept. A worker at its share closes its own
+    /// idle connections first, as one server does at its cap.
+    ///
+    /// The cost: the kernel spreads connections over the listeners by a hash of their
+    /// addresses, even on average but not connection by connection, so near the cap one
+    /// worker can reach its share (and make clients wait, or close its idle connections)
+    /// while the total is still below the cap: with 2 workers and a cap of 100, the review
+    /// saw a worker at its 50 with 95 clients in all. Give the cap room for it (raise the
+    /// open-file limit), or serve from one runtime.
     ///
     /// ```
     /// use proxy_balancer::server::ClientLimits;
