@@ -37,7 +37,7 @@ fn loom_busy_and_elected_from_two_threads() {
             .map(|_| {
                 let m = m.clone();
                 thread::spawn(move || {
-                    let elected = m.elect(m.state().inflight());
+                    let elected = m.elect(&m.state().inflight);
                     let other = m.begin_request();
                     let busy = m.state().busy();
                     assert!((HELD..=2 * HELD).contains(&busy), "busy {busy}");

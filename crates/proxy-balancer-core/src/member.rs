@@ -38,6 +38,8 @@ const TRUSTED: u64 = 1;
 const TRACK: u64 = 2;
 /// [`InFlight::mode`]: one generation (bumped whenever tracking is switched).
 const GENERATION_ONE: u64 = 4;
+/// Both flags: tracking, and trusted.
+const TRACK_TRUSTED: u64 = TRACK | TRUSTED;
 
 /// The requests in flight on all the members of one store, in one word, for bybusyness: when
 /// it is 0, every member's busy count is 0 and they all tie, so a pick is a byrequests round
@@ -71,7 +73,7 @@ impl InFlight {
     pub(crate) fn new(track: bool) -> Self {
         Self {
             count: CachePadded(AtomicU64::new(0)),
-            mode: CachePadded(AtomicU64::new(if track { TRACK | TRUSTED } else { 0 })),
+            mode: CachePadded(AtomicU64::new(if track { TRACK_TRUSTED } else { 0 })),
         }
     }
 
@@ -82,9 +84,9 @@ impl InFlight {
         if (mode & TRACK != 0) == track {
             return;
         }
-        let next = (mode & !(TRACK | TRUSTED)).wrapping_add(GENERATION_ONE);
+        let next = (mode & !TRACK_TRUSTED).wrapping_add(GENERATION_ONE);
         self.mode
-            .store(if track { next | TRACK } else { next }, Ordering::SeqCst);
+            .store(if track { next + TRACK } else { next }, Ordering::SeqCst);
         #[cfg(loom)]
         crate::sync::fence(Ordering::SeqCst);
     }
@@ -113,15 +115,15 @@ impl InFlight {
 
     /// Whether the count is trusted: tracking is on and no uncounted request is in flight.
     pub(crate) fn is_trusted(&self) -> bool {
-        self.mode.load(Ordering::Relaxed) & (TRACK | TRUSTED) == TRACK | TRUSTED
+        self.mode.load(Ordering::Relaxed) & TRACK_TRUSTED == TRACK_TRUSTED
     }
 
     /// Trusts the count from now on if tracking is on and every one of `states` has no
     /// request in flight (then no uncounted request is left). Returns whether it is trusted.
     pub(crate) fn verify<'a>(&self, states: impl IntoIterator<Item = &'a MemberState>) -> bool {
         let mode = self.mode.load(Ordering::SeqCst);
-        if mode & (TRACK | TRUSTED) != TRACK {
-            return mode & (TRACK | TRUSTED) == TRACK | TRUSTED;
+        if mode & TRACK_TRUSTED != TRACK {
+            return mode & TRACK_TRUSTED == TRACK_TRUSTED;
         }
         #[cfg(loom)]
         crate::sync::fence(Ordering::SeqCst);
@@ -132,7 +134,7 @@ impl InFlight {
         }
         // Fails if tracking was switched meanwhile: that generation needs its own check.
         self.mode
-            .compare_exchange(mode, mode | TRUSTED, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange(mode, mode + TRUSTED, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     }
 }
@@ -176,8 +178,8 @@ pub struct MemberState {
     /// The balancer's change counter, bumped on every flag change of any of its members, so
     /// that a pick can tell in one load whether the set of usable members may have changed.
     changes: Arc<AtomicU64>,
-    /// The store's count of requests in flight (bybusyness).
-    inflight: Arc<InFlight>,
+    /// The store's count of requests in flight (bybusyness); the loom models read it.
+    pub(crate) inflight: Arc<InFlight>,
 }
 
 impl MemberState {
@@ -462,12 +464,6 @@ impl MemberState {
         Some((self.load.reported.load(Ordering::Relaxed) >> 32) as u32)
     }
 
-    /// The store's count of requests in flight.
-    #[cfg(loom)]
-    pub(crate) fn inflight(&self) -> &InFlight {
-        &self.inflight
-    }
-
     pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {
         &self.load.lbstatus
     }
@@ -483,7 +479,7 @@ impl MemberState {
         debug_assert!(std::ptr::eq(inflight, &*self.inflight));
         self.load
             .busy_elected
-            .fetch_add(ELECTED_ONE | 1, Ordering::SeqCst);
+            .fetch_add(ELECTED_ONE + 1, Ordering::SeqCst);
         inflight.enter()
     }
 
@@ -878,6 +874,16 @@ mod tests {
             inflight.mode.load(Ordering::Relaxed),
             (3 * GENERATION_ONE) | TRACK
         );
+    }
+
+    #[test]
+    fn busy_guard_debug_names_its_member() {
+        let m = Member::new(
+            MemberId(3),
+            MemberParams::new("http://a").unwrap(),
+            Arc::new(MemberState::new(StatusFlags::EMPTY, t0())),
+        );
+        assert_eq!(format!("{:?}", m.begin_request()), "BusyGuard(MemberId(3))");
     }
 
     #[test]
