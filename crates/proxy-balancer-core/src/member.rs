@@ -38,8 +38,9 @@ const TRUSTED: u64 = 1;
 const TRACK: u64 = 2;
 /// [`InFlight::mode`]: one generation (bumped whenever tracking is switched).
 const GENERATION_ONE: u64 = 4;
-/// Both flags: tracking, and trusted.
-const TRACK_TRUSTED: u64 = TRACK | TRUSTED;
+/// Both flags, `TRACK | TRUSTED` (a literal: the bits are disjoint, so `|` and `^` give the
+/// same value and no test could tell a mutation of the expression).
+const TRACK_TRUSTED: u64 = 3;
 
 /// The requests in flight on all the members of one store, in one word, for bybusyness: when
 /// it is 0, every member's busy count is 0 and they all tie, so a pick is a byrequests round
@@ -874,6 +875,12 @@ mod tests {
             inflight.mode.load(Ordering::Relaxed),
             (3 * GENERATION_ONE) | TRACK
         );
+    }
+
+    #[test]
+    fn track_trusted_is_both_flags() {
+        assert_eq!(TRACK_TRUSTED, TRACK | TRUSTED);
+        assert_eq!(TRACK & TRUSTED, 0);
     }
 
     #[test]
