@@ -132,6 +132,7 @@ mod host;
 mod persist;
 pub mod render;
 mod service;
+pub mod shared;
 
 pub use access::{Access, AccessLayer};
 pub use host::ServerNameError;
