@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `GET mount` | the page (like Apache's), with the edit forms; `?b=…&w=…` selects a member |
 //! | `GET mount?xml=1` | the same facts in Apache's XML |
-//! | `POST mount` | Apache's query API: `b`, `w`, `nonce`, `w_lf`, `w_ls`, `w_wr`, `w_rr`, `w_status_X`, `w_h*`, `b_lbm`, `b_tmo`, `b_max`, `b_sforce`, `b_ss`, `b_wyes` + `b_nwrkr` |
+//! | `POST mount` | Apache's query API: `b`, `w`, `nonce`, `w_lf`, `w_ls`, `w_wr`, `w_rr`, `w_status_X`, `w_h*`, `b_lbm`, `b_tmo`, `b_max`, `b_sforce`, `b_ss`, `b_wyes` + `b_nwrkr`; and ours, `w_ttl` (with a shared store) |
 //! | `GET mount/api`, `POST mount/api` | the JSON view, and the same changes with a JSON answer |
 //! | `GET mount/metrics` | Prometheus text |
 //!
@@ -49,11 +49,26 @@
 //! but not saved (`BalancerPersist`) answers 500 with both `applied` and `error`. Kinds:
 //! `client_not_allowed`, `method_not_allowed`, `bad_host`, `host_not_this_server`,
 //! `server_names_not_configured`, `cross_origin`, `too_large`, `no_health_checks`,
-//! `not_saved`, and those of [`EditError::kind`](edit::EditError::kind) (`malformed`,
+//! `not_saved`, `needs_shared_store` (`w_ttl` without a shared store), with a shared store
+//! `store_unavailable` (503), `conflict` (409) and `store_refused` (400), and those of
+//! [`EditError::kind`](edit::EditError::kind) (`malformed`,
 //! `duplicate`, `unknown_parameters`, `invalid_value`, `missing`, `unknown_balancer`,
 //! `unknown_member`, `duplicate_member`, `no_free_slot`, `bad_nonce`). Every refusal at
 //! `mount/api`, a GET's included (the access rule, a change by GET, a bad query), is JSON
 //! of this shape.
+//!
+//! # A fleet: edits shared through a store
+//!
+//! With [`BalancerManagerBuilder::shared`] (the `BalancerShare` directive in
+//! `proxy-balancer`'s site; etcd through `proxy-balancer-etcd`), a POST is checked against
+//! this instance's state, then handed to the [`shared`] store, which applies it on every
+//! instance; the answer carries the store's `revision`, or the store's refusal (503 while
+//! it cannot be reached: nothing changes anywhere). `w_ttl=SECONDS` (1 to 604800, with a
+//! `w_status_X=1`) makes the flags the edit sets lapse: a drain for a maintenance window;
+//! without a shared store it is refused (`needs_shared_store`). The page, the XML, the JSON
+//! and the metrics then show the link's status (a banner on the page while it is down) and
+//! who changed each member, when, what, and when it lapses. `BalancerPersist` is not used
+//! then: the shared store is the source of truth.
 //!
 //! # Where we differ from Apache
 //!
@@ -136,4 +151,4 @@ pub mod shared;
 
 pub use access::{Access, AccessLayer};
 pub use host::ServerNameError;
-pub use service::{BalancerManager, BalancerManagerBuilder, LocalAddr, PeerAddr};
+pub use service::{BalancerManager, BalancerManagerBuilder, LocalAddr, PeerAddr, RemoteUser};

@@ -23,6 +23,7 @@ use crate::edit::{
 };
 use crate::host::{check_change, check_tls_origin, HostRefusal, ServerName, ServerNameError};
 use crate::persist;
+use crate::shared::{SharedEditError, SharedEditRequest, SharedEdits, Submitted};
 
 use crate::render::{self, BalancerView, HealthView, View};
 
@@ -38,6 +39,22 @@ pub use proxy_balancer_core::PeerAddr;
 /// The address the client reached, put in the request extensions by the server, so that a
 /// change's `Host` can be checked against it. Defined in [`proxy_balancer_core`].
 pub use proxy_balancer_core::LocalAddr;
+
+/// The user a request was authenticated as, put in the request extensions by an
+/// authentication layer in front of the manager (Apache's `REMOTE_USER`). With a shared
+/// store ([`BalancerManagerBuilder::shared`]) the manager records it, with the client's
+/// address, as who made an edit. The manager does not authenticate anyone itself: a
+/// header the client sends is never taken for it.
+///
+/// ```
+/// use proxy_balancer_manager::RemoteUser;
+///
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(RemoteUser("alice".to_owned()));
+/// assert_eq!(request.extensions().get::<RemoteUser>().map(|u| u.0.as_str()), Some("alice"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteUser(pub String);
 
 /// A member's health-check column, as the renderers read it.
 type HealthViewFn = Box<dyn Fn(&Member) -> Option<HealthView> + Send + Sync>;
@@ -86,6 +103,8 @@ struct Inner {
     refused_server_names: Vec<ServerNameError>,
     server: String,
     changes: AtomicU64,
+    /// The fleet's shared store, when edits are shared.
+    shared: Option<Arc<dyn SharedEdits>>,
 }
 
 /// Apache's balancer-manager: the status page (`GET mount`), its query API (`POST mount`,
@@ -115,6 +134,7 @@ pub struct BalancerManagerBuilder {
     hc_exprs: Vec<String>,
     server_names: Vec<ServerName>,
     refused_server_names: Vec<ServerNameError>,
+    shared: Option<Arc<dyn SharedEdits>>,
 }
 
 impl fmt::Debug for BalancerManagerBuilder {
@@ -257,9 +277,56 @@ impl BalancerManagerBuilder {
     }
 
     /// `BalancerPersist On`: every change is saved to `path` (atomically), and the saved
-    /// state is applied again when the manager is built.
+    /// state is applied again when the manager is built. Not used with
+    /// [`shared`](Self::shared): see there.
     pub fn persist(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.persist = Some(path.into());
+        self
+    }
+
+    /// Shares this manager's edits with a fleet through `shared` (etcd: the
+    /// `proxy-balancer-etcd` crate's `EtcdShare`; see the [`shared`](crate::shared) module).
+    ///
+    /// A POST (page or `/api`) is checked against this instance's state as without it
+    /// ([`Edit::check`]: the same refusals), then handed to [`SharedEdits::submit`] with who
+    /// asked for it (the client's address from [`PeerAddr`], and the [`RemoteUser`] when the
+    /// request carries one). The answer says it was applied, with the shared store's
+    /// revision, or refused with the store's reason: 503 `store_unavailable` while the store
+    /// cannot be reached (nothing changes anywhere: every instance keeps serving with the
+    /// state it last saw), 409 `conflict`, 400 `store_refused`. `w_ttl=SECONDS` is taken:
+    /// the flags the edit sets lapse after that long. The page, the XML, the JSON and the
+    /// metrics show the link ([`SharedEdits::status`]; a banner on the page while it is
+    /// down) and each member's last change ([`SharedEdits::last_change`]).
+    ///
+    /// The shared store is the source of truth: [`persist`](Self::persist) is then not used
+    /// (the file is neither read nor written, and [`BalancerManager::persist_report`] says
+    /// so). An instance that starts takes the fleet's state from the store, not from a file
+    /// of its own that may be older.
+    ///
+    /// ```no_run
+    /// # fn share() -> std::sync::Arc<dyn proxy_balancer_manager::shared::SharedEdits> { unimplemented!() }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use std::time::Instant;
+    /// use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
+    /// use proxy_balancer_manager::BalancerManager;
+    ///
+    /// let store = Arc::new(BalancerStore::new(
+    ///     BalancerParams::new("app"),
+    ///     [MemberParams::new("http://10.0.0.1:8080")?],
+    ///     Instant::now(),
+    /// )?);
+    /// let shared = share(); // e.g. an EtcdShare watching etcd for `store`
+    /// let manager = BalancerManager::builder("/balancer-manager")
+    ///     .balancer(store)
+    ///     .shared(shared)
+    ///     .build();
+    /// assert!(manager.is_shared());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shared(mut self, shared: Arc<dyn SharedEdits>) -> Self {
+        self.shared = Some(shared);
         self
     }
 
@@ -268,7 +335,15 @@ impl BalancerManagerBuilder {
     #[must_use]
     pub fn build(self) -> BalancerManager {
         let mut persist_report = Vec::new();
-        if let Some(path) = &self.persist {
+        let mut persist_path = self.persist;
+        if let (Some(path), Some(_)) = (&persist_path, &self.shared) {
+            persist_report.push(format!(
+                "BalancerPersist is not used with a shared store ({} is neither read nor written): the shared store keeps the edits",
+                path.display()
+            ));
+            persist_path = None;
+        }
+        if let Some(path) = &persist_path {
             let balancers = &self.balancers;
             let known = &self.hc_exprs;
             persist_report = persist::load(path, &mut |b, edit| {
@@ -289,10 +364,11 @@ impl BalancerManagerBuilder {
                     .map_err(|e| e.to_string())
             });
         }
+        // (With a shared store there is no file: `save` does nothing.)
         let stale = !persist_report.is_empty();
         let manager = BalancerManager {
             inner: Arc::new(Inner {
-                persist: self.persist,
+                persist: persist_path,
                 persist_report,
                 saving: parking_lot::Mutex::new(()),
                 mount: self.mount,
@@ -303,6 +379,7 @@ impl BalancerManagerBuilder {
                 refused_server_names: self.refused_server_names,
                 server: format!("proxy-balancer {}", env!("CARGO_PKG_VERSION")),
                 changes: AtomicU64::new(0),
+                shared: self.shared,
             }),
         };
         // The configuration wins over stale state (Apache's known trap is the reverse):
@@ -328,7 +405,20 @@ impl BalancerManager {
             hc_exprs: Vec::new(),
             server_names: Vec::new(),
             refused_server_names: Vec::new(),
+            shared: None,
         }
+    }
+
+    /// Whether edits are shared with a fleet ([`BalancerManagerBuilder::shared`]).
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        self.inner.shared.is_some()
+    }
+
+    /// The fleet's shared store, when edits are shared.
+    #[must_use]
+    pub fn shared(&self) -> Option<&Arc<dyn SharedEdits>> {
+        self.inner.shared.as_ref()
     }
 
     /// Where the manager is served.
@@ -413,6 +503,7 @@ impl BalancerManager {
             balancers: &views,
             mount: &self.inner.mount,
             server: &self.inner.server,
+            shared: self.inner.shared.as_deref(),
         })
     }
 
@@ -486,8 +577,19 @@ impl BalancerManager {
         })
     }
 
-    /// Applies a form's changes: nonce first, then all of them or none.
-    fn change(&self, form: &Form) -> Result<Changed, Refusal> {
+    /// Applies a form's changes (or, with a shared store, hands them to it): nonce first,
+    /// then all of them or none. `by`: who asked, for the shared store's record.
+    async fn change(&self, form: &Form, by: String) -> Result<Changed, Refusal> {
+        let (managed, edit) = self.checked_edit(form)?;
+        match &self.inner.shared {
+            Some(shared) => self.change_shared(&**shared, managed, edit, by).await,
+            None => self.change_local(managed, &edit),
+        }
+    }
+
+    /// The form's edit, read and checked as far as it can be without the balancer's state:
+    /// the balancer exists, the nonce, the parameters, health checks, `w_he` names.
+    fn checked_edit(&self, form: &Form) -> Result<(&Managed, Edit), Refusal> {
         let name = form.b().ok_or_else(|| Refusal {
             status: StatusCode::BAD_REQUEST,
             kind: "missing",
@@ -522,12 +624,122 @@ impl BalancerManager {
         }
         let known = &self.inner.hc_exprs;
         edit.check_hc_exprs(|name| known.iter().any(|k| k == name))?;
+        Ok((managed, edit))
+    }
+
+    /// This instance alone: the edit applied to its store (and saved, with
+    /// `BalancerPersist`).
+    fn change_local(&self, managed: &Managed, edit: &Edit) -> Result<Changed, Refusal> {
+        if edit.ttl.is_some() {
+            return Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                kind: "needs_shared_store",
+                message: "w_ttl needs a shared store (the BalancerShare directive, or BalancerManagerBuilder::shared): this instance alone keeps flags until they are changed; send the edit without w_ttl, and clear the flags when the window ends".to_owned(),
+                param: Some("w_ttl".to_owned()),
+            });
+        }
         let applied = edit.apply(&managed.store, managed.slots)?;
         self.inner.changes.fetch_add(1, Ordering::Relaxed);
         Ok(Changed {
             applied: applied_json(managed, &applied),
+            revision: None,
             not_saved: self.save().err().map(|e| format!("applied, but {e}")),
         })
+    }
+
+    /// A fleet: the edit checked against this instance's state, then handed to the shared
+    /// store, which applies it here and on every instance.
+    async fn change_shared(
+        &self,
+        shared: &dyn SharedEdits,
+        managed: &Managed,
+        edit: Edit,
+        by: String,
+    ) -> Result<Changed, Refusal> {
+        edit.check(&managed.store, managed.slots)?;
+        let member_url = edit.member_url.clone();
+        let flag_change = !edit.member.set_flags.is_empty() || !edit.member.clear_flags.is_empty();
+        let flags_of = |url: Option<&str>| {
+            let snapshot = managed.store.snapshot();
+            url.and_then(|u| snapshot.member_by_url(u).map(Member::flags))
+        };
+        let before = flags_of(member_url.as_deref());
+        let name = managed.name();
+        let short = name.strip_prefix("balancer://").unwrap_or(&name).to_owned();
+        let ttl = edit.ttl;
+        let request = SharedEditRequest::new(short, edit.clone(), by).with_ttl(ttl);
+        let submitted = shared.submit(request).await.map_err(Refusal::from)?;
+        self.inner.changes.fetch_add(1, Ordering::Relaxed);
+        let after = flags_of(member_url.as_deref());
+        let flags = match (flag_change, before, after) {
+            (true, Some(before), Some(after)) => Some((before, after)),
+            _ => None,
+        };
+        Ok(Changed {
+            applied: shared_applied_json(&short_name_of(&name), &edit, &submitted, flags),
+            revision: Some(submitted.revision),
+            not_saved: None,
+        })
+    }
+}
+
+/// A balancer's name without `balancer://`.
+fn short_name_of(name: &str) -> String {
+    name.strip_prefix("balancer://").unwrap_or(name).to_owned()
+}
+
+/// The JSON API's `applied` object for an edit the shared store took: as
+/// [`applied_json`], plus `"revision"` (the store's) and `"ttl_secs"`.
+fn shared_applied_json(
+    balancer: &str,
+    edit: &Edit,
+    submitted: &Submitted,
+    flags: Option<(
+        proxy_balancer_core::StatusFlags,
+        proxy_balancer_core::StatusFlags,
+    )>,
+) -> String {
+    let changed: Vec<String> = submitted
+        .changed
+        .iter()
+        .map(|c| render::json_str(c))
+        .collect();
+    let flags = flags.map_or_else(
+        || "null".to_owned(),
+        |(before, after)| {
+            format!(
+                "{{\"before\":{},\"after\":{}}}",
+                render::json_str(&before.to_string()),
+                render::json_str(&after.to_string())
+            )
+        },
+    );
+    let member = if edit.member.is_empty() && edit.health.is_empty() {
+        None
+    } else {
+        edit.member_url.as_deref()
+    };
+    format!(
+        "{{\"balancer\":{},\"member\":{},\"changed\":[{}],\"flags\":{flags},\"added\":{},\"lb_reset\":{},\"revision\":{},\"ttl_secs\":{}}}",
+        render::json_str(balancer),
+        member.map_or_else(|| "null".to_owned(), render::json_str),
+        changed.join(","),
+        edit.add_member
+            .as_ref()
+            .map_or_else(|| "null".to_owned(), |u| render::json_str(&u.to_string())),
+        submitted.lb_reset,
+        submitted.revision,
+        edit.ttl.map_or_else(|| "null".to_owned(), |t| t.as_secs().to_string()),
+    )
+}
+
+/// Who asked for an edit, as the shared store records it: the client's address, and the
+/// authenticated user when there is one (`alice@192.0.2.7`).
+fn who(peer: Option<IpAddr>, user: Option<&RemoteUser>) -> String {
+    let addr = peer.map_or_else(|| "unknown address".to_owned(), |ip| ip.to_string());
+    match user {
+        Some(RemoteUser(name)) if !name.is_empty() => format!("{name}@{addr}"),
+        _ => addr,
     }
 }
 
@@ -535,6 +747,8 @@ impl BalancerManager {
 struct Changed {
     /// What changed, as the JSON API's `applied` object.
     applied: String,
+    /// The shared store's revision that holds it, when edits are shared.
+    revision: Option<u64>,
     /// Why it could not be saved (`BalancerPersist`), if it could not.
     not_saved: Option<String>,
 }
@@ -557,6 +771,21 @@ impl From<EditError> for Refusal {
             kind: e.kind(),
             param: e.param().map(str::to_owned),
             message: e.to_string(),
+        }
+    }
+}
+
+impl From<SharedEditError> for Refusal {
+    fn from(e: SharedEditError) -> Self {
+        Self {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            kind: match e {
+                SharedEditError::Unavailable { .. } => "store_unavailable",
+                SharedEditError::Conflict { .. } => "conflict",
+                _ => "store_refused",
+            },
+            message: e.to_string(),
+            param: None,
         }
     }
 }
@@ -859,6 +1088,10 @@ impl BalancerManager {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let local = request.extensions().get::<LocalAddr>().copied();
+        let by = who(
+            request.extensions().get::<PeerAddr>().map(|p| p.0.ip()),
+            request.extensions().get::<RemoteUser>(),
+        );
         let tls = request
             .extensions()
             .get::<proxy_balancer_core::TlsInfo>()
@@ -902,11 +1135,12 @@ impl BalancerManager {
                 return self.page(&Form::default(), refusal.status, Some(&refusal.message))
             }
         };
-        match (self.change(&form), api) {
+        match (self.change(&form, by).await, api) {
             (
                 Ok(Changed {
                     applied,
                     not_saved: None,
+                    ..
                 }),
                 true,
             ) => respond(
@@ -918,6 +1152,7 @@ impl BalancerManager {
                 Ok(Changed {
                     applied,
                     not_saved: Some(reason),
+                    ..
                 }),
                 true,
             ) => {
@@ -939,10 +1174,18 @@ impl BalancerManager {
             (Err(refusal), true) => refusal.to_api(),
             (
                 Ok(Changed {
-                    not_saved: None, ..
+                    not_saved: None,
+                    revision,
+                    ..
                 }),
                 false,
-            ) => self.page(&form, StatusCode::OK, Some("changes applied")),
+            ) => {
+                let message = revision.map_or_else(
+                    || "changes applied".to_owned(),
+                    |r| format!("changes applied through the shared store (revision {r}): every instance follows"),
+                );
+                self.page(&form, StatusCode::OK, Some(&message))
+            }
             (
                 Ok(Changed {
                     not_saved: Some(reason),

@@ -74,6 +74,25 @@ pub struct Submitted {
     pub lb_reset: bool,
 }
 
+impl Submitted {
+    /// An edit the shared store took at `revision`, having changed `changed`.
+    ///
+    /// ```
+    /// use proxy_balancer_manager::shared::Submitted;
+    ///
+    /// let submitted = Submitted::new(42, vec!["status".to_owned()], false);
+    /// assert_eq!(submitted.revision, 42);
+    /// ```
+    #[must_use]
+    pub fn new(revision: u64, changed: Vec<String>, lb_reset: bool) -> Self {
+        Self {
+            revision,
+            changed,
+            lb_reset,
+        }
+    }
+}
+
 /// Why an edit was not taken by the shared store. Nothing changed, here or elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -56,7 +56,7 @@ impl Edit {
             return Ok(applied);
         }
         let snapshot = store.snapshot();
-        let target = self.check(&snapshot, slots)?;
+        let target = self.check_state(&snapshot, slots)?;
 
         // Writes. Only the first two can fail, and only if another writer got in between;
         // the second undoes the first then.
@@ -84,10 +84,46 @@ impl Edit {
         Ok(applied)
     }
 
+    /// The checks of [`Edit::apply`] against `store`'s current state, without changing
+    /// anything: the store's balancer is `b`, member `w` exists (when the edit changes it), a
+    /// member to add is not there yet and a growth slot is free. The same errors as
+    /// [`Edit::apply`]; an `Ok` edit may still be refused by `apply` if another writer
+    /// changes the store in between.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
+    /// use proxy_balancer_manager::edit::{parse_form, Edit, GrowthSlots};
+    ///
+    /// let store = BalancerStore::new(
+    ///     BalancerParams::new("c"),
+    ///     [MemberParams::new("http://a:80")?],
+    ///     Instant::now(),
+    /// )?;
+    /// let slots = GrowthSlots::of(&store);
+    /// let ok = Edit::from_form(&parse_form(b"b=c&w=http://a:80&w_status_D=1")?)?;
+    /// assert!(ok.check(&store, slots).is_ok());
+    /// assert!(store.snapshot().members()[0].is_usable(), "nothing changed");
+    /// let gone = Edit::from_form(&parse_form(b"b=c&w=http://b:80&w_status_D=1")?)?;
+    /// assert_eq!(gone.check(&store, slots).unwrap_err().status(), 404);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Edit::apply`]: [`EditError::UnknownBalancer`], [`EditError::UnknownMember`],
+    /// [`EditError::DuplicateMember`], [`EditError::NoFreeSlot`].
+    pub fn check(&self, store: &BalancerStore, slots: GrowthSlots) -> Result<(), EditError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        self.check_state(&store.snapshot(), slots).map(drop)
+    }
+
     /// Every check against the current state, before any write: the balancer is `b`, member
     /// `w` exists when the edit changes it (its id is returned), a member to add is not there
     /// yet and a growth slot is free.
-    fn check(
+    fn check_state(
         &self,
         snapshot: &BalancerSnapshot,
         slots: GrowthSlots,

@@ -7,7 +7,9 @@
 //! 2. [`Edit::from_form`] reads every change parameter (`w_lf`, `w_status_D`, `b_lbm`, …) into
 //!    typed values. An unknown parameter or a bad value refuses the whole request.
 //! 3. [`Edit::apply`] checks the edit against the balancer's current state (the member
-//!    exists, a growth slot is free, …) and only then changes it.
+//!    exists, a growth slot is free, …) and only then changes it. [`Edit::check`] makes the
+//!    same checks without changing anything (a manager sharing its edits checks them here
+//!    before handing them to the shared store).
 //!
 //! So one request's changes apply all together or not at all: a valid `w_lf` next to an
 //! invalid `w_ls` changes nothing. The nonce is checked with [`nonce_matches`] before
@@ -200,6 +202,12 @@ pub struct Edit {
     pub balancer: BalancerEdit,
     /// `b_wyes=1` with `b_nwrkr=URL`: a member to add (it starts disabled).
     pub add_member: Option<MemberUrl>,
+    /// `w_ttl=SECONDS` (proxy-balancer's, not Apache's): the flags this edit sets
+    /// (`w_status_X=1`) lapse after this long, e.g. a drain for a maintenance window. Only a
+    /// shared store ([`SharedEdits`](crate::shared::SharedEdits)) carries it out; the
+    /// [`BalancerManager`](crate::BalancerManager) refuses it without one, and
+    /// [`Edit::apply`] does not read it.
+    pub ttl: Option<Duration>,
 }
 
 impl Edit {

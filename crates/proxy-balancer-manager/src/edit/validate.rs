@@ -19,6 +19,11 @@ const MAX_BALANCER_TIMEOUT: u32 = 7200;
 /// The highest `b_max` the manager accepts, as in Apache.
 const MAX_MAX_ATTEMPTS: u32 = 99;
 
+/// The longest `w_ttl` the manager accepts, in seconds: a week. A drain for a maintenance
+/// window is hours; a longer one is a decision to take without a timer (an edit without
+/// `w_ttl`), and a typo such as an extra digit is caught.
+pub(crate) const MAX_TTL_SECS: u32 = 7 * 24 * 3600;
+
 // ===== impl Edit =====
 
 impl Edit {
@@ -30,7 +35,9 @@ impl Edit {
     /// empty clears; `b_lbm` an lbmethod; `b_tmo` 0 to 7200; `b_max` 0 to 99; `b_sforce` 0
     /// or 1; `b_ss` a sticky session name, `-` or empty clears; `b_wyes=1` adds the member
     /// `b_nwrkr` (without `b_wyes=1`, `b_nwrkr` is ignored: it is the "Add New Worker" text
-    /// box, sent with every balancer form).
+    /// box, sent with every balancer form); `w_ttl` (ours) whole seconds, 1 to 604800 (a
+    /// week), with at least one `w_status_X=1`: how long the flags it sets hold (see
+    /// [`Edit::ttl`]).
     ///
     /// ```
     /// use proxy_balancer_manager::edit::{parse_form, Edit, EditError};
@@ -79,6 +86,9 @@ impl Edit {
         }
         if matches!(edit.health.method, Some(HcMethod::Tcp | HcMethod::None)) {
             edit.health.expr = Some(Update::Clear);
+        }
+        if let Some(value) = form.get("w_ttl") {
+            edit.ttl = Some(read_ttl(value, &edit)?);
         }
         if add_requested {
             let url = form.get("b_nwrkr").unwrap_or("");
@@ -133,7 +143,8 @@ impl Edit {
                 };
                 Ok(())
             }
-            // b, w, nonce, xml and b_nwrkr (read with b_wyes).
+            // b, w, nonce, xml, b_nwrkr (read with b_wyes) and w_ttl (read once the flags
+            // are known).
             _ => Ok(()),
         }
     }
@@ -353,10 +364,36 @@ impl BalancerEdit {
 }
 
 /// The manager's parameter names, lower-case (`w_status_X` is checked apart).
-const KNOWN: [&str; 22] = [
+const KNOWN: [&str; 23] = [
     "b", "w", "nonce", "xml", "refresh", "w_lf", "w_ls", "w_wr", "w_rr", "w_hm", "w_hi", "w_hp",
     "w_hf", "w_hu", "w_he", "b_lbm", "b_tmo", "b_max", "b_sforce", "b_ss", "b_wyes", "b_nwrkr",
+    "w_ttl",
 ];
+
+/// `w_ttl`: whole seconds, 1 to [`MAX_TTL_SECS`], on an edit that sets flags (the flags it
+/// sets are what lapses).
+fn read_ttl(value: &str, edit: &Edit) -> Result<Duration, EditError> {
+    let secs = parse_number(
+        "w_ttl",
+        value,
+        "must be a whole number of seconds, from 1 to 604800 (a week)",
+    )?;
+    if secs == 0 || secs > MAX_TTL_SECS {
+        return Err(EditError::invalid(
+            "w_ttl",
+            value,
+            "must be from 1 to 604800 seconds (a week)",
+        ));
+    }
+    if edit.member.set_flags.is_empty() {
+        return Err(EditError::invalid(
+            "w_ttl",
+            value,
+            "w_ttl is how long the flags this edit sets hold: give it with a w_status_X=1",
+        ));
+    }
+    Ok(Duration::from_secs(u64::from(secs)))
+}
 
 fn is_known(key: &str) -> bool {
     let lower = key.to_ascii_lowercase();

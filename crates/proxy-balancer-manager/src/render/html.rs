@@ -41,7 +41,8 @@ background-color: white; text-align: center; }\n";
 /// `selected` is `(balancer name without balancer://, member URL)`, as in the `b` and `w`
 /// query parameters; when it names a member, the page ends with that member's edit form
 /// (`w_lf`, `w_ls`, `w_wr`, `w_rr`, `w_status_X`, and `w_hm` … `w_he` when it has a health
-/// check). Forms POST to `view.mount` and carry `b`, `w` and `nonce` as hidden fields (no
+/// check; with a shared store, `w_ttl`). Forms POST to `view.mount` and carry `b`, `w` and
+/// `nonce` as hidden fields (no
 /// `nonce` field when the nonce is empty). `auto_refresh` adds
 /// `<meta http-equiv="refresh" content="N">`.
 ///
@@ -59,7 +60,7 @@ background-color: white; text-align: center; }\n";
 /// # )?;
 /// let snapshot = store.snapshot();
 /// let balancers = [BalancerView::new(&snapshot, "n0nce")];
-/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer" };
+/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer", shared: None };
 /// let page = html(&view, Some(("web", "http://127.0.0.1:8001")), None);
 /// assert!(page.contains("name=\"w_lf\""));
 /// assert!(page.contains("<input type=\"hidden\" name=\"nonce\" value=\"n0nce\">"));
@@ -81,6 +82,9 @@ pub fn html(view: &View<'_>, selected: Option<(&str, &str)>, auto_refresh: Optio
     o.push_str(STYLE);
     o.push_str("</style>\n</head>\n<body><h1>Load Balancer Manager</h1>\n\n");
     let _ = writeln!(o, "<dl><dt>Server Version: {}</dt></dl>", esc(view.server));
+    if let Some(shared) = view.shared {
+        super::shared::html_status(&mut o, shared);
+    }
     let mount = esc(view.mount);
     for b in view.balancers {
         html_balancer(&mut o, view, b, &mount);
@@ -92,7 +96,7 @@ pub fn html(view: &View<'_>, selected: Option<(&str, &str)>, auto_refresh: Optio
             .find(|b| b.short_name().eq_ignore_ascii_case(bname))
             .and_then(|b| b.snapshot.member_by_url(wurl).map(|m| (b, m)));
         if let Some((b, m)) = found {
-            html_member_form(&mut o, b, m, &mount);
+            html_member_form(&mut o, b, m, &mount, view.shared.is_some());
         }
     }
     o.push_str("</body></html>\n");
@@ -108,7 +112,10 @@ fn html_balancer(o: &mut String, view: &View<'_>, b: &BalancerView<'_>, mount: &
     };
     let base = format!("{}?b={}", esc(view.mount), url_encode(b.short_name()));
     html_balancer_table(o, b, &base, &nonce_q);
-    html_member_table(o, b, &base, &nonce_q);
+    if let Some(shared) = view.shared {
+        super::shared::html_balancer_change(o, shared, b);
+    }
+    html_member_table(o, view, b, &base, &nonce_q);
     html_balancer_form(o, b, mount);
 }
 
@@ -140,7 +147,13 @@ fn html_balancer_table(o: &mut String, b: &BalancerView<'_>, base: &str, nonce_q
 
 /// The table of the balancer's members, with the health-check columns when any member has
 /// a health check.
-fn html_member_table(o: &mut String, b: &BalancerView<'_>, base: &str, nonce_q: &str) {
+fn html_member_table(
+    o: &mut String,
+    view: &View<'_>,
+    b: &BalancerView<'_>,
+    base: &str,
+    nonce_q: &str,
+) {
     let members = b.snapshot.members();
     let health: Vec<Option<HealthView>> = members.iter().map(|m| (b.health)(m)).collect();
     let any_hc = health.iter().any(Option::is_some);
@@ -155,11 +168,20 @@ fn html_member_table(o: &mut String, b: &BalancerView<'_>, base: &str, nonce_q: 
              <th>HC uri</th><th>HC Expr</th><th>HC Result</th>",
         );
     }
+    if view.shared.is_some() {
+        o.push_str("<th>Last change</th>");
+    }
     o.push_str("</tr>\n");
     for (m, hc) in members.iter().zip(&health) {
         html_member_row(o, m, base, nonce_q);
         if any_hc {
             html_health_cells(o, hc.as_ref());
+        }
+        if let Some(shared) = view.shared {
+            let change = shared
+                .last_change(b.short_name(), Some(m.url()))
+                .map_or_else(|| "-".to_owned(), |c| super::shared::change_text(&c));
+            let _ = write!(o, "<td>{}</td>", esc(&change));
         }
         o.push_str("</tr>\n");
     }
@@ -317,7 +339,7 @@ fn html_balancer_form(o: &mut String, b: &BalancerView<'_>, mount: &str) {
     form_end(o, b, None);
 }
 
-fn html_member_form(o: &mut String, b: &BalancerView<'_>, m: &Member, mount: &str) {
+fn html_member_form(o: &mut String, b: &BalancerView<'_>, m: &Member, mount: &str, shared: bool) {
     let _ = writeln!(
         o,
         "<hr>\n<h3>Edit worker settings for {}</h3>",
@@ -347,6 +369,12 @@ fn html_member_form(o: &mut String, b: &BalancerView<'_>, m: &Member, mount: &st
         );
     }
     o.push_str("</tr></table></td></tr>\n");
+    if shared {
+        o.push_str(
+            "<tr><td><label for=\"w_ttl\">Flags set lapse after (seconds, empty: never):</label></td>\
+             <td><input name=\"w_ttl\" id=\"w_ttl\" type=\"text\" value=\"\"></td></tr>\n",
+        );
+    }
     if let Some(h) = (b.health)(m) {
         o.push_str("<tr><td><label for=\"w_hm\">HC Method:</label></td><td><select name=\"w_hm\" id=\"w_hm\">\n");
         let names = HcMethod::ALL.map(HcMethod::as_str);

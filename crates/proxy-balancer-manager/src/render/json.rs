@@ -24,6 +24,12 @@ use super::{json_opt_str, json_str, label, load_factor, BalancerView, View};
 ///                    "expr":null|…,"last_passed":null|true|false}}]}]}
 /// ```
 ///
+/// With a shared store ([`View::shared`]) the document also has, after `"server"`,
+/// `"shared":{"backend":…,"instance":…,"connected":true,"since":"2026-…Z","revision":N,
+/// "last_error":null|…}`, and each balancer and member ends with
+/// `"last_change":null|{"by":…,"at":"2026-…Z","changed":["status"],"expires":null|"…Z",
+/// "revision":N}`.
+///
 /// `flags` are Apache's `status=` letters; `status` is the manager label without its
 /// trailing space. Strings escape `"`, `\`, control characters and also `<`, `>`, `&` (as
 /// `\u00XX`), so the document can be embedded in HTML.
@@ -39,7 +45,7 @@ use super::{json_opt_str, json_str, label, load_factor, BalancerView, View};
 /// # )?;
 /// let snapshot = store.snapshot();
 /// let balancers = [BalancerView::new(&snapshot, "")];
-/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer" };
+/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer", shared: None };
 /// let doc = json(&view);
 /// assert!(doc.contains(r#""flags":"D","status":"Init Dis","usable":false"#));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -59,7 +65,7 @@ pub fn json(view: &View<'_>) -> String {
 /// # let store = BalancerStore::new(BalancerParams::new("web"), [], Instant::now())?;
 /// let snapshot = store.snapshot();
 /// let balancers = [BalancerView::new(&snapshot, "")];
-/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer" };
+/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer", shared: None };
 /// assert!(json_with_unavailable(&view, &|_| 7).contains(r#""unavailable":7"#));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -70,7 +76,11 @@ pub fn json_with_unavailable(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64)
 
 fn json_inner(view: &View<'_>, unavailable: Option<&dyn Fn(&str) -> u64>) -> String {
     let mut o = String::with_capacity(4096);
-    let _ = write!(o, "{{\"server\":{},\"balancers\":[", json_str(view.server));
+    let _ = write!(o, "{{\"server\":{},", json_str(view.server));
+    if view.shared.is_some() {
+        let _ = write!(o, "\"shared\":{},", super::shared::json_status(view.shared));
+    }
+    o.push_str("\"balancers\":[");
     for (i, b) in view.balancers.iter().enumerate() {
         if i > 0 {
             o.push(',');
@@ -108,12 +118,20 @@ fn json_inner(view: &View<'_>, unavailable: Option<&dyn Fn(&str) -> u64>) -> Str
         if let Some(f) = unavailable {
             let _ = write!(o, ",\"unavailable\":{}", f(b.short_name()));
         }
+        if let Some(shared) = view.shared {
+            let change = shared.last_change(b.short_name(), None);
+            let _ = write!(
+                o,
+                ",\"last_change\":{}",
+                super::shared::json_change(change.as_ref())
+            );
+        }
         o.push_str(",\"members\":[");
         for (j, m) in b.snapshot.members().iter().enumerate() {
             if j > 0 {
                 o.push(',');
             }
-            json_member(&mut o, b, m);
+            json_member(&mut o, view, b, m);
         }
         o.push_str("]}");
     }
@@ -121,7 +139,7 @@ fn json_inner(view: &View<'_>, unavailable: Option<&dyn Fn(&str) -> u64>) -> Str
     o
 }
 
-fn json_member(o: &mut String, b: &BalancerView<'_>, m: &Member) {
+fn json_member(o: &mut String, view: &View<'_>, b: &BalancerView<'_>, m: &Member) {
     let mp = m.params();
     let st = m.state();
     let (host, port) = (mp.url.host(), mp.url.port());
@@ -169,6 +187,14 @@ fn json_member(o: &mut String, b: &BalancerView<'_>, m: &Member) {
             );
         }
         None => o.push_str("null"),
+    }
+    if let Some(shared) = view.shared {
+        let change = shared.last_change(b.short_name(), Some(m.url()));
+        let _ = write!(
+            o,
+            ",\"last_change\":{}",
+            super::shared::json_change(change.as_ref())
+        );
     }
     o.push('}');
 }

@@ -26,7 +26,12 @@
 //! )?;
 //! let snapshot = store.snapshot();
 //! let balancers = [BalancerView::new(&snapshot, "secret")];
-//! let view = View { balancers: &balancers, mount: "/balancer-manager", server: "proxy-balancer" };
+//! let view = View {
+//!     balancers: &balancers,
+//!     mount: "/balancer-manager",
+//!     server: "proxy-balancer",
+//!     shared: None,
+//! };
 //!
 //! let page = render::html(&view, None, Some(10));
 //! assert!(page.contains("<td>Init Ok</td>"));
@@ -49,6 +54,7 @@ use proxy_balancer_core::{BalancerSnapshot, Member, StatusFlags};
 mod html;
 mod json;
 mod prometheus;
+mod shared;
 mod xml;
 
 pub use self::html::html;
@@ -71,6 +77,13 @@ pub struct View<'a> {
     pub mount: &'a str,
     /// The "Server Version" line of the page, e.g. `proxy-balancer 0.1.0`.
     pub server: &'a str,
+    /// The fleet's shared store, when edits are shared
+    /// ([`BalancerManagerBuilder::shared`](crate::BalancerManagerBuilder::shared)): every
+    /// document then shows its status ([`SharedEdits::status`](crate::shared::SharedEdits::status);
+    /// a banner on the page while it is down) and each member's last change
+    /// ([`SharedEdits::last_change`](crate::shared::SharedEdits::last_change)). `None`: an
+    /// instance alone, and the documents are as Apache's.
+    pub shared: Option<&'a dyn crate::shared::SharedEdits>,
 }
 
 /// One balancer as the manager shows it.
@@ -97,6 +110,7 @@ impl std::fmt::Debug for View<'_> {
             .field("balancers", &self.balancers)
             .field("mount", &self.mount)
             .field("server", &self.server)
+            .field("shared", &self.shared.map(|s| s.status()))
             .finish()
     }
 }

@@ -27,6 +27,11 @@ const LETTERS: [char; 8] = ['I', 'N', 'D', 'S', 'E', 'H', 'R', 'C'];
 /// Per balancer, `proxy_balancer_unavailable_total{balancer=…}` (counter) is
 /// `unavailable(name)`: the requests answered 503 because no member could take them.
 ///
+/// With a shared store ([`View::shared`]), labelled `backend` and `instance`:
+/// `proxy_balancer_shared_connected` (gauge, 1 or 0), `proxy_balancer_shared_revision`
+/// (gauge, the last revision applied here) and `proxy_balancer_shared_since_seconds` (gauge,
+/// Unix time since when the link has been as it is).
+///
 /// ```
 /// # use std::time::Instant;
 /// # use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
@@ -38,7 +43,7 @@ const LETTERS: [char; 8] = ['I', 'N', 'D', 'S', 'E', 'H', 'R', 'C'];
 /// # )?;
 /// let snapshot = store.snapshot();
 /// let balancers = [BalancerView::new(&snapshot, "")];
-/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer" };
+/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer", shared: None };
 /// let text = prometheus(&view, &|name| if name == "web" { 3 } else { 0 });
 /// assert!(text.contains(
 ///     "proxy_balancer_member_status{balancer=\"web\",member=\"http://127.0.0.1:8001\",flag=\"D\"} 0\n"
@@ -70,6 +75,9 @@ pub fn prometheus(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) -> String 
     usable(&mut o, &members);
     health_up(&mut o, &members);
     unavailable_total(&mut o, view, unavailable);
+    if let Some(shared) = view.shared {
+        super::shared::prometheus(&mut o, shared);
+    }
     o
 }
 

@@ -79,6 +79,7 @@ fn with_view<T>(f: impl FnOnce(&View<'_>) -> T) -> T {
         balancers: &balancers,
         mount: "/balancer-manager",
         server: "proxy-balancer <test>",
+        shared: None,
     };
     f(&view)
 }
@@ -171,6 +172,7 @@ fn html_without_free_slot_or_nonce() {
         balancers: &balancers,
         mount: "/bm",
         server: "s",
+        shared: None,
     };
     let page = html(&view, None, None);
     assert!(page.contains("<td>1 [1 Used]</td>"));
@@ -378,6 +380,7 @@ fn json_exact_small_case() {
         balancers: &balancers,
         mount: "/",
         server: "s\\",
+        shared: None,
     };
     assert_eq!(
         json(&view),

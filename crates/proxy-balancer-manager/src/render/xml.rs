@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use proxy_balancer_core::Member;
 
 use super::{esc, load_factor, on_off, HealthView, View};
+use crate::shared::ChangeRecord;
 
 /// The `?xml=1` document in Apache's schema (namespace `http://httpd.apache.org`).
 ///
@@ -28,7 +29,7 @@ use super::{esc, load_factor, on_off, HealthView, View};
 /// # )?;
 /// let snapshot = store.snapshot();
 /// let balancers = [BalancerView::new(&snapshot, "n0nce")];
-/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer" };
+/// let view = View { balancers: &balancers, mount: "/bm", server: "proxy-balancer", shared: None };
 /// let doc = xml(&view);
 /// assert!(doc.starts_with("<?xml version='1.0' encoding='UTF-8' ?>\n<httpd:manager xmlns:httpd='http://httpd.apache.org'>"));
 /// assert!(doc.contains("<httpd:hostname>127.0.0.1</httpd:hostname>"));
@@ -46,6 +47,11 @@ use super::{esc, load_factor, on_off, HealthView, View};
 /// `io_buffer_size` are never printed. Beyond Apache (which prints no health-check
 /// elements), a member with a health check ends with `hcmethod`, `hcinterval` (ms),
 /// `hcpasses`, `hcfails`, `hcuri` and `hcexpr` (empty when none).
+/// With a shared store ([`View::shared`]), a worker with a recorded change ends with
+/// `changedby`, `changedat` (RFC 3339), `changed` (comma-separated), `changerevision` and
+/// `changeexpires` (when its flags lapse), and `httpd:balancers` is followed by
+/// `httpd:shared` with `backend`, `instance`, `connected` (On/Off), `since`, `revision` and
+/// `lasterror` (when there is one).
 /// Every text value is XML-escaped (Apache escapes only some).
 #[must_use]
 pub fn xml(view: &View<'_>) -> String {
@@ -92,17 +98,41 @@ pub fn xml(view: &View<'_>) -> String {
         }
         o.push_str("      <httpd:workers>\n");
         for m in b.snapshot.members() {
-            xml_worker(&mut o, m, (b.health)(m).as_ref());
+            let change = view
+                .shared
+                .and_then(|s| s.last_change(b.short_name(), Some(m.url())));
+            xml_worker(&mut o, m, (b.health)(m).as_ref(), change.as_ref());
         }
         o.push_str("      </httpd:workers>\n");
         o.push_str("    </httpd:balancer>\n");
     }
     o.push_str("  </httpd:balancers>\n");
+    if let Some(shared) = view.shared {
+        let s = shared.status();
+        o.push_str("  <httpd:shared>\n");
+        let el = |o: &mut String, name: &str, value: &dyn std::fmt::Display| {
+            let _ = writeln!(o, "    <httpd:{name}>{value}</httpd:{name}>");
+        };
+        el(&mut o, "backend", &esc(&s.backend));
+        el(&mut o, "instance", &esc(&s.instance));
+        el(&mut o, "connected", &on_off(s.connected));
+        el(&mut o, "since", &super::shared::rfc3339(s.since));
+        el(&mut o, "revision", &s.revision);
+        if let Some(e) = &s.last_error {
+            el(&mut o, "lasterror", &esc(e));
+        }
+        o.push_str("  </httpd:shared>\n");
+    }
     o.push_str("</httpd:manager>");
     o
 }
 
-fn xml_worker(o: &mut String, m: &Member, health: Option<&HealthView>) {
+fn xml_worker(
+    o: &mut String,
+    m: &Member,
+    health: Option<&HealthView>,
+    change: Option<&ChangeRecord>,
+) {
     let mp = m.params();
     let st = m.state();
     let (host, port) = (mp.url.host(), mp.url.port());
@@ -156,6 +186,15 @@ fn xml_worker(o: &mut String, m: &Member, health: Option<&HealthView>) {
         el(o, "hcfails", &h.fails);
         el(o, "hcuri", &esc(&h.uri));
         el(o, "hcexpr", &esc(h.expr.as_deref().unwrap_or("")));
+    }
+    if let Some(c) = change {
+        el(o, "changedby", &esc(&c.by));
+        el(o, "changedat", &super::shared::rfc3339(c.at));
+        el(o, "changed", &esc(&c.changed.join(",")));
+        el(o, "changerevision", &c.revision);
+        if let Some(e) = c.expires {
+            el(o, "changeexpires", &super::shared::rfc3339(e));
+        }
     }
     o.push_str("        </httpd:worker>\n");
 }
