@@ -2,7 +2,7 @@
 //! state), applying a key to a store, the watch task and [`SharedEdits::submit`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -168,6 +168,7 @@ impl EtcdShareBuilder {
             request_timeout: self.request_timeout,
             hc_expr_names: self.hc_expr_names,
             stopping: AtomicBool::new(false),
+            lost_races: AtomicU64::new(0),
             state: Mutex::new(State {
                 balancers,
                 revision: 0,
@@ -370,6 +371,14 @@ impl EtcdShare {
             .collect()
     }
 
+    /// How many of this instance's edits lost a race in etcd (another instance changed one
+    /// of their keys between the read and the compare-and-swap) and were merged again
+    /// onto the new value.
+    #[must_use]
+    pub fn lost_races(&self) -> u64 {
+        self.handle.inner.lost_races.load(Ordering::Relaxed)
+    }
+
     /// The last etcd revision applied here.
     #[must_use]
     pub fn revision(&self) -> u64 {
@@ -442,6 +451,9 @@ struct Inner {
     request_timeout: Duration,
     hc_expr_names: Option<Vec<String>>,
     stopping: AtomicBool,
+    /// Submits that lost a race (another writer changed a key between the read and the
+    /// compare-and-swap) and merged again.
+    lost_races: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -456,8 +468,10 @@ struct State {
     /// Whether this outage was logged (once per outage).
     outage_logged: bool,
     problems: BTreeMap<String, KeyProblem>,
-    /// Each key's last revision handled (put or delete): applying is idempotent.
-    seen: HashMap<String, i64>,
+    /// Each key's last revision handled (put or delete) and what applying it did:
+    /// applying is idempotent, and a submit whose write the watch applied first still
+    /// learns what it changed.
+    seen: HashMap<String, (i64, Outcome)>,
 }
 
 #[derive(Debug)]
@@ -495,7 +509,7 @@ impl Stored {
 }
 
 /// What one key did to a store.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Outcome {
     changed: Vec<String>,
     lb_reset: bool,
@@ -521,10 +535,12 @@ impl Inner {
             tracing::warn!(key = ?kv.key, "etcd key under the prefix is not UTF-8; ignored");
             return Outcome::default();
         };
-        if state.seen.get(full).is_some_and(|r| *r >= kv.mod_revision) {
-            return Outcome::default();
+        if let Some(done) = already(state, full, kv.mod_revision) {
+            return done;
         }
-        state.seen.insert(full.to_owned(), kv.mod_revision);
+        state
+            .seen
+            .insert(full.to_owned(), (kv.mod_revision, Outcome::default()));
         let parsed = Key::parse(&self.prefix, full).and_then(|key| {
             let doc = Doc::parse(&kv.value, &key.kind)?;
             let edit = doc.edit(&key.balancer, key.url())?;
@@ -565,10 +581,12 @@ impl Inner {
 
     /// A delete of `full` at `revision` seen. Idempotent per revision.
     fn on_delete(&self, state: &mut State, full: &str, revision: i64) -> Outcome {
-        if state.seen.get(full).is_some_and(|r| *r >= revision) {
-            return Outcome::default();
+        if let Some(done) = already(state, full, revision) {
+            return done;
         }
-        state.seen.insert(full.to_owned(), revision);
+        state
+            .seen
+            .insert(full.to_owned(), (revision, Outcome::default()));
         state.problems.remove(full);
         let Ok(key) = Key::parse(&self.prefix, full) else {
             return Outcome::default();
@@ -606,7 +624,7 @@ impl Inner {
                 apply_member(entry, &key.balancer, url)
             }
         };
-        match result {
+        let outcome = match result {
             Ok(outcome) => {
                 if !outcome.changed.is_empty() {
                     tracing::info!(
@@ -622,7 +640,11 @@ impl Inner {
                 report(state, full, revision.unwrap_or(0), reason);
                 Outcome::default()
             }
+        };
+        if let Some((_, done)) = state.seen.get_mut(full) {
+            done.clone_from(&outcome);
         }
+        outcome
     }
 
     // ----- watching -----
@@ -796,6 +818,7 @@ impl Inner {
             };
             let done = self.client.txn(txn).await.map_err(|e| self.failed(&e))?;
             if !done.succeeded {
+                self.lost_races.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("an edit lost a race in etcd; reading again");
                 continue;
             }
@@ -1108,6 +1131,16 @@ fn humantime_since(since: SystemTime) -> String {
         .duration_since(since)
         .map_or(0, |d| d.as_secs());
     format!("{secs} s")
+}
+
+/// What handling `full` at `revision` did, if it was handled already (nothing, for an
+/// older revision).
+fn already(state: &State, full: &str, revision: i64) -> Option<Outcome> {
+    match state.seen.get(full) {
+        Some((seen, done)) if *seen == revision => Some(done.clone()),
+        Some((seen, _)) if *seen > revision => Some(Outcome::default()),
+        _ => None,
+    }
 }
 
 /// Reports a value that cannot be used: logged once per revision, kept for
