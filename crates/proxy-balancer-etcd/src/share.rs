@@ -1426,15 +1426,20 @@ async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>, first: watch::S
                 let Some(response) = stream.message().await? else {
                     return Err(tonic::Status::unavailable("etcd ended the watch"));
                 };
-                if response.compact_revision > 0 || response.canceled {
-                    if response.compact_revision > 0 {
-                        tracing::info!(
-                            compacted = response.compact_revision,
-                            "etcd compacted past this instance's revision; reading the whole prefix again"
-                        );
-                    }
+                if response.compact_revision > 0 {
+                    tracing::info!(
+                        compacted = response.compact_revision,
+                        "etcd compacted past this instance's revision; reading the whole prefix again"
+                    );
                     need_full_read = true;
                     return Ok(());
+                }
+                if response.canceled {
+                    // Not for a compaction: a failure, retried after a pause.
+                    return Err(tonic::Status::unavailable(format!(
+                        "etcd cancelled the watch: {}",
+                        response.cancel_reason
+                    )));
                 }
                 if response.created {
                     inner.connected();
