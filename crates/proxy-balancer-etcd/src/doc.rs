@@ -88,9 +88,9 @@ impl Key {
         let kind = if what == "balancer" {
             KeyKind::Balancer
         } else if let Some(url) = what.strip_prefix("member/") {
-            KeyKind::Member(canonical_url(url)?)
+            KeyKind::Member(key_url(url)?)
         } else if let Some(url) = what.strip_prefix("lapse/") {
-            KeyKind::Lapse(canonical_url(url)?)
+            KeyKind::Lapse(key_url(url)?)
         } else {
             return Err(format!(
                 "unknown key kind {what:?}: expected balancer, member/<url> or lapse/<url>"
@@ -125,6 +125,17 @@ pub(crate) fn canonical_url(url: &str) -> Result<String, String> {
     MemberUrl::new(url)
         .map(|u| u.to_string())
         .map_err(|e| format!("bad member URL {url:?}: {e}"))
+}
+
+/// A member URL in a key: exactly as the store writes it, so that one member has one key.
+fn key_url(url: &str) -> Result<String, String> {
+    let canonical = canonical_url(url)?;
+    if canonical != url {
+        return Err(format!(
+            "write the member's URL as the manager shows it: {canonical}, not {url}"
+        ));
+    }
+    Ok(canonical)
 }
 
 // ===== documents =====
@@ -411,11 +422,21 @@ fn allowed_words(kind: &KeyKind) -> &'static str {
     }
 }
 
+/// The last second of the year 9999: a later time is a mistake, and would overflow a
+/// `SystemTime` on some platforms.
+const MAX_SECS: u64 = 253_402_300_799;
+
 fn parse_secs(name: &str, value: &str) -> Result<u64, String> {
     value
         .trim()
         .parse()
-        .map_err(|_| format!("`{name}` must be a Unix time in whole seconds, not {value:?}"))
+        .ok()
+        .filter(|s| *s <= MAX_SECS)
+        .ok_or_else(|| {
+            format!(
+                "`{name}` must be a Unix time in whole seconds (up to year 9999), not {value:?}"
+            )
+        })
 }
 
 /// Unix seconds now.
@@ -426,7 +447,9 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 fn from_secs(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs.min(MAX_SECS)))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// Appends `name=value`, percent-encoded, to a form.
@@ -473,6 +496,7 @@ mod tests {
             "/pb//balancer",
             "/pb/app/other",
             "/pb/app/member/not a url",
+            "/pb/app/member/HTTP://A:1",
             "/other/app/balancer",
         ] {
             assert!(Key::parse(p, bad).is_err(), "{bad}");
@@ -510,6 +534,8 @@ mod tests {
             (b"nonce=x", "not allowed"),
             (b"w_lf=1&w_lf=2", "twice"),
             (b"at=yesterday", "Unix time"),
+            (b"at=18446744073709551615", "Unix time"),
+            (b"at=253402300800", "Unix time"),
             (b"w_lf=%zz", "malformed"),
         ] {
             let err = Doc::parse(text, &member).expect_err("refused");
