@@ -121,6 +121,24 @@ impl EtcdShareBuilder {
     /// `http://host:port` URL, a bad prefix or instance name, no balancer or the same one
     /// twice, or no tokio runtime. etcd being down is not an error.
     pub async fn start(self) -> Result<EtcdShare, EtcdError> {
+        let wait = self.start_wait;
+        let share = self.spawn()?;
+        share.ready(wait).await;
+        Ok(share)
+    }
+
+    /// Starts the engine without waiting: for code that is not `async` (a site built from a
+    /// configuration inside a runtime). The settings are checked now; the first read of
+    /// etcd happens in the engine's task, and until it is done the instance serves its
+    /// configuration's state, [`SharedEdits::status`] says it is not connected yet and
+    /// [`SharedEdits::submit`] refuses. [`EtcdShare::ready`] waits for that first read.
+    /// [`start_wait`](Self::start_wait) is not used.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start); [`EtcdError::NoRuntime`] when called outside a tokio
+    /// runtime.
+    pub fn spawn(self) -> Result<EtcdShare, EtcdError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EtcdError::NoRuntime)?;
         let endpoints = check_endpoints(&self.endpoints)?;
         let prefix = check_prefix(&self.prefix)?;
@@ -159,7 +177,7 @@ impl EtcdShareBuilder {
             })?;
         let backend = format!("etcd {} prefix {prefix}", endpoints.join(","));
         let (stop, stopped) = watch::channel(false);
-        let (first_tx, mut first_rx) = watch::channel(false);
+        let (first_tx, first) = watch::channel(false);
         let inner = Arc::new(Inner {
             prefix,
             instance,
@@ -173,17 +191,17 @@ impl EtcdShareBuilder {
                 balancers,
                 revision: 0,
                 connected: false,
+                ever_connected: false,
                 since: SystemTime::now(),
-                last_error: Some("not connected yet".to_owned()),
+                last_error: Some("connecting to etcd".to_owned()),
                 outage_logged: false,
                 problems: BTreeMap::new(),
                 seen: HashMap::new(),
             }),
         });
         runtime.spawn(run(Arc::clone(&inner), stopped, first_tx));
-        let _ = tokio::time::timeout(self.start_wait, first_rx.wait_for(|done| *done)).await;
         Ok(EtcdShare {
-            handle: Arc::new(Handle { inner, stop }),
+            handle: Arc::new(Handle { inner, stop, first }),
         })
     }
 }
@@ -285,6 +303,8 @@ pub struct EtcdShare {
 struct Handle {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
+    /// Becomes `true` once the first read of etcd is done or has failed.
+    first: watch::Receiver<bool>,
 }
 
 impl Drop for Handle {
@@ -343,6 +363,14 @@ impl EtcdShare {
     pub fn stop(&self) {
         self.handle.inner.stopping.store(true, Ordering::Release);
         let _ = self.handle.stop.send(true);
+    }
+
+    /// Waits (at most `bound`) until the engine's first read of etcd is done, or has
+    /// failed (etcd down: the status then says so). Returns whether it is connected.
+    pub async fn ready(&self, bound: Duration) -> bool {
+        let mut first = self.handle.first.clone();
+        let _ = tokio::time::timeout(bound, first.wait_for(|done| *done)).await;
+        self.handle.inner.state.lock().connected
     }
 
     /// The prefix, ending in `/`.
@@ -463,6 +491,8 @@ struct State {
     /// The last revision applied (every key up to it is in force here).
     revision: i64,
     connected: bool,
+    /// Whether etcd was reached once: before, this instance is still connecting.
+    ever_connected: bool,
     since: SystemTime,
     last_error: Option<String>,
     /// Whether this outage was logged (once per outage).
@@ -677,6 +707,7 @@ impl Inner {
         let mut state = self.state.lock();
         if !state.connected {
             state.connected = true;
+            state.ever_connected = true;
             state.since = SystemTime::now();
             if state.outage_logged {
                 tracing::info!(
@@ -718,6 +749,11 @@ impl Inner {
         SharedEditError::Unavailable {
             reason: if state.connected {
                 reason
+            } else if !state.ever_connected {
+                format!(
+                    "this instance has not reached etcd ({}) since it started {since} ago: {reason}",
+                    self.backend
+                )
             } else {
                 format!("etcd ({}) unreachable for {since}: {reason}", self.backend)
             },

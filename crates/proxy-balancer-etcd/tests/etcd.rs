@@ -723,3 +723,99 @@ async fn started_while_etcd_is_down_it_serves_the_configuration_then_connects_or
     );
     share.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_starts_without_waiting_and_ready_waits_for_the_first_read_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("spawn_starts_without_waiting").await else {
+        return;
+    };
+    etcd.put(&key(M1), "w_status_D=1").await.expect("put");
+    let store = store();
+    let share = EtcdShare::builder([etcd.endpoint()])
+        .prefix(PREFIX)
+        .balancer(Arc::clone(&store))
+        .spawn()
+        .expect("valid settings");
+    assert!(
+        share.ready(Duration::from_secs(5)).await,
+        "{:?}",
+        share.status()
+    );
+    assert!(has(&store, M1, StatusFlags::DISABLED));
+    assert!(!share.instance().is_empty(), "a default instance name");
+    share.stop();
+    let refused = share
+        .submit(request(&format!("b=app&w={M1}&w_lf=2"), "ops"))
+        .await
+        .expect_err("stopped");
+    assert!(
+        matches!(refused, SharedEditError::Unavailable { .. }),
+        "{refused}"
+    );
+}
+
+/// Bad settings are refused at once, with what to do; no etcd needed.
+#[tokio::test(flavor = "current_thread")]
+async fn bad_settings_are_refused_with_the_reason() {
+    use proxy_balancer_etcd::EtcdError;
+
+    let err = |b: proxy_balancer_etcd::EtcdShareBuilder| b.spawn().expect_err("refused");
+    let none: [&str; 0] = [];
+    assert_eq!(
+        err(EtcdShare::builder(none).balancer(store())),
+        EtcdError::NoEndpoints
+    );
+    for endpoint in [
+        "https://127.0.0.1:2379",
+        "127.0.0.1",
+        "http://127.0.0.1:2379/v3",
+        "ftp://x:1",
+    ] {
+        let e = err(EtcdShare::builder([endpoint]).balancer(store()));
+        assert!(
+            matches!(e, EtcdError::BadEndpoint { .. }),
+            "{endpoint}: {e}"
+        );
+    }
+    let https = err(EtcdShare::builder(["https://127.0.0.1:2379"]).balancer(store()));
+    assert!(https.to_string().contains("TLS"), "{https}");
+    for prefix in ["", "/", "/a\n"] {
+        let e = err(EtcdShare::builder(["127.0.0.1:2379"])
+            .prefix(prefix)
+            .balancer(store()));
+        assert!(matches!(e, EtcdError::BadPrefix { .. }), "{prefix:?}: {e}");
+    }
+    assert_eq!(
+        err(EtcdShare::builder(["127.0.0.1:2379"])),
+        EtcdError::NoBalancers
+    );
+    let twice = err(EtcdShare::builder(["127.0.0.1:2379"])
+        .balancer(store())
+        .balancer(store()));
+    assert!(
+        matches!(twice, EtcdError::DuplicateBalancer { .. }),
+        "{twice}"
+    );
+    let e = err(EtcdShare::builder(["127.0.0.1:2379"])
+        .instance("")
+        .balancer(store()));
+    assert!(matches!(e, EtcdError::BadInstance { .. }), "{e}");
+
+    // A prefix without its final '/' gets one.
+    let share = EtcdShare::builder(["127.0.0.1:9"])
+        .prefix("/fleet")
+        .balancer(store())
+        .spawn()
+        .expect("valid settings");
+    assert_eq!(share.prefix(), "/fleet/");
+    share.stop();
+}
+
+#[test]
+fn spawn_outside_a_tokio_runtime_is_refused() {
+    let err = EtcdShare::builder(["127.0.0.1:2379"])
+        .balancer(store())
+        .spawn()
+        .expect_err("no runtime");
+    assert_eq!(err, proxy_balancer_etcd::EtcdError::NoRuntime);
+}
