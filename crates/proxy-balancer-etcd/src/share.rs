@@ -443,7 +443,7 @@ impl SharedEdits for EtcdShare {
             state
                 .problems
                 .values()
-                .next_back()
+                .max_by_key(|p| p.revision)
                 .map(|p| format!("{} ignored (revision {}): {}", p.key, p.revision, p.reason))
         });
         status
