@@ -599,4 +599,48 @@ mod tests {
         let by_hand = Doc::default().record(3, UNIX_EPOCH);
         assert_eq!((by_hand.by.as_str(), by_hand.at), ("etcd", UNIX_EPOCH));
     }
+
+    proptest::proptest! {
+        /// Any bytes, as a value of any kind of key: refused with a reason or taken, never
+        /// a panic; what is taken becomes the manager's edit or is refused by it.
+        #[test]
+        fn any_value_is_refused_or_taken_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            kind in 0..3u8,
+        ) {
+            let kind = match kind {
+                0 => KeyKind::Balancer,
+                1 => KeyKind::Member("http://a:1".to_owned()),
+                _ => KeyKind::Lapse("http://a:1".to_owned()),
+            };
+            if let Ok(doc) = Doc::parse(&bytes, &kind) {
+                let url = (kind != KeyKind::Balancer).then_some("http://a:1");
+                let _ = doc.edit("app", url);
+                let again = Doc::parse(doc.encode().as_bytes(), &kind);
+                proptest::prop_assert_eq!(again, Ok(doc));
+            }
+        }
+
+        /// Known fields with any text: the same.
+        #[test]
+        fn known_fields_with_any_values_never_panic(
+            fields in proptest::collection::vec(
+                (proptest::sample::select(vec![
+                    "w_lf", "w_ls", "w_wr", "w_rr", "w_hm", "w_hi", "w_hp", "w_hf", "w_hu",
+                    "w_he", "w_status_D", "w_status_N", "at", "expires", "by",
+                ]), ".{0,12}"),
+                0..6,
+            ),
+        ) {
+            let mut text = String::new();
+            for (name, value) in &fields {
+                push_pair(&mut text, name, value);
+            }
+            let kind = KeyKind::Member("http://a:1".to_owned());
+            if let Ok(doc) = Doc::parse(text.as_bytes(), &kind) {
+                let _ = doc.edit("app", Some("http://a:1"));
+                let _ = doc.record(1, SystemTime::now());
+            }
+        }
+    }
 }
