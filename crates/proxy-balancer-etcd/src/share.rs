@@ -864,6 +864,10 @@ impl Inner {
             let mut outcome = Outcome::default();
             {
                 let mut state = self.state.lock();
+                if state.connected {
+                    // An earlier submit's error is over.
+                    state.last_error = None;
+                }
                 for w in &writes {
                     let o = match w {
                         Write::Put { key, value, lease } => self.on_put(
