@@ -1496,8 +1496,20 @@ async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>, first: watch::S
                         inner.on_put(&mut state, kv);
                     }
                 }
-                if let Some(h) = &response.header {
-                    state.revision = state.revision.max(h.revision);
+                // Resume after the last event: a batch's header can be ahead of its events
+                // while the watch catches up. Only a progress notice (no event, sent to a
+                // watch that is caught up) vouches for its header's revision.
+                if let Some(last) = response
+                    .events
+                    .iter()
+                    .filter_map(|e| e.kv.as_ref())
+                    .next_back()
+                {
+                    state.revision = state.revision.max(last.mod_revision);
+                } else if !response.created {
+                    if let Some(h) = &response.header {
+                        state.revision = state.revision.max(h.revision);
+                    }
                 }
             }
         };

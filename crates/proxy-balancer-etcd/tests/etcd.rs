@@ -819,3 +819,51 @@ fn spawn_outside_a_tokio_runtime_is_refused() {
         .expect_err("no runtime");
     assert_eq!(err, proxy_balancer_etcd::EtcdError::NoRuntime);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_cut_off_are_replayed_when_the_watch_resumes_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("changes_made_while_cut_off_are_replayed").await else {
+        return;
+    };
+    let target: SocketAddr = etcd
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an address");
+    let relay = Relay::start(target).await;
+    let store = store();
+    let share = start(&format!("http://{}", relay.addr), "a", &store).await;
+    etcd.put(&key(M1), "w_status_D=1").await.expect("put");
+    wait_for("applied", Duration::from_secs(1), POLL, || {
+        has(&store, M1, StatusFlags::DISABLED)
+    })
+    .await;
+    relay.cut();
+    wait_for("cut off", Duration::from_secs(5), POLL, || {
+        !share.status().connected
+    })
+    .await;
+    // 50 writes while cut off, the last ones undoing the first.
+    for i in 0..25 {
+        etcd.put(&key(M2), &format!("w_ls={i}")).await.expect("put");
+        etcd.put(&key(M3), "").await.expect("put");
+        etcd.delete(&key(M3)).await.expect("delete");
+    }
+    let last = etcd.delete(&key(M1)).await.expect("delete");
+    relay.restore();
+    wait_for("replayed", Duration::from_secs(5), POLL, || {
+        share.status().connected
+            && !has(&store, M1, StatusFlags::DISABLED)
+            && ls(&store, M2) == Some(24)
+            && flags(&store, M3).is_none()
+    })
+    .await;
+    wait_for(
+        "the revision caught up",
+        Duration::from_secs(1),
+        POLL,
+        || share.revision() >= last,
+    )
+    .await;
+    share.stop();
+}
