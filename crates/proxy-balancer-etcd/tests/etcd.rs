@@ -598,12 +598,18 @@ async fn flags_with_a_ttl_lapse_even_when_their_instance_is_gone_or_skipped_with
     );
 
     let t0 = Instant::now();
-    a.submit(
-        request(&format!("b=app&w={M1}&w_status_N=1"), "ops")
-            .with_ttl(Some(Duration::from_secs(2))),
-    )
-    .await
-    .expect("taken");
+    let submitted = a
+        .submit(
+            request(&format!("b=app&w={M1}&w_status_N=1"), "ops")
+                .with_ttl(Some(Duration::from_secs(2))),
+        )
+        .await
+        .expect("taken");
+    assert_eq!(submitted.changed, ["status"], "{submitted:?}");
+    assert!(
+        has(&store_a, M1, StatusFlags::DRAIN),
+        "applied here at once"
+    );
     wait_for("the drain on B", Duration::from_secs(1), POLL, || {
         has(&store_b, M1, StatusFlags::DRAIN)
     })
