@@ -119,6 +119,11 @@
 //!
 //! # Members added through etcd
 //!
+//! A member only etcd has starts with the defaults of a `BalancerMember` line that names
+//! just its URL (load factor 1, no health check), then takes its key's fields: put
+//! `w_hm=GET&w_hu=/health&w_hi=5000` in its key to have the health probes (which follow
+//! the store) check it.
+//!
 //! A member added because its key is in etcd is not counted against `growth` here (etcd is
 //! the fleet's authority: an instance refusing it would diverge), but it does take one of
 //! the manager's [`GrowthSlots`](proxy_balancer_manager::edit::GrowthSlots), so a manager

@@ -294,9 +294,18 @@ fn short_name(name: &str) -> String {
 ///
 /// Clones share one engine. It stops with [`EtcdShare::stop`] or when the last clone is
 /// dropped; the stores keep the state they have.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EtcdShare {
     handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for EtcdShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdShare")
+            .field("status", &self.status())
+            .field("problems", &self.problems().len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]

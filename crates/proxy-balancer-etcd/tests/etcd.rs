@@ -814,6 +814,12 @@ async fn bad_settings_are_refused_with_the_reason() {
         .spawn()
         .expect("valid settings");
     assert_eq!(share.prefix(), "/fleet/");
+    let debug = format!("{share:?}");
+    assert!(
+        debug.starts_with("EtcdShare { status: SharedStatus {"),
+        "{debug}"
+    );
+    assert!(debug.contains("connected: false"), "{debug}");
     share.stop();
 }
 
