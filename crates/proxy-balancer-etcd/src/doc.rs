@@ -521,6 +521,15 @@ mod tests {
             edit.member.load_factor.map(|lf| lf.to_string()).as_deref(),
             Some("2.5")
         );
+        // The crate docs' example of a probed member.
+        let probed = Doc::parse(b"w_hm=GET&w_hu=/health&w_hi=5000", &kind)
+            .and_then(|d| d.edit("app", Some("http://a:1")))
+            .expect("the docs' example");
+        assert_eq!(probed.health.interval, Some(Duration::from_secs(5)));
+        assert_eq!(
+            probed.health.method.map(|m| m.to_string()).as_deref(),
+            Some("GET")
+        );
     }
 
     #[test]
