@@ -879,3 +879,37 @@ async fn changes_made_while_cut_off_are_replayed_when_the_watch_resumes_or_skipp
     .await;
     share.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_endpoints_a_dead_one_is_passed_over_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("with_two_endpoints_a_dead_one_is_passed_over").await else {
+        return;
+    };
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        format!("http://{}", l.local_addr().expect("bound"))
+    };
+    etcd.put(&key(M1), "w_status_D=1").await.expect("put");
+    let store = store();
+    let share = EtcdShare::builder([dead, etcd.endpoint()])
+        .prefix(PREFIX)
+        .balancer(Arc::clone(&store))
+        .request_timeout(Duration::from_millis(500))
+        .start()
+        .await
+        .expect("valid settings");
+    wait_for(
+        "connected through the live endpoint",
+        Duration::from_secs(5),
+        POLL,
+        || share.status().connected && has(&store, M1, StatusFlags::DISABLED),
+    )
+    .await;
+    for i in 0..10 {
+        share
+            .submit(request(&format!("b=app&w={M1}&w_ls={i}"), "ops"))
+            .await
+            .expect("taken through the live endpoint");
+    }
+    share.stop();
+}
