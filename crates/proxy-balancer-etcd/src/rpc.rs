@@ -286,6 +286,12 @@ pub(crate) struct LeaseGrantResponse {
 
 // ===== client =====
 
+/// How often an idle connection to etcd is pinged, so that a silently dead etcd is
+/// noticed (a killed one is noticed at once: its connections close). Not less than etcd's
+/// `--grpc-keepalive-min-time` (5 s by default): etcd closes a connection pinged more
+/// often.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The end of the range of every key that starts with `prefix` (etcd's `WithPrefix`).
 pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
@@ -311,7 +317,7 @@ pub(crate) struct Client {
 
 impl Client {
     /// Lazily connected channels to `endpoints`, with HTTP/2 keep-alives so that a dead
-    /// etcd is noticed while idle.
+    /// etcd is noticed while idle (within 15 s).
     pub(crate) fn new(
         endpoints: &[String],
         connect_timeout: Duration,
@@ -323,8 +329,10 @@ impl Client {
                 Endpoint::from_shared(e.clone())?
                     .connect_timeout(connect_timeout)
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(1))
-                    .keep_alive_timeout(Duration::from_secs(2))
+                    // etcd answers pings closer than 5 s apart (its
+                    // --grpc-keepalive-min-time) with GOAWAY `too_many_pings`.
+                    .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                    .keep_alive_timeout(Duration::from_secs(5))
                     .keep_alive_while_idle(true)
                     .connect_lazy(),
             );

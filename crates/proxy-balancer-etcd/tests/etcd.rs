@@ -913,3 +913,27 @@ async fn with_two_endpoints_a_dead_one_is_passed_over_or_skipped_without_etcd() 
     }
     share.stop();
 }
+
+/// An idle watch stays connected: etcd answers HTTP/2 pings sent more often than every 5 s
+/// with GOAWAY `too_many_pings` (a 1 s keep-alive lost the watch after 4 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_stays_connected_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("an_idle_watch_stays_connected").await else {
+        return;
+    };
+    let store = store();
+    let share = start(&etcd.endpoint(), "a", &store).await;
+    assert!(share.status().connected);
+    let since = share.status().since;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = share.status();
+        assert!(
+            status.connected && status.since == since,
+            "lost after {:?} idle: {status:?}",
+            t0.elapsed()
+        );
+    }
+    share.stop();
+}
