@@ -3,7 +3,7 @@
 //! on stderr) without etcd, unless `PROXY_BALANCER_REQUIRE_TEST_DEPS=1`: then it fails.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -639,97 +639,6 @@ async fn flags_with_a_ttl_lapse_even_when_their_instance_is_gone_or_skipped_with
     b.stop();
 }
 
-/// Counts this crate's outage warnings and recovery lines.
-#[derive(Default, Clone)]
-struct OutageLog {
-    warnings: Arc<AtomicUsize>,
-    recoveries: Arc<AtomicUsize>,
-}
-
-struct Message(String);
-
-impl tracing::field::Visit for Message {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for OutageLog {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if !event.metadata().target().starts_with("proxy_balancer_etcd") {
-            return;
-        }
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        let level = *event.metadata().level();
-        if level == tracing::Level::WARN && message.0.contains("unreachable") {
-            self.warnings.fetch_add(1, Ordering::Relaxed);
-        }
-        if level == tracing::Level::INFO && message.0.contains("reachable again") {
-            self.recoveries.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// One thread: the engine's task logs through this test's subscriber.
-#[tokio::test(flavor = "current_thread")]
-async fn started_while_etcd_is_down_it_serves_the_configuration_then_connects_or_skipped_without_etcd(
-) {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    let log = OutageLog::default();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(log.clone()));
-    let Some(mut etcd) = etcd_or_skip("started_while_etcd_is_down").await else {
-        return;
-    };
-    etcd.put(&key(M1), "w_status_D=1").await.expect("put");
-    etcd.kill();
-
-    let store = store();
-    let t0 = Instant::now();
-    let share = start(&etcd.endpoint(), "a", &store).await;
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    let status = share.status();
-    assert!(!status.connected, "{status:?}");
-    assert!(status.last_error.is_some(), "{status:?}");
-    assert!(
-        !has(&store, M1, StatusFlags::DISABLED),
-        "the configuration's state"
-    );
-    let refused = share
-        .submit(request(&format!("b=app&w={M1}&w_lf=2"), "ops"))
-        .await
-        .expect_err("refused");
-    assert!(
-        matches!(refused, SharedEditError::Unavailable { .. }),
-        "{refused}"
-    );
-
-    // Several retries while down (100, 200, 400, 800 ms…): one warning all the same.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    etcd.restart().await.expect("etcd starts");
-    wait_for(
-        "connected, and etcd's state applied",
-        Duration::from_secs(5),
-        POLL,
-        || share.status().connected && has(&store, M1, StatusFlags::DISABLED),
-    )
-    .await;
-    assert_eq!(
-        log.warnings.load(Ordering::Relaxed),
-        1,
-        "one warning per outage"
-    );
-    assert_eq!(
-        log.recoveries.load(Ordering::Relaxed),
-        1,
-        "one line on recovery"
-    );
-    share.stop();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_starts_without_waiting_and_ready_waits_for_the_first_read_or_skipped_without_etcd() {
     let Some(etcd) = etcd_or_skip("spawn_starts_without_waiting").await else {
@@ -914,7 +823,7 @@ async fn with_two_endpoints_a_dead_one_is_passed_over_or_skipped_without_etcd() 
     share.stop();
 }
 
-/// An idle watch stays connected: etcd answers HTTP/2 pings sent more often than every 5 s
+/// An idle watch stays connected (6 s): etcd answers HTTP/2 pings sent more often than every 5 s
 /// with GOAWAY `too_many_pings` (a 1 s keep-alive lost the watch after 4 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_watch_stays_connected_or_skipped_without_etcd() {
@@ -926,7 +835,7 @@ async fn an_idle_watch_stays_connected_or_skipped_without_etcd() {
     assert!(share.status().connected);
     let since = share.status().since;
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(8) {
+    while t0.elapsed() < Duration::from_secs(6) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let status = share.status();
         assert!(
