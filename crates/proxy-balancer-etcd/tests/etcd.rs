@@ -846,3 +846,51 @@ async fn an_idle_watch_stays_connected_or_skipped_without_etcd() {
     }
     share.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_without_ttl_overrides_a_lapsing_flag_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("an_edit_without_ttl_overrides_a_lapsing_flag").await else {
+        return;
+    };
+    let (store_a, store_b) = (store(), store());
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let ttl = Some(Duration::from_secs(60));
+    a.submit(request(&format!("b=app&w={M1}&w_status_N=1&w_status_H=1"), "ops").with_ttl(ttl))
+        .await
+        .expect("taken");
+    wait_for(
+        "both lapsing flags on B",
+        Duration::from_secs(1),
+        POLL,
+        || has(&store_b, M1, StatusFlags::DRAIN) && has(&store_b, M1, StatusFlags::HOT_STANDBY),
+    )
+    .await;
+    // B clears N for good: N goes at once; H still lapses later.
+    let cleared = b
+        .submit(request(&format!("b=app&w={M1}&w_status_N=0"), "ops"))
+        .await
+        .expect("taken");
+    assert_eq!(cleared.changed, ["status"], "{cleared:?}");
+    wait_for(
+        "N cleared on A, H kept",
+        Duration::from_secs(1),
+        POLL,
+        || !has(&store_a, M1, StatusFlags::DRAIN) && has(&store_a, M1, StatusFlags::HOT_STANDBY),
+    )
+    .await;
+    let record = a.last_change("app", Some(M1)).expect("a record");
+    assert!(record.expires.is_some(), "H still lapses: {record:?}");
+    // And H cleared too: the lapse key is gone, nothing lapses any more.
+    b.submit(request(&format!("b=app&w={M1}&w_status_H=0"), "ops"))
+        .await
+        .expect("taken");
+    wait_for("H cleared on A", Duration::from_secs(1), POLL, || {
+        !has(&store_a, M1, StatusFlags::HOT_STANDBY)
+    })
+    .await;
+    let record = a.last_change("app", Some(M1)).expect("a record");
+    assert_eq!((record.expires, record.by.as_str()), (None, "ops via b"));
+    a.stop();
+    b.stop();
+}
