@@ -894,3 +894,58 @@ async fn an_edit_without_ttl_overrides_a_lapsing_flag_or_skipped_without_etcd() 
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancer_settings_are_shared_and_revert_with_their_key_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("balancer_settings_are_shared").await else {
+        return;
+    };
+    let (store_a, store_b) = (store(), store());
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let configured = store_a.snapshot().params().max_attempts;
+    let submitted = a
+        .submit(request(
+            "b=app&b_lbm=bybusyness&b_max=3&b_ss=ROUTEID",
+            "ops",
+        ))
+        .await
+        .expect("taken");
+    assert!(
+        submitted.lb_reset,
+        "a new lbmethod restarts the cycle: {submitted:?}"
+    );
+    for store in [&store_a, &store_b] {
+        wait_for("the settings on both", Duration::from_secs(1), POLL, || {
+            let s = store.snapshot();
+            s.params().lb_method.name() == "bybusyness"
+                && s.params().max_attempts == Some(3)
+                && s.params().sticky_session.is_some()
+        })
+        .await;
+    }
+    assert_eq!(
+        b.last_change("balancer://app", None).map(|r| r.by),
+        Some("ops via a".to_owned())
+    );
+    etcd.delete(&format!("{PREFIX}app/balancer"))
+        .await
+        .expect("delete");
+    for store in [&store_a, &store_b] {
+        wait_for(
+            "the configured settings back",
+            Duration::from_secs(1),
+            POLL,
+            || {
+                let s = store.snapshot();
+                s.params().lb_method.name() == "byrequests"
+                    && s.params().max_attempts == configured
+                    && s.params().sticky_session.is_none()
+            },
+        )
+        .await;
+    }
+    assert!(b.last_change("app", None).is_none());
+    a.stop();
+    b.stop();
+}
