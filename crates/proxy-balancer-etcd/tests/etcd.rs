@@ -949,3 +949,39 @@ async fn balancer_settings_are_shared_and_revert_with_their_key_or_skipped_witho
     a.stop();
     b.stop();
 }
+
+/// A hung etcd (frozen: connections open, no answer) never hangs a manager's POST: the
+/// submit is refused within twice the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_etcd_never_hangs_a_submit_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("a_hung_etcd_never_hangs_a_submit").await else {
+        return;
+    };
+    let store = store();
+    let share = start(&etcd.endpoint(), "a", &store).await;
+    etcd.pause().expect("SIGSTOP");
+    let t0 = Instant::now();
+    let refused = share
+        .submit(request(&format!("b=app&w={M1}&w_status_D=1"), "ops"))
+        .await
+        .expect_err("no answer");
+    let took = t0.elapsed();
+    etcd.resume().expect("SIGCONT");
+    assert!(
+        matches!(refused, SharedEditError::Unavailable { .. }),
+        "{refused}"
+    );
+    assert!(took < Duration::from_millis(1500), "{took:?}: {refused}");
+    assert!(!has(&store, M1, StatusFlags::DISABLED), "nothing applied");
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("a hung etcd: a submit refused after {took:?} (request timeout 500 ms)\n")
+            .as_bytes(),
+    );
+    share
+        .submit(request(&format!("b=app&w={M1}&w_status_D=1"), "ops"))
+        .await
+        .expect("taken once etcd answers");
+    assert!(has(&store, M1, StatusFlags::DISABLED));
+    share.stop();
+}
