@@ -165,6 +165,9 @@ mod builder;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod client;
+#[cfg(feature = "discover")]
+#[cfg_attr(docsrs, doc(cfg(feature = "discover")))]
+pub mod discover;
 pub mod error;
 #[cfg(feature = "health-probe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "health-probe")))]
