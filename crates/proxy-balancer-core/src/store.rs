@@ -468,3 +468,189 @@ impl std::fmt::Debug for MemberSetEdit<'_> {
 fn counts_in_flight(params: &BalancerParams) -> bool {
     matches!(params.lb_method, LbMethodKind::ByBusyness)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::tests::{member, store};
+
+    #[expect(clippy::disallowed_methods, reason = "tests need a starting instant")]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn urls(s: &BalancerStore) -> Vec<String> {
+        s.snapshot()
+            .members()
+            .iter()
+            .map(|m| m.url().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn edit_members_applies_a_batch_in_one_snapshot_keeping_states() {
+        let now = t0();
+        let s = store(
+            vec![member('a', &[]), member('b', &[]), member('c', &[])],
+            &[],
+            now,
+        );
+        let before = s.snapshot();
+        let [a, b, c] = [0, 1, 2].map(|i| before.members()[i].id());
+        let held = s.pick(&PickRequest::new(), now).unwrap();
+        assert_eq!(held.member().id(), a);
+        let c_held = s.snapshot().member(c).unwrap().begin_request();
+        before.members()[1]
+            .state()
+            .insert_flags(crate::StatusFlags::DISABLED);
+        before.members()[2].state().set_lbstatus(7);
+
+        let (d, e) = s
+            .edit_members(|set| {
+                assert_eq!(set.members().len(), 3);
+                assert_eq!(set.remove(a)?.url.as_str(), "http://a");
+                let d = set.add(member('d', &[]))?;
+                let e = set.add(member('e', &[]))?;
+                let old = set.update(c, member('c', &[("route", "r1")]))?;
+                assert_eq!(old.route, None);
+                Ok::<_, ConfigError>((d, e))
+            })
+            .unwrap();
+        let after = s.snapshot();
+        assert_eq!(urls(&s), ["http://b", "http://c", "http://d", "http://e"]);
+        // New ids: fresh, increasing (the snapshot's lookups need ascending ids).
+        assert!(c < d && d < e, "{c:?} {d:?} {e:?}");
+        let ids: Vec<MemberId> = after.members().iter().map(Member::id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        // Kept members keep their state, the same Arc.
+        assert!(std::ptr::eq(
+            before.members()[1].state(),
+            after.member(b).unwrap().state()
+        ));
+        assert!(after
+            .member(b)
+            .unwrap()
+            .flags()
+            .contains(crate::StatusFlags::DISABLED));
+        let c_now = after.member(c).unwrap();
+        assert_eq!(c_now.route(), Some("r1"));
+        assert_eq!(c_now.state().busy(), 1, "in flight across the edit");
+        // No load factor changed: lbstatus is not reset.
+        assert_eq!(c_now.state().lbstatus(), 7);
+        // New members start fresh, with their status.
+        assert_eq!(after.member(d).unwrap().state().elected(), 0);
+        // The removed member's request finishes on its own state.
+        assert_eq!(held.member().state().busy(), 1);
+        drop(held);
+        drop(c_held);
+        assert_eq!(after.member(c).unwrap().state().busy(), 0);
+        // d and e are picked next: the new snapshot is the one picks see.
+        let picked = s.pick(&PickRequest::new(), now).unwrap();
+        assert_ne!(picked.member().id(), a);
+    }
+
+    #[test]
+    fn edit_members_that_changes_nothing_publishes_nothing() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let before = s.snapshot();
+        let n = s
+            .edit_members(|set| Ok::<_, ConfigError>(set.members().len()))
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(Arc::ptr_eq(&before, &s.snapshot()));
+    }
+
+    #[test]
+    fn a_failed_edit_publishes_nothing() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let before = s.snapshot();
+        let a = before.members()[0].id();
+        let err = s
+            .edit_members(|set| {
+                set.remove(a)?;
+                set.add(member('c', &[]))?;
+                set.remove(MemberId(99))
+            })
+            .unwrap_err();
+        assert_eq!(err, ConfigError::UnknownMember { id: MemberId(99) });
+        assert!(Arc::ptr_eq(&before, &s.snapshot()));
+        assert_eq!(urls(&s), ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn member_set_edit_finds_members_and_refuses_bad_changes() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let snap = s.snapshot();
+        let [a, b] = [0, 1].map(|i| snap.members()[i].id());
+        s.edit_members(|set| {
+            assert_eq!(set.member(b).map(Member::url), Some("http://b"));
+            assert!(set.member(MemberId(99)).is_none());
+            let url = MemberUrl::new("http://a").unwrap();
+            assert_eq!(set.member_by_url(&url).map(Member::id), Some(a));
+            let other = MemberUrl::new("http://z").unwrap();
+            assert!(set.member_by_url(&other).is_none());
+            assert_eq!(
+                set.add(member('a', &[])),
+                Err(ConfigError::DuplicateMember {
+                    url: "http://a".into()
+                })
+            );
+            // A member may keep its own URL, not take another's.
+            assert!(set.update(a, member('a', &[])).is_ok());
+            assert_eq!(
+                set.update(a, member('b', &[])),
+                Err(ConfigError::DuplicateMember {
+                    url: "http://b".into()
+                })
+            );
+            assert_eq!(
+                set.update(MemberId(99), member('z', &[])),
+                Err(ConfigError::UnknownMember { id: MemberId(99) })
+            );
+            assert_eq!(
+                set.remove(MemberId(99)),
+                Err(ConfigError::UnknownMember { id: MemberId(99) })
+            );
+            let debug = format!("{set:?}");
+            assert!(
+                debug.contains("MemberSetEdit") && debug.contains("changed: true"),
+                "{debug}"
+            );
+            Ok::<_, ConfigError>(())
+        })
+        .unwrap();
+        assert_eq!(urls(&s), ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn a_changed_load_factor_in_a_batch_resets_every_lbstatus() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let snap = s.snapshot();
+        let a = snap.members()[0].id();
+        for m in snap.members() {
+            m.state().set_lbstatus(-5);
+        }
+        // An addition alone resets nothing.
+        s.edit_members(|set| set.add(member('c', &[])).map(drop))
+            .unwrap();
+        assert!(s
+            .snapshot()
+            .members()
+            .iter()
+            .take(2)
+            .all(|m| m.state().lbstatus() == -5));
+        s.edit_members(|set| set.update(a, member('a', &[("loadfactor", "3")])).map(drop))
+            .unwrap();
+        let lbstatus: Vec<i64> = s
+            .snapshot()
+            .members()
+            .iter()
+            .map(|m| m.state().lbstatus())
+            .collect();
+        assert_eq!(lbstatus, [300, 100, 100]);
+    }
+}
