@@ -1,6 +1,7 @@
 //! The shared store of one balancer: one swappable snapshot, serialised writers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
 use crate::error::{ConfigError, PickError};
@@ -232,6 +233,8 @@ impl BalancerStore {
                 members,
                 changed: false,
                 lf_changed: false,
+                url_hashes: None,
+                hasher: RandomState::new(),
             };
             let out = edit(&mut set)?;
             Ok(((out, set.lf_changed), set.changed))
@@ -354,6 +357,11 @@ pub struct MemberSetEdit<'a> {
     changed: bool,
     /// Whether a load factor changed (then every `lbstatus` is reset, as the manager does).
     lf_changed: bool,
+    /// How many members' URLs have each hash, built on the first check for a duplicate URL:
+    /// a check is then one lookup (and a scan only on a match), so a batch of K additions
+    /// to N members costs O(N + K), not O(N × K) (10 000 discovered members took 0.5 s).
+    url_hashes: Option<HashMap<u64, u32>>,
+    hasher: RandomState,
 }
 
 impl MemberSetEdit<'_> {
@@ -366,7 +374,7 @@ impl MemberSetEdit<'_> {
     /// The member with this id, as edited so far.
     #[must_use]
     pub fn member(&self, id: MemberId) -> Option<&Member> {
-        self.members.iter().find(|m| m.id() == id)
+        self.position(id).ok().map(|i| &self.members[i])
     }
 
     /// The member with this URL, as edited so far.
@@ -376,10 +384,45 @@ impl MemberSetEdit<'_> {
     }
 
     fn position(&self, id: MemberId) -> Result<usize, ConfigError> {
+        // Members stay in ascending id order: additions get higher ids and go last.
         self.members
-            .iter()
-            .position(|m| m.id() == id)
-            .ok_or(ConfigError::UnknownMember { id })
+            .binary_search_by_key(&id, Member::id)
+            .map_err(|_| ConfigError::UnknownMember { id })
+    }
+
+    /// Whether a member other than `except` has this URL.
+    fn url_taken(&mut self, url: &MemberUrl, except: Option<MemberId>) -> bool {
+        let hash = self.hasher.hash_one(url);
+        let hashes = self.url_hashes.get_or_insert_with(|| {
+            let mut hashes = HashMap::with_capacity(self.members.len());
+            for m in self.members.iter() {
+                *hashes
+                    .entry(self.hasher.hash_one(&m.params().url))
+                    .or_insert(0) += 1;
+            }
+            hashes
+        });
+        hashes.contains_key(&hash)
+            && self
+                .members
+                .iter()
+                .any(|m| Some(m.id()) != except && &m.params().url == url)
+    }
+
+    /// Counts a URL in (`true`) or out of the hashes, once they are built.
+    fn count_url(&mut self, url: &MemberUrl, add: bool) {
+        let hash = self.hasher.hash_one(url);
+        let Some(hashes) = self.url_hashes.as_mut() else {
+            return;
+        };
+        if add {
+            *hashes.entry(hash).or_insert(0) += 1;
+        } else if let Some(n) = hashes.get_mut(&hash) {
+            *n -= 1;
+            if *n == 0 {
+                hashes.remove(&hash);
+            }
+        }
     }
 
     /// Adds a member at the end of the configuration order, with its configured `status`
@@ -389,7 +432,7 @@ impl MemberSetEdit<'_> {
     ///
     /// [`ConfigError::DuplicateMember`] if a member already has this URL.
     pub fn add(&mut self, params: MemberParams) -> Result<MemberId, ConfigError> {
-        if self.member_by_url(&params.url).is_some() {
+        if self.url_taken(&params.url, None) {
             return Err(ConfigError::DuplicateMember {
                 url: params.url.to_string(),
             });
@@ -403,6 +446,7 @@ impl MemberSetEdit<'_> {
             Arc::clone(&self.store.changes),
             Arc::clone(&self.store.inflight),
         ));
+        self.count_url(&params.url, true);
         self.members.push(Member::new(id, params, state));
         self.changed = true;
         Ok(id)
@@ -423,11 +467,8 @@ impl MemberSetEdit<'_> {
         params: MemberParams,
     ) -> Result<MemberParams, ConfigError> {
         let index = self.position(id)?;
-        if self
-            .members
-            .iter()
-            .any(|m| m.id() != id && m.params().url == params.url)
-        {
+        let moved = params.url != self.members[index].params().url;
+        if moved && self.url_taken(&params.url, Some(id)) {
             return Err(ConfigError::DuplicateMember {
                 url: params.url.to_string(),
             });
@@ -437,7 +478,12 @@ impl MemberSetEdit<'_> {
             self.lf_changed = true;
         }
         let before = old.params().clone();
-        self.members[index] = Member::new(id, params, Arc::clone(old.state_arc()));
+        let state = Arc::clone(old.state_arc());
+        if moved {
+            self.count_url(&before.url, false);
+            self.count_url(&params.url, true);
+        }
+        self.members[index] = Member::new(id, params, state);
         self.changed = true;
         Ok(before)
     }
@@ -450,7 +496,9 @@ impl MemberSetEdit<'_> {
     pub fn remove(&mut self, id: MemberId) -> Result<MemberParams, ConfigError> {
         let index = self.position(id)?;
         self.changed = true;
-        Ok(self.members.remove(index).params().clone())
+        let params = self.members.remove(index).params().clone();
+        self.count_url(&params.url, false);
+        Ok(params)
     }
 }
 
@@ -652,5 +700,41 @@ mod tests {
             .map(|m| m.state().lbstatus())
             .collect();
         assert_eq!(lbstatus, [300, 100, 100]);
+    }
+
+    #[test]
+    fn the_url_index_follows_additions_moves_and_removals() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let snap = s.snapshot();
+        let [a, b] = [0, 1].map(|i| snap.members()[i].id());
+        let url = |c: char| MemberUrl::new(&format!("http://{c}")).unwrap();
+        s.edit_members(|set| {
+            assert!(set.url_hashes.is_none(), "built on first need");
+            // b moves to z: b's URL is free, z's is taken.
+            set.update(b, member('z', &[]))?;
+            assert_eq!(
+                set.update(a, member('z', &[])),
+                Err(ConfigError::DuplicateMember {
+                    url: "http://z".into()
+                })
+            );
+            let b2 = set.add(member('b', &[]))?;
+            // a goes: its URL is free again within the same batch.
+            set.remove(a)?;
+            let a2 = set.add(member('a', &[]))?;
+            assert!(set.add(member('z', &[])).is_err());
+            assert!(set.add(member('a', &[])).is_err());
+            let mut want: HashMap<u64, u32> = HashMap::new();
+            for c in ['z', 'b', 'a'] {
+                *want.entry(set.hasher.hash_one(url(c))).or_insert(0) += 1;
+            }
+            assert_eq!(set.url_hashes.as_ref(), Some(&want));
+            assert_eq!(set.member_by_url(&url('b')).map(Member::id), Some(b2));
+            assert_eq!(set.member_by_url(&url('a')).map(Member::id), Some(a2));
+            Ok::<_, ConfigError>(())
+        })
+        .unwrap();
+        assert_eq!(urls(&s), ["http://z", "http://b", "http://a"]);
     }
 }
