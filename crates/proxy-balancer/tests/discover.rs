@@ -424,6 +424,7 @@ async fn a_tower_discover_feeds_a_balancer() {
     tx.send(Ok(Change::Insert("two", named("two"))))
         .expect("running");
     wait_for("two members", members(2)).await;
+    assert_eq!(handle.applied(), 1, "changes ready together: one snapshot");
     assert_eq!(ask(4).await, ["one", "one", "two", "two"]);
 
     // A key inserted again swaps its service; its member (and state) stays.
