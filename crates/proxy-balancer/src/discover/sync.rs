@@ -190,17 +190,25 @@ impl MemberSetSync {
         let mut report = SyncReport::default();
         let mut wanted: Vec<MemberParams> = Vec::new();
         let mut seen: HashSet<MemberUrl> = HashSet::new();
+        let mut first_duplicate = None;
         for params in desired {
             if seen.insert(params.url.clone()) {
                 wanted.push(params);
             } else {
-                tracing::warn!(
-                    balancer = %self.balancer_name(),
-                    member = %params.url,
-                    "discovery: the member set names this member twice; the first one is used"
-                );
+                if report.duplicates == 0 {
+                    first_duplicate = Some(params.url);
+                }
                 report.duplicates += 1;
             }
+        }
+        if let Some(url) = first_duplicate {
+            // One line per set, whatever the source sends.
+            tracing::warn!(
+                balancer = %self.balancer_name(),
+                member = %url,
+                duplicates = report.duplicates,
+                "discovery: the member set names members more than once; the first of each is used"
+            );
         }
         let mut owned = self.owned.lock();
         // What changes in `owned`, in order (`None`: no longer ours), applied once the
@@ -208,6 +216,7 @@ impl MemberSetSync {
         let mut changes: Vec<(MemberUrl, Option<Owned>)> = Vec::new();
         // Flag changes, made once the new snapshot is in (or none if the edit fails).
         let mut flags: Vec<(MemberId, StatusFlags, StatusFlags)> = Vec::new();
+        let mut first_skipped = None;
         let result = self.store.edit_members(|set| {
             // Members removed behind the sync's back (the balancer-manager) are no longer
             // its own; the URLs of members it does not own (the configuration's, the
@@ -257,11 +266,9 @@ impl MemberSetSync {
                     };
                     changes.push((updated.desired.url.clone(), Some(updated)));
                 } else if foreign.contains(&params.url) {
-                    tracing::warn!(
-                        balancer = %self.balancer_name(),
-                        member = %params.url,
-                        "discovery: a configured or manager-added member has this URL; the discovered one is skipped"
-                    );
+                    if report.skipped == 0 {
+                        first_skipped = Some(params.url);
+                    }
                     report.skipped += 1;
                 } else {
                     let id = set.add(params.clone())?;
@@ -327,6 +334,14 @@ impl MemberSetSync {
         drop(snapshot);
         self.note(&owned, &report);
         drop(owned);
+        if let Some(url) = first_skipped {
+            tracing::warn!(
+                balancer = %self.balancer_name(),
+                member = %url,
+                skipped = report.skipped,
+                "discovery: a configured or manager-added member has the URL of a discovered one; the discovered one is skipped"
+            );
+        }
         if report.changed() {
             tracing::info!(
                 balancer = %self.balancer_name(),
