@@ -95,9 +95,9 @@
 //! | `manager` | [`manager`] | |
 //! | `apache-config` | [`apache_config`] | |
 //! | `server` | [`server`] (hyper's server side, h2) | |
+//! | `discover` | [`discover`]: members from a tower `Discover` or a `Stream` of member sets | |
 //! | `access-log` | [`access_log`]: Apache's `LogFormat` access log, written off the request path | |
 //! | `site` | [`site`]; enables all of the above but `heartbeat` | |
-//! | `discover` | [`discover`]: members from a tower `Discover` or a `Stream` of member sets | |
 //! | `full` | everything | |
 //! | `axum` | the forwarding layer ([`proxy_pass::ForwardLayer`]) also reads the client's address from axum's `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info::<SocketAddr>()`), besides [`PeerAddr`] | |
 //!
