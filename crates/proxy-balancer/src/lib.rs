@@ -18,6 +18,7 @@
 //! | [`heartbeat`] | load reports for `lbmethod=heartbeat` | mod_heartbeat / mod_heartmonitor |
 //! | [`server`] | serving a service over HTTP/1.1 (with upgrades) and h2c, client address, graceful stop | the server itself |
 //! | [`access_log`] | one line per request in Apache's `LogFormat` syntax | mod_log_config: `CustomLog`, `LogFormat` |
+//! | [`dns`] | members discovered from DNS: A/AAAA and SRV records, asked again as their TTL says | (none: `discover=dns`, `discover=srv`, `ProxyDiscoverNameserver`) |
 //! | [`site`] | the whole reverse proxy of an Apache configuration as one service | httpd.conf |
 //! | [`manager`] | the balancer-manager (re-export of `proxy-balancer-manager`) | `SetHandler balancer-manager` |
 //! | [`apache_config`] | the configuration reader and `--check` (re-export of `proxy-balancer-apache-config`) | httpd.conf syntax |
@@ -165,6 +166,9 @@ mod builder;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod client;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub mod dns;
 pub mod error;
 #[cfg(feature = "health-probe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "health-probe")))]
