@@ -9,7 +9,9 @@ use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::{ResolveError, TokioResolver};
 use proxy_balancer_core::{LbSet, LoadFactor, MemberParams, MemberUrl};
 
@@ -158,7 +160,18 @@ pub(super) enum Lookup {
 
 impl From<ResolveError> for Lookup {
     fn from(e: ResolveError) -> Self {
-        if e.is_nx_domain() || e.is_no_records_found() {
+        // hickory reports SERVFAIL and REFUSED as "no records found" too: only NXDOMAIN
+        // and an empty NOERROR answer say the name has nothing.
+        let empty = e.proto().is_some_and(|p| {
+            matches!(
+                p.kind(),
+                ProtoErrorKind::NoRecordsFound {
+                    response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                    ..
+                }
+            )
+        });
+        if empty {
             Self::Empty
         } else {
             Self::Failed(e.to_string())

@@ -1,0 +1,439 @@
+//! DNS discovery against an in-process DNS server (hickory-server on 127.0.0.1, UDP and
+//! TCP, port 0) whose answers the tests change: members follow the records within their
+//! TTL (1 s), a removed member's requests in flight finish, SRV weights and ports, a
+//! failing DNS keeps the last set; and the same from an Apache configuration through the
+//! site. Members are distinct loopback addresses (127.0.0.2, 127.0.0.3 …) on one port.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hickory_server::authority::MessageResponseBuilder;
+use hickory_server::proto::op::{Header, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, SRV};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::ServerFuture;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use proxy_balancer::core::MemberParams;
+use proxy_balancer::dns::{DnsDiscovery, DnsHandle, DnsResolver, DnsSource};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// Every wait in this file is bounded by this.
+const BOUND: Duration = Duration::from_secs(8);
+
+// ===== the DNS server =====
+
+/// What the test DNS server answers; changed by the tests while it runs.
+#[derive(Default)]
+struct ZoneData {
+    a: HashMap<String, Vec<Ipv4Addr>>,
+    /// name → (priority, weight, port, target)
+    srv: HashMap<String, Vec<(u16, u16, u16, String)>>,
+    /// Answer SERVFAIL to everything (a failing nameserver).
+    servfail: bool,
+    queries: u64,
+}
+
+#[derive(Clone, Default)]
+struct Zone(Arc<Mutex<ZoneData>>);
+
+/// The TTL of every record: 1 s, so that changes are seen within a second or two.
+const TTL: u32 = 1;
+
+impl Zone {
+    fn set_a(&self, name: &str, ips: &[Ipv4Addr]) {
+        self.0.lock().a.insert(fqdn(name), ips.to_vec());
+    }
+
+    fn remove(&self, name: &str) {
+        let mut z = self.0.lock();
+        z.a.remove(&fqdn(name));
+        z.srv.remove(&fqdn(name));
+    }
+
+    fn set_srv(&self, name: &str, records: &[(u16, u16, u16, &str)]) {
+        let records = records
+            .iter()
+            .map(|&(p, w, port, t)| (p, w, port, fqdn(t)))
+            .collect();
+        self.0.lock().srv.insert(fqdn(name), records);
+    }
+
+    fn set_servfail(&self, on: bool) {
+        self.0.lock().servfail = on;
+    }
+
+    fn queries(&self) -> u64 {
+        self.0.lock().queries
+    }
+
+    fn answer(&self, name: &str, kind: RecordType) -> Result<Vec<Record>, ResponseCode> {
+        let mut z = self.0.lock();
+        z.queries += 1;
+        if z.servfail {
+            return Err(ResponseCode::ServFail);
+        }
+        let owner = Name::from_ascii(name).map_err(|_| ResponseCode::FormErr)?;
+        let exists = z.a.contains_key(name) || z.srv.contains_key(name);
+        let records: Vec<Record> = match kind {
+            RecordType::A => {
+                z.a.get(name)
+                    .into_iter()
+                    .flatten()
+                    .map(|ip| Record::from_rdata(owner.clone(), TTL, RData::A(A(*ip))))
+                    .collect()
+            }
+            RecordType::SRV => z
+                .srv
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter_map(|(p, w, port, t)| {
+                    let target = Name::from_ascii(t).ok()?;
+                    Some(Record::from_rdata(
+                        owner.clone(),
+                        TTL,
+                        RData::SRV(SRV::new(*p, *w, *port, target)),
+                    ))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if records.is_empty() && !exists {
+            return Err(ResponseCode::NXDomain);
+        }
+        Ok(records)
+    }
+}
+
+fn fqdn(name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    if name.ends_with('.') {
+        name
+    } else {
+        format!("{name}.")
+    }
+}
+
+struct Handler(Zone);
+
+#[async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let mut header = Header::response_from_request(request.header());
+        header.set_authoritative(true);
+        let Ok(info) = request.request_info() else {
+            header.set_response_code(ResponseCode::FormErr);
+            return header.into();
+        };
+        let name = info.query.name().to_string().to_ascii_lowercase();
+        let sent = match self.0.answer(&name, info.query.query_type()) {
+            Ok(records) => {
+                let message = builder.build(header, records.iter(), [], [], []);
+                response.send_response(message).await
+            }
+            Err(code) => {
+                let message = builder.error_msg(request.header(), code);
+                response.send_response(message).await
+            }
+        };
+        sent.unwrap_or_else(|_| {
+            let mut header = Header::new();
+            header.set_response_code(ResponseCode::ServFail);
+            header.into()
+        })
+    }
+}
+
+/// A DNS server on 127.0.0.1 (UDP and TCP on one port) answering from `zone`.
+async fn dns_server(zone: &Zone) -> (SocketAddr, ServerFuture<Handler>) {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    let mut server = ServerFuture::new(Handler(zone.clone()));
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5));
+    (addr, server)
+}
+
+// ===== the members =====
+
+/// A backend on one address: answers its name, counts its hits, waits `delay` first.
+#[derive(Clone)]
+struct Backend {
+    name: String,
+    hits: Arc<AtomicU64>,
+    delay_ms: Arc<AtomicU64>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Backend {
+    async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let backend = Self {
+            name: addr.ip().to_string(),
+            hits: Arc::default(),
+            delay_ms: Arc::default(),
+            stop: Arc::default(),
+        };
+        let b = backend.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = b.stop.notified() => return,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req| {
+                        let b = b.clone();
+                        async move {
+                            let delay = b.delay_ms.load(Ordering::Relaxed);
+                            if delay > 0 {
+                                tokio::time::sleep(Duration::from_millis(delay)).await;
+                            }
+                            b.hits.fetch_add(1, Ordering::Relaxed);
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                                b.name.clone(),
+                            ))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(backend)
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+/// Backends on 127.0.0.2 … 127.0.0.(1 + n), all on one port (found free on the first).
+async fn backends(n: u8) -> (u16, Vec<Backend>) {
+    for _ in 0..20 {
+        let probe = TcpListener::bind((ip(2), 0)).await.unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let mut out = Vec::new();
+        for i in 0..n {
+            match Backend::start(SocketAddr::new(IpAddr::V4(ip(2 + i)), port)).await {
+                Ok(b) => out.push(b),
+                Err(_) => break,
+            }
+        }
+        if out.len() == usize::from(n) {
+            return (port, out);
+        }
+        for b in &out {
+            b.stop.notify_waiters();
+        }
+    }
+    panic!("no port free on 127.0.0.2 … 127.0.0.{}", 1 + n);
+}
+
+/// The hosts of a member set, sorted.
+fn hosts(members: &[MemberParams]) -> Vec<String> {
+    let mut out: Vec<String> = members
+        .iter()
+        .map(|m| m.url.connect_host().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits (bounded) until the discovery's last set has these hosts.
+async fn wait_hosts(handle: &DnsHandle, want: &[&str]) {
+    let waited = tokio::time::timeout(BOUND, async {
+        loop {
+            if hosts(&handle.members()) == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the member set did not become {want:?} within {BOUND:?}: {:?} ({handle:?})",
+        hosts(&handle.members())
+    );
+}
+
+// ===== the tests =====
+
+/// The A records grow and shrink; the member set follows within the TTL (1 s) plus a
+/// round.
+#[tokio::test]
+async fn the_member_set_follows_the_a_records() {
+    let zone = Zone::default();
+    zone.set_a("api.test", &[ip(2)]);
+    let (dns, _server) = dns_server(&zone).await;
+    let template = MemberParams::new("http://api.test:8080/app").unwrap();
+    let handle = DnsDiscovery::new(DnsResolver::with_nameservers(&[dns]))
+        .source(DnsSource::address(template).unwrap())
+        .spawn_with(|_| {});
+    wait_hosts(&handle, &["127.0.0.2"]).await;
+    let m = handle.members();
+    assert_eq!(
+        m[0].url.as_str(),
+        "http://127.0.0.2:8080/app",
+        "the URL's port and path"
+    );
+
+    zone.set_a("api.test", &[ip(2), ip(3), ip(4)]);
+    let start = tokio::time::Instant::now();
+    wait_hosts(&handle, &["127.0.0.2", "127.0.0.3", "127.0.0.4"]).await;
+    zone.set_a("api.test", &[ip(4)]);
+    wait_hosts(&handle, &["127.0.0.4"]).await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "two changes took {took:?}");
+    assert_eq!(handle.failures(), 0);
+}
+
+/// SRV: targets resolved to addresses, ports from the records, weights as loadfactor,
+/// priorities as lbset.
+#[tokio::test]
+async fn srv_records_give_ports_weights_and_sets() {
+    let zone = Zone::default();
+    zone.set_a("a.test", &[ip(2)]);
+    zone.set_a("b.test", &[ip(3), ip(4)]);
+    zone.set_srv(
+        "_http._tcp.api.test",
+        &[
+            (10, 30, 8001, "a.test"),
+            (10, 10, 8002, "b.test"),
+            (20, 0, 8003, "a.test"),
+        ],
+    );
+    let (dns, _server) = dns_server(&zone).await;
+    let template = MemberParams::new("http://api.test/app").unwrap();
+    let handle = DnsDiscovery::new(DnsResolver::with_nameservers(&[dns]))
+        .source(DnsSource::srv(template, None).unwrap())
+        .spawn_with(|_| {});
+    wait_hosts(
+        &handle,
+        &["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.4"],
+    )
+    .await;
+    let mut got: Vec<(String, u32, u8)> = handle
+        .members()
+        .iter()
+        .map(|m| {
+            (
+                m.url.as_str().to_owned(),
+                m.load_factor.lbf() / 100,
+                m.lb_set.get(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("http://127.0.0.2:8001/app".to_owned(), 100, 0),
+            ("http://127.0.0.2:8003/app".to_owned(), 1, 1),
+            ("http://127.0.0.3:8002/app".to_owned(), 33, 0),
+            ("http://127.0.0.4:8002/app".to_owned(), 33, 0),
+        ]
+    );
+}
+
+/// A failing nameserver (SERVFAIL) keeps the last set, counted and readable; an NXDOMAIN
+/// keeps it for the grace, then empties it; answers bring it back.
+#[tokio::test]
+async fn failures_keep_the_last_set_and_a_name_gone_empties_it_after_the_grace() {
+    let zone = Zone::default();
+    zone.set_a("api.test", &[ip(2), ip(3)]);
+    let (dns, _server) = dns_server(&zone).await;
+    let template = MemberParams::new("http://api.test:8080").unwrap();
+    let handle = DnsDiscovery::new(DnsResolver::with_nameservers(&[dns]))
+        .source(DnsSource::address(template).unwrap())
+        .refresh_bounds(Duration::from_millis(100), Duration::from_secs(60))
+        .empty_grace(Duration::from_millis(800))
+        .spawn_with(|_| {});
+    wait_hosts(&handle, &["127.0.0.2", "127.0.0.3"]).await;
+
+    zone.set_servfail(true);
+    let failing = tokio::time::timeout(BOUND, async {
+        while handle.failures() < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(failing.is_ok(), "no failures seen: {handle:?}");
+    assert!(handle.in_outage());
+    assert!(handle.last_error().is_some_and(|e| e.contains("api.test")));
+    assert_eq!(hosts(&handle.members()), ["127.0.0.2", "127.0.0.3"], "kept");
+
+    zone.set_servfail(false);
+    zone.remove("api.test");
+    let empties = handle.empty_answers();
+    // The first empty answer: still kept (for the grace).
+    let asked = tokio::time::timeout(BOUND, async {
+        while handle.empty_answers() == empties {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(asked.is_ok(), "not asked again: {handle:?}");
+    assert_eq!(
+        hosts(&handle.members()),
+        ["127.0.0.2", "127.0.0.3"],
+        "kept within the grace"
+    );
+    assert!(
+        !handle.in_outage(),
+        "an NXDOMAIN is an answer, not an outage"
+    );
+    wait_hosts(&handle, &[]).await;
+    assert!(handle.empty_answers() > 0);
+
+    zone.set_a("api.test", &[ip(5)]);
+    wait_hosts(&handle, &["127.0.0.5"]).await;
+}
+
+/// Dropping the handle stops the lookups.
+#[tokio::test]
+async fn dropping_the_handle_stops_the_lookups() {
+    let zone = Zone::default();
+    zone.set_a("api.test", &[ip(2)]);
+    let (dns, _server) = dns_server(&zone).await;
+    let template = MemberParams::new("http://api.test:8080").unwrap();
+    let handle = DnsDiscovery::new(DnsResolver::with_nameservers(&[dns]))
+        .source(DnsSource::address(template).unwrap())
+        .refresh_bounds(Duration::from_millis(50), Duration::from_millis(50))
+        .spawn_with(|_| {});
+    wait_hosts(&handle, &["127.0.0.2"]).await;
+    drop(handle);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let queries = zone.queries();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        zone.queries(),
+        queries,
+        "no lookup after the handle is gone"
+    );
+}
