@@ -238,14 +238,16 @@ pub(crate) fn check_member(url: &str, params: &[Param]) -> Vec<ParseError> {
     };
     let discover = match Discover::parse(&param.value) {
         Ok(d) => d,
-        Err(reason) => return vec![refuse(
+        Err(reason) => {
+            return vec![refuse(
             param.span,
             format!(
                 "invalid value \"{}\" for parameter `discover`: {reason}",
                 param.value
             ),
             "discover=dns (A/AAAA records), discover=srv (_http._tcp.HOST) or discover=srv:NAME",
-        )],
+        )]
+        }
     };
     let mut errors = Vec::new();
     if let Ok(parsed) = MemberParams::new(url) {

@@ -25,6 +25,8 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use proxy_balancer::core::MemberParams;
 use proxy_balancer::dns::{DnsDiscovery, DnsHandle, DnsResolver, DnsSource};
+use proxy_balancer::server::{Server, ServerHandle};
+use proxy_balancer_test::TestClient;
 use tokio::net::{TcpListener, UdpSocket};
 
 /// Every wait in this file is bounded by this.
@@ -161,9 +163,9 @@ impl RequestHandler for Handler {
 
 /// A DNS server on 127.0.0.1 (UDP and TCP on one port) answering from `zone`.
 async fn dns_server(zone: &Zone) -> (SocketAddr, ServerFuture<Handler>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("a loopback socket");
+    let addr = udp.local_addr().expect("a loopback socket");
+    let tcp = TcpListener::bind(addr).await.expect("a loopback socket");
     let mut server = ServerFuture::new(Handler(zone.clone()));
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5));
@@ -234,8 +236,8 @@ fn ip(last: u8) -> Ipv4Addr {
 /// Backends on 127.0.0.2 … 127.0.0.(1 + n), all on one port (found free on the first).
 async fn backends(n: u8) -> (u16, Vec<Backend>) {
     for _ in 0..20 {
-        let probe = TcpListener::bind((ip(2), 0)).await.unwrap();
-        let port = probe.local_addr().unwrap().port();
+        let probe = TcpListener::bind((ip(2), 0)).await.expect("a loopback socket");
+        let port = probe.local_addr().expect("a loopback socket").port();
         drop(probe);
         let mut out = Vec::new();
         for i in 0..n {
@@ -436,4 +438,212 @@ async fn dropping_the_handle_stops_the_lookups() {
         queries,
         "no lookup after the handle is gone"
     );
+}
+
+// ===== through the site, from an Apache configuration =====
+
+/// A site from `config`, served on 127.0.0.1:0; its base URL.
+async fn serve(config: &str) -> (proxy_balancer::site::Site, ServerHandle, String) {
+    let config = proxy_balancer::apache_config::parse(config).expect("the configuration parses");
+    proxy_balancer::site::Site::validate(&config).expect("--check passes");
+    let site = proxy_balancer::site::Site::from_config(&config).expect("the site builds");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback socket");
+    let server = Server::new()
+        .spawn(listener, site.clone())
+        .expect("serving");
+    let base = format!("http://{}", server.local_addr());
+    (site, server, base)
+}
+
+/// GET `url`: status and body, bounded.
+async fn get(client: &TestClient, url: &str) -> (u16, String) {
+    let r = tokio::time::timeout(BOUND, client.get(url))
+        .await
+        .expect("an answer within the bound")
+        .expect("an answer");
+    (r.status.as_u16(), r.text().into_owned())
+}
+
+/// Sends requests (bounded) until every one of `n` in a row is answered by one of
+/// `want`, and each of `want` answered at least once; returns how long that took.
+async fn until_served_by(client: &TestClient, url: &str, want: &[&str]) -> Duration {
+    let start = tokio::time::Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    let mut in_a_row = 0;
+    for _ in 0..2_000 {
+        let (status, body) = get(client, url).await;
+        if status == 200 && want.contains(&body.as_str()) {
+            in_a_row += 1;
+            seen.insert(body);
+        } else {
+            in_a_row = 0;
+            seen.clear();
+        }
+        if in_a_row >= 3 * want.len() && seen.len() == want.len() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "not served by exactly {want:?} within {BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not served by exactly {want:?} within 2000 requests");
+}
+
+/// The issue's test: `discover=dns` from an Apache configuration with
+/// `ProxyDiscoverNameserver`; a record set that grows and shrinks moves traffic within the
+/// TTL (1 s, plus a round), a removed member's request in flight finishes with 200, and a
+/// failing nameserver leaves the traffic where it was.
+#[tokio::test]
+async fn a_growing_and_shrinking_record_set_moves_traffic_through_the_site() {
+    let zone = Zone::default();
+    zone.set_a("api.test", &[ip(2)]);
+    let (dns, _dns_server) = dns_server(&zone).await;
+    let (port, backends) = backends(3).await;
+    let (site, server, base) = serve(&format!(
+        "ProxyDiscoverNameserver {dns}\n\
+         <Proxy balancer://api>\n\
+           BalancerMember http://api.test:{port} discover=dns retry=0\n\
+         </Proxy>\n\
+         ProxyPass / balancer://api/\n"
+    ))
+    .await;
+    assert_eq!(site.discovery().len(), 1, "one task for the balancer");
+    assert_eq!(site.worker().discovery().len(), 1, "shared by the workers");
+    let client = TestClient::new();
+    let url = format!("{base}/x");
+    until_served_by(&client, &url, &["127.0.0.2"]).await;
+
+    zone.set_a("api.test", &[ip(2), ip(3), ip(4)]);
+    let grew = until_served_by(&client, &url, &["127.0.0.2", "127.0.0.3", "127.0.0.4"]).await;
+    zone.set_a("api.test", &[ip(2)]);
+    let shrank = until_served_by(&client, &url, &["127.0.0.2"]).await;
+    // TTL 1 s: asked again within about a second, then the next requests see it.
+    assert!(grew < Duration::from_millis(2_500), "grew in {grew:?}");
+    assert!(
+        shrank < Duration::from_millis(2_500),
+        "shrank in {shrank:?}"
+    );
+
+    // A request in flight on 127.0.0.2 when it leaves the records finishes with 200.
+    backends[0].delay_ms.store(1_500, Ordering::Relaxed);
+    let slow = {
+        let client = TestClient::new();
+        let url = url.clone();
+        tokio::spawn(async move { get(&client, &url).await })
+    };
+    let store = Arc::clone(&site.stores()[0]);
+    let busy = tokio::time::timeout(BOUND, async {
+        while store
+            .snapshot()
+            .members()
+            .iter()
+            .all(|m| m.state().busy() == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(busy.is_ok(), "the slow request is in flight");
+    zone.set_a("api.test", &[ip(3)]);
+    until_served_by(&client, &url, &["127.0.0.3"]).await;
+    let (status, body) = tokio::time::timeout(BOUND, slow).await.unwrap().unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "127.0.0.2"),
+        "the removed member's request finished"
+    );
+    backends[0].delay_ms.store(0, Ordering::Relaxed);
+
+    // The nameserver fails: the members stay, the traffic too.
+    zone.set_servfail(true);
+    let handle = site.discovery()[0].clone();
+    let failing = tokio::time::timeout(BOUND, async {
+        while handle.failures() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(failing.is_ok(), "no failure seen: {handle:?}");
+    for _ in 0..5 {
+        assert_eq!(get(&client, &url).await, (200, "127.0.0.3".to_owned()));
+    }
+    assert!(handle.in_outage());
+    assert!(backends[1].hits() > 0);
+    server.shutdown().await.unwrap();
+    drop(site);
+}
+
+/// `discover=srv:NAME` through the site: ports from the records, weights 2:1 give exactly
+/// 2:1 of the requests (byrequests over loadfactors 100 and 50), configured members stay.
+#[tokio::test]
+async fn srv_weights_share_the_traffic_through_the_site() {
+    let zone = Zone::default();
+    let (port, backends) = backends(3).await;
+    zone.set_a("a.test", &[ip(2)]);
+    zone.set_a("b.test", &[ip(3)]);
+    zone.set_srv(
+        "_web._tcp.api.test",
+        &[(10, 2, port, "a.test"), (10, 1, port, "b.test")],
+    );
+    let (dns, _dns_server) = dns_server(&zone).await;
+    let (site, server, base) = serve(&format!(
+        "ProxyDiscoverNameserver {dns}\n\
+         <Proxy balancer://api>\n\
+           BalancerMember http://api.test discover=srv:_web._tcp.api.test\n\
+           BalancerMember http://127.0.0.4:{port} lbset=1\n\
+         </Proxy>\n\
+         ProxyPass / balancer://api/\n"
+    ))
+    .await;
+    let store = Arc::clone(&site.stores()[0]);
+    let settled = tokio::time::timeout(BOUND, async {
+        while store.snapshot().members().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "3 members: {:?}",
+        store.snapshot().members()
+    );
+    let client = TestClient::new();
+    let url = format!("{base}/");
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for _ in 0..30 {
+        let (status, body) = get(&client, &url).await;
+        assert_eq!(status, 200);
+        *counts.entry(body).or_default() += 1;
+    }
+    assert_eq!(counts.get("127.0.0.2"), Some(&20), "{counts:?}");
+    assert_eq!(counts.get("127.0.0.3"), Some(&10), "{counts:?}");
+    assert_eq!(backends[2].hits(), 0, "lbset 1 is the spare");
+    server.shutdown().await.unwrap();
+}
+
+/// `--check` (`Site::validate`) starts no lookup; the doctor reports the line.
+#[tokio::test]
+async fn check_starts_nothing_and_reports_the_line() {
+    let zone = Zone::default();
+    zone.set_a("api.test", &[ip(2)]);
+    let (dns, _dns_server) = dns_server(&zone).await;
+    let config = proxy_balancer::apache_config::parse(&format!(
+        "ProxyDiscoverNameserver {dns}\n\
+         <Proxy balancer://api>\n\
+           BalancerMember http://api.test:8080 discover=dns\n\
+         </Proxy>\n\
+         ProxyPass / balancer://api/\n"
+    ))
+    .unwrap();
+    proxy_balancer::site::Site::validate(&config).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(zone.queries(), 0, "--check asks no nameserver");
+    let findings = proxy_balancer::apache_config::doctor::check(&config);
+    let f = findings
+        .iter()
+        .find(|f| f.rule == "discovered-members")
+        .expect("reported");
+    assert_eq!(f.span.line, 3);
 }

@@ -129,6 +129,7 @@
 //! ```
 #![doc = include_str!("headers.md")]
 
+mod discovery;
 mod error;
 mod extras;
 pub mod future;
@@ -358,6 +359,8 @@ pub struct Site {
     /// The member client the routes' balancers were made with ([`Site::worker`] makes its
     /// own balancers with it).
     client: MakeHttpMember<RequestBody>,
+    /// The DNS discovery of `discover=` members (discovery.rs); stops with the last clone.
+    discovery: Arc<[crate::dns::DnsHandle]>,
 }
 
 impl std::fmt::Debug for Site {
@@ -534,6 +537,8 @@ impl Site {
         for i in 0..config.virtual_hosts.len() {
             servers.push(build.server(Some(i))?);
         }
+        // discover=dns|srv, ProxyDiscoverNameserver (discovery.rs); not started by `validate`.
+        let discovery = discovery::spawn(config, &build.stores, &build.balancer_stores, dry)?;
         Ok(Self {
             servers: servers.into(),
             vhosts: Arc::new(vhosts),
@@ -542,6 +547,7 @@ impl Site {
             heartbeat,
             tls: Arc::new(tls),
             client: build.client,
+            discovery: discovery.into(),
         })
     }
 
@@ -578,6 +584,7 @@ impl Site {
             heartbeat: None,
             tls: Arc::default(),
             client: MakeHttpMember::new(),
+            discovery: Vec::new().into(),
         }
     }
 
@@ -606,6 +613,14 @@ impl Site {
             .iter()
             .find_map(|s| s.managers.first())
             .map(|(_, m)| m)
+    }
+
+    /// The DNS discovery running for the site's balancers: one per balancer with
+    /// `BalancerMember … discover=` lines (see [`dns`](crate::dns)); how its lookups go
+    /// ([`DnsHandle::failures`](crate::dns::DnsHandle::failures) …).
+    #[must_use]
+    pub fn discovery(&self) -> &[crate::dns::DnsHandle] {
+        &self.discovery
     }
 
     /// The health probes running for the site's balancers (one per balancer with probed

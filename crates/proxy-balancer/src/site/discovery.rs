@@ -1,0 +1,130 @@
+//! The site's part of DNS discovery: `BalancerMember … discover=dns|srv` lines and
+//! `ProxyDiscoverNameserver` (see [`apache_config::discovery`](crate::apache_config::discovery)).
+//!
+//! One [`DnsDiscovery`] task per balancer with discover lines, per process (the site
+//! built by [`Site::from_config`](super::Site::from_config); [`Site::worker`](super::Site::worker)
+//! shares it), asking every discover line of the balancer; each member set it finds, with
+//! the balancer's configured members, goes to the balancer's store through a
+//! [`MemberSetSync`](crate::discover::MemberSetSync): members that stay keep their state,
+//! removed ones finish their requests in flight. The tasks stop with the last clone of
+//! the site. [`Site::validate`](super::Site::validate) (`--check`) builds the sources
+//! (every check) but starts nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::apache_config::discovery::Discover;
+use crate::apache_config::Config;
+use crate::dns::{DnsDiscovery, DnsHandle, DnsResolver, DnsSource};
+use crate::BalancerStore;
+
+use super::SiteError;
+
+/// Starts the discovery of each balancer with discover lines (`dry`: checks only).
+/// `balancer_stores[i]` is the store of `config.balancers[i]` (`None`: hidden).
+///
+/// # Errors
+///
+/// A discover line that cannot be discovered ([`SiteError::Params`], with its line), the
+/// system's resolver configuration that cannot be read ([`SiteError::Discovery`]).
+pub(super) fn spawn(
+    config: &Config,
+    stores: &[Arc<BalancerStore>],
+    balancer_stores: &[Option<usize>],
+    dry: bool,
+) -> Result<Vec<DnsHandle>, SiteError> {
+    let found = config.discovered_members().map_err(SiteError::Params)?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resolver = match &config.discover_nameservers {
+        Some(ns) => DnsResolver::with_nameservers(&ns.addrs),
+        None => DnsResolver::system().map_err(|e| SiteError::Discovery {
+            line: found.first().map_or(0, |f| f.span.line),
+            reason: format!("{e} (name the nameservers with ProxyDiscoverNameserver)"),
+        })?,
+    };
+    // Balancer index → its sources, in line order.
+    let mut by_balancer: BTreeMap<usize, Vec<DnsSource>> = BTreeMap::new();
+    for f in found {
+        let template = f.template;
+        let source = match &f.discover {
+            Discover::Srv { name } => DnsSource::srv(template, name.as_deref()),
+            _ => DnsSource::address(template),
+        }
+        .map_err(|e| SiteError::Discovery {
+            line: f.span.line,
+            reason: e.to_string(),
+        })?;
+        by_balancer.entry(f.balancer).or_default().push(source);
+    }
+    if dry {
+        return Ok(Vec::new());
+    }
+    let mut handles = Vec::new();
+    for (balancer, sources) in by_balancer {
+        // A virtual host's balancer hidden by an inherited one has no store (the site
+        // warned about it): nothing to feed.
+        let Some(store) = balancer_stores
+            .get(balancer)
+            .copied()
+            .flatten()
+            .and_then(|i| stores.get(i))
+        else {
+            continue;
+        };
+        // The configured members stay in every set the DNS gives.
+        let configured: Vec<_> = store
+            .snapshot()
+            .members()
+            .iter()
+            .map(|m| m.params().clone())
+            .collect();
+        let sync = SetSync(Arc::clone(store));
+        let name = store.snapshot().params().name.clone();
+        let mut discovery = DnsDiscovery::new(resolver.clone());
+        for source in sources {
+            discovery = discovery.source(source);
+        }
+        let handle = discovery.spawn_with(move |discovered| {
+            let set = configured.iter().cloned().chain(discovered);
+            if let Err(error) = sync.apply(set) {
+                tracing::warn!(balancer = %name, %error, "DNS discovery: the member set was not applied");
+            }
+        });
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Until the discover adapters land: the store made to hold a set (members that stay keep
+/// their state; removed ones finish their requests in flight).
+struct SetSync(Arc<BalancerStore>);
+
+impl SetSync {
+    fn apply(
+        &self,
+        set: impl IntoIterator<Item = crate::MemberParams>,
+    ) -> Result<(), crate::ConfigError> {
+        let set: Vec<crate::MemberParams> = set.into_iter().collect();
+        let snapshot = self.0.snapshot();
+        for m in snapshot.members() {
+            match set.iter().find(|p| p.url == m.params().url) {
+                None => {
+                    self.0.remove_member(m.id())?;
+                }
+                Some(p) if p != m.params() => {
+                    let p = p.clone();
+                    self.0.update_member(m.id(), |old| *old = p)?;
+                }
+                Some(_) => {}
+            }
+        }
+        for p in set {
+            if !snapshot.members().iter().any(|m| m.params().url == p.url) {
+                self.0.add_member(p)?;
+            }
+        }
+        Ok(())
+    }
+}
