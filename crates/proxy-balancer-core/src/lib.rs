@@ -169,4 +169,4 @@ pub use params::{
 };
 pub use peer::{LocalAddr, PeerAddr, TlsInfo};
 pub use snapshot::{BalancerSnapshot, PickRequest, Picked};
-pub use store::BalancerStore;
+pub use store::{BalancerStore, MemberSetEdit};

@@ -135,11 +135,28 @@ impl BalancerStore {
             &mut Vec<Member>,
         ) -> Result<T, ConfigError>,
     ) -> Result<T, ConfigError> {
+        self.write_if(|current, params, members| {
+            edit(current, params, members).map(|out| (out, true))
+        })
+    }
+
+    /// [`Self::write`], publishing the result only when `edit` says it changed something.
+    fn write_if<T, E>(
+        &self,
+        edit: impl FnOnce(
+            &BalancerSnapshot,
+            &mut BalancerParams,
+            &mut Vec<Member>,
+        ) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
         let _serialised = self.writer.lock();
         let current = self.current.load_full();
         let mut params = current.params().clone();
         let mut members = current.members().to_vec();
-        let out = edit(&current, &mut params, &mut members)?;
+        let (out, changed) = edit(&current, &mut params, &mut members)?;
+        if !changed {
+            return Ok(out);
+        }
         // Before the snapshot is published: its picks see the count's new mode.
         self.inflight.set_tracking(counts_in_flight(&params));
         let shared = Shared {
@@ -156,6 +173,77 @@ impl BalancerStore {
         Ok(out)
     }
 
+    /// Edits the member set in one step: every addition, update and removal `edit` makes
+    /// is published as one new snapshot (none if it changed nothing; none either if it
+    /// returns an error, so a batch applies whole or not at all). Members keep their
+    /// [`MemberState`] — flags, counters, requests in flight — across the edit; a removed
+    /// member's requests in flight finish normally. Discovery (a member set that comes and
+    /// goes as a whole) uses this; [`Self::add_member`], [`Self::update_member`] and
+    /// [`Self::remove_member`] are one-change edits.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
+    ///
+    /// let now = Instant::now();
+    /// let store = BalancerStore::new(
+    ///     BalancerParams::new("app"),
+    ///     [MemberParams::new("http://a")?, MemberParams::new("http://b")?],
+    ///     now,
+    /// )?;
+    /// let before = store.snapshot();
+    /// let a = before.members()[0].id();
+    /// let b = before.members()[1].id();
+    /// store.edit_members(|set| {
+    ///     set.remove(a)?;
+    ///     let mut params = set.member(b).expect("b is a member").params().clone();
+    ///     params.set("loadfactor", "2")?;
+    ///     set.update(b, params)?;
+    ///     set.add(MemberParams::new("http://c")?)?;
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })?;
+    /// let after = store.snapshot();
+    /// let urls: Vec<&str> = after.members().iter().map(|m| m.url()).collect();
+    /// assert_eq!(urls, ["http://b", "http://c"]);
+    /// // b kept its state: the same counters, seen through both snapshots.
+    /// assert!(std::ptr::eq(before.members()[1].state(), after.members()[0].state()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Apache
+    ///
+    /// A changed load factor sets every member's `lbstatus` to its own load factor, as the
+    /// balancer-manager does.
+    ///
+    /// # Errors
+    ///
+    /// The error `edit` returns; [`MemberSetEdit`]'s methods return [`ConfigError`]s that
+    /// convert into it.
+    pub fn edit_members<T, E>(
+        &self,
+        edit: impl FnOnce(&mut MemberSetEdit<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<ConfigError>,
+    {
+        let (out, lf_changed) = self.write_if::<_, E>(|_, _, members| {
+            let mut set = MemberSetEdit {
+                store: self,
+                members,
+                changed: false,
+                lf_changed: false,
+            };
+            let out = edit(&mut set)?;
+            Ok(((out, set.lf_changed), set.changed))
+        })?;
+        if lf_changed {
+            for m in self.current.load().members() {
+                m.state().set_lbstatus(m.lbf());
+            }
+        }
+        Ok(out)
+    }
+
     /// Adds a member at the end of the configuration order. It starts with its configured
     /// `status` flags and fresh counters.
     ///
@@ -163,24 +251,7 @@ impl BalancerStore {
     ///
     /// [`ConfigError::DuplicateMember`] if a member already has this URL.
     pub fn add_member(&self, params: MemberParams) -> Result<MemberId, ConfigError> {
-        self.write(|_, _, members| {
-            if members.iter().any(|m| m.params().url == params.url) {
-                return Err(ConfigError::DuplicateMember {
-                    url: params.url.to_string(),
-                });
-            }
-            let mut next = self.next_id.lock();
-            let id = MemberId(*next);
-            *next = next.saturating_add(1);
-            let state = Arc::new(MemberState::new_in(
-                params.status,
-                self.epoch,
-                Arc::clone(&self.changes),
-                Arc::clone(&self.inflight),
-            ));
-            members.push(Member::new(id, params, state));
-            Ok(id)
-        })
+        self.edit_members(|set| set.add(params))
     }
 
     /// Edits a member's parameters; its state and counters carry over. `status` is not
@@ -202,33 +273,15 @@ impl BalancerStore {
         id: MemberId,
         edit: impl FnOnce(&mut MemberParams) -> T,
     ) -> Result<T, ConfigError> {
-        self.write(|_, _, members| {
-            let index = members
-                .iter()
-                .position(|m| m.id() == id)
-                .ok_or(ConfigError::UnknownMember { id })?;
-            let old = &members[index];
-            let mut params = old.params().clone();
+        self.edit_members(|set| {
+            let mut params = set
+                .member(id)
+                .ok_or(ConfigError::UnknownMember { id })?
+                .params()
+                .clone();
             let out = edit(&mut params);
-            if members
-                .iter()
-                .any(|m| m.id() != id && m.params().url == params.url)
-            {
-                return Err(ConfigError::DuplicateMember {
-                    url: params.url.to_string(),
-                });
-            }
-            let lf_changed = params.load_factor != old.params().load_factor;
-            members[index] = Member::new(id, params, Arc::clone(old.state_arc()));
-            Ok((out, lf_changed))
-        })
-        .map(|(out, lf_changed)| {
-            if lf_changed {
-                for m in self.current.load().members() {
-                    m.state().set_lbstatus(m.lbf());
-                }
-            }
-            out
+            set.update(id, params)?;
+            Ok(out)
         })
     }
 
@@ -238,13 +291,7 @@ impl BalancerStore {
     ///
     /// [`ConfigError::UnknownMember`].
     pub fn remove_member(&self, id: MemberId) -> Result<MemberParams, ConfigError> {
-        self.write(|_, _, members| {
-            let index = members
-                .iter()
-                .position(|m| m.id() == id)
-                .ok_or(ConfigError::UnknownMember { id })?;
-            Ok(members.remove(index).params().clone())
-        })
+        self.edit_members(|set| set.remove(id))
     }
 
     /// Edits the balancer's parameters. The closure's result is returned.
@@ -298,8 +345,312 @@ impl BalancerStore {
     }
 }
 
+/// The member set being edited by [`BalancerStore::edit_members`]: a copy of the current
+/// members, published as one snapshot when the edit returns `Ok`.
+pub struct MemberSetEdit<'a> {
+    store: &'a BalancerStore,
+    members: &'a mut Vec<Member>,
+    /// Whether anything was added, updated or removed (else nothing is published).
+    changed: bool,
+    /// Whether a load factor changed (then every `lbstatus` is reset, as the manager does).
+    lf_changed: bool,
+}
+
+impl MemberSetEdit<'_> {
+    /// The members as edited so far, in configuration order.
+    #[must_use]
+    pub fn members(&self) -> &[Member] {
+        self.members
+    }
+
+    /// The member with this id, as edited so far.
+    #[must_use]
+    pub fn member(&self, id: MemberId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id() == id)
+    }
+
+    /// The member with this URL, as edited so far.
+    #[must_use]
+    pub fn member_by_url(&self, url: &MemberUrl) -> Option<&Member> {
+        self.members.iter().find(|m| &m.params().url == url)
+    }
+
+    fn position(&self, id: MemberId) -> Result<usize, ConfigError> {
+        self.members
+            .iter()
+            .position(|m| m.id() == id)
+            .ok_or(ConfigError::UnknownMember { id })
+    }
+
+    /// Adds a member at the end of the configuration order, with its configured `status`
+    /// flags and fresh counters; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::DuplicateMember`] if a member already has this URL.
+    pub fn add(&mut self, params: MemberParams) -> Result<MemberId, ConfigError> {
+        if self.member_by_url(&params.url).is_some() {
+            return Err(ConfigError::DuplicateMember {
+                url: params.url.to_string(),
+            });
+        }
+        let mut next = self.store.next_id.lock();
+        let id = MemberId(*next);
+        *next = next.saturating_add(1);
+        let state = Arc::new(MemberState::new_in(
+            params.status,
+            self.store.epoch,
+            Arc::clone(&self.store.changes),
+            Arc::clone(&self.store.inflight),
+        ));
+        self.members.push(Member::new(id, params, state));
+        self.changed = true;
+        Ok(id)
+    }
+
+    /// Replaces a member's parameters; its state (flags, counters, requests in flight)
+    /// carries over. `status` is not re-applied: flags change through
+    /// [`MemberState::insert_flags`] and [`MemberState::remove_flags`]. Returns the
+    /// parameters it had.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::UnknownMember`], or [`ConfigError::DuplicateMember`] if the new URL is
+    /// another member's.
+    pub fn update(
+        &mut self,
+        id: MemberId,
+        params: MemberParams,
+    ) -> Result<MemberParams, ConfigError> {
+        let index = self.position(id)?;
+        if self
+            .members
+            .iter()
+            .any(|m| m.id() != id && m.params().url == params.url)
+        {
+            return Err(ConfigError::DuplicateMember {
+                url: params.url.to_string(),
+            });
+        }
+        let old = &self.members[index];
+        if params.load_factor != old.params().load_factor {
+            self.lf_changed = true;
+        }
+        let before = old.params().clone();
+        self.members[index] = Member::new(id, params, Arc::clone(old.state_arc()));
+        self.changed = true;
+        Ok(before)
+    }
+
+    /// Removes a member; returns its parameters. Requests in flight on it finish normally.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::UnknownMember`].
+    pub fn remove(&mut self, id: MemberId) -> Result<MemberParams, ConfigError> {
+        let index = self.position(id)?;
+        self.changed = true;
+        Ok(self.members.remove(index).params().clone())
+    }
+}
+
+impl std::fmt::Debug for MemberSetEdit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberSetEdit")
+            .field("members", &self.members)
+            .field("changed", &self.changed)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Whether a balancer with these parameters counts its requests in flight ([`InFlight`]):
 /// only bybusyness reads the count.
 fn counts_in_flight(params: &BalancerParams) -> bool {
     matches!(params.lb_method, LbMethodKind::ByBusyness)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::tests::{member, store};
+
+    #[expect(clippy::disallowed_methods, reason = "tests need a starting instant")]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn urls(s: &BalancerStore) -> Vec<String> {
+        s.snapshot()
+            .members()
+            .iter()
+            .map(|m| m.url().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn edit_members_applies_a_batch_in_one_snapshot_keeping_states() {
+        let now = t0();
+        let s = store(
+            vec![member('a', &[]), member('b', &[]), member('c', &[])],
+            &[],
+            now,
+        );
+        let before = s.snapshot();
+        let [a, b, c] = [0, 1, 2].map(|i| before.members()[i].id());
+        let held = s.pick(&PickRequest::new(), now).unwrap();
+        assert_eq!(held.member().id(), a);
+        let c_held = s.snapshot().member(c).unwrap().begin_request();
+        before.members()[1]
+            .state()
+            .insert_flags(crate::StatusFlags::DISABLED);
+        before.members()[2].state().set_lbstatus(7);
+
+        let (d, e) = s
+            .edit_members(|set| {
+                assert_eq!(set.members().len(), 3);
+                assert_eq!(set.remove(a)?.url.as_str(), "http://a");
+                let d = set.add(member('d', &[]))?;
+                let e = set.add(member('e', &[]))?;
+                let old = set.update(c, member('c', &[("route", "r1")]))?;
+                assert_eq!(old.route, None);
+                Ok::<_, ConfigError>((d, e))
+            })
+            .unwrap();
+        let after = s.snapshot();
+        assert_eq!(urls(&s), ["http://b", "http://c", "http://d", "http://e"]);
+        // New ids: fresh, increasing (the snapshot's lookups need ascending ids).
+        assert!(c < d && d < e, "{c:?} {d:?} {e:?}");
+        let ids: Vec<MemberId> = after.members().iter().map(Member::id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        // Kept members keep their state, the same Arc.
+        assert!(std::ptr::eq(
+            before.members()[1].state(),
+            after.member(b).unwrap().state()
+        ));
+        assert!(after
+            .member(b)
+            .unwrap()
+            .flags()
+            .contains(crate::StatusFlags::DISABLED));
+        let c_now = after.member(c).unwrap();
+        assert_eq!(c_now.route(), Some("r1"));
+        assert_eq!(c_now.state().busy(), 1, "in flight across the edit");
+        // No load factor changed: lbstatus is not reset.
+        assert_eq!(c_now.state().lbstatus(), 7);
+        // New members start fresh, with their status.
+        assert_eq!(after.member(d).unwrap().state().elected(), 0);
+        // The removed member's request finishes on its own state.
+        assert_eq!(held.member().state().busy(), 1);
+        drop(held);
+        drop(c_held);
+        assert_eq!(after.member(c).unwrap().state().busy(), 0);
+        // d and e are picked next: the new snapshot is the one picks see.
+        let picked = s.pick(&PickRequest::new(), now).unwrap();
+        assert_ne!(picked.member().id(), a);
+    }
+
+    #[test]
+    fn edit_members_that_changes_nothing_publishes_nothing() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let before = s.snapshot();
+        let n = s
+            .edit_members(|set| Ok::<_, ConfigError>(set.members().len()))
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(Arc::ptr_eq(&before, &s.snapshot()));
+    }
+
+    #[test]
+    fn a_failed_edit_publishes_nothing() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let before = s.snapshot();
+        let a = before.members()[0].id();
+        let err = s
+            .edit_members(|set| {
+                set.remove(a)?;
+                set.add(member('c', &[]))?;
+                set.remove(MemberId(99))
+            })
+            .unwrap_err();
+        assert_eq!(err, ConfigError::UnknownMember { id: MemberId(99) });
+        assert!(Arc::ptr_eq(&before, &s.snapshot()));
+        assert_eq!(urls(&s), ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn member_set_edit_finds_members_and_refuses_bad_changes() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let snap = s.snapshot();
+        let [a, b] = [0, 1].map(|i| snap.members()[i].id());
+        s.edit_members(|set| {
+            assert_eq!(set.member(b).map(Member::url), Some("http://b"));
+            assert!(set.member(MemberId(99)).is_none());
+            let url = MemberUrl::new("http://a").unwrap();
+            assert_eq!(set.member_by_url(&url).map(Member::id), Some(a));
+            let other = MemberUrl::new("http://z").unwrap();
+            assert!(set.member_by_url(&other).is_none());
+            assert_eq!(
+                set.add(member('a', &[])),
+                Err(ConfigError::DuplicateMember {
+                    url: "http://a".into()
+                })
+            );
+            // A member may keep its own URL, not take another's.
+            assert!(set.update(a, member('a', &[])).is_ok());
+            assert_eq!(
+                set.update(a, member('b', &[])),
+                Err(ConfigError::DuplicateMember {
+                    url: "http://b".into()
+                })
+            );
+            assert_eq!(
+                set.update(MemberId(99), member('z', &[])),
+                Err(ConfigError::UnknownMember { id: MemberId(99) })
+            );
+            assert_eq!(
+                set.remove(MemberId(99)),
+                Err(ConfigError::UnknownMember { id: MemberId(99) })
+            );
+            let debug = format!("{set:?}");
+            assert!(
+                debug.contains("MemberSetEdit") && debug.contains("changed: true"),
+                "{debug}"
+            );
+            Ok::<_, ConfigError>(())
+        })
+        .unwrap();
+        assert_eq!(urls(&s), ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn a_changed_load_factor_in_a_batch_resets_every_lbstatus() {
+        let now = t0();
+        let s = store(vec![member('a', &[]), member('b', &[])], &[], now);
+        let snap = s.snapshot();
+        let a = snap.members()[0].id();
+        for m in snap.members() {
+            m.state().set_lbstatus(-5);
+        }
+        // An addition alone resets nothing.
+        s.edit_members(|set| set.add(member('c', &[])).map(drop))
+            .unwrap();
+        assert!(s
+            .snapshot()
+            .members()
+            .iter()
+            .take(2)
+            .all(|m| m.state().lbstatus() == -5));
+        s.edit_members(|set| set.update(a, member('a', &[("loadfactor", "3")])).map(drop))
+            .unwrap();
+        let lbstatus: Vec<i64> = s
+            .snapshot()
+            .members()
+            .iter()
+            .map(|m| m.state().lbstatus())
+            .collect();
+        assert_eq!(lbstatus, [300, 100, 100]);
+    }
 }

@@ -23,9 +23,11 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
-use proxy_balancer::core::MemberParams;
+use proxy_balancer::core::{BalancerParams, MemberParams};
+use proxy_balancer::discover::MemberSetSync;
 use proxy_balancer::dns::{DnsDiscovery, DnsHandle, DnsResolver, DnsSource};
 use proxy_balancer::server::{Server, ServerHandle};
+use proxy_balancer::BalancerStore;
 use proxy_balancer_test::TestClient;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -163,7 +165,9 @@ impl RequestHandler for Handler {
 
 /// A DNS server on 127.0.0.1 (UDP and TCP on one port) answering from `zone`.
 async fn dns_server(zone: &Zone) -> (SocketAddr, ServerFuture<Handler>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("a loopback socket");
+    let udp = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback socket");
     let addr = udp.local_addr().expect("a loopback socket");
     let tcp = TcpListener::bind(addr).await.expect("a loopback socket");
     let mut server = ServerFuture::new(Handler(zone.clone()));
@@ -236,7 +240,9 @@ fn ip(last: u8) -> Ipv4Addr {
 /// Backends on 127.0.0.2 … 127.0.0.(1 + n), all on one port (found free on the first).
 async fn backends(n: u8) -> (u16, Vec<Backend>) {
     for _ in 0..20 {
-        let probe = TcpListener::bind((ip(2), 0)).await.expect("a loopback socket");
+        let probe = TcpListener::bind((ip(2), 0))
+            .await
+            .expect("a loopback socket");
         let port = probe.local_addr().expect("a loopback socket").port();
         drop(probe);
         let mut out = Vec::new();
@@ -417,6 +423,68 @@ async fn failures_keep_the_last_set_and_a_name_gone_empties_it_after_the_grace()
     wait_hosts(&handle, &["127.0.0.5"]).await;
 }
 
+/// `spawn(MemberSetSync)`: the store follows the records; its configured member is not
+/// the sync's and stays; a vanished member drains, then goes.
+#[tokio::test]
+async fn the_store_follows_through_a_member_set_sync() {
+    let zone = Zone::default();
+    zone.set_a("api.test", &[ip(2), ip(3)]);
+    let (dns, _server) = dns_server(&zone).await;
+    let store = Arc::new(
+        BalancerStore::new(
+            BalancerParams::new("balancer://api"),
+            [MemberParams::new("http://127.0.0.9:8080").unwrap()],
+            tokio::time::Instant::now().into_std(),
+        )
+        .unwrap(),
+    );
+    let urls = || {
+        let mut u: Vec<String> = store
+            .snapshot()
+            .members()
+            .iter()
+            .map(|m| m.url().to_owned())
+            .collect();
+        u.sort();
+        u
+    };
+    let template = MemberParams::new("http://api.test:8080").unwrap();
+    let handle = DnsDiscovery::new(DnsResolver::with_nameservers(&[dns]))
+        .source(DnsSource::address(template).unwrap())
+        .spawn(MemberSetSync::new(Arc::clone(&store)).with_drain(Duration::from_millis(300)));
+    let want = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let followed = |list: Vec<String>| {
+        let urls = &urls;
+        async move {
+            tokio::time::timeout(BOUND, async {
+                while urls() != list {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .is_ok()
+        }
+    };
+    assert!(
+        followed(want(&[
+            "http://127.0.0.2:8080",
+            "http://127.0.0.3:8080",
+            "http://127.0.0.9:8080"
+        ]))
+        .await,
+        "{:?}",
+        urls()
+    );
+    zone.set_a("api.test", &[ip(3)]);
+    assert!(
+        followed(want(&["http://127.0.0.3:8080", "http://127.0.0.9:8080"])).await,
+        "drained, then removed: {:?}",
+        urls()
+    );
+    let sync = handle.sync().expect("spawned into a sync");
+    assert_eq!(sync.members(), 1);
+}
+
 /// Dropping the handle stops the lookups.
 #[tokio::test]
 async fn dropping_the_handle_stops_the_lookups() {
@@ -447,7 +515,9 @@ async fn serve(config: &str) -> (proxy_balancer::site::Site, ServerHandle, Strin
     let config = proxy_balancer::apache_config::parse(config).expect("the configuration parses");
     proxy_balancer::site::Site::validate(&config).expect("--check passes");
     let site = proxy_balancer::site::Site::from_config(&config).expect("the site builds");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback socket");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback socket");
     let server = Server::new()
         .spawn(listener, site.clone())
         .expect("serving");

@@ -7,7 +7,9 @@
 //! with SRV records (`_http._tcp.api.internal`), each target's addresses on the record's
 //! port, the record's weight as `loadfactor` and its priority as `lbset`. A
 //! [`DnsDiscovery`] runs the sources of one balancer in a background task and hands each
-//! new member set on; [`DnsHandle`] reads how it goes and stops it.
+//! new member set to a [`MemberSetSync`] (the [`discover`](crate::discover) adapters: the
+//! state of members that stay is kept, vanished ones drain), or to a closure of yours;
+//! [`DnsHandle`] reads how it goes and stops it.
 //!
 //! | what the DNS does | what the member set does |
 //! | --- | --- |
@@ -23,7 +25,8 @@
 //! for every request. So the set is kept for a grace period, then emptied: a name really
 //! gone stops getting traffic (its addresses may be handed to something else) after 30 s.
 //!
-//! A removed member takes no new request; the requests it has in flight finish.
+//! A removed member drains (with [`MemberSetSync`]: no new request but sticky ones, for
+//! its drain period, then removed); the requests it has in flight finish.
 //!
 //! # Host and TLS
 //!
@@ -37,26 +40,24 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use std::time::Instant;
+//! use std::time::{Duration, Instant};
 //!
 //! use proxy_balancer::core::{BalancerParams, MemberParams};
+//! use proxy_balancer::discover::MemberSetSync;
 //! use proxy_balancer::dns::{DnsDiscovery, DnsResolver, DnsSource};
 //! use proxy_balancer::BalancerStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # #[expect(clippy::disallowed_methods, reason = "doc example")]
 //! let store = Arc::new(BalancerStore::new(BalancerParams::new("balancer://api"), [], Instant::now())?);
-//! let template = MemberParams::new("http://api.internal:8080/app")?;
+//! let template = MemberParams::new("http://api.internal:8080/app")?.with_retry(Duration::from_secs(5));
 //! let handle = DnsDiscovery::new(DnsResolver::system()?)
 //!     .source(DnsSource::address(template)?)
-//!     .spawn_with(move |members| {
-//!         // Give the set to the store (the site uses the discovery adapters).
-//!         println!("{} members", members.len());
-//!     });
-//! // ... later
-//! println!("{} failed lookups", handle.failures());
+//!     .spawn(MemberSetSync::new(Arc::clone(&store)).with_drain(Duration::from_secs(10)));
+//! // ... the store follows api.internal's addresses; later:
+//! println!("{} failed lookups, in outage: {}", handle.failures(), handle.in_outage());
 //! handle.stop();
-//! # drop(store);
 //! # Ok(())
 //! # }
 //! ```
@@ -67,12 +68,15 @@
 //! `discover=srv`) in a `<Proxy balancer://…>` and `ProxyDiscoverNameserver` read it from
 //! a configuration (see `docs/discovery.md`).
 
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proxy_balancer_core::MemberParams;
+
+use crate::discover::{MemberSetSync, SyncHandle};
 
 mod runner;
 mod source;
@@ -125,9 +129,10 @@ impl fmt::Display for DnsError {
 
 impl std::error::Error for DnsError {}
 
-/// The DNS sources of one balancer and how often they are asked; [`spawn_with`] starts
-/// the task. See the [module docs](self).
+/// The DNS sources of one balancer and how often they are asked; [`spawn`] (into a
+/// [`MemberSetSync`]) or [`spawn_with`] starts the task. See the [module docs](self).
 ///
+/// [`spawn`]: DnsDiscovery::spawn
 /// [`spawn_with`]: DnsDiscovery::spawn_with
 #[derive(Debug)]
 #[must_use]
@@ -173,10 +178,39 @@ impl DnsDiscovery {
         self
     }
 
-    /// Starts the task (inside a tokio runtime); `publish` gets every member set that
-    /// differs from the last (the first once every source has answered or failed once).
-    /// The task stops with [`DnsHandle::stop`] or when the last clone of the handle is
-    /// dropped.
+    /// Starts the lookups (inside a tokio runtime), each new member set applied to the
+    /// store of `sync` ([`MemberSetSync::follow`]): members that stay keep their state,
+    /// vanished ones drain (see [`MemberSetSync::with_drain`]). The members of the store
+    /// that `sync` did not add (the configuration's, the balancer-manager's) are left
+    /// alone. Failures are not passed on: the handle counts them
+    /// ([`DnsHandle::failures`]) and the set stays. Stops (both tasks) with
+    /// [`DnsHandle::stop`] or when the last clone of the handle is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as [`tokio::spawn`].
+    pub fn spawn(self, sync: MemberSetSync) -> DnsHandle {
+        let (sets, received) = tokio::sync::mpsc::unbounded_channel();
+        let (sync_handle, follow) = sync.follow(SetStream(received)).spawn();
+        let mut handle = self.spawn_with(move |set| {
+            // The follow task ends only when this sender is dropped.
+            let _ = sets.send(Ok::<_, Infallible>(set));
+        });
+        if let Some(inner) = Arc::get_mut(&mut handle.inner) {
+            inner.follow = Some(follow.abort_handle());
+            inner.sync = Some(sync_handle);
+        }
+        handle
+    }
+
+    /// Starts the lookups (inside a tokio runtime); `publish` gets every member set that
+    /// differs from the last (the first once every source has answered or failed once),
+    /// for a sink of your own. The task stops with [`DnsHandle::stop`] or when the last
+    /// clone of the handle is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as [`tokio::spawn`].
     pub fn spawn_with<F>(self, publish: F) -> DnsHandle
     where
         F: FnMut(Vec<MemberParams>) + Send + 'static,
@@ -195,8 +229,24 @@ impl DnsDiscovery {
                 status,
                 names,
                 task: task.abort_handle(),
+                follow: None,
+                sync: None,
             }),
         }
+    }
+}
+
+/// The member sets of the lookups, as the `Stream` [`MemberSetSync::follow`] takes.
+struct SetStream(tokio::sync::mpsc::UnboundedReceiver<Result<Vec<MemberParams>, Infallible>>);
+
+impl futures_core::Stream for SetStream {
+    type Item = Result<Vec<MemberParams>, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
     }
 }
 
@@ -211,11 +261,17 @@ struct HandleInner {
     status: Arc<StatusInner>,
     names: Vec<String>,
     task: tokio::task::AbortHandle,
+    /// [`DnsDiscovery::spawn`]'s follow task, and its sync's handle.
+    follow: Option<tokio::task::AbortHandle>,
+    sync: Option<SyncHandle>,
 }
 
 impl Drop for HandleInner {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(follow) = &self.follow {
+            follow.abort();
+        }
     }
 }
 
@@ -223,6 +279,16 @@ impl DnsHandle {
     /// Stops the lookups (the members stay as last given).
     pub fn stop(&self) {
         self.inner.task.abort();
+        if let Some(follow) = &self.inner.follow {
+            follow.abort();
+        }
+    }
+
+    /// The handle of the [`MemberSetSync`] the sets go to ([`DnsDiscovery::spawn`]):
+    /// members added, draining, the store's refusals.
+    #[must_use]
+    pub fn sync(&self) -> Option<&SyncHandle> {
+        self.inner.sync.as_ref()
     }
 
     /// The names asked, in source order.

@@ -3,11 +3,12 @@
 //!
 //! One [`DnsDiscovery`] task per balancer with discover lines, per process (the site
 //! built by [`Site::from_config`](super::Site::from_config); [`Site::worker`](super::Site::worker)
-//! shares it), asking every discover line of the balancer; each member set it finds, with
-//! the balancer's configured members, goes to the balancer's store through a
-//! [`MemberSetSync`](crate::discover::MemberSetSync): members that stay keep their state,
-//! removed ones finish their requests in flight. The tasks stop with the last clone of
-//! the site. [`Site::validate`](super::Site::validate) (`--check`) builds the sources
+//! shares it), asking every discover line of the balancer; each member set it finds goes
+//! to the balancer's store through a [`MemberSetSync`] (its default drain,
+//! [`DEFAULT_DRAIN`](crate::discover::DEFAULT_DRAIN)): members that stay keep their
+//! state, vanished ones drain and finish their requests in flight; the configured members
+//! and those the balancer-manager adds are not the sync's, and stay. The tasks stop with
+//! the last clone of the site. [`Site::validate`](super::Site::validate) (`--check`) builds the sources
 //! (every check) but starts nothing.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use crate::apache_config::discovery::Discover;
 use crate::apache_config::Config;
+use crate::discover::MemberSetSync;
 use crate::dns::{DnsDiscovery, DnsHandle, DnsResolver, DnsSource};
 use crate::BalancerStore;
 
@@ -73,58 +75,12 @@ pub(super) fn spawn(
         else {
             continue;
         };
-        // The configured members stay in every set the DNS gives.
-        let configured: Vec<_> = store
-            .snapshot()
-            .members()
-            .iter()
-            .map(|m| m.params().clone())
-            .collect();
-        let sync = SetSync(Arc::clone(store));
-        let name = store.snapshot().params().name.clone();
+        // The configured members (and the manager's) are not the sync's: they stay.
         let mut discovery = DnsDiscovery::new(resolver.clone());
         for source in sources {
             discovery = discovery.source(source);
         }
-        let handle = discovery.spawn_with(move |discovered| {
-            let set = configured.iter().cloned().chain(discovered);
-            if let Err(error) = sync.apply(set) {
-                tracing::warn!(balancer = %name, %error, "DNS discovery: the member set was not applied");
-            }
-        });
-        handles.push(handle);
+        handles.push(discovery.spawn(MemberSetSync::new(Arc::clone(store))));
     }
     Ok(handles)
-}
-
-/// Until the discover adapters land: the store made to hold a set (members that stay keep
-/// their state; removed ones finish their requests in flight).
-struct SetSync(Arc<BalancerStore>);
-
-impl SetSync {
-    fn apply(
-        &self,
-        set: impl IntoIterator<Item = crate::MemberParams>,
-    ) -> Result<(), crate::ConfigError> {
-        let set: Vec<crate::MemberParams> = set.into_iter().collect();
-        let snapshot = self.0.snapshot();
-        for m in snapshot.members() {
-            match set.iter().find(|p| p.url == m.params().url) {
-                None => {
-                    self.0.remove_member(m.id())?;
-                }
-                Some(p) if p != m.params() => {
-                    let p = p.clone();
-                    self.0.update_member(m.id(), |old| *old = p)?;
-                }
-                Some(_) => {}
-            }
-        }
-        for p in set {
-            if !snapshot.members().iter().any(|m| m.params().url == p.url) {
-                self.0.add_member(p)?;
-            }
-        }
-        Ok(())
-    }
 }
