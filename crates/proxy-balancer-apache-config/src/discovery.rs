@@ -352,18 +352,28 @@ pub(crate) fn doctor(config: &Config, out: &mut Vec<Finding>) {
             .iter()
             .any(|p| p.key.eq_ignore_ascii_case("stickysession"));
         for m in balancer.members.iter().filter(|m| is_discovered(m)) {
+            // A refused line is the parser's to report.
+            if !check_member(&m.url, &m.params).is_empty() {
+                continue;
+            }
             let Some(Ok(discover)) = member_discover(&m.params).map(|p| Discover::parse(&p.value))
             else {
                 continue;
             };
+            let host = MemberParams::new(&m.url)
+                .map(|p| p.url.connect_host().to_owned())
+                .unwrap_or_default();
             let asked = match &discover {
-                Discover::Dns => "the A and AAAA records of its host".to_owned(),
+                Discover::Dns => format!("the A and AAAA records of {host}"),
                 Discover::Srv { name: Some(n) } => format!("the SRV records of {n}"),
-                Discover::Srv { name: None } => "the SRV records of _http._tcp.HOST".to_owned(),
+                Discover::Srv { name: None } => format!("the SRV records of _http._tcp.{host}"),
             };
             let resolver = config.discover_nameservers.as_ref().map_or_else(
                 || "the system's resolver (/etc/resolv.conf)".to_owned(),
-                |n| format!("ProxyDiscoverNameserver ({} nameservers)", n.addrs.len()),
+                |n| {
+                    let list: Vec<String> = n.addrs.iter().map(ToString::to_string).collect();
+                    format!("ProxyDiscoverNameserver {}", list.join(" "))
+                },
             );
             out.push(Finding {
                 severity: if sticky { Severity::Warning } else { Severity::Note },

@@ -96,6 +96,7 @@
 //! | `apache-config` | [`apache_config`] | |
 //! | `server` | [`server`] (hyper's server side, h2) | |
 //! | `access-log` | [`access_log`]: Apache's `LogFormat` access log, written off the request path | |
+//! | `dns` | [`dns`]: members discovered from DNS A/AAAA and SRV records (hickory-resolver; enables `discover`) | |
 //! | `site` | [`site`]; enables all of the above but `heartbeat` | |
 //! | `full` | everything | |
 //! | `axum` | the forwarding layer ([`proxy_pass::ForwardLayer`]) also reads the client's address from axum's `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info::<SocketAddr>()`), besides [`PeerAddr`] | |

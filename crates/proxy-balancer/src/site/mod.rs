@@ -8,8 +8,9 @@
 //! cookie of Apache's documented `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED`
 //! recipe included, byte for byte; see [Header directives](#header-directives)), the
 //! health probes of members with `hc*` parameters (stopped when the last clone
-//! of the site is dropped), and the balancer-manager of `<Location …> SetHandler
-//! balancer-manager`.
+//! of the site is dropped), the DNS discovery of `BalancerMember … discover=dns|srv` lines
+//! ([`Site::discovery`], see [`dns`](crate::dns); stopped likewise), and the
+//! balancer-manager of `<Location …> SetHandler balancer-manager`.
 //!
 //! `https://`, `wss://` and `h2://` members are reached over TLS as the `SSLProxy*` lines
 //! of the server whose requests go to them say (one [`TlsClient`](crate::client::TlsClient)
