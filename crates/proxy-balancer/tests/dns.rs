@@ -589,6 +589,7 @@ async fn a_growing_and_shrinking_record_set_moves_traffic_through_the_site() {
     let grew = until_served_by(&client, &url, &["127.0.0.2", "127.0.0.3", "127.0.0.4"]).await;
     zone.set_a("api.test", &[ip(2)]);
     let shrank = until_served_by(&client, &url, &["127.0.0.2"]).await;
+    eprintln!("traffic moved: grew in {grew:?}, shrank in {shrank:?} (TTL 1 s)");
     // TTL 1 s: asked again within about a second, then the next requests see it.
     assert!(grew < Duration::from_millis(2_500), "grew in {grew:?}");
     assert!(

@@ -385,8 +385,17 @@ impl DnsSource {
         Ok(Answer::new(members, ttl))
     }
 
-    /// The template on `ip:port`.
+    /// The template on `ip:port`; `None` for an address no member can have.
     fn member(&self, ip: IpAddr, port: u16) -> Option<MemberParams> {
+        if !usable(ip) || port == 0 {
+            tracing::warn!(
+                name = self.name(),
+                address = %ip,
+                port,
+                "DNS discovery: an answer names an address or port no member can have (unspecified, multicast, broadcast, port 0): left out"
+            );
+            return None;
+        }
         let url = &self.template.url;
         let host = match ip {
             IpAddr::V4(v4) => v4.to_string(),
@@ -404,6 +413,15 @@ impl DnsSource {
                 None
             }
         }
+    }
+}
+
+/// Whether a member can be at `ip`: not the unspecified address (a connection to
+/// `0.0.0.0` reaches this host), not multicast or broadcast.
+pub(super) fn usable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
     }
 }
 

@@ -1,4 +1,4 @@
-use super::source::{srv_lb_sets, srv_load_factors};
+use super::source::{srv_lb_sets, srv_load_factors, usable};
 use super::*;
 
 fn records(list: &[(u16, u16)]) -> Vec<(u16, u16, u16, String)> {
@@ -59,5 +59,16 @@ fn templates_are_checked() {
     for refused in ["http://[::1]:80", "wss://x.internal", "h2://x.internal"] {
         let err = DnsSource::address(MemberParams::new(refused).unwrap()).unwrap_err();
         assert!(matches!(err, DnsError::Template { .. }), "{refused}: {err}");
+    }
+}
+
+/// An answer's address no member can have is left out (a DNS answer is input).
+#[test]
+fn unusable_addresses_are_left_out() {
+    for bad in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"] {
+        assert!(!usable(bad.parse().unwrap()), "{bad}");
+    }
+    for good in ["127.0.0.2", "10.0.0.1", "::1", "fd00::7"] {
+        assert!(usable(good.parse().unwrap()), "{good}");
     }
 }
