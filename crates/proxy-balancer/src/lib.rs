@@ -9,6 +9,7 @@
 //! | module | what | Apache |
 //! | --- | --- | --- |
 //! | [`balancer`] | the [`Balancer`] service: pick, forward, fail over, account | mod_proxy_balancer + mod_proxy |
+//! | [`discover`] | members from a tower `Discover` or a stream of member sets, their state kept, vanished ones drained | none (`+N` for the drain) |
 //! | [`retry_window`] | a member's outcomes drive its error state and `retry` window | `retry`, `failonstatus`, `failontimeout`, `+I` |
 //! | [`client`] | the pooled HTTP member client: HTTP/1.1 and HTTP/2 (`h2c://`, `h2://`), over TLS (`https`), WebSocket tunnels | worker `connectiontimeout`, `timeout`, `max`, `acquire`, `ping`, `addressttl`, `ttl`, `disablereuse`, `keepalive`, `upgrade`; `ws://`/`wss://` members; `SSLProxy*` |
 //! | [`proxy_pass`] | path mapping, the forwarding and response-rewriting layers | `ProxyPass`, `ProxyPassReverse`, `ProxyPassReverseCookieDomain`/`Path`, `X-Forwarded-*`, `ProxyPreserveHost`, `ProxyAddHeaders` |
@@ -95,6 +96,7 @@
 //! | `manager` | [`manager`] | |
 //! | `apache-config` | [`apache_config`] | |
 //! | `server` | [`server`] (hyper's server side, h2) | |
+//! | `discover` | [`discover`]: members from a tower `Discover` or a `Stream` of member sets | |
 //! | `access-log` | [`access_log`]: Apache's `LogFormat` access log, written off the request path | |
 //! | `dns` | [`dns`]: members discovered from DNS A/AAAA and SRV records (hickory-resolver; enables `discover`) | |
 //! | `site` | [`site`]; enables all of the above but `heartbeat` | |
