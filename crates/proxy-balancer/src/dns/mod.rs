@@ -192,15 +192,11 @@ impl DnsDiscovery {
     pub fn spawn(self, sync: MemberSetSync) -> DnsHandle {
         let (sets, received) = tokio::sync::mpsc::unbounded_channel();
         let (sync_handle, follow) = sync.follow(SetStream(received)).spawn();
-        let mut handle = self.spawn_with(move |set| {
-            // The follow task ends only when this sender is dropped.
+        let publish = move |set| {
+            // Fails only once the follow task is gone (stopped with the handle).
             let _ = sets.send(Ok::<_, Infallible>(set));
-        });
-        if let Some(inner) = Arc::get_mut(&mut handle.inner) {
-            inner.follow = Some(follow.abort_handle());
-            inner.sync = Some(sync_handle);
-        }
-        handle
+        };
+        self.start(publish, Some((follow.abort_handle(), sync_handle)))
     }
 
     /// Starts the lookups (inside a tokio runtime); `publish` gets every member set that
@@ -215,6 +211,19 @@ impl DnsDiscovery {
     where
         F: FnMut(Vec<MemberParams>) + Send + 'static,
     {
+        self.start(publish, None)
+    }
+
+    /// Spawns the lookups; `follow`: [`Self::spawn`]'s follow task and sync handle.
+    fn start<F>(
+        self,
+        publish: F,
+        follow: Option<(tokio::task::AbortHandle, SyncHandle)>,
+    ) -> DnsHandle
+    where
+        F: FnMut(Vec<MemberParams>) + Send + 'static,
+    {
+        let (follow, sync) = follow.unzip();
         let status = Arc::new(StatusInner::default());
         let names = self.sources.iter().map(|s| s.name().to_owned()).collect();
         let task = tokio::spawn(runner::run(
@@ -229,8 +238,8 @@ impl DnsDiscovery {
                 status,
                 names,
                 task: task.abort_handle(),
-                follow: None,
-                sync: None,
+                follow,
+                sync,
             }),
         }
     }
