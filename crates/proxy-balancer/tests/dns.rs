@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::proto::op::{Header, ResponseCode};
-use hickory_server::proto::rr::rdata::{A, SRV};
+use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
@@ -40,6 +40,7 @@ const BOUND: Duration = Duration::from_secs(8);
 #[derive(Default)]
 struct ZoneData {
     a: HashMap<String, Vec<Ipv4Addr>>,
+    aaaa: HashMap<String, Vec<std::net::Ipv6Addr>>,
     /// name → (priority, weight, port, target)
     srv: HashMap<String, Vec<(u16, u16, u16, String)>>,
     /// Answer SERVFAIL to everything (a failing nameserver).
@@ -58,9 +59,14 @@ impl Zone {
         self.0.lock().a.insert(fqdn(name), ips.to_vec());
     }
 
+    fn set_aaaa(&self, name: &str, ips: &[std::net::Ipv6Addr]) {
+        self.0.lock().aaaa.insert(fqdn(name), ips.to_vec());
+    }
+
     fn remove(&self, name: &str) {
         let mut z = self.0.lock();
         z.a.remove(&fqdn(name));
+        z.aaaa.remove(&fqdn(name));
         z.srv.remove(&fqdn(name));
     }
 
@@ -87,7 +93,8 @@ impl Zone {
             return Err(ResponseCode::ServFail);
         }
         let owner = Name::from_ascii(name).map_err(|_| ResponseCode::FormErr)?;
-        let exists = z.a.contains_key(name) || z.srv.contains_key(name);
+        let exists =
+            z.a.contains_key(name) || z.aaaa.contains_key(name) || z.srv.contains_key(name);
         let records: Vec<Record> = match kind {
             RecordType::A => {
                 z.a.get(name)
@@ -96,6 +103,13 @@ impl Zone {
                     .map(|ip| Record::from_rdata(owner.clone(), TTL, RData::A(A(*ip))))
                     .collect()
             }
+            RecordType::AAAA => z
+                .aaaa
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|ip| Record::from_rdata(owner.clone(), TTL, RData::AAAA(AAAA(*ip))))
+                .collect(),
             RecordType::SRV => z
                 .srv
                 .get(name)
@@ -314,10 +328,22 @@ async fn the_member_set_follows_the_a_records() {
     zone.set_a("api.test", &[ip(2), ip(3), ip(4)]);
     let start = tokio::time::Instant::now();
     wait_hosts(&handle, &["127.0.0.2", "127.0.0.3", "127.0.0.4"]).await;
+    // Both families: AAAA records are members too.
+    zone.set_aaaa("api.test", &[std::net::Ipv6Addr::LOCALHOST]);
+    wait_hosts(&handle, &["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"]).await;
+    assert!(
+        handle
+            .members()
+            .iter()
+            .any(|m| m.url.as_str() == "http://[::1]:8080/app"),
+        "{:?}",
+        handle.members()
+    );
+    zone.set_aaaa("api.test", &[]);
     zone.set_a("api.test", &[ip(4)]);
     wait_hosts(&handle, &["127.0.0.4"]).await;
     let took = start.elapsed();
-    assert!(took < Duration::from_secs(5), "two changes took {took:?}");
+    assert!(took < Duration::from_secs(6), "three changes took {took:?}");
     assert_eq!(handle.failures(), 0);
 }
 
