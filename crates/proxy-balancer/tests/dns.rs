@@ -744,3 +744,42 @@ async fn check_starts_nothing_and_reports_the_line() {
         .expect("reported");
     assert_eq!(f.span.line, 3);
 }
+
+/// The lookups stop with the last clone of the site (a worker's clone included).
+#[tokio::test]
+async fn the_lookups_stop_with_the_site() {
+    let zone = Zone::default();
+    zone.set_a("api.test", &[ip(2)]);
+    let (dns, _dns_server) = dns_server(&zone).await;
+    let config = proxy_balancer::apache_config::parse(&format!(
+        "ProxyDiscoverNameserver {dns}\n\
+         <Proxy balancer://api>\n\
+           BalancerMember http://api.test:8080 discover=dns\n\
+         </Proxy>\n\
+         ProxyPass / balancer://api/\n"
+    ))
+    .unwrap();
+    let site = proxy_balancer::site::Site::from_config(&config).unwrap();
+    let worker = site.worker();
+    drop(site);
+    let asked = tokio::time::timeout(BOUND, async {
+        while zone.queries() < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        asked.is_ok(),
+        "asked again on the TTL while a worker's site lives"
+    );
+    assert_eq!(worker.stores()[0].snapshot().members().len(), 1);
+    drop(worker);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let queries = zone.queries();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        zone.queries(),
+        queries,
+        "no lookup once the last site is gone"
+    );
+}
