@@ -737,6 +737,18 @@ async fn check_starts_nothing_and_reports_the_line() {
     proxy_balancer::site::Site::validate(&config).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(zone.queries(), 0, "--check asks no nameserver");
+    // BalancerPersist On would save discovered members as the manager's: refused.
+    let persist = proxy_balancer::apache_config::parse(
+        "BalancerPersist On\n<Proxy balancer://api>\n  BalancerMember http://api.test:8080 discover=dns\n</Proxy>\n",
+    )
+    .unwrap();
+    let refused = proxy_balancer::site::Site::validate(&persist)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.starts_with("line 3: ") && refused.contains("BalancerPersist"),
+        "{refused}"
+    );
     let findings = proxy_balancer::apache_config::doctor::check(&config);
     let f = findings
         .iter()

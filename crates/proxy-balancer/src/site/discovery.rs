@@ -27,8 +27,9 @@ use super::SiteError;
 ///
 /// # Errors
 ///
-/// A discover line that cannot be discovered ([`SiteError::Params`], with its line), the
-/// system's resolver configuration that cannot be read ([`SiteError::Discovery`]).
+/// A discover line that cannot be discovered ([`SiteError::Params`], with its line);
+/// ([`SiteError::Discovery`]) the system's resolver configuration that cannot be read, or
+/// `BalancerPersist On` (the manager's state file would keep discovered members).
 pub(super) fn spawn(
     config: &Config,
     stores: &[Arc<BalancerStore>],
@@ -36,13 +37,22 @@ pub(super) fn spawn(
     dry: bool,
 ) -> Result<Vec<DnsHandle>, SiteError> {
     let found = config.discovered_members().map_err(SiteError::Params)?;
-    if found.is_empty() {
+    let Some(first) = found.first() else {
         return Ok(Vec::new());
+    };
+    if config.balancer_persist == Some(true) {
+        // The manager's state file counts every member past the configured ones as its
+        // own: discovered members would be saved as added by hand, and come back after a
+        // restart as members no discovery removes.
+        return Err(SiteError::Discovery {
+            line: first.span.line,
+            reason: "discover= members with BalancerPersist On are not supported: the balancer-manager's state file would keep the discovered members as members added by hand, and bring them back after a restart whatever DNS says".to_owned(),
+        });
     }
     let resolver = match &config.discover_nameservers {
         Some(ns) => DnsResolver::with_nameservers(&ns.addrs),
         None => DnsResolver::system().map_err(|e| SiteError::Discovery {
-            line: found.first().map_or(0, |f| f.span.line),
+            line: first.span.line,
             reason: format!("{e} (name the nameservers with ProxyDiscoverNameserver)"),
         })?,
     };

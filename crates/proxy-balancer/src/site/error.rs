@@ -79,7 +79,7 @@ pub enum SiteError {
         reason: String,
     },
     /// DNS discovery cannot start (`discover=`, `ProxyDiscoverNameserver`): the system's
-    /// resolver configuration cannot be read.
+    /// resolver configuration cannot be read, or `BalancerPersist On` is set.
     Discovery {
         /// The line of the discover member.
         line: u32,
