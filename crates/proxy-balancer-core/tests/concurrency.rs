@@ -1,6 +1,7 @@
 //! Real-thread stress tests of the shared state: concurrent picks keep byrequests' weights,
 //! replacing snapshots under load loses no counter update, and flag churn from a manager
-//! and a probe, errors and reconfigurations all at once keep every invariant.
+//! and a probe, errors and reconfigurations all at once keep every invariant; batched
+//! member-set edits (discovery) publish whole snapshots and lose no count.
 #![expect(clippy::unwrap_used, reason = "test helpers unwrap like tests do")]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -536,4 +537,82 @@ fn flag_owners_never_lose_their_flags() {
         flags.difference(StatusFlags::IN_ERROR).is_empty(),
         "{flags:?}"
     );
+}
+
+#[test]
+fn batched_member_set_edits_under_picks_are_whole_and_lose_no_count() {
+    use std::collections::HashMap;
+
+    let now = t0();
+    let s = store(&[1, 1, 1], now);
+    let discovered =
+        |round: u32| [0, 1].map(|k| MemberParams::new(&format!("http://d{round}-{k}")).unwrap());
+    for p in discovered(0) {
+        s.add_member(p).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let rounds = 1_000u32;
+    let seen: Vec<HashMap<String, (Member, u64)>> = thread::scope(|scope| {
+        let pickers: Vec<_> = (0..3)
+            .map(|_| {
+                let s = &s;
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut seen: HashMap<String, (Member, u64)> = HashMap::new();
+                    let mut n = 0u32;
+                    while !stop.load(Ordering::Relaxed) || n < 1_000 {
+                        // Every snapshot is a whole batch: 3 kept and 2 discovered members,
+                        // never the removals without the additions.
+                        assert_eq!(s.load().members().len(), 5);
+                        let p = s.pick(&PickRequest::new(), now).unwrap();
+                        let entry = seen
+                            .entry(p.member().url().to_owned())
+                            .or_insert_with(|| (p.member().clone(), 0));
+                        entry.1 += 1;
+                        n += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let writer = scope.spawn(|| {
+            for round in 1..=rounds {
+                s.edit_members(|set| {
+                    let old: Vec<_> = set
+                        .members()
+                        .iter()
+                        .filter(|m| m.url().starts_with("http://d"))
+                        .map(Member::id)
+                        .collect();
+                    for id in old {
+                        set.remove(id)?;
+                    }
+                    for p in discovered(round) {
+                        set.add(p)?;
+                    }
+                    let kept = set.members()[round as usize % 3].id();
+                    let mut params = set.member(kept).unwrap().params().clone();
+                    params.load_factor = LoadFactor::from_lbf(100 + round % 3 * 100).unwrap();
+                    set.update(kept, params)?;
+                    Ok::<_, proxy_balancer_core::ConfigError>(())
+                })
+                .unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        writer.join().unwrap();
+        pickers.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    // Every pick is counted on its member's state, removed members' included.
+    let mut totals: HashMap<String, (Member, u64)> = HashMap::new();
+    for picker in seen {
+        for (url, (member, n)) in picker {
+            totals.entry(url).or_insert((member, 0)).1 += n;
+        }
+    }
+    for (url, (member, n)) in &totals {
+        assert_eq!(member.state().elected(), *n, "{url}");
+        assert_eq!(member.state().busy(), 0, "{url}");
+    }
+    assert_eq!(s.snapshot().members().len(), 5);
 }

@@ -424,6 +424,7 @@ async fn a_tower_discover_feeds_a_balancer() {
     tx.send(Ok(Change::Insert("two", named("two"))))
         .expect("running");
     wait_for("two members", members(2)).await;
+    assert_eq!(handle.applied(), 1, "changes ready together: one snapshot");
     assert_eq!(ask(4).await, ["one", "one", "two", "two"]);
 
     // A key inserted again swaps its service; its member (and state) stays.
@@ -483,4 +484,34 @@ async fn a_service_list_is_served_in_order() {
         answers.push_str(std::str::from_utf8(&body.to_bytes()).expect("utf-8"));
     }
     assert_eq!(answers, "xyzxyz");
+}
+
+#[tokio::test]
+async fn a_member_without_a_discovered_service_fails_over() {
+    let now = tokio::time::Instant::now().into_std();
+    let configured = MemberParams::new("http://configured.internal").expect("valid");
+    let store = Arc::new(
+        BalancerStore::new(BalancerParams::new("mixed"), [configured], now).expect("valid"),
+    );
+    let list = tower::discover::ServiceList::new([named("found")]);
+    let follow = MemberSetSync::new(Arc::clone(&store)).follow_discover(list, |i: &usize| {
+        MemberParams::new(&format!("http://svc{i}"))
+    });
+    let balancer = Balancer::new(Arc::clone(&store), follow.make_member());
+    tokio::time::timeout(BOUND, follow)
+        .await
+        .expect("ends with the list");
+    for _ in 0..3 {
+        let response = balancer
+            .clone()
+            .oneshot(Request::new(Empty::<Bytes>::new()))
+            .await
+            .expect("a response");
+        let body = response.into_body().collect().await.expect("a body");
+        assert_eq!(body.to_bytes(), "found");
+    }
+    let snapshot = store.snapshot();
+    assert!(snapshot.members()[0]
+        .flags()
+        .contains(StatusFlags::IN_ERROR));
 }

@@ -177,8 +177,11 @@ impl MemberSetSync {
     /// the member `params` makes of it (a key whose closure fails is logged and skipped),
     /// each removed key's member drains. Changes that are ready together apply as one
     /// snapshot. The discovered services serve the members through
-    /// [`FollowDiscover::make_member`] (they must be `Clone`: wrap one that is not in
-    /// [`tower::buffer::Buffer`](https://docs.rs/tower/latest/tower/buffer/struct.Buffer.html)).
+    /// [`FollowDiscover::make_member`], cloned for each request: they must be `Clone`, and
+    /// `Send + Sync` to be spawned or served from several threads (wrap one that is not in
+    /// [`tower::buffer::Buffer`](https://docs.rs/tower/latest/tower/buffer/struct.Buffer.html),
+    /// or use [`BoxCloneSyncService`](::tower::util::BoxCloneSyncService)). A member whose
+    /// key is inserted again gets the new service for its next requests; its state stays.
     ///
     /// See the [module docs](self) for an example.
     pub fn follow_discover<D, F, E>(self, discover: D, params: F) -> FollowDiscover<D, F>

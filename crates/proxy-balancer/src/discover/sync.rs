@@ -190,28 +190,56 @@ impl MemberSetSync {
         let mut report = SyncReport::default();
         let mut wanted: Vec<MemberParams> = Vec::new();
         let mut seen: HashSet<MemberUrl> = HashSet::new();
+        let mut first_duplicate = None;
         for params in desired {
             if seen.insert(params.url.clone()) {
                 wanted.push(params);
             } else {
-                tracing::warn!(
-                    balancer = %self.balancer_name(),
-                    member = %params.url,
-                    "discovery: the member set names this member twice; the first one is used"
-                );
+                if report.duplicates == 0 {
+                    first_duplicate = Some(params.url);
+                }
                 report.duplicates += 1;
             }
         }
+        if let Some(url) = first_duplicate {
+            // One line per set, whatever the source sends.
+            tracing::warn!(
+                balancer = %self.balancer_name(),
+                member = %url,
+                duplicates = report.duplicates,
+                "discovery: the member set names members more than once; the first of each is used"
+            );
+        }
         let mut owned = self.owned.lock();
-        let mut next = owned.clone();
+        // What changes in `owned`, in order (`None`: no longer ours), applied once the
+        // store took the edit: a failed edit leaves both as they were.
+        let mut changes: Vec<(MemberUrl, Option<Owned>)> = Vec::new();
         // Flag changes, made once the new snapshot is in (or none if the edit fails).
         let mut flags: Vec<(MemberId, StatusFlags, StatusFlags)> = Vec::new();
+        let mut first_skipped = None;
         let result = self.store.edit_members(|set| {
-            // Members removed behind our back (the balancer-manager) are no longer ours.
-            next.retain(|_, o| set.member(o.id).is_some());
+            // Members removed behind the sync's back (the balancer-manager) are no longer
+            // its own; the URLs of members it does not own (the configuration's, the
+            // manager's) are usually few, looked up once per new member.
+            let mut ours: HashSet<MemberId> = HashSet::with_capacity(owned.len());
+            for (url, o) in owned.iter() {
+                if set.member(o.id).is_some() {
+                    ours.insert(o.id);
+                } else {
+                    changes.push((url.clone(), None));
+                }
+            }
+            let live = |o: &&Owned| ours.contains(&o.id);
+            let foreign: HashSet<MemberUrl> = set
+                .members()
+                .iter()
+                .filter(|m| !ours.contains(&m.id()))
+                .map(|m| m.params().url.clone())
+                .collect();
             for params in wanted {
-                if let Some(o) = next.get_mut(&params.url) {
-                    if let Some(drain) = o.draining.take() {
+                if let Some(o) = owned.get(&params.url).filter(live) {
+                    let returned = o.draining.is_some();
+                    if let Some(drain) = o.draining {
                         report.returned += 1;
                         if drain.set_flag {
                             flags.push((o.id, StatusFlags::EMPTY, StatusFlags::DRAIN));
@@ -219,63 +247,69 @@ impl MemberSetSync {
                     }
                     if o.desired == params {
                         report.unchanged += 1;
+                        if returned {
+                            let mut kept = o.clone();
+                            kept.draining = None;
+                            changes.push((params.url.clone(), Some(kept)));
+                        }
                         continue;
                     }
                     let added = params.status.difference(o.desired.status);
                     let cleared = o.desired.status.difference(params.status);
                     set.update(o.id, params.clone())?;
                     flags.push((o.id, added, cleared));
-                    o.desired = params;
                     report.updated += 1;
-                } else if set.member_by_url(&params.url).is_some() {
-                    tracing::warn!(
-                        balancer = %self.balancer_name(),
-                        member = %params.url,
-                        "discovery: a configured or manager-added member has this URL; the discovered one is skipped"
-                    );
+                    let updated = Owned {
+                        id: o.id,
+                        desired: params,
+                        draining: None,
+                    };
+                    changes.push((updated.desired.url.clone(), Some(updated)));
+                } else if foreign.contains(&params.url) {
+                    if report.skipped == 0 {
+                        first_skipped = Some(params.url);
+                    }
                     report.skipped += 1;
                 } else {
-                    let url = params.url.clone();
                     let id = set.add(params.clone())?;
-                    next.insert(
+                    report.added += 1;
+                    let url = params.url.clone();
+                    changes.push((
                         url,
-                        Owned {
+                        Some(Owned {
                             id,
                             desired: params,
                             draining: None,
-                        },
-                    );
-                    report.added += 1;
+                        }),
+                    ));
                 }
             }
-            let mut gone = Vec::new();
-            for (url, o) in &mut next {
-                if seen.contains(url) {
+            for (url, o) in owned.iter() {
+                if seen.contains(url) || !ours.contains(&o.id) {
                     continue;
                 }
                 match o.draining {
                     Some(drain) if drain.until > now => {}
-                    Some(_) => gone.push(url.clone()),
-                    None if self.drain.is_zero() => gone.push(url.clone()),
-                    None => {
+                    drain if drain.is_some() || self.drain.is_zero() => {
+                        set.remove(o.id)?;
+                        report.removed += 1;
+                        changes.push((url.clone(), None));
+                    }
+                    _ => {
                         let set_flag = !set
                             .member(o.id)
                             .is_some_and(|m| m.flags().contains(StatusFlags::DRAIN));
                         if set_flag {
                             flags.push((o.id, StatusFlags::DRAIN, StatusFlags::EMPTY));
                         }
-                        o.draining = Some(Drain {
+                        let mut draining = o.clone();
+                        draining.draining = Some(Drain {
                             until: now + self.drain,
                             set_flag,
                         });
                         report.draining += 1;
+                        changes.push((url.clone(), Some(draining)));
                     }
-                }
-            }
-            for url in gone {
-                if let Some(o) = next.remove(&url) {
-                    set.remove(o.id)?;
-                    report.removed += 1;
                 }
             }
             Ok::<_, ConfigError>(())
@@ -283,6 +317,12 @@ impl MemberSetSync {
         if let Err(e) = result {
             self.record(DiscoverError::Store(e.clone()));
             return Err(DiscoverError::Store(e));
+        }
+        for (url, change) in changes {
+            match change {
+                Some(o) => owned.insert(url, o),
+                None => owned.remove(&url),
+            };
         }
         let snapshot = self.store.load();
         for (id, insert, remove) in flags {
@@ -292,9 +332,16 @@ impl MemberSetSync {
             }
         }
         drop(snapshot);
-        *owned = next;
         self.note(&owned, &report);
         drop(owned);
+        if let Some(url) = first_skipped {
+            tracing::warn!(
+                balancer = %self.balancer_name(),
+                member = %url,
+                skipped = report.skipped,
+                "discovery: a configured or manager-added member has the URL of a discovered one; the discovered one is skipped"
+            );
+        }
         if report.changed() {
             tracing::info!(
                 balancer = %self.balancer_name(),

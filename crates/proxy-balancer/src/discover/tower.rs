@@ -55,7 +55,8 @@ pin_project! {
 /// [`Balancer::new`](crate::Balancer::new).
 ///
 /// A member that no discovered service stands for (a configured member of the same store,
-/// say) gets a service that fails every request with [`DiscoverError::NoService`]: the
+/// say) gets a service that fails every request with a connect error
+/// ([`Error::connect`](crate::Error::connect) of [`DiscoverError::NoService`]): the
 /// balancer puts it in error and fails over. Keep a discovered balancer's store for
 /// discovered members.
 pub struct DiscoveredServices<S> {
@@ -325,15 +326,19 @@ impl<S> DiscoveredService<S>
 where
     S: Clone,
 {
-    fn take(&mut self) -> Result<S, DiscoverError> {
+    /// The service for the next call. Without one the request was sent nowhere: a connect
+    /// error, so the balancer fails over.
+    fn take(&mut self) -> Result<S, crate::Error> {
         if let Some(ready) = self.ready.take() {
             return Ok(ready);
         }
         self.slot
             .as_ref()
             .map(|slot| S::clone(&slot.load()))
-            .ok_or_else(|| DiscoverError::NoService {
-                member: self.member.url().to_owned(),
+            .ok_or_else(|| {
+                crate::Error::connect(DiscoverError::NoService {
+                    member: self.member.url().to_owned(),
+                })
             })
     }
 }
