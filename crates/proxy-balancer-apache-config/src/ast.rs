@@ -608,6 +608,9 @@ pub struct Config {
     /// `HeartbeatListen`: where the heartbeats of mod_heartbeat senders are received, for
     /// the balancers with `lbmethod=heartbeat`.
     pub heartbeat_listen: Option<HeartbeatListen>,
+    /// `ProxyDiscoverNameserver`: the nameservers DNS discovery asks (main server only;
+    /// see [`discovery`](crate::discovery)).
+    pub discover_nameservers: Option<crate::discovery::DiscoverNameservers>,
     /// `HeartbeatMaxServers`: how many senders are tracked (Apache's default is 10; 0 means
     /// Apache's flat-file storage, which has no limit).
     pub heartbeat_max_servers: Option<u32>,

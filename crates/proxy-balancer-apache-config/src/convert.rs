@@ -209,6 +209,10 @@ impl Config {
         let mut seen = HashSet::new();
         let mut members = Vec::with_capacity(b.members.len());
         for m in &b.members {
+            // A discover= line is a template, not a member (discovery.rs).
+            if crate::discovery::is_discovered(m) {
+                continue;
+            }
             let Some(member) = self.convert_member(&m.url, &m.params, m.span, errors) else {
                 continue;
             };
@@ -228,7 +232,7 @@ impl Config {
     /// A worker (a `BalancerMember`, or a `ProxyPass` to a plain URL) as the core's member:
     /// its core parameters applied in order, the others checked, the server's `ProxyTimeout`
     /// as its default `timeout`. `None` when the URL is not one the core runs.
-    fn convert_member(
+    pub(crate) fn convert_member(
         &self,
         url: &str,
         params: &[Param],
@@ -248,6 +252,10 @@ impl Config {
         };
         for p in params {
             let key = p.key.to_ascii_lowercase();
+            if crate::discovery::is_key(&key) {
+                // discovery.rs: the line is a template, read by `Config::discovered_members`.
+                continue;
+            }
             let result = if key == "hctemplate" {
                 // The template's parameters apply where it stands: later ones win.
                 match self.hc_templates.iter().find(|t| t.name == p.value) {

@@ -143,6 +143,7 @@
 pub mod ast;
 mod context;
 mod convert;
+pub mod discovery;
 pub mod doctor;
 mod error;
 mod front;

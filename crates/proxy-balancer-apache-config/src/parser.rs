@@ -134,6 +134,7 @@ struct Frame {
 /// The directives of this crate, for near-miss suggestions.
 const DIRECTIVES: &[&str] = &[
     "BalancerMember",
+    "ProxyDiscoverNameserver",
     "ProxySet",
     "ProxyPass",
     "ProxyPassMatch",
@@ -951,6 +952,12 @@ impl Parser {
                 Ok(())
             }
             "proxyhctemplate" => self.hc_template(span, &args),
+            // DNS discovery (discovery.rs): main server only.
+            "proxydiscovernameserver" => {
+                let ns = crate::discovery::nameservers(span, &args)?;
+                self.server_setting(&name.text, span, |c| c.discover_nameservers = Some(ns));
+                Ok(())
+            }
             "balancergrowth" => {
                 let v = one_arg(span, "BalancerGrowth", &args)?;
                 match v.text.trim().parse::<u32>() {
@@ -1488,6 +1495,9 @@ impl Parser {
                 }
             } else if HC_KEYS.contains(&key.as_str()) || OTHER_WORKER_KEYS.contains(&key.as_str()) {
                 self.check_extra(&key, p);
+            } else if crate::discovery::is_key(&key) {
+                // On a BalancerMember it is taken out before (discovery.rs).
+                self.errors.push(crate::discovery::misplaced(p));
             } else {
                 let other = BALANCER_KEYS.contains(&key.as_str()).then(|| {
                     format!("\"{key}\" is a balancer parameter: put it on ProxySet or on the balancer's ProxyPass")
@@ -1573,7 +1583,15 @@ impl Parser {
         };
         check_member_url(url)?;
         let params = self.params(params);
-        self.check_worker_params(&params);
+        // discover= (discovery.rs): checked there, the rest as worker parameters.
+        self.errors
+            .extend(crate::discovery::check_member(&url.text, &params));
+        let worker: Vec<Param> = params
+            .iter()
+            .filter(|p| !crate::discovery::is_key(&p.key))
+            .cloned()
+            .collect();
+        self.check_worker_params(&worker);
         let key = (self.current_vhost(), url_key(&url.text));
         let members = &mut self.cfg.balancers[balancer].members;
         if let Some((b, _)) = self.member_index.get(&key) {

@@ -19,6 +19,7 @@
 //! | [`heartbeat`] | load reports for `lbmethod=heartbeat` | mod_heartbeat / mod_heartmonitor |
 //! | [`server`] | serving a service over HTTP/1.1 (with upgrades) and h2c, client address, graceful stop | the server itself |
 //! | [`access_log`] | one line per request in Apache's `LogFormat` syntax | mod_log_config: `CustomLog`, `LogFormat` |
+//! | [`dns`] | members discovered from DNS: A/AAAA and SRV records, asked again as their TTL says | (none: `discover=dns`, `discover=srv`, `ProxyDiscoverNameserver`) |
 //! | [`site`] | the whole reverse proxy of an Apache configuration as one service | httpd.conf |
 //! | [`manager`] | the balancer-manager (re-export of `proxy-balancer-manager`) | `SetHandler balancer-manager` |
 //! | [`apache_config`] | the configuration reader and `--check` (re-export of `proxy-balancer-apache-config`) | httpd.conf syntax |
@@ -97,6 +98,7 @@
 //! | `server` | [`server`] (hyper's server side, h2) | |
 //! | `discover` | [`discover`]: members from a tower `Discover` or a `Stream` of member sets | |
 //! | `access-log` | [`access_log`]: Apache's `LogFormat` access log, written off the request path | |
+//! | `dns` | [`dns`]: members discovered from DNS A/AAAA and SRV records (hickory-resolver; enables `discover`) | |
 //! | `site` | [`site`]; enables all of the above but `heartbeat` | |
 //! | `full` | everything | |
 //! | `axum` | the forwarding layer ([`proxy_pass::ForwardLayer`]) also reads the client's address from axum's `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info::<SocketAddr>()`), besides [`PeerAddr`] | |
@@ -170,6 +172,9 @@ pub mod client;
 #[cfg(feature = "discover")]
 #[cfg_attr(docsrs, doc(cfg(feature = "discover")))]
 pub mod discover;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub mod dns;
 pub mod error;
 #[cfg(feature = "health-probe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "health-probe")))]

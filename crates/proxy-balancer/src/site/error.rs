@@ -78,6 +78,14 @@ pub enum SiteError {
         /// What is wrong.
         reason: String,
     },
+    /// DNS discovery cannot start (`discover=`, `ProxyDiscoverNameserver`): the system's
+    /// resolver configuration cannot be read, or `BalancerPersist On` is set.
+    Discovery {
+        /// The line of the discover member.
+        line: u32,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for SiteError {
@@ -88,7 +96,8 @@ impl fmt::Display for SiteError {
             Self::ProxyPass { line, reason }
             | Self::Unsupported { line, reason }
             | Self::HealthCheck { line, reason }
-            | Self::Manager { line, reason } => write!(f, "line {line}: {reason}"),
+            | Self::Manager { line, reason }
+            | Self::Discovery { line, reason } => write!(f, "line {line}: {reason}"),
             Self::Mapping { line, source } => write!(f, "line {line}: ProxyPass: {source}"),
             Self::Probe { name, source } => write!(f, "{name}: health checks: {source}"),
             Self::Tls {
@@ -111,6 +120,7 @@ impl std::error::Error for SiteError {
             | Self::Unsupported { .. }
             | Self::HealthCheck { .. }
             | Self::Manager { .. }
+            | Self::Discovery { .. }
             | Self::Tls { .. } => None,
         }
     }

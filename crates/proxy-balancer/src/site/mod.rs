@@ -8,8 +8,9 @@
 //! cookie of Apache's documented `Header add Set-Cookie … env=BALANCER_ROUTE_CHANGED`
 //! recipe included, byte for byte; see [Header directives](#header-directives)), the
 //! health probes of members with `hc*` parameters (stopped when the last clone
-//! of the site is dropped), and the balancer-manager of `<Location …> SetHandler
-//! balancer-manager`.
+//! of the site is dropped), the DNS discovery of `BalancerMember … discover=dns|srv` lines
+//! ([`Site::discovery`], see [`dns`](crate::dns); stopped likewise), and the
+//! balancer-manager of `<Location …> SetHandler balancer-manager`.
 //!
 //! `https://`, `wss://` and `h2://` members are reached over TLS as the `SSLProxy*` lines
 //! of the server whose requests go to them say (one [`TlsClient`](crate::client::TlsClient)
@@ -129,6 +130,7 @@
 //! ```
 #![doc = include_str!("headers.md")]
 
+mod discovery;
 mod error;
 mod extras;
 pub mod future;
@@ -358,6 +360,8 @@ pub struct Site {
     /// The member client the routes' balancers were made with ([`Site::worker`] makes its
     /// own balancers with it).
     client: MakeHttpMember<RequestBody>,
+    /// The DNS discovery of `discover=` members (discovery.rs); stops with the last clone.
+    discovery: Arc<[crate::dns::DnsHandle]>,
 }
 
 impl std::fmt::Debug for Site {
@@ -534,6 +538,8 @@ impl Site {
         for i in 0..config.virtual_hosts.len() {
             servers.push(build.server(Some(i))?);
         }
+        // discover=dns|srv, ProxyDiscoverNameserver (discovery.rs); not started by `validate`.
+        let discovery = discovery::spawn(config, &build.stores, &build.balancer_stores, dry)?;
         Ok(Self {
             servers: servers.into(),
             vhosts: Arc::new(vhosts),
@@ -542,6 +548,7 @@ impl Site {
             heartbeat,
             tls: Arc::new(tls),
             client: build.client,
+            discovery: discovery.into(),
         })
     }
 
@@ -578,6 +585,7 @@ impl Site {
             heartbeat: None,
             tls: Arc::default(),
             client: MakeHttpMember::new(),
+            discovery: Vec::new().into(),
         }
     }
 
@@ -606,6 +614,14 @@ impl Site {
             .iter()
             .find_map(|s| s.managers.first())
             .map(|(_, m)| m)
+    }
+
+    /// The DNS discovery running for the site's balancers: one per balancer with
+    /// `BalancerMember … discover=` lines (see [`dns`](crate::dns)); how its lookups go
+    /// ([`DnsHandle::failures`](crate::dns::DnsHandle::failures) …).
+    #[must_use]
+    pub fn discovery(&self) -> &[crate::dns::DnsHandle] {
+        &self.discovery
     }
 
     /// The health probes running for the site's balancers (one per balancer with probed

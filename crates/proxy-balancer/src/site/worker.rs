@@ -97,6 +97,7 @@ impl Site {
                 .collect(),
             vhosts: Arc::clone(&self.vhosts),
             probes: Arc::clone(&self.probes),
+            discovery: Arc::clone(&self.discovery),
             stores: Arc::clone(&self.stores),
             heartbeat: self.heartbeat.clone(),
             tls: Arc::clone(&self.tls),
