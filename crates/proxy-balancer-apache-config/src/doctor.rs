@@ -30,6 +30,7 @@
 //! | `ssl-proxy-engine-off` | error | an `https://`, `wss://` or `h2://` member that a server's requests go to, in a server without `SSLProxyEngine On` (Apache's AH00961: 500 per request; the site refuses to start) |
 //! | `ssl-proxy-verify-default` | note | TLS members in a server without `SSLProxyVerify`: proxy-balancer verifies their certificates (Apache's default is `none`) |
 //! | `upgrade-on-h2-member` | warning | `upgrade=` on an `h2c://` or `h2://` member: HTTP/2 has no upgrades, so WebSockets sent there fail |
+//! | `balancer-share` | note or error | `BalancerShare` without a balancer-manager (note: edits come from other instances only), with `BalancerPersist On` (error: the site refuses it), with two etcd endpoints (note: a two-member cluster stops writes when either fails) |
 //! | `ssl-proxy-verify-none` | warning | TLS members in a server with `SSLProxyVerify none` or `optional_no_ca`: their certificate chain is not verified |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
@@ -183,6 +184,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
     worker_shared(config, &mut out);
     proxypass_trailing_slash(config, &mut out);
     tls_members(config, &mut out);
+    crate::shared::doctor(config, &mut out);
     for t in &config.hc_templates {
         hcuri_relative(&format!("ProxyHCTemplate {}", t.name), &t.params, &mut out);
     }

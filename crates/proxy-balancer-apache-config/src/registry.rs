@@ -167,6 +167,8 @@ const AUTHZ: &str = "mod_authz_core";
 const ACCESS_COMPAT: &str = "mod_access_compat";
 
 const ALIAS: &str = "mod_alias";
+/// Directives of proxy-balancer's own, which no Apache module has.
+const OURS: &str = "proxy-balancer";
 const WSTUNNEL: &str = "mod_proxy_wstunnel";
 
 /// A mod_proxy_wstunnel directive of httpd's development branch, not of 2.4.71.
@@ -213,6 +215,8 @@ pub static ENTRIES: &[Entry] = &[
     e("ProxyStatus", D, PROXY, note("there is no mod_status page; the balancer-manager (HTML and JSON) shows the balancers")),
     e("ProxyTimeout", D, PROXY, A("the default timeout of members")),
     e("ProxyVia", D, PROXY, A("the Via header of requests and answers")),
+    // ----- proxy-balancer's own -----
+    e("BalancerShare", D, OURS, A("proxy-balancer's own (Apache has none): the balancer-manager's edits shared with every instance of a fleet through etcd (BalancerShare etcd http://host:2379 [prefix=/proxy-balancer/] [instance=NAME]); main server only; needs the proxy-balancer `etcd` feature; see docs/fleet.md")),
     // ----- mod_proxy_hcheck -----
     e("ProxyHCExpr", D, HCHECK, A("a condition on a health check's answer, for hcexpr=")),
     e("ProxyHCTemplate", D, HCHECK, A("health-check parameters for hctemplate=")),
