@@ -10,6 +10,9 @@
 //! - [`TestClient`]: a keep-alive hyper-util client whose every request is bounded by a
 //!   timeout, returning a fully read [`TestResponse`].
 //! - [`init_tracing`]: installs a test-friendly `tracing` subscriber once.
+//! - [`EtcdServer`]: a real etcd (the system's `/usr/bin/etcd`) on loopback ports with its own
+//!   data directory, which can be killed and restarted; [`etcd_binary_or_skip`] skips a test
+//!   loudly without it (or fails it when `PROXY_BALANCER_REQUIRE_TEST_DEPS=1`).
 //!
 //! Nothing here talks to anything but `127.0.0.1`, and every server task stops when its
 //! [`TestBackend`] is stopped or dropped.
@@ -53,6 +56,7 @@ mod backend;
 mod body;
 mod client;
 mod demo;
+mod etcd;
 mod shared_stream;
 mod trace;
 mod wait;
@@ -61,6 +65,7 @@ pub use backend::{Mode, RecordedRequest, TestBackend, TestBackendBuilder};
 pub use body::ChannelBody;
 pub use client::{TestClient, TestResponse};
 pub use demo::{demo_config, start_demo_backends};
+pub use etcd::{etcd_binary, etcd_binary_or_skip, EtcdServer, REQUIRE_DEPS};
 pub use trace::init_tracing;
 pub use wait::wait_for;
 

@@ -1,0 +1,273 @@
+//! A real etcd on loopback for the tests of the shared store: [`EtcdServer`], and
+//! [`etcd_binary_or_skip`], which skips a test loudly when etcd is not installed (or fails it
+//! when `PROXY_BALANCER_REQUIRE_TEST_DEPS=1`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{BoxError, TestClient};
+
+/// Set to `1` to make a missing test prerequisite (here the `etcd` binary) fail the test
+/// instead of skipping it. CI sets it. Any other value than `0` or `1` fails the test: a
+/// misspelt setting must not pass for `0`.
+pub const REQUIRE_DEPS: &str = "PROXY_BALANCER_REQUIRE_TEST_DEPS";
+
+/// How long [`EtcdServer::start`] and [`EtcdServer::restart`] wait for etcd to answer.
+const READY_BOUND: Duration = Duration::from_secs(15);
+
+/// How many times [`EtcdServer::start`] picks new ports when etcd does not come up (another
+/// process took a port between our probe and etcd's bind).
+const START_ATTEMPTS: usize = 3;
+
+/// Distinguishes the data directories of the servers of one test process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The etcd binary: `/usr/bin/etcd`, else `etcd` found on `PATH`.
+#[must_use]
+pub fn etcd_binary() -> Option<PathBuf> {
+    let usr = Path::new("/usr/bin/etcd");
+    if usr.is_file() {
+        return Some(usr.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("etcd"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The etcd binary, or `None` after saying on stderr (past libtest's capture) that `test` is
+/// SKIPPED and passes without running. With `PROXY_BALANCER_REQUIRE_TEST_DEPS=1` a missing
+/// etcd panics instead, naming the package to install.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let Some(_etcd) = proxy_balancer_test::etcd_binary_or_skip("my_test") else {
+///     return;
+/// };
+/// let etcd = proxy_balancer_test::EtcdServer::start().await.expect("etcd starts");
+/// println!("etcd at {}", etcd.endpoint());
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// When etcd is missing and `PROXY_BALANCER_REQUIRE_TEST_DEPS=1`, or when that variable is
+/// set to anything but `0` or `1`.
+#[must_use]
+pub fn etcd_binary_or_skip(test: &str) -> Option<PathBuf> {
+    let required = match std::env::var(REQUIRE_DEPS).as_deref() {
+        Ok("1") => true,
+        Ok("0") | Err(std::env::VarError::NotPresent) => false,
+        other => panic!("{REQUIRE_DEPS} must be 0 or 1, not {other:?}"),
+    };
+    if let Some(binary) = etcd_binary() {
+        return Some(binary);
+    }
+    let what = "etcd not found (/usr/bin/etcd or on PATH); install it with \
+                `apt-get install etcd-server`";
+    assert!(!required, "{REQUIRE_DEPS}=1 and {test} cannot run: {what}");
+    // libtest captures eprintln! of a passing test; stderr written to directly shows.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {test} did not run and passes anyway: {what} \
+         (set {REQUIRE_DEPS}=1 to fail instead)"
+    );
+    None
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> Result<u16, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A single-member etcd on `127.0.0.1`, with its own client and peer ports and its own data
+/// directory under the system's temporary directory. It can be killed (SIGKILL: as a crash)
+/// and restarted on the same ports with the same data; dropping it kills it and removes its
+/// directory.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), proxy_balancer_test::BoxError> {
+/// use proxy_balancer_test::EtcdServer;
+///
+/// let mut etcd = EtcdServer::start().await?;
+/// let endpoint = etcd.endpoint(); // "http://127.0.0.1:<port>"
+/// etcd.kill();
+/// // … etcd is down: clients see connection refused …
+/// etcd.restart().await?; // same ports, same data
+/// # let _ = endpoint;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct EtcdServer {
+    binary: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl EtcdServer {
+    /// Starts etcd on free loopback ports and waits (at most 15 s) until it answers
+    /// `/health`.
+    ///
+    /// # Errors
+    ///
+    /// When etcd is not installed, cannot be started, or does not answer in time (the error
+    /// carries the end of its log).
+    pub async fn start() -> Result<Self, BoxError> {
+        let binary = etcd_binary()
+            .ok_or("etcd not found (/usr/bin/etcd or on PATH): apt-get install etcd-server")?;
+        let mut last_error: BoxError = "etcd was not started".into();
+        for _ in 0..START_ATTEMPTS {
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = std::env::temp_dir().join(format!(
+                "proxy-balancer-etcd-{}-{id}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            let mut server = Self {
+                binary: binary.clone(),
+                client_port: free_port()?,
+                peer_port: free_port()?,
+                dir,
+                child: None,
+            };
+            match server.spawn_and_wait().await {
+                Ok(()) => return Ok(server),
+                // Dropping `server` kills it and removes its directory; try new ports.
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The client URL, `http://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The data directory (removed when this drops).
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the process is running (started and not killed).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills etcd (SIGKILL, as a crash) and waits for the process to end. The ports and
+    /// data are kept for [`restart`](Self::restart). Does nothing when it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same ports with the same data (killing it first if it
+    /// runs), and waits (at most 15 s) until it answers.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be started or does not answer in time.
+    pub async fn restart(&mut self) -> Result<(), BoxError> {
+        self.kill();
+        self.spawn_and_wait().await
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("etcd.log")
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), BoxError> {
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(&self.binary)
+            .arg("--name")
+            .arg("pb-test")
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(format!("pb-test={peer}"))
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-level")
+            .arg("warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let health = format!("{client}/health");
+        let http = TestClient::new()
+            .without_keep_alive()
+            .with_timeout(Duration::from_millis(500));
+        let deadline = tokio::time::Instant::now() + READY_BOUND;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(exit)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("etcd exited ({exit}): {}", self.log_tail()).into());
+                }
+            }
+            if let Ok(r) = http.get(&health).await {
+                if r.status == 200 && r.text().contains("true") {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.kill();
+                return Err(format!(
+                    "etcd did not answer {health} within {READY_BOUND:?}: {}",
+                    self.log_tail()
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines of etcd's log, for an error.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
