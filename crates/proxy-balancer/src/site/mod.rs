@@ -135,6 +135,7 @@ pub mod future;
 mod headers;
 mod member_tls;
 mod routes;
+mod shared;
 mod tls;
 mod vhost;
 mod wiring;
@@ -358,6 +359,9 @@ pub struct Site {
     /// The member client the routes' balancers were made with ([`Site::worker`] makes its
     /// own balancers with it).
     client: MakeHttpMember<RequestBody>,
+    /// `BalancerShare` (shared.rs): one per process, in every manager; it stops with the
+    /// last clone.
+    share: Option<Arc<dyn crate::manager::shared::SharedEdits>>,
 }
 
 impl std::fmt::Debug for Site {
@@ -397,6 +401,8 @@ struct Build<'c> {
     client: MakeHttpMember<RequestBody>,
     /// `BalancerPersist On`: the manager's state file.
     persist: Option<std::path::PathBuf>,
+    /// `BalancerShare` (shared.rs): given to every manager.
+    shared: Option<Arc<dyn crate::manager::shared::SharedEdits>>,
 }
 
 // ===== impl Site =====
@@ -502,6 +508,8 @@ impl Site {
         let member_tls = member_tls::tls_clients(config)?;
         // ProxyHCTPsize (extras).
         let probes = extras::spawn_probes(config, &stores, &defs, &member_tls)?;
+        // BalancerShare (shared.rs); not started by `validate`.
+        let share = shared::start(config, &stores, &balancer_stores, defs.expr_names(), dry)?;
         // HeartbeatListen, HeartbeatMaxServers (extras); not bound by `validate`.
         let heartbeat = if dry {
             None
@@ -528,6 +536,7 @@ impl Site {
             client: extras::member_client(config, &member_tls),
             // Checked by `validate`, but neither read nor rewritten.
             persist: persist_file(config)?.filter(|_| !dry),
+            shared: share.clone(),
         };
         let mut servers = Vec::with_capacity(config.virtual_hosts.len() + 1);
         servers.push(build.server(None)?);
@@ -542,6 +551,7 @@ impl Site {
             heartbeat,
             tls: Arc::new(tls),
             client: build.client,
+            share,
         })
     }
 
@@ -578,6 +588,7 @@ impl Site {
             heartbeat: None,
             tls: Arc::default(),
             client: MakeHttpMember::new(),
+            share: None,
         }
     }
 
@@ -960,6 +971,7 @@ impl Build<'_> {
                     stores,
                     self.persist.as_deref(),
                     &self.defs,
+                    self.shared.as_ref(),
                 )?;
                 Ok((matcher, manager))
             })

@@ -1,0 +1,255 @@
+//! `BalancerShare`: the site's balancers shared with a fleet through etcd (the `etcd`
+//! feature), one share per process, handed to every balancer-manager of the site.
+//!
+//! The share is started when the site is built ([`Site::from_config`] is not `async`: the
+//! engine connects and reads etcd in a task of the runtime the site is built in). Until its
+//! first read of etcd is done the site serves the configuration's state, the manager's page
+//! says the store is not connected yet, and edits are refused with 503, as while etcd is
+//! down. It stops when the last clone of the site (and of its managers) is dropped.
+
+use std::sync::Arc;
+
+use crate::apache_config::Config;
+use crate::manager::shared::SharedEdits;
+use crate::BalancerStore;
+
+use super::{Site, SiteError};
+
+impl Site {
+    /// The fleet's shared store of `BalancerShare` (the `etcd` feature), when the
+    /// configuration has one: the same for every [`Site::worker`] and every
+    /// balancer-manager of the site (one per process). Its
+    /// [`status`](SharedEdits::status) says whether etcd is reached now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let config = proxy_balancer::apache_config::parse(
+    ///     "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\n",
+    /// )?;
+    /// let site = proxy_balancer::site::Site::from_config(&config)?;
+    /// assert!(site.shared().is_none(), "no BalancerShare line");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn shared(&self) -> Option<&Arc<dyn SharedEdits>> {
+        self.share.as_ref()
+    }
+}
+
+/// The balancers a share covers: the `<Proxy balancer://…>` ones (not the balancer of one
+/// member made for a `ProxyPass` to a plain URL), each once.
+fn shared_stores(stores: &[Arc<BalancerStore>], balancer_stores: &[Option<usize>]) -> Vec<Arc<BalancerStore>> {
+    let mut out: Vec<Arc<BalancerStore>> = Vec::new();
+    for &i in balancer_stores.iter().flatten() {
+        if let Some(store) = stores.get(i) {
+            if !out.iter().any(|s| Arc::ptr_eq(s, store)) {
+                out.push(Arc::clone(store));
+            }
+        }
+    }
+    out
+}
+
+/// Checks a `BalancerShare` line against the rest of the configuration and, unless `dry`
+/// ([`Site::validate`]), starts the share over the site's balancers.
+///
+/// # Errors
+///
+/// [`SiteError::Unsupported`] on the line: built without the `etcd` feature; with
+/// `BalancerPersist On` and a manager; with no balancer to share; with two balancers of the
+/// same name (in two `<VirtualHost>`s: etcd's keys name balancers); outside a tokio runtime.
+pub(super) fn start(
+    config: &Config,
+    stores: &[Arc<BalancerStore>],
+    balancer_stores: &[Option<usize>],
+    hc_expr_names: Vec<String>,
+    dry: bool,
+) -> Result<Option<Arc<dyn SharedEdits>>, SiteError> {
+    let Some(share) = &config.balancer_share else {
+        return Ok(None);
+    };
+    let line = share.span.line;
+    let refuse = |reason: String| Err(SiteError::Unsupported { line, reason });
+    if !cfg!(feature = "etcd") {
+        return refuse("BalancerShare needs proxy-balancer built with the `etcd` feature (it is in `full`): cargo build --features proxy-balancer/etcd".to_owned());
+    }
+    if config.balancer_persist == Some(true) && !config.manager_locations.is_empty() {
+        return refuse("BalancerShare with BalancerPersist On: the shared store keeps the manager's edits, and a file of this instance's own would bring back a state the fleet has left; remove BalancerPersist On".to_owned());
+    }
+    let shared = shared_stores(stores, balancer_stores);
+    if shared.is_empty() {
+        return refuse("BalancerShare without a <Proxy balancer://…>: there is nothing to share".to_owned());
+    }
+    let mut names: Vec<String> = shared
+        .iter()
+        .map(|s| s.snapshot().params().name.clone())
+        .collect();
+    names.sort();
+    if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+        return refuse(format!(
+            "BalancerShare: two balancers are named {} (in different <VirtualHost>s); etcd's keys name balancers, so each shared balancer needs a name of its own: rename one",
+            pair[0]
+        ));
+    }
+    if dry {
+        return Ok(None);
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        return refuse("BalancerShare: the site must be built inside a tokio runtime (the share watches etcd in a task)".to_owned());
+    }
+    engine::start(share, shared, hc_expr_names).map(Some)
+}
+
+#[cfg(not(feature = "etcd"))]
+mod engine {
+    use std::sync::Arc;
+
+    use crate::apache_config::shared::BalancerShare;
+    use crate::manager::shared::SharedEdits;
+    use crate::BalancerStore;
+
+    use super::SiteError;
+
+    /// Never called: [`super::start`] refuses the line without the feature.
+    pub(super) fn start(
+        share: &BalancerShare,
+        _stores: Vec<Arc<BalancerStore>>,
+        _hc_expr_names: Vec<String>,
+    ) -> Result<Arc<dyn SharedEdits>, SiteError> {
+        Err(SiteError::Unsupported {
+            line: share.span.line,
+            reason: "BalancerShare needs proxy-balancer built with the `etcd` feature".to_owned(),
+        })
+    }
+}
+
+#[cfg(feature = "etcd")]
+mod engine {
+    use std::sync::{Arc, OnceLock, Weak};
+    use std::time::SystemTime;
+
+    use proxy_balancer_etcd::EtcdShare;
+
+    use crate::apache_config::shared::BalancerShare;
+    use crate::manager::shared::{
+        BoxFuture, ChangeRecord, SharedEditError, SharedEditRequest, SharedEdits, SharedStatus,
+        Submitted,
+    };
+    use crate::BalancerStore;
+
+    use super::SiteError;
+
+    /// The share while its engine starts (a task of the runtime), then the engine itself.
+    struct Starting {
+        /// The engine, once started.
+        share: OnceLock<EtcdShare>,
+        /// Why it could not start, if it could not.
+        failed: OnceLock<String>,
+        /// As the status shows it until the engine answers.
+        backend: String,
+        instance: String,
+        since: SystemTime,
+    }
+
+    impl Drop for Starting {
+        fn drop(&mut self) {
+            if let Some(share) = self.share.get() {
+                share.stop();
+            }
+        }
+    }
+
+    impl SharedEdits for Starting {
+        fn submit(
+            &self,
+            request: SharedEditRequest,
+        ) -> BoxFuture<'_, Result<Submitted, SharedEditError>> {
+            match self.share.get() {
+                Some(share) => share.submit(request),
+                None => {
+                    let reason = self.failed.get().map_or_else(
+                        || "this instance is still connecting to etcd (it has just started)".to_owned(),
+                        |e| format!("the etcd share could not start: {e}"),
+                    );
+                    Box::pin(async move { Err(SharedEditError::Unavailable { reason }) })
+                }
+            }
+        }
+
+        fn status(&self) -> SharedStatus {
+            if let Some(share) = self.share.get() {
+                return share.status();
+            }
+            let mut status = SharedStatus::new(self.backend.clone(), self.instance.clone(), false);
+            status.since = self.since;
+            status.last_error = Some(
+                self.failed
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| "connecting to etcd".to_owned()),
+            );
+            status
+        }
+
+        fn last_change(&self, balancer: &str, member: Option<&str>) -> Option<ChangeRecord> {
+            self.share.get()?.last_change(balancer, member)
+        }
+    }
+
+    pub(super) fn start(
+        line: &BalancerShare,
+        stores: Vec<Arc<BalancerStore>>,
+        hc_expr_names: Vec<String>,
+    ) -> Result<Arc<dyn SharedEdits>, SiteError> {
+        let mut builder = EtcdShare::builder(line.endpoints.iter().cloned())
+            .prefix(line.prefix.clone())
+            .hc_expr_names(hc_expr_names);
+        if let Some(instance) = &line.instance {
+            builder = builder.instance(instance.clone());
+        }
+        for store in stores {
+            builder = builder.balancer(store);
+        }
+        let starting = Arc::new(Starting {
+            share: OnceLock::new(),
+            failed: OnceLock::new(),
+            backend: format!(
+                "etcd {} prefix {}",
+                line.endpoints.join(","),
+                line.prefix
+            ),
+            instance: line
+                .instance
+                .clone()
+                .unwrap_or_else(|| "(starting)".to_owned()),
+            since: SystemTime::now(),
+        });
+        let weak: Weak<Starting> = Arc::downgrade(&starting);
+        let span_line = line.span.line;
+        tokio::spawn(async move {
+            match builder.start().await {
+                Ok(share) => match weak.upgrade() {
+                    Some(starting) => {
+                        tracing::info!(
+                            line = span_line,
+                            instance = share.instance(),
+                            "BalancerShare: sharing the balancer-manager's edits through etcd"
+                        );
+                        let _ = starting.share.set(share);
+                    }
+                    // The site is gone already.
+                    None => share.stop(),
+                },
+                Err(e) => {
+                    tracing::error!(line = span_line, "BalancerShare: the etcd share could not start: {e}");
+                    if let Some(starting) = weak.upgrade() {
+                        let _ = starting.failed.set(e.to_string());
+                    }
+                }
+            }
+        });
+        Ok(starting)
+    }
+}
