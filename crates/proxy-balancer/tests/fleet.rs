@@ -21,7 +21,7 @@ use http::{header, Request};
 use http_body_util::Full;
 use parking_lot::Mutex;
 use proxy_balancer::apache_config::parse;
-use proxy_balancer::server::{RunningServer, Server};
+use proxy_balancer::server::{Server, ServerHandle};
 use proxy_balancer::site::Site;
 use proxy_balancer::BalancerStore;
 use proxy_balancer_test::{EtcdServer, TestBackend, TestClient};
@@ -36,7 +36,7 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 /// One instance of the fleet: its site, served on its own port.
 struct Instance {
     site: Site,
-    server: Option<RunningServer>,
+    server: Option<ServerHandle>,
     addr: SocketAddr,
 }
 
@@ -73,7 +73,9 @@ fn config_text(endpoint: &str, prefix: &str, members: &[String]) -> String {
         "BalancerShare etcd {endpoint} prefix={prefix} instance=a\n<Proxy \"balancer://app\">\n"
     );
     for m in members {
-        text.push_str(&format!("    BalancerMember \"{m}\" hcmethod=GET hcuri=/health hcinterval=200ms\n"));
+        text.push_str(&format!(
+            "    BalancerMember \"{m}\" hcmethod=GET hcuri=/health hcinterval=200ms\n"
+        ));
     }
     text.push_str(
         "</Proxy>\nProxyPass \"/\" \"balancer://app/\"\n\
@@ -156,23 +158,26 @@ impl Fleet {
         (response.status.as_u16(), response.text().into_owned())
     }
 
-    /// `etcdctl put key value` against this fleet's etcd, as an operator would.
-    async fn etcdctl_put(&self, key: &str, value: &str) {
-        let endpoint = self.etcd.endpoint();
-        let (key, value) = (key.to_owned(), value.to_owned());
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &endpoint, "put", &key, &value])
-                .output()
-        })
-        .await
-        .expect("joined")
-        .expect("etcdctl runs");
+    /// `put key value` against this fleet's etcd, as an operator would: through etcd's
+    /// JSON gateway (`curl -d '{"key":…,"value":…}' http://etcd:2379/v3/kv/put`, keys and
+    /// values in base64), which is what `etcdctl put key value` does over gRPC (Debian's
+    /// `etcd-server`, which CI installs, has no etcdctl).
+    async fn etcd_put(&self, key: &str, value: &str) {
+        let body = format!(
+            "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+            base64(key.as_bytes()),
+            base64(value.as_bytes())
+        );
+        let request = Request::post(format!("{}/v3/kv/put", self.etcd.endpoint()))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a request");
+        let response = self.client.request(request).await.expect("etcd answers");
+        assert_eq!(response.status, 200, "put: {}", response.text());
         assert!(
-            out.status.success(),
-            "etcdctl put: {}",
-            String::from_utf8_lossy(&out.stderr)
+            response.text().contains("\"revision\""),
+            "{}",
+            response.text()
         );
     }
 
@@ -185,6 +190,9 @@ impl Fleet {
     }
 }
 
+/// Per instance: each request's start (since the load began) and the member that served it.
+type Seen = Vec<Vec<(Duration, String)>>;
+
 /// A client loop on each instance: what each request's start time was, which member
 /// served it, and every client-visible error.
 struct Load {
@@ -192,7 +200,7 @@ struct Load {
     errors: Arc<AtomicU64>,
     ok: Arc<AtomicU64>,
     /// Per instance: (start since `t0`, backend name).
-    seen: Arc<Mutex<Vec<Vec<(Duration, String)>>>>,
+    seen: Arc<Mutex<Seen>>,
     t0: Instant,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     first_error: Arc<Mutex<Option<String>>>,
@@ -239,7 +247,9 @@ impl Load {
                                     Ok(r) => format!("status {}: {}", r.status, r.text()),
                                     Err(e) => e.to_string(),
                                 };
-                                first_error.lock().get_or_insert(format!("instance {i}: {what}"));
+                                first_error
+                                    .lock()
+                                    .get_or_insert(format!("instance {i}: {what}"));
                             }
                         }
                         // A steady load, not a flood: the two cores are shared.
@@ -259,7 +269,7 @@ impl Load {
         }
     }
 
-    async fn stop(self) -> (u64, u64, Vec<Vec<(Duration, String)>>) {
+    async fn stop(self) -> (u64, u64, Seen) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             tokio::time::timeout(BOUND, t)
@@ -286,6 +296,38 @@ fn member_flags(store: &BalancerStore, url: &str) -> Option<String> {
         .map(|m| m.flags().to_string())
 }
 
+/// Standard base64 with padding, as etcd's JSON gateway reads keys and values.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_as_etcd_reads_it() {
+    assert_eq!(base64(b""), "");
+    assert_eq!(base64(b"f"), "Zg==");
+    assert_eq!(base64(b"fo"), "Zm8=");
+    assert_eq!(base64(b"foo"), "Zm9v");
+    assert_eq!(
+        base64(b"/p/app/member/http://h:1"),
+        "L3AvYXBwL21lbWJlci9odHRwOi8vaDox"
+    );
+}
+
 fn enc(url: &str) -> String {
     url.replace(':', "%3A").replace('/', "%2F")
 }
@@ -306,7 +348,11 @@ async fn a_disable_through_a_stops_traffic_from_b_and_c_within_a_second() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"revision\":"), "{body}");
     // Every store shows it within the bound.
-    let stores: Vec<_> = fleet.instances.iter().map(|i| Arc::clone(i.store())).collect();
+    let stores: Vec<_> = fleet
+        .instances
+        .iter()
+        .map(|i| Arc::clone(i.store()))
+        .collect();
     let took = proxy_balancer_test::wait_for(
         "the disable on B and C",
         PROPAGATION,
@@ -318,7 +364,7 @@ async fn a_disable_through_a_stops_traffic_from_b_and_c_within_a_second() {
         },
     )
     .await;
-    println!("disable seen on every instance after {took:?}");
+    eprintln!("disable seen on every instance after {took:?}");
     // The load goes on a while, then: nothing started after sent + 1 s went to the member.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (ok, _, seen) = load.stop().await;
@@ -333,7 +379,10 @@ async fn a_disable_through_a_stops_traffic_from_b_and_c_within_a_second() {
             .iter()
             .filter(|(at, b)| *at > sent + PROPAGATION && b == "backend-1")
             .collect();
-        assert!(late.is_empty(), "instance {i} still sent to backend-1: {late:?}");
+        assert!(
+            late.is_empty(),
+            "instance {i} still sent to backend-1: {late:?}"
+        );
     }
     // The page of C says who did it, through which instance.
     let page = fleet
@@ -353,20 +402,31 @@ async fn concurrent_edits_through_a_and_b_are_never_lost() {
     };
     let target = fleet.backends[1].url();
     let w = enc(&target);
-    let stores: Vec<_> = fleet.instances.iter().map(|i| Arc::clone(i.store())).collect();
+    let stores: Vec<_> = fleet
+        .instances
+        .iter()
+        .map(|i| Arc::clone(i.store()))
+        .collect();
     let (mut both, mut refused) = (0, 0);
     for round in 0..24_u32 {
         // A sets the load factor, B the lbset, of the same member, at the same time.
         let lf = 2 + round % 40;
         let ls = 1 + round % 9;
-        let (a, b) = tokio::join!(
-            fleet.post(0, &format!("b=app&w={w}&w_lf={lf}")),
-            fleet.post(1, &format!("b=app&w={w}&w_ls={ls}")),
+        let (form_a, form_b) = (
+            format!("b=app&w={w}&w_lf={lf}"),
+            format!("b=app&w={w}&w_ls={ls}"),
         );
+        let (a, b) = tokio::join!(fleet.post(0, &form_a), fleet.post(1, &form_b));
         for (status, body) in [&a, &b] {
-            assert!(*status == 200 || *status == 409, "round {round}: {status} {body}");
+            assert!(
+                *status == 200 || *status == 409,
+                "round {round}: {status} {body}"
+            );
         }
-        assert!(a.0 == 200 || b.0 == 200, "round {round}: both refused: {a:?} {b:?}");
+        assert!(
+            a.0 == 200 || b.0 == 200,
+            "round {round}: both refused: {a:?} {b:?}"
+        );
         if a.0 == 200 && b.0 == 200 {
             both += 1;
         } else {
@@ -392,7 +452,7 @@ async fn concurrent_edits_through_a_and_b_are_never_lost() {
         )
         .await;
     }
-    println!("24 rounds: both landed {both}, one refused {refused}");
+    eprintln!("24 rounds: both landed {both}, one refused {refused}");
     fleet.shutdown().await;
 }
 
@@ -423,7 +483,11 @@ async fn etcd_down_for_five_seconds_serving_goes_on_and_edits_resume() {
         .get(&fleet.instances[0].url("/balancer-manager"))
         .await
         .expect("the page");
-    assert!(page.text().contains("id=\"shared-down\""), "{}", page.text());
+    assert!(
+        page.text().contains("id=\"shared-down\""),
+        "{}",
+        page.text()
+    );
     let target = fleet.backends[0].url();
     let (status, body) = fleet
         .post(0, &format!("b=app&w={}&w_status_D=1", enc(&target)))
@@ -432,7 +496,10 @@ async fn etcd_down_for_five_seconds_serving_goes_on_and_edits_resume() {
     assert!(body.contains("\"kind\":\"store_unavailable\""), "{body}");
     assert!(body.contains("the shared store is unavailable"), "{body}");
     assert!(
-        fleet.instances.iter().all(|i| member_flags(i.store(), &target).is_some_and(|f| !f.contains('D'))),
+        fleet
+            .instances
+            .iter()
+            .all(|i| member_flags(i.store(), &target).is_some_and(|f| !f.contains('D'))),
         "nothing changed anywhere"
     );
     let down = Duration::from_secs(5).saturating_sub(killed.elapsed());
@@ -444,7 +511,11 @@ async fn etcd_down_for_five_seconds_serving_goes_on_and_edits_resume() {
         .post(1, &format!("b=app&w={}&w_status_D=1", enc(&target)))
         .await;
     assert_eq!(status, 200, "{body}");
-    let stores: Vec<_> = fleet.instances.iter().map(|i| Arc::clone(i.store())).collect();
+    let stores: Vec<_> = fleet
+        .instances
+        .iter()
+        .map(|i| Arc::clone(i.store()))
+        .collect();
     proxy_balancer_test::wait_for(
         "the edit after the outage on every instance",
         PROPAGATION,
@@ -458,7 +529,7 @@ async fn etcd_down_for_five_seconds_serving_goes_on_and_edits_resume() {
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (ok, errors, _) = load.stop().await;
-    println!("outage run: {ok} requests, {errors} errors");
+    eprintln!("outage run: {ok} requests, {errors} errors");
     fleet.shutdown().await;
 }
 
@@ -475,10 +546,12 @@ async fn a_member_added_in_etcd_is_probed_and_served_by_all() {
         .expect("a loopback port");
     let url = new.url();
     let key = format!("{}app/member/{url}", fleet.prefix);
-    fleet
-        .etcdctl_put(&key, "w_hm=GET&w_hu=/health&w_hi=200")
-        .await;
-    let stores: Vec<_> = fleet.instances.iter().map(|i| Arc::clone(i.store())).collect();
+    fleet.etcd_put(&key, "w_hm=GET&w_hu=/health&w_hi=200").await;
+    let stores: Vec<_> = fleet
+        .instances
+        .iter()
+        .map(|i| Arc::clone(i.store()))
+        .collect();
     // Probed: each instance's check fails, and the member is out of service (C).
     proxy_balancer_test::wait_for(
         "the new member probed and failing on every instance",
@@ -560,12 +633,16 @@ async fn propagation_latency_over_a_hundred_edits() {
             });
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
-        assert!(pending.is_empty(), "edit {i} never reached {:?}", pending.keys());
+        assert!(
+            pending.is_empty(),
+            "edit {i} never reached {:?}",
+            pending.keys()
+        );
     }
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     let (p50, p99) = (at(0.50), at(0.99));
-    println!(
+    eprintln!(
         "propagation over 100 edits through A to B and C (POST sent to store updated): p50 {p50:?}, p99 {p99:?}, max {:?}",
         latencies.last().copied().unwrap_or_default()
     );

@@ -40,7 +40,10 @@ impl Site {
 
 /// The balancers a share covers: the `<Proxy balancer://…>` ones (not the balancer of one
 /// member made for a `ProxyPass` to a plain URL), each once.
-fn shared_stores(stores: &[Arc<BalancerStore>], balancer_stores: &[Option<usize>]) -> Vec<Arc<BalancerStore>> {
+fn shared_stores(
+    stores: &[Arc<BalancerStore>],
+    balancer_stores: &[Option<usize>],
+) -> Vec<Arc<BalancerStore>> {
     let mut out: Vec<Arc<BalancerStore>> = Vec::new();
     for &i in balancer_stores.iter().flatten() {
         if let Some(store) = stores.get(i) {
@@ -80,7 +83,9 @@ pub(super) fn start(
     }
     let shared = shared_stores(stores, balancer_stores);
     if shared.is_empty() {
-        return refuse("BalancerShare without a <Proxy balancer://…>: there is nothing to share".to_owned());
+        return refuse(
+            "BalancerShare without a <Proxy balancer://…>: there is nothing to share".to_owned(),
+        );
     }
     let mut names: Vec<String> = shared
         .iter()
@@ -170,7 +175,10 @@ mod engine {
                 Some(share) => share.submit(request),
                 None => {
                     let reason = self.failed.get().map_or_else(
-                        || "this instance is still connecting to etcd (it has just started)".to_owned(),
+                        || {
+                            "this instance is still connecting to etcd (it has just started)"
+                                .to_owned()
+                        },
                         |e| format!("the etcd share could not start: {e}"),
                     );
                     Box::pin(async move { Err(SharedEditError::Unavailable { reason }) })
@@ -215,11 +223,7 @@ mod engine {
         let starting = Arc::new(Starting {
             share: OnceLock::new(),
             failed: OnceLock::new(),
-            backend: format!(
-                "etcd {} prefix {}",
-                line.endpoints.join(","),
-                line.prefix
-            ),
+            backend: format!("etcd {} prefix {}", line.endpoints.join(","), line.prefix),
             instance: line
                 .instance
                 .clone()
@@ -243,7 +247,10 @@ mod engine {
                     None => share.stop(),
                 },
                 Err(e) => {
-                    tracing::error!(line = span_line, "BalancerShare: the etcd share could not start: {e}");
+                    tracing::error!(
+                        line = span_line,
+                        "BalancerShare: the etcd share could not start: {e}"
+                    );
                     if let Some(starting) = weak.upgrade() {
                         let _ = starting.failed.set(e.to_string());
                     }
@@ -251,5 +258,121 @@ mod engine {
             }
         });
         Ok(starting)
+    }
+}
+
+#[cfg(all(test, feature = "etcd"))]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::apache_config::parse;
+    use crate::manager::shared::SharedEditError;
+    use crate::manager::shared::SharedEditRequest;
+    use crate::site::{Site, SiteError};
+
+    /// A loopback port nothing listens on (bound, read, closed).
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        listener.local_addr().expect("an address").port()
+    }
+
+    const MANAGER: &str = "<Location /balancer-manager>\n  SetHandler balancer-manager\n  Require ip 127.0.0.1\n</Location>\n";
+
+    fn refused(text: &str) -> (u32, String) {
+        let config = parse(text).expect("parses");
+        match Site::from_config(&config) {
+            Err(SiteError::Unsupported { line, reason }) => (line, reason),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn refused_with_its_line_where_it_cannot_work() {
+        let (line, reason) = refused(&format!(
+            "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\nBalancerShare etcd http://127.0.0.1:1\nBalancerPersist On\nDefaultRuntimeDir /tmp\n{MANAGER}"
+        ));
+        assert_eq!(line, 4);
+        assert!(reason.contains("BalancerPersist On"), "{reason}");
+        let (line, reason) = refused("BalancerShare etcd http://127.0.0.1:1\n");
+        assert_eq!(line, 1);
+        assert!(reason.contains("nothing to share"), "{reason}");
+        let (_, reason) = refused(
+            "BalancerShare etcd http://127.0.0.1:1\n\
+             <VirtualHost 127.0.0.1:80>\n<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\n</VirtualHost>\n\
+             <VirtualHost 127.0.0.1:81>\n<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:10\n</Proxy>\n</VirtualHost>\n",
+        );
+        assert!(
+            reason.contains("two balancers are named balancer://app"),
+            "{reason}"
+        );
+        // `validate` checks the same, without starting anything.
+        let config = parse("BalancerShare etcd http://127.0.0.1:1\n").expect("parses");
+        assert!(Site::validate(&config).is_err());
+    }
+
+    /// With etcd unreachable the site is built and serves; its one share (in every manager
+    /// and every worker) says it is not connected and refuses edits with 503.
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_share_per_process_in_every_manager_and_worker() {
+        let text = format!(
+            "BalancerShare etcd http://127.0.0.1:{} instance=solo\n<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\nProxyPass / balancer://app/\n{MANAGER}",
+            closed_port()
+        );
+        let config = parse(&text).expect("parses");
+        let site = Site::from_config(&config).expect("builds while etcd is down");
+        let share = Arc::clone(site.shared().expect("a share"));
+        let worker = site.worker();
+        assert!(Arc::ptr_eq(
+            &share,
+            worker.shared().expect("the same share")
+        ));
+        let manager = site.manager().expect("a manager");
+        assert!(manager.is_shared());
+        assert!(Arc::ptr_eq(
+            &share,
+            manager.shared().expect("the manager's")
+        ));
+        let status = share.status();
+        assert!(!status.connected);
+        assert_eq!(status.instance, "solo");
+        assert!(
+            status.backend.starts_with("etcd http://127.0.0.1:"),
+            "{status:?}"
+        );
+        let form = crate::manager::edit::parse_form(b"b=app&w=http://127.0.0.1:9&w_status_D=1")
+            .expect("a form");
+        let edit = crate::manager::edit::Edit::from_form(&form).expect("an edit");
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            share.submit(SharedEditRequest::new("app", edit, "test")),
+        )
+        .await
+        .expect("answers in time");
+        assert!(
+            matches!(refused, Err(SharedEditError::Unavailable { .. })),
+            "{refused:?}"
+        );
+        assert!(site.stores()[0].snapshot().members()[0].is_usable());
+    }
+}
+
+#[cfg(all(test, not(feature = "etcd")))]
+mod without_the_feature {
+    use crate::apache_config::parse;
+    use crate::site::{Site, SiteError};
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_line_is_refused_naming_the_feature() {
+        let config = parse(
+            "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\nBalancerShare etcd http://127.0.0.1:1\n",
+        )
+        .expect("parses");
+        match Site::from_config(&config) {
+            Err(SiteError::Unsupported { line: 4, reason }) => {
+                assert!(reason.contains("the `etcd` feature"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
