@@ -699,11 +699,17 @@ fn shared_applied_json(
         proxy_balancer_core::StatusFlags,
     )>,
 ) -> String {
-    let changed: Vec<String> = submitted
+    let mut changed: Vec<String> = submitted
         .changed
         .iter()
         .map(|c| render::json_str(c))
         .collect();
+    // The flags this instance saw change are a `status` change, whether or not the store
+    // listed it (a flag with a TTL is held apart from the member's other fields).
+    let status = render::json_str("status");
+    if flags.is_some_and(|(before, after)| before != after) && !changed.contains(&status) {
+        changed.push(status);
+    }
     let flags = flags.map_or_else(
         || "null".to_owned(),
         |(before, after)| {

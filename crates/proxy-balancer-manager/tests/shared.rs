@@ -77,7 +77,14 @@ impl SharedEdits for Fake {
             self.changes
                 .lock()
                 .push((request.edit.member_url.clone(), record));
-            Ok(Submitted::new(*revision, changed, applied.lb_reset))
+            // As etcd's engine does, a flag with a TTL is not listed in `changed`: the
+            // manager's answer still says `status` changed.
+            let listed = if request.ttl.is_some() {
+                Vec::new()
+            } else {
+                changed
+            };
+            Ok(Submitted::new(*revision, listed, applied.lb_reset))
         })
     }
 
@@ -315,6 +322,7 @@ async fn w_ttl_reaches_the_store_and_is_shown() {
     let (status, text) = send(&manager, "POST", "/balancer-manager/api", &body, None).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("\"ttl_secs\":600"), "{text}");
+    assert!(text.contains("\"changed\":[\"status\"]"), "{text}");
     assert_eq!(fake.requests.lock()[0].ttl, Some(Duration::from_secs(600)));
     assert_eq!(
         fake.requests.lock()[0].edit.ttl,
