@@ -325,7 +325,7 @@ pub(crate) fn doctor(config: &Config, out: &mut Vec<Finding>) {
             fix: "add <Location \"/balancer-manager\"> SetHandler balancer-manager </Location> with a Require ip line to edit through this instance".into(),
         });
     }
-    if config.balancer_persist == Some(true) {
+    if config.balancer_persist == Some(true) && !config.manager_locations.is_empty() {
         out.push(Finding {
             severity: Severity::Error,
             rule: "balancer-share",
@@ -434,6 +434,11 @@ mod tests {
                 "note".to_owned(),
                 "BalancerShare without a balancer-manager".to_owned()
             )]
+        );
+        // Without a manager nothing is persisted: the note alone.
+        assert_eq!(
+            rules("BalancerShare etcd http://e:1\nBalancerPersist On\n").len(),
+            1
         );
         let managed = "BalancerShare etcd http://e:1\n<Location /bm>\nSetHandler balancer-manager\nRequire ip 127.0.0.1\n</Location>\n";
         assert!(rules(managed).is_empty());
