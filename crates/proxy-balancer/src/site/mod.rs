@@ -61,6 +61,12 @@
 //!   visible in its server and takes changes whose `Host` is the server's `ServerName` or
 //!   a `ServerAlias`.
 //!
+//! - **A fleet**: `BalancerShare etcd URL…` (the `etcd` feature) starts one share per
+//!   process over the site's balancers and gives it to every manager and
+//!   [`Site::worker`] ([`Site::shared`]): an edit through any instance's manager reaches
+//!   every instance; refused with its line without the feature, with `BalancerPersist On`,
+//!   or with two shared balancers of one name. See `docs/fleet.md`.
+//!
 //! Refused with the line (rather than served otherwise): `interpolate`, `mapping=`,
 //! `nocanon` on a regular expression, `ProxyPassMatch` to a plain URL, a wildcard in a
 //! `<Location>` path, a manager in a `<LocationMatch>`, a `<VirtualHost>` address that is a
