@@ -88,9 +88,9 @@ impl Key {
         let kind = if what == "balancer" {
             KeyKind::Balancer
         } else if let Some(url) = what.strip_prefix("member/") {
-            KeyKind::Member(canonical_url(url)?)
+            KeyKind::Member(key_url(url)?)
         } else if let Some(url) = what.strip_prefix("lapse/") {
-            KeyKind::Lapse(canonical_url(url)?)
+            KeyKind::Lapse(key_url(url)?)
         } else {
             return Err(format!(
                 "unknown key kind {what:?}: expected balancer, member/<url> or lapse/<url>"
@@ -125,6 +125,17 @@ pub(crate) fn canonical_url(url: &str) -> Result<String, String> {
     MemberUrl::new(url)
         .map(|u| u.to_string())
         .map_err(|e| format!("bad member URL {url:?}: {e}"))
+}
+
+/// A member URL in a key: exactly as the store writes it, so that one member has one key.
+fn key_url(url: &str) -> Result<String, String> {
+    let canonical = canonical_url(url)?;
+    if canonical != url {
+        return Err(format!(
+            "write the member's URL as the manager shows it: {canonical}, not {url}"
+        ));
+    }
+    Ok(canonical)
 }
 
 // ===== documents =====
@@ -411,11 +422,21 @@ fn allowed_words(kind: &KeyKind) -> &'static str {
     }
 }
 
+/// The last second of the year 9999: a later time is a mistake, and would overflow a
+/// `SystemTime` on some platforms.
+const MAX_SECS: u64 = 253_402_300_799;
+
 fn parse_secs(name: &str, value: &str) -> Result<u64, String> {
     value
         .trim()
         .parse()
-        .map_err(|_| format!("`{name}` must be a Unix time in whole seconds, not {value:?}"))
+        .ok()
+        .filter(|s| *s <= MAX_SECS)
+        .ok_or_else(|| {
+            format!(
+                "`{name}` must be a Unix time in whole seconds (up to year 9999), not {value:?}"
+            )
+        })
 }
 
 /// Unix seconds now.
@@ -426,7 +447,9 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 fn from_secs(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs.min(MAX_SECS)))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// Appends `name=value`, percent-encoded, to a form.
@@ -473,6 +496,7 @@ mod tests {
             "/pb//balancer",
             "/pb/app/other",
             "/pb/app/member/not a url",
+            "/pb/app/member/HTTP://A:1",
             "/other/app/balancer",
         ] {
             assert!(Key::parse(p, bad).is_err(), "{bad}");
@@ -497,6 +521,15 @@ mod tests {
             edit.member.load_factor.map(|lf| lf.to_string()).as_deref(),
             Some("2.5")
         );
+        // The crate docs' example of a probed member.
+        let probed = Doc::parse(b"w_hm=GET&w_hu=/health&w_hi=5000", &kind)
+            .and_then(|d| d.edit("app", Some("http://a:1")))
+            .expect("the docs' example");
+        assert_eq!(probed.health.interval, Some(Duration::from_secs(5)));
+        assert_eq!(
+            probed.health.method.map(|m| m.to_string()).as_deref(),
+            Some("GET")
+        );
     }
 
     #[test]
@@ -510,6 +543,8 @@ mod tests {
             (b"nonce=x", "not allowed"),
             (b"w_lf=1&w_lf=2", "twice"),
             (b"at=yesterday", "Unix time"),
+            (b"at=18446744073709551615", "Unix time"),
+            (b"at=253402300800", "Unix time"),
             (b"w_lf=%zz", "malformed"),
         ] {
             let err = Doc::parse(text, &member).expect_err("refused");
@@ -572,5 +607,49 @@ mod tests {
         assert_eq!(r.changed, ["status"]);
         let by_hand = Doc::default().record(3, UNIX_EPOCH);
         assert_eq!((by_hand.by.as_str(), by_hand.at), ("etcd", UNIX_EPOCH));
+    }
+
+    proptest::proptest! {
+        /// Any bytes, as a value of any kind of key: refused with a reason or taken, never
+        /// a panic; what is taken becomes the manager's edit or is refused by it.
+        #[test]
+        fn any_value_is_refused_or_taken_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            kind in 0..3u8,
+        ) {
+            let kind = match kind {
+                0 => KeyKind::Balancer,
+                1 => KeyKind::Member("http://a:1".to_owned()),
+                _ => KeyKind::Lapse("http://a:1".to_owned()),
+            };
+            if let Ok(doc) = Doc::parse(&bytes, &kind) {
+                let url = (kind != KeyKind::Balancer).then_some("http://a:1");
+                let _ = doc.edit("app", url);
+                let again = Doc::parse(doc.encode().as_bytes(), &kind);
+                proptest::prop_assert_eq!(again, Ok(doc));
+            }
+        }
+
+        /// Known fields with any text: the same.
+        #[test]
+        fn known_fields_with_any_values_never_panic(
+            fields in proptest::collection::vec(
+                (proptest::sample::select(vec![
+                    "w_lf", "w_ls", "w_wr", "w_rr", "w_hm", "w_hi", "w_hp", "w_hf", "w_hu",
+                    "w_he", "w_status_D", "w_status_N", "at", "expires", "by",
+                ]), ".{0,12}"),
+                0..6,
+            ),
+        ) {
+            let mut text = String::new();
+            for (name, value) in &fields {
+                push_pair(&mut text, name, value);
+            }
+            let kind = KeyKind::Member("http://a:1".to_owned());
+            if let Ok(doc) = Doc::parse(text.as_bytes(), &kind) {
+                let _ = doc.edit("app", Some("http://a:1"));
+                let _ = doc.record(1, SystemTime::now());
+            }
+        }
     }
 }

@@ -83,8 +83,22 @@
 //! etcdctl get --prefix /proxy-balancer/ -w json
 //! ```
 //!
+//! A member's URL in a key is written exactly as the manager shows it (a key naming
+//! `HTTP://A:1` is refused with the form to use). Keys of balancers this instance does not
+//! serve are left alone (another part of the fleet may serve them).
+//!
+//! A manager edit with `w_ttl` writes the flags it sets to the member's lapse key, bound to
+//! a new lease of that many seconds, and the same flags cleared (`w_status_X=0`) to its
+//! member key: when the lease ends, etcd deletes the lapse key (whether or not the instance
+//! that wrote it is still up) and every instance clears the flags. An edit without `w_ttl`
+//! of the same flags takes them off the lapse key: the later edit wins.
+//!
 //! Flags `E` (set by failures) and `C` (a health-check result) are this instance's own and
 //! are refused in etcd; a manager edit of `C` is applied on the instance that got it only.
+//!
+//! Whoever can write under the prefix decides where every instance sends traffic (a member
+//! key adds a backend): keep etcd on a trusted network, as this crate speaks plain HTTP/2 to
+//! it without authentication for now.
 //!
 //! A value that cannot be used (an unknown field, a value out of range, a malformed key) is
 //! logged (warn), listed by [`EtcdShare::problems`] and in the status' `last_error`, and
@@ -104,6 +118,11 @@
 //! etcd's state when etcd answers.
 //!
 //! # Members added through etcd
+//!
+//! A member only etcd has starts with the defaults of a `BalancerMember` line that names
+//! just its URL (load factor 1, no health check), then takes its key's fields: put
+//! `w_hm=GET&w_hu=/health&w_hi=5000` in its key to have the health probes (which follow
+//! the store) check it.
 //!
 //! A member added because its key is in etcd is not counted against `growth` here (etcd is
 //! the fleet's authority: an instance refusing it would diverge), but it does take one of

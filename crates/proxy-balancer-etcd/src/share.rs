@@ -2,7 +2,7 @@
 //! state), applying a key to a store, the watch task and [`SharedEdits::submit`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -121,6 +121,24 @@ impl EtcdShareBuilder {
     /// `http://host:port` URL, a bad prefix or instance name, no balancer or the same one
     /// twice, or no tokio runtime. etcd being down is not an error.
     pub async fn start(self) -> Result<EtcdShare, EtcdError> {
+        let wait = self.start_wait;
+        let share = self.spawn()?;
+        share.ready(wait).await;
+        Ok(share)
+    }
+
+    /// Starts the engine without waiting: for code that is not `async` (a site built from a
+    /// configuration inside a runtime). The settings are checked now; the first read of
+    /// etcd happens in the engine's task, and until it is done the instance serves its
+    /// configuration's state, [`SharedEdits::status`] says it is not connected yet and
+    /// [`SharedEdits::submit`] refuses. [`EtcdShare::ready`] waits for that first read.
+    /// [`start_wait`](Self::start_wait) is not used.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start); [`EtcdError::NoRuntime`] when called outside a tokio
+    /// runtime.
+    pub fn spawn(self) -> Result<EtcdShare, EtcdError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EtcdError::NoRuntime)?;
         let endpoints = check_endpoints(&self.endpoints)?;
         let prefix = check_prefix(&self.prefix)?;
@@ -159,7 +177,7 @@ impl EtcdShareBuilder {
             })?;
         let backend = format!("etcd {} prefix {prefix}", endpoints.join(","));
         let (stop, stopped) = watch::channel(false);
-        let (first_tx, mut first_rx) = watch::channel(false);
+        let (first_tx, first) = watch::channel(false);
         let inner = Arc::new(Inner {
             prefix,
             instance,
@@ -168,21 +186,22 @@ impl EtcdShareBuilder {
             request_timeout: self.request_timeout,
             hc_expr_names: self.hc_expr_names,
             stopping: AtomicBool::new(false),
+            lost_races: AtomicU64::new(0),
             state: Mutex::new(State {
                 balancers,
                 revision: 0,
                 connected: false,
+                ever_connected: false,
                 since: SystemTime::now(),
-                last_error: Some("not connected yet".to_owned()),
+                last_error: Some("connecting to etcd".to_owned()),
                 outage_logged: false,
                 problems: BTreeMap::new(),
                 seen: HashMap::new(),
             }),
         });
         runtime.spawn(run(Arc::clone(&inner), stopped, first_tx));
-        let _ = tokio::time::timeout(self.start_wait, first_rx.wait_for(|done| *done)).await;
         Ok(EtcdShare {
-            handle: Arc::new(Handle { inner, stop }),
+            handle: Arc::new(Handle { inner, stop, first }),
         })
     }
 }
@@ -275,15 +294,26 @@ fn short_name(name: &str) -> String {
 ///
 /// Clones share one engine. It stops with [`EtcdShare::stop`] or when the last clone is
 /// dropped; the stores keep the state they have.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EtcdShare {
     handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for EtcdShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdShare")
+            .field("status", &self.status())
+            .field("problems", &self.problems().len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
 struct Handle {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
+    /// Becomes `true` once the first read of etcd is done or has failed.
+    first: watch::Receiver<bool>,
 }
 
 impl Drop for Handle {
@@ -344,6 +374,14 @@ impl EtcdShare {
         let _ = self.handle.stop.send(true);
     }
 
+    /// Waits (at most `bound`) until the engine's first read of etcd is done, or has
+    /// failed (etcd down: the status then says so). Returns whether it is connected.
+    pub async fn ready(&self, bound: Duration) -> bool {
+        let mut first = self.handle.first.clone();
+        let _ = tokio::time::timeout(bound, first.wait_for(|done| *done)).await;
+        self.handle.inner.state.lock().connected
+    }
+
     /// The prefix, ending in `/`.
     #[must_use]
     pub fn prefix(&self) -> &str {
@@ -368,6 +406,14 @@ impl EtcdShare {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// How many of this instance's edits lost a race in etcd (another instance changed one
+    /// of their keys between the read and the compare-and-swap) and were merged again
+    /// onto the new value.
+    #[must_use]
+    pub fn lost_races(&self) -> u64 {
+        self.handle.inner.lost_races.load(Ordering::Relaxed)
     }
 
     /// The last etcd revision applied here.
@@ -406,7 +452,7 @@ impl SharedEdits for EtcdShare {
             state
                 .problems
                 .values()
-                .next_back()
+                .max_by_key(|p| p.revision)
                 .map(|p| format!("{} ignored (revision {}): {}", p.key, p.revision, p.reason))
         });
         status
@@ -442,6 +488,9 @@ struct Inner {
     request_timeout: Duration,
     hc_expr_names: Option<Vec<String>>,
     stopping: AtomicBool,
+    /// Submits that lost a race (another writer changed a key between the read and the
+    /// compare-and-swap) and merged again.
+    lost_races: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -451,13 +500,17 @@ struct State {
     /// The last revision applied (every key up to it is in force here).
     revision: i64,
     connected: bool,
+    /// Whether etcd was reached once: before, this instance is still connecting.
+    ever_connected: bool,
     since: SystemTime,
     last_error: Option<String>,
     /// Whether this outage was logged (once per outage).
     outage_logged: bool,
     problems: BTreeMap<String, KeyProblem>,
-    /// Each key's last revision handled (put or delete): applying is idempotent.
-    seen: HashMap<String, i64>,
+    /// Each key's last revision handled (put or delete) and what applying it did:
+    /// applying is idempotent, and a submit whose write the watch applied first still
+    /// learns what it changed.
+    seen: HashMap<String, (i64, Outcome)>,
 }
 
 #[derive(Debug)]
@@ -495,7 +548,7 @@ impl Stored {
 }
 
 /// What one key did to a store.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Outcome {
     changed: Vec<String>,
     lb_reset: bool,
@@ -521,10 +574,12 @@ impl Inner {
             tracing::warn!(key = ?kv.key, "etcd key under the prefix is not UTF-8; ignored");
             return Outcome::default();
         };
-        if state.seen.get(full).is_some_and(|r| *r >= kv.mod_revision) {
-            return Outcome::default();
+        if let Some(done) = already(state, full, kv.mod_revision) {
+            return done;
         }
-        state.seen.insert(full.to_owned(), kv.mod_revision);
+        state
+            .seen
+            .insert(full.to_owned(), (kv.mod_revision, Outcome::default()));
         let parsed = Key::parse(&self.prefix, full).and_then(|key| {
             let doc = Doc::parse(&kv.value, &key.kind)?;
             let edit = doc.edit(&key.balancer, key.url())?;
@@ -565,10 +620,12 @@ impl Inner {
 
     /// A delete of `full` at `revision` seen. Idempotent per revision.
     fn on_delete(&self, state: &mut State, full: &str, revision: i64) -> Outcome {
-        if state.seen.get(full).is_some_and(|r| *r >= revision) {
-            return Outcome::default();
+        if let Some(done) = already(state, full, revision) {
+            return done;
         }
-        state.seen.insert(full.to_owned(), revision);
+        state
+            .seen
+            .insert(full.to_owned(), (revision, Outcome::default()));
         state.problems.remove(full);
         let Ok(key) = Key::parse(&self.prefix, full) else {
             return Outcome::default();
@@ -606,7 +663,7 @@ impl Inner {
                 apply_member(entry, &key.balancer, url)
             }
         };
-        match result {
+        let outcome = match result {
             Ok(outcome) => {
                 if !outcome.changed.is_empty() {
                     tracing::info!(
@@ -622,7 +679,11 @@ impl Inner {
                 report(state, full, revision.unwrap_or(0), reason);
                 Outcome::default()
             }
+        };
+        if let Some((_, done)) = state.seen.get_mut(full) {
+            done.clone_from(&outcome);
         }
+        outcome
     }
 
     // ----- watching -----
@@ -655,6 +716,7 @@ impl Inner {
         let mut state = self.state.lock();
         if !state.connected {
             state.connected = true;
+            state.ever_connected = true;
             state.since = SystemTime::now();
             if state.outage_logged {
                 tracing::info!(
@@ -696,6 +758,11 @@ impl Inner {
         SharedEditError::Unavailable {
             reason: if state.connected {
                 reason
+            } else if !state.ever_connected {
+                format!(
+                    "this instance has not reached etcd ({}) since it started {since} ago: {reason}",
+                    self.backend
+                )
             } else {
                 format!("etcd ({}) unreachable for {since}: {reason}", self.backend)
             },
@@ -796,6 +863,7 @@ impl Inner {
             };
             let done = self.client.txn(txn).await.map_err(|e| self.failed(&e))?;
             if !done.succeeded {
+                self.lost_races.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("an edit lost a race in etcd; reading again");
                 continue;
             }
@@ -805,6 +873,10 @@ impl Inner {
             let mut outcome = Outcome::default();
             {
                 let mut state = self.state.lock();
+                if state.connected {
+                    // An earlier submit's error is over.
+                    state.last_error = None;
+                }
                 for w in &writes {
                     let o = match w {
                         Write::Put { key, value, lease } => self.on_put(
@@ -1110,6 +1182,16 @@ fn humantime_since(since: SystemTime) -> String {
     format!("{secs} s")
 }
 
+/// What handling `full` at `revision` did, if it was handled already (nothing, for an
+/// older revision).
+fn already(state: &State, full: &str, revision: i64) -> Option<Outcome> {
+    match state.seen.get(full) {
+        Some((seen, done)) if *seen == revision => Some(done.clone()),
+        Some((seen, _)) if *seen > revision => Some(Outcome::default()),
+        _ => None,
+    }
+}
+
 /// Reports a value that cannot be used: logged once per revision, kept for
 /// [`EtcdShare::problems`] and the status.
 fn report(state: &mut State, full: &str, revision: i64, reason: String) {
@@ -1393,15 +1475,20 @@ async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>, first: watch::S
                 let Some(response) = stream.message().await? else {
                     return Err(tonic::Status::unavailable("etcd ended the watch"));
                 };
-                if response.compact_revision > 0 || response.canceled {
-                    if response.compact_revision > 0 {
-                        tracing::info!(
-                            compacted = response.compact_revision,
-                            "etcd compacted past this instance's revision; reading the whole prefix again"
-                        );
-                    }
+                if response.compact_revision > 0 {
+                    tracing::info!(
+                        compacted = response.compact_revision,
+                        "etcd compacted past this instance's revision; reading the whole prefix again"
+                    );
                     need_full_read = true;
                     return Ok(());
+                }
+                if response.canceled {
+                    // Not for a compaction: a failure, retried after a pause.
+                    return Err(tonic::Status::unavailable(format!(
+                        "etcd cancelled the watch: {}",
+                        response.cancel_reason
+                    )));
                 }
                 if response.created {
                     inner.connected();
@@ -1418,8 +1505,20 @@ async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>, first: watch::S
                         inner.on_put(&mut state, kv);
                     }
                 }
-                if let Some(h) = &response.header {
-                    state.revision = state.revision.max(h.revision);
+                // Resume after the last event: a batch's header can be ahead of its events
+                // while the watch catches up. Only a progress notice (no event, sent to a
+                // watch that is caught up) vouches for its header's revision.
+                if let Some(last) = response
+                    .events
+                    .iter()
+                    .filter_map(|e| e.kv.as_ref())
+                    .next_back()
+                {
+                    state.revision = state.revision.max(last.mod_revision);
+                } else if !response.created {
+                    if let Some(h) = &response.header {
+                        state.revision = state.revision.max(h.revision);
+                    }
                 }
             }
         };

@@ -53,6 +53,19 @@ async fn etcd_starts_is_killed_and_restarts_with_its_data_or_skipped_without_it(
     let range = gateway(&client, &endpoint, "range", r#"{"key":"a2V5"}"#).await;
     assert!(range.contains("dmFsdWU="), "the data survived: {range}");
 
+    // The helpers an operator's etcdctl stands for.
+    let first = etcd.put("/pb/k", "w_status_D=1&by=ops").await.expect("put");
+    assert!(first > 1, "a revision: {first}");
+    let range = gateway(&client, &endpoint, "range", r#"{"key":"L3BiL2s="}"#).await;
+    assert!(
+        range.contains("d19zdGF0dXNfRD0xJmJ5PW9wcw=="),
+        "the value, base64: {range}"
+    );
+    let deleted = etcd.delete("/pb/k").await.expect("delete");
+    assert_eq!(deleted, first + 1);
+    etcd.compact(deleted).await.expect("compact");
+    assert!(etcd.compact(deleted).await.is_err(), "compacted already");
+
     drop(etcd);
     assert!(!dir.exists(), "the directory is removed on drop");
 }
