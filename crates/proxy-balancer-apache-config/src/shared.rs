@@ -11,8 +11,9 @@
 //!   `/proxy-balancer/`); fleets that must not see each other's edits use different
 //!   prefixes on the same etcd.
 //! - `instance=`: this instance's name in the fleet, shown as who made an edit and in the
-//!   manager's status (letters, digits, `.`, `_`, `-`; at most 64). Default: the host's
-//!   name and the process id, chosen when the site starts.
+//!   manager's status (letters, digits, `.`, `_`, `-`; at most 64). Default: the
+//!   `HOSTNAME` environment variable, else `proxy-balancer-<pid>` (chosen by the engine
+//!   when the site starts).
 //!
 //! The name follows mod_proxy's `BalancerGrowth`, `BalancerInherit` and `BalancerPersist`
 //! (settings of every balancer of the server): `BalancerPersist` keeps the manager's edits
