@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::apache_config::shared::BalancerShare;
 use crate::apache_config::Config;
 use crate::manager::shared::SharedEdits;
 use crate::BalancerStore;
@@ -70,12 +71,39 @@ pub(super) fn start(
     hc_expr_names: Vec<String>,
     dry: bool,
 ) -> Result<Option<Arc<dyn SharedEdits>>, SiteError> {
+    let Some((share, shared)) = check(config, stores, balancer_stores, cfg!(feature = "etcd"))?
+    else {
+        return Ok(None);
+    };
+    if dry {
+        return Ok(None);
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(SiteError::Unsupported {
+            line: share.span.line,
+            reason: "BalancerShare: the site must be built inside a tokio runtime (the share watches etcd in a task)".to_owned(),
+        });
+    }
+    engine::start(share, shared, hc_expr_names).map(Some)
+}
+
+/// A `BalancerShare` line and the stores it shares.
+type Sharing<'c> = (&'c BalancerShare, Vec<Arc<BalancerStore>>);
+
+/// The `BalancerShare` line and the stores it shares, if the configuration has one that
+/// can work (`built`: whether the `etcd` feature is built in). See [`start`]'s errors.
+fn check<'c>(
+    config: &'c Config,
+    stores: &[Arc<BalancerStore>],
+    balancer_stores: &[Option<usize>],
+    built: bool,
+) -> Result<Option<Sharing<'c>>, SiteError> {
     let Some(share) = &config.balancer_share else {
         return Ok(None);
     };
     let line = share.span.line;
     let refuse = |reason: String| Err(SiteError::Unsupported { line, reason });
-    if !cfg!(feature = "etcd") {
+    if !built {
         return refuse("BalancerShare needs proxy-balancer built with the `etcd` feature (it is in `full`): cargo build --features proxy-balancer/etcd".to_owned());
     }
     if config.balancer_persist == Some(true) && !config.manager_locations.is_empty() {
@@ -98,13 +126,7 @@ pub(super) fn start(
             pair[0]
         ));
     }
-    if dry {
-        return Ok(None);
-    }
-    if tokio::runtime::Handle::try_current().is_err() {
-        return refuse("BalancerShare: the site must be built inside a tokio runtime (the share watches etcd in a task)".to_owned());
-    }
-    engine::start(share, shared, hc_expr_names).map(Some)
+    Ok(Some((share, shared)))
 }
 
 #[cfg(not(feature = "etcd"))]
@@ -357,22 +379,36 @@ mod tests {
     }
 }
 
-#[cfg(all(test, not(feature = "etcd")))]
+#[cfg(test)]
 mod without_the_feature {
-    use crate::apache_config::parse;
-    use crate::site::{Site, SiteError};
+    use std::sync::Arc;
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn the_line_is_refused_naming_the_feature() {
+    use crate::apache_config::parse;
+    use crate::site::SiteError;
+    use crate::BalancerStore;
+
+    /// Built without the `etcd` feature, the line is refused, naming the feature (and
+    /// `Site::validate`, which `--check` runs, says so too).
+    #[test]
+    fn the_line_is_refused_naming_the_feature() {
         let config = parse(
             "<Proxy balancer://app>\n  BalancerMember http://127.0.0.1:9\n</Proxy>\nBalancerShare etcd http://127.0.0.1:1\n",
         )
         .expect("parses");
-        match Site::from_config(&config) {
+        let (params, members) = config.balancers().expect("valid").remove(0);
+        let now = tokio::time::Instant::now().into_std();
+        let store = Arc::new(BalancerStore::new(params, members, now).expect("a store"));
+        let stores = [Arc::clone(&store)];
+        match super::check(&config, &stores, &[Some(0)], false) {
             Err(SiteError::Unsupported { line: 4, reason }) => {
                 assert!(reason.contains("the `etcd` feature"), "{reason}");
             }
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.map(|o| o.is_some())),
         }
+        let shared = super::check(&config, &stores, &[Some(0)], true)
+            .expect("with the feature")
+            .expect("a share");
+        assert!(Arc::ptr_eq(&shared.1[0], &store));
+        assert_eq!(shared.0.span.line, 4);
     }
 }
