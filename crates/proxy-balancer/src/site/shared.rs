@@ -5,7 +5,8 @@
 //! engine connects and reads etcd in a task of the runtime the site is built in). Until its
 //! first read of etcd is done the site serves the configuration's state, the manager's page
 //! says the store is not connected yet, and edits are refused with 503, as while etcd is
-//! down. It stops when the last clone of the site (and of its managers) is dropped.
+//! down. It stops when the last clone of the site (and of its managers) is dropped: when a
+//! server that served it has shut down and the application drops its copy.
 
 use std::sync::Arc;
 
@@ -154,80 +155,20 @@ mod engine {
 
 #[cfg(feature = "etcd")]
 mod engine {
-    use std::sync::{Arc, OnceLock, Weak};
-    use std::time::SystemTime;
+    use std::sync::Arc;
 
     use proxy_balancer_etcd::EtcdShare;
 
     use crate::apache_config::shared::BalancerShare;
-    use crate::manager::shared::{
-        BoxFuture, ChangeRecord, SharedEditError, SharedEditRequest, SharedEdits, SharedStatus,
-        Submitted,
-    };
+    use crate::manager::shared::SharedEdits;
     use crate::BalancerStore;
 
     use super::SiteError;
 
-    /// The share while its engine starts (a task of the runtime), then the engine itself.
-    struct Starting {
-        /// The engine, once started.
-        share: OnceLock<EtcdShare>,
-        /// Why it could not start, if it could not.
-        failed: OnceLock<String>,
-        /// As the status shows it until the engine answers.
-        backend: String,
-        instance: String,
-        since: SystemTime,
-    }
-
-    impl Drop for Starting {
-        fn drop(&mut self) {
-            if let Some(share) = self.share.get() {
-                share.stop();
-            }
-        }
-    }
-
-    impl SharedEdits for Starting {
-        fn submit(
-            &self,
-            request: SharedEditRequest,
-        ) -> BoxFuture<'_, Result<Submitted, SharedEditError>> {
-            match self.share.get() {
-                Some(share) => share.submit(request),
-                None => {
-                    let reason = self.failed.get().map_or_else(
-                        || {
-                            "this instance is still connecting to etcd (it has just started)"
-                                .to_owned()
-                        },
-                        |e| format!("the etcd share could not start: {e}"),
-                    );
-                    Box::pin(async move { Err(SharedEditError::Unavailable { reason }) })
-                }
-            }
-        }
-
-        fn status(&self) -> SharedStatus {
-            if let Some(share) = self.share.get() {
-                return share.status();
-            }
-            let mut status = SharedStatus::new(self.backend.clone(), self.instance.clone(), false);
-            status.since = self.since;
-            status.last_error = Some(
-                self.failed
-                    .get()
-                    .cloned()
-                    .unwrap_or_else(|| "connecting to etcd".to_owned()),
-            );
-            status
-        }
-
-        fn last_change(&self, balancer: &str, member: Option<&str>) -> Option<ChangeRecord> {
-            self.share.get()?.last_change(balancer, member)
-        }
-    }
-
+    /// The engine, started in a task of the current runtime without waiting for etcd
+    /// ([`EtcdShareBuilder::spawn`](proxy_balancer_etcd::EtcdShareBuilder::spawn)): until
+    /// its first read the site serves the configuration and edits are refused. It stops
+    /// when the last clone (the site's, the managers') is dropped.
     pub(super) fn start(
         line: &BalancerShare,
         stores: Vec<Arc<BalancerStore>>,
@@ -242,44 +183,17 @@ mod engine {
         for store in stores {
             builder = builder.balancer(store);
         }
-        let starting = Arc::new(Starting {
-            share: OnceLock::new(),
-            failed: OnceLock::new(),
-            backend: format!("etcd {} prefix {}", line.endpoints.join(","), line.prefix),
-            instance: line
-                .instance
-                .clone()
-                .unwrap_or_else(|| "(starting)".to_owned()),
-            since: SystemTime::now(),
-        });
-        let weak: Weak<Starting> = Arc::downgrade(&starting);
-        let span_line = line.span.line;
-        tokio::spawn(async move {
-            match builder.start().await {
-                Ok(share) => match weak.upgrade() {
-                    Some(starting) => {
-                        tracing::info!(
-                            line = span_line,
-                            instance = share.instance(),
-                            "BalancerShare: sharing the balancer-manager's edits through etcd"
-                        );
-                        let _ = starting.share.set(share);
-                    }
-                    // The site is gone already.
-                    None => share.stop(),
-                },
-                Err(e) => {
-                    tracing::error!(
-                        line = span_line,
-                        "BalancerShare: the etcd share could not start: {e}"
-                    );
-                    if let Some(starting) = weak.upgrade() {
-                        let _ = starting.failed.set(e.to_string());
-                    }
-                }
-            }
-        });
-        Ok(starting)
+        let share = builder.spawn().map_err(|e| SiteError::Unsupported {
+            line: line.span.line,
+            reason: format!("BalancerShare: {e}"),
+        })?;
+        tracing::info!(
+            line = line.span.line,
+            instance = share.instance(),
+            prefix = share.prefix(),
+            "BalancerShare: the balancer-manager's edits are shared through etcd"
+        );
+        Ok(Arc::new(share))
     }
 }
 
