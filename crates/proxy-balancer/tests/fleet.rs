@@ -391,7 +391,7 @@ async fn a_disable_through_a_stops_traffic_from_b_and_c_within_a_second() {
         .await
         .expect("the page");
     let text = page.text();
-    assert!(text.contains("status by 127.0.0.1"), "{text}");
+    assert!(text.contains("status by 127.0.0.1 via a at "), "{text}");
     fleet.shutdown().await;
 }
 
