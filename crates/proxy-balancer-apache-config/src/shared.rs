@@ -187,7 +187,10 @@ pub(crate) fn read(
         let text = word.text.as_str();
         if let Some((key, value)) = text.split_once('=') {
             let value_span = Span {
-                column: word.span.column + u32::try_from(key.chars().count() + 1).unwrap_or(0),
+                column: word
+                    .span
+                    .column
+                    .saturating_add(u32::try_from(key.chars().count() + 1).unwrap_or(0)),
                 ..word.span
             };
             match key.to_ascii_lowercase().as_str() {

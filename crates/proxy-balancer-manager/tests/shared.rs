@@ -236,9 +236,7 @@ async fn an_edit_goes_through_the_shared_store_with_who_asked() {
     assert_eq!(status, 200);
     let (_, page) = send(&manager, "GET", "/balancer-manager", "", None).await;
     assert!(
-        page.contains(
-            "<p>Last change of the balancer's settings: lbmethod by 127.0.0.1 via a at "
-        ),
+        page.contains("<p>Last change of the balancer's settings: lbmethod by 127.0.0.1 via a at "),
         "{page}"
     );
     let (_, json) = send(&manager, "GET", "/balancer-manager/api", "", None).await;
