@@ -107,6 +107,13 @@
 //!
 //! # When etcd is down
 //!
+//! A stopped or killed etcd is noticed at once (its connections close), a hung or
+//! unreachable one within 15 s (HTTP/2 keep-alives every 10 s: etcd refuses them more often
+//! than every 5 s), and a submit never waits longer than twice
+//! [`request_timeout`](EtcdShareBuilder::request_timeout) (default 2 s). (A write whose
+//! answer is lost on the way back may still have been taken by etcd: the instances then
+//! apply it from their watch, as any other change; the page shows it.)
+//!
 //! Each instance keeps serving with the last state it saw. [`SharedEdits::status`] says
 //! `connected: false`, since when and the last error; one warning is logged per outage and
 //! one info line when etcd is back. [`SharedEdits::submit`] refuses at once with

@@ -5,6 +5,7 @@
 // The messages mirror etcd's proto; not every field is read.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
@@ -285,6 +286,12 @@ pub(crate) struct LeaseGrantResponse {
 
 // ===== client =====
 
+/// How often an idle connection to etcd is pinged, so that a silently dead etcd is
+/// noticed (a killed one is noticed at once: its connections close). Not less than etcd's
+/// `--grpc-keepalive-min-time` (5 s by default): etcd closes a connection pinged more
+/// often.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The end of the range of every key that starts with `prefix` (etcd's `WithPrefix`).
 pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
@@ -298,63 +305,99 @@ pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-/// A channel to etcd and the calls made on it, each bounded by `timeout`.
-#[derive(Debug, Clone)]
+/// Channels to etcd's endpoints and the calls made on them, each bounded by `timeout`. A
+/// call goes to the endpoint that answered last; when that one cannot be reached, to the
+/// next (tonic's balancer would keep sending some calls to a dead endpoint).
+#[derive(Debug)]
 pub(crate) struct Client {
-    channel: Channel,
+    channels: Vec<Channel>,
+    current: AtomicUsize,
     timeout: Duration,
 }
 
 impl Client {
-    /// A lazily connected channel to `endpoints` (balanced over them), with HTTP/2
-    /// keep-alives so that a dead etcd is noticed while idle.
+    /// Lazily connected channels to `endpoints`, with HTTP/2 keep-alives so that a dead
+    /// etcd is noticed while idle (within 15 s).
     pub(crate) fn new(
         endpoints: &[String],
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
-        let mut list = Vec::with_capacity(endpoints.len());
+        let mut channels = Vec::with_capacity(endpoints.len());
         for e in endpoints {
-            list.push(
+            channels.push(
                 Endpoint::from_shared(e.clone())?
                     .connect_timeout(connect_timeout)
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(1))
-                    .keep_alive_timeout(Duration::from_secs(2))
-                    .keep_alive_while_idle(true),
+                    // etcd answers pings closer than 5 s apart (its
+                    // --grpc-keepalive-min-time) with GOAWAY `too_many_pings`.
+                    .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                    .keep_alive_timeout(Duration::from_secs(5))
+                    .keep_alive_while_idle(true)
+                    .connect_lazy(),
             );
         }
-        let channel = if list.len() == 1 {
-            list.remove(0).connect_lazy()
-        } else {
-            Channel::balance_list(list.into_iter())
+        Ok(Self {
+            channels,
+            current: AtomicUsize::new(0),
+            timeout,
+        })
+    }
+
+    /// Runs `call` on the current endpoint, then on each next one while the endpoint
+    /// cannot be reached; all of it bounded by the timeout.
+    async fn failover<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(tonic::client::Grpc<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let n = self.channels.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let all = async {
+            let mut last = Status::unavailable("no etcd endpoint");
+            for step in 0..n {
+                let i = (first + step) % n;
+                let Some(channel) = self.channels.get(i) else {
+                    continue;
+                };
+                let mut grpc = tonic::client::Grpc::new(channel.clone());
+                let result = match grpc.ready().await {
+                    Ok(()) => call(grpc).await,
+                    Err(e) => Err(Status::unavailable(format!("not connected: {e}"))),
+                };
+                match result {
+                    Err(status) if status.code() == tonic::Code::Unavailable => last = status,
+                    other => {
+                        self.current.store(i, Ordering::Relaxed);
+                        return other;
+                    }
+                }
+            }
+            Err(last)
         };
-        Ok(Self { channel, timeout })
+        tokio::time::timeout(self.timeout, all).await.map_err(|_| {
+            Status::deadline_exceeded(format!("no answer within {:?}", self.timeout))
+        })?
     }
 
     async fn unary<Q, R>(&self, path: &'static str, request: Q) -> Result<R, Status>
     where
-        Q: prost::Message + Send + Sync + 'static,
+        Q: prost::Message + Clone + Send + Sync + 'static,
         R: prost::Message + Default + Send + Sync + 'static,
     {
-        let call = async {
-            let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-            grpc.ready()
+        self.failover(|mut grpc| {
+            let request = request.clone();
+            async move {
+                grpc.unary(
+                    tonic::Request::new(request),
+                    PathAndQuery::from_static(path),
+                    ProstCodec::<Q, R>::default(),
+                )
                 .await
-                .map_err(|e| Status::unavailable(format!("not connected: {e}")))?;
-            grpc.unary(
-                tonic::Request::new(request),
-                PathAndQuery::from_static(path),
-                ProstCodec::<Q, R>::default(),
-            )
-            .await
-            .map(tonic::Response::into_inner)
-        };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!("no answer within {:?}", self.timeout))
-            })?
+                .map(tonic::Response::into_inner)
+            }
+        })
+        .await
     }
 
     /// Every key under `prefix`, and the store's revision.
@@ -413,26 +456,20 @@ impl Client {
                 },
             )),
         };
-        // The request stream stays open: etcd ends the watch when it closes.
-        let requests = tokio_stream::iter([create]).chain(tokio_stream::pending());
-        let call = async {
-            let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-            grpc.ready()
+        self.failover(|mut grpc| {
+            // The request stream stays open: etcd ends the watch when it closes.
+            let requests = tokio_stream::iter([create.clone()]).chain(tokio_stream::pending());
+            async move {
+                grpc.streaming(
+                    tonic::Request::new(requests),
+                    PathAndQuery::from_static("/etcdserverpb.Watch/Watch"),
+                    ProstCodec::<WatchRequest, WatchResponse>::default(),
+                )
                 .await
-                .map_err(|e| Status::unavailable(format!("not connected: {e}")))?;
-            grpc.streaming(
-                tonic::Request::new(requests),
-                PathAndQuery::from_static("/etcdserverpb.Watch/Watch"),
-                ProstCodec::<WatchRequest, WatchResponse>::default(),
-            )
-            .await
-            .map(tonic::Response::into_inner)
-        };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!("no answer within {:?}", self.timeout))
-            })?
+                .map(tonic::Response::into_inner)
+            }
+        })
+        .await
     }
 }
 

@@ -3,7 +3,7 @@
 //! on stderr) without etcd, unless `PROXY_BALANCER_REQUIRE_TEST_DEPS=1`: then it fails.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -639,97 +639,6 @@ async fn flags_with_a_ttl_lapse_even_when_their_instance_is_gone_or_skipped_with
     b.stop();
 }
 
-/// Counts this crate's outage warnings and recovery lines.
-#[derive(Default, Clone)]
-struct OutageLog {
-    warnings: Arc<AtomicUsize>,
-    recoveries: Arc<AtomicUsize>,
-}
-
-struct Message(String);
-
-impl tracing::field::Visit for Message {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for OutageLog {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if !event.metadata().target().starts_with("proxy_balancer_etcd") {
-            return;
-        }
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        let level = *event.metadata().level();
-        if level == tracing::Level::WARN && message.0.contains("unreachable") {
-            self.warnings.fetch_add(1, Ordering::Relaxed);
-        }
-        if level == tracing::Level::INFO && message.0.contains("reachable again") {
-            self.recoveries.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// One thread: the engine's task logs through this test's subscriber.
-#[tokio::test(flavor = "current_thread")]
-async fn started_while_etcd_is_down_it_serves_the_configuration_then_connects_or_skipped_without_etcd(
-) {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    let log = OutageLog::default();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(log.clone()));
-    let Some(mut etcd) = etcd_or_skip("started_while_etcd_is_down").await else {
-        return;
-    };
-    etcd.put(&key(M1), "w_status_D=1").await.expect("put");
-    etcd.kill();
-
-    let store = store();
-    let t0 = Instant::now();
-    let share = start(&etcd.endpoint(), "a", &store).await;
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    let status = share.status();
-    assert!(!status.connected, "{status:?}");
-    assert!(status.last_error.is_some(), "{status:?}");
-    assert!(
-        !has(&store, M1, StatusFlags::DISABLED),
-        "the configuration's state"
-    );
-    let refused = share
-        .submit(request(&format!("b=app&w={M1}&w_lf=2"), "ops"))
-        .await
-        .expect_err("refused");
-    assert!(
-        matches!(refused, SharedEditError::Unavailable { .. }),
-        "{refused}"
-    );
-
-    // Several retries while down (100, 200, 400, 800 ms…): one warning all the same.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    etcd.restart().await.expect("etcd starts");
-    wait_for(
-        "connected, and etcd's state applied",
-        Duration::from_secs(5),
-        POLL,
-        || share.status().connected && has(&store, M1, StatusFlags::DISABLED),
-    )
-    .await;
-    assert_eq!(
-        log.warnings.load(Ordering::Relaxed),
-        1,
-        "one warning per outage"
-    );
-    assert_eq!(
-        log.recoveries.load(Ordering::Relaxed),
-        1,
-        "one line on recovery"
-    );
-    share.stop();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_starts_without_waiting_and_ready_waits_for_the_first_read_or_skipped_without_etcd() {
     let Some(etcd) = etcd_or_skip("spawn_starts_without_waiting").await else {
@@ -877,5 +786,202 @@ async fn changes_made_while_cut_off_are_replayed_when_the_watch_resumes_or_skipp
         || share.revision() >= last,
     )
     .await;
+    share.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_endpoints_a_dead_one_is_passed_over_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("with_two_endpoints_a_dead_one_is_passed_over").await else {
+        return;
+    };
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        format!("http://{}", l.local_addr().expect("bound"))
+    };
+    etcd.put(&key(M1), "w_status_D=1").await.expect("put");
+    let store = store();
+    let share = EtcdShare::builder([dead, etcd.endpoint()])
+        .prefix(PREFIX)
+        .balancer(Arc::clone(&store))
+        .request_timeout(Duration::from_millis(500))
+        .start()
+        .await
+        .expect("valid settings");
+    wait_for(
+        "connected through the live endpoint",
+        Duration::from_secs(5),
+        POLL,
+        || share.status().connected && has(&store, M1, StatusFlags::DISABLED),
+    )
+    .await;
+    for i in 0..10 {
+        share
+            .submit(request(&format!("b=app&w={M1}&w_ls={i}"), "ops"))
+            .await
+            .expect("taken through the live endpoint");
+    }
+    share.stop();
+}
+
+/// An idle watch stays connected (6 s): etcd answers HTTP/2 pings sent more often than every 5 s
+/// with GOAWAY `too_many_pings` (a 1 s keep-alive lost the watch after 4 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_stays_connected_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("an_idle_watch_stays_connected").await else {
+        return;
+    };
+    let store = store();
+    let share = start(&etcd.endpoint(), "a", &store).await;
+    assert!(share.status().connected);
+    let since = share.status().since;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = share.status();
+        assert!(
+            status.connected && status.since == since,
+            "lost after {:?} idle: {status:?}",
+            t0.elapsed()
+        );
+    }
+    share.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_without_ttl_overrides_a_lapsing_flag_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("an_edit_without_ttl_overrides_a_lapsing_flag").await else {
+        return;
+    };
+    let (store_a, store_b) = (store(), store());
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let ttl = Some(Duration::from_secs(60));
+    a.submit(request(&format!("b=app&w={M1}&w_status_N=1&w_status_H=1"), "ops").with_ttl(ttl))
+        .await
+        .expect("taken");
+    wait_for(
+        "both lapsing flags on B",
+        Duration::from_secs(1),
+        POLL,
+        || has(&store_b, M1, StatusFlags::DRAIN) && has(&store_b, M1, StatusFlags::HOT_STANDBY),
+    )
+    .await;
+    // B clears N for good: N goes at once; H still lapses later.
+    let cleared = b
+        .submit(request(&format!("b=app&w={M1}&w_status_N=0"), "ops"))
+        .await
+        .expect("taken");
+    assert_eq!(cleared.changed, ["status"], "{cleared:?}");
+    wait_for(
+        "N cleared on A, H kept",
+        Duration::from_secs(1),
+        POLL,
+        || !has(&store_a, M1, StatusFlags::DRAIN) && has(&store_a, M1, StatusFlags::HOT_STANDBY),
+    )
+    .await;
+    let record = a.last_change("app", Some(M1)).expect("a record");
+    assert!(record.expires.is_some(), "H still lapses: {record:?}");
+    // And H cleared too: the lapse key is gone, nothing lapses any more.
+    b.submit(request(&format!("b=app&w={M1}&w_status_H=0"), "ops"))
+        .await
+        .expect("taken");
+    wait_for("H cleared on A", Duration::from_secs(1), POLL, || {
+        !has(&store_a, M1, StatusFlags::HOT_STANDBY)
+    })
+    .await;
+    let record = a.last_change("app", Some(M1)).expect("a record");
+    assert_eq!((record.expires, record.by.as_str()), (None, "ops via b"));
+    a.stop();
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancer_settings_are_shared_and_revert_with_their_key_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("balancer_settings_are_shared").await else {
+        return;
+    };
+    let (store_a, store_b) = (store(), store());
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let configured = store_a.snapshot().params().max_attempts;
+    let submitted = a
+        .submit(request(
+            "b=app&b_lbm=bybusyness&b_max=3&b_ss=ROUTEID",
+            "ops",
+        ))
+        .await
+        .expect("taken");
+    assert!(
+        submitted.lb_reset,
+        "a new lbmethod restarts the cycle: {submitted:?}"
+    );
+    for store in [&store_a, &store_b] {
+        wait_for("the settings on both", Duration::from_secs(1), POLL, || {
+            let s = store.snapshot();
+            s.params().lb_method.name() == "bybusyness"
+                && s.params().max_attempts == Some(3)
+                && s.params().sticky_session.is_some()
+        })
+        .await;
+    }
+    assert_eq!(
+        b.last_change("balancer://app", None).map(|r| r.by),
+        Some("ops via a".to_owned())
+    );
+    etcd.delete(&format!("{PREFIX}app/balancer"))
+        .await
+        .expect("delete");
+    for store in [&store_a, &store_b] {
+        wait_for(
+            "the configured settings back",
+            Duration::from_secs(1),
+            POLL,
+            || {
+                let s = store.snapshot();
+                s.params().lb_method.name() == "byrequests"
+                    && s.params().max_attempts == configured
+                    && s.params().sticky_session.is_none()
+            },
+        )
+        .await;
+    }
+    assert!(b.last_change("app", None).is_none());
+    a.stop();
+    b.stop();
+}
+
+/// A hung etcd (frozen: connections open, no answer) never hangs a manager's POST: the
+/// submit is refused within twice the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_etcd_never_hangs_a_submit_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("a_hung_etcd_never_hangs_a_submit").await else {
+        return;
+    };
+    let store = store();
+    let share = start(&etcd.endpoint(), "a", &store).await;
+    etcd.pause().expect("SIGSTOP");
+    let t0 = Instant::now();
+    let refused = share
+        .submit(request(&format!("b=app&w={M1}&w_status_D=1"), "ops"))
+        .await
+        .expect_err("no answer");
+    let took = t0.elapsed();
+    etcd.resume().expect("SIGCONT");
+    assert!(
+        matches!(refused, SharedEditError::Unavailable { .. }),
+        "{refused}"
+    );
+    assert!(took < Duration::from_millis(1500), "{took:?}: {refused}");
+    assert!(!has(&store, M1, StatusFlags::DISABLED), "nothing applied");
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("a hung etcd: a submit refused after {took:?} (request timeout 500 ms)\n")
+            .as_bytes(),
+    );
+    share
+        .submit(request(&format!("b=app&w={M1}&w_status_D=1"), "ops"))
+        .await
+        .expect("taken once etcd answers");
+    assert!(has(&store, M1, StatusFlags::DISABLED));
     share.stop();
 }

@@ -202,6 +202,38 @@ impl EtcdServer {
         }
     }
 
+    /// Freezes etcd (SIGSTOP): its connections stay open and nothing answers, as a hung
+    /// or partitioned etcd. [`resume`](Self::resume) thaws it.
+    ///
+    /// # Errors
+    ///
+    /// When it is not running or `kill` fails.
+    pub fn pause(&self) -> Result<(), BoxError> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws etcd after [`pause`](Self::pause) (SIGCONT).
+    ///
+    /// # Errors
+    ///
+    /// When it is not running or `kill` fails.
+    pub fn resume(&self) -> Result<(), BoxError> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), BoxError> {
+        let child = self.child.as_ref().ok_or("etcd is not running")?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill {signal} {} failed: {status}", child.id()).into())
+        }
+    }
+
     /// Starts etcd again on the same ports with the same data (killing it first if it
     /// runs), and waits (at most 15 s) until it answers.
     ///
