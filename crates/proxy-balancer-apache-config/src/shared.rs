@@ -125,7 +125,7 @@ pub(crate) fn not_here(span: Span, section: &str) -> ParseError {
         ParseErrorKind::Syntax,
         format!("BalancerShare not allowed in <{section}> context: it applies to the whole process (one share for every server)"),
     )
-    .with_hint(Some("write it once, in the main server (outside every block)".to_owned()))
+    .with_hint(Some("write it once in the main server, outside every block".to_owned()))
 }
 
 /// Reads a `BalancerShare` line into `config` (`main`: written in the main server, outside
