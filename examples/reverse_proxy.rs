@@ -20,7 +20,9 @@
 //! what in the configuration will hurt or is not applied, and why `--config` would not
 //! start (exit status 2 exactly when `--config` would not start; 1 when it would, with
 //! warnings or errors to fix; 0 when nothing was found).
-//! Ctrl-C stops it, letting open requests finish.
+//! Ctrl-C stops it, letting open requests finish. A `BalancerShare etcd http://…:2379`
+//! line shares the balancer-manager's edits with the other instances running the same
+//! configuration (docs/fleet.md).
 //!
 //! Threads (`--threads N`, by default one per CPU this process may run on): with one, the
 //! whole proxy runs on one thread (a current-thread runtime). With more, per core
@@ -330,6 +332,15 @@ async fn serve_proxy(args: Args, per_core: Option<usize>) -> Result<ExitCode, Re
         writeln!(
             out,
             "      {curl} --cookie {cookie}={value} {scheme}://{addr}/"
+        )?;
+    }
+    // BalancerShare: the manager's edits go through etcd to every instance (docs/fleet.md).
+    if let Some(shared) = site.shared() {
+        let status = shared.status();
+        writeln!(
+            out,
+            "Balancer-manager edits shared with the fleet: {} (instance {}).",
+            status.backend, status.instance
         )?;
     }
     if let Listeners::PerCore(listeners) = &listeners {

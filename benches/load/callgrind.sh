@@ -11,7 +11,8 @@
 #            is On by default);
 #   plain    byrequests only: ProxyAddHeaders Off, no sticky session, no health checks.
 # Both run with --no-access-log (as run.sh does); ACCESS_LOG=1 keeps the example's default
-# access log (combined format, to a file here) to measure its cost.
+# access log (combined format, to a file here) to measure its cost; SHARE=http://host:port
+# adds `BalancerShare etcd SHARE` (an etcd you started) to measure the shared mode's cost.
 #
 # How: the proxy runs with --threads 1 under `valgrind --tool=callgrind`; wrk -t1 -c8 sends
 # --warmup requests (pools filled, caches warm), the counters are zeroed
@@ -51,7 +52,7 @@ while [[ $# -gt 0 ]]; do
         --top) TOP="$2"; shift 2 ;;
         --bin) BIN="$2"; shift 2 ;;
         --keep) KEEP="$2"; shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -177,6 +178,11 @@ write_config() {
         esac
         if [[ -n "${ACCESS_LOG:-}" ]]; then
             echo "CustomLog \"$WORK/access.log\" combined"
+        fi
+        # SHARE=http://127.0.0.1:PORT: the balancer shared through that etcd (BalancerShare),
+        # to measure what sharing costs each request (nothing, by design: docs/fleet.md).
+        if [[ -n "${SHARE:-}" ]]; then
+            echo "BalancerShare etcd $SHARE prefix=/callgrind/"
         fi
     } >"$file"
 }

@@ -603,6 +603,9 @@ pub struct Config {
     /// `BalancerPersist On|Off`: whether the balancer-manager's changes survive a restart
     /// (Apache's default is `Off`); the state directory is the application's choice.
     pub balancer_persist: Option<bool>,
+    /// `BalancerShare` (proxy-balancer's own): the manager's edits shared with a fleet
+    /// through etcd; see [`shared`](crate::shared).
+    pub balancer_share: Option<crate::shared::BalancerShare>,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
     /// `HeartbeatListen`: where the heartbeats of mod_heartbeat senders are received, for

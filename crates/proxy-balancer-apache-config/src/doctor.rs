@@ -31,6 +31,7 @@
 //! | `ssl-proxy-verify-default` | note | TLS members in a server without `SSLProxyVerify`: proxy-balancer verifies their certificates (Apache's default is `none`) |
 //! | `upgrade-on-h2-member` | warning | `upgrade=` on an `h2c://` or `h2://` member: HTTP/2 has no upgrades, so WebSockets sent there fail |
 //! | `discovered-members` | note (warning with `stickysession`) | a `BalancerMember … discover=` line: where its members come from and what a DNS failure does; with `stickysession`, that discovered members have no route ([`discovery`](crate::discovery)) |
+//! | `balancer-share` | note or error | `BalancerShare` without a balancer-manager (note: edits come from other instances only), with `BalancerPersist On` (error: the site refuses it), with two etcd endpoints (note: a two-member cluster stops writes when either fails) |
 //! | `ssl-proxy-verify-none` | warning | TLS members in a server with `SSLProxyVerify none` or `optional_no_ca`: their certificate chain is not verified |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
@@ -185,6 +186,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
     proxypass_trailing_slash(config, &mut out);
     tls_members(config, &mut out);
     crate::discovery::doctor(config, &mut out);
+    crate::shared::doctor(config, &mut out);
     for t in &config.hc_templates {
         hcuri_relative(&format!("ProxyHCTemplate {}", t.name), &t.params, &mut out);
     }

@@ -166,6 +166,7 @@ const DIRECTIVES: &[&str] = &[
     "HeartbeatListen",
     "HeartbeatMaxServers",
     "ProxyHCTPsize",
+    "BalancerShare",
     // and the client limits of `crate::front::DIRECTIVES`.
 ];
 
@@ -976,6 +977,16 @@ impl Parser {
                     )),
                 }
             }
+            // proxy-balancer's own (crate::shared).
+            "balancershare" => {
+                let section = match self.server_scope() {
+                    Some(Server::Main) => None,
+                    Some(Server::VirtualHost(_)) => Some("VirtualHost"),
+                    None if in_proxy != InProxy::Outside => Some("Proxy"),
+                    None => Some("this block's"),
+                };
+                crate::shared::read(&mut self.cfg, span, &args, section)
+            }
             "balancerpersist" => {
                 let on = on_off(span, "BalancerPersist", &args)?;
                 self.server_setting(&name.text, span, |c| c.balancer_persist = Some(on));
@@ -1348,6 +1359,7 @@ impl Parser {
                 // mod_ssl: server config, virtual host and proxy section only.
                 return Err(not_allowed(span, &name.text, section));
             }
+            "balancershare" => return Err(crate::shared::not_here(span, section)),
             "servername" | "serveralias" | "allowencodedslashes" | "proxypassinherit"
             | "balancerinherit" => {
                 let directive = DIRECTIVES

@@ -167,9 +167,9 @@ const AUTHZ: &str = "mod_authz_core";
 const ACCESS_COMPAT: &str = "mod_access_compat";
 
 const ALIAS: &str = "mod_alias";
+/// Directives of proxy-balancer's own, which no Apache module has.
+const OURS: &str = "proxy-balancer";
 const WSTUNNEL: &str = "mod_proxy_wstunnel";
-/// proxy-balancer's own (not Apache's): DNS discovery (discovery.rs).
-const PB: &str = "proxy-balancer";
 
 /// A mod_proxy_wstunnel directive of httpd's development branch, not of 2.4.71.
 const NOT_IN_2_4: &str = "not a directive of Apache 2.4.71, which refuses it as an invalid command (it is mod_proxy_wstunnel's in httpd's development branch): a WebSocket tunnel closes when nothing moves for the larger of the member's timeout and Timeout, as in 2.4.71";
@@ -215,7 +215,9 @@ pub static ENTRIES: &[Entry] = &[
     e("ProxyStatus", D, PROXY, note("there is no mod_status page; the balancer-manager (HTML and JSON) shows the balancers")),
     e("ProxyTimeout", D, PROXY, A("the default timeout of members")),
     e("ProxyVia", D, PROXY, A("the Via header of requests and answers")),
-    e("ProxyDiscoverNameserver", D, PB, A("not Apache's: the nameservers (IP[:port], over UDP and TCP) that discover= members are asked from, instead of /etc/resolv.conf; main server only")),
+    // ----- proxy-balancer's own -----
+    e("BalancerShare", D, OURS, A("proxy-balancer's own (Apache has none): the balancer-manager's edits shared with every instance of a fleet through etcd (BalancerShare etcd http://host:2379 [prefix=/proxy-balancer/] [instance=NAME]); main server only; needs the proxy-balancer `etcd` feature; see docs/fleet.md")),
+    e("ProxyDiscoverNameserver", D, OURS, A("not Apache's: the nameservers (IP[:port], over UDP and TCP) that discover= members are asked from, instead of /etc/resolv.conf; main server only")),
     // ----- mod_proxy_hcheck -----
     e("ProxyHCExpr", D, HCHECK, A("a condition on a health check's answer, for hcexpr=")),
     e("ProxyHCTemplate", D, HCHECK, A("health-check parameters for hctemplate=")),
@@ -325,7 +327,7 @@ pub static ENTRIES: &[Entry] = &[
     e("hcfails", W, HCHECK, A("failures before a member is out of service")),
     e("hctemplate", W, HCHECK, A("the parameters of a ProxyHCTemplate")),
     e("hcexpr", W, HCHECK, A("a ProxyHCExpr the answer must meet")),
-    e("discover", W, PB, A("not Apache's: dns or srv[:NAME] on a BalancerMember makes the line a template whose members are discovered from the host's A/AAAA records or from SRV records, asked again as their TTL says (1 s to 60 s); a failed lookup keeps the last members; a name without records keeps them 30 s, then removes them; http, ws and h2c members only (a TLS member's certificate would be checked against the address)")),
+    e("discover", W, OURS, A("not Apache's: dns or srv[:NAME] on a BalancerMember makes the line a template whose members are discovered from the host's A/AAAA records or from SRV records, asked again as their TTL says (1 s to 60 s); a failed lookup keeps the last members; a name without records keeps them 30 s, then removes them; http, ws and h2c members only (a TLS member's certificate would be checked against the address)")),
     // ----- balancer parameters -----
     e("lbmethod", B, "mod_proxy_balancer", A("byrequests, bytraffic, bybusyness or heartbeat")),
     e("maxattempts", B, "mod_proxy_balancer", A("failover attempts before giving up")),

@@ -169,6 +169,9 @@ impl Config {
         if let Some(b) = self.balancer_persist {
             let _ = writeln!(out, "BalancerPersist {}", on_off(b));
         }
+        if let Some(s) = &self.balancer_share {
+            out.push_str(&s.render());
+        }
         self.render_settings(&mut out, "", &self.server, true);
         for e in &self.hc_exprs {
             let _ = writeln!(out, "ProxyHCExpr {} {{{}}}", word(&e.name), e.expr);
@@ -456,6 +459,9 @@ impl Config {
             v.settings.ssl_proxy.zero_spans();
         }
         c.skipped.iter_mut().for_each(|s| s.span = z);
+        if let Some(s) = &mut c.balancer_share {
+            s.span = z;
+        }
         crate::logs::zero_spans(&mut c.log_directives);
         c
     }

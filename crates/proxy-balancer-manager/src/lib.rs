@@ -46,7 +46,9 @@
 //! "added":"http://…"|null,"lb_reset":false}}` (`changed` lists Apache's parameter names,
 //! `flags` are `status=` letters), or, with the HTTP status of the refusal,
 //! `{"ok":false,"error":{"kind":"…","message":"…","param":"w_lf"|null}}`. An edit applied
-//! but not saved (`BalancerPersist`) answers 500 with both `applied` and `error`. Kinds:
+//! but not saved (`BalancerPersist`) answers 500 with both `applied` and `error`. An edit
+//! taken by a shared store adds `"revision":N` (the store's) and `"ttl_secs":N|null` to
+//! `applied`. Kinds:
 //! `client_not_allowed`, `method_not_allowed`, `bad_host`, `host_not_this_server`,
 //! `server_names_not_configured`, `cross_origin`, `too_large`, `no_health_checks`,
 //! `not_saved`, `needs_shared_store` (`w_ttl` without a shared store), with a shared store

@@ -699,11 +699,17 @@ fn shared_applied_json(
         proxy_balancer_core::StatusFlags,
     )>,
 ) -> String {
-    let changed: Vec<String> = submitted
+    let mut changed: Vec<String> = submitted
         .changed
         .iter()
         .map(|c| render::json_str(c))
         .collect();
+    // The flags this instance saw change are a `status` change, whether or not the store
+    // listed it (a flag with a TTL is held apart from the member's other fields).
+    let status = render::json_str("status");
+    if flags.is_some_and(|(before, after)| before != after) && !changed.contains(&status) {
+        changed.push(status);
+    }
     let flags = flags.map_or_else(
         || "null".to_owned(),
         |(before, after)| {
@@ -736,7 +742,10 @@ fn shared_applied_json(
 /// Who asked for an edit, as the shared store records it: the client's address, and the
 /// authenticated user when there is one (`alice@192.0.2.7`).
 fn who(peer: Option<IpAddr>, user: Option<&RemoteUser>) -> String {
-    let addr = peer.map_or_else(|| "unknown address".to_owned(), |ip| ip.to_string());
+    let addr = peer.map_or_else(
+        || "unknown address".to_owned(),
+        |ip| ip.to_canonical().to_string(),
+    );
     match user {
         Some(RemoteUser(name)) if !name.is_empty() => format!("{name}@{addr}"),
         _ => addr,
@@ -1210,6 +1219,19 @@ mod tests {
         assert!(in_network(ip("::ffff:10.1.2.3"), ip("10.0.0.0"), 8));
         assert!(in_network(ip("fe80::1"), ip("fe80::"), 10));
         assert!(in_network(ip("1.2.3.4"), ip("0.0.0.0"), 0));
+    }
+
+    #[test]
+    fn who_asked() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let alice = RemoteUser("alice".to_owned());
+        assert_eq!(who(ip("::ffff:10.0.0.5"), None), "10.0.0.5");
+        assert_eq!(who(ip("2001:db8::1"), Some(&alice)), "alice@2001:db8::1");
+        assert_eq!(
+            who(ip("10.0.0.5"), Some(&RemoteUser(String::new()))),
+            "10.0.0.5"
+        );
+        assert_eq!(who(None, Some(&alice)), "alice@unknown address");
     }
 
     #[test]

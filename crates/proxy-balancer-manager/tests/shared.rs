@@ -77,7 +77,14 @@ impl SharedEdits for Fake {
             self.changes
                 .lock()
                 .push((request.edit.member_url.clone(), record));
-            Ok(Submitted::new(*revision, changed, applied.lb_reset))
+            // As etcd's engine does, a flag with a TTL is not listed in `changed`: the
+            // manager's answer still says `status` changed.
+            let listed = if request.ttl.is_some() {
+                Vec::new()
+            } else {
+                changed
+            };
+            Ok(Submitted::new(*revision, listed, applied.lb_reset))
         })
     }
 
@@ -217,6 +224,24 @@ async fn an_edit_goes_through_the_shared_store_with_who_asked() {
     assert_eq!(member["last_change"]["changed"][0], "status");
     assert_eq!(member["last_change"]["revision"], 2);
     assert!(doc["balancers"][0]["members"][1]["last_change"].is_null());
+    // A change of the balancer's own settings is shown under its table, and in the JSON.
+    let (status, _) = send(
+        &manager,
+        "POST",
+        "/balancer-manager/api",
+        "b=app&nonce=n&b_lbm=bybusyness",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, page) = send(&manager, "GET", "/balancer-manager", "", None).await;
+    assert!(
+        page.contains("<p>Last change of the balancer's settings: lbmethod by 127.0.0.1 via a at "),
+        "{page}"
+    );
+    let (_, json) = send(&manager, "GET", "/balancer-manager/api", "", None).await;
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(doc["balancers"][0]["last_change"]["changed"][0], "lbmethod");
     let (_, metrics) = send(&manager, "GET", "/balancer-manager/metrics", "", None).await;
     assert!(metrics.contains("proxy_balancer_shared_connected{backend=\"etcd http://127.0.0.1:2379 prefix /proxy-balancer/\",instance=\"a\"} 1\n"), "{metrics}");
     assert!(
@@ -315,6 +340,7 @@ async fn w_ttl_reaches_the_store_and_is_shown() {
     let (status, text) = send(&manager, "POST", "/balancer-manager/api", &body, None).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("\"ttl_secs\":600"), "{text}");
+    assert!(text.contains("\"changed\":[\"status\"]"), "{text}");
     assert_eq!(fake.requests.lock()[0].ttl, Some(Duration::from_secs(600)));
     assert_eq!(
         fake.requests.lock()[0].edit.ttl,

@@ -100,6 +100,7 @@
 //! | `access-log` | [`access_log`]: Apache's `LogFormat` access log, written off the request path | |
 //! | `dns` | [`dns`]: members discovered from DNS A/AAAA and SRV records (hickory-resolver; enables `discover`) | |
 //! | `site` | [`site`]; enables all of the above but `heartbeat` | |
+//! | `etcd` | [`etcd`]: `BalancerShare etcd …` in a [`site`], the manager's edits shared with a fleet (`docs/fleet.md`); enables `site` | |
 //! | `full` | everything | |
 //! | `axum` | the forwarding layer ([`proxy_pass::ForwardLayer`]) also reads the client's address from axum's `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info::<SocketAddr>()`), besides [`PeerAddr`] | |
 //!
@@ -203,6 +204,12 @@ pub use proxy_balancer_manager as manager;
 #[cfg(feature = "apache-config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "apache-config")))]
 pub use proxy_balancer_apache_config as apache_config;
+
+/// The balancer-manager's edits shared with a fleet through etcd (the `proxy-balancer-etcd`
+/// crate): what `BalancerShare etcd …` starts in a [`site`]. See `docs/fleet.md`.
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub use proxy_balancer_etcd as etcd;
 
 #[cfg(feature = "access-log")]
 pub use access_log::{AccessLog, AccessLogLayer};

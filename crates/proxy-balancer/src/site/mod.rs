@@ -62,6 +62,12 @@
 //!   visible in its server and takes changes whose `Host` is the server's `ServerName` or
 //!   a `ServerAlias`.
 //!
+//! - **A fleet**: `BalancerShare etcd URL…` (the `etcd` feature) starts one share per
+//!   process over the site's balancers and gives it to every manager and
+//!   [`Site::worker`] ([`Site::shared`]): an edit through any instance's manager reaches
+//!   every instance; refused with its line without the feature, with `BalancerPersist On`,
+//!   or with two shared balancers of one name. See `docs/fleet.md`.
+//!
 //! Refused with the line (rather than served otherwise): `interpolate`, `mapping=`,
 //! `nocanon` on a regular expression, `ProxyPassMatch` to a plain URL, a wildcard in a
 //! `<Location>` path, a manager in a `<LocationMatch>`, a `<VirtualHost>` address that is a
@@ -137,6 +143,7 @@ pub mod future;
 mod headers;
 mod member_tls;
 mod routes;
+mod shared;
 mod tls;
 mod vhost;
 mod wiring;
@@ -362,6 +369,9 @@ pub struct Site {
     client: MakeHttpMember<RequestBody>,
     /// The DNS discovery of `discover=` members (discovery.rs); stops with the last clone.
     discovery: Arc<[crate::dns::DnsHandle]>,
+    /// `BalancerShare` (shared.rs): one per process, in every manager; it stops with the
+    /// last clone.
+    share: Option<Arc<dyn crate::manager::shared::SharedEdits>>,
 }
 
 impl std::fmt::Debug for Site {
@@ -401,6 +411,8 @@ struct Build<'c> {
     client: MakeHttpMember<RequestBody>,
     /// `BalancerPersist On`: the manager's state file.
     persist: Option<std::path::PathBuf>,
+    /// `BalancerShare` (shared.rs): given to every manager.
+    shared: Option<Arc<dyn crate::manager::shared::SharedEdits>>,
 }
 
 // ===== impl Site =====
@@ -506,6 +518,8 @@ impl Site {
         let member_tls = member_tls::tls_clients(config)?;
         // ProxyHCTPsize (extras).
         let probes = extras::spawn_probes(config, &stores, &defs, &member_tls)?;
+        // BalancerShare (shared.rs); not started by `validate`.
+        let share = shared::start(config, &stores, &balancer_stores, defs.expr_names(), dry)?;
         // HeartbeatListen, HeartbeatMaxServers (extras); not bound by `validate`.
         let heartbeat = if dry {
             None
@@ -532,6 +546,7 @@ impl Site {
             client: extras::member_client(config, &member_tls),
             // Checked by `validate`, but neither read nor rewritten.
             persist: persist_file(config)?.filter(|_| !dry),
+            shared: share.clone(),
         };
         let mut servers = Vec::with_capacity(config.virtual_hosts.len() + 1);
         servers.push(build.server(None)?);
@@ -549,6 +564,7 @@ impl Site {
             tls: Arc::new(tls),
             client: build.client,
             discovery: discovery.into(),
+            share,
         })
     }
 
@@ -586,6 +602,7 @@ impl Site {
             tls: Arc::default(),
             client: MakeHttpMember::new(),
             discovery: Vec::new().into(),
+            share: None,
         }
     }
 
@@ -976,6 +993,7 @@ impl Build<'_> {
                     stores,
                     self.persist.as_deref(),
                     &self.defs,
+                    self.shared.as_ref(),
                 )?;
                 Ok((matcher, manager))
             })

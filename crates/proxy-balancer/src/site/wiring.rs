@@ -38,6 +38,7 @@ pub(super) fn manager<'a>(
     stores: impl Iterator<Item = (&'a Arc<BalancerStore>, &'a HealthProbe)>,
     persist: Option<&std::path::Path>,
     defs: &ProbeDefinitions,
+    shared: Option<&Arc<dyn crate::manager::shared::SharedEdits>>,
 ) -> Result<BalancerManager, SiteError> {
     let mut builder = BalancerManager::builder(&location.path);
     for require in &location.requires {
@@ -100,6 +101,10 @@ pub(super) fn manager<'a>(
     }
     for (store, probe) in stores {
         builder = builder.balancer_with_health(Arc::clone(store), Arc::new(probe.monitor()));
+    }
+    // BalancerShare (shared.rs): edits go through the fleet's store.
+    if let Some(shared) = shared {
+        builder = builder.shared(Arc::clone(shared));
     }
     let manager = builder.build();
     if let Some(refused) = manager.refused_server_names().first() {

@@ -102,6 +102,8 @@ impl Site {
             heartbeat: self.heartbeat.clone(),
             tls: Arc::clone(&self.tls),
             client: self.client.clone(),
+            // One share per process (shared.rs).
+            share: self.share.clone(),
         }
     }
 }
