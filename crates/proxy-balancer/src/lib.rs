@@ -90,7 +90,7 @@
 //!
 //! | feature | what it adds | default |
 //! | --- | --- | --- |
-//! | `http-client` | [`client::MakeHttpMember`], the built-in pooled HTTP/1.1 member client (hyper's client side) | yes |
+//! | `http-client` | [`client::MakeHttpMember`], the built-in pooled member client: HTTP/1.1 and HTTP/2, over TCP or TLS (hyper's client side, rustls) | yes |
 //! | `health-probe` | [`health_probe`] (regex, for `ProxyHCExpr`) | |
 //! | `heartbeat` | [`heartbeat`] | |
 //! | `manager` | [`manager`] | |
@@ -99,9 +99,9 @@
 //! | `discover` | [`discover`]: members from a tower `Discover` or a `Stream` of member sets | |
 //! | `access-log` | [`access_log`]: Apache's `LogFormat` access log, written off the request path | |
 //! | `dns` | [`dns`]: members discovered from DNS A/AAAA and SRV records (hickory-resolver; enables `discover`) | |
-//! | `site` | [`site`]; enables all of the above but `heartbeat` | |
+//! | `site` | [`site`]; enables all of the above but `access-log` (so `discover` and `dns` too) | |
 //! | `etcd` | [`etcd`]: `BalancerShare etcd …` in a [`site`], the manager's edits shared with a fleet (`docs/fleet.md`); enables `site` | |
-//! | `full` | everything | |
+//! | `full` | everything but `axum` | |
 //! | `axum` | the forwarding layer ([`proxy_pass::ForwardLayer`]) also reads the client's address from axum's `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info::<SocketAddr>()`), besides [`PeerAddr`] | |
 //!
 //! Without features the crate is the balancer, sticky routes, retry windows, proxy headers

@@ -281,7 +281,7 @@ impl DnsSource {
         if url.tls() {
             return Err(DnsError::Template {
                 reason: format!(
-                    "{url}: a discovered member is reached by its address, so its TLS certificate would be checked against the address rather than {}: TLS members are not discovered yet",
+                    "{url}: a discovered member is reached by its address, so its TLS certificate would be checked against the address rather than {}: TLS members are not discovered yet: list each TLS member by a name its certificate has (a member of its own), or discover plain http members",
                     url.connect_host()
                 ),
             });
