@@ -135,8 +135,10 @@ pub enum DiscoverError {
     /// The source reported an error; the last good member set is kept.
     #[error("discovery source failed: {0}")]
     Source(#[source] BoxError),
-    /// The `Discover` adapter's closure gave no member parameters for a key.
-    #[error("no member parameters for discovered key {key}: {source}")]
+    /// The `Discover` adapter's closure gave no member parameters for a key, or gave the
+    /// URL of another key's member (each key must map to its own URL). The key is skipped;
+    /// the members stay as they were.
+    #[error("no member for discovered key {key}: {source}")]
     Params {
         /// The key, as `Debug` prints it.
         key: String,
@@ -174,8 +176,9 @@ impl MemberSetSync {
     }
 
     /// Follows a tower [`Discover`](::tower::discover::Discover): each inserted key becomes
-    /// the member `params` makes of it (a key whose closure fails is logged and skipped),
-    /// each removed key's member drains. Changes that are ready together apply as one
+    /// the member `params` makes of it (a key whose closure fails, or whose URL another
+    /// key's member already has, is logged and skipped: give each key its own URL), each
+    /// removed key's member drains. Changes that are ready together apply as one
     /// snapshot. The discovered services serve the members through
     /// [`FollowDiscover::make_member`], cloned for each request: they must be `Clone`, and
     /// `Send + Sync` to be spawned or served from several threads (wrap one that is not in

@@ -43,6 +43,8 @@ pin_project! {
         sync: MemberSetSync,
         // Each key's member, and when it was inserted: members are added in that order.
         keys: HashMap<D::Key, (u64, MemberParams)>,
+        // Which key each member URL is: one key per URL.
+        urls: HashMap<MemberUrl, D::Key>,
         inserted: u64,
         services: DiscoveredServices<D::Service>,
         drains: Drains,
@@ -106,6 +108,7 @@ where
             params,
             sync,
             keys: HashMap::new(),
+            urls: HashMap::new(),
             inserted: 0,
             services: DiscoveredServices {
                 slots: Arc::default(),
@@ -177,7 +180,19 @@ where
             budget -= 1;
             match this.discover.as_mut().poll_discover(cx) {
                 Poll::Ready(Some(Ok(Change::Insert(key, service)))) => {
-                    match (this.params)(&key) {
+                    let params = (this.params)(&key).map_err(Into::into).and_then(|params| {
+                        // One member per URL: a second key with the same URL would swap
+                        // the member's service, and its removal would leave the member
+                        // served by a service the `Discover` took back.
+                        match this.urls.get(&params.url).filter(|k| **k != key) {
+                            Some(other) => Err(BoxError::from(format!(
+                                "its member URL {} is already key {other:?}'s; give each key its own URL",
+                                params.url
+                            ))),
+                            None => Ok(params),
+                        }
+                    });
+                    match params {
                         Ok(params) => {
                             // The service first: the balancer makes the member's service
                             // as soon as the member is in the store.
@@ -189,6 +204,13 @@ where
                                     *this.inserted
                                 }
                             };
+                            // A key inserted again with another URL frees its old one.
+                            if let Some((_, old)) = this.keys.get(&key) {
+                                if old.url != params.url {
+                                    this.urls.remove(&old.url);
+                                }
+                            }
+                            this.urls.insert(params.url.clone(), key.clone());
                             this.keys.insert(key, (seq, params));
                             changed = true;
                         }
@@ -199,7 +221,10 @@ where
                     }
                 }
                 Poll::Ready(Some(Ok(Change::Remove(key)))) => {
-                    changed |= this.keys.remove(&key).is_some();
+                    if let Some((_, params)) = this.keys.remove(&key) {
+                        this.urls.remove(&params.url);
+                        changed = true;
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => this.sync.record(DiscoverError::Source(e.into())),
                 Poll::Ready(None) => {
