@@ -163,9 +163,44 @@ impl MemberSetSync {
     /// Follows a stream of whole member sets: the future applies each one
     /// ([`Self::apply`]) and removes drained members on time. A stream item that is an
     /// error is logged and counted ([`SyncHandle::errors`]); the last good set stays.
-    /// A stream of plain sets is `stream.map(Ok::<_, Infallible>)`.
+    /// A stream of plain sets is `stream.map(Ok::<_, Infallible>)` (`StreamExt::map` of
+    /// futures-util or tokio-stream); a `tokio::sync::watch` channel of the latest listing is
+    /// a stream with `tokio_stream::wrappers::WatchStream`, or `futures_util::stream::unfold`
+    /// over `changed()`.
     ///
-    /// See the [module docs](self) for an example.
+    /// The future ends when the stream ends and no member drains; until then spawn it (or
+    /// [`FollowSets::spawn`]) and keep it running: dropping or aborting it stops following
+    /// (the members stay as they are, draining ones included).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::sync::Arc;
+    /// use std::time::Instant;
+    ///
+    /// use futures_util::StreamExt;
+    /// use proxy_balancer::discover::MemberSetSync;
+    /// use proxy_balancer::{BalancerParams, BalancerStore, MemberParams};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # #[expect(clippy::disallowed_methods, reason = "doc example")]
+    /// let store = Arc::new(BalancerStore::new(BalancerParams::new("app"), [], Instant::now())?);
+    /// // Plain sets, no error: each becomes `Ok(set)`.
+    /// let sets = futures_util::stream::iter([
+    ///     vec![MemberParams::new("http://10.0.0.1:8080")?, MemberParams::new("http://10.0.0.2:8080")?],
+    ///     vec![MemberParams::new("http://10.0.0.2:8080")?],
+    /// ])
+    /// .map(Ok::<_, Infallible>);
+    /// let follow = MemberSetSync::new(Arc::clone(&store)).follow(sets);
+    /// let handle = follow.handle();
+    /// // 10.0.0.1 drains (30 s by default) before it is removed: not awaited here.
+    /// tokio::time::timeout(std::time::Duration::from_millis(100), follow).await.ok();
+    /// assert_eq!((handle.members(), handle.draining()), (2, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// See the [module docs](self) for a channel-fed example.
     pub fn follow<St, I, E>(self, stream: St) -> FollowSets<St>
     where
         St: futures_core::Stream<Item = Result<I, E>>,
@@ -183,8 +218,19 @@ impl MemberSetSync {
     /// [`FollowDiscover::make_member`], cloned for each request: they must be `Clone`, and
     /// `Send + Sync` to be spawned or served from several threads (wrap one that is not in
     /// [`tower::buffer::Buffer`](https://docs.rs/tower/latest/tower/buffer/struct.Buffer.html),
-    /// or use [`BoxCloneSyncService`](::tower::util::BoxCloneSyncService)). A member whose
+    /// tower's `buffer` feature, or use
+    /// [`BoxCloneSyncService`](::tower::util::BoxCloneSyncService)). A member whose
     /// key is inserted again gets the new service for its next requests; its state stays.
+    ///
+    /// The services take what the [`Balancer`](crate::Balancer) gives a member: a
+    /// balancer serving `Request<B>` calls them with `Request<ReplayBody<B>>`
+    /// ([`ReplayBody`](crate::balancer::ReplayBody), so that a failed request can be sent
+    /// again; in axum `B` is `axum::body::Body`). The key's URL names the member on the
+    /// balancer-manager page and in logs; the balancer never connects to it.
+    ///
+    /// `make_member()` must be taken before the future is spawned (`spawn` consumes it).
+    /// A tower `Discover` is any `TryStream` of [`Change`](::tower::discover::Change)s: a
+    /// channel of `Result<Change<K, S>, Infallible>` made a stream is one.
     ///
     /// See the [module docs](self) for an example.
     pub fn follow_discover<D, F, E>(self, discover: D, params: F) -> FollowDiscover<D, F>
