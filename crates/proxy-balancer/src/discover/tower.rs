@@ -216,7 +216,7 @@ where
                         }
                         Err(e) => this.sync.record(DiscoverError::Params {
                             key: format!("{key:?}"),
-                            source: e.into(),
+                            source: e,
                         }),
                     }
                 }
