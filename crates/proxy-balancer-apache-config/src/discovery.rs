@@ -411,6 +411,32 @@ mod tests {
         format!("<Proxy balancer://api>\n  BalancerMember {member}\n</Proxy>\n")
     }
 
+    /// A TLS discover line is a parse error whatever the SSLProxy* lines say: the doctor
+    /// does not also advise `SSLProxyEngine On`, which would not make it start. A TLS
+    /// member listed by name still gets that advice.
+    #[test]
+    fn a_tls_discover_line_gets_no_ssl_proxy_engine_advice() {
+        let text = format!(
+            "{}ProxyPass / balancer://api/\n",
+            in_balancer("https://api.internal discover=dns")
+        );
+        let (config, errors) = crate::parse_partial(&text);
+        assert!(
+            errors.iter().any(|e| e.to_string().contains("TLS")),
+            "{errors:?}"
+        );
+        let rules: Vec<&str> = doctor::check(&config).iter().map(|f| f.rule).collect();
+        assert!(!rules.contains(&"ssl-proxy-engine-off"), "{rules:?}");
+
+        let listed = format!(
+            "{}ProxyPass / balancer://api/\n",
+            in_balancer("https://api.internal")
+        );
+        let config = crate::parse(&listed).expect("valid");
+        let rules: Vec<&str> = doctor::check(&config).iter().map(|f| f.rule).collect();
+        assert!(rules.contains(&"ssl-proxy-engine-off"), "{rules:?}");
+    }
+
     #[test]
     fn forms_are_read() {
         assert_eq!(Discover::parse("DNS"), Ok(Discover::Dns));

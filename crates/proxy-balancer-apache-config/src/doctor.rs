@@ -1519,7 +1519,19 @@ fn tls_members(config: &Config, out: &mut Vec<Finding>) {
     use crate::ssl::SslProxyVerify;
     let mut seen = std::collections::HashSet::new();
     let mut seen_verify = std::collections::HashSet::new();
+    // A TLS `discover=` line is refused whatever the SSLProxy* lines say (a parse error
+    // that names it): advice to add SSLProxyEngine On would not make it start.
+    let discover_lines: std::collections::HashSet<_> = config
+        .balancers
+        .iter()
+        .flat_map(|b| b.members.iter())
+        .filter(|m| crate::discovery::is_discovered(m))
+        .map(|m| m.span)
+        .collect();
     for u in config.tls_member_uses() {
+        if discover_lines.contains(&u.member_span) {
+            continue;
+        }
         if !seen.insert((u.server, u.url.to_ascii_lowercase())) {
             continue;
         }
