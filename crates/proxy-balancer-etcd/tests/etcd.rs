@@ -985,3 +985,50 @@ async fn a_hung_etcd_never_hangs_a_submit_or_skipped_without_etcd() {
     assert!(has(&store, M1, StatusFlags::DISABLED));
     share.stop();
 }
+
+/// Waits (at most 3 s) until etcd holds `n` leases; returns how many it holds.
+async fn leases_become(etcd: &EtcdServer, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let count = etcd.lease_count().await.expect("etcd answers");
+        if count == n || Instant::now() >= deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each `w_ttl` edit grants a lease. The lease of a lapse key the next edit replaces, or
+/// deletes, is revoked: otherwise every edit leaves one in etcd until its TTL (up to a
+/// week), and an operator re-arming a drain accumulates thousands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_and_deleted_lapse_keys_leave_no_lease_behind_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("replaced_and_deleted_lapse_keys_leave_no_lease_behind").await
+    else {
+        return;
+    };
+    let store_a = store();
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let ttl = Some(Duration::from_secs(600));
+    for _ in 0..3 {
+        a.submit(request(&format!("b=app&w={M1}&w_status_N=1"), "ops").with_ttl(ttl))
+            .await
+            .expect("taken");
+    }
+    assert!(has(&store_a, M1, StatusFlags::DRAIN));
+    assert_eq!(leases_become(&etcd, 1).await, 1, "one lapse key, one lease");
+    // An edit of another member's flags leaves M1's lapse (and its lease) alone.
+    a.submit(request(&format!("b=app&w={M2}&w_status_D=1"), "ops"))
+        .await
+        .expect("taken");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(etcd.lease_count().await.expect("etcd answers"), 1);
+    assert!(has(&store_a, M1, StatusFlags::DRAIN));
+    // The drain cleared for good: its lapse key is deleted, and its lease revoked.
+    a.submit(request(&format!("b=app&w={M1}&w_status_N=0"), "ops"))
+        .await
+        .expect("taken");
+    assert!(!has(&store_a, M1, StatusFlags::DRAIN));
+    assert_eq!(leases_become(&etcd, 0).await, 0, "no lease left");
+    a.stop();
+}
