@@ -1032,3 +1032,42 @@ async fn replaced_and_deleted_lapse_keys_leave_no_lease_behind_or_skipped_withou
     assert_eq!(leases_become(&etcd, 0).await, 0, "no lease left");
     a.stop();
 }
+
+/// A member this instance had without etcd (here the configuration's; in a site, one a
+/// `discover=dns` source added) and that another source then removed (DNS dropped it) is
+/// not brought back by the next write of its key: its key holds the operator's state for
+/// it, not a request to add it. Otherwise the fleet keeps sending traffic to a backend
+/// DNS has dropped, and the discovery source skips it as foreign when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_by_another_source_is_not_added_back_by_its_key_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("a_member_removed_by_another_source").await else {
+        return;
+    };
+    let store_a = store();
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    a.submit(request(&format!("b=app&w={M2}&w_lf=3"), "ops"))
+        .await
+        .expect("taken");
+    assert_eq!(lf(&store_a, M2).as_deref(), Some("3"));
+    // The discovery source drops it.
+    let id = store_a
+        .snapshot()
+        .member_by_url(M2)
+        .map(|m| m.id())
+        .expect("present");
+    store_a.remove_member(id).expect("removed");
+    // Another instance's edit of it (or a hand-written value) reaches this one.
+    etcd.put(&key(M2), "w_lf=4").await.expect("put");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        store_a.snapshot().member_by_url(M2).is_none(),
+        "a member DNS dropped came back through etcd"
+    );
+    // A member only etcd has is still added.
+    etcd.put(&key(M3), "w_lf=2").await.expect("put");
+    wait_for("M3 added", Duration::from_secs(1), POLL, || {
+        store_a.snapshot().member_by_url(M3).is_some()
+    })
+    .await;
+    a.stop();
+}
