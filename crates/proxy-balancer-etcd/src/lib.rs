@@ -91,7 +91,8 @@
 //! a new lease of that many seconds, and the same flags cleared (`w_status_X=0`) to its
 //! member key: when the lease ends, etcd deletes the lapse key (whether or not the instance
 //! that wrote it is still up) and every instance clears the flags. An edit without `w_ttl`
-//! of the same flags takes them off the lapse key: the later edit wins.
+//! of the same flags takes them off the lapse key: the later edit wins. The lease of a lapse
+//! key an edit replaces or deletes is revoked (unless a key written by hand still uses it).
 //!
 //! Flags `E` (set by failures) and `C` (a health-check result) are this instance's own and
 //! are refused in etcd; a manager edit of `C` is applied on the instance that got it only.

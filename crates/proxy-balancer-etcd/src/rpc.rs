@@ -284,6 +284,40 @@ pub(crate) struct LeaseGrantResponse {
     pub(crate) error: String,
 }
 
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LeaseRevokeRequest {
+    #[prost(int64, tag = "1")]
+    pub(crate) id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LeaseRevokeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub(crate) header: Option<ResponseHeader>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LeaseTimeToLiveRequest {
+    #[prost(int64, tag = "1")]
+    pub(crate) id: i64,
+    #[prost(bool, tag = "2")]
+    pub(crate) keys: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LeaseTimeToLiveResponse {
+    #[prost(message, optional, tag = "1")]
+    pub(crate) header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub(crate) id: i64,
+    #[prost(int64, tag = "3")]
+    pub(crate) ttl: i64,
+    #[prost(int64, tag = "4")]
+    pub(crate) granted_ttl: i64,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub(crate) keys: Vec<Vec<u8>>,
+}
+
 // ===== client =====
 
 /// How often an idle connection to etcd is pinged, so that a silently dead etcd is
@@ -436,6 +470,21 @@ impl Client {
                 ttl: ttl_secs,
                 id: 0,
             },
+        )
+        .await
+    }
+
+    /// Ends lease `id` (etcd deletes the keys bound to it).
+    pub(crate) async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, Status> {
+        self.unary("/etcdserverpb.Lease/LeaseRevoke", LeaseRevokeRequest { id })
+            .await
+    }
+
+    /// Lease `id`'s time left and the keys bound to it (`ttl` -1: no such lease).
+    pub(crate) async fn lease_keys(&self, id: i64) -> Result<LeaseTimeToLiveResponse, Status> {
+        self.unary(
+            "/etcdserverpb.Lease/LeaseTimeToLive",
+            LeaseTimeToLiveRequest { id, keys: true },
         )
         .await
     }

@@ -985,3 +985,89 @@ async fn a_hung_etcd_never_hangs_a_submit_or_skipped_without_etcd() {
     assert!(has(&store, M1, StatusFlags::DISABLED));
     share.stop();
 }
+
+/// Waits (at most 3 s) until etcd holds `n` leases; returns how many it holds.
+async fn leases_become(etcd: &EtcdServer, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let count = etcd.lease_count().await.expect("etcd answers");
+        if count == n || Instant::now() >= deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each `w_ttl` edit grants a lease. The lease of a lapse key the next edit replaces, or
+/// deletes, is revoked: otherwise every edit leaves one in etcd until its TTL (up to a
+/// week), and an operator re-arming a drain accumulates thousands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_and_deleted_lapse_keys_leave_no_lease_behind_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("replaced_and_deleted_lapse_keys_leave_no_lease_behind").await
+    else {
+        return;
+    };
+    let store_a = store();
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let ttl = Some(Duration::from_secs(600));
+    for _ in 0..3 {
+        a.submit(request(&format!("b=app&w={M1}&w_status_N=1"), "ops").with_ttl(ttl))
+            .await
+            .expect("taken");
+    }
+    assert!(has(&store_a, M1, StatusFlags::DRAIN));
+    assert_eq!(leases_become(&etcd, 1).await, 1, "one lapse key, one lease");
+    // An edit of another member's flags leaves M1's lapse (and its lease) alone.
+    a.submit(request(&format!("b=app&w={M2}&w_status_D=1"), "ops"))
+        .await
+        .expect("taken");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(etcd.lease_count().await.expect("etcd answers"), 1);
+    assert!(has(&store_a, M1, StatusFlags::DRAIN));
+    // The drain cleared for good: its lapse key is deleted, and its lease revoked.
+    a.submit(request(&format!("b=app&w={M1}&w_status_N=0"), "ops"))
+        .await
+        .expect("taken");
+    assert!(!has(&store_a, M1, StatusFlags::DRAIN));
+    assert_eq!(leases_become(&etcd, 0).await, 0, "no lease left");
+    a.stop();
+}
+
+/// A member this instance had without etcd (here the configuration's; in a site, one a
+/// `discover=dns` source added) and that another source then removed (DNS dropped it) is
+/// not brought back by the next write of its key: its key holds the operator's state for
+/// it, not a request to add it. Otherwise the fleet keeps sending traffic to a backend
+/// DNS has dropped, and the discovery source skips it as foreign when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_by_another_source_is_not_added_back_by_its_key_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("a_member_removed_by_another_source").await else {
+        return;
+    };
+    let store_a = store();
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    a.submit(request(&format!("b=app&w={M2}&w_lf=3"), "ops"))
+        .await
+        .expect("taken");
+    assert_eq!(lf(&store_a, M2).as_deref(), Some("3"));
+    // The discovery source drops it.
+    let id = store_a
+        .snapshot()
+        .member_by_url(M2)
+        .map(|m| m.id())
+        .expect("present");
+    store_a.remove_member(id).expect("removed");
+    // Another instance's edit of it (or a hand-written value) reaches this one.
+    etcd.put(&key(M2), "w_lf=4").await.expect("put");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        store_a.snapshot().member_by_url(M2).is_none(),
+        "a member DNS dropped came back through etcd"
+    );
+    // A member only etcd has is still added.
+    etcd.put(&key(M3), "w_lf=2").await.expect("put");
+    wait_for("M3 added", Duration::from_secs(1), POLL, || {
+        store_a.snapshot().member_by_url(M3).is_some()
+    })
+    .await;
+    a.stop();
+}

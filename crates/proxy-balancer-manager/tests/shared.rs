@@ -451,3 +451,31 @@ async fn persist_is_not_used_with_a_shared_store() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Who made a change is text from outside (an authentication layer's user, a value written
+/// in etcd by hand): a control character in it must not make the XML ill-formed (XML 1.0
+/// allows none but tab, LF and CR, not even as `&#1;`), nor reach the page raw.
+#[tokio::test]
+async fn control_characters_in_who_do_not_break_the_xml() {
+    let (_, _, manager) = setup();
+    let (status, body) = send(
+        &manager,
+        "POST",
+        "/balancer-manager/api",
+        DISABLE,
+        Some("mal\u{1}lory\u{0}\u{1b}[31m\u{fffe}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, xml) = send(&manager, "GET", "/balancer-manager?xml=1", "", None).await;
+    let bad = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}')
+    };
+    assert!(!xml.contains(bad), "{xml:?}");
+    assert!(
+        xml.contains("<httpd:changedby>mal\u{fffd}lory\u{fffd}\u{fffd}[31m\u{fffd}@127.0.0.1 via a</httpd:changedby>"),
+        "{xml}"
+    );
+    let (_, page) = send(&manager, "GET", "/balancer-manager", "", None).await;
+    assert!(!page.contains(bad), "{page:?}");
+}

@@ -281,9 +281,32 @@ impl EtcdServer {
         self.gateway("compaction", &body).await.map(drop)
     }
 
+    /// How many leases etcd holds, as `etcdctl lease list` would count them.
+    ///
+    /// # Errors
+    ///
+    /// When etcd does not answer.
+    pub async fn lease_count(&self) -> Result<usize, BoxError> {
+        let text = self.gateway_text("lease/leases", "{}").await?;
+        Ok(text.matches("\"ID\"").count())
+    }
+
     /// Calls `/v3/kv/<call>` with a JSON body; returns the header's revision.
     async fn gateway(&self, call: &str, body: &str) -> Result<u64, BoxError> {
-        let request = http::Request::post(format!("{}/v3/kv/{call}", self.endpoint())).body(
+        let text = self.gateway_text(&format!("kv/{call}"), body).await?;
+        // `"revision":"123"` in the header (int64 is a string in etcd's JSON).
+        let revision = text
+            .split("\"revision\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(revision)
+    }
+
+    /// Calls `/v3/<path>` with a JSON body; returns the answer's text.
+    async fn gateway_text(&self, call: &str, body: &str) -> Result<String, BoxError> {
+        let request = http::Request::post(format!("{}/v3/{call}", self.endpoint())).body(
             http_body_util::Full::new(bytes::Bytes::from(body.to_owned())),
         )?;
         let response = TestClient::new()
@@ -295,14 +318,7 @@ impl EtcdServer {
         if response.status != 200 {
             return Err(format!("etcd refused {call}: {} {text}", response.status).into());
         }
-        // `"revision":"123"` in the header (int64 is a string in etcd's JSON).
-        let revision = text
-            .split("\"revision\":\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        Ok(revision)
+        Ok(text.into_owned())
     }
 
     fn log_path(&self) -> PathBuf {

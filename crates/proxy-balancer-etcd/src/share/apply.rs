@@ -253,6 +253,16 @@ fn apply_member(entry: &mut Entry, balancer: &str, url: &str) -> Result<Outcome,
             m.base = Some((member.params().clone(), and(member.flags(), SHARED_FLAGS)));
         }
         member.clone()
+    } else if m.base.is_some() && !m.added {
+        // This instance had the member without etcd (its configuration, a discovery source)
+        // and something else removed it since: a discovery source whose backend is gone.
+        // Its key keeps the operator's state for it, but does not bring it back.
+        tracing::debug!(
+            balancer,
+            member = url,
+            "etcd key of a member removed here by another source (discovery); not added back"
+        );
+        return Ok(outcome);
     } else {
         let params = MemberParams::from_url(MemberUrl::new(url).map_err(|e| e.to_string())?);
         store

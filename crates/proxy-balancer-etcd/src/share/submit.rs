@@ -7,7 +7,7 @@ impl Inner {
     // ----- submitting -----
 
     pub(super) async fn submit(
-        &self,
+        self: &Arc<Self>,
         request: SharedEditRequest,
     ) -> Result<Submitted, SharedEditError> {
         if self.stopping.load(Ordering::Acquire) {
@@ -41,6 +41,48 @@ impl Inner {
             }
             None => None,
         };
+        let result = self.write(&request, &plan, lease).await;
+        // Leases no key needs any more, ended in the background (the answer does not wait
+        // for them): the one granted for an edit that was not written, and those of the
+        // lapse keys the edit replaced or deleted. Otherwise each stays in etcd until its
+        // TTL (up to a week), one per `w_ttl` edit.
+        let unused: Vec<i64> = match &result {
+            Ok((_, replaced)) => replaced.clone(),
+            Err(_) => lease.map(|(id, _)| id).into_iter().collect(),
+        };
+        if !unused.is_empty() {
+            let inner = Arc::clone(self);
+            tokio::spawn(async move { inner.release_leases(unused).await });
+        }
+        result.map(|(submitted, _)| submitted)
+    }
+
+    /// Revokes each of `ids` that no key is bound to (a lease written by hand may hold
+    /// other keys: those are left alone).
+    async fn release_leases(&self, ids: Vec<i64>) {
+        for id in ids {
+            match self.client.lease_keys(id).await {
+                Ok(left) if left.ttl > 0 && left.keys.is_empty() => {
+                    if let Err(e) = self.client.lease_revoke(id).await {
+                        tracing::debug!(lease = id, error = %e, "could not revoke an unused lease; it ends with its TTL");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(lease = id, error = %e, "could not read an unused lease; it ends with its TTL");
+                }
+            }
+        }
+    }
+
+    /// The compare-and-swap loop of [`Inner::submit`]: the edit written and applied here,
+    /// and the leases of the lapse keys it replaced or deleted.
+    async fn write(
+        &self,
+        request: &SharedEditRequest,
+        plan: &Plan,
+        lease: Option<(i64, i64)>,
+    ) -> Result<(Submitted, Vec<i64>), SharedEditError> {
         for _ in 0..CAS_ATTEMPTS {
             let keys = plan.keys(&self.prefix);
             let read = self
@@ -68,7 +110,7 @@ impl Inner {
                 })
                 .collect();
             old.resize(keys.len(), None);
-            let writes = plan.writes(&self.prefix, &old, lease, &request, &self.instance)?;
+            let writes = plan.writes(&self.prefix, &old, lease, request, &self.instance)?;
             let txn = TxnRequest {
                 compare: keys
                     .iter()
@@ -137,11 +179,30 @@ impl Inner {
                     outcome.lb_reset |= o.lb_reset;
                 }
             }
-            plan.apply_local(&request, &self.state);
-            return Ok(Submitted::new(
-                u64::try_from(revision).unwrap_or(0),
-                outcome.changed,
-                outcome.lb_reset,
+            plan.apply_local(request, &self.state);
+            // The leases of the keys this edit rewrote (with another lease) or deleted.
+            let replaced: Vec<i64> = keys
+                .iter()
+                .zip(&old)
+                .filter_map(|(key, kv)| {
+                    let old_lease = kv.as_ref().map_or(0, |kv| kv.lease);
+                    let still = writes.iter().any(|w| match w {
+                        Write::Put { key: k, lease, .. } => k == key && *lease == old_lease,
+                        Write::Delete { .. } => false,
+                    });
+                    let touched = writes.iter().any(|w| match w {
+                        Write::Put { key: k, .. } | Write::Delete { key: k } => k == key,
+                    });
+                    (old_lease != 0 && touched && !still).then_some(old_lease)
+                })
+                .collect();
+            return Ok((
+                Submitted::new(
+                    u64::try_from(revision).unwrap_or(0),
+                    outcome.changed,
+                    outcome.lb_reset,
+                ),
+                replaced,
             ));
         }
         Err(SharedEditError::Conflict {

@@ -223,7 +223,11 @@ pub struct HealthView {
 // ---------------------------------------------------------------------------------------------
 // Escaping and small formatters
 
-/// Escapes text for HTML and XML content and quoted attribute values: `& < > " '`.
+/// Escapes text for HTML and XML content and quoted attribute values: `& < > " '`. The
+/// characters XML 1.0 does not allow at all (control characters but tab, LF and CR;
+/// U+FFFE, U+FFFF), which text from outside may hold (a user name, a value written in etcd
+/// by hand), become U+FFFD: escaped or not, one of them would make the whole document
+/// ill-formed.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -233,6 +237,8 @@ pub(crate) fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c < ' ' || matches!(c, '\u{fffe}' | '\u{ffff}') => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
