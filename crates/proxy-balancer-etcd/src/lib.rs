@@ -88,9 +88,10 @@
 //! serve are left alone (another part of the fleet may serve them).
 //!
 //! A manager edit with `w_ttl` writes the flags it sets to the member's lapse key, bound to
-//! a new lease of that many seconds, and the same flags cleared (`w_status_X=0`) to its
-//! member key: when the lease ends, etcd deletes the lapse key (whether or not the instance
-//! that wrote it is still up) and every instance clears the flags. An edit without `w_ttl`
+//! a new lease of that many seconds, and leaves the member key's flags (and so the
+//! configuration's) as they were: when the lease ends, etcd deletes the lapse key (whether
+//! or not the instance that wrote it is still up) and every instance returns to what held
+//! before: a member that was disabled for good stays disabled. An edit without `w_ttl`
 //! of the same flags takes them off the lapse key: the later edit wins. The lease of a lapse
 //! key an edit replaces or deletes is revoked (unless a key written by hand still uses it).
 //!

@@ -1071,3 +1071,62 @@ async fn a_member_removed_by_another_source_is_not_added_back_by_its_key_or_skip
     .await;
     a.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapse_returns_to_what_held_before_it_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("a_lapse_returns_to_what_held_before_it").await else {
+        return;
+    };
+    // M2 is configured disabled (`status=+D`); M1 is disabled for good through etcd.
+    let configured = || {
+        let m1 = MemberParams::new(M1).expect("a URL");
+        let m2 = MemberParams::new(M2)
+            .expect("a URL")
+            .with_status(StatusFlags::DISABLED);
+        Arc::new(
+            BalancerStore::new(
+                BalancerParams::new("app"),
+                [m1, m2],
+                Instant::now().into_std(),
+            )
+            .expect("a store"),
+        )
+    };
+    let (store_a, store_b) = (configured(), configured());
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    a.submit(request(&format!("b=app&w={M1}&w_status_D=1"), "ops"))
+        .await
+        .expect("taken");
+    // Both then drained and disabled for 1 s.
+    let ttl = Some(Duration::from_secs(1));
+    for m in [M1, M2] {
+        a.submit(request(&format!("b=app&w={m}&w_status_D=1&w_status_N=1"), "ops").with_ttl(ttl))
+            .await
+            .expect("taken");
+    }
+    wait_for("both drained on B", Duration::from_secs(1), POLL, || {
+        has(&store_b, M1, StatusFlags::DRAIN) && has(&store_b, M2, StatusFlags::DRAIN)
+    })
+    .await;
+    wait_for(
+        "the drains lapsed on B",
+        Duration::from_secs(8),
+        POLL,
+        || !has(&store_b, M1, StatusFlags::DRAIN) && !has(&store_b, M2, StatusFlags::DRAIN),
+    )
+    .await;
+    // What held before the timed edit holds again: neither came back enabled.
+    for (store, who) in [(&store_a, "A"), (&store_b, "B")] {
+        assert!(
+            has(store, M1, StatusFlags::DISABLED),
+            "M1 disabled for good on {who}"
+        );
+        assert!(
+            has(store, M2, StatusFlags::DISABLED),
+            "M2 configured disabled on {who}"
+        );
+    }
+    a.stop();
+    b.stop();
+}

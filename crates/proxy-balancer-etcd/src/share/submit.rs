@@ -356,8 +356,12 @@ impl Plan {
             let mut lapse = lapse_kv.map(|kv| (prefix_key(Some(kv), &lapse_kind), kv.lease));
             match lease {
                 Some((id, secs)) => {
-                    // The flags set lapse: held by the lapsing key, cleared underneath.
-                    doc.merge_flags(StatusFlags::EMPTY, set.union(clear));
+                    // The flags set lapse: held by the lapsing key only. What lies
+                    // underneath (the member key, else the configuration) is left as it
+                    // is, so the lapse returns to it: a member disabled for good and then
+                    // drained-and-disabled for ten minutes stays disabled afterwards. The
+                    // flags cleared are cleared for good.
+                    doc.merge_flags(StatusFlags::EMPTY, clear);
                     let mut l = lapse.map(|(d, _)| d).unwrap_or_default();
                     l.merge_flags(set, StatusFlags::EMPTY);
                     l.remove_flags(clear);
