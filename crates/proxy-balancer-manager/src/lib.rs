@@ -52,7 +52,8 @@
 //! `client_not_allowed`, `method_not_allowed`, `bad_host`, `host_not_this_server`,
 //! `server_names_not_configured`, `cross_origin`, `too_large`, `no_health_checks`,
 //! `not_saved`, `needs_shared_store` (`w_ttl` without a shared store), with a shared store
-//! `store_unavailable` (503), `conflict` (409) and `store_refused` (400), and those of
+//! `store_unavailable` (503: nothing changed), `store_uncertain` (504: a write the store did not
+//! confirm, which may still land), `conflict` (409) and `store_refused` (400), and those of
 //! [`EditError::kind`](edit::EditError::kind) (`malformed`,
 //! `duplicate`, `unknown_parameters`, `invalid_value`, `missing`, `unknown_balancer`,
 //! `unknown_member`, `duplicate_member`, `no_free_slot`, `bad_nonce`). Every refusal at

@@ -790,6 +790,7 @@ impl From<SharedEditError> for Refusal {
             status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             kind: match e {
                 SharedEditError::Unavailable { .. } => "store_unavailable",
+                SharedEditError::Uncertain { .. } => "store_uncertain",
                 SharedEditError::Conflict { .. } => "conflict",
                 _ => "store_refused",
             },

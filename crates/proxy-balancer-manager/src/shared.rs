@@ -104,6 +104,14 @@ pub enum SharedEditError {
         /// What failed, and since when.
         reason: String,
     },
+    /// The shared store did not answer a write in time (or the link broke while it was
+    /// on its way): the edit may still have been taken, and is then applied on every
+    /// instance from its watch. Reload the page before trying again (504).
+    #[error("the shared store did not confirm the edit: {reason}; it may still have been made (every instance then applies it): reload the page before trying again")]
+    Uncertain {
+        /// What failed.
+        reason: String,
+    },
     /// Another instance changed the same thing at the same time and the edit could not be
     /// merged on top of it (409).
     #[error("conflicting edit: {reason}")]
@@ -125,6 +133,7 @@ impl SharedEditError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Unavailable { .. } => 503,
+            Self::Uncertain { .. } => 504,
             Self::Conflict { .. } => 409,
             Self::Refused { .. } => 400,
         }

@@ -25,6 +25,7 @@ use tower::ServiceExt;
 enum Mode {
     Take,
     Unavailable,
+    Uncertain,
     Conflict,
 }
 
@@ -50,6 +51,11 @@ impl SharedEdits for Fake {
                 Mode::Unavailable => {
                     return Err(SharedEditError::Unavailable {
                         reason: "etcd at http://127.0.0.1:1 did not answer".to_owned(),
+                    })
+                }
+                Mode::Uncertain => {
+                    return Err(SharedEditError::Uncertain {
+                        reason: "deadline exceeded".to_owned(),
                     })
                 }
                 Mode::Conflict => {
@@ -331,6 +337,17 @@ async fn a_conflict_is_409() {
         "{body}"
     );
     assert!(store.snapshot().members()[0].is_usable());
+}
+
+#[tokio::test]
+async fn an_unconfirmed_write_is_504_and_says_it_may_have_landed() {
+    let (_store, fake, manager) = setup();
+    *fake.mode.lock() = Mode::Uncertain;
+    let (status, body) = send(&manager, "POST", "/balancer-manager/api", DISABLE, None).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("\"kind\":\"store_uncertain\""), "{body}");
+    assert!(body.contains("it may still have been made"), "{body}");
+    assert!(!body.contains("was not made"), "{body}");
 }
 
 #[tokio::test]

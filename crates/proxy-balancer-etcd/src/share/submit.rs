@@ -141,7 +141,13 @@ impl Inner {
                     .collect(),
                 ..TxnRequest::default()
             };
-            let done = self.client.txn(txn).await.map_err(|e| self.failed(&e))?;
+            // A write that fails may still have been taken (only its answer lost): the
+            // refusal says so, unless etcd said plainly that it did not take it.
+            let done = self
+                .client
+                .txn(txn)
+                .await
+                .map_err(|e| self.write_failed(&e))?;
             if !done.succeeded {
                 self.lost_races.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("an edit lost a race in etcd; reading again");
@@ -218,6 +224,20 @@ impl Inner {
         self.state.lock().last_error = Some(reason.clone());
         SharedEditError::Unavailable {
             reason: format!("etcd ({}) did not take the edit: {reason}", self.backend),
+        }
+    }
+
+    /// An error from etcd on the write itself: `failed` when the write surely did
+    /// not reach etcd (refused before it was sent, or turned down), else
+    /// `SharedEditError::Uncertain`: the answer was lost, the edit may have landed.
+    fn write_failed(&self, status: &tonic::Status) -> SharedEditError {
+        if write_surely_not_taken(status.code()) {
+            return self.failed(status);
+        }
+        let reason = format!("{}: {}", code_words(status.code()), status.message());
+        self.state.lock().last_error = Some(reason.clone());
+        SharedEditError::Uncertain {
+            reason: format!("etcd ({}) did not answer the write: {reason}", self.backend),
         }
     }
 
@@ -463,4 +483,50 @@ fn check_doc(doc: &Doc, kind: &KeyKind, balancer: &str, url: &str) -> Result<(),
         .map_err(|reason| SharedEditError::Refused {
             reason: format!("the edit cannot be written to etcd: {reason}"),
         })
+}
+
+/// Whether a write that failed with `code` surely did not take effect in etcd: it was turned
+/// down (invalid, not allowed, too large) or never sent (no connection could be made). A
+/// deadline or a broken connection may hide a write that landed.
+fn write_surely_not_taken(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::OutOfRange
+            | tonic::Code::Unimplemented
+            | tonic::Code::AlreadyExists
+            | tonic::Code::NotFound
+    )
+}
+
+#[cfg(test)]
+mod write_outcome_tests {
+    use super::write_surely_not_taken;
+
+    #[test]
+    fn only_a_plain_refusal_says_the_write_was_not_taken() {
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::PermissionDenied,
+            tonic::Code::ResourceExhausted,
+        ] {
+            assert!(write_surely_not_taken(code), "{code:?}");
+        }
+        // A deadline, a cancelled call, a broken link or an unknown failure may hide a
+        // write that landed.
+        for code in [
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Cancelled,
+            tonic::Code::Unavailable,
+            tonic::Code::Unknown,
+            tonic::Code::Internal,
+            tonic::Code::Aborted,
+        ] {
+            assert!(!write_surely_not_taken(code), "{code:?}");
+        }
+    }
 }
