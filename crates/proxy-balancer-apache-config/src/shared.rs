@@ -12,8 +12,8 @@
 //!   prefixes on the same etcd.
 //! - `instance=`: this instance's name in the fleet, shown as who made an edit and in the
 //!   manager's status (letters, digits, `.`, `_`, `-`; at most 64). Default: the
-//!   `HOSTNAME` environment variable, else `proxy-balancer-<pid>` (chosen by the engine
-//!   when the site starts).
+//!   `HOSTNAME` environment variable, else the host's name (what `hostname` prints), else
+//!   `proxy-balancer-<pid>` (chosen by the engine when the site starts).
 //!
 //! The name follows mod_proxy's `BalancerGrowth`, `BalancerInherit` and `BalancerPersist`
 //! (settings of every balancer of the server): `BalancerPersist` keeps the manager's edits

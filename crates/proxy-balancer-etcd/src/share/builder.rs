@@ -27,7 +27,8 @@ impl EtcdShareBuilder {
     }
 
     /// This instance's name in the fleet, written with each of its edits (`via=`). Default:
-    /// the `HOSTNAME` environment variable, else `proxy-balancer-<pid>`.
+    /// the `HOSTNAME` environment variable, else the host's name (`/proc/sys/kernel/hostname`,
+    /// what `hostname` prints), else `proxy-balancer-<pid>`.
     pub fn instance(mut self, name: impl Into<String>) -> Self {
         self.instance = Some(name.into());
         self
@@ -234,8 +235,37 @@ fn check_instance(name: String) -> Result<String, EtcdError> {
 }
 
 fn default_instance() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .and_then(|h| check_instance(h).ok())
-        .unwrap_or_else(|| format!("proxy-balancer-{}", std::process::id()))
+    instance_from(
+        std::env::var("HOSTNAME").ok(),
+        std::fs::read_to_string(KERNEL_HOSTNAME).ok(),
+        std::process::id(),
+    )
+}
+
+/// Where Linux gives the host's name (what `hostname` prints), read when `HOSTNAME` is not
+/// in the environment (bash does not export it, systemd does not set it).
+const KERNEL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
+/// The default instance name: `HOSTNAME` from the environment, else the host's name, else
+/// `proxy-balancer-<pid>`; a name that is not a valid instance name is passed over.
+fn instance_from(env: Option<String>, kernel: Option<String>, pid: u32) -> String {
+    env.and_then(|h| check_instance(h).ok())
+        .or_else(|| kernel.and_then(|h| check_instance(h.trim().to_owned()).ok()))
+        .unwrap_or_else(|| format!("proxy-balancer-{pid}"))
+}
+
+#[cfg(test)]
+mod default_instance_tests {
+    use super::instance_from;
+
+    #[test]
+    fn the_environment_then_the_host_name_then_the_pid() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(instance_from(s("pod-7"), s("web-1\n"), 42), "pod-7");
+        assert_eq!(instance_from(None, s("web-1\n"), 42), "web-1");
+        // Not a valid name (a control character): passed over.
+        assert_eq!(instance_from(s("a\u{7}b"), s("web-1"), 42), "web-1");
+        assert_eq!(instance_from(None, s(""), 42), "proxy-balancer-42");
+        assert_eq!(instance_from(None, None, 42), "proxy-balancer-42");
+    }
 }
