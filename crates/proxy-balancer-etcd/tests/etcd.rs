@@ -978,6 +978,12 @@ async fn a_hung_etcd_never_hangs_a_submit_or_skipped_without_etcd() {
         format!("a hung etcd: a submit refused after {took:?} (request timeout 500 ms)\n")
             .as_bytes(),
     );
+    // The timeout may have marked the link down: edits are refused at once until the
+    // engine has reconnected (its backoff is at most 2 s), then taken.
+    wait_for("the link back up", Duration::from_secs(5), POLL, || {
+        share.status().connected
+    })
+    .await;
     share
         .submit(request(&format!("b=app&w={M1}&w_status_D=1"), "ops"))
         .await
