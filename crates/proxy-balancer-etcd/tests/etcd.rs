@@ -48,6 +48,30 @@ async fn start(endpoint: &str, instance: &str, store: &Arc<BalancerStore>) -> Et
         .expect("valid settings")
 }
 
+/// Two instances, `a` and `b`, each with its own store as the configuration gives it, on
+/// one etcd.
+async fn two_instances(
+    etcd: &EtcdServer,
+) -> (Arc<BalancerStore>, EtcdShare, Arc<BalancerStore>, EtcdShare) {
+    let (store_a, store_b) = (store(), store());
+    let a = start(&etcd.endpoint(), "a", &store_a).await;
+    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    (store_a, a, store_b, b)
+}
+
+/// Instance `a` reaching etcd through a [`Relay`] the test can cut.
+async fn behind_a_relay(etcd: &EtcdServer) -> (Relay, Arc<BalancerStore>, EtcdShare) {
+    let target: SocketAddr = etcd
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an address");
+    let relay = Relay::start(target).await;
+    let store = store();
+    let share = start(&format!("http://{}", relay.addr), "a", &store).await;
+    (relay, store, share)
+}
+
 fn key(member: &str) -> String {
     format!("{PREFIX}app/member/{member}")
 }
@@ -141,9 +165,7 @@ async fn edits_reach_another_instance_within_a_second_or_skipped_without_etcd() 
     let Some(etcd) = etcd_or_skip("edits_reach_another_instance_within_a_second").await else {
         return;
     };
-    let (store_a, store_b) = (store(), store());
-    let a = start(&etcd.endpoint(), "a", &store_a).await;
-    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let (store_a, a, store_b, b) = two_instances(&etcd).await;
 
     let mut local = Vec::new();
     let mut remote = Vec::new();
@@ -198,9 +220,7 @@ async fn concurrent_edits_of_one_member_are_never_lost_or_skipped_without_etcd()
     let Some(etcd) = etcd_or_skip("concurrent_edits_of_one_member_are_never_lost").await else {
         return;
     };
-    let (store_a, store_b) = (store(), store());
-    let a = start(&etcd.endpoint(), "a", &store_a).await;
-    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let (store_a, a, store_b, b) = two_instances(&etcd).await;
     let (mut both, mut conflicts) = (0, 0);
     for round in 0..50u8 {
         let lf_form = format!("b=app&w={M1}&w_lf={}", round + 1);
@@ -261,9 +281,7 @@ async fn etcd_killed_for_5_s_edits_refused_then_resumed_or_skipped_without_etcd(
     let Some(mut etcd) = etcd_or_skip("etcd_killed_for_5_s").await else {
         return;
     };
-    let (store_a, store_b) = (store(), store());
-    let a = start(&etcd.endpoint(), "a", &store_a).await;
-    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let (store_a, a, store_b, b) = two_instances(&etcd).await;
     a.submit(request(&format!("b=app&w={M1}&w_status_D=1"), "ops"))
         .await
         .expect("taken");
@@ -393,14 +411,7 @@ async fn after_a_compaction_the_prefix_is_read_again_and_reconciled_or_skipped_w
     let Some(etcd) = etcd_or_skip("after_a_compaction_the_prefix_is_read_again").await else {
         return;
     };
-    let target: SocketAddr = etcd
-        .endpoint()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("an address");
-    let relay = Relay::start(target).await;
-    let store = store();
-    let share = start(&format!("http://{}", relay.addr), "a", &store).await;
+    let (relay, store, share) = behind_a_relay(&etcd).await;
     etcd.put(&key(M1), "w_status_D=1").await.expect("put");
     etcd.put(&key(M3), "").await.expect("put");
     wait_for("the keys applied", Duration::from_secs(1), POLL, || {
@@ -512,9 +523,7 @@ async fn a_member_put_in_etcd_is_added_and_removed_with_its_key_or_skipped_witho
     let Some(etcd) = etcd_or_skip("a_member_put_in_etcd_is_added").await else {
         return;
     };
-    let (store_a, store_b) = (store(), store());
-    let a = start(&etcd.endpoint(), "a", &store_a).await;
-    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let (store_a, a, store_b, b) = two_instances(&etcd).await;
     etcd.put(&key(M3), "w_lf=2").await.expect("put");
     etcd.put(&key(M2), "w_lf=9&w_status_H=1")
         .await
@@ -583,9 +592,7 @@ async fn flags_with_a_ttl_lapse_even_when_their_instance_is_gone_or_skipped_with
     let Some(etcd) = etcd_or_skip("flags_with_a_ttl_lapse").await else {
         return;
     };
-    let (store_a, store_b) = (store(), store());
-    let a = start(&etcd.endpoint(), "a", &store_a).await;
-    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let (store_a, a, store_b, b) = two_instances(&etcd).await;
     let refused = a
         .submit(
             request(&format!("b=app&w={M1}&w_lf=2"), "ops").with_ttl(Some(Duration::from_secs(2))),
@@ -746,14 +753,7 @@ async fn changes_made_while_cut_off_are_replayed_when_the_watch_resumes_or_skipp
     let Some(etcd) = etcd_or_skip("changes_made_while_cut_off_are_replayed").await else {
         return;
     };
-    let target: SocketAddr = etcd
-        .endpoint()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("an address");
-    let relay = Relay::start(target).await;
-    let store = store();
-    let share = start(&format!("http://{}", relay.addr), "a", &store).await;
+    let (relay, store, share) = behind_a_relay(&etcd).await;
     etcd.put(&key(M1), "w_status_D=1").await.expect("put");
     wait_for("applied", Duration::from_secs(1), POLL, || {
         has(&store, M1, StatusFlags::DISABLED)
@@ -852,9 +852,7 @@ async fn an_edit_without_ttl_overrides_a_lapsing_flag_or_skipped_without_etcd() 
     let Some(etcd) = etcd_or_skip("an_edit_without_ttl_overrides_a_lapsing_flag").await else {
         return;
     };
-    let (store_a, store_b) = (store(), store());
-    let a = start(&etcd.endpoint(), "a", &store_a).await;
-    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let (store_a, a, store_b, b) = two_instances(&etcd).await;
     let ttl = Some(Duration::from_secs(60));
     a.submit(request(&format!("b=app&w={M1}&w_status_N=1&w_status_H=1"), "ops").with_ttl(ttl))
         .await
@@ -900,9 +898,7 @@ async fn balancer_settings_are_shared_and_revert_with_their_key_or_skipped_witho
     let Some(etcd) = etcd_or_skip("balancer_settings_are_shared").await else {
         return;
     };
-    let (store_a, store_b) = (store(), store());
-    let a = start(&etcd.endpoint(), "a", &store_a).await;
-    let b = start(&etcd.endpoint(), "b", &store_b).await;
+    let (store_a, a, store_b, b) = two_instances(&etcd).await;
     let configured = store_a.snapshot().params().max_attempts;
     let submitted = a
         .submit(request(
