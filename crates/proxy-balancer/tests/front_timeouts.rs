@@ -51,6 +51,22 @@ async fn hello_server(limits: ClientLimits) -> ServerHandle {
         .expect("a loopback port")
 }
 
+/// A server answering `hello` after `delay`, whose shutdown drains for up to 8 s (the
+/// shutdown tests).
+async fn draining_hello_server(delay: Duration) -> ServerHandle {
+    let service = service_fn(move |_: Request<RequestBody>| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    });
+    Server::new()
+        .drain(Duration::from_secs(8))
+        .listen(LOOPBACK, service)
+        .await
+        .expect("a loopback port")
+}
+
 /// Short limits: header 500 ms (up to 1.5 s at 1 byte/s), keep-alive 500 ms, TimeOut 500 ms.
 fn short() -> ClientLimits {
     ClientLimits::new()
@@ -650,14 +666,7 @@ async fn a_client_that_closes_before_its_answer_drops_its_request() {
 /// connection that has sent nothing does not hold up a shutdown, which closes it at once.
 #[tokio::test]
 async fn a_shutdown_closes_a_connection_that_sent_nothing_at_once() {
-    let service = service_fn(|_: Request<RequestBody>| async {
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
-    });
-    let server = Server::new()
-        .drain(Duration::from_secs(8))
-        .listen(LOOPBACK, service)
-        .await
-        .expect("a loopback port");
+    let server = draining_hello_server(Duration::ZERO).await;
     let mut stream = TcpStream::connect(server.local_addr())
         .await
         .expect("connect");
@@ -676,15 +685,7 @@ async fn a_shutdown_closes_a_connection_that_sent_nothing_at_once() {
 /// A shutdown lets a request in flight finish, then closes its connection.
 #[tokio::test]
 async fn a_shutdown_answers_the_request_in_flight() {
-    let service = service_fn(|_: Request<RequestBody>| async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
-    });
-    let server = Server::new()
-        .drain(Duration::from_secs(8))
-        .listen(LOOPBACK, service)
-        .await
-        .expect("a loopback port");
+    let server = draining_hello_server(Duration::from_millis(300)).await;
     let mut stream = TcpStream::connect(server.local_addr())
         .await
         .expect("connect");
@@ -726,14 +727,7 @@ async fn a_head_in_pieces_that_starts_like_the_h2_preface_is_http1() {
 /// connection was closed without an answer).
 #[tokio::test]
 async fn a_shutdown_answers_a_head_begun_with_p() {
-    let service = service_fn(|_: Request<RequestBody>| async {
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
-    });
-    let server = Server::new()
-        .drain(Duration::from_secs(8))
-        .listen(LOOPBACK, service)
-        .await
-        .expect("a loopback port");
+    let server = draining_hello_server(Duration::ZERO).await;
     let mut stream = TcpStream::connect(server.local_addr())
         .await
         .expect("connect");
