@@ -1132,3 +1132,29 @@ async fn a_lapse_returns_to_what_held_before_it_or_skipped_without_etcd() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_on_a_local_flag_is_refused_and_nothing_changes_or_skipped_without_etcd() {
+    let Some(etcd) = etcd_or_skip("a_ttl_on_a_local_flag_is_refused").await else {
+        return;
+    };
+    let store = store();
+    let share = start(&etcd.endpoint(), "a", &store).await;
+    let refused = share
+        .submit(
+            request(&format!("b=app&w={M1}&w_status_D=1&w_status_C=1"), "ops")
+                .with_ttl(Some(Duration::from_secs(600))),
+        )
+        .await
+        .expect_err("C cannot lapse");
+    assert!(
+        matches!(&refused, SharedEditError::Refused { reason } if reason.contains("w_status_C")),
+        "{refused}"
+    );
+    assert_eq!(
+        flags(&store, M1),
+        Some(StatusFlags::EMPTY),
+        "nothing applied"
+    );
+    share.stop();
+}

@@ -185,7 +185,7 @@ impl Inner {
                     outcome.lb_reset |= o.lb_reset;
                 }
             }
-            plan.apply_local(request, &self.state);
+            plan.apply_local(&self.state);
             // The leases of the keys this edit rewrote (with another lease) or deleted.
             let replaced: Vec<i64> = keys
                 .iter()
@@ -265,6 +265,13 @@ impl Inner {
                 reason:
                     "w_ttl applies to the flags an edit sets (w_status_X=1); this edit sets none"
                         .to_owned(),
+            });
+        }
+        let local = edit.member.set_flags.difference(SHARED_FLAGS);
+        if ttl.is_some() && !local.is_empty() {
+            return Err(SharedEditError::Refused {
+                reason: "w_ttl applies to the shared flags (I, N, D, H, R, S); w_status_C is this instance's own health-check result and does not lapse: send it in an edit without w_ttl"
+                    .to_owned(),
             });
         }
         let member_url = match &edit.member_url {
@@ -455,7 +462,7 @@ impl Plan {
     }
 
     /// The `C` flag of member `w`, a health result: set or cleared here only.
-    fn apply_local(&self, _request: &SharedEditRequest, state: &Mutex<State>) {
+    fn apply_local(&self, state: &Mutex<State>) {
         if self.local_set.is_empty() && self.local_clear.is_empty() {
             return;
         }
