@@ -667,7 +667,7 @@ impl BalancerManager {
         let name = managed.name();
         let short = name.strip_prefix("balancer://").unwrap_or(&name).to_owned();
         let ttl = edit.ttl;
-        let request = SharedEditRequest::new(short, edit.clone(), by).with_ttl(ttl);
+        let request = SharedEditRequest::new(short.clone(), edit.clone(), by).with_ttl(ttl);
         let submitted = shared.submit(request).await.map_err(Refusal::from)?;
         self.inner.changes.fetch_add(1, Ordering::Relaxed);
         let after = flags_of(member_url.as_deref());
@@ -676,16 +676,11 @@ impl BalancerManager {
             _ => None,
         };
         Ok(Changed {
-            applied: shared_applied_json(&short_name_of(&name), &edit, &submitted, flags),
+            applied: shared_applied_json(&short, &edit, &submitted, flags),
             revision: Some(submitted.revision),
             not_saved: None,
         })
     }
-}
-
-/// A balancer's name without `balancer://`.
-fn short_name_of(name: &str) -> String {
-    name.strip_prefix("balancer://").unwrap_or(name).to_owned()
 }
 
 /// The JSON API's `applied` object for an edit the shared store took: as

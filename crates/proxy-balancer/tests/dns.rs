@@ -749,6 +749,26 @@ async fn check_starts_nothing_and_reports_the_line() {
         refused.starts_with("line 3: ") && refused.contains("BalancerPersist"),
         "{refused}"
     );
+    // BalancerShare would add a discovered member, through its key, on instances that did
+    // not discover it: refused.
+    let shared = proxy_balancer::apache_config::parse(
+        "BalancerShare etcd http://127.0.0.1:2379
+<Proxy balancer://api>
+  BalancerMember http://api.test:8080 discover=dns
+</Proxy>
+<Location /balancer-manager>
+  SetHandler balancer-manager
+</Location>
+",
+    )
+    .unwrap();
+    let refused = proxy_balancer::site::Site::validate(&shared)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.starts_with("line 3: ") && refused.contains("BalancerShare"),
+        "{refused}"
+    );
     let findings = proxy_balancer::apache_config::doctor::check(&config);
     let f = findings
         .iter()

@@ -28,8 +28,9 @@ use super::SiteError;
 /// # Errors
 ///
 /// A discover line that cannot be discovered ([`SiteError::Params`], with its line);
-/// ([`SiteError::Discovery`]) the system's resolver configuration that cannot be read, or
-/// `BalancerPersist On` (the manager's state file would keep discovered members).
+/// ([`SiteError::Discovery`]) the system's resolver configuration that cannot be read,
+/// `BalancerPersist On` (the manager's state file would keep discovered members), or
+/// `BalancerShare` (a shared key would add a discovered member where no discovery drains it).
 pub(super) fn spawn(
     config: &Config,
     stores: &[Arc<BalancerStore>],
@@ -47,6 +48,16 @@ pub(super) fn spawn(
         return Err(SiteError::Discovery {
             line: first.span.line,
             reason: "discover= members with BalancerPersist On are not supported: the balancer-manager's state file would keep the discovered members as members added by hand, and bring them back after a restart whatever DNS says".to_owned(),
+        });
+    }
+    if config.balancer_share.is_some() {
+        // Discovered members are each instance's own (each resolves the name itself), while
+        // a shared member key adds its member on every instance: an instance that has not
+        // discovered the member (starting, or after DNS dropped it) would add it with bare
+        // parameters, and its discovery would then leave it alone, never drained.
+        return Err(SiteError::Discovery {
+            line: first.span.line,
+            reason: "discover= members with BalancerShare are not supported yet: discovered members are each instance's own, and an etcd key for one (written by any manager edit of it) would add it with bare parameters on instances that have not discovered it, where no discovery would ever drain it; list the members, or give the discovered balancers to instances that do not share".to_owned(),
         });
     }
     let resolver = match &config.discover_nameservers {
