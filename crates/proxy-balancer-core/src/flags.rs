@@ -119,6 +119,12 @@ impl StatusFlags {
         Self(self.0 & !other.0)
     }
 
+    /// The flags in both `self` and `other`.
+    #[must_use]
+    pub const fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
     /// Whether a member with these flags may receive requests: none of `D`, `S`, `E`, `C`.
     ///
     /// # Apache
@@ -347,6 +353,10 @@ mod tests {
         );
         assert!(StatusFlags::EMPTY.is_empty());
         assert!(!StatusFlags::IGNORE_ERRORS.is_empty());
+        // Only the flags both have.
+        let g = StatusFlags::HOT_STANDBY | StatusFlags::STOPPED;
+        assert_eq!(f.intersection(g), StatusFlags::HOT_STANDBY);
+        assert_eq!(f.intersection(StatusFlags::STOPPED), StatusFlags::EMPTY);
         let mut g = StatusFlags::STOPPED;
         g |= StatusFlags::IGNORE_ERRORS;
         assert_eq!(g, StatusFlags::STOPPED | StatusFlags::IGNORE_ERRORS);

@@ -250,7 +250,10 @@ fn apply_member(entry: &mut Entry, balancer: &str, url: &str) -> Result<Outcome,
     }
     let member = if let Some(member) = present {
         if m.base.is_none() {
-            m.base = Some((member.params().clone(), and(member.flags(), SHARED_FLAGS)));
+            m.base = Some((
+                member.params().clone(),
+                member.flags().intersection(SHARED_FLAGS),
+            ));
         }
         member.clone()
     } else if m.base.is_some() && !m.added {
@@ -369,11 +372,11 @@ fn target_edit(
     let mut target = *bflags;
     for overlay in [doc, lapse].into_iter().flatten() {
         target = target
-            .union(and(overlay.member.set_flags, SHARED_FLAGS))
+            .union(overlay.member.set_flags.intersection(SHARED_FLAGS))
             .difference(overlay.member.clear_flags);
     }
-    let target = and(target, SHARED_FLAGS);
-    let now = and(current.flags(), SHARED_FLAGS);
+    let target = target.intersection(SHARED_FLAGS);
+    let now = current.flags().intersection(SHARED_FLAGS);
     e.member.set_flags = target.difference(now);
     e.member.clear_flags = now.difference(target);
     e

@@ -336,10 +336,6 @@ impl Outcome {
     }
 }
 
-fn and(a: StatusFlags, b: StatusFlags) -> StatusFlags {
-    StatusFlags::from_bits_truncate(a.bits() & b.bits())
-}
-
 pub(super) fn code_words(code: tonic::Code) -> &'static str {
     match code {
         tonic::Code::Unavailable => "unavailable",

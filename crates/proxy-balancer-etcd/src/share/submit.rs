@@ -259,7 +259,7 @@ impl Inner {
                 reason: "w_ttl must be at least 1 second".to_owned(),
             });
         }
-        let set = and(edit.member.set_flags, SHARED_FLAGS);
+        let set = edit.member.set_flags.intersection(SHARED_FLAGS);
         if ttl.is_some() && set.is_empty() {
             return Err(SharedEditError::Refused {
                 reason:
@@ -295,8 +295,8 @@ impl Inner {
             ttl,
             balancer_fields,
             add,
-            local_set: and(edit.member.set_flags, StatusFlags::HC_FAILED),
-            local_clear: and(edit.member.clear_flags, StatusFlags::HC_FAILED),
+            local_set: edit.member.set_flags.intersection(StatusFlags::HC_FAILED),
+            local_clear: edit.member.clear_flags.intersection(StatusFlags::HC_FAILED),
             local_url: member_url,
         })
     }
@@ -378,8 +378,8 @@ impl Plan {
             let lapse_kind = KeyKind::Lapse(url.clone());
             let mut doc = prefix_key(member_kv, &member_kind);
             let mut changed = doc.merge_member(edit);
-            let set = and(edit.member.set_flags, SHARED_FLAGS);
-            let clear = and(edit.member.clear_flags, SHARED_FLAGS);
+            let set = edit.member.set_flags.intersection(SHARED_FLAGS);
+            let clear = edit.member.clear_flags.intersection(SHARED_FLAGS);
             let mut lapse = lapse_kv.map(|kv| (prefix_key(Some(kv), &lapse_kind), kv.lease));
             match lease {
                 Some((id, secs)) => {
