@@ -244,7 +244,7 @@ where
         // Forget the services of members that are gone (their requests in flight hold
         // their own clones).
         this.services
-            .retain(|url| this.sync.owns(url) || this.keys.values().any(|(_, p)| &p.url == url));
+            .retain(|url| this.sync.owns(url) || this.urls.contains_key(url));
         match drained {
             Poll::Ready(()) if *this.ended => Poll::Ready(()),
             _ => Poll::Pending,
