@@ -769,6 +769,19 @@ async fn check_starts_nothing_and_reports_the_line() {
         refused.starts_with("line 3: ") && refused.contains("BalancerShare"),
         "{refused}"
     );
+    // A virtual host's own ProxyIOBufferSize would not reach discovered members (the
+    // member client finds options by URL): refused.
+    let io = proxy_balancer::apache_config::parse(
+        "<VirtualHost *:80>\n  ProxyIOBufferSize 16384\n  <Proxy balancer://api>\n    BalancerMember http://api.test:8080 discover=dns\n  </Proxy>\n  ProxyPass / balancer://api/\n</VirtualHost>\n",
+    )
+    .unwrap();
+    let refused = proxy_balancer::site::Site::validate(&io)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.starts_with("line 4: ") && refused.contains("ProxyIOBufferSize"),
+        "{refused}"
+    );
     let findings = proxy_balancer::apache_config::doctor::check(&config);
     let f = findings
         .iter()

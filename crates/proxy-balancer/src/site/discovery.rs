@@ -70,6 +70,20 @@ pub(super) fn spawn(
     // Balancer index → its sources, in line order.
     let mut by_balancer: BTreeMap<usize, Vec<DnsSource>> = BTreeMap::new();
     for f in found {
+        // The member client's options are found by URL, and a discovered member's URL is
+        // its address: it gets the main server's `ProxyIOBufferSize`, so a virtual host's
+        // own would not reach it.
+        let vhost = config
+            .balancers
+            .get(f.balancer)
+            .and_then(|b| b.context.vhost);
+        let io = config.host_settings(vhost).proxy_io_buffer_size;
+        if vhost.is_some() && io != config.server.proxy_io_buffer_size {
+            return Err(SiteError::Discovery {
+                line: f.span.line,
+                reason: "discover= members of a <VirtualHost> whose ProxyIOBufferSize differs from the main server's are not supported: discovered members get the main server's; set it in the main server, or list the members".to_owned(),
+            });
+        }
         let template = f.template;
         let source = match &f.discover {
             Discover::Srv { name } => DnsSource::srv(template, name.as_deref()),
