@@ -140,6 +140,7 @@ mod member;
 mod params;
 mod peer;
 mod schedule;
+mod selection;
 mod snapshot;
 mod store;
 mod sync;
@@ -168,5 +169,6 @@ pub use params::{
     StickySession,
 };
 pub use peer::{LocalAddr, PeerAddr, TlsInfo};
+pub use selection::{HashKey, HashRing, OutlierParams, RetryBudgetParams, DEFAULT_EWMA_DECAY};
 pub use snapshot::{BalancerSnapshot, PickRequest, Picked};
 pub use store::{BalancerStore, MemberSetEdit};

@@ -8,6 +8,9 @@ use crate::error::ParamError;
 use crate::flags::StatusFlags;
 use crate::health::HcParams;
 use crate::lbmethod::LbMethodKind;
+use crate::selection::{
+    parse_number, HashKey, HashRing, OutlierParams, RetryBudgetParams, DEFAULT_EWMA_DECAY,
+};
 
 /// Routes, redirects and sticky session names are shorter than this, as in Apache
 /// (`PROXY_WORKER_MAX_ROUTE_SIZE`), whose shared memory slots are 64 bytes with a NUL.
@@ -549,6 +552,18 @@ impl fmt::Debug for MemberUrl {
     }
 }
 
+/// `Off` (or `0`) is `None`; anything else goes through `parse`.
+fn off_or<T>(
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, ParamError>,
+) -> Result<Option<T>, ParamError> {
+    if value.eq_ignore_ascii_case("off") || value.trim() == "0" {
+        Ok(None)
+    } else {
+        parse(value).map(Some)
+    }
+}
+
 fn parse_on_off(param: &'static str, value: &str) -> Result<bool, ParamError> {
     if value.eq_ignore_ascii_case("on") {
         Ok(true)
@@ -647,6 +662,10 @@ pub struct MemberParams {
     pub disable_reuse: bool,
     /// `keepalive`: TCP keep-alive probes on member connections (default Off).
     pub keepalive: bool,
+    /// Beyond Apache, `slowstart`: after the member becomes usable again (or is added while
+    /// the balancer runs), its weight ramps from a small share to full over this period
+    /// (HAProxy's `slowstart`). Default none.
+    pub slow_start: Option<Duration>,
     /// The health-check parameters (`hcmethod`, `hcuri`, `hcinterval`, `hcpasses`,
     /// `hcfails`, `hcexpr`; `hctemplate` resolved into them). Default: no health check.
     pub hc: HcParams,
@@ -683,6 +702,7 @@ impl MemberParams {
             ttl: None,
             disable_reuse: false,
             keepalive: false,
+            slow_start: None,
             hc: HcParams::DEFAULT,
         }
     }
@@ -790,6 +810,9 @@ impl MemberParams {
             "disablereuse" => self.disable_reuse = parse_on_off("disablereuse", value)?,
             "enablereuse" => self.disable_reuse = !parse_on_off("enablereuse", value)?,
             "keepalive" => self.keepalive = parse_on_off("keepalive", value)?,
+            "slowstart" => {
+                self.slow_start = off_or(value, |v| parse_time("slowstart", v))?;
+            }
             hc @ ("hcmethod" | "hcuri" | "hcinterval" | "hcpasses" | "hcfails" | "hcexpr"
             | "hctemplate") => self.hc.set(hc, value)?,
             _ => {
@@ -973,6 +996,25 @@ pub struct BalancerParams {
     pub growth: u8,
     /// `forcerecovery`: when every member is in error, retry them all at once (default On).
     pub force_recovery: bool,
+    /// Beyond Apache, `hashkey`: what `lbmethod=hash` hashes (default the client address).
+    pub hash_key: HashKey,
+    /// Beyond Apache, `hashring`: how `lbmethod=hash` maps keys to members (default
+    /// Maglev).
+    pub hash_ring: HashRing,
+    /// Beyond Apache, `eject*`: outlier ejection (default off).
+    pub outlier: OutlierParams,
+    /// Beyond Apache, `panic`: when fewer than this percentage of a set's regular members
+    /// are usable, members in error, failing their health check or ejected are balanced
+    /// over as if usable (Envoy's panic threshold; `forcerecovery` is the case "none
+    /// usable"). Default none.
+    pub panic_threshold: Option<u8>,
+    /// Beyond Apache, `retrybudget`: the budget of `retry_idempotent`'s retries (default
+    /// tower's: 20 % plus 10 a second); `None` (`retrybudget=Off`) bounds them by
+    /// `maxattempts` only.
+    pub retry_budget: Option<RetryBudgetParams>,
+    /// Beyond Apache, `ewmadecay`: how fast `lbmethod=p2c-ewma` forgets a slow answer
+    /// (default 10 s).
+    pub ewma_decay: Duration,
 }
 
 impl BalancerParams {
@@ -999,6 +1041,12 @@ impl BalancerParams {
             nonce: Nonce::Auto,
             growth: 0,
             force_recovery: true,
+            hash_key: HashKey::Client,
+            hash_ring: HashRing::Maglev,
+            outlier: OutlierParams::OFF,
+            panic_threshold: None,
+            retry_budget: Some(RetryBudgetParams::DEFAULT),
+            ewma_decay: DEFAULT_EWMA_DECAY,
         }
     }
 
@@ -1090,6 +1138,72 @@ impl BalancerParams {
                 };
             }
             "forcerecovery" => self.force_recovery = parse_on_off("forcerecovery", value)?,
+            "hashkey" => self.hash_key = value.parse()?,
+            "hashring" => self.hash_ring = value.parse()?,
+            "ejectconsecutive" => {
+                self.outlier.consecutive_5xx =
+                    off_or(value, |v| parse_number("ejectconsecutive", v, 1..=10_000))?;
+            }
+            "ejectsuccessrate" => {
+                self.outlier.success_rate =
+                    off_or(value, |v| parse_number("ejectsuccessrate", v, 1..=100))?;
+            }
+            "ejectwindow" => self.outlier.window = parse_time("ejectwindow", value)?,
+            "ejectminrequests" => {
+                self.outlier.min_requests = parse_number("ejectminrequests", value, 1..=1_000_000)?;
+            }
+            "ejecttime" => self.outlier.eject_time = parse_time("ejecttime", value)?,
+            "ejectmaxtime" => self.outlier.max_eject_time = parse_time("ejectmaxtime", value)?,
+            "ejectmax" => {
+                self.outlier.max_ejected_percent = parse_number("ejectmax", value, 0..=100)?;
+            }
+            "panic" => {
+                self.panic_threshold = off_or(value, |v| parse_number("panic", v, 1..=100))?;
+            }
+            "retrybudget" => {
+                // `0` is a budget of the floor alone (`retrybudgetmin`); `Off` is none.
+                let budget = self.retry_budget.unwrap_or_default();
+                self.retry_budget = if value.eq_ignore_ascii_case("off") {
+                    None
+                } else {
+                    Some(RetryBudgetParams {
+                        percent: parse_number("retrybudget", value, 0..=1000)?,
+                        ..budget
+                    })
+                };
+            }
+            "retrybudgetmin" => {
+                let n = parse_number("retrybudgetmin", value, 0..=1_000_000)?;
+                if let Some(budget) = &mut self.retry_budget {
+                    budget.min_per_sec = n;
+                } else {
+                    return Err(ParamError::invalid(
+                        "retrybudgetmin",
+                        value,
+                        "the retry budget is Off (retrybudget=Off comes before it)",
+                    ));
+                }
+            }
+            "retrybudgetwindow" => {
+                let window = parse_time("retrybudgetwindow", value)?;
+                if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&window) {
+                    return Err(ParamError::invalid(
+                        "retrybudgetwindow",
+                        value,
+                        "must be from 1 to 60 seconds",
+                    ));
+                }
+                if let Some(budget) = &mut self.retry_budget {
+                    budget.window = window;
+                } else {
+                    return Err(ParamError::invalid(
+                        "retrybudgetwindow",
+                        value,
+                        "the retry budget is Off (retrybudget=Off comes before it)",
+                    ));
+                }
+            }
+            "ewmadecay" => self.ewma_decay = parse_time("ewmadecay", value)?,
             _ => {
                 return Err(ParamError::UnknownParameter {
                     param: key.to_owned(),

@@ -41,6 +41,10 @@ pub struct PickRequest<'a> {
     pub route: Option<&'a str>,
     /// Members this request already tried; they are not picked again.
     pub tried: &'a [MemberId],
+    /// The request's key for request-aware lbmethods (`lbmethod=hash`): the bytes the
+    /// balancer's `hashkey` names, taken from the request without a copy. `None`: the
+    /// request has none, and `hash` balances it as byrequests would.
+    pub key: Option<&'a [u8]>,
 }
 
 impl<'a> PickRequest<'a> {
@@ -50,7 +54,15 @@ impl<'a> PickRequest<'a> {
         Self {
             route: None,
             tried: &[],
+            key: None,
         }
+    }
+
+    /// Sets the request's key (see [`PickRequest::key`]).
+    #[must_use]
+    pub const fn with_key(mut self, key: &'a [u8]) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// Sets the session route.
@@ -300,7 +312,7 @@ impl BalancerSnapshot {
             }
         }
         let member = self
-            .balance(request.tried, now)
+            .balance(request.tried, request.key, now)
             .ok_or(PickError::AllUnusable)?;
         if let (Some(schedule), true) = (&self.schedule, tied) {
             schedule.note_scan_pick(&self.hot, || self.plain_candidates(now), changes);
@@ -419,7 +431,12 @@ impl BalancerSnapshot {
 
     /// Apache's `find_best_worker`: lbsets in ascending order; in each, regular members and
     /// spares, else standbys.
-    fn balance<'s>(&'s self, tried: &'s [MemberId], now: Instant) -> Option<&'s Member> {
+    fn balance<'s>(
+        &'s self,
+        tried: &'s [MemberId],
+        key: Option<&'s [u8]>,
+        now: Instant,
+    ) -> Option<&'s Member> {
         for (_, indices) in self.sets.iter() {
             let (spare_limit, standbys) = match self.plan_set(indices, tried, now) {
                 SetPlan::Regular {
@@ -436,14 +453,16 @@ impl BalancerSnapshot {
                     spare_limit,
                     tried,
                     now,
-                );
+                )
+                .with_key(key);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }
             }
             if standbys {
                 let candidates =
-                    Candidates::standby((&self.members, &self.hot), indices, tried, now);
+                    Candidates::standby((&self.members, &self.hot), indices, tried, now)
+                        .with_key(key);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }

@@ -11,6 +11,9 @@
 //! | `bytraffic` | [`ByTraffic`] | least bytes (sent + read) per load factor |
 //! | `bybusyness` | [`ByBusyness`] | fewest requests in flight; ties by the byrequests score |
 //! | `heartbeat` | [`Heartbeat`] | smooth weighted round robin on the members' reported `ready` slots; byrequests without fresh reports |
+//! | `hash` (beyond Apache) | [`Hash`] | consistent hashing of a request key ([`HashKey`](crate::HashKey)) over a Maglev table or nginx's ketama points ([`HashRing`](crate::HashRing)) |
+//! | `p2c` (beyond Apache) | [`P2c`] | the less busy of two random candidates, per load factor |
+//! | `p2c-ewma` (beyond Apache) | [`P2cEwma`] | the lower of two random candidates' peak-EWMA latency × (requests in flight + 1), as tower and linkerd |
 //!
 //! Write your own by implementing [`LbMethod`] and using [`LbMethodKind::Custom`].
 
@@ -24,13 +27,17 @@ use crate::member::{Hot, Member, MemberId};
 use crate::sync::Ordering;
 
 mod busyness;
+mod hash;
 mod heartbeat;
+mod p2c;
 mod requests;
 mod traffic;
 
 pub use crate::member::LoadReport;
 pub use busyness::ByBusyness;
+pub use hash::Hash;
 pub use heartbeat::Heartbeat;
+pub use p2c::{P2c, P2cEwma};
 pub use requests::ByRequests;
 pub use traffic::ByTraffic;
 
@@ -116,13 +123,20 @@ pub enum LbMethodKind {
     ByBusyness,
     /// `lbmethod=heartbeat`, with its report age limit.
     Heartbeat(Heartbeat),
+    /// `lbmethod=hash` (beyond Apache): consistent hashing of the request's key.
+    Hash,
+    /// `lbmethod=p2c` (beyond Apache): the less busy of two random candidates.
+    P2c,
+    /// `lbmethod=p2c-ewma` (beyond Apache): two random candidates compared by peak-EWMA
+    /// latency times requests in flight.
+    P2cEwma,
     /// A user-defined method.
     Custom(Arc<dyn LbMethod>),
 }
 
 impl LbMethodKind {
-    /// The method's name (`byrequests`, `bytraffic`, `bybusyness`, `heartbeat` or the
-    /// custom name).
+    /// The method's name (`byrequests`, `bytraffic`, `bybusyness`, `heartbeat`, `hash`,
+    /// `p2c`, `p2c-ewma` or the custom name).
     #[must_use]
     pub fn name(&self) -> &str {
         match self {
@@ -130,6 +144,9 @@ impl LbMethodKind {
             Self::ByTraffic => "bytraffic",
             Self::ByBusyness => "bybusyness",
             Self::Heartbeat(_) => "heartbeat",
+            Self::Hash => "hash",
+            Self::P2c => "p2c",
+            Self::P2cEwma => "p2c-ewma",
             Self::Custom(m) => m.name(),
         }
     }
@@ -140,6 +157,9 @@ impl LbMethodKind {
             Self::ByTraffic => ByTraffic.choose(candidates),
             Self::ByBusyness => ByBusyness.choose(candidates),
             Self::Heartbeat(m) => m.choose(candidates),
+            Self::Hash => Hash.choose(candidates),
+            Self::P2c => P2c.choose(candidates),
+            Self::P2cEwma => P2cEwma.choose(candidates),
             Self::Custom(m) => m.choose(candidates),
         }
     }
@@ -191,10 +211,14 @@ impl FromStr for LbMethodKind {
             "bytraffic" => Ok(Self::ByTraffic),
             "bybusyness" => Ok(Self::ByBusyness),
             "heartbeat" => Ok(Self::Heartbeat(Heartbeat::new())),
+            "hash" => Ok(Self::Hash),
+            "p2c" => Ok(Self::P2c),
+            "p2c-ewma" => Ok(Self::P2cEwma),
             _ => Err(ParamError::invalid(
                 "lbmethod",
                 s,
-                "unknown lbmethod; expected byrequests, bytraffic, bybusyness or heartbeat",
+                "unknown lbmethod; expected byrequests, bytraffic, bybusyness, heartbeat, \
+                 hash, p2c or p2c-ewma",
             )),
         }
     }
@@ -222,6 +246,7 @@ pub struct Candidates<'a> {
     spare_limit: usize,
     tried: &'a [MemberId],
     now: Instant,
+    key: Option<&'a [u8]>,
 }
 
 impl<'a> Candidates<'a> {
@@ -241,6 +266,7 @@ impl<'a> Candidates<'a> {
             spare_limit,
             tried,
             now,
+            key: None,
         }
     }
 
@@ -259,7 +285,24 @@ impl<'a> Candidates<'a> {
             spare_limit: 0,
             tried,
             now,
+            key: None,
         }
+    }
+
+    /// Sets the request's key ([`PickRequest::key`](crate::PickRequest::key)).
+    pub(crate) const fn with_key(mut self, key: Option<&'a [u8]>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// The request's key, for request-aware methods such as [`Hash`]: the bytes the
+    /// balancer took from the request as the balancer's `hashkey` says (the client address,
+    /// a header, a cookie, the path or the URI), or what the caller of
+    /// [`BalancerSnapshot::pick`](crate::BalancerSnapshot::pick) set. `None` when the
+    /// request has no such key.
+    #[must_use]
+    pub const fn key(&self) -> Option<&'a [u8]> {
+        self.key
     }
 
     /// The time of the pick (the `now` given to
