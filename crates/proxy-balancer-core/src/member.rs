@@ -175,6 +175,9 @@ pub struct MemberState {
     retries: AtomicU64,
     /// Errors in a row (reset by a success), for the growing retry window.
     failures: AtomicU32,
+    /// When the member last became usable (slow start): nanoseconds since `epoch` plus one;
+    /// 0 means "usable since the store was made" (no ramp).
+    usable_since: AtomicU64,
     epoch: Instant,
     /// The balancer's change counter, bumped on every flag change of any of its members, so
     /// that a pick can tell in one load whether the set of usable members may have changed.
@@ -208,6 +211,7 @@ impl MemberState {
             error_time: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             failures: AtomicU32::new(0),
+            usable_since: AtomicU64::new(0),
             epoch,
             changes,
             inflight,
@@ -465,6 +469,41 @@ impl MemberState {
         Some((self.load.reported.load(Ordering::Relaxed) >> 32) as u32)
     }
 
+    /// When the member last became usable again (or was added to a running store), if
+    /// that is what its slow start ramps from; `None` when it has been usable since the
+    /// store was made.
+    #[must_use]
+    pub fn usable_since(&self) -> Option<Instant> {
+        match self.usable_since.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.epoch + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Notes that the member became usable at `now`: its slow start ramps from here.
+    pub(crate) fn mark_usable_since(&self, now: Instant) {
+        self.usable_since.store(self.encode(now), Ordering::Release);
+    }
+
+    /// The share of its weight the member gets at `now` under a slow start of
+    /// `slow_start_nanos` (0: none), in thousandths: 1000 once the ramp is over, else the
+    /// elapsed part of the period, at least 1.
+    pub(crate) fn ramp_permille(&self, slow_start_nanos: u64, now: Instant) -> u32 {
+        if slow_start_nanos == 0 {
+            return 1000;
+        }
+        let since = self.usable_since.load(Ordering::Acquire);
+        if since == 0 {
+            return 1000;
+        }
+        let elapsed = self.encode(now).saturating_sub(since);
+        if elapsed >= slow_start_nanos {
+            return 1000;
+        }
+        let permille = u128::from(elapsed) * 1000 / u128::from(slow_start_nanos);
+        u32::try_from(permille).unwrap_or(1000).max(1)
+    }
+
     pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {
         &self.load.lbstatus
     }
@@ -557,6 +596,8 @@ pub(crate) struct Hot {
     pub(crate) state: Arc<MemberState>,
     pub(crate) lbf: i64,
     pub(crate) id: MemberId,
+    /// The member's `slowstart` in nanoseconds; 0 without one.
+    pub(crate) slow_start: u64,
 }
 
 impl Hot {
@@ -565,7 +606,24 @@ impl Hot {
             state: Arc::clone(&member.0.state),
             lbf: member.lbf(),
             id: member.id(),
+            slow_start: member.0.params.slow_start.map_or(0, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+            }),
         }
+    }
+
+    /// The share of its weight the member gets at `now` (slow start), in thousandths.
+    pub(crate) fn ramp_permille(&self, now: Instant) -> u32 {
+        self.state.ramp_permille(self.slow_start, now)
+    }
+
+    /// The load factor the member weighs with at `now`: `lbf`, or less while its slow start
+    /// ramps (at least 1).
+    pub(crate) fn effective_lbf(&self, now: Instant) -> i64 {
+        if self.slow_start == 0 {
+            return self.lbf;
+        }
+        (self.lbf * i64::from(self.ramp_permille(now)) / 1000).max(1)
     }
 }
 
@@ -655,6 +713,19 @@ impl Member {
     pub fn retry_window(&self) -> Duration {
         let params = &self.0.params;
         self.0.state.retry_window(params.retry, params.retry_max)
+    }
+
+    /// While the member's slow start ramps at `now`, the share of its weight it gets (0 to 1);
+    /// `None` without a slow start or once the ramp is over.
+    #[must_use]
+    pub fn slow_start_share(&self, now: Instant) -> Option<f64> {
+        let nanos = self.0.params.slow_start.map_or(0, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        match self.0.state.ramp_permille(nanos, now) {
+            1000 => None,
+            p => Some(f64::from(p) / 1000.0),
+        }
     }
 
     /// [`MemberState::mark_error`].
