@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::error::{ConfigError, PickError};
 use crate::lbmethod::LbMethodKind;
 use crate::member::{InFlight, Member, MemberId, MemberState};
+use crate::outlier::Outliers;
 use crate::params::{BalancerParams, MemberParams, MemberUrl};
 use crate::snapshot::{BalancerSnapshot, PickRequest, Picked, Shared};
 use crate::sync::{Arc, AtomicU64, SnapshotCell, WriterLock};
@@ -52,6 +53,8 @@ pub struct BalancerStore {
     inflight: Arc<InFlight>,
     /// Requests answered 503 because no member could take them (for metrics).
     unavailable: AtomicU64,
+    /// Ejected members and panic picks (beyond Apache).
+    outliers: Arc<Outliers>,
 }
 
 impl BalancerStore {
@@ -68,6 +71,7 @@ impl BalancerStore {
     ) -> Result<Self, ConfigError> {
         let changes = Arc::new(AtomicU64::new(0));
         let inflight = Arc::new(InFlight::new(counts_in_flight(&params)));
+        let outliers = Arc::new(Outliers::new(0));
         let mut built: Vec<Member> = Vec::new();
         // A set of the URLs so far: start-up stays linear in the members (a scan of `built`
         // per member took 38 s for 100 000 members).
@@ -84,14 +88,17 @@ impl BalancerStore {
                 now,
                 Arc::clone(&changes),
                 Arc::clone(&inflight),
+                Arc::clone(&outliers),
             ));
             built.push(Member::new(id, params, state));
         }
         let next = u32::try_from(built.len()).unwrap_or(u32::MAX);
+        outliers.set_members(built.len());
         let shared = Shared {
             epoch: now,
             changes: Arc::clone(&changes),
             inflight: Arc::clone(&inflight),
+            outliers: Arc::clone(&outliers),
         };
         Ok(Self {
             current: SnapshotCell::new(Arc::new(BalancerSnapshot::new(params, built, shared))),
@@ -101,6 +108,7 @@ impl BalancerStore {
             changes,
             inflight,
             unavailable: AtomicU64::new(0),
+            outliers,
         })
     }
 
@@ -159,10 +167,12 @@ impl BalancerStore {
         }
         // Before the snapshot is published: its picks see the count's new mode.
         self.inflight.set_tracking(counts_in_flight(&params));
+        self.outliers.set_members(members.len());
         let shared = Shared {
             epoch: self.epoch,
             changes: Arc::clone(&self.changes),
             inflight: Arc::clone(&self.inflight),
+            outliers: Arc::clone(&self.outliers),
         };
         self.current
             .store(Arc::new(BalancerSnapshot::new(params, members, shared)));
@@ -329,6 +339,21 @@ impl BalancerStore {
         self.unavailable.load(crate::sync::Ordering::Relaxed)
     }
 
+    /// Beyond Apache: how many members are ejected now by outlier ejection (flag
+    /// [`StatusFlags::EJECTED`](crate::StatusFlags::EJECTED)); never more than
+    /// [`OutlierParams::max_ejected`](crate::OutlierParams::max_ejected) of the members.
+    #[must_use]
+    pub fn ejected(&self) -> usize {
+        usize::try_from(self.outliers.ejected()).unwrap_or(usize::MAX)
+    }
+
+    /// Beyond Apache: how many balanced picks were made in panic (the `panic=` threshold:
+    /// see [`BalancerSnapshot::in_panic`]).
+    #[must_use]
+    pub fn panics(&self) -> u64 {
+        self.outliers.panics.load(crate::sync::Ordering::Relaxed)
+    }
+
     /// [`BalancerSnapshot::settle`] on the current snapshot: folds the byrequests fast
     /// path's picks into `lbstatus`, e.g. before showing it.
     pub fn settle(&self) {
@@ -409,12 +434,17 @@ impl MemberSetEdit<'_> {
         let mut next = self.store.next_id.lock();
         let id = MemberId(*next);
         *next = next.saturating_add(1);
-        let state = Arc::new(MemberState::new_in(
-            params.status,
-            self.store.epoch,
-            Arc::clone(&self.store.changes),
-            Arc::clone(&self.store.inflight),
-        ));
+        // Added to a running store: its slow start ramps from its first pick.
+        let state = Arc::new(
+            MemberState::new_in(
+                params.status,
+                self.store.epoch,
+                Arc::clone(&self.store.changes),
+                Arc::clone(&self.store.inflight),
+                Arc::clone(&self.store.outliers),
+            )
+            .added(),
+        );
         self.urls().insert(params.url.clone());
         self.members.push(Member::new(id, params, state));
         self.changed = true;
@@ -466,7 +496,10 @@ impl MemberSetEdit<'_> {
     pub fn remove(&mut self, id: MemberId) -> Result<MemberParams, ConfigError> {
         let index = self.position(id)?;
         self.changed = true;
-        let params = self.members.remove(index).params().clone();
+        let removed = self.members.remove(index);
+        // An ejected member leaves: its slot under `ejectmax` is free again.
+        removed.state().remove_flags(crate::StatusFlags::EJECTED);
+        let params = removed.params().clone();
         if let Some(urls) = self.urls.as_mut() {
             urls.remove(&params.url);
         }
