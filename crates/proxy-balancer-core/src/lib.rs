@@ -158,6 +158,8 @@ mod loom_snapshot;
 mod loom_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_health;
 
 pub use error::{ConfigError, ParamError, PickError};
 pub use flags::{StatusFlags, StatusLabel};

@@ -42,7 +42,7 @@ const TRACK: u64 = 2;
 const GENERATION_ONE: u64 = 4;
 /// `usable_since`: the member became usable through a change that carries no time; the
 /// first pick that weighs it stamps the time (a value `encode` reaches after 584 years).
-const PENDING: u64 = u64::MAX;
+pub(crate) const PENDING: u64 = u64::MAX;
 
 /// Both flags, `TRACK | TRUSTED` (a literal: the bits are disjoint, so `|` and `^` give the
 /// same value and no test could tell a mutation of the expression).
@@ -184,9 +184,9 @@ pub struct MemberState {
     /// When the member last became usable (slow start): nanoseconds since `epoch` plus one;
     /// 0 means "usable since the store was made" (no ramp); [`PENDING`]: it became usable
     /// through a change that carries no time (the first pick that weighs it stamps it).
-    usable_since: AtomicU64,
+    pub(crate) usable_since: AtomicU64,
     /// Outlier ejection's counters (beyond Apache).
-    outlier: OutlierState,
+    pub(crate) outlier: OutlierState,
     /// The store's count of ejected members.
     pub(crate) outliers: Arc<Outliers>,
     epoch: Instant,
