@@ -665,6 +665,15 @@ pub struct MemberParams {
     /// Beyond Apache, `slowstart`: after the member becomes usable again (or is added while
     /// the balancer runs), its weight ramps from a small share to full over this period
     /// (HAProxy's `slowstart`). Default none.
+    ///
+    /// The ramp is linear from the moment it became usable: its load factor times the
+    /// elapsed part of the period, at least 1 (of the ×100 load factor), as HAProxy
+    /// recomputes a server's effective weight. It starts when an error's retry window
+    /// passes, a forced recovery or a passing health check clears `E` or `C`, the manager
+    /// clears `D` or `S`, an ejection ends, or the member is added to a running balancer
+    /// (not for the members a balancer starts with, as HAProxy). byrequests, bytraffic,
+    /// bybusyness's tie-break, heartbeat (on its `ready` weight) and the sticky accounting
+    /// weigh with it.
     pub slow_start: Option<Duration>,
     /// The health-check parameters (`hcmethod`, `hcuri`, `hcinterval`, `hcpasses`,
     /// `hcfails`, `hcexpr`; `hctemplate` resolved into them). Default: no health check.
@@ -1007,6 +1016,16 @@ pub struct BalancerParams {
     /// are usable, members in error, failing their health check or ejected are balanced
     /// over as if usable (Envoy's panic threshold; `forcerecovery` is the case "none
     /// usable"). Default none.
+    ///
+    /// Counted over the lbset that serves: its regular members (not hot spares or
+    /// standbys) that are not disabled (`D`), stopped (`S`) or draining (`N`), which stay
+    /// out in panic too. An lbset with no usable member is passed over as in Apache (the
+    /// next lbset, its spares or standbys serve); when no lbset has a usable member, the
+    /// first one with members kept out by `E`, `C` or `J` is balanced over. How it
+    /// combines with `forcerecovery=On` (Apache's, kept as is): when every member is in
+    /// error, forced recovery clears their errors first, so panic is only reached
+    /// for what it does not clear (failed health checks, ejections, some members in
+    /// error). See [`BalancerSnapshot::in_panic`](crate::BalancerSnapshot::in_panic).
     pub panic_threshold: Option<u8>,
     /// Beyond Apache, `retrybudget`: the budget of `retry_idempotent`'s retries (default
     /// tower's: 20 % plus 10 a second); `None` (`retrybudget=Off`) bounds them by

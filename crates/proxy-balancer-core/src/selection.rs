@@ -133,15 +133,55 @@ impl fmt::Display for HashRing {
     }
 }
 
-/// Outlier ejection (Envoy's model, opt-in): a member that answers too many 5xx is taken
-/// out of balancing for a while, whatever `failonstatus` says.
+/// Outlier ejection (beyond Apache; Envoy's model, opt-in): a member that answers too many
+/// 5xx is taken out of balancing for a while, whatever `failonstatus` says.
 ///
-/// `ProxySet` parameters: `ejectconsecutive=N` (N 5xx answers in a row),
+/// `ProxySet` parameters: `ejectconsecutive=N` (N failures in a row),
 /// `ejectsuccessrate=P` with `ejectwindow=S` and `ejectminrequests=N` (fewer than P % of
-/// the answers in a window of S seconds were not 5xx, over at least N answers),
-/// `ejecttime=S` (the first ejection's length; the k-th lasts k times as long, up to
-/// `ejectmaxtime=S`) and `ejectmax=P` (at most P % of the balancer's members are ejected at
-/// once).
+/// the answers in a window of S seconds succeeded, over at least N answers),
+/// `ejecttime=S` (the first ejection's length; the k-th in a row lasts k times as long, up
+/// to `ejectmaxtime=S`) and `ejectmax=P` (at most P % of the balancer's members are ejected
+/// at once).
+///
+/// - **What fails**: an answer with a 5xx status, or a failure on the member's behalf
+///   (connect error, timeout, reset, garbage); the client's own failures (its body) are
+///   not counted. Every other answer succeeds. Envoy's default counts the same
+///   (`split_external_local_origin_errors: false`).
+/// - **The window**: counted per member, lock-free; judged by the first answer after the
+///   window's end (a member that gets no traffic is not judged).
+/// - **Ejected**: the member gets the flag [`StatusFlags::EJECTED`](crate::StatusFlags::EJECTED)
+///   (`J`, manager text `Ejct`) and takes no balanced request, nor sticky one. The first
+///   pick after its time lifts it (and logs it); with `slowstart` it then ramps. The
+///   manager's `w_status_J=0` lifts it early.
+/// - **ejectmax**: a store-wide count of ejected members, reserved by a compare-and-swap
+///   before the flag is set, so the limit holds under any concurrency. Rounded down:
+///   with `ejectmax=50`, one of 2 or 3 members, none of 1.
+/// - **The multiplier** k: one more per ejection; one less for each window the member
+///   spends in balancing, as Envoy decrements its ejection count per interval.
+///
+/// # Where we differ from Envoy
+///
+/// Envoy's `success_rate` rule is statistical (a member below the mean by a number of
+/// standard deviations); `ejectsuccessrate` is an absolute threshold, Envoy's
+/// `failure_percentage` rule (`ejectsuccessrate=80` is `failure_percentage_threshold: 20`).
+/// Envoy ejects at least one host whatever `max_ejection_percent` says; here 50 % of one
+/// member is none. Envoy sweeps every interval on a timer; here the window is judged by
+/// the member's next answer, and an ejection ends at the next pick (no background task).
+///
+/// ```
+/// use std::time::Duration;
+/// use proxy_balancer_core::BalancerParams;
+///
+/// let mut params = BalancerParams::new("app");
+/// params.set("ejectsuccessrate", "80")?;
+/// params.set("ejectwindow", "30")?;
+/// params.set("ejecttime", "10")?;
+/// assert!(params.outlier.is_enabled());
+/// assert_eq!(params.outlier.success_rate, Some(80));
+/// assert_eq!(params.outlier.eject_time, Duration::from_secs(10));
+/// assert_eq!(params.outlier.max_ejected(4), 2); // ejectmax=50 by default
+/// # Ok::<(), proxy_balancer_core::ParamError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub struct OutlierParams {

@@ -289,6 +289,11 @@ impl BalancerSnapshot {
     /// route; members in `request.tried` are skipped; a member in error is tried again once
     /// its `retry` has passed since `now`.
     ///
+    /// Beyond Apache: an ejected member (`J`) is back once its ejection time has passed
+    /// at `now`; with `panic=P`, an lbset with fewer than P % of its regular members
+    /// usable is balanced over as if its members in `E`, `C` or `J` were usable (see
+    /// [`Self::in_panic`]); members ramping in slow start weigh less.
+    ///
     /// Lock-free: reads of atomics and atomic additions only.
     ///
     /// # Errors
