@@ -135,3 +135,73 @@ fn admission_checks_do_not_allocate() {
         "allocations per round: {counts:?}"
     );
 }
+
+/// Beyond Apache: picks while a member ramps (slow start, so the scan weighs it), while an
+/// ejected member waits for its end, in panic, and the judging of outcomes for ejection.
+#[test]
+fn health_extensions_do_not_allocate() {
+    use proxy_balancer::StatusFlags;
+    let _serial = SERIAL.lock();
+    let mut params = BalancerParams::new("alloc");
+    for (k, v) in [
+        ("ejectconsecutive", "3"),
+        ("ejectsuccessrate", "50"),
+        ("ejectwindow", "1"),
+        ("panic", "50"),
+    ] {
+        params.set(k, v).expect("valid");
+    }
+    let outlier = params.outlier;
+    let now = tokio::time::Instant::now().into_std();
+    let members = (0..16).map(|i| {
+        let mut m = MemberParams::new(&format!("http://m{i}")).expect("valid");
+        m.set("slowstart", "60").expect("valid");
+        m
+    });
+    let store = Arc::new(BalancerStore::new(params, members, now).expect("valid"));
+    let snapshot = store.snapshot();
+    // m0 ramps, m1 is ejected (for 30 s), m2 to m9 fail their health check: 7 of 15
+    // eligible usable, below 50 %.
+    snapshot.members()[0]
+        .state()
+        .insert_flags(StatusFlags::DISABLED);
+    snapshot.members()[0]
+        .state()
+        .remove_flags(StatusFlags::DISABLED);
+    for _ in 0..3 {
+        let _ = snapshot.members()[1]
+            .state()
+            .note_outcome(true, &outlier, now);
+    }
+    assert!(snapshot.members()[1].flags().contains(StatusFlags::EJECTED));
+    for m in &snapshot.members()[2..10] {
+        m.state().insert_flags(StatusFlags::HC_FAILED);
+    }
+    let at = now + std::time::Duration::from_secs(5);
+    assert!(snapshot.in_panic(at));
+    for _ in 0..64 {
+        drop(store.pick(&PickRequest::new(), at).expect("usable"));
+    }
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let region = Region::new(GLOBAL);
+        for i in 0..100u64 {
+            drop(store.pick(&PickRequest::new(), at).expect("usable"));
+            let _ = snapshot.members()[11]
+                .state()
+                .note_outcome(i % 7 == 0, &outlier, at);
+            assert!(snapshot.in_panic(at));
+        }
+        counts.push(region.change().allocations);
+    }
+    assert!(store.panics() > 0);
+    assert_eq!(
+        counts.iter().min(),
+        Some(&0),
+        "allocations per round: {counts:?}"
+    );
+    assert!(
+        counts.iter().all(|&c| c < 100),
+        "allocations per round: {counts:?}"
+    );
+}
