@@ -83,9 +83,9 @@ async fn a_member_failing_30_percent_is_ejected_comes_back_and_ramps() {
         &store,
         &[
             ("ejectsuccessrate", "80"),
-            ("ejectwindow", "300ms"),
+            ("ejectwindow", "1s"),
             ("ejectminrequests", "10"),
-            ("ejecttime", "1s"),
+            ("ejecttime", "2s"),
         ],
     );
     let first = store.snapshot().members()[0].id();
@@ -122,7 +122,7 @@ async fn a_member_failing_30_percent_is_ejected_comes_back_and_ramps() {
 
     // While ejected, it gets nothing.
     let hits = backends[0].hits();
-    for _ in 0..200 {
+    for _ in 0..100 {
         assert_eq!(get(&client, addr).await, 200);
     }
     assert!(
