@@ -35,7 +35,8 @@ enum SetPlan {
     /// Only its standbys.
     Standby,
     /// Nothing usable; `panic`: a panic threshold is set and the set has regular members
-    /// that only `E`, `C` or `J` keep out (the last resort when no set has a usable member).
+    /// that only `E`, `C` or `J` keep out, none of them healthy (the last resort when no
+    /// set has a usable member).
     Nothing { panic: bool },
 }
 
@@ -541,9 +542,10 @@ impl BalancerSnapshot {
     /// Whether `health` is below the panic threshold (`panic=`): fewer than P % of the
     /// eligible regular members usable.
     fn below_panic(&self, health: SetHealth) -> bool {
-        self.params.panic_threshold.is_some_and(|p| {
-            health.eligible > 0 && health.healthy * 100 < usize::from(p) * health.eligible
-        })
+        // With no eligible member, 0 < 0 is false: no panic.
+        self.params
+            .panic_threshold
+            .is_some_and(|p| health.healthy * 100 < usize::from(p) * health.eligible)
     }
 
     /// Beyond Apache: whether a balanced pick at `now` would be made in panic (the
@@ -676,8 +678,9 @@ impl BalancerSnapshot {
         } else if standbys > 0 {
             SetPlan::Standby
         } else {
+            // Below any threshold when none is healthy and some are eligible.
             SetPlan::Nothing {
-                panic: self.params.panic_threshold.is_some() && health.eligible > 0,
+                panic: self.below_panic(health),
             }
         }
     }

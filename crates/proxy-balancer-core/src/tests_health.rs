@@ -386,6 +386,7 @@ fn effective_weights() {
     assert_eq!(scale(100, 500), 50);
     assert_eq!(scale(100, 1), 1, "at least 1");
     assert_eq!(scale(3000, 1), 3);
+    assert_eq!(scale(0, 1000), 0, "a full weight is the weight");
     let t0 = t0();
     let s = store(
         vec![member('a', &[("loadfactor", "4"), ("slowstart", "10")])],
@@ -501,11 +502,12 @@ fn panic_below_the_threshold_only() {
     assert!(snap.in_panic(t0), "1 of 4");
     assert_eq!(picks(&s, 8, t0), "ABCDABCD");
     assert_eq!((s.panics(), snap.panics()), (8, 8));
-    assert_eq!(
-        s.snapshot().fast_path_active(),
-        false,
-        "a cycle models no panic"
-    );
+    assert!(!s.snapshot().fast_path_active(), "a cycle models no panic");
+    // Long enough for a cycle to be built, if one were: none models panic.
+    let all = picks(&s, 400, t0);
+    assert!(!s.snapshot().fast_path_active());
+    assert_eq!(count(&all, 'A'), 100);
+    assert_eq!(s.panics(), 408);
 }
 
 #[test]
@@ -554,7 +556,7 @@ fn panic_counts_members_back_from_error_or_ejection() {
     for _ in 0..3 {
         snap.members()[1].state().note_outcome(true, &o, t0);
     }
-    assert!(snap.in_panic(t0 + secs(29)));
+    assert!(snap.in_panic(t0 + secs(30) - Duration::from_nanos(1)));
     assert!(!snap.in_panic(t0 + secs(30)), "its ejection would end");
     // An initial +E (no error time) may be retried at once.
     s.update_params(|p| p.panic_threshold = Some(34));
@@ -728,4 +730,112 @@ fn a_custom_method_sees_panic_candidates() {
     }
     s.update_params(|p| p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(Probe)));
     assert_eq!(picks(&s, 2, t0), "DD");
+    #[derive(Debug)]
+    struct Calm;
+    impl crate::LbMethod for Calm {
+        fn name(&self) -> &str {
+            "calm"
+        }
+        fn choose<'a>(
+            &self,
+            candidates: crate::lbmethod::Candidates<'a>,
+        ) -> Option<&'a crate::Member> {
+            assert!(!candidates.in_panic());
+            candidates.last()
+        }
+    }
+    snap.members()[0]
+        .state()
+        .remove_flags(StatusFlags::HC_FAILED);
+    s.update_params(|p| p.lb_method = LbMethodKind::Custom(std::sync::Arc::new(Calm)));
+    assert_eq!(picks(&s, 2, t0), "DD", "2 of 4: no panic");
+}
+
+#[test]
+fn a_failed_spare_stays_out_in_panic() {
+    let t0 = t0();
+    let s = store(
+        vec![
+            member('a', &[]),
+            member('b', &[]),
+            member('r', &[("status", "+R")]),
+        ],
+        &[("panic", "100")],
+        t0,
+    );
+    let snap = s.snapshot();
+    snap.members()[0]
+        .state()
+        .insert_flags(StatusFlags::HC_FAILED);
+    snap.members()[2]
+        .state()
+        .insert_flags(StatusFlags::HC_FAILED);
+    assert!(snap.in_panic(t0));
+    assert_eq!(picks(&s, 6, t0), "ABABAB");
+}
+
+#[test]
+fn a_draining_member_counts_for_spares_when_judging_panic() {
+    let t0 = t0();
+    // lbset 0: b drains, the spare r stands in for it; lbset 1: c failed.
+    let s = store(
+        vec![
+            member('b', &[("status", "N")]),
+            member('r', &[("status", "+R")]),
+            member('c', &[("lbset", "1")]),
+        ],
+        &[("panic", "50")],
+        t0,
+    );
+    let snap = s.snapshot();
+    snap.members()[2]
+        .state()
+        .insert_flags(StatusFlags::HC_FAILED);
+    assert!(!snap.in_panic(t0), "lbset 0 serves through its spare");
+    assert_eq!(picks(&s, 2, t0), "RR");
+}
+
+#[test]
+fn the_cycle_ends_when_an_ejection_does_even_if_the_member_stays_out() {
+    let t0 = t0();
+    let s = store(
+        vec![
+            member('a', &[("retry", "60")]),
+            member('b', &[]),
+            member('c', &[]),
+        ],
+        &[],
+        t0,
+    );
+    let snap = s.snapshot();
+    let o = outlier();
+    for _ in 0..3 {
+        snap.members()[0].state().note_outcome(true, &o, t0);
+    }
+    snap.members()[0].mark_error(t0);
+    let _ = picks(&s, 100, t0 + secs(1));
+    assert!(s.snapshot().fast_path_active());
+    assert_eq!(s.ejected(), 1);
+    let _ = picks(&s, 2, t0 + secs(30));
+    assert_eq!(s.ejected(), 0, "the scan lifted it at its time");
+    assert!(!snap.members()[0].is_usable(), "still in error");
+}
+
+#[test]
+fn an_ejection_past_the_clock_ends_at_the_last_instant() {
+    let t0 = t0();
+    let s = four(&[], t0);
+    let snap = s.snapshot();
+    let mut o = outlier();
+    o.eject_time = Duration::MAX;
+    o.max_eject_time = Duration::MAX;
+    let a = snap.members()[0].state();
+    for _ in 0..3 {
+        a.note_outcome(true, &o, t0);
+    }
+    assert_eq!(
+        a.outlier.until.load(crate::sync::Ordering::Relaxed),
+        u64::MAX - 1
+    );
+    assert_eq!(a.ejection_deadline_nanos(), Some(u64::MAX - 3));
 }
