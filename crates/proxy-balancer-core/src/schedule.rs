@@ -25,6 +25,12 @@
 //! few nanoseconds of one pick, and skews the weights by one pick per occurrence, within
 //! the "off by at most the number of concurrent pickers" that concurrent picks allow.
 //!
+//! Slow start (beyond Apache): a cycle has fixed weights, so none is built while a
+//! candidate's weight ramps (`BalancerSnapshot::plain_candidates` declines); every ramp
+//! starts with a flag change or a new snapshot, which ends the cycle it would skew. The
+//! cycle's deadline is also the earliest end of an outlier ejection, so that the scan
+//! lifts it on time; a set in panic (`panic=`) is never served from a cycle.
+//!
 //! The loom models in `loom_schedule.rs` check these protocols.
 
 use crate::member::Hot;
