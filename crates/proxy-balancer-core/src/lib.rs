@@ -96,6 +96,8 @@
 //! - snapshot replacement (`loom_snapshot`): readers see whole snapshots, member state
 //!   carries over to the new snapshot, concurrent writers lose no edit, and picks made on a
 //!   snapshot being retired are all accounted for;
+//! - outlier ejection (`loom_outlier`): ejections racing for the last slot under
+//!   `ejectmax`, an ejection lifted by a pick and the manager at once;
 //! - the byrequests cycle (`loom_schedule`) against picks, settles, sticky picks and flag
 //!   changes.
 //!
@@ -150,6 +152,8 @@ mod sync;
 mod loom_counters;
 #[cfg(all(test, loom))]
 mod loom_flags;
+#[cfg(all(test, loom))]
+mod loom_outlier;
 #[cfg(all(test, loom))]
 mod loom_schedule;
 #[cfg(all(test, loom))]

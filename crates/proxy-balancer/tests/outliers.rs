@@ -158,6 +158,7 @@ async fn a_member_failing_30_percent_is_ejected_comes_back_and_ramps() {
         assert_eq!(get(&client, addr).await, 200);
     }
     let full = (backends[0].hits() - before) as f64 / 400.0;
+    eprintln!("share while ramping (first 250 ms of 1 s): {early:.3} of {n}; after: {full:.3}; ejected after {sent} requests");
     assert!(
         (full - 0.25).abs() < 0.02,
         "share after the ramp: {full:.3}"
