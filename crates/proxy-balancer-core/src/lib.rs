@@ -130,6 +130,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod budget;
 mod error;
 mod flags;
 mod hcmethod;
@@ -158,6 +159,7 @@ mod loom_support;
 #[cfg(test)]
 mod tests;
 
+pub use budget::RetryBudget;
 pub use error::{ConfigError, ParamError, PickError};
 pub use flags::{StatusFlags, StatusLabel};
 pub use hcmethod::HcMethod;
