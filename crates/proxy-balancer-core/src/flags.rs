@@ -20,6 +20,11 @@ use crate::sync::{AtomicU32, Ordering};
 /// | `H` | [`HOT_STANDBY`](Self::HOT_STANDBY) | `Stby` | yes |
 /// | `R` | [`HOT_SPARE`](Self::HOT_SPARE) | `Spar` | yes |
 /// | `C` | [`HC_FAILED`](Self::HC_FAILED) | `HcFl` | no |
+/// | `J` | [`EJECTED`](Self::EJECTED) (beyond Apache) | `Ejct` | no |
+///
+/// `J` is set only by outlier ejection (see [`OutlierParams`](crate::OutlierParams)):
+/// `status=+J` in a configuration is refused, `-J` clears it (the manager's
+/// `w_status_J=0` lifts an ejection early).
 ///
 /// # Apache
 ///
@@ -40,7 +45,7 @@ use crate::sync::{AtomicU32, Ordering};
 pub struct StatusFlags(u32);
 
 /// Letter, flag bit and manager text, in Apache's display order.
-const TABLE: [(char, u32, &str); 8] = [
+const TABLE: [(char, u32, &str); 9] = [
     ('I', 1 << 0, "Ign "),
     ('N', 1 << 1, "Drn "),
     ('D', 1 << 2, "Dis "),
@@ -49,9 +54,11 @@ const TABLE: [(char, u32, &str); 8] = [
     ('H', 1 << 5, "Stby "),
     ('R', 1 << 6, "Spar "),
     ('C', 1 << 7, "HcFl "),
+    // Beyond Apache: none of Apache's letters (its internal ones O, G, U and F included).
+    ('J', 1 << 8, "Ejct "),
 ];
 
-const ALL_BITS: u32 = 0xff;
+const ALL_BITS: u32 = 0x1ff;
 
 impl StatusFlags {
     /// No flag set: a plain, usable member.
@@ -72,10 +79,16 @@ impl StatusFlags {
     pub const HOT_SPARE: Self = Self(1 << 6);
     /// `C`: failed its health check.
     pub const HC_FAILED: Self = Self(1 << 7);
+    /// `J` (beyond Apache): ejected by outlier detection until its ejection time has
+    /// passed. Set only by the ejection itself, never by `status=`.
+    pub const EJECTED: Self = Self(1 << 8);
 
-    /// The flags that make a member unusable: `D`, `S`, `E` and `C`.
-    pub const UNUSABLE: Self =
-        Self(Self::DISABLED.0 | Self::STOPPED.0 | Self::IN_ERROR.0 | Self::HC_FAILED.0);
+    /// The flags that make a member unusable: `D`, `S`, `E`, `C` and `J` (a literal: the
+    /// bits are disjoint, see [`Self::bits`]).
+    pub const UNUSABLE: Self = Self(0x19c);
+    /// The unusable flags a panic threshold overrides (`E`, `C`, `J`): a member with only
+    /// these is balanced over when its lbset is in panic. `D` and `S` are the operator's.
+    pub(crate) const PANIC_USABLE: Self = Self(0x190);
 
     /// The raw bits (stable within one version of this crate only).
     #[must_use]
@@ -125,7 +138,8 @@ impl StatusFlags {
         Self(self.0 & other.0)
     }
 
-    /// Whether a member with these flags may receive requests: none of `D`, `S`, `E`, `C`.
+    /// Whether a member with these flags may receive requests: none of `D`, `S`, `E`, `C`,
+    /// `J`.
     ///
     /// # Apache
     ///
@@ -150,7 +164,8 @@ impl StatusFlags {
     ///
     /// # Errors
     ///
-    /// [`ParamError::InvalidValue`] naming `status` for a letter that is not a status flag.
+    /// [`ParamError::InvalidValue`] naming `status` for a letter that is not a status flag,
+    /// or for setting `J` ([`Self::EJECTED`]), which only outlier ejection sets.
     pub fn apply(&mut self, spec: &str) -> Result<(), ParamError> {
         let mut next = *self;
         let mut setting = true;
@@ -163,9 +178,18 @@ impl StatusFlags {
                         return Err(ParamError::invalid(
                             "status",
                             spec,
-                            format!("unknown status flag {c:?}; expected one of I N D S E H R C"),
+                            format!(
+                                "unknown status flag {c:?}; expected one of I N D S E H R C (or -J)"
+                            ),
                         ));
                     };
+                    if setting && flag == Self::EJECTED {
+                        return Err(ParamError::invalid(
+                            "status",
+                            spec,
+                            "J (ejected) is set only by outlier ejection; -J clears it".to_owned(),
+                        ));
+                    }
                     next = if setting {
                         next.union(flag)
                     } else {
@@ -337,7 +361,47 @@ mod tests {
     fn display_round_trips() {
         for bits in 0..=ALL_BITS {
             let f = StatusFlags::from_bits_truncate(bits);
+            if f.contains(StatusFlags::EJECTED) {
+                // Written, but a configuration cannot set it.
+                assert!(f.to_string().parse::<StatusFlags>().is_err(), "{f:?}");
+                continue;
+            }
             assert_eq!(f.to_string().parse::<StatusFlags>().unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn ejected_is_beyond_apache() {
+        let j = StatusFlags::EJECTED;
+        assert_eq!(j.bits(), 1 << 8);
+        assert_eq!(StatusFlags::from_letter('j'), Some(j));
+        assert!(!j.is_usable());
+        assert_eq!(j.label().to_string(), "Init Ejct ");
+        assert_eq!(j.to_string(), "J");
+        assert_eq!(
+            (StatusFlags::HC_FAILED | j).label().to_string(),
+            "Init HcFl Ejct "
+        );
+        // A configuration may clear it but not set it.
+        let err = "+J".parse::<StatusFlags>().unwrap_err().to_string();
+        assert!(err.contains("outlier ejection"), "{err}");
+        assert!("DJ".parse::<StatusFlags>().is_err());
+        let mut f = j | StatusFlags::DISABLED;
+        f.apply("-J").unwrap();
+        assert_eq!(f, StatusFlags::DISABLED);
+        assert_eq!("D-J".parse::<StatusFlags>().unwrap(), StatusFlags::DISABLED);
+    }
+
+    #[test]
+    fn unusable_and_panic_sets() {
+        use StatusFlags as F;
+        let unusable = F::DISABLED | F::STOPPED | F::IN_ERROR | F::HC_FAILED | F::EJECTED;
+        assert_eq!(F::UNUSABLE, unusable);
+        assert_eq!(F::PANIC_USABLE, F::IN_ERROR | F::HC_FAILED | F::EJECTED);
+        assert_eq!(ALL_BITS, (1 << TABLE.len()) - 1);
+        for (_, bit, _) in TABLE {
+            let f = F::from_bits_truncate(bit);
+            assert_eq!(f.is_usable(), !unusable.contains(f), "{f:?}");
         }
     }
 
@@ -348,7 +412,7 @@ mod tests {
         assert_eq!(StatusFlags::from_bits_truncate(f.bits()), f);
         // Unknown bits are dropped, known ones kept.
         assert_eq!(
-            StatusFlags::from_bits_truncate(0xffff_ff00 | (1 << 4)),
+            StatusFlags::from_bits_truncate(0xffff_fe00 | (1 << 4)),
             StatusFlags::IN_ERROR
         );
         assert!(StatusFlags::EMPTY.is_empty());
@@ -363,7 +427,7 @@ mod tests {
         // In Apache's display order, one flag at a time.
         let all = StatusFlags::from_bits_truncate(ALL_BITS);
         let letters: String = all.iter().map(|f| f.to_string()).collect();
-        assert_eq!(letters, "INDSEHRC");
+        assert_eq!(letters, "INDSEHRCJ");
         assert_eq!(
             f.iter().collect::<Vec<_>>(),
             [StatusFlags::DISABLED, StatusFlags::HOT_STANDBY]

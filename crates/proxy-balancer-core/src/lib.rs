@@ -138,6 +138,7 @@ mod health;
 pub mod host;
 pub mod lbmethod;
 mod member;
+mod outlier;
 mod params;
 mod peer;
 mod schedule;
@@ -166,6 +167,7 @@ pub use hcmethod::HcMethod;
 pub use health::{HcExprName, HcParams, HcUri, HealthReport};
 pub use lbmethod::{LbMethod, LbMethodKind};
 pub use member::{BusyGuard, Member, MemberId, MemberState, FAILURE_RTT_FLOOR};
+pub use outlier::{EjectReason, Ejection};
 pub use params::{
     BalancerParams, LbSet, LoadFactor, MemberParams, MemberProtocol, MemberUrl, Nonce, Route,
     StickySession,

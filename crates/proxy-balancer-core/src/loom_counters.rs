@@ -204,6 +204,7 @@ fn loom_inflight_trust() {
             epoch,
             Arc::new(AtomicU64::new(0)),
             Arc::clone(&inflight),
+            Arc::new(crate::outlier::Outliers::new(1)),
         ));
         let m = Member::new(
             MemberId(0),

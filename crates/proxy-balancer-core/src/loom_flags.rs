@@ -21,6 +21,7 @@ fn state(flags: StatusFlags, epoch: Instant) -> (Arc<MemberState>, Arc<AtomicU64
         epoch,
         Arc::clone(&changes),
         Arc::new(crate::member::InFlight::new(false)),
+        Arc::new(crate::outlier::Outliers::new(1)),
     ));
     (s, changes)
 }

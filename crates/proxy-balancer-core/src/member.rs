@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::flags::{AtomicFlags, StatusFlags};
+use crate::outlier::{EjectReason, Ejection, OutlierState, Outliers};
 use crate::params::MemberParams;
+use crate::selection::OutlierParams;
 use crate::sync::{Arc, AtomicI64, AtomicU32, AtomicU64, CachePadded, Ordering};
 
 /// A member's identity within one balancer store. It stays the same when the member's
@@ -38,6 +40,10 @@ const TRUSTED: u64 = 1;
 const TRACK: u64 = 2;
 /// [`InFlight::mode`]: one generation (bumped whenever tracking is switched).
 const GENERATION_ONE: u64 = 4;
+/// `usable_since`: the member became usable through a change that carries no time; the
+/// first pick that weighs it stamps the time (a value `encode` reaches after 584 years).
+const PENDING: u64 = u64::MAX;
+
 /// Both flags, `TRACK | TRUSTED` (a literal: the bits are disjoint, so `|` and `^` give the
 /// same value and no test could tell a mutation of the expression).
 const TRACK_TRUSTED: u64 = 3;
@@ -184,8 +190,13 @@ pub struct MemberState {
     /// Errors in a row (reset by a success), for the growing retry window.
     failures: AtomicU32,
     /// When the member last became usable (slow start): nanoseconds since `epoch` plus one;
-    /// 0 means "usable since the store was made" (no ramp).
+    /// 0 means "usable since the store was made" (no ramp); [`PENDING`]: it became usable
+    /// through a change that carries no time (the first pick that weighs it stamps it).
     usable_since: AtomicU64,
+    /// Outlier ejection's counters (beyond Apache).
+    outlier: OutlierState,
+    /// The store's count of ejected members.
+    pub(crate) outliers: Arc<Outliers>,
     epoch: Instant,
     /// The balancer's change counter, bumped on every flag change of any of its members, so
     /// that a pick can tell in one load whether the set of usable members may have changed.
@@ -202,18 +213,22 @@ impl MemberState {
             epoch,
             Arc::new(AtomicU64::new(0)),
             Arc::new(InFlight::new(false)),
+            Arc::new(Outliers::new(1)),
         )
     }
 
+    /// A member's state in a store. `flags` never holds `J` (only an ejection sets it, and
+    /// counts it).
     pub(crate) fn new_in(
         flags: StatusFlags,
         epoch: Instant,
         changes: Arc<AtomicU64>,
         inflight: Arc<InFlight>,
+        outliers: Arc<Outliers>,
     ) -> Self {
         Self {
             load: CachePadded(Load {
-                flags: AtomicFlags::new(flags),
+                flags: AtomicFlags::new(flags.difference(StatusFlags::EJECTED)),
                 rtt_decay_inv: AtomicU64::new(decay_inv_bits(crate::DEFAULT_EWMA_DECAY)),
                 ..Load::default()
             }),
@@ -221,10 +236,19 @@ impl MemberState {
             retries: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             usable_since: AtomicU64::new(0),
+            outlier: OutlierState::new(),
+            outliers,
             epoch,
             changes,
             inflight,
         }
+    }
+
+    /// A member added to a running store: its slow start ramps from the first pick that
+    /// weighs it.
+    pub(crate) fn added(self) -> Self {
+        self.usable_since.store(PENDING, Ordering::Release);
+        self
     }
 
     /// The current status flags.
@@ -237,21 +261,36 @@ impl MemberState {
     ///
     /// Setting [`StatusFlags::IN_ERROR`] this way records no error time, so the member is
     /// retried on its next selection, as an initial `status=+E` is in Apache.
+    /// [`StatusFlags::EJECTED`] is left out: only an ejection sets it
+    /// ([`Self::note_outcome`]), so that the store's count of ejected members stays exact.
     pub fn insert_flags(&self, flags: StatusFlags) -> StatusFlags {
+        let flags = flags.difference(StatusFlags::EJECTED);
         let before = self.load.flags.insert(flags);
         self.note_change(before, before.union(flags));
         before
     }
 
     /// Clears flags (as the manager's `w_status_X=0` does); returns the flags before.
+    ///
+    /// Clearing [`StatusFlags::EJECTED`] ends an ejection early (the store's count of
+    /// ejected members follows).
     pub fn remove_flags(&self, flags: StatusFlags) -> StatusFlags {
         let before = self.load.flags.remove(flags);
+        if before.intersection(flags).contains(StatusFlags::EJECTED) {
+            self.outliers.release();
+        }
         self.note_change(before, before.difference(flags));
         before
     }
 
+    /// Every flag change goes through here: it bumps the balancer's change counter and, on
+    /// an unusable → usable transition, starts the member's slow start (stamped by the first
+    /// pick that weighs it, as this change carries no time).
     fn note_change(&self, before: StatusFlags, after: StatusFlags) {
         if before != after {
+            if !before.is_usable() && after.is_usable() {
+                self.usable_since.store(PENDING, Ordering::Release);
+            }
             self.changes.fetch_add(1, Ordering::Release);
         }
     }
@@ -292,6 +331,9 @@ impl MemberState {
                 || now > self.epoch + Duration::from_nanos(seen - 1) + retry;
             if due {
                 self.clear_error();
+                if self.is_usable() {
+                    self.mark_usable_since(now);
+                }
                 // An error marked since `seen` was read (a request still in flight on the
                 // member failed meanwhile) has its own window: put its `E` back.
                 // `mark_error` stores the time before it sets `E`, so if our clear came
@@ -340,7 +382,7 @@ impl MemberState {
         let before = self.load.flags.remove(StatusFlags::IN_ERROR);
         if before.contains(StatusFlags::IN_ERROR) {
             self.retries.fetch_add(1, Ordering::Relaxed);
-            self.changes.fetch_add(1, Ordering::Release);
+            self.note_change(before, before.difference(StatusFlags::IN_ERROR));
         }
     }
 
@@ -480,11 +522,13 @@ impl MemberState {
 
     /// When the member last became usable again (or was added to a running store), if
     /// that is what its slow start ramps from; `None` when it has been usable since the
-    /// store was made.
+    /// store was made, or became usable through a change that carries no time (a manager
+    /// edit, a passing health check) and no pick weighed it since (the first that does
+    /// stamps it: see [`Member::slow_start_share`]).
     #[must_use]
     pub fn usable_since(&self) -> Option<Instant> {
         match self.usable_since.load(Ordering::Acquire) {
-            0 => None,
+            0 | PENDING => None,
             n => Some(self.epoch + Duration::from_nanos(n - 1)),
         }
     }
@@ -501,16 +545,215 @@ impl MemberState {
         if slow_start_nanos == 0 {
             return 1000;
         }
-        let since = self.usable_since.load(Ordering::Acquire);
+        let mut since = self.usable_since.load(Ordering::Acquire);
         if since == 0 {
             return 1000;
         }
-        let elapsed = self.encode(now).saturating_sub(since);
+        let now = self.encode(now);
+        if since == PENDING {
+            // The first pick to weigh the member since it became usable starts its ramp.
+            since = match self.usable_since.compare_exchange(
+                PENDING,
+                now,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => now,
+                Err(actual) => actual,
+            };
+        }
+        let elapsed = now.saturating_sub(since);
         if elapsed >= slow_start_nanos {
             return 1000;
         }
         let permille = u128::from(elapsed) * 1000 / u128::from(slow_start_nanos);
         u32::try_from(permille).unwrap_or(1000).max(1)
+    }
+
+    // ===== outlier ejection (beyond Apache) =====
+
+    /// Judges one answer for outlier ejection (Envoy's model, see
+    /// [`OutlierParams`]): `failed` is a 5xx from the member, or a failure on its behalf
+    /// (connect error, timeout, an answer cut short). Counts it in the member's run of
+    /// failures and in the success-rate window, evaluates the window when it has ended,
+    /// and ejects the member when a rule says so and fewer than
+    /// [`OutlierParams::max_ejected`] of the store's members are ejected. Returns the
+    /// ejection that began, if any (the caller logs it).
+    ///
+    /// Lock-free; nothing happens when no rule is on.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams, StatusFlags};
+    ///
+    /// let now = Instant::now();
+    /// let mut params = BalancerParams::new("app");
+    /// params.set("ejectconsecutive", "3")?;
+    /// params.set("ejecttime", "10")?;
+    /// let members = [MemberParams::new("http://a")?, MemberParams::new("http://b")?];
+    /// let store = BalancerStore::new(params, members, now)?;
+    /// let snapshot = store.snapshot();
+    /// let (a, outlier) = (snapshot.members()[0].state(), &snapshot.params().outlier);
+    /// assert!(a.note_outcome(true, outlier, now).is_none());
+    /// assert!(a.note_outcome(true, outlier, now).is_none());
+    /// let ejection = a.note_outcome(true, outlier, now).expect("3 failures in a row");
+    /// assert_eq!(ejection.duration, Duration::from_secs(10));
+    /// assert!(a.flags().contains(StatusFlags::EJECTED));
+    /// assert_eq!(a.ejected_until(), Some(now + Duration::from_secs(10)));
+    /// assert_eq!(store.ejected(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn note_outcome(
+        &self,
+        failed: bool,
+        params: &OutlierParams,
+        now: Instant,
+    ) -> Option<Ejection> {
+        if !params.is_enabled() {
+            return None;
+        }
+        let o = &self.outlier;
+        let mut reason = None;
+        if failed {
+            let run = o
+                .consecutive
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            if params.consecutive_5xx.is_some_and(|n| run >= n) {
+                reason = Some(EjectReason::Consecutive(run));
+            }
+        } else if o.consecutive.load(Ordering::Relaxed) != 0 {
+            o.consecutive.store(0, Ordering::Relaxed);
+        }
+        o.window.fetch_add(
+            crate::outlier::ONE_ANSWER + u64::from(failed),
+            Ordering::Relaxed,
+        );
+        let now_n = self.encode(now);
+        let start = o.window_start.load(Ordering::Acquire);
+        let window = u64::try_from(params.window.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if start == 0 {
+            let _ = o
+                .window_start
+                .compare_exchange(0, now_n, Ordering::AcqRel, Ordering::Relaxed);
+        } else if now_n.saturating_sub(start) >= window
+            && o.window_start
+                .compare_exchange(start, now_n, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            // This thread ended the window: it alone evaluates it.
+            let counts = o.window.swap(0, Ordering::AcqRel);
+            let (answers, failures) = (counts >> 32, counts & crate::outlier::FAILURES_MASK);
+            // Envoy's decay: one ejection less in the multiplier per window the member
+            // spent in balancing (an ejection restarts the window, so time out does not
+            // count).
+            let windows = (now_n - start) / window;
+            let _ = o
+                .streak
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |k| {
+                    (k != 0).then(|| k.saturating_sub(u32::try_from(windows).unwrap_or(u32::MAX)))
+                });
+            if let Some(rate) = params.success_rate {
+                if reason.is_none()
+                    && crate::outlier::below_rate(answers, failures, rate, params.min_requests)
+                {
+                    reason = Some(EjectReason::SuccessRate {
+                        answers: u32::try_from(answers).unwrap_or(u32::MAX),
+                        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    });
+                }
+            }
+        }
+        self.eject(reason?, params, now)
+    }
+
+    /// Ejects the member for its next ejection time, if it is not ejected already and a
+    /// slot is free under `ejectmax`.
+    fn eject(&self, reason: EjectReason, params: &OutlierParams, now: Instant) -> Option<Ejection> {
+        if self.flags().contains(StatusFlags::EJECTED) || !self.outliers.reserve(params) {
+            return None;
+        }
+        let o = &self.outlier;
+        let streak = o
+            .streak
+            .load(Ordering::Acquire)
+            .saturating_add(1)
+            .min(crate::outlier::MAX_STREAK);
+        let duration = crate::outlier::ejection_time(params, streak);
+        // The end first: a pick that sees the flag must see its end, never an old one.
+        let until = now
+            .checked_add(duration)
+            .map_or(u64::MAX - 1, |t| self.encode(t));
+        o.until.store(until, Ordering::Release);
+        let before = self.load.flags.insert(StatusFlags::EJECTED);
+        if before.contains(StatusFlags::EJECTED) {
+            // Another thread ejected it meanwhile.
+            self.outliers.release();
+            return None;
+        }
+        o.streak.store(streak, Ordering::Release);
+        o.ejections.fetch_add(1, Ordering::Relaxed);
+        // Judged afresh when it is back: a new run and a new window.
+        o.consecutive.store(0, Ordering::Relaxed);
+        o.window_start.store(0, Ordering::Release);
+        o.window.store(0, Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::Release);
+        Some(Ejection {
+            reason,
+            duration,
+            streak,
+        })
+    }
+
+    /// Ends the member's ejection if its time has passed at `now` (lazily, at pick time);
+    /// returns whether this call ended it. Its slow start, if any, ramps from `now`.
+    pub(crate) fn lift_ejection(&self, now: Instant) -> bool {
+        if !self.flags().contains(StatusFlags::EJECTED)
+            || self.encode(now) < self.outlier.until.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        let before = self.load.flags.remove(StatusFlags::EJECTED);
+        if !before.contains(StatusFlags::EJECTED) {
+            return false;
+        }
+        self.outliers.release();
+        self.note_change(before, before.difference(StatusFlags::EJECTED));
+        if self.is_usable() {
+            self.mark_usable_since(now);
+        }
+        true
+    }
+
+    /// While the member is ejected ([`StatusFlags::EJECTED`]), when its ejection ends (it
+    /// is lifted by the first pick after that); `None` when it is not ejected.
+    #[must_use]
+    pub fn ejected_until(&self) -> Option<Instant> {
+        if !self.flags().contains(StatusFlags::EJECTED) {
+            return None;
+        }
+        match self.outlier.until.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.epoch + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// How many times the member was ejected (outlier ejection), in total.
+    #[must_use]
+    pub fn ejections(&self) -> u64 {
+        self.outlier.ejections.load(Ordering::Relaxed)
+    }
+
+    /// The end of the member's ejection in nanoseconds since the epoch, minus one (the
+    /// last instant it is still out), for the byrequests cycle's deadline; `None` when it
+    /// is not ejected.
+    pub(crate) fn ejection_deadline_nanos(&self) -> Option<u64> {
+        if !self.flags().contains(StatusFlags::EJECTED) {
+            return None;
+        }
+        Some(self.outlier.until.load(Ordering::Acquire).saturating_sub(2))
     }
 
     pub(crate) fn lbstatus_atomic(&self) -> &AtomicI64 {
@@ -765,8 +1008,17 @@ impl Hot {
         if self.slow_start == 0 {
             return self.lbf;
         }
-        (self.lbf * i64::from(self.ramp_permille(now)) / 1000).max(1)
+        scale(self.lbf, self.ramp_permille(now))
     }
+}
+
+/// A weight at `permille` thousandths of its value, at least 1 (HAProxy rounds a ramping
+/// server's weight up, so that it always gets some traffic).
+pub(crate) fn scale(weight: i64, permille: u32) -> i64 {
+    if permille >= 1000 {
+        return weight;
+    }
+    (weight * i64::from(permille) / 1000).max(1)
 }
 
 /// Aligned so that the `Arc`'s reference counts, updated by every pick that keeps the member,
@@ -845,9 +1097,33 @@ impl Member {
     }
 
     /// [`MemberState::try_recover`] with this member's retry window (`retry`, grown up to
-    /// `retry_max` if set).
+    /// `retry_max` if set); first, an outlier ejection whose time has passed at `now` is
+    /// lifted (and logged).
     pub fn try_recover(&self, now: Instant) -> bool {
+        if self.0.state.lift_ejection(now) {
+            tracing::info!(
+                member = self.url(),
+                ejections = self.0.state.ejections(),
+                "outlier ejection over: member back in balancing"
+            );
+        }
         self.0.state.try_recover(self.retry_window(), now)
+    }
+
+    /// The load factor the member weighs with at `now`: [`Self::lbf`], or less while its
+    /// slow start ramps (at least 1).
+    #[must_use]
+    pub fn effective_lbf(&self, now: Instant) -> i64 {
+        scale(
+            self.lbf(),
+            self.0.state.ramp_permille(self.slow_start_nanos(), now),
+        )
+    }
+
+    fn slow_start_nanos(&self) -> u64 {
+        self.0.params.slow_start.map_or(0, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+        })
     }
 
     /// The member's current retry window: see [`MemberState::retry_window`].
@@ -861,10 +1137,7 @@ impl Member {
     /// `None` without a slow start or once the ramp is over.
     #[must_use]
     pub fn slow_start_share(&self, now: Instant) -> Option<f64> {
-        let nanos = self.0.params.slow_start.map_or(0, |d| {
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
-        });
-        match self.0.state.ramp_permille(nanos, now) {
+        match self.0.state.ramp_permille(self.slow_start_nanos(), now) {
             1000 => None,
             p => Some(f64::from(p) / 1000.0),
         }
@@ -1017,6 +1290,7 @@ mod tests {
             t0,
             Arc::new(AtomicU64::new(0)),
             Arc::clone(inflight),
+            Arc::new(Outliers::new(1)),
         );
         Member::new(
             MemberId(0),

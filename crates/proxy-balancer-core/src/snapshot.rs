@@ -8,28 +8,44 @@ use crate::flags::StatusFlags;
 use crate::lbmethod::Candidates;
 use crate::lbmethod::LbMethodKind;
 use crate::member::{BusyGuard, Hot, InFlight, Member, MemberId};
+use crate::outlier::Outliers;
 use crate::params::{BalancerParams, LbSet};
 use crate::schedule::Schedule;
 use crate::sync::{Arc, AtomicU64, Ordering};
 
 /// What every snapshot of one store shares: the epoch of error times, the counter of flag
-/// changes and the count of requests in flight.
+/// changes, the count of requests in flight and the outlier counts.
 #[derive(Clone, Debug)]
 pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     pub(crate) changes: Arc<AtomicU64>,
     pub(crate) inflight: Arc<InFlight>,
+    pub(crate) outliers: Arc<Outliers>,
 }
 
 /// How a set takes part in a balanced pick.
 enum SetPlan {
     /// Its usable regular members plus up to `spare_limit` spares; its standbys if that
-    /// yields nothing.
-    Regular { spare_limit: usize, standbys: bool },
+    /// yields nothing. In `panic`, its regular members in `E`, `C` or `J` too.
+    Regular {
+        spare_limit: usize,
+        standbys: bool,
+        panic: bool,
+    },
     /// Only its standbys.
     Standby,
-    /// Nothing usable.
-    Nothing,
+    /// Nothing usable; `panic`: a panic threshold is set and the set has regular members
+    /// that only `E`, `C` or `J` keep out (the last resort when no set has a usable member).
+    Nothing { panic: bool },
+}
+
+/// A set's members as the panic threshold counts them.
+#[derive(Clone, Copy, Default)]
+struct SetHealth {
+    /// Usable regular members (tried or not).
+    healthy: usize,
+    /// Regular members that are neither disabled, stopped nor draining.
+    eligible: usize,
 }
 
 /// What a pick needs to know about the request.
@@ -305,7 +321,9 @@ impl BalancerSnapshot {
         if let Some(route) = route {
             if let Some((member, redirected)) = self.find_route_member(route, request.tried, now, 1)
             {
-                self.params.lb_method.account_sticky(&self.members, member);
+                self.params
+                    .lb_method
+                    .account_sticky(&self.members, member, now);
                 return Ok(self.chosen(member, true, redirected));
             }
             if self.params.no_failover && self.members.iter().any(|m| m.route() == Some(route)) {
@@ -346,6 +364,8 @@ impl BalancerSnapshot {
         let mut candidates = None;
         for (_, indices) in self.sets.iter() {
             match self.plan_set(indices, &[], now) {
+                // A cycle models no panic: the scan serves it.
+                SetPlan::Regular { panic: true, .. } => return None,
                 SetPlan::Regular { spare_limit, .. } => {
                     candidates = Some(Candidates::regular(
                         (&self.members, &self.hot),
@@ -365,16 +385,35 @@ impl BalancerSnapshot {
                     ));
                     break;
                 }
-                SetPlan::Nothing => {}
+                SetPlan::Nothing { .. } => {}
             }
         }
+        let indices = candidates?.into_indices();
+        // A cycle has fixed weights: none while a candidate's slow start ramps (every ramp
+        // starts with a flag change or a new snapshot, which ends a cycle).
+        if indices
+            .iter()
+            .any(|&i| self.hot[i as usize].ramp_permille(now) < 1000)
+        {
+            return None;
+        }
+        // The cycle ends when a member in error may be retried or an ejection ends.
         let deadline = self
             .members
             .iter()
-            .filter_map(|m| m.state().retry_deadline_nanos(m.retry_window()))
+            .filter_map(|m| {
+                let state = m.state();
+                match (
+                    state.retry_deadline_nanos(m.retry_window()),
+                    state.ejection_deadline_nanos(),
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            })
             .min()
             .unwrap_or(u64::MAX);
-        Some((candidates?.into_indices(), deadline))
+        Some((indices, deadline))
     }
 
     /// Apache's `force_recovery`: when every member is in error and `forcerecovery` is On,
@@ -440,14 +479,23 @@ impl BalancerSnapshot {
         key: Option<&'s [u8]>,
         now: Instant,
     ) -> Option<&'s Member> {
+        // The first set a panic threshold would balance over when no set has a usable
+        // member.
+        let mut last_resort = None;
         for (_, indices) in self.sets.iter() {
-            let (spare_limit, standbys) = match self.plan_set(indices, tried, now) {
+            let (spare_limit, standbys, panic) = match self.plan_set(indices, tried, now) {
                 SetPlan::Regular {
                     spare_limit,
                     standbys,
-                } => (Some(spare_limit), standbys),
-                SetPlan::Standby => (None, true),
-                SetPlan::Nothing => continue,
+                    panic,
+                } => (Some(spare_limit), standbys, panic),
+                SetPlan::Standby => (None, true, false),
+                SetPlan::Nothing { panic } => {
+                    if panic && last_resort.is_none() {
+                        last_resort = Some(indices);
+                    }
+                    continue;
+                }
             };
             if let Some(spare_limit) = spare_limit {
                 let candidates = Candidates::regular(
@@ -457,8 +505,12 @@ impl BalancerSnapshot {
                     tried,
                     now,
                 )
-                .with_key(key);
+                .with_key(key)
+                .with_panic(panic);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
+                    if panic {
+                        self.note_panic();
+                    }
                     return Some(m);
                 }
             }
@@ -471,7 +523,111 @@ impl BalancerSnapshot {
                 }
             }
         }
-        None
+        let indices = last_resort?;
+        let candidates = Candidates::regular((&self.members, &self.hot), indices, 0, tried, now)
+            .with_key(key)
+            .with_panic(true);
+        let m = self.params.lb_method.choose(candidates)?;
+        self.note_panic();
+        Some(m)
+    }
+
+    fn note_panic(&self) {
+        self.shared.outliers.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether `health` is below the panic threshold (`panic=`): fewer than P % of the
+    /// eligible regular members usable.
+    fn below_panic(&self, health: SetHealth) -> bool {
+        self.params.panic_threshold.is_some_and(|p| {
+            health.eligible > 0 && health.healthy * 100 < usize::from(p) * health.eligible
+        })
+    }
+
+    /// Beyond Apache: whether a balanced pick at `now` would be made in panic (the
+    /// `panic=P` threshold, Envoy's panic mode generalising `forcerecovery`): the lbset
+    /// that would serve it has fewer than P % of its regular members usable (members
+    /// disabled, stopped or draining are not counted), or no lbset has a usable member and
+    /// one has members that only an error, a failed health check or an ejection keeps
+    /// out. Its members in `E`, `C` or `J` are then balanced over as if usable. Reads the
+    /// state only (no retry, no ejection lifted).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams, PickRequest, StatusFlags};
+    ///
+    /// let now = Instant::now();
+    /// let mut params = BalancerParams::new("app");
+    /// params.set("panic", "50")?;
+    /// let members = ["http://a", "http://b", "http://c", "http://d"].map(|u| MemberParams::new(u));
+    /// let store = BalancerStore::new(params, members.into_iter().collect::<Result<Vec<_>, _>>()?, now)?;
+    /// let snapshot = store.snapshot();
+    /// for m in &snapshot.members()[..3] {
+    ///     m.state().insert_flags(StatusFlags::HC_FAILED);
+    /// }
+    /// assert!(snapshot.in_panic(now)); // 1 of 4 usable: below 50 %
+    /// let picks: Vec<String> = (0..4)
+    ///     .map(|_| store.pick(&PickRequest::new(), now).map(|p| p.member().url().to_owned()))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(picks, ["http://a", "http://b", "http://c", "http://d"]);
+    /// assert_eq!(store.panics(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn in_panic(&self, now: Instant) -> bool {
+        use StatusFlags as F;
+        if self.params.panic_threshold.is_none() {
+            return false;
+        }
+        let now_n = self.nanos(now);
+        let mut last_resort = false;
+        for (_, indices) in self.sets.iter() {
+            let (mut health, mut spares, mut standbys, mut unusable) =
+                (SetHealth::default(), 0usize, 0usize, 0usize);
+            for &i in indices.iter() {
+                let member = &self.members[i as usize];
+                let flags = member.flags();
+                let regular = !flags.intersects(F::HOT_SPARE.union(F::HOT_STANDBY));
+                if flags.contains(F::DRAIN) {
+                    unusable += usize::from(regular);
+                    continue;
+                }
+                let up = would_be_usable(member, flags, now_n);
+                if flags.contains(F::HOT_SPARE) {
+                    spares += usize::from(up);
+                } else if flags.contains(F::HOT_STANDBY) {
+                    standbys += usize::from(up);
+                } else {
+                    if !flags.intersects(F::DISABLED.union(F::STOPPED)) {
+                        health.eligible += 1;
+                        health.healthy += usize::from(up);
+                    }
+                    unusable += usize::from(!up);
+                }
+            }
+            if health.healthy + spares.min(unusable) > 0 {
+                return self.below_panic(health);
+            }
+            if standbys > 0 {
+                return false;
+            }
+            last_resort |= health.eligible > 0;
+        }
+        last_resort
+    }
+
+    /// Beyond Apache: how many members of the store are ejected now (outlier ejection);
+    /// the same as [`BalancerStore::ejected`](crate::BalancerStore::ejected).
+    #[must_use]
+    pub fn ejected(&self) -> usize {
+        usize::try_from(self.shared.outliers.ejected()).unwrap_or(usize::MAX)
+    }
+
+    /// Beyond Apache: balanced picks made in panic so far, by any snapshot of the store
+    /// (the same as [`BalancerStore::panics`](crate::BalancerStore::panics)).
+    #[must_use]
+    pub fn panics(&self) -> u64 {
+        self.shared.outliers.panics.load(Ordering::Relaxed)
     }
 
     /// Scans one lbset as Apache does (retrying members in error whose window has passed)
@@ -480,6 +636,7 @@ impl BalancerSnapshot {
         use StatusFlags as F;
         let (mut regular, mut unusable, mut spares, mut standbys) =
             (0usize, 0usize, 0usize, 0usize);
+        let mut health = SetHealth::default();
         for &i in indices {
             let hot = &self.hot[i as usize];
             let flags = hot.state.flags();
@@ -489,27 +646,37 @@ impl BalancerSnapshot {
                 }
                 continue;
             }
-            let usable = (flags.is_usable() || self.members[i as usize].try_recover(now))
-                && (tried.is_empty() || !tried.contains(&hot.id));
+            // `try_recover` also lifts an ejection whose time has passed.
+            let up = flags.is_usable() || self.members[i as usize].try_recover(now);
+            let usable = up && (tried.is_empty() || !tried.contains(&hot.id));
             if flags.contains(F::HOT_SPARE) {
                 spares += usize::from(usable);
             } else if flags.contains(F::HOT_STANDBY) {
                 standbys += usize::from(usable);
-            } else if usable {
-                regular += 1;
             } else {
-                unusable += 1;
+                if !flags.intersects(F::DISABLED.union(F::STOPPED)) {
+                    health.eligible += 1;
+                    health.healthy += usize::from(up);
+                }
+                if usable {
+                    regular += 1;
+                } else {
+                    unusable += 1;
+                }
             }
         }
         if regular + spares.min(unusable) > 0 {
             SetPlan::Regular {
                 spare_limit: unusable,
                 standbys: standbys > 0,
+                panic: self.below_panic(health),
             }
         } else if standbys > 0 {
             SetPlan::Standby
         } else {
-            SetPlan::Nothing
+            SetPlan::Nothing {
+                panic: self.params.panic_threshold.is_some() && health.eligible > 0,
+            }
         }
     }
 }
@@ -522,4 +689,21 @@ impl fmt::Debug for BalancerSnapshot {
             .field("members", &self.members)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether `member` (with `flags`) would be usable at `now_n` (nanoseconds since the epoch)
+/// once its retry window and its ejection are checked, without changing anything.
+fn would_be_usable(member: &Member, flags: StatusFlags, now_n: u64) -> bool {
+    let mut flags = flags;
+    let state = member.state();
+    if state.ejection_deadline_nanos().is_some_and(|d| now_n > d) {
+        flags = flags.difference(StatusFlags::EJECTED);
+    }
+    if state
+        .retry_deadline_nanos(member.retry_window())
+        .is_some_and(|d| d == 0 || now_n > d)
+    {
+        flags = flags.difference(StatusFlags::IN_ERROR);
+    }
+    flags.is_usable()
 }

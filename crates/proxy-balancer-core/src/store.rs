@@ -7,6 +7,7 @@ use crate::budget::RetryBudget;
 use crate::error::{ConfigError, PickError};
 use crate::lbmethod::LbMethodKind;
 use crate::member::{InFlight, Member, MemberId, MemberState};
+use crate::outlier::Outliers;
 use crate::params::{BalancerParams, MemberParams, MemberUrl};
 use crate::snapshot::{BalancerSnapshot, PickRequest, Picked, Shared};
 use crate::sync::{Arc, AtomicU64, SnapshotCell, WriterLock};
@@ -55,6 +56,8 @@ pub struct BalancerStore {
     unavailable: AtomicU64,
     /// Beyond Apache: the budget of `retry_idempotent`'s retries (`retrybudget*`).
     retry_budget: RetryBudget,
+    /// Ejected members and panic picks (beyond Apache).
+    outliers: Arc<Outliers>,
 }
 
 impl BalancerStore {
@@ -71,6 +74,7 @@ impl BalancerStore {
     ) -> Result<Self, ConfigError> {
         let changes = Arc::new(AtomicU64::new(0));
         let inflight = Arc::new(InFlight::new(counts_in_flight(&params)));
+        let outliers = Arc::new(Outliers::new(0));
         let mut built: Vec<Member> = Vec::new();
         // A set of the URLs so far: start-up stays linear in the members (a scan of `built`
         // per member took 38 s for 100 000 members).
@@ -87,15 +91,18 @@ impl BalancerStore {
                 now,
                 Arc::clone(&changes),
                 Arc::clone(&inflight),
+                Arc::clone(&outliers),
             ));
             built.push(Member::new(id, params, state));
         }
         let next = u32::try_from(built.len()).unwrap_or(u32::MAX);
         let retry_budget = RetryBudget::new(params.retry_budget, now);
+        outliers.set_members(built.len());
         let shared = Shared {
             epoch: now,
             changes: Arc::clone(&changes),
             inflight: Arc::clone(&inflight),
+            outliers: Arc::clone(&outliers),
         };
         Ok(Self {
             current: SnapshotCell::new(Arc::new(BalancerSnapshot::new(params, built, shared))),
@@ -106,6 +113,7 @@ impl BalancerStore {
             inflight,
             unavailable: AtomicU64::new(0),
             retry_budget,
+            outliers,
         })
     }
 
@@ -164,10 +172,12 @@ impl BalancerStore {
         }
         // Before the snapshot is published: its picks see the count's new mode.
         self.inflight.set_tracking(counts_in_flight(&params));
+        self.outliers.set_members(members.len());
         let shared = Shared {
             epoch: self.epoch,
             changes: Arc::clone(&self.changes),
             inflight: Arc::clone(&self.inflight),
+            outliers: Arc::clone(&self.outliers),
         };
         self.current
             .store(Arc::new(BalancerSnapshot::new(params, members, shared)));
@@ -358,6 +368,21 @@ impl BalancerStore {
         &self.retry_budget
     }
 
+    /// Beyond Apache: how many members are ejected now by outlier ejection (flag
+    /// [`StatusFlags::EJECTED`](crate::StatusFlags::EJECTED)); never more than
+    /// [`OutlierParams::max_ejected`](crate::OutlierParams::max_ejected) of the members.
+    #[must_use]
+    pub fn ejected(&self) -> usize {
+        usize::try_from(self.outliers.ejected()).unwrap_or(usize::MAX)
+    }
+
+    /// Beyond Apache: how many balanced picks were made in panic (the `panic=` threshold:
+    /// see [`BalancerSnapshot::in_panic`]).
+    #[must_use]
+    pub fn panics(&self) -> u64 {
+        self.outliers.panics.load(crate::sync::Ordering::Relaxed)
+    }
+
     /// [`BalancerSnapshot::settle`] on the current snapshot: folds the byrequests fast
     /// path's picks into `lbstatus`, e.g. before showing it.
     pub fn settle(&self) {
@@ -438,12 +463,17 @@ impl MemberSetEdit<'_> {
         let mut next = self.store.next_id.lock();
         let id = MemberId(*next);
         *next = next.saturating_add(1);
-        let state = Arc::new(MemberState::new_in(
-            params.status,
-            self.store.epoch,
-            Arc::clone(&self.store.changes),
-            Arc::clone(&self.store.inflight),
-        ));
+        // Added to a running store: its slow start ramps from its first pick.
+        let state = Arc::new(
+            MemberState::new_in(
+                params.status,
+                self.store.epoch,
+                Arc::clone(&self.store.changes),
+                Arc::clone(&self.store.inflight),
+                Arc::clone(&self.store.outliers),
+            )
+            .added(),
+        );
         self.urls().insert(params.url.clone());
         self.members.push(Member::new(id, params, state));
         self.changed = true;
@@ -495,7 +525,10 @@ impl MemberSetEdit<'_> {
     pub fn remove(&mut self, id: MemberId) -> Result<MemberParams, ConfigError> {
         let index = self.position(id)?;
         self.changed = true;
-        let params = self.members.remove(index).params().clone();
+        let removed = self.members.remove(index);
+        // An ejected member leaves: its slot under `ejectmax` is free again.
+        removed.state().remove_flags(crate::StatusFlags::EJECTED);
+        let params = removed.params().clone();
         if let Some(urls) = self.urls.as_mut() {
             urls.remove(&params.url);
         }

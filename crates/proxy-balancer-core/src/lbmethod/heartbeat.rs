@@ -25,6 +25,9 @@ use crate::sync::Ordering;
 ///    interleaved.
 /// 4. If no candidate is left, [`ByRequests`] chooses among all the candidates.
 ///
+/// Beyond Apache: a member whose slow start (`slowstart=`) ramps weighs with that share of
+/// its `ready` count (at least 1).
+///
 /// Sticky picks do no `lbstatus` accounting here: a member's reports already show the
 /// sticky traffic it serves.
 ///
@@ -109,11 +112,12 @@ impl LbMethod for Heartbeat {
     fn choose<'a>(&self, candidates: Candidates<'a>) -> Option<&'a Member> {
         let now = candidates.now();
         let mut scan = candidates.clone();
+        // A member whose slow start ramps weighs with that share of its `ready`.
         let weight = |hot: &Hot| {
             hot.state
                 .fresh_ready(now, self.max_age)
                 .filter(|&ready| ready > 0)
-                .map(i64::from)
+                .map(|ready| crate::member::scale(i64::from(ready), hot.ramp_permille(now)))
         };
         match weighted_round(&mut scan, weight) {
             Some(index) => Some(candidates.member(index)),

@@ -88,16 +88,19 @@ pub trait LbMethod: fmt::Debug + Send + Sync + 'static {
     /// the chosen member's shrinks by the total), so that byrequests and bybusyness make up
     /// for sticky traffic later.
     fn account_sticky(&self, members: &[Member], chosen: &Member) {
-        account_sticky_lbstatus(members, chosen);
+        account_sticky_lbstatus(members, chosen, None);
     }
 }
 
-/// Apache's sticky accounting (mod_proxy_balancer, "no lbmethod update hook").
-pub(crate) fn account_sticky_lbstatus(members: &[Member], chosen: &Member) {
+/// Apache's sticky accounting (mod_proxy_balancer, "no lbmethod update hook"). With the
+/// time of the pick (the built-in methods), a member whose slow start ramps weighs with its
+/// [`Member::effective_lbf`], so sticky traffic elsewhere gives it no more credit than its
+/// ramp allows; without (the trait's default, for custom methods), with its load factor.
+pub(crate) fn account_sticky_lbstatus(members: &[Member], chosen: &Member, now: Option<Instant>) {
     let mut total = 0;
     for m in members {
         if m.is_usable() {
-            let lbf = m.lbf();
+            let lbf = now.map_or_else(|| m.lbf(), |now| m.effective_lbf(now));
             m.state()
                 .lbstatus_atomic()
                 .fetch_add(lbf, Ordering::Relaxed);
@@ -164,11 +167,11 @@ impl LbMethodKind {
         }
     }
 
-    pub(crate) fn account_sticky(&self, members: &[Member], chosen: &Member) {
+    pub(crate) fn account_sticky(&self, members: &[Member], chosen: &Member, now: Instant) {
         match self {
             Self::Custom(m) => m.account_sticky(members, chosen),
             Self::Heartbeat(m) => m.account_sticky(members, chosen),
-            _ => account_sticky_lbstatus(members, chosen),
+            _ => account_sticky_lbstatus(members, chosen, Some(now)),
         }
     }
 }
@@ -247,6 +250,9 @@ pub struct Candidates<'a> {
     tried: &'a [MemberId],
     now: Instant,
     key: Option<&'a [u8]>,
+    /// The lbset is in panic (`panic=`): regular members kept out only by `E`, `C` or `J`
+    /// are candidates too.
+    panic: bool,
 }
 
 impl<'a> Candidates<'a> {
@@ -267,6 +273,7 @@ impl<'a> Candidates<'a> {
             tried,
             now,
             key: None,
+            panic: false,
         }
     }
 
@@ -286,6 +293,7 @@ impl<'a> Candidates<'a> {
             tried,
             now,
             key: None,
+            panic: false,
         }
     }
 
@@ -293,6 +301,20 @@ impl<'a> Candidates<'a> {
     pub(crate) const fn with_key(mut self, key: Option<&'a [u8]>) -> Self {
         self.key = key;
         self
+    }
+
+    /// Balances over the regular members kept out only by `E`, `C` or `J` too (the panic
+    /// threshold).
+    pub(crate) const fn with_panic(mut self, panic: bool) -> Self {
+        self.panic = panic;
+        self
+    }
+
+    /// Whether these candidates are a set in panic (`panic=`, beyond Apache): its regular
+    /// members in error, failing their health check or ejected are among them.
+    #[must_use]
+    pub const fn in_panic(&self) -> bool {
+        self.panic
     }
 
     /// The request's key, for request-aware methods such as [`Hash`]: the bytes the
@@ -350,7 +372,13 @@ impl<'a> Candidates<'a> {
             self.pos += 1;
             let hot = &self.hot[index as usize];
             let flags = hot.state.flags();
-            if !flags.is_usable() || flags.contains(F::DRAIN) {
+            // In panic, the regular members that only E, C or J keep out are candidates.
+            let out = if self.panic && matches!(self.phase, Phase::Regular) {
+                flags.difference(F::PANIC_USABLE)
+            } else {
+                flags
+            };
+            if !out.is_usable() || flags.contains(F::DRAIN) {
                 continue;
             }
             let wanted = match self.phase {

@@ -29,19 +29,24 @@ impl LbMethod for ByRequests {
 /// One byrequests decision among the candidates that `keep` admits: each one's `lbstatus`
 /// grows by its load factor, the highest (the earliest on a tie) wins and gives back the
 /// total. Returns the winner's position.
+///
+/// Each weighs with its [`Hot::effective_lbf`]: its load factor, less while its slow start
+/// ramps.
 pub(crate) fn round(candidates: &mut Candidates<'_>, keep: impl Fn(&Hot) -> bool) -> Option<u32> {
+    let now = candidates.now();
     let mut best: Option<(u32, &Hot, i64)> = None;
     let mut total = 0;
     while let Some((index, hot)) = candidates.next_hot() {
         if !keep(hot) {
             continue;
         }
+        let lbf = hot.effective_lbf(now);
         let score = hot
             .state
             .lbstatus_atomic()
-            .fetch_add(hot.lbf, Ordering::Relaxed)
-            + hot.lbf;
-        total += hot.lbf;
+            .fetch_add(lbf, Ordering::Relaxed)
+            + lbf;
+        total += lbf;
         if best.map_or(true, |(_, _, b)| score > b) {
             best = Some((index, hot, score));
         }

@@ -13,6 +13,16 @@
 //! | an answer | — | the run of errors ends ([`MemberState::note_success`](proxy_balancer_core::MemberState::note_success)) |
 //! | the client's request body failed while sent ([`ErrorKind::Client`]) | not `E`, AH10154 | not `E`, the run of errors untouched |
 //!
+//! Beyond Apache, with outlier ejection on (`ejectconsecutive=`, `ejectsuccessrate=`: see
+//! [`OutlierParams`]), every outcome is also counted for ejection: a failure is an answer
+//! with a 5xx status (whatever `failonstatus` says) or a failure on the member's behalf
+//! ([`ErrorKind::Connect`], [`ErrorKind::Timeout`] whatever `failontimeout` says,
+//! [`ErrorKind::Upstream`]: refused, reset, timed out, cut short, garbage); any other
+//! answer is a success; the client's own failures ([`ErrorKind::Client`]) are not counted.
+//! Envoy counts the same by default (5xx and locally originated errors together). An
+//! ejection is logged (`outlier ejection: member ejected`), and so is its end, at the first
+//! pick after its time.
+//!
 //! The window itself is the member's `retry` (Apache's fixed window), or, with
 //! [`MemberParams::retry_max`](proxy_balancer_core::MemberParams::retry_max), a window that
 //! doubles with each error in a row. A member in error is tried again by the first pick
@@ -60,14 +70,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Response;
-use proxy_balancer_core::{BalancerParams, Member};
+use proxy_balancer_core::{BalancerParams, Member, OutlierParams};
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::future::ResponseFuture;
 use crate::error::{BoxError, Error, ErrorKind};
 
-/// The balancer parameters that judge outcomes: `failonstatus` and `failontimeout`.
+/// The balancer parameters that judge outcomes: `failonstatus`, `failontimeout` and
+/// (beyond Apache) outlier ejection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OutcomeRules {
@@ -75,6 +86,9 @@ pub struct OutcomeRules {
     pub fail_on_status: Vec<u16>,
     /// `failontimeout`: a read timeout puts the member in error.
     pub fail_on_timeout: bool,
+    /// Beyond Apache, `eject*`: outlier ejection (default off). See the
+    /// [module docs](self) for which outcomes count.
+    pub outlier: OutlierParams,
 }
 
 impl OutcomeRules {
@@ -84,6 +98,7 @@ impl OutcomeRules {
         Self {
             fail_on_status: Vec::new(),
             fail_on_timeout: false,
+            outlier: OutlierParams::OFF,
         }
     }
 
@@ -93,6 +108,7 @@ impl OutcomeRules {
         Self {
             fail_on_status: params.fail_on_status.clone(),
             fail_on_timeout: params.fail_on_timeout,
+            outlier: params.outlier,
         }
     }
 
@@ -109,13 +125,21 @@ impl OutcomeRules {
         self.fail_on_timeout = on;
         self
     }
+
+    /// Sets outlier ejection's rules (beyond Apache).
+    #[must_use]
+    pub const fn outlier(mut self, outlier: OutlierParams) -> Self {
+        self.outlier = outlier;
+        self
+    }
 }
 
 impl OutcomeRules {
     /// The rules of a balancer for its members' calls: `None` for the default ones (only
     /// connect failures count), which need no `Arc` carried per request.
     pub(crate) fn for_calls(rules: &Arc<Self>) -> Option<Arc<Self>> {
-        (rules.fail_on_timeout || !rules.fail_on_status.is_empty()).then(|| Arc::clone(rules))
+        (rules.fail_on_timeout || !rules.fail_on_status.is_empty() || rules.outlier.is_enabled())
+            .then(|| Arc::clone(rules))
     }
 
     /// The default rules, shared, for a call whose balancer has them
@@ -328,6 +352,7 @@ pub(crate) fn judge_response<B>(
         outcome.judged_by(member, rules);
     }
     let status = response.status().as_u16();
+    count_outcome(member, rules, response.status().is_server_error());
     if rules.fail_on_status.contains(&status) {
         if member.mark_error(now()) {
             tracing::warn!(
@@ -345,7 +370,29 @@ pub(crate) fn judge_response<B>(
     }
 }
 
+/// Counts an outcome for outlier ejection, if it is on, and logs an ejection it causes.
+fn count_outcome(member: &Member, rules: &OutcomeRules, failed: bool) {
+    if !rules.outlier.is_enabled() {
+        return;
+    }
+    if let Some(ejection) = member.state().note_outcome(failed, &rules.outlier, now()) {
+        tracing::warn!(
+            member = member.url(),
+            reason = ?ejection.reason,
+            duration = ?ejection.duration,
+            streak = ejection.streak,
+            "outlier ejection: member ejected"
+        );
+    }
+}
+
 pub(crate) fn judge_error(member: &Member, rules: &OutcomeRules, error: Error) -> Error {
+    if matches!(
+        error.kind(),
+        ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Upstream
+    ) {
+        count_outcome(member, rules, true);
+    }
     match error.kind() {
         ErrorKind::Connect if member.mark_error(now()) => {
             tracing::error!(
