@@ -67,7 +67,7 @@ const RETRY_COST: i64 = 100;
 /// bounds only our `retry_idempotent` retries; Apache's failover after a failed connection
 /// (nothing reached the member) is not counted.
 pub struct RetryBudget {
-    /// The ring: each slot is `number << 32 | (deposits as u32)` (see [`pack`]).
+    /// The ring: each slot is a slot number and a balance (see [`pack`]).
     slots: Box<[AtomicU64]>,
     epoch: Instant,
     /// The parameters in force: the slot length in nanoseconds (0: no budget, every retry
@@ -81,9 +81,10 @@ pub struct RetryBudget {
     reported: AtomicU64,
 }
 
-/// A slot: its number in the high half, its (signed) balance in the low half.
+/// A slot: its number in the high half, its (signed) balance in the low half (added: the
+/// halves do not overlap).
 fn pack(number: u32, balance: i32) -> u64 {
-    (u64::from(number) << 32) | u64::from(balance as u32)
+    (u64::from(number) << 32) + u64::from(balance as u32)
 }
 
 fn unpack(slot: u64) -> (u32, i32) {
@@ -444,9 +445,10 @@ mod tests {
         assert_eq!(budget.available(start), 13);
         budget.deposit(start);
         assert_eq!(budget.available(start), 14);
-        // Off: every retry allowed; on again: afresh, the floor alone.
+        // Off: every retry allowed, deposits ignored; on again: afresh, the floor alone.
         budget.configure(None);
         assert!(!budget.is_enabled());
+        budget.deposit(start);
         assert!(budget.withdraw(start));
         budget.configure(Some(&params(50, 1, 10)));
         assert_eq!(budget.available(start), 10);
