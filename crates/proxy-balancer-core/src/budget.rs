@@ -255,13 +255,11 @@ impl RetryBudget {
     }
 }
 
-/// The later of two wrapping slot numbers.
+/// The later of two wrapping slot numbers: `a` moved forward by how far `b` is ahead of it,
+/// if it is.
 fn later(a: u32, b: u32) -> u32 {
-    if (a.wrapping_sub(b) as i32) < 0 {
-        b
-    } else {
-        a
-    }
+    let ahead = (b.wrapping_sub(a) as i32).max(0);
+    a.wrapping_add(ahead as u32)
 }
 
 impl fmt::Debug for RetryBudget {
