@@ -32,6 +32,13 @@
 //! | `upgrade-on-h2-member` | warning | `upgrade=` on an `h2c://` or `h2://` member: HTTP/2 has no upgrades, so WebSockets sent there fail |
 //! | `discovered-members` | note (warning with `stickysession`) | a `BalancerMember … discover=` line: where its members come from and what a DNS failure does; with `stickysession`, that discovered members have no route ([`discovery`](crate::discovery)) |
 //! | `balancer-share` | note or error | `BalancerShare` without a balancer-manager (note: edits come from other instances only), with `BalancerPersist On` (error: the site refuses it), with two etcd endpoints (note: a two-member cluster stops writes when either fails) |
+//! | `selection-no-effect` | warning | a parameter of ours read and then not used: `hashkey`/`hashring` without `lbmethod=hash`, `ewmadecay` without `lbmethod=p2c-ewma`, `ejectwindow`/`ejectminrequests` without `ejectsuccessrate`, `ejecttime`/`ejectmaxtime`/`ejectmax` without an ejection rule, the retry budget's parameters with `maxattempts=0` |
+//! | `ejectmax-too-low` | warning | ejection on, but `ejectmax` % of the balancer's members rounds down to none: no member is ever ejected |
+//! | `hashkey-client` | note | `lbmethod=hash` on the client address: behind another proxy every request has its address (use `hashkey=header:X-Forwarded-For`) |
+//! | `hash-with-sticky` | note | `lbmethod=hash` with `stickysession`: sticky routes win first, the hash decides only for requests without one |
+//! | `ejection-with-failonstatus` | note | outlier ejection with `failonstatus`: a listed status puts the member in error at once, uncapped, before ejection counts it |
+//! | `panic-overrides-forcerecovery` | warning | `panic` with `forcerecovery=Off`: below the threshold, members in error get requests anyway |
+//! | `retrybudget-off` | note | `retrybudget=Off`: idempotent retries are bounded by `maxattempts` only, so a brown-out multiplies the load |
 //! | `ssl-proxy-verify-none` | warning | TLS members in a server with `SSLProxyVerify none` or `optional_no_ca`: their certificate chain is not verified |
 //!
 //! Unknown parameters (`hcpath` for `hcuri`…) never reach the doctor: the parser rejects them
@@ -373,6 +380,7 @@ fn balancer_rules(config: &Config, b: &BalancerConfig, out: &mut Vec<Finding>) {
     forcerecovery_off_few_members(b, out);
     nonce_none(b, out);
     all_hot_standby(b, out);
+    crate::selection::doctor(b, out);
 }
 
 /// `upgrade-on-h2-member`: `upgrade=` on an `h2c://` or `h2://` member.

@@ -18,6 +18,8 @@ pub const CORE_MEMBER_KEYS: &[&str] = &[
     "disablereuse",
     "enablereuse",
     "keepalive",
+    // Beyond Apache (registry: proxy-balancer's own).
+    "slowstart",
 ];
 
 /// The health-check parameters of mod_proxy_hcheck.
@@ -65,6 +67,21 @@ pub const BALANCER_KEYS: &[&str] = &[
     "nonce",
     "growth",
     "forcerecovery",
+    // Beyond Apache (registry: proxy-balancer's own).
+    "hashkey",
+    "hashring",
+    "ejectconsecutive",
+    "ejectsuccessrate",
+    "ejectwindow",
+    "ejectminrequests",
+    "ejecttime",
+    "ejectmaxtime",
+    "ejectmax",
+    "panic",
+    "retrybudget",
+    "retrybudgetmin",
+    "retrybudgetwindow",
+    "ewmadecay",
 ];
 
 /// Names operators write for a parameter that has another name; edit distance misses these.

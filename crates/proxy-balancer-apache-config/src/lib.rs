@@ -156,6 +156,7 @@ pub mod logs;
 mod parser;
 pub mod registry;
 mod render;
+mod selection;
 pub mod shared;
 pub mod ssl;
 mod ssl_server;

@@ -1184,3 +1184,216 @@ fn upgrade_on_an_h2_member_is_warned() {
     let config = proxy_balancer_apache_config::parse(&text("http://127.0.0.1:9")).expect("parses");
     assert!(only(&config, "upgrade-on-h2-member").is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The selection beyond Apache (our own ProxySet parameters).
+
+/// A balancer of `members` members (with health checks, no routes) and these `ProxySet`
+/// words (the `<Proxy>` on line 2, the ProxySet on line `members + 3`).
+fn selection_text(members: usize, proxy_set: &str) -> String {
+    let mut text = String::from("\n<Proxy \"balancer://app\">\n");
+    for i in 0..members {
+        text.push_str(&format!(
+            "    BalancerMember http://10.0.0.{}:8080 hcmethod=GET hcuri=/health\n",
+            i + 1
+        ));
+    }
+    text.push_str(&format!(
+        "    ProxySet {proxy_set}\n</Proxy>\nProxyPass \"/app/\" \"balancer://app/\"\n"
+    ));
+    text
+}
+
+fn selection_findings(members: usize, proxy_set: &str) -> Vec<Finding> {
+    let text = selection_text(members, proxy_set);
+    let config = proxy_balancer_apache_config::parse(&text)
+        .unwrap_or_else(|e| panic!("{text}\n{:?}", e.errors()));
+    check(&config)
+}
+
+fn selection_rules(members: usize, proxy_set: &str) -> Vec<&'static str> {
+    selection_findings(members, proxy_set)
+        .into_iter()
+        .map(|f| f.rule)
+        .collect()
+}
+
+#[test]
+fn selection_parameters_used_as_meant_are_clean() {
+    for set in [
+        "lbmethod=hash hashkey=header:X-Forwarded-For hashring=ketama",
+        "lbmethod=p2c-ewma ewmadecay=5",
+        "lbmethod=p2c",
+        "ejectconsecutive=5 ejecttime=10 ejectmaxtime=60 ejectmax=50",
+        "ejectsuccessrate=80 ejectwindow=30 ejectminrequests=50",
+        "panic=50",
+        "retrybudget=10 retrybudgetmin=5 retrybudgetwindow=30",
+    ] {
+        assert_eq!(selection_rules(4, set), Vec::<&str>::new(), "{set}");
+    }
+}
+
+#[test]
+fn selection_no_effect_reports_each_ignored_parameter() {
+    let cases = [
+        ("hashkey=path", "lbmethod=byrequests", "set lbmethod=hash"),
+        ("hashring=ketama", "lbmethod=p2c", "set lbmethod=hash"),
+        ("ewmadecay=3", "lbmethod=p2c", "set lbmethod=p2c-ewma"),
+        (
+            "ejectwindow=30",
+            "ejectconsecutive=5",
+            "set ejectsuccessrate",
+        ),
+        (
+            "ejectminrequests=9",
+            "ejectconsecutive=5",
+            "set ejectsuccessrate",
+        ),
+        ("ejecttime=10", "", "turn ejection on"),
+        ("ejectmaxtime=10", "", "turn ejection on"),
+        ("ejectmax=20", "", "turn ejection on"),
+        ("retrybudgetmin=2", "maxattempts=0", "remove maxattempts=0"),
+        (
+            "retrybudgetwindow=5",
+            "maxattempts=0",
+            "remove maxattempts=0",
+        ),
+        ("retrybudget=30", "maxattempts=0", "remove maxattempts=0"),
+    ];
+    for (ignored, with, fix) in cases {
+        let findings = selection_findings(4, &format!("{with} {ignored}"));
+        let found: Vec<_> = findings
+            .iter()
+            .filter(|f| f.rule == "selection-no-effect")
+            .collect();
+        assert_eq!(found.len(), 1, "{ignored} with {with}: {findings:?}");
+        let f = found[0];
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.span.line, 7);
+        assert!(
+            f.what
+                .starts_with(&format!("{ignored} on balancer://app has no effect: ")),
+            "{}",
+            f.what
+        );
+        assert!(f.fix.starts_with(fix), "{}", f.fix);
+    }
+    // The same parameters where they apply: nothing.
+    assert!(!selection_rules(4, "lbmethod=hash hashring=ketama").contains(&"selection-no-effect"));
+    assert!(!selection_rules(4, "maxattempts=1 retrybudget=30").contains(&"selection-no-effect"));
+}
+
+#[test]
+fn ejectmax_too_low_for_the_member_count() {
+    // 3 members × 20 % rounds down to none.
+    let f = selection_findings(3, "ejectconsecutive=5 ejectmax=20");
+    assert_eq!(
+        f.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        ["ejectmax-too-low"]
+    );
+    assert_eq!(f[0].span.line, 6);
+    assert!(
+        f[0].what.contains("at most 20 % of its 3 members: none"),
+        "{}",
+        f[0].what
+    );
+    assert!(
+        f[0].fix.starts_with("set ejectmax=34 or more"),
+        "{}",
+        f[0].fix
+    );
+    // Enough members (5 × 20 % = 1), or a higher cap: none.
+    assert!(selection_rules(5, "ejectconsecutive=5 ejectmax=20").is_empty());
+    assert!(selection_rules(3, "ejectconsecutive=5 ejectmax=34").is_empty());
+    // The default cap (50 %) with one member: never.
+    assert_eq!(
+        selection_rules(1, "ejectsuccessrate=90"),
+        ["ejectmax-too-low"]
+    );
+}
+
+#[test]
+fn hashkey_client_suggests_the_forwarded_header() {
+    for set in ["lbmethod=hash", "lbmethod=hash hashkey=client"] {
+        let f = selection_findings(2, set);
+        assert_eq!(
+            f.iter().map(|f| f.rule).collect::<Vec<_>>(),
+            ["hashkey-client"],
+            "{set}"
+        );
+        assert_eq!(f[0].severity, Severity::Note);
+        assert!(f[0].fix.contains("hashkey=header:X-Forwarded-For"));
+    }
+    assert!(selection_rules(2, "lbmethod=hash hashkey=cookie:SESSION").is_empty());
+}
+
+#[test]
+fn hash_with_sticky_says_routes_win_first() {
+    let text = "\n<Proxy \"balancer://app\">\n    BalancerMember http://10.0.0.1:8080 route=a hcmethod=GET hcuri=/health\n    BalancerMember http://10.0.0.2:8080 route=b hcmethod=GET hcuri=/health\n    ProxySet lbmethod=hash hashkey=path stickysession=ROUTEID\n</Proxy>\nProxyPass \"/app/\" \"balancer://app/\"\n";
+    let f = check(&proxy_balancer_apache_config::parse(text).unwrap());
+    let found: Vec<_> = f.iter().filter(|f| f.rule == "hash-with-sticky").collect();
+    assert_eq!(found.len(), 1, "{f:?}");
+    assert_eq!(found[0].span.line, 5);
+    assert!(found[0].causes.starts_with("sticky routes win first"));
+}
+
+#[test]
+fn ejection_with_failonstatus_explains_the_two_clocks() {
+    let f = selection_findings(4, "ejectconsecutive=5 failonstatus=503");
+    assert_eq!(
+        f.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        ["ejection-with-failonstatus"]
+    );
+    assert!(f[0].what.ends_with("failonstatus=503"));
+    assert!(selection_rules(4, "failonstatus=503").is_empty());
+}
+
+#[test]
+fn panic_overrides_forcerecovery_off() {
+    let f = selection_findings(4, "panic=50 forcerecovery=Off");
+    assert_eq!(
+        f.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        ["panic-overrides-forcerecovery"]
+    );
+    assert_eq!(f[0].severity, Severity::Warning);
+    assert!(selection_rules(4, "panic=50").is_empty());
+    assert!(selection_rules(4, "forcerecovery=Off").is_empty());
+}
+
+#[test]
+fn retrybudget_off_is_noted() {
+    let f = selection_findings(4, "retrybudget=Off");
+    assert_eq!(
+        f.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        ["retrybudget-off"]
+    );
+    assert_eq!(f[0].severity, Severity::Note);
+    // With maxattempts=0 there are no retries to budget.
+    assert!(!selection_rules(4, "maxattempts=0 retrybudget=Off").contains(&"retrybudget-off"));
+}
+
+#[test]
+fn slowstart_and_the_new_parameters_parse_and_render_back() {
+    let text = "\n<Proxy \"balancer://app\">\n    BalancerMember http://10.0.0.1:8080 slowstart=30 hcmethod=GET hcuri=/health\n    BalancerMember http://10.0.0.2:8080 hcmethod=GET hcuri=/health\n    ProxySet lbmethod=p2c-ewma ewmadecay=5 ejectconsecutive=3 panic=50 retrybudget=10\n</Proxy>\nProxyPass \"/app/\" \"balancer://app/\"\n";
+    let config = proxy_balancer_apache_config::parse(text).unwrap();
+    let rendered = config.to_string();
+    for part in [
+        "slowstart=30",
+        "lbmethod=p2c-ewma",
+        "ewmadecay=5",
+        "ejectconsecutive=3",
+        "panic=50",
+        "retrybudget=10",
+    ] {
+        assert!(rendered.contains(part), "{part} in {rendered}");
+    }
+    let again = proxy_balancer_apache_config::parse(&rendered).unwrap();
+    assert_eq!(
+        again.balancers[0].params.len(),
+        config.balancers[0].params.len()
+    );
+    // A typo gets a "did you mean".
+    let err =
+        proxy_balancer_apache_config::parse(&text.replace("ewmadecay", "ewmadcay")).unwrap_err();
+    assert!(format!("{err}").contains("ewmadecay"), "{err}");
+}

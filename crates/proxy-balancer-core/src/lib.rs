@@ -132,6 +132,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod budget;
 mod error;
 mod flags;
 mod hcmethod;
@@ -165,12 +166,13 @@ mod tests;
 #[cfg(test)]
 mod tests_health;
 
+pub use budget::RetryBudget;
 pub use error::{ConfigError, ParamError, PickError};
 pub use flags::{StatusFlags, StatusLabel};
 pub use hcmethod::HcMethod;
 pub use health::{HcExprName, HcParams, HcUri, HealthReport};
 pub use lbmethod::{LbMethod, LbMethodKind};
-pub use member::{BusyGuard, Member, MemberId, MemberState};
+pub use member::{BusyGuard, Member, MemberId, MemberState, FAILURE_RTT_FLOOR};
 pub use outlier::{EjectReason, Ejection};
 pub use params::{
     BalancerParams, LbSet, LoadFactor, MemberParams, MemberProtocol, MemberUrl, Nonce, Route,

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use crate::budget::RetryBudget;
 use crate::error::{ConfigError, PickError};
 use crate::lbmethod::LbMethodKind;
 use crate::member::{InFlight, Member, MemberId, MemberState};
@@ -53,6 +54,8 @@ pub struct BalancerStore {
     inflight: Arc<InFlight>,
     /// Requests answered 503 because no member could take them (for metrics).
     unavailable: AtomicU64,
+    /// Beyond Apache: the budget of `retry_idempotent`'s retries (`retrybudget*`).
+    retry_budget: RetryBudget,
     /// Ejected members and panic picks (beyond Apache).
     outliers: Arc<Outliers>,
 }
@@ -93,6 +96,7 @@ impl BalancerStore {
             built.push(Member::new(id, params, state));
         }
         let next = u32::try_from(built.len()).unwrap_or(u32::MAX);
+        let retry_budget = RetryBudget::new(params.retry_budget, now);
         outliers.set_members(built.len());
         let shared = Shared {
             epoch: now,
@@ -108,6 +112,7 @@ impl BalancerStore {
             changes,
             inflight,
             unavailable: AtomicU64::new(0),
+            retry_budget,
             outliers,
         })
     }
@@ -313,6 +318,8 @@ impl BalancerStore {
     pub fn update_params<T>(&self, edit: impl FnOnce(&mut BalancerParams) -> T) -> T {
         let result = self.write(|current, params, _| {
             let out = edit(params);
+            // Under the writers' lock, so the budget follows the last edit published.
+            self.retry_budget.configure(params.retry_budget.as_ref());
             Ok((out, params.lb_method != current.params().lb_method))
         });
         match result {
@@ -337,6 +344,28 @@ impl BalancerStore {
     #[must_use]
     pub fn unavailable(&self) -> u64 {
         self.unavailable.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Beyond Apache: the budget of `retry_idempotent`'s retries, following the balancer's
+    /// `retrybudget`, `retrybudgetmin` and `retrybudgetwindow` (its counters of retries
+    /// allowed and refused carry on across edits).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use proxy_balancer_core::{BalancerParams, BalancerStore};
+    ///
+    /// let now = Instant::now();
+    /// let store = BalancerStore::new(BalancerParams::new("app"), [], now)?;
+    /// assert!(store.retry_budget().is_enabled()); // on by default: 20 % + 10/s over 10 s
+    /// assert!(store.retry_budget().withdraw(now)); // the floor allows it
+    /// store.update_params(|p| p.set("retrybudget", "Off"))?;
+    /// assert!(!store.retry_budget().is_enabled());
+    /// assert_eq!(store.retry_budget().allowed(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.retry_budget
     }
 
     /// Beyond Apache: how many members are ejected now by outlier ejection (flag

@@ -587,6 +587,18 @@ mod tests {
             .edit("app", None)
             .expect("valid");
         assert_eq!(back.balancer, edit.balancer);
+        // The lbmethods beyond Apache travel as the form gives them.
+        for method in ["hash", "p2c", "p2c-ewma"] {
+            let form = parse_form(format!("b=app&b_lbm={method}").as_bytes()).expect("form");
+            let edit = Edit::from_form(&form).expect("edit");
+            let mut doc = Doc::default();
+            doc.merge_balancer(&edit);
+            let back = Doc::parse(doc.encode().as_bytes(), &KeyKind::Balancer)
+                .expect("parses")
+                .edit("app", None)
+                .expect("valid");
+            assert_eq!(back.balancer, edit.balancer, "{method}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -105,6 +106,8 @@ struct Inner {
     changes: AtomicU64,
     /// The fleet's shared store, when edits are shared.
     shared: Option<Arc<dyn SharedEdits>>,
+    /// What the time-dependent facts are reckoned at (slow start, RTT, ejection, panic).
+    clock: fn() -> Instant,
 }
 
 /// Apache's balancer-manager: the status page (`GET mount`), its query API (`POST mount`,
@@ -135,6 +138,16 @@ pub struct BalancerManagerBuilder {
     server_names: Vec<ServerName>,
     refused_server_names: Vec<ServerNameError>,
     shared: Option<Arc<dyn SharedEdits>>,
+    clock: fn() -> Instant,
+}
+
+/// The default clock of the manager: the process's monotonic clock.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the manager has no tokio; a host on tokio's clock passes it with BalancerManagerBuilder::clock"
+)]
+fn system_now() -> Instant {
+    Instant::now()
 }
 
 impl fmt::Debug for BalancerManagerBuilder {
@@ -330,6 +343,26 @@ impl BalancerManagerBuilder {
         self
     }
 
+    /// The clock the documents reckon time-dependent facts with (beyond Apache: a member's
+    /// slow-start share, RTT estimate and ejection time left, whether a balancer is in
+    /// panic). Default: [`Instant::now`]. A host whose balancers read tokio's clock (as
+    /// proxy-balancer's do) passes it, so that a paused clock shows the same as the picks see.
+    ///
+    /// ```
+    /// use proxy_balancer_manager::BalancerManager;
+    ///
+    /// fn tokio_now() -> std::time::Instant {
+    ///     // e.g. tokio::time::Instant::now().into_std()
+    ///     # std::time::Instant::now()
+    /// }
+    /// let manager = BalancerManager::builder("/balancer-manager").clock(tokio_now).build();
+    /// # drop(manager);
+    /// ```
+    pub fn clock(mut self, clock: fn() -> Instant) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The manager. With [`persist`](Self::persist), the saved state is applied first; what
     /// could not be applied is in [`BalancerManager::persist_report`].
     #[must_use]
@@ -380,6 +413,7 @@ impl BalancerManagerBuilder {
                 server: format!("proxy-balancer {}", env!("CARGO_PKG_VERSION")),
                 changes: AtomicU64::new(0),
                 shared: self.shared,
+                clock: self.clock,
             }),
         };
         // The configuration wins over stale state (Apache's known trap is the reverse):
@@ -406,6 +440,7 @@ impl BalancerManager {
             server_names: Vec::new(),
             refused_server_names: Vec::new(),
             shared: None,
+            clock: system_now,
         }
     }
 
@@ -513,6 +548,7 @@ impl BalancerManager {
         &'a self,
         snapshots: &'a [Arc<proxy_balancer_core::BalancerSnapshot>],
     ) -> Vec<BalancerView<'a>> {
+        let now = (self.inner.clock)();
         self.inner
             .balancers
             .iter()
@@ -522,6 +558,8 @@ impl BalancerManager {
                 nonce: m.effective_nonce(),
                 added: m.slots.used(snapshot),
                 health: &*m.health_view,
+                retry_budget: Some(m.store.retry_budget()),
+                now: Some(now),
             })
             .collect()
     }

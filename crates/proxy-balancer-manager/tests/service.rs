@@ -576,3 +576,51 @@ async fn a_nonce_opens_only_its_own_balancer() {
     assert_eq!(status, 200);
     assert!(!stores[0].snapshot().members()[0].is_usable());
 }
+
+#[tokio::test]
+async fn the_selection_is_shown_from_the_store_and_the_new_methods_are_chosen() {
+    let (store, manager) = setup(&[
+        ("lbmethod", "p2c"),
+        ("ejectconsecutive", "1"),
+        ("panic", "80"),
+        ("retrybudget", "0"),
+        ("retrybudgetmin", "0"),
+    ]);
+    let now = tokio::time::Instant::now().into_std();
+    {
+        let snap = store.snapshot();
+        let outlier = &snap.params().outlier;
+        assert!(snap.members()[0]
+            .state()
+            .note_outcome(true, outlier, now)
+            .is_some());
+    }
+    assert!(!store.retry_budget().withdraw(now));
+    let (_, json, _) = send(&manager, "GET", "/balancer-manager/api", "", LOCAL, &[]).await;
+    for part in [
+        r#""ejected":1,"panic_threshold":80,"in_panic":true"#,
+        r#""retry_budget_percent":0,"retry_budget_min_per_sec":0,"retry_budget_window_ms":10000,"retries_allowed":0,"retries_refused":1}"#,
+        r#""selection":{"ejections":1,"ejected_for_ms":"#,
+    ] {
+        assert!(json.contains(part), "missing {part} in {json}");
+    }
+    let (_, metrics, _) = send(&manager, "GET", "/balancer-manager/metrics", "", LOCAL, &[]).await;
+    for line in [
+        "proxy_balancer_retries_refused_total{balancer=\"app\"} 1\n",
+        "proxy_balancer_in_panic{balancer=\"app\"} 1\n",
+        "proxy_balancer_ejected_members{balancer=\"app\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in {metrics}");
+    }
+    // The form's lbmethod: p2c-ewma, then shown with its decay.
+    let nonce = manager.nonce("app").expect("managed");
+    let form = format!("b=app&b_lbm=p2c-ewma&nonce={nonce}");
+    let (status, body, _) = send(&manager, "POST", "/balancer-manager", &form, LOCAL, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<option value=\"p2c-ewma\" selected>p2c-ewma</option>"));
+    assert!(body.contains("<th>EWMA decay (ms)</th>"), "{body}");
+    assert_eq!(
+        store.snapshot().params().lb_method,
+        proxy_balancer_core::LbMethodKind::P2cEwma
+    );
+}

@@ -681,3 +681,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_methods_beyond_apache_are_chosen_by_form() {
+    let (store, slots) = store(None);
+    for (form, kind) in [
+        ("hash", LbMethodKind::Hash),
+        ("p2c", LbMethodKind::P2c),
+        ("P2C-EWMA", LbMethodKind::P2cEwma),
+    ] {
+        let e = edit(&format!("b=c&b_lbm={form}")).unwrap();
+        assert_eq!(e.balancer.lb_method, Some(kind.clone()));
+        let applied = e.apply(&store, slots).unwrap();
+        assert_eq!(applied.changed, ["lbmethod"]);
+        assert_eq!(store.snapshot().params().lb_method, kind);
+    }
+    // The method's own parameters stay as configured; a pick works with each.
+    drop(store.pick(&PickRequest::new(), now()).unwrap());
+    let err = edit("b=c&b_lbm=p2c-peak").unwrap_err();
+    assert_eq!(
+        err.to_string().split(':').next(),
+        Some("invalid value \"p2c-peak\" for `b_lbm`")
+    );
+}

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use proxy_balancer_core::{HcMethod, Member};
 
+use super::selection::{self, Fact};
 use super::{
     esc, flag, label, load_factor, on_off, strfsize, url_encode, BalancerView, HealthView, View,
 };
@@ -19,8 +20,16 @@ const EDITABLE: [(char, &str); 7] = [
     ('S', "Stopped"),
 ];
 
-/// The lbmethods offered by the balancer form.
-const LB_METHODS: [&str; 4] = ["byrequests", "bytraffic", "bybusyness", "heartbeat"];
+/// The lbmethods offered by the balancer form: Apache's four, then ours.
+const LB_METHODS: [&str; 7] = [
+    "byrequests",
+    "bytraffic",
+    "bybusyness",
+    "heartbeat",
+    "hash",
+    "p2c",
+    "p2c-ewma",
+];
 
 const STYLE: &str = "table { border-width: 1px; border-spacing: 3px; border-style: solid; \
 border-color: gray; border-collapse: collapse; background-color: white; text-align: center; }\n\
@@ -45,6 +54,13 @@ background-color: white; text-align: center; }\n";
 /// `nonce` as hidden fields (no
 /// `nonce` field when the nonce is empty). `auto_refresh` adds
 /// `<meta http-equiv="refresh" content="N">`.
+///
+/// Beyond Apache: under the parameters, a table of the selection's parameters that are set
+/// (the hash key and ring, the EWMA decay, ejection, the panic threshold and whether the
+/// balancer is in panic, the retry budget with its retries and refusals: the facts of
+/// [`xml`](fn@super::xml)); the member table has, after From, the columns Slow start,
+/// Slow start share, RTT, Ejections and Ejected for when some member has them (`-` for the
+/// others). The `b_lbm` choices include `hash`, `p2c` and `p2c-ewma`.
 ///
 /// Plain HTML without JavaScript; every shown value is HTML-escaped. The Path column shows
 /// `-` (a balancer does not know where it is mounted) and Active always `Yes`.
@@ -143,6 +159,18 @@ fn html_balancer_table(o: &mut String, b: &BalancerView<'_>, base: &str, nonce_q
     let _ = write!(o, "<td>{}</td>", b.snapshot.max_attempts());
     let _ = write!(o, "<td>{}</td>", esc(p.lb_method.name()));
     o.push_str("<td>-</td><td>Yes</td></tr>\n</table>\n<br>\n");
+    let facts = selection::balancer_facts(b);
+    if !facts.is_empty() {
+        o.push_str("<table><tr>");
+        for f in &facts {
+            let _ = write!(o, "<th>{}</th>", selection::title(f.xml));
+        }
+        o.push_str("</tr>\n<tr>");
+        for f in &facts {
+            let _ = write!(o, "<td>{}</td>", esc(&f.value.text()));
+        }
+        o.push_str("</tr>\n</table>\n<br>\n");
+    }
 }
 
 /// The table of the balancer's members, with the health-check columns when any member has
@@ -157,11 +185,19 @@ fn html_member_table(
     let members = b.snapshot.members();
     let health: Vec<Option<HealthView>> = members.iter().map(|m| (b.health)(m)).collect();
     let any_hc = health.iter().any(Option::is_some);
+    let facts: Vec<Vec<Fact>> = members
+        .iter()
+        .map(|m| selection::member_facts(b, m))
+        .collect();
+    let columns = selection::member_columns(&facts);
     o.push_str(
         "<table><tr><th>Worker URL</th><th>Route</th><th>RouteRedir</th><th>Factor</th>\
          <th>Set</th><th>Status</th><th>Elected</th><th>Busy</th><th>Load</th><th>To</th>\
          <th>From</th>",
     );
+    for c in &columns {
+        let _ = write!(o, "<th>{}</th>", selection::title(c));
+    }
     if any_hc {
         o.push_str(
             "<th>HC Method</th><th>HC Interval</th><th>Passes</th><th>Fails</th>\
@@ -172,8 +208,15 @@ fn html_member_table(
         o.push_str("<th>Last change</th>");
     }
     o.push_str("</tr>\n");
-    for (m, hc) in members.iter().zip(&health) {
+    for ((m, hc), facts) in members.iter().zip(&health).zip(&facts) {
         html_member_row(o, m, base, nonce_q);
+        for c in &columns {
+            let shown = facts
+                .iter()
+                .find(|f| f.xml == *c)
+                .map_or_else(|| "-".to_owned(), |f| esc(&f.value.text()));
+            let _ = write!(o, "<td>{shown}</td>");
+        }
         if any_hc {
             html_health_cells(o, hc.as_ref());
         }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use proxy_balancer_core::Member;
 
+use super::selection::{balancer_facts, json_object, member_facts};
 use super::{json_opt_str, json_str, label, load_factor, BalancerView, View};
 
 /// The same facts as JSON, for scripts: balancers with their parameters and members with
@@ -23,6 +24,18 @@ use super::{json_opt_str, json_str, label, load_factor, BalancerView, View};
 ///     "health":null|{"method":…,"uri":…,"interval_ms":…,"passes":…,"fails":…,
 ///                    "expr":null|…,"last_passed":null|true|false}}]}]}
 /// ```
+///
+/// Beyond Apache, each balancer has, after `"used"` (and `"unavailable"`),
+/// `"selection":{…}` with the selection's parameters that are set and their state:
+/// `"hash_key"`, `"hash_ring"` (lbmethod=hash); `"ewma_decay_ms"` (p2c-ewma);
+/// with ejection on, the `"eject_*"` parameters set and `"ejected"`; with a panic
+/// threshold, `"panic_threshold"`, `"in_panic"` and `"panic_picks"`; the retry budget's
+/// parameters when not the default, `"retry_budget_percent"` (a number, or `"Off"`),
+/// `"retry_budget_min_per_sec"`, `"retry_budget_window_ms"`; and with the budget in the view
+/// ([`BalancerView::retry_budget`]), `"retries_allowed"`, `"retries_refused"`. Each member has,
+/// after `"health"`, `"selection":{…}` with `"slow_start_ms"` and `"slow_start_share"`
+/// (while it ramps), `"rtt_ms"` (p2c-ewma) and, with ejection on, `"ejections"` and
+/// `"ejected_for_ms"` (while ejected); `{}` when none applies.
 ///
 /// With a shared store ([`View::shared`]) the document also has, after `"server"`,
 /// `"shared":{"backend":…,"instance":…,"connected":true,"since":"2026-…Z","revision":N,
@@ -118,6 +131,7 @@ fn json_inner(view: &View<'_>, unavailable: Option<&dyn Fn(&str) -> u64>) -> Str
         if let Some(f) = unavailable {
             let _ = write!(o, ",\"unavailable\":{}", f(b.short_name()));
         }
+        let _ = write!(o, ",\"selection\":{}", json_object(&balancer_facts(b)));
         if let Some(shared) = view.shared {
             let change = shared.last_change(b.short_name(), None);
             let _ = write!(
@@ -188,6 +202,7 @@ fn json_member(o: &mut String, view: &View<'_>, b: &BalancerView<'_>, m: &Member
         }
         None => o.push_str("null"),
     }
+    let _ = write!(o, ",\"selection\":{}", json_object(&member_facts(b, m)));
     if let Some(shared) = view.shared {
         let change = shared.last_change(b.short_name(), Some(m.url()));
         let _ = write!(

@@ -49,11 +49,14 @@
 
 use std::fmt::Write as _;
 
-use proxy_balancer_core::{BalancerSnapshot, Member, StatusFlags};
+use std::time::Instant;
+
+use proxy_balancer_core::{BalancerSnapshot, Member, RetryBudget, StatusFlags};
 
 mod html;
 mod json;
 mod prometheus;
+mod selection;
 mod shared;
 mod xml;
 
@@ -102,6 +105,15 @@ pub struct BalancerView<'a> {
     /// The health-check settings and last result of a member, `None` when it has no
     /// health check (the HC columns and form fields are then left out).
     pub health: &'a dyn Fn(&Member) -> Option<HealthView>,
+    /// Beyond Apache: the balancer's retry budget
+    /// ([`BalancerStore::retry_budget`](proxy_balancer_core::BalancerStore::retry_budget)),
+    /// whose counts of retries allowed and refused the documents show; `None` leaves them
+    /// out.
+    pub retry_budget: Option<&'a RetryBudget>,
+    /// When the view was taken: what the time-dependent facts are reckoned at (a member's
+    /// slow-start share, RTT estimate and ejection time left, whether the balancer is in
+    /// panic). `None` leaves them out.
+    pub now: Option<Instant>,
 }
 
 impl std::fmt::Debug for View<'_> {
@@ -149,7 +161,36 @@ impl<'a> BalancerView<'a> {
             nonce,
             added: 0,
             health: &no_health,
+            retry_budget: None,
+            now: None,
         }
+    }
+
+    /// The view with the balancer's retry budget, whose counts the documents then show.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use proxy_balancer_core::{BalancerParams, BalancerStore};
+    /// use proxy_balancer_manager::render::{json, BalancerView, View};
+    /// let now = Instant::now();
+    /// # let store = BalancerStore::new(BalancerParams::new("c"), [], now)?;
+    /// let snapshot = store.snapshot();
+    /// let b = [BalancerView::new(&snapshot, "").with_retry_budget(store.retry_budget()).at(now)];
+    /// let view = View { balancers: &b, mount: "/bm", server: "s", shared: None };
+    /// assert!(json(&view).contains(r#""retries_allowed":0,"retries_refused":0"#));
+    /// # Ok::<(), proxy_balancer_core::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_retry_budget(mut self, budget: &'a RetryBudget) -> Self {
+        self.retry_budget = Some(budget);
+        self
+    }
+
+    /// The view reckoned at `now` (see [`BalancerView::now`]).
+    #[must_use]
+    pub fn at(mut self, now: Instant) -> Self {
+        self.now = Some(now);
+        self
     }
 
     /// The balancer's name without `balancer://`, as used in the `b` parameter.

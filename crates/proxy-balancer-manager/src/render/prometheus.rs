@@ -2,12 +2,12 @@
 
 use std::fmt::Write as _;
 
-use proxy_balancer_core::Member;
+use proxy_balancer_core::{LbMethodKind, Member};
 
 use super::{flag, prom_label, HealthView, View};
 
-/// Every status letter, in Apache's display order.
-const LETTERS: [char; 8] = ['I', 'N', 'D', 'S', 'E', 'H', 'R', 'C'];
+/// Every status letter, in Apache's display order, then ours (`J`: ejected).
+const LETTERS: [char; 9] = ['I', 'N', 'D', 'S', 'E', 'H', 'R', 'C', 'J'];
 
 /// Metrics in the Prometheus text exposition format (version 0.0.4).
 ///
@@ -20,12 +20,21 @@ const LETTERS: [char; 8] = ['I', 'N', 'D', 'S', 'E', 'H', 'R', 'C'];
 /// | `proxy_balancer_member_transferred_bytes_total` | counter | bytes sent to it (To) |
 /// | `proxy_balancer_member_read_bytes_total` | counter | bytes read from it (From) |
 /// | `proxy_balancer_member_errors_total` | counter | Apache's `retries`: times the member left the error state (a retry or a forced recovery). Not the number of failed requests. |
-/// | `proxy_balancer_member_status` | gauge | 1 or 0 per `flag` label, one of `I N D S E H R C` |
+/// | `proxy_balancer_member_status` | gauge | 1 or 0 per `flag` label, one of `I N D S E H R C J` (`J`: ejected, beyond Apache) |
 /// | `proxy_balancer_member_usable` | gauge | 1 when the member may receive requests |
 /// | `proxy_balancer_member_health_up` | gauge | last health check passed (1) or failed (0); only for members with a health check that has run |
+/// | `proxy_balancer_member_ejections_total` | counter | times outlier ejection ejected the member (beyond Apache) |
+/// | `proxy_balancer_member_slow_start_share` | gauge | the share of its weight the member gets, 0 to 1 (1 once ramped); only for members with `slowstart` (beyond Apache) |
+/// | `proxy_balancer_member_rtt_seconds` | gauge | the peak-EWMA round-trip estimate; only with `lbmethod=p2c-ewma`, once measured (beyond Apache) |
 ///
 /// Per balancer, `proxy_balancer_unavailable_total{balancer=…}` (counter) is
 /// `unavailable(name)`: the requests answered 503 because no member could take them.
+/// Beyond Apache, per balancer: `proxy_balancer_retries_total` and
+/// `proxy_balancer_retries_refused_total` (counters: `retry_idempotent` retries made, and
+/// refused by the retry budget; with [`BalancerView::retry_budget`](super::BalancerView)),
+/// `proxy_balancer_ejected_members` (gauge), `proxy_balancer_panic_picks_total` (counter:
+/// picks made in panic) and `proxy_balancer_in_panic` (gauge, 1 or 0; for balancers with a
+/// `panic` threshold, reckoned at [`BalancerView::now`](super::BalancerView)).
 ///
 /// With a shared store ([`View::shared`]), labelled `backend` and `instance`:
 /// `proxy_balancer_shared_connected` (gauge, 1 or 0), `proxy_balancer_shared_revision`
@@ -74,7 +83,9 @@ pub fn prometheus(view: &View<'_>, unavailable: &dyn Fn(&str) -> u64) -> String 
     status(&mut o, &members);
     usable(&mut o, &members);
     health_up(&mut o, &members);
+    selection_members(&mut o, view, &members);
     unavailable_total(&mut o, view, unavailable);
+    selection_balancers(&mut o, view);
     if let Some(shared) = view.shared {
         super::shared::prometheus(&mut o, shared);
     }
@@ -198,4 +209,126 @@ fn unavailable_total(o: &mut String, view: &View<'_>, unavailable: &dyn Fn(&str)
             unavailable(b.short_name())
         );
     }
+}
+
+/// The member metrics of the selection beyond Apache.
+fn selection_members(o: &mut String, view: &View<'_>, members: &[Row<'_>]) {
+    let name = "proxy_balancer_member_ejections_total";
+    header(
+        o,
+        name,
+        "counter",
+        "Times outlier ejection ejected the member (beyond Apache).",
+    );
+    for (b, u, m, _) in members {
+        let _ = writeln!(
+            o,
+            "{name}{{balancer=\"{b}\",member=\"{u}\"}} {}",
+            m.state().ejections()
+        );
+    }
+    // The time-dependent ones, per balancer view (each has its own `now`).
+    let rows = || {
+        view.balancers.iter().flat_map(|bv| {
+            let bl = prom_label(bv.short_name());
+            bv.snapshot
+                .members()
+                .iter()
+                .map(move |m| (bv, bl.clone(), prom_label(m.url()), m))
+        })
+    };
+    let name = "proxy_balancer_member_slow_start_share";
+    header(
+        o,
+        name,
+        "gauge",
+        "The share of its weight a member with slowstart gets, 0 to 1 (beyond Apache).",
+    );
+    for (bv, b, u, m) in rows() {
+        if m.params().slow_start.is_none() {
+            continue;
+        }
+        if let Some(now) = bv.now {
+            let share = m.slow_start_share(now).unwrap_or(1.0);
+            let _ = writeln!(o, "{name}{{balancer=\"{b}\",member=\"{u}\"}} {share}");
+        }
+    }
+    let name = "proxy_balancer_member_rtt_seconds";
+    header(
+        o,
+        name,
+        "gauge",
+        "The member's peak-EWMA round-trip estimate, with lbmethod=p2c-ewma (beyond Apache).",
+    );
+    for (bv, b, u, m) in rows() {
+        if bv.snapshot.params().lb_method != LbMethodKind::P2cEwma {
+            continue;
+        }
+        if let Some(rtt) = bv.now.and_then(|now| m.state().rtt_estimate(now)) {
+            let _ = writeln!(
+                o,
+                "{name}{{balancer=\"{b}\",member=\"{u}\"}} {}",
+                rtt.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// The balancer metrics of the selection beyond Apache.
+fn selection_balancers(o: &mut String, view: &View<'_>) {
+    let per_balancer =
+        |o: &mut String,
+         name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&super::BalancerView<'_>) -> Option<u64>| {
+            header(o, name, kind, help);
+            for b in view.balancers {
+                if let Some(v) = value(b) {
+                    let _ = writeln!(
+                        o,
+                        "{name}{{balancer=\"{}\"}} {v}",
+                        prom_label(b.short_name())
+                    );
+                }
+            }
+        };
+    per_balancer(
+        o,
+        "proxy_balancer_retries_total",
+        "counter",
+        "Retries of idempotent requests made (retry_idempotent, beyond Apache).",
+        &|b| b.retry_budget.map(|r| r.allowed()),
+    );
+    per_balancer(
+        o,
+        "proxy_balancer_retries_refused_total",
+        "counter",
+        "Retries of idempotent requests the retry budget refused (beyond Apache).",
+        &|b| b.retry_budget.map(|r| r.refused()),
+    );
+    per_balancer(
+        o,
+        "proxy_balancer_ejected_members",
+        "gauge",
+        "Members ejected by outlier ejection now (beyond Apache).",
+        &|b| Some(b.snapshot.ejected() as u64),
+    );
+    per_balancer(
+        o,
+        "proxy_balancer_panic_picks_total",
+        "counter",
+        "Picks made in panic, over every member (the panic threshold, beyond Apache).",
+        &|b| Some(b.snapshot.panics()),
+    );
+    per_balancer(
+        o,
+        "proxy_balancer_in_panic",
+        "gauge",
+        "1 while the balancer is below its panic threshold (beyond Apache).",
+        &|b| {
+            b.snapshot.params().panic_threshold?;
+            b.now.map(|now| u64::from(b.snapshot.in_panic(now)))
+        },
+    );
 }

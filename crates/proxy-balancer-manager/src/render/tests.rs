@@ -72,6 +72,8 @@ fn with_view<T>(f: impl FnOnce(&View<'_>) -> T) -> T {
             nonce: "n0nce",
             added: 1,
             health: &health,
+            retry_budget: None,
+            now: None,
         },
         BalancerView::new(&hostile_snap, "a\"b<c>&d"),
     ];
@@ -388,11 +390,11 @@ fn json_exact_small_case() {
             r#"{"server":"s\\","balancers":[{"name":"a","full_name":"balancer://a","nonce":"n\n","#,
             r#""lbmethod":"byrequests","timeout_secs":0,"max_attempts":0,"max_attempts_set":false,"#,
             r#""sticky_session":null,"no_failover":false,"scolon_path_delim":false,"growth":0,"#,
-            r#""max_members":1,"used":1,"members":[{"url":"http://h:1","scheme":"http","#,
+            r#""max_members":1,"used":1,"selection":{},"members":[{"url":"http://h:1","scheme":"http","#,
             r#""hostname":"h","port":1,"route":null,"redirect":null,"load_factor":1.00,"lb_set":0,"#,
             r#""retry_secs":60,"flags":"DS","status":"Init Dis Stop","usable":false,"elected":0,"#,
             r#""busy":0,"lbstatus":0,"transferred":0,"read":0,"retries":0,"consecutive_failures":0,"#,
-            r#""health":null}]}]}"#
+            r#""health":null,"selection":{}}]}]}"#
         )
     );
     check_json(&json(&view));
@@ -472,4 +474,219 @@ fn helpers() {
     assert_eq!(url_encode("http://a b/&"), "http%3A%2F%2Fa%20b%2F%26");
     assert_eq!(prom_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     assert_eq!(label(StatusFlags::EMPTY), "Init Ok");
+}
+
+// ===== the selection beyond Apache =====
+
+/// Three balancers at `t0 + 6.001 s`: `hash` on a header with ejection (one member ejected) and
+/// a panic threshold; `p2c-ewma` with an RTT measured and a member in its slow start; and
+/// byrequests with the retry budget Off.
+struct Selection {
+    hash: BalancerStore,
+    ewma: BalancerStore,
+    plain: BalancerStore,
+    at: Instant,
+}
+
+fn selection() -> Selection {
+    let t0 = now();
+    let at = t0 + std::time::Duration::from_millis(6_001);
+    let mut params = BalancerParams::new("hashed");
+    for (k, v) in [
+        ("lbmethod", "hash"),
+        ("hashkey", "header:X-User"),
+        ("hashring", "ketama"),
+        ("ejectconsecutive", "2"),
+        ("ejecttime", "30"),
+        ("ejectmax", "50"),
+        ("panic", "60"),
+    ] {
+        params.set(k, v).unwrap();
+    }
+    let hash = BalancerStore::new(
+        params,
+        [
+            member("http://127.0.0.1:8001", ""),
+            member("http://127.0.0.1:8002", ""),
+        ],
+        t0,
+    )
+    .unwrap();
+    {
+        let snap = hash.snapshot();
+        let outlier = &snap.params().outlier;
+        let a = snap.members()[0].state();
+        assert!(a.note_outcome(true, outlier, t0).is_none());
+        assert!(a.note_outcome(true, outlier, t0).is_some(), "ejected");
+    }
+    let mut params = BalancerParams::new("ewma");
+    params.set("lbmethod", "p2c-ewma").unwrap();
+    params.set("ewmadecay", "5").unwrap();
+    params.set("retrybudget", "30").unwrap();
+    let ewma = BalancerStore::new(params, [member("http://127.0.0.1:9001", "")], t0).unwrap();
+    let mut slow = member("http://127.0.0.1:9002", "");
+    slow.set("slowstart", "20").unwrap();
+    slow.set("retry", "1").unwrap();
+    ewma.add_member(slow).unwrap();
+    {
+        // Back from an error 5 s before `at`: a quarter of its 20 s ramp.
+        let snap = ewma.snapshot();
+        let m = &snap.members()[1];
+        m.mark_error(t0);
+        assert!(m.try_recover(at - std::time::Duration::from_secs(5)));
+    }
+    ewma.snapshot().members()[0]
+        .state()
+        .observe_rtt(std::time::Duration::from_millis(12), at);
+    ewma.retry_budget().withdraw(at);
+    let mut params = BalancerParams::new("plain");
+    params.set("retrybudget", "Off").unwrap();
+    let plain = BalancerStore::new(params, [member("http://127.0.0.1:7001", "")], t0).unwrap();
+    Selection {
+        hash,
+        ewma,
+        plain,
+        at,
+    }
+}
+
+fn with_selection<T>(f: impl FnOnce(&View<'_>) -> T) -> T {
+    let s = selection();
+    let snaps = [s.hash.snapshot(), s.ewma.snapshot(), s.plain.snapshot()];
+    let stores = [&s.hash, &s.ewma, &s.plain];
+    let balancers: Vec<BalancerView<'_>> = snaps
+        .iter()
+        .zip(stores)
+        .map(|(snap, store)| {
+            BalancerView::new(snap, "")
+                .with_retry_budget(store.retry_budget())
+                .at(s.at)
+        })
+        .collect();
+    let view = View {
+        balancers: &balancers,
+        mount: "/bm",
+        server: "proxy-balancer",
+        shared: None,
+    };
+    f(&view)
+}
+
+#[test]
+fn xml_shows_the_selection_parameters_that_are_set() {
+    let doc = with_selection(xml);
+    for line in [
+        "<httpd:lbmethod>hash</httpd:lbmethod>\n      <httpd:hashkey>header:x-user</httpd:hashkey>\n      <httpd:hashring>ketama</httpd:hashring>\n",
+        "<httpd:ejectconsecutive>2</httpd:ejectconsecutive>\n      <httpd:ejecttime>30000</httpd:ejecttime>\n      <httpd:ejectmaxtime>300000</httpd:ejectmaxtime>\n      <httpd:ejectmax>50</httpd:ejectmax>\n      <httpd:ejected>1</httpd:ejected>\n",
+        "<httpd:panic>60</httpd:panic>\n      <httpd:inpanic>On</httpd:inpanic>\n      <httpd:panicpicks>0</httpd:panicpicks>\n",
+        "<httpd:panicpicks>0</httpd:panicpicks>\n      <httpd:retriesallowed>0</httpd:retriesallowed>\n      <httpd:retriesrefused>0</httpd:retriesrefused>\n      <httpd:workers>",
+        "<httpd:ewmadecay>5000</httpd:ewmadecay>\n      <httpd:retrybudget>30</httpd:retrybudget>",
+        "<httpd:retriesallowed>1</httpd:retriesallowed>",
+        "<httpd:retrybudget>Off</httpd:retrybudget>\n      <httpd:retriesallowed>0</httpd:retriesallowed>",
+        // Members: ejection, RTT, slow start.
+        "<httpd:retry>60</httpd:retry>\n          <httpd:ejections>1</httpd:ejections>\n          <httpd:ejectedfor>23999</httpd:ejectedfor>\n        </httpd:worker>",
+        "<httpd:retry>60</httpd:retry>\n          <httpd:ejections>0</httpd:ejections>\n        </httpd:worker>",
+        "<httpd:retry>60</httpd:retry>\n          <httpd:rtt>12.000</httpd:rtt>\n        </httpd:worker>",
+        "<httpd:retry>1</httpd:retry>\n          <httpd:slowstart>20000</httpd:slowstart>\n          <httpd:slowstartshare>0.250</httpd:slowstartshare>\n        </httpd:worker>",
+    ] {
+        assert!(doc.contains(line), "missing {line} in\n{doc}");
+    }
+    // Not set, not shown: no hash key outside lbmethod=hash, no ejection facts without it.
+    assert_eq!(doc.matches("<httpd:hashkey>").count(), 1);
+    assert_eq!(doc.matches("<httpd:ejections>").count(), 2);
+    assert_eq!(doc.matches("<httpd:ewmadecay>").count(), 1);
+    assert_eq!(doc.matches("<httpd:panic>").count(), 1);
+}
+
+#[test]
+fn json_shows_the_selection_parameters_that_are_set() {
+    let doc = with_selection(json);
+    for part in [
+        r#""used":2,"selection":{"hash_key":"header:x-user","hash_ring":"ketama","eject_consecutive":2,"eject_time_ms":30000,"eject_max_time_ms":300000,"eject_max_percent":50,"ejected":1,"panic_threshold":60,"in_panic":true,"panic_picks":0,"retries_allowed":0,"retries_refused":0},"members""#,
+        r#""selection":{"ewma_decay_ms":5000,"retry_budget_percent":30,"retry_budget_min_per_sec":10,"retry_budget_window_ms":10000,"retries_allowed":1,"retries_refused":0}"#,
+        r#""selection":{"retry_budget_percent":"Off","retries_allowed":0,"retries_refused":0}"#,
+        r#""health":null,"selection":{"ejections":1,"ejected_for_ms":23999}}"#,
+        r#""health":null,"selection":{"rtt_ms":12.000}}"#,
+        r#""health":null,"selection":{"slow_start_ms":20000,"slow_start_share":0.250}}"#,
+        r#""health":null,"selection":{}}"#,
+    ] {
+        assert!(doc.contains(part), "missing {part} in\n{doc}");
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+    assert_eq!(parsed["balancers"][0]["members"][0]["flags"], "J");
+    assert_eq!(parsed["balancers"][0]["members"][0]["status"], "Init Ejct");
+}
+
+#[test]
+fn html_shows_the_selection_and_offers_the_new_methods() {
+    let page = with_selection(|v| html(v, None, None));
+    for method in ["hash", "p2c", "p2c-ewma"] {
+        assert!(
+            page.contains(&format!("<option value=\"{method}\">{method}</option>"))
+                || page.contains(&format!(
+                    "<option value=\"{method}\" selected>{method}</option>"
+                ))
+        );
+    }
+    assert!(page.contains("<option value=\"hash\" selected>hash</option>"));
+    assert!(page.contains("<th>Hash key</th><th>Hash ring</th><th>Eject after 5xx in a row</th>"));
+    assert!(page.contains("<td>header:x-user</td><td>ketama</td><td>2</td>"));
+    assert!(page.contains("<th>Panic below %</th><th>In panic</th><th>Panic picks</th>"));
+    assert!(page.contains("<td>60</td><td>On</td><td>0</td>"));
+    assert!(page.contains("<th>EWMA decay (ms)</th><th>Retry budget %</th><th>Retries/s floor</th><th>Retry budget window (ms)</th><th>Retries</th><th>Retries refused</th></tr>\n<tr><td>5000</td><td>30</td><td>10</td><td>10000</td><td>1</td><td>0</td></tr>"));
+    // Member columns: only those some member has, `-` for the others.
+    assert!(page.contains("<th>From</th><th>Ejections</th><th>Ejected for (ms)</th></tr>"));
+    assert!(page.contains("<td>Init Ejct</td>"));
+    assert!(page.contains("<td>1</td><td>23999</td></tr>"));
+    assert!(page.contains("<td>0</td><td>-</td></tr>"));
+    assert!(page.contains(
+        "<th>From</th><th>Slow start (ms)</th><th>Slow start share</th><th>RTT (ms)</th></tr>"
+    ));
+    assert!(page.contains("<td>-</td><td>-</td><td>12.000</td></tr>"));
+    assert!(page.contains("<td>20000</td><td>0.250</td><td>-</td></tr>"));
+    assert!(page.contains("<td>Off</td><td>0</td><td>0</td></tr>"));
+}
+
+#[test]
+fn metrics_show_the_selection() {
+    let text = with_selection(|v| prometheus(v, &|_| 0));
+    for line in [
+        "proxy_balancer_member_status{balancer=\"hashed\",member=\"http://127.0.0.1:8001\",flag=\"J\"} 1\n",
+        "proxy_balancer_member_status{balancer=\"hashed\",member=\"http://127.0.0.1:8002\",flag=\"J\"} 0\n",
+        "proxy_balancer_member_ejections_total{balancer=\"hashed\",member=\"http://127.0.0.1:8001\"} 1\n",
+        "proxy_balancer_member_ejections_total{balancer=\"ewma\",member=\"http://127.0.0.1:9001\"} 0\n",
+        "proxy_balancer_member_slow_start_share{balancer=\"ewma\",member=\"http://127.0.0.1:9002\"} 0.25\n",
+        "proxy_balancer_member_rtt_seconds{balancer=\"ewma\",member=\"http://127.0.0.1:9001\"} 0.012\n",
+        "proxy_balancer_retries_total{balancer=\"ewma\"} 1\n",
+        "proxy_balancer_retries_refused_total{balancer=\"hashed\"} 0\n",
+        "proxy_balancer_ejected_members{balancer=\"hashed\"} 1\n",
+        "proxy_balancer_ejected_members{balancer=\"plain\"} 0\n",
+        "proxy_balancer_panic_picks_total{balancer=\"hashed\"} 0\n",
+        "proxy_balancer_in_panic{balancer=\"hashed\"} 1\n",
+        "# TYPE proxy_balancer_retries_refused_total counter\n",
+        "# TYPE proxy_balancer_in_panic gauge\n",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    assert!(!text.contains("proxy_balancer_in_panic{balancer=\"plain\"}"));
+    assert!(!text.contains("proxy_balancer_member_slow_start_share{balancer=\"ewma\",member=\"http://127.0.0.1:9001\"}"));
+    assert!(!text.contains("proxy_balancer_member_rtt_seconds{balancer=\"hashed\""));
+}
+
+#[test]
+fn without_a_clock_or_budget_the_time_dependent_facts_are_left_out() {
+    let s = selection();
+    let snap = s.hash.snapshot();
+    let b = [BalancerView::new(&snap, "")];
+    let view = View {
+        balancers: &b,
+        mount: "/bm",
+        server: "s",
+        shared: None,
+    };
+    let doc = xml(&view);
+    assert!(!doc.contains("<httpd:inpanic>"));
+    assert!(!doc.contains("<httpd:ejectedfor>"));
+    assert!(!doc.contains("<httpd:retriesallowed>"));
+    assert!(doc.contains("<httpd:ejections>1</httpd:ejections>"));
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use proxy_balancer_core::Member;
 
+use super::selection::{balancer_facts, member_facts, Fact};
 use super::{esc, load_factor, on_off, HealthView, View};
 use crate::shared::ChangeRecord;
 
@@ -17,6 +18,18 @@ use crate::shared::ChangeRecord;
 /// (Apache's label, trailing space included), `retries`, `lbstatus`, `loadfactor` (again,
 /// as Apache does), `transferred`, `read`, `elected`, `route`, `redirect`, `busy`, `lbset`,
 /// `disablereuse` (when On), `connectiontimeout` (ms, when set) and `retry` (seconds).
+///
+/// Beyond Apache, the selection's parameters that are set follow `scolonpathdelim` (or
+/// `lbmethod`): `hashkey` and `hashring` (lbmethod=hash), `ewmadecay` (ms, p2c-ewma), with
+/// ejection on the `eject*` parameters that are set (`ejectconsecutive`,
+/// `ejectsuccessrate`, `ejectwindow` ms, `ejectminrequests`, `ejecttime` ms, `ejectmaxtime`
+/// ms, `ejectmax` %) and `ejected` (members ejected now), with a panic threshold `panic`
+/// (%), `inpanic` (On/Off) and `panicpicks`, then the retry budget's parameters when not
+/// the default (`retrybudget`, % or `Off`; `retrybudgetmin`; `retrybudgetwindow`, ms) and,
+/// with the budget in the view ([`BalancerView::retry_budget`](super::BalancerView)),
+/// `retriesallowed` and `retriesrefused`. A worker's `retry` is followed by `slowstart` (ms) and, while it
+/// ramps, `slowstartshare` (0 to 1); `rtt` (ms, with p2c-ewma once measured); and with
+/// ejection on, `ejections` and, while ejected, `ejectedfor` (ms left).
 ///
 /// ```
 /// # use std::time::Instant;
@@ -96,12 +109,21 @@ pub fn xml(view: &View<'_>) -> String {
                 on_off(p.scolon_path_delim)
             );
         }
+        for f in balancer_facts(b) {
+            let _ = writeln!(
+                o,
+                "      <httpd:{0}>{1}</httpd:{0}>",
+                f.xml,
+                esc(&f.value.text())
+            );
+        }
         o.push_str("      <httpd:workers>\n");
         for m in b.snapshot.members() {
             let change = view
                 .shared
                 .and_then(|s| s.last_change(b.short_name(), Some(m.url())));
-            xml_worker(&mut o, m, (b.health)(m).as_ref(), change.as_ref());
+            let facts = member_facts(b, m);
+            xml_worker(&mut o, m, &facts, (b.health)(m).as_ref(), change.as_ref());
         }
         o.push_str("      </httpd:workers>\n");
         o.push_str("    </httpd:balancer>\n");
@@ -130,6 +152,7 @@ pub fn xml(view: &View<'_>) -> String {
 fn xml_worker(
     o: &mut String,
     m: &Member,
+    facts: &[Fact],
     health: Option<&HealthView>,
     change: Option<&ChangeRecord>,
 ) {
@@ -179,6 +202,9 @@ fn xml_worker(
         el(o, "connectiontimeout", &t.as_millis());
     }
     el(o, "retry", &mp.retry.as_secs());
+    for f in facts {
+        el(o, f.xml, &esc(&f.value.text()));
+    }
     if let Some(h) = health {
         el(o, "hcmethod", &esc(&h.method));
         el(o, "hcinterval", &h.interval_ms);

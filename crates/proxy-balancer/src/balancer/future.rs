@@ -324,9 +324,11 @@ where
         };
         let error = match snapshot.pick(&request, now) {
             Ok(picked) => {
-                self.attempts
-                    .left
-                    .get_or_insert_with(|| snapshot.max_attempts());
+                if self.attempts.left.is_none() {
+                    self.attempts.left = Some(snapshot.max_attempts());
+                    // Beyond Apache: the request's deposit in the retry budget, once.
+                    self.shared.store.retry_budget().deposit(now);
+                }
                 let Some(request) = self.template.attempt(&picked) else {
                     // The body was read past the replay limit by an earlier try.
                     return Step::Finish(Err(Error::connect(
@@ -402,7 +404,10 @@ where
         let failed_status = failed
             && self.shared.options.retry_idempotent
             && is_idempotent(&self.template.parts.method);
-        if failed_status && self.attempts.try_again(&self.template, member) {
+        if failed_status
+            && self.attempts.try_again(&self.template, member)
+            && self.budget_allows(member)
+        {
             tracing::info!(
                 member = member.url(),
                 status = response.status().as_u16(),
@@ -436,6 +441,26 @@ where
         };
         let body = BalancedBody::new(body, busy);
         Step::Finish(Ok(Response::from_parts(parts, body)))
+    }
+
+    /// Beyond Apache: whether the retry budget allows a `retry_idempotent` retry after
+    /// `member` failed (withdrawn if so). A refusal is counted by the budget and logged at
+    /// most once a second per balancer.
+    fn budget_allows(&self, member: &Member) -> bool {
+        let budget = self.shared.store.retry_budget();
+        let now = now();
+        if budget.withdraw(now) {
+            return true;
+        }
+        if budget.report_refusal(now) {
+            tracing::warn!(
+                balancer = %self.shared.name,
+                member = member.url(),
+                refused = budget.refused(),
+                "retry budget exhausted: not retrying an idempotent request"
+            );
+        }
+        false
     }
 
     /// The `BALANCER_*` values of a request answered (or last tried) by `member`.
@@ -476,7 +501,8 @@ where
             ErrorKind::Upstream
                 if self.shared.options.retry_idempotent
                     && is_idempotent(&self.template.parts.method)
-                    && self.attempts.try_again(&self.template, member) =>
+                    && self.attempts.try_again(&self.template, member)
+                    && self.budget_allows(member) =>
             {
                 tracing::info!(
                     member = member.url(),

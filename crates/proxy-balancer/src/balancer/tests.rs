@@ -1143,3 +1143,105 @@ async fn balancer_info_can_be_left_off_responses_but_not_errors() {
         "an error keeps the values of the member it tried"
     );
 }
+
+// ===== the retry budget (beyond Apache) =====
+
+/// No budget at all: 0 % of the requests and no floor.
+const NO_BUDGET: [(&str, &str); 2] = [("retrybudget", "0"), ("retrybudgetmin", "0")];
+
+#[tokio::test]
+async fn a_retry_after_a_failure_withdraws_from_the_budget() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Broken);
+    let options = BalancerOptions::default().retry_idempotent(true);
+    // Default budget: the floor allows it.
+    let store = store(2, &[]);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options.clone());
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    let budget = store.retry_budget();
+    assert_eq!((budget.allowed(), budget.refused()), (1, 0));
+    // An empty budget: the client gets the failure, as with no tries left.
+    let store = store_of(&[&[], &[]], &NO_BUDGET);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options.clone());
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Upstream);
+    assert_eq!(error.member(), Some("http://m0"));
+    let budget = store.retry_budget();
+    assert_eq!((budget.allowed(), budget.refused()), (0, 1));
+    assert_eq!(
+        backends
+            .seen
+            .lock()
+            .iter()
+            .filter(|(m, _)| m == "http://m1")
+            .count(),
+        1,
+        "m1 was asked for the first balancer only"
+    );
+}
+
+#[tokio::test]
+async fn a_failonstatus_retry_withdraws_from_the_budget() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Status(503));
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let params = [("failonstatus", "503"), NO_BUDGET[0], NO_BUDGET[1]];
+    let store = store_of(&[&[], &[]], &params);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options.clone());
+    // Refused: the member's answer is the client's.
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(body_text(response).await, "http://m0");
+    let budget = store.retry_budget();
+    assert_eq!((budget.allowed(), budget.refused()), (0, 1));
+    // With a budget, retried.
+    let store = store_of(&[&[], &[]], &params[..1]);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options.clone());
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    let budget = store.retry_budget();
+    assert_eq!((budget.allowed(), budget.refused()), (1, 0));
+}
+
+#[tokio::test]
+async fn connect_failover_is_not_budgeted_and_each_request_deposits_once() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Refuse);
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let store = store_of(
+        &[&[], &[]],
+        &[("retrybudget", "100"), ("retrybudgetmin", "0")],
+    );
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options.clone());
+    let response = balancer.clone().oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    let budget = store.retry_budget();
+    let now = tokio::time::Instant::now().into_std();
+    assert_eq!((budget.allowed(), budget.refused()), (0, 0));
+    assert_eq!(budget.available(now), 1, "two tries, one deposit");
+    // A retry after a failure spends what requests deposited.
+    backends.set("http://m0", Mode::Broken);
+    store.snapshot().members()[0]
+        .state()
+        .remove_flags(StatusFlags::IN_ERROR);
+    store.reset_lb();
+    let response = balancer.oneshot(get()).await.unwrap();
+    assert_eq!(body_text(response).await, "http://m1");
+    assert_eq!((budget.allowed(), budget.refused()), (1, 0));
+    assert_eq!(budget.available(now), 1);
+}
+
+#[tokio::test]
+async fn no_tries_left_is_not_a_refusal() {
+    let backends = Backends::default();
+    backends.set("http://m0", Mode::Broken);
+    let options = BalancerOptions::default().retry_idempotent(true);
+    let params = [("maxattempts", "0"), NO_BUDGET[0], NO_BUDGET[1]];
+    let store = store_of(&[&[], &[]], &params);
+    let balancer = Balancer::with_options(Arc::clone(&store), backends.make(), options.clone());
+    let error = balancer.oneshot(get()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Upstream);
+    let budget = store.retry_budget();
+    assert_eq!((budget.allowed(), budget.refused()), (0, 0));
+}

@@ -40,7 +40,10 @@ pub(super) fn manager<'a>(
     defs: &ProbeDefinitions,
     shared: Option<&Arc<dyn crate::manager::shared::SharedEdits>>,
 ) -> Result<BalancerManager, SiteError> {
-    let mut builder = BalancerManager::builder(&location.path);
+    // The balancers read tokio's clock: the page reckons slow starts, RTTs and ejections
+    // with the same one.
+    let mut builder =
+        BalancerManager::builder(&location.path).clock(|| tokio::time::Instant::now().into_std());
     for require in &location.requires {
         let mut words = require.split_whitespace();
         match words.next().map(str::to_ascii_lowercase).as_deref() {
