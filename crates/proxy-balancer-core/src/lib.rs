@@ -163,7 +163,7 @@ pub use flags::{StatusFlags, StatusLabel};
 pub use hcmethod::HcMethod;
 pub use health::{HcExprName, HcParams, HcUri, HealthReport};
 pub use lbmethod::{LbMethod, LbMethodKind};
-pub use member::{BusyGuard, Member, MemberId, MemberState};
+pub use member::{BusyGuard, Member, MemberId, MemberState, FAILURE_RTT_FLOOR};
 pub use params::{
     BalancerParams, LbSet, LoadFactor, MemberParams, MemberProtocol, MemberUrl, Nonce, Route,
     StickySession,

@@ -150,6 +150,14 @@ struct Load {
     /// atomic addition.
     busy_elected: AtomicU64,
     lbstatus: AtomicI64,
+    // --- Peak-EWMA round-trip time (p2c-ewma): see `MemberState::observe_rtt`. ---
+    /// The estimate in nanoseconds as of `rtt_at` (before the decay of reads).
+    rtt: AtomicU64,
+    /// When `rtt` was last updated: nanoseconds since `epoch` plus one; 0 means "no sample".
+    rtt_at: AtomicU64,
+    /// `1 / ewmadecay` in 1/ns, as `f64` bits (set by every snapshot of the store).
+    rtt_decay_inv: AtomicU64,
+    // --- end of peak-EWMA ---
     transferred: AtomicU64,
     read: AtomicU64,
     /// The last load report (heartbeat): `ready` in the high 32 bits, `busy` in the low.
@@ -206,6 +214,7 @@ impl MemberState {
         Self {
             load: CachePadded(Load {
                 flags: AtomicFlags::new(flags),
+                rtt_decay_inv: AtomicU64::new(decay_inv_bits(crate::DEFAULT_EWMA_DECAY)),
                 ..Load::default()
             }),
             error_time: AtomicU64::new(0),
@@ -535,6 +544,139 @@ impl MemberState {
         self.load.busy_elected.fetch_sub(1, Ordering::Release);
     }
 }
+
+// ===== Peak-EWMA round-trip time (lbmethod=p2c-ewma) =====
+
+/// `1 / decay` in 1/ns as `f64` bits (a zero decay, refused by `ewmadecay=`, counts as 1 ns).
+pub(crate) fn decay_inv_bits(decay: Duration) -> u64 {
+    (1.0 / duration_nanos(decay).max(1.0)).to_bits()
+}
+
+/// A duration in nanoseconds, as `f64` (exact up to 2^53 ns, 104 days).
+pub(crate) fn duration_nanos(d: Duration) -> f64 {
+    d.as_secs() as f64 * 1e9 + f64::from(d.subsec_nanos())
+}
+
+/// Peak-EWMA's update: a sample above the estimate replaces it (the peak); otherwise the
+/// estimate moves toward the sample, keeping `exp(-elapsed / decay)` of itself.
+pub(crate) fn peak_ewma(estimate: f64, sample: f64, elapsed_nanos: f64, decay_inv: f64) -> f64 {
+    if sample > estimate {
+        return sample;
+    }
+    let keep = (-elapsed_nanos * decay_inv).exp();
+    estimate * keep + sample * (1.0 - keep)
+}
+
+impl MemberState {
+    /// Records a round-trip time measured at `now`: the time from the call of the member to
+    /// its response head (the balancer records one for every request; an error records a
+    /// penalty, see [`MemberState::observe_failure`]).
+    ///
+    /// Beyond Apache: peak-EWMA as tower's and linkerd's (after Finagle's). A sample above
+    /// the estimate replaces it, so one slow answer is felt at once; a lower sample moves
+    /// the estimate toward it, keeping `exp(-elapsed / ewmadecay)` of the old value, where
+    /// `elapsed` is the time since the last sample. Between samples, the estimate decays
+    /// toward zero as it is read ([`MemberState::rtt_estimate`]), so a member avoided for
+    /// being slow is tried again once its estimate has faded.
+    ///
+    /// Lock-free: a compare-and-swap loop on the estimate, so two concurrent samples are
+    /// both applied (a peak is never overwritten by a blend computed from the value before
+    /// it); the time of the last sample is a second word, advanced with `fetch_max`. What
+    /// a race can lose: a sample that races with the member's very first one may take its
+    /// place instead of blending with it, and a sample that lands between another's
+    /// estimate and time stores decays from a slightly older time (by the few nanoseconds
+    /// between the two stores).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use proxy_balancer_core::{BalancerParams, BalancerStore, MemberParams};
+    ///
+    /// # #[expect(clippy::disallowed_methods, reason = "doc example")]
+    /// let t0 = Instant::now();
+    /// let store = BalancerStore::new(BalancerParams::new("b"), [MemberParams::new("http://a")?], t0)?;
+    /// let snapshot = store.snapshot();
+    /// let state = snapshot.members()[0].state();
+    /// assert_eq!(state.rtt_estimate(t0), None, "no sample yet");
+    /// state.observe_rtt(Duration::from_millis(10), t0);
+    /// state.observe_rtt(Duration::from_millis(2), t0); // the peak stays
+    /// assert_eq!(state.rtt_estimate(t0), Some(Duration::from_millis(10)));
+    /// // Read 10 s later (`ewmadecay`'s default): e^-1 of it is left.
+    /// let later = state.rtt_estimate(t0 + Duration::from_secs(10)).unwrap();
+    /// assert_eq!(later.as_micros(), 3678);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn observe_rtt(&self, rtt: Duration, now: Instant) {
+        let sample = duration_nanos(rtt);
+        let at = self.encode(now);
+        let decay_inv = f64::from_bits(self.load.rtt_decay_inv.load(Ordering::Relaxed));
+        let mut current = self.load.rtt.load(Ordering::Acquire);
+        loop {
+            let then = self.load.rtt_at.load(Ordering::Acquire);
+            let next = if then == 0 {
+                sample
+            } else {
+                let elapsed = at.saturating_sub(then) as f64;
+                peak_ewma(current as f64, sample, elapsed, decay_inv)
+            };
+            match self.load.rtt.compare_exchange_weak(
+                current,
+                next as u64,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        self.load.rtt_at.fetch_max(at, Ordering::Release);
+    }
+
+    /// Records a failed call that took `elapsed` (an error, a timeout, or an answer judged
+    /// a failure) as a round-trip time no better than [`FAILURE_RTT_FLOOR`] and twice the
+    /// current estimate: a member that fails fast (a refused connection, a quick 5xx) must
+    /// not look fast to `p2c-ewma`.
+    pub fn observe_failure(&self, elapsed: Duration, now: Instant) {
+        let doubled = self
+            .rtt_estimate(now)
+            .map_or(Duration::ZERO, |e| e.saturating_mul(2));
+        self.observe_rtt(elapsed.max(doubled).max(FAILURE_RTT_FLOOR), now);
+    }
+
+    /// The member's round-trip time estimate at `now` ([`MemberState::observe_rtt`]),
+    /// decayed since the last sample; `None` before the first sample.
+    #[must_use]
+    pub fn rtt_estimate(&self, now: Instant) -> Option<Duration> {
+        self.rtt_nanos(now).map(|n| Duration::from_nanos(n as u64))
+    }
+
+    /// [`MemberState::rtt_estimate`] in nanoseconds (the pick's cost reads this).
+    pub(crate) fn rtt_nanos(&self, now: Instant) -> Option<f64> {
+        let at = self.load.rtt_at.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let estimate = self.load.rtt.load(Ordering::Acquire) as f64;
+        let elapsed = self.encode(now).saturating_sub(at);
+        if elapsed == 0 {
+            return Some(estimate);
+        }
+        let decay_inv = f64::from_bits(self.load.rtt_decay_inv.load(Ordering::Relaxed));
+        Some(estimate * (-(elapsed as f64) * decay_inv).exp())
+    }
+
+    /// Sets the decay of the estimate (`ewmadecay`); every snapshot of the store sets it.
+    pub(crate) fn set_rtt_decay(&self, decay: Duration) {
+        self.load
+            .rtt_decay_inv
+            .store(decay_inv_bits(decay), Ordering::Relaxed);
+    }
+}
+
+/// The least round-trip time a failed call records ([`MemberState::observe_failure`]):
+/// 1 s, tower's default for a member it knows nothing about.
+pub const FAILURE_RTT_FLOOR: Duration = Duration::from_secs(1);
+
+// ===== end of peak-EWMA =====
 
 impl fmt::Debug for MemberState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -962,6 +1104,132 @@ mod tests {
             Arc::new(MemberState::new(StatusFlags::EMPTY, t0())),
         );
         assert_eq!(format!("{:?}", m.begin_request()), "BusyGuard(MemberId(3))");
+    }
+
+    // ----- peak-EWMA -----
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn peak_ewma_math() {
+        let inv = 1.0 / 10e9; // 10 s
+        assert_eq!(
+            peak_ewma(5.0, 7.0, 1e9, inv),
+            7.0,
+            "a higher sample is the peak"
+        );
+        assert_eq!(
+            peak_ewma(5.0, 5.0, 1e9, inv),
+            5.0,
+            "an equal sample keeps it"
+        );
+        assert_eq!(
+            peak_ewma(8.0, 2.0, 0.0, inv),
+            8.0,
+            "no time passed: all kept"
+        );
+        // 10 s later e^-1 of the estimate is kept, the rest is the sample.
+        let keep = (-1.0f64).exp();
+        let got = peak_ewma(8.0, 2.0, 10e9, inv);
+        assert!(
+            (got - (8.0 * keep + 2.0 * (1.0 - keep))).abs() < 1e-9,
+            "{got}"
+        );
+        let got = peak_ewma(8.0, 2.0, 5e9, inv);
+        let keep = (-0.5f64).exp();
+        assert!(
+            (got - (8.0 * keep + 2.0 * (1.0 - keep))).abs() < 1e-9,
+            "{got}"
+        );
+        assert!((duration_nanos(Duration::new(2, 5)) - 2_000_000_005.0).abs() < 0.5);
+        assert_eq!(
+            f64::from_bits(decay_inv_bits(Duration::from_secs(2))),
+            0.5e-9
+        );
+        assert_eq!(f64::from_bits(decay_inv_bits(Duration::ZERO)), 1.0);
+    }
+
+    #[test]
+    fn rtt_estimate_peaks_blends_and_decays() {
+        let t0 = t0();
+        let s = MemberState::new(StatusFlags::EMPTY, t0);
+        assert_eq!(s.rtt_estimate(t0), None);
+        assert_eq!(s.rtt_nanos(t0 + ms(5)), None);
+        s.observe_rtt(ms(4), t0 + ms(1));
+        assert_eq!(s.rtt_estimate(t0 + ms(1)), Some(ms(4)), "the first sample");
+        s.observe_rtt(ms(10), t0 + ms(1));
+        assert_eq!(s.rtt_estimate(t0 + ms(1)), Some(ms(10)), "the peak");
+        s.observe_rtt(ms(2), t0 + ms(1));
+        assert_eq!(s.rtt_estimate(t0 + ms(1)), Some(ms(10)), "no time: kept");
+        // 10 s (the default decay) after the last sample: read decays toward zero.
+        let t10 = t0 + ms(1) + Duration::from_secs(10);
+        let read = s.rtt_estimate(t10).unwrap();
+        assert_eq!(read.as_micros(), 3678, "{read:?}");
+        // A lower sample then blends: e^-1 of 10 ms + (1 - e^-1) of 2 ms.
+        s.observe_rtt(ms(2), t10);
+        let got = s.rtt_estimate(t10).unwrap().as_micros();
+        assert_eq!(got, 4943, "blend");
+        // The decay is the store's `ewmadecay`.
+        s.set_rtt_decay(Duration::from_secs(1));
+        let got = s
+            .rtt_estimate(t10 + Duration::from_secs(1))
+            .unwrap()
+            .as_micros();
+        assert_eq!(got, 1818, "e^-1 of 4.943 ms");
+        // Time never goes back: an older sample does not move the sample time back.
+        s.observe_rtt(ms(1), t0);
+        let got = s
+            .rtt_estimate(t10 + Duration::from_secs(1))
+            .unwrap()
+            .as_micros();
+        assert_eq!(got, 1818, "kept whole, decaying from the later time");
+    }
+
+    #[test]
+    fn failures_never_look_fast() {
+        let t0 = t0();
+        let s = MemberState::new(StatusFlags::EMPTY, t0);
+        s.observe_failure(Duration::from_micros(50), t0);
+        assert_eq!(s.rtt_estimate(t0), Some(FAILURE_RTT_FLOOR), "the floor");
+        s.observe_failure(ms(10), t0);
+        assert_eq!(
+            s.rtt_estimate(t0),
+            Some(2 * FAILURE_RTT_FLOOR),
+            "twice the estimate"
+        );
+        s.observe_failure(Duration::from_secs(5), t0);
+        assert_eq!(
+            s.rtt_estimate(t0),
+            Some(Duration::from_secs(5)),
+            "the time it took"
+        );
+        assert_eq!(FAILURE_RTT_FLOOR, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn concurrent_peaks_are_kept() {
+        let t0 = t0();
+        let s = Arc::new(MemberState::new(StatusFlags::EMPTY, t0));
+        s.observe_rtt(ms(1), t0);
+        let threads: Vec<_> = (0..4u64)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || {
+                    for j in 0..1000u64 {
+                        let rtt = if i == 0 && j == 500 { ms(50) } else { ms(1) };
+                        s.observe_rtt(rtt, t0 + Duration::from_nanos(j));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Samples 1 µs apart at most keep nearly all of the 50 ms peak.
+        let got = s.rtt_estimate(t0 + Duration::from_nanos(1000)).unwrap();
+        assert!(got > ms(49), "{got:?}");
     }
 
     #[test]

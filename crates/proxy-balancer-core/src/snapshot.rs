@@ -159,6 +159,9 @@ impl BalancerSnapshot {
             .into_iter()
             .map(|(set, indices)| (set, indices.into_boxed_slice()))
             .collect();
+        for m in &members {
+            m.state().set_rtt_decay(params.ewma_decay); // peak-EWMA's `ewmadecay`
+        }
         let busyness = matches!(params.lb_method, LbMethodKind::ByBusyness);
         let schedule =
             (busyness || matches!(params.lb_method, LbMethodKind::ByRequests)).then(Schedule::new);
