@@ -183,6 +183,9 @@ pub mod health_probe;
 #[cfg(feature = "heartbeat")]
 #[cfg_attr(docsrs, doc(cfg(feature = "heartbeat")))]
 pub mod heartbeat;
+#[cfg(feature = "load")]
+#[cfg_attr(docsrs, doc(cfg(feature = "load")))]
+pub mod load;
 pub mod proxy_pass;
 pub mod retry_window;
 #[cfg(feature = "server")]
