@@ -394,13 +394,9 @@ impl<'a> Candidates<'a> {
         random: &mut impl FnMut(u32) -> u32,
     ) -> Option<(u32, Option<u32>)> {
         let len = u32::try_from(self.indices.len()).unwrap_or(u32::MAX);
-        let direct = self.pos == 0
-            && len > 1
-            && match self.phase {
-                Phase::Regular => self.spare_limit == 0,
-                Phase::Standby => true,
-                Phase::Spares { .. } => false,
-            };
+        // Spares standing in (`spare_limit` > 0) are walked: which of them count depends
+        // on the order. Standbys have no spare limit.
+        let direct = self.pos == 0 && len > 1 && self.spare_limit == 0;
         if direct {
             if let Some(first) = (0..SAMPLE_TRIES)
                 .map(|_| random(len))
@@ -457,7 +453,7 @@ impl<'a> Candidates<'a> {
         match (a, b) {
             (Some(a), b) => Some((a, b)),
             (None, Some(b)) => Some((b, None)),
-            (None, None) => only.map(|index| (index, None)),
+            (None, None) => self.clone().next_index().map(|index| (index, None)),
         }
     }
 
@@ -469,10 +465,11 @@ impl<'a> Candidates<'a> {
         if !flags.is_usable() || flags.contains(F::DRAIN) {
             return false;
         }
-        let role = match self.phase {
-            Phase::Regular => !flags.intersects(F::HOT_SPARE.union(F::HOT_STANDBY)),
-            Phase::Standby => flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE),
-            Phase::Spares { .. } => false,
+        // Regular or standby (never the spares' phase: `sample_two` walks those).
+        let role = if matches!(self.phase, Phase::Standby) {
+            flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE)
+        } else {
+            !flags.intersects(F::HOT_SPARE.union(F::HOT_STANDBY))
         };
         role && (self.tried.is_empty() || !self.tried.contains(&hot.id))
     }

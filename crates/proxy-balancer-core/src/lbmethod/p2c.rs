@@ -178,7 +178,7 @@ fn random_below(n: u32) -> u32 {
         let mut state = cell.get();
         if state == 0 {
             // std's RandomState keys come from the OS once per thread; never 0.
-            state = RandomState::new().hash_one(0x5eed_u64) | 1;
+            state = RandomState::new().hash_one(0x5eed_u64).max(1);
         }
         let r = wyrand(&mut state);
         cell.set(state);

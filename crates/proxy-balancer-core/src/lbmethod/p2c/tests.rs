@@ -204,6 +204,46 @@ fn one_or_no_candidate() {
 }
 
 #[test]
+fn members_leaving_during_the_walk_are_skipped() {
+    let set = Set::new(&[F::DISABLED, F::DISABLED, F::EMPTY, F::EMPTY, F::EMPTY]);
+    let c = set.regular(0, &[]);
+    let disable = |i: usize| {
+        set.members[i].state().insert_flags(F::DISABLED);
+    };
+    // Four rejected draws, then the walk: ranks 2 (member 4, which leaves meanwhile) and 0.
+    let mut calls = 0;
+    let got = c.sample_two(&mut |n| {
+        calls += 1;
+        match calls {
+            1..=4 => 0,
+            5 => {
+                assert_eq!(n, 3);
+                disable(4);
+                2
+            }
+            _ => 0,
+        }
+    });
+    assert_eq!(got, Some((2, None)), "the second drawn, alone");
+    // Both drawn ranks leave, and nothing else is left.
+    let mut calls = 0;
+    let got = c.sample_two(&mut |n| {
+        calls += 1;
+        match calls {
+            1..=4 => 0,
+            5 => {
+                assert_eq!(n, 2);
+                disable(2);
+                disable(3);
+                0
+            }
+            _ => 0,
+        }
+    });
+    assert_eq!(got, None, "nothing left");
+}
+
+#[test]
 fn an_iterated_candidates_walks() {
     let set = Set::new(&[F::EMPTY; 3]);
     let mut c = set.regular(0, &[]);
@@ -368,6 +408,11 @@ fn the_generator() {
         assert!((9_400..10_600).contains(&c), "{counts:?}");
     }
     assert_ne!(STATE.with(Cell::get), 0, "seeded");
+    // Seeded once: the next draws continue the thread's sequence.
+    let mut state = STATE.with(Cell::get);
+    for _ in 0..4 {
+        assert_eq!(random_below(1 << 31), below(wyrand(&mut state), 1 << 31));
+    }
     // Another thread has its own sequence.
     let here: Vec<u32> = (0..8).map(|_| random_below(1 << 30)).collect();
     let there = std::thread::spawn(|| (0..8).map(|_| random_below(1 << 30)).collect::<Vec<_>>())
