@@ -150,6 +150,28 @@ fn pick_p2c(c: &mut Criterion) {
         group.finish();
     }
 
+    // What the balancer adds to every request for the estimate: the response's clock read
+    // and the update (`rtt/observe_rtt`, one member, so the worst case for its line).
+    let mut group = c.benchmark_group("rtt");
+    configure(&mut group);
+    let store = with_samples(LbMethodKind::ByRequests, 1);
+    let snapshot = store.snapshot();
+    let state = snapshot.members()[0].state();
+    let mut t = now;
+    group.bench_function("observe_rtt", |b| {
+        b.iter(|| {
+            t += Duration::from_nanos(100);
+            state.observe_rtt(black_box(Duration::from_micros(700)), t);
+        });
+    });
+    group.bench_function("rtt_estimate", |b| {
+        b.iter(|| black_box(state.rtt_estimate(black_box(t))));
+    });
+    group.bench_function("clock_read", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()));
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("p2c_vs_tower");
     configure(&mut group);
     for n in SIZES {
