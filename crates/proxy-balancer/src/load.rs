@@ -17,9 +17,8 @@
 //! [`Cost`] = round-trip estimate × (requests in flight + 1) / effective load factor (the
 //! load factor ramped by `slowstart`), as `p2c-ewma` compares. tower's `Load` rates each
 //! service alone, so a member without a sample cannot borrow the other candidate's
-//! estimate as our pick does: it is charged [`DEFAULT_RTT`] (30 ms, linkerd's choice;
-//! tower's docs use 1 s, which starves a new member for about 45 s against 10 ms members),
-//! or what [`MemberLoad::with_default_rtt`] sets.
+//! estimate as our pick does: it is charged [`DEFAULT_RTT`] (1 ms, so that it is chosen and
+//! measured soon; see there), or what [`MemberLoad::with_default_rtt`] sets.
 
 use std::fmt;
 use std::future::Future;
@@ -32,8 +31,12 @@ use proxy_balancer_core::{BusyGuard, Member};
 use tower::load::{CompleteOnResponse, Load, TrackCompletion};
 use tower_service::Service;
 
-/// What a member without a round-trip sample is charged: 30 ms (linkerd's default).
-pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+/// What a member without a round-trip sample is charged: 1 ms. Low on purpose: a member
+/// without a sample is never measured until it is chosen, so a default above its peers'
+/// estimates starves it for good (30 ms, linkerd's, left a loopback member unused while a
+/// 20 ms member took a sixth of the requests); a low one gets it chosen and measured at
+/// once, and its requests in flight bound what it draws before its first answer.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(1);
 
 /// A member's service with a [`Load`] from the member's state: see the [module](self).
 ///
@@ -302,7 +305,7 @@ mod tests {
         });
         let svc = MemberLoad::new(slow, m0.clone());
         let t = now();
-        assert_eq!(svc.cost_at(t), Cost(30e6), "the default: 30 ms × 1 / 1");
+        assert_eq!(svc.cost_at(t), Cost(1e6), "the default: 1 ms × 1 / 1");
         let svc = svc.with_default_rtt(Duration::from_millis(7));
         assert_eq!(svc.load(), Cost(7e6));
         let call = tokio::spawn(svc.clone().oneshot(false));
@@ -324,9 +327,9 @@ mod tests {
         );
         // Load factor 2 halves the cost.
         let svc1 = MemberLoad::new(service_fn(|()| async { Ok::<_, ()>(()) }), m1.clone());
-        assert_eq!(svc1.cost_at(t), Cost(15e6), "30 ms / 2");
+        assert_eq!(svc1.cost_at(t), Cost(0.5e6), "1 ms / 2");
         assert_eq!(svc1.member().id(), m1.id());
-        assert_eq!(svc1.load().get(), 15e6);
+        assert_eq!(svc1.load().get(), 0.5e6);
         assert!(format!("{svc1:?}").contains("http://m1"));
     }
 

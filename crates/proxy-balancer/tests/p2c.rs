@@ -90,11 +90,8 @@ async fn p2c_ewma_sends_the_slow_member_a_small_share() {
         .state()
         .rtt_estimate(now)
         .expect("sampled");
-    let fast = snapshot.members()[0]
-        .state()
-        .rtt_estimate(now)
-        .expect("sampled");
-    assert!(slow > fast, "{slow:?} > {fast:?}");
+    // (No comparison with a fast member's estimate: peak-EWMA keeps a fast member's worst
+    // answer, and a scheduling stall on a loaded machine can exceed the slow member's.)
     assert!(slow > SLOW / 4, "{slow:?}, decayed at most a little");
 }
 
@@ -233,7 +230,12 @@ async fn tower_balance_over_member_load_prefers_fast_members() {
         assert_eq!(response.status, 200);
     }
     let share = slow_share(&backends);
-    assert!(share < 0.05, "slow member's share {share:.3}");
+    let hits: Vec<_> = backends.iter().map(TestBackend::hits).collect();
+    assert!(share < 0.05, "slow member's share {share:.3}: {hits:?}");
+    assert!(
+        hits.iter().all(|&h| h > 0),
+        "every member is tried: {hits:?}"
+    );
     let now = tokio::time::Instant::now().into_std();
     assert!(snapshot.members()[3].state().busy() == 0, "released");
     assert!(
