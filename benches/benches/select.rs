@@ -116,6 +116,175 @@ fn pick(c: &mut Criterion) {
     }
 }
 
+// ----- p2c (issue #18): our p2c picks, against tower's p2c -----
+
+/// `pick/p2c` and `pick/p2c-ewma` at every size, 1 and 2 threads: two random candidates,
+/// compared by requests in flight or by peak-EWMA cost; and, in group `p2c_vs_tower`,
+/// ours against tower's `p2c::Balance` (`poll_ready` + `call`, the call's future polled
+/// once) over the same number of always-ready members, with `PendingRequests` (tower's
+/// in-flight count, as our `p2c`) and with `PeakEwma` (as our `p2c-ewma`). For p2c-ewma
+/// every member has a round-trip sample (member i: i + 1 µs), so each comparison reads
+/// two estimates. tower's balancer is a dev-dependency here (no pingora), so this runs
+/// without `--features peers`.
+fn pick_p2c(c: &mut Criterion) {
+    let now = setup_now();
+    let with_samples = |lb_method: LbMethodKind, n: usize| {
+        let store = build_store(lb_method, n, now);
+        for (i, m) in store.snapshot().members().iter().enumerate() {
+            m.state()
+                .observe_rtt(Duration::from_micros(i as u64 + 1), now);
+        }
+        store
+    };
+    for lb_method in [LbMethodKind::P2c, LbMethodKind::P2cEwma] {
+        let mut group = c.benchmark_group(format!("pick/{}", lb_method.name()));
+        configure(&mut group);
+        for n in SIZES {
+            let store = with_samples(lb_method.clone(), n);
+            let one_pick = || drop(black_box(store.pick(&PickRequest::new(), now)));
+            group.bench_function(BenchmarkId::new("1thread", n), |b| b.iter(one_pick));
+            group.bench_function(BenchmarkId::new("2threads", n), |b| {
+                b.iter_custom(|iters| run_on_threads(2, iters, one_pick));
+            });
+        }
+        group.finish();
+    }
+
+    // What the balancer adds to every request for the estimate: the response's clock read
+    // and the update (`rtt/observe_rtt`, one member, so the worst case for its line).
+    let mut group = c.benchmark_group("rtt");
+    configure(&mut group);
+    let store = with_samples(LbMethodKind::ByRequests, 1);
+    let snapshot = store.snapshot();
+    let state = snapshot.members()[0].state();
+    let mut t = now;
+    group.bench_function("observe_rtt", |b| {
+        b.iter(|| {
+            t += Duration::from_nanos(100);
+            state.observe_rtt(black_box(Duration::from_micros(700)), t);
+        });
+    });
+    group.bench_function("rtt_estimate", |b| {
+        b.iter(|| black_box(state.rtt_estimate(black_box(t))));
+    });
+    group.bench_function("clock_read", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("p2c_vs_tower");
+    configure(&mut group);
+    for n in SIZES {
+        for lb_method in [LbMethodKind::P2c, LbMethodKind::P2cEwma] {
+            let store = with_samples(lb_method.clone(), n);
+            let id = format!("ours_{}", lb_method.name());
+            group.bench_function(BenchmarkId::new(id, n), |b| {
+                b.iter(|| drop(black_box(store.pick(&PickRequest::new(), now))));
+            });
+        }
+        let waker = tower_p2c::waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut pending = tower_p2c::pending(n);
+        group.bench_function(BenchmarkId::new("tower_p2c_pending", n), |b| {
+            b.iter(|| tower_p2c::one(&mut pending, &mut cx));
+        });
+        let mut peak = tower_p2c::peak_ewma(n);
+        group.bench_function(BenchmarkId::new("tower_p2c_peak_ewma", n), |b| {
+            b.iter(|| tower_p2c::one(&mut peak, &mut cx));
+        });
+    }
+    group.finish();
+}
+
+mod tower_p2c {
+    //! tower's p2c `Balance` over always-ready members, driven without a runtime.
+
+    use std::convert::Infallible;
+    use std::future::{ready, Future, Ready};
+    use std::hint::black_box;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::Duration;
+
+    use tower::balance::p2c::Balance;
+    use tower::discover::ServiceList;
+    use tower::load::{CompleteOnResponse, Load, PeakEwma, PendingRequests};
+    use tower::util::ServiceFn;
+    use tower::{service_fn, Service};
+
+    type Reply = fn(()) -> Ready<Result<(), Infallible>>;
+
+    fn reply((): ()) -> Ready<Result<(), Infallible>> {
+        ready(Ok(()))
+    }
+
+    pub(super) fn pending(
+        n: usize,
+    ) -> Balance<ServiceList<Vec<PendingRequests<ServiceFn<Reply>>>>, ()> {
+        let members = (0..n)
+            .map(|_| {
+                PendingRequests::new(service_fn(reply as Reply), CompleteOnResponse::default())
+            })
+            .collect();
+        discovered(Balance::new(ServiceList::new::<()>(members)), n)
+    }
+
+    pub(super) fn peak_ewma(n: usize) -> Balance<ServiceList<Vec<PeakEwma<ServiceFn<Reply>>>>, ()> {
+        let decay = proxy_balancer_core::DEFAULT_EWMA_DECAY.as_nanos() as f64;
+        let members = (0..n)
+            .map(|i| {
+                let rtt = Duration::from_micros(i as u64 + 1);
+                PeakEwma::new(
+                    service_fn(reply as Reply),
+                    rtt,
+                    decay,
+                    CompleteOnResponse::default(),
+                )
+            })
+            .collect();
+        discovered(Balance::new(ServiceList::new::<()>(members)), n)
+    }
+
+    struct Noop;
+
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    pub(super) fn waker() -> Waker {
+        Waker::from(Arc::new(Noop))
+    }
+
+    /// The first `poll_ready` discovers every member.
+    fn discovered<B: Service<()>>(mut balance: B, n: usize) -> B {
+        let waker = waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            matches!(balance.poll_ready(&mut cx), Poll::Ready(Ok(()))),
+            "{n} members, always ready"
+        );
+        balance
+    }
+
+    /// One request: `poll_ready`, `call`, and the call's future polled once (it is ready).
+    pub(super) fn one<S>(balance: &mut Balance<ServiceList<Vec<S>>, ()>, cx: &mut Context<'_>)
+    where
+        S: Service<(), Response = (), Error = Infallible> + Load,
+        S::Metric: std::fmt::Debug,
+    {
+        let ready = balance.poll_ready(cx);
+        assert!(
+            matches!(ready, Poll::Ready(Ok(()))),
+            "members are always ready"
+        );
+        let future = pin!(balance.call(()));
+        black_box(future.poll(cx).is_ready());
+    }
+}
+
+// ----- end of p2c -----
+
 /// Index of the least of `counters`, the first on a tie.
 fn least_busy(counters: &[AtomicU64]) -> usize {
     let mut best = 0;
@@ -256,6 +425,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     baseline(&mut c);
     pick(&mut c);
+    pick_p2c(&mut c);
     #[cfg(feature = "peers")]
     {
         peers::pingora_round_robin(&mut c);

@@ -1399,6 +1399,11 @@ mod tests {
             5.0,
             "an equal sample keeps it"
         );
+        // An equal sample blends (it is no peak): told apart by the blend's rounding.
+        let keep = (-7e9 * inv).exp();
+        let blend = 0.3 * keep + 0.3 * (1.0 - keep);
+        assert_ne!(blend, 0.3);
+        assert_eq!(peak_ewma(0.3, 0.3, 7e9, inv), blend);
         assert_eq!(
             peak_ewma(8.0, 2.0, 0.0, inv),
             8.0,

@@ -10,6 +10,7 @@
 //! | --- | --- | --- |
 //! | [`balancer`] | the [`Balancer`] service: pick, forward, fail over, account | mod_proxy_balancer + mod_proxy |
 //! | [`discover`] | members from a tower `Discover` or a stream of member sets, their state kept, vanished ones drained | none (`+N` for the drain) |
+//! | [`load`] | tower's `Load` from a member's state (`MemberLoad`), so our members run in tower's p2c `Balance` with `p2c-ewma`'s cost | none (beyond Apache) |
 //! | [`retry_window`] | a member's outcomes drive its error state and `retry` window | `retry`, `failonstatus`, `failontimeout`, `+I` |
 //! | [`client`] | the pooled HTTP member client: HTTP/1.1 and HTTP/2 (`h2c://`, `h2://`), over TLS (`https`), WebSocket tunnels | worker `connectiontimeout`, `timeout`, `max`, `acquire`, `ping`, `addressttl`, `ttl`, `disablereuse`, `keepalive`, `upgrade`; `ws://`/`wss://` members; `SSLProxy*` |
 //! | [`proxy_pass`] | path mapping, the forwarding and response-rewriting layers | `ProxyPass`, `ProxyPassReverse`, `ProxyPassReverseCookieDomain`/`Path`, `X-Forwarded-*`, `ProxyPreserveHost`, `ProxyAddHeaders` |
@@ -183,6 +184,9 @@ pub mod health_probe;
 #[cfg(feature = "heartbeat")]
 #[cfg_attr(docsrs, doc(cfg(feature = "heartbeat")))]
 pub mod heartbeat;
+#[cfg(feature = "load")]
+#[cfg_attr(docsrs, doc(cfg(feature = "load")))]
+pub mod load;
 pub mod proxy_pass;
 pub mod retry_window;
 #[cfg(feature = "server")]

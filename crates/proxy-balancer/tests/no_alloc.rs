@@ -205,3 +205,52 @@ fn health_extensions_do_not_allocate() {
         "allocations per round: {counts:?}"
     );
 }
+
+/// `lbmethod=p2c` and `p2c-ewma` picks (the random draw, the admission checks, the peak-EWMA
+/// reads) and the round-trip update, with requests in flight and members out of service.
+#[test]
+fn p2c_picks_do_not_allocate() {
+    let _serial = SERIAL.lock();
+    let now = tokio::time::Instant::now().into_std();
+    for method in ["p2c", "p2c-ewma"] {
+        let mut params = BalancerParams::new("alloc");
+        params.set("lbmethod", method).expect("valid");
+        let members = (0..16).map(|i| MemberParams::new(&format!("http://m{i}")).expect("valid"));
+        let store = BalancerStore::new(params, members, now).expect("valid");
+        let snapshot = store.snapshot();
+        for (i, m) in snapshot.members().iter().enumerate() {
+            m.state()
+                .observe_rtt(std::time::Duration::from_micros(100 * i as u64 + 1), now);
+        }
+        // A quarter out of service: some draws are rejected.
+        for m in snapshot.members().iter().step_by(4) {
+            m.state()
+                .insert_flags(proxy_balancer::StatusFlags::DISABLED);
+        }
+        let held: Vec<_> = (0..8)
+            .map(|_| store.pick(&PickRequest::new(), now).expect("usable"))
+            .collect();
+        let mut counts = Vec::new();
+        for _ in 0..5 {
+            let region = Region::new(GLOBAL);
+            for _ in 0..100 {
+                let picked = store.pick(&PickRequest::new(), now).expect("usable");
+                picked
+                    .member()
+                    .state()
+                    .observe_rtt(std::time::Duration::from_micros(300), now);
+            }
+            counts.push(region.change().allocations);
+        }
+        drop(held);
+        assert_eq!(
+            counts.iter().min(),
+            Some(&0),
+            "{method}: allocations per round: {counts:?}"
+        );
+        assert!(
+            counts.iter().all(|&c| c < 100),
+            "{method}: allocations per round: {counts:?}"
+        );
+    }
+}

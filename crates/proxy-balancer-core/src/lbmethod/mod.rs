@@ -400,6 +400,116 @@ impl<'a> Candidates<'a> {
     }
 }
 
+// ===== Random sampling (p2c, p2c-ewma) =====
+
+/// Draws of a random candidate before [`Candidates::sample_two`] walks the candidates
+/// instead: with half the set unusable, 1 pick in 16 walks.
+const SAMPLE_TRIES: u32 = 4;
+
+impl<'a> Candidates<'a> {
+    /// Two distinct candidates drawn uniformly at random, as positions in the snapshot's
+    /// member list: the first drawn and, if there are two or more candidates, the second.
+    /// `random(n)` returns a number below `n` (`n` ≥ 1).
+    ///
+    /// O(1) in the common case (regular members or standbys, no spare standing in): a
+    /// random entry of the set with an O(1) admission check (usable, not draining, the
+    /// right role, not tried), [`SAMPLE_TRIES`] draws at most for each; after that, and
+    /// whenever spares stand in for unusable members (which spares count depends on the
+    /// order), the candidates are counted and walked to two random ranks, without
+    /// allocating. Must be called on candidates not yet iterated.
+    pub(crate) fn sample_two(
+        &self,
+        random: &mut impl FnMut(u32) -> u32,
+    ) -> Option<(u32, Option<u32>)> {
+        let len = u32::try_from(self.indices.len()).unwrap_or(u32::MAX);
+        // Spares standing in (`spare_limit` > 0) are walked: which of them count depends
+        // on the order. Standbys have no spare limit.
+        let direct = self.pos == 0 && len > 1 && self.spare_limit == 0;
+        if direct {
+            if let Some(first) = (0..SAMPLE_TRIES)
+                .map(|_| random(len))
+                .find(|&at| self.admits(self.indices[at as usize]))
+            {
+                for _ in 0..SAMPLE_TRIES {
+                    // A position other than the first's, uniformly.
+                    let mut at = random(len - 1);
+                    if at >= first {
+                        at += 1;
+                    }
+                    let index = self.indices[at as usize];
+                    if self.admits(index) {
+                        return Some((self.indices[first as usize], Some(index)));
+                    }
+                }
+            }
+        }
+        self.sample_two_by_walk(random)
+    }
+
+    /// [`Candidates::sample_two`] by counting the candidates and walking to two ranks.
+    fn sample_two_by_walk(
+        &self,
+        random: &mut impl FnMut(u32) -> u32,
+    ) -> Option<(u32, Option<u32>)> {
+        let mut count = self.clone();
+        let mut n = 0u32;
+        let mut only = None;
+        while let Some(index) = count.next_index() {
+            n += 1;
+            only = Some(index);
+        }
+        if n < 2 {
+            return only.map(|index| (index, None));
+        }
+        let first = random(n);
+        let mut second = random(n - 1);
+        if second >= first {
+            second += 1;
+        }
+        let (mut a, mut b) = (None, None);
+        let mut walk = self.clone();
+        let mut rank = 0;
+        while let Some(index) = walk.next_index() {
+            if rank == first {
+                a = Some(index);
+            } else if rank == second {
+                b = Some(index);
+            }
+            rank += 1;
+        }
+        // A member that became unusable since the count shortens the walk.
+        match (a, b) {
+            (Some(a), b) => Some((a, b)),
+            (None, Some(b)) => Some((b, None)),
+            (None, None) => self.clone().next_index().map(|index| (index, None)),
+        }
+    }
+
+    /// Whether the member at `index` is a candidate of this phase (O(1); not for spares).
+    fn admits(&self, index: u32) -> bool {
+        use crate::flags::StatusFlags as F;
+        let hot = &self.hot[index as usize];
+        let flags = hot.state.flags();
+        if !flags.is_usable() || flags.contains(F::DRAIN) {
+            return false;
+        }
+        // Regular or standby (never the spares' phase: `sample_two` walks those).
+        let role = if matches!(self.phase, Phase::Standby) {
+            flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE)
+        } else {
+            !flags.intersects(F::HOT_SPARE.union(F::HOT_STANDBY))
+        };
+        role && (self.tried.is_empty() || !self.tried.contains(&hot.id))
+    }
+
+    /// The hot state of the member at a position yielded by [`Candidates::sample_two`].
+    pub(crate) fn hot(&self, index: u32) -> &'a Hot {
+        &self.hot[index as usize]
+    }
+}
+
+// ===== end of random sampling =====
+
 impl<'a> Iterator for Candidates<'a> {
     type Item = &'a Member;
 

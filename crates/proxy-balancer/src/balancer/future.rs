@@ -68,6 +68,8 @@ pin_project! {
             picked: Option<Picked>,
             // What judges the outcome (`None`: the default rules).
             rules: Option<Arc<OutcomeRules>>,
+            // When the member was called (the pick's clock), for its round-trip time.
+            called_at: std::time::Instant,
         },
         Done,
     }
@@ -257,9 +259,11 @@ where
                     call,
                     picked,
                     rules,
+                    called_at,
                 } => {
                     let result = ready!(call.poll(cx));
                     let picked = picked.take().expect("invariant: polled once after ready");
+                    let (answered_at, called_at) = (now(), *called_at);
                     // Judged as a RetryWindow around the member's service would.
                     let rules = rules
                         .as_ref()
@@ -267,9 +271,11 @@ where
                     match result {
                         Ok(mut response) => {
                             let failed = judge_response(picked.member(), rules, &mut response);
+                            observe_rtt(picked.member(), called_at, answered_at, failed);
                             this.tries.on_response(picked, response, failed)
                         }
                         Err(error) => {
+                            observe_rtt(picked.member(), called_at, answered_at, true);
                             let error = judge_error(
                                 picked.member(),
                                 rules,
@@ -289,6 +295,26 @@ where
                 }
             }
         }
+    }
+}
+
+/// Records the member's round-trip time, from its call to its response head, for
+/// `lbmethod=p2c-ewma` and the manager (every lbmethod: one clock read per request). A
+/// failed call (an error, or an answer judged a failure) records a penalty instead, so a
+/// member that fails fast never looks fast ([`MemberState::observe_failure`]).
+///
+/// [`MemberState::observe_failure`]: proxy_balancer_core::MemberState::observe_failure
+fn observe_rtt(
+    member: &Member,
+    called_at: std::time::Instant,
+    answered_at: std::time::Instant,
+    failed: bool,
+) {
+    let rtt = answered_at.saturating_duration_since(called_at);
+    if failed {
+        member.state().observe_failure(rtt, answered_at);
+    } else {
+        member.state().observe_rtt(rtt, answered_at);
     }
 }
 
@@ -345,6 +371,7 @@ where
                     call: MemberCall::start(service, request, cx),
                     picked: Some(picked),
                     rules: OutcomeRules::for_calls(&view.rules),
+                    called_at: now,
                 });
             }
             Err(error) => error,

@@ -1245,3 +1245,55 @@ async fn no_tries_left_is_not_a_refusal() {
     let budget = store.retry_budget();
     assert_eq!((budget.allowed(), budget.refused()), (0, 0));
 }
+
+// ----- round-trip times (p2c-ewma) -----
+
+/// Every lbmethod records each member's time from call to response head; a failed call
+/// (an error, an answer judged a failure) records the failure penalty however fast it was.
+#[tokio::test(start_paused = true)]
+async fn records_round_trip_times_and_penalises_failures() {
+    let store = store(3, &[("failonstatus", "500"), ("maxattempts", "0")]);
+    let make = |member: &Member| {
+        let url = member.url().to_owned();
+        tower::util::BoxCloneSyncService::new(service_fn(
+            move |_request: Request<ReplayBody<Full<Bytes>>>| {
+                let url = url.clone();
+                async move {
+                    let (delay, status) = match url.as_str() {
+                        "http://m0" => (10, 200),
+                        "http://m1" => (2, 0),
+                        _ => (1, 500),
+                    };
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if status == 0 {
+                        return Err::<Response<Full<Bytes>>, BoxError>(
+                            Error::timeout("slow").into(),
+                        );
+                    }
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = StatusCode::from_u16(status)?;
+                    Ok(r)
+                }
+            },
+        ))
+    };
+    let balancer = Balancer::new(Arc::clone(&store), make);
+    for _ in 0..3 {
+        drop(balancer.clone().oneshot(get()).await);
+    }
+    let now = tokio::time::Instant::now().into_std();
+    let snapshot = store.snapshot();
+    let rtt = |i: usize| snapshot.members()[i].state().rtt_estimate(now).unwrap();
+    let m0 = rtt(0);
+    assert!(
+        m0 <= Duration::from_millis(10) && m0 > Duration::from_micros(9_990),
+        "the answer's time: {m0:?}"
+    );
+    let floor = proxy_balancer_core::FAILURE_RTT_FLOOR;
+    let m1 = rtt(1);
+    assert!(
+        m1 <= floor && m1 > floor - Duration::from_millis(1),
+        "an error: {m1:?}"
+    );
+    assert_eq!(rtt(2), floor, "a failonstatus answer");
+}
