@@ -139,6 +139,7 @@ pub mod lbmethod;
 mod member;
 mod params;
 mod peer;
+pub mod ring;
 mod schedule;
 mod selection;
 mod snapshot;

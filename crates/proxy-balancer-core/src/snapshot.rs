@@ -9,6 +9,7 @@ use crate::lbmethod::Candidates;
 use crate::lbmethod::LbMethodKind;
 use crate::member::{BusyGuard, Hot, InFlight, Member, MemberId};
 use crate::params::{BalancerParams, LbSet};
+use crate::ring::{Ring, RingMember};
 use crate::schedule::Schedule;
 use crate::sync::{Arc, AtomicU64, Ordering};
 
@@ -136,6 +137,8 @@ pub struct BalancerSnapshot {
     hot: Box<[Hot]>,
     /// The lbsets in ascending order, each with its members' indices in config order.
     sets: Box<[(LbSet, Box<[u32]>)]>,
+    /// `lbmethod=hash`: each lbset's table, in the order of `sets`; empty otherwise.
+    rings: Box<[Ring]>,
     shared: Shared,
     /// The byrequests cycle, for balancers using byrequests, and for bybusyness when no
     /// request is in flight (every member ties, so its pick is a byrequests round).
@@ -155,10 +158,30 @@ impl BalancerSnapshot {
                 .or_default()
                 .push(u32::try_from(i).expect("invariant: fewer than 2^32 members"));
         }
-        let sets = by_set
+        let sets: Box<[(LbSet, Box<[u32]>)]> = by_set
             .into_iter()
             .map(|(set, indices)| (set, indices.into_boxed_slice()))
             .collect();
+        let rings = if matches!(params.lb_method, LbMethodKind::Hash) {
+            sets.iter()
+                .map(|(_, indices)| {
+                    let ring_members: Vec<RingMember<'_>> = indices
+                        .iter()
+                        .map(|&i| {
+                            let m = &members[i as usize];
+                            RingMember {
+                                position: i,
+                                url: &m.params().url,
+                                lbf: m.params().load_factor.lbf(),
+                            }
+                        })
+                        .collect();
+                    Ring::new(params.hash_ring, &ring_members)
+                })
+                .collect()
+        } else {
+            Box::default()
+        };
         let busyness = matches!(params.lb_method, LbMethodKind::ByBusyness);
         let schedule =
             (busyness || matches!(params.lb_method, LbMethodKind::ByRequests)).then(Schedule::new);
@@ -168,6 +191,7 @@ impl BalancerSnapshot {
             hot: members.iter().map(Hot::of).collect(),
             members: members.into_boxed_slice(),
             sets,
+            rings,
             shared,
             schedule,
         }
@@ -437,7 +461,8 @@ impl BalancerSnapshot {
         key: Option<&'s [u8]>,
         now: Instant,
     ) -> Option<&'s Member> {
-        for (_, indices) in self.sets.iter() {
+        for (set, (_, indices)) in self.sets.iter().enumerate() {
+            let ring = self.rings.get(set);
             let (spare_limit, standbys) = match self.plan_set(indices, tried, now) {
                 SetPlan::Regular {
                     spare_limit,
@@ -454,7 +479,8 @@ impl BalancerSnapshot {
                     tried,
                     now,
                 )
-                .with_key(key);
+                .with_key(key)
+                .with_ring(ring);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }
@@ -462,7 +488,8 @@ impl BalancerSnapshot {
             if standbys {
                 let candidates =
                     Candidates::standby((&self.members, &self.hot), indices, tried, now)
-                        .with_key(key);
+                        .with_key(key)
+                        .with_ring(ring);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use crate::error::ParamError;
 use crate::member::{Hot, Member, MemberId};
+use crate::ring::Ring;
 use crate::sync::Ordering;
 
 mod busyness;
@@ -247,6 +248,8 @@ pub struct Candidates<'a> {
     tried: &'a [MemberId],
     now: Instant,
     key: Option<&'a [u8]>,
+    /// The lbset's table, for `lbmethod=hash`.
+    ring: Option<&'a Ring>,
 }
 
 impl<'a> Candidates<'a> {
@@ -267,6 +270,7 @@ impl<'a> Candidates<'a> {
             tried,
             now,
             key: None,
+            ring: None,
         }
     }
 
@@ -286,6 +290,7 @@ impl<'a> Candidates<'a> {
             tried,
             now,
             key: None,
+            ring: None,
         }
     }
 
@@ -293,6 +298,17 @@ impl<'a> Candidates<'a> {
     pub(crate) const fn with_key(mut self, key: Option<&'a [u8]>) -> Self {
         self.key = key;
         self
+    }
+
+    /// Sets the lbset's hash table (`lbmethod=hash`).
+    pub(crate) const fn with_ring(mut self, ring: Option<&'a Ring>) -> Self {
+        self.ring = ring;
+        self
+    }
+
+    /// The lbset's hash table, when the balancer's lbmethod is `hash`.
+    pub(crate) const fn ring(&self) -> Option<&'a Ring> {
+        self.ring
     }
 
     /// The request's key, for request-aware methods such as [`Hash`]: the bytes the
@@ -325,6 +341,55 @@ impl<'a> Candidates<'a> {
     /// The member at a position yielded by [`Candidates::next_hot`].
     pub(crate) fn member(&self, index: u32) -> &'a Member {
         &self.members[index as usize]
+    }
+
+    /// The hot state of the member at a position of the snapshot's member list.
+    pub(crate) fn hot(&self, index: u32) -> &'a Hot {
+        &self.hot[index as usize]
+    }
+
+    /// Whether the member at `index` (a position of one of this lbset's members in the
+    /// snapshot's member list) is one of the candidates: whether a fresh walk of these
+    /// candidates would yield it, whatever this one has yielded already. Allocates nothing;
+    /// O(1) except for a hot spare, whose admission counts the usable spares before it
+    /// (Apache's rule: the first usable spares, one per unusable regular member).
+    pub(crate) fn admits(&self, index: u32) -> bool {
+        use crate::flags::StatusFlags as F;
+        let hot = &self.hot[index as usize];
+        let flags = hot.state.flags();
+        if !flags.is_usable() || flags.contains(F::DRAIN) {
+            return false;
+        }
+        if !self.tried.is_empty() && self.tried.contains(&hot.id) {
+            return false;
+        }
+        match self.phase {
+            Phase::Standby => flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE),
+            Phase::Regular | Phase::Spares { .. } => {
+                if flags.contains(F::HOT_SPARE) {
+                    self.spare_rank(index) < self.spare_limit
+                } else {
+                    !flags.contains(F::HOT_STANDBY)
+                }
+            }
+        }
+    }
+
+    /// How many usable, untried spares come before the member at `index` in this lbset.
+    fn spare_rank(&self, index: u32) -> usize {
+        use crate::flags::StatusFlags as F;
+        self.indices
+            .iter()
+            .take_while(|&&i| i != index)
+            .filter(|&&i| {
+                let hot = &self.hot[i as usize];
+                let flags = hot.state.flags();
+                flags.is_usable()
+                    && !flags.contains(F::DRAIN)
+                    && flags.contains(F::HOT_SPARE)
+                    && (self.tried.is_empty() || !self.tried.contains(&hot.id))
+            })
+            .count()
     }
 
     /// The candidates' positions in the snapshot's member list.
