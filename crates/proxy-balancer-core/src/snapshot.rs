@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::error::PickError;
 use crate::flags::StatusFlags;
-use crate::lbmethod::Candidates;
 use crate::lbmethod::LbMethodKind;
+use crate::lbmethod::{hash, Candidates};
 use crate::member::{BusyGuard, Hot, InFlight, Member, MemberId};
 use crate::params::{BalancerParams, LbSet};
 use crate::ring::{Ring, RingMember};
@@ -461,6 +461,12 @@ impl BalancerSnapshot {
         key: Option<&'s [u8]>,
         now: Instant,
     ) -> Option<&'s Member> {
+        if let (Some(key), Some(ring)) = (key, self.rings.first()) {
+            let fast = hash::fast_pick((&self.members, &self.hot), ring, key, tried, now);
+            if fast.is_some() {
+                return fast;
+            }
+        }
         for (set, (_, indices)) in self.sets.iter().enumerate() {
             let ring = self.rings.get(set);
             let (spare_limit, standbys) = match self.plan_set(indices, tried, now) {

@@ -39,7 +39,7 @@
 
 use crate::lbmethod::{Candidates, LbMethod};
 use crate::member::Member;
-use crate::ring::{key_hash, SEED_RAMP, SEED_SCORE};
+use crate::ring::{key_hash, Ring, SEED_RAMP, SEED_SCORE};
 
 /// How many table entries a pick looks at before scanning the candidates.
 const WALK_LIMIT: usize = 256;
@@ -98,6 +98,32 @@ impl LbMethod for Hash {
         }
         rendezvous(candidates, key)
     }
+}
+
+/// The pick without the scan of the lbsets, when it cannot differ from the full one: the
+/// member at the key's slot of the lowest lbset's table is a regular member (not a spare or
+/// standby) that is usable, not draining, not tried and not ramping past the key. Then the
+/// lowest lbset has a usable regular member, so its candidates are the ones the pick walks,
+/// and the walk stops at its first entry. `None`: take the full pick.
+pub(crate) fn fast_pick<'a>(
+    (members, hot): (&'a [Member], &'a [crate::member::Hot]),
+    ring: &Ring,
+    key: &[u8],
+    tried: &[crate::MemberId],
+    now: std::time::Instant,
+) -> Option<&'a Member> {
+    use crate::flags::StatusFlags as F;
+    let index = ring.entry(ring.start(key)) as usize;
+    let h = &hot[index];
+    let flags = h.state.flags();
+    if !flags.is_usable()
+        || flags.intersects(F::DRAIN.union(F::HOT_SPARE).union(F::HOT_STANDBY))
+        || (!tried.is_empty() && tried.contains(&h.id))
+    {
+        return None;
+    }
+    let ramp = h.ramp_permille(now);
+    (ramp >= 1000 || ramp_draw(key) < ramp).then(|| &members[index])
 }
 
 /// The key's slow-start draw: 0 to 999, independent of its slot.

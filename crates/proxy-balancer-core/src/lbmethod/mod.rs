@@ -28,7 +28,7 @@ use crate::ring::Ring;
 use crate::sync::Ordering;
 
 mod busyness;
-mod hash;
+pub(crate) mod hash;
 mod heartbeat;
 mod p2c;
 mod requests;
