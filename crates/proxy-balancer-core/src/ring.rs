@@ -667,6 +667,29 @@ mod tests {
         assert!(share < 0.1 + 0.02, "{share}");
     }
 
+    /// A fingerprint of a table: the key hash of its entries' bytes.
+    fn fingerprint(ring: &Ring) -> u64 {
+        let bytes: Vec<u8> = ring
+            .entries()
+            .iter()
+            .flat_map(|e| e.to_le_bytes())
+            .collect();
+        key_hash(&bytes, 0)
+    }
+
+    /// Pinned: fleet instances of any version must build the same tables. Changing these is
+    /// a breaking change of every hash balancer's mapping.
+    #[test]
+    fn tables_are_pinned() {
+        let urls: Vec<MemberUrl> = (0..5).map(|i| url(&format!("http://m{i}:8080"))).collect();
+        let m = members(&urls, &[100, 250, 100, 300, 175]);
+        let maglev = Ring::new(HashRing::Maglev, &m);
+        let ketama = Ring::new(HashRing::Ketama, &m);
+        assert_eq!(&maglev.entries()[..8], &[0, 4, 1, 4, 3, 1, 1, 2]);
+        assert_eq!(fingerprint(&maglev), 0x6b92_3197_c551_c751);
+        assert_eq!(fingerprint(&ketama), 0x4f96_489a_eff3_cf9a);
+    }
+
     #[test]
     fn fold_mul_folds_both_halves() {
         assert_eq!(fold_mul(1 << 63, 2), 1);

@@ -217,6 +217,18 @@ impl BalancerSnapshot {
         }
     }
 
+    /// The hash table of the lbset at `set` (in ascending lbset order).
+    #[cfg(test)]
+    pub(crate) fn ring(&self, set: usize) -> Option<&Ring> {
+        self.rings.get(set)
+    }
+
+    /// The snapshot's members and their hot state, as a pick reads them.
+    #[cfg(test)]
+    pub(crate) fn hot_members(&self) -> (&[Member], &[Hot]) {
+        (&self.members, &self.hot)
+    }
+
     /// Whether the byrequests fast path is serving picks now.
     #[cfg(test)]
     pub(crate) fn fast_path_active(&self) -> bool {
