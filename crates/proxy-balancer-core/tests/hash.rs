@@ -92,7 +92,7 @@ fn spread(map: &[u16], n: usize) -> f64 {
 
 /// The member counts the remap and spread tests run at: 3…64 sampled, so that the file
 /// runs in seconds in a debug build (the full sweep: `full_sweep`, ignored by default).
-const SAMPLED: [usize; 13] = [3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64];
+const SAMPLED: [usize; 6] = [3, 4, 7, 16, 33, 64];
 
 /// One member leaving (removed from the balancer, or disabled) or joining moves at most
 /// 1/N + 2 % of 100,000 keys, and a disabled member moves only its own keys, which come
@@ -411,7 +411,7 @@ fn index_of(url: &str) -> usize {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Whatever the flags, lbsets, spares, standbys and tried members: a hash pick is one of
     /// the candidates Apache's rules give (never disabled, stopped, in error, draining or
@@ -430,7 +430,7 @@ proptest! {
         let tried_ids: Vec<MemberId> = tried.iter().map(|&i| snapshot.members()[i].id()).collect();
         let candidates = model_candidates(&specs, &tried);
         let mut seen = vec![false; specs.len()];
-        for k in 0..3000usize {
+        for k in 0..1500usize {
             let key = k.to_le_bytes();
             let request = PickRequest::new().with_key(&key).with_tried(&tried_ids);
             match snapshot.pick(&request, now) {

@@ -404,6 +404,52 @@ mod tests {
         }
     }
 
+    /// Rendezvous and slow start: a ramping member wins a key only if the key's draw is
+    /// under its ramp.
+    #[test]
+    fn rendezvous_respects_the_ramp() {
+        let now = t0();
+        let mut params = BalancerParams::new("h");
+        params.lb_method = LbMethodKind::Custom(Arc::new(Hash));
+        let members = (0..3).map(|i| {
+            let mut m = MemberParams::new(&format!("http://m{i}")).unwrap();
+            m.slow_start = Some(Duration::from_secs(1000));
+            m
+        });
+        let s = BalancerStore::new(params, members, now).unwrap();
+        let key: &[u8] = b"k";
+        let pick = |at| {
+            s.snapshot()
+                .pick(&PickRequest::new().with_key(key), at)
+                .unwrap()
+                .position()
+        };
+        let owner = pick(now);
+        s.snapshot().members()[owner].state().mark_usable_since(now);
+        // The draw of b"k" is 920.
+        for (elapsed, keeps) in [(1, false), (920, false), (921, true)] {
+            let at = now + Duration::from_secs(elapsed);
+            assert_eq!(pick(at) == owner, keeps, "at {elapsed}");
+        }
+    }
+
+    /// Spares with members tried: a tried regular member is replaced by a spare, a tried
+    /// spare by the next one.
+    #[test]
+    fn spares_and_tried_members() {
+        let now = t0();
+        let r = F::HOT_SPARE;
+        let specs = [(F::DISABLED, 0), (F::EMPTY, 0), (r, 0), (r, 0), (r, 0)];
+        let s = store("maglev", &specs, now);
+        let ids: Vec<MemberId> = s.snapshot().members().iter().map(Member::id).collect();
+        assert_eq!(map(&s, &[ids[1]], now), walked(&s, &[2, 3]));
+        assert_eq!(map(&s, &[ids[2]], now), walked(&s, &[1, 3]));
+        // Only standbys and a standby spare: the standby phase leaves the spare out.
+        let h = F::HOT_STANDBY;
+        let s = store("maglev", &[(h, 0), (h.union(r), 0)], now);
+        assert!(map(&s, &[], now).iter().all(|&m| m == 0));
+    }
+
     /// The walk of a table crosses its end back to the start.
     #[test]
     fn the_walk_wraps() {
