@@ -334,6 +334,13 @@ impl BalancerSnapshot {
             }
             schedule.deactivate(&self.hot);
         }
+        // lbmethod=hash: the member at the key's slot when the full pick could only choose
+        // it (see `hash::fast_index`), without the O(N) scan of the lbsets.
+        if let (None, Some(key), Some(ring)) = (route, request.key, self.rings.first()) {
+            if let Some(index) = hash::fast_index(&self.hot, ring, key, request.tried, now) {
+                return Ok(self.chosen_at(index, false, self.params.sticky_session.is_some()));
+            }
+        }
         self.force_recovery(now);
         if let Some(route) = route {
             if let Some((member, redirected)) = self.find_route_member(route, request.tried, now, 1)
@@ -473,12 +480,6 @@ impl BalancerSnapshot {
         key: Option<&'s [u8]>,
         now: Instant,
     ) -> Option<&'s Member> {
-        if let (Some(key), Some(ring)) = (key, self.rings.first()) {
-            let fast = hash::fast_pick((&self.members, &self.hot), ring, key, tried, now);
-            if fast.is_some() {
-                return fast;
-            }
-        }
         for (set, (_, indices)) in self.sets.iter().enumerate() {
             let ring = self.rings.get(set);
             let (spare_limit, standbys) = match self.plan_set(indices, tried, now) {

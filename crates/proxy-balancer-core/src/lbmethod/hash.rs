@@ -100,14 +100,15 @@ impl LbMethod for Hash {
 /// member at the key's slot of the lowest lbset's table is a regular member (not a spare or
 /// standby) that is usable, not draining, not tried and not ramping past the key. Then the
 /// lowest lbset has a usable regular member, so its candidates are the ones the pick walks,
-/// and the walk stops at its first entry. `None`: take the full pick.
-pub(crate) fn fast_pick<'a>(
-    (members, hot): (&'a [Member], &'a [crate::member::Hot]),
+/// and the walk stops at its first entry. Returns the member's position in the snapshot;
+/// `None`: take the full pick.
+pub(crate) fn fast_index(
+    hot: &[crate::member::Hot],
     ring: &Ring,
     key: &[u8],
     tried: &[crate::MemberId],
     now: std::time::Instant,
-) -> Option<&'a Member> {
+) -> Option<usize> {
     use crate::flags::StatusFlags as F;
     let index = ring.entry(ring.start(key)) as usize;
     let h = &hot[index];
@@ -118,7 +119,7 @@ pub(crate) fn fast_pick<'a>(
     {
         return None;
     }
-    (ramp_draw(key) < h.ramp_permille(now)).then(|| &members[index])
+    (ramp_draw(key) < h.ramp_permille(now)).then_some(index)
 }
 
 /// The key's slow-start draw: 0 to 999, independent of its slot.
@@ -309,7 +310,8 @@ mod tests {
         let key = b"user-1";
         let slot = ring.entry(ring.start(key)) as usize;
         let fast = |tried: &[MemberId]| {
-            fast_pick(snapshot.hot_members(), ring, key, tried, now).map(Member::id)
+            fast_index(snapshot.hot_members().1, ring, key, tried, now)
+                .map(|i| snapshot.members()[i].id())
         };
         let member = &snapshot.members()[slot];
         assert_eq!(fast(&[]), Some(member.id()));
