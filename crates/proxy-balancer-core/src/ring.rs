@@ -383,8 +383,8 @@ fn maglev_table(members: &[RingMember<'_>], size: usize) -> Box<[u32]> {
         .map(|member| {
             let url = member.url.as_str().as_bytes();
             Build {
-                offset: key_hash(url, SEED_OFFSET) % m,
-                skip: key_hash(url, SEED_SKIP) % (m - 1) + 1,
+                offset: reduce(key_hash(url, SEED_OFFSET), size) as u64,
+                skip: reduce(key_hash(url, SEED_SKIP), size - 1) as u64 + 1,
                 next: 0,
                 weight: u64::from(member.lbf.max(1)),
                 target: 0,
@@ -557,6 +557,20 @@ mod tests {
         }
     }
 
+    /// A key whose CRC32 is a point exactly goes to that point (nginx: the first point at or
+    /// after the key's hash). The first point of a member is the CRC32 of its name and four
+    /// zero bytes, so that text as a key hits it.
+    #[test]
+    fn ketama_key_on_a_point_takes_that_point() {
+        let m = members(&[url("http://a:1"), url("http://b:2")], &[100, 100]);
+        let ring = Ring::new(HashRing::Ketama, &m);
+        let key = b"a\x001\0\0\0\0";
+        let hash = crc32(key);
+        let i = ring.start(key);
+        assert_eq!(ring.points()[i], hash);
+        assert_eq!(ring.entry(i), 0);
+    }
+
     #[test]
     fn ketama_start_wraps_and_hits_exact_points() {
         let m = members(&[url("http://a:1")], &[100]);
@@ -685,8 +699,8 @@ mod tests {
         let m = members(&urls, &[100, 250, 100, 300, 175]);
         let maglev = Ring::new(HashRing::Maglev, &m);
         let ketama = Ring::new(HashRing::Ketama, &m);
-        assert_eq!(&maglev.entries()[..8], &[0, 4, 1, 4, 3, 1, 1, 2]);
-        assert_eq!(fingerprint(&maglev), 0x6b92_3197_c551_c751);
+        assert_eq!(&maglev.entries()[..8], &[1, 1, 2, 0, 0, 4, 4, 2]);
+        assert_eq!(fingerprint(&maglev), 0xc372_7e2f_552b_0fab);
         assert_eq!(fingerprint(&ketama), 0x4f96_489a_eff3_cf9a);
     }
 
