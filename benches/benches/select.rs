@@ -9,7 +9,9 @@
 //! - `baseline/atomic_fetch_add` and `baseline/arcswap_load`: machine speed, the two
 //!   operations every pick is built from;
 //! - with `--features peers`: tower's `p2c::Balance` per request and pingora's
-//!   `LoadBalancer<RoundRobin>::select` (and its bare `Weighted<RoundRobin>` selector).
+//!   `LoadBalancer<RoundRobin>::select` (and its bare `Weighted<RoundRobin>` selector);
+//!   pingora-ketama's bare `Continuum::node` against our `lbmethod=hash` pick over the same
+//!   members and keys (`hash_pick`, `peers::pingora_ketama`).
 //!
 //! A pick includes dropping the `Picked` (the busy count's release). Members have load
 //! factors 1, 2, 3, 1, 2, 3, …; no traffic is recorded, so bytraffic's scores stay tied and
@@ -285,6 +287,65 @@ mod tower_p2c {
 
 // ----- end of p2c -----
 
+// ===== lbmethod=hash (helper hash) =====
+
+/// Member counts of the hash picks (and of pingora-ketama's selector): equal weights.
+const HASH_SIZES: [usize; 3] = [3, 16, 128];
+/// Distinct keys cycled through by the hash picks, so that neither the table reads nor the
+/// branches of a lookup are always the same: 1024 `user-N` keys.
+const HASH_KEYS: usize = 1024;
+
+fn hash_keys() -> Vec<Vec<u8>> {
+    (0..HASH_KEYS)
+        .map(|i| format!("user-{i}").into_bytes())
+        .collect()
+}
+
+fn hash_store(ring: &str, n: usize, now: Instant) -> BalancerStore {
+    let mut params = BalancerParams::new("bench");
+    params
+        .set("lbmethod", "hash")
+        .expect("invariant: hash is an lbmethod");
+    params
+        .set("hashring", ring)
+        .expect("invariant: maglev and ketama are rings");
+    let members =
+        (0..n).map(|i| MemberParams::new(&member_url(i)).expect("invariant: valid bench URLs"));
+    BalancerStore::new(params, members, now).expect("invariant: URLs are distinct")
+}
+
+/// `lbmethod=hash` picks with a key: through the store (an `ArcSwap` load, as
+/// `BalancerStore::pick`) and through a held snapshot (as the balancer service picks), both
+/// including the `Picked`'s drop.
+fn hash_pick(c: &mut Criterion) {
+    let now = setup_now();
+    let keys = hash_keys();
+    for ring in ["maglev", "ketama"] {
+        let mut group = c.benchmark_group(format!("pick/hash_{ring}"));
+        configure(&mut group);
+        for n in HASH_SIZES {
+            let store = hash_store(ring, n, now);
+            let snapshot = store.snapshot();
+            let mut i = 0;
+            group.bench_function(BenchmarkId::new("snapshot", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % HASH_KEYS;
+                    let request = PickRequest::new().with_key(&keys[i]);
+                    drop(black_box(snapshot.pick(black_box(&request), now)));
+                });
+            });
+            group.bench_function(BenchmarkId::new("store", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % HASH_KEYS;
+                    let request = PickRequest::new().with_key(&keys[i]);
+                    drop(black_box(store.pick(black_box(&request), now)));
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
 /// Index of the least of `counters`, the first on a tie.
 fn least_busy(counters: &[AtomicU64]) -> usize {
     let mut best = 0;
@@ -341,6 +402,7 @@ mod peers {
     use criterion::{BenchmarkId, Criterion};
     use futures::task::noop_waker_ref;
     use futures::FutureExt;
+    use pingora_ketama::{Bucket, Continuum};
     use pingora_load_balancing::selection::{BackendIter, BackendSelection, RoundRobin};
     use pingora_load_balancing::{Backend, LoadBalancer};
     use tower::balance::p2c::Balance;
@@ -395,6 +457,40 @@ mod peers {
         group.finish();
     }
 
+    /// pingora-ketama's bare selector over the members of `hash_pick` (the same
+    /// `127.0.x.y:80` addresses, equal weights) and the same keys.
+    pub(super) fn pingora_ketama(c: &mut Criterion) {
+        let mut group = c.benchmark_group("peer/pingora_ketama");
+        configure(&mut group);
+        let keys = super::hash_keys();
+        for n in super::HASH_SIZES {
+            let buckets: Vec<Bucket> = (0..n)
+                .map(|i| {
+                    let addr = super::member_url(i)
+                        .trim_start_matches("http://")
+                        .parse()
+                        .expect("invariant: the bench URLs are socket addresses");
+                    Bucket::new(addr, 1)
+                })
+                .collect();
+            let continuum = Continuum::new(&buckets);
+            let mut i = 0;
+            group.bench_function(BenchmarkId::new("node", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % super::HASH_KEYS;
+                    black_box(continuum.node(black_box(&keys[i])))
+                });
+            });
+            group.bench_function(BenchmarkId::new("node_idx", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % super::HASH_KEYS;
+                    black_box(continuum.node_idx(black_box(&keys[i])))
+                });
+            });
+        }
+        group.finish();
+    }
+
     pub(super) fn pingora_round_robin(c: &mut Criterion) {
         let mut group = c.benchmark_group("peer/pingora_rr");
         configure(&mut group);
@@ -426,8 +522,10 @@ fn main() {
     baseline(&mut c);
     pick(&mut c);
     pick_p2c(&mut c);
+    hash_pick(&mut c);
     #[cfg(feature = "peers")]
     {
+        peers::pingora_ketama(&mut c);
         peers::pingora_round_robin(&mut c);
         peers::tower_p2c(&mut c);
     }

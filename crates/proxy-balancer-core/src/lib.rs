@@ -143,6 +143,7 @@ mod member;
 mod outlier;
 mod params;
 mod peer;
+pub mod ring;
 mod schedule;
 mod selection;
 mod snapshot;

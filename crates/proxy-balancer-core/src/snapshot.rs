@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use crate::error::PickError;
 use crate::flags::StatusFlags;
-use crate::lbmethod::Candidates;
 use crate::lbmethod::LbMethodKind;
+use crate::lbmethod::{hash, Candidates};
 use crate::member::{BusyGuard, Hot, InFlight, Member, MemberId};
 use crate::outlier::Outliers;
 use crate::params::{BalancerParams, LbSet};
+use crate::ring::{Ring, RingMember};
 use crate::schedule::Schedule;
 use crate::sync::{Arc, AtomicU64, Ordering};
 
@@ -153,6 +154,8 @@ pub struct BalancerSnapshot {
     hot: Box<[Hot]>,
     /// The lbsets in ascending order, each with its members' indices in config order.
     sets: Box<[(LbSet, Box<[u32]>)]>,
+    /// `lbmethod=hash`: each lbset's table, in the order of `sets`; empty otherwise.
+    rings: Box<[Ring]>,
     shared: Shared,
     /// The byrequests cycle, for balancers using byrequests, and for bybusyness when no
     /// request is in flight (every member ties, so its pick is a byrequests round).
@@ -172,13 +175,33 @@ impl BalancerSnapshot {
                 .or_default()
                 .push(u32::try_from(i).expect("invariant: fewer than 2^32 members"));
         }
-        let sets = by_set
+        let sets: Box<[(LbSet, Box<[u32]>)]> = by_set
             .into_iter()
             .map(|(set, indices)| (set, indices.into_boxed_slice()))
             .collect();
         for m in &members {
             m.state().set_rtt_decay(params.ewma_decay); // peak-EWMA's `ewmadecay`
         }
+        let rings = if matches!(params.lb_method, LbMethodKind::Hash) {
+            sets.iter()
+                .map(|(_, indices)| {
+                    let ring_members: Vec<RingMember<'_>> = indices
+                        .iter()
+                        .map(|&i| {
+                            let m = &members[i as usize];
+                            RingMember {
+                                position: i,
+                                url: &m.params().url,
+                                lbf: m.params().load_factor.lbf(),
+                            }
+                        })
+                        .collect();
+                    Ring::new(params.hash_ring, &ring_members)
+                })
+                .collect()
+        } else {
+            Box::default()
+        };
         let busyness = matches!(params.lb_method, LbMethodKind::ByBusyness);
         let schedule =
             (busyness || matches!(params.lb_method, LbMethodKind::ByRequests)).then(Schedule::new);
@@ -188,6 +211,7 @@ impl BalancerSnapshot {
             hot: members.iter().map(Hot::of).collect(),
             members: members.into_boxed_slice(),
             sets,
+            rings,
             shared,
             schedule,
         }
@@ -211,6 +235,18 @@ impl BalancerSnapshot {
         if let Some(s) = &self.schedule {
             s.deactivate(&self.hot);
         }
+    }
+
+    /// The hash table of the lbset at `set` (in ascending lbset order).
+    #[cfg(test)]
+    pub(crate) fn ring(&self, set: usize) -> Option<&Ring> {
+        self.rings.get(set)
+    }
+
+    /// The snapshot's members and their hot state, as a pick reads them.
+    #[cfg(test)]
+    pub(crate) fn hot_members(&self) -> (&[Member], &[Hot]) {
+        (&self.members, &self.hot)
     }
 
     /// Whether the byrequests fast path is serving picks now.
@@ -322,6 +358,13 @@ impl BalancerSnapshot {
                 schedule.reset_streak();
             }
             schedule.deactivate(&self.hot);
+        }
+        // lbmethod=hash: the member at the key's slot when the full pick could only choose
+        // it (see `hash::fast_index`), without the O(N) scan of the lbsets.
+        if let (None, Some(key), Some(ring)) = (route, request.key, self.rings.first()) {
+            if let Some(index) = hash::fast_index(&self.hot, ring, key, request.tried, now) {
+                return Ok(self.chosen_at(index, false, self.params.sticky_session.is_some()));
+            }
         }
         self.force_recovery(now);
         if let Some(route) = route {
@@ -488,7 +531,8 @@ impl BalancerSnapshot {
         // The first set a panic threshold would balance over when no set has a usable
         // member.
         let mut last_resort = None;
-        for (_, indices) in self.sets.iter() {
+        for (set, (_, indices)) in self.sets.iter().enumerate() {
+            let ring = self.rings.get(set);
             let (spare_limit, standbys, panic) = match self.plan_set(indices, tried, now) {
                 SetPlan::Regular {
                     spare_limit,
@@ -498,7 +542,7 @@ impl BalancerSnapshot {
                 SetPlan::Standby => (None, true, false),
                 SetPlan::Nothing { panic } => {
                     if panic && last_resort.is_none() {
-                        last_resort = Some(indices);
+                        last_resort = Some((indices, ring));
                     }
                     continue;
                 }
@@ -512,7 +556,8 @@ impl BalancerSnapshot {
                     now,
                 )
                 .with_key(key)
-                .with_panic(panic);
+                .with_panic(panic)
+                .with_ring(ring);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     if panic {
                         self.note_panic();
@@ -523,16 +568,18 @@ impl BalancerSnapshot {
             if standbys {
                 let candidates =
                     Candidates::standby((&self.members, &self.hot), indices, tried, now)
-                        .with_key(key);
+                        .with_key(key)
+                        .with_ring(ring);
                 if let Some(m) = self.params.lb_method.choose(candidates) {
                     return Some(m);
                 }
             }
         }
-        let indices = last_resort?;
+        let (indices, ring) = last_resort?;
         let candidates = Candidates::regular((&self.members, &self.hot), indices, 0, tried, now)
             .with_key(key)
-            .with_panic(true);
+            .with_panic(true)
+            .with_ring(ring);
         let m = self.params.lb_method.choose(candidates)?;
         self.note_panic();
         Some(m)

@@ -1,5 +1,5 @@
 //! The hot paths allocate nothing: finding (or not finding) a session route, a byrequests
-//! pick of the core, and matching and forwarding a plain request path. Counted with an instrumented global allocator, in a test binary of its
+//! pick of the core, a hash pick, and matching and forwarding a plain request path. Counted with an instrumented global allocator, in a test binary of its
 //! own so that nothing else runs while it counts.
 
 use std::alloc::System;
@@ -86,6 +86,50 @@ fn route_extraction_and_picks_do_not_allocate() {
         counts.iter().all(|&c| c < 100),
         "allocations per round: {counts:?}"
     );
+}
+
+/// `lbmethod=hash` picks (Maglev and ketama): the fast path at the key's slot, the walk past
+/// a disabled member, and the walk with members already tried.
+#[test]
+fn hash_picks_do_not_allocate() {
+    let _serial = SERIAL.lock();
+    let now = tokio::time::Instant::now().into_std();
+    for ring in ["maglev", "ketama"] {
+        let mut params = BalancerParams::new("hash");
+        params.set("lbmethod", "hash").expect("valid");
+        params.set("hashring", ring).expect("valid");
+        let members = (0..16).map(|i| MemberParams::new(&format!("http://m{i}")).expect("valid"));
+        let store = BalancerStore::new(params, members, now).expect("valid");
+        let snapshot = store.snapshot();
+        snapshot.members()[3]
+            .state()
+            .insert_flags(proxy_balancer::StatusFlags::DISABLED);
+        let tried = [snapshot.members()[5].id(), snapshot.members()[9].id()];
+        let keys: Vec<[u8; 8]> = (0u64..64).map(u64::to_le_bytes).collect();
+        let mut counts = Vec::new();
+        for _ in 0..5 {
+            let region = Region::new(GLOBAL);
+            for key in &keys {
+                drop(
+                    store
+                        .pick(&PickRequest::new().with_key(key), now)
+                        .expect("usable"),
+                );
+                let request = PickRequest::new().with_key(key).with_tried(&tried);
+                drop(snapshot.pick(&request, now).expect("usable"));
+            }
+            counts.push(region.change().allocations);
+        }
+        assert_eq!(
+            counts.iter().min(),
+            Some(&0),
+            "{ring}: allocations per round: {counts:?}"
+        );
+        assert!(
+            counts.iter().all(|&c| c < 64),
+            "{ring}: allocations per round: {counts:?}"
+        );
+    }
 }
 
 /// The server's admission checks (Host, Transfer-Encoding, the `LimitRequest*` limits) on

@@ -24,10 +24,11 @@ use std::time::Instant;
 
 use crate::error::ParamError;
 use crate::member::{Hot, Member, MemberId};
+use crate::ring::Ring;
 use crate::sync::Ordering;
 
 mod busyness;
-mod hash;
+pub(crate) mod hash;
 mod heartbeat;
 mod p2c;
 mod requests;
@@ -253,6 +254,8 @@ pub struct Candidates<'a> {
     /// The lbset is in panic (`panic=`): regular members kept out only by `E`, `C` or `J`
     /// are candidates too.
     panic: bool,
+    /// The lbset's table, for `lbmethod=hash`.
+    ring: Option<&'a Ring>,
 }
 
 impl<'a> Candidates<'a> {
@@ -274,6 +277,7 @@ impl<'a> Candidates<'a> {
             now,
             key: None,
             panic: false,
+            ring: None,
         }
     }
 
@@ -294,6 +298,7 @@ impl<'a> Candidates<'a> {
             now,
             key: None,
             panic: false,
+            ring: None,
         }
     }
 
@@ -315,6 +320,17 @@ impl<'a> Candidates<'a> {
     #[must_use]
     pub const fn in_panic(&self) -> bool {
         self.panic
+    }
+
+    /// Sets the lbset's hash table (`lbmethod=hash`).
+    pub(crate) const fn with_ring(mut self, ring: Option<&'a Ring>) -> Self {
+        self.ring = ring;
+        self
+    }
+
+    /// The lbset's hash table, when the balancer's lbmethod is `hash`.
+    pub(crate) const fn ring(&self) -> Option<&'a Ring> {
+        self.ring
     }
 
     /// The request's key, for request-aware methods such as [`Hash`]: the bytes the
@@ -347,6 +363,63 @@ impl<'a> Candidates<'a> {
     /// The member at a position yielded by [`Candidates::next_hot`].
     pub(crate) fn member(&self, index: u32) -> &'a Member {
         &self.members[index as usize]
+    }
+
+    /// The hot state of the member at a position of the snapshot's member list.
+    pub(crate) fn hot(&self, index: u32) -> &'a Hot {
+        &self.hot[index as usize]
+    }
+
+    /// Whether the member at `index` (a position of one of this lbset's members in the
+    /// snapshot's member list) is one of the candidates: whether a fresh walk of these
+    /// candidates would yield it, whatever this one has yielded already. Allocates nothing;
+    /// O(1) except for a hot spare, whose admission counts the usable spares before it
+    /// (Apache's rule: the first usable spares, one per unusable regular member).
+    pub(crate) fn admits(&self, index: u32) -> bool {
+        use crate::flags::StatusFlags as F;
+        let hot = &self.hot[index as usize];
+        let flags = hot.state.flags();
+        // In panic, the regular members that only E, C or J keep out are candidates (as in
+        // `next_index`).
+        let regular = !flags.intersects(F::HOT_SPARE.union(F::HOT_STANDBY));
+        let out = if self.panic && regular && !matches!(self.phase, Phase::Standby) {
+            flags.difference(F::PANIC_USABLE)
+        } else {
+            flags
+        };
+        if !out.is_usable() || flags.contains(F::DRAIN) {
+            return false;
+        }
+        if !self.tried.is_empty() && self.tried.contains(&hot.id) {
+            return false;
+        }
+        match self.phase {
+            Phase::Standby => flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE),
+            Phase::Regular | Phase::Spares { .. } => {
+                if flags.contains(F::HOT_SPARE) {
+                    self.spare_rank(index) < self.spare_limit
+                } else {
+                    !flags.contains(F::HOT_STANDBY)
+                }
+            }
+        }
+    }
+
+    /// How many usable, untried spares come before the member at `index` in this lbset.
+    fn spare_rank(&self, index: u32) -> usize {
+        use crate::flags::StatusFlags as F;
+        self.indices
+            .iter()
+            .take_while(|&&i| i != index)
+            .filter(|&&i| {
+                let hot = &self.hot[i as usize];
+                let flags = hot.state.flags();
+                flags.is_usable()
+                    && !flags.contains(F::DRAIN)
+                    && flags.contains(F::HOT_SPARE)
+                    && (self.tried.is_empty() || !self.tried.contains(&hot.id))
+            })
+            .count()
     }
 
     /// The candidates' positions in the snapshot's member list.
@@ -483,28 +556,6 @@ impl<'a> Candidates<'a> {
             (None, Some(b)) => Some((b, None)),
             (None, None) => self.clone().next_index().map(|index| (index, None)),
         }
-    }
-
-    /// Whether the member at `index` is a candidate of this phase (O(1); not for spares).
-    fn admits(&self, index: u32) -> bool {
-        use crate::flags::StatusFlags as F;
-        let hot = &self.hot[index as usize];
-        let flags = hot.state.flags();
-        if !flags.is_usable() || flags.contains(F::DRAIN) {
-            return false;
-        }
-        // Regular or standby (never the spares' phase: `sample_two` walks those).
-        let role = if matches!(self.phase, Phase::Standby) {
-            flags.contains(F::HOT_STANDBY) && !flags.contains(F::HOT_SPARE)
-        } else {
-            !flags.intersects(F::HOT_SPARE.union(F::HOT_STANDBY))
-        };
-        role && (self.tried.is_empty() || !self.tried.contains(&hot.id))
-    }
-
-    /// The hot state of the member at a position yielded by [`Candidates::sample_two`].
-    pub(crate) fn hot(&self, index: u32) -> &'a Hot {
-        &self.hot[index as usize]
     }
 }
 

@@ -343,7 +343,11 @@ where
             }
         }
         let now = now();
+        let key = super::key::RequestKey::of(snapshot.params(), &self.template.parts);
         let request = PickRequest::new().with_tried(&self.attempts.tried);
+        let request = key
+            .as_ref()
+            .map_or(request, |k| request.with_key(k.as_bytes()));
         let request = match &self.route {
             Some(session) => request.with_route(&session.route),
             None => request,

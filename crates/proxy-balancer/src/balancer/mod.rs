@@ -74,6 +74,7 @@
 
 mod body;
 pub mod future;
+mod key;
 mod layer;
 mod tunnel;
 

@@ -234,27 +234,34 @@ impl RouteExtractor {
 
     /// The first non-empty value of the session cookie, across all `Cookie` headers.
     fn cookie_value<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|header| header.to_str().ok())
-            .find_map(|header| header.split([';', ',']).find_map(|c| self.cookie_in(c)))
+        cookie_value(headers, &self.cookie)
     }
+}
 
-    /// The value of one `name=value` cookie, if it is the session cookie and not empty.
-    fn cookie_in<'h>(&self, cookie: &'h str) -> Option<&'h str> {
-        let value = cookie
-            .trim_start_matches(is_ows)
-            .strip_prefix(&*self.cookie)?
-            .trim_start_matches(is_ows)
-            .strip_prefix('=')?
-            .trim_matches(is_ows);
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        (!value.is_empty()).then_some(value)
-    }
+/// The first non-empty value of the cookie `name` across all `Cookie` headers (quotes
+/// around it removed), without allocating: the session cookie of sticky routes and the
+/// `hashkey=cookie:NAME` of `lbmethod=hash`.
+pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .find_map(|header| header.split([';', ',']).find_map(|c| cookie_in(c, name)))
+}
+
+/// The value of one `name=value` cookie, if it is the cookie `name` and not empty.
+fn cookie_in<'h>(cookie: &'h str, name: &str) -> Option<&'h str> {
+    let value = cookie
+        .trim_start_matches(is_ows)
+        .strip_prefix(name)?
+        .trim_start_matches(is_ows)
+        .strip_prefix('=')?
+        .trim_matches(is_ows);
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    (!value.is_empty()).then_some(value)
 }
 
 /// Optional whitespace in a header value (RFC 9110's OWS: space or tab).

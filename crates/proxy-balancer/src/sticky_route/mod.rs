@@ -87,6 +87,7 @@ use proxy_balancer_core::{BalancerSnapshot, BalancerStore};
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub(crate) use self::extract::cookie_value;
 pub use self::extract::{FoundRoute, RouteExtractor, RouteSource};
 pub use self::future::ResponseFuture;
 use crate::balancer::{RouteLookedUp, SessionRoute};
