@@ -360,8 +360,12 @@ impl BalancerSnapshot {
             schedule.deactivate(&self.hot);
         }
         // lbmethod=hash: the member at the key's slot when the full pick could only choose
-        // it (see `hash::fast_index`), without the O(N) scan of the lbsets.
-        if let (None, Some(key), Some(ring)) = (route, request.key, self.rings.first()) {
+        // it (see `hash::fast_index`), without the O(N) scan of the lbsets. Not with a panic
+        // threshold: the full pick counts its panic picks.
+        let counts_panics = self.params.panic_threshold.is_some();
+        if let (None, Some(key), Some(ring), false) =
+            (route, request.key, self.rings.first(), counts_panics)
+        {
             if let Some(index) = hash::fast_index(&self.hot, ring, key, request.tried, now) {
                 return Ok(self.chosen_at(index, false, self.params.sticky_session.is_some()));
             }

@@ -145,7 +145,7 @@ fn status(o: &mut String, members: &[Row<'_>]) {
         o,
         name,
         "gauge",
-        "1 when the member has the status flag (Apache's status letters I N D S E H R C).",
+        "1 when the member has the status flag (Apache's status letters I N D S E H R C, and J: ejected, beyond Apache).",
     );
     for (b, u, m, _) in members {
         let flags = m.flags();
