@@ -22,14 +22,20 @@ const LOOPBACK: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::Socket
 /// of a second or two stays far below this.
 const MAX_REQUESTS: usize = 20_000;
 
-async fn serve(backends: &[TestBackend], extra: &str) -> (ServerHandle, Arc<BalancerStore>) {
+/// A site over `backends` (each `BalancerMember` with `extra`), its balancer set with the
+/// `ProxySet` parameters `set` (Apache's syntax: the config reader applies them).
+async fn serve(
+    backends: &[TestBackend],
+    extra: &str,
+    set: &str,
+) -> (ServerHandle, Arc<BalancerStore>) {
     let members: String = backends
         .iter()
         .map(|b| format!("    BalancerMember {} {extra}\n", b.url()))
         .collect();
     let text = format!(
         "ProxyHCTemplate quick hcmethod=GET hcuri=/health hcinterval=100ms hcpasses=1 hcfails=1\n\
-         <Proxy balancer://app>\n{members}</Proxy>\nProxyPass / balancer://app/\n"
+         <Proxy balancer://app>\n{members}    ProxySet {set}\n</Proxy>\nProxyPass / balancer://app/\n"
     );
     let config = parse(&text).expect("a valid config");
     let site = Site::from_config(&config).expect("buildable");
@@ -39,14 +45,6 @@ async fn serve(backends: &[TestBackend], extra: &str) -> (ServerHandle, Arc<Bala
         .await
         .expect("a loopback port");
     (running, store)
-}
-
-fn set(store: &BalancerStore, params: &[(&str, &str)]) {
-    store.update_params(|p| {
-        for (k, v) in params {
-            p.set(k, v).expect("a valid parameter");
-        }
-    });
 }
 
 /// Sends one request; returns the status.
@@ -76,18 +74,14 @@ fn ejected(store: &BalancerStore) -> Vec<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_failing_30_percent_is_ejected_comes_back_and_ramps() {
     let backends = start_demo_backends(4).await.expect("loopback ports");
-    let (running, store) = serve(&backends, "").await;
-    let addr = running.local_addr();
     // No failonstatus: Apache would never take the member out.
-    set(
-        &store,
-        &[
-            ("ejectsuccessrate", "80"),
-            ("ejectwindow", "1s"),
-            ("ejectminrequests", "10"),
-            ("ejecttime", "2s"),
-        ],
-    );
+    let (running, store) = serve(
+        &backends,
+        "",
+        "ejectsuccessrate=80 ejectwindow=1s ejectminrequests=10 ejecttime=2s",
+    )
+    .await;
+    let addr = running.local_addr();
     let first = store.snapshot().members()[0].id();
     store
         .update_member(first, |m| m.set("slowstart", "1s"))
@@ -169,9 +163,8 @@ async fn a_member_failing_30_percent_is_ejected_comes_back_and_ramps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_500s_in_a_row_eject_for_ejecttime() {
     let backends = start_demo_backends(3).await.expect("loopback ports");
-    let (running, store) = serve(&backends, "").await;
+    let (running, store) = serve(&backends, "", "ejectconsecutive=5 ejecttime=2s").await;
     let addr = running.local_addr();
-    set(&store, &[("ejectconsecutive", "5"), ("ejecttime", "2s")]);
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     backends[1].set_status(500);
 
@@ -193,9 +186,8 @@ async fn five_500s_in_a_row_eject_for_ejecttime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panic_balances_over_members_failing_their_health_check() {
     let backends = start_demo_backends(4).await.expect("loopback ports");
-    let (running, store) = serve(&backends, "hctemplate=quick").await;
+    let (running, store) = serve(&backends, "hctemplate=quick", "panic=50").await;
     let addr = running.local_addr();
-    set(&store, &[("panic", "50")]);
     let client = TestClient::new().with_timeout(Duration::from_secs(5));
     // Three of four fail their health check (their answers to requests are fine).
     for b in &backends[..3] {
