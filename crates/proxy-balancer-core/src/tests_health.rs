@@ -575,6 +575,31 @@ fn panic_counts_members_back_from_error_or_ejection() {
     assert!(!s2.snapshot().in_panic(t0), "stopped: not counted");
 }
 
+/// Every member in error within its retry window: with `forcerecovery=On` (the default)
+/// the pick clears their errors first and balances without panic, so `in_panic` (the
+/// manager's and the metrics' "in panic") must say no; with `forcerecovery=Off` the pick
+/// is a panic pick and `in_panic` says so.
+#[test]
+fn in_panic_knows_forced_recovery() {
+    let t0 = t0();
+    for (force, panic) in [("on", false), ("off", true)] {
+        let s = four(&[("panic", "50"), ("forcerecovery", force)], t0);
+        let snap = s.snapshot();
+        for m in snap.members() {
+            m.mark_error(t0);
+        }
+        let now = t0 + secs(1);
+        assert_eq!(snap.in_panic(now), panic, "forcerecovery={force}");
+        let before = s.panics();
+        assert!(s.pick(&PickRequest::new(), now).is_ok());
+        assert_eq!(
+            s.panics() > before,
+            panic,
+            "forcerecovery={force}: the pick"
+        );
+    }
+}
+
 #[test]
 fn panic_is_the_last_resort_across_lbsets() {
     let t0 = t0();
