@@ -222,6 +222,29 @@ fn ejections_in_a_row_grow_and_decay() {
     assert_eq!(a.ejections(), 5);
 }
 
+/// A member removed while its requests are in flight: their failures, judged after the
+/// removal, must not eject it (nothing would ever lift it) and so hold a slot under
+/// `ejectmax` for good.
+#[test]
+fn a_removed_member_takes_no_ejection_slot() {
+    let t0 = t0();
+    let s = four(&[], t0);
+    let o = outlier();
+    let gone = s.snapshot().members()[0].clone(); // held by a request in flight
+    s.remove_member(gone.id()).unwrap();
+    assert!((0..3).all(|_| gone.state().note_outcome(true, &o, t0).is_none()));
+    assert!(!gone.flags().contains(StatusFlags::EJECTED));
+    assert_eq!(s.ejected(), 0);
+    // 50 % of the 3 left is 1: a remaining member that fails is ejected.
+    let snap = s.snapshot();
+    let b = snap.members()[0].state();
+    assert_eq!(
+        (0..3).filter_map(|_| b.note_outcome(true, &o, t0)).count(),
+        1
+    );
+    assert_eq!(s.ejected(), 1);
+}
+
 #[test]
 fn at_most_ejectmax_members_at_once() {
     let t0 = t0();
