@@ -98,3 +98,24 @@ fn loom_a_lift_races_the_manager() {
         assert_eq!(flagged(&states), 1);
     });
 }
+
+/// A member leaves its store while a request still in flight on it fails: however the two
+/// interleave, it ends without `J` and its slot under `ejectmax` is free.
+#[test]
+fn loom_a_removal_races_an_ejection() {
+    let epoch = t0();
+    model(3, move || {
+        let (states, outliers) = states(4, epoch);
+        let p = params();
+        let failing = {
+            let a = Arc::clone(&states[0]);
+            thread::spawn(move || {
+                let _ = a.note_outcome(true, &p, epoch);
+            })
+        };
+        states[0].left_store();
+        failing.join().expect("no panic");
+        assert!(!states[0].flags().contains(StatusFlags::EJECTED));
+        assert_eq!(outliers.ejected(), 0);
+    });
+}

@@ -672,7 +672,10 @@ impl MemberState {
     /// Ejects the member for its next ejection time, if it is not ejected already and a
     /// slot is free under `ejectmax`.
     fn eject(&self, reason: EjectReason, params: &OutlierParams, now: Instant) -> Option<Ejection> {
-        if self.flags().contains(StatusFlags::EJECTED) || !self.outliers.reserve(params) {
+        if self.flags().contains(StatusFlags::EJECTED)
+            || self.outlier.removed.load(Ordering::Acquire)
+            || !self.outliers.reserve(params)
+        {
             return None;
         }
         let o = &self.outlier;
@@ -693,6 +696,13 @@ impl MemberState {
             self.outliers.release();
             return None;
         }
+        // Removed from its store meanwhile (`left_store`): whichever of the two clears the
+        // flag releases the slot. The flag's read-modify-writes order them: if the removal's
+        // clear came first, our insert saw it, and with it `removed`.
+        if o.removed.load(Ordering::Acquire) {
+            self.remove_flags(StatusFlags::EJECTED);
+            return None;
+        }
         o.streak.store(streak, Ordering::Release);
         o.ejections.fetch_add(1, Ordering::Relaxed);
         // Judged afresh when it is back: a new run and a new window.
@@ -705,6 +715,13 @@ impl MemberState {
             duration,
             streak,
         })
+    }
+
+    /// The member left its store (its requests in flight may still finish): it is never
+    /// ejected again, and an ejection it has ends, freeing its slot under `ejectmax`.
+    pub(crate) fn left_store(&self) {
+        self.outlier.removed.store(true, Ordering::Release);
+        self.remove_flags(StatusFlags::EJECTED);
     }
 
     /// Ends the member's ejection if its time has passed at `now` (lazily, at pick time);

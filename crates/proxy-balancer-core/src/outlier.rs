@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::selection::OutlierParams;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// One answer in the packed window counter: answers in the high 32 bits, failures in the
 /// low 32 bits, so that one addition counts both.
@@ -97,6 +97,9 @@ pub(crate) struct OutlierState {
     pub(crate) streak: AtomicU32,
     /// Ejections ever.
     pub(crate) ejections: AtomicU64,
+    /// The member left its store: it is never ejected again (no pick would lift it, and
+    /// its slot under `ejectmax` would be held for good).
+    pub(crate) removed: AtomicBool,
 }
 
 impl OutlierState {
@@ -108,6 +111,7 @@ impl OutlierState {
             until: AtomicU64::new(0),
             streak: AtomicU32::new(0),
             ejections: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
         }
     }
 }

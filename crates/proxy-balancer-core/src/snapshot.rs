@@ -608,7 +608,9 @@ impl BalancerSnapshot {
     /// disabled, stopped or draining are not counted), or no lbset has a usable member and
     /// one has members that only an error, a failed health check or an ejection keeps
     /// out. Its members in `E`, `C` or `J` are then balanced over as if usable. Reads the
-    /// state only (no retry, no ejection lifted).
+    /// state only (no retry, no ejection lifted, no forced recovery), counting what the pick
+    /// would do first: with `forcerecovery=On`, every member in error and none due for its
+    /// retry is no panic, as the pick clears their errors.
     ///
     /// ```
     /// use std::time::Instant;
@@ -638,6 +640,12 @@ impl BalancerSnapshot {
             return false;
         }
         let now_n = self.nanos(now);
+        // Apache's forced recovery (`force_recovery`), as the pick does it first: every member
+        // in error and none due for its retry clears every error.
+        let forced = self.params.force_recovery
+            && self.members.iter().all(|m| {
+                m.flags().contains(F::IN_ERROR) && !would_be_usable(m, F::IN_ERROR, now_n)
+            });
         let mut last_resort = false;
         for (_, indices) in self.sets.iter() {
             let (mut health, mut spares, mut standbys, mut unusable) =
@@ -650,7 +658,12 @@ impl BalancerSnapshot {
                     unusable += usize::from(regular);
                     continue;
                 }
-                let up = would_be_usable(member, flags, now_n);
+                let cleared = if forced {
+                    flags.difference(F::IN_ERROR)
+                } else {
+                    flags
+                };
+                let up = would_be_usable(member, cleared, now_n);
                 if flags.contains(F::HOT_SPARE) {
                     spares += usize::from(up);
                 } else if flags.contains(F::HOT_STANDBY) {

@@ -526,8 +526,9 @@ impl MemberSetEdit<'_> {
         let index = self.position(id)?;
         self.changed = true;
         let removed = self.members.remove(index);
-        // An ejected member leaves: its slot under `ejectmax` is free again.
-        removed.state().remove_flags(crate::StatusFlags::EJECTED);
+        // An ejected member leaves: its slot under `ejectmax` is free again, and the
+        // failures of its requests still in flight eject it no more.
+        removed.state().left_store();
         let params = removed.params().clone();
         if let Some(urls) = self.urls.as_mut() {
             urls.remove(&params.url);

@@ -222,6 +222,29 @@ fn ejections_in_a_row_grow_and_decay() {
     assert_eq!(a.ejections(), 5);
 }
 
+/// A member removed while its requests are in flight: their failures, judged after the
+/// removal, must not eject it (nothing would ever lift it) and so hold a slot under
+/// `ejectmax` for good.
+#[test]
+fn a_removed_member_takes_no_ejection_slot() {
+    let t0 = t0();
+    let s = four(&[], t0);
+    let o = outlier();
+    let gone = s.snapshot().members()[0].clone(); // held by a request in flight
+    s.remove_member(gone.id()).unwrap();
+    assert!((0..3).all(|_| gone.state().note_outcome(true, &o, t0).is_none()));
+    assert!(!gone.flags().contains(StatusFlags::EJECTED));
+    assert_eq!(s.ejected(), 0);
+    // 50 % of the 3 left is 1: a remaining member that fails is ejected.
+    let snap = s.snapshot();
+    let b = snap.members()[0].state();
+    assert_eq!(
+        (0..3).filter_map(|_| b.note_outcome(true, &o, t0)).count(),
+        1
+    );
+    assert_eq!(s.ejected(), 1);
+}
+
 #[test]
 fn at_most_ejectmax_members_at_once() {
     let t0 = t0();
@@ -573,6 +596,31 @@ fn panic_counts_members_back_from_error_or_ejection() {
         .state()
         .insert_flags(StatusFlags::STOPPED);
     assert!(!s2.snapshot().in_panic(t0), "stopped: not counted");
+}
+
+/// Every member in error within its retry window: with `forcerecovery=On` (the default)
+/// the pick clears their errors first and balances without panic, so `in_panic` (the
+/// manager's and the metrics' "in panic") must say no; with `forcerecovery=Off` the pick
+/// is a panic pick and `in_panic` says so.
+#[test]
+fn in_panic_knows_forced_recovery() {
+    let t0 = t0();
+    for (force, panic) in [("on", false), ("off", true)] {
+        let s = four(&[("panic", "50"), ("forcerecovery", force)], t0);
+        let snap = s.snapshot();
+        for m in snap.members() {
+            m.mark_error(t0);
+        }
+        let now = t0 + secs(1);
+        assert_eq!(snap.in_panic(now), panic, "forcerecovery={force}");
+        let before = s.panics();
+        assert!(s.pick(&PickRequest::new(), now).is_ok());
+        assert_eq!(
+            s.panics() > before,
+            panic,
+            "forcerecovery={force}: the pick"
+        );
+    }
 }
 
 #[test]

@@ -14,6 +14,13 @@
 //!   failed call records a penalty, so failing fast never looks fast), decaying with
 //!   `ewmadecay` (default 10 s).
 //!
+//! # Slow start
+//!
+//! The ramp scales the cost compared, not the share of picks: with nothing in flight,
+//! `p2c` ties a ramping member with every idle one (a full share on a lightly loaded
+//! balancer), and `p2c-ewma` charges it 1 ÷ ramp times its peers' cost at equal latency
+//! (almost no request on a lightly loaded balancer until the ramp ends).
+//!
 //! # Ties
 //!
 //! The first member drawn wins a tie. The draw is uniform, so tied members (every member

@@ -2,7 +2,7 @@
 //!
 //! | `hashkey=` | key |
 //! | --- | --- |
-//! | `client` (default) | the client's IP address from the request's [`PeerAddr`] extension: its 4 bytes (IPv4, also for an IPv4-mapped IPv6 address) or 16 bytes (IPv6); no port |
+//! | `client` (default) | the client's IP address ([`client_addr`]: the request's [`PeerAddr`](crate::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>` with the `axum` feature): its 4 bytes (IPv4, also for an IPv4-mapped IPv6 address) or 16 bytes (IPv6); no port |
 //! | `header:NAME` | the first value of the header, as sent |
 //! | `cookie:NAME` | the first non-empty value of the cookie across the `Cookie` headers (quotes removed), found as the sticky route's cookie is |
 //! | `path` | the path of the request target |
@@ -11,17 +11,20 @@
 //! An empty value counts as no key; a request without the key is balanced as byrequests
 //! would among the same candidates.
 //!
-//! The server of this crate (`server` feature, and `Site`) puts the [`PeerAddr`] extension
-//! on every request. A library user who serves the balancer from their own hyper or axum
-//! server must insert `PeerAddr` into each request's extensions for `hashkey=client` (axum's
-//! `ConnectInfo` is a different type: copy its address into a `PeerAddr`); without it every
-//! request has no key and the balancer spreads them as byrequests.
+//! The server of this crate (`server` feature, and `Site`) puts the
+//! [`PeerAddr`](crate::PeerAddr) extension on every request. An axum app served with
+//! `into_make_service_with_connect_info::<SocketAddr>()` needs nothing more with the `axum`
+//! feature (the address `X-Forwarded-For` is built from, the same). A library user who
+//! serves the balancer from their own hyper server must insert `PeerAddr` into each
+//! request's extensions for `hashkey=client`; without it every request has no key and the
+//! balancer spreads them as byrequests.
 
 use std::net::IpAddr;
 
 use http::request::Parts;
-use proxy_balancer_core::{BalancerParams, HashKey, LbMethodKind, PeerAddr};
+use proxy_balancer_core::{BalancerParams, HashKey, LbMethodKind};
 
+use crate::proxy_pass::client_addr;
 use crate::sticky_route::cookie_value;
 
 /// A request's key: borrowed from the request, or the client address's bytes.
@@ -44,11 +47,11 @@ impl<'a> RequestKey<'a> {
         }
         let key = match &params.hash_key {
             HashKey::Client => {
-                return parts.extensions.get::<PeerAddr>().map(|peer| {
-                    match peer.0.ip().to_canonical() {
-                        IpAddr::V4(v4) => Self::V4(v4.octets()),
-                        IpAddr::V6(v6) => Self::V6(v6.octets()),
-                    }
+                // The address `X-Forwarded-For` is built from: `PeerAddr`, or axum's
+                // `ConnectInfo` with the `axum` feature.
+                return client_addr(&parts.extensions).map(|peer| match peer.ip().to_canonical() {
+                    IpAddr::V4(v4) => Self::V4(v4.octets()),
+                    IpAddr::V6(v6) => Self::V6(v6.octets()),
                 });
             }
             HashKey::Header(name) => parts.headers.get(&**name)?.as_bytes(),
@@ -81,6 +84,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use http::Request;
+    use proxy_balancer_core::PeerAddr;
 
     use super::*;
 
@@ -115,6 +119,22 @@ mod tests {
         want.extend([0; 11]);
         want.push(1);
         assert_eq!(key_of("client", &p), Some(want));
+    }
+
+    /// An axum app served with `into_make_service_with_connect_info::<SocketAddr>()` (the
+    /// README's recipe) carries `ConnectInfo`, not `PeerAddr`: `X-Forwarded-For` reads it
+    /// (`client_addr`), and so must `hashkey=client`.
+    #[cfg(feature = "axum")]
+    #[test]
+    fn client_reads_axum_connect_info() {
+        let mut p = parts(Request::get("/"));
+        let addr: SocketAddr = "192.0.2.9:5000".parse().unwrap();
+        p.extensions.insert(axum::extract::ConnectInfo(addr));
+        assert_eq!(key_of("client", &p), Some(vec![192, 0, 2, 9]));
+        // A PeerAddr wins, as for X-Forwarded-For.
+        p.extensions
+            .insert(PeerAddr("192.0.2.10:1".parse().unwrap()));
+        assert_eq!(key_of("client", &p), Some(vec![192, 0, 2, 10]));
     }
 
     #[test]
