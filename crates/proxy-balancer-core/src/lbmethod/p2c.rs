@@ -4,10 +4,10 @@
 //! (Mitzenmacher's "power of two choices": the most loaded member's excess falls from
 //! log n / log log n to log log n, for the cost of reading two members instead of all).
 //!
-//! - `p2c` weighs requests in flight per effective load factor
-//!   (`busy / lbf`, the load factor as ramped by `slowstart`);
+//! - `p2c` weighs requests in flight per load factor
+//!   (`busy / lbf`; `slowstart` applies as below);
 //! - `p2c-ewma` weighs the member's peak-EWMA round-trip time times its requests in flight
-//!   plus one, per effective load factor (`rtt × (busy + 1) / lbf`), as tower's `PeakEwma`
+//!   plus one, per load factor (`rtt × (busy + 1) / lbf`), as tower's `PeakEwma`
 //!   and linkerd do. The round-trip time is
 //!   [`MemberState::rtt_estimate`](crate::MemberState::rtt_estimate): the time from the
 //!   member's call to its response head, recorded by the balancer for every request (a
@@ -16,10 +16,15 @@
 //!
 //! # Slow start
 //!
-//! The ramp scales the cost compared, not the share of picks: with nothing in flight,
-//! `p2c` ties a ramping member with every idle one (a full share on a lightly loaded
-//! balancer), and `p2c-ewma` charges it 1 ÷ ramp times its peers' cost at equal latency
-//! (almost no request on a lightly loaded balancer until the ramp ends).
+//! A drawn member whose `slowstart` ramps takes part in the comparison with a probability
+//! equal to its ramp (a second draw below 1000 against
+//! [`Member::slow_start_share`](crate::Member::slow_start_share) in thousandths); when it
+//! stays out, the other member is chosen. So its share of picks grows with the ramp, from
+//! almost none to its full share, on an idle balancer as under load. (Scaling the cost by
+//! the ramp instead, as a weight, does not: with nothing in flight `p2c` ties a ramping
+//! member with every idle one, a full share at once, and `p2c-ewma` charges it 1 ÷ ramp
+//! times its peers' cost, no request at all until the ramp ends and then a full share:
+//! the burst slow start exists to avoid.) Costs are compared with the plain load factor.
 //!
 //! # Ties
 //!
@@ -51,7 +56,7 @@ use crate::lbmethod::{Candidates, LbMethod};
 use crate::member::{Hot, Member};
 
 /// `lbmethod=p2c` (beyond Apache): of two candidates drawn at random, the one with fewer
-/// requests in flight per effective load factor; a tie goes to the first drawn.
+/// requests in flight per load factor; a tie goes to the first drawn.
 ///
 /// ```
 /// use std::time::Instant;
@@ -84,7 +89,7 @@ impl LbMethod for P2c {
 }
 
 /// `lbmethod=p2c-ewma` (beyond Apache): of two candidates drawn at random, the one with the
-/// lower peak-EWMA round-trip time × (requests in flight + 1) per effective load factor; a
+/// lower peak-EWMA round-trip time × (requests in flight + 1) per load factor; a
 /// tie goes to the first drawn. See the [module](self) for the estimate and the default of
 /// a member without one.
 ///
@@ -140,14 +145,26 @@ fn choose<'a>(
     };
     let now = candidates.now();
     let (a, b) = (candidates.hot(first), candidates.hot(second));
-    let second_wins = match rule {
-        Rule::Busy => busy_less(b, a, now),
-        Rule::Ewma => ewma_less(b, a, now),
+    // Slow start: a ramping member takes part with a probability equal to its ramp.
+    let second_wins = match (takes_part(a, now, random), takes_part(b, now, random)) {
+        (true, false) => false,
+        (false, true) => true,
+        _ => match rule {
+            Rule::Busy => busy_less(b, a, now),
+            Rule::Ewma => ewma_less(b, a, now),
+        },
     };
     Some(candidates.member(if second_wins { second } else { first }))
 }
 
-/// Whether `x` has strictly fewer requests in flight per effective load factor than `y`.
+/// Whether a drawn member takes part in the comparison at `now`: always, unless its slow
+/// start ramps; then with a probability equal to the ramp (one more draw).
+fn takes_part(hot: &Hot, now: Instant, random: &mut impl FnMut(u32) -> u32) -> bool {
+    let ramp = hot.ramp_permille(now);
+    ramp >= 1000 || random(1000) < ramp
+}
+
+/// Whether `x` has strictly fewer requests in flight per load factor than `y`.
 fn busy_less(x: &Hot, y: &Hot, now: Instant) -> bool {
     let (lx, ly) = (weight(x, now), weight(y, now));
     // busy < 2^24 and lbf ≤ 10^4: the products fit in a u64.
@@ -167,9 +184,9 @@ fn ewma_less(x: &Hot, y: &Hot, now: Instant) -> bool {
     cost_x < cost_y
 }
 
-/// The effective load factor (slow start applied), at least 1.
-fn weight(hot: &Hot, now: Instant) -> u64 {
-    u64::try_from(hot.effective_lbf(now)).unwrap_or(1).max(1)
+/// The load factor (slow start applies through [`takes_part`]), at least 1.
+fn weight(hot: &Hot, _now: Instant) -> u64 {
+    u64::try_from(hot.lbf).unwrap_or(1).max(1)
 }
 
 // ----- the generator -----

@@ -295,21 +295,66 @@ fn p2c_prefers_fewer_in_flight_per_weight() {
 }
 
 #[test]
-fn slow_start_lowers_the_weight() {
+fn slow_start_admits_by_the_ramp() {
     let mut set = Set::weighted(&[(F::EMPTY, 1.0), (F::EMPTY, 1.0)]);
-    // Member 1 ramps: a quarter of its 10 s slow start has passed.
+    // Member 1 ramps: a quarter of its 10 s slow start has passed (250 in thousandths).
     set.hot[1].slow_start = 10_000_000_000;
     set.members[1].state().mark_usable_since(set.now);
     set.now += Duration::from_millis(2500);
-    assert_eq!(set.hot[1].effective_lbf(set.now), 25);
+    assert_eq!(set.hot[1].ramp_permille(set.now), 250);
+    // Costs compare plain load factors: the ramp is no weight.
+    assert_eq!(weight(&set.hot[1], set.now), 100);
+    assert_eq!(weight(&set.hot[0], set.now), 100);
+    for rule in [Rule::Busy, Rule::Ewma] {
+        // Drawn first (a tie goes to it) and admitted: 249 < 250.
+        assert_eq!(pick(&set, rule, &[(2, 1), (1, 0), (1000, 249)]), 1);
+        // Drawn first but out: 250 is not below 250; the other wins the tie.
+        assert_eq!(pick(&set, rule, &[(2, 1), (1, 0), (1000, 250)]), 0);
+        // Member 0 takes part without a draw; member 1 drawn second, admitted, loses the tie.
+        assert_eq!(pick(&set, rule, &[(2, 0), (1, 0), (1000, 0)]), 0);
+    }
+    // Admitted, it is compared by in flight: 1 against 3.
     let _b0 = busy(&set, 0, 3);
     let _b1 = busy(&set, 1, 1);
-    // 1 in flight at a quarter weight weighs as 4 > 3.
-    assert_eq!(pick(&set, Rule::Busy, &[(2, 1), (1, 0)]), 0);
-    let _b0b = busy(&set, 0, 2);
-    assert_eq!(pick(&set, Rule::Busy, &[(2, 0), (1, 0)]), 1, "5 > 4");
-    assert_eq!(weight(&set.hot[1], set.now), 25);
-    assert_eq!(weight(&set.hot[0], set.now), 100);
+    assert_eq!(pick(&set, Rule::Busy, &[(2, 0), (1, 0), (1000, 10)]), 1);
+    assert_eq!(pick(&set, Rule::Busy, &[(2, 0), (1, 0), (1000, 900)]), 0);
+    // Once the ramp is over, no draw.
+    set.now += Duration::from_secs(10);
+    assert_eq!(pick(&set, Rule::Busy, &[(2, 0), (1, 0)]), 1);
+}
+
+/// The share of picks of a member that ramps follows the ramp, idle and under load.
+#[test]
+fn a_ramping_members_share_follows_the_ramp() {
+    for method in ["p2c", "p2c-ewma"] {
+        let (store, now) = make_store(method, 3);
+        let snapshot = store.snapshot();
+        let ramping = snapshot.members()[2].id();
+        store
+            .update_member(ramping, |m| m.set("slowstart", "10"))
+            .unwrap()
+            .unwrap();
+        let snapshot = store.snapshot();
+        snapshot.members()[2].state().mark_usable_since(now);
+        let mut shares = Vec::new();
+        for tenth in [1u32, 5, 9] {
+            let at = now + Duration::from_secs(u64::from(tenth));
+            let mut hits = 0u32;
+            for _ in 0..6_000 {
+                let p = snapshot.pick(&PickRequest::new(), at).unwrap();
+                hits += u32::from(p.position() == 2);
+            }
+            shares.push(f64::from(hits) / 6_000.0);
+        }
+        // Idle: a full share is 1/3; at a ramp r, about r/3 (a tie goes to the first drawn).
+        let full = 1.0 / 3.0;
+        for (share, r) in shares.iter().zip([0.1, 0.5, 0.9]) {
+            assert!(
+                (share - r * full).abs() < 0.03,
+                "{method}: share {share:.3} at ramp {r}: {shares:?}"
+            );
+        }
+    }
 }
 
 #[test]
