@@ -189,6 +189,11 @@ fn hashkey_client(b: &BalancerConfig, params: &BalancerParams, out: &mut Vec<Fin
     if params.lb_method != LbMethodKind::Hash || params.hash_key != HashKey::Client {
         return;
     }
+    // An invalid hashkey left the default here, but it is an error of its own: the
+    // balancer never runs on the client address.
+    if given(b, "hashkey").is_some_and(|p| p.value.parse::<HashKey>().is_err()) {
+        return;
+    }
     let span = given(b, "hashkey")
         .or_else(|| given(b, "lbmethod"))
         .map_or(b.span, |p| p.span);

@@ -1325,6 +1325,15 @@ fn hashkey_client_suggests_the_forwarded_header() {
         assert!(f[0].fix.contains("hashkey=header:X-Forwarded-For"));
     }
     assert!(selection_rules(2, "lbmethod=hash hashkey=cookie:SESSION").is_empty());
+    // An invalid hashkey is an error of its own; the balancer does not fall back to the
+    // client address, so the note would describe a configuration that never runs.
+    for bad in ["header:", "cookie:", "bogus"] {
+        let text = selection_text(2, &format!("lbmethod=hash hashkey={bad}"));
+        let (config, errors) = proxy_balancer_apache_config::parse_partial(&text);
+        assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+        let rules: Vec<_> = check(&config).into_iter().map(|f| f.rule).collect();
+        assert!(!rules.contains(&"hashkey-client"), "{bad}: {rules:?}");
+    }
 }
 
 #[test]

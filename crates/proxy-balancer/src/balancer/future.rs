@@ -271,7 +271,10 @@ where
                     match result {
                         Ok(mut response) => {
                             let failed = judge_response(picked.member(), rules, &mut response);
-                            observe_rtt(picked.member(), called_at, answered_at, failed);
+                            // Any 5xx is a failure to the estimate (as to outlier
+                            // ejection), judged by `failonstatus` or not.
+                            let penalised = failed || response.status().is_server_error();
+                            observe_rtt(picked.member(), called_at, answered_at, penalised);
                             this.tries.on_response(picked, response, failed)
                         }
                         Err(error) => {
@@ -300,8 +303,8 @@ where
 
 /// Records the member's round-trip time, from its call to its response head, for
 /// `lbmethod=p2c-ewma` and the manager (every lbmethod: one clock read per request). A
-/// failed call (an error, or an answer judged a failure) records a penalty instead, so a
-/// member that fails fast never looks fast ([`MemberState::observe_failure`]).
+/// failed call (an error, an answer judged a failure, or any 5xx answer) records a penalty
+/// instead, so a member that fails fast never looks fast ([`MemberState::observe_failure`]).
 ///
 /// [`MemberState::observe_failure`]: proxy_balancer_core::MemberState::observe_failure
 fn observe_rtt(
