@@ -65,11 +65,9 @@ pin_project! {
         Call {
             #[pin]
             call: F,
-            picked: Option<Picked>,
+            picked: Outstanding,
             // What judges the outcome (`None`: the default rules).
             rules: Option<Arc<OutcomeRules>>,
-            // When the member was called (the pick's clock), for its round-trip time.
-            called_at: std::time::Instant,
         },
         Done,
     }
@@ -259,11 +257,10 @@ where
                     call,
                     picked,
                     rules,
-                    called_at,
                 } => {
                     let result = ready!(call.poll(cx));
-                    let picked = picked.take().expect("invariant: polled once after ready");
-                    let (answered_at, called_at) = (now(), *called_at);
+                    let (picked, called_at) = picked.take();
+                    let answered_at = now();
                     // Judged as a RetryWindow around the member's service would.
                     let rules = rules
                         .as_ref()
@@ -297,6 +294,45 @@ where
                     return Poll::Ready(output);
                 }
             }
+        }
+    }
+}
+
+/// The pick a member call is out for, and when the member was called (the pick's clock).
+///
+/// If the request is dropped before the member answers (the client went away, an outer
+/// timeout), the time waited so far is recorded as the member's round-trip sample, as
+/// tower's `PeakEwma` does on drop: a member that hangs until clients give up does not keep
+/// the estimate of its last quick answer (or borrow a rival's, without one).
+struct Outstanding {
+    picked: Option<Picked>,
+    called_at: std::time::Instant,
+}
+
+impl Outstanding {
+    const fn new(picked: Picked, called_at: std::time::Instant) -> Self {
+        Self {
+            picked: Some(picked),
+            called_at,
+        }
+    }
+
+    /// The pick and the call's time, once the member answered (nothing to record on drop).
+    fn take(&mut self) -> (Picked, std::time::Instant) {
+        let picked = self
+            .picked
+            .take()
+            .expect("invariant: polled once after ready");
+        (picked, self.called_at)
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        if let Some(picked) = &self.picked {
+            let at = now();
+            let waited = at.saturating_duration_since(self.called_at);
+            picked.member().state().observe_rtt(waited, at);
         }
     }
 }
@@ -376,9 +412,8 @@ where
                 let service = view.services[picked.position()].clone();
                 return Step::Next(State::Call {
                     call: MemberCall::start(service, request, cx),
-                    picked: Some(picked),
+                    picked: Outstanding::new(picked, now),
                     rules: OutcomeRules::for_calls(&view.rules),
-                    called_at: now,
                 });
             }
             Err(error) => error,

@@ -1338,3 +1338,33 @@ async fn a_fast_5xx_without_failonstatus_is_penalised() {
         "a 503 answered in 1 ms"
     );
 }
+
+/// A request dropped while its member has not answered (the client went away) records the
+/// time waited as the member's round-trip sample, as tower's `PeakEwma` does on drop: a
+/// member that hangs until clients give up does not keep a quick estimate.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_the_answer_records_the_time_waited() {
+    let store = store(1, &[]);
+    let make = |_member: &Member| {
+        tower::util::BoxCloneSyncService::new(service_fn(
+            move |_request: Request<ReplayBody<Full<Bytes>>>| async move {
+                std::future::pending::<()>().await;
+                Ok::<_, BoxError>(Response::new(Full::new(Bytes::new())))
+            },
+        ))
+    };
+    let balancer = Balancer::new(Arc::clone(&store), make);
+    let member = store.snapshot().members()[0].clone();
+    // A quick answer earlier: 2 ms.
+    let start = tokio::time::Instant::now().into_std();
+    member.state().observe_rtt(Duration::from_millis(2), start);
+    let waited = tokio::time::timeout(Duration::from_millis(500), balancer.oneshot(get())).await;
+    assert!(waited.is_err(), "the member never answers");
+    assert_eq!(member.state().busy(), 0, "the busy count is given back");
+    let now = tokio::time::Instant::now().into_std();
+    let rtt = member.state().rtt_estimate(now).expect("a sample");
+    assert!(
+        rtt >= Duration::from_millis(499) && rtt <= Duration::from_millis(500),
+        "the time waited, as a peak: {rtt:?}"
+    );
+}
