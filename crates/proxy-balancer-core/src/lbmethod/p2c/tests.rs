@@ -523,3 +523,38 @@ fn names() {
     let (store, now) = make_store("p2c-ewma", 1);
     assert_eq!(store.pick(&PickRequest::new(), now).unwrap().position(), 0);
 }
+
+/// In panic (`panic=`), the admission check that hash's walk and p2c's draw share admits
+/// the regular members that only `E` or `C` keep out, as the walk (`next_index`) does; never
+/// `D`, a spare in error, nor a standby in error; and without panic, none of them.
+#[test]
+fn panic_admits_what_the_walk_yields() {
+    let set = Set::new(&[
+        F::IN_ERROR,
+        F::HC_FAILED,
+        F::DISABLED,
+        F::HOT_SPARE | F::IN_ERROR,
+        F::EMPTY,
+        F::HOT_STANDBY | F::IN_ERROR,
+    ]);
+    let admitted = |c: &Candidates<'_>| (0..6).filter(|&i| c.admits(i)).collect::<Vec<u32>>();
+    let walked = |c: &Candidates<'_>| {
+        let mut c = c.clone();
+        std::iter::from_fn(|| c.next_index()).collect::<Vec<u32>>()
+    };
+    // Spares stand in for up to one unusable member.
+    let calm = set.regular(1, &[]);
+    assert_eq!(admitted(&calm), [4]);
+    assert_eq!(walked(&calm), [4]);
+    let panic = set.regular(1, &[]).with_panic(true);
+    assert_eq!(
+        admitted(&panic),
+        [0, 1, 4],
+        "E and C regulars, not D nor the spare"
+    );
+    assert_eq!(walked(&panic), [0, 1, 4]);
+    // The standby phase is never relaxed.
+    let standby = set.standby().with_panic(true);
+    assert_eq!(admitted(&standby), Vec::<u32>::new());
+    assert_eq!(walked(&standby), Vec::<u32>::new());
+}
