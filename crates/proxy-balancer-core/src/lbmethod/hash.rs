@@ -44,8 +44,8 @@ use crate::ring::{key_hash, Ring, SEED_RAMP, SEED_SCORE};
 /// How many table entries a pick looks at before scanning the candidates.
 const WALK_LIMIT: usize = 256;
 
-/// `lbmethod=hash` (beyond Apache): consistent hashing of the request's key (see the
-/// [module](self)).
+/// `lbmethod=hash` (beyond Apache): consistent hashing of the request's key (the tables,
+/// the key hash and what moves when members change: `docs/selection.md`).
 ///
 /// ```
 /// use std::time::Instant;

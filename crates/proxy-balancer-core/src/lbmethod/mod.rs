@@ -11,7 +11,7 @@
 //! | `bytraffic` | [`ByTraffic`] | least bytes (sent + read) per load factor |
 //! | `bybusyness` | [`ByBusyness`] | fewest requests in flight; ties by the byrequests score |
 //! | `heartbeat` | [`Heartbeat`] | smooth weighted round robin on the members' reported `ready` slots; byrequests without fresh reports |
-//! | `hash` (beyond Apache) | [`Hash`] | consistent hashing of a request key ([`HashKey`](crate::HashKey)) over a Maglev table or nginx's ketama points ([`HashRing`](crate::HashRing)) |
+//! | `hash` (beyond Apache) | [`Hash`](struct@Hash) | consistent hashing of a request key ([`HashKey`](crate::HashKey)) over a Maglev table or nginx's ketama points ([`HashRing`](crate::HashRing)) |
 //! | `p2c` (beyond Apache) | [`P2c`] | the less busy of two random candidates, per load factor |
 //! | `p2c-ewma` (beyond Apache) | [`P2cEwma`] | the lower of two random candidates' peak-EWMA latency × (requests in flight + 1), as tower and linkerd |
 //!
@@ -333,7 +333,7 @@ impl<'a> Candidates<'a> {
         self.ring
     }
 
-    /// The request's key, for request-aware methods such as [`Hash`]: the bytes the
+    /// The request's key, for request-aware methods such as [`Hash`](struct@Hash): the bytes the
     /// balancer took from the request as the balancer's `hashkey` says (the client address,
     /// a header, a cookie, the path or the URI), or what the caller of
     /// [`BalancerSnapshot::pick`](crate::BalancerSnapshot::pick) set. `None` when the

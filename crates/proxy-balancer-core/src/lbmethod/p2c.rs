@@ -90,8 +90,8 @@ impl LbMethod for P2c {
 
 /// `lbmethod=p2c-ewma` (beyond Apache): of two candidates drawn at random, the one with the
 /// lower peak-EWMA round-trip time × (requests in flight + 1) per load factor; a
-/// tie goes to the first drawn. See the [module](self) for the estimate and the default of
-/// a member without one.
+/// tie goes to the first drawn. The estimate, its decay and the default of a member without
+/// one: `docs/selection.md`.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
